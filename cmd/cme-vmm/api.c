@@ -1,0 +1,187 @@
+/* The per-VM control socket: JSON lines. A bad request gets an error reply and never
+ * touches the guest. One thread (main) serves every client with poll(). */
+#include "api_priv.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SUB "api"
+json_t *api_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+}
+
+int api_parse_request(const char *line, json_t **req, const char **cmd, char *err,
+		      size_t errlen)
+{
+	json_error_t jerr;
+	json_t *r = json_loads(line, JSON_REJECT_DUPLICATES, &jerr), *c;
+
+	if (!r) {
+		snprintf(err, errlen, "malformed request: %s", jerr.text);
+		return -EINVAL;
+	}
+	c = json_object_get(r, "cmd");
+	if (!json_is_object(r) || !json_is_string(c)) {
+		snprintf(err, errlen, "malformed request: expected {\"cmd\":\"...\"}");
+		json_decref(r);
+		return -EINVAL;
+	}
+	*req = r;
+	*cmd = json_string_value(c);
+	return 0;
+}
+
+static json_t *api_ok_state(struct vm *vm)
+{
+	struct vm_info info;
+
+	vm_get_info(vm, &info);
+	return json_pack("{s:b,s:s}", "ok", 1, "state", vm_state_name(info.state));
+}
+
+static json_t *vcpu_stats_json(struct vm *vm, unsigned i)
+{
+	struct vm_vcpu_stats st;
+
+	vm_get_vcpu_stats(vm, i, &st);
+	return json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "id", (int)i, "exits",
+			 (json_int_t)st.exits, "io_exits", (json_int_t)st.io_exits, "mmio_exits",
+			 (json_int_t)st.mmio_exits, "hlt_exits", (json_int_t)st.hlt_exits,
+			 "intr_exits", (json_int_t)st.intr_exits, "other_exits",
+			 (json_int_t)st.other_exits, "run_ms", (json_int_t)(st.run_ns / 1000000));
+}
+
+static json_t *api_status(struct api *api, json_t *req)
+{
+	struct vm_info info;
+	json_t *vcpus = json_array();
+
+	(void)req;
+	vm_get_info(api->vm, &info);
+	for (unsigned i = 0; i < info.nr_vcpus; i++)
+		json_array_append_new(vcpus, vcpu_stats_json(api->vm, i));
+	return json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o}", "ok", 1, "name", info.name,
+			 "state", vm_state_name(info.state), "mem_bytes",
+			 (json_int_t)info.mem_bytes, "vcpus", (int)info.nr_vcpus, "tsc_khz",
+			 (json_int_t)info.tsc_khz, "uptime_ms",
+			 (json_int_t)(info.uptime_ns / 1000000), "paused_ms",
+			 (json_int_t)(info.paused_ns / 1000000), "vcpu", vcpus);
+}
+
+static json_t *api_pause(struct api *api, json_t *req)
+{
+	(void)req;
+	if (vm_pause(api->vm) < 0)
+		return api_error("the VM has ended");
+	return api_ok_state(api->vm);
+}
+
+static json_t *api_resume(struct api *api, json_t *req)
+{
+	(void)req;
+	if (vm_resume(api->vm) < 0)
+		return api_error("the VM has ended");
+	return api_ok_state(api->vm);
+}
+
+static json_t *api_stop(struct api *api, json_t *req)
+{
+	(void)req;
+	vm_request_stop(api->vm);
+	return api_ok_state(api->vm);
+}
+
+/* Count and clear dirty pages over all slots. */
+static int api_dirty_fetch(struct vm *vm, uint64_t *total)
+{
+	*total = 0;
+	for (unsigned i = 0; i < vm_nr_slots(vm); i++) {
+		struct vm_slot s;
+		uint64_t n, *bm;
+		int err;
+
+		vm_get_slot(vm, i, &s);
+		bm = calloc(s.size / VM_PAGE_SIZE / 64, sizeof(uint64_t));
+		if (!bm)
+			return -ENOMEM;
+		err = vm_dirty_log_fetch(vm, i, bm, &n);
+		free(bm);
+		if (err)
+			return err;
+		*total += n;
+	}
+	return 0;
+}
+
+static json_t *api_dirty_log(struct api *api, json_t *req)
+{
+	const char *op = json_string_value(json_object_get(req, "op"));
+	uint64_t n, now = now_ns(), since = api->dirty_since_ns;
+	int err;
+
+	if (!op)
+		return api_error("dirty-log needs \"op\": start, fetch or stop");
+	if (!strcmp(op, "start")) {
+		err = vm_dirty_log_start(api->vm);
+		api->dirty_since_ns = now;
+		return err ? api_error("dirty-log start: %s", err == -EALREADY ? "already on"
+									   : strerror(-err))
+			   : json_pack("{s:b}", "ok", 1);
+	}
+	if (!strcmp(op, "stop")) {
+		err = vm_dirty_log_stop(api->vm);
+		return err ? api_error("dirty-log stop: %s", err == -EINVAL ? "logging is off"
+									   : strerror(-err))
+			   : json_pack("{s:b}", "ok", 1);
+	}
+	if (strcmp(op, "fetch"))
+		return api_error("dirty-log: unknown op \"%s\" (start, fetch, stop)", op);
+	err = api_dirty_fetch(api->vm, &n);
+	if (err)
+		return api_error("dirty-log fetch: %s", err == -EINVAL ? "logging is off"
+								       : strerror(-err));
+	api->dirty_since_ns = now;
+	return json_pack("{s:b,s:I,s:I,s:I}", "ok", 1, "dirty_pages", (json_int_t)n,
+			 "dirty_bytes", (json_int_t)(n * VM_PAGE_SIZE), "interval_ms",
+			 (json_int_t)((now - since) / 1000000));
+}
+
+struct api_cmd {
+	const char *name;
+	json_t *(*fn)(struct api *api, json_t *req);
+};
+
+static const struct api_cmd api_cmds[] = {
+	{ "status", api_status }, { "pause", api_pause },         { "resume", api_resume },
+	{ "stop", api_stop },     { "dirty-log", api_dirty_log },
+};
+
+json_t *api_dispatch(struct api *api, const char *line)
+{
+	char err[256];
+	const char *cmd;
+	json_t *req, *reply = NULL;
+
+	if (api_parse_request(line, &req, &cmd, err, sizeof(err)) < 0)
+		return api_error("%s", err);
+	for (size_t i = 0; i < ARRAY_SIZE(api_cmds) && !reply; i++)
+		if (!strcmp(cmd, api_cmds[i].name))
+			reply = api_cmds[i].fn(api, req);
+	if (!reply)
+		reply = api_error("unknown command \"%s\"", cmd);
+	json_decref(req);
+	return reply;
+}

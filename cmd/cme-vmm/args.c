@@ -1,0 +1,85 @@
+/* Option parsing for `cme-vmm run`. Pure: checks syntax and limits, touches nothing. */
+#include "vmm.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static int arg_fail(char *err, size_t errlen, const char *fmt, const char *a)
+{
+	snprintf(err, errlen, fmt, a);
+	return -EINVAL;
+}
+
+static int parse_mem(const char *a, struct run_opts *o, char *err, size_t errlen)
+{
+	if (parse_size(a, &o->mem_bytes) < 0)
+		return arg_fail(err, errlen, "--mem %s: not a size (examples: 512M, 2G)", a);
+	if (o->mem_bytes % (2ull << 20) || o->mem_bytes > VM_MAX_MEM)
+		return arg_fail(err, errlen,
+				"--mem %s: must be a multiple of 2M and at most 64G", a);
+	return 0;
+}
+
+static int parse_vcpus(const char *a, struct run_opts *o, char *err, size_t errlen)
+{
+	uint64_t v;
+
+	if (parse_uint(a, 1, VM_MAX_VCPUS, &v) < 0)
+		return arg_fail(err, errlen, "--vcpus %s: must be a number from 1 to 32", a);
+	o->vcpus = (unsigned)v;
+	return 0;
+}
+
+static int parse_one(int c, const char *a, struct run_opts *o, char *err, size_t errlen)
+{
+	switch (c) {
+	case 'm': return parse_mem(a, o, err, errlen);
+	case 'c': return parse_vcpus(a, o, err, errlen);
+	case 'i': o->image = a; return 0;
+	case 'l': o->cmdline = a; return 0;
+	case 'a': o->api_path = a; return 0;
+	case 'n': o->name = a; return 0;
+	case 'o':
+		if (console_cfg_parse(a, &o->console) < 0)
+			return arg_fail(err, errlen,
+					"--console %s: expected stdout, none, file:PATH or socket:PATH",
+					a);
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t errlen)
+{
+	static const struct option opts[] = {
+		{ "mem", required_argument, NULL, 'm' },     { "vcpus", required_argument, NULL, 'c' },
+		{ "image", required_argument, NULL, 'i' },   { "cmdline", required_argument, NULL, 'l' },
+		{ "api", required_argument, NULL, 'a' },     { "name", required_argument, NULL, 'n' },
+		{ "console", required_argument, NULL, 'o' }, { NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->mem_bytes = 256ull << 20;
+	o->vcpus = 1;
+	o->name = "vm";
+	o->console.kind = CONSOLE_STDOUT;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		if (c == '?')
+			return arg_fail(err, errlen, "unknown option %s", argv[optind - 1]);
+		if (c == ':')
+			return arg_fail(err, errlen, "option %s needs a value", argv[optind - 1]);
+		if (parse_one(c, optarg, o, err, errlen) < 0)
+			return -EINVAL;
+	}
+	if (optind < argc)
+		return arg_fail(err, errlen, "unexpected argument %s", argv[optind]);
+	if (!o->image)
+		return arg_fail(err, errlen, "%s", "no guest given: --image FILE is required");
+	return 0;
+}

@@ -1,0 +1,141 @@
+/* cme-vmm: one VM per process on Linux KVM.
+ *   cme-vmm run --mem SIZE --vcpus N --image FILE [--cmdline S] [--console C] [--api P]
+ *   cme-vmm ctl --api PATH CMD [JSON-ARGS] */
+#include "vmm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#define SUB "vmm"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage:\n"
+		   "  cme-vmm run --image FILE [--mem SIZE] [--vcpus N] [--cmdline STR]\n"
+		   "              [--console stdout|none|file:PATH|socket:PATH] [--api PATH]\n"
+		   "              [--name NAME]\n"
+		   "  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
+		   "  cme-vmm help\n");
+}
+
+static int end_status(const struct vm_end *end)
+{
+	switch (end->reason) {
+	case VM_END_GUEST_EXIT: return end->code;
+	case VM_END_TRIPLE_FAULT: return VMM_EXIT_TRIPLE;
+	case VM_END_INTERNAL: return VMM_EXIT_INTERNAL;
+	case VM_END_HOST_ERROR: return VMM_EXIT_HOST;
+	default: return VMM_EXIT_OK;
+	}
+}
+
+/* SIGINT/SIGTERM arrive through a signalfd so the API loop can stop the VM cleanly. */
+static int block_stop_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+static int check_host(const struct run_opts *o)
+{
+	uint64_t host = host_mem_bytes();
+
+	if (host && o->mem_bytes > host) {
+		log_err(SUB, "--mem %llu MiB exceeds this host's memory (%llu MiB)",
+			(unsigned long long)(o->mem_bytes >> 20), (unsigned long long)(host >> 20));
+		return -ENOMEM;
+	}
+	if (access(o->image, R_OK) < 0) {
+		log_err(SUB, "--image %s: %s", o->image, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static void log_run_start(struct vm *vm, const struct run_opts *o)
+{
+	struct vm_info info;
+
+	vm_get_info(vm, &info);
+	log_info(SUB, "vm=%s running: %u vCPUs, %llu MiB, TSC %llu kHz%s%s", o->name, o->vcpus,
+		 (unsigned long long)(o->mem_bytes >> 20), (unsigned long long)info.tsc_khz,
+		 o->api_path ? ", api " : "", o->api_path ? o->api_path : "");
+}
+
+static int run_vm(const struct run_opts *o, int sfd)
+{
+	struct vm_config cfg = { o->name, o->mem_bytes, o->vcpus, o->console };
+	struct vm *vm = NULL;
+	struct api *api = NULL;
+	struct vm_end end;
+	int err = vm_create(&cfg, &vm);
+
+	if (!err)
+		err = vm_load_flat(vm, o->image, o->cmdline);
+	if (!err)
+		err = api_open(o->api_path, vm, &api);
+	if (!err)
+		err = vm_start(vm);
+	if (err) {
+		api_close(api);
+		vm_destroy(vm);
+		return VMM_EXIT_SETUP;
+	}
+	log_run_start(vm, o);
+	api_serve(api, sfd);
+	api_close(api);
+	vm_request_stop(vm);
+	vm_get_end(vm, &end);
+	vm_destroy(vm);
+	log_info(SUB, "vm=%s ended: %s", o->name, end.detail);
+	return end_status(&end);
+}
+
+static int run_main(int argc, char **argv)
+{
+	struct run_opts o;
+	char err[256];
+	int sfd, rc;
+
+	if (vmm_parse_run(argc, argv, &o, err, sizeof(err)) < 0) {
+		fprintf(stderr, "cme-vmm run: %s\n", err);
+		return VMM_EXIT_USAGE;
+	}
+	if (check_host(&o) < 0)
+		return VMM_EXIT_SETUP;
+	sfd = block_stop_signals();
+	rc = run_vm(&o, sfd);
+	close(sfd);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	log_init("cme-vmm", getenv("CME_DEBUG") ? LOG_DEBUG : LOG_INFO);
+	if (argc < 2) {
+		usage(stderr);
+		return VMM_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "run"))
+		return run_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ctl"))
+		return vmm_ctl_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "cme-vmm: unknown command \"%s\"\n", argv[1]);
+	usage(stderr);
+	return VMM_EXIT_USAGE;
+}

@@ -1,0 +1,52 @@
+/* cme-vmm's own pieces: option parsing, the control API and the ctl client. */
+#ifndef CME_VMM_H
+#define CME_VMM_H
+
+#include <jansson.h>
+
+#include "hypervisor.h"
+
+/* Exit statuses of `cme-vmm run` beyond the guest's own exit code (README). */
+enum {
+	VMM_EXIT_OK = 0,
+	VMM_EXIT_SETUP = 1,     /* bad input or the VM could not be created */
+	VMM_EXIT_USAGE = 2,     /* unknown flag or missing argument */
+	VMM_EXIT_HOST = 70,     /* a KVM call failed while running */
+	VMM_EXIT_INTERNAL = 71, /* KVM internal error, failed entry, emulation failure */
+	VMM_EXIT_TRIPLE = 72,   /* guest triple fault */
+};
+
+struct run_opts {
+	uint64_t mem_bytes;
+	unsigned vcpus;
+	const char *image;
+	const char *cmdline;
+	const char *api_path;
+	const char *name;
+	struct console_cfg console;
+};
+
+/* Parse `run` options (argv[0] is "run"). On error returns -EINVAL and writes a one-line
+ * reason into err. Checks syntax and limits only (host memory, files are checked later). */
+int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t errlen);
+
+/* Control protocol: a request is one JSON object per line with a string "cmd" and
+ * optional arguments beside it. Returns 0 and sets *cmd (points into *req, which the
+ * caller decrefs), or -EINVAL with a reason in err. */
+int api_parse_request(const char *line, json_t **req, const char **cmd, char *err,
+		      size_t errlen);
+
+/* Build a reply: {"ok":false,"error":msg}. */
+json_t *api_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+struct api;
+/* Listen on path. Returns 0 with *out, or -errno (logged). */
+int api_open(const char *path, struct vm *vm, struct api **out);
+/* Serve requests until the VM ends or a stop signal arrives; then returns. */
+void api_serve(struct api *api, int signal_fd);
+void api_close(struct api *api);
+
+/* `cme-vmm ctl --api PATH CMD [JSON]`: returns the process exit status. */
+int vmm_ctl_main(int argc, char **argv);
+
+#endif

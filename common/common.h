@@ -1,0 +1,98 @@
+/* common — small helpers shared by every module: logging, errors, time, sizes, I/O and
+ * JSON lines. No dependencies beyond libc and jansson. */
+#ifndef CME_COMMON_H
+#define CME_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CME_WUR __attribute__((warn_unused_result))
+#define CME_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- logging ------------------------------------------------------------------------ */
+
+enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* Set the program name shown in every line and the most verbose level printed. */
+void log_init(const char *prog, enum log_level max);
+/* One line on stderr: "prog: [subsys] message". Thread-safe; never fails. */
+void log_msg(enum log_level lvl, const char *subsys, const char *fmt, ...) CME_PRINTF(3, 4);
+#define log_err(sub, ...) log_msg(LOG_ERR, sub, __VA_ARGS__)
+#define log_warn(sub, ...) log_msg(LOG_WARN, sub, __VA_ARGS__)
+#define log_info(sub, ...) log_msg(LOG_INFO, sub, __VA_ARGS__)
+#define log_debug(sub, ...) log_msg(LOG_DEBUG, sub, __VA_ARGS__)
+
+/* ---- errors and arithmetic ---------------------------------------------------------- */
+
+/* a + b into *out; returns false (and leaves *out alone) on overflow. */
+static inline bool add_overflows_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+	return __builtin_add_overflow(a, b, out);
+}
+
+/* True when [addr, addr + len) lies inside [base, base + size), overflow-safe. */
+bool range_within(uint64_t addr, uint64_t len, uint64_t base, uint64_t size);
+
+/* ---- time --------------------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t now_ns(void);
+/* CLOCK_REALTIME in milliseconds since the epoch. */
+uint64_t wall_ms(void);
+/* Sleep for ms milliseconds, restarting after signals. */
+void sleep_ms(unsigned ms);
+
+/* ---- sizes -------------------------------------------------------------------------- */
+
+/* Parse "512M", "2G", "1048576", "64K", "1T" (binary units, optional trailing "iB"/"B")
+ * into bytes. Returns 0, or -EINVAL for anything else (empty, junk, overflow, zero). */
+int parse_size(const char *s, uint64_t *out) CME_WUR;
+/* Parse a whole decimal unsigned number in [min, max]. Returns 0 or -EINVAL/-ERANGE. */
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out) CME_WUR;
+/* Total RAM of this host in bytes (from sysinfo), 0 if unknown. */
+uint64_t host_mem_bytes(void);
+
+/* ---- I/O ---------------------------------------------------------------------------- */
+
+/* write() all of buf, retrying on EINTR and short writes. Returns 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len) CME_WUR;
+/* read() exactly len bytes. Returns 0, -EPIPE on early EOF, or -errno. */
+int read_full(int fd, void *buf, size_t len) CME_WUR;
+/* Bind and listen on a Unix stream socket at path (an existing socket file is replaced,
+ * any other existing file is refused with -EEXIST). Returns the fd (CLOEXEC) or -errno. */
+int unix_listen(const char *path) CME_WUR;
+/* Connect to a Unix stream socket. Returns the fd (CLOEXEC) or -errno. */
+int unix_connect(const char *path) CME_WUR;
+/* Set O_NONBLOCK on fd. Returns 0 or -errno. */
+int fd_set_nonblock(int fd) CME_WUR;
+
+/* ---- JSON lines --------------------------------------------------------------------- */
+
+/* A line buffer for reading newline-delimited messages from a stream socket. */
+struct linebuf {
+	char *buf;
+	size_t len, cap, max;
+};
+
+/* Prepare an empty buffer that refuses lines longer than max bytes. */
+void linebuf_init(struct linebuf *lb, size_t max);
+void linebuf_free(struct linebuf *lb);
+/* Read what is available from fd (once). Returns bytes read, 0 on EOF, -EAGAIN when
+ * nothing is there, -EMSGSIZE when a line exceeds max, or -errno. */
+ssize_t linebuf_fill(struct linebuf *lb, int fd) CME_WUR;
+/* Take the next complete line (without '\n') into a malloc'd string the caller frees;
+ * NULL when no complete line is buffered. */
+char *linebuf_take(struct linebuf *lb);
+
+struct json_t;
+/* Serialize obj compactly plus '\n' and write it to fd. Returns 0 or -errno. */
+int jsonl_send(int fd, const struct json_t *obj) CME_WUR;
+/* Read one line from a blocking fd (up to max bytes) and parse it as a JSON object.
+ * Returns 0 with *out set (caller decrefs), -EPROTO on bad JSON, -EPIPE on EOF, -errno. */
+int jsonl_recv(int fd, size_t max, struct json_t **out) CME_WUR;
+
+#endif

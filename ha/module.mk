@@ -1,0 +1,4 @@
+# ha: see README.md in this folder. Nothing is built here yet.
+MODULES += ha
+ha_DEPS :=
+ha_SRCS :=

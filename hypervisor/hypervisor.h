@@ -1,0 +1,134 @@
+/* hypervisor — one VM on Linux KVM: memory, vCPU threads, boot loaders, devices.
+ *
+ * Lifecycle: vm_create() → vm_load_flat() → vm_start() → (vm_pause()/vm_resume(),
+ * dirty logging, ...) → the VM ends (guest exit, fault or vm_request_stop()) and
+ * vm_event_fd() becomes readable → vm_destroy(). All functions are called from one
+ * control thread; vCPU threads are internal. */
+#ifndef CME_HYPERVISOR_H
+#define CME_HYPERVISOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+
+struct vm;
+
+#define VM_MAX_VCPUS 32
+#define VM_MAX_MEM (64ull << 30)
+#define VM_PAGE_SIZE 4096ull
+
+enum console_kind { CONSOLE_STDOUT, CONSOLE_FILE, CONSOLE_SOCKET, CONSOLE_NONE };
+
+struct console_cfg {
+	enum console_kind kind;
+	const char *path; /* file or socket path; NULL for stdout/none */
+};
+
+/* Parse "stdout", "none", "file:PATH" or "socket:PATH". Returns 0 or -EINVAL.
+ * out->path points into s. */
+int console_cfg_parse(const char *s, struct console_cfg *out) CME_WUR;
+
+struct vm_config {
+	const char *name;    /* for logs and status; not copied, must outlive the VM */
+	uint64_t mem_bytes;  /* multiple of 2 MiB, at most VM_MAX_MEM */
+	unsigned nr_vcpus;   /* 1..VM_MAX_VCPUS */
+	struct console_cfg console;
+};
+
+enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_ENDED };
+
+/* Why a VM ended. The program maps these to exit statuses (see README). */
+enum vm_end_reason {
+	VM_END_NONE,        /* still running */
+	VM_END_STOPPED,     /* vm_request_stop() */
+	VM_END_GUEST_EXIT,  /* the guest wrote its exit code to port 0x501 */
+	VM_END_TRIPLE_FAULT,
+	VM_END_INTERNAL,    /* KVM internal error, failed entry or emulation failure */
+	VM_END_HOST_ERROR,  /* a KVM ioctl failed in the VMM */
+};
+
+struct vm_end {
+	enum vm_end_reason reason;
+	int code;         /* guest exit code for VM_END_GUEST_EXIT */
+	char detail[512]; /* one line: what happened, with vCPU and registers where relevant */
+};
+
+struct vm_vcpu_stats {
+	uint64_t exits;      /* every return from KVM_RUN */
+	uint64_t io_exits;
+	uint64_t mmio_exits;
+	uint64_t hlt_exits;
+	uint64_t intr_exits; /* kicked out by a signal (pause, stop) */
+	uint64_t other_exits;
+	uint64_t run_ns;     /* wall time spent inside KVM_RUN */
+};
+
+struct vm_info {
+	const char *name;
+	enum vm_state state;
+	uint64_t mem_bytes;
+	unsigned nr_vcpus;
+	uint64_t tsc_khz;
+	uint64_t uptime_ns; /* since vm_start() */
+	uint64_t paused_ns; /* total time paused */
+};
+
+/* Open /dev/kvm and create the VM with its memory, in-kernel irqchip, PIT, vCPUs
+ * (CPUID from KVM_GET_SUPPORTED_CPUID) and console. Returns 0 with *out owned by the
+ * caller (release with vm_destroy()), or -errno with a logged reason; nothing is left
+ * behind on failure. */
+int vm_create(const struct vm_config *cfg, struct vm **out) CME_WUR;
+
+/* Load a flat 64-bit image at 1 MiB and prepare every vCPU by the flat image ABI
+ * (README, "Flat image ABI"). cmdline may be NULL. Returns 0, -ENOENT (no image),
+ * -EFBIG (image does not fit), -E2BIG (command line over 4095 bytes) or -errno. */
+int vm_load_flat(struct vm *vm, const char *image, const char *cmdline) CME_WUR;
+
+/* Start one thread per vCPU. Returns 0 or -errno (nothing started). */
+int vm_start(struct vm *vm) CME_WUR;
+
+/* Stop all vCPUs out of KVM_RUN and park them; returns when all are parked.
+ * Idempotent. Returns 0, or -ESRCH when the VM has ended. */
+int vm_pause(struct vm *vm) CME_WUR;
+/* Let parked vCPUs run again. Idempotent. Returns 0 or -ESRCH when ended. */
+int vm_resume(struct vm *vm) CME_WUR;
+
+/* End the VM (reason VM_END_STOPPED) unless it already ended. Thread-safe. */
+void vm_request_stop(struct vm *vm);
+
+/* An fd that becomes readable once the VM has ended (level-triggered). */
+int vm_event_fd(const struct vm *vm);
+/* Copy how the VM ended into *end; returns false while it is still running. */
+bool vm_get_end(struct vm *vm, struct vm_end *end);
+
+void vm_get_info(struct vm *vm, struct vm_info *info);
+/* Per-vCPU counters; idx < nr_vcpus. */
+void vm_get_vcpu_stats(struct vm *vm, unsigned idx, struct vm_vcpu_stats *st);
+const char *vm_state_name(enum vm_state st);
+
+/* Stop the vCPU threads (if running) and release everything. NULL is ignored. */
+void vm_destroy(struct vm *vm);
+
+/* ---- guest memory and dirty logging -------------------------------------------------- */
+
+struct vm_slot {
+	uint64_t gpa;  /* guest physical base */
+	uint64_t size; /* bytes, multiple of VM_PAGE_SIZE */
+	uint8_t *hva;  /* host mapping */
+};
+
+/* Number of memory slots (1 below 3 GiB, 2 above) and a copy of one. */
+unsigned vm_nr_slots(const struct vm *vm);
+void vm_get_slot(const struct vm *vm, unsigned idx, struct vm_slot *slot);
+
+/* Begin dirty-page logging on every slot. Returns 0 or -errno (-EALREADY if on). */
+int vm_dirty_log_start(struct vm *vm) CME_WUR;
+/* End dirty-page logging. Returns 0 or -errno (-EINVAL if it was off). */
+int vm_dirty_log_stop(struct vm *vm) CME_WUR;
+/* Get and clear slot idx's dirty bitmap into bitmap (one bit per page, at least
+ * slot.size / 4096 / 64 words). Also returns the count of dirty pages in *count.
+ * Returns 0, -EINVAL when logging is off, or -errno. */
+int vm_dirty_log_fetch(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *count) CME_WUR;
+
+#endif

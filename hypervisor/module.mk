@@ -1,0 +1,6 @@
+# hypervisor: KVM VM/vCPU/memory, boot loaders, devices, run control.
+MODULES         += hypervisor
+hypervisor_DEPS := common proto
+hypervisor_SRCS := hypervisor/vm.c hypervisor/vcpu.c hypervisor/run.c hypervisor/exits.c \
+                   hypervisor/boot_flat.c hypervisor/uart.c hypervisor/console.c \
+                   hypervisor/devices.c

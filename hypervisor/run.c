@@ -1,0 +1,164 @@
+/* Run control for the whole VM: start, pause, resume, stop, and how it ended. One
+ * mechanism serves the API, snapshots, migration and fencing. */
+#include "vm_priv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SUB "vm"
+
+int vm_start(struct vm *vm)
+{
+	int err = 0;
+
+	if (vm->state != VM_CREATED)
+		return -EINVAL;
+	vm->start_ns = now_ns();
+	vm->state = VM_RUNNING;
+	for (unsigned i = 0; !err && i < vm->cfg.nr_vcpus; i++)
+		err = vcpu_start(&vm->vcpus[i]);
+	if (err)
+		vm_set_end(vm, VM_END_HOST_ERROR, 0, "cannot start vCPU threads");
+	return err;
+}
+
+static void vm_kick_all(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+}
+
+static unsigned vm_live_vcpus(struct vm *vm)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++)
+		n += vm->vcpus[i].thread_started;
+	return n;
+}
+
+int vm_pause(struct vm *vm)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm->state == VM_ENDED) {
+		err = -ESRCH;
+	} else if (vm->state == VM_RUNNING) {
+		atomic_store(&vm->pause_req, true);
+		vm_kick_all(vm);
+		while (vm->parked < vm_live_vcpus(vm) && !atomic_load(&vm->stop_req))
+			pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+		if (atomic_load(&vm->stop_req)) {
+			err = -ESRCH;
+		} else {
+			vm->state = VM_PAUSED;
+			vm->pause_start_ns = now_ns();
+		}
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+	return err;
+}
+
+int vm_resume(struct vm *vm)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm->state == VM_ENDED) {
+		err = -ESRCH;
+	} else if (vm->state == VM_PAUSED) {
+		atomic_store(&vm->pause_req, false);
+		vm->paused_ns += now_ns() - vm->pause_start_ns;
+		vm->state = VM_RUNNING;
+		pthread_cond_broadcast(&vm->run_cond);
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+	return err;
+}
+
+/* Record the end once, stop all vCPU threads and wake the control thread. */
+static void vm_end_locked(struct vm *vm, enum vm_end_reason reason, int code,
+			  const char *detail)
+{
+	uint64_t one = 1;
+
+	if (vm->end.reason != VM_END_NONE)
+		return;
+	vm->end.reason = reason;
+	vm->end.code = code;
+	snprintf(vm->end.detail, sizeof(vm->end.detail), "%s", detail);
+	vm->state = VM_ENDED;
+	atomic_store(&vm->stop_req, true);
+	pthread_cond_broadcast(&vm->run_cond);
+	vm_kick_all(vm);
+	if (write(vm->event_fd, &one, sizeof(one)) < 0)
+		log_warn(SUB, "vm=%s eventfd write: %s", vm->cfg.name, strerror(errno));
+}
+
+void vm_set_end(struct vm *vm, enum vm_end_reason reason, int code, const char *fmt, ...)
+{
+	char detail[sizeof(vm->end.detail)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&vm->run_lock);
+	vm_end_locked(vm, reason, code, detail);
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+void vm_request_stop(struct vm *vm)
+{
+	vm_set_end(vm, VM_END_STOPPED, 0, "stopped on request");
+}
+
+int vm_event_fd(const struct vm *vm)
+{
+	return vm->event_fd;
+}
+
+bool vm_get_end(struct vm *vm, struct vm_end *end)
+{
+	bool ended;
+
+	pthread_mutex_lock(&vm->run_lock);
+	ended = vm->end.reason != VM_END_NONE;
+	if (ended)
+		*end = vm->end;
+	pthread_mutex_unlock(&vm->run_lock);
+	return ended;
+}
+
+void vm_get_info(struct vm *vm, struct vm_info *info)
+{
+	uint64_t now = now_ns();
+
+	pthread_mutex_lock(&vm->run_lock);
+	info->name = vm->cfg.name;
+	info->state = vm->state;
+	info->mem_bytes = vm->cfg.mem_bytes;
+	info->nr_vcpus = vm->cfg.nr_vcpus;
+	info->tsc_khz = vm->tsc_khz;
+	info->uptime_ns = vm->start_ns ? now - vm->start_ns : 0;
+	info->paused_ns = vm->paused_ns;
+	if (vm->state == VM_PAUSED)
+		info->paused_ns += now - vm->pause_start_ns;
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+void vm_get_vcpu_stats(struct vm *vm, unsigned idx, struct vm_vcpu_stats *st)
+{
+	/* Counters are written by the vCPU thread alone; a slightly stale copy is fine. */
+	memcpy(st, &vm->vcpus[idx].stats, sizeof(*st));
+}
+
+const char *vm_state_name(enum vm_state st)
+{
+	static const char *const names[] = { "created", "running", "paused", "ended" };
+
+	return st <= VM_ENDED ? names[st] : "unknown";
+}

@@ -1,0 +1,214 @@
+/* vCPUs: creation with CPUID and TSC frequency, and the per-vCPU thread that runs KVM_RUN,
+ * handles exits and parks when the VM is paused. */
+#include "vm_priv.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define SUB "vcpu"
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+/* The kick signal only needs to interrupt KVM_RUN (EINTR); the handler does nothing. */
+static void vcpu_kick_handler(int sig)
+{
+	(void)sig;
+}
+
+static void vcpu_install_kick_handler_once(void)
+{
+	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(VCPU_KICK_SIGNAL, &sa, NULL); /* no SA_RESTART: KVM_RUN must return */
+}
+
+static void vcpu_install_kick_handler(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, vcpu_install_kick_handler_once);
+}
+
+/* Per-vCPU CPUID: the supported set with this vCPU's APIC IDs filled in. */
+static int vcpu_set_cpuid(struct vcpu *vcpu)
+{
+	struct kvm_cpuid2 *src = vcpu->vm->cpuid;
+	size_t sz = sizeof(*src) + src->nent * sizeof(src->entries[0]);
+	struct kvm_cpuid2 *c = malloc(sz);
+	int err = 0;
+
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, src, sz);
+	for (unsigned i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+		if (e->function == 1) {
+			e->ebx = (e->ebx & 0x00ffffff) | (vcpu->id << 24);
+			e->ecx |= 1u << 31; /* hypervisor present */
+		} else if (e->function == 0xb || e->function == 0x1f) {
+			e->edx = vcpu->id;
+		}
+	}
+	if (ioctl(vcpu->fd, KVM_SET_CPUID2, c) < 0) {
+		err = -errno;
+		log_err(SUB, "vcpu=%u KVM_SET_CPUID2: %s", vcpu->id, strerror(errno));
+	}
+	free(c);
+	return err;
+}
+
+/* Read the TSC frequency KVM gives this vCPU (the guest's, also in its boot info). */
+static int vcpu_init_tsc(struct vcpu *vcpu)
+{
+	int khz = ioctl(vcpu->fd, KVM_GET_TSC_KHZ, 0);
+
+	if (khz <= 0) {
+		log_err(SUB, "vcpu=%u KVM_GET_TSC_KHZ: %s", vcpu->id, strerror(errno));
+		return -ENOTSUP;
+	}
+	vcpu->vm->tsc_khz = (uint64_t)khz;
+	return 0;
+}
+
+int vcpu_create(struct vm *vm, unsigned id)
+{
+	struct vcpu *vcpu = &vm->vcpus[id];
+	int sz, err;
+
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+	if (vcpu->fd < 0) {
+		vcpu->fd = -1;
+		log_err(SUB, "vcpu=%u KVM_CREATE_VCPU: %s", id, strerror(errno));
+		return -errno;
+	}
+	sz = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (sz <= 0)
+		return -EIO;
+	vcpu->run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	if (vcpu->run == MAP_FAILED) {
+		vcpu->run = NULL;
+		return -errno;
+	}
+	vcpu->run_size = (size_t)sz;
+	err = vcpu_set_cpuid(vcpu);
+	if (!err && id == 0)
+		err = vcpu_init_tsc(vcpu);
+	return err;
+}
+
+void vcpu_destroy(struct vcpu *vcpu)
+{
+	if (vcpu->thread_started) {
+		pthread_join(vcpu->thread, NULL);
+		vcpu->thread_started = false;
+	}
+	if (vcpu->run)
+		munmap(vcpu->run, vcpu->run_size);
+	vcpu->run = NULL;
+	if (vcpu->vm && vcpu->fd >= 0)
+		close(vcpu->fd);
+	vcpu->fd = -1;
+}
+
+void vcpu_kick(struct vcpu *vcpu)
+{
+	/* immediate_exit covers the window before the thread enters KVM_RUN; the signal
+	 * covers a thread already inside it. */
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (vcpu->thread_started)
+		pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+}
+
+/* Park until resumed or stopped. Called with run_lock held. Before parking, KVM_RUN is
+ * entered once with immediate_exit set so a pending I/O read completes and the
+ * registers are consistent for anyone who inspects the paused vCPU. */
+static void vcpu_park(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+
+	pthread_mutex_unlock(&vm->run_lock);
+	vcpu->run->immediate_exit = 1;
+	if (ioctl(vcpu->fd, KVM_RUN, 0) == 0 || errno != EINTR)
+		log_debug(SUB, "vcpu=%u flush run before park returned early", vcpu->id);
+	pthread_mutex_lock(&vm->run_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->run_cond);
+	while (atomic_load(&vm->pause_req) && !atomic_load(&vm->stop_req))
+		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	vm->parked--;
+}
+
+/* Returns false when the thread must end. */
+static bool vcpu_check_run_control(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	bool keep = true;
+
+	vcpu->run->immediate_exit = 0;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!atomic_load(&vm->pause_req) && !atomic_load(&vm->stop_req))
+		return true;
+	pthread_mutex_lock(&vm->run_lock);
+	if (atomic_load(&vm->pause_req) && !atomic_load(&vm->stop_req))
+		vcpu_park(vcpu);
+	keep = !atomic_load(&vm->stop_req);
+	pthread_mutex_unlock(&vm->run_lock);
+	return keep;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%u", vcpu->id);
+	pthread_setname_np(pthread_self(), name);
+	while (vcpu_check_run_control(vcpu)) {
+		uint64_t t0 = now_ns();
+		int ret = ioctl(vcpu->fd, KVM_RUN, 0);
+		int saved = errno;
+
+		vcpu->stats.run_ns += now_ns() - t0;
+		vcpu->stats.exits++;
+		if (ret < 0 && (saved == EINTR || saved == EAGAIN)) {
+			vcpu->stats.intr_exits++;
+			continue;
+		}
+		if (ret < 0) {
+			vm_set_end(vcpu->vm, VM_END_HOST_ERROR, 0, "vcpu=%u KVM_RUN failed: %s",
+				   vcpu->id, strerror(saved));
+			break;
+		}
+		if (!vcpu_handle_exit(vcpu))
+			break;
+	}
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *vcpu)
+{
+	sigset_t set;
+	int err;
+
+	vcpu_install_kick_handler();
+	/* The kick signal must be deliverable in vCPU threads. */
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	if (err) {
+		log_err(SUB, "vcpu=%u cannot start thread: %s", vcpu->id, strerror(err));
+		return -err;
+	}
+	vcpu->thread_started = true;
+	return 0;
+}

@@ -1,0 +1,291 @@
+/* VM creation and teardown: /dev/kvm, memory slots, in-kernel irqchip and PIT. */
+#include "vm_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define SUB "vm"
+
+static int kvm_open(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	int ver;
+
+	if (fd < 0) {
+		int err = -errno;
+
+		log_err(SUB, "cannot open /dev/kvm: %s%s", strerror(errno),
+			errno == ENOENT ? " (KVM is not available on this host)" : "");
+		return err;
+	}
+	ver = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (ver != KVM_API_VERSION) {
+		log_err(SUB, "/dev/kvm speaks API version %d, need %d", ver, KVM_API_VERSION);
+		close(fd);
+		return -ENOTSUP;
+	}
+	return fd;
+}
+
+static int vm_add_slot(struct vm *vm, uint64_t gpa, uint64_t size)
+{
+	struct vm_slot *s = &vm->slots[vm->nr_slots];
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED) {
+		log_err(SUB, "vm=%s cannot map %llu MiB of guest RAM: %s", vm->cfg.name,
+			(unsigned long long)(size >> 20), strerror(errno));
+		return -ENOMEM;
+	}
+	madvise(p, size, MADV_MERGEABLE);
+	s->gpa = gpa;
+	s->size = size;
+	s->hva = p;
+	vm->nr_slots++;
+	return 0;
+}
+
+/* (Re)register slot idx with KVM, with or without dirty logging. */
+static int vm_register_slot(struct vm *vm, unsigned idx, bool log_dirty)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = idx,
+		.flags = log_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+		.guest_phys_addr = vm->slots[idx].gpa,
+		.memory_size = vm->slots[idx].size,
+		.userspace_addr = (uintptr_t)vm->slots[idx].hva,
+	};
+
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+		int err = -errno;
+
+		log_err(SUB, "vm=%s KVM_SET_USER_MEMORY_REGION slot %u: %s", vm->cfg.name, idx,
+			strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+static int vm_setup_memory(struct vm *vm)
+{
+	uint64_t low = vm->cfg.mem_bytes < VM_LOW_MEM_END ? vm->cfg.mem_bytes : VM_LOW_MEM_END;
+	int err = vm_add_slot(vm, 0, low);
+
+	if (!err && vm->cfg.mem_bytes > low)
+		err = vm_add_slot(vm, VM_HIGH_MEM_BASE, vm->cfg.mem_bytes - low);
+	for (unsigned i = 0; !err && i < vm->nr_slots; i++)
+		err = vm_register_slot(vm, i, false);
+	return err;
+}
+
+static int vm_ioctl_checked(struct vm *vm, unsigned long req, void *arg, const char *what)
+{
+	if (ioctl(vm->vm_fd, req, arg) < 0) {
+		int err = -errno;
+
+		log_err(SUB, "vm=%s %s: %s", vm->cfg.name, what, strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+/* In-kernel PIC + IOAPIC + LAPICs and the PIT, created before any vCPU. */
+static int vm_setup_irqchip(struct vm *vm)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	int err;
+
+	/* Intel-only real-mode helpers; other hosts accept or ignore them. */
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0)
+		log_debug(SUB, "KVM_SET_TSS_ADDR: %s (ignored)", strerror(errno));
+	err = vm_ioctl_checked(vm, KVM_CREATE_IRQCHIP, NULL, "KVM_CREATE_IRQCHIP");
+	if (!err)
+		err = vm_ioctl_checked(vm, KVM_CREATE_PIT2, &pit, "KVM_CREATE_PIT2");
+	return err;
+}
+
+static int vm_get_cpuid(struct vm *vm)
+{
+	for (unsigned n = 128; n <= 4096; n *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+
+		if (!c)
+			return -ENOMEM;
+		c->nent = n;
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			vm->cpuid = c;
+			return 0;
+		}
+		free(c);
+		if (errno != E2BIG) {
+			log_err(SUB, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+			return -errno;
+		}
+	}
+	return -E2BIG;
+}
+
+static int vm_validate_config(const struct vm_config *cfg)
+{
+	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {
+		log_err(SUB, "vCPU count %u out of range 1..%d", cfg->nr_vcpus, VM_MAX_VCPUS);
+		return -EINVAL;
+	}
+	if (cfg->mem_bytes < (2ull << 20) || cfg->mem_bytes > VM_MAX_MEM ||
+	    cfg->mem_bytes % (2ull << 20)) {
+		log_err(SUB, "memory size %llu bytes: must be a multiple of 2 MiB in 2M..64G",
+			(unsigned long long)cfg->mem_bytes);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int vm_init_sync(struct vm *vm)
+{
+	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->event_fd < 0)
+		return -errno;
+	pthread_mutex_init(&vm->dev_lock, NULL);
+	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_cond_init(&vm->run_cond, NULL);
+	return 0;
+}
+
+int vm_create(const struct vm_config *cfg, struct vm **out)
+{
+	struct vm *vm;
+	int err = vm_validate_config(cfg);
+
+	if (err)
+		return err;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->cfg = *cfg;
+	vm->kvm_fd = vm->vm_fd = vm->event_fd = -1;
+	err = vm_init_sync(vm);
+	if (err)
+		goto fail;
+	err = vm->kvm_fd = kvm_open();
+	if (err < 0)
+		goto fail;
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		err = -errno;
+		log_err(SUB, "KVM_CREATE_VM: %s", strerror(errno));
+		goto fail;
+	}
+	err = vm_setup_memory(vm);
+	if (!err)
+		err = vm_setup_irqchip(vm);
+	if (!err)
+		err = vm_get_cpuid(vm);
+	if (!err)
+		err = console_open(&cfg->console, &vm->console);
+	if (!err)
+		err = vm_setup_devices(vm);
+	for (unsigned i = 0; !err && i < cfg->nr_vcpus; i++)
+		err = vcpu_create(vm, i);
+	if (err)
+		goto fail;
+	vm->state = VM_CREATED;
+	*out = vm;
+	return 0;
+fail:
+	vm_destroy(vm);
+	return err < 0 ? err : -EIO;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vm_request_stop(vm);
+	for (unsigned i = 0; i < VM_MAX_VCPUS; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	for (unsigned i = 0; i < vm->nr_slots; i++)
+		munmap(vm->slots[i].hva, vm->slots[i].size);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	if (vm->event_fd >= 0)
+		close(vm->event_fd);
+	console_close(vm->console);
+	free(vm->cpuid);
+	pthread_mutex_destroy(&vm->dev_lock);
+	pthread_mutex_destroy(&vm->run_lock);
+	pthread_cond_destroy(&vm->run_cond);
+	free(vm);
+}
+
+void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	for (unsigned i = 0; i < vm->nr_slots; i++) {
+		struct vm_slot *s = &vm->slots[i];
+
+		if (range_within(gpa, len, s->gpa, s->size))
+			return s->hva + (gpa - s->gpa);
+	}
+	return NULL;
+}
+
+unsigned vm_nr_slots(const struct vm *vm)
+{
+	return vm->nr_slots;
+}
+
+void vm_get_slot(const struct vm *vm, unsigned idx, struct vm_slot *slot)
+{
+	*slot = vm->slots[idx];
+}
+
+int vm_dirty_log_start(struct vm *vm)
+{
+	int err = 0;
+
+	if (vm->dirty_logging)
+		return -EALREADY;
+	for (unsigned i = 0; !err && i < vm->nr_slots; i++)
+		err = vm_register_slot(vm, i, true);
+	if (!err)
+		vm->dirty_logging = true;
+	return err;
+}
+
+int vm_dirty_log_stop(struct vm *vm)
+{
+	int err = 0;
+
+	if (!vm->dirty_logging)
+		return -EINVAL;
+	for (unsigned i = 0; !err && i < vm->nr_slots; i++)
+		err = vm_register_slot(vm, i, false);
+	if (!err)
+		vm->dirty_logging = false;
+	return err;
+}
+
+int vm_dirty_log_fetch(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *count)
+{
+	struct kvm_dirty_log log = { .slot = idx, .dirty_bitmap = bitmap };
+	uint64_t words = vm->slots[idx].size / VM_PAGE_SIZE / 64, n = 0;
+
+	if (!vm->dirty_logging || idx >= vm->nr_slots)
+		return -EINVAL;
+	/* Without manual-protect mode, KVM_GET_DIRTY_LOG clears and write-protects. */
+	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+		return -errno;
+	for (uint64_t w = 0; w < words; w++)
+		n += (uint64_t)__builtin_popcountll(bitmap[w]);
+	*count = n;
+	return 0;
+}

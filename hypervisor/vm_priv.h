@@ -1,0 +1,91 @@
+/* Private to hypervisor/: the VM and vCPU structures and the helpers the files share. */
+#ifndef CME_VM_PRIV_H
+#define CME_VM_PRIV_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "hypervisor.h"
+#include "uart_priv.h"
+
+#define VM_LOW_MEM_END (3ull << 30) /* RAM below the 3-4 GiB hole */
+#define VM_HIGH_MEM_BASE (4ull << 30)
+#define VM_MAX_SLOTS 2
+#define VM_EXIT_PORT 0x501
+
+struct console;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool thread_started;
+	struct vm_vcpu_stats stats; /* written by the vCPU thread, read racily for status */
+};
+
+struct vm {
+	struct vm_config cfg;
+	int kvm_fd, vm_fd;
+	struct vm_slot slots[VM_MAX_SLOTS];
+	unsigned nr_slots;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	struct kvm_cpuid2 *cpuid;
+	uint64_t tsc_khz;
+	struct console *console;
+
+	/* Devices. Port I/O is serialized by dev_lock (exits from several vCPUs). */
+	pthread_mutex_t dev_lock;
+	struct uart uart;
+
+	/* Run control: pause/resume/stop, guarded by run_lock. */
+	pthread_mutex_t run_lock;
+	pthread_cond_t run_cond;
+	atomic_bool pause_req;   /* vCPUs must park */
+	atomic_bool stop_req;    /* vCPUs must exit their threads */
+	unsigned parked;         /* vCPUs parked right now */
+	enum vm_state state;
+	struct vm_end end;
+	int event_fd;            /* eventfd: written once when the VM ends */
+	uint64_t start_ns, pause_start_ns, paused_ns;
+
+	bool dirty_logging;
+};
+
+/* vm.c */
+/* Fatal end of the VM (first caller wins): record why and wake the control thread. */
+void vm_set_end(struct vm *vm, enum vm_end_reason reason, int code, const char *fmt, ...)
+	CME_PRINTF(4, 5);
+/* Host pointer for [gpa, gpa + len) inside one slot, or NULL (overflow-safe). */
+void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/* vcpu.c */
+int vcpu_create(struct vm *vm, unsigned id) CME_WUR;
+void vcpu_destroy(struct vcpu *vcpu);
+int vcpu_start(struct vcpu *vcpu) CME_WUR;
+/* Ask a vCPU thread to leave KVM_RUN now (pause or stop). */
+void vcpu_kick(struct vcpu *vcpu);
+
+/* exits.c: handle one KVM exit; returns false when the vCPU must stop running. */
+bool vcpu_handle_exit(struct vcpu *vcpu);
+/* A one-line register dump for fault reports. */
+void vcpu_describe_regs(struct vcpu *vcpu, char *buf, size_t len);
+
+/* boot_flat.c: the page tables builder, exposed for unit tests. Writes an identity map
+ * of [0, map_bytes) with 2 MiB pages at pml4_gpa in the guest memory mem (which starts at
+ * guest physical 0 and has mem_len bytes). Returns the number of PD pages or -errno. */
+int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa,
+			   uint64_t map_bytes) CME_WUR;
+
+/* devices.c: create the VM's devices (after the irqchip and console). */
+int vm_setup_devices(struct vm *vm) CME_WUR;
+
+/* console.c */
+int console_open(const struct console_cfg *cfg, struct console **out) CME_WUR;
+void console_write(struct console *c, const void *buf, size_t len);
+void console_close(struct console *c);
+
+#endif
