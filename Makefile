@@ -25,6 +25,8 @@ LDFLAGS := $(SANFLAGS) -pthread
 
 .PHONY: all deps programs guests test unit-test kvm-test bench demo clean format format-check
 .DEFAULT_GOAL := all
+# Keep generated sources (protobuf-c) between runs.
+.SECONDARY:
 
 all: deps
 	@$(MAKE) --no-print-directory programs guests
@@ -51,14 +53,16 @@ $$(patsubst %.c,$(O)/obj/%.o,$$($(1)_SRCS)): MOD_INC := $$(call mod_incs,$(1))
 $(O)/lib/lib$(1).a: $$($(1)_OBJS)
 	@mkdir -p $$(@D)
 	@rm -f $$@
-	ar rcs $$@ $$^
+	@echo "  AR      $$@"
+	@ar rcs $$@ $$^
 endef
 $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
 
 # Generated protobuf headers exist before anything is compiled (order-only).
 $(O)/obj/%.o: %.c | $(proto_GENH)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(MOD_INC) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $(MOD_INC) -c $< -o $@
 
 # ---- programs ------------------------------------------------------------------------
 PROGS :=
@@ -69,11 +73,11 @@ $(1)_OBJS := $$(patsubst %.c,$(O)/obj/%.o,$$($(1)_SRCS))
 $$($(1)_OBJS): MOD_INC := -Icmd/$(1) $$(foreach m,$$($(1)_DEPS),-I$$(m) $$($$(m)_EXTRA_INC))
 $(O)/bin/$(1): $$($(1)_OBJS) $$(foreach m,$$($(1)_DEPS),$(O)/lib/lib$$(m).a)
 	@mkdir -p $$(@D)
-	$(CC) $(LDFLAGS) -o $$@ $$($(1)_OBJS) $$(call rev_libs,$$($(1)_DEPS)) $$(LDLIBS)
+	@echo "  LD      $$@"
+	@$(CC) $(LDFLAGS) -o $$@ $$($(1)_OBJS) $$(call link_libs,$$($(1)_DEPS)) $$(LDLIBS)
 endef
-# Static archives must come after their users: reverse the dependency order.
-rev_libs = $(foreach m,$(call reverse,$(1)),$(O)/lib/lib$(m).a)
-reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
+# Static archives in link order: a program's DEPS list users before what they use.
+link_libs = $(foreach m,$(1),$(O)/lib/lib$(m).a)
 LDLIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 $(foreach p,$(PROGS),$(eval $(call prog_rules,$(p))))
 

@@ -121,6 +121,8 @@ void vcpu_destroy(struct vcpu *vcpu)
 
 void vcpu_kick(struct vcpu *vcpu)
 {
+	if (!vcpu->run)
+		return; /* never created (setup failed part-way) */
 	/* immediate_exit covers the window before the thread enters KVM_RUN; the signal
 	 * covers a thread already inside it. */
 	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);

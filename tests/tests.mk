@@ -1,0 +1,29 @@
+# Test runners. Unit tests link the modules they test (built with SAN=1 by `make test`);
+# KVM tests drive the real programs and also use the hypervisor library in-process.
+TEST_INC   := -Itests/lib -Itests/unit -Itests/kvm -Icommon -Iproto -I$(GEN)/proto \
+              -Ihypervisor -Icmd/cme-vmm
+TEST_LIBS  := -lcunit
+VMM_LIB_OBJS := $(O)/obj/cmd/cme-vmm/args.o $(O)/obj/cmd/cme-vmm/api.o
+
+HARNESS_SRCS := tests/lib/harness.c tests/lib/vmm_proc.c
+UNIT_SRCS    := $(wildcard tests/unit/*.c) $(HARNESS_SRCS)
+KVM_SRCS     := $(wildcard tests/kvm/*.c) $(HARNESS_SRCS)
+UNIT_OBJS    := $(patsubst %.c,$(O)/obj/%.o,$(UNIT_SRCS))
+KVM_OBJS     := $(patsubst %.c,$(O)/obj/%.o,$(KVM_SRCS))
+TEST_DATA_LIBS := $(call link_libs,hypervisor proto common)
+
+$(sort $(UNIT_OBJS) $(KVM_OBJS)): MOD_INC := $(TEST_INC)
+
+$(O)/tests/unit-tests: $(UNIT_OBJS) $(VMM_LIB_OBJS) $(TEST_DATA_LIBS)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
+
+$(O)/tests/kvm-tests: $(KVM_OBJS) $(VMM_LIB_OBJS) $(TEST_DATA_LIBS)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
+
+.PHONY: unit-bin kvm-bin
+unit-bin: $(O)/tests/unit-tests
+kvm-bin: $(O)/tests/kvm-tests

@@ -135,7 +135,6 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	fprintf(stderr, "cme-vmm: unknown command \"%s\"\n", argv[1]);
-	usage(stderr);
+	fprintf(stderr, "cme-vmm: unknown command \"%s\" (try: cme-vmm help)\n", argv[1]);
 	return VMM_EXIT_USAGE;
 }

@@ -1,0 +1,8 @@
+/* Each KVM test file registers one suite. */
+#ifndef CME_KVMTESTS_H
+#define CME_KVMTESTS_H
+void suite_cli(void);
+void suite_guest(void);
+void suite_control(void);
+void suite_dirty(void);
+#endif

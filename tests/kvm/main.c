@@ -1,0 +1,14 @@
+/* KVM integration tests: real cme-vmm processes and real KVM. */
+#include "harness.h"
+#include "kvmtests.h"
+
+int main(void)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	suite_cli();
+	suite_guest();
+	suite_control();
+	suite_dirty();
+	return test_main("kvm");
+}

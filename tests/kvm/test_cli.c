@@ -1,0 +1,193 @@
+/* cme-vmm's command line: bad input gets one line naming the problem, a non-zero exit,
+ * and leaves nothing behind; guest exit codes and faults reach the exit status. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "harness.h"
+#include "kvmtests.h"
+
+static unsigned count_lines(const char *s)
+{
+	unsigned n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* Run cme-vmm with args; assert the exit status, one stderr line containing msg. */
+static void expect_failure(const char *const *args, int want_status, const char *msg)
+{
+	const char *argv[24];
+	char *out = NULL;
+	int n = 0, st;
+
+	argv[n++] = test_bin("cme-vmm");
+	while (*args)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	st = test_run(argv, &out, 20000);
+	CU_ASSERT_EQUAL(st, want_status);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
+	CU_ASSERT_EQUAL(count_lines(out), 1);
+	if (st != want_status || !strstr(out, msg) || count_lines(out) != 1)
+		printf("\n    status %d, output: %s", st, out);
+	free(out);
+}
+
+static const char *write_image(const char *name, const void *bytes, size_t len)
+{
+	static char path[600];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", test_tmpdir(), name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(write(fd, bytes, len), (ssize_t)len);
+	close(fd);
+	return path;
+}
+
+static void test_usage_errors(void)
+{
+	const char *img = write_image("g.bin", "\xeb\xfe", 2);
+	const char *a1[] = { "run", "--image", img, "--frobnicate", NULL };
+	const char *a2[] = { "run", "--image", img, "--mem", "12X", NULL };
+	const char *a3[] = { "run", "--image", img, "--vcpus", "99", NULL };
+	const char *a4[] = { "launch", NULL };
+	const char *a5[] = { "run", "--mem", "64M", NULL };
+
+	expect_failure(a1, 2, "unknown option --frobnicate");
+	expect_failure(a2, 2, "--mem 12X: not a size");
+	expect_failure(a3, 2, "--vcpus 99");
+	expect_failure(a4, 2, "unknown command \"launch\"");
+	expect_failure(a5, 2, "--image FILE is required");
+}
+
+static void test_setup_errors(void)
+{
+	REQUIRE_KVM();
+	const char *img = write_image("g.bin", "\xeb\xfe", 2);
+	char missing[600], api[600];
+	const char *a2[] = { "run", "--image", img, "--mem", "64G", NULL };
+
+	snprintf(missing, sizeof(missing), "%s/nonexistent.bin", test_tmpdir());
+	snprintf(api, sizeof(api), "%s/api.sock", test_tmpdir());
+	const char *a1[] = { "run", "--image", missing, "--api", api, NULL };
+
+	expect_failure(a1, 1, "nonexistent.bin: No such file or directory");
+	CU_ASSERT_EQUAL(access(api, F_OK), -1); /* nothing left behind */
+	if (host_mem_bytes() < (64ull << 30))
+		expect_failure(a2, 1, "exceeds this host's memory");
+}
+
+/* Run cme-vmm in a child that first hides or locks /dev/kvm; returns its status. */
+static int run_without_kvm(bool hide, const char *img, char **out)
+{
+	char log[600];
+	pid_t pid;
+	int st;
+
+	snprintf(log, sizeof(log), "%s/out", test_tmpdir());
+	pid = fork();
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (hide) {
+			/* A private mount namespace with an empty /dev: KVM is absent. */
+			if (unshare(CLONE_NEWNS) < 0 ||
+			    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+			    mount("tmpfs", "/dev", "tmpfs", 0, NULL) < 0)
+				_exit(99);
+		} else if (setgid(65534) < 0 || setuid(65534) < 0) {
+			_exit(99); /* nobody: /dev/kvm is root's */
+		}
+		execl(test_bin("cme-vmm"), "cme-vmm", "run", "--image", img, "--mem", "64M",
+		      (char *)NULL);
+		_exit(98);
+	}
+	waitpid(pid, &st, 0);
+	*out = test_read_file(log);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_no_kvm(void)
+{
+	char *out;
+	const char *img;
+	int st;
+	struct stat sb;
+
+	if (geteuid() != 0) {
+		test_skip("needs root to hide /dev/kvm in a mount namespace");
+		return;
+	}
+	img = write_image("g.bin", "\xeb\xfe", 2);
+	st = run_without_kvm(true, img, &out);
+	CU_ASSERT_EQUAL(st, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "cannot open /dev/kvm: No such file or directory"));
+	CU_ASSERT_EQUAL(count_lines(out), 1);
+	free(out);
+	if (stat("/dev/kvm", &sb) < 0 || (sb.st_mode & 0006)) {
+		test_skip("/dev/kvm is missing or open to everyone: cannot test a denied open");
+		return;
+	}
+	st = run_without_kvm(false, img, &out);
+	CU_ASSERT_EQUAL(st, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "cannot open /dev/kvm: Permission denied"));
+	free(out);
+}
+
+static void test_guest_exit_code(void)
+{
+	REQUIRE_KVM();
+	/* mov $0x501,%dx; mov $7,%al; out %al,%dx; jmp . */
+	static const unsigned char code[] = { 0x66, 0xba, 0x01, 0x05, 0xb0, 0x07, 0xee, 0xeb, 0xfe };
+	const char *img = write_image("exit7.bin", code, sizeof(code));
+	const char *argv[] = { test_bin("cme-vmm"), "run", "--image", img, "--mem", "16M", NULL };
+	char *out;
+
+	CU_ASSERT_EQUAL(test_run(argv, &out, 20000), 7);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "guest exit code 7"));
+	free(out);
+}
+
+/* int3 with the ABI's empty IDT: a triple fault on hardware, an emulation failure on
+ * PVM. Either way the VMM stops with its own status and the vCPU's registers. */
+static void test_guest_fault(void)
+{
+	REQUIRE_KVM();
+	const char *img = write_image("int3.bin", "\xcc", 1);
+	const char *argv[] = { test_bin("cme-vmm"), "run", "--image", img, "--mem", "16M", NULL };
+	char *out;
+	int st = test_run(argv, &out, 20000);
+
+	CU_ASSERT_TRUE(st == 71 || st == 72);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "rip=0x100000"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "cr3=0x1000"));
+	free(out);
+}
+
+void suite_cli(void)
+{
+	static const struct test_case cases[] = {
+		{ "usage errors: one line, status 2", test_usage_errors },
+		{ "setup errors: missing image, too much memory; nothing left", test_setup_errors },
+		{ "/dev/kvm absent or not accessible", test_no_kvm },
+		{ "guest exit code on port 0x501 is the exit status", test_guest_exit_code },
+		{ "guest fault ends the VMM with registers", test_guest_fault },
+		{ NULL, NULL },
+	};
+	test_add_suite("cli", cases);
+}

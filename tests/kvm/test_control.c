@@ -1,0 +1,171 @@
+/* The control socket: status, pause/resume, stop, signals, bad requests, the ctl client. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "guestrun.h"
+#include "kvmtests.h"
+
+static const char *reply_state(json_t *r)
+{
+	return json_string_value(json_object_get(r, "state"));
+}
+
+static void test_pause_resume(void)
+{
+	struct heartbeat hb[256];
+	struct vmm_proc p;
+	json_t *r;
+	int before, during, after;
+
+	if (!guest_available())
+		return;
+	guest_boot(&p, "256M", "2", "wss_mb=32");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 3, 20000));
+	r = vmm_request(&p, "pause", NULL);
+	CU_ASSERT_STRING_EQUAL(reply_state(r), "paused");
+	json_decref(r);
+	before = vmm_heartbeats(&p, hb, 256);
+	sleep_ms(1000);
+	during = vmm_heartbeats(&p, hb, 256);
+	CU_ASSERT_EQUAL(during, before); /* not one heartbeat while paused */
+	r = vmm_request(&p, "status", NULL);
+	CU_ASSERT_STRING_EQUAL(reply_state(r), "paused");
+	CU_ASSERT(json_integer_value(json_object_get(r, "paused_ms")) >= 900);
+	json_decref(r);
+	r = vmm_request(&p, "resume", NULL);
+	CU_ASSERT_STRING_EQUAL(reply_state(r), "running");
+	json_decref(r);
+	CU_ASSERT(vmm_wait_heartbeats(&p, before + 3, 20000));
+	after = guest_check_console(&p); /* sequence continues: 1..n without a gap */
+	CU_ASSERT(after >= before + 3);
+	vmm_kill(&p);
+}
+
+/* Every kind of bad request gets an error reply; the guest never notices. */
+static void test_bad_requests(void)
+{
+	static const char *const bad[] = {
+		"this is not json", "{\"cmd\":42}", "{\"nocmd\":true}", "{\"cmd\":\"reboot-host\"}",
+		"{\"cmd\":\"dirty-log\"}", "{\"cmd\":\"dirty-log\",\"op\":\"fetch\"}",
+		"{\"cmd\":\"dirty-log\",\"op\":\"explode\"}", "[]", "{\"cmd\":\"pause\"", "",
+	};
+	struct vmm_proc p;
+	char *big;
+	json_t *r;
+	int n;
+
+	if (!guest_available())
+		return;
+	guest_boot(&p, "256M", "1", "wss_mb=32");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 2, 20000));
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		char *reply = vmm_request_raw(&p, bad[i]);
+
+		CU_ASSERT_PTR_NOT_NULL(reply);
+		CU_ASSERT_PTR_NOT_NULL(reply ? strstr(reply, "\"ok\":false") : NULL);
+		CU_ASSERT_PTR_NOT_NULL(reply ? strstr(reply, "\"error\":") : NULL);
+		free(reply);
+	}
+	big = malloc(200000);
+	memset(big, 'x', 199999);
+	big[199999] = 0;
+	free(vmm_request_raw(&p, big)); /* oversized: refused, connection dropped */
+	free(big);
+	n = vmm_heartbeats(&p, NULL, 0);
+	CU_ASSERT(vmm_wait_heartbeats(&p, n + 3, 20000)); /* still running */
+	r = vmm_request(&p, "status", NULL);
+	CU_ASSERT_STRING_EQUAL(reply_state(r), "running");
+	json_decref(r);
+	guest_check_console(&p);
+	vmm_kill(&p);
+}
+
+static void test_status_and_stop(void)
+{
+	struct vmm_proc p;
+	json_t *r, *v;
+
+	if (!guest_available())
+		return;
+	guest_boot(&p, "256M", "2", "wss_mb=16");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 2, 20000));
+	r = vmm_request(&p, "status", NULL);
+	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "mem_bytes")), 256 << 20);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "vcpus")), 2);
+	v = json_object_get(r, "vcpu");
+	CU_ASSERT_EQUAL(json_array_size(v), 2);
+	/* vCPU 0 prints the heartbeats: its UART writes are port I/O exits. */
+	CU_ASSERT(json_integer_value(json_object_get(json_array_get(v, 0), "io_exits")) > 10);
+	CU_ASSERT(json_integer_value(json_object_get(json_array_get(v, 1), "run_ms")) > 0);
+	json_decref(r);
+	r = vmm_request(&p, "stop", NULL);
+	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	CU_ASSERT_EQUAL(vmm_wait(&p, 10000), 0);
+	CU_ASSERT_EQUAL(p.status, 0);
+	CU_ASSERT_EQUAL(access(p.api, F_OK), -1); /* socket removed */
+}
+
+static void test_sigterm_stops_cleanly(void)
+{
+	struct vmm_proc p;
+	char *err;
+
+	if (!guest_available())
+		return;
+	guest_boot(&p, "128M", "1", "wss_mb=16");
+	kill(p.pid, SIGTERM);
+	CU_ASSERT_EQUAL(vmm_wait(&p, 10000), 0);
+	CU_ASSERT_EQUAL(p.status, 0);
+	err = test_read_file(p.errlog);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "stopped on request"));
+	free(err);
+}
+
+static void test_ctl_client(void)
+{
+	struct vmm_proc p;
+	char *out;
+
+	if (!guest_available())
+		return;
+	guest_boot(&p, "128M", "1", "wss_mb=16");
+	const char *ok[] = { test_bin("cme-vmm"), "ctl", "--api", p.api, "status", NULL };
+	const char *unknown[] = { test_bin("cme-vmm"), "ctl", "--api", p.api, "frob", NULL };
+	const char *badjson[] = { test_bin("cme-vmm"), "ctl", "--api", p.api, "dirty-log",
+				  "{op:", NULL };
+	const char *noserver[] = { test_bin("cme-vmm"), "ctl", "--api", "/nonexistent/s",
+				   "status", NULL };
+
+	CU_ASSERT_EQUAL(test_run(ok, &out, 10000), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"state\":\"running\""));
+	free(out);
+	CU_ASSERT_EQUAL(test_run(unknown, &out, 10000), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "unknown command \\\"frob\\\""));
+	free(out);
+	CU_ASSERT_EQUAL(test_run(badjson, &out, 10000), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "arguments must be a JSON object"));
+	free(out);
+	CU_ASSERT_EQUAL(test_run(noserver, &out, 10000), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "cannot connect to /nonexistent/s"));
+	free(out);
+	vmm_kill(&p);
+}
+
+void suite_control(void)
+{
+	static const struct test_case cases[] = {
+		{ "pause 1 s: no heartbeats; resume: sequence continues", test_pause_resume },
+		{ "bad requests get errors, the guest keeps running", test_bad_requests },
+		{ "status reports vCPUs; stop ends the VMM cleanly", test_status_and_stop },
+		{ "SIGTERM stops the VM cleanly", test_sigterm_stops_cleanly },
+		{ "cme-vmm ctl prints replies and exit statuses", test_ctl_client },
+		{ NULL, NULL },
+	};
+	test_add_suite("control", cases);
+}

@@ -1,0 +1,141 @@
+/* Test harness: CUnit runner, skips, temp dirs. */
+#include "harness.h"
+
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static unsigned skipped;
+static char tmp_root[256];
+
+void test_skip(const char *fmt, ...)
+{
+	CU_pTest t = CU_get_current_test();
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	printf("\n  SKIPPED %s: %s\n", t ? t->pName : "?", why);
+	fflush(stdout);
+	skipped++;
+}
+
+void test_add_suite(const char *name, const struct test_case *cases)
+{
+	CU_pSuite s = CU_add_suite(name, NULL, NULL);
+
+	for (; s && cases->name; cases++)
+		CU_add_test(s, cases->name, cases->fn);
+}
+
+static void write_results(const char *runner, unsigned run, unsigned failed)
+{
+	const char *path = getenv("CME_TEST_RESULTS");
+	FILE *f;
+
+	if (!path || !(f = fopen(path, "a")))
+		return;
+	fprintf(f, "%s %u %u %u\n", runner, run, failed, skipped);
+	fclose(f);
+}
+
+static void remove_tmp(void)
+{
+	char cmd[300];
+
+	if (!tmp_root[0] || getenv("CME_KEEP_TMP"))
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_root);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmp_root);
+}
+
+int test_main(const char *runner)
+{
+	unsigned run, failed;
+
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	run = CU_get_number_of_tests_run();
+	failed = CU_get_number_of_tests_failed();
+	write_results(runner, run, failed);
+	printf("%s: %u tests, %u failed, %u skipped\n", runner, run, failed, skipped);
+	CU_cleanup_registry();
+	remove_tmp();
+	return failed ? 1 : 0;
+}
+
+bool test_have_kvm(char *why, size_t len)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(why, len, "needs /dev/kvm (%s)", strerror(errno));
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+const char *test_bin(const char *name)
+{
+	static char path[8][512];
+	static unsigned n;
+	const char *b = getenv("CME_BUILD");
+	char *p = path[n++ % 8];
+
+	snprintf(p, 512, "%s/bin/%s", b ? b : "build", name);
+	return p;
+}
+
+const char *test_guest(void)
+{
+	static char path[512];
+	const char *b = getenv("CME_BUILD");
+
+	snprintf(path, sizeof(path), "%s/guest/selfcheck.bin", b ? b : "build");
+	return path;
+}
+
+const char *test_tmpdir(void)
+{
+	static char dir[512];
+	static unsigned n;
+
+	if (!tmp_root[0]) {
+		snprintf(tmp_root, sizeof(tmp_root), "/tmp/cme-test.XXXXXX");
+		if (!mkdtemp(tmp_root) || chmod(tmp_root, 0755) < 0) {
+			perror("mkdtemp");
+			exit(1);
+		}
+	}
+	snprintf(dir, sizeof(dir), "%s/%u", tmp_root, n++);
+	mkdir(dir, 0755);
+	return dir;
+}
+
+char *test_read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (!f)
+		return strdup("");
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = calloc(1, (size_t)n + 1);
+	if (buf && n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)
+		buf[0] = 0;
+	fclose(f);
+	return buf;
+}

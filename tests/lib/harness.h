@@ -1,0 +1,86 @@
+/* Test harness shared by every tier: CUnit runner with skips, and helpers that start a
+ * real cme-vmm, read its console and talk to its control socket. Tests own every
+ * process they start, by PID. */
+#ifndef CME_TEST_HARNESS_H
+#define CME_TEST_HARNESS_H
+
+#include <CUnit/CUnit.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Mark the running test skipped with a reason (printed, counted apart from passes). The
+ * test must return right after. */
+void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Run every registered suite with CUnit's basic interface; append "name run failed
+ * skipped" to $CME_TEST_RESULTS. Returns the process exit status. */
+int test_main(const char *runner);
+/* Add a suite with its tests (NULL-terminated {name, fn} list). */
+struct test_case {
+	const char *name;
+	void (*fn)(void);
+};
+void test_add_suite(const char *name, const struct test_case *cases);
+
+/* True when /dev/kvm can be opened read-write; otherwise why in buf. */
+bool test_have_kvm(char *why, size_t len);
+/* Skip the current test (and return from it) when KVM is missing. */
+#define REQUIRE_KVM()                                                                      \
+	do {                                                                               \
+		char why_[256];                                                            \
+		if (!test_have_kvm(why_, sizeof(why_))) {                                  \
+			test_skip("%s", why_);                                             \
+			return;                                                            \
+		}                                                                          \
+	} while (0)
+
+/* Paths of built artifacts: $CME_BUILD (default "build") + "/bin/NAME", the test guest. */
+const char *test_bin(const char *name);
+const char *test_guest(void);
+/* A fresh private directory for this test (removed at exit of the runner). */
+const char *test_tmpdir(void);
+
+/* ---- a cme-vmm process ------------------------------------------------------------- */
+
+struct vmm_proc {
+	pid_t pid;
+	char console[512]; /* console file */
+	char api[512];     /* control socket */
+	char errlog[512];  /* the VMM's stderr */
+	int status;        /* exit status once reaped, -1 before; 128+sig if killed */
+};
+
+/* Start `cme-vmm run` with the given extra arguments (NULL-terminated) plus --console
+ * file:..., --api ... and stderr to a file in a fresh directory. Returns 0 or -errno. */
+int vmm_start(struct vmm_proc *p, const char *const *args);
+/* Wait up to timeout_ms for the process to exit; returns 0 and sets p->status, or
+ * -ETIMEDOUT. */
+int vmm_wait(struct vmm_proc *p, int timeout_ms);
+/* SIGKILL and reap (no-op if already reaped). */
+void vmm_kill(struct vmm_proc *p);
+/* Wait until the console contains needle; true if found within timeout_ms. */
+bool vmm_console_wait(struct vmm_proc *p, const char *needle, int timeout_ms);
+/* The whole console (or stderr) so far, malloc'd, NUL-terminated ("" if missing). */
+char *test_read_file(const char *path);
+
+struct heartbeat {
+	uint64_t seq, pages, ticks;
+};
+/* Parse every "HB seq=N pages=M ticks=T" line of the console; returns the count (at most
+ * max stored). */
+int vmm_heartbeats(struct vmm_proc *p, struct heartbeat *hb, int max);
+/* Wait until at least n heartbeats are on the console. */
+bool vmm_wait_heartbeats(struct vmm_proc *p, int n, int timeout_ms);
+
+/* Send one control request ({"cmd":cmd} merged with args JSON, may be NULL); returns the
+ * reply (caller decrefs) or NULL on a transport error. */
+json_t *vmm_request(struct vmm_proc *p, const char *cmd, const char *args);
+/* Send a raw line and return the raw reply line (malloc'd) or NULL. */
+char *vmm_request_raw(struct vmm_proc *p, const char *line);
+
+/* Run a command to completion with stdout+stderr captured into *out (malloc'd).
+ * Returns the exit status (128+sig if killed), or -errno. */
+int test_run(const char *const *argv, char **out, int timeout_ms);
+
+#endif

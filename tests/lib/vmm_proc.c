@@ -1,0 +1,231 @@
+/* Test helpers around a real cme-vmm process: start, wait, kill, console, control. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ARGS 48
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int decode_status(int st)
+{
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Fork and exec argv with stdout to out_fd and stderr to err_fd (-1: inherit). */
+static pid_t spawn(const char *const *argv, int out_fd, int err_fd)
+{
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	if (out_fd >= 0)
+		dup2(out_fd, STDOUT_FILENO);
+	if (err_fd >= 0)
+		dup2(err_fd, STDERR_FILENO);
+	execv(argv[0], (char *const *)argv);
+	fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+int vmm_start(struct vmm_proc *p, const char *const *args)
+{
+	const char *dir = test_tmpdir();
+	const char *argv[MAX_ARGS];
+	char console_arg[600];
+	int n = 0, err_fd;
+
+	memset(p, 0, sizeof(*p));
+	p->status = -1;
+	snprintf(p->console, sizeof(p->console), "%s/console", dir);
+	snprintf(p->api, sizeof(p->api), "%s/api.sock", dir);
+	snprintf(p->errlog, sizeof(p->errlog), "%s/stderr", dir);
+	snprintf(console_arg, sizeof(console_arg), "file:%s", p->console);
+	argv[n++] = test_bin("cme-vmm");
+	argv[n++] = "run";
+	for (; *args && n < MAX_ARGS - 6; args++)
+		argv[n++] = *args;
+	argv[n++] = "--console";
+	argv[n++] = console_arg;
+	argv[n++] = "--api";
+	argv[n++] = p->api;
+	argv[n] = NULL;
+	err_fd = open(p->errlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	p->pid = spawn(argv, -1, err_fd);
+	close(err_fd);
+	return p->pid < 0 ? -errno : 0;
+}
+
+int vmm_wait(struct vmm_proc *p, int timeout_ms)
+{
+	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+	int st;
+
+	if (p->status >= 0 || p->pid <= 0)
+		return 0;
+	do {
+		pid_t r = waitpid(p->pid, &st, WNOHANG);
+
+		if (r == p->pid) {
+			p->status = decode_status(st);
+			return 0;
+		}
+		usleep(10000);
+	} while (ms_now() < end);
+	return -ETIMEDOUT;
+}
+
+void vmm_kill(struct vmm_proc *p)
+{
+	if (p->pid > 0 && p->status < 0) {
+		kill(p->pid, SIGKILL);
+		if (vmm_wait(p, 10000) < 0)
+			fprintf(stderr, "pid %d did not die\n", (int)p->pid);
+	}
+}
+
+bool vmm_console_wait(struct vmm_proc *p, const char *needle, int timeout_ms)
+{
+	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+
+	do {
+		char *c = test_read_file(p->console);
+		bool found = strstr(c, needle) != NULL;
+
+		free(c);
+		if (found)
+			return true;
+		usleep(20000);
+	} while (ms_now() < end);
+	return false;
+}
+
+int vmm_heartbeats(struct vmm_proc *p, struct heartbeat *hb, int max)
+{
+	char *c = test_read_file(p->console), *line = c;
+	int n = 0;
+
+	while ((line = strstr(line, "HB seq="))) {
+		struct heartbeat h;
+		char *eol = strchr(line, '\n');
+
+		/* Only whole lines: the last one may still be arriving. */
+		if (!eol)
+			break;
+		if (sscanf(line, "HB seq=%lu pages=%lu ticks=%lu", &h.seq, &h.pages, &h.ticks) == 3) {
+			if (n < max)
+				hb[n] = h;
+			n++;
+		}
+		line = eol;
+	}
+	free(c);
+	return n;
+}
+
+bool vmm_wait_heartbeats(struct vmm_proc *p, int n, int timeout_ms)
+{
+	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+	struct heartbeat hb;
+
+	do {
+		if (vmm_heartbeats(p, &hb, 1) >= n)
+			return true;
+		usleep(20000);
+	} while (ms_now() < end);
+	return false;
+}
+
+char *vmm_request_raw(struct vmm_proc *p, const char *line)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char buf[65536];
+	size_t len = 0;
+
+	if (strlen(p->api) >= sizeof(sa.sun_path)) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	memcpy(sa.sun_path, p->api, strlen(p->api) + 1);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    write(fd, line, strlen(line)) != (ssize_t)strlen(line) || write(fd, "\n", 1) != 1) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	while (len < sizeof(buf) - 1) {
+		struct pollfd pf = { fd, POLLIN, 0 };
+		ssize_t r;
+
+		if (poll(&pf, 1, 10000) <= 0)
+			break;
+		r = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (memchr(buf, '\n', len))
+			break;
+	}
+	close(fd);
+	buf[len] = 0;
+	return len ? strndup(buf, strcspn(buf, "\n")) : NULL;
+}
+
+json_t *vmm_request(struct vmm_proc *p, const char *cmd, const char *args)
+{
+	json_t *req = args ? json_loads(args, 0, NULL) : json_object(), *reply;
+	char *line, *raw;
+
+	if (!req)
+		return NULL;
+	json_object_set_new(req, "cmd", json_string(cmd));
+	line = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	raw = line ? vmm_request_raw(p, line) : NULL;
+	free(line);
+	reply = raw ? json_loads(raw, 0, NULL) : NULL;
+	free(raw);
+	return reply;
+}
+
+int test_run(const char *const *argv, char **out, int timeout_ms)
+{
+	char path[600];
+	struct vmm_proc p = { .status = -1 };
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/out", test_tmpdir());
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	p.pid = spawn(argv, fd, fd);
+	close(fd);
+	if (p.pid < 0)
+		return -errno;
+	if (vmm_wait(&p, timeout_ms) < 0) {
+		vmm_kill(&p);
+		*out = test_read_file(path);
+		return -ETIMEDOUT;
+	}
+	*out = test_read_file(path);
+	return p.status;
+}

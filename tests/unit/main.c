@@ -1,0 +1,15 @@
+/* Unit tests: pure logic, no KVM. Built with ASan + UBSan. */
+#include "harness.h"
+#include "unit.h"
+
+int main(void)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	suite_common();
+	suite_args();
+	suite_pagetables();
+	suite_uart();
+	suite_api();
+	return test_main("unit");
+}

@@ -1,0 +1,107 @@
+/* cme-vmm run option parsing. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+#include "unit.h"
+#include "vmm.h"
+
+static int parse(struct run_opts *o, char *err, const char *const *args)
+{
+	char *argv[32];
+	int n = 0;
+
+	argv[n++] = "run";
+	while (*args)
+		argv[n++] = (char *)*args++;
+	argv[n] = NULL;
+	return vmm_parse_run(n, argv, o, err, 256);
+}
+
+static void test_run_good(void)
+{
+	static const char *const a[] = { "--mem", "2G", "--vcpus", "4", "--image", "g.bin",
+					 "--cmdline", "wss_mb=8", "--console", "file:/tmp/c",
+					 "--api", "/tmp/a", "--name", "web1", NULL };
+	struct run_opts o;
+	char err[256] = "";
+
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, a), 0);
+	CU_ASSERT_EQUAL(o.mem_bytes, 2ull << 30);
+	CU_ASSERT_EQUAL(o.vcpus, 4);
+	CU_ASSERT_STRING_EQUAL(o.image, "g.bin");
+	CU_ASSERT_STRING_EQUAL(o.cmdline, "wss_mb=8");
+	CU_ASSERT_EQUAL(o.console.kind, CONSOLE_FILE);
+	CU_ASSERT_STRING_EQUAL(o.console.path, "/tmp/c");
+	CU_ASSERT_STRING_EQUAL(o.api_path, "/tmp/a");
+	CU_ASSERT_STRING_EQUAL(o.name, "web1");
+}
+
+static void test_run_defaults(void)
+{
+	static const char *const a[] = { "--image", "g.bin", NULL };
+	struct run_opts o;
+	char err[256];
+
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, a), 0);
+	CU_ASSERT_EQUAL(o.mem_bytes, 256ull << 20);
+	CU_ASSERT_EQUAL(o.vcpus, 1);
+	CU_ASSERT_EQUAL(o.console.kind, CONSOLE_STDOUT);
+	CU_ASSERT_PTR_NULL(o.api_path);
+}
+
+/* Each bad command line fails with a message naming the culprit. */
+static void test_run_bad(void)
+{
+	static const struct {
+		const char *args[6];
+		const char *msg;
+	} bad[] = {
+		{ { "--image", "g", "--frobnicate", NULL }, "unknown option --frobnicate" },
+		{ { "--image", "g", "--mem", "lots", NULL }, "--mem lots: not a size" },
+		{ { "--image", "g", "--mem", "3M", NULL }, "multiple of 2M" },
+		{ { "--image", "g", "--mem", "128G", NULL }, "at most 64G" },
+		{ { "--image", "g", "--vcpus", "0", NULL }, "--vcpus 0" },
+		{ { "--image", "g", "--vcpus", "33", NULL }, "--vcpus 33" },
+		{ { "--image", "g", "--console", "tty", NULL }, "--console tty" },
+		{ { "--mem", "1G", NULL }, "--image FILE is required" },
+		{ { "--image", NULL }, "needs a value" },
+		{ { "--image", "g", "extra", NULL }, "unexpected argument extra" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct run_opts o;
+		char err[256] = "";
+
+		CU_ASSERT_EQUAL(parse(&o, err, bad[i].args), -EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].msg));
+		if (!strstr(err, bad[i].msg))
+			printf("\n    case %zu: got \"%s\"\n", i, err);
+	}
+}
+
+static void test_console_cfg(void)
+{
+	struct console_cfg c;
+
+	CU_ASSERT_EQUAL(console_cfg_parse("socket:/run/x.sock", &c), 0);
+	CU_ASSERT_EQUAL(c.kind, CONSOLE_SOCKET);
+	CU_ASSERT_STRING_EQUAL(c.path, "/run/x.sock");
+	CU_ASSERT_EQUAL(console_cfg_parse("none", &c), 0);
+	CU_ASSERT_EQUAL(c.kind, CONSOLE_NONE);
+	CU_ASSERT_EQUAL(console_cfg_parse("file:", &c), -EINVAL);
+	CU_ASSERT_EQUAL(console_cfg_parse("socket", &c), -EINVAL);
+}
+
+void suite_args(void)
+{
+	static const struct test_case cases[] = {
+		{ "run: every option parsed", test_run_good },
+		{ "run: defaults", test_run_defaults },
+		{ "run: bad options name the problem", test_run_bad },
+		{ "console targets", test_console_cfg },
+		{ NULL, NULL },
+	};
+	test_add_suite("args", cases);
+}

@@ -1,0 +1,95 @@
+/* common/: sizes, numbers, range checks, line buffers. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "harness.h"
+#include "unit.h"
+
+static void test_parse_size_units(void)
+{
+	uint64_t v = 0;
+
+	CU_ASSERT_EQUAL(parse_size("512M", &v), 0);
+	CU_ASSERT_EQUAL(v, 512ull << 20);
+	CU_ASSERT_EQUAL(parse_size("2G", &v), 0);
+	CU_ASSERT_EQUAL(v, 2ull << 30);
+	CU_ASSERT_EQUAL(parse_size("64k", &v), 0);
+	CU_ASSERT_EQUAL(v, 64ull << 10);
+	CU_ASSERT_EQUAL(parse_size("1GiB", &v), 0);
+	CU_ASSERT_EQUAL(v, 1ull << 30);
+	CU_ASSERT_EQUAL(parse_size("1048576", &v), 0);
+	CU_ASSERT_EQUAL(v, 1048576);
+}
+
+static void test_parse_size_rejects(void)
+{
+	static const char *const bad[] = { "", "M", "-1G", "12X", "1.5G", "0", "0M", "1GG",
+					   "99999999999999999999", "17179869184G", " 1G", "1G " };
+	uint64_t v = 42;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		CU_ASSERT_EQUAL(parse_size(bad[i], &v), -EINVAL);
+		CU_ASSERT_EQUAL(v, 42); /* untouched on failure */
+	}
+}
+
+static void test_parse_uint(void)
+{
+	uint64_t v;
+
+	CU_ASSERT_EQUAL(parse_uint("32", 1, 32, &v), 0);
+	CU_ASSERT_EQUAL(v, 32);
+	CU_ASSERT_EQUAL(parse_uint("33", 1, 32, &v), -ERANGE);
+	CU_ASSERT_EQUAL(parse_uint("0", 1, 32, &v), -ERANGE);
+	CU_ASSERT_EQUAL(parse_uint("2x", 1, 32, &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_uint("", 1, 32, &v), -EINVAL);
+}
+
+static void test_range_within(void)
+{
+	CU_ASSERT_TRUE(range_within(0x1000, 0x1000, 0, 0x2000));
+	CU_ASSERT_FALSE(range_within(0x1001, 0x1000, 0, 0x2000));
+	CU_ASSERT_FALSE(range_within(UINT64_MAX - 10, 100, 0, UINT64_MAX)); /* wraps */
+	CU_ASSERT_FALSE(range_within(0, 1, 0x1000, 0x1000));
+	CU_ASSERT_TRUE(range_within(0x1000, 0, 0x1000, 0));
+}
+
+static void test_linebuf_lines_and_limit(void)
+{
+	int fds[2];
+	struct linebuf lb;
+	char *a, *b;
+
+	CU_ASSERT_FATAL(pipe(fds) == 0);
+	linebuf_init(&lb, 16);
+	CU_ASSERT_EQUAL(write(fds[1], "one\ntwo\nthr", 11), 11);
+	CU_ASSERT_EQUAL(linebuf_fill(&lb, fds[0]), 11);
+	a = linebuf_take(&lb);
+	b = linebuf_take(&lb);
+	CU_ASSERT_STRING_EQUAL(a, "one");
+	CU_ASSERT_STRING_EQUAL(b, "two");
+	CU_ASSERT_PTR_NULL(linebuf_take(&lb)); /* "thr" is incomplete */
+	free(a);
+	free(b);
+	CU_ASSERT_EQUAL(write(fds[1], "eeeeeeeeeeeeeeeeeeeeeeee", 24), 24);
+	CU_ASSERT_EQUAL(linebuf_fill(&lb, fds[0]), -EMSGSIZE);
+	linebuf_free(&lb);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+void suite_common(void)
+{
+	static const struct test_case cases[] = {
+		{ "parse_size accepts binary units", test_parse_size_units },
+		{ "parse_size rejects junk, zero and overflow", test_parse_size_rejects },
+		{ "parse_uint bounds", test_parse_uint },
+		{ "range_within is overflow-safe", test_range_within },
+		{ "linebuf splits lines and refuses oversize", test_linebuf_lines_and_limit },
+		{ NULL, NULL },
+	};
+	test_add_suite("common", cases);
+}

@@ -1,0 +1,9 @@
+/* Each unit test file registers one suite. */
+#ifndef CME_UNIT_H
+#define CME_UNIT_H
+void suite_common(void);
+void suite_args(void);
+void suite_pagetables(void);
+void suite_uart(void);
+void suite_api(void);
+#endif
