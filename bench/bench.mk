@@ -1,0 +1,12 @@
+# Benchmarks: JSON lines on stdout. They reuse the test harness's process helpers.
+BENCH_SRCS := bench/bench.c tests/lib/harness.c tests/lib/vmm_proc.c
+BENCH_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(BENCH_SRCS))
+$(O)/obj/bench/bench.o: MOD_INC := $(TEST_INC)
+
+$(O)/bench/cme-bench: $(BENCH_OBJS) $(TEST_DATA_LIBS)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
+
+.PHONY: bench-bin
+bench-bin: $(O)/bench/cme-bench
