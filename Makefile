@@ -85,7 +85,8 @@ programs: $(foreach p,$(PROGS),$(O)/bin/$(p))
 
 # ---- guests --------------------------------------------------------------------------
 GUESTS :=
--include tests/guest/guest.mk
+include tests/guest/guest.mk
+include tests/guest/linux/linux.mk
 guests: $(GUESTS)
 
 # ---- tests and benchmarks ------------------------------------------------------------
@@ -93,6 +94,7 @@ include tests/tests.mk
 include bench/bench.mk
 
 test: deps
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory SAN=1 unit-bin
 	@$(MAKE) --no-print-directory programs guests kvm-bin
 	@sh tests/run.sh
@@ -105,7 +107,7 @@ bench: deps
 	@$(MAKE) --no-print-directory programs guests bench-bin
 	@sh bench/run.sh
 
-FMT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+FMT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build/*')
 format:
 	clang-format -i $(FMT_SRCS)
 format-check:

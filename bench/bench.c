@@ -41,8 +41,8 @@ static void emit(const char *name, const char *unit, double *v, int n, json_t *e
 static void bench_boot(void)
 {
 	double ready[RUNS], hb[RUNS];
-	const char *args[] = { "--mem", "1G", "--vcpus", "2", "--image", test_guest(),
-			       "--cmdline", "wss_mb=64", NULL };
+	const char *args[] = { "--mem",	     "1G",	  "--vcpus",   "2", "--image",
+			       test_guest(), "--cmdline", "wss_mb=64", NULL };
 
 	for (int i = 0; i < RUNS; i++) {
 		struct vmm_proc p;
@@ -58,8 +58,9 @@ static void bench_boot(void)
 	}
 	emit("vm_start_to_ready", "ms", ready, RUNS, NULL);
 	emit("vm_start_to_first_heartbeat", "ms", hb, RUNS,
-	     json_pack("{s:s}", "note", "the first heartbeat is due 100 ms of guest time "
-					"after READY"));
+	     json_pack("{s:s}", "note",
+		       "the first heartbeat is due 100 ms of guest time "
+		       "after READY"));
 }
 
 static struct vm *boot(const char *console, uint64_t mem, const char *cmdline)
@@ -69,7 +70,7 @@ static struct vm *boot(const char *console, uint64_t mem, const char *cmdline)
 
 	if (vm_create(&cfg, &vm) < 0)
 		return NULL;
-	if (vm_load_flat(vm, test_guest(), cmdline) < 0 || vm_start(vm) < 0) {
+	if (vm_load_flat(vm, test_guest(), cmdline) < 0 || vm_start(vm, false) < 0) {
 		vm_destroy(vm);
 		return NULL;
 	}

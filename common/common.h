@@ -9,9 +9,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CME_WUR __attribute__((warn_unused_result))
+#define CME_WUR		 __attribute__((warn_unused_result))
 #define CME_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ARRAY_SIZE(a)	 (sizeof(a) / sizeof((a)[0]))
 
 /* ---- logging ------------------------------------------------------------------------ */
 
@@ -21,9 +21,9 @@ enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 void log_init(const char *prog, enum log_level max);
 /* One line on stderr: "prog: [subsys] message". Thread-safe; never fails. */
 void log_msg(enum log_level lvl, const char *subsys, const char *fmt, ...) CME_PRINTF(3, 4);
-#define log_err(sub, ...) log_msg(LOG_ERR, sub, __VA_ARGS__)
-#define log_warn(sub, ...) log_msg(LOG_WARN, sub, __VA_ARGS__)
-#define log_info(sub, ...) log_msg(LOG_INFO, sub, __VA_ARGS__)
+#define log_err(sub, ...)   log_msg(LOG_ERR, sub, __VA_ARGS__)
+#define log_warn(sub, ...)  log_msg(LOG_WARN, sub, __VA_ARGS__)
+#define log_info(sub, ...)  log_msg(LOG_INFO, sub, __VA_ARGS__)
 #define log_debug(sub, ...) log_msg(LOG_DEBUG, sub, __VA_ARGS__)
 
 /* ---- errors and arithmetic ---------------------------------------------------------- */

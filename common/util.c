@@ -44,10 +44,14 @@ void sleep_ms(unsigned ms)
 static int unit_shift(char c)
 {
 	switch (c) {
-	case 'k': case 'K': return 10;
-	case 'm': case 'M': return 20;
-	case 'g': case 'G': return 30;
-	case 't': case 'T': return 40;
+	case 'k':
+	case 'K': return 10;
+	case 'm':
+	case 'M': return 20;
+	case 'g':
+	case 'G': return 30;
+	case 't':
+	case 'T': return 40;
 	default: return -1;
 	}
 }

@@ -12,34 +12,34 @@
 
 #define SUB "boot"
 
-#define FLAT_PML4 0x1000ull
-#define FLAT_PD_MAX 66 /* 64 GiB of RAM + the 1 GiB hole, rounded to 1 GiB */
-#define FLAT_CMDLINE 0x45000ull
-#define FLAT_CMDLINE_MAX 4096
-#define FLAT_PERCPU 0x46000ull /* one page per vCPU: GDT, TSS, boot info */
-#define FLAT_PERCPU_GDT 0x0
-#define FLAT_PERCPU_TSS 0x100
+#define FLAT_PML4	     0x1000ull
+#define FLAT_PD_MAX	     66 /* 64 GiB of RAM + the 1 GiB hole, rounded to 1 GiB */
+#define FLAT_CMDLINE	     0x45000ull
+#define FLAT_CMDLINE_MAX     4096
+#define FLAT_PERCPU	     0x46000ull /* one page per vCPU: GDT, TSS, boot info */
+#define FLAT_PERCPU_GDT	     0x0
+#define FLAT_PERCPU_TSS	     0x100
 #define FLAT_PERCPU_BOOTINFO 0x800
-#define FLAT_STACKS 0x66000ull
-#define FLAT_STACK_SIZE 0x4000ull
-#define FLAT_IMAGE 0x100000ull
+#define FLAT_STACKS	     0x66000ull
+#define FLAT_STACK_SIZE	     0x4000ull
+#define FLAT_IMAGE	     0x100000ull
 
 #define BOOT_MAGIC 0x434d45424f4f5431ull /* "CMEBOOT1" */
 
-#define PTE_P 0x1ull
+#define PTE_P  0x1ull
 #define PTE_RW 0x2ull
 #define PTE_US 0x4ull
 #define PTE_PS 0x80ull
 
-#define SEL_KCODE 0x08
-#define SEL_KDATA 0x10
-#define SEL_TSS 0x28
+#define SEL_KCODE   0x08
+#define SEL_KDATA   0x10
+#define SEL_TSS	    0x28
 #define GDT_ENTRIES 7 /* null, kcode, kdata, ucode, udata, TSS (two slots) */
 
 /* TSS: 104 bytes, then the I/O bitmap up to port 0x501, then the mandatory 0xff byte. */
-#define TSS_BASE_SIZE 104
+#define TSS_BASE_SIZE	104
 #define TSS_IOMAP_BYTES (VM_EXIT_PORT / 8 + 1)
-#define TSS_SIZE (TSS_BASE_SIZE + TSS_IOMAP_BYTES + 1)
+#define TSS_SIZE	(TSS_BASE_SIZE + TSS_IOMAP_BYTES + 1)
 
 struct boot_info {
 	uint64_t magic;
@@ -60,8 +60,7 @@ static void put64(uint8_t *mem, uint64_t gpa, uint64_t v)
 	memcpy(mem + gpa, &v, sizeof(v));
 }
 
-int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa,
-			   uint64_t map_bytes)
+int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa, uint64_t map_bytes)
 {
 	uint64_t pdpt = pml4_gpa + 0x1000, pd = pml4_gpa + 0x2000;
 	uint64_t nr_pd = (map_bytes + (1ull << 30) - 1) >> 30;
@@ -75,7 +74,8 @@ int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa,
 		for (uint64_t j = 0; j < 512; j++) {
 			uint64_t addr = (i << 30) | (j << 21);
 
-			put64(mem, pd + i * 0x1000 + j * 8, addr | PTE_P | PTE_RW | PTE_US | PTE_PS);
+			put64(mem, pd + i * 0x1000 + j * 8,
+			      addr | PTE_P | PTE_RW | PTE_US | PTE_PS);
 		}
 	}
 	return (int)nr_pd;
@@ -117,7 +117,7 @@ static void flat_write_tss(uint8_t *tss, uint64_t rsp0)
 	memcpy(tss + 102, &iomap, 2);
 	memset(tss + TSS_BASE_SIZE, 0xff, TSS_IOMAP_BYTES + 1);
 	tss[TSS_BASE_SIZE + UART_COM1_BASE / 8] = 0x00; /* 0x3f8-0x3ff */
-	tss[TSS_BASE_SIZE + VM_EXIT_PORT / 8] &= (uint8_t)~(1u << (VM_EXIT_PORT % 8));
+	tss[TSS_BASE_SIZE + VM_EXIT_PORT / 8] &= (uint8_t) ~(1u << (VM_EXIT_PORT % 8));
 }
 
 static uint64_t flat_stack_top(unsigned id)
@@ -146,8 +146,16 @@ static void flat_write_percpu(struct vm *vm, unsigned id, uint64_t cmdline_gpa)
 static struct kvm_segment flat_seg(uint16_t sel, uint8_t type, bool code)
 {
 	return (struct kvm_segment){
-		.base = 0, .limit = 0xffffffff, .selector = sel, .type = type, .present = 1,
-		.dpl = 0, .db = code ? 0 : 1, .s = 1, .l = code ? 1 : 0, .g = 1,
+		.base = 0,
+		.limit = 0xffffffff,
+		.selector = sel,
+		.type = type,
+		.present = 1,
+		.dpl = 0,
+		.db = code ? 0 : 1,
+		.s = 1,
+		.l = code ? 1 : 0,
+		.g = 1,
 	};
 }
 
@@ -161,15 +169,18 @@ static int flat_set_sregs(struct vcpu *vcpu)
 		return -errno;
 	s.cs = flat_seg(SEL_KCODE, 11, true);
 	s.ds = s.es = s.ss = s.fs = s.gs = data;
-	s.tr = (struct kvm_segment){ .base = page + FLAT_PERCPU_TSS, .limit = TSS_SIZE - 1,
-				     .selector = SEL_TSS, .type = 11, .present = 1 };
+	s.tr = (struct kvm_segment){ .base = page + FLAT_PERCPU_TSS,
+				     .limit = TSS_SIZE - 1,
+				     .selector = SEL_TSS,
+				     .type = 11,
+				     .present = 1 };
 	s.gdt.base = page + FLAT_PERCPU_GDT;
 	s.gdt.limit = GDT_ENTRIES * 8 - 1;
 	s.idt.base = 0;
 	s.idt.limit = 0;
 	s.cr0 = 0x1 | 0x2 | 0x10 | 0x20 | 0x10000 | 0x80000000ull; /* PE MP ET NE WP PG */
 	s.cr3 = FLAT_PML4;
-	s.cr4 = 0x20 | 0x200 | 0x400;   /* PAE OSFXSR OSXMMEXCPT */
+	s.cr4 = 0x20 | 0x200 | 0x400;	/* PAE OSFXSR OSXMMEXCPT */
 	s.efer = 0x100 | 0x400 | 0x800; /* LME LMA NXE */
 	return ioctl(vcpu->fd, KVM_SET_SREGS, &s) < 0 ? -errno : 0;
 }
@@ -183,8 +194,11 @@ static int flat_set_regs(struct vcpu *vcpu)
 		.rflags = 0x2,
 	};
 	struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
+	/* With the in-kernel irqchip, every vCPU but the first waits for INIT/SIPI; the
+	 * ABI starts them all together, already in long mode. */
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
 
-	if (ioctl(vcpu->fd, KVM_SET_FPU, &fpu) < 0)
+	if (ioctl(vcpu->fd, KVM_SET_FPU, &fpu) < 0 || ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp) < 0)
 		return -errno;
 	return ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0 ? -errno : 0;
 }

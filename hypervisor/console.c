@@ -10,9 +10,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SUB "console"
+#define SUB		    "console"
 #define CONSOLE_MAX_CLIENTS 8
-#define CONSOLE_HISTORY 65536
+#define CONSOLE_HISTORY	    65536
 
 struct console {
 	enum console_kind kind;
@@ -133,8 +133,8 @@ static int console_open_out(struct console *c, const struct console_cfg *cfg)
 	if (cfg->kind == CONSOLE_STDOUT) {
 		c->out_fd = dup(STDOUT_FILENO);
 	} else {
-		c->out_fd = open(cfg->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-				 0644);
+		c->out_fd =
+			open(cfg->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
 		if (c->out_fd < 0)
 			log_err(SUB, "console file %s: %s", cfg->path, strerror(errno));
 	}
@@ -172,7 +172,8 @@ void console_write(struct console *c, const void *buf, size_t len)
 	pthread_mutex_lock(&c->lock);
 	if (c->out_fd >= 0) {
 		if (write_all(c->out_fd, buf, len) < 0)
-			c->kind = CONSOLE_NONE; /* the reader went away: stop writing, keep running */
+			c->kind =
+				CONSOLE_NONE; /* the reader went away: stop writing, keep running */
 	} else {
 		console_history_add(c, buf, len);
 		for (int i = 0; i < CONSOLE_MAX_CLIENTS; i++)

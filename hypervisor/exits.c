@@ -19,19 +19,18 @@ void vcpu_describe_regs(struct vcpu *vcpu, char *buf, size_t len)
 	snprintf(buf, len,
 		 "rip=0x%llx rsp=0x%llx rflags=0x%llx rax=0x%llx rdi=0x%llx cs=0x%x cpl=%u "
 		 "cr0=0x%llx cr2=0x%llx cr3=0x%llx cr4=0x%llx efer=0x%llx",
-		 r.rip, r.rsp, r.rflags, r.rax, r.rdi, s.cs.selector, s.cs.dpl, s.cr0, s.cr2,
-		 s.cr3, s.cr4, s.efer);
+		 r.rip, r.rsp, r.rflags, r.rax, r.rdi, s.cs.selector, s.cs.dpl, s.cr0, s.cr2, s.cr3,
+		 s.cr4, s.efer);
 }
 
 /* One access of size bytes to port; data is the kvm_run buffer (in/out). */
-static bool vcpu_port_io(struct vcpu *vcpu, uint16_t port, bool out, uint8_t *data,
-			 unsigned size)
+static bool vcpu_port_io(struct vcpu *vcpu, uint16_t port, bool out, uint8_t *data, unsigned size)
 {
 	struct vm *vm = vcpu->vm;
 
 	if (port == VM_EXIT_PORT && out) {
-		vm_set_end(vm, VM_END_GUEST_EXIT, data[0], "guest exit code %u (vcpu=%u)",
-			   data[0], vcpu->id);
+		vm_set_end(vm, VM_END_GUEST_EXIT, data[0], "guest exit code %u (vcpu=%u)", data[0],
+			   vcpu->id);
 		return false;
 	}
 	if (port >= UART_COM1_BASE && port < UART_COM1_BASE + 8) {
@@ -101,20 +100,13 @@ bool vcpu_handle_exit(struct vcpu *vcpu)
 	char what[96];
 
 	switch (run->exit_reason) {
-	case KVM_EXIT_IO:
-		return vcpu_handle_io(vcpu);
-	case KVM_EXIT_MMIO:
-		return vcpu_handle_mmio(vcpu);
-	case KVM_EXIT_HLT:
-		vcpu->stats.hlt_exits++;
-		return true;
-	case KVM_EXIT_INTR:
-		vcpu->stats.intr_exits++;
-		return true;
+	case KVM_EXIT_IO: return vcpu_handle_io(vcpu);
+	case KVM_EXIT_MMIO: return vcpu_handle_mmio(vcpu);
+	case KVM_EXIT_HLT: vcpu->stats.hlt_exits++; return true;
+	case KVM_EXIT_INTR: vcpu->stats.intr_exits++; return true;
 	case KVM_EXIT_SHUTDOWN:
 		return vcpu_fault(vcpu, VM_END_TRIPLE_FAULT, "triple fault (shutdown)");
-	case KVM_EXIT_INTERNAL_ERROR:
-		return vcpu_internal_error(vcpu);
+	case KVM_EXIT_INTERNAL_ERROR: return vcpu_internal_error(vcpu);
 	case KVM_EXIT_FAIL_ENTRY:
 		snprintf(what, sizeof(what), "VM entry failed (reason 0x%llx)",
 			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);

@@ -15,7 +15,7 @@
 struct vm;
 
 #define VM_MAX_VCPUS 32
-#define VM_MAX_MEM (64ull << 30)
+#define VM_MAX_MEM   (64ull << 30)
 #define VM_PAGE_SIZE 4096ull
 
 enum console_kind { CONSOLE_STDOUT, CONSOLE_FILE, CONSOLE_SOCKET, CONSOLE_NONE };
@@ -30,9 +30,9 @@ struct console_cfg {
 int console_cfg_parse(const char *s, struct console_cfg *out) CME_WUR;
 
 struct vm_config {
-	const char *name;    /* for logs and status; not copied, must outlive the VM */
-	uint64_t mem_bytes;  /* multiple of 2 MiB, at most VM_MAX_MEM */
-	unsigned nr_vcpus;   /* 1..VM_MAX_VCPUS */
+	const char *name;   /* for logs and status; not copied, must outlive the VM */
+	uint64_t mem_bytes; /* multiple of 2 MiB, at most VM_MAX_MEM */
+	unsigned nr_vcpus;  /* 1..VM_MAX_VCPUS */
 	struct console_cfg console;
 };
 
@@ -40,28 +40,29 @@ enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_ENDED };
 
 /* Why a VM ended. The program maps these to exit statuses (see README). */
 enum vm_end_reason {
-	VM_END_NONE,        /* still running */
-	VM_END_STOPPED,     /* vm_request_stop() */
-	VM_END_GUEST_EXIT,  /* the guest wrote its exit code to port 0x501 */
+	VM_END_NONE,	   /* still running */
+	VM_END_STOPPED,	   /* vm_request_stop() */
+	VM_END_GUEST_EXIT, /* the guest wrote its exit code to port 0x501 */
 	VM_END_TRIPLE_FAULT,
-	VM_END_INTERNAL,    /* KVM internal error, failed entry or emulation failure */
-	VM_END_HOST_ERROR,  /* a KVM ioctl failed in the VMM */
+	VM_END_INTERNAL,   /* KVM internal error, failed entry or emulation failure */
+	VM_END_HOST_ERROR, /* a KVM ioctl failed in the VMM */
 };
 
 struct vm_end {
 	enum vm_end_reason reason;
-	int code;         /* guest exit code for VM_END_GUEST_EXIT */
+	int code;	  /* guest exit code for VM_END_GUEST_EXIT */
 	char detail[512]; /* one line: what happened, with vCPU and registers where relevant */
 };
 
 struct vm_vcpu_stats {
-	uint64_t exits;      /* every return from KVM_RUN */
+	uint64_t exits; /* every return from KVM_RUN */
 	uint64_t io_exits;
 	uint64_t mmio_exits;
 	uint64_t hlt_exits;
 	uint64_t intr_exits; /* kicked out by a signal (pause, stop) */
 	uint64_t other_exits;
-	uint64_t run_ns;     /* wall time spent inside KVM_RUN */
+	uint64_t run_ns; /* wall time inside KVM_RUN, counted when KVM_RUN returns */
+	uint64_t cpu_ns; /* CPU time of the vCPU thread (guest and VMM work) */
 };
 
 struct vm_info {
@@ -85,8 +86,9 @@ int vm_create(const struct vm_config *cfg, struct vm **out) CME_WUR;
  * -EFBIG (image does not fit), -E2BIG (command line over 4095 bytes) or -errno. */
 int vm_load_flat(struct vm *vm, const char *image, const char *cmdline) CME_WUR;
 
-/* Start one thread per vCPU. Returns 0 or -errno (nothing started). */
-int vm_start(struct vm *vm) CME_WUR;
+/* Start one thread per vCPU; with paused, every vCPU parks before running any guest code
+ * (vm_resume() lets it go). Returns 0 or -errno (nothing started). */
+int vm_start(struct vm *vm, bool paused) CME_WUR;
 
 /* Stop all vCPUs out of KVM_RUN and park them; returns when all are parked.
  * Idempotent. Returns 0, or -ESRCH when the VM has ended. */
@@ -130,5 +132,38 @@ int vm_dirty_log_stop(struct vm *vm) CME_WUR;
  * slot.size / 4096 / 64 words). Also returns the count of dirty pages in *count.
  * Returns 0, -EINVAL when logging is off, or -errno. */
 int vm_dirty_log_fetch(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *count) CME_WUR;
+
+/* ---- state, snapshot and restore ---------------------------------------------------- */
+
+/* Capture the complete state of a paused (or not yet started) VM as a packed VmState
+ * message (proto/vmstate.proto). Returns 0 with *buf (malloc'd, caller frees) and *len,
+ * -EBUSY while the VM runs, or -errno. */
+int vm_state_save(struct vm *vm, uint8_t **buf, size_t *len) CME_WUR;
+/* Apply a packed VmState to a VM created with the same configuration that has not started.
+ * Returns 0, or -EINVAL with a one-line reason in err (the VM must then be destroyed). */
+int vm_state_load(struct vm *vm, const uint8_t *buf, size_t len, char *err, size_t errlen) CME_WUR;
+/* Memory size and vCPU count of a packed VmState. Returns 0 or -EINVAL. */
+int vm_state_peek_config(const uint8_t *buf, size_t len, uint64_t *mem_bytes,
+			 unsigned *vcpus) CME_WUR;
+
+struct vm_snapshot_stats {
+	uint64_t bytes;	     /* file size */
+	uint64_t pages;	     /* non-zero pages stored */
+	uint64_t zero_pages; /* pages skipped because they are zero */
+	uint64_t state_bytes;
+	uint64_t ms; /* wall time of the write or the load */
+};
+
+/* Write a snapshot of a paused VM to path (a temporary file renamed into place, so a
+ * failed write never leaves a partial snapshot). Returns 0, or -errno with a reason. */
+int vm_snapshot_write(struct vm *vm, const char *path, struct vm_snapshot_stats *st, char *err,
+		      size_t errlen) CME_WUR;
+/* Create a VM (not started) from a snapshot. cfg gives name and console; its mem_bytes and
+ * nr_vcpus, when non-zero, must match the file's. The header, every memory record and
+ * the checksum are verified before any state is applied; a truncated, corrupt or
+ * incompatible file is refused with a reason in err and nothing is left behind.
+ * Returns 0 with *out, or -errno. */
+int vm_snapshot_restore(const char *path, const struct vm_config *cfg, struct vm **out,
+			struct vm_snapshot_stats *st, char *err, size_t errlen) CME_WUR;
 
 #endif

@@ -18,8 +18,7 @@ static void uart_update_irq(struct uart *u)
 	}
 }
 
-void uart_init(struct uart *u, void (*tx)(void *, uint8_t), void (*irq)(void *, bool),
-	       void *opaque)
+void uart_init(struct uart *u, void (*tx)(void *, uint8_t), void (*irq)(void *, bool), void *opaque)
 {
 	memset(u, 0, sizeof(*u));
 	u->lsr = UART_LSR_THRE | UART_LSR_TEMT;

@@ -7,13 +7,13 @@
 #include <stdint.h>
 
 #define UART_COM1_BASE 0x3f8
-#define UART_COM1_IRQ 4
-#define UART_RX_FIFO 16
+#define UART_COM1_IRQ  4
+#define UART_RX_FIFO   16
 
 /* Register offsets from the base port. */
 enum {
 	UART_RBR_THR = 0, /* DLL when DLAB */
-	UART_IER = 1,     /* DLM when DLAB */
+	UART_IER = 1,	  /* DLM when DLAB */
 	UART_IIR_FCR = 2,
 	UART_LCR = 3,
 	UART_MCR = 4,
@@ -22,22 +22,22 @@ enum {
 	UART_SCR = 7,
 };
 
-#define UART_LCR_DLAB 0x80
-#define UART_LSR_DR 0x01
-#define UART_LSR_OE 0x02
-#define UART_LSR_THRE 0x20
-#define UART_LSR_TEMT 0x40
-#define UART_IER_RDI 0x01
-#define UART_IER_THRI 0x02
+#define UART_LCR_DLAB	0x80
+#define UART_LSR_DR	0x01
+#define UART_LSR_OE	0x02
+#define UART_LSR_THRE	0x20
+#define UART_LSR_TEMT	0x40
+#define UART_IER_RDI	0x01
+#define UART_IER_THRI	0x02
 #define UART_IIR_NO_INT 0x01
-#define UART_IIR_THRI 0x02
-#define UART_IIR_RDI 0x04
-#define UART_MCR_LOOP 0x10
-#define UART_MCR_OUT2 0x08
+#define UART_IIR_THRI	0x02
+#define UART_IIR_RDI	0x04
+#define UART_MCR_LOOP	0x10
+#define UART_MCR_OUT2	0x08
 
 struct uart {
 	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
-	bool thr_irq_pending;   /* THRE interrupt armed until IIR is read or THR written */
+	bool thr_irq_pending; /* THRE interrupt armed until IIR is read or THR written */
 	uint8_t rx[UART_RX_FIFO];
 	unsigned rx_head, rx_len;
 	/* Callbacks: a byte the guest transmitted; the interrupt line level changed. */

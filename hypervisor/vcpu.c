@@ -1,6 +1,6 @@
 /* vCPUs: creation with CPUID and TSC frequency, and the per-vCPU thread that runs KVM_RUN,
  * handles exits and parks when the VM is paused. */
-#include "vm_priv.h"
+#include "state_priv.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define SUB "vcpu"
+#define SUB		 "vcpu"
 #define VCPU_KICK_SIGNAL SIGUSR1
 
 /* The kick signal only needs to interrupt KVM_RUN (EINTR); the handler does nothing. */
@@ -33,35 +33,6 @@ static void vcpu_install_kick_handler(void)
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 	pthread_once(&once, vcpu_install_kick_handler_once);
-}
-
-/* Per-vCPU CPUID: the supported set with this vCPU's APIC IDs filled in. */
-static int vcpu_set_cpuid(struct vcpu *vcpu)
-{
-	struct kvm_cpuid2 *src = vcpu->vm->cpuid;
-	size_t sz = sizeof(*src) + src->nent * sizeof(src->entries[0]);
-	struct kvm_cpuid2 *c = malloc(sz);
-	int err = 0;
-
-	if (!c)
-		return -ENOMEM;
-	memcpy(c, src, sz);
-	for (unsigned i = 0; i < c->nent; i++) {
-		struct kvm_cpuid_entry2 *e = &c->entries[i];
-
-		if (e->function == 1) {
-			e->ebx = (e->ebx & 0x00ffffff) | (vcpu->id << 24);
-			e->ecx |= 1u << 31; /* hypervisor present */
-		} else if (e->function == 0xb || e->function == 0x1f) {
-			e->edx = vcpu->id;
-		}
-	}
-	if (ioctl(vcpu->fd, KVM_SET_CPUID2, c) < 0) {
-		err = -errno;
-		log_err(SUB, "vcpu=%u KVM_SET_CPUID2: %s", vcpu->id, strerror(errno));
-	}
-	free(c);
-	return err;
 }
 
 /* Read the TSC frequency KVM gives this vCPU (the guest's, also in its boot info). */
@@ -99,7 +70,7 @@ int vcpu_create(struct vm *vm, unsigned id)
 		return -errno;
 	}
 	vcpu->run_size = (size_t)sz;
-	err = vcpu_set_cpuid(vcpu);
+	err = vcpu_apply_cpuid(vcpu, vm->cpuid);
 	if (!err && id == 0)
 		err = vcpu_init_tsc(vcpu);
 	return err;

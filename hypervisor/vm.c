@@ -194,6 +194,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		err = vm_setup_devices(vm);
 	for (unsigned i = 0; !err && i < cfg->nr_vcpus; i++)
 		err = vcpu_create(vm, i);
+	if (!err)
+		err = vm_probe_state_caps(vm);
 	if (err)
 		goto fail;
 	vm->state = VM_CREATED;
@@ -221,6 +223,7 @@ void vm_destroy(struct vm *vm)
 		close(vm->event_fd);
 	console_close(vm->console);
 	free(vm->cpuid);
+	free(vm->msr_index);
 	pthread_mutex_destroy(&vm->dev_lock);
 	pthread_mutex_destroy(&vm->run_lock);
 	pthread_cond_destroy(&vm->run_cond);

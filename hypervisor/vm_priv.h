@@ -9,10 +9,10 @@
 #include "hypervisor.h"
 #include "uart_priv.h"
 
-#define VM_LOW_MEM_END (3ull << 30) /* RAM below the 3-4 GiB hole */
+#define VM_LOW_MEM_END	 (3ull << 30) /* RAM below the 3-4 GiB hole */
 #define VM_HIGH_MEM_BASE (4ull << 30)
-#define VM_MAX_SLOTS 2
-#define VM_EXIT_PORT 0x501
+#define VM_MAX_SLOTS	 2
+#define VM_EXIT_PORT	 0x501
 
 struct console;
 
@@ -33,7 +33,11 @@ struct vm {
 	struct vm_slot slots[VM_MAX_SLOTS];
 	unsigned nr_slots;
 	struct vcpu vcpus[VM_MAX_VCPUS];
-	struct kvm_cpuid2 *cpuid;
+	struct kvm_cpuid2 *cpuid; /* the template every vCPU got (APIC IDs patched per vCPU) */
+	uint32_t *msr_index;	  /* MSRs captured per vCPU: KVM's list, readable ones */
+	unsigned nr_msrs;
+	bool has_xsave, has_xcrs;
+	size_t xsave_size;
 	uint64_t tsc_khz;
 	struct console *console;
 
@@ -44,15 +48,16 @@ struct vm {
 	/* Run control: pause/resume/stop, guarded by run_lock. */
 	pthread_mutex_t run_lock;
 	pthread_cond_t run_cond;
-	atomic_bool pause_req;   /* vCPUs must park */
-	atomic_bool stop_req;    /* vCPUs must exit their threads */
-	unsigned parked;         /* vCPUs parked right now */
+	atomic_bool pause_req; /* vCPUs must park */
+	atomic_bool stop_req;  /* vCPUs must exit their threads */
+	unsigned parked;       /* vCPUs parked right now */
 	enum vm_state state;
 	struct vm_end end;
-	int event_fd;            /* eventfd: written once when the VM ends */
+	int event_fd; /* eventfd: written once when the VM ends */
 	uint64_t start_ns, pause_start_ns, paused_ns;
 
 	bool dirty_logging;
+	const char *boot_kind; /* "flat" or "linux": how the guest was first booted */
 };
 
 /* vm.c */
@@ -61,6 +66,9 @@ void vm_set_end(struct vm *vm, enum vm_end_reason reason, int code, const char *
 	CME_PRINTF(4, 5);
 /* Host pointer for [gpa, gpa + len) inside one slot, or NULL (overflow-safe). */
 void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/* state.c: probe what state KVM offers (XSAVE, XCRS, readable MSRs); after vCPU 0. */
+int vm_probe_state_caps(struct vm *vm) CME_WUR;
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, unsigned id) CME_WUR;

@@ -23,8 +23,7 @@ json_t *api_error(const char *fmt, ...)
 	return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
 }
 
-int api_parse_request(const char *line, json_t **req, const char **cmd, char *err,
-		      size_t errlen)
+int api_parse_request(const char *line, json_t **req, const char **cmd, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *r = json_loads(line, JSON_REJECT_DUPLICATES, &jerr), *c;
@@ -57,11 +56,12 @@ static json_t *vcpu_stats_json(struct vm *vm, unsigned i)
 	struct vm_vcpu_stats st;
 
 	vm_get_vcpu_stats(vm, i, &st);
-	return json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "id", (int)i, "exits",
+	return json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "id", (int)i, "exits",
 			 (json_int_t)st.exits, "io_exits", (json_int_t)st.io_exits, "mmio_exits",
 			 (json_int_t)st.mmio_exits, "hlt_exits", (json_int_t)st.hlt_exits,
 			 "intr_exits", (json_int_t)st.intr_exits, "other_exits",
-			 (json_int_t)st.other_exits, "run_ms", (json_int_t)(st.run_ns / 1000000));
+			 (json_int_t)st.other_exits, "run_ms", (json_int_t)(st.run_ns / 1000000),
+			 "cpu_ms", (json_int_t)(st.cpu_ns / 1000000));
 }
 
 static json_t *api_status(struct api *api, json_t *req)
@@ -137,26 +137,67 @@ static json_t *api_dirty_log(struct api *api, json_t *req)
 	if (!strcmp(op, "start")) {
 		err = vm_dirty_log_start(api->vm);
 		api->dirty_since_ns = now;
-		return err ? api_error("dirty-log start: %s", err == -EALREADY ? "already on"
-									   : strerror(-err))
+		return err ? api_error("dirty-log start: %s",
+				       err == -EALREADY ? "already on" : strerror(-err))
 			   : json_pack("{s:b}", "ok", 1);
 	}
 	if (!strcmp(op, "stop")) {
 		err = vm_dirty_log_stop(api->vm);
-		return err ? api_error("dirty-log stop: %s", err == -EINVAL ? "logging is off"
-									   : strerror(-err))
+		return err ? api_error("dirty-log stop: %s",
+				       err == -EINVAL ? "logging is off" : strerror(-err))
 			   : json_pack("{s:b}", "ok", 1);
 	}
 	if (strcmp(op, "fetch"))
 		return api_error("dirty-log: unknown op \"%s\" (start, fetch, stop)", op);
 	err = api_dirty_fetch(api->vm, &n);
 	if (err)
-		return api_error("dirty-log fetch: %s", err == -EINVAL ? "logging is off"
-								       : strerror(-err));
+		return api_error("dirty-log fetch: %s",
+				 err == -EINVAL ? "logging is off" : strerror(-err));
 	api->dirty_since_ns = now;
-	return json_pack("{s:b,s:I,s:I,s:I}", "ok", 1, "dirty_pages", (json_int_t)n,
-			 "dirty_bytes", (json_int_t)(n * VM_PAGE_SIZE), "interval_ms",
+	return json_pack("{s:b,s:I,s:I,s:I}", "ok", 1, "dirty_pages", (json_int_t)n, "dirty_bytes",
+			 (json_int_t)(n * VM_PAGE_SIZE), "interval_ms",
 			 (json_int_t)((now - since) / 1000000));
+}
+
+static json_t *snapshot_reply(const char *path, const struct vm_snapshot_stats *st, bool stop)
+{
+	double mib_s = st->ms ? (double)st->bytes / (1 << 20) * 1000.0 / (double)st->ms : 0;
+
+	return json_pack("{s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:b}", "ok", 1, "path", path, "bytes",
+			 (json_int_t)st->bytes, "pages", (json_int_t)st->pages, "zero_pages",
+			 (json_int_t)st->zero_pages, "state_bytes", (json_int_t)st->state_bytes,
+			 "ms", (json_int_t)st->ms, "mib_s", mib_s, "stopped", stop);
+}
+
+/* Pause, write state and memory, then resume (or stop). A failed write resumes the guest
+ * as it was: a snapshot never costs the running VM. */
+static json_t *api_snapshot(struct api *api, json_t *req)
+{
+	const char *path = json_string_value(json_object_get(req, "path"));
+	json_t *stop = json_object_get(req, "stop");
+	struct vm_snapshot_stats st;
+	struct vm_info info;
+	char err[512] = "";
+	bool was_running;
+
+	if (!path || !*path)
+		return api_error("snapshot needs \"path\"");
+	if (stop && !json_is_boolean(stop))
+		return api_error("snapshot: \"stop\" must be true or false");
+	vm_get_info(api->vm, &info);
+	was_running = info.state == VM_RUNNING;
+	if (vm_pause(api->vm) < 0)
+		return api_error("the VM has ended");
+	if (vm_snapshot_write(api->vm, path, &st, err, sizeof(err)) < 0) {
+		if (was_running && vm_resume(api->vm) < 0)
+			log_warn("api", "cannot resume after a failed snapshot");
+		return api_error("snapshot: %s", err);
+	}
+	if (json_is_true(stop))
+		vm_request_stop(api->vm);
+	else if (was_running && vm_resume(api->vm) < 0)
+		return api_error("snapshot written, but the VM ended");
+	return snapshot_reply(path, &st, json_is_true(stop));
 }
 
 struct api_cmd {
@@ -165,8 +206,8 @@ struct api_cmd {
 };
 
 static const struct api_cmd api_cmds[] = {
-	{ "status", api_status }, { "pause", api_pause },         { "resume", api_resume },
-	{ "stop", api_stop },     { "dirty-log", api_dirty_log },
+	{ "status", api_status }, { "pause", api_pause },	  { "resume", api_resume },
+	{ "stop", api_stop },	  { "dirty-log", api_dirty_log }, { "snapshot", api_snapshot },
 };
 
 json_t *api_dispatch(struct api *api, const char *line)

@@ -5,7 +5,7 @@
 #include "vmm.h"
 
 #define API_MAX_CLIENTS 16
-#define API_MAX_LINE 65536
+#define API_MAX_LINE	65536
 
 struct api_client {
 	int fd;

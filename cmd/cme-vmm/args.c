@@ -1,4 +1,5 @@
-/* Option parsing for `cme-vmm run`. Pure: checks syntax and limits, touches nothing. */
+/* Option parsing for `cme-vmm run` and `cme-vmm restore`. Pure: checks syntax and
+ * limits, touches nothing. */
 #include "vmm.h"
 
 #include <errno.h>
@@ -17,8 +18,8 @@ static int parse_mem(const char *a, struct run_opts *o, char *err, size_t errlen
 	if (parse_size(a, &o->mem_bytes) < 0)
 		return arg_fail(err, errlen, "--mem %s: not a size (examples: 512M, 2G)", a);
 	if (o->mem_bytes % (2ull << 20) || o->mem_bytes > VM_MAX_MEM)
-		return arg_fail(err, errlen,
-				"--mem %s: must be a multiple of 2M and at most 64G", a);
+		return arg_fail(err, errlen, "--mem %s: must be a multiple of 2M and at most 64G",
+				a);
 	return 0;
 }
 
@@ -41,30 +42,48 @@ static int parse_one(int c, const char *a, struct run_opts *o, char *err, size_t
 	case 'l': o->cmdline = a; return 0;
 	case 'a': o->api_path = a; return 0;
 	case 'n': o->name = a; return 0;
+	case 'p': o->paused = true; return 0;
 	case 'o':
 		if (console_cfg_parse(a, &o->console) < 0)
-			return arg_fail(err, errlen,
-					"--console %s: expected stdout, none, file:PATH or socket:PATH",
-					a);
+			return arg_fail(
+				err, errlen,
+				"--console %s: expected stdout, none, file:PATH or socket:PATH", a);
 		return 0;
-	default:
-		return -EINVAL;
+	default: return -EINVAL;
 	}
+}
+
+/* Options that only make sense for one of run and restore. */
+static int check_mode(const struct run_opts *o, bool restore, char *err, size_t errlen)
+{
+	if (restore && (o->image || o->cmdline))
+		return arg_fail(
+			err, errlen, "%s",
+			"restore takes the guest from the snapshot: no --image or --cmdline");
+	if (!restore && !o->image)
+		return arg_fail(err, errlen, "%s", "no guest given: --image FILE is required");
+	return 0;
 }
 
 int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t errlen)
 {
 	static const struct option opts[] = {
-		{ "mem", required_argument, NULL, 'm' },     { "vcpus", required_argument, NULL, 'c' },
-		{ "image", required_argument, NULL, 'i' },   { "cmdline", required_argument, NULL, 'l' },
-		{ "api", required_argument, NULL, 'a' },     { "name", required_argument, NULL, 'n' },
-		{ "console", required_argument, NULL, 'o' }, { NULL, 0, NULL, 0 },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'c' },
+		{ "image", required_argument, NULL, 'i' },
+		{ "cmdline", required_argument, NULL, 'l' },
+		{ "api", required_argument, NULL, 'a' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "console", required_argument, NULL, 'o' },
+		{ "paused", no_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 },
 	};
+	bool restore = !strcmp(argv[0], "restore");
 	int c;
 
 	memset(o, 0, sizeof(*o));
-	o->mem_bytes = 256ull << 20;
-	o->vcpus = 1;
+	o->mem_bytes = restore ? 0 : 256ull << 20; /* restore: the snapshot's, unless given */
+	o->vcpus = restore ? 0 : 1;
 	o->name = "vm";
 	o->console.kind = CONSOLE_STDOUT;
 	optind = 1;
@@ -77,9 +96,11 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		if (parse_one(c, optarg, o, err, errlen) < 0)
 			return -EINVAL;
 	}
+	if (restore && optind < argc)
+		o->snapshot = argv[optind++];
+	if (restore && !o->snapshot)
+		return arg_fail(err, errlen, "%s", "no snapshot given: cme-vmm restore FILE");
 	if (optind < argc)
 		return arg_fail(err, errlen, "unexpected argument %s", argv[optind]);
-	if (!o->image)
-		return arg_fail(err, errlen, "%s", "no guest given: --image FILE is required");
-	return 0;
+	return check_mode(o, restore, err, errlen);
 }

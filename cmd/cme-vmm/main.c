@@ -1,5 +1,6 @@
 /* cme-vmm: one VM per process on Linux KVM.
  *   cme-vmm run --mem SIZE --vcpus N --image FILE [--cmdline S] [--console C] [--api P]
+ *   cme-vmm restore FILE [--console C] [--api P] [--paused]
  *   cme-vmm ctl --api PATH CMD [JSON-ARGS] */
 #include "vmm.h"
 
@@ -19,6 +20,7 @@ static void usage(FILE *f)
 		   "  cme-vmm run --image FILE [--mem SIZE] [--vcpus N] [--cmdline STR]\n"
 		   "              [--console stdout|none|file:PATH|socket:PATH] [--api PATH]\n"
 		   "              [--name NAME]\n"
+		   "  cme-vmm restore FILE [--console ...] [--api PATH] [--name NAME] [--paused]\n"
 		   "  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
 		   "  cme-vmm help\n");
 }
@@ -68,25 +70,46 @@ static void log_run_start(struct vm *vm, const struct run_opts *o)
 	struct vm_info info;
 
 	vm_get_info(vm, &info);
-	log_info(SUB, "vm=%s running: %u vCPUs, %llu MiB, TSC %llu kHz%s%s", o->name, o->vcpus,
-		 (unsigned long long)(o->mem_bytes >> 20), (unsigned long long)info.tsc_khz,
+	log_info(SUB, "vm=%s %s: %u vCPUs, %llu MiB, TSC %llu kHz%s%s", o->name,
+		 vm_state_name(info.state), info.nr_vcpus,
+		 (unsigned long long)(info.mem_bytes >> 20), (unsigned long long)info.tsc_khz,
 		 o->api_path ? ", api " : "", o->api_path ? o->api_path : "");
+}
+
+/* Build the VM: boot a fresh guest, or restore one from a snapshot. */
+static int setup_vm(const struct run_opts *o, struct vm **vm)
+{
+	struct vm_config cfg = { o->name, o->mem_bytes, o->vcpus, o->console };
+	struct vm_snapshot_stats st;
+	char err[512] = "";
+	int rc;
+
+	if (!o->snapshot) {
+		rc = vm_create(&cfg, vm);
+		return rc ? rc : vm_load_flat(*vm, o->image, o->cmdline);
+	}
+	rc = vm_snapshot_restore(o->snapshot, &cfg, vm, &st, err, sizeof(err));
+	if (rc) {
+		log_err(SUB, "restore %s: %s", o->snapshot, err);
+		return rc;
+	}
+	log_info(SUB, "vm=%s restored from %s: %llu pages, %llu MiB in %llu ms", o->name,
+		 o->snapshot, (unsigned long long)st.pages, (unsigned long long)(st.bytes >> 20),
+		 (unsigned long long)st.ms);
+	return 0;
 }
 
 static int run_vm(const struct run_opts *o, int sfd)
 {
-	struct vm_config cfg = { o->name, o->mem_bytes, o->vcpus, o->console };
 	struct vm *vm = NULL;
 	struct api *api = NULL;
 	struct vm_end end;
-	int err = vm_create(&cfg, &vm);
+	int err = setup_vm(o, &vm);
 
-	if (!err)
-		err = vm_load_flat(vm, o->image, o->cmdline);
 	if (!err)
 		err = api_open(o->api_path, vm, &api);
 	if (!err)
-		err = vm_start(vm);
+		err = vm_start(vm, o->paused);
 	if (err) {
 		api_close(api);
 		vm_destroy(vm);
@@ -109,10 +132,10 @@ static int run_main(int argc, char **argv)
 	int sfd, rc;
 
 	if (vmm_parse_run(argc, argv, &o, err, sizeof(err)) < 0) {
-		fprintf(stderr, "cme-vmm run: %s\n", err);
+		fprintf(stderr, "cme-vmm %s: %s\n", argv[0], err);
 		return VMM_EXIT_USAGE;
 	}
-	if (check_host(&o) < 0)
+	if (!o.snapshot && check_host(&o) < 0)
 		return VMM_EXIT_SETUP;
 	sfd = block_stop_signals();
 	rc = run_vm(&o, sfd);
@@ -127,7 +150,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return VMM_EXIT_USAGE;
 	}
-	if (!strcmp(argv[1], "run"))
+	if (!strcmp(argv[1], "run") || !strcmp(argv[1], "restore"))
 		return run_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return vmm_ctl_main(argc - 1, argv + 1);

@@ -9,11 +9,11 @@
 /* Exit statuses of `cme-vmm run` beyond the guest's own exit code (README). */
 enum {
 	VMM_EXIT_OK = 0,
-	VMM_EXIT_SETUP = 1,     /* bad input or the VM could not be created */
-	VMM_EXIT_USAGE = 2,     /* unknown flag or missing argument */
-	VMM_EXIT_HOST = 70,     /* a KVM call failed while running */
+	VMM_EXIT_SETUP = 1,	/* bad input or the VM could not be created */
+	VMM_EXIT_USAGE = 2,	/* unknown flag or missing argument */
+	VMM_EXIT_HOST = 70,	/* a KVM call failed while running */
 	VMM_EXIT_INTERNAL = 71, /* KVM internal error, failed entry, emulation failure */
-	VMM_EXIT_TRIPLE = 72,   /* guest triple fault */
+	VMM_EXIT_TRIPLE = 72,	/* guest triple fault */
 };
 
 struct run_opts {
@@ -23,18 +23,19 @@ struct run_opts {
 	const char *cmdline;
 	const char *api_path;
 	const char *name;
+	const char *snapshot; /* restore: the snapshot file */
+	bool paused;	      /* restore: stay paused until `resume` */
 	struct console_cfg console;
 };
 
-/* Parse `run` options (argv[0] is "run"). On error returns -EINVAL and writes a one-line
+/* Parse `run` or `restore` options (argv[0] is "run" or "restore"). On error returns -EINVAL and writes a one-line
  * reason into err. Checks syntax and limits only (host memory, files are checked later). */
 int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t errlen);
 
 /* Control protocol: a request is one JSON object per line with a string "cmd" and
  * optional arguments beside it. Returns 0 and sets *cmd (points into *req, which the
  * caller decrefs), or -EINVAL with a reason in err. */
-int api_parse_request(const char *line, json_t **req, const char **cmd, char *err,
-		      size_t errlen);
+int api_parse_request(const char *line, json_t **req, const char **cmd, char *err, size_t errlen);
 
 /* Build a reply: {"ok":false,"error":msg}. */
 json_t *api_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -5,4 +5,5 @@ void suite_cli(void);
 void suite_guest(void);
 void suite_control(void);
 void suite_dirty(void);
+void suite_snapshot(void);
 #endif

@@ -10,5 +10,6 @@ int main(void)
 	suite_guest();
 	suite_control();
 	suite_dirty();
+	suite_snapshot();
 	return test_main("kvm");
 }

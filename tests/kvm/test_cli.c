@@ -153,7 +153,9 @@ static void test_guest_exit_code(void)
 {
 	REQUIRE_KVM();
 	/* mov $0x501,%dx; mov $7,%al; out %al,%dx; jmp . */
-	static const unsigned char code[] = { 0x66, 0xba, 0x01, 0x05, 0xb0, 0x07, 0xee, 0xeb, 0xfe };
+	static const unsigned char code[] = {
+		0x66, 0xba, 0x01, 0x05, 0xb0, 0x07, 0xee, 0xeb, 0xfe
+	};
 	const char *img = write_image("exit7.bin", code, sizeof(code));
 	const char *argv[] = { test_bin("cme-vmm"), "run", "--image", img, "--mem", "16M", NULL };
 	char *out;

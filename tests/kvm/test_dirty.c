@@ -30,12 +30,14 @@ static bool read_ready(const char *console, uint64_t *base, uint64_t *pages)
 
 static struct vm *boot_in_process(const char *console)
 {
-	struct vm_config cfg = { .name = "dirty", .mem_bytes = 128ull << 20, .nr_vcpus = 2,
+	struct vm_config cfg = { .name = "dirty",
+				 .mem_bytes = 128ull << 20,
+				 .nr_vcpus = 2,
 				 .console = { CONSOLE_FILE, console } };
 	struct vm *vm = NULL;
 
 	CU_ASSERT_EQUAL_FATAL(vm_create(&cfg, &vm), 0);
-	if (vm_load_flat(vm, test_guest(), "wss_mb=16 stride=3 vcpus=1") || vm_start(vm)) {
+	if (vm_load_flat(vm, test_guest(), "wss_mb=16 stride=3 vcpus=1") || vm_start(vm, false)) {
 		vm_destroy(vm);
 		CU_FAIL_FATAL("cannot boot the test guest in-process");
 	}

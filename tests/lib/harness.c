@@ -62,8 +62,13 @@ int test_main(const char *runner)
 {
 	unsigned run, failed;
 
+	const char *only = getenv("CME_TEST_SUITE"); /* developers: run one suite */
+
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
+	if (only && CU_get_suite(only))
+		CU_basic_run_suite(CU_get_suite(only));
+	else
+		CU_basic_run_tests();
 	run = CU_get_number_of_tests_run();
 	failed = CU_get_number_of_tests_failed();
 	write_results(runner, run, failed);

@@ -26,13 +26,13 @@ void test_add_suite(const char *name, const struct test_case *cases);
 /* True when /dev/kvm can be opened read-write; otherwise why in buf. */
 bool test_have_kvm(char *why, size_t len);
 /* Skip the current test (and return from it) when KVM is missing. */
-#define REQUIRE_KVM()                                                                      \
-	do {                                                                               \
-		char why_[256];                                                            \
-		if (!test_have_kvm(why_, sizeof(why_))) {                                  \
-			test_skip("%s", why_);                                             \
-			return;                                                            \
-		}                                                                          \
+#define REQUIRE_KVM()                                                                              \
+	do {                                                                                       \
+		char why_[256];                                                                    \
+		if (!test_have_kvm(why_, sizeof(why_))) {                                          \
+			test_skip("%s", why_);                                                     \
+			return;                                                                    \
+		}                                                                                  \
 	} while (0)
 
 /* Paths of built artifacts: $CME_BUILD (default "build") + "/bin/NAME", the test guest. */
@@ -46,14 +46,16 @@ const char *test_tmpdir(void);
 struct vmm_proc {
 	pid_t pid;
 	char console[512]; /* console file */
-	char api[512];     /* control socket */
+	char api[512];	   /* control socket */
 	char errlog[512];  /* the VMM's stderr */
-	int status;        /* exit status once reaped, -1 before; 128+sig if killed */
+	int status;	   /* exit status once reaped, -1 before; 128+sig if killed */
 };
 
 /* Start `cme-vmm run` with the given extra arguments (NULL-terminated) plus --console
  * file:..., --api ... and stderr to a file in a fresh directory. Returns 0 or -errno. */
 int vmm_start(struct vmm_proc *p, const char *const *args);
+/* The same with another verb than "run" (e.g. "restore"). */
+int vmm_start_verb(struct vmm_proc *p, const char *verb, const char *const *args);
 /* Wait up to timeout_ms for the process to exit; returns 0 and sets p->status, or
  * -ETIMEDOUT. */
 int vmm_wait(struct vmm_proc *p, int timeout_ms);

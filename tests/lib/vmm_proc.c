@@ -47,6 +47,11 @@ static pid_t spawn(const char *const *argv, int out_fd, int err_fd)
 
 int vmm_start(struct vmm_proc *p, const char *const *args)
 {
+	return vmm_start_verb(p, "run", args);
+}
+
+int vmm_start_verb(struct vmm_proc *p, const char *verb, const char *const *args)
+{
 	const char *dir = test_tmpdir();
 	const char *argv[MAX_ARGS];
 	char console_arg[600];
@@ -59,7 +64,7 @@ int vmm_start(struct vmm_proc *p, const char *const *args)
 	snprintf(p->errlog, sizeof(p->errlog), "%s/stderr", dir);
 	snprintf(console_arg, sizeof(console_arg), "file:%s", p->console);
 	argv[n++] = test_bin("cme-vmm");
-	argv[n++] = "run";
+	argv[n++] = verb;
 	for (; *args && n < MAX_ARGS - 6; args++)
 		argv[n++] = *args;
 	argv[n++] = "--console";
@@ -129,7 +134,8 @@ int vmm_heartbeats(struct vmm_proc *p, struct heartbeat *hb, int max)
 		/* Only whole lines: the last one may still be arriving. */
 		if (!eol)
 			break;
-		if (sscanf(line, "HB seq=%lu pages=%lu ticks=%lu", &h.seq, &h.pages, &h.ticks) == 3) {
+		if (sscanf(line, "HB seq=%lu pages=%lu ticks=%lu", &h.seq, &h.pages, &h.ticks) ==
+		    3) {
 			if (n < max)
 				hb[n] = h;
 			n++;

@@ -22,8 +22,13 @@ static void test_request_ok(void)
 
 static void test_request_malformed(void)
 {
-	static const char *const bad[] = { "", "{", "[1,2]", "\"status\"", "{\"cmd\":5}",
-					   "{\"op\":\"x\"}", "{\"cmd\":\"a\",\"cmd\":\"b\"}",
+	static const char *const bad[] = { "",
+					   "{",
+					   "[1,2]",
+					   "\"status\"",
+					   "{\"cmd\":5}",
+					   "{\"op\":\"x\"}",
+					   "{\"cmd\":\"a\",\"cmd\":\"b\"}",
 					   "status" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {

@@ -21,9 +21,10 @@ static int parse(struct run_opts *o, char *err, const char *const *args)
 
 static void test_run_good(void)
 {
-	static const char *const a[] = { "--mem", "2G", "--vcpus", "4", "--image", "g.bin",
-					 "--cmdline", "wss_mb=8", "--console", "file:/tmp/c",
-					 "--api", "/tmp/a", "--name", "web1", NULL };
+	static const char *const a[] = { "--mem",     "2G",	     "--vcpus",	  "4",
+					 "--image",   "g.bin",	     "--cmdline", "wss_mb=8",
+					 "--console", "file:/tmp/c", "--api",	  "/tmp/a",
+					 "--name",    "web1",	     NULL };
 	struct run_opts o;
 	char err[256] = "";
 

@@ -26,8 +26,18 @@ static void test_parse_size_units(void)
 
 static void test_parse_size_rejects(void)
 {
-	static const char *const bad[] = { "", "M", "-1G", "12X", "1.5G", "0", "0M", "1GG",
-					   "99999999999999999999", "17179869184G", " 1G", "1G " };
+	static const char *const bad[] = { "",
+					   "M",
+					   "-1G",
+					   "12X",
+					   "1.5G",
+					   "0",
+					   "0M",
+					   "1GG",
+					   "99999999999999999999",
+					   "17179869184G",
+					   " 1G",
+					   "1G " };
 	uint64_t v = 42;
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {

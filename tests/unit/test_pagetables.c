@@ -33,8 +33,10 @@ static void test_identity_map(void)
 {
 	size_t len = 1 << 20;
 	uint8_t *mem = calloc(1, len);
-	static const uint64_t probes[] = { 0, 0x100000, 0x1234567, 0xbfffffff, 0xfee00000,
-					   0x100000000ull, 0x1000000000ull, 0x103fffffffull };
+	static const uint64_t probes[] = {
+		0,	    0x100000,	    0x1234567,	     0xbfffffff,
+		0xfee00000, 0x100000000ull, 0x1000000000ull, 0x103fffffffull
+	};
 	int nr = flat_build_page_tables(mem, len, 0x1000, 65ull << 30);
 
 	CU_ASSERT_EQUAL_FATAL(nr, 65);

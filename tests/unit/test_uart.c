@@ -50,7 +50,7 @@ static void test_divisor_latch(void)
 	uart_init(&u, sink_tx, NULL, &s);
 	uart_write(&u, UART_LCR, UART_LCR_DLAB | 3);
 	uart_write(&u, UART_RBR_THR, 1); /* DLL, not a transmitted byte */
-	uart_write(&u, UART_IER, 0);     /* DLM */
+	uart_write(&u, UART_IER, 0);	 /* DLM */
 	CU_ASSERT_EQUAL(uart_read(&u, UART_RBR_THR), 1);
 	CU_ASSERT_EQUAL(s.n, 0);
 	uart_write(&u, UART_LCR, 3);

@@ -1,0 +1,139 @@
+/* config.c — the run's parameters from the command line ("key=value" words, all optional,
+ * unknown keys ignored). Runs once, on vCPU 0 in ring 0, before the others start. */
+#include "selfcheck.h"
+
+#define CMDLINE_MAX    4096
+#define WSS_ALIGN      (2 * MIB)
+#define UNSET	       (~0UL)
+#define MAX_DIRTY_RATE 1000000
+
+struct config cfg;
+
+/* Parameters as given; UNSET where the default depends on the machine. */
+static struct {
+	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters;
+} arg = { 64, 0, UNSET, 1, 100, 0, 100000 };
+
+static const struct {
+	const char *key;
+	u64 *val;
+} numeric_keys[] = {
+	{ "wss_mb", &arg.wss_mb }, { "dirty_rate", &arg.dirty_rate },
+	{ "vcpus", &arg.vcpus },   { "stride", &arg.stride },
+	{ "hb_ms", &arg.hb_ms },   { "exit_after", &arg.exit_after },
+	{ "iters", &arg.iters },
+};
+
+static __attribute__((noreturn)) void bad_arg(const char *what, u64 v)
+{
+	con_printf("ERROR %s (%lu)\n", what, v);
+	guest_exit(EXIT_BADARG);
+}
+
+/* True if s[0..n) equals the NUL-terminated word. */
+static bool word_is(const char *s, size_t n, const char *word)
+{
+	size_t i = 0;
+
+	while (i < n && word[i] && s[i] == word[i])
+		i++;
+	return i == n && !word[i];
+}
+
+/* Decimal only; rejects empty strings, other characters and overflow. */
+static bool parse_u64(const char *s, size_t n, u64 *out)
+{
+	u64 v = 0;
+
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9' || v > (~0UL - 9) / 10)
+			return false;
+		v = v * 10 + (u64)(s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static void parse_pair(const char *k, size_t kn, const char *v, size_t vn)
+{
+	if (word_is(k, kn, "mode")) {
+		if (!word_is(v, vn, "ioloop")) {
+			con_printf("ERROR mode: only mode=ioloop is known\n");
+			guest_exit(EXIT_BADARG);
+		}
+		cfg.mode = MODE_IOLOOP;
+		return;
+	}
+	for (size_t i = 0; i < sizeof(numeric_keys) / sizeof(numeric_keys[0]); i++) {
+		if (word_is(k, kn, numeric_keys[i].key) && !parse_u64(v, vn, numeric_keys[i].val)) {
+			con_printf("ERROR %s: not a decimal number\n", numeric_keys[i].key);
+			guest_exit(EXIT_BADARG);
+		}
+	}
+}
+
+static void parse_cmdline(const char *s)
+{
+	for (size_t i = 0; s && i < CMDLINE_MAX && s[i];) {
+		size_t start = i, eq = 0;
+
+		while (i < CMDLINE_MAX && s[i] && s[i] != ' ') {
+			if (s[i] == '=' && !eq)
+				eq = i;
+			i++;
+		}
+		if (eq)
+			parse_pair(s + start, eq - start, s + eq + 1, i - eq - 1);
+		while (i < CMDLINE_MAX && s[i] == ' ')
+			i++;
+	}
+}
+
+/* The working set sits in RAM offsets [wss_base, wss_base + wss bytes); RAM offsets past
+ * 3 GiB are mapped 1 GiB higher, which the workload does when it forms addresses. */
+static void check_args(void)
+{
+	u64 wss_base = ((u64)__image_end + WSS_ALIGN - 1) & ~(WSS_ALIGN - 1);
+
+	bool fits = arg.wss_mb != 0 && arg.wss_mb <= cfg.mem_bytes / MIB &&
+		    wss_base + arg.wss_mb * MIB <= cfg.mem_bytes;
+
+	if (!fits && cfg.mode == MODE_WRITE) {
+		con_printf("ERROR wss_mb=%lu does not fit: RAM is %lu MiB, the working set starts "
+			   "at 0x%lx\n",
+			   arg.wss_mb, cfg.mem_bytes / MIB, wss_base);
+		guest_exit(EXIT_BADARG);
+	}
+	if (arg.vcpus != UNSET && arg.vcpus > cfg.nr_vcpus)
+		bad_arg("vcpus is more than the VM has", arg.vcpus);
+	if (arg.dirty_rate > MAX_DIRTY_RATE) /* keeps the pacing arithmetic in 64 bits */
+		bad_arg("dirty_rate is above 1000000 MiB/s", arg.dirty_rate);
+	if (arg.stride == 0)
+		bad_arg("stride must be at least 1", 0);
+	if (arg.hb_ms == 0 || arg.hb_ms > 3600 * 1000)
+		bad_arg("hb_ms must be 1..3600000", arg.hb_ms);
+	if (cfg.nr_vcpus == 0 || cfg.nr_vcpus > MAX_CPUS)
+		bad_arg("the boot info gives a bad vCPU count", cfg.nr_vcpus);
+	if (cfg.tsc_khz == 0)
+		bad_arg("the boot info gives no TSC frequency", 0);
+	cfg.wss_base = wss_base;
+}
+
+void config_init(const struct boot_info *bi)
+{
+	cfg.mode = MODE_WRITE;
+	cfg.nr_vcpus = bi->nr_vcpus;
+	cfg.mem_bytes = bi->mem_bytes;
+	cfg.tsc_khz = bi->tsc_khz;
+	parse_cmdline((const char *)bi->cmdline_gpa);
+	check_args();
+	cfg.wss_pages = arg.wss_mb * (MIB / PAGE_SIZE);
+	cfg.writers = arg.vcpus == UNSET ? cfg.nr_vcpus : (u32)arg.vcpus;
+	cfg.stride = arg.stride;
+	cfg.dirty_rate = arg.dirty_rate;
+	cfg.hb_tsc = arg.hb_ms * cfg.tsc_khz;
+	cfg.exit_after = arg.exit_after;
+	cfg.iters = arg.iters;
+}

@@ -1,0 +1,159 @@
+/* ring0.c — what must run in ring 0, kept minimal because PVM emulates guest ring-0 code
+ * (~0.3 M loop iterations/s): vCPU 0 parses the command line, builds the shared IDT and
+ * calibrates the LAPIC timer; then every vCPU loads the IDT, starts its timer and drops to
+ * ring 3. */
+#include "selfcheck.h"
+
+#define CALIB_MS       2
+#define TIMER_PERIODIC (1u << 17)
+#define LVT_MASKED     (1u << 16)
+#define TDCR_DIV1      0xb
+#define SVR_ENABLE     0x100
+
+struct idt_gate {
+	u16 off0;
+	u16 sel;
+	u8 ist;
+	u8 type; /* present, DPL, 64-bit interrupt gate (IF cleared on entry) */
+	u16 off1;
+	u32 off2;
+	u32 zero;
+};
+
+/* What fault_common leaves on the stack. */
+struct fault_frame {
+	u64 vec, err, rip, cs, rflags, rsp, ss;
+};
+
+__attribute__((noreturn)) void fault_report(const struct fault_frame *f);
+
+static struct idt_gate idt[256] __attribute__((aligned(16)));
+static u8 user_stacks[MAX_CPUS][USER_STACK_SIZE] __attribute__((aligned(USER_STACK_SIZE)));
+static volatile u32 timer_count; /* LAPIC timer initial count for TIMER_HZ */
+static volatile u32 released;	 /* set by vCPU 0 once cfg, IDT and timer_count are ready */
+u8 apic_to_cpu[256];
+
+static inline u32 lapic_read(u32 reg)
+{
+	return *(volatile u32 *)(LAPIC_BASE + (u64)reg);
+}
+
+static inline void lapic_write(u32 reg, u32 v)
+{
+	*(volatile u32 *)(LAPIC_BASE + (u64)reg) = v;
+}
+
+static void idt_set(unsigned vec, const void *handler, unsigned dpl)
+{
+	u64 a = (u64)handler;
+
+	idt[vec] = (struct idt_gate){ .off0 = (u16)a,
+				      .sel = KERNEL_CS,
+				      .type = 0x8e | dpl << 5,
+				      .off1 = (u16)(a >> 16),
+				      .off2 = (u32)(a >> 32) };
+}
+
+static void idt_build(void)
+{
+	for (unsigned v = 0; v < 32; v++)
+		idt_set(v, fault_stubs + 16 * v, 0);
+	idt_set(TIMER_VECTOR, timer_stub, 0);
+	idt_set(IDLE_VECTOR, idle_stub, 3);
+	idt_set(IDLE_VECTOR_INT80, idle_stub, 3);
+	idt_set(SPURIOUS_VECTOR, spurious_stub, 0);
+}
+
+static void idt_load(void)
+{
+	struct __attribute__((packed)) {
+		u16 limit;
+		u64 base;
+	} d = { sizeof(idt) - 1, (u64)idt };
+
+	__asm__ volatile("lidt %0" : : "m"(d));
+}
+
+/* The legacy PIC is never used: mask it so a stray IRQ cannot arrive at an unprogrammed
+ * vector base (which would land on an exception vector). */
+static void pic_mask(void)
+{
+	outb(0x21, 0xff);
+	outb(0xa1, 0xff);
+}
+
+/* Software-enables this vCPU's LAPIC and records its ID for the interrupt stubs. */
+static void lapic_enable(u32 cpu)
+{
+	apic_to_cpu[lapic_read(LAPIC_ID) >> 24] = (u8)cpu;
+	lapic_write(LAPIC_SVR, SVR_ENABLE | SPURIOUS_VECTOR);
+	lapic_write(LAPIC_LVT_LINT0, LVT_MASKED);
+}
+
+/* Counts LAPIC timer ticks over CALIB_MS of TSC time and scales them to one TIMER_HZ
+ * period. The TSC is read around the MMIO accesses so their (emulated) cost is counted. */
+static u32 lapic_calibrate(u64 tsc_khz)
+{
+	lapic_write(LAPIC_TDCR, TDCR_DIV1);
+	lapic_write(LAPIC_LVT_TIMER, LVT_MASKED | TIMER_VECTOR);
+	u64 t0 = rdtsc();
+	lapic_write(LAPIC_TICR, 0xffffffff);
+	while (rdtsc() - t0 < tsc_khz * CALIB_MS)
+		cpu_relax();
+	u64 counted = 0xffffffffUL - lapic_read(LAPIC_TCCR);
+	u64 t1 = rdtsc();
+	lapic_write(LAPIC_TICR, 0);
+	u64 count = counted * (tsc_khz * 1000 / TIMER_HZ) / (t1 - t0);
+	if (count < 1000) /* a broken timer: keep interrupts rare but alive */
+		count = 1000;
+	return count > 0xffffffffUL ? 0xffffffff : (u32)count;
+}
+
+static void timer_start(void)
+{
+	lapic_write(LAPIC_TDCR, TDCR_DIV1);
+	lapic_write(LAPIC_LVT_TIMER, TIMER_PERIODIC | TIMER_VECTOR);
+	lapic_write(LAPIC_TICR, timer_count);
+}
+
+static void boot_vcpu0(const struct boot_info *bi)
+{
+	config_init(bi);
+	pic_mask();
+	idt_build();
+	lapic_enable(0);
+	timer_count = lapic_calibrate(cfg.tsc_khz);
+	__atomic_store_n(&released, 1, __ATOMIC_RELEASE);
+}
+
+void ring0_main(const struct boot_info *bi)
+{
+	u32 cpu = bi->vcpu_id;
+
+	if (bi->magic != BOOT_MAGIC || cpu >= MAX_CPUS) {
+		con_printf_urgent("ERROR bad boot info magic=0x%lx vcpu=%u\n", bi->magic, cpu);
+		guest_exit(EXIT_BADARG);
+	}
+	if (cpu == 0)
+		boot_vcpu0(bi);
+	while (!__atomic_load_n(&released, __ATOMIC_ACQUIRE))
+		cpu_relax();
+	idt_load();
+	if (cpu != 0)
+		lapic_enable(cpu);
+	timer_start();
+	/* RSP at a function's entry is 8 below a 16-byte boundary, as after a call. */
+	enter_user((u64)user_main, (u64)user_stacks[cpu + 1] - 8, cpu);
+}
+
+static u32 current_cpu(void)
+{
+	return apic_to_cpu[lapic_read(LAPIC_ID) >> 24];
+}
+
+void fault_report(const struct fault_frame *f)
+{
+	con_printf_urgent("FAULT vec=%lu err=0x%lx rip=0x%lx cpu=%u\n", f->vec, f->err, f->rip,
+			  current_cpu());
+	guest_exit(EXIT_FAULT);
+}

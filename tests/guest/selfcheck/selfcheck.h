@@ -1,0 +1,154 @@
+/* selfcheck — the freestanding test guest (DESIGN.md "The test guest"). Ring 0 builds the
+ * IDT and the LAPIC timer, then every vCPU drops to ring 3, where the workload runs at
+ * native speed on PVM hosts. This header is shared by C and assembly. */
+#ifndef SELFCHECK_H
+#define SELFCHECK_H
+
+#define MAX_CPUS   32		      /* the flat image ABI's limit */
+#define BOOT_MAGIC 0x434d45424f4f5431 /* "CMEBOOT1" */
+
+#define KERNEL_CS 0x08
+#define USER_CS	  0x1b
+#define USER_DS	  0x23
+
+#define TIMER_VECTOR 0x20
+/* Ring 3's "sleep until the next interrupt" call is int3 through a DPL-3 gate: PVM raises
+ * #UD for every "int $n" from ring 3 but delivers int3. Vector 0x80 gets the same gate for
+ * hosts where "int $0x80" works. */
+#define IDLE_VECTOR	  3
+#define IDLE_VECTOR_INT80 0x80
+#define SPURIOUS_VECTOR	  0xff
+
+#define LAPIC_BASE	0xfee00000
+#define LAPIC_ID	0x20
+#define LAPIC_EOI	0xb0
+#define LAPIC_SVR	0xf0
+#define LAPIC_LVT_TIMER 0x320
+#define LAPIC_LVT_LINT0 0x350
+#define LAPIC_TICR	0x380 /* timer initial count */
+#define LAPIC_TCCR	0x390 /* timer current count */
+#define LAPIC_TDCR	0x3e0 /* timer divide configuration */
+
+#define PCPU_SIZE  64 /* sizeof(struct pcpu): entry.S indexes the array with it */
+#define PCPU_TICKS 0  /* offsetof(struct pcpu, ticks) */
+
+#define PORT_UART	  0x3f8
+#define PORT_UART_SCRATCH 0x3ff
+#define PORT_EXIT	  0x501
+
+/* The VMM's exit status, the low 8 bits of what the guest writes to PORT_EXIT. */
+#define EXIT_OK	     0
+#define EXIT_BADARG  2
+#define EXIT_FAULT   3
+#define EXIT_CORRUPT 4
+
+#ifndef __ASSEMBLER__
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+typedef unsigned long u64; /* so "%lu" / "%lx" match it */
+
+#define PAGE_SIZE	4096UL
+#define MIB		(1UL << 20)
+#define GIB		(1UL << 30)
+#define HOLE_START	(3 * GIB) /* RAM at or above this offset lives 1 GiB higher */
+#define USER_STACK_SIZE 16384
+#define TIMER_HZ	250
+
+/* Handed over by the VMM in RDI, one per vCPU (the flat image ABI). */
+struct boot_info {
+	u64 magic;
+	u64 mem_bytes;
+	u32 vcpu_id;
+	u32 nr_vcpus;
+	u64 cmdline_gpa;
+	u64 tsc_khz;
+};
+
+enum mode { MODE_WRITE, MODE_IOLOOP };
+
+/* The run's parameters: written by vCPU 0 in ring 0 before it releases the other vCPUs,
+ * read-only afterwards. */
+struct config {
+	enum mode mode;
+	u32 nr_vcpus;
+	u32 writers; /* vCPUs 0..writers-1 write the working set */
+	u64 mem_bytes;
+	u64 tsc_khz;
+	u64 wss_base; /* RAM offset of the first working-set page, 2 MiB aligned */
+	u64 wss_pages;
+	u64 stride;	/* only pages whose index % stride == 0 are touched */
+	u64 dirty_rate; /* MiB/s over all writers, 0 = unpaced */
+	u64 hb_tsc;	/* heartbeat period in TSC cycles */
+	u64 exit_after; /* heartbeats before exiting, 0 = never */
+	u64 iters;	/* mode=ioloop: port writes */
+};
+
+/* Per-vCPU counters, one cache line each so vCPUs do not share lines. */
+struct pcpu {
+	volatile u64 ticks; /* timer interrupts, bumped by the ring-0 timer stub */
+	volatile u64 pages; /* page writes, by the ring-3 writer */
+	u64 pad[6];
+} __attribute__((aligned(PCPU_SIZE)));
+
+extern struct config cfg;
+extern struct pcpu pcpu[MAX_CPUS];
+extern u8 apic_to_cpu[256]; /* LAPIC ID -> vcpu_id, for the interrupt stubs */
+extern char __image_end[];  /* end of .bss, from selfcheck.ld */
+
+/* entry.S */
+void timer_stub(void);
+void idle_stub(void);
+void spurious_stub(void);
+extern const u8 fault_stubs[]; /* 32 stubs, 16 bytes apart */
+/* Drops to ring 3 at rip with the given stack, IF=1, rdi = arg. */
+__attribute__((noreturn)) void enter_user(u64 rip, u64 rsp, u64 arg);
+
+/* ring0.c: the C entry point, called by entry.S on every vCPU with the VMM's boot info. */
+__attribute__((noreturn)) void ring0_main(const struct boot_info *bi);
+
+/* config.c: fills cfg from the boot info and command line; prints ERROR and exits with
+ * EXIT_BADARG on a bad value. Runs on vCPU 0 only, before the others are released. */
+void config_init(const struct boot_info *bi);
+
+/* workload.c: the ring-3 entry point of every vCPU. */
+__attribute__((noreturn)) void user_main(u64 cpu);
+
+/* lib.c: usable from ring 0 and ring 3 (the TSS I/O bitmap opens the UART and exit port). */
+static inline void outb(u16 port, u8 v)
+{
+	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline u64 rdtsc(void)
+{
+	u32 lo, hi;
+
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (u64)hi << 32 | lo;
+}
+
+static inline void cpu_relax(void)
+{
+	__asm__ volatile("pause" : : : "memory");
+}
+
+/* Ends the VM with this exit status; never returns. */
+__attribute__((noreturn)) void guest_exit(u8 status);
+/* Prints one line (or part) under the console lock. Formats: %s %u %lu %lx %c. */
+__attribute__((format(printf, 1, 2))) void con_printf(const char *fmt, ...);
+/* Like con_printf, but gives up waiting for the lock after a while: for the fault path,
+ * which may interrupt a holder of the lock on the same vCPU. */
+__attribute__((format(printf, 1, 2))) void con_printf_urgent(const char *fmt, ...);
+/* Compilers may emit calls to these even in freestanding code. */
+void *memset(void *d, int c, size_t n);
+void *memcpy(void *d, const void *s, size_t n);
+
+#endif /* __ASSEMBLER__ */
+#endif /* SELFCHECK_H */

@@ -1,0 +1,281 @@
+/* workload.c — the ring-3 side, which runs at native speed on PVM: every writer vCPU stamps
+ * the pages of its partition generation after generation, checking each old stamp first,
+ * with a running checksum in xmm0/xmm1 that only survives if the VMM keeps FPU state; vCPU
+ * 0 also prints READY and the heartbeats. */
+#include "selfcheck.h"
+
+#define STAMP_KEY	0x5ca1ab1e5ca1ab1eUL
+#define PAGES_PER_MIB	(MIB / PAGE_SIZE)
+#define FALLBACK_VISITS (1UL << 16) /* clock reads even if the timer stops: ~1 ms at best */
+#define BURST_MS	10	    /* the most idle time a paced writer may make up for */
+
+struct pcpu pcpu[MAX_CPUS];
+
+struct writer {
+	u32 cpu;
+	u64 first, end; /* partition: pages first, first + stride, ... below end */
+	u64 written;	/* page writes so far, mirrored in pcpu[cpu].pages */
+	u64 budget;	/* page writes before the clock must be read again */
+	u64 seen_ticks; /* pcpu[cpu].ticks at the last clock read */
+	u64 rate;	/* paced: pages/s; 0 = as fast as possible */
+	u64 last, paid; /* paced: TSC and page writes at the last clock read */
+	long credit;	/* paced: earned minus spent, in pages * TSC Hz */
+};
+
+static volatile u32 in_user; /* vCPUs that reached ring 3 */
+static struct {
+	u64 seq, next;
+} hb; /* vCPU 0 only */
+
+/* The checksum lives in xmm0 and the generation in xmm1. Nothing else in the guest uses
+ * vector registers (everything is built with -mno-sse), so only the VMM can lose them. */
+static inline void acc_start(void)
+{
+	__asm__ volatile("pxor %%xmm0, %%xmm0" : :);
+}
+
+static inline void acc_set_gen(u64 gen)
+{
+	__asm__ volatile("movq %0, %%xmm1" : : "r"(gen));
+}
+
+static inline void acc_update(u64 add, u64 sub)
+{
+	__asm__ volatile("movq %0, %%xmm2\n\tpaddq %%xmm2, %%xmm0\n\t"
+			 "movq %1, %%xmm2\n\tpsubq %%xmm2, %%xmm0"
+			 :
+			 : "r"(add), "r"(sub));
+}
+
+static inline u64 acc_read(void)
+{
+	u64 v;
+
+	__asm__ volatile("movq %%xmm0, %0" : "=r"(v));
+	return v;
+}
+
+static inline u64 gen_read(void)
+{
+	u64 v;
+
+	__asm__ volatile("movq %%xmm1, %0" : "=r"(v));
+	return v;
+}
+
+static inline void idle(void)
+{
+	__asm__ volatile("int3" : : : "memory"); /* IDLE_VECTOR, see selfcheck.h */
+}
+
+/* Working-set page idx; RAM offsets from 3 GiB on live above the 3-4 GiB hole. */
+static inline volatile u64 *page_at(u64 idx)
+{
+	u64 a = cfg.wss_base + idx * PAGE_SIZE;
+
+	return (volatile u64 *)(a >= HOLE_START ? a + GIB : a);
+}
+
+/* Generation 0 is a page never written: still all zero. */
+static inline bool stamp_ok(u64 idx, u64 gen, u64 w0, u64 w1, u64 w511)
+{
+	if (gen == 0)
+		return (w0 | w1 | w511) == 0;
+	return w0 == idx && w1 == gen && w511 == (idx ^ gen ^ STAMP_KEY);
+}
+
+/* A cheap mix of a stamp's first two words; 0 for a zero page, so the sum starts at 0. */
+static inline u64 stamp_hash(u64 w0, u64 w1)
+{
+	return (w0 * 0x9e3779b97f4a7c15UL + w1) * 0xff51afd7ed558ccdUL;
+}
+
+static __attribute__((noreturn)) void corrupt_page(u64 idx, u64 expected, u64 found)
+{
+	con_printf("CORRUPT page=%lu expected=%lu found=%lu\n", idx, expected, found);
+	guest_exit(EXIT_CORRUPT);
+}
+
+static inline void page_write(u64 idx, u64 gen)
+{
+	volatile u64 *p = page_at(idx);
+	u64 w0 = p[0], w1 = p[1], w511 = p[511];
+
+	if (!stamp_ok(idx, gen - 1, w0, w1, w511))
+		corrupt_page(idx, gen - 1, w1);
+	p[0] = idx;
+	p[1] = gen;
+	p[511] = idx ^ gen ^ STAMP_KEY;
+	acc_update(stamp_hash(idx, gen), stamp_hash(w0, w1));
+}
+
+static void totals(u64 *pages, u64 *ticks)
+{
+	*pages = *ticks = 0;
+	for (u32 i = 0; i < cfg.nr_vcpus; i++) {
+		*pages += pcpu[i].pages;
+		*ticks += pcpu[i].ticks;
+	}
+}
+
+/* vCPU 0: print a heartbeat when one is due. After a long stall (a paused or migrating
+ * VM) the next one is due a full period later, rather than a burst of overdue ones. */
+static void hb_poll(u64 now)
+{
+	u64 pages, ticks;
+
+	if (now < hb.next)
+		return;
+	hb.next = now - hb.next < cfg.hb_tsc ? hb.next + cfg.hb_tsc : now + cfg.hb_tsc;
+	hb.seq++;
+	totals(&pages, &ticks);
+	con_printf("HB seq=%lu pages=%lu ticks=%lu\n", hb.seq, pages, ticks);
+	if (cfg.exit_after && hb.seq >= cfg.exit_after)
+		guest_exit(EXIT_OK);
+}
+
+/* Token bucket: credit earns rate pages/s, each write spends one page; at most BURST_MS
+ * (or one page) of credit is kept, so a writer does not race to make up for time the VM
+ * was stopped. */
+static void pace(struct writer *w, u64 now, u64 hz)
+{
+	u64 max_dt = cfg.tsc_khz * BURST_MS;
+	u64 dt = now - w->last < max_dt ? now - w->last : max_dt;
+	long cap = (long)(max_dt * w->rate > hz ? max_dt * w->rate : hz);
+
+	w->credit += (long)(dt * w->rate);
+	if (w->credit > cap)
+		w->credit = cap;
+	w->credit -= (long)((w->written - w->paid) * hz);
+	w->paid = w->written;
+	w->last = now;
+}
+
+/* Reads the clock: heartbeat, then pacing, sleeping until a tick while there is no
+ * credit for a page. Leaves in budget how many pages may be written before the next read. */
+static void writer_poll(struct writer *w)
+{
+	u64 hz = cfg.tsc_khz * 1000;
+
+	for (;;) {
+		u64 now = rdtsc();
+
+		w->seen_ticks = pcpu[w->cpu].ticks;
+		if (w->cpu == 0)
+			hb_poll(now);
+		if (!w->rate) {
+			w->budget = FALLBACK_VISITS;
+			return;
+		}
+		pace(w, now, hz);
+		if (w->credit >= (long)hz) {
+			w->budget = (u64)w->credit / hz;
+			return;
+		}
+		idle();
+	}
+}
+
+/* RDTSC may be a VM exit, so the clock is read once per timer tick (a compare in memory
+ * tells when one came), when a paced writer's budget runs out, or every FALLBACK_VISITS
+ * pages in case the timer stops. */
+static inline void writer_tick_check(struct writer *w)
+{
+	if (pcpu[w->cpu].ticks != w->seen_ticks)
+		writer_poll(w);
+}
+
+static void writer_init(struct writer *w, u32 cpu)
+{
+	u64 start = cpu * cfg.wss_pages / cfg.writers;
+	u64 stride = cfg.stride;
+
+	*w = (struct writer){ .cpu = cpu, .end = (cpu + 1) * cfg.wss_pages / cfg.writers };
+	w->first = (start + stride - 1) / stride * stride;
+	w->rate = cfg.dirty_rate * PAGES_PER_MIB / cfg.writers;
+	w->last = rdtsc();
+	writer_poll(w);
+}
+
+/* After a pass: every stamp must be at gen, and the registers must agree with memory. */
+static void verify_pass(struct writer *w, u64 gen)
+{
+	u64 sum = 0;
+
+	for (u64 idx = w->first; idx < w->end; idx += cfg.stride) {
+		volatile u64 *p = page_at(idx);
+		u64 w0 = p[0], w1 = p[1], w511 = p[511];
+
+		if (!stamp_ok(idx, gen, w0, w1, w511))
+			corrupt_page(idx, gen, w1);
+		sum += stamp_hash(w0, w1);
+		writer_tick_check(w);
+	}
+	u64 acc = acc_read(), reg_gen = gen_read();
+	if (acc != sum || reg_gen != gen) {
+		con_printf("CORRUPT fpu acc=0x%lx mem=0x%lx gen=%lu expected=%lu cpu=%u\n", acc,
+			   sum, reg_gen, gen, w->cpu);
+		guest_exit(EXIT_CORRUPT);
+	}
+}
+
+/* Returns only if the partition holds no page to touch. */
+static void writer_run(u32 cpu)
+{
+	struct writer w;
+
+	writer_init(&w, cpu);
+	if (w.first >= w.end)
+		return;
+	acc_start();
+	for (u64 gen = 1;; gen++) {
+		acc_set_gen(gen);
+		for (u64 idx = w.first; idx < w.end; idx += cfg.stride) {
+			page_write(idx, gen);
+			pcpu[cpu].pages = ++w.written;
+			if (--w.budget == 0)
+				writer_poll(&w);
+			else
+				writer_tick_check(&w);
+		}
+		verify_pass(&w, gen);
+	}
+}
+
+/* mode=ioloop: the cost of a port-I/O exit, seen from ring 3. */
+static __attribute__((noreturn)) void ioloop(void)
+{
+	u64 t0 = rdtsc();
+
+	for (u64 i = 0; i < cfg.iters; i++)
+		outb(PORT_UART_SCRATCH, (u8)i);
+	u64 t = rdtsc() - t0;
+	con_printf("IOLOOP iters=%lu tsc=%lu\n", cfg.iters, t);
+	guest_exit(EXIT_OK);
+}
+
+/* vCPU 0, once every vCPU runs in ring 3. */
+static void report_start(void)
+{
+	while (__atomic_load_n(&in_user, __ATOMIC_ACQUIRE) < cfg.nr_vcpus)
+		cpu_relax();
+	if (cfg.mode == MODE_IOLOOP)
+		ioloop();
+	con_printf("READY wss_base=0x%lx wss_pages=%lu vcpus=%u writers=%u\n", cfg.wss_base,
+		   cfg.wss_pages, cfg.nr_vcpus, cfg.writers);
+	hb.next = rdtsc() + cfg.hb_tsc;
+}
+
+void user_main(u64 cpu)
+{
+	__atomic_fetch_add(&in_user, 1, __ATOMIC_RELEASE);
+	if (cpu == 0)
+		report_start();
+	if (cfg.mode == MODE_WRITE && cpu < cfg.writers)
+		writer_run((u32)cpu);
+	for (;;) {
+		idle();
+		if (cpu == 0)
+			hb_poll(rdtsc());
+	}
+}

@@ -1,0 +1,303 @@
+/* Snapshot and restore on real KVM: the guest continues in a new process as if nothing
+ * happened (heartbeat sequence, ticks, page stamps, SSE checksum), a save of a restored VM
+ * equals the original save, and bad files are refused before anything runs. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "guestrun.h"
+#include "kvmtests.h"
+#include "vmstate.pb-c.h"
+
+#define MAX_HB 4096
+
+static struct heartbeat last_hb(struct vmm_proc *p)
+{
+	static struct heartbeat hb[MAX_HB];
+	int n = vmm_heartbeats(p, hb, MAX_HB);
+
+	return n > 0 ? hb[(n < MAX_HB ? n : MAX_HB) - 1] : (struct heartbeat){ 0 };
+}
+
+static struct heartbeat first_hb(struct vmm_proc *p)
+{
+	struct heartbeat hb;
+
+	return vmm_heartbeats(p, &hb, 1) > 0 ? hb : (struct heartbeat){ 0 };
+}
+
+/* snapshot {"stop":true}: the VMM writes the file and exits 0. */
+static bool snapshot_and_stop(struct vmm_proc *p, const char *path)
+{
+	char args[700];
+	json_t *r;
+	bool ok;
+
+	snprintf(args, sizeof(args), "{\"path\":\"%s\",\"stop\":true}", path);
+	r = vmm_request(p, "snapshot", args);
+	ok = r && json_is_true(json_object_get(r, "ok"));
+	CU_ASSERT_TRUE(ok);
+	if (r && !ok)
+		printf("\n    snapshot failed: %s\n",
+		       json_string_value(json_object_get(r, "error")));
+	if (ok) {
+		CU_ASSERT(json_integer_value(json_object_get(r, "pages")) > 0);
+		CU_ASSERT(json_integer_value(json_object_get(r, "zero_pages")) > 0);
+	}
+	json_decref(r);
+	CU_ASSERT_EQUAL(vmm_wait(p, 20000), 0);
+	CU_ASSERT_EQUAL(p->status, 0);
+	return ok;
+}
+
+static int restore(struct vmm_proc *p, const char *path, bool paused)
+{
+	const char *args[] = { path, "--name", "restored", paused ? "--paused" : NULL, NULL };
+
+	return vmm_start_verb(p, "restore", args);
+}
+
+/* Three cycles: run, snapshot+stop, restore in a new process; the guest's own checks and
+ * its heartbeat sequence must run on without a break. */
+static void test_snapshot_restore_cycles(void)
+{
+	struct vmm_proc p;
+	char path[600];
+
+	if (!guest_available())
+		return;
+	snprintf(path, sizeof(path), "%s/vm.snap", test_tmpdir());
+	guest_boot(&p, "512M", "2", "wss_mb=128");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 5, 20000));
+	for (int cycle = 0; cycle < 3; cycle++) {
+		struct heartbeat before, after;
+		int n;
+
+		guest_check_console(&p);
+		if (!snapshot_and_stop(&p, path))
+			return;
+		before = last_hb(&p);
+		CU_ASSERT_EQUAL_FATAL(restore(&p, path, false), 0);
+		CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 5, 20000));
+		after = first_hb(&p);
+		n = vmm_heartbeats(&p, NULL, 0);
+		/* The first heartbeat after restore is the next one: no restart, no gap. */
+		CU_ASSERT_EQUAL(after.seq, before.seq + 1);
+		CU_ASSERT(after.ticks >= before.ticks);
+		CU_ASSERT(after.pages >= before.pages);
+		CU_ASSERT(last_hb(&p).ticks > after.ticks);
+		CU_ASSERT(n >= 5);
+		if (after.seq != before.seq + 1)
+			printf("\n    cycle %d: last seq before %lu, first after %lu\n", cycle,
+			       before.seq, after.seq);
+	}
+	guest_check_console(&p);
+	vmm_kill(&p);
+}
+
+/* The packed VmState inside a snapshot file (header field state_len at byte 32). */
+static Cme__VmState *read_state(const char *path)
+{
+	uint64_t len = 0;
+	uint8_t *buf;
+	Cme__VmState *st = NULL;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return NULL;
+	if (pread(fd, &len, 8, 32) == 8 && len > 0 && len < (64u << 20)) {
+		buf = malloc(len);
+		if (pread(fd, buf, len, 64) == (ssize_t)len)
+			st = cme__vm_state__unpack(NULL, len, buf);
+		free(buf);
+	}
+	close(fd);
+	return st;
+}
+
+static uint64_t *msr_slot(Cme__VmState *st, unsigned vcpu, uint32_t index)
+{
+	for (size_t i = 0; i < st->config->n_msr_index; i++)
+		if (st->config->msr_index[i] == index)
+			return &st->vcpus[vcpu]->msr_value[i];
+	return NULL;
+}
+
+/* Time moves on while a restored VM sits paused: the TSC, kvmclock, the PIT's load time
+ * and the LAPIC timer's current count. Check the clocks did not go back, then blank these
+ * so the rest compares exactly. */
+static void normalize_time(Cme__VmState *a, Cme__VmState *b)
+{
+	CU_ASSERT(b->clock->clock >= a->clock->clock);
+	a->clock->clock = b->clock->clock = 0;
+	for (size_t v = 0; v < a->n_vcpus; v++) {
+		uint64_t *ta = msr_slot(a, (unsigned)v, 0x10), *tb = msr_slot(b, (unsigned)v, 0x10);
+
+		CU_ASSERT_FATAL(ta && tb);
+		CU_ASSERT(*tb >= *ta);
+		*ta = *tb = 0;
+		memset(a->vcpus[v]->lapic.data + 0x390, 0, 4); /* timer current count */
+		memset(b->vcpus[v]->lapic.data + 0x390, 0, 4);
+		for (size_t i = 0; i < a->config->n_msr_index; i++)
+			if (a->vcpus[v]->msr_value[i] != b->vcpus[v]->msr_value[i])
+				printf("\n    vcpu %zu MSR 0x%x: 0x%lx then 0x%lx\n", v,
+				       a->config->msr_index[i], a->vcpus[v]->msr_value[i],
+				       b->vcpus[v]->msr_value[i]);
+	}
+	for (int ch = 0; ch < 3; ch++) {
+		size_t off = (size_t)ch * 24 + 16; /* kvm_pit_channel_state.count_load_time */
+
+		memset(a->pit.data + off, 0, 8);
+		memset(b->pit.data + off, 0, 8);
+	}
+}
+
+static void test_save_restore_save_equal(void)
+{
+	struct vmm_proc p;
+	char s1[600], s2[600], args[700];
+	Cme__VmState *a, *b;
+	json_t *r;
+
+	if (!guest_available())
+		return;
+	snprintf(s1, sizeof(s1), "%s/one.snap", test_tmpdir());
+	snprintf(s2, sizeof(s2), "%s/two.snap", test_tmpdir());
+	guest_boot(&p, "256M", "2", "wss_mb=32");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 3, 20000));
+	if (!snapshot_and_stop(&p, s1))
+		return;
+	CU_ASSERT_EQUAL_FATAL(restore(&p, s1, true), 0);
+	snprintf(args, sizeof(args), "{\"path\":\"%s\"}", s2);
+	for (int i = 0; i < 100 && access(p.api, F_OK) < 0; i++)
+		sleep_ms(50);
+	r = vmm_request(&p, "snapshot", args);
+	CU_ASSERT_TRUE(r && json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	vmm_kill(&p);
+	a = read_state(s1);
+	b = read_state(s2);
+	CU_ASSERT_FATAL(a && b);
+	CU_ASSERT_EQUAL(vmm_heartbeats(&p, NULL, 0), 0); /* paused: it never ran */
+	normalize_time(a, b);
+	size_t la = cme__vm_state__get_packed_size(a), lb = cme__vm_state__get_packed_size(b);
+	uint8_t *pa = malloc(la), *pb = malloc(lb);
+
+	cme__vm_state__pack(a, pa);
+	cme__vm_state__pack(b, pb);
+	CU_ASSERT_EQUAL(la, lb);
+	CU_ASSERT(la == lb && memcmp(pa, pb, la) == 0);
+	free(pa);
+	free(pb);
+	cme__vm_state__free_unpacked(a, NULL);
+	cme__vm_state__free_unpacked(b, NULL);
+}
+
+static void expect_refused(const char *snap, const char *extra, const char *msg)
+{
+	const char *argv[] = { test_bin("cme-vmm"),    "restore", snap,
+			       extra ? "--mem" : NULL, extra,	  NULL };
+	char *out;
+
+	CU_ASSERT_EQUAL(test_run(argv, &out, 30000), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
+	if (!strstr(out, msg))
+		printf("\n    expected \"%s\", got: %s", msg, out);
+	free(out);
+}
+
+static void copy_file(const char *from, const char *to, off_t truncate_at, off_t flip_at)
+{
+	char cmd[1400];
+	int fd;
+
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, to);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	if (truncate_at >= 0)
+		CU_ASSERT_EQUAL(truncate(to, truncate_at), 0);
+	if (flip_at >= 0) {
+		unsigned char b;
+
+		fd = open(to, O_RDWR);
+		CU_ASSERT_EQUAL(pread(fd, &b, 1, flip_at), 1);
+		b ^= 0x01;
+		CU_ASSERT_EQUAL(pwrite(fd, &b, 1, flip_at), 1);
+		close(fd);
+	}
+}
+
+static void test_refusals(void)
+{
+	struct vmm_proc p;
+	struct stat sb;
+	char good[600], bad[600];
+
+	if (!guest_available())
+		return;
+	snprintf(good, sizeof(good), "%s/good.snap", test_tmpdir());
+	snprintf(bad, sizeof(bad), "%s/bad.snap", test_tmpdir());
+	guest_boot(&p, "256M", "1", "wss_mb=16");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 2, 20000));
+	if (!snapshot_and_stop(&p, good))
+		return;
+	CU_ASSERT_EQUAL_FATAL(stat(good, &sb), 0);
+	copy_file(good, bad, sb.st_size / 2, -1);
+	expect_refused(bad, NULL, "snapshot is truncated at byte");
+	copy_file(good, bad, sb.st_size - 1, -1);
+	expect_refused(bad, NULL, "snapshot is truncated at byte");
+	copy_file(good, bad, -1, sb.st_size / 2);
+	expect_refused(bad, NULL, "checksum mismatch");
+	copy_file(good, bad, -1, 100); /* inside the VM state */
+	expect_refused(bad, NULL, "checksum mismatch");
+	copy_file(good, bad, -1, 0);
+	expect_refused(bad, NULL, "not a CME snapshot");
+	expect_refused(good, "512M", "snapshot is for 256 MiB and 1 vCPUs, not 512 MiB");
+	expect_refused("/nonexistent.snap", NULL, "No such file or directory");
+}
+
+/* A snapshot without stop: the guest pauses briefly and runs on. */
+static void test_snapshot_keeps_running(void)
+{
+	struct vmm_proc p;
+	char path[600], args[700];
+	json_t *r;
+	int n;
+
+	if (!guest_available())
+		return;
+	snprintf(path, sizeof(path), "%s/live.snap", test_tmpdir());
+	snprintf(args, sizeof(args), "{\"path\":\"%s\",\"stop\":false}", path);
+	guest_boot(&p, "256M", "2", "wss_mb=32");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 2, 20000));
+	r = vmm_request(&p, "snapshot", args);
+	CU_ASSERT_TRUE(r && json_is_true(json_object_get(r, "ok")));
+	CU_ASSERT_TRUE(r && json_is_false(json_object_get(r, "stopped")));
+	json_decref(r);
+	n = vmm_heartbeats(&p, NULL, 0);
+	CU_ASSERT(vmm_wait_heartbeats(&p, n + 3, 20000));
+	r = vmm_request(&p, "snapshot", "{\"path\":\"/nonexistent/dir/x.snap\"}");
+	CU_ASSERT_TRUE(r && json_is_false(json_object_get(r, "ok")));
+	json_decref(r);
+	r = vmm_request(&p, "status", NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "state")), "running");
+	json_decref(r);
+	guest_check_console(&p);
+	vmm_kill(&p);
+}
+
+void suite_snapshot(void)
+{
+	static const struct test_case cases[] = {
+		{ "snapshot, kill, restore: the guest runs on (3 cycles)",
+		  test_snapshot_restore_cycles },
+		{ "save, restore paused, save: the same state", test_save_restore_save_equal },
+		{ "truncated, corrupt and mismatched snapshots are refused", test_refusals },
+		{ "snapshot without stop: the guest keeps running", test_snapshot_keeps_running },
+		{ NULL, NULL },
+	};
+	test_add_suite("snapshot", cases);
+}
