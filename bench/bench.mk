@@ -1,5 +1,5 @@
 # Benchmarks: JSON lines on stdout. They reuse the test harness's process helpers.
-BENCH_SRCS := bench/bench.c tests/lib/harness.c tests/lib/vmm_proc.c
+BENCH_SRCS := bench/bench.c $(HARNESS_SRCS)
 BENCH_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(BENCH_SRCS))
 $(O)/obj/bench/bench.o: MOD_INC := $(TEST_INC)
 

@@ -12,7 +12,7 @@
 
 #define SUB "boot"
 
-#define FLAT_PML4	     0x1000ull
+#define BOOT_PML4	     0x1000ull
 #define FLAT_PD_MAX	     66 /* 64 GiB of RAM + the 1 GiB hole, rounded to 1 GiB */
 #define FLAT_CMDLINE	     0x45000ull
 #define FLAT_CMDLINE_MAX     4096
@@ -52,7 +52,7 @@ struct boot_info {
 
 _Static_assert(FLAT_PERCPU + VM_MAX_VCPUS * 0x1000 <= FLAT_STACKS, "per-vCPU pages overlap");
 _Static_assert(FLAT_STACKS + VM_MAX_VCPUS * FLAT_STACK_SIZE <= FLAT_IMAGE, "stacks overlap");
-_Static_assert(FLAT_PML4 + (2 + FLAT_PD_MAX) * 0x1000 <= FLAT_CMDLINE, "page tables overlap");
+_Static_assert(BOOT_PML4 + (2 + FLAT_PD_MAX) * 0x1000 <= FLAT_CMDLINE, "page tables overlap");
 _Static_assert(FLAT_PERCPU_TSS + TSS_SIZE <= FLAT_PERCPU_BOOTINFO, "TSS overlaps boot info");
 
 static void put64(uint8_t *mem, uint64_t gpa, uint64_t v)
@@ -82,7 +82,7 @@ int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa, ui
 }
 
 /* A 16-byte 64-bit system descriptor (TSS) at gdt + off. */
-static void gdt_put_tss(uint8_t *gdt, unsigned off, uint64_t base, uint32_t limit)
+void gdt_put_tss(uint8_t *gdt, unsigned off, uint64_t base, uint32_t limit)
 {
 	uint64_t lo = (limit & 0xffffull) | ((base & 0xffffffull) << 16) |
 		      (0x8bull << 40) /* present, busy 64-bit TSS */ |
@@ -159,30 +159,45 @@ static struct kvm_segment flat_seg(uint16_t sel, uint8_t type, bool code)
 	};
 }
 
-static int flat_set_sregs(struct vcpu *vcpu)
+int boot_set_long_mode(struct vcpu *vcpu, const struct boot_lm *lm)
 {
-	uint64_t page = FLAT_PERCPU + vcpu->id * 0x1000ull;
 	struct kvm_sregs s;
-	struct kvm_segment data = flat_seg(SEL_KDATA, 3, false);
+	struct kvm_segment data = flat_seg(lm->ds, 3, false);
 
 	if (ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0)
 		return -errno;
-	s.cs = flat_seg(SEL_KCODE, 11, true);
+	s.cs = flat_seg(lm->cs, 11, true);
 	s.ds = s.es = s.ss = s.fs = s.gs = data;
-	s.tr = (struct kvm_segment){ .base = page + FLAT_PERCPU_TSS,
-				     .limit = TSS_SIZE - 1,
-				     .selector = SEL_TSS,
+	s.tr = (struct kvm_segment){ .base = lm->tss,
+				     .limit = lm->tss_limit,
+				     .selector = lm->tr,
 				     .type = 11,
 				     .present = 1 };
-	s.gdt.base = page + FLAT_PERCPU_GDT;
-	s.gdt.limit = GDT_ENTRIES * 8 - 1;
+	s.gdt.base = lm->gdt;
+	s.gdt.limit = lm->gdt_limit;
 	s.idt.base = 0;
 	s.idt.limit = 0;
 	s.cr0 = 0x1 | 0x2 | 0x10 | 0x20 | 0x10000 | 0x80000000ull; /* PE MP ET NE WP PG */
-	s.cr3 = FLAT_PML4;
+	s.cr3 = BOOT_PML4;
 	s.cr4 = 0x20 | 0x200 | 0x400;	/* PAE OSFXSR OSXMMEXCPT */
 	s.efer = 0x100 | 0x400 | 0x800; /* LME LMA NXE */
 	return ioctl(vcpu->fd, KVM_SET_SREGS, &s) < 0 ? -errno : 0;
+}
+
+static int flat_set_sregs(struct vcpu *vcpu)
+{
+	uint64_t page = FLAT_PERCPU + vcpu->id * 0x1000ull;
+	struct boot_lm lm = {
+		.gdt = page + FLAT_PERCPU_GDT,
+		.gdt_limit = GDT_ENTRIES * 8 - 1,
+		.tss = page + FLAT_PERCPU_TSS,
+		.tss_limit = TSS_SIZE - 1,
+		.cs = SEL_KCODE,
+		.ds = SEL_KDATA,
+		.tr = SEL_TSS,
+	};
+
+	return boot_set_long_mode(vcpu, &lm);
 }
 
 static int flat_set_regs(struct vcpu *vcpu)
@@ -228,7 +243,13 @@ static int flat_read_image(struct vm *vm, const char *image)
 	return err;
 }
 
-static uint64_t flat_map_bytes(const struct vm *vm)
+int boot_page_tables(struct vm *vm)
+{
+	return flat_build_page_tables(vm->slots[0].hva, vm->slots[0].size, BOOT_PML4,
+				      boot_map_bytes(vm));
+}
+
+uint64_t boot_map_bytes(const struct vm *vm)
 {
 	uint64_t end = vm->cfg.mem_bytes;
 
@@ -262,8 +283,7 @@ int vm_load_flat(struct vm *vm, const char *image, const char *cmdline)
 		err = flat_read_image(vm, image);
 	if (err)
 		return err;
-	err = flat_build_page_tables(vm->slots[0].hva, vm->slots[0].size, FLAT_PML4,
-				     flat_map_bytes(vm));
+	err = boot_page_tables(vm);
 	if (err < 0)
 		return err;
 	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++) {

@@ -16,8 +16,11 @@
 
 struct console {
 	enum console_kind kind;
+	console_input_fn input; /* bytes typed by a client, for the UART */
+	void *opaque;
 	int out_fd;    /* stdout or file */
 	int listen_fd; /* socket mode */
+	char *path;    /* the socket's path, removed on close */
 	int wake[2];   /* pipe that ends the socket thread */
 	pthread_t thread;
 	bool thread_started;
@@ -87,13 +90,35 @@ static void console_add_client(struct console *c, int fd)
 	close(fd);
 }
 
+/* Input from one client goes to the guest; a closed client is dropped. */
+static void console_client_input(struct console *c, int i)
+{
+	char buf[512];
+	ssize_t n = recv(c->clients[i], buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n > 0 && c->input)
+		c->input(c->opaque, (const uint8_t *)buf, (size_t)n);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		pthread_mutex_lock(&c->lock);
+		close(c->clients[i]);
+		c->clients[i] = -1;
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
 static void *console_thread(void *arg)
 {
 	struct console *c = arg;
-	struct pollfd p[2] = { { c->listen_fd, POLLIN, 0 }, { c->wake[0], POLLIN, 0 } };
+	struct pollfd p[2 + CONSOLE_MAX_CLIENTS];
 
 	for (;;) {
-		if (poll(p, 2, -1) < 0) {
+		p[0] = (struct pollfd){ c->listen_fd, POLLIN, 0 };
+		p[1] = (struct pollfd){ c->wake[0], POLLIN, 0 };
+		pthread_mutex_lock(&c->lock);
+		for (int i = 0; i < CONSOLE_MAX_CLIENTS; i++)
+			p[2 + i] = (struct pollfd){ c->clients[i], POLLIN, 0 };
+		pthread_mutex_unlock(&c->lock);
+		if (poll(p, 2 + CONSOLE_MAX_CLIENTS, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -106,6 +131,9 @@ static void *console_thread(void *arg)
 			if (fd >= 0)
 				console_add_client(c, fd);
 		}
+		for (int i = 0; i < CONSOLE_MAX_CLIENTS; i++)
+			if (p[2 + i].revents && p[2 + i].fd >= 0 && c->clients[i] == p[2 + i].fd)
+				console_client_input(c, i);
 	}
 	return NULL;
 }
@@ -119,6 +147,7 @@ static int console_open_socket(struct console *c, const char *path)
 		log_err(SUB, "console socket %s: %s", path, strerror(-c->listen_fd));
 		return c->listen_fd;
 	}
+	c->path = strdup(path);
 	if (pipe2(c->wake, O_CLOEXEC) < 0)
 		return -errno;
 	err = pthread_create(&c->thread, NULL, console_thread, c);
@@ -141,7 +170,8 @@ static int console_open_out(struct console *c, const struct console_cfg *cfg)
 	return c->out_fd < 0 ? -errno : 0;
 }
 
-int console_open(const struct console_cfg *cfg, struct console **out)
+int console_open(const struct console_cfg *cfg, console_input_fn input, void *opaque,
+		 struct console **out)
 {
 	struct console *c = calloc(1, sizeof(*c));
 	int err = 0;
@@ -149,6 +179,8 @@ int console_open(const struct console_cfg *cfg, struct console **out)
 	if (!c)
 		return -ENOMEM;
 	c->kind = cfg->kind;
+	c->input = input;
+	c->opaque = opaque;
 	c->out_fd = c->listen_fd = c->wake[0] = c->wake[1] = -1;
 	for (int i = 0; i < CONSOLE_MAX_CLIENTS; i++)
 		c->clients[i] = -1;
@@ -200,6 +232,9 @@ void console_close(struct console *c)
 			close(c->wake[i]);
 	if (c->listen_fd >= 0)
 		close(c->listen_fd);
+	if (c->path)
+		unlink(c->path);
+	free(c->path);
 	if (c->out_fd >= 0)
 		close(c->out_fd);
 	pthread_mutex_destroy(&c->lock);

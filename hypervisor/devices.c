@@ -25,6 +25,36 @@ static void uart_irq_to_irqchip(void *opaque, bool level)
 		log_warn(SUB, "vm=%s KVM_IRQ_LINE %u: %s", vm->cfg.name, irq.irq, strerror(errno));
 }
 
+void vm_uart_refill(struct vm *vm)
+{
+	unsigned n = uart_rx_room(&vm->uart);
+
+	if (n > vm->con_in_len)
+		n = (unsigned)vm->con_in_len;
+	if (!n)
+		return;
+	uart_receive(&vm->uart, vm->con_in, n);
+	memmove(vm->con_in, vm->con_in + n, vm->con_in_len - n);
+	vm->con_in_len -= n;
+}
+
+/* Typed bytes wait in a 4 KiB buffer and enter the 16-byte FIFO as the guest reads;
+ * beyond that they are dropped, as a real line would overrun. */
+void vm_console_input(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct vm *vm = opaque;
+	size_t room;
+
+	pthread_mutex_lock(&vm->dev_lock);
+	room = sizeof(vm->con_in) - vm->con_in_len;
+	if (len > room)
+		len = room;
+	memcpy(vm->con_in + vm->con_in_len, buf, len);
+	vm->con_in_len += len;
+	vm_uart_refill(vm);
+	pthread_mutex_unlock(&vm->dev_lock);
+}
+
 int vm_setup_devices(struct vm *vm)
 {
 	uart_init(&vm->uart, uart_tx_to_console, uart_irq_to_irqchip, vm);

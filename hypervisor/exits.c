@@ -23,6 +23,37 @@ void vcpu_describe_regs(struct vcpu *vcpu, char *buf, size_t len)
 		 s.cr4, s.efer);
 }
 
+/* The ports through which a guest resets or powers off the machine. Returns true when
+ * the access was one of them (and ends the VM if it asked to). */
+static bool vcpu_power_port(struct vcpu *vcpu, uint16_t port, bool out, uint8_t *data)
+{
+	struct vm *vm = vcpu->vm;
+
+	if (port == VM_I8042_PORT || port == VM_I8042_PORT - 4) {
+		if (!out)
+			data[0] = 0; /* controller idle, no data: a reset request goes through */
+		else if (port == VM_I8042_PORT && data[0] == 0xfe)
+			vm_set_end(vm, VM_END_REBOOT, 0, "guest rebooted (i8042 reset)");
+		return true;
+	}
+	if (port == VM_RESET_PORT) {
+		if (out && (data[0] & 0x04))
+			vm_set_end(vm, VM_END_REBOOT, 0, "guest rebooted (reset register)");
+		else if (!out)
+			data[0] = 0;
+		return true;
+	}
+	if (port == VM_SLEEP_PORT || port == VM_SLEEP_PORT + 1) {
+		/* SLP_EN (bit 5) with SLP_TYP (bits 2-4) 5, the \_S5 state of our DSDT. */
+		if (out && port == VM_SLEEP_PORT && (data[0] & 0x20) && ((data[0] >> 2) & 7) == 5)
+			vm_set_end(vm, VM_END_POWEROFF, 0, "guest powered off");
+		else if (!out)
+			data[0] = 0;
+		return true;
+	}
+	return false;
+}
+
 /* One access of size bytes to port; data is the kvm_run buffer (in/out). */
 static bool vcpu_port_io(struct vcpu *vcpu, uint16_t port, bool out, uint8_t *data, unsigned size)
 {
@@ -33,12 +64,15 @@ static bool vcpu_port_io(struct vcpu *vcpu, uint16_t port, bool out, uint8_t *da
 			   vcpu->id);
 		return false;
 	}
+	if (vcpu_power_port(vcpu, port, out, data))
+		return !atomic_load(&vm->stop_req);
 	if (port >= UART_COM1_BASE && port < UART_COM1_BASE + 8) {
 		pthread_mutex_lock(&vm->dev_lock);
 		if (out)
 			uart_write(&vm->uart, port - UART_COM1_BASE, data[0]);
 		else
 			data[0] = uart_read(&vm->uart, port - UART_COM1_BASE);
+		vm_uart_refill(vm);
 		pthread_mutex_unlock(&vm->dev_lock);
 		return true;
 	}

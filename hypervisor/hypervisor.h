@@ -46,6 +46,8 @@ enum vm_end_reason {
 	VM_END_TRIPLE_FAULT,
 	VM_END_INTERNAL,   /* KVM internal error, failed entry or emulation failure */
 	VM_END_HOST_ERROR, /* a KVM ioctl failed in the VMM */
+	VM_END_POWEROFF,   /* the guest powered off (ACPI sleep state S5) */
+	VM_END_REBOOT,	   /* the guest asked for a reset (ACPI, 0xcf9 or the i8042) */
 };
 
 struct vm_end {
@@ -85,6 +87,14 @@ int vm_create(const struct vm_config *cfg, struct vm **out) CME_WUR;
  * (README, "Flat image ABI"). cmdline may be NULL. Returns 0, -ENOENT (no image),
  * -EFBIG (image does not fit), -E2BIG (command line over 4095 bytes) or -errno. */
 int vm_load_flat(struct vm *vm, const char *image, const char *cmdline) CME_WUR;
+
+/* Load a Linux kernel — a bzImage, or an uncompressed ELF vmlinux entered at its 64-bit
+ * entry — with an optional initrd and command line, by the x86 64-bit boot protocol
+ * (zero page, e820 map). vCPU 0 starts the kernel; the others wait for INIT/SIPI.
+ * Returns 0 or -errno with a logged reason (-EFBIG: does not fit; -E2BIG: command line
+ * too long; -ENOTSUP: kernel without a 64-bit entry; -EINVAL: not a kernel). */
+int vm_load_linux(struct vm *vm, const char *kernel, const char *initrd,
+		  const char *cmdline) CME_WUR;
 
 /* Start one thread per vCPU; with paused, every vCPU parks before running any guest code
  * (vm_resume() lets it go). Returns 0 or -errno (nothing started). */

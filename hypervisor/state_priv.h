@@ -27,8 +27,6 @@ int vcpu_state_load(struct vcpu *vcpu, const Cme__Vcpu *m, const Cme__VmConfig *
 /* state_cpuid.c: CPUID into the config, compared and applied on restore. */
 int cpuid_state_save(struct vm *vm, struct arena *a, Cme__VmConfig *cfg) CME_WUR;
 int cpuid_state_load(struct vm *vm, const Cme__VmConfig *cfg, char *err, size_t errlen) CME_WUR;
-/* Set a vCPU's CPUID from a template, with its own APIC IDs. */
-int vcpu_apply_cpuid(struct vcpu *vcpu, const struct kvm_cpuid2 *tmpl) CME_WUR;
 
 /* uart state (devices.c): save and restore through one field-by-field function. */
 int uart_state_save(struct uart *u, struct arena *a, Cme__DeviceState **out) CME_WUR;

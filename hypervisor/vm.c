@@ -189,7 +189,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	if (!err)
 		err = vm_get_cpuid(vm);
 	if (!err)
-		err = console_open(&cfg->console, &vm->console);
+		err = console_open(&cfg->console, vm_console_input, vm, &vm->console);
 	if (!err)
 		err = vm_setup_devices(vm);
 	for (unsigned i = 0; !err && i < cfg->nr_vcpus; i++)

@@ -13,6 +13,10 @@
 #define VM_HIGH_MEM_BASE (4ull << 30)
 #define VM_MAX_SLOTS	 2
 #define VM_EXIT_PORT	 0x501
+#define VM_RESET_PORT	 0xcf9 /* PC reset control register; also the ACPI reset register */
+#define VM_RESET_VALUE	 0x06  /* bit 2: reset the CPU */
+#define VM_SLEEP_PORT	 0x600 /* ACPI sleep control register (hardware-reduced FADT) */
+#define VM_I8042_PORT	 0x64  /* keyboard controller: 0xfe pulses the reset line */
 
 struct console;
 
@@ -44,6 +48,8 @@ struct vm {
 	/* Devices. Port I/O is serialized by dev_lock (exits from several vCPUs). */
 	pthread_mutex_t dev_lock;
 	struct uart uart;
+	uint8_t con_in[4096]; /* console input waiting for room in the UART FIFO */
+	size_t con_in_len;
 
 	/* Run control: pause/resume/stop, guarded by run_lock. */
 	pthread_mutex_t run_lock;
@@ -70,6 +76,9 @@ void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
 /* state.c: probe what state KVM offers (XSAVE, XCRS, readable MSRs); after vCPU 0. */
 int vm_probe_state_caps(struct vm *vm) CME_WUR;
 
+/* state_cpuid.c: set a vCPU's CPUID from a template, with its own APIC IDs. */
+int vcpu_apply_cpuid(struct vcpu *vcpu, const struct kvm_cpuid2 *tmpl) CME_WUR;
+
 /* vcpu.c */
 int vcpu_create(struct vm *vm, unsigned id) CME_WUR;
 void vcpu_destroy(struct vcpu *vcpu);
@@ -82,7 +91,25 @@ bool vcpu_handle_exit(struct vcpu *vcpu);
 /* A one-line register dump for fault reports. */
 void vcpu_describe_regs(struct vcpu *vcpu, char *buf, size_t len);
 
-/* boot_flat.c: the page tables builder, exposed for unit tests. Writes an identity map
+/* boot_flat.c: long-mode entry shared by the flat and Linux loaders. */
+#define BOOT_PML4 0x1000ull /* identity page tables: PML4, PDPT, then the PDs */
+
+struct boot_lm {
+	uint64_t gdt, tss;
+	uint16_t gdt_limit, cs, ds, tr;
+	uint32_t tss_limit;
+};
+
+/* Set a vCPU's special registers for 64-bit mode with the identity tables at BOOT_PML4. */
+int boot_set_long_mode(struct vcpu *vcpu, const struct boot_lm *lm) CME_WUR;
+/* Write a 16-byte busy 64-bit TSS descriptor at gdt + off. */
+void gdt_put_tss(uint8_t *gdt, unsigned off, uint64_t base, uint32_t limit);
+/* Build the identity page tables at BOOT_PML4 for all RAM and 0-4 GiB. */
+int boot_page_tables(struct vm *vm) CME_WUR;
+/* Bytes the identity map must cover: all RAM and the LAPIC below 4 GiB. */
+uint64_t boot_map_bytes(const struct vm *vm);
+
+/* The page tables builder, exposed for unit tests. Writes an identity map
  * of [0, map_bytes) with 2 MiB pages at pml4_gpa in the guest memory mem (which starts at
  * guest physical 0 and has mem_len bytes). Returns the number of PD pages or -errno. */
 int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa,
@@ -90,9 +117,22 @@ int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa,
 
 /* devices.c: create the VM's devices (after the irqchip and console). */
 int vm_setup_devices(struct vm *vm) CME_WUR;
+/* Console input for the UART (console thread). */
+void vm_console_input(void *opaque, const uint8_t *buf, size_t len);
+/* Move waiting console input into the UART FIFO; call with dev_lock held. */
+void vm_uart_refill(struct vm *vm);
 
-/* console.c */
-int console_open(const struct console_cfg *cfg, struct console **out) CME_WUR;
+/* acpi.c: RSDP, XSDT, FADT, DSDT and MADT at 0xe0000 for Linux guests. */
+int acpi_build(struct vm *vm) CME_WUR;
+
+/* acpi.c: RSDP, XSDT, FADT, DSDT and MADT at 0xe0000 for Linux guests. */
+int acpi_build(struct vm *vm) CME_WUR;
+
+/* console.c: output to stdout, a file or socket clients; socket clients' input is handed
+ * to input() from the console thread. */
+typedef void (*console_input_fn)(void *opaque, const uint8_t *buf, size_t len);
+int console_open(const struct console_cfg *cfg, console_input_fn input, void *opaque,
+		 struct console **out) CME_WUR;
 void console_write(struct console *c, const void *buf, size_t len);
 void console_close(struct console *c);
 

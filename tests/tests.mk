@@ -5,7 +5,7 @@ TEST_INC   := -Itests/lib -Itests/unit -Itests/kvm -Icommon -Iproto -I$(GEN)/pro
 TEST_LIBS  := -lcunit
 VMM_LIB_OBJS := $(O)/obj/cmd/cme-vmm/args.o $(O)/obj/cmd/cme-vmm/api.o
 
-HARNESS_SRCS := tests/lib/harness.c tests/lib/vmm_proc.c
+HARNESS_SRCS := tests/lib/harness.c tests/lib/vmm_proc.c tests/lib/console_client.c
 UNIT_SRCS    := $(wildcard tests/unit/*.c) $(HARNESS_SRCS)
 KVM_SRCS     := $(wildcard tests/kvm/*.c) $(HARNESS_SRCS)
 UNIT_OBJS    := $(patsubst %.c,$(O)/obj/%.o,$(UNIT_SRCS))

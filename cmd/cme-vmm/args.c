@@ -39,6 +39,8 @@ static int parse_one(int c, const char *a, struct run_opts *o, char *err, size_t
 	case 'm': return parse_mem(a, o, err, errlen);
 	case 'c': return parse_vcpus(a, o, err, errlen);
 	case 'i': o->image = a; return 0;
+	case 'k': o->kernel = a; return 0;
+	case 'r': o->initrd = a; return 0;
 	case 'l': o->cmdline = a; return 0;
 	case 'a': o->api_path = a; return 0;
 	case 'n': o->name = a; return 0;
@@ -54,14 +56,22 @@ static int parse_one(int c, const char *a, struct run_opts *o, char *err, size_t
 }
 
 /* Options that only make sense for one of run and restore. */
+/* Options that only make sense for one of run and restore, or together. */
 static int check_mode(const struct run_opts *o, bool restore, char *err, size_t errlen)
 {
-	if (restore && (o->image || o->cmdline))
-		return arg_fail(
-			err, errlen, "%s",
-			"restore takes the guest from the snapshot: no --image or --cmdline");
-	if (!restore && !o->image)
-		return arg_fail(err, errlen, "%s", "no guest given: --image FILE is required");
+	if (restore && (o->image || o->kernel || o->cmdline || o->initrd))
+		return arg_fail(err, errlen, "%s",
+				"restore takes the guest from the snapshot: no --image, --kernel, "
+				"--initrd or --cmdline");
+	if (restore)
+		return 0;
+	if (o->image && o->kernel)
+		return arg_fail(err, errlen, "%s", "--image and --kernel exclude each other");
+	if (!o->image && !o->kernel)
+		return arg_fail(err, errlen, "%s",
+				"no guest given: --image FILE or --kernel FILE is required");
+	if (o->initrd && !o->kernel)
+		return arg_fail(err, errlen, "%s", "--initrd needs --kernel");
 	return 0;
 }
 
@@ -76,6 +86,8 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "name", required_argument, NULL, 'n' },
 		{ "console", required_argument, NULL, 'o' },
 		{ "paused", no_argument, NULL, 'p' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool restore = !strcmp(argv[0], "restore");

@@ -17,7 +17,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage:\n"
-		   "  cme-vmm run --image FILE [--mem SIZE] [--vcpus N] [--cmdline STR]\n"
+		   "  cme-vmm run (--image FILE | --kernel FILE [--initrd FILE]) [--mem SIZE]\n"
+		   "              [--vcpus N] [--cmdline STR]\n"
 		   "              [--console stdout|none|file:PATH|socket:PATH] [--api PATH]\n"
 		   "              [--name NAME]\n"
 		   "  cme-vmm restore FILE [--console ...] [--api PATH] [--name NAME] [--paused]\n"
@@ -32,6 +33,7 @@ static int end_status(const struct vm_end *end)
 	case VM_END_TRIPLE_FAULT: return VMM_EXIT_TRIPLE;
 	case VM_END_INTERNAL: return VMM_EXIT_INTERNAL;
 	case VM_END_HOST_ERROR: return VMM_EXIT_HOST;
+	case VM_END_REBOOT: return VMM_EXIT_REBOOT;
 	default: return VMM_EXIT_OK;
 	}
 }
@@ -58,8 +60,16 @@ static int check_host(const struct run_opts *o)
 			(unsigned long long)(o->mem_bytes >> 20), (unsigned long long)(host >> 20));
 		return -ENOMEM;
 	}
-	if (access(o->image, R_OK) < 0) {
+	if (o->image && access(o->image, R_OK) < 0) {
 		log_err(SUB, "--image %s: %s", o->image, strerror(errno));
+		return -errno;
+	}
+	if (o->kernel && access(o->kernel, R_OK) < 0) {
+		log_err(SUB, "--kernel %s: %s", o->kernel, strerror(errno));
+		return -errno;
+	}
+	if (o->initrd && access(o->initrd, R_OK) < 0) {
+		log_err(SUB, "--initrd %s: %s", o->initrd, strerror(errno));
 		return -errno;
 	}
 	return 0;
@@ -86,7 +96,10 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 
 	if (!o->snapshot) {
 		rc = vm_create(&cfg, vm);
-		return rc ? rc : vm_load_flat(*vm, o->image, o->cmdline);
+		if (rc)
+			return rc;
+		return o->kernel ? vm_load_linux(*vm, o->kernel, o->initrd, o->cmdline)
+				 : vm_load_flat(*vm, o->image, o->cmdline);
 	}
 	rc = vm_snapshot_restore(o->snapshot, &cfg, vm, &st, err, sizeof(err));
 	if (rc) {

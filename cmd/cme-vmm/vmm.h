@@ -14,12 +14,15 @@ enum {
 	VMM_EXIT_HOST = 70,	/* a KVM call failed while running */
 	VMM_EXIT_INTERNAL = 71, /* KVM internal error, failed entry, emulation failure */
 	VMM_EXIT_TRIPLE = 72,	/* guest triple fault */
+	VMM_EXIT_REBOOT = 73,	/* the guest asked for a reset: its supervisor restarts it */
 };
 
 struct run_opts {
 	uint64_t mem_bytes;
 	unsigned vcpus;
 	const char *image;
+	const char *kernel; /* Linux: bzImage or ELF vmlinux */
+	const char *initrd;
 	const char *cmdline;
 	const char *api_path;
 	const char *name;

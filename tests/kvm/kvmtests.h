@@ -6,4 +6,5 @@ void suite_guest(void);
 void suite_control(void);
 void suite_dirty(void);
 void suite_snapshot(void);
+void suite_linux(void);
 #endif

@@ -11,5 +11,6 @@ int main(void)
 	suite_control();
 	suite_dirty();
 	suite_snapshot();
+	suite_linux();
 	return test_main("kvm");
 }

@@ -70,7 +70,7 @@ static void test_usage_errors(void)
 	expect_failure(a2, 2, "--mem 12X: not a size");
 	expect_failure(a3, 2, "--vcpus 99");
 	expect_failure(a4, 2, "unknown command \"launch\"");
-	expect_failure(a5, 2, "--image FILE is required");
+	expect_failure(a5, 2, "--image FILE or --kernel FILE is required");
 }
 
 static void test_setup_errors(void)

@@ -4,6 +4,7 @@
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +29,15 @@ void test_skip(const char *fmt, ...)
 	skipped++;
 }
 
+/* After every test: no VMM it started may outlive it, whatever assertion ended it. */
+static void test_teardown(void)
+{
+	vmm_kill_all();
+}
+
 void test_add_suite(const char *name, const struct test_case *cases)
 {
-	CU_pSuite s = CU_add_suite(name, NULL, NULL);
+	CU_pSuite s = CU_add_suite_with_setup_and_teardown(name, NULL, NULL, NULL, test_teardown);
 
 	for (; s && cases->name; cases++)
 		CU_add_test(s, cases->name, cases->fn);
@@ -47,7 +54,7 @@ static void write_results(const char *runner, unsigned run, unsigned failed)
 	fclose(f);
 }
 
-static void remove_tmp(void)
+void test_remove_tmp(void)
 {
 	char cmd[300];
 
@@ -64,6 +71,8 @@ int test_main(const char *runner)
 
 	const char *only = getenv("CME_TEST_SUITE"); /* developers: run one suite */
 
+	/* A VMM that drops a connection mid-request must fail the test, not kill the runner. */
+	signal(SIGPIPE, SIG_IGN);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	if (only && CU_get_suite(only))
 		CU_basic_run_suite(CU_get_suite(only));
@@ -74,7 +83,7 @@ int test_main(const char *runner)
 	write_results(runner, run, failed);
 	printf("%s: %u tests, %u failed, %u skipped\n", runner, run, failed, skipped);
 	CU_cleanup_registry();
-	remove_tmp();
+	test_remove_tmp();
 	return failed ? 1 : 0;
 }
 

@@ -40,6 +40,8 @@ const char *test_bin(const char *name);
 const char *test_guest(void);
 /* A fresh private directory for this test (removed at exit of the runner). */
 const char *test_tmpdir(void);
+/* Remove every test_tmpdir() (test_main() does it; other programs call it at the end). */
+void test_remove_tmp(void);
 
 /* ---- a cme-vmm process ------------------------------------------------------------- */
 
@@ -61,6 +63,9 @@ int vmm_start_verb(struct vmm_proc *p, const char *verb, const char *const *args
 int vmm_wait(struct vmm_proc *p, int timeout_ms);
 /* SIGKILL and reap (no-op if already reaped). */
 void vmm_kill(struct vmm_proc *p);
+/* SIGKILL and reap every process vmm_start() or test_run() started that still runs
+ * (the harness calls it after each test). */
+void vmm_kill_all(void);
 /* Wait until the console contains needle; true if found within timeout_ms. */
 bool vmm_console_wait(struct vmm_proc *p, const char *needle, int timeout_ms);
 /* The whole console (or stderr) so far, malloc'd, NUL-terminated ("" if missing). */
@@ -80,6 +85,24 @@ bool vmm_wait_heartbeats(struct vmm_proc *p, int n, int timeout_ms);
 json_t *vmm_request(struct vmm_proc *p, const char *cmd, const char *args);
 /* Send a raw line and return the raw reply line (malloc'd) or NULL. */
 char *vmm_request_raw(struct vmm_proc *p, const char *line);
+
+/* True when the host has hardware virtualization (kvm_intel or kvm_amd), where stock
+ * Linux kernels boot; otherwise why in buf (PVM hosts emulate guest ring 0). */
+bool test_have_hw_virt(char *why, size_t len);
+
+/* A client of a VMM's console socket that collects everything it receives. */
+struct console_client {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+/* Connect (retrying up to timeout_ms while the socket appears). Returns 0 or -errno. */
+int console_client_open(struct console_client *c, const char *path, int timeout_ms);
+/* Read until needle has been received (anywhere in the output so far). */
+bool console_client_wait(struct console_client *c, const char *needle, int timeout_ms);
+/* Type bytes into the guest's console. Returns 0 or -errno. */
+int console_client_send(struct console_client *c, const char *s);
+void console_client_close(struct console_client *c);
 
 /* Run a command to completion with stdout+stderr captured into *out (malloc'd).
  * Returns the exit status (128+sig if killed), or -errno. */

@@ -29,11 +29,37 @@ static int decode_status(int st)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+#define MAX_LIVE 64
+static pid_t live[MAX_LIVE]; /* every child started and not yet reaped */
+
+static void live_set(pid_t old, pid_t new)
+{
+	for (int i = 0; i < MAX_LIVE; i++) {
+		if (live[i] == old) {
+			live[i] = new;
+			return;
+		}
+	}
+}
+
+void vmm_kill_all(void)
+{
+	for (int i = 0; i < MAX_LIVE; i++) {
+		if (live[i] > 0) {
+			kill(live[i], SIGKILL);
+			waitpid(live[i], NULL, 0);
+			live[i] = 0;
+		}
+	}
+}
+
 /* Fork and exec argv with stdout to out_fd and stderr to err_fd (-1: inherit). */
 static pid_t spawn(const char *const *argv, int out_fd, int err_fd)
 {
 	pid_t pid = fork();
 
+	if (pid > 0)
+		live_set(0, pid);
 	if (pid != 0)
 		return pid;
 	if (out_fd >= 0)
@@ -90,6 +116,7 @@ int vmm_wait(struct vmm_proc *p, int timeout_ms)
 
 		if (r == p->pid) {
 			p->status = decode_status(st);
+			live_set(p->pid, 0);
 			return 0;
 		}
 		usleep(10000);

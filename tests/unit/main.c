@@ -11,5 +11,6 @@ int main(void)
 	suite_pagetables();
 	suite_uart();
 	suite_api();
+	suite_linux_parse();
 	return test_main("unit");
 }

@@ -66,7 +66,9 @@ static void test_run_bad(void)
 		{ { "--image", "g", "--vcpus", "0", NULL }, "--vcpus 0" },
 		{ { "--image", "g", "--vcpus", "33", NULL }, "--vcpus 33" },
 		{ { "--image", "g", "--console", "tty", NULL }, "--console tty" },
-		{ { "--mem", "1G", NULL }, "--image FILE is required" },
+		{ { "--mem", "1G", NULL }, "--image FILE or --kernel FILE is required" },
+		{ { "--image", "g", "--kernel", "k", NULL }, "exclude each other" },
+		{ { "--image", "g", "--initrd", "i", NULL }, "--initrd needs --kernel" },
 		{ { "--image", NULL }, "needs a value" },
 		{ { "--image", "g", "extra", NULL }, "unexpected argument extra" },
 	};

@@ -6,4 +6,5 @@ void suite_args(void);
 void suite_pagetables(void);
 void suite_uart(void);
 void suite_api(void);
+void suite_linux_parse(void);
 #endif

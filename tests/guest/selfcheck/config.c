@@ -11,8 +11,8 @@ struct config cfg;
 
 /* Parameters as given; UNSET where the default depends on the machine. */
 static struct {
-	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters;
-} arg = { 64, 0, UNSET, 1, 100, 0, 100000 };
+	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo;
+} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0 };
 
 static const struct {
 	const char *key;
@@ -21,7 +21,7 @@ static const struct {
 	{ "wss_mb", &arg.wss_mb }, { "dirty_rate", &arg.dirty_rate },
 	{ "vcpus", &arg.vcpus },   { "stride", &arg.stride },
 	{ "hb_ms", &arg.hb_ms },   { "exit_after", &arg.exit_after },
-	{ "iters", &arg.iters },
+	{ "iters", &arg.iters },   { "echo", &arg.echo },
 };
 
 static __attribute__((noreturn)) void bad_arg(const char *what, u64 v)
@@ -114,6 +114,8 @@ static void check_args(void)
 		bad_arg("stride must be at least 1", 0);
 	if (arg.hb_ms == 0 || arg.hb_ms > 3600 * 1000)
 		bad_arg("hb_ms must be 1..3600000", arg.hb_ms);
+	if (arg.echo > 1)
+		bad_arg("echo must be 0 or 1", arg.echo);
 	if (cfg.nr_vcpus == 0 || cfg.nr_vcpus > MAX_CPUS)
 		bad_arg("the boot info gives a bad vCPU count", cfg.nr_vcpus);
 	if (cfg.tsc_khz == 0)
@@ -136,4 +138,5 @@ void config_init(const struct boot_info *bi)
 	cfg.hb_tsc = arg.hb_ms * cfg.tsc_khz;
 	cfg.exit_after = arg.exit_after;
 	cfg.iters = arg.iters;
+	cfg.echo = arg.echo;
 }

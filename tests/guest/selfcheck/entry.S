@@ -66,6 +66,32 @@ timer_stub:
 	pop %rax
 	iretq
 
+/* UART receive (echo=1, vCPU 0): uart_rx_irq in C. Only the registers a C call may clobber
+ * need saving, and -mno-sse keeps it off xmm0/xmm1. Nine pushes after the CPU's five-word
+ * frame (on a 16-byte aligned RSP) leave RSP 16-byte aligned at the call, as the ABI wants. */
+	.globl uart_stub
+uart_stub:
+	push %rax
+	push %rcx
+	push %rdx
+	push %rsi
+	push %rdi
+	push %r8
+	push %r9
+	push %r10
+	push %r11
+	call uart_rx_irq
+	pop %r11
+	pop %r10
+	pop %r9
+	pop %r8
+	pop %rdi
+	pop %rsi
+	pop %rdx
+	pop %rcx
+	pop %rax
+	iretq
+
 /* int3 (or int $0x80) from ring 3: sleep until the next interrupt. STI's one-instruction shadow
  * means the interrupt cannot slip in between STI and HLT and leave the vCPU asleep. */
 	.globl idle_stub

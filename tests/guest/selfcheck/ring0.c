@@ -9,6 +9,9 @@
 #define LVT_MASKED     (1u << 16)
 #define TDCR_DIV1      0xb
 #define SVR_ENABLE     0x100
+#define LSR_DR	       0x01 /* receive data ready */
+#define IER_RDI	       0x01 /* interrupt on received data */
+#define MCR_IRQ_ON     0x0b /* DTR|RTS|OUT2: OUT2 gates the interrupt line, as on a PC */
 
 struct idt_gate {
 	u16 off0;
@@ -25,13 +28,16 @@ struct fault_frame {
 	u64 vec, err, rip, cs, rflags, rsp, ss;
 };
 
+/* Called by the stubs in entry.S. */
 __attribute__((noreturn)) void fault_report(const struct fault_frame *f);
+void uart_rx_irq(void);
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 static u8 user_stacks[MAX_CPUS][USER_STACK_SIZE] __attribute__((aligned(USER_STACK_SIZE)));
 static volatile u32 timer_count; /* LAPIC timer initial count for TIMER_HZ */
 static volatile u32 released;	 /* set by vCPU 0 once cfg, IDT and timer_count are ready */
 u8 apic_to_cpu[256];
+struct rx_ring rx_ring;
 
 static inline u32 lapic_read(u32 reg)
 {
@@ -62,6 +68,8 @@ static void idt_build(void)
 	idt_set(IDLE_VECTOR, idle_stub, 3);
 	idt_set(IDLE_VECTOR_INT80, idle_stub, 3);
 	idt_set(SPURIOUS_VECTOR, spurious_stub, 0);
+	if (cfg.echo)
+		idt_set(UART_VECTOR, uart_stub, 0);
 }
 
 static void idt_load(void)
@@ -116,12 +124,48 @@ static void timer_start(void)
 	lapic_write(LAPIC_TICR, timer_count);
 }
 
+static void ioapic_write(u32 reg, u32 v)
+{
+	*(volatile u32 *)(IOAPIC_BASE + IOAPIC_INDEX) = reg;
+	*(volatile u32 *)(IOAPIC_BASE + IOAPIC_DATA) = v;
+}
+
+/* echo=1: IOAPIC pin UART_IRQ to vector UART_VECTOR on this vCPU (fixed, physical, edge,
+ * active high), then the UART's receive interrupt. Runs after lapic_enable, as a
+ * software-disabled LAPIC drops what it is sent, and programs the IOAPIC before the UART
+ * can raise its line, so no edge is lost; IF = 0 holds the interrupt until ring 3. */
+static void uart_irq_enable(void)
+{
+	u32 reg = IOAPIC_REDIR0 + 2 * UART_IRQ;
+
+	ioapic_write(reg + 1, lapic_read(LAPIC_ID) & 0xff000000); /* destination: bits 24..31 */
+	ioapic_write(reg, UART_VECTOR);				  /* unmasked, the rest 0 */
+	outb(PORT_UART_IER, IER_RDI);
+	outb(PORT_UART_MCR, MCR_IRQ_ON);
+}
+
+/* Vector UART_VECTOR, called by uart_stub: moves every received byte into rx_ring. The
+ * line is edge-triggered, so the FIFO must be emptied or no new edge would come; reading
+ * RBR lets the VMM refill it, so one interrupt may drain all the waiting input. */
+void uart_rx_irq(void)
+{
+	u32 head = rx_ring.head;
+
+	while (inb(PORT_UART_LSR) & LSR_DR)
+		rx_ring.buf[head++ % RX_RING_SIZE] = inb(PORT_UART);
+	__atomic_store_n(&rx_ring.head, head, __ATOMIC_RELEASE);
+	rx_ring.irqs++;
+	lapic_write(LAPIC_EOI, 0);
+}
+
 static void boot_vcpu0(const struct boot_info *bi)
 {
 	config_init(bi);
 	pic_mask();
 	idt_build();
 	lapic_enable(0);
+	if (cfg.echo)
+		uart_irq_enable();
 	timer_count = lapic_calibrate(cfg.tsc_khz);
 	__atomic_store_n(&released, 1, __ATOMIC_RELEASE);
 }

@@ -18,6 +18,9 @@
 #define IDLE_VECTOR	  3
 #define IDLE_VECTOR_INT80 0x80
 #define SPURIOUS_VECTOR	  0xff
+/* echo=1: the UART's receive interrupt, IOAPIC pin 4 routed to vCPU 0. */
+#define UART_VECTOR 0x24
+#define UART_IRQ    4
 
 #define LAPIC_BASE	0xfee00000
 #define LAPIC_ID	0x20
@@ -29,10 +32,18 @@
 #define LAPIC_TCCR	0x390 /* timer current count */
 #define LAPIC_TDCR	0x3e0 /* timer divide configuration */
 
+#define IOAPIC_BASE   0xfec00000
+#define IOAPIC_INDEX  0x00
+#define IOAPIC_DATA   0x10
+#define IOAPIC_REDIR0 0x10 /* redirection entry of pin N: registers 0x10 + 2N (low), +1 (high) */
+
 #define PCPU_SIZE  64 /* sizeof(struct pcpu): entry.S indexes the array with it */
 #define PCPU_TICKS 0  /* offsetof(struct pcpu, ticks) */
 
-#define PORT_UART	  0x3f8
+#define PORT_UART	  0x3f8 /* THR on write, RBR on read */
+#define PORT_UART_IER	  0x3f9
+#define PORT_UART_MCR	  0x3fc
+#define PORT_UART_LSR	  0x3fd
 #define PORT_UART_SCRATCH 0x3ff
 #define PORT_EXIT	  0x501
 
@@ -60,6 +71,9 @@ typedef unsigned long u64; /* so "%lu" / "%lx" match it */
 #define HOLE_START	(3 * GIB) /* RAM at or above this offset lives 1 GiB higher */
 #define USER_STACK_SIZE 16384
 #define TIMER_HZ	250
+/* A power of two above what one UART interrupt can drain at once: the VMM's 4 KiB input
+ * buffer and the 16-byte FIFO. */
+#define RX_RING_SIZE 8192
 
 /* Handed over by the VMM in RDI, one per vCPU (the flat image ABI). */
 struct boot_info {
@@ -88,6 +102,7 @@ struct config {
 	u64 hb_tsc;	/* heartbeat period in TSC cycles */
 	u64 exit_after; /* heartbeats before exiting, 0 = never */
 	u64 iters;	/* mode=ioloop: port writes */
+	bool echo;	/* echo=1: UART receive interrupts, RX lines */
 };
 
 /* Per-vCPU counters, one cache line each so vCPUs do not share lines. */
@@ -97,7 +112,16 @@ struct pcpu {
 	u64 pad[6];
 } __attribute__((aligned(PCPU_SIZE)));
 
+/* echo=1: console input. Only the UART interrupt on vCPU 0 writes it; ring 3 on vCPU 0
+ * reads it, so a byte is published by advancing head. */
+struct rx_ring {
+	volatile u64 irqs; /* UART interrupts taken */
+	volatile u32 head; /* bytes received so far; the next goes to buf[head % RX_RING_SIZE] */
+	u8 buf[RX_RING_SIZE];
+};
+
 extern struct config cfg;
+extern struct rx_ring rx_ring;
 extern struct pcpu pcpu[MAX_CPUS];
 extern u8 apic_to_cpu[256]; /* LAPIC ID -> vcpu_id, for the interrupt stubs */
 extern char __image_end[];  /* end of .bss, from selfcheck.ld */
@@ -106,6 +130,7 @@ extern char __image_end[];  /* end of .bss, from selfcheck.ld */
 void timer_stub(void);
 void idle_stub(void);
 void spurious_stub(void);
+void uart_stub(void);
 extern const u8 fault_stubs[]; /* 32 stubs, 16 bytes apart */
 /* Drops to ring 3 at rip with the given stack, IF=1, rdi = arg. */
 __attribute__((noreturn)) void enter_user(u64 rip, u64 rsp, u64 arg);
@@ -124,6 +149,14 @@ __attribute__((noreturn)) void user_main(u64 cpu);
 static inline void outb(u16 port, u8 v)
 {
 	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline u8 inb(u16 port)
+{
+	u8 v;
+
+	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
 }
 
 static inline u64 rdtsc(void)

@@ -8,6 +8,7 @@
 #define PAGES_PER_MIB	(MIB / PAGE_SIZE)
 #define FALLBACK_VISITS (1UL << 16) /* clock reads even if the timer stops: ~1 ms at best */
 #define BURST_MS	10	    /* the most idle time a paced writer may make up for */
+#define RX_TEXT_MAX	200	    /* characters of an RX line printed */
 
 struct pcpu pcpu[MAX_CPUS];
 
@@ -26,6 +27,12 @@ static volatile u32 in_user; /* vCPUs that reached ring 3 */
 static struct {
 	u64 seq, next;
 } hb; /* vCPU 0 only */
+static struct {
+	u32 tail; /* rx_ring bytes looked at */
+	u32 len;
+	bool lost; /* the ring overran: drop the rest of this line */
+	char text[RX_TEXT_MAX + 1];
+} rx; /* vCPU 0 only */
 
 /* The checksum lives in xmm0 and the generation in xmm1. Nothing else in the guest uses
  * vector registers (everything is built with -mno-sse), so only the VMM can lose them. */
@@ -118,12 +125,46 @@ static void totals(u64 *pages, u64 *ticks)
 	}
 }
 
-/* vCPU 0: print a heartbeat when one is due. After a long stall (a paused or migrating
- * VM) the next one is due a full period later, rather than a burst of overdue ones. */
+static void rx_line_end(void)
+{
+	if (rx.len && !rx.lost) {
+		rx.text[rx.len] = 0;
+		con_printf("RX irqs=%lu line=%s\n", rx_ring.irqs, rx.text);
+	}
+	rx.len = 0;
+	rx.lost = false;
+}
+
+/* echo=1, vCPU 0: prints each complete line the UART interrupt has put in rx_ring,
+ * keeping printable ASCII only. A line with bytes the ring overwrote before they were
+ * looked at is dropped. */
+static void rx_poll(void)
+{
+	u32 head = __atomic_load_n(&rx_ring.head, __ATOMIC_ACQUIRE);
+
+	if (head - rx.tail > RX_RING_SIZE) {
+		rx.tail = head - RX_RING_SIZE;
+		rx.lost = true;
+	}
+	for (; rx.tail != head; rx.tail++) {
+		char c = (char)rx_ring.buf[rx.tail % RX_RING_SIZE];
+
+		if (c == '\n' || c == '\r')
+			rx_line_end();
+		else if (c >= ' ' && c <= '~' && rx.len < RX_TEXT_MAX)
+			rx.text[rx.len++] = c;
+	}
+}
+
+/* vCPU 0: echo input lines (echo=1), and print a heartbeat when one is due. After a long
+ * stall (a paused or migrating VM) the next heartbeat is due a full period later, rather
+ * than a burst of overdue ones. */
 static void hb_poll(u64 now)
 {
 	u64 pages, ticks;
 
+	if (cfg.echo)
+		rx_poll();
 	if (now < hb.next)
 		return;
 	hb.next = now - hb.next < cfg.hb_tsc ? hb.next + cfg.hb_tsc : now + cfg.hb_tsc;

@@ -1,0 +1,246 @@
+/* Linux guests. Everywhere with KVM: Debian's kernel (ELF vmlinux) through our 64-bit boot
+ * path prints its banner, our exact command line, our e820 map and our ACPI tables on the
+ * early console, and bad kernels are refused. With hardware virtualization only: the
+ * Linux guest kit boots to READY, heartbeats, survives snapshot/restore, takes console
+ * input, and powers off cleanly. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "guestrun.h"
+#include "kvmtests.h"
+
+#define EARLY_TIMEOUT_MS 120000
+
+static const char *kit(const char *name)
+{
+	static char path[4][512];
+	static unsigned n;
+	const char *b = getenv("CME_BUILD");
+	char *p = path[n++ % 4];
+
+	snprintf(p, 512, "%s/guest/linux/%s", b ? b : "build", name);
+	return p;
+}
+
+static bool kit_available(void)
+{
+	char why[256];
+
+	if (!test_have_kvm(why, sizeof(why))) {
+		test_skip("%s", why);
+		return false;
+	}
+	if (access(kit("vmlinux"), R_OK) < 0 || access(kit("initrd.cpio.gz"), R_OK) < 0) {
+		CU_FAIL("Linux guest kit not built (make guests)");
+		return false;
+	}
+	return true;
+}
+
+/* The e820 lines the kernel printed, as "start-end type" strings joined by ';'. */
+static void e820_seen(const char *console, char *out, size_t len)
+{
+	const char *l = console;
+
+	out[0] = 0;
+	while ((l = strstr(l, "BIOS-e820: [mem "))) {
+		unsigned long long a, b;
+		char type[32];
+
+		if (sscanf(l, "BIOS-e820: [mem %llx-%llx] %31s", &a, &b, type) == 3)
+			snprintf(out + strlen(out), len - strlen(out), "%llx-%llx %s;", a, b, type);
+		l++;
+	}
+}
+
+static void test_early_console(void)
+{
+	static const char cmdline[] = "earlyprintk=serial,ttyS0 console=ttyS0 cme.token=e2e-4711";
+	const char *args[] = { "--mem",	       "512M",	    "--vcpus", "2", "--kernel",
+			       kit("vmlinux"), "--cmdline", cmdline,   NULL };
+	struct vmm_proc p;
+	char e820[512], *c;
+
+	if (!kit_available())
+		return;
+	CU_ASSERT_EQUAL_FATAL(vmm_start(&p, args), 0);
+	CU_ASSERT(vmm_console_wait(&p, "smpboot: Allowing 2 CPUs", EARLY_TIMEOUT_MS));
+	vmm_kill(&p);
+	c = test_read_file(p.console);
+	CU_ASSERT_PTR_NOT_NULL(strstr(c, "Linux version 6."));
+	/* The exact line: the serial console ends lines with CR LF. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(c, "Command line: earlyprintk=serial,ttyS0 console=ttyS0 "
+					 "cme.token=e2e-4711\r\n"));
+	e820_seen(c, e820, sizeof(e820));
+	/* Every entry of the map we built, and nothing else. */
+	CU_ASSERT_STRING_EQUAL(e820, "0-9fbff usable;e0000-fffff reserved;100000-1fffffff usable;");
+	CU_ASSERT_PTR_NOT_NULL(strstr(c, "ACPI: RSDP 0x00000000000E0000"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(c, "ACPI: FACP 0x00000000000E0100"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(c, "ACPI: DSDT 0x00000000000E0300"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(c, "ACPI: APIC 0x00000000000E0400"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(c, "address 0xfec00000, GSI 0-23"));
+	CU_ASSERT_PTR_NULL(strstr(c, "ACPI BIOS Error"));
+	if (!strstr(c, "smpboot: Allowing 2 CPUs"))
+		printf("\n    console:\n%s\n", c);
+	free(c);
+}
+
+static void expect_refused(const char *kernel, const char *cmdline, const char *msg)
+{
+	const char *argv[] = { test_bin("cme-vmm"), "run",   "--mem", "256M", "--kernel", kernel,
+			       "--cmdline",	    cmdline, NULL };
+	char *out;
+
+	CU_ASSERT_EQUAL(test_run(argv, &out, 20000), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
+	if (!strstr(out, msg))
+		printf("\n    expected \"%s\", got: %s", msg, out);
+	free(out);
+}
+
+static void test_bad_kernels(void)
+{
+	char junk[600], cut[600], cmd[1400], *longline;
+	int fd;
+
+	if (!kit_available())
+		return;
+	snprintf(junk, sizeof(junk), "%s/junk", test_tmpdir());
+	snprintf(cut, sizeof(cut), "%s/cut-vmlinux", test_tmpdir());
+	fd = open(junk, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CU_ASSERT_EQUAL(
+		write(fd, "this is not a kernel, just some text of enough length.........", 62),
+		62);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "head -c 100000 '%s' > '%s'", kit("vmlinux"), cut);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	expect_refused(junk, "", "not a Linux bzImage");
+	expect_refused(cut, "", "ELF segment lies outside the file");
+	longline = malloc(5000);
+	memset(longline, 'x', 4999);
+	longline[4999] = 0;
+	expect_refused(kit("vmlinux"), longline, "command line is 4999 bytes");
+	free(longline);
+}
+
+/* ---- hardware virtualization only ---------------------------------------------------- */
+
+static bool hw_available(void)
+{
+	char why[256];
+
+	if (!kit_available())
+		return false;
+	if (!test_have_hw_virt(why, sizeof(why))) {
+		test_skip("%s", why);
+		return false;
+	}
+	return true;
+}
+
+static int boot_kit(struct vmm_proc *p, struct console_client *cc, const char *kernel,
+		    const char *extra)
+{
+	char sock[600], cmdline[256];
+	const char *dir = test_tmpdir();
+
+	snprintf(sock, sizeof(sock), "%s/console.sock", dir);
+	snprintf(cmdline, sizeof(cmdline), "console=ttyS0 quiet wss_mb=64 %s", extra);
+	char con[700];
+
+	snprintf(con, sizeof(con), "socket:%s", sock);
+	const char *args[] = { "--mem",	    "1G",    "--vcpus",	  "2",
+			       "--kernel",  kernel,  "--initrd",  kit("initrd.cpio.gz"),
+			       "--cmdline", cmdline, "--console", con,
+			       NULL };
+
+	if (vmm_start(p, args) < 0)
+		return -1;
+	return console_client_open(cc, sock, 10000);
+}
+
+static void test_kit_boots(void)
+{
+	struct console_client cc;
+	struct vmm_proc p;
+
+	if (!hw_available())
+		return;
+	CU_ASSERT_EQUAL_FATAL(boot_kit(&p, &cc, kit("vmlinux"), ""), 0);
+	CU_ASSERT(console_client_wait(&cc, "READY", 120000));
+	CU_ASSERT(console_client_wait(&cc, "HB seq=5 ", 30000));
+	/* Typed input reaches the guest's shell through the UART and IRQ 4. */
+	CU_ASSERT_EQUAL(console_client_send(&cc, "echo cme-$((6*7))-ok\n"), 0);
+	CU_ASSERT(console_client_wait(&cc, "cme-42-ok", 20000));
+	CU_ASSERT_PTR_NULL(strstr(cc.buf ? cc.buf : "", "CORRUPT"));
+	CU_ASSERT_EQUAL(console_client_send(&cc, "poweroff -f\n"), 0);
+	CU_ASSERT_EQUAL(vmm_wait(&p, 60000), 0);
+	CU_ASSERT_EQUAL(p.status, 0); /* poweroff is a clean end */
+	console_client_close(&cc);
+	vmm_kill(&p);
+}
+
+static void test_kit_bzimage(void)
+{
+	struct console_client cc;
+	struct vmm_proc p;
+
+	if (!hw_available())
+		return;
+	CU_ASSERT_EQUAL_FATAL(boot_kit(&p, &cc, kit("vmlinuz"), "exit_after=3"), 0);
+	CU_ASSERT(console_client_wait(&cc, "HB seq=3 ", 120000));
+	CU_ASSERT_EQUAL(vmm_wait(&p, 60000), 0); /* init powers off after exit_after */
+	CU_ASSERT_EQUAL(p.status, 0);
+	console_client_close(&cc);
+	vmm_kill(&p);
+}
+
+static void test_kit_snapshot(void)
+{
+	struct console_client cc;
+	struct vmm_proc p;
+	char snap[600], args[700], sock[600], con[700];
+	json_t *r;
+
+	if (!hw_available())
+		return;
+	CU_ASSERT_EQUAL_FATAL(boot_kit(&p, &cc, kit("vmlinux"), ""), 0);
+	CU_ASSERT_FATAL(console_client_wait(&cc, "HB seq=3 ", 120000));
+	snprintf(snap, sizeof(snap), "%s/linux.snap", test_tmpdir());
+	snprintf(args, sizeof(args), "{\"path\":\"%s\",\"stop\":true}", snap);
+	r = vmm_request(&p, "snapshot", args);
+	CU_ASSERT_TRUE(r && json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	CU_ASSERT_EQUAL(vmm_wait(&p, 30000), 0);
+	console_client_close(&cc);
+	snprintf(sock, sizeof(sock), "%s/console2.sock", test_tmpdir());
+	snprintf(con, sizeof(con), "socket:%s", sock);
+	const char *rargs[] = { snap, "--console", con, NULL };
+
+	CU_ASSERT_EQUAL_FATAL(vmm_start_verb(&p, "restore", rargs), 0);
+	CU_ASSERT_EQUAL_FATAL(console_client_open(&cc, sock, 10000), 0);
+	CU_ASSERT(console_client_wait(&cc, "HB seq=", 30000));
+	CU_ASSERT_EQUAL(console_client_send(&cc, "echo restored-$((6*7))\n"), 0);
+	CU_ASSERT(console_client_wait(&cc, "restored-42", 20000));
+	CU_ASSERT_PTR_NULL(strstr(cc.buf ? cc.buf : "", "CORRUPT"));
+	console_client_close(&cc);
+	vmm_kill(&p);
+}
+
+void suite_linux(void)
+{
+	static const struct test_case cases[] = {
+		{ "Debian vmlinux: banner, command line, e820, ACPI on the early console",
+		  test_early_console },
+		{ "bad kernels and command lines are refused", test_bad_kernels },
+		{ "Linux kit boots to READY, takes console input, powers off", test_kit_boots },
+		{ "Linux kit from the bzImage", test_kit_bzimage },
+		{ "Linux kit survives snapshot/restore with console input", test_kit_snapshot },
+		{ NULL, NULL },
+	};
+	test_add_suite("linux", cases);
+}
