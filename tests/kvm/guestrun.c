@@ -59,6 +59,7 @@ int guest_check_console(struct vmm_proc *p)
 		CU_ASSERT_EQUAL(hb[i].seq, hb[0].seq + (uint64_t)i);
 		if (i > 0) {
 			CU_ASSERT(hb[i].ticks >= hb[i - 1].ticks);
+			CU_ASSERT(hb[i].ms > hb[i - 1].ms); /* guest time only moves forward */
 			CU_ASSERT(hb[i].pages >= hb[i - 1].pages);
 		}
 	}

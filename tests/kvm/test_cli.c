@@ -181,6 +181,34 @@ static void test_guest_fault(void)
 	free(out);
 }
 
+/* A guest resets or powers off the machine: the VMM ends cleanly and says which. */
+static void expect_power(const char *name, const unsigned char *code, size_t len, int status,
+			 const char *msg)
+{
+	const char *img = write_image(name, code, len);
+	const char *argv[] = { test_bin("cme-vmm"), "run", "--image", img, "--mem", "16M", NULL };
+	char *out;
+
+	CU_ASSERT_EQUAL(test_run(argv, &out, 20000), status);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
+	free(out);
+}
+
+static void test_reboot_poweroff(void)
+{
+	REQUIRE_KVM();
+	/* mov $0xfe,%al; out %al,$0x64; jmp . */
+	static const unsigned char kbd[] = { 0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe };
+	/* mov $6,%al; mov $0xcf9,%dx; out %al,%dx; jmp . */
+	static const unsigned char cf9[] = { 0xb0, 0x06, 0x66, 0xba, 0xf9, 0x0c, 0xee, 0xeb, 0xfe };
+	/* mov $0x34,%al (SLP_EN | S5 << 2); mov $0x600,%dx; out %al,%dx; jmp . */
+	static const unsigned char s5[] = { 0xb0, 0x34, 0x66, 0xba, 0x00, 0x06, 0xee, 0xeb, 0xfe };
+
+	expect_power("kbd.bin", kbd, sizeof(kbd), 73, "guest rebooted (i8042 reset)");
+	expect_power("cf9.bin", cf9, sizeof(cf9), 73, "guest rebooted (reset register)");
+	expect_power("s5.bin", s5, sizeof(s5), 0, "guest powered off");
+}
+
 void suite_cli(void)
 {
 	static const struct test_case cases[] = {
@@ -189,6 +217,7 @@ void suite_cli(void)
 		{ "/dev/kvm absent or not accessible", test_no_kvm },
 		{ "guest exit code on port 0x501 is the exit status", test_guest_exit_code },
 		{ "guest fault ends the VMM with registers", test_guest_fault },
+		{ "guest reboot and poweroff end the VMM with their status", test_reboot_poweroff },
 		{ NULL, NULL },
 	};
 	test_add_suite("cli", cases);

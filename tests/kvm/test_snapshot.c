@@ -88,6 +88,9 @@ static void test_snapshot_restore_cycles(void)
 		/* The first heartbeat after restore is the next one: no restart, no gap. */
 		CU_ASSERT_EQUAL(after.seq, before.seq + 1);
 		CU_ASSERT(after.ticks >= before.ticks);
+		/* Guest time continues from the snapshot: no jump back, and no jump over the
+		 * time the VM spent on disk (at most a heartbeat period plus a little). */
+		CU_ASSERT(after.ms > before.ms && after.ms < before.ms + 1000);
 		CU_ASSERT(after.pages >= before.pages);
 		CU_ASSERT(last_hb(&p).ticks > after.ticks);
 		CU_ASSERT(n >= 5);
@@ -289,6 +292,50 @@ static void test_snapshot_keeps_running(void)
 	vmm_kill(&p);
 }
 
+/* Console input reaches the guest through the UART and IOAPIC (echo=1: the guest's IRQ 4
+ * handler collects lines and prints them), before and after a restore. */
+static void test_console_input_survives_restore(void)
+{
+	struct console_client cc;
+	struct vmm_proc p;
+	char sock[600], con[700], snap[600], args[700];
+
+	if (!guest_available())
+		return;
+	snprintf(sock, sizeof(sock), "%s/con.sock", test_tmpdir());
+	snprintf(con, sizeof(con), "socket:%s", sock);
+	snprintf(snap, sizeof(snap), "%s/echo.snap", test_tmpdir());
+	const char *boot[] = { "--mem",	    "256M",	  "--vcpus",   "2",
+			       "--image",   test_guest(), "--cmdline", "wss_mb=16 echo=1",
+			       "--console", con,	  NULL };
+
+	CU_ASSERT_EQUAL_FATAL(vmm_start(&p, boot), 0);
+	CU_ASSERT_EQUAL_FATAL(console_client_open(&cc, sock, 10000), 0);
+	CU_ASSERT_FATAL(console_client_wait(&cc, "HB seq=2 ", 20000));
+	CU_ASSERT_EQUAL(console_client_send(&cc, "hello from the host\n"), 0);
+	CU_ASSERT(console_client_wait(&cc, "RX irqs=1 line=hello from the host", 10000));
+	console_client_close(&cc);
+	snprintf(args, sizeof(args), "{\"path\":\"%s\",\"stop\":true}", snap);
+	json_decref(vmm_request(&p, "snapshot", args));
+	CU_ASSERT_EQUAL(vmm_wait(&p, 20000), 0);
+	const char *rargs[] = { snap, "--console", con, NULL };
+
+	CU_ASSERT_EQUAL_FATAL(vmm_start_verb(&p, "restore", rargs), 0);
+	CU_ASSERT_EQUAL_FATAL(console_client_open(&cc, sock, 10000), 0);
+	CU_ASSERT(console_client_wait(&cc, "HB seq=", 20000));
+	CU_ASSERT_EQUAL(console_client_send(&cc, "typed after restore\n"), 0);
+	/* The interrupt count continues from the saved guest: this is the second line. */
+	CU_ASSERT(console_client_wait(&cc, "RX irqs=2 line=typed after restore", 10000));
+	CU_ASSERT_PTR_NULL(strstr(cc.buf ? cc.buf : "", "CORRUPT"));
+	if (!strstr(cc.buf ? cc.buf : "", "line=typed after restore"))
+		printf("\n    console:\n%s\n", cc.buf ? cc.buf : "");
+	console_client_close(&cc);
+	json_decref(vmm_request(&p, "stop", NULL));
+	CU_ASSERT_EQUAL(vmm_wait(&p, 10000), 0);
+	CU_ASSERT_EQUAL(p.status, 0);
+	CU_ASSERT_EQUAL(access(sock, F_OK), -1); /* the console socket is removed on exit */
+}
+
 void suite_snapshot(void)
 {
 	static const struct test_case cases[] = {
@@ -297,6 +344,8 @@ void suite_snapshot(void)
 		{ "save, restore paused, save: the same state", test_save_restore_save_equal },
 		{ "truncated, corrupt and mismatched snapshots are refused", test_refusals },
 		{ "snapshot without stop: the guest keeps running", test_snapshot_keeps_running },
+		{ "console input reaches the guest, also after a restore",
+		  test_console_input_survives_restore },
 		{ NULL, NULL },
 	};
 	test_add_suite("snapshot", cases);

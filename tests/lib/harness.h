@@ -54,7 +54,8 @@ struct vmm_proc {
 };
 
 /* Start `cme-vmm run` with the given extra arguments (NULL-terminated) plus --console
- * file:..., --api ... and stderr to a file in a fresh directory. Returns 0 or -errno. */
+ * file:... (unless args choose a console), --api ... and stderr to a file in a fresh
+ * directory. Returns 0 or -errno. */
 int vmm_start(struct vmm_proc *p, const char *const *args);
 /* The same with another verb than "run" (e.g. "restore"). */
 int vmm_start_verb(struct vmm_proc *p, const char *verb, const char *const *args);
@@ -72,10 +73,10 @@ bool vmm_console_wait(struct vmm_proc *p, const char *needle, int timeout_ms);
 char *test_read_file(const char *path);
 
 struct heartbeat {
-	uint64_t seq, pages, ticks;
+	uint64_t seq, pages, ticks, ms;
 };
-/* Parse every "HB seq=N pages=M ticks=T" line of the console; returns the count (at most
- * max stored). */
+/* Parse every "HB seq=N pages=M ticks=T ms=G" line of the console; returns the count (at
+ * most max stored). */
 int vmm_heartbeats(struct vmm_proc *p, struct heartbeat *hb, int max);
 /* Wait until at least n heartbeats are on the console. */
 bool vmm_wait_heartbeats(struct vmm_proc *p, int n, int timeout_ms);

@@ -91,10 +91,16 @@ int vmm_start_verb(struct vmm_proc *p, const char *verb, const char *const *args
 	snprintf(console_arg, sizeof(console_arg), "file:%s", p->console);
 	argv[n++] = test_bin("cme-vmm");
 	argv[n++] = verb;
-	for (; *args && n < MAX_ARGS - 6; args++)
+	bool own_console = false;
+
+	for (; *args && n < MAX_ARGS - 6; args++) {
+		own_console |= !strcmp(*args, "--console");
 		argv[n++] = *args;
-	argv[n++] = "--console";
-	argv[n++] = console_arg;
+	}
+	if (!own_console) {
+		argv[n++] = "--console";
+		argv[n++] = console_arg;
+	}
 	argv[n++] = "--api";
 	argv[n++] = p->api;
 	argv[n] = NULL;
@@ -161,8 +167,8 @@ int vmm_heartbeats(struct vmm_proc *p, struct heartbeat *hb, int max)
 		/* Only whole lines: the last one may still be arriving. */
 		if (!eol)
 			break;
-		if (sscanf(line, "HB seq=%lu pages=%lu ticks=%lu", &h.seq, &h.pages, &h.ticks) ==
-		    3) {
+		if (sscanf(line, "HB seq=%lu pages=%lu ticks=%lu ms=%lu", &h.seq, &h.pages,
+			   &h.ticks, &h.ms) == 4) {
 			if (n < max)
 				hb[n] = h;
 			n++;

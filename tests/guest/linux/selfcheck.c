@@ -427,8 +427,8 @@ static __attribute__((noreturn)) void heartbeats(struct writer *ws, uint32_t n)
 		sleep_until(next);
 		uint64_t now = now_ns();
 		next = now - next < period ? next + period : now + period;
-		say("HB seq=%" PRIu64 " pages=%" PRIu64 " ticks=%" PRIu64 "\n", seq,
-		    pages_written(ws, n), timer_ticks());
+		say("HB seq=%" PRIu64 " pages=%" PRIu64 " ticks=%" PRIu64 " ms=%" PRIu64 "\n", seq,
+		    pages_written(ws, n), timer_ticks(), now / 1000000);
 		if (arg.exit_after && seq >= arg.exit_after)
 			_exit(EXIT_OK);
 	}

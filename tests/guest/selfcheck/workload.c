@@ -170,7 +170,9 @@ static void hb_poll(u64 now)
 	hb.next = now - hb.next < cfg.hb_tsc ? hb.next + cfg.hb_tsc : now + cfg.hb_tsc;
 	hb.seq++;
 	totals(&pages, &ticks);
-	con_printf("HB seq=%lu pages=%lu ticks=%lu\n", hb.seq, pages, ticks);
+	/* ms: the guest's TSC in milliseconds, so a host sees guest time never goes back. */
+	con_printf("HB seq=%lu pages=%lu ticks=%lu ms=%lu\n", hb.seq, pages, ticks,
+		   now / cfg.tsc_khz);
 	if (cfg.exit_after && hb.seq >= cfg.exit_after)
 		guest_exit(EXIT_OK);
 }
