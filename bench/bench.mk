@@ -10,3 +10,11 @@ $(O)/bench/cme-bench: $(BENCH_OBJS) $(TEST_DATA_LIBS)
 
 .PHONY: bench-bin
 bench-bin: $(O)/bench/cme-bench
+
+# Raw OpenSSL TLS 1.3 loopback throughput: the baseline for the migration transport.
+$(O)/obj/bench/tlsbench.o: MOD_INC :=
+$(O)/bench/tlsbench: $(O)/obj/bench/tlsbench.o
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+bench-bin: $(O)/bench/tlsbench

@@ -48,6 +48,7 @@ enum vm_end_reason {
 	VM_END_HOST_ERROR, /* a KVM ioctl failed in the VMM */
 	VM_END_POWEROFF,   /* the guest powered off (ACPI sleep state S5) */
 	VM_END_REBOOT,	   /* the guest asked for a reset (ACPI, 0xcf9 or the i8042) */
+	VM_END_MIGRATED,   /* the guest now runs on another host */
 };
 
 struct vm_end {
@@ -134,6 +135,10 @@ struct vm_slot {
 unsigned vm_nr_slots(const struct vm *vm);
 void vm_get_slot(const struct vm *vm, unsigned idx, struct vm_slot *slot);
 
+/* Host pointer for guest memory [gpa, gpa + len) when it lies inside one slot, else NULL
+ * (overflow-safe: for addresses that come from a peer or a file). */
+void *vm_gpa_hva(struct vm *vm, uint64_t gpa, uint64_t len);
+
 /* Begin dirty-page logging on every slot. Returns 0 or -errno (-EALREADY if on). */
 int vm_dirty_log_start(struct vm *vm) CME_WUR;
 /* End dirty-page logging. Returns 0 or -errno (-EINVAL if it was off). */
@@ -142,6 +147,16 @@ int vm_dirty_log_stop(struct vm *vm) CME_WUR;
  * slot.size / 4096 / 64 words). Also returns the count of dirty pages in *count.
  * Returns 0, -EINVAL when logging is off, or -errno. */
 int vm_dirty_log_fetch(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *count) CME_WUR;
+/* Read slot idx's dirty bitmap without clearing it (clear with vm_dirty_log_clear before
+ * copying the pages, so writes after the copy are logged again). */
+int vm_dirty_log_get(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *count) CME_WUR;
+/* Clear the dirty bits set in bits (npages bits, from page first, a multiple of 64) and
+ * write-protect those pages again. Thread-safe. Returns 0 or -errno. */
+int vm_dirty_log_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t npages,
+		       uint64_t *bits) CME_WUR;
+
+/* The VM has moved to another host: end it here (reason VM_END_MIGRATED). */
+void vm_end_migrated(struct vm *vm, const char *detail);
 
 /* ---- state, snapshot and restore ---------------------------------------------------- */
 

@@ -126,6 +126,11 @@ void vm_set_end(struct vm *vm, enum vm_end_reason reason, int code, const char *
 	pthread_mutex_unlock(&vm->run_lock);
 }
 
+void vm_end_migrated(struct vm *vm, const char *detail)
+{
+	vm_set_end(vm, VM_END_MIGRATED, 0, "%s", detail);
+}
+
 void vm_request_stop(struct vm *vm)
 {
 	vm_set_end(vm, VM_END_STOPPED, 0, "stopped on request");

@@ -133,6 +133,20 @@ static int vm_get_cpuid(struct vm *vm)
 	return -E2BIG;
 }
 
+/* Manual-protect mode: KVM_GET_DIRTY_LOG only reads the bitmap, and pages are
+ * write-protected again by KVM_CLEAR_DIRTY_LOG, range by range, so a migration clears just
+ * before it copies and the guest is never stalled for a whole slot. */
+static void vm_enable_manual_protect(struct vm *vm)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+				      .args = { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } };
+	int have = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+
+	vm->manual_protect = have > 0 && ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) == 0;
+	if (!vm->manual_protect)
+		log_debug(SUB, "vm=%s manual dirty-log protection unavailable", vm->cfg.name);
+}
+
 static int vm_validate_config(const struct vm_config *cfg)
 {
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {
@@ -186,6 +200,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	err = vm_setup_memory(vm);
 	if (!err)
 		err = vm_setup_irqchip(vm);
+	if (!err)
+		vm_enable_manual_protect(vm);
 	if (!err)
 		err = vm_get_cpuid(vm);
 	if (!err)
@@ -241,6 +257,11 @@ void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)
 	return NULL;
 }
 
+void *vm_gpa_hva(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	return vm_gpa_to_hva(vm, gpa, len);
+}
+
 unsigned vm_nr_slots(const struct vm *vm)
 {
 	return vm->nr_slots;
@@ -277,18 +298,46 @@ int vm_dirty_log_stop(struct vm *vm)
 	return err;
 }
 
-int vm_dirty_log_fetch(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *count)
+static uint64_t popcount_words(const uint64_t *bitmap, uint64_t words)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < words; w++)
+		n += (uint64_t)__builtin_popcountll(bitmap[w]);
+	return n;
+}
+
+int vm_dirty_log_get(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *count)
 {
 	struct kvm_dirty_log log = { .slot = idx, .dirty_bitmap = bitmap };
-	uint64_t words = vm->slots[idx].size / VM_PAGE_SIZE / 64, n = 0;
 
 	if (!vm->dirty_logging || idx >= vm->nr_slots)
 		return -EINVAL;
-	/* Without manual-protect mode, KVM_GET_DIRTY_LOG clears and write-protects. */
 	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
 		return -errno;
-	for (uint64_t w = 0; w < words; w++)
-		n += (uint64_t)__builtin_popcountll(bitmap[w]);
-	*count = n;
+	*count = popcount_words(bitmap, vm->slots[idx].size / VM_PAGE_SIZE / 64);
 	return 0;
+}
+
+int vm_dirty_log_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t npages,
+		       uint64_t *bits)
+{
+	struct kvm_clear_dirty_log c = { .slot = idx, .first_page = first,
+					 .num_pages = (uint32_t)npages, .dirty_bitmap = bits };
+
+	if (!vm->dirty_logging || idx >= vm->nr_slots || first % 64 || npages > UINT32_MAX)
+		return -EINVAL;
+	if (!vm->manual_protect)
+		return 0; /* KVM_GET_DIRTY_LOG already cleared and protected */
+	return ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0 ? -errno : 0;
+}
+
+int vm_dirty_log_fetch(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *count)
+{
+	uint64_t pages = idx < vm->nr_slots ? vm->slots[idx].size / VM_PAGE_SIZE : 0;
+	int err = vm_dirty_log_get(vm, idx, bitmap, count);
+
+	if (!err && *count)
+		err = vm_dirty_log_clear(vm, idx, 0, pages, bitmap);
+	return err;
 }

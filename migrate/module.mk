@@ -1,4 +1,5 @@
-# migrate: see README.md in this folder. Nothing is built here yet.
-MODULES += migrate
-migrate_DEPS :=
-migrate_SRCS :=
+# migrate: TLS transport, stream framing, pre-copy source, destination, digest.
+MODULES      += migrate
+migrate_DEPS := hypervisor proto common
+migrate_SRCS := migrate/tls.c migrate/stream.c migrate/digest.c migrate/source.c \
+                migrate/source_pages.c migrate/report.c migrate/dest.c

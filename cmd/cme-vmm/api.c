@@ -91,7 +91,10 @@ static json_t *api_pause(struct api *api, json_t *req)
 
 static json_t *api_resume(struct api *api, json_t *req)
 {
-	(void)req;
+	json_t *refused = api_in_doubt_guard(api, req);
+
+	if (refused)
+		return refused;
 	if (vm_resume(api->vm) < 0)
 		return api_error("the VM has ended");
 	return api_ok_state(api->vm);
@@ -206,8 +209,15 @@ struct api_cmd {
 };
 
 static const struct api_cmd api_cmds[] = {
-	{ "status", api_status }, { "pause", api_pause },	  { "resume", api_resume },
-	{ "stop", api_stop },	  { "dirty-log", api_dirty_log }, { "snapshot", api_snapshot },
+	{ "status", api_status },
+	{ "pause", api_pause },
+	{ "resume", api_resume },
+	{ "stop", api_stop },
+	{ "dirty-log", api_dirty_log },
+	{ "snapshot", api_snapshot },
+	{ "migrate", api_migrate },
+	{ "migrate-status", api_migrate_status },
+	{ "migrate-cancel", api_migrate_cancel },
 };
 
 json_t *api_dispatch(struct api *api, const char *line)

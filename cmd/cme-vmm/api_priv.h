@@ -18,7 +18,16 @@ struct api {
 	char *path;
 	struct api_client clients[API_MAX_CLIENTS];
 	uint64_t dirty_since_ns; /* when dirty logging started or was last fetched */
+	struct migration *mig;	 /* the current or last migration */
+	bool follow_pending;	 /* hand the requesting client to the migration after replying */
 };
+
+/* api_migrate.c: migrate, migrate-status, migrate-cancel. */
+json_t *api_migrate(struct api *api, json_t *req);
+json_t *api_migrate_status(struct api *api, json_t *req);
+json_t *api_migrate_cancel(struct api *api, json_t *req);
+/* Non-NULL (an error reply) while a migration is in doubt and req lacks "force". */
+json_t *api_in_doubt_guard(struct api *api, json_t *req);
 
 /* Parse and answer one request line; returns the reply (caller decrefs). */
 json_t *api_dispatch(struct api *api, const char *line);

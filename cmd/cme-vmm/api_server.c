@@ -1,6 +1,7 @@
 /* The control socket's event loop: accept clients, read lines, reply, and return when
  * the VM ends or a stop signal arrives. */
 #include "api_priv.h"
+#include "migrate.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -86,6 +87,14 @@ static void api_client_input(struct api *api, struct api_client *c)
 		free(line);
 		if (err < 0)
 			break;
+		if (api->follow_pending) {
+			/* `migrate` with follow: the migration writes to this client from now on. */
+			api->follow_pending = false;
+			mig_follow(api->mig, c->fd);
+			c->fd = -1;
+			linebuf_free(&c->lb);
+			return;
+		}
 	}
 	if (n <= 0)
 		api_drop(c);
@@ -121,6 +130,11 @@ void api_serve(struct api *api, int signal_fd)
 			if (p[3 + i].revents && api->clients[i].fd >= 0)
 				api_client_input(api, &api->clients[i]);
 	}
+}
+
+struct migration *api_migration(struct api *api)
+{
+	return api ? api->mig : NULL;
 }
 
 void api_close(struct api *api)

@@ -45,6 +45,16 @@ static int parse_one(int c, const char *a, struct run_opts *o, char *err, size_t
 	case 'a': o->api_path = a; return 0;
 	case 'n': o->name = a; return 0;
 	case 'p': o->paused = true; return 0;
+	case 'L': o->listen = a; return 0;
+	case 'T': o->tls_dir = a; return 0;
+	case 'W': {
+		uint64_t v;
+
+		if (parse_uint(a, 0, 86400, &v) < 0)
+			return arg_fail(err, errlen, "--wait %s: seconds, 0 = forever", a);
+		o->wait_ms = v ? (int)v * 1000 : -1;
+		return 0;
+	}
 	case 'o':
 		if (console_cfg_parse(a, &o->console) < 0)
 			return arg_fail(
@@ -56,9 +66,11 @@ static int parse_one(int c, const char *a, struct run_opts *o, char *err, size_t
 }
 
 /* Options that only make sense for one of run and restore. */
-/* Options that only make sense for one of run and restore, or together. */
+/* Options that only make sense for one of run, restore and incoming, or together. */
 static int check_mode(const struct run_opts *o, bool restore, char *err, size_t errlen)
 {
+	if (o->listen || o->tls_dir)
+		return arg_fail(err, errlen, "%s", "--listen and --tls-dir belong to incoming");
 	if (restore && (o->image || o->kernel || o->cmdline || o->initrd))
 		return arg_fail(err, errlen, "%s",
 				"restore takes the guest from the snapshot: no --image, --kernel, "
@@ -75,6 +87,19 @@ static int check_mode(const struct run_opts *o, bool restore, char *err, size_t 
 	return 0;
 }
 
+static int check_incoming(const struct run_opts *o, char *err, size_t errlen)
+{
+	if (o->image || o->kernel || o->cmdline || o->initrd || o->snapshot || o->mem_bytes ||
+	    o->vcpus || o->paused)
+		return arg_fail(err, errlen, "%s",
+				"incoming takes the VM from the source: only --listen, --tls-dir, "
+				"--wait, --api, --console and --name");
+	if (!o->listen || !o->tls_dir)
+		return arg_fail(err, errlen, "%s",
+				"incoming needs --listen HOST:PORT and --tls-dir DIR");
+	return 0;
+}
+
 int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t errlen)
 {
 	static const struct option opts[] = {
@@ -88,14 +113,18 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "paused", no_argument, NULL, 'p' },
 		{ "kernel", required_argument, NULL, 'k' },
 		{ "initrd", required_argument, NULL, 'r' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "tls-dir", required_argument, NULL, 'T' },
+		{ "wait", required_argument, NULL, 'W' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool restore = !strcmp(argv[0], "restore");
+	bool restore = !strcmp(argv[0], "restore"), incoming = !strcmp(argv[0], "incoming");
 	int c;
 
 	memset(o, 0, sizeof(*o));
-	o->mem_bytes = restore ? 0 : 256ull << 20; /* restore: the snapshot's, unless given */
-	o->vcpus = restore ? 0 : 1;
+	o->mem_bytes = restore || incoming ? 0 : 256ull << 20; /* from the snapshot/source */
+	o->vcpus = restore || incoming ? 0 : 1;
+	o->wait_ms = -1;
 	o->name = "vm";
 	o->console.kind = CONSOLE_STDOUT;
 	optind = 1;
@@ -114,5 +143,5 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		return arg_fail(err, errlen, "%s", "no snapshot given: cme-vmm restore FILE");
 	if (optind < argc)
 		return arg_fail(err, errlen, "unexpected argument %s", argv[optind]);
-	return check_mode(o, restore, err, errlen);
+	return incoming ? check_incoming(o, err, errlen) : check_mode(o, restore, err, errlen);
 }

@@ -2,6 +2,7 @@
  *   cme-vmm run --mem SIZE --vcpus N --image FILE [--cmdline S] [--console C] [--api P]
  *   cme-vmm restore FILE [--console C] [--api P] [--paused]
  *   cme-vmm ctl --api PATH CMD [JSON-ARGS] */
+#include "migrate.h"
 #include "vmm.h"
 
 #include <errno.h>
@@ -22,6 +23,11 @@ static void usage(FILE *f)
 		   "              [--console stdout|none|file:PATH|socket:PATH] [--api PATH]\n"
 		   "              [--name NAME]\n"
 		   "  cme-vmm restore FILE [--console ...] [--api PATH] [--name NAME] [--paused]\n"
+		   "  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
+		   "              [--console ...] [--api PATH] [--name NAME]\n"
+		   "  cme-vmm migrate --api PATH --to HOST:PORT --tls-dir DIR [--downtime-ms N]\n"
+		   "              [--max-bandwidth RATE] [--channels N] [--timeout SECONDS]\n"
+		   "              [--peer-name NAME] [--max-rounds N] [--no-auto-converge]\n"
 		   "  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
 		   "  cme-vmm help\n");
 }
@@ -86,7 +92,32 @@ static void log_run_start(struct vm *vm, const struct run_opts *o)
 		 o->api_path ? ", api " : "", o->api_path ? o->api_path : "");
 }
 
-/* Build the VM: boot a fresh guest, or restore one from a snapshot. */
+/* Wait for a live migration; on success the guest already runs here. */
+static int receive_vm(const struct run_opts *o, struct vm **vm)
+{
+	struct mig_incoming in = { .listen = o->listen,
+				   .tls_dir = o->tls_dir,
+				   .name = o->name,
+				   .console = o->console,
+				   .timeout_ms = o->wait_ms };
+	struct mig_stats st;
+	char err[512] = "";
+	int rc = mig_receive(&in, vm, &st, err, sizeof(err));
+
+	if (rc) {
+		log_err(SUB, "incoming migration failed: %s", err);
+		return rc;
+	}
+	log_info(SUB,
+		 "vm=%s arrived: %llu pages, %llu MiB in %llu ms; digest %llu ms, state %llu "
+		 "ms, resume %llu ms",
+		 o->name, (unsigned long long)st.pages, (unsigned long long)(st.bytes >> 20),
+		 (unsigned long long)st.total_ms, (unsigned long long)st.digest_ms,
+		 (unsigned long long)st.state_ms, (unsigned long long)st.resume_ms);
+	return 0;
+}
+
+/* Build the VM: boot a fresh guest, restore one from a snapshot, or receive one. */
 static int setup_vm(const struct run_opts *o, struct vm **vm)
 {
 	struct vm_config cfg = { o->name, o->mem_bytes, o->vcpus, o->console };
@@ -94,6 +125,8 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 	char err[512] = "";
 	int rc;
 
+	if (o->listen)
+		return receive_vm(o, vm);
 	if (!o->snapshot) {
 		rc = vm_create(&cfg, vm);
 		if (rc)
@@ -116,12 +149,13 @@ static int run_vm(const struct run_opts *o, int sfd)
 {
 	struct vm *vm = NULL;
 	struct api *api = NULL;
+	struct migration *mig;
 	struct vm_end end;
 	int err = setup_vm(o, &vm);
 
 	if (!err)
 		err = api_open(o->api_path, vm, &api);
-	if (!err)
+	if (!err && !o->listen) /* a received VM runs already */
 		err = vm_start(vm, o->paused);
 	if (err) {
 		api_close(api);
@@ -130,7 +164,9 @@ static int run_vm(const struct run_opts *o, int sfd)
 	}
 	log_run_start(vm, o);
 	api_serve(api, sfd);
+	mig = api_migration(api);
 	api_close(api);
+	mig_free(mig); /* it has finished: the VM ended */
 	vm_request_stop(vm);
 	vm_get_end(vm, &end);
 	vm_destroy(vm);
@@ -148,7 +184,7 @@ static int run_main(int argc, char **argv)
 		fprintf(stderr, "cme-vmm %s: %s\n", argv[0], err);
 		return VMM_EXIT_USAGE;
 	}
-	if (!o.snapshot && check_host(&o) < 0)
+	if (!o.snapshot && !o.listen && check_host(&o) < 0)
 		return VMM_EXIT_SETUP;
 	sfd = block_stop_signals();
 	rc = run_vm(&o, sfd);
@@ -163,8 +199,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return VMM_EXIT_USAGE;
 	}
-	if (!strcmp(argv[1], "run") || !strcmp(argv[1], "restore"))
+	if (!strcmp(argv[1], "run") || !strcmp(argv[1], "restore") || !strcmp(argv[1], "incoming"))
 		return run_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "migrate"))
+		return vmm_migrate_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return vmm_ctl_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {

@@ -1,5 +1,6 @@
-# cme-vmm: main, option parsing, control socket, ctl client. Data plane only.
+# cme-vmm: main, option parsing, control socket, ctl and migrate clients. Data plane only.
 PROGS        += cme-vmm
-cme-vmm_DEPS := hypervisor proto common
+cme-vmm_DEPS := migrate hypervisor proto common
 cme-vmm_SRCS := cmd/cme-vmm/main.c cmd/cme-vmm/args.c cmd/cme-vmm/api.c \
-                cmd/cme-vmm/api_server.c cmd/cme-vmm/ctl.c
+                cmd/cme-vmm/api_migrate.c cmd/cme-vmm/api_server.c cmd/cme-vmm/ctl.c \
+                cmd/cme-vmm/migrate_cli.c

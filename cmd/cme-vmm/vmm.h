@@ -27,11 +27,14 @@ struct run_opts {
 	const char *api_path;
 	const char *name;
 	const char *snapshot; /* restore: the snapshot file */
+	const char *listen;   /* incoming: HOST:PORT to wait on */
+	const char *tls_dir;  /* incoming: this node's certificates */
+	int wait_ms;	      /* incoming: how long to wait for the source, -1 forever */
 	bool paused;	      /* restore: stay paused until `resume` */
 	struct console_cfg console;
 };
 
-/* Parse `run` or `restore` options (argv[0] is "run" or "restore"). On error returns -EINVAL and writes a one-line
+/* Parse `run`, `restore` or `incoming` options (argv[0] is the verb). On error returns -EINVAL and writes a one-line
  * reason into err. Checks syntax and limits only (host memory, files are checked later). */
 int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t errlen);
 
@@ -44,13 +47,18 @@ int api_parse_request(const char *line, json_t **req, const char **cmd, char *er
 json_t *api_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 struct api;
+struct migration;
 /* Listen on path. Returns 0 with *out, or -errno (logged). */
 int api_open(const char *path, struct vm *vm, struct api **out);
+/* The migration the API started, if any (the caller frees it after api_close()). */
+struct migration *api_migration(struct api *api);
 /* Serve requests until the VM ends or a stop signal arrives; then returns. */
 void api_serve(struct api *api, int signal_fd);
 void api_close(struct api *api);
 
 /* `cme-vmm ctl --api PATH CMD [JSON]`: returns the process exit status. */
 int vmm_ctl_main(int argc, char **argv);
+/* `cme-vmm migrate --api PATH --to ADDR:PORT --tls-dir DIR ...`: exit status. */
+int vmm_migrate_main(int argc, char **argv);
 
 #endif

@@ -12,5 +12,6 @@ int main(void)
 	suite_uart();
 	suite_api();
 	suite_linux_parse();
+	suite_tls();
 	return test_main("unit");
 }

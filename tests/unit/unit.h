@@ -7,4 +7,5 @@ void suite_pagetables(void);
 void suite_uart(void);
 void suite_api(void);
 void suite_linux_parse(void);
+void suite_tls(void);
 #endif

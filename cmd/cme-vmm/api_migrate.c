@@ -1,0 +1,129 @@
+/* Control requests for live migration: start (optionally following progress on the same
+ * connection), status, cancel; and the in-doubt guard on resume. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_priv.h"
+#include "migrate.h"
+
+/* A rate: a number of bytes/s, or a size string per second ("100M" = 100 MiB/s). */
+static int json_rate(json_t *v, uint64_t *out)
+{
+	if (!v)
+		return 0;
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*out = (uint64_t)json_integer_value(v);
+		return 0;
+	}
+	return json_is_string(v) ? parse_size(json_string_value(v), out) : -EINVAL;
+}
+
+static int json_u64(json_t *req, const char *key, uint64_t min, uint64_t max, uint64_t *out)
+{
+	json_t *v = json_object_get(req, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min ||
+	    (uint64_t)json_integer_value(v) > max)
+		return -EINVAL;
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+/* Operator arguments onto the defaults; the reply names the first bad one. */
+static const char *migrate_params(json_t *req, struct mig_params *p)
+{
+	uint64_t ch = p->channels, rounds = p->max_rounds, timeout_s = p->timeout_ms / 1000;
+	json_t *ac = json_object_get(req, "auto_converge");
+
+	p->to = json_string_value(json_object_get(req, "to"));
+	p->tls_dir = json_string_value(json_object_get(req, "tls_dir"));
+	p->peer_name = json_string_value(json_object_get(req, "peer_name"));
+	if (!p->to || !p->tls_dir)
+		return "migrate needs \"to\" (HOST:PORT) and \"tls_dir\"";
+	if (json_u64(req, "downtime_ms", 1, 600000, &p->downtime_ms))
+		return "downtime_ms must be 1..600000";
+	if (json_rate(json_object_get(req, "max_bandwidth"), &p->max_bandwidth))
+		return "max_bandwidth must be bytes/s or a size like 100M (per second)";
+	if (json_u64(req, "channels", 1, 8, &ch) || json_u64(req, "max_rounds", 1, 1000, &rounds))
+		return "channels must be 1..8 and max_rounds 1..1000";
+	if (json_u64(req, "timeout_s", 1, 86400, &timeout_s))
+		return "timeout_s must be 1..86400";
+	if (ac && !json_is_boolean(ac))
+		return "auto_converge must be true or false";
+	p->channels = (unsigned)ch;
+	p->max_rounds = (unsigned)rounds;
+	p->timeout_ms = timeout_s * 1000;
+	p->auto_converge = !ac || json_is_true(ac);
+	return NULL;
+}
+
+json_t *api_migrate(struct api *api, json_t *req)
+{
+	struct mig_params p;
+	const char *bad;
+	char err[512];
+	int rc;
+
+	if (api->mig && !mig_finished(api->mig))
+		return api_error("a migration is already running");
+	mig_params_defaults(&p);
+	bad = migrate_params(req, &p);
+	if (bad)
+		return api_error("%s", bad);
+	mig_free(api->mig);
+	api->mig = NULL;
+	rc = mig_start(api->vm, &p, &api->mig, err, sizeof(err));
+	if (rc)
+		return api_error("migrate: %s", err);
+	api->follow_pending = json_is_true(json_object_get(req, "follow"));
+	return json_pack("{s:b,s:s,s:s}", "ok", 1, "phase", "setup", "to", p.to);
+}
+
+json_t *api_migrate_status(struct api *api, json_t *req)
+{
+	struct mig_progress prog;
+	json_t *o;
+	char *s;
+
+	(void)req;
+	if (!api->mig)
+		return api_error("no migration has been started");
+	mig_get_progress(api->mig, &prog);
+	s = mig_progress_json(&prog);
+	o = s ? json_loads(s, 0, NULL) : NULL;
+	free(s);
+	if (!o)
+		return api_error("out of memory");
+	json_object_set_new(o, "ok", json_true());
+	return o;
+}
+
+json_t *api_migrate_cancel(struct api *api, json_t *req)
+{
+	struct mig_progress prog;
+
+	(void)req;
+	if (!api->mig || mig_finished(api->mig))
+		return api_error("no migration is running");
+	mig_get_progress(api->mig, &prog);
+	if (prog.phase == MIG_COMMIT)
+		return api_error("too late to cancel: the destination is taking over");
+	mig_cancel(api->mig);
+	return json_pack("{s:b,s:s}", "ok", 1, "phase", mig_phase_name(prog.phase));
+}
+
+json_t *api_in_doubt_guard(struct api *api, json_t *req)
+{
+	struct mig_progress prog;
+
+	if (!api->mig)
+		return NULL;
+	mig_get_progress(api->mig, &prog);
+	if (prog.phase != MIG_IN_DOUBT || json_is_true(json_object_get(req, "force")))
+		return NULL;
+	return api_error("migration in doubt: the guest may already run on the destination; "
+			 "check there, then resume {\"force\":true} or stop");
+}

@@ -1,0 +1,420 @@
+/* The destination of a live migration: accept the source over mutual TLS, build the VM it
+ * describes, take pages on every channel, check the digest, load the state, and run the
+ * guest only when the source commits. Until then nothing runs here, and any failure
+ * throws the half-received VM away. */
+#include "stream_priv.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SUB		   "incoming"
+#define CHANNEL_TIMEOUT_MS 10000
+#define IDLE_TIMEOUT_MS	   30000 /* a page channel silent this long: the source is gone */
+#define MAX_CHANNELS	   8
+
+struct rx_channel {
+	struct tls_conn *conn;
+	struct tls_conn *ctl; /* shut down on error, to wake the control thread */
+	struct vm *vm;
+	pthread_t thread;
+	bool started;
+	uint64_t pages, zero, bytes;
+	int err;
+	char why[160];
+};
+
+struct incoming {
+	const struct mig_incoming *in;
+	struct tls_ctx *ctx;
+	int listen_fd;
+	struct tls_conn *ctl;
+	struct rx_channel ch[MAX_CHANNELS];
+	unsigned nch;
+	uint8_t session[16];
+	struct vm *vm;
+	char *err;
+	size_t errlen;
+};
+
+static int in_fail(struct incoming *c, int rc, const char *fmt, ...) CME_PRINTF(3, 4);
+static int in_fail(struct incoming *c, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!c->err[0]) {
+		va_start(ap, fmt);
+		vsnprintf(c->err, c->errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc ? rc : -EIO;
+}
+
+/* Wait for the source: peers that fail the TLS checks are refused and logged, and the
+ * wait goes on until the deadline. */
+static int in_accept_source(struct incoming *c)
+{
+	uint64_t end = c->in->timeout_ms < 0 ? UINT64_MAX
+					     : now_ns() + (uint64_t)c->in->timeout_ms * 1000000ull;
+	char why[256];
+
+	while (now_ns() < end) {
+		int left = end == UINT64_MAX ? -1 : (int)((end - now_ns()) / 1000000ull) + 1;
+		int rc = tls_accept(c->ctx, c->listen_fd, left, &c->ctl, why, sizeof(why));
+
+		if (!rc)
+			return 0;
+		if (rc == -ETIMEDOUT)
+			break;
+		log_warn(SUB, "refused a connection: %s", why);
+	}
+	return in_fail(c, -ETIMEDOUT, "no migration arrived in time");
+}
+
+static int in_welcome(struct incoming *c, bool ok, const char *reason)
+{
+	Cme__MigWelcome w = CME__MIG_WELCOME__INIT;
+
+	w.ok = ok;
+	w.reason = (char *)(reason ? reason : "");
+	w.node = (char *)"";
+	return rec_send_msg(c->ctl, REC_WELCOME, &w.base);
+}
+
+static int in_check_hello(struct incoming *c, const Cme__MigHello *h)
+{
+	if (h->version != MIG_PROTOCOL_VERSION)
+		return in_fail(c, -EPROTO, "protocol version %u, this VMM speaks %d", h->version,
+			       MIG_PROTOCOL_VERSION);
+	if (!h->config || !h->config->nr_vcpus || h->config->nr_vcpus > VM_MAX_VCPUS ||
+	    !h->config->mem_bytes || h->config->mem_bytes > VM_MAX_MEM)
+		return in_fail(c, -EINVAL, "the source describes an impossible VM");
+	if (host_mem_bytes() && h->config->mem_bytes > host_mem_bytes())
+		return in_fail(c, -ENOMEM, "the VM needs %llu MiB, this host has %llu MiB",
+			       (unsigned long long)(h->config->mem_bytes >> 20),
+			       (unsigned long long)(host_mem_bytes() >> 20));
+	if (h->channels < 1 || h->channels > MAX_CHANNELS || h->session.len != sizeof(c->session))
+		return in_fail(c, -EPROTO, "bad channel count or session");
+	return 0;
+}
+
+/* HELLO: check the offer, build the VM, and answer. */
+static int in_hello(struct incoming *c)
+{
+	uint8_t *payload;
+	uint32_t type, len;
+	Cme__MigHello *h;
+	int rc = rec_recv(c->ctl, &type, &payload, &len);
+
+	if (rc)
+		return in_fail(c, rc, "source went away during the handshake");
+	h = type == REC_HELLO ? cme__mig_hello__unpack(NULL, len, payload) : NULL;
+	free(payload);
+	if (!h)
+		return in_fail(c, -EPROTO, "the source did not say hello");
+	rc = in_check_hello(c, h);
+	if (!rc) {
+		struct vm_config cfg = { c->in->name, h->config->mem_bytes, h->config->nr_vcpus,
+					 c->in->console };
+
+		c->nch = h->channels;
+		memcpy(c->session, h->session.data, sizeof(c->session));
+		rc = vm_create(&cfg, &c->vm);
+		if (rc)
+			in_fail(c, rc, "cannot create the VM here: %s", strerror(-rc));
+	}
+	cme__mig_hello__free_unpacked(h, NULL);
+	if (in_welcome(c, !rc, rc ? c->err : NULL) < 0 && !rc)
+		rc = in_fail(c, -EPIPE, "source went away during the handshake");
+	return rc;
+}
+
+static int in_channel_hello(struct incoming *c, struct tls_conn *conn, unsigned *index)
+{
+	uint8_t *payload;
+	uint32_t type, len;
+	Cme__MigChannelHello *h;
+	int rc = rec_recv(conn, &type, &payload, &len);
+
+	if (rc)
+		return rc;
+	h = type == REC_CHANNEL_HELLO ? cme__mig_channel_hello__unpack(NULL, len, payload) : NULL;
+	free(payload);
+	if (!h)
+		return -EPROTO;
+	rc = h->session.len == sizeof(c->session) &&
+			     !sodium_memcmp(h->session.data, c->session, sizeof(c->session)) &&
+			     h->index < c->nch && !c->ch[h->index].conn
+		     ? 0
+		     : -EPERM;
+	*index = h->index;
+	cme__mig_channel_hello__free_unpacked(h, NULL);
+	return rc;
+}
+
+static int in_accept_channels(struct incoming *c)
+{
+	for (unsigned n = 0; n < c->nch; n++) {
+		struct tls_conn *conn;
+		unsigned idx;
+		char why[256];
+		int rc = tls_accept(c->ctx, c->listen_fd, CHANNEL_TIMEOUT_MS, &conn, why,
+				    sizeof(why));
+
+		if (rc)
+			return in_fail(c, rc, "page channel %u: %s", n, why);
+		rc = in_channel_hello(c, conn, &idx);
+		if (rc) {
+			tls_close(conn);
+			return in_fail(c, rc, "a page channel is not part of this migration");
+		}
+		if (tls_set_timeout(conn, IDLE_TIMEOUT_MS) < 0)
+			log_debug(SUB, "cannot set a channel timeout");
+		c->ch[idx].conn = conn;
+		c->ch[idx].vm = c->vm;
+		c->ch[idx].ctl = c->ctl;
+	}
+	return 0;
+}
+
+/* A page channel until its final round ends. */
+static void *rx_thread(void *arg)
+{
+	struct rx_channel *ch = arg;
+	uint8_t *scratch = malloc(MIG_BATCH_PAGES * sizeof(uint64_t));
+
+	while (!ch->err && scratch) {
+		uint32_t type, len;
+		int64_t n;
+		uint8_t *payload = NULL;
+
+		ch->err = rec_recv_header(ch->conn, &type, &len);
+		if (ch->err)
+			break;
+		ch->bytes += len + 8ull;
+		if (type == REC_PAGES) {
+			n = page_batch_recv(ch->conn, ch->vm, len, &ch->zero, scratch);
+			ch->err = n < 0 ? (int)n : 0;
+			ch->pages += n > 0 ? (uint64_t)n : 0;
+			continue;
+		}
+		payload = len ? malloc(len) : NULL;
+		ch->err = len && (!payload || tls_read_full(ch->conn, payload, len)) ? -EIO : 0;
+		Cme__MigRoundEnd *e = !ch->err && type == REC_ROUND_END
+					      ? cme__mig_round_end__unpack(NULL, len, payload)
+					      : NULL;
+		bool final = e && e->final;
+
+		if (!e && !ch->err)
+			ch->err = -EPROTO;
+		if (e)
+			cme__mig_round_end__free_unpacked(e, NULL);
+		free(payload);
+		if (final)
+			break;
+	}
+	if (!scratch)
+		ch->err = -ENOMEM;
+	free(scratch);
+	if (ch->err)
+		tls_shutdown(ch->ctl); /* the source is gone: stop waiting for it */
+	return NULL;
+}
+
+static int in_start_receivers(struct incoming *c)
+{
+	for (unsigned i = 0; i < c->nch; i++) {
+		if (pthread_create(&c->ch[i].thread, NULL, rx_thread, &c->ch[i]))
+			return in_fail(c, -EAGAIN, "cannot start receiver threads");
+		c->ch[i].started = true;
+	}
+	return 0;
+}
+
+static int in_join_receivers(struct incoming *c)
+{
+	int err = 0;
+
+	for (unsigned i = 0; i < c->nch; i++) {
+		if (c->ch[i].started)
+			pthread_join(c->ch[i].thread, NULL);
+		c->ch[i].started = false;
+		if (c->ch[i].err && !err)
+			err = c->ch[i].err;
+	}
+	return err;
+}
+
+/* Wait for the control record `want`; an ABORT or anything else ends the migration. */
+static int in_expect(struct incoming *c, uint32_t want, uint8_t **payload, uint32_t *len,
+		     const char *what)
+{
+	uint32_t type;
+	char reason[256];
+	int rc = rec_recv(c->ctl, &type, payload, len);
+
+	if (rc)
+		return in_fail(c, rc, "the source went away while %s", what);
+	if (type == want)
+		return 0;
+	if (type == REC_ABORT)
+		rec_abort_reason(*payload, *len, reason, sizeof(reason));
+	free(*payload);
+	*payload = NULL;
+	return type == REC_ABORT ? in_fail(c, -ECONNABORTED, "the source aborted: %s", reason)
+				 : in_fail(c, -EPROTO, "unexpected record %u while %s", type, what);
+}
+
+/* All pages are in once every channel has ended its final round: compare digests and
+ * load the state. The VM still has not run. */
+static int in_switchover(struct incoming *c, struct mig_stats *st)
+{
+	uint8_t *payload = NULL, digest[MIG_DIGEST_BYTES];
+	uint32_t len;
+	Cme__MigSwitchover *sw;
+	uint64_t t0;
+	int rc = in_expect(c, REC_SWITCHOVER, &payload, &len, "sending pages");
+
+	if (!rc && in_join_receivers(c))
+		rc = in_fail(c, -EIO, "a page channel failed");
+	if (rc) {
+		free(payload);
+		return rc;
+	}
+	sw = cme__mig_switchover__unpack(NULL, len, payload);
+	free(payload);
+	if (!sw || sw->digest.len != MIG_DIGEST_BYTES) {
+		if (sw)
+			cme__mig_switchover__free_unpacked(sw, NULL);
+		return in_fail(c, -EPROTO, "malformed switchover record");
+	}
+	t0 = now_ns();
+	rc = mig_ram_digest(c->vm, 2, digest);
+	st->digest_ms = (now_ns() - t0) / 1000000;
+	if (!rc && sodium_memcmp(digest, sw->digest.data, MIG_DIGEST_BYTES))
+		rc = in_fail(c, -EBADMSG, "memory digest mismatch: pages were lost or corrupted");
+	t0 = now_ns();
+	if (!rc && vm_state_load(c->vm, sw->state.data, sw->state.len, c->err, c->errlen))
+		rc = -EINVAL;
+	st->state_ms = (now_ns() - t0) / 1000000;
+	cme__mig_switchover__free_unpacked(sw, NULL);
+	return rc;
+}
+
+static int in_ready_commit(struct incoming *c, struct mig_stats *st)
+{
+	Cme__MigReady r = CME__MIG_READY__INIT;
+	Cme__MigAck ack = CME__MIG_ACK__INIT;
+	uint8_t *payload = NULL;
+	uint32_t len;
+	uint64_t t0;
+	int rc;
+
+	r.digest_ms = st->digest_ms;
+	r.load_ms = st->state_ms;
+	rc = rec_send_msg(c->ctl, REC_READY, &r.base);
+	if (rc)
+		return in_fail(c, rc, "the source went away before commit");
+	if (tls_set_timeout(c->ctl, IDLE_TIMEOUT_MS) < 0)
+		log_debug(SUB, "cannot set the commit timeout");
+	rc = in_expect(c, REC_COMMIT, &payload, &len, "waiting for commit");
+	free(payload);
+	if (rc)
+		return rc;
+	/* Committed: from here the guest is ours, whether or not the ACK arrives. */
+	t0 = now_ns();
+	rc = vm_start(c->vm, false);
+	st->resume_ms = (now_ns() - t0) / 1000000;
+	if (rc)
+		return in_fail(c, rc, "committed, but the vCPUs did not start");
+	ack.resume_ms = st->resume_ms;
+	if (rec_send_msg(c->ctl, REC_ACK, &ack.base) < 0)
+		log_warn(SUB, "could not acknowledge the commit; the guest runs here anyway");
+	return 0;
+}
+
+static void in_cleanup(struct incoming *c)
+{
+	for (unsigned i = 0; i < c->nch; i++)
+		if (c->ch[i].conn)
+			tls_shutdown(c->ch[i].conn);
+	in_join_receivers(c);
+	for (unsigned i = 0; i < c->nch; i++)
+		tls_close(c->ch[i].conn);
+	tls_close(c->ctl);
+	if (c->listen_fd >= 0)
+		close(c->listen_fd);
+	tls_ctx_free(c->ctx);
+}
+
+static int in_listen(struct incoming *c)
+{
+	char host[256];
+	uint16_t port, bound;
+	int rc;
+
+	if (!c->in->listen || parse_hostport(c->in->listen, host, sizeof(host), &port) < 0)
+		return in_fail(c, -EINVAL, "--listen %s is not HOST:PORT",
+			       c->in->listen ? c->in->listen : "");
+	rc = tls_ctx_new(c->in->tls_dir, true, &c->ctx, c->err, c->errlen);
+	if (!rc)
+		rc = tls_listen(host, port, &c->listen_fd, &bound, c->err, c->errlen);
+	if (rc)
+		return rc;
+	log_info(SUB, "waiting for a migration on %s:%u", host, bound);
+	if (c->in->on_listening)
+		c->in->on_listening(bound, c->in->opaque);
+	return 0;
+}
+
+static uint64_t in_bytes(const struct incoming *c, uint64_t *pages, uint64_t *zero)
+{
+	uint64_t b = 0;
+
+	for (unsigned i = 0; i < c->nch; i++) {
+		b += c->ch[i].bytes;
+		*pages += c->ch[i].pages - c->ch[i].zero;
+		*zero += c->ch[i].zero;
+	}
+	return b;
+}
+
+int mig_receive(const struct mig_incoming *in, struct vm **out, struct mig_stats *st, char *err,
+		size_t errlen)
+{
+	struct incoming c = { .in = in, .listen_fd = -1, .err = err, .errlen = errlen };
+	uint64_t t0;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	err[0] = 0;
+	rc = in_listen(&c);
+	if (!rc)
+		rc = in_accept_source(&c);
+	t0 = now_ns();
+	if (!rc)
+		rc = in_hello(&c);
+	if (!rc)
+		rc = in_accept_channels(&c);
+	if (!rc)
+		rc = in_start_receivers(&c);
+	if (!rc)
+		rc = in_switchover(&c, st);
+	if (!rc)
+		rc = in_ready_commit(&c, st);
+	if (rc && c.ctl)
+		rec_send_abort(c.ctl, err);
+	in_cleanup(&c);
+	st->total_ms = (now_ns() - t0) / 1000000;
+	st->bytes = in_bytes(&c, &st->pages, &st->zero_pages);
+	if (rc) {
+		vm_destroy(c.vm); /* never ran */
+		return rc;
+	}
+	*out = c.vm;
+	return 0;
+}

@@ -1,0 +1,82 @@
+/* Private to migrate/: the source side's migration and its page channels. */
+#ifndef CME_MIG_PRIV_H
+#define CME_MIG_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "stream_priv.h"
+
+#define MIG_MAX_CHANNELS 8
+#define MIG_CHUNK_PAGES	 4096 /* 16 MiB: the unit of channel assignment and dirty clearing */
+#define MIG_SLOTS	 2
+
+struct migration;
+
+/* One page channel: its own TLS session and thread. A chunk of guest memory always
+ * travels on the same channel, so a newer copy of a page can never overtake an older one. */
+struct mig_channel {
+	struct migration *m;
+	unsigned index;
+	struct tls_conn *conn;
+	pthread_t thread;
+	bool started;
+	struct page_batch batch;
+	uint64_t bytes, pages, zero_pages; /* totals, written by the channel thread */
+	uint64_t round_bytes;
+	uint64_t t0_ns, shaped_bytes; /* bandwidth cap: bytes since t0 */
+	int err;
+};
+
+struct migration {
+	struct vm *vm;
+	struct mig_params p;
+	char host[256], peer_name[256], tls_dir[4096];
+	uint16_t port;
+	struct tls_ctx *ctx;
+	struct tls_conn *ctl;
+	struct mig_channel ch[MIG_MAX_CHANNELS];
+	unsigned nch;
+	uint8_t session[16];
+
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct mig_progress prog;
+	atomic_bool cancel;
+	atomic_bool finished;
+	int follow_fd;
+	uint64_t t_start, t_pause;
+	bool was_running;
+
+	/* Round hand-off to the channels, under lock. */
+	unsigned round_seq, done_count;
+	unsigned round;
+	bool final, quit;
+	uint64_t *bitmap[MIG_SLOTS]; /* dirty bits of the round (round >= 1) */
+
+	/* Auto-converge. */
+	pthread_t throttle_thread;
+	bool throttle_started;
+	atomic_uint throttle_pct;
+	atomic_bool throttle_quit;
+};
+
+/* source_pages.c */
+/* Start the channel threads (connected already). Returns 0 or -errno. */
+int mig_channels_start(struct migration *m) CME_WUR;
+/* Run one round on every channel and wait; progress is reported meanwhile. Returns 0, or
+ * the first channel error (-ECANCELED when cancelled). */
+int mig_run_round(struct migration *m, unsigned round, bool final) CME_WUR;
+/* Stop and join the channel threads. */
+void mig_channels_stop(struct migration *m);
+/* Auto-converge throttle thread. */
+void mig_throttle_start(struct migration *m);
+void mig_throttle_stop(struct migration *m);
+
+/* source.c */
+void mig_set_phase(struct migration *m, enum mig_phase ph);
+/* Write a progress line to the follower (if any); lock not held. */
+void mig_report(struct migration *m);
+
+#endif

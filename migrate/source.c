@@ -1,0 +1,619 @@
+/* The source side of a live migration: connect, pre-copy rounds until the rest fits the
+ * downtime limit (throttling the guest if it dirties faster than the link), switch over,
+ * and commit. Every way out before commit resumes the guest here. */
+#include "mig_priv.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SUB		   "mig"
+#define CONNECT_TIMEOUT_MS 10000
+#define REPLY_TIMEOUT_MS   60000
+#define ACK_TIMEOUT_MS	   30000
+#define CHANNEL_TIMEOUT_MS 10000 /* no progress on a page channel this long: the link is gone */
+
+void mig_params_defaults(struct mig_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->downtime_ms = 300;
+	p->channels = 2;
+	p->timeout_ms = 600000;
+	p->auto_converge = true;
+	p->max_rounds = 30;
+}
+
+const char *mig_phase_name(enum mig_phase ph)
+{
+	static const char *const names[] = { "setup", "precopy", "switchover", "commit",
+					     "done",  "failed",	 "in-doubt" };
+
+	return ph <= MIG_IN_DOUBT ? names[ph] : "unknown";
+}
+
+void mig_set_phase(struct migration *m, enum mig_phase ph)
+{
+	pthread_mutex_lock(&m->lock);
+	m->prog.phase = ph;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void mig_get_progress(struct migration *m, struct mig_progress *out)
+{
+	pthread_mutex_lock(&m->lock);
+	*out = m->prog;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Stop here with a reason: the phase says whether the guest runs here or is in doubt. */
+static int mig_fail(struct migration *m, enum mig_phase ph, int err, const char *fmt, ...)
+	CME_PRINTF(4, 5);
+static int mig_fail(struct migration *m, enum mig_phase ph, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&m->lock);
+	if (!m->prog.error[0]) {
+		va_start(ap, fmt);
+		vsnprintf(m->prog.error, sizeof(m->prog.error), fmt, ap);
+		va_end(ap);
+	}
+	m->prog.phase = ph;
+	pthread_mutex_unlock(&m->lock);
+	return err ? err : -EIO;
+}
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+static int mig_hello(struct migration *m)
+{
+	Cme__MigHello h = CME__MIG_HELLO__INIT;
+	Cme__VmConfig cfg = CME__VM_CONFIG__INIT;
+	struct vm_info info;
+	uint8_t *payload;
+	uint32_t type, len;
+	int err;
+
+	vm_get_info(m->vm, &info);
+	cfg.mem_bytes = info.mem_bytes;
+	cfg.nr_vcpus = info.nr_vcpus;
+	cfg.tsc_khz = info.tsc_khz;
+	h.version = MIG_PROTOCOL_VERSION;
+	h.config = &cfg;
+	h.session = (ProtobufCBinaryData){ sizeof(m->session), m->session };
+	h.channels = m->nch;
+	h.vm_name = (char *)info.name;
+	err = rec_send_msg(m->ctl, REC_HELLO, &h.base);
+	if (!err)
+		err = rec_recv(m->ctl, &type, &payload, &len);
+	if (err)
+		return mig_fail(m, MIG_FAILED, err, "handshake with %s failed: %s", m->p.to,
+				strerror(-err));
+	Cme__MigWelcome *w =
+		type == REC_WELCOME ? cme__mig_welcome__unpack(NULL, len, payload) : NULL;
+
+	free(payload);
+	if (!w)
+		return mig_fail(m, MIG_FAILED, -EPROTO, "destination %s answered nonsense",
+				m->p.to);
+	if (!w->ok)
+		err = mig_fail(m, MIG_FAILED, -EPERM, "destination refused: %s", w->reason);
+	cme__mig_welcome__free_unpacked(w, NULL);
+	return err;
+}
+
+static int mig_connect_one(struct migration *m, struct tls_conn **out)
+{
+	char err[256];
+	int rc = tls_connect(m->ctx, m->host, m->port, m->peer_name, CONNECT_TIMEOUT_MS, out, err,
+			     sizeof(err));
+
+	if (rc)
+		return mig_fail(m, MIG_FAILED, rc, "cannot reach %s: %s", m->p.to, err);
+	return 0;
+}
+
+static int mig_connect(struct migration *m)
+{
+	int err = mig_connect_one(m, &m->ctl);
+
+	if (!err)
+		err = mig_hello(m);
+	for (unsigned i = 0; !err && i < m->nch; i++) {
+		Cme__MigChannelHello h = CME__MIG_CHANNEL_HELLO__INIT;
+
+		m->ch[i] = (struct mig_channel){ .m = m, .index = i };
+		err = mig_connect_one(m, &m->ch[i].conn);
+		h.session = (ProtobufCBinaryData){ sizeof(m->session), m->session };
+		h.index = i;
+		/* A destination that stops reading (stopped, cut off) fails the write in time. */
+		if (!err && tls_set_timeout(m->ch[i].conn, CHANNEL_TIMEOUT_MS) < 0)
+			log_debug(SUB, "cannot set a channel timeout");
+		if (!err)
+			err = rec_send_msg(m->ch[i].conn, REC_CHANNEL_HELLO, &h.base);
+	}
+	if (!err)
+		err = mig_channels_start(m);
+	if (err && !m->prog.error[0])
+		mig_fail(m, MIG_FAILED, err, "opening page channels: %s", strerror(-err));
+	return err;
+}
+
+/* ---- rounds ----------------------------------------------------------------------------- */
+
+static uint64_t mig_fetch_dirty(struct migration *m)
+{
+	uint64_t total = 0, n;
+
+	for (unsigned i = 0; i < vm_nr_slots(m->vm); i++)
+		if (vm_dirty_log_get(m->vm, i, m->bitmap[i], &n) == 0)
+			total += n;
+	return total;
+}
+
+static uint64_t mig_bytes(struct migration *m)
+{
+	uint64_t b = 0;
+
+	for (unsigned i = 0; i < m->nch; i++)
+		b += m->ch[i].bytes;
+	return b;
+}
+
+/* Account a finished round: bandwidth, and what the guest dirtied meanwhile. */
+static void mig_round_done(struct migration *m, unsigned round, uint64_t t0, uint64_t bytes0,
+			   uint64_t dirty)
+{
+	uint64_t ns = now_ns() - t0, bytes = mig_bytes(m) - bytes0;
+	double secs = ns ? (double)ns / 1e9 : 1e-9;
+
+	pthread_mutex_lock(&m->lock);
+	m->prog.round = round + 1;
+	m->prog.rate_mbps = (double)bytes * 8 / 1e6 / secs;
+	m->prog.bytes_sent = mig_bytes(m);
+	m->prog.pages_left = dirty;
+	m->prog.stats.rounds = round + 1;
+	m->prog.stats.dirty_rate_mbps = (double)dirty * VM_PAGE_SIZE / (1 << 20) / secs;
+	m->prog.expected_downtime_ms =
+		m->prog.rate_mbps > 0
+			? (uint64_t)((double)dirty * VM_PAGE_SIZE * 8 / 1e3 / m->prog.rate_mbps)
+			: UINT64_MAX;
+	pthread_mutex_unlock(&m->lock);
+	log_info(SUB, "round=%u sent %.1f MiB in %.0f ms (%.0f Mbit/s), %llu pages dirty", round,
+		 (double)bytes / (1 << 20), secs * 1e3, m->prog.rate_mbps,
+		 (unsigned long long)dirty);
+}
+
+/* Auto-converge: when a round left at least 90% of the previous one's dirty pages, park
+ * the vCPUs a larger share of the time (20% steps, at most 90%). */
+static void mig_converge(struct migration *m, uint64_t dirty, uint64_t prev)
+{
+	unsigned pct = atomic_load(&m->throttle_pct);
+
+	if (!m->p.auto_converge || !m->was_running || !prev || dirty * 10 < prev * 9)
+		return;
+	pct = pct ? pct + 20 : 20;
+	pct = pct > 90 ? 90 : pct;
+	atomic_store(&m->throttle_pct, pct);
+	pthread_mutex_lock(&m->lock);
+	m->prog.throttle_pct = m->prog.stats.throttle_pct = pct;
+	pthread_mutex_unlock(&m->lock);
+	log_info(SUB, "not converging (%llu dirty pages after %llu): throttling vCPUs %u%%",
+		 (unsigned long long)dirty, (unsigned long long)prev, pct);
+}
+
+static int mig_check_limits(struct migration *m, unsigned round)
+{
+	if (atomic_load(&m->cancel))
+		return mig_fail(m, MIG_FAILED, -ECANCELED, "cancelled by the operator");
+	if (now_ns() - m->t_start > m->p.timeout_ms * 1000000ull)
+		return mig_fail(m, MIG_FAILED, -ETIMEDOUT,
+				"timed out after %llu s (--timeout): cancelled",
+				(unsigned long long)(m->p.timeout_ms / 1000));
+	if (round >= m->p.max_rounds)
+		return mig_fail(m, MIG_FAILED, -EAGAIN,
+				"did not converge in %u rounds: the guest dirties %.0f MiB/s, the "
+				"link carries %.0f Mbit/s",
+				round, m->prog.stats.dirty_rate_mbps, m->prog.rate_mbps);
+	return 0;
+}
+
+/* Rounds while the guest runs, until what is left fits the downtime limit. */
+static int mig_precopy(struct migration *m)
+{
+	uint64_t prev = 0, dirty = 0;
+	int err = 0;
+
+	mig_set_phase(m, MIG_PRECOPY);
+	for (unsigned round = 0; !err; round++) {
+		uint64_t t0 = now_ns(), b0 = mig_bytes(m);
+
+		err = mig_run_round(m, round, false);
+		if (err)
+			return mig_fail(
+				m, MIG_FAILED, err, "%s",
+				err == -ECANCELED
+					? "cancelled by the operator"
+					: "sending pages failed: the destination went away");
+		dirty = mig_fetch_dirty(m);
+		mig_round_done(m, round, t0, b0, dirty);
+		mig_report(m);
+		if (m->prog.expected_downtime_ms <= m->p.downtime_ms)
+			return 0;
+		err = mig_check_limits(m, round + 1);
+		if (!err && round >= 1)
+			mig_converge(m, dirty, prev);
+		prev = dirty;
+	}
+	return err;
+}
+
+/* ---- switchover and commit -------------------------------------------------------------- */
+
+static int mig_expect(struct migration *m, uint32_t want, uint8_t **payload, uint32_t *len,
+		      const char *what)
+{
+	uint32_t type;
+	char reason[256];
+	int err = rec_recv(m->ctl, &type, payload, len);
+
+	if (err)
+		return err;
+	if (type == want)
+		return 0;
+	if (type == REC_ABORT) {
+		rec_abort_reason(*payload, *len, reason, sizeof(reason));
+		free(*payload);
+		return mig_fail(m, MIG_FAILED, -ECONNABORTED, "destination aborted while %s: %s",
+				what, reason);
+	}
+	free(*payload);
+	return -EPROTO;
+}
+
+/* The source's digest runs while the last pages travel: once the vCPUs are parked guest
+ * memory no longer changes, so hashing and sending need not wait for each other. */
+struct digest_task {
+	struct vm *vm;
+	pthread_t thread;
+	bool started;
+	int err;
+	uint64_t ms;
+	uint8_t sum[MIG_DIGEST_BYTES];
+};
+
+static void *digest_task_run(void *arg)
+{
+	struct digest_task *t = arg;
+	uint64_t t0 = now_ns();
+
+	t->err = mig_ram_digest(t->vm, 1, t->sum);
+	t->ms = (now_ns() - t0) / 1000000;
+	return NULL;
+}
+
+static void digest_task_start(struct digest_task *t, struct vm *vm)
+{
+	t->vm = vm;
+	t->started = pthread_create(&t->thread, NULL, digest_task_run, t) == 0;
+	if (!t->started)
+		digest_task_run(t);
+}
+
+static int digest_task_join(struct digest_task *t)
+{
+	if (t->started)
+		pthread_join(t->thread, NULL);
+	t->started = false;
+	return t->err;
+}
+
+static int mig_send_state(struct migration *m, struct digest_task *dt)
+{
+	Cme__MigSwitchover sw = CME__MIG_SWITCHOVER__INIT;
+	uint8_t *state = NULL;
+	size_t state_len;
+	uint64_t t0 = now_ns();
+	int err = vm_state_save(m->vm, &state, &state_len);
+
+	m->prog.stats.state_ms = (now_ns() - t0) / 1000000;
+	t0 = now_ns();
+	if (digest_task_join(dt) && !err)
+		err = -EIO;
+	/* digest_ms: the part of the digest the guest waited for beyond the last pages. */
+	m->prog.stats.digest_ms = (now_ns() - t0) / 1000000;
+	sw.state = (ProtobufCBinaryData){ state_len, state };
+	sw.digest = (ProtobufCBinaryData){ sizeof(dt->sum), dt->sum };
+	if (!err)
+		err = rec_send_msg(m->ctl, REC_SWITCHOVER, &sw.base);
+	free(state);
+	return err;
+}
+
+/* READY means the destination holds everything and its digest matched ours. */
+static int mig_wait_ready(struct migration *m)
+{
+	uint8_t *payload = NULL;
+	uint32_t len;
+	int err;
+
+	if (tls_set_timeout(m->ctl, REPLY_TIMEOUT_MS) < 0)
+		log_debug(SUB, "cannot set a reply timeout");
+	err = mig_expect(m, REC_READY, &payload, &len, "checking the digest and loading state");
+	free(payload);
+	return err;
+}
+
+/* After COMMIT is sent the outcome is the destination's: only an ACK proves it runs. */
+static int mig_commit(struct migration *m)
+{
+	Cme__MigCommit c = CME__MIG_COMMIT__INIT;
+	uint8_t *payload = NULL;
+	uint32_t len;
+	Cme__MigAck *ack;
+	int err;
+
+	mig_set_phase(m, MIG_COMMIT);
+	if (tls_set_timeout(m->ctl, ACK_TIMEOUT_MS) < 0)
+		log_debug(SUB, "cannot set the commit timeout");
+	err = rec_send_msg(m->ctl, REC_COMMIT, &c.base);
+	if (!err)
+		err = mig_expect(m, REC_ACK, &payload, &len, "committing");
+	if (err)
+		return mig_fail(m, MIG_IN_DOUBT, err,
+				"commit sent but not acknowledged (%s): the guest may run on %s; "
+				"it stays paused here",
+				strerror(-err), m->p.to);
+	ack = cme__mig_ack__unpack(NULL, len, payload);
+	m->prog.stats.resume_ms = ack ? ack->resume_ms : 0;
+	if (ack)
+		cme__mig_ack__free_unpacked(ack, NULL);
+	free(payload);
+	return 0;
+}
+
+static int mig_switchover(struct migration *m)
+{
+	struct mig_stats *st = &m->prog.stats;
+	struct digest_task dt = { 0 };
+	uint64_t t0;
+	int err;
+
+	mig_throttle_stop(m);
+	mig_set_phase(m, MIG_SWITCHOVER);
+	m->t_pause = t0 = now_ns();
+	err = vm_pause(m->vm);
+	st->pause_ms = (now_ns() - t0) / 1000000;
+	if (err)
+		return mig_fail(m, MIG_FAILED, err, "the VM ended during migration");
+	t0 = now_ns();
+	digest_task_start(&dt, m->vm);
+	mig_fetch_dirty(m);
+	err = mig_run_round(m, m->prog.round, true);
+	st->last_pages_ms = (now_ns() - t0) / 1000000;
+	if (!err)
+		err = mig_send_state(m, &dt);
+	digest_task_join(&dt);
+	if (err && !m->prog.error[0])
+		mig_fail(m, MIG_FAILED, err, "switchover failed: %s", strerror(-err));
+	t0 = now_ns();
+	if (!err)
+		err = mig_wait_ready(m);
+	if (err && !m->prog.error[0])
+		mig_fail(m, MIG_FAILED, err, "destination did not confirm: %s", strerror(-err));
+	if (!err)
+		err = mig_commit(m);
+	st->commit_ms = (now_ns() - t0) / 1000000;
+	return err;
+}
+
+/* ---- the migration thread ---------------------------------------------------------------- */
+
+static void mig_close_conns(struct migration *m)
+{
+	for (unsigned i = 0; i < m->nch; i++) {
+		tls_close(m->ch[i].conn);
+		m->ch[i].conn = NULL;
+	}
+	tls_close(m->ctl);
+	m->ctl = NULL;
+}
+
+static void mig_final_stats(struct migration *m)
+{
+	struct mig_stats *st = &m->prog.stats;
+	uint64_t now = now_ns();
+
+	st->total_ms = (now - m->t_start) / 1000000;
+	st->downtime_ms = m->t_pause ? (now - m->t_pause) / 1000000 : 0;
+	st->bytes = mig_bytes(m);
+	for (unsigned i = 0; i < m->nch; i++) {
+		st->pages += m->ch[i].pages;
+		st->zero_pages += m->ch[i].zero_pages;
+	}
+	st->throughput_mbps = st->total_ms ? (double)st->bytes * 8 / 1e3 / (double)st->total_ms : 0;
+	m->prog.bytes_sent = st->bytes;
+}
+
+/* Every way out: stop helpers, then leave the guest where the outcome says it runs. */
+static void mig_finish(struct migration *m, int err)
+{
+	mig_throttle_stop(m);
+	if (err && m->prog.phase == MIG_FAILED)
+		rec_send_abort(m->ctl, m->prog.error);
+	if (err)
+		atomic_store(&m->cancel, true); /* wakes channels blocked on a dead peer */
+	mig_channels_stop(m);
+	mig_close_conns(m);
+	if (vm_dirty_log_stop(m->vm) < 0)
+		log_debug(SUB, "dirty logging was already off");
+	pthread_mutex_lock(&m->lock);
+	mig_final_stats(m);
+	if (!err)
+		m->prog.phase = MIG_DONE;
+	pthread_mutex_unlock(&m->lock);
+	if (!err) {
+		log_info(SUB, "vm migrated to %s: downtime %llu ms, total %llu ms", m->p.to,
+			 (unsigned long long)m->prog.stats.downtime_ms,
+			 (unsigned long long)m->prog.stats.total_ms);
+	} else if (m->prog.phase == MIG_FAILED) {
+		log_warn(SUB, "migration to %s failed: %s; the guest runs here", m->p.to,
+			 m->prog.error);
+		if (m->was_running && vm_resume(m->vm) < 0)
+			log_err(SUB, "cannot resume the guest after a failed migration");
+	} else {
+		log_err(SUB, "migration to %s in doubt: %s", m->p.to, m->prog.error);
+	}
+}
+
+static void *mig_thread(void *arg)
+{
+	struct migration *m = arg;
+	int err = mig_connect(m);
+
+	m->prog.stats.setup_ms = (now_ns() - m->t_start) / 1000000;
+	if (!err) {
+		if (vm_dirty_log_start(m->vm) == -EALREADY)
+			log_info(SUB, "dirty logging was on: the migration takes it over");
+		if (m->was_running && m->p.auto_converge)
+			mig_throttle_start(m);
+		err = mig_precopy(m);
+	}
+	if (!err)
+		err = mig_switchover(m);
+	mig_finish(m, err);
+	/* The last report goes out before the VM is ended, so a follower always gets it. */
+	mig_report(m);
+	pthread_mutex_lock(&m->lock);
+	if (m->follow_fd >= 0)
+		close(m->follow_fd);
+	m->follow_fd = -1;
+	pthread_mutex_unlock(&m->lock);
+	if (!err)
+		vm_end_migrated(m->vm, "migrated");
+	atomic_store(&m->finished, true);
+	return NULL;
+}
+
+static int mig_prepare(struct migration *m, const struct mig_params *p, char *err, size_t errlen)
+{
+	char msg[256];
+	struct vm_info info;
+
+	if (!p->to || parse_hostport(p->to, m->host, sizeof(m->host), &m->port) < 0 || !m->port)
+		return snprintf(err, errlen, "destination \"%s\" is not HOST:PORT",
+				p->to ? p->to : ""),
+		       -EINVAL;
+	if (!p->tls_dir)
+		return snprintf(err, errlen, "a TLS directory is required"), -EINVAL;
+	if (p->channels < 1 || p->channels > MIG_MAX_CHANNELS || p->downtime_ms < 1 ||
+	    p->max_rounds < 1 || p->timeout_ms < 1000)
+		return snprintf(err, errlen,
+				"channels must be 1..%d, downtime and rounds >= 1, "
+				"timeout >= 1 s",
+				MIG_MAX_CHANNELS),
+		       -EINVAL;
+	if (tls_ctx_new(p->tls_dir, false, &m->ctx, msg, sizeof(msg)) < 0)
+		return snprintf(err, errlen, "%s", msg), -EINVAL;
+	vm_get_info(m->vm, &info);
+	if (info.state != VM_RUNNING && info.state != VM_PAUSED)
+		return snprintf(err, errlen, "the VM is not running"), -ESRCH;
+	m->was_running = info.state == VM_RUNNING;
+	m->p = *p;
+	m->nch = p->channels;
+	snprintf(m->tls_dir, sizeof(m->tls_dir), "%s", p->tls_dir);
+	snprintf(m->peer_name, sizeof(m->peer_name), "%s", p->peer_name ? p->peer_name : m->host);
+	m->p.tls_dir = m->tls_dir;
+	m->p.peer_name = m->peer_name;
+	m->p.to = NULL; /* re-pointed below at our own copy */
+	return 0;
+}
+
+static int mig_alloc_bitmaps(struct migration *m)
+{
+	for (unsigned i = 0; i < vm_nr_slots(m->vm); i++) {
+		struct vm_slot s;
+
+		vm_get_slot(m->vm, i, &s);
+		m->bitmap[i] = calloc(s.size / VM_PAGE_SIZE / 64, sizeof(uint64_t));
+		if (!m->bitmap[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int mig_start(struct vm *vm, const struct mig_params *p, struct migration **out, char *err,
+	      size_t errlen)
+{
+	struct migration *m = calloc(1, sizeof(*m));
+	int rc;
+
+	if (!m)
+		return -ENOMEM;
+	m->vm = vm;
+	m->follow_fd = -1;
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	rc = mig_prepare(m, p, err, errlen);
+	if (!rc)
+		rc = mig_alloc_bitmaps(m);
+	m->p.to = strdup(p->to ? p->to : "");
+	randombytes_buf(m->session, sizeof(m->session));
+	m->t_start = now_ns();
+	if (!rc && pthread_create(&m->thread, NULL, mig_thread, m))
+		rc = -EAGAIN;
+	if (rc) {
+		atomic_store(&m->finished, true);
+		mig_free(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
+void mig_cancel(struct migration *m)
+{
+	atomic_store(&m->cancel, true);
+	/* Before commit, breaking the page channels ends the round at once. */
+	pthread_mutex_lock(&m->lock);
+	if (m->prog.phase == MIG_PRECOPY)
+		for (unsigned i = 0; i < m->nch; i++)
+			if (m->ch[i].conn)
+				tls_shutdown(m->ch[i].conn);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void mig_follow(struct migration *m, int fd)
+{
+	pthread_mutex_lock(&m->lock);
+	if (m->follow_fd >= 0)
+		close(m->follow_fd);
+	m->follow_fd = fd;
+	pthread_mutex_unlock(&m->lock);
+	mig_report(m);
+}
+
+bool mig_finished(struct migration *m)
+{
+	return atomic_load(&m->finished);
+}
+
+void mig_free(struct migration *m)
+{
+	if (!m)
+		return;
+	if (m->thread)
+		pthread_join(m->thread, NULL);
+	if (m->follow_fd >= 0)
+		close(m->follow_fd);
+	tls_ctx_free(m->ctx);
+	for (unsigned i = 0; i < MIG_SLOTS; i++)
+		free(m->bitmap[i]);
+	free((char *)m->p.to);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->cond);
+	free(m);
+}

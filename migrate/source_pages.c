@@ -1,0 +1,271 @@
+/* Page channels of the source: each thread sends its share of every round. Round 0 sends
+ * every non-zero page; later rounds send what the dirty log reported, clearing each chunk's
+ * dirty bits just before copying its pages so writes after the copy are caught again. */
+#include "mig_priv.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define SUB		"mig"
+#define RESIDENCY_PAGES 512
+
+static void nap_ns(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The bandwidth cap: each channel keeps to its share, measured since it began sending. */
+static void channel_shape(struct mig_channel *c, uint64_t bytes)
+{
+	uint64_t rate = c->m->p.max_bandwidth / c->m->nch, now, due;
+
+	if (!rate)
+		return;
+	now = now_ns();
+	if (!c->t0_ns)
+		c->t0_ns = now;
+	c->shaped_bytes += bytes;
+	due = c->t0_ns + c->shaped_bytes * 1000000000ull / rate;
+	if (due > now)
+		nap_ns(due - now);
+}
+
+static int channel_flush(struct mig_channel *c)
+{
+	uint32_t n = c->batch.count;
+	uint32_t data = c->batch.data_pages;
+	int64_t sent = page_batch_send(c->conn, &c->batch);
+
+	if (sent < 0)
+		return (int)sent;
+	c->bytes += (uint64_t)sent;
+	c->round_bytes += (uint64_t)sent;
+	c->pages += data;
+	c->zero_pages += n - data;
+	channel_shape(c, (uint64_t)sent);
+	return atomic_load(&c->m->cancel) ? -ECANCELED : 0;
+}
+
+static int channel_add(struct mig_channel *c, uint64_t gpa, const uint8_t *page)
+{
+	page_batch_add(&c->batch, gpa, page);
+	return page_batch_full(&c->batch) ? channel_flush(c) : 0;
+}
+
+/* Round 0: every resident non-zero page of the chunk. Untouched (non-resident) pages are
+ * zero on both sides and are not even read. */
+static int round0_chunk(struct mig_channel *c, const struct vm_slot *s, uint64_t first, uint64_t n)
+{
+	unsigned char res[RESIDENCY_PAGES];
+	int err = 0;
+
+	for (uint64_t p = first; p < first + n && !err; p += RESIDENCY_PAGES) {
+		uint8_t *base = s->hva + p * VM_PAGE_SIZE;
+
+		if (mincore(base, RESIDENCY_PAGES * VM_PAGE_SIZE, res) < 0)
+			memset(res, 1, sizeof(res));
+		for (unsigned i = 0; i < RESIDENCY_PAGES && !err; i++) {
+			const uint8_t *page = base + (size_t)i * VM_PAGE_SIZE;
+
+			if (res[i] & 1)
+				err = channel_add(c, s->gpa + (p + i) * VM_PAGE_SIZE, page);
+		}
+	}
+	return err;
+}
+
+/* Later rounds: the chunk's dirty pages. */
+static int dirty_chunk(struct mig_channel *c, unsigned slot, const struct vm_slot *s,
+		       uint64_t first, uint64_t n)
+{
+	uint64_t bits[MIG_CHUNK_PAGES / 64], any = 0;
+	int err;
+
+	memcpy(bits, c->m->bitmap[slot] + first / 64, n / 8);
+	for (uint64_t w = 0; w < n / 64; w++)
+		any |= bits[w];
+	if (!any)
+		return 0;
+	err = vm_dirty_log_clear(c->m->vm, slot, first, n, bits);
+	for (uint64_t i = 0; i < n && !err; i++)
+		if (bits[i / 64] >> (i % 64) & 1)
+			err = channel_add(c, s->gpa + (first + i) * VM_PAGE_SIZE,
+					  s->hva + (first + i) * VM_PAGE_SIZE);
+	return err;
+}
+
+static int channel_round(struct mig_channel *c, unsigned round)
+{
+	struct migration *m = c->m;
+	uint64_t chunk = 0;
+	int err = 0;
+
+	for (unsigned si = 0; si < vm_nr_slots(m->vm) && !err; si++) {
+		struct vm_slot s;
+
+		vm_get_slot(m->vm, si, &s);
+		for (uint64_t p = 0; p < s.size / VM_PAGE_SIZE && !err; p += MIG_CHUNK_PAGES) {
+			uint64_t n = s.size / VM_PAGE_SIZE - p;
+
+			n = n < MIG_CHUNK_PAGES ? n : MIG_CHUNK_PAGES;
+			if (chunk++ % m->nch != c->index)
+				continue;
+			err = round ? dirty_chunk(c, si, &s, p, n) : round0_chunk(c, &s, p, n);
+		}
+	}
+	return err ? err : channel_flush(c);
+}
+
+static int channel_end_round(struct mig_channel *c, unsigned round, bool final)
+{
+	Cme__MigRoundEnd e = CME__MIG_ROUND_END__INIT;
+
+	e.round = round;
+	e.final = final;
+	e.pages = c->pages;
+	return rec_send_msg(c->conn, REC_ROUND_END, &e.base);
+}
+
+static void *channel_thread(void *arg)
+{
+	struct mig_channel *c = arg;
+	struct migration *m = c->m;
+	unsigned seen = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (;;) {
+		while (m->round_seq == seen && !m->quit)
+			pthread_cond_wait(&m->cond, &m->lock);
+		if (m->quit)
+			break;
+		seen = m->round_seq;
+		unsigned round = m->round;
+		bool final = m->final;
+
+		pthread_mutex_unlock(&m->lock);
+		c->round_bytes = 0;
+		if (!c->err)
+			c->err = channel_round(c, round);
+		if (!c->err)
+			c->err = channel_end_round(c, round, final);
+		pthread_mutex_lock(&m->lock);
+		m->done_count++;
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+int mig_channels_start(struct migration *m)
+{
+	for (unsigned i = 0; i < m->nch; i++) {
+		struct mig_channel *c = &m->ch[i];
+
+		if (page_batch_init(&c->batch) ||
+		    pthread_create(&c->thread, NULL, channel_thread, c))
+			return -ENOMEM;
+		c->started = true;
+	}
+	return 0;
+}
+
+void mig_channels_stop(struct migration *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->quit = true;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned i = 0; i < m->nch; i++) {
+		struct mig_channel *c = &m->ch[i];
+
+		/* A channel blocked in a write to a dead peer is woken by the shutdown. */
+		if (c->started && c->conn && atomic_load(&m->cancel))
+			tls_shutdown(c->conn);
+		if (c->started)
+			pthread_join(c->thread, NULL);
+		c->started = false;
+		page_batch_free(&c->batch);
+	}
+}
+
+static int round_error(struct migration *m)
+{
+	for (unsigned i = 0; i < m->nch; i++)
+		if (m->ch[i].err)
+			return m->ch[i].err;
+	return 0;
+}
+
+int mig_run_round(struct migration *m, unsigned round, bool final)
+{
+	struct timespec until;
+
+	pthread_mutex_lock(&m->lock);
+	m->round = round;
+	m->final = final;
+	m->done_count = 0;
+	m->round_seq++;
+	pthread_cond_broadcast(&m->cond);
+	while (m->done_count < m->nch) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 250000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&m->cond, &m->lock, &until);
+		if (m->done_count < m->nch) {
+			pthread_mutex_unlock(&m->lock);
+			mig_report(m);
+			pthread_mutex_lock(&m->lock);
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return round_error(m);
+}
+
+/* ---- auto-converge --------------------------------------------------------------------- */
+
+/* Each 100 ms period the vCPUs are parked for throttle_pct of it. */
+static void *throttle_thread(void *arg)
+{
+	struct migration *m = arg;
+
+	while (!atomic_load(&m->throttle_quit)) {
+		unsigned pct = atomic_load(&m->throttle_pct);
+
+		if (!pct) {
+			sleep_ms(20);
+			continue;
+		}
+		if (vm_pause(m->vm) < 0)
+			break;
+		sleep_ms(pct);
+		if (vm_resume(m->vm) < 0)
+			break;
+		sleep_ms(100 - pct);
+	}
+	return NULL;
+}
+
+void mig_throttle_start(struct migration *m)
+{
+	atomic_store(&m->throttle_quit, false);
+	m->throttle_started = pthread_create(&m->throttle_thread, NULL, throttle_thread, m) == 0;
+	if (!m->throttle_started)
+		log_warn(SUB, "cannot start the auto-converge thread");
+}
+
+void mig_throttle_stop(struct migration *m)
+{
+	if (!m->throttle_started)
+		return;
+	atomic_store(&m->throttle_quit, true);
+	pthread_join(m->throttle_thread, NULL);
+	m->throttle_started = false;
+	atomic_store(&m->throttle_pct, 0);
+}

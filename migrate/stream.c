@@ -1,0 +1,186 @@
+/* Record framing and page batches on a migration connection. Every length and address
+ * that comes off the wire is checked before it is used. */
+#include "stream_priv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rec_hdr {
+	uint32_t type;
+	uint32_t len;
+};
+
+static int rec_send(struct tls_conn *c, uint32_t type, const void *payload, uint32_t len)
+{
+	struct rec_hdr h = { type, len };
+	int err = tls_write_all(c, &h, sizeof(h));
+
+	return err || !len ? err : tls_write_all(c, payload, len);
+}
+
+int rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *msg)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = malloc(n ? n : 1);
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	protobuf_c_message_pack(msg, buf);
+	err = n > REC_MAX_LEN ? -E2BIG : rec_send(c, type, buf, (uint32_t)n);
+	free(buf);
+	return err;
+}
+
+int rec_recv_header(struct tls_conn *c, uint32_t *type, uint32_t *len)
+{
+	struct rec_hdr h;
+	int err = tls_read_full(c, &h, sizeof(h));
+
+	if (err)
+		return err;
+	if (h.len > REC_MAX_LEN || h.type < REC_HELLO || h.type > REC_ABORT)
+		return -EPROTO;
+	*type = h.type;
+	*len = h.len;
+	return 0;
+}
+
+int rec_recv(struct tls_conn *c, uint32_t *type, uint8_t **payload, uint32_t *len)
+{
+	int err = rec_recv_header(c, type, len);
+
+	*payload = NULL;
+	if (err || !*len)
+		return err;
+	*payload = malloc(*len);
+	if (!*payload)
+		return -ENOMEM;
+	err = tls_read_full(c, *payload, *len);
+	if (err) {
+		free(*payload);
+		*payload = NULL;
+	}
+	return err;
+}
+
+void rec_abort_reason(const uint8_t *payload, uint32_t len, char *buf, size_t buflen)
+{
+	Cme__MigAbort *a = cme__mig_abort__unpack(NULL, len, payload);
+
+	snprintf(buf, buflen, "%s", a && a->reason[0] ? a->reason : "aborted by the peer");
+	if (a)
+		cme__mig_abort__free_unpacked(a, NULL);
+}
+
+void rec_send_abort(struct tls_conn *c, const char *reason)
+{
+	Cme__MigAbort a = CME__MIG_ABORT__INIT;
+
+	a.reason = (char *)reason;
+	if (c && rec_send_msg(c, REC_ABORT, &a.base) < 0)
+		log_debug("mig", "could not tell the peer: %s", reason);
+}
+
+/* ---- page batches ---------------------------------------------------------------------- */
+
+int page_batch_init(struct page_batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->data = malloc(MIG_BATCH_PAGES * VM_PAGE_SIZE);
+	return b->data ? 0 : -ENOMEM;
+}
+
+void page_batch_free(struct page_batch *b)
+{
+	free(b->data);
+	b->data = NULL;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (size_t i = 0; i < VM_PAGE_SIZE / 8; i += 4)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+			return false;
+	return true;
+}
+
+void page_batch_add(struct page_batch *b, uint64_t gpa, const uint8_t *page)
+{
+	if (page_is_zero(page)) {
+		b->addr[b->count++] = gpa | MIG_PAGE_ZERO;
+		return;
+	}
+	memcpy(b->data + (size_t)b->data_pages * VM_PAGE_SIZE, page, VM_PAGE_SIZE);
+	b->data_pages++;
+	b->addr[b->count++] = gpa;
+}
+
+bool page_batch_full(const struct page_batch *b)
+{
+	return b->count == MIG_BATCH_PAGES;
+}
+
+int64_t page_batch_send(struct tls_conn *c, struct page_batch *b)
+{
+	uint32_t head[2] = { b->count, 0 };
+	uint32_t len = 8 + b->count * 8 + b->data_pages * (uint32_t)VM_PAGE_SIZE;
+	struct rec_hdr h = { REC_PAGES, len };
+	int err;
+
+	if (!b->count)
+		return 0;
+	err = tls_write_all(c, &h, sizeof(h));
+	if (!err)
+		err = tls_write_all(c, head, sizeof(head));
+	if (!err)
+		err = tls_write_all(c, b->addr, b->count * 8ull);
+	if (!err && b->data_pages)
+		err = tls_write_all(c, b->data, (size_t)b->data_pages * VM_PAGE_SIZE);
+	b->count = b->data_pages = 0;
+	return err ? err : (int64_t)len + (int64_t)sizeof(h);
+}
+
+/* A zero page: leave a page that is already zero alone (reading an untouched page maps
+ * the shared zero page; writing would allocate one). */
+static void page_set_zero(uint8_t *hva)
+{
+	if (!page_is_zero(hva))
+		memset(hva, 0, VM_PAGE_SIZE);
+}
+
+int64_t page_batch_recv(struct tls_conn *c, struct vm *vm, uint32_t len, uint64_t *zero,
+			uint8_t *scratch)
+{
+	uint32_t head[2], data_pages = 0;
+	uint64_t *addr = (uint64_t *)scratch;
+	int err = len >= 8 ? tls_read_full(c, head, sizeof(head)) : -EPROTO;
+
+	if (err)
+		return err;
+	if (head[0] == 0 || head[0] > MIG_BATCH_PAGES || len < 8 + head[0] * 8ull)
+		return -EPROTO;
+	err = tls_read_full(c, addr, head[0] * 8ull);
+	for (uint32_t i = 0; !err && i < head[0]; i++)
+		data_pages += !(addr[i] & MIG_PAGE_ZERO);
+	if (!err && len != 8 + head[0] * 8ull + data_pages * VM_PAGE_SIZE)
+		return -EPROTO;
+	for (uint32_t i = 0; !err && i < head[0]; i++) {
+		uint64_t gpa = addr[i] & ~(VM_PAGE_SIZE - 1);
+		uint8_t *hva = vm_gpa_hva(vm, gpa, VM_PAGE_SIZE);
+
+		if (!hva || (addr[i] & (VM_PAGE_SIZE - 1) & ~MIG_PAGE_ZERO))
+			return -EPROTO;
+		if (addr[i] & MIG_PAGE_ZERO) {
+			page_set_zero(hva);
+			(*zero)++;
+		} else {
+			err = tls_read_full(c, hva, VM_PAGE_SIZE);
+		}
+	}
+	return err ? err : (int64_t)head[0];
+}
