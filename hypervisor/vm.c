@@ -319,11 +319,12 @@ int vm_dirty_log_get(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *co
 	return 0;
 }
 
-int vm_dirty_log_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t npages,
-		       uint64_t *bits)
+int vm_dirty_log_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t npages, uint64_t *bits)
 {
-	struct kvm_clear_dirty_log c = { .slot = idx, .first_page = first,
-					 .num_pages = (uint32_t)npages, .dirty_bitmap = bits };
+	struct kvm_clear_dirty_log c = { .slot = idx,
+					 .first_page = first,
+					 .num_pages = (uint32_t)npages,
+					 .dirty_bitmap = bits };
 
 	if (!vm->dirty_logging || idx >= vm->nr_slots || first % 64 || npages > UINT32_MAX)
 		return -EINVAL;

@@ -63,7 +63,7 @@ struct vm {
 	uint64_t start_ns, pause_start_ns, paused_ns;
 
 	bool dirty_logging;
-	bool manual_protect; /* KVM_CLEAR_DIRTY_LOG re-protects; GET only reads */
+	bool manual_protect;   /* KVM_CLEAR_DIRTY_LOG re-protects; GET only reads */
 	const char *boot_kind; /* "flat" or "linux": how the guest was first booted */
 };
 
