@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "harness.h"
+#include "bench.h"
 #include "hypervisor.h"
 
 #define RUNS 5
@@ -31,6 +32,30 @@ static void emit(const char *name, const char *unit, double *v, int n, json_t *e
 	json_object_set_new(o, "unit", json_string(unit));
 	json_object_set_new(o, "median", json_real(n ? v[n / 2] : 0));
 	json_object_set_new(o, "runs", runs);
+	s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+	printf("%s\n", s);
+	fflush(stdout);
+	free(s);
+	json_decref(o);
+}
+
+void bench_emit_many(const char *name, int n, const char *const *keys, double *const *vals)
+{
+	json_t *o = json_pack("{s:s,s:i}", "bench", name, "n", n);
+	char *s;
+
+	for (int k = 0; keys[k]; k++) {
+		json_t *runs = json_array();
+		double sorted[64];
+
+		for (int i = 0; i < n && i < 64; i++) {
+			json_array_append_new(runs, json_real(vals[k][i]));
+			sorted[i] = vals[k][i];
+		}
+		qsort(sorted, (size_t)n, sizeof(double), cmp_double);
+		json_object_set_new(o, keys[k],
+				    json_pack("{s:f,s:o}", "median", sorted[n / 2], "runs", runs));
+	}
 	s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
 	printf("%s\n", s);
 	fflush(stdout);
@@ -420,6 +445,7 @@ int main(void)
 	bench_exit_cost();
 	bench_dirty_log();
 	bench_snapshot();
+	bench_migrate();
 	test_remove_tmp();
 	return 0;
 }

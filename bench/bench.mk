@@ -1,7 +1,7 @@
 # Benchmarks: JSON lines on stdout. They reuse the test harness's process helpers.
-BENCH_SRCS := bench/bench.c $(HARNESS_SRCS)
+BENCH_SRCS := bench/bench.c bench/bench_migrate.c $(HARNESS_SRCS)
 BENCH_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(BENCH_SRCS))
-$(O)/obj/bench/bench.o: MOD_INC := $(TEST_INC)
+$(O)/obj/bench/bench.o $(O)/obj/bench/bench_migrate.o: MOD_INC := $(TEST_INC) -Ibench
 
 $(O)/bench/cme-bench: $(BENCH_OBJS) $(TEST_DATA_LIBS)
 	@mkdir -p $(@D)
