@@ -68,10 +68,31 @@ sleep 0.5
 echo "first heartbeats after the restore:"
 grep '^HB ' "$console2" | head -n 3
 
+say "Live migration over mutual TLS: certificates for two nodes"
+sh certs/mkcerts.sh "$dir/certs" 127.0.0.1 127.0.0.2
+console3=$dir/console3
+api2=$dir/api2.sock
+echo "\$ $VMM incoming --listen 127.0.0.2:0 --tls-dir $dir/certs/127.0.0.2 --console file:$console3 --api $api2"
+"$VMM" incoming --listen 127.0.0.2:0 --tls-dir "$dir/certs/127.0.0.2" --console "file:$console3" \
+	--api "$api2" --name demo 2>"$dir/incoming.log" &
+dpid=$!
+i=0; until grep -q "waiting for a migration on" "$dir/incoming.log"; do i=$((i+1)); [ $i -lt 100 ] || { echo "incoming did not start"; exit 1; }; sleep 0.1; done
+to=$(sed -n 's/.*waiting for a migration on //p' "$dir/incoming.log" | head -n 1)
+say "Migrate the running guest to $to while it rewrites its working set"
+echo "\$ $VMM migrate --api $api --to $to --tls-dir $dir/certs/127.0.0.1"
+"$VMM" migrate --api "$api" --to "$to" --tls-dir "$dir/certs/127.0.0.1" | tail -n 1
+wait "$pid" || true; pid=$dpid
+echo "the source VMM has exited: $(tail -n 1 "$dir/vmm.log")"
+i=0; until grep -q '^HB ' "$console3" 2>/dev/null; do i=$((i+1)); [ $i -lt 100 ] || { echo "no heartbeat on the destination"; exit 1; }; sleep 0.1; done
+sleep 0.5
+echo "last heartbeat on the source:       $(grep '^HB ' "$console2" | tail -n 1)"
+echo "first heartbeats on the destination:"
+grep '^HB ' "$console3" | head -n 3
+
 say "Stop the VM"
-ctl stop
+"$VMM" ctl --api "$api2" stop
 wait "$pid"; rc=$?; pid=""
 echo "cme-vmm exited with status $rc"
-if grep -q CORRUPT "$console" "$console2"; then echo "the guest reported corruption"; exit 1; fi
-echo "the guest printed $(cat "$console" "$console2" | grep -c '^HB ') heartbeats in two processes and no corruption"
+if grep -q CORRUPT "$console" "$console2" "$console3"; then echo "the guest reported corruption"; exit 1; fi
+echo "the guest printed $(cat "$console" "$console2" "$console3" | grep -c '^HB ') heartbeats in three processes and no corruption"
 say "Demo finished"

@@ -81,6 +81,7 @@ void mig_expect_no_guest(struct vmm_proc *dst);
  * with talk, it answers the first bytes with a plain-text banner, as an SSH server would. */
 struct tcp_sink {
 	int fd, port;
+	_Atomic int conn; /* the accepted connection, -1 before and after */
 	bool talk, started;
 	size_t got; /* bytes received */
 	pthread_t thread;
