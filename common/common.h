@@ -37,6 +37,9 @@ static inline bool add_overflows_u64(uint64_t a, uint64_t b, uint64_t *out)
 /* True when [addr, addr + len) lies inside [base, base + size), overflow-safe. */
 bool range_within(uint64_t addr, uint64_t len, uint64_t base, uint64_t size);
 
+/* True when all len bytes at p are zero (len a multiple of 32; word-aligned p). */
+bool mem_is_zero(const void *p, size_t len);
+
 /* ---- time --------------------------------------------------------------------------- */
 
 /* CLOCK_MONOTONIC in nanoseconds. */

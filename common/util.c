@@ -16,6 +16,16 @@ bool range_within(uint64_t addr, uint64_t len, uint64_t base, uint64_t size)
 	return addr >= base && end <= limit;
 }
 
+bool mem_is_zero(const void *p, size_t len)
+{
+	const uint64_t *w = p;
+
+	for (size_t i = 0; i < len / 8; i += 4)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+			return false;
+	return true;
+}
+
 uint64_t now_ns(void)
 {
 	struct timespec ts;

@@ -105,17 +105,6 @@ static int snap_read(struct snap_io *io, void *p, size_t n)
 
 /* ---- writing ------------------------------------------------------------------------- */
 
-static bool page_is_zero(const uint8_t *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < VM_PAGE_SIZE / 8; i += 8)
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] |
-		    w[i + 7])
-			return false;
-	return true;
-}
-
 static int snap_write_run(struct snap_io *io, const struct vm_slot *s, uint64_t first, uint64_t n)
 {
 	struct snap_record r = { s->gpa + first * VM_PAGE_SIZE, n };
@@ -137,7 +126,7 @@ static int snap_write_chunk(struct snap_io *io, const struct vm_slot *s, uint64_
 		memset(res, 1, sizeof(res));
 	for (uint64_t i = 0; i < SNAP_CHUNK_PAGES && !err; i++) {
 		uint64_t pfn = first + i;
-		bool keep = (res[i] & 1) && !page_is_zero(s->hva + pfn * VM_PAGE_SIZE);
+		bool keep = (res[i] & 1) && !mem_is_zero(s->hva + pfn * VM_PAGE_SIZE, VM_PAGE_SIZE);
 
 		if (keep && !run)
 			run_start = pfn;

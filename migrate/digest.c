@@ -22,16 +22,6 @@ struct digest_job {
 	uint8_t (*sums)[MIG_DIGEST_BYTES];
 };
 
-static bool zero_page(const uint8_t *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < VM_PAGE_SIZE / 8; i += 4)
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
-			return false;
-	return true;
-}
-
 /* Chunk number c counts across slots in order. */
 static void digest_chunk(struct vm *vm, uint64_t c, uint8_t out[MIG_DIGEST_BYTES])
 {
@@ -53,7 +43,7 @@ static void digest_chunk(struct vm *vm, uint64_t c, uint8_t out[MIG_DIGEST_BYTES
 		const uint8_t *p = base + (size_t)i * VM_PAGE_SIZE;
 		uint64_t gpa = s.gpa + (c * CHUNK_PAGES + i) * VM_PAGE_SIZE;
 
-		if (!(res[i] & 1) || zero_page(p))
+		if (!(res[i] & 1) || mem_is_zero(p, VM_PAGE_SIZE))
 			continue;
 		crypto_generichash_update(&h, (const uint8_t *)&gpa, sizeof(gpa));
 		crypto_generichash_update(&h, p, VM_PAGE_SIZE);

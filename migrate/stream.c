@@ -99,19 +99,9 @@ void page_batch_free(struct page_batch *b)
 	b->data = NULL;
 }
 
-static bool page_is_zero(const uint8_t *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < VM_PAGE_SIZE / 8; i += 4)
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
-			return false;
-	return true;
-}
-
 void page_batch_add(struct page_batch *b, uint64_t gpa, const uint8_t *page)
 {
-	if (page_is_zero(page)) {
+	if (mem_is_zero(page, VM_PAGE_SIZE)) {
 		b->addr[b->count++] = gpa | MIG_PAGE_ZERO;
 		return;
 	}
@@ -149,7 +139,7 @@ int64_t page_batch_send(struct tls_conn *c, struct page_batch *b)
  * the shared zero page; writing would allocate one). */
 static void page_set_zero(uint8_t *hva)
 {
-	if (!page_is_zero(hva))
+	if (!mem_is_zero(hva, VM_PAGE_SIZE))
 		memset(hva, 0, VM_PAGE_SIZE);
 }
 
