@@ -66,8 +66,16 @@ static int in_accept_source(struct incoming *c)
 		int left = end == UINT64_MAX ? -1 : (int)((end - now_ns()) / 1000000ull) + 1;
 		int rc = tls_accept(c->ctx, c->listen_fd, left, &c->ctl, why, sizeof(why));
 
-		if (!rc)
+		if (!rc && tls_peer_is_node(c->ctl))
 			return 0;
+		if (!rc) {
+			/* Only nodes send VMs: an operator's certificate is refused here. */
+			snprintf(why, sizeof(why), "%s holds an operator certificate, not a node's",
+				 tls_peer_cn(c->ctl));
+			tls_close(c->ctl);
+			c->ctl = NULL;
+			rc = -EACCES;
+		}
 		if (rc == -ETIMEDOUT)
 			break;
 		log_warn(SUB, "refused a connection: %s", why);

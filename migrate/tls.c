@@ -878,6 +878,15 @@ void tls_close(struct tls_conn *c)
 	free(c);
 }
 
+bool tls_peer_is_node(const struct tls_conn *c)
+{
+	X509 *x = SSL_get0_peer_certificate(c->ssl);
+	uint32_t xku = x ? X509_get_extended_key_usage(x) : 0;
+
+	/* Node certificates serve and connect; operator certificates only connect. */
+	return x && (xku & XKU_SSL_SERVER);
+}
+
 const char *tls_peer_cn(const struct tls_conn *c)
 {
 	return c->seen_cn;

@@ -86,6 +86,8 @@ void tls_close(struct tls_conn *c);
 
 /* Subject CN of the verified peer certificate ("" if it has none); valid until tls_close. */
 const char *tls_peer_cn(const struct tls_conn *c);
+/* True when the verified peer holds a node certificate (serverAuth), not an operator's. */
+bool tls_peer_is_node(const struct tls_conn *c);
 /* "addr:port" of the peer, for log lines; valid until tls_close. */
 const char *tls_peer_addr(const struct tls_conn *c);
 /* Negotiated protocol ("TLSv1.3") and cipher suite name, for logs and statistics. */
