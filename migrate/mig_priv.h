@@ -76,6 +76,17 @@ void mig_throttle_stop(struct migration *m);
 
 /* source.c */
 void mig_set_phase(struct migration *m, enum mig_phase ph);
+/* Record why the migration stops (first reason wins) and its phase: MIG_FAILED (the guest
+ * runs here) or MIG_IN_DOUBT. Returns err (or -EIO). */
+int mig_fail(struct migration *m, enum mig_phase ph, int err, const char *fmt, ...)
+	CME_PRINTF(4, 5);
+
+/* Read every slot's dirty bitmap into m->bitmap; returns the dirty page count. */
+uint64_t mig_fetch_dirty(struct migration *m);
+
+/* switchover.c: pause, last pages, state, digest, commit. Returns 0 when the destination
+ * acknowledged; otherwise the phase says where the guest is. */
+int mig_switchover(struct migration *m) CME_WUR;
 /* Write a progress line to the follower (if any); lock not held. */
 void mig_report(struct migration *m);
 

@@ -1,0 +1,171 @@
+/* The switchover of the source: pause, last pages, state and digest, then the commit
+ * handshake. Before COMMIT is sent every failure leaves the guest to be resumed here; after
+ * it, only an ACK proves where it runs. */
+#include "mig_priv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUB		 "mig"
+#define REPLY_TIMEOUT_MS 60000
+#define ACK_TIMEOUT_MS	 30000
+
+/* ---- switchover and commit -------------------------------------------------------------- */
+
+static int mig_expect(struct migration *m, uint32_t want, uint8_t **payload, uint32_t *len,
+		      const char *what)
+{
+	uint32_t type;
+	char reason[256];
+	int err = rec_recv(m->ctl, &type, payload, len);
+
+	if (err)
+		return err;
+	if (type == want)
+		return 0;
+	if (type == REC_ABORT) {
+		rec_abort_reason(*payload, *len, reason, sizeof(reason));
+		free(*payload);
+		return mig_fail(m, MIG_FAILED, -ECONNABORTED, "destination aborted while %s: %s",
+				what, reason);
+	}
+	free(*payload);
+	return -EPROTO;
+}
+
+/* The source's digest runs while the last pages travel: once the vCPUs are parked guest
+ * memory no longer changes, so hashing and sending need not wait for each other. */
+struct digest_task {
+	struct vm *vm;
+	pthread_t thread;
+	bool started;
+	int err;
+	uint64_t ms;
+	uint8_t sum[MIG_DIGEST_BYTES];
+};
+
+static void *digest_task_run(void *arg)
+{
+	struct digest_task *t = arg;
+	uint64_t t0 = now_ns();
+
+	t->err = mig_ram_digest(t->vm, 1, t->sum);
+	t->ms = (now_ns() - t0) / 1000000;
+	return NULL;
+}
+
+static void digest_task_start(struct digest_task *t, struct vm *vm)
+{
+	t->vm = vm;
+	t->started = pthread_create(&t->thread, NULL, digest_task_run, t) == 0;
+	if (!t->started)
+		digest_task_run(t);
+}
+
+static int digest_task_join(struct digest_task *t)
+{
+	if (t->started)
+		pthread_join(t->thread, NULL);
+	t->started = false;
+	return t->err;
+}
+
+static int mig_send_state(struct migration *m, struct digest_task *dt)
+{
+	Cme__MigSwitchover sw = CME__MIG_SWITCHOVER__INIT;
+	uint8_t *state = NULL;
+	size_t state_len;
+	uint64_t t0 = now_ns();
+	int err = vm_state_save(m->vm, &state, &state_len);
+
+	m->prog.stats.state_ms = (now_ns() - t0) / 1000000;
+	t0 = now_ns();
+	if (digest_task_join(dt) && !err)
+		err = -EIO;
+	/* digest_ms: the part of the digest the guest waited for beyond the last pages. */
+	m->prog.stats.digest_ms = (now_ns() - t0) / 1000000;
+	sw.state = (ProtobufCBinaryData){ state_len, state };
+	sw.digest = (ProtobufCBinaryData){ sizeof(dt->sum), dt->sum };
+	if (!err)
+		err = rec_send_msg(m->ctl, REC_SWITCHOVER, &sw.base);
+	free(state);
+	return err;
+}
+
+/* READY means the destination holds everything and its digest matched ours. */
+static int mig_wait_ready(struct migration *m)
+{
+	uint8_t *payload = NULL;
+	uint32_t len;
+	int err;
+
+	if (tls_set_timeout(m->ctl, REPLY_TIMEOUT_MS) < 0)
+		log_debug(SUB, "cannot set a reply timeout");
+	err = mig_expect(m, REC_READY, &payload, &len, "checking the digest and loading state");
+	free(payload);
+	return err;
+}
+
+/* After COMMIT is sent the outcome is the destination's: only an ACK proves it runs. */
+static int mig_commit(struct migration *m)
+{
+	Cme__MigCommit c = CME__MIG_COMMIT__INIT;
+	uint8_t *payload = NULL;
+	uint32_t len;
+	Cme__MigAck *ack;
+	int err;
+
+	mig_set_phase(m, MIG_COMMIT);
+	if (tls_set_timeout(m->ctl, ACK_TIMEOUT_MS) < 0)
+		log_debug(SUB, "cannot set the commit timeout");
+	err = rec_send_msg(m->ctl, REC_COMMIT, &c.base);
+	if (!err)
+		err = mig_expect(m, REC_ACK, &payload, &len, "committing");
+	if (err)
+		return mig_fail(m, MIG_IN_DOUBT, err,
+				"commit sent but not acknowledged (%s): the guest may run on %s; "
+				"it stays paused here",
+				strerror(-err), m->p.to);
+	ack = cme__mig_ack__unpack(NULL, len, payload);
+	m->prog.stats.resume_ms = ack ? ack->resume_ms : 0;
+	if (ack)
+		cme__mig_ack__free_unpacked(ack, NULL);
+	free(payload);
+	return 0;
+}
+
+int mig_switchover(struct migration *m)
+{
+	struct mig_stats *st = &m->prog.stats;
+	struct digest_task dt = { 0 };
+	uint64_t t0;
+	int err;
+
+	mig_throttle_stop(m);
+	mig_set_phase(m, MIG_SWITCHOVER);
+	m->t_pause = t0 = now_ns();
+	err = vm_pause(m->vm);
+	st->pause_ms = (now_ns() - t0) / 1000000;
+	if (err)
+		return mig_fail(m, MIG_FAILED, err, "the VM ended during migration");
+	t0 = now_ns();
+	digest_task_start(&dt, m->vm);
+	mig_fetch_dirty(m);
+	err = mig_run_round(m, m->prog.round, true);
+	st->last_pages_ms = (now_ns() - t0) / 1000000;
+	if (!err)
+		err = mig_send_state(m, &dt);
+	digest_task_join(&dt);
+	if (err && !m->prog.error[0])
+		mig_fail(m, MIG_FAILED, err, "switchover failed: %s", strerror(-err));
+	t0 = now_ns();
+	if (!err)
+		err = mig_wait_ready(m);
+	if (err && !m->prog.error[0])
+		mig_fail(m, MIG_FAILED, err, "destination did not confirm: %s", strerror(-err));
+	if (!err)
+		err = mig_commit(m);
+	st->commit_ms = (now_ns() - t0) / 1000000;
+	return err;
+}
