@@ -24,7 +24,8 @@ struct mig_channel {
 	struct page_batch batch;
 	uint64_t bytes, pages, zero_pages; /* totals, written by the channel thread */
 	uint64_t round_bytes;
-	uint64_t t0_ns, shaped_bytes; /* bandwidth cap: bytes since t0 */
+	uint64_t bucket_ns; /* bandwidth cap: token bucket, last refill */
+	double tokens;	    /* bytes that may go now */
 	int err;
 };
 
@@ -46,7 +47,8 @@ struct migration {
 	atomic_bool cancel;
 	atomic_bool finished;
 	int follow_fd;
-	uint64_t t_start, t_pause;
+	uint64_t t_start, t_pause, t_ack;
+	enum mig_phase end_phase; /* how it ended, published by mig_finish after cleanup */
 	bool was_running;
 
 	/* Round hand-off to the channels, under lock. */
@@ -76,8 +78,9 @@ void mig_throttle_stop(struct migration *m);
 
 /* source.c */
 void mig_set_phase(struct migration *m, enum mig_phase ph);
-/* Record why the migration stops (first reason wins) and its phase: MIG_FAILED (the guest
- * runs here) or MIG_IN_DOUBT. Returns err (or -EIO). */
+/* Record why the migration stops (first reason wins) and how it ends: MIG_FAILED (the
+ * guest runs here) or MIG_IN_DOUBT. The phase is published only once cleanup is done.
+ * Returns err (or -EIO). */
 int mig_fail(struct migration *m, enum mig_phase ph, int err, const char *fmt, ...)
 	CME_PRINTF(4, 5);
 

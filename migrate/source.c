@@ -56,8 +56,8 @@ int mig_fail(struct migration *m, enum mig_phase ph, int err, const char *fmt, .
 		va_start(ap, fmt);
 		vsnprintf(m->prog.error, sizeof(m->prog.error), fmt, ap);
 		va_end(ap);
+		m->end_phase = ph;
 	}
-	m->prog.phase = ph;
 	pthread_mutex_unlock(&m->lock);
 	return err ? err : -EIO;
 }
@@ -265,7 +265,8 @@ static void mig_final_stats(struct migration *m)
 	uint64_t now = now_ns();
 
 	st->total_ms = (now - m->t_start) / 1000000;
-	st->downtime_ms = m->t_pause ? (now - m->t_pause) / 1000000 : 0;
+	/* The guest's pause ends when the destination confirms it runs the guest. */
+	st->downtime_ms = m->t_pause ? ((m->t_ack ? m->t_ack : now) - m->t_pause) / 1000000 : 0;
 	st->bytes = mig_bytes(m);
 	for (unsigned i = 0; i < m->nch; i++) {
 		st->pages += m->ch[i].pages;
@@ -275,11 +276,18 @@ static void mig_final_stats(struct migration *m)
 	m->prog.bytes_sent = st->bytes;
 }
 
-/* Every way out: stop helpers, then leave the guest where the outcome says it runs. */
+/* Every way out: stop helpers, leave the guest where the outcome says it runs, and only
+ * then publish how it ended. */
 static void mig_finish(struct migration *m, int err)
 {
+	enum mig_phase end;
+
+	if (err && !m->prog.error[0])
+		mig_fail(m, MIG_FAILED, err, "migration failed: %s", strerror(-err));
+	end = err ? m->end_phase : MIG_DONE;
+
 	mig_throttle_stop(m);
-	if (err && m->prog.phase == MIG_FAILED)
+	if (end == MIG_FAILED)
 		rec_send_abort(m->ctl, m->prog.error);
 	if (err)
 		atomic_store(&m->cancel, true); /* wakes channels blocked on a dead peer */
@@ -287,16 +295,9 @@ static void mig_finish(struct migration *m, int err)
 	mig_close_conns(m);
 	if (vm_dirty_log_stop(m->vm) < 0)
 		log_debug(SUB, "dirty logging was already off");
-	pthread_mutex_lock(&m->lock);
-	mig_final_stats(m);
-	if (!err)
-		m->prog.phase = MIG_DONE;
-	pthread_mutex_unlock(&m->lock);
-	if (!err) {
-		log_info(SUB, "vm migrated to %s: downtime %llu ms, total %llu ms", m->p.to,
-			 (unsigned long long)m->prog.stats.downtime_ms,
-			 (unsigned long long)m->prog.stats.total_ms);
-	} else if (m->prog.phase == MIG_FAILED) {
+	if (end == MIG_DONE) {
+		vm_end_migrated(m->vm, "migrated");
+	} else if (end == MIG_FAILED) {
 		log_warn(SUB, "migration to %s failed: %s; the guest runs here", m->p.to,
 			 m->prog.error);
 		if (m->was_running && vm_resume(m->vm) < 0)
@@ -304,6 +305,15 @@ static void mig_finish(struct migration *m, int err)
 	} else {
 		log_err(SUB, "migration to %s in doubt: %s", m->p.to, m->prog.error);
 	}
+	pthread_mutex_lock(&m->lock);
+	mig_final_stats(m);
+	m->prog.phase = end;
+	atomic_store(&m->finished, true);
+	pthread_mutex_unlock(&m->lock);
+	if (end == MIG_DONE)
+		log_info(SUB, "vm migrated to %s: downtime %llu ms, total %llu ms", m->p.to,
+			 (unsigned long long)m->prog.stats.downtime_ms,
+			 (unsigned long long)m->prog.stats.total_ms);
 }
 
 static void *mig_thread(void *arg)
@@ -322,16 +332,13 @@ static void *mig_thread(void *arg)
 	if (!err)
 		err = mig_switchover(m);
 	mig_finish(m, err);
-	/* The last report goes out before the VM is ended, so a follower always gets it. */
+	/* The VMM joins this thread before it exits, so the follower gets this last line. */
 	mig_report(m);
 	pthread_mutex_lock(&m->lock);
 	if (m->follow_fd >= 0)
 		close(m->follow_fd);
 	m->follow_fd = -1;
 	pthread_mutex_unlock(&m->lock);
-	if (!err)
-		vm_end_migrated(m->vm, "migrated");
-	atomic_store(&m->finished, true);
 	return NULL;
 }
 

@@ -18,20 +18,30 @@ static void nap_ns(uint64_t ns)
 	nanosleep(&ts, NULL);
 }
 
-/* The bandwidth cap: each channel keeps to its share, measured since it began sending. */
+/* The bandwidth cap: a token bucket per channel filling at its share of the cap, holding at
+ * most 50 ms of it, so time spent below the cap earns no burst beyond that. */
 static void channel_shape(struct mig_channel *c, uint64_t bytes)
 {
-	uint64_t rate = c->m->p.max_bandwidth / c->m->nch, now, due;
+	double rate = (double)c->m->p.max_bandwidth / c->m->nch;
+	uint64_t now;
 
-	if (!rate)
+	if (rate <= 0)
 		return;
 	now = now_ns();
-	if (!c->t0_ns)
-		c->t0_ns = now;
-	c->shaped_bytes += bytes;
-	due = c->t0_ns + c->shaped_bytes * 1000000000ull / rate;
-	if (due > now)
-		nap_ns(due - now);
+	if (!c->bucket_ns)
+		c->bucket_ns = now;
+	c->tokens += rate * (double)(now - c->bucket_ns) / 1e9;
+	if (c->tokens > rate * 0.05)
+		c->tokens = rate * 0.05;
+	c->bucket_ns = now;
+	c->tokens -= (double)bytes;
+	if (c->tokens < 0) {
+		uint64_t wait = (uint64_t)(-c->tokens / rate * 1e9);
+
+		nap_ns(wait);
+		c->bucket_ns = now + wait;
+		c->tokens = 0;
+	}
 }
 
 static int channel_flush(struct mig_channel *c)

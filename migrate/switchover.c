@@ -127,6 +127,7 @@ static int mig_commit(struct migration *m)
 				"commit sent but not acknowledged (%s): the guest may run on %s; "
 				"it stays paused here",
 				strerror(-err), m->p.to);
+	m->t_ack = now_ns();
 	ack = cme__mig_ack__unpack(NULL, len, payload);
 	m->prog.stats.resume_ms = ack ? ack->resume_ms : 0;
 	if (ack)

@@ -854,8 +854,14 @@ int tls_read_full(struct tls_conn *c, void *buf, size_t len)
 
 int tls_set_timeout(struct tls_conn *c, int ms)
 {
+	unsigned int user = (unsigned int)ms;
+
 	if (ms < 0)
 		return -EINVAL;
+	/* SO_SNDTIMEO restarts with every send(); a peer that stopped acknowledging (a cut
+	 * link) is detected within ms only by TCP_USER_TIMEOUT, which fails the connection. */
+	if (setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user, sizeof(user)) < 0)
+		return -errno;
 	return sock_timeout(c->fd, ms);
 }
 

@@ -7,4 +7,5 @@ void suite_control(void);
 void suite_dirty(void);
 void suite_snapshot(void);
 void suite_linux(void);
+void suite_migrate(void);
 #endif

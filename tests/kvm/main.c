@@ -12,5 +12,6 @@ int main(void)
 	suite_dirty();
 	suite_snapshot();
 	suite_linux();
+	suite_migrate();
 	return test_main("kvm");
 }

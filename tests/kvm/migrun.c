@@ -1,6 +1,8 @@
 /* Helpers of the live-migration tests (see migrun.h). */
 #include "migrun.h"
 
+#include "guestrun.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -136,8 +138,8 @@ void mig_cli(struct mig_run *r, struct vmm_proc *src, const char *host, int port
 	     const char *tls_dir, const char *const *extra, int timeout_ms)
 {
 	char to[300];
-	const char *argv[40] = { test_bin("cme-vmm"), "migrate", "--api", src->api,
-				 "--to",	      to,	 "--tls-dir", tls_dir };
+	const char *argv[40] = { test_bin("cme-vmm"), "migrate", "--api", src->api, "--to", to,
+				 "--tls-dir",	      tls_dir };
 	int n = 8;
 
 	snprintf(to, sizeof(to), "%s:%d", host, port);
@@ -207,8 +209,9 @@ bool mig_ctl_wait_bytes(struct vmm_proc *src, uint64_t bytes, int timeout_ms)
 	do {
 		json_t *st = vmm_request(src, "migrate-status", NULL);
 		const char *ph = json_string_value(json_object_get(st, "phase"));
-		bool there = ph && !strcmp(ph, "precopy") &&
-			     (uint64_t)json_integer_value(json_object_get(st, "bytes_sent")) >= bytes;
+		bool there =
+			ph && !strcmp(ph, "precopy") &&
+			(uint64_t)json_integer_value(json_object_get(st, "bytes_sent")) >= bytes;
 		bool ended = phase_is_end(st);
 
 		json_decref(st);
@@ -322,7 +325,7 @@ int mig_check_chain(const char *const *texts, int n, struct hb_chain *c)
 
 int mig_check_consoles(struct vmm_proc *const *procs, int n, struct hb_chain *c)
 {
-	char *texts[MIG_MAX_CONSOLES];
+	char *texts[MIG_MAX_CONSOLES] = { NULL };
 	int k;
 
 	CU_ASSERT_FATAL(n >= 1 && n <= MIG_MAX_CONSOLES);
@@ -358,7 +361,7 @@ void mig_expect_source_runs(struct vmm_proc *src)
 	CU_ASSERT_STRING_EQUAL(state ? state : "(no reply)", "running");
 	json_decref(r);
 	CU_ASSERT(vmm_wait_heartbeats(src, n + 3, 10000));
-	CU_ASSERT_EQUAL(src->status, -1); /* still running */
+	CU_ASSERT_EQUAL(vmm_wait(src, 0), -ETIMEDOUT); /* the process is alive */
 	guest_check_console(src);
 }
 
@@ -444,8 +447,7 @@ void tcp_sink_stop(struct tcp_sink *s)
 
 static const char *ip_bin(void)
 {
-	static const char *const paths[] = { "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip",
-					     "/bin/ip" };
+	static const char *const paths[] = { "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip" };
 
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 		if (access(paths[i], X_OK) == 0)
@@ -546,9 +548,9 @@ int netns_incoming(struct vmm_proc *p, const struct netns *n, const char *tls_di
 	snprintf(console, sizeof(console), "file:%s", p->console);
 	snprintf(listen, sizeof(listen), "%s:0", n->ns_ip);
 	/* `ip netns exec` enters the namespace and execs: the PID is the VMM's. */
-	const char *argv[] = { ip_bin(), "netns",     "exec",	 n->name,   test_bin("cme-vmm"),
-			       "incoming", "--listen",  listen,	 "--tls-dir", tls_dir,
-			       "--console", console,	 "--api",	 p->api,    NULL };
+	const char *argv[] = { ip_bin(),    "netns",	"exec",	 n->name,     test_bin("cme-vmm"),
+			       "incoming",  "--listen", listen,	 "--tls-dir", tls_dir,
+			       "--console", console,	"--api", p->api,      NULL };
 
 	fd = open(p->errlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)

@@ -59,7 +59,7 @@ json_t *mig_ctl_wait_end(struct vmm_proc *src, int timeout_ms);
  * line the source began and the destination finished counts once). */
 struct hb_chain {
 	int total;
-	int n[MIG_MAX_CONSOLES];			       /* heartbeats starting in console i */
+	int n[MIG_MAX_CONSOLES]; /* heartbeats starting in console i */
 	struct heartbeat first[MIG_MAX_CONSOLES], last[MIG_MAX_CONSOLES]; /* of console i */
 };
 /* Assert: no CORRUPT/FAULT/ERROR anywhere, READY only in the first console, heartbeats
