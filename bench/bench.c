@@ -89,6 +89,42 @@ static void bench_boot(void)
 		       "after READY"));
 }
 
+/* Linux: VMM start to the guest kit's READY, where a stock kernel can boot. */
+static void bench_linux_boot(void)
+{
+	char why[256], sock[600], con[700];
+	double ms[RUNS];
+	int n = 0;
+
+	if (!test_have_hw_virt(why, sizeof(why))) {
+		printf("{\"bench\":\"linux_boot_to_ready\",\"skipped\":\"%s\"}\n", why);
+		return;
+	}
+	for (int i = 0; i < RUNS; i++) {
+		struct console_client cc;
+		struct vmm_proc p;
+		uint64_t t0 = now_ns();
+
+		snprintf(sock, sizeof(sock), "%s/con.sock", test_tmpdir());
+		snprintf(con, sizeof(con), "socket:%s", sock);
+		const char *args[] = { "--mem",	    "1G",
+				       "--vcpus",   "2",
+				       "--kernel",  "build/guest/linux/vmlinux",
+				       "--initrd",  "build/guest/linux/initrd.cpio.gz",
+				       "--cmdline", "console=ttyS0 quiet wss_mb=64",
+				       "--console", con,
+				       NULL };
+
+		if (vmm_start(&p, args) == 0 && console_client_open(&cc, sock, 10000) == 0) {
+			if (console_client_wait(&cc, "READY", 120000))
+				ms[n++] = (double)(now_ns() - t0) / 1e6;
+			console_client_close(&cc);
+		}
+		vmm_kill(&p);
+	}
+	emit("linux_boot_to_ready", "ms", ms, n, NULL);
+}
+
 static struct vm *boot(const char *console, uint64_t mem, const char *cmdline)
 {
 	struct vm_config cfg = { "bench", mem, 2, { CONSOLE_FILE, console } };
@@ -442,6 +478,7 @@ int main(void)
 		return 0;
 	}
 	bench_boot();
+	bench_linux_boot();
 	bench_exit_cost();
 	bench_dirty_log();
 	bench_snapshot();
