@@ -1,4 +1,6 @@
-# clusterd: see README.md in this folder. Nothing is built here yet.
-MODULES += clusterd
-clusterd_DEPS :=
-clusterd_SRCS :=
+# clusterd: the etcd client (gateway JSON over HTTP), then cluster records, registration,
+# leader election, reconcile and migration orchestration on top of it.
+MODULES       += clusterd
+clusterd_DEPS := ha proto common
+clusterd_SRCS := clusterd/etcd.c clusterd/etcd_json.c clusterd/etcd_kv.c clusterd/etcd_txn.c \
+                 clusterd/etcd_lease.c clusterd/etcd_watch.c

@@ -13,5 +13,6 @@ int main(void)
 	suite_api();
 	suite_linux_parse();
 	suite_tls();
+	suite_etcd();
 	return test_main("unit");
 }

@@ -8,4 +8,5 @@ void suite_uart(void);
 void suite_api(void);
 void suite_linux_parse(void);
 void suite_tls(void);
+void suite_etcd(void);
 #endif

@@ -1,0 +1,679 @@
+/* clusterd's etcd client against a real etcd: KV, txn, leases, watch resume and resync,
+ * failover, timeouts. Each test starts its own etcd on free loopback ports. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clusterd.h"
+#include "etcd_proc.h"
+#include "harness.h"
+#include "unit.h"
+
+/* Start etcd and open a client on it, or fail the test naming the call. */
+#define ETCD_SETUP(proc, cli, tmo)                                                                 \
+	do {                                                                                       \
+		struct etcd_err e_;                                                                \
+		CU_ASSERT_FATAL(etcd_proc_start(proc) == 0);                                       \
+		if (client_open(&(cli), (proc)->url, (tmo), &e_)) {                                \
+			etcd_proc_stop(proc);                                                      \
+			CU_FAIL_FATAL("etcd_open");                                                \
+		}                                                                                  \
+	} while (0)
+
+static int client_open(struct etcd **c, const char *endpoints, int tmo, struct etcd_err *err)
+{
+	struct etcd_cfg cfg = { .endpoints = endpoints, .timeout_ms = tmo };
+
+	return etcd_open(&cfg, c, err);
+}
+
+static uint64_t ms_since(uint64_t t0_ns)
+{
+	return (now_ns() - t0_ns) / 1000000;
+}
+
+static bool kv_is(const struct etcd_kv *kv, const char *key, const char *val)
+{
+	return kv && !strcmp(kv->key, key) && kv->vlen == strlen(val) &&
+	       !memcmp(kv->val, val, kv->vlen) && kv->val[kv->vlen] == 0;
+}
+
+/* Put a string value; fails the test naming the key. */
+static int64_t put_s(struct etcd *c, const char *key, const char *val, int64_t lease)
+{
+	struct etcd_err err;
+	int64_t rev = 0;
+	int rc = etcd_put(c, key, val, strlen(val), lease, &rev, &err);
+
+	if (rc)
+		fprintf(stderr, "put %s: %s\n", key, err.msg);
+	CU_ASSERT_EQUAL(rc, 0);
+	return rev;
+}
+
+/* The value of key as a string ("" and absent distinguished: NULL when absent). */
+static char *get_s(struct etcd *c, const char *key)
+{
+	struct etcd_kv *kv = NULL;
+	char *s = NULL;
+
+	CU_ASSERT_EQUAL(etcd_get(c, key, &kv, NULL), 0);
+	if (kv)
+		s = strdup((char *)kv->val);
+	etcd_kv_free(kv);
+	return s;
+}
+
+static bool key_exists(struct etcd *c, const char *key)
+{
+	char *s = get_s(c, key);
+
+	free(s);
+	return s != NULL;
+}
+
+/* ---- keys and values ---------------------------------------------------------------- */
+
+static void check_range(struct etcd *c, const struct etcd_range_req *req, size_t n, bool more,
+			const char *first)
+{
+	struct etcd_kvs kvs;
+	struct etcd_err err;
+
+	CU_ASSERT_EQUAL_FATAL(etcd_range(c, req, &kvs, &err), 0);
+	CU_ASSERT_EQUAL(kvs.n, n);
+	CU_ASSERT_EQUAL(kvs.more, more);
+	CU_ASSERT_TRUE(kvs.header_rev > 0);
+	if (first && kvs.n)
+		CU_ASSERT_STRING_EQUAL(kvs.kv[0].key, first);
+	for (size_t i = 1; i < kvs.n; i++)
+		CU_ASSERT_TRUE(strcmp(kvs.kv[i - 1].key, kvs.kv[i].key) < 0);
+	etcd_kvs_free(&kvs);
+}
+
+static void test_etcd_kv(void)
+{
+	static const uint8_t bin[] = { 0, 0xff, 1, '=', 0 };
+	struct etcd_proc p;
+	struct etcd *c;
+	struct etcd_kv *kv = NULL;
+	struct etcd_kvs kvs;
+	struct etcd_err err;
+	int64_t ra, rb, rd, n = -1;
+
+	ETCD_SETUP(&p, c, 3000);
+	ra = put_s(c, "/r/a", "1", 0);
+	rb = put_s(c, "/r/b", "2", 0);
+	put_s(c, "/r/c", "3", 0);
+	rd = put_s(c, "/r/d", "4", 0);
+	put_s(c, "/rx", "x", 0);
+	CU_ASSERT_TRUE(ra > 0 && rb == ra + 1 && rd == ra + 3);
+
+	CU_ASSERT_EQUAL(etcd_get(c, "/r/a", &kv, &err), 0);
+	CU_ASSERT_TRUE(kv_is(kv, "/r/a", "1"));
+	CU_ASSERT_TRUE(kv && kv->create_rev == ra && kv->mod_rev == ra && kv->version == 1);
+	etcd_kv_free(kv);
+	put_s(c, "/r/a", "11", 0);
+	CU_ASSERT_EQUAL(etcd_get(c, "/r/a", &kv, &err), 0);
+	CU_ASSERT_TRUE(kv_is(kv, "/r/a", "11") && kv->version == 2 && kv->create_rev == ra);
+	etcd_kv_free(kv);
+	CU_ASSERT_EQUAL(etcd_get(c, "/r/none", &kv, &err), 0);
+	CU_ASSERT_PTR_NULL(kv);
+
+	/* Binary values round-trip, NULs included. */
+	CU_ASSERT_EQUAL(etcd_put(c, "/bin", bin, sizeof(bin), 0, NULL, &err), 0);
+	CU_ASSERT_EQUAL(etcd_get(c, "/bin", &kv, &err), 0);
+	CU_ASSERT_TRUE(kv && kv->vlen == sizeof(bin) && !memcmp(kv->val, bin, sizeof(bin)));
+	etcd_kv_free(kv);
+
+	check_range(c, &(struct etcd_range_req){ .key = "/r/", .prefix = true }, 4, false, "/r/a");
+	check_range(c, &(struct etcd_range_req){ .key = "/r/", .prefix = true, .limit = 2 }, 2,
+		    true, "/r/a");
+	check_range(c, &(struct etcd_range_req){ .key = "/r/b", .range_end = "/r/d" }, 2, false,
+		    "/r/b");
+	check_range(c, &(struct etcd_range_req){ .key = "", .prefix = true }, 6, false, "/bin");
+
+	/* An old revision shows the old value and only the keys that existed then. */
+	CU_ASSERT_EQUAL_FATAL(
+		etcd_range(c,
+			   &(struct etcd_range_req){ .key = "/r/", .prefix = true, .revision = rb },
+			   &kvs, &err),
+		0);
+	CU_ASSERT_EQUAL(kvs.n, 2);
+	CU_ASSERT_TRUE(kvs.n == 2 && kv_is(&kvs.kv[0], "/r/a", "1") &&
+		       kv_is(&kvs.kv[1], "/r/b", "2"));
+	etcd_kvs_free(&kvs);
+
+	CU_ASSERT_EQUAL(etcd_delete(c, "/r/", true, &n, &err), 0);
+	CU_ASSERT_EQUAL(n, 4);
+	check_range(c, &(struct etcd_range_req){ .key = "/r/", .prefix = true }, 0, false, NULL);
+	CU_ASSERT_TRUE(key_exists(c, "/rx"));
+	CU_ASSERT_EQUAL(etcd_delete(c, "/rx", false, &n, &err), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_EQUAL(etcd_delete(c, "/rx", false, &n, &err), 0);
+	CU_ASSERT_EQUAL(n, 0);
+
+	/* Compacted and future revisions, and a refused request. */
+	CU_ASSERT_EQUAL(etcd_compact(c, rd, true, &err), 0);
+	CU_ASSERT_EQUAL(etcd_range(c, &(struct etcd_range_req){ .key = "/r/a", .revision = ra },
+				   &kvs, &err),
+			-ESTALE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "was compacted"));
+	CU_ASSERT_EQUAL(etcd_range(c, &(struct etcd_range_req){ .key = "/r/a", .revision = 1000 },
+				   &kvs, &err),
+			-ERANGE);
+	CU_ASSERT_EQUAL(etcd_put(c, "", "v", 1, 0, NULL, &err), -EINVAL);
+
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
+/* ---- transactions ------------------------------------------------------------------- */
+
+static bool cmp_holds(struct etcd *c, enum etcd_cmp_target target, enum etcd_cmp_result result,
+		      int64_t num, const char *val)
+{
+	struct etcd_cmp cmp = { .key = "/t/k",
+				.target = target,
+				.result = result,
+				.num = num,
+				.val = val,
+				.vlen = val ? strlen(val) : 0 };
+	struct etcd_txn t = { .cmp = &cmp, .ncmp = 1 };
+	struct etcd_txn_resp r;
+	bool ok;
+
+	CU_ASSERT_EQUAL_FATAL(etcd_txn(c, &t, &r, NULL), 0);
+	ok = r.succeeded;
+	etcd_txn_resp_free(&r);
+	return ok;
+}
+
+static void test_etcd_txn_cas(void)
+{
+	struct etcd_proc p;
+	struct etcd *c;
+	struct etcd_kv *kv = NULL;
+	struct etcd_err err;
+	int64_t r1, r2 = 0, create_rev;
+	bool ok;
+
+	ETCD_SETUP(&p, c, 3000);
+	r1 = put_s(c, "/t/k", "v1", 0);
+	CU_ASSERT_EQUAL(etcd_cas_mod(c, "/t/k", r1, "v2", 2, 0, &ok, &r2, &err), 0);
+	CU_ASSERT_TRUE(ok);
+	CU_ASSERT_TRUE(r2 > r1);
+	CU_ASSERT_EQUAL(etcd_cas_mod(c, "/t/k", r1, "v3", 2, 0, &ok, NULL, &err), 0);
+	CU_ASSERT_FALSE(ok); /* the stale revision loses */
+	CU_ASSERT_EQUAL(etcd_get(c, "/t/k", &kv, &err), 0);
+	CU_ASSERT_TRUE(kv_is(kv, "/t/k", "v2") && kv->mod_rev == r2);
+	etcd_kv_free(kv);
+	CU_ASSERT_EQUAL(etcd_cas_mod(c, "/t/new", 0, "x", 1, 0, &ok, NULL, &err), 0);
+	CU_ASSERT_TRUE(ok); /* mod_rev 0: only if absent */
+	CU_ASSERT_EQUAL(etcd_cas_mod(c, "/t/new", 0, "y", 1, 0, &ok, NULL, &err), 0);
+	CU_ASSERT_FALSE(ok);
+
+	/* Create-if-absent: once, then the existing value comes back. */
+	CU_ASSERT_EQUAL(etcd_create(c, "/t/c", "a", 1, 0, &ok, &kv, &err), 0);
+	CU_ASSERT_TRUE(ok);
+	CU_ASSERT_TRUE(kv_is(kv, "/t/c", "a") && kv->create_rev > r2 && kv->version == 1);
+	create_rev = kv ? kv->create_rev : -1;
+	etcd_kv_free(kv);
+	kv = NULL;
+	CU_ASSERT_EQUAL(etcd_create(c, "/t/c", "b", 1, 0, &ok, &kv, &err), 0);
+	CU_ASSERT_FALSE(ok);
+	CU_ASSERT_TRUE(kv_is(kv, "/t/c", "a") && kv->create_rev == create_rev);
+	etcd_kv_free(kv);
+	CU_ASSERT_EQUAL(etcd_create(c, "/t/c", "b", 1, 0, &ok, NULL, &err), 0);
+	CU_ASSERT_FALSE(ok);
+
+	/* /t/k holds "v2" at version 2, mod_revision r2. */
+	CU_ASSERT_TRUE(cmp_holds(c, ETCD_CMP_VALUE, ETCD_CMP_EQUAL, 0, "v2"));
+	CU_ASSERT_FALSE(cmp_holds(c, ETCD_CMP_VALUE, ETCD_CMP_EQUAL, 0, "v1"));
+	CU_ASSERT_TRUE(cmp_holds(c, ETCD_CMP_VALUE, ETCD_CMP_NOT_EQUAL, 0, "v1"));
+	CU_ASSERT_TRUE(cmp_holds(c, ETCD_CMP_VERSION, ETCD_CMP_EQUAL, 2, NULL));
+	CU_ASSERT_FALSE(cmp_holds(c, ETCD_CMP_VERSION, ETCD_CMP_GREATER, 2, NULL));
+	CU_ASSERT_TRUE(cmp_holds(c, ETCD_CMP_VERSION, ETCD_CMP_LESS, 3, NULL));
+	CU_ASSERT_TRUE(cmp_holds(c, ETCD_CMP_MOD, ETCD_CMP_GREATER, r1, NULL));
+	CU_ASSERT_FALSE(cmp_holds(c, ETCD_CMP_MOD, ETCD_CMP_LESS, r2, NULL));
+	CU_ASSERT_TRUE(cmp_holds(c, ETCD_CMP_CREATE, ETCD_CMP_EQUAL, r1, NULL));
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
+static void test_etcd_txn_branches(void)
+{
+	struct etcd_cmp cmp = { .key = "/t/k", .target = ETCD_CMP_VALUE, .val = "v1", .vlen = 2 };
+	struct etcd_op ok_ops[] = {
+		{ .type = ETCD_OP_RANGE, .key = "/t/", .prefix = true },
+		{ .type = ETCD_OP_DELETE, .key = "/t/j" },
+		{ .type = ETCD_OP_PUT, .key = "/t/k", .val = "v2", .vlen = 2 }
+	};
+	struct etcd_op fail_op = { .type = ETCD_OP_RANGE, .key = "/t/k" };
+	struct etcd_txn t = { &cmp, 1, ok_ops, 3, &fail_op, 1 };
+	struct etcd_txn_resp r;
+	struct etcd_proc p;
+	struct etcd *c;
+	int64_t rev;
+
+	ETCD_SETUP(&p, c, 3000);
+	put_s(c, "/t/j", "j", 0);
+	rev = put_s(c, "/t/k", "v1", 0);
+	CU_ASSERT_EQUAL_FATAL(etcd_txn(c, &t, &r, NULL), 0);
+	CU_ASSERT_TRUE(r.succeeded);
+	CU_ASSERT_EQUAL_FATAL(r.n, 3);
+	CU_ASSERT_TRUE(r.resp[0].type == ETCD_OP_RANGE && r.resp[0].kvs.n == 2);
+	CU_ASSERT_TRUE(r.resp[1].type == ETCD_OP_DELETE && r.resp[1].deleted == 1);
+	CU_ASSERT_EQUAL(r.resp[2].type, ETCD_OP_PUT);
+	CU_ASSERT_EQUAL(r.header_rev, rev + 1); /* one txn, one revision */
+	etcd_txn_resp_free(&r);
+	CU_ASSERT_FALSE(key_exists(c, "/t/j"));
+
+	/* The value is "v2" now: the failure branch runs and reads it. */
+	CU_ASSERT_EQUAL_FATAL(etcd_txn(c, &t, &r, NULL), 0);
+	CU_ASSERT_FALSE(r.succeeded);
+	CU_ASSERT_EQUAL_FATAL(r.n, 1);
+	CU_ASSERT_TRUE(r.resp[0].kvs.n == 1 && kv_is(&r.resp[0].kvs.kv[0], "/t/k", "v2"));
+	CU_ASSERT_TRUE(r.resp[0].kvs.n == 1 && r.resp[0].kvs.kv[0].mod_rev == rev + 1);
+	etcd_txn_resp_free(&r);
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
+/* ---- leases ------------------------------------------------------------------------- */
+
+static void test_etcd_lease_expiry(void)
+{
+	struct etcd_proc p;
+	struct etcd *c;
+	struct etcd_kv *kv = NULL;
+	struct etcd_err err;
+	int64_t id = 0, ttl = 0, left = 0, granted = 0;
+	uint64_t t0, last_ka;
+
+	ETCD_SETUP(&p, c, 3000);
+	CU_ASSERT_EQUAL_FATAL(etcd_lease_grant(c, 1, &id, &ttl, &err), 0);
+	CU_ASSERT_EQUAL(ttl, 2); /* etcd's minimum */
+	put_s(c, "/l/k", "v", id);
+	CU_ASSERT_EQUAL(etcd_get(c, "/l/k", &kv, &err), 0);
+	CU_ASSERT_TRUE(kv && kv->lease == id);
+	etcd_kv_free(kv);
+
+	/* Keepalives carry the key well past its TTL. */
+	t0 = now_ns();
+	last_ka = t0;
+	while (ms_since(t0) < 3500) {
+		CU_ASSERT_EQUAL(etcd_lease_keepalive(c, id, &left, &err), 0);
+		CU_ASSERT_EQUAL(left, 2);
+		last_ka = now_ns();
+		sleep_ms(500);
+	}
+	CU_ASSERT_TRUE(key_exists(c, "/l/k"));
+	CU_ASSERT_EQUAL(etcd_lease_ttl(c, id, &left, &granted, &err), 0);
+	CU_ASSERT_TRUE(left >= 0 && left <= 2);
+	CU_ASSERT_EQUAL(granted, 2);
+
+	/* Without them the key goes, never before the TTL. */
+	while (key_exists(c, "/l/k") && ms_since(t0) < 3500 + 10000)
+		sleep_ms(100);
+	CU_ASSERT_FALSE(key_exists(c, "/l/k"));
+	CU_ASSERT_TRUE(ms_since(last_ka) >= 1500);
+	CU_ASSERT_EQUAL(etcd_lease_keepalive(c, id, &left, &err), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "expired"));
+	CU_ASSERT_EQUAL(etcd_lease_ttl(c, id, &left, &granted, &err), -ENOENT);
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
+static void test_etcd_lease_revoke_ids(void)
+{
+	/* Above 2^53: a parse through a double would change it. */
+	const int64_t big = ((int64_t)1 << 62) + 12345;
+	struct etcd_proc p;
+	struct etcd *c;
+	struct etcd_kv *kv = NULL;
+	struct etcd_err err;
+	int64_t id = 0, granted = 0;
+
+	ETCD_SETUP(&p, c, 3000);
+	CU_ASSERT_EQUAL_FATAL(etcd_lease_grant_id(c, big, 30, &granted, &err), 0);
+	CU_ASSERT_EQUAL(granted, 30);
+	CU_ASSERT_EQUAL(etcd_lease_grant_id(c, big, 30, &granted, &err), -EEXIST);
+	put_s(c, "/l/big", "v", big);
+	CU_ASSERT_EQUAL(etcd_get(c, "/l/big", &kv, &err), 0);
+	CU_ASSERT_TRUE(kv && kv->lease == big);
+	etcd_kv_free(kv);
+	CU_ASSERT_EQUAL(etcd_lease_ttl(c, big, NULL, &granted, &err), 0);
+	CU_ASSERT_EQUAL(granted, 30);
+
+	/* An ID etcd chooses round-trips the same way. */
+	CU_ASSERT_EQUAL_FATAL(etcd_lease_grant(c, 30, &id, NULL, &err), 0);
+	CU_ASSERT_TRUE(id > 0);
+	put_s(c, "/l/own", "v", id);
+	CU_ASSERT_EQUAL(etcd_get(c, "/l/own", &kv, &err), 0);
+	CU_ASSERT_TRUE(kv && kv->lease == id);
+	etcd_kv_free(kv);
+
+	/* Revoke deletes the keys at once. */
+	CU_ASSERT_EQUAL(etcd_lease_revoke(c, big, &err), 0);
+	CU_ASSERT_FALSE(key_exists(c, "/l/big"));
+	CU_ASSERT_TRUE(key_exists(c, "/l/own"));
+	CU_ASSERT_EQUAL(etcd_lease_revoke(c, big, &err), -ENOENT);
+	CU_ASSERT_EQUAL(etcd_put(c, "/l/x", "v", 1, big, NULL, &err), -ENOENT);
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
+/* ---- watch -------------------------------------------------------------------------- */
+
+#define REC_MAX 64
+
+/* What the watcher delivered, and the state a client would rebuild from it. */
+struct rec {
+	pthread_mutex_t lock;
+	struct {
+		enum etcd_event_type type;
+		char key[32], val[32];
+		int64_t rev;
+		bool resync;
+	} ev[REC_MAX];
+	int n, changes; /* all events; PUT/DELETE only */
+	char state[8][2][32];
+	int nstate;
+};
+
+static void rec_apply(struct rec *r, const struct etcd_event *ev)
+{
+	int i;
+
+	if (ev->type == ETCD_EV_RESET)
+		r->nstate = 0;
+	if (ev->type != ETCD_EV_PUT && ev->type != ETCD_EV_DELETE)
+		return;
+	for (i = 0; i < r->nstate && strcmp(r->state[i][0], ev->kv->key); i++)
+		;
+	if (ev->type == ETCD_EV_DELETE) {
+		if (i < r->nstate)
+			memcpy(r->state[i], r->state[--r->nstate], sizeof(r->state[i]));
+		return;
+	}
+	if (i == r->nstate && r->nstate < 8)
+		r->nstate++;
+	snprintf(r->state[i][0], 32, "%s", ev->kv->key);
+	snprintf(r->state[i][1], 32, "%s", (const char *)ev->kv->val);
+}
+
+static int rec_cb(void *opaque, const struct etcd_event *ev)
+{
+	struct rec *r = opaque;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->n < REC_MAX) {
+		r->ev[r->n].type = ev->type;
+		snprintf(r->ev[r->n].key, 32, "%s", ev->kv ? ev->kv->key : "");
+		snprintf(r->ev[r->n].val, 32, "%s", ev->kv ? (const char *)ev->kv->val : "");
+		r->ev[r->n].rev = ev->rev;
+		r->ev[r->n].resync = ev->resync;
+		r->n++;
+	}
+	r->changes += ev->type == ETCD_EV_PUT || ev->type == ETCD_EV_DELETE;
+	rec_apply(r, ev);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+static int rec_changes(struct rec *r)
+{
+	int n;
+
+	pthread_mutex_lock(&r->lock);
+	n = r->changes;
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
+static bool rec_wait(struct rec *r, int changes, int timeout_ms)
+{
+	uint64_t t0 = now_ns();
+
+	while (rec_changes(r) < changes && ms_since(t0) < (uint64_t)timeout_ms)
+		sleep_ms(20);
+	return rec_changes(r) >= changes;
+}
+
+/* The state's value of key, "" when absent (call with the watcher stopped). */
+static const char *rec_value(struct rec *r, const char *key)
+{
+	for (int i = 0; i < r->nstate; i++)
+		if (!strcmp(r->state[i][0], key))
+			return r->state[i][1];
+	return "";
+}
+
+struct watcher {
+	pthread_t th;
+	struct etcd *c;
+	const char *prefix;
+	int64_t start;
+	atomic_bool stop;
+	struct rec rec;
+	int rc;
+};
+
+static void *watch_main(void *opaque)
+{
+	struct watcher *w = opaque;
+
+	w->rc = etcd_watch(w->c, w->prefix, true, w->start, rec_cb, &w->rec, &w->stop, NULL);
+	return NULL;
+}
+
+/* Watch prefix from the revision after the current one. */
+static void watcher_start(struct watcher *w, struct etcd *c, const char *prefix)
+{
+	struct etcd_kvs kvs;
+
+	memset(w, 0, sizeof(*w));
+	pthread_mutex_init(&w->rec.lock, NULL);
+	w->c = c;
+	w->prefix = prefix;
+	CU_ASSERT_EQUAL_FATAL(etcd_range(c,
+					 &(struct etcd_range_req){ .key = prefix, .prefix = true },
+					 &kvs, NULL),
+			      0);
+	w->start = kvs.header_rev + 1;
+	etcd_kvs_free(&kvs);
+	atomic_store(&w->stop, false);
+	CU_ASSERT_FATAL(pthread_create(&w->th, NULL, watch_main, w) == 0);
+}
+
+/* Stop the watcher; it must return 0 within a second. */
+static void watcher_stop(struct watcher *w)
+{
+	uint64_t t0 = now_ns();
+
+	atomic_store(&w->stop, true);
+	pthread_join(w->th, NULL);
+	CU_ASSERT_TRUE(ms_since(t0) < 1000);
+	CU_ASSERT_EQUAL(w->rc, 0);
+}
+
+static void test_etcd_watch_resume(void)
+{
+	struct etcd_proc p;
+	struct etcd *c;
+	struct watcher w;
+	int k = 0;
+
+	ETCD_SETUP(&p, c, 2000);
+	watcher_start(&w, c, "/w/");
+	put_s(c, "/w/k1", "v1", 0);
+	CU_ASSERT(rec_wait(&w.rec, 1, 5000));
+	etcd_proc_kill(&p); /* SIGKILL: the stream breaks mid-watch */
+	CU_ASSERT_EQUAL(etcd_proc_restart(&p), 0);
+	put_s(c, "/w/k2", "v2", 0);
+	CU_ASSERT(rec_wait(&w.rec, 2, 10000));
+	sleep_ms(1500); /* room for a duplicate to show up, progress notifications too */
+	watcher_stop(&w);
+
+	CU_ASSERT_EQUAL(w.rec.changes, 2);
+	for (int i = 0; i < w.rec.n; i++) {
+		if (w.rec.ev[i].type == ETCD_EV_PROGRESS)
+			continue;
+		CU_ASSERT_EQUAL(w.rec.ev[i].type, ETCD_EV_PUT);
+		CU_ASSERT_STRING_EQUAL(w.rec.ev[i].key, k == 0 ? "/w/k1" : "/w/k2");
+		CU_ASSERT_FALSE(w.rec.ev[i].resync);
+		k++;
+	}
+	CU_ASSERT_EQUAL(k, 2);
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
+/* While the watcher is cut off, etcd runs on another port where history is rewritten and
+ * compacted; back on its port, the watcher must resync to the current contents. */
+static void test_etcd_watch_compacted(void)
+{
+	struct etcd_proc p;
+	struct etcd *c, *c2;
+	struct watcher w;
+	bool reset = false, resync_put = false, resync_done = false;
+	int port, after;
+	int64_t rev;
+
+	ETCD_SETUP(&p, c, 2000);
+	watcher_start(&w, c, "/c/");
+	put_s(c, "/c/a", "1", 0);
+	put_s(c, "/c/d", "1", 0);
+	CU_ASSERT(rec_wait(&w.rec, 2, 5000));
+
+	etcd_proc_kill(&p);
+	port = p.client_port;
+	p.client_port = test_free_port();
+	CU_ASSERT_EQUAL_FATAL(etcd_proc_restart(&p), 0);
+	CU_ASSERT_EQUAL_FATAL(client_open(&c2, p.url, 2000, NULL), 0);
+	put_s(c2, "/c/a", "2", 0);
+	put_s(c2, "/c/b", "1", 0);
+	CU_ASSERT_EQUAL(etcd_delete(c2, "/c/d", false, NULL, NULL), 0);
+	rev = put_s(c2, "/c/a", "3", 0);
+	CU_ASSERT_EQUAL(etcd_compact(c2, rev, true, NULL), 0);
+	etcd_close(c2);
+	etcd_proc_stop(&p);
+	p.client_port = port;
+	CU_ASSERT_EQUAL_FATAL(etcd_proc_restart(&p), 0);
+
+	CU_ASSERT(rec_wait(&w.rec, 4, 10000)); /* 2 before + the resync of a and b */
+	put_s(c, "/c/b", "2", 0);
+	CU_ASSERT(rec_wait(&w.rec, 5, 5000));
+	watcher_stop(&w);
+
+	for (int i = 0; i < w.rec.n; i++) {
+		reset |= w.rec.ev[i].type == ETCD_EV_RESET;
+		resync_put |= reset && w.rec.ev[i].type == ETCD_EV_PUT && w.rec.ev[i].resync;
+		resync_done |= resync_put && w.rec.ev[i].type == ETCD_EV_PROGRESS &&
+			       w.rec.ev[i].resync && w.rec.ev[i].rev == rev;
+	}
+	CU_ASSERT_TRUE(reset && resync_put && resync_done);
+	after = w.rec.n - 1;
+	CU_ASSERT_TRUE(after >= 0 && w.rec.ev[after].type == ETCD_EV_PUT &&
+		       !w.rec.ev[after].resync);
+	CU_ASSERT_EQUAL(w.rec.nstate, 2);
+	CU_ASSERT_STRING_EQUAL(rec_value(&w.rec, "/c/a"), "3");
+	CU_ASSERT_STRING_EQUAL(rec_value(&w.rec, "/c/b"), "2");
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
+/* ---- failover and timeouts ---------------------------------------------------------- */
+
+static void test_etcd_failover(void)
+{
+	char eps[256], dead[2][64];
+	struct etcd_proc p;
+	struct etcd *c;
+	struct etcd_err err;
+	struct watcher w;
+	struct etcd_kv *kv = (struct etcd_kv *)1;
+	uint64_t t0;
+
+	CU_ASSERT_FATAL(etcd_proc_start(&p) == 0);
+	for (int i = 0; i < 2; i++)
+		snprintf(dead[i], sizeof(dead[i]), "http://127.0.0.1:%d", test_free_port());
+	snprintf(eps, sizeof(eps), "%s,%s", dead[0], p.url);
+	CU_ASSERT_EQUAL_FATAL(client_open(&c, eps, 2000, &err), 0);
+	put_s(c, "/f/k", "v", 0);
+	CU_ASSERT_TRUE(key_exists(c, "/f/k"));
+	/* The watch finds the live endpoint too. */
+	watcher_start(&w, c, "/f/");
+	put_s(c, "/f/k", "v2", 0);
+	CU_ASSERT(rec_wait(&w.rec, 1, 5000));
+	watcher_stop(&w);
+	etcd_close(c);
+
+	snprintf(eps, sizeof(eps), "%s, %s", dead[0], dead[1]);
+	CU_ASSERT_EQUAL_FATAL(client_open(&c, eps, 2000, &err), 0);
+	t0 = now_ns();
+	CU_ASSERT_EQUAL(etcd_get(c, "/f/k", &kv, &err), -EHOSTUNREACH);
+	CU_ASSERT_TRUE(ms_since(t0) < 1000);
+	CU_ASSERT_PTR_EQUAL(kv, (struct etcd_kv *)1); /* untouched */
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "etcd unreachable: "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, dead[0]));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, dead[1]));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "Connection refused"));
+	etcd_close(c);
+
+	CU_ASSERT_EQUAL(client_open(&c, "127.0.0.1:2379", 0, &err), -EINVAL);
+	CU_ASSERT_EQUAL(client_open(&c, " , ", 0, &err), -EINVAL);
+	etcd_proc_stop(&p);
+}
+
+static void test_etcd_timeout(void)
+{
+	struct etcd_proc p;
+	struct etcd *c;
+	struct etcd_kv *kv = NULL;
+	struct etcd_err err;
+	uint64_t t0;
+	int rc;
+
+	ETCD_SETUP(&p, c, 1000);
+	put_s(c, "/s/k", "v", 0); /* a pooled connection exists now */
+	CU_ASSERT_EQUAL_FATAL(etcd_proc_signal(&p, SIGSTOP), 0);
+	t0 = now_ns();
+	rc = etcd_get(c, "/s/k", &kv, &err);
+	if (rc != -ETIMEDOUT)
+		fprintf(stderr, "etcd_get on a stopped etcd: %d %s\n", rc, err.msg);
+	CU_ASSERT_EQUAL(rc, -ETIMEDOUT);
+	CU_ASSERT_TRUE(ms_since(t0) < 2000);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "etcd timed out after 1000 ms"));
+	t0 = now_ns();
+	CU_ASSERT_EQUAL(etcd_put(c, "/s/k", "w", 1, 0, NULL, &err), -ETIMEDOUT);
+	CU_ASSERT_TRUE(ms_since(t0) < 2000);
+	CU_ASSERT_EQUAL(etcd_proc_signal(&p, SIGCONT), 0);
+	CU_ASSERT_EQUAL(etcd_get(c, "/s/k", &kv, &err), 0);
+	CU_ASSERT_PTR_NOT_NULL(kv);
+	etcd_kv_free(kv);
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
+void suite_etcd(void)
+{
+	static const struct test_case cases[] = {
+		{ "etcd_kv", test_etcd_kv },
+		{ "etcd_txn_cas", test_etcd_txn_cas },
+		{ "etcd_txn_branches", test_etcd_txn_branches },
+		{ "etcd_lease_expiry", test_etcd_lease_expiry },
+		{ "etcd_lease_revoke_ids", test_etcd_lease_revoke_ids },
+		{ "etcd_watch_resume", test_etcd_watch_resume },
+		{ "etcd_watch_compacted", test_etcd_watch_compacted },
+		{ "etcd_failover", test_etcd_failover },
+		{ "etcd_timeout", test_etcd_timeout },
+		{ NULL, NULL },
+	};
+
+	test_add_suite("etcd", cases);
+}
