@@ -277,6 +277,27 @@ static int in_expect(struct incoming *c, uint32_t want, uint8_t **payload, uint3
 				 : in_fail(c, -EPROTO, "unexpected record %u while %s", type, what);
 }
 
+/* Fault injection for tests (CME_FAULT_CORRUPT_PAGE=1): flip one bit of the first
+ * non-zero page below 16 MiB after everything arrived, as a transport or dirty-log bug
+ * would. The digest check must catch it and the source must resume. */
+static void in_fault_corrupt(struct vm *vm)
+{
+	const char *f = getenv("CME_FAULT_CORRUPT_PAGE");
+
+	if (!f || strcmp(f, "1"))
+		return;
+	for (uint64_t gpa = 0x100000; gpa < (16u << 20); gpa += VM_PAGE_SIZE) {
+		uint8_t *p = vm_gpa_hva(vm, gpa, VM_PAGE_SIZE);
+
+		if (p && !mem_is_zero(p, VM_PAGE_SIZE)) {
+			log_warn(SUB, "fault injection: corrupting the page at 0x%llx",
+				 (unsigned long long)gpa);
+			p[17] ^= 0x01;
+			return;
+		}
+	}
+}
+
 /* All pages are in once every channel has ended its final round: compare digests and
  * load the state. The VM still has not run. */
 static int in_switchover(struct incoming *c, struct mig_stats *st)
@@ -300,6 +321,7 @@ static int in_switchover(struct incoming *c, struct mig_stats *st)
 			cme__mig_switchover__free_unpacked(sw, NULL);
 		return in_fail(c, -EPROTO, "malformed switchover record");
 	}
+	in_fault_corrupt(c->vm);
 	t0 = now_ns();
 	rc = mig_ram_digest(c->vm, 2, digest);
 	st->digest_ms = (now_ns() - t0) / 1000000;

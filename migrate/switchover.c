@@ -27,10 +27,12 @@ static int mig_expect(struct migration *m, uint32_t want, uint8_t **payload, uin
 	if (type == REC_ABORT) {
 		rec_abort_reason(*payload, *len, reason, sizeof(reason));
 		free(*payload);
+		*payload = NULL;
 		return mig_fail(m, MIG_FAILED, -ECONNABORTED, "destination aborted while %s: %s",
 				what, reason);
 	}
 	free(*payload);
+	*payload = NULL;
 	return -EPROTO;
 }
 

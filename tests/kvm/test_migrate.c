@@ -614,6 +614,37 @@ static void test_bandwidth_cap(void)
 	vmm_kill(&src);
 }
 
+/* One bit flipped on the destination after all pages arrived (fault injection): the
+ * digests differ, the destination aborts without running the guest, the source resumes. */
+static void test_digest_mismatch(void)
+{
+	struct vmm_proc src, dst;
+	char pki[600], tls[2][700];
+	struct mig_run r;
+	int port;
+
+	if (!guest_available())
+		return;
+	make_certs(pki, sizeof(pki), tls);
+	guest_boot(&src, "256M", "2", "wss_mb=32");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&src, 4, 20000));
+	setenv("CME_FAULT_CORRUPT_PAGE", "1", 1);
+	port = mig_incoming(&dst, DST, tls[1], NULL);
+	unsetenv("CME_FAULT_CORRUPT_PAGE");
+	CU_ASSERT_FATAL(port > 0);
+	mig_cli(&r, &src, DST, port, tls[0], NULL, MIG_TIMEOUT_MS);
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(r.fin), "memory digest mismatch"));
+	if (!strstr(mig_error(r.fin), "memory digest mismatch"))
+		printf("\n    error: %s\n", mig_error(r.fin));
+	CU_ASSERT_EQUAL(vmm_wait(&dst, 15000), 0);
+	CU_ASSERT_EQUAL(dst.status, 1);
+	mig_expect_no_guest(&dst);
+	mig_expect_source_runs(&src);
+	mig_run_free(&r);
+	vmm_kill(&src);
+}
+
 void suite_migrate(void)
 {
 	static const struct test_case cases[] = {
@@ -628,6 +659,8 @@ void suite_migrate(void)
 		{ "dirtying faster than the link: auto-converge or a clean failure",
 		  test_dirty_faster_than_link },
 		{ "--max-bandwidth is honoured within 10%", test_bandwidth_cap },
+		{ "digest mismatch: the destination aborts, the source resumes",
+		  test_digest_mismatch },
 		{ "Linux guest kit migrates (hardware virtualization)", test_linux },
 		{ NULL, NULL },
 	};
