@@ -122,6 +122,11 @@ json_t *api_in_doubt_guard(struct api *api, json_t *req)
 	if (!api->mig)
 		return NULL;
 	mig_get_progress(api->mig, &prog);
+	/* While the guest is handed over, only the migration may resume it: a resume here
+	 * could let the guest run on both hosts. */
+	if (prog.phase == MIG_SWITCHOVER || prog.phase == MIG_COMMIT)
+		return api_error("the migration is switching over: the guest resumes here only if "
+				 "it fails");
 	if (prog.phase != MIG_IN_DOUBT || json_is_true(json_object_get(req, "force")))
 		return NULL;
 	return api_error("migration in doubt: the guest may already run on the destination; "

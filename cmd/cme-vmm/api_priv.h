@@ -26,7 +26,8 @@ struct api {
 json_t *api_migrate(struct api *api, json_t *req);
 json_t *api_migrate_status(struct api *api, json_t *req);
 json_t *api_migrate_cancel(struct api *api, json_t *req);
-/* Non-NULL (an error reply) while a migration is in doubt and req lacks "force". */
+/* Non-NULL (an error reply) when resume must be refused: during a migration's switchover
+ * and commit, and while it is in doubt unless req has "force". */
 json_t *api_in_doubt_guard(struct api *api, json_t *req);
 
 /* Parse and answer one request line; returns the reply (caller decrefs). */
