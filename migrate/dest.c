@@ -66,8 +66,11 @@ static int in_accept_source(struct incoming *c)
 		int left = end == UINT64_MAX ? -1 : (int)((end - now_ns()) / 1000000ull) + 1;
 		int rc = tls_accept(c->ctx, c->listen_fd, left, &c->ctl, why, sizeof(why));
 
-		if (!rc && tls_peer_is_node(c->ctl))
+		if (!rc && tls_peer_is_node(c->ctl)) {
+			if (tls_set_timeout(c->ctl, CHANNEL_TIMEOUT_MS) < 0)
+				log_debug(SUB, "cannot set the handshake timeout");
 			return 0;
+		}
 		if (!rc) {
 			/* Only nodes send VMs: an operator's certificate is refused here. */
 			snprintf(why, sizeof(why), "%s holds an operator certificate, not a node's",
@@ -138,6 +141,10 @@ static int in_hello(struct incoming *c)
 	cme__mig_hello__free_unpacked(h, NULL);
 	if (in_welcome(c, !rc, rc ? c->err : NULL) < 0 && !rc)
 		rc = in_fail(c, -EPIPE, "source went away during the handshake");
+	/* Pre-copy may take minutes with nothing on the control channel: no timeout there
+	 * (a source that vanishes is noticed on the page channels, which wake this one). */
+	if (!rc && tls_set_timeout(c->ctl, 0) < 0)
+		log_debug(SUB, "cannot clear the handshake timeout");
 	return rc;
 }
 
@@ -175,6 +182,10 @@ static int in_accept_channels(struct incoming *c)
 
 		if (rc)
 			return in_fail(c, rc, "page channel %u: %s", n, why);
+		if (!tls_peer_is_node(conn) || tls_set_timeout(conn, CHANNEL_TIMEOUT_MS) < 0) {
+			tls_close(conn);
+			return in_fail(c, -EACCES, "page channel %u: not from a node", n);
+		}
 		rc = in_channel_hello(c, conn, &idx);
 		if (rc) {
 			tls_close(conn);
@@ -355,9 +366,13 @@ static int in_ready_commit(struct incoming *c, struct mig_stats *st)
 	free(payload);
 	if (rc)
 		return rc;
-	/* Committed: from here the guest is ours, whether or not the ACK arrives. */
+	/* Committed: from here the guest is ours, whether or not the ACK arrives. All vCPU
+	 * threads start parked and are released together: a failure to start one leaves the
+	 * guest not having run at all. */
 	t0 = now_ns();
-	rc = vm_start(c->vm, false);
+	rc = vm_start(c->vm, true);
+	if (!rc)
+		rc = vm_resume(c->vm);
 	st->resume_ms = (now_ns() - t0) / 1000000;
 	if (rc)
 		return in_fail(c, rc, "committed, but the vCPUs did not start");

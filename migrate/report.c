@@ -44,8 +44,8 @@ char *mig_progress_json(const struct mig_progress *p)
 	return s;
 }
 
-/* One line to the follower; a follower that went away is dropped (never blocks long: the
- * socket is written without waiting). */
+/* One line to the follower; a follower that stopped reading costs at most its send
+ * timeout (mig_follow), one that went away is ignored. */
 void mig_report(struct migration *m)
 {
 	struct mig_progress p;
@@ -72,7 +72,7 @@ void mig_report(struct migration *m)
 		size_t n = strlen(s);
 
 		s[n] = '\n';
-		if (send(fd, s, n + 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		if (send(fd, s, n + 1, MSG_NOSIGNAL) < 0)
 			log_debug("mig", "progress follower gone");
 	}
 	free(s);

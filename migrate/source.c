@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define SUB		   "mig"
@@ -249,14 +252,21 @@ static int mig_precopy(struct migration *m)
 
 /* ---- the migration thread ---------------------------------------------------------------- */
 
+/* Detach the connections under the lock (mig_cancel may be looking at them), then close. */
 static void mig_close_conns(struct migration *m)
 {
+	struct tls_conn *conns[MIG_MAX_CHANNELS + 1] = { 0 };
+
+	pthread_mutex_lock(&m->lock);
 	for (unsigned i = 0; i < m->nch; i++) {
-		tls_close(m->ch[i].conn);
+		conns[i] = m->ch[i].conn;
 		m->ch[i].conn = NULL;
 	}
-	tls_close(m->ctl);
+	conns[m->nch] = m->ctl;
 	m->ctl = NULL;
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned i = 0; i <= m->nch; i++)
+		tls_close(conns[i]);
 }
 
 static void mig_final_stats(struct migration *m)
@@ -402,14 +412,18 @@ int mig_start(struct vm *vm, const struct mig_params *p, struct migration **out,
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	rc = mig_prepare(m, p, err, errlen);
-	if (!rc)
-		rc = mig_alloc_bitmaps(m);
+	if (!rc && mig_alloc_bitmaps(m))
+		rc = -ENOMEM;
 	m->p.to = strdup(p->to ? p->to : "");
+	if (!m->p.to && !rc)
+		rc = -ENOMEM;
 	randombytes_buf(m->session, sizeof(m->session));
 	m->t_start = now_ns();
 	if (!rc && pthread_create(&m->thread, NULL, mig_thread, m))
 		rc = -EAGAIN;
 	if (rc) {
+		if (!err[0])
+			snprintf(err, errlen, "%s", strerror(-rc));
 		atomic_store(&m->finished, true);
 		mig_free(m);
 		return rc;
@@ -432,6 +446,13 @@ void mig_cancel(struct migration *m)
 
 void mig_follow(struct migration *m, int fd)
 {
+	struct timeval tv = { .tv_sec = 2 };
+
+	/* Lines go out whole: blocking writes, but never stuck on a client that stopped
+	 * reading for more than 2 s. */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		log_debug(SUB, "follower socket options not set");
 	pthread_mutex_lock(&m->lock);
 	if (m->follow_fd >= 0)
 		close(m->follow_fd);

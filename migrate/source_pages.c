@@ -36,9 +36,11 @@ static void channel_shape(struct mig_channel *c, uint64_t bytes)
 	c->bucket_ns = now;
 	c->tokens -= (double)bytes;
 	if (c->tokens < 0) {
-		uint64_t wait = (uint64_t)(-c->tokens / rate * 1e9);
+		uint64_t wait = (uint64_t)(-c->tokens / rate * 1e9), end = now + wait;
 
-		nap_ns(wait);
+		/* Sleep in slices, so a cancel is never held up by the cap. */
+		while (now_ns() < end && !atomic_load(&c->m->cancel))
+			nap_ns(end - now_ns() < 20000000ull ? end - now_ns() : 20000000ull);
 		c->bucket_ns = now + wait;
 		c->tokens = 0;
 	}

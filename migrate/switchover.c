@@ -109,12 +109,13 @@ static int mig_wait_ready(struct migration *m)
 	return err;
 }
 
-/* After COMMIT is sent the outcome is the destination's: only an ACK proves it runs. */
+/* After COMMIT is sent the outcome is the destination's: only an ACK proves it runs, and
+ * anything else — silence, a broken channel, even an ABORT — leaves it in doubt. */
 static int mig_commit(struct migration *m)
 {
 	Cme__MigCommit c = CME__MIG_COMMIT__INIT;
 	uint8_t *payload = NULL;
-	uint32_t len;
+	uint32_t type = 0, len = 0;
 	Cme__MigAck *ack;
 	int err;
 
@@ -123,12 +124,16 @@ static int mig_commit(struct migration *m)
 		log_debug(SUB, "cannot set the commit timeout");
 	err = rec_send_msg(m->ctl, REC_COMMIT, &c.base);
 	if (!err)
-		err = mig_expect(m, REC_ACK, &payload, &len, "committing");
-	if (err)
+		err = rec_recv(m->ctl, &type, &payload, &len);
+	if (!err && type != REC_ACK)
+		err = -EPROTO;
+	if (err) {
+		free(payload);
 		return mig_fail(m, MIG_IN_DOUBT, err,
 				"commit sent but not acknowledged (%s): the guest may run on %s; "
 				"it stays paused here",
-				strerror(-err), m->p.to);
+				err == -EPROTO ? "unexpected answer" : strerror(-err), m->p.to);
+	}
 	m->t_ack = now_ns();
 	ack = cme__mig_ack__unpack(NULL, len, payload);
 	m->prog.stats.resume_ms = ack ? ack->resume_ms : 0;

@@ -83,7 +83,11 @@ static json_t *api_status(struct api *api, json_t *req)
 
 static json_t *api_pause(struct api *api, json_t *req)
 {
+	json_t *busy = api_migration_busy(api, "pause");
+
 	(void)req;
+	if (busy)
+		return busy;
 	if (vm_pause(api->vm) < 0)
 		return api_error("the VM has ended");
 	return api_ok_state(api->vm);
@@ -135,6 +139,10 @@ static json_t *api_dirty_log(struct api *api, json_t *req)
 	uint64_t n, now = now_ns(), since = api->dirty_since_ns;
 	int err;
 
+	json_t *busy = api_migration_busy(api, "dirty-log");
+
+	if (busy)
+		return busy;
 	if (!op)
 		return api_error("dirty-log needs \"op\": start, fetch or stop");
 	if (!strcmp(op, "start")) {
@@ -183,6 +191,10 @@ static json_t *api_snapshot(struct api *api, json_t *req)
 	char err[512] = "";
 	bool was_running;
 
+	json_t *busy = api_migration_busy(api, "snapshot");
+
+	if (busy)
+		return busy;
 	if (!path || !*path)
 		return api_error("snapshot needs \"path\"");
 	if (stop && !json_is_boolean(stop))

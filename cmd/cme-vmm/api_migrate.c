@@ -60,24 +60,42 @@ static const char *migrate_params(json_t *req, struct mig_params *p)
 	return NULL;
 }
 
+/* Whether the last migration ended in doubt (then it stays so until stop or a forced
+ * resume, whatever happens to api->mig). */
+static bool api_check_doubt(struct api *api)
+{
+	struct mig_progress prog;
+
+	if (api->mig && mig_finished(api->mig)) {
+		mig_get_progress(api->mig, &prog);
+		if (prog.phase == MIG_IN_DOUBT)
+			api->in_doubt = true;
+	}
+	return api->in_doubt;
+}
+
 json_t *api_migrate(struct api *api, json_t *req)
 {
 	struct mig_params p;
+	struct migration *m = NULL;
 	const char *bad;
-	char err[512];
+	char err[512] = "";
 	int rc;
 
 	if (api->mig && !mig_finished(api->mig))
 		return api_error("a migration is already running");
+	if (api_check_doubt(api))
+		return api_error("the last migration is in doubt: the guest may run on its "
+				 "destination; check there, then resume {\"force\":true} or stop");
 	mig_params_defaults(&p);
 	bad = migrate_params(req, &p);
 	if (bad)
 		return api_error("%s", bad);
-	mig_free(api->mig);
-	api->mig = NULL;
-	rc = mig_start(api->vm, &p, &api->mig, err, sizeof(err));
+	rc = mig_start(api->vm, &p, &m, err, sizeof(err));
 	if (rc)
-		return api_error("migrate: %s", err);
+		return api_error("migrate: %s", err[0] ? err : strerror(-rc));
+	mig_free(api->mig);
+	api->mig = m;
 	api->follow_pending = json_is_true(json_object_get(req, "follow"));
 	return json_pack("{s:b,s:s,s:s}", "ok", 1, "phase", "setup", "to", p.to);
 }
@@ -115,20 +133,28 @@ json_t *api_migrate_cancel(struct api *api, json_t *req)
 	return json_pack("{s:b,s:s}", "ok", 1, "phase", mig_phase_name(prog.phase));
 }
 
+json_t *api_migration_busy(struct api *api, const char *what)
+{
+	if (!api->mig || mig_finished(api->mig))
+		return NULL;
+	return api_error("%s refused: a migration is running (migrate-cancel first)", what);
+}
+
 json_t *api_in_doubt_guard(struct api *api, json_t *req)
 {
-	struct mig_progress prog;
+	/* During a migration only the migration may resume the guest: a resume here could
+	 * let it run on both hosts. */
+	json_t *busy = api_migration_busy(api, "resume");
 
-	if (!api->mig)
+	if (busy)
+		return busy;
+	if (!api_check_doubt(api))
 		return NULL;
-	mig_get_progress(api->mig, &prog);
-	/* While the guest is handed over, only the migration may resume it: a resume here
-	 * could let the guest run on both hosts. */
-	if (prog.phase == MIG_SWITCHOVER || prog.phase == MIG_COMMIT)
-		return api_error("the migration is switching over: the guest resumes here only if "
-				 "it fails");
-	if (prog.phase != MIG_IN_DOUBT || json_is_true(json_object_get(req, "force")))
+	if (json_is_true(json_object_get(req, "force"))) {
+		api->in_doubt = false;
+		log_warn("api", "resume forced after a migration in doubt");
 		return NULL;
+	}
 	return api_error("migration in doubt: the guest may already run on the destination; "
 			 "check there, then resume {\"force\":true} or stop");
 }

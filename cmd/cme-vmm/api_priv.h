@@ -20,15 +20,19 @@ struct api {
 	uint64_t dirty_since_ns; /* when dirty logging started or was last fetched */
 	struct migration *mig;	 /* the current or last migration */
 	bool follow_pending;	 /* hand the requesting client to the migration after replying */
+	bool in_doubt; /* a migration ended in doubt: sticky until stop or a forced resume */
 };
 
 /* api_migrate.c: migrate, migrate-status, migrate-cancel. */
 json_t *api_migrate(struct api *api, json_t *req);
 json_t *api_migrate_status(struct api *api, json_t *req);
 json_t *api_migrate_cancel(struct api *api, json_t *req);
-/* Non-NULL (an error reply) when resume must be refused: during a migration's switchover
- * and commit, and while it is in doubt unless req has "force". */
+/* Non-NULL (an error reply) when resume must be refused: during a migration, and after
+ * one ended in doubt unless req has "force" (which clears the doubt). */
 json_t *api_in_doubt_guard(struct api *api, json_t *req);
+/* Non-NULL (an error reply) while a migration runs: pause, snapshot and dirty-log would
+ * fight it over the vCPUs and the dirty log. */
+json_t *api_migration_busy(struct api *api, const char *what);
 
 /* Parse and answer one request line; returns the reply (caller decrefs). */
 json_t *api_dispatch(struct api *api, const char *line);

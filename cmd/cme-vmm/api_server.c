@@ -85,8 +85,10 @@ static void api_client_input(struct api *api, struct api_client *c)
 
 		json_decref(reply);
 		free(line);
-		if (err < 0)
+		if (err < 0) {
+			api->follow_pending = false; /* the follower is gone already */
 			break;
+		}
 		if (api->follow_pending) {
 			/* `migrate` with follow: the migration writes to this client from now on. */
 			api->follow_pending = false;

@@ -102,7 +102,7 @@ static void show_progress(json_t *ev, bool tty)
 	fprintf(stderr,
 		"\r\033[Kmigrating: %s, round %lld, %.1f MiB sent, %lld pages left, "
 		"%.0f Mbit/s, throttle %lld%%, expected downtime %s%lld ms",
-		json_string_value(json_object_get(ev, "phase")),
+		json_string_value(json_object_get(ev, "phase")) ?: "?",
 		json_integer_value(json_object_get(ev, "round")),
 		(double)json_integer_value(json_object_get(ev, "bytes_sent")) / (1 << 20),
 		json_integer_value(json_object_get(ev, "pages_left")),
@@ -136,7 +136,8 @@ static int handle_line(const char *line, bool *first, bool wait, bool tty, bool 
 		*first = false;
 		if (!json_is_true(json_object_get(ev, "ok"))) {
 			fprintf(stderr, "cme-vmm migrate: %s\n",
-				ev ? json_string_value(json_object_get(ev, "error")) : "bad reply");
+				ev ? json_string_value(json_object_get(ev, "error")) ?: "refused"
+				   : "bad reply");
 			rc = 1;
 		}
 		*done = rc || !wait;
@@ -152,8 +153,8 @@ static int handle_line(const char *line, bool *first, bool wait, bool tty, bool 
 			fprintf(stderr, "\n");
 		if (rc)
 			fprintf(stderr, "cme-vmm migrate: %s: %s\n",
-				json_string_value(json_object_get(ev, "phase")),
-				json_string_value(json_object_get(ev, "error")));
+				json_string_value(json_object_get(ev, "phase")) ?: "?",
+				json_string_value(json_object_get(ev, "error")) ?: "?");
 		printf("%s\n", line);
 	}
 	json_decref(ev);
