@@ -310,9 +310,15 @@ static int state_apply(struct vm *vm, const Cme__VmState *st, char *err, size_t 
 	tsc_load(vm, st->config->tsc_khz);
 	if (irqchip_pit_load(vm, st, err, errlen) || devices_load(vm, st, err, errlen))
 		return -EINVAL;
-	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++)
+	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++) {
+		if (st->vcpus[i]->id != i) {
+			snprintf(err, errlen, "vCPU %u of the state is out of order (id %u)", i,
+				 st->vcpus[i]->id);
+			return -EINVAL;
+		}
 		if (vcpu_state_load(&vm->vcpus[i], st->vcpus[i], st->config, err, errlen))
 			return -EINVAL;
+	}
 	/* kvmclock last, so guest time continues from the captured value. */
 	if (!st->clock)
 		return state_fail(err, errlen, "%s", "state has no clock");
