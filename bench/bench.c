@@ -39,6 +39,14 @@ static void emit(const char *name, const char *unit, double *v, int n, json_t *e
 	json_decref(o);
 }
 
+double bench_median(double *v, int n)
+{
+	if (n <= 0)
+		return 0;
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	return v[n / 2];
+}
+
 void bench_emit_many(const char *name, int n, const char *const *keys, double *const *vals)
 {
 	json_t *o = json_pack("{s:s,s:i}", "bench", name, "n", n);

@@ -1,7 +1,8 @@
 # Benchmarks: JSON lines on stdout. They reuse the test harness's process helpers.
-BENCH_SRCS := bench/bench.c bench/bench_migrate.c $(HARNESS_SRCS)
+BENCH_SRCS := bench/bench.c bench/bench_migrate.c bench/bench_qemu.c $(HARNESS_SRCS)
 BENCH_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(BENCH_SRCS))
-$(O)/obj/bench/bench.o $(O)/obj/bench/bench_migrate.o: MOD_INC := $(TEST_INC) -Ibench
+$(O)/obj/bench/bench.o $(O)/obj/bench/bench_migrate.o $(O)/obj/bench/bench_qemu.o: MOD_INC := \
+	$(TEST_INC) -Ibench
 
 $(O)/bench/cme-bench: $(BENCH_OBJS) $(TEST_DATA_LIBS)
 	@mkdir -p $(@D)

@@ -129,7 +129,8 @@ static double stat_of(json_t *r, const char *key)
 	return json_is_number(v) ? json_number_value(v) : -1;
 }
 
-static void bench_migration(const char *certs, const char *name, const char *cmdline)
+static void bench_migration(const char *certs, const char *name, const char *cmdline,
+			    struct mig_medians *med)
 {
 	double total[MIG_RUNS], down[MIG_RUNS], gap[MIG_RUNS], thr[MIG_RUNS], rounds[MIG_RUNS];
 	int n = 0;
@@ -155,6 +156,9 @@ static void bench_migration(const char *certs, const char *name, const char *cmd
 			(const char *[]){ "total_ms", "downtime_ms", "heartbeat_gap_ms",
 					  "throughput_mbps", "rounds", NULL },
 			(double *[]){ total, down, gap, thr, rounds });
+	if (med)
+		*med = (struct mig_medians){ bench_median(total, n), bench_median(down, n),
+					     bench_median(gap, n) };
 }
 
 void bench_migrate(void)
@@ -165,13 +169,9 @@ void bench_migrate(void)
 		printf("{\"bench\":\"migration\",\"skipped\":\"CME_BENCH_CERTS not set\"}\n");
 		return;
 	}
-	bench_migration(certs, "migration_1g_idle", "wss_mb=16 vcpus=0");
-	bench_migration(certs, "migration_1g_dirty_256m", "wss_mb=256");
-	if (access("/usr/bin/qemu-system-x86_64", X_OK) != 0)
-		printf("{\"bench\":\"migration_qemu\",\"skipped\":\"qemu-system-x86 is not "
-		       "installed: no QEMU comparison in this run\"}\n");
-	else
-		printf("{\"bench\":\"migration_qemu\",\"skipped\":\"the test guest has no "
-		       "multiboot "
-		       "entry yet: QEMU cannot boot it\"}\n");
+	struct mig_medians cme = { 0 };
+
+	bench_migration(certs, "migration_1g_idle", "wss_mb=16 vcpus=0", NULL);
+	bench_migration(certs, "migration_1g_dirty_256m", "wss_mb=256", &cme);
+	bench_qemu_migrate(certs, cme.total_ms > 0 ? &cme : NULL);
 }

@@ -9,10 +9,21 @@
 _start:
 	jmp entry64
 
-	/* Bytes 8..47 are reserved for a multiboot header (which must be 4-byte aligned and
-	 * within the first 8 KiB), so QEMU's -kernel can later boot this same image. */
+	/* Bytes 8..47: a multiboot (v1) header with the a.out kludge, so QEMU's -kernel (or
+	 * any multiboot loader) boots this same image at mb_entry32; see multiboot.c. The flat
+	 * ABI never looks at it: the VMM enters at byte 0 in 64-bit mode. */
 	.org 8
-	.fill 40, 1, 0
+mb_header:
+	.long MB_HEADER_MAGIC
+	.long MB_HEADER_FLAGS
+	.long -(MB_HEADER_MAGIC + MB_HEADER_FLAGS)
+	.long mb_header			/* header_addr */
+	.long 0x100000			/* load_addr: the image's first byte */
+	.long 0				/* load_end_addr: the whole file */
+	.long __image_end		/* bss_end_addr: the loader zeroes .bss */
+	.long mb_entry32		/* entry_addr */
+	.fill 8, 1, 0			/* mode_type, width (unused: flags bit 2 is clear) */
+	.org 48
 
 entry64:
 	cld
@@ -22,6 +33,106 @@ entry64:
 	jmp 1b
 
 	.text
+
+/* Multiboot entry: 32-bit protected mode, paging off, EAX = 0x2BADB002, EBX = the
+ * multiboot info. Rebuilds what the VMM sets up for the flat image ABI, for vCPU 0 only and
+ * at the same addresses (page tables at 0x1000, GDT/TSS page at 0x46000, stack below
+ * 0x6a000), then mb_setup (multiboot.c) builds the boot info and entry64 carries on. This
+ * runs in emulated ring 0 on PVM hosts, so it is kept short. */
+	.code32
+	.globl mb_entry32
+mb_entry32:
+	cli
+	cld
+	mov %eax, %esi			/* kept for mb_setup: the loader's magic */
+	mov %ebx, %ebp			/* and the multiboot info */
+
+	/* Page tables: PML4 0x1000, PDPT 0x2000, four PDs 0x3000-0x6fff mapping 0-4 GiB with
+	 * 2 MiB pages, present+writable+user (+PS in the PDs). */
+	mov $MB_PT_BASE, %edi
+	xor %eax, %eax
+	mov $(6 * 4096 / 4), %ecx
+	rep stosl
+	movl $(MB_PT_BASE + 0x1000 + 7), MB_PT_BASE
+	movl $(MB_PT_BASE + 0x2000 + 7), MB_PT_BASE + 0x1000
+	movl $(MB_PT_BASE + 0x3000 + 7), MB_PT_BASE + 0x1008
+	movl $(MB_PT_BASE + 0x4000 + 7), MB_PT_BASE + 0x1010
+	movl $(MB_PT_BASE + 0x5000 + 7), MB_PT_BASE + 0x1018
+	mov $(MB_PT_BASE + 0x2000), %edi
+	xor %ecx, %ecx
+1:	mov %ecx, %eax
+	shl $21, %eax
+	or $0x87, %eax
+	mov %eax, (%edi,%ecx,8)
+	mov %ecx, %eax
+	shr $11, %eax
+	mov %eax, 4(%edi,%ecx,8)
+	inc %ecx
+	cmp $2048, %ecx
+	jb 1b
+
+	/* The GDT/TSS page: zero it, then the descriptors, the TSS and its I/O bitmap. */
+	mov $MB_CPU_PAGE, %edi
+	xor %eax, %eax
+	mov $(4096 / 4), %ecx
+	rep stosl
+	mov $MB_CPU_PAGE, %edi
+	movl $0x0000ffff, 0x08(%edi)	/* 0x08: 64-bit code, DPL 0 */
+	movl $0x00af9a00, 0x0c(%edi)
+	movl $0x0000ffff, 0x10(%edi)	/* 0x10: data, DPL 0 */
+	movl $0x00cf9200, 0x14(%edi)
+	movl $0x0000ffff, 0x18(%edi)	/* 0x18: 64-bit code, DPL 3 */
+	movl $0x00affa00, 0x1c(%edi)
+	movl $0x0000ffff, 0x20(%edi)	/* 0x20: data, DPL 3 */
+	movl $0x00cff200, 0x24(%edi)
+	/* 0x28: available 64-bit TSS at MB_CPU_PAGE + 0x100 (below 16 MiB, so base bits 24..63
+	 * are zero), limit covering the I/O bitmap and its terminating byte. */
+	movl $(((MB_TSS & 0xffff) << 16) | MB_TSS_LIMIT), 0x28(%edi)
+	movl $(((MB_TSS >> 16) & 0xff) | 0x8900), 0x2c(%edi)
+	movl $MB_STACK_TOP, MB_TSS + 4	/* RSP0 */
+	movw $0x68, MB_TSS + 0x66	/* I/O map base */
+	mov $(MB_TSS + 0x68), %edi	/* the bitmap: all closed ... */
+	mov $0xff, %al
+	mov $MB_IOBM_BYTES, %ecx
+	rep stosb
+	movb $0, MB_TSS + 0x68 + (0x3f8 / 8)		/* ... but 0x3f8-0x3ff */
+	andb $~(1 << (0x501 % 8)), MB_TSS + 0x68 + (0x501 / 8)	/* and 0x501 */
+	movw $(8 * 7 - 1), MB_GDTR	/* limit: null, 4 segments, the 16-byte TSS */
+	movl $MB_CPU_PAGE, MB_GDTR + 2
+	lgdt MB_GDTR
+
+	/* Long mode, with the flat ABI's control registers. */
+	mov $0x620, %eax		/* PAE | OSFXSR | OSXMMEXCPT */
+	mov %eax, %cr4
+	mov $MB_PT_BASE, %eax
+	mov %eax, %cr3
+	mov $0xc0000080, %ecx		/* EFER */
+	rdmsr
+	or $0x900, %eax			/* LME | NXE */
+	wrmsr
+	mov $0x80010033, %eax		/* PG | WP | NE | ET | MP | PE */
+	mov %eax, %cr0
+	ljmp $KERNEL_CS, $mb_entry64
+
+	.code64
+mb_entry64:
+	mov $0x10, %eax
+	mov %eax, %ds
+	mov %eax, %es
+	mov %eax, %ss
+	mov %eax, %fs
+	mov %eax, %gs
+	mov $0x28, %eax
+	ltr %ax
+	mov $MB_STACK_TOP, %esp
+	push $2
+	popfq				/* RFLAGS = 0x2, as the ABI has it */
+	mov %esi, %edi			/* mb_setup(magic, mbi): returns the boot info */
+	mov %ebp, %esi
+	xor %ebp, %ebp
+	call mb_setup
+	mov %rax, %rdi
+	jmp entry64			/* RSP is back at the aligned stack top */
 
 /* Exceptions 0..31: one 16-byte stub each, so ring0.c finds stub N at fault_stubs + 16 N.
  * Each pushes a zero error code where the CPU pushes none, then the vector. Bit N of the

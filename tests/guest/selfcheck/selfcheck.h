@@ -47,6 +47,20 @@
 #define PORT_UART_SCRATCH 0x3ff
 #define PORT_EXIT	  0x501
 
+/* Multiboot (v1) boot, for QEMU's -kernel (entry.S, multiboot.c): the header's magic and
+ * flags (bit 1: memory info wanted, bit 16: the a.out kludge addresses are valid), and where
+ * mb_entry32 rebuilds the flat ABI's state for vCPU 0 (the VMM's own addresses). */
+#define MB_HEADER_MAGIC 0x1badb002
+#define MB_HEADER_FLAGS 0x00010002
+#define MB_LOADER_MAGIC 0x2badb002
+#define MB_PT_BASE	0x1000	/* PML4; PDPT +0x1000; PDs +0x2000..+0x5fff */
+#define MB_CPU_PAGE	0x46000 /* GDT at +0, TSS at +0x100, boot info at +0x800 */
+#define MB_TSS		(MB_CPU_PAGE + 0x100)
+#define MB_GDTR		(MB_CPU_PAGE + 0xff0)
+#define MB_IOBM_BYTES	(0x501 / 8 + 2) /* ports 0..0x50f, then the terminating 0xff */
+#define MB_TSS_LIMIT	(0x68 + MB_IOBM_BYTES - 1)
+#define MB_STACK_TOP	0x6a000
+
 /* The VMM's exit status, the low 8 bits of what the guest writes to PORT_EXIT. */
 #define EXIT_OK	     0
 #define EXIT_BADARG  2
@@ -137,6 +151,10 @@ __attribute__((noreturn)) void enter_user(u64 rip, u64 rsp, u64 arg);
 
 /* ring0.c: the C entry point, called by entry.S on every vCPU with the VMM's boot info. */
 __attribute__((noreturn)) void ring0_main(const struct boot_info *bi);
+
+/* multiboot.c: called by entry.S's multiboot path in 64-bit ring 0; builds vCPU 0's boot
+ * info from the multiboot info (and a PIT-calibrated TSC frequency). */
+const struct boot_info *mb_setup(u32 magic, u32 mbi);
 
 /* config.c: fills cfg from the boot info and command line; prints ERROR and exits with
  * EXIT_BADARG on a bad value. Runs on vCPU 0 only, before the others are released. */
