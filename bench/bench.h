@@ -2,6 +2,11 @@
 #ifndef CME_BENCH_H
 #define CME_BENCH_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
 /* One JSON line for benchmark name with several metrics: for each keys[i], the median and
  * the runs of vals[i][0..n). keys is NULL-terminated. */
 void bench_emit_many(const char *name, int n, const char *const *keys, double *const *vals);
@@ -9,6 +14,23 @@ void bench_emit_many(const char *name, int n, const char *const *keys, double *c
 /* bench_migrate.c: migrations of the test guest, idle and dirtying (needs
  * CME_BENCH_CERTS: a mkcerts.sh directory with 127.0.0.1 and 127.0.0.2). */
 void bench_migrate(void);
+
+/* The largest gap between heartbeat lines arriving on two consoles (source, then
+ * destination), polled every 2 ms by a thread of its own. */
+struct hb_watch {
+	const char *files[2];
+	atomic_bool stop;
+	uint64_t last_ns, max_gap_ns;
+	size_t seen[2];
+	pthread_t thread;
+};
+
+/* HB lines in a console file; with last_pages, the pages= count of the last one. */
+size_t bench_count_hb(const char *path, unsigned long *last_pages);
+/* Start watching src and dst (heartbeats already on src are not a gap). 0 or -errno. */
+int bench_hb_watch_start(struct hb_watch *w, const char *src, const char *dst);
+/* Stop the watcher; returns the largest gap in ms. */
+double bench_hb_watch_stop(struct hb_watch *w);
 
 /* Medians of one migration benchmark, to compare CME with QEMU in the same run. */
 struct mig_medians {

@@ -16,20 +16,16 @@
 
 #define MIG_RUNS 3
 
-struct hb_watch {
-	const char *files[2];
-	atomic_bool stop;
-	uint64_t last_ns, max_gap_ns;
-	size_t seen[2];
-	pthread_t thread;
-};
-
-static size_t count_hb(const char *path)
+size_t bench_count_hb(const char *path, unsigned long *last_pages)
 {
 	char *c = test_read_file(path), *p = c;
 	size_t n = 0;
 
-	while ((p = strstr(p, "HB seq="))) {
+	while (p && (p = strstr(p, "HB seq="))) {
+		char *q = strstr(p, "pages=");
+
+		if (last_pages && q)
+			*last_pages = strtoul(q + 6, NULL, 10);
 		n++;
 		p++;
 	}
@@ -44,7 +40,7 @@ static void *watch_thread(void *arg)
 
 	while (!atomic_load(&w->stop)) {
 		for (int i = 0; i < 2; i++) {
-			size_t n = count_hb(w->files[i]);
+			size_t n = bench_count_hb(w->files[i], NULL);
 			uint64_t now = now_ns();
 
 			if (n > w->seen[i]) {
@@ -57,6 +53,22 @@ static void *watch_thread(void *arg)
 		usleep(2000);
 	}
 	return NULL;
+}
+
+int bench_hb_watch_start(struct hb_watch *w, const char *src, const char *dst)
+{
+	memset(w, 0, sizeof(*w));
+	w->files[0] = src;
+	w->files[1] = dst;
+	w->seen[0] = bench_count_hb(src, NULL);
+	return -pthread_create(&w->thread, NULL, watch_thread, w);
+}
+
+double bench_hb_watch_stop(struct hb_watch *w)
+{
+	atomic_store(&w->stop, true);
+	pthread_join(w->thread, NULL);
+	return (double)w->max_gap_ns / 1e6;
 }
 
 static uint16_t incoming_port(const char *errlog)
@@ -80,7 +92,8 @@ static json_t *migrate_once(const char *certs, const char *cmdline, double *gap_
 {
 	char tls_src[600], tls_dst[600], to[64], port_s[16];
 	struct vmm_proc src, dst;
-	struct hb_watch w = { 0 };
+	struct hb_watch w;
+	bool watching = false;
 	json_t *res = NULL;
 	char *out = NULL;
 	const char *sargs[] = { "--mem",      "1G",	   "--vcpus", "2", "--image",
@@ -98,10 +111,7 @@ static json_t *migrate_once(const char *certs, const char *cmdline, double *gap_
 	const char *argv[] = { test_bin("cme-vmm"), "migrate", "--api", src.api, "--to", to,
 			       "--tls-dir",	    tls_src,   NULL };
 
-	w.files[0] = src.console;
-	w.files[1] = dst.console;
-	w.seen[0] = count_hb(src.console);
-	pthread_create(&w.thread, NULL, watch_thread, &w);
+	watching = bench_hb_watch_start(&w, src.console, dst.console) == 0;
 	if (test_run(argv, &out, 300000) == 0) {
 		vmm_wait_heartbeats(&dst, 3, 10000);
 		size_t len = strlen(out);
@@ -112,9 +122,8 @@ static json_t *migrate_once(const char *certs, const char *cmdline, double *gap_
 		last = strrchr(out, '\n'); /* the statistics are the last line */
 		res = json_loads(last ? last + 1 : out, 0, NULL);
 	}
-	atomic_store(&w.stop, true);
-	pthread_join(w.thread, NULL);
-	*gap_ms = (double)w.max_gap_ns / 1e6;
+	if (watching)
+		*gap_ms = bench_hb_watch_stop(&w);
 out:
 	free(out);
 	vmm_kill(&src);

@@ -43,14 +43,6 @@ struct qemu {
 	FILE *f; /* the QMP connection */
 };
 
-struct qhb_watch {
-	const char *files[2];
-	atomic_bool stop;
-	uint64_t last_ns, max_gap_ns;
-	size_t seen[2];
-	pthread_t thread;
-};
-
 static char *qemu_path(void)
 {
 	const char *path = getenv("PATH");
@@ -67,45 +59,6 @@ static char *qemu_path(void)
 	}
 	free(dup);
 	return found;
-}
-
-/* HB lines in a console file, and the pages= count of the last one. */
-static size_t qcount_hb(const char *path, unsigned long *last_pages)
-{
-	char *c = test_read_file(path), *p = c;
-	size_t n = 0;
-
-	while (p && (p = strstr(p, "HB seq="))) {
-		char *q = strstr(p, "pages=");
-
-		if (last_pages && q)
-			*last_pages = strtoul(q + 6, NULL, 10);
-		n++;
-		p++;
-	}
-	free(c);
-	return n;
-}
-
-static void *qwatch_thread(void *arg)
-{
-	struct qhb_watch *w = arg;
-
-	while (!atomic_load(&w->stop)) {
-		for (int i = 0; i < 2; i++) {
-			size_t n = qcount_hb(w->files[i], NULL);
-			uint64_t now = now_ns();
-
-			if (n > w->seen[i]) {
-				if (w->last_ns && now - w->last_ns > w->max_gap_ns)
-					w->max_gap_ns = now - w->last_ns;
-				w->last_ns = now;
-				w->seen[i] = n;
-			}
-		}
-		usleep(2000);
-	}
-	return NULL;
 }
 
 static int qemu_start(struct qemu *q, const char *exe, const char *cpu, const char *dir,
@@ -321,7 +274,7 @@ static bool wait_dirty_twice(struct qemu *q, int timeout_ms)
 	for (int t = 0; t < timeout_ms; t += 20) {
 		unsigned long pages = 0;
 
-		qcount_hb(q->serial, &pages);
+		bench_count_hb(q->serial, &pages);
 		if (pages >= 2UL * QEMU_WSS_PAGE)
 			return true;
 		if (!qemu_alive(q))
@@ -339,7 +292,7 @@ static int qemu_migrate_once(const char *exe, const char *cpu, const char *certs
 	const char *dir = test_tmpdir();
 	char srv[600], cli[600], uri[64];
 	struct qemu src = { 0 }, dst = { 0 };
-	struct qhb_watch w = { 0 };
+	struct hb_watch w;
 	bool watching = false;
 	int rc = -1;
 	unsigned port;
@@ -387,11 +340,7 @@ static int qemu_migrate_once(const char *exe, const char *cpu, const char *certs
 		free(e);
 		goto out;
 	}
-	w.files[0] = src.serial;
-	w.files[1] = dst.serial;
-	w.seen[0] = qcount_hb(src.serial, NULL);
-	pthread_create(&w.thread, NULL, qwatch_thread, &w);
-	watching = true;
+	watching = bench_hb_watch_start(&w, src.serial, dst.serial) == 0;
 	if (!qmp_ok(&src, "migrate", json_pack("{s:s}", "uri", uri), err, errlen))
 		goto out;
 	for (int t = 0;; t += 20) {
@@ -422,9 +371,9 @@ static int qemu_migrate_once(const char *exe, const char *cpu, const char *certs
 		usleep(20000);
 	}
 	/* The destination runs on its own once the migration completes: wait for its heartbeats. */
-	for (int t = 0; t < 10000 && qcount_hb(dst.serial, NULL) < 3; t += 10)
+	for (int t = 0; t < 10000 && bench_count_hb(dst.serial, NULL) < 3; t += 10)
 		usleep(10000);
-	if (qcount_hb(dst.serial, NULL) < 3) {
+	if (bench_count_hb(dst.serial, NULL) < 3) {
 		snprintf(err, errlen, "the destination printed no heartbeats after the migration");
 		goto out;
 	}
@@ -446,9 +395,7 @@ out:
 		free(e2);
 	}
 	if (watching) {
-		atomic_store(&w.stop, true);
-		pthread_join(w.thread, NULL);
-		r->gap_ms = (double)w.max_gap_ns / 1e6;
+		r->gap_ms = bench_hb_watch_stop(&w);
 	}
 	qemu_kill(&src);
 	qemu_kill(&dst);
