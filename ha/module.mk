@@ -1,4 +1,4 @@
-# ha: see README.md in this folder. Nothing is built here yet.
+# ha: placement and drain planning over plain structs (see README.md). No dependencies.
 MODULES += ha
 ha_DEPS :=
-ha_SRCS :=
+ha_SRCS := ha/admin.c ha/usage.c ha/place.c ha/drain.c
