@@ -66,7 +66,7 @@ $(O)/obj/%.o: %.c | $(proto_GENH)
 
 # ---- programs ------------------------------------------------------------------------
 PROGS :=
-include cmd/cme-vmm/module.mk
+include cmd/cme-vmm/module.mk cmd/cme-clusterd/module.mk $(wildcard cmd/cmectl/module.mk)
 
 define prog_rules
 $(1)_OBJS := $$(patsubst %.c,$(O)/obj/%.o,$$($(1)_SRCS))

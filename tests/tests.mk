@@ -1,7 +1,7 @@
 # Test runners. Unit tests link the modules they test (built with SAN=1 by `make test`);
 # KVM tests drive the real programs and also use the hypervisor library in-process.
 TEST_INC   := -Itests/lib -Itests/unit -Itests/kvm -Icommon -Iproto -I$(GEN)/proto \
-              -Ihypervisor -Icmd/cme-vmm -Imigrate -Iclusterd
+              -Ihypervisor -Icmd/cme-vmm -Imigrate -Iha -Iclusterd
 TEST_LIBS  := -lcunit
 VMM_LIB_OBJS := $(O)/obj/cmd/cme-vmm/args.o $(O)/obj/cmd/cme-vmm/api.o \
                 $(O)/obj/cmd/cme-vmm/api_migrate.o
@@ -12,7 +12,7 @@ UNIT_SRCS    := $(wildcard tests/unit/*.c) $(HARNESS_SRCS)
 KVM_SRCS     := $(wildcard tests/kvm/*.c) $(HARNESS_SRCS)
 UNIT_OBJS    := $(patsubst %.c,$(O)/obj/%.o,$(UNIT_SRCS))
 KVM_OBJS     := $(patsubst %.c,$(O)/obj/%.o,$(KVM_SRCS))
-TEST_DATA_LIBS := $(call link_libs,clusterd migrate hypervisor proto common)
+TEST_DATA_LIBS := $(call link_libs,clusterd ha migrate hypervisor proto common)
 
 $(sort $(UNIT_OBJS) $(KVM_OBJS)): MOD_INC := $(TEST_INC)
 

@@ -14,5 +14,6 @@ int main(void)
 	suite_linux_parse();
 	suite_tls();
 	suite_etcd();
+	suite_ha();
 	return test_main("unit");
 }

@@ -9,4 +9,5 @@ void suite_api(void);
 void suite_linux_parse(void);
 void suite_tls(void);
 void suite_etcd(void);
+void suite_ha(void);
 #endif

@@ -1,0 +1,332 @@
+/* cme-clusterd's life: open etcd, hold a lease, register the node, re-adopt VMMs, then loop:
+ * wait for a change (the watch) or a second, read the whole cluster in one consistent read,
+ * and act — reconcile, migrations, leader duties. Decisions are level-triggered from that
+ * read, so a missed or repeated event can never leave the node wrong for long. */
+#include "cd_priv.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define SUB	      "clusterd"
+#define TICK_MS	      1000
+#define EVENTS_TTL_S  86400
+#define EVENTS_ROTATE (3600 * 1000ULL)
+#define CME_VERSION   "0.5"
+
+void cd_wake(struct cd *cd)
+{
+	pthread_mutex_lock(&cd->mu);
+	cd->wake = true;
+	pthread_cond_signal(&cd->cond);
+	pthread_mutex_unlock(&cd->mu);
+}
+
+int64_t cd_lease(struct cd *cd)
+{
+	return atomic_load(&cd->lease);
+}
+
+const char *cd_key(struct cd *cd, char *buf, size_t len, const char *part, const char *name,
+		   const char *leaf)
+{
+	if (!cl_key(buf, len, cd->cfg->prefix, part, name, leaf))
+		buf[0] = 0;
+	return buf;
+}
+
+int cd_put_json(struct cd *cd, const char *key, char *json, int64_t lease)
+{
+	struct etcd_err err = { "" };
+	int rc;
+
+	if (!json || !key[0]) {
+		free(json);
+		return -ENOMEM;
+	}
+	rc = etcd_put(cd->etcd, key, json, strlen(json), lease, NULL, &err);
+	if (rc)
+		log_warn(SUB, "put %s: %s", key, err.msg);
+	free(json);
+	return rc;
+}
+
+int cd_mig_cas(struct cd *cd, struct cl_migration *m)
+{
+	struct etcd_err err = { "" };
+	char key[256];
+	char *json;
+	bool swapped = false;
+	int64_t rev = 0;
+	int rc;
+
+	m->updated_ms = wall_ms();
+	json = cl_migration_json(m);
+	if (!json)
+		return -ENOMEM;
+	cd_key(cd, key, sizeof(key), "migrations", m->vm, NULL);
+	rc = etcd_cas_mod(cd->etcd, key, m->mod_rev, json, strlen(json), 0, &swapped, &rev, &err);
+	free(json);
+	if (rc) {
+		log_warn(SUB, "vm=%s mig=%s: update to %s: %s", m->vm, m->id, m->phase, err.msg);
+		return rc;
+	}
+	if (swapped)
+		m->mod_rev = rev;
+	return swapped ? 1 : 0;
+}
+
+void cd_event(struct cd *cd, const char *vm, const char *kind, const char *fmt, ...)
+{
+	struct etcd_err err = { "" };
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* One lease of a day for many events, replaced every hour. */
+	if (!cd->events_lease || wall_ms() - cd->events_lease_ms > EVENTS_ROTATE) {
+		if (etcd_lease_grant(cd->etcd, EVENTS_TTL_S, &cd->events_lease, NULL, &err) == 0)
+			cd->events_lease_ms = wall_ms();
+		else
+			cd->events_lease = 0;
+	}
+	cl_event_post(cd->etcd, cd->cfg->prefix, cd->events_lease, cd->cfg->node, vm, kind, "%s",
+		      msg);
+}
+
+static bool status_same(const struct cl_status *a, const struct cl_status *b)
+{
+	return !strcmp(a->node, b->node) && !strcmp(a->state, b->state) && a->pid == b->pid &&
+	       a->epoch == b->epoch && a->restarts == b->restarts && !strcmp(a->error, b->error) &&
+	       !strcmp(a->console, b->console);
+}
+
+void cd_status_ensure(struct cd *cd, const struct cl_vm_view *vv, const struct cl_status *want)
+{
+	struct cl_status s = *want;
+	char key[256];
+
+	if (vv && vv->has_status && status_same(&vv->status, want))
+		return;
+	if (!s.since_ms)
+		s.since_ms = vv && vv->has_status && !strcmp(vv->status.state, want->state)
+				     ? vv->status.since_ms
+				     : wall_ms();
+	cd_key(cd, key, sizeof(key), "vms", vv ? vv->name : "", "status");
+	if (cd_put_json(cd, key, cl_status_json(&s), cd_lease(cd)) == 0)
+		log_info(SUB, "vm=%s: status %s%s%s", vv ? vv->name : "?", s.state,
+			 s.error[0] ? ": " : "", s.error);
+}
+
+/* ---- lease and registration ------------------------------------------------------------ */
+
+static int lease_new(struct cd *cd)
+{
+	struct etcd_err err = { "" };
+	int64_t id;
+	uint64_t t0 = wall_ms();
+	int rc = etcd_lease_grant(cd->etcd, cd->cfg->lease_ttl_s, &id, NULL, &err);
+
+	if (rc) {
+		log_warn(SUB, "lease: %s", err.msg);
+		return rc;
+	}
+	atomic_store(&cd->lease, id);
+	atomic_store(&cd->lease_ok_ms, t0);
+	atomic_store(&cd->registered, false);
+	log_info(SUB, "node=%s: holding lease %llx (TTL %u s)", cd->cfg->node,
+		 (unsigned long long)id, cd->cfg->lease_ttl_s);
+	return 0;
+}
+
+static void *keepalive_main(void *arg)
+{
+	struct cd *cd = arg;
+	unsigned period = cd->cfg->lease_ttl_s * 1000 / 3;
+
+	while (!atomic_load(cd->stop)) {
+		struct etcd_err err = { "" };
+		uint64_t t0 = wall_ms();
+		int64_t id = cd_lease(cd);
+		int rc = id ? etcd_lease_keepalive(cd->etcd, id, NULL, &err) : -ENOENT;
+
+		if (rc == 0)
+			atomic_store(&cd->lease_ok_ms, t0);
+		else if (rc == -ENOENT) {
+			if (id)
+				log_warn(SUB, "lease %llx is gone; registering again",
+					 (unsigned long long)id);
+			if (lease_new(cd) == 0)
+				cd_wake(cd);
+		} else
+			log_warn(SUB, "keepalive: %s", err.msg);
+		for (unsigned t = 0; t < (rc ? 500 : period) && !atomic_load(cd->stop); t += 100)
+			sleep_ms(100);
+	}
+	return NULL;
+}
+
+static int watch_cb(void *opaque, const struct etcd_event *ev)
+{
+	(void)ev;
+	cd_wake(opaque);
+	return 0;
+}
+
+static void *watch_main(void *arg)
+{
+	struct cd *cd = arg;
+
+	while (!atomic_load(cd->stop)) {
+		struct etcd_err err = { "" };
+		int rc = etcd_watch(cd->etcd, cd->cfg->prefix, true, 0, watch_cb, cd, cd->stop,
+				    &err);
+
+		if (rc && !atomic_load(cd->stop)) {
+			log_warn(SUB, "watch: %s; retrying", err.msg);
+			sleep_ms(1000);
+		}
+	}
+	return NULL;
+}
+
+static void register_node(struct cd *cd, const struct cl_view *v)
+{
+	struct cl_node n = { .cpus = cd->cfg->cpus, .mem_mb = cd->cfg->mem_mb };
+	struct cl_node_view *nv = cl_view_node(v, cd->cfg->node);
+	uint32_t running = 0;
+	char key[256];
+
+	for (size_t i = 0; i < cd->nvms; i++)
+		running += !cd->vms[i]->exited;
+	if (atomic_load(&cd->registered) && nv && nv->alive && running == cd->published_vms)
+		return;
+	snprintf(n.name, sizeof(n.name), "%s", cd->cfg->node);
+	snprintf(n.addr, sizeof(n.addr), "%s", cd->cfg->address);
+	snprintf(n.version, sizeof(n.version), "%s", CME_VERSION);
+	n.vms = running;
+	n.started_ms = wall_ms();
+	if (nv && nv->alive)
+		n.started_ms = nv->node.started_ms;
+	cd_key(cd, key, sizeof(key), "nodes", cd->cfg->node, NULL);
+	if (cd_put_json(cd, key, cl_node_json(&n), cd_lease(cd)) == 0) {
+		if (!atomic_exchange(&cd->registered, true))
+			cd_event(cd, NULL, "node-up", "node %s registered (%u vCPUs, %llu MiB)",
+				 n.name, n.cpus, (unsigned long long)n.mem_mb);
+		cd->published_vms = running;
+	}
+}
+
+/* ---- the main loop --------------------------------------------------------------------- */
+
+static void tick(struct cd *cd)
+{
+	struct cl_view v;
+	struct etcd_err err = { "" };
+
+	cd_migrations_reap(cd, false);
+	if (!cd_lease(cd))
+		return; /* the keepalive thread gets one */
+	if (cl_view_read(cd->etcd, cd->cfg->prefix, &v, &err)) {
+		if (wall_ms() - cd->last_view_err_ms > 10000) {
+			log_warn(SUB, "cannot read the cluster (VMs keep running): %s", err.msg);
+			cd->last_view_err_ms = wall_ms();
+		}
+		return;
+	}
+	register_node(cd, &v);
+	cd_reconcile(cd, &v);
+	cd_migrations(cd, &v);
+	cd_leader(cd, &v);
+	cl_view_free(&v);
+}
+
+static void wait_wake(struct cd *cd, unsigned ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&cd->mu);
+	while (!cd->wake && !atomic_load(cd->stop))
+		if (pthread_cond_timedwait(&cd->cond, &cd->mu, &ts))
+			break;
+	cd->wake = false;
+	pthread_mutex_unlock(&cd->mu);
+}
+
+static int prepare(struct cd *cd, char *err, size_t errlen)
+{
+	struct etcd_cfg ec = { .endpoints = cd->cfg->etcd,
+			       .timeout_ms = (int)cd->cfg->etcd_timeout_ms };
+	struct etcd_err e = { "" };
+	char dir[CL_PATH_MAX + 8];
+	int rc;
+
+	ec.ca = cd->cfg->etcd_ca[0] ? cd->cfg->etcd_ca : NULL;
+	ec.cert = cd->cfg->etcd_cert[0] ? cd->cfg->etcd_cert : NULL;
+	ec.key = cd->cfg->etcd_key[0] ? cd->cfg->etcd_key : NULL;
+	snprintf(dir, sizeof(dir), "%s/vms", cd->cfg->state_dir);
+	if ((mkdir(cd->cfg->state_dir, 0750) && errno != EEXIST) ||
+	    (mkdir(dir, 0750) && errno != EEXIST)) {
+		rc = -errno;
+		snprintf(err, errlen, "state dir %s: %s", dir, strerror(errno));
+		return rc;
+	}
+	rc = etcd_open(&ec, &cd->etcd, &e);
+	if (rc)
+		snprintf(err, errlen, "etcd: %s", e.msg);
+	return rc;
+}
+
+int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t errlen)
+{
+	struct cd cd = { .cfg = c, .stop = stop };
+	pthread_t ka, watch;
+	int rc;
+
+	pthread_mutex_init(&cd.mu, NULL);
+	pthread_cond_init(&cd.cond, NULL);
+	rc = prepare(&cd, err, errlen);
+	if (rc)
+		goto out;
+	lvm_adopt_all(&cd);
+	log_info(SUB, "node=%s: %zu VMM(s) re-adopted; etcd %s", c->node, cd.nvms, c->etcd);
+	if (pthread_create(&ka, NULL, keepalive_main, &cd)) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	if (pthread_create(&watch, NULL, watch_main, &cd)) {
+		rc = -EAGAIN;
+		goto out_ka;
+	}
+	while (!atomic_load(stop)) {
+		tick(&cd);
+		wait_wake(&cd, TICK_MS);
+	}
+	cd_migrations_reap(&cd, true);
+	pthread_join(watch, NULL);
+out_ka:
+	cd_wake(&cd);
+	pthread_join(ka, NULL);
+out:
+	log_info(SUB, "node=%s: exiting; %zu VMM(s) left running", c->node, cd.nvms);
+	while (cd.nvms)
+		lvm_remove(&cd, cd.vms[0]);
+	free(cd.vms);
+	etcd_close(cd.etcd);
+	pthread_cond_destroy(&cd.cond);
+	pthread_mutex_destroy(&cd.mu);
+	return rc;
+}

@@ -1,0 +1,225 @@
+/* The leader: one clusterd holds the lease-bound `leader` key (create-if-absent). It
+ * places VMs that have no owner, drains nodes marked draining (a bounded number of live
+ * migrations at a time, capacity respected), hands stopped VMs of a draining node to
+ * another node, and cleans up owner records of deleted VMs whose node is gone. */
+#include "cd_priv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#define SUB		"leader"
+#define MAX_MOVES	64
+#define RETRY_FAILED_MS 30000 /* a drain retries a failed migration after this */
+
+static bool elect(struct cd *cd, const struct cl_view *v)
+{
+	struct etcd_err err = { "" };
+	char key[256], val[128];
+	bool created = false;
+	int64_t lease = cd_lease(cd);
+
+	if (v->leader[0]) {
+		bool me = !strcmp(v->leader, cd->cfg->node);
+
+		if (cd->leader && !me)
+			log_warn(SUB, "node=%s: no longer the leader (%s is)", cd->cfg->node,
+				 v->leader);
+		cd->leader = me;
+		return me;
+	}
+	if (!lease)
+		return false;
+	snprintf(val, sizeof(val), "{\"node\":\"%s\",\"since_ms\":%llu}", cd->cfg->node,
+		 (unsigned long long)wall_ms());
+	cd_key(cd, key, sizeof(key), "leader", NULL, NULL);
+	if (etcd_create(cd->etcd, key, val, strlen(val), lease, &created, NULL, &err))
+		log_warn(SUB, "election: %s", err.msg);
+	if (created)
+		cd_event(cd, NULL, "leader", "%s is the leader", cd->cfg->node);
+	cd->leader = created;
+	return created;
+}
+
+/* Create-if-absent owner {node, epoch}. */
+static int owner_create(struct cd *cd, const char *vm, const char *node, uint64_t epoch)
+{
+	struct cl_owner o = { .epoch = epoch };
+	struct etcd_err err = { "" };
+	char key[256], *j;
+	bool created = false;
+	int rc;
+
+	snprintf(o.node, sizeof(o.node), "%s", node);
+	j = cl_owner_json(&o);
+	if (!j)
+		return -ENOMEM;
+	cd_key(cd, key, sizeof(key), "vms", vm, "owner");
+	rc = etcd_create(cd->etcd, key, j, strlen(j), 0, &created, NULL, &err);
+	free(j);
+	if (rc)
+		log_warn(SUB, "vm=%s: cannot assign an owner: %s", vm, err.msg);
+	return rc ? rc : created ? 0 : -EEXIST;
+}
+
+static void pending(struct cd *cd, const struct cl_vm_view *vv, const char *why)
+{
+	struct cl_status s = { 0 };
+
+	snprintf(s.state, sizeof(s.state), "pending");
+	snprintf(s.error, sizeof(s.error), "%s", why);
+	if (vv->has_status && !strcmp(vv->status.state, "pending") &&
+	    !strcmp(vv->status.error, why))
+		return;
+	cd_status_ensure(cd, vv, &s);
+	cd_event(cd, vv->name, "vm-pending", "%s", why);
+}
+
+static void place_unowned(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
+{
+	char why[512];
+
+	for (size_t i = 0; i < v->nvms; i++) {
+		const struct cl_vm_view *vv = &v->vms[i];
+		int n;
+
+		if (!vv->has_spec || !vv->spec.running || vv->has_owner)
+			continue;
+		n = ha_place(&h->c, &h->vms[i], NULL, why, sizeof(why));
+		if (n < 0) {
+			pending(cd, vv, why);
+			continue;
+		}
+		if (owner_create(cd, vv->name, v->nodes[n].name, 1) == 0)
+			cd_event(cd, vv->name, "vm-placed", "vm %s placed on %s", vv->name,
+				 v->nodes[n].name);
+	}
+}
+
+/* An owner record whose VM was deleted and whose node is gone: nobody else removes it. */
+static void drop_orphans(struct cd *cd, const struct cl_view *v)
+{
+	for (size_t i = 0; i < v->nvms; i++) {
+		const struct cl_vm_view *vv = &v->vms[i];
+		const struct cl_node_view *nv;
+		struct etcd_err err = { "" };
+		char key[256];
+		bool swapped;
+
+		if (vv->has_spec || !vv->has_owner)
+			continue;
+		nv = cl_view_node(v, vv->owner.node);
+		if (nv && nv->alive)
+			continue;
+		cd_key(cd, key, sizeof(key), "vms", vv->name, "owner");
+		/* A CAS that deletes: compare MOD, then DELETE — through a txn. */
+		{
+			struct etcd_cmp c = { .key = key,
+					      .target = ETCD_CMP_MOD,
+					      .num = vv->owner.mod_rev };
+			struct etcd_op op = { .type = ETCD_OP_DELETE, .key = key };
+			struct etcd_txn t = { &c, 1, &op, 1, NULL, 0 };
+			struct etcd_txn_resp r = { 0 };
+
+			swapped = etcd_txn(cd->etcd, &t, &r, &err) == 0 && r.succeeded;
+			etcd_txn_resp_free(&r);
+		}
+		if (swapped)
+			log_info(SUB, "vm=%s: removed the owner record of a deleted VM", vv->name);
+	}
+}
+
+static void new_id(char *buf, size_t len)
+{
+	unsigned char b[8];
+
+	randombytes_buf(b, sizeof(b));
+	for (size_t i = 0; i < sizeof(b) && 2 * i + 2 < len; i++)
+		snprintf(buf + 2 * i, 3, "%02x", b[i]);
+}
+
+/* Ask for one live migration (the record must not have changed since the read). */
+static void request_move(struct cd *cd, const struct cl_vm_view *vv, const char *target)
+{
+	struct cl_migration m = { .requested_ms = wall_ms(),
+				  .mod_rev = vv->has_mig ? vv->mig.mod_rev : 0 };
+
+	new_id(m.id, sizeof(m.id));
+	snprintf(m.vm, sizeof(m.vm), "%s", vv->name);
+	snprintf(m.source, sizeof(m.source), "%s", vv->owner.node);
+	snprintf(m.target, sizeof(m.target), "%s", target);
+	snprintf(m.phase, sizeof(m.phase), "requested");
+	snprintf(m.by, sizeof(m.by), "drain");
+	if (cd_mig_cas(cd, &m) == 1)
+		cd_event(cd, vv->name, "drain-move", "draining %s: vm %s → %s (migration %s)",
+			 m.source, vv->name, target, m.id);
+}
+
+/* Stopped VMs of a draining node just change owner (epoch + 1): nothing runs. */
+static void reassign_stopped(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
+{
+	for (size_t i = 0; i < v->nvms; i++) {
+		const struct cl_vm_view *vv = &v->vms[i];
+		const struct cl_node_view *nv;
+		struct cl_owner o;
+		struct etcd_err err = { "" };
+		char key[256], *j;
+		bool swapped = false;
+		int n;
+
+		if (!vv->has_spec || vv->spec.running || !vv->has_owner)
+			continue;
+		nv = cl_view_node(v, vv->owner.node);
+		if (!nv || !strcmp(nv->admin.state, "schedulable"))
+			continue;
+		n = ha_place(&h->c, &h->vms[i], vv->owner.node, NULL, 0);
+		if (n < 0)
+			continue;
+		o = (struct cl_owner){ .epoch = vv->owner.epoch + 1 };
+		snprintf(o.node, sizeof(o.node), "%s", v->nodes[n].name);
+		j = cl_owner_json(&o);
+		cd_key(cd, key, sizeof(key), "vms", vv->name, "owner");
+		if (j &&
+		    etcd_cas_mod(cd->etcd, key, vv->owner.mod_rev, j, strlen(j), 0, &swapped, NULL,
+				 &err) == 0 &&
+		    swapped)
+			cd_event(cd, vv->name, "drain-move", "stopped vm %s reassigned %s → %s",
+				 vv->name, nv->name, o.node);
+		free(j);
+	}
+}
+
+static bool failed_recently(const struct cl_vm_view *vv)
+{
+	return vv->has_mig && !strcmp(vv->mig.phase, "failed") &&
+	       wall_ms() - vv->mig.updated_ms < RETRY_FAILED_MS;
+}
+
+static void drain(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
+{
+	struct ha_move moves[MAX_MOVES];
+	size_t n = ha_drain_plan(&h->c, cd->cfg->max_migrations, cd->cfg->max_migrations_per_node,
+				 moves, MAX_MOVES);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct cl_vm_view *vv = &v->vms[moves[i].vm];
+
+		if (!failed_recently(vv))
+			request_move(cd, vv, v->nodes[moves[i].node].name);
+	}
+	reassign_stopped(cd, v, h);
+}
+
+void cd_leader(struct cd *cd, const struct cl_view *v)
+{
+	struct cl_ha h;
+
+	if (!elect(cd, v) || cl_view_ha(v, &h))
+		return;
+	place_unowned(cd, v, &h);
+	drain(cd, v, &h);
+	drop_orphans(cd, v);
+	cl_ha_free(&h);
+}

@@ -1,0 +1,174 @@
+/* The main loop's side of migrations: each tick, from the consistent read, the target
+ * prepares and takes over, the source starts (or resumes) its worker, and stale records
+ * are failed with a reason. See migration.c for the protocol. */
+#include "cd_priv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SUB		"migration"
+#define COMMITTED_QUIET 10000 /* ms a committed record may wait for the source's "done" */
+
+static bool is_me(struct cd *cd, const char *node)
+{
+	return !strcmp(node, cd->cfg->node);
+}
+
+static bool owned_here(struct cd *cd, const struct cl_vm_view *vv)
+{
+	return vv->has_owner && is_me(cd, vv->owner.node);
+}
+
+bool cd_migration_owns(struct cd *cd, const struct cl_view *v, const struct lvm *l)
+{
+	const struct cl_vm_view *vv = cl_view_vm(v, l->name);
+
+	if (l->src)
+		return true;
+	if (l->role != LVM_INCOMING || !vv || !vv->has_mig || strcmp(vv->mig.id, l->mig_id) ||
+	    !is_me(cd, vv->mig.target))
+		return false;
+	return cl_migration_active(&vv->mig) || owned_here(cd, vv);
+}
+
+/* ---- target ------------------------------------------------------------------------- */
+
+static void dest_prepare(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l)
+{
+	struct cl_migration m = vv->mig;
+	char why[256] = "";
+	uint16_t port = 0;
+
+	if (l && l->role == LVM_RUN && lvm_alive(l)) {
+		cd_mig_fail(cd, vv, "vm %s already runs on target %s", vv->name, cd->cfg->node);
+		return;
+	}
+	if (l) {
+		lvm_stop(l, 0);
+		lvm_remove(cd, l);
+	}
+	if (!vv->has_spec) {
+		cd_mig_fail(cd, vv, "vm %s has no spec any more", vv->name);
+		return;
+	}
+	l = lvm_add(cd, vv->name);
+	if (!l || lvm_start_incoming(cd, l, &vv->spec, m.id, &port, why, sizeof(why))) {
+		if (l)
+			lvm_remove(cd, l);
+		cd_mig_fail(cd, vv, "%s", why[0] ? why : "cannot prepare the target");
+		return;
+	}
+	snprintf(m.dest_addr, sizeof(m.dest_addr), "%s:%u", cd->cfg->address, port);
+	snprintf(m.phase, sizeof(m.phase), "ready");
+	if (cd_mig_cas(cd, &m) != 1) {
+		lvm_stop(l, 0);
+		lvm_remove(cd, l);
+		return;
+	}
+	log_info(SUB, "vm=%s mig=%s: target listening on %s", vv->name, m.id, m.dest_addr);
+}
+
+/* The owner record names us: run the guest (idempotent) and take it over as ours. */
+static void dest_take_over(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l)
+{
+	json_t *r = NULL;
+	const char *state;
+	struct cl_migration m = vv->mig;
+
+	if (!lvm_alive(l)) {
+		l->role = LVM_RUN; /* lost after the commit: reconcile restarts it per policy */
+		return;
+	}
+	if (lvm_request(l, "incoming-commit", NULL, NULL) == -EREMOTEIO)
+		log_debug(SUB, "vm=%s: incoming-commit refused", vv->name);
+	if (lvm_request(l, "status", NULL, &r) == 0) {
+		state = json_string_value(json_object_get(r, "state"));
+		if (state && strcmp(state, "incoming")) {
+			l->role = LVM_RUN;
+			l->epoch = vv->owner.epoch;
+			l->running_seen = true;
+			lvm_save_meta(l);
+			cd_event(cd, vv->name, "vm-running", "vm %s runs on %s (epoch %llu)",
+				 vv->name, cd->cfg->node, (unsigned long long)vv->owner.epoch);
+		}
+	}
+	json_decref(r);
+	/* A source that died after its commit never writes "done": say it ourselves. */
+	if (l->role == LVM_RUN && !strcmp(m.phase, "committed") &&
+	    wall_ms() - m.updated_ms > COMMITTED_QUIET) {
+		snprintf(m.phase, sizeof(m.phase), "done");
+		snprintf(m.error, sizeof(m.error), "the source reported no statistics");
+		m.cluster_ms = wall_ms() - m.requested_ms;
+		if (cd_mig_cas(cd, &m) != 1)
+			log_debug(SUB, "vm=%s: done already written", vv->name);
+	}
+}
+
+static void dest_step(struct cd *cd, const struct cl_vm_view *vv)
+{
+	struct lvm *l = lvm_find(cd, vv->name);
+	const struct cl_migration *m = &vv->mig;
+	bool mine = l && l->role == LVM_INCOMING && !strcmp(l->mig_id, m->id);
+
+	if (!strcmp(m->phase, "requested")) {
+		if (!mine)
+			dest_prepare(cd, vv, l);
+	} else if (mine && owned_here(cd, vv)) {
+		dest_take_over(cd, vv, l);
+	} else if (mine && !cl_migration_active(m)) {
+		lvm_stop(l, 0); /* failed: the guest never ran here */
+		lvm_remove(cd, l);
+	} else if (mine && !lvm_alive(l)) {
+		cd_mig_fail(cd, vv, "the incoming VMM on %s exited (status %d; see %s/vmm.log)",
+			    cd->cfg->node, l->exit_code, l->dir);
+		lvm_remove(cd, l);
+	}
+}
+
+/* ---- source ------------------------------------------------------------------------- */
+
+static void src_step(struct cd *cd, const struct cl_vm_view *vv)
+{
+	struct lvm *l = lvm_find(cd, vv->name);
+	const struct cl_migration *m = &vv->mig;
+	bool running = l && l->role == LVM_RUN && lvm_alive(l);
+
+	if (l && l->src)
+		return;
+	if (!strcmp(m->phase, "requested") || !strcmp(m->phase, "ready")) {
+		if (!owned_here(cd, vv) || !running)
+			cd_mig_fail(cd, vv, "vm %s is not running on %s", vv->name, cd->cfg->node);
+		else if (!strcmp(m->phase, "ready"))
+			cd_src_launch(cd, l, vv, false);
+		else if (wall_ms() - m->requested_ms > cd->cfg->prepare_timeout_s * 1000ULL)
+			cd_mig_fail(cd, vv, "target %s did not prepare within %u s", m->target,
+				    cd->cfg->prepare_timeout_s);
+	} else if (!strcmp(m->phase, "streaming")) {
+		if (running && owned_here(cd, vv))
+			cd_src_launch(cd, l, vv, true); /* we restarted mid-migration */
+		else if (owned_here(cd, vv))
+			cd_mig_fail(cd, vv, "the source VMM on %s ended", cd->cfg->node);
+	} else if (!strcmp(m->phase, "committed") && l && !owned_here(cd, vv)) {
+		/* We died between the commit and telling our VMM: it must never resume. */
+		lvm_stop(l, 2000);
+		lvm_remove(cd, l);
+		cd_event(cd, vv->name, "migrate-resolved",
+			 "source copy on %s stopped: the owner record says %s", cd->cfg->node,
+			 vv->owner.node);
+	}
+}
+
+void cd_migrations(struct cd *cd, const struct cl_view *v)
+{
+	for (size_t i = 0; i < v->nvms; i++) {
+		const struct cl_vm_view *vv = &v->vms[i];
+
+		if (!vv->has_mig)
+			continue;
+		if (is_me(cd, vv->mig.target))
+			dest_step(cd, vv);
+		else if (is_me(cd, vv->mig.source))
+			src_step(cd, vv);
+	}
+}

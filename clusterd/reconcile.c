@@ -1,0 +1,178 @@
+/* Reconcile: a VM owned here (and wanted running) has a running cme-vmm; a VM not owned
+ * here has none. A VMM that dies is restarted per the VM's restart policy with a backoff;
+ * a "failed" status at the current epoch is the memory that stops restarts, even across
+ * restarts of the daemon. */
+#include "cd_priv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SUB	       "reconcile"
+#define EXIT_POWEROFF  0
+#define EXIT_RESET     73
+#define RESTART_MAX_MS 30000
+
+static bool owned_here(struct cd *cd, const struct cl_vm_view *vv)
+{
+	return vv->has_owner && !strcmp(vv->owner.node, cd->cfg->node);
+}
+
+static void status_fill(struct cd *cd, const struct lvm *l, const char *state, struct cl_status *s)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->node, sizeof(s->node), "%s", cd->cfg->node);
+	snprintf(s->state, sizeof(s->state), "%s", state);
+	if (l) {
+		s->pid = l->exited ? 0 : (int)l->pid;
+		s->epoch = l->epoch;
+		lvm_console_path(l, s->console, sizeof(s->console));
+	}
+}
+
+/* Delete the status record if it is ours, unless it changed since the read. */
+static void status_drop(struct cd *cd, const struct cl_vm_view *vv)
+{
+	struct etcd_cmp cmp;
+	struct etcd_op op;
+	struct etcd_txn t = { &cmp, 1, &op, 1, NULL, 0 };
+	struct etcd_txn_resp r = { 0 };
+	struct etcd_err err = { "" };
+	char key[256];
+
+	if (!vv->has_status || strcmp(vv->status.node, cd->cfg->node))
+		return;
+	cd_key(cd, key, sizeof(key), "vms", vv->name, "status");
+	cmp = (struct etcd_cmp){ .key = key, .target = ETCD_CMP_MOD, .num = vv->status_rev };
+	op = (struct etcd_op){ .type = ETCD_OP_DELETE, .key = key };
+	if (etcd_txn(cd->etcd, &t, &r, &err))
+		log_warn(SUB, "vm=%s: cannot remove its status: %s", vv->name, err.msg);
+	etcd_txn_resp_free(&r);
+}
+
+static void stop_vm(struct cd *cd, struct lvm *l, const char *why)
+{
+	bool was = lvm_alive(l);
+
+	lvm_stop(l, 3000);
+	if (was)
+		cd_event(cd, l->name, "vm-stopped", "VMM on %s stopped: %s", cd->cfg->node, why);
+}
+
+/* The VMM ended by itself: restart it, or record why not. Returns true to restart now. */
+static bool handle_exit(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l,
+			uint32_t *restarts)
+{
+	const char *policy = vv->spec.restart[0] ? vv->spec.restart : "on-failure";
+	int code = l->exit_code;
+	bool clean = code == EXIT_POWEROFF, reset = code == EXIT_RESET;
+	bool again =
+		!strcmp(policy, "always") || reset || (!strcmp(policy, "on-failure") && !clean);
+	struct cl_status s;
+	uint64_t backoff = 1000ULL << (*restarts < 5 ? *restarts : 5);
+
+	if (again &&
+	    wall_ms() < l->started_ms + (backoff < RESTART_MAX_MS ? backoff : RESTART_MAX_MS))
+		return false; /* wait out the backoff; the status says so already */
+	if (again) {
+		cd_event(cd, vv->name, "vm-restart", "VMM exited (%s %d); restarting (policy %s)",
+			 code < 0 ? "signal or unknown, code" : "status", code, policy);
+		(*restarts)++;
+		return true;
+	}
+	status_fill(cd, l, clean ? "stopped" : "failed", &s);
+	s.restarts = *restarts;
+	snprintf(s.error, sizeof(s.error), "%s",
+		 clean ? "the guest powered off" : "the VMM failed; see vmm.log");
+	if (!clean)
+		snprintf(s.error, sizeof(s.error), "VMM exited with status %d (see %.180s/vmm.log)",
+			 code, l->dir);
+	cd_status_ensure(cd, vv, &s);
+	return false;
+}
+
+/* A failed status at the owner's epoch on this node: do not try again by itself. */
+static bool failed_here(struct cd *cd, const struct cl_vm_view *vv)
+{
+	return vv->has_status && !strcmp(vv->status.state, "failed") &&
+	       !strcmp(vv->status.node, cd->cfg->node) && vv->status.epoch == vv->owner.epoch;
+}
+
+static void ensure_running(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l)
+{
+	uint32_t restarts = vv->has_status ? vv->status.restarts : 0;
+	struct cl_status s;
+
+	if (l && !lvm_alive(l)) {
+		if (!handle_exit(cd, vv, l, &restarts))
+			return;
+	} else if (l) {
+		if (!l->running_seen && lvm_request(l, "status", NULL, NULL) == 0)
+			l->running_seen = true;
+		l->epoch = vv->owner.epoch;
+		status_fill(cd, l, l->running_seen ? "running" : "starting", &s);
+		s.restarts = restarts;
+		cd_status_ensure(cd, vv, &s);
+		return;
+	} else if (failed_here(cd, vv)) {
+		return;
+	}
+	if (!l && !(l = lvm_add(cd, vv->name)))
+		return;
+	status_fill(cd, l, "starting", &s);
+	s.restarts = restarts;
+	if (lvm_start_run(cd, l, &vv->spec, vv->owner.epoch)) {
+		snprintf(s.state, sizeof(s.state), "failed");
+		snprintf(s.error, sizeof(s.error),
+			 "cannot start cme-vmm (%.180s); see the daemon log", cd->cfg->vmm);
+	}
+	s.pid = (int)l->pid;
+	cd_status_ensure(cd, vv, &s);
+}
+
+static void reconcile_vm(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv)
+{
+	struct lvm *l = lvm_find(cd, vv->name);
+	struct cl_status s;
+
+	if (l && (l->src || cd_migration_owns(cd, v, l)))
+		return; /* a migration drives it */
+	if (!owned_here(cd, vv) || !vv->has_spec) {
+		if (l) {
+			stop_vm(cd, l, vv->has_spec ? "owned by another node" : "VM deleted");
+			lvm_remove(cd, l);
+		}
+		status_drop(cd, vv);
+		return;
+	}
+	if (!vv->spec.running) {
+		if (l) {
+			stop_vm(cd, l, "stopped by the operator");
+			status_fill(cd, l, "stopped", &s);
+			lvm_remove(cd, l);
+		} else {
+			status_fill(cd, NULL, "stopped", &s);
+			s.epoch = vv->owner.epoch;
+		}
+		cd_status_ensure(cd, vv, &s);
+		return;
+	}
+	ensure_running(cd, vv, l);
+}
+
+void cd_reconcile(struct cd *cd, const struct cl_view *v)
+{
+	for (size_t i = 0; i < v->nvms; i++)
+		reconcile_vm(cd, v, &v->vms[i]);
+	/* VMMs whose VM has no record at all any more. */
+	for (size_t i = 0; i < cd->nvms;) {
+		struct lvm *l = cd->vms[i];
+
+		if (cl_view_vm(v, l->name) || l->src) {
+			i++;
+			continue;
+		}
+		stop_vm(cd, l, "VM deleted");
+		lvm_remove(cd, l);
+	}
+}

@@ -1,0 +1,266 @@
+/* One consistent read of the whole cluster: every record under the prefix, read in pages
+ * at one revision, sorted into nodes and VMs. Malformed records are skipped and logged. */
+#include "clusterd.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUB	  "view"
+#define PAGE_KEYS 500
+
+struct cl_node_view *cl_view_node(const struct cl_view *v, const char *name)
+{
+	for (size_t i = 0; i < v->nnodes; i++)
+		if (!strcmp(v->nodes[i].name, name))
+			return &v->nodes[i];
+	return NULL;
+}
+
+struct cl_vm_view *cl_view_vm(const struct cl_view *v, const char *name)
+{
+	for (size_t i = 0; i < v->nvms; i++)
+		if (!strcmp(v->vms[i].name, name))
+			return &v->vms[i];
+	return NULL;
+}
+
+static void *grow(void *arr, size_t n, size_t size)
+{
+	/* Grow by doubling at powers of two; n is the current count. */
+	if (n && (n & (n - 1)))
+		return arr;
+	return realloc(arr, (n ? 2 * n : 8) * size);
+}
+
+static struct cl_node_view *node_get(struct cl_view *v, const char *name)
+{
+	struct cl_node_view *nv = cl_view_node(v, name), *arr;
+
+	if (nv)
+		return nv;
+	arr = grow(v->nodes, v->nnodes, sizeof(*arr));
+	if (!arr)
+		return NULL;
+	v->nodes = arr;
+	nv = &v->nodes[v->nnodes++];
+	memset(nv, 0, sizeof(*nv));
+	memcpy(nv->name, name, strnlen(name, CL_NAME_MAX - 1));
+	strcpy(nv->admin.state, "schedulable");
+	return nv;
+}
+
+static struct cl_vm_view *vm_get(struct cl_view *v, const char *name)
+{
+	struct cl_vm_view *vv = cl_view_vm(v, name), *arr;
+
+	if (vv)
+		return vv;
+	arr = grow(v->vms, v->nvms, sizeof(*arr));
+	if (!arr)
+		return NULL;
+	v->vms = arr;
+	vv = &v->vms[v->nvms++];
+	memset(vv, 0, sizeof(*vv));
+	memcpy(vv->name, name, strnlen(name, CL_NAME_MAX - 1));
+	return vv;
+}
+
+static int skip(struct cl_view *v, const char *key, const char *why)
+{
+	v->bad++;
+	log_warn(SUB, "skipping record %s: %s", key, why);
+	return 0;
+}
+
+static int add_vm_record(struct cl_view *v, const struct etcd_kv *kv, const char *name,
+			 const char *leaf)
+{
+	struct cl_vm_view *vv = vm_get(v, name);
+	const char *txt = (const char *)kv->val;
+	struct etcd_err err = { "" };
+	int rc = 0;
+
+	if (!vv)
+		return -ENOMEM;
+	if (!strcmp(leaf, "spec")) {
+		rc = cl_spec_parse(txt, kv->vlen, &vv->spec, &err);
+		vv->has_spec = !rc && !strcmp(vv->spec.name, name);
+		vv->spec_rev = kv->mod_rev;
+	} else if (!strcmp(leaf, "owner")) {
+		rc = cl_owner_parse(txt, kv->vlen, &vv->owner, &err);
+		vv->has_owner = !rc;
+		vv->owner.mod_rev = kv->mod_rev;
+	} else if (!strcmp(leaf, "status")) {
+		rc = cl_status_parse(txt, kv->vlen, &vv->status, &err);
+		vv->has_status = !rc;
+		vv->status_rev = kv->mod_rev;
+	} else {
+		return skip(v, kv->key, "unknown record");
+	}
+	return rc ? skip(v, kv->key, err.msg) : 0;
+}
+
+static int leader_parse(struct cl_view *v, const struct etcd_kv *kv)
+{
+	json_t *o = json_loadb((const char *)kv->val, kv->vlen, 0, NULL);
+	const char *node = json_string_value(json_object_get(o, "node"));
+
+	if (node && cl_name_ok(node))
+		memcpy(v->leader, node, strlen(node) + 1);
+	json_decref(o);
+	return node ? 0 : skip(v, kv->key, "leader record without a node");
+}
+
+static int add_record(struct cl_view *v, const struct etcd_kv *kv, size_t plen)
+{
+	char part[32], name[CL_NAME_MAX + 1], leaf[32];
+	const char *rest = kv->key + plen;
+	struct etcd_err err = { "" };
+	struct cl_node_view *nv;
+	struct cl_vm_view *vv;
+	int n;
+
+	leaf[0] = 0;
+	if (!strcmp(rest, "/leader")) {
+		return leader_parse(v, kv);
+	}
+	n = sscanf(rest, "/%31[^/]/%64[^/]/%31[^/]", part, name, leaf);
+	if (n < 2)
+		return skip(v, kv->key, "unknown key");
+	if (!strcmp(part, "events"))
+		return 0;
+	if (!cl_name_ok(name))
+		return skip(v, kv->key, "bad name in key");
+	if (!strcmp(part, "vms") && n == 3)
+		return add_vm_record(v, kv, name, leaf);
+	if (!strcmp(part, "nodes") || !strcmp(part, "admin")) {
+		nv = node_get(v, name);
+		if (!nv)
+			return -ENOMEM;
+		if (part[0] == 'n' &&
+		    !cl_node_parse((const char *)kv->val, kv->vlen, &nv->node, &err))
+			nv->alive = !strcmp(nv->node.name, name);
+		else if (part[0] == 'a' &&
+			 !cl_admin_parse((const char *)kv->val, kv->vlen, &nv->admin, &err))
+			return 0;
+		return err.msg[0] ? skip(v, kv->key, err.msg) : 0;
+	}
+	if (!strcmp(part, "migrations") && n == 2) {
+		vv = vm_get(v, name);
+		if (!vv)
+			return -ENOMEM;
+		vv->has_mig = !cl_migration_parse((const char *)kv->val, kv->vlen, &vv->mig, &err);
+		vv->mig.mod_rev = kv->mod_rev;
+		return vv->has_mig ? 0 : skip(v, kv->key, err.msg);
+	}
+	return skip(v, kv->key, "unknown key");
+}
+
+/* The smallest key above key (etcd keys are bytes; ours never hold 0x00, so key + 0x01). */
+static void key_after(char *buf, size_t len, const char *key)
+{
+	snprintf(buf, len, "%s\x01", key);
+}
+
+/* Read one part of the tree (in pages) at v->rev; the first read fixes v->rev. */
+static int read_part(struct etcd *e, const char *prefix, const char *part, struct cl_view *v,
+		     struct etcd_err *err)
+{
+	char key[256], end[256], from[300];
+	size_t plen = strlen(prefix);
+	bool more = true;
+	int rc = 0;
+
+	if (!cl_key(key, sizeof(key), prefix, part, NULL, NULL))
+		return -ENAMETOOLONG;
+	snprintf(end, sizeof(end), "%s", key);
+	end[strlen(end) - 1]++; /* [key, end) is everything under the prefix */
+	snprintf(from, sizeof(from), "%s", key);
+	while (more && !rc) {
+		struct etcd_kvs kvs = { 0 };
+		struct etcd_range_req req = {
+			.key = from, .range_end = end, .revision = v->rev, .limit = PAGE_KEYS
+		};
+
+		rc = etcd_range(e, &req, &kvs, err);
+		if (rc)
+			return rc;
+		if (!v->rev)
+			v->rev = kvs.header_rev;
+		for (size_t i = 0; i < kvs.n && !rc; i++)
+			rc = add_record(v, &kvs.kv[i], plen);
+		more = kvs.more && kvs.n;
+		if (more)
+			key_after(from, sizeof(from), kvs.kv[kvs.n - 1].key);
+		etcd_kvs_free(&kvs);
+	}
+	return rc;
+}
+
+int cl_view_read(struct etcd *e, const char *prefix, struct cl_view *v, struct etcd_err *err)
+{
+	static const char *const parts[] = { "leader", "nodes/", "admin/", "vms/", "migrations/" };
+	int rc = 0;
+
+	memset(v, 0, sizeof(*v));
+	for (size_t i = 0; i < ARRAY_SIZE(parts) && !rc; i++)
+		rc = read_part(e, prefix, parts[i], v, err);
+	if (rc)
+		cl_view_free(v);
+	return rc;
+}
+
+void cl_view_free(struct cl_view *v)
+{
+	free(v->nodes);
+	free(v->vms);
+	memset(v, 0, sizeof(*v));
+}
+
+int cl_view_ha(const struct cl_view *v, struct cl_ha *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->nodes = calloc(v->nnodes + 1, sizeof(*h->nodes));
+	h->vms = calloc(v->nvms + 1, sizeof(*h->vms));
+	if (!h->nodes || !h->vms) {
+		cl_ha_free(h);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < v->nnodes; i++) {
+		const struct cl_node_view *n = &v->nodes[i];
+
+		h->nodes[i] = (struct ha_node){ .name = n->name,
+						.alive = n->alive,
+						.cpus = n->alive ? n->node.cpus : 0,
+						.mem_mb = n->alive ? n->node.mem_mb : 0 };
+		if (!ha_admin_parse(n->admin.state, &h->nodes[i].admin))
+			h->nodes[i].admin = HA_MAINTENANCE; /* unknown: schedule nothing there */
+	}
+	for (size_t i = 0; i < v->nvms; i++) {
+		const struct cl_vm_view *m = &v->vms[i];
+
+		h->vms[i] = (struct ha_vm){
+			.name = m->name,
+			.vcpus = m->spec.vcpus,
+			.mem_mb = m->spec.mem_mb,
+			.group = m->spec.group,
+			.priority = m->spec.priority,
+			.owner = m->has_owner ? m->owner.node : NULL,
+			.target = m->has_mig && cl_migration_active(&m->mig) ? m->mig.target : NULL,
+			.wanted = m->has_spec && m->spec.running,
+		};
+	}
+	h->c = (struct ha_cluster){ h->nodes, v->nnodes, h->vms, v->nvms };
+	return 0;
+}
+
+void cl_ha_free(struct cl_ha *h)
+{
+	free(h->nodes);
+	free(h->vms);
+	memset(h, 0, sizeof(*h));
+}

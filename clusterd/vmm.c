@@ -1,0 +1,370 @@
+/* The VMMs of this node: start `cme-vmm run` or `cme-vmm incoming` in a session of their
+ * own (they outlive the daemon), talk to their control sockets, stop them, and re-adopt
+ * them after a restart of the daemon from the meta.json each one leaves in its folder. */
+#include "cd_priv.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SUB	      "vmm"
+#define REPLY_MAX     (1 << 20)
+#define REQ_TIMEOUT_S 5
+
+struct lvm *lvm_find(struct cd *cd, const char *name)
+{
+	for (size_t i = 0; i < cd->nvms; i++)
+		if (!strcmp(cd->vms[i]->name, name))
+			return cd->vms[i];
+	return NULL;
+}
+
+struct lvm *lvm_add(struct cd *cd, const char *name)
+{
+	struct lvm *l = calloc(1, sizeof(*l)), **arr;
+	int n;
+
+	if (!l)
+		return NULL;
+	n = snprintf(l->dir, sizeof(l->dir), "%s/vms/%s", cd->cfg->state_dir, name);
+	/* The control socket's path must fit a sockaddr_un. */
+	if (n < 0 || (size_t)n + sizeof("/api.sock") > sizeof(((struct sockaddr_un *)0)->sun_path))
+		goto fail;
+	arr = realloc(cd->vms, (cd->nvms + 1) * sizeof(*arr));
+	if (!arr)
+		goto fail;
+	cd->vms = arr;
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	l->exit_code = -1;
+	cd->vms[cd->nvms++] = l;
+	return l;
+fail:
+	log_err(SUB, "vm=%s: state folder %s/vms/%s is too long for a socket path", name,
+		cd->cfg->state_dir, name);
+	free(l);
+	return NULL;
+}
+
+void lvm_remove(struct cd *cd, struct lvm *l)
+{
+	for (size_t i = 0; i < cd->nvms; i++) {
+		if (cd->vms[i] != l)
+			continue;
+		cd->vms[i] = cd->vms[--cd->nvms];
+		free(l);
+		return;
+	}
+}
+
+static void api_path(const struct lvm *l, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/api.sock", l->dir);
+}
+
+void lvm_console_path(const struct lvm *l, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/console.log", l->dir);
+}
+
+void lvm_save_meta(const struct lvm *l)
+{
+	char path[CL_PATH_MAX + 16], tmp[CL_PATH_MAX + 16];
+	json_t *o = json_pack("{s:i,s:s,s:I,s:s}", "pid", (int)l->pid, "role",
+			      l->role == LVM_RUN ? "run" : "incoming", "epoch",
+			      (json_int_t)l->epoch, "mig_id", l->mig_id);
+
+	snprintf(path, sizeof(path), "%s/meta.json", l->dir);
+	snprintf(tmp, sizeof(tmp), "%s/meta.tmp", l->dir);
+	if (!o || json_dump_file(o, tmp, JSON_COMPACT) || rename(tmp, path))
+		log_warn(SUB, "vm=%s: cannot write %s: %s", l->name, path, strerror(errno));
+	json_decref(o);
+}
+
+/* fork + exec in a new session, stdout and stderr appended to vmm.log. */
+static int spawn(struct lvm *l, char *const argv[])
+{
+	char logp[CL_PATH_MAX + 16];
+	pid_t pid;
+	int fd;
+
+	if (mkdir(l->dir, 0750) && errno != EEXIST)
+		return -errno;
+	snprintf(logp, sizeof(logp), "%s/vmm.log", l->dir);
+	fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		close(fd);
+		return -errno;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDONLY);
+
+		setsid(); /* a signal to the daemon's group must not reach the guest */
+		dup2(null, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(argv[0], argv);
+		/* Only async-signal-safe calls between fork and exec (threads exist). */
+		static const char msg[] = "cme-clusterd: cannot execute the cme-vmm binary\n";
+		if (write(2, msg, sizeof(msg) - 1) < 0)
+			_exit(126);
+		_exit(127);
+	}
+	close(fd);
+	l->pid = pid;
+	l->child = true;
+	l->exited = false;
+	l->exit_code = -1;
+	l->running_seen = false;
+	l->started_ms = wall_ms();
+	lvm_save_meta(l);
+	return 0;
+}
+
+/* The boot arguments of a spec, appended to argv from index *n. */
+static void boot_args(const struct cl_spec *s, char mem[32], char cpus[16], char **argv, int *n)
+{
+	snprintf(mem, 32, "%lluM", (unsigned long long)s->mem_mb);
+	snprintf(cpus, 16, "%u", s->vcpus);
+	argv[(*n)++] = "--mem";
+	argv[(*n)++] = mem;
+	argv[(*n)++] = "--vcpus";
+	argv[(*n)++] = cpus;
+	argv[(*n)++] = s->image[0] ? "--image" : "--kernel";
+	argv[(*n)++] = (char *)(s->image[0] ? s->image : s->kernel);
+	if (s->initrd[0]) {
+		argv[(*n)++] = "--initrd";
+		argv[(*n)++] = (char *)s->initrd;
+	}
+	if (s->cmdline[0]) {
+		argv[(*n)++] = "--cmdline";
+		argv[(*n)++] = (char *)s->cmdline;
+	}
+}
+
+static void common_args(struct cd *cd, struct lvm *l, char api[CL_PATH_MAX + 16],
+			char con[CL_PATH_MAX + 24], char **argv, int *n)
+{
+	(void)cd;
+	api_path(l, api, CL_PATH_MAX + 16);
+	snprintf(con, CL_PATH_MAX + 24, "file:%s/console.log", l->dir);
+	argv[(*n)++] = "--api";
+	argv[(*n)++] = api;
+	argv[(*n)++] = "--console";
+	argv[(*n)++] = con;
+	argv[(*n)++] = "--name";
+	argv[(*n)++] = l->name;
+}
+
+int lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch)
+{
+	char mem[32], cpus[16], api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24];
+	char *argv[32] = { (char *)cd->cfg->vmm, "run" };
+	int n = 2, rc;
+
+	boot_args(spec, mem, cpus, argv, &n);
+	common_args(cd, l, api, con, argv, &n);
+	l->role = LVM_RUN;
+	l->epoch = epoch;
+	l->mig_id[0] = 0;
+	unlink(api);
+	rc = spawn(l, argv);
+	if (rc)
+		log_err(SUB, "vm=%s: cannot start %s: %s", l->name, argv[0], strerror(-rc));
+	else
+		log_info(SUB, "vm=%s: started VMM pid %d (epoch %llu)", l->name, (int)l->pid,
+			 (unsigned long long)epoch);
+	return rc;
+}
+
+/* Wait (up to ~5 s) for an incoming VMM's control socket to report its port. */
+static int incoming_port(struct lvm *l, uint16_t *port)
+{
+	for (int i = 0; i < 100; i++) {
+		json_t *r = NULL;
+		json_int_t p;
+
+		if (!lvm_alive(l))
+			return -ECHILD;
+		if (lvm_request(l, "status", NULL, &r) == 0) {
+			p = json_integer_value(json_object_get(r, "port"));
+			json_decref(r);
+			if (p > 0 && p < 65536) {
+				*port = (uint16_t)p;
+				return 0;
+			}
+		}
+		json_decref(r);
+		sleep_ms(50);
+	}
+	return -ETIMEDOUT;
+}
+
+int lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec, const char *mig_id,
+		       uint16_t *port, char *why, size_t whylen)
+{
+	char listen[160], api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24], wait[16];
+	char *argv[32] = { (char *)cd->cfg->vmm,     "incoming", "--listen", listen,   "--tls-dir",
+			   (char *)cd->cfg->tls_dir, "--commit", "external", "--wait", wait };
+	int n = 10, rc;
+
+	(void)spec;
+	snprintf(listen, sizeof(listen), "%s:0", cd->cfg->address);
+	snprintf(wait, sizeof(wait), "%u", cd->cfg->prepare_timeout_s * 2);
+	common_args(cd, l, api, con, argv, &n);
+	l->role = LVM_INCOMING;
+	snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig_id);
+	unlink(api);
+	rc = spawn(l, argv);
+	if (!rc)
+		rc = incoming_port(l, port);
+	if (rc) {
+		snprintf(why, whylen, "incoming VMM on %s: %s (see %s/vmm.log)", cd->cfg->node,
+			 rc == -ECHILD ? "exited" : strerror(-rc), l->dir);
+		lvm_stop(l, 0);
+	}
+	return rc;
+}
+
+/* Is pid an adopted VMM of this VM? (guards against a recycled PID) */
+static bool pid_is_vmm(pid_t pid, const char *name)
+{
+	char path[64], buf[4096];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	for (ssize_t i = 0; i + 1 < n; i += (ssize_t)strlen(buf + i) + 1)
+		if (!strcmp(buf + i, "--name") && !strcmp(buf + i + strlen(buf + i) + 1, name))
+			return true;
+	return false;
+}
+
+bool lvm_alive(struct lvm *l)
+{
+	int st;
+
+	if (l->exited || l->pid <= 0)
+		return false;
+	if (l->child) {
+		pid_t r = waitpid(l->pid, &st, WNOHANG);
+
+		if (r == 0)
+			return true;
+		l->exited = true;
+		l->exit_code = r == l->pid && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		return false;
+	}
+	if (pid_is_vmm(l->pid, l->name))
+		return true;
+	l->exited = true;
+	return false;
+}
+
+int lvm_request(const struct lvm *l, const char *cmd, json_t *args, json_t **reply)
+{
+	struct timeval tv = { .tv_sec = REQ_TIMEOUT_S };
+	char api[CL_PATH_MAX + 16];
+	json_t *req = args ? json_deep_copy(args) : json_object(), *r = NULL;
+	int fd, rc;
+
+	if (reply)
+		*reply = NULL;
+	api_path(l, api, sizeof(api));
+	fd = unix_connect(api);
+	if (fd < 0 || !req) {
+		json_decref(req);
+		return fd < 0 ? fd : -ENOMEM;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	json_object_set_new(req, "cmd", json_string(cmd));
+	rc = jsonl_send(fd, req);
+	if (!rc)
+		rc = jsonl_recv(fd, REPLY_MAX, &r);
+	close(fd);
+	json_decref(req);
+	if (!rc && !json_is_true(json_object_get(r, "ok")))
+		rc = -EREMOTEIO;
+	if (reply)
+		*reply = r;
+	else
+		json_decref(r);
+	return rc;
+}
+
+void lvm_stop(struct lvm *l, unsigned grace_ms)
+{
+	if (!lvm_alive(l))
+		return;
+	if (grace_ms && lvm_request(l, "stop", NULL, NULL) == 0)
+		for (unsigned t = 0; t < grace_ms && lvm_alive(l); t += 20)
+			sleep_ms(20);
+	if (lvm_alive(l)) {
+		kill(l->pid, SIGKILL);
+		while (lvm_alive(l))
+			sleep_ms(10);
+	}
+	log_info(SUB, "vm=%s: VMM pid %d stopped", l->name, (int)l->pid);
+}
+
+/* One folder of a previous life: adopt its VMM if it still runs. */
+static void adopt_one(struct cd *cd, const char *name)
+{
+	char path[CL_PATH_MAX + 320];
+	json_t *m;
+	struct lvm *l;
+	const char *role, *mig;
+	json_int_t pid;
+
+	snprintf(path, sizeof(path), "%s/vms/%s/meta.json", cd->cfg->state_dir, name);
+	m = json_load_file(path, 0, NULL);
+	pid = json_integer_value(json_object_get(m, "pid"));
+	role = json_string_value(json_object_get(m, "role"));
+	mig = json_string_value(json_object_get(m, "mig_id"));
+	if (pid > 1 && role && pid_is_vmm((pid_t)pid, name) && (l = lvm_add(cd, name))) {
+		l->pid = (pid_t)pid;
+		l->child = false;
+		l->role = strcmp(role, "run") ? LVM_INCOMING : LVM_RUN;
+		l->epoch = (uint64_t)json_integer_value(json_object_get(m, "epoch"));
+		snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig ? mig : "");
+		log_info(SUB, "vm=%s: re-adopted running VMM pid %d (%s, epoch %llu)", name,
+			 (int)l->pid, role, (unsigned long long)l->epoch);
+	}
+	json_decref(m);
+}
+
+void lvm_adopt_all(struct cd *cd)
+{
+	char path[CL_PATH_MAX + 8];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/vms", cd->cfg->state_dir);
+	d = opendir(path);
+	if (!d)
+		return;
+	while ((de = readdir(d)))
+		if (cl_name_ok(de->d_name) && !lvm_find(cd, de->d_name))
+			adopt_one(cd, de->d_name);
+	closedir(d);
+}
