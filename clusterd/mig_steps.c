@@ -74,7 +74,6 @@ static void dest_take_over(struct cd *cd, const struct cl_vm_view *vv, struct lv
 {
 	json_t *r = NULL;
 	const char *state;
-	struct cl_migration m = vv->mig;
 
 	if (!lvm_alive(l)) {
 		l->role = LVM_RUN; /* lost after the commit: reconcile restarts it per policy */
@@ -94,28 +93,35 @@ static void dest_take_over(struct cd *cd, const struct cl_vm_view *vv, struct lv
 		}
 	}
 	json_decref(r);
-	/* A source that died after its commit never writes "done": say it ourselves. */
-	if (l->role == LVM_RUN && !strcmp(m.phase, "committed") &&
-	    wall_ms() - m.updated_ms > COMMITTED_QUIET) {
-		snprintf(m.phase, sizeof(m.phase), "done");
-		snprintf(m.error, sizeof(m.error), "the source reported no statistics");
-		m.cluster_ms = wall_ms() - m.requested_ms;
-		if (cd_mig_cas(cd, &m) != 1)
-			log_debug(SUB, "vm=%s: done already written", vv->name);
-	}
+}
+
+/* Write "done" for a committed migration whose source never did. */
+static void mig_done_late(struct cd *cd, const struct cl_vm_view *vv, const char *why)
+{
+	struct cl_migration m = vv->mig;
+
+	snprintf(m.phase, sizeof(m.phase), "done");
+	snprintf(m.error, sizeof(m.error), "%s", why);
+	m.cluster_ms = wall_ms() - m.requested_ms;
+	if (cd_mig_cas(cd, &m) != 1)
+		log_debug(SUB, "vm=%s: done already written", vv->name);
 }
 
 static void dest_step(struct cd *cd, const struct cl_vm_view *vv)
 {
 	struct lvm *l = lvm_find(cd, vv->name);
 	const struct cl_migration *m = &vv->mig;
-	bool mine = l && l->role == LVM_INCOMING && !strcmp(l->mig_id, m->id);
+	bool ours = l && !strcmp(l->mig_id, m->id), mine = ours && l->role == LVM_INCOMING;
 
 	if (!strcmp(m->phase, "requested")) {
 		if (!mine)
 			dest_prepare(cd, vv, l);
 	} else if (mine && owned_here(cd, vv)) {
 		dest_take_over(cd, vv, l);
+	} else if (ours && owned_here(cd, vv) && !strcmp(m->phase, "committed") &&
+		   wall_ms() - m->updated_ms > COMMITTED_QUIET) {
+		/* The source died after its commit and never wrote "done". */
+		mig_done_late(cd, vv, "the source reported no statistics");
 	} else if (mine && !cl_migration_active(m)) {
 		lvm_stop(l, 0); /* failed: the guest never ran here */
 		lvm_remove(cd, l);
@@ -153,6 +159,7 @@ static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 		/* We died between the commit and telling our VMM: it must never resume. */
 		lvm_stop(l, 2000);
 		lvm_remove(cd, l);
+		mig_done_late(cd, vv, "the source daemon restarted after the commit");
 		cd_event(cd, vv->name, "migrate-resolved",
 			 "source copy on %s stopped: the owner record says %s", cd->cfg->node,
 			 vv->owner.node);

@@ -244,8 +244,9 @@ static void src_decide(struct src_mig *s)
 		snprintf(s->error, sizeof(s->error),
 			 "the owner record changed during the migration");
 	}
-	args = json_pack("{s:s,s:s}", "decision", out == OUT_COMMITTED ? "commit" : "abort",
-			 "reason", out == OUT_COMMITTED ? "" : s->error);
+	args = out == OUT_COMMITTED
+		       ? json_pack("{s:s}", "decision", "commit")
+		       : json_pack("{s:s,s:s}", "decision", "abort", "reason", s->error);
 	if (lvm_request(s->l, "migrate-commit", args, NULL))
 		log_warn(SUB, "vm=%s: the VMM did not take the %s decision", s->m.vm,
 			 out == OUT_COMMITTED ? "commit" : "abort");
