@@ -1,0 +1,248 @@
+/* cmectl node ls | show | drain | maintenance | undrain. */
+#include "cmectl.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What node i uses and how many VMs it owns. */
+struct node_use {
+	uint32_t cpus;
+	uint64_t mem_mb;
+	unsigned vms;
+};
+
+static struct node_use node_use(const struct cl_view *v, const struct cl_ha *h, size_t i)
+{
+	struct node_use u = { 0 };
+
+	ha_node_usage(&h->c, i, &u.cpus, &u.mem_mb);
+	for (size_t k = 0; k < v->nvms; k++)
+		if (v->vms[k].has_owner && !strcmp(v->vms[k].owner.node, v->nodes[i].name))
+			u.vms++;
+	return u;
+}
+
+/* The object `node ls -o json` prints for node i (node show adds "owned"). */
+static json_t *node_obj(const struct cl_view *v, const struct cl_ha *h, size_t i)
+{
+	const struct cl_node_view *nv = &v->nodes[i];
+	struct node_use u = node_use(v, h, i);
+
+	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:s, s:i, s:I, s:i, s:I, s:i, s:s, s:I}",
+			 "name", nv->name, "state", nv->alive ? "up" : "down", "leader",
+			 !strcmp(v->leader, nv->name), "admin", nv->admin.state, "admin_since_ms",
+			 (json_int_t)nv->admin.since_ms, "addr", nv->node.addr, "cpus",
+			 (int)nv->node.cpus, "mem_mb", (json_int_t)nv->node.mem_mb, "cpus_used",
+			 (int)u.cpus, "mem_used_mb", (json_int_t)u.mem_mb, "vms", (int)u.vms,
+			 "version", nv->node.version, "started_ms",
+			 (json_int_t)nv->node.started_ms);
+}
+
+static void node_row(struct table *t, const struct cl_view *v, const struct cl_ha *h, size_t i)
+{
+	const struct cl_node_view *nv = &v->nodes[i];
+	struct node_use u = node_use(v, h, i);
+
+	table_cell(t, "%s%s", nv->name, strcmp(v->leader, nv->name) ? "" : " (leader)");
+	table_cell(t, "%s", nv->alive ? "up" : "down");
+	table_cell(t, "%s", nv->admin.state);
+	table_cell(t, "%s", out_dash(nv->node.addr));
+	table_cell(t, "%" PRIu32 "/%" PRIu32, u.cpus, nv->node.cpus);
+	table_cell(t, "%" PRIu64 "/%" PRIu64, u.mem_mb, nv->node.mem_mb);
+	table_cell(t, "%u", u.vms);
+}
+
+int cmd_node_ls(struct ctl *c, int argc, char **argv)
+{
+	static const char *const hdr[] = { "NAME",  "STATE",	   "ADMIN", "ADDRESS",
+					   "VCPUS", "MEMORY(MiB)", "VMS" };
+	struct cl_view v;
+	struct cl_ha h;
+	int rc = args_parse(c, "node ls", argc, argv, NULL, NULL, NULL);
+
+	if (rc || (rc = ctl_view(c, &v)))
+		return rc;
+	rc = ctl_view_ha(&v, &h);
+	if (rc)
+		goto out_view;
+	if (c->json) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; i < v.nnodes; i++)
+			json_array_append_new(arr, node_obj(&v, &h, i));
+		out_json(arr);
+	} else {
+		struct table *t = table_new(ARRAY_SIZE(hdr), hdr);
+
+		for (size_t i = 0; i < v.nnodes; i++)
+			node_row(t, &v, &h, i);
+		table_print(t, stdout);
+	}
+	cl_ha_free(&h);
+out_view:
+	cl_view_free(&v);
+	return rc;
+}
+
+/* ---- node show ---------------------------------------------------------------------- */
+
+static json_t *owned_vms(const struct cl_view *v, const char *node)
+{
+	json_t *arr = json_array();
+
+	for (size_t k = 0; k < v->nvms; k++) {
+		const struct cl_vm_view *vv = &v->vms[k];
+		const char *st = ctl_vm_state(vv);
+
+		if (!vv->has_owner || strcmp(vv->owner.node, node))
+			continue;
+		json_array_append_new(arr, json_pack("{s:s, s:o, s:I}", "name", vv->name, "state",
+						     st ? json_string(st) : json_null(), "epoch",
+						     (json_int_t)vv->owner.epoch));
+	}
+	return arr;
+}
+
+static void show_text(const struct cl_view *v, const struct cl_ha *h, size_t i)
+{
+	static const char *const hdr[] = { "VM", "STATE", "EPOCH" };
+	const struct cl_node_view *nv = &v->nodes[i];
+	struct node_use u = node_use(v, h, i);
+	struct table *t = table_new(ARRAY_SIZE(hdr), hdr);
+	char tb[32];
+
+	printf("node:     %s (%s%s)\n", nv->name, nv->alive ? "up" : "down",
+	       strcmp(v->leader, nv->name) ? "" : ", leader");
+	if (nv->admin.since_ms)
+		printf("admin:    %s since %s\n", nv->admin.state,
+		       out_time(nv->admin.since_ms, tb));
+	else
+		printf("admin:    %s\n", nv->admin.state);
+	printf("address:  %s\n", out_dash(nv->node.addr));
+	printf("vCPUs:    %" PRIu32 " used of %" PRIu32 "\n", u.cpus, nv->node.cpus);
+	printf("memory:   %" PRIu64 " MiB used of %" PRIu64 " MiB\n", u.mem_mb, nv->node.mem_mb);
+	printf("version:  %s\n", out_dash(nv->node.version));
+	printf("started:  %s\n", out_time(nv->node.started_ms, tb));
+	printf("VMs:      %u\n", u.vms);
+	for (size_t k = 0; k < v->nvms; k++) {
+		const struct cl_vm_view *vv = &v->vms[k];
+
+		if (!vv->has_owner || strcmp(vv->owner.node, nv->name))
+			continue;
+		table_cell(t, "%s", vv->name);
+		table_cell(t, "%s", out_dash(ctl_vm_state(vv)));
+		table_cell(t, "%" PRIu64, vv->owner.epoch);
+	}
+	if (u.vms)
+		table_print(t, stdout);
+	else
+		table_free(t);
+}
+
+int cmd_node_show(struct ctl *c, int argc, char **argv)
+{
+	const char *name = NULL;
+	struct cl_view v;
+	struct cl_ha h;
+	json_t *o;
+	long i;
+	int rc = args_parse(c, "node show", argc, argv, NULL, "NAME", &name);
+
+	if (rc || (rc = ctl_view(c, &v)))
+		return rc;
+	i = ctl_node_index(&v, name);
+	if (i < 0) {
+		rc = ctl_fail("unknown node %s (no nodes/ or admin/ record)", name);
+		goto out_view;
+	}
+	rc = ctl_view_ha(&v, &h);
+	if (rc)
+		goto out_view;
+	if (c->json) {
+		o = node_obj(&v, &h, (size_t)i);
+		json_object_set_new(o, "owned", owned_vms(&v, name));
+		out_json(o);
+	} else {
+		show_text(&v, &h, (size_t)i);
+	}
+	cl_ha_free(&h);
+out_view:
+	cl_view_free(&v);
+	return rc;
+}
+
+/* ---- admin state -------------------------------------------------------------------- */
+
+/* Put admin/<node> = state unless it is already so; event. Unknown nodes are refused. */
+static int set_admin(struct ctl *c, const char *node, const char *state)
+{
+	struct cl_admin a = { .since_ms = wall_ms() };
+	struct etcd_err err = { "" };
+	char key[CTL_KEY_MAX], *val = NULL;
+	struct cl_view v;
+	long i;
+	int rc = ctl_view(c, &v);
+
+	if (rc)
+		return rc;
+	i = ctl_node_index(&v, node);
+	if (i < 0) {
+		rc = ctl_fail("unknown node %s (no nodes/ or admin/ record)", node);
+		goto out;
+	}
+	if (!strcmp(v.nodes[i].admin.state, state))
+		goto out; /* keep since_ms: it says when this state began */
+	snprintf(a.state, sizeof(a.state), "%s", state);
+	val = cl_admin_json(&a);
+	if (!val) {
+		rc = ctl_fail("out of memory");
+		goto out;
+	}
+	if (etcd_put(c->etcd, ctl_key(c, key, "admin", node, NULL), val, strlen(val), 0, NULL,
+		     &err)) {
+		rc = ctl_fail("setting node %s %s: %s", node, state, err.msg);
+		goto out;
+	}
+	ctl_event(c, NULL, state, "node %s set %s by cmectl", node, state);
+out:
+	free(val);
+	cl_view_free(&v);
+	return rc;
+}
+
+static int admin_cmd(struct ctl *c, const char *cmd, const char *state, int argc, char **argv)
+{
+	const char *name = NULL;
+	bool no_wait = false;
+	const struct flag flags[] = { { "--no-wait", NULL, FL_BOOL, &no_wait, NULL }, { 0 } };
+	int rc = args_parse(c, cmd, argc, argv, strcmp(state, "schedulable") ? flags : NULL, "NAME",
+			    &name);
+
+	if (rc || (rc = set_admin(c, name, state)))
+		return rc;
+	if (!strcmp(state, "schedulable") || no_wait) {
+		if (c->json)
+			out_json(json_pack("{s:s, s:s}", "node", name, "admin", state));
+		else
+			printf("node %s is %s%s\n", name, strcmp(state, "maintenance") ? "" : "in ",
+			       state);
+		return CTL_OK;
+	}
+	return drain_wait(c, name, state);
+}
+
+int cmd_node_drain(struct ctl *c, int argc, char **argv)
+{
+	return admin_cmd(c, "node drain", "draining", argc, argv);
+}
+
+int cmd_node_maintenance(struct ctl *c, int argc, char **argv)
+{
+	return admin_cmd(c, "node maintenance", "maintenance", argc, argv);
+}
+
+int cmd_node_undrain(struct ctl *c, int argc, char **argv)
+{
+	return admin_cmd(c, "node undrain", "schedulable", argc, argv);
+}

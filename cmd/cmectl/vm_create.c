@@ -1,0 +1,214 @@
+/* cmectl vm create: write a VM's spec (create-if-absent) after checking it, its files and
+ * the cluster's capacity; then wait until a node runs it. */
+#include "cmectl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CMD "vm create"
+
+struct create_args {
+	const char *name, *mem, *vcpus, *image, *kernel, *initrd, *cmdline, *restart, *group,
+		*priority;
+	bool stopped, no_wait;
+};
+
+static int copy_str(char *dst, size_t len, const char *src, const char *flag)
+{
+	if (!src)
+		return CTL_OK;
+	if (strlen(src) >= len)
+		return ctl_usage(CMD ": %s: longer than %zu bytes", flag, len - 1);
+	memcpy(dst, src, strlen(src) + 1);
+	return CTL_OK;
+}
+
+static int parse_priority(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	if (!s)
+		return CTL_OK;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || !*s || *end || v < -1000000 || v > 1000000)
+		return ctl_usage(CMD ": --priority %s: expected a whole number from -1000000 to "
+				     "1000000",
+				 s);
+	*out = (int)v;
+	return CTL_OK;
+}
+
+static int parse_mem(const char *s, uint64_t *mb)
+{
+	uint64_t bytes;
+
+	if (!s)
+		return ctl_usage(CMD ": --mem SIZE is required (e.g. --mem 512M)");
+	if (parse_size(s, &bytes))
+		return ctl_usage(CMD ": --mem %s: expected a size like 512M or 2G", s);
+	if (bytes % (1 << 20))
+		return ctl_usage(CMD ": --mem %s: not a whole number of MiB (512M is 512 MiB)", s);
+	*mb = bytes >> 20;
+	return CTL_OK;
+}
+
+/* The spec the arguments describe, before its files are resolved. */
+static int fill_spec(const struct create_args *a, struct cl_spec *s)
+{
+	struct etcd_err err = { "" };
+	uint64_t n;
+
+	memset(s, 0, sizeof(*s));
+	if (parse_mem(a->mem, &s->mem_mb))
+		return CTL_USAGE;
+	if (!a->vcpus)
+		return ctl_usage(CMD ": --vcpus N is required");
+	if (args_uint(CMD, "--vcpus", a->vcpus, 1, 1024, &n))
+		return CTL_USAGE;
+	s->vcpus = (uint32_t)n;
+	if (copy_str(s->name, sizeof(s->name), a->name, "NAME") ||
+	    copy_str(s->image, sizeof(s->image), a->image, "--image") ||
+	    copy_str(s->kernel, sizeof(s->kernel), a->kernel, "--kernel") ||
+	    copy_str(s->initrd, sizeof(s->initrd), a->initrd, "--initrd") ||
+	    copy_str(s->cmdline, sizeof(s->cmdline), a->cmdline, "--cmdline") ||
+	    copy_str(s->restart, sizeof(s->restart), a->restart ? a->restart : "on-failure",
+		     "--restart") ||
+	    copy_str(s->group, sizeof(s->group), a->group, "--group") ||
+	    parse_priority(a->priority, &s->priority))
+		return CTL_USAGE;
+	s->running = !a->stopped;
+	s->created_ms = wall_ms();
+	if (cl_spec_check(s, &err))
+		return ctl_usage(CMD " %s: %s", a->name, err.msg);
+	return CTL_OK;
+}
+
+/* Make path absolute; it must exist here (and, the operator's promise, on every node). */
+static int resolve(char *path, const char *flag)
+{
+	char *abs;
+
+	if (!path[0])
+		return CTL_OK;
+	abs = realpath(path, NULL);
+	if (!abs)
+		return ctl_fail(CMD ": %s %s: %s", flag, path, strerror(errno));
+	if (strlen(abs) >= CL_PATH_MAX) {
+		free(abs);
+		return ctl_fail(CMD ": %s %s: the absolute path is too long", flag, path);
+	}
+	strcpy(path, abs);
+	free(abs);
+	return CTL_OK;
+}
+
+/* Refuse a name in use, and check that some node can run the VM now. */
+static int check_cluster(struct ctl *c, const struct cl_spec *s)
+{
+	struct ha_vm vm = { .name = s->name,
+			    .vcpus = s->vcpus,
+			    .mem_mb = s->mem_mb,
+			    .group = s->group,
+			    .priority = s->priority,
+			    .wanted = true };
+	struct cl_view v;
+	struct cl_ha h;
+	char why[1024];
+	long i;
+	int rc = ctl_view(c, &v);
+
+	if (rc)
+		return rc;
+	i = ctl_vm_index(&v, s->name);
+	if (i >= 0 && v.vms[i].has_spec)
+		rc = ctl_fail("vm %s already exists", s->name);
+	else if (i >= 0 && ctl_vm_exists(&v.vms[i]))
+		rc = ctl_fail("vm %s is still being deleted (its VMM%s%s is stopping); try again "
+			      "shortly",
+			      s->name, v.vms[i].has_status ? " on " : "", v.vms[i].status.node);
+	else if (s->running && !(rc = ctl_view_ha(&v, &h))) {
+		if (ha_place(&h.c, &vm, NULL, why, sizeof(why)) < 0)
+			rc = ctl_fail("not enough capacity: %s", why);
+		cl_ha_free(&h);
+	}
+	cl_view_free(&v);
+	return rc;
+}
+
+static int put_spec(struct ctl *c, const struct cl_spec *s, int64_t *rev)
+{
+	struct etcd_err err = { "" };
+	char key[CTL_KEY_MAX], *val = cl_spec_json(s);
+	struct etcd_kv *kv = NULL;
+	bool created = false;
+	int rc = CTL_OK;
+
+	if (!val)
+		return ctl_fail("out of memory");
+	if (etcd_create(c->etcd, ctl_key(c, key, "vms", s->name, "spec"), val, strlen(val), 0,
+			&created, &kv, &err))
+		rc = ctl_fail("creating vm %s: %s", s->name, err.msg);
+	else if (!created)
+		rc = ctl_fail("vm %s already exists", s->name);
+	else
+		*rev = kv ? kv->mod_rev : 0;
+	etcd_kv_free(kv);
+	free(val);
+	return rc;
+}
+
+static int create(struct ctl *c, const struct create_args *a)
+{
+	struct cl_status st;
+	struct cl_spec s;
+	int64_t rev = 0;
+	int rc = fill_spec(a, &s);
+
+	if (rc || (rc = resolve(s.image, "--image")) || (rc = resolve(s.kernel, "--kernel")) ||
+	    (rc = resolve(s.initrd, "--initrd")) || (rc = check_cluster(c, &s)) ||
+	    (rc = put_spec(c, &s, &rev)))
+		return rc;
+	ctl_event(c, s.name, "created",
+		  "vm %s created by cmectl: %" PRIu32 " vCPUs, %" PRIu64 " MiB%s", s.name, s.vcpus,
+		  s.mem_mb, s.running ? "" : ", stopped");
+	if (a->stopped || a->no_wait) {
+		if (c->json)
+			out_json(json_pack("{s:s, s:s, s:n}", "vm", s.name, "result", "created",
+					   "status"));
+		else
+			printf("vm %s created%s\n", s.name, a->stopped ? " (stopped)" : "");
+		return CTL_OK;
+	}
+	if (!c->json)
+		printf("vm %s created; waiting for it to run\n", s.name);
+	rc = wait_vm(c, s.name, WANT_RUNNING, rev, &st);
+	if (!rc)
+		wait_vm_report(c, s.name, WANT_RUNNING, &st);
+	return rc;
+}
+
+int cmd_vm_create(struct ctl *c, int argc, char **argv)
+{
+	struct create_args a = { 0 };
+	const struct flag flags[] = {
+		{ "--mem", NULL, FL_STR, NULL, &a.mem },
+		{ "--vcpus", NULL, FL_STR, NULL, &a.vcpus },
+		{ "--image", NULL, FL_STR, NULL, &a.image },
+		{ "--kernel", NULL, FL_STR, NULL, &a.kernel },
+		{ "--initrd", NULL, FL_STR, NULL, &a.initrd },
+		{ "--cmdline", NULL, FL_STR, NULL, &a.cmdline },
+		{ "--restart", NULL, FL_STR, NULL, &a.restart },
+		{ "--group", NULL, FL_STR, NULL, &a.group },
+		{ "--priority", NULL, FL_STR, NULL, &a.priority },
+		{ "--stopped", NULL, FL_BOOL, &a.stopped, NULL },
+		{ "--no-wait", NULL, FL_BOOL, &a.no_wait, NULL },
+		{ 0 },
+	};
+	int rc = args_parse(c, CMD, argc, argv, flags, "NAME", &a.name);
+
+	return rc ? rc : create(c, &a);
+}
