@@ -48,7 +48,8 @@ struct cd {
 	bool leader;
 	uint32_t published_vms;
 	uint64_t last_view_err_ms;
-	char fail_note[CL_NAME_MAX * 4]; /* last leader "cannot place" notes, to log once */
+	uint64_t notes[16]; /* hashes of the leader's recent "cannot move" notes: say each once */
+	unsigned next_note;
 };
 
 /* ---- daemon.c ---- */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SUB	    "events"
 #define EVENT_TTL_S 86400
@@ -28,8 +29,9 @@ void cl_event_post(struct etcd *e, const char *prefix, int64_t lease, const char
 	vsnprintf(ev.msg, sizeof(ev.msg), fmt, ap);
 	va_end(ap);
 	log_info(SUB, "%s%s%s: %s", kind, vm ? " vm=" : "", vm ? vm : "", ev.msg);
-	snprintf(id, sizeof(id), "%013llu-%s-%u", (unsigned long long)ev.ts_ms,
-		 node ? node : "cmectl", atomic_fetch_add(&seq, 1));
+	/* Time first (keys sort by it); the PID keeps two cmectl runs in the same ms apart. */
+	snprintf(id, sizeof(id), "%013llu-%s-%d-%u", (unsigned long long)ev.ts_ms,
+		 node ? node : "cmectl", (int)getpid(), atomic_fetch_add(&seq, 1));
 	val = cl_event_json(&ev);
 	if (!val || !cl_key(key, sizeof(key), prefix, "events", id, NULL)) {
 		free(val);

@@ -197,6 +197,46 @@ static bool failed_recently(const struct cl_vm_view *vv)
 	       wall_ms() - vv->mig.updated_ms < RETRY_FAILED_MS;
 }
 
+/* Say once (per distinct reason) why a VM of a draining node cannot move. */
+static void note_blocked(struct cd *cd, const struct cl_vm_view *vv, const char *why)
+{
+	uint64_t hsh = 1469598103934665603ULL;
+
+	for (const char *p = vv->name; *p; p++)
+		hsh = (hsh ^ (unsigned char)*p) * 1099511628211ULL;
+	for (const char *p = why; *p; p++)
+		hsh = (hsh ^ (unsigned char)*p) * 1099511628211ULL;
+	for (size_t i = 0; i < ARRAY_SIZE(cd->notes); i++)
+		if (cd->notes[i] == hsh)
+			return;
+	cd->notes[cd->next_note++ % ARRAY_SIZE(cd->notes)] = hsh;
+	cd_event(cd, vv->name, "drain-blocked", "cannot move vm %s off %s: %s", vv->name,
+		 vv->owner.node, why);
+}
+
+/* Draining VMs the plan could not place: tell the operator why. */
+static void report_blocked(struct cd *cd, const struct cl_view *v, const struct cl_ha *h,
+			   const struct ha_move *moves, size_t n)
+{
+	char why[512];
+
+	for (size_t i = 0; i < v->nvms; i++) {
+		const struct cl_vm_view *vv = &v->vms[i];
+		const struct cl_node_view *nv;
+		bool planned = false;
+
+		if (!h->vms[i].wanted || !vv->has_owner || h->vms[i].target)
+			continue;
+		nv = cl_view_node(v, vv->owner.node);
+		if (!nv || !nv->alive || !strcmp(nv->admin.state, "schedulable"))
+			continue;
+		for (size_t k = 0; k < n; k++)
+			planned |= moves[k].vm == i;
+		if (!planned && ha_place(&h->c, &h->vms[i], vv->owner.node, why, sizeof(why)) < 0)
+			note_blocked(cd, vv, why);
+	}
+}
+
 static void drain(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
 {
 	struct ha_move moves[MAX_MOVES];
@@ -209,6 +249,7 @@ static void drain(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
 		if (!failed_recently(vv))
 			request_move(cd, vv, v->nodes[moves[i].node].name);
 	}
+	report_blocked(cd, v, h, moves, n);
 	reassign_stopped(cd, v, h);
 }
 
