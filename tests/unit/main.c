@@ -15,5 +15,6 @@ int main(void)
 	suite_tls();
 	suite_etcd();
 	suite_ha();
+	suite_records();
 	return test_main("unit");
 }

@@ -10,4 +10,5 @@ void suite_linux_parse(void);
 void suite_tls(void);
 void suite_etcd(void);
 void suite_ha(void);
+void suite_records(void);
 #endif

@@ -1,0 +1,224 @@
+/* Cluster records and the daemon's configuration: pure parsing, no etcd. */
+#include "clusterd.h"
+#include "harness.h"
+#include "unit.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_names(void)
+{
+	CU_ASSERT_TRUE(cl_name_ok("node-a"));
+	CU_ASSERT_TRUE(cl_name_ok("web1.prod_2"));
+	CU_ASSERT_TRUE(cl_name_ok("0abc"));
+	CU_ASSERT_FALSE(cl_name_ok(""));
+	CU_ASSERT_FALSE(cl_name_ok(NULL));
+	CU_ASSERT_FALSE(cl_name_ok("-a"));
+	CU_ASSERT_FALSE(cl_name_ok(".hidden"));
+	CU_ASSERT_FALSE(cl_name_ok("Web1"));
+	CU_ASSERT_FALSE(cl_name_ok("a/b"));
+	CU_ASSERT_FALSE(cl_name_ok("a b"));
+	CU_ASSERT_TRUE(cl_name_ok(
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 63 */
+	CU_ASSERT_FALSE(
+		cl_name_ok("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+}
+
+static void test_keys(void)
+{
+	char buf[64], tiny[8];
+
+	CU_ASSERT_STRING_EQUAL(cl_key(buf, sizeof(buf), "/cme", "vms", "web1", "owner"),
+			       "/cme/vms/web1/owner");
+	CU_ASSERT_STRING_EQUAL(cl_key(buf, sizeof(buf), "/cme", "nodes", "a", NULL),
+			       "/cme/nodes/a");
+	CU_ASSERT_STRING_EQUAL(cl_key(buf, sizeof(buf), "/x", "leader", NULL, NULL), "/x/leader");
+	CU_ASSERT_PTR_NULL(cl_key(tiny, sizeof(tiny), "/cme", "vms", "web1", "owner"));
+}
+
+static struct cl_spec sample_spec(void)
+{
+	struct cl_spec s = { .vcpus = 2,
+			     .mem_mb = 512,
+			     .priority = -3,
+			     .running = true,
+			     .created_ms = 1795478477034ULL };
+
+	strcpy(s.name, "web1");
+	strcpy(s.image, "/srv/img/selfcheck.bin");
+	strcpy(s.cmdline, "wss_mb=128 \"quoted\" \\ back");
+	strcpy(s.restart, "always");
+	strcpy(s.group, "web");
+	return s;
+}
+
+static void test_spec_roundtrip(void)
+{
+	struct cl_spec s = sample_spec(), back;
+	struct etcd_err err = { "" };
+	char *j = cl_spec_json(&s);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_EQUAL(cl_spec_parse(j, strlen(j), &back, &err), 0);
+	CU_ASSERT_EQUAL(memcmp(&s, &back, sizeof(s)), 0);
+	free(j);
+}
+
+static void expect_spec_refused(const char *json, const char *why)
+{
+	struct cl_spec s;
+	struct etcd_err err = { "" };
+
+	CU_ASSERT_EQUAL(cl_spec_parse(json, strlen(json), &s, &err), -EINVAL);
+	if (!strstr(err.msg, why))
+		printf("\n  %s: got \"%s\", wanted \"%s\"\n", json, err.msg, why);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, why));
+}
+
+static void test_spec_refusals(void)
+{
+	expect_spec_refused("[1]", "not a JSON object");
+	expect_spec_refused("{\"name\":\"a\",\"vcpus\":1}", "\"mem_mb\" is missing");
+	expect_spec_refused("{\"name\":\"a\",\"vcpus\":\"1\",\"mem_mb\":64}",
+			    "\"vcpus\" is not an integer");
+	expect_spec_refused("{\"name\":\"a\",\"vcpus\":-1,\"mem_mb\":64}",
+			    "\"vcpus\" is out of range");
+	expect_spec_refused("{\"name\":\"A\",\"vcpus\":1,\"mem_mb\":64}",
+			    "\"name\" is not a valid name");
+	expect_spec_refused("{\"name\":\"a\",\"vcpus\":0,\"mem_mb\":64,\"image\":\"/x\"}",
+			    "vcpus must be");
+	expect_spec_refused("{\"name\":\"a\",\"vcpus\":1,\"mem_mb\":64}",
+			    "exactly one of an image");
+	expect_spec_refused(
+		"{\"name\":\"a\",\"vcpus\":1,\"mem_mb\":64,\"image\":\"/x\",\"kernel\":\"/k\"}",
+		"exactly one of an image");
+	expect_spec_refused(
+		"{\"name\":\"a\",\"vcpus\":1,\"mem_mb\":64,\"image\":\"/x\",\"restart\":\"maybe\"}",
+		"restart policy");
+	expect_spec_refused(
+		"{\"name\":\"a\",\"vcpus\":1,\"mem_mb\":64,\"image\":\"/x\",\"running\":1}",
+		"\"running\" is not true or false");
+	expect_spec_refused(
+		"{\"name\":\"a\",\"vcpus\":1,\"mem_mb\":64,\"image\":\"/x\",\"initrd\":\"/i\"}",
+		"an initrd needs a kernel");
+}
+
+static void test_too_long(void)
+{
+	char json[2048], big[1100];
+	struct cl_owner o;
+	struct etcd_err err = { "" };
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	snprintf(json, sizeof(json), "{\"node\":\"a\",\"epoch\":1,\"x\":\"%s\"}", big);
+	CU_ASSERT_EQUAL(cl_owner_parse(json, strlen(json), &o, &err), 0); /* unknown: ignored */
+	snprintf(json, sizeof(json),
+		 "{\"name\":\"a\",\"vcpus\":1,\"mem_mb\":64,\"image\":\"/x\","
+		 "\"cmdline\":\"%s\"}",
+		 big);
+	expect_spec_refused(json, "\"cmdline\" is too long");
+	CU_ASSERT_EQUAL(cl_owner_parse("{\"node\":\"a\",\"epoch\":", 20, &o, &err), -EINVAL);
+}
+
+static void test_migration_roundtrip(void)
+{
+	struct cl_migration m = { .requested_ms = 5,
+				  .round = 3,
+				  .bytes_sent = 1ULL << 40,
+				  .rate_mbps = 1234.5,
+				  .cluster_ms = 77 },
+			    back;
+	struct etcd_err err = { "" };
+	char *j;
+
+	strcpy(m.id, "0123456789abcdef");
+	strcpy(m.vm, "web1");
+	strcpy(m.source, "node-a");
+	strcpy(m.target, "node-b");
+	strcpy(m.phase, "done");
+	strcpy(m.stats, "{\"total_ms\":530,\"downtime\":{\"pause_ms\":0}}");
+	j = cl_migration_json(&m);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	/* The statistics travel as a JSON object, not as a string. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"stats\":{\"total_ms\":530"));
+	CU_ASSERT_EQUAL(cl_migration_parse(j, strlen(j), &back, &err), 0);
+	CU_ASSERT_STRING_EQUAL(back.stats, m.stats);
+	CU_ASSERT_EQUAL(back.bytes_sent, m.bytes_sent);
+	CU_ASSERT_DOUBLE_EQUAL(back.rate_mbps, 1234.5, 1e-9);
+	CU_ASSERT_TRUE(cl_migration_active(&(struct cl_migration){ .phase = "committed" }));
+	CU_ASSERT_FALSE(cl_migration_active(&back));
+	free(j);
+}
+
+/* ---- configuration ------------------------------------------------------------------ */
+
+static int load(const char *text, struct cd_config *c, char *err, size_t len)
+{
+	char path[600];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/clusterd.conf", test_tmpdir());
+	f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(text, f);
+	fclose(f);
+	return cd_config_load(path, c, err, len);
+}
+
+static void test_config(void)
+{
+	struct cd_config c;
+	char err[512];
+
+	CU_ASSERT_EQUAL(load("# a node\nnode = node-a  # trailing comment\n"
+			     "tls_dir=/etc/cme/tls/node-a\n\netcd = "
+			     "http://10.0.0.1:2379,http://10.0.0.2:2379\n"
+			     "mem = 8G\ncpus = 6\nlease_ttl = 4\n",
+			     &c, err, sizeof(err)),
+			0);
+	CU_ASSERT_STRING_EQUAL(c.node, "node-a");
+	CU_ASSERT_STRING_EQUAL(c.etcd, "http://10.0.0.1:2379,http://10.0.0.2:2379");
+	CU_ASSERT_EQUAL(c.mem_mb, 8192);
+	CU_ASSERT_EQUAL(c.cpus, 6);
+	CU_ASSERT_EQUAL(c.lease_ttl_s, 4);
+	CU_ASSERT_STRING_EQUAL(c.prefix, "/cme"); /* defaults */
+	CU_ASSERT_EQUAL(c.max_migrations, 2);
+
+	CU_ASSERT_EQUAL(load("node = a\ntls_dir = /t\nlease = 5\n", &c, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, ":3: unknown key"));
+	CU_ASSERT_NOT_EQUAL(load("node = a\ntls_dir = /t\nmem = lots\n", &c, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, ":3: bad value"));
+	CU_ASSERT_NOT_EQUAL(load("node = Bad Name\n", &c, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, ":1: bad value"));
+	CU_ASSERT_NOT_EQUAL(load("node = a\nno equals sign\n", &c, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, ":2: expected key = value"));
+	CU_ASSERT_NOT_EQUAL(load("tls_dir = /t\n", &c, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "node = NAME is required"));
+	CU_ASSERT_NOT_EQUAL(load("node = a\ntls_dir = /t\nlease_ttl = 1\n", &c, err, sizeof(err)),
+			    0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "lease_ttl must be 2..60"));
+	CU_ASSERT_NOT_EQUAL(load("node = a\ntls_dir = /t\nprefix = /cme/\n", &c, err, sizeof(err)),
+			    0);
+	CU_ASSERT_EQUAL(cd_config_load("/nonexistent/clusterd.conf", &c, err, sizeof(err)),
+			-ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "No such file"));
+}
+
+void suite_records(void)
+{
+	static const struct test_case cases[] = {
+		{ "names", test_names },
+		{ "keys", test_keys },
+		{ "spec round trip", test_spec_roundtrip },
+		{ "spec refusals", test_spec_refusals },
+		{ "too long and truncated", test_too_long },
+		{ "migration round trip", test_migration_roundtrip },
+		{ "daemon configuration", test_config },
+		{ NULL, NULL },
+	};
+
+	test_add_suite("records", cases);
+}
