@@ -1,92 +1,112 @@
-/* The destination of a live migration: accept the source over mutual TLS, build the VM it
- * describes, take pages on every channel, check the digest, load the state, and run the
- * guest only when the source commits. Until then nothing runs here, and any failure
- * throws the half-received VM away. */
-#include "stream_priv.h"
+/* The destination of a live migration, up to READY: accept the source over mutual TLS,
+ * build the VM it describes, take pages on every channel, check the digest and load the
+ * state. Nothing runs here until the commit (dest_run.c), and any failure throws the
+ * half-received VM away. */
+#include "dest_priv.h"
 
 #include <errno.h>
-#include <pthread.h>
+#include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define SUB		   "incoming"
-#define CHANNEL_TIMEOUT_MS 10000
-#define IDLE_TIMEOUT_MS	   30000 /* a page channel silent this long: the source is gone */
-#define MAX_CHANNELS	   8
+#define SUB		"incoming"
+#define IDLE_TIMEOUT_MS 30000 /* a page channel silent this long: the source is gone */
 
-struct rx_channel {
-	struct tls_conn *conn;
-	struct tls_conn *ctl; /* shut down on error, to wake the control thread */
-	struct vm *vm;
-	pthread_t thread;
-	bool started;
-	uint64_t pages, zero, bytes;
-	int err;
-	char why[160];
-};
-
-struct incoming {
-	const struct mig_incoming *in;
-	struct tls_ctx *ctx;
-	int listen_fd;
-	struct tls_conn *ctl;
-	struct rx_channel ch[MAX_CHANNELS];
-	unsigned nch;
-	uint8_t session[16];
-	struct vm *vm;
-	char *err;
-	size_t errlen;
-};
-
-static int in_fail(struct incoming *c, int rc, const char *fmt, ...) CME_PRINTF(3, 4);
-static int in_fail(struct incoming *c, int rc, const char *fmt, ...)
+int in_fail(struct mig_dest *c, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (!c->err[0]) {
 		va_start(ap, fmt);
-		vsnprintf(c->err, c->errlen, fmt, ap);
+		vsnprintf(c->err, sizeof(c->err), fmt, ap);
 		va_end(ap);
 	}
 	return rc ? rc : -EIO;
 }
 
+/* Wait until a connection is pending on the listening socket. Returns 0, -ETIMEDOUT at
+ * end (ns), or -ECANCELED once the receiving is asked to stop. */
+static int in_wait_conn(struct mig_dest *c, uint64_t end)
+{
+	for (;;) {
+		struct pollfd p[2] = { { c->listen_fd, POLLIN, 0 }, { c->wake_fd, POLLIN, 0 } };
+		uint64_t now = now_ns();
+		int ms = end == UINT64_MAX ? -1
+			 : now >= end	   ? 0
+					   : (int)((end - now) / 1000000ull) + 1;
+		int n;
+
+		if (in_stopping(c))
+			return -ECANCELED;
+		n = poll(p, 2, ms);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n == 0)
+			return -ETIMEDOUT;
+		if (n > 0 && (p[0].revents & POLLIN))
+			return 0;
+		if (n > 0 && p[1].revents)
+			in_drain_wake(c);
+	}
+}
+
+static int in_accept_one(struct mig_dest *c, uint64_t end, struct tls_conn **conn, char *why,
+			 size_t len)
+{
+	int rc = in_wait_conn(c, end);
+
+	if (rc == -ETIMEDOUT)
+		snprintf(why, len, "nothing connected in time");
+	else if (rc)
+		snprintf(why, len, "%s", strerror(-rc));
+	if (!rc)
+		rc = tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, conn, why, len);
+	return rc;
+}
+
 /* Wait for the source: peers that fail the TLS checks are refused and logged, and the
  * wait goes on until the deadline. */
-static int in_accept_source(struct incoming *c)
+static int in_accept_source(struct mig_dest *c)
 {
-	uint64_t end = c->in->timeout_ms < 0 ? UINT64_MAX
-					     : now_ns() + (uint64_t)c->in->timeout_ms * 1000000ull;
+	uint64_t end = c->in.timeout_ms < 0 ? UINT64_MAX
+					    : now_ns() + (uint64_t)c->in.timeout_ms * 1000000ull;
+	struct tls_conn *conn = NULL;
 	char why[256];
 
-	while (now_ns() < end) {
-		int left = end == UINT64_MAX ? -1 : (int)((end - now_ns()) / 1000000ull) + 1;
-		int rc = tls_accept(c->ctx, c->listen_fd, left, &c->ctl, why, sizeof(why));
+	for (;;) {
+		int rc = in_wait_conn(c, end);
 
-		if (!rc && tls_peer_is_node(c->ctl)) {
-			if (tls_set_timeout(c->ctl, CHANNEL_TIMEOUT_MS) < 0)
-				log_debug(SUB, "cannot set the handshake timeout");
-			return 0;
-		}
+		if (rc == -ETIMEDOUT)
+			return in_fail(c, rc, "no migration arrived in time");
+		if (rc == -ECANCELED)
+			return in_fail(c, rc, "stopped while waiting for the source");
+		if (rc)
+			return in_fail(c, rc, "waiting for the source: %s", strerror(-rc));
+		rc = tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, &conn, why, sizeof(why));
+		if (!rc && tls_peer_is_node(conn))
+			break;
 		if (!rc) {
 			/* Only nodes send VMs: an operator's certificate is refused here. */
 			snprintf(why, sizeof(why), "%s holds an operator certificate, not a node's",
-				 tls_peer_cn(c->ctl));
-			tls_close(c->ctl);
-			c->ctl = NULL;
-			rc = -EACCES;
+				 tls_peer_cn(conn));
+			tls_close(conn);
 		}
-		if (rc == -ETIMEDOUT)
-			break;
-		log_warn(SUB, "refused a connection: %s", why);
+		log_warn(SUB, "vm=%s refused a connection: %s", c->in.name, why);
 	}
-	return in_fail(c, -ETIMEDOUT, "no migration arrived in time");
+	if (tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0)
+		log_debug(SUB, "cannot set the handshake timeout");
+	pthread_mutex_lock(&c->lock);
+	c->ctl = conn;
+	pthread_mutex_unlock(&c->lock);
+	in_set_phase(c, MIG_IN_RECEIVING);
+	c->t0 = now_ns();
+	return 0;
 }
 
-static int in_welcome(struct incoming *c, bool ok, const char *reason)
+static int in_welcome(struct mig_dest *c, bool ok, const char *reason)
 {
 	Cme__MigWelcome w = CME__MIG_WELCOME__INIT;
 
@@ -96,7 +116,7 @@ static int in_welcome(struct incoming *c, bool ok, const char *reason)
 	return rec_send_msg(c->ctl, REC_WELCOME, &w.base);
 }
 
-static int in_check_hello(struct incoming *c, const Cme__MigHello *h)
+static int in_check_hello(struct mig_dest *c, const Cme__MigHello *h)
 {
 	if (h->version != MIG_PROTOCOL_VERSION)
 		return in_fail(c, -EPROTO, "protocol version %u, this VMM speaks %d", h->version,
@@ -108,13 +128,14 @@ static int in_check_hello(struct incoming *c, const Cme__MigHello *h)
 		return in_fail(c, -ENOMEM, "the VM needs %llu MiB, this host has %llu MiB",
 			       (unsigned long long)(h->config->mem_bytes >> 20),
 			       (unsigned long long)(host_mem_bytes() >> 20));
-	if (h->channels < 1 || h->channels > MAX_CHANNELS || h->session.len != sizeof(c->session))
+	if (h->channels < 1 || h->channels > IN_MAX_CHANNELS ||
+	    h->session.len != sizeof(c->session))
 		return in_fail(c, -EPROTO, "bad channel count or session");
 	return 0;
 }
 
 /* HELLO: check the offer, build the VM, and answer. */
-static int in_hello(struct incoming *c)
+static int in_hello(struct mig_dest *c)
 {
 	uint8_t *payload;
 	uint32_t type, len;
@@ -129,8 +150,8 @@ static int in_hello(struct incoming *c)
 		return in_fail(c, -EPROTO, "the source did not say hello");
 	rc = in_check_hello(c, h);
 	if (!rc) {
-		struct vm_config cfg = { c->in->name, h->config->mem_bytes, h->config->nr_vcpus,
-					 c->in->console };
+		struct vm_config cfg = { c->in.name, h->config->mem_bytes, h->config->nr_vcpus,
+					 c->in.console };
 
 		c->nch = h->channels;
 		memcpy(c->session, h->session.data, sizeof(c->session));
@@ -148,7 +169,7 @@ static int in_hello(struct incoming *c)
 	return rc;
 }
 
-static int in_channel_hello(struct incoming *c, struct tls_conn *conn, unsigned *index)
+static int in_channel_hello(struct mig_dest *c, struct tls_conn *conn, unsigned *index)
 {
 	uint8_t *payload;
 	uint32_t type, len;
@@ -171,18 +192,18 @@ static int in_channel_hello(struct incoming *c, struct tls_conn *conn, unsigned 
 	return rc;
 }
 
-static int in_accept_channels(struct incoming *c)
+static int in_accept_channels(struct mig_dest *c)
 {
 	for (unsigned n = 0; n < c->nch; n++) {
-		struct tls_conn *conn;
+		struct tls_conn *conn = NULL;
 		unsigned idx;
 		char why[256];
-		int rc = tls_accept(c->ctx, c->listen_fd, CHANNEL_TIMEOUT_MS, &conn, why,
-				    sizeof(why));
+		int rc = in_accept_one(c, now_ns() + IN_CHANNEL_TIMEOUT * 1000000ull, &conn, why,
+				       sizeof(why));
 
 		if (rc)
 			return in_fail(c, rc, "page channel %u: %s", n, why);
-		if (!tls_peer_is_node(conn) || tls_set_timeout(conn, CHANNEL_TIMEOUT_MS) < 0) {
+		if (!tls_peer_is_node(conn) || tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0) {
 			tls_close(conn);
 			return in_fail(c, -EACCES, "page channel %u: not from a node", n);
 		}
@@ -244,7 +265,7 @@ static void *rx_thread(void *arg)
 	return NULL;
 }
 
-static int in_start_receivers(struct incoming *c)
+static int in_start_receivers(struct mig_dest *c)
 {
 	for (unsigned i = 0; i < c->nch; i++) {
 		if (pthread_create(&c->ch[i].thread, NULL, rx_thread, &c->ch[i]))
@@ -254,7 +275,7 @@ static int in_start_receivers(struct incoming *c)
 	return 0;
 }
 
-static int in_join_receivers(struct incoming *c)
+static int in_join_receivers(struct mig_dest *c)
 {
 	int err = 0;
 
@@ -269,8 +290,7 @@ static int in_join_receivers(struct incoming *c)
 }
 
 /* Wait for the control record `want`; an ABORT or anything else ends the migration. */
-static int in_expect(struct incoming *c, uint32_t want, uint8_t **payload, uint32_t *len,
-		     const char *what)
+int in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t *len, const char *what)
 {
 	uint32_t type;
 	char reason[256];
@@ -311,7 +331,7 @@ static void in_fault_corrupt(struct vm *vm)
 
 /* All pages are in once every channel has ended its final round: compare digests and
  * load the state. The VM still has not run. */
-static int in_switchover(struct incoming *c, struct mig_stats *st)
+static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 {
 	uint8_t *payload = NULL, digest[MIG_DIGEST_BYTES];
 	uint32_t len;
@@ -339,127 +359,87 @@ static int in_switchover(struct incoming *c, struct mig_stats *st)
 	if (!rc && sodium_memcmp(digest, sw->digest.data, MIG_DIGEST_BYTES))
 		rc = in_fail(c, -EBADMSG, "memory digest mismatch: pages were lost or corrupted");
 	t0 = now_ns();
-	if (!rc && vm_state_load(c->vm, sw->state.data, sw->state.len, c->err, c->errlen))
+	if (!rc && vm_state_load(c->vm, sw->state.data, sw->state.len, c->err, sizeof(c->err)))
 		rc = -EINVAL;
 	st->state_ms = (now_ns() - t0) / 1000000;
 	cme__mig_switchover__free_unpacked(sw, NULL);
 	return rc;
 }
 
-static int in_ready_commit(struct incoming *c, struct mig_stats *st)
+int in_send_ready(struct mig_dest *c)
 {
 	Cme__MigReady r = CME__MIG_READY__INIT;
-	Cme__MigAck ack = CME__MIG_ACK__INIT;
-	uint8_t *payload = NULL;
-	uint32_t len;
-	uint64_t t0;
-	int rc;
 
-	r.digest_ms = st->digest_ms;
-	r.load_ms = st->state_ms;
-	rc = rec_send_msg(c->ctl, REC_READY, &r.base);
-	if (rc)
-		return in_fail(c, rc, "the source went away before commit");
-	if (tls_set_timeout(c->ctl, IDLE_TIMEOUT_MS) < 0)
-		log_debug(SUB, "cannot set the commit timeout");
-	rc = in_expect(c, REC_COMMIT, &payload, &len, "waiting for commit");
-	free(payload);
-	if (rc)
-		return rc;
-	/* Committed: from here the guest is ours, whether or not the ACK arrives. All vCPU
-	 * threads start parked and are released together: a failure to start one leaves the
-	 * guest not having run at all. */
-	t0 = now_ns();
-	rc = vm_start(c->vm, true);
-	if (!rc)
-		rc = vm_resume(c->vm);
-	st->resume_ms = (now_ns() - t0) / 1000000;
-	if (rc)
-		return in_fail(c, rc, "committed, but the vCPUs did not start");
-	ack.resume_ms = st->resume_ms;
-	if (rec_send_msg(c->ctl, REC_ACK, &ack.base) < 0)
-		log_warn(SUB, "could not acknowledge the commit; the guest runs here anyway");
-	return 0;
+	r.digest_ms = c->st.digest_ms;
+	r.load_ms = c->st.state_ms;
+	return rec_send_msg(c->ctl, REC_READY, &r.base);
 }
 
-static void in_cleanup(struct incoming *c)
+int in_receive(struct mig_dest *c)
 {
+	int rc = in_accept_source(c);
+
+	if (!rc)
+		rc = in_hello(c);
+	if (!rc)
+		rc = in_accept_channels(c);
+	if (!rc)
+		rc = in_start_receivers(c);
+	if (!rc)
+		rc = in_switchover(c, &c->st);
+	return rc;
+}
+
+/* The connections are detached under the lock first: mig_dest_abort may be shutting
+ * the control channel down. */
+void in_cleanup(struct mig_dest *c)
+{
+	struct tls_conn *ctl;
+
 	for (unsigned i = 0; i < c->nch; i++)
 		if (c->ch[i].conn)
 			tls_shutdown(c->ch[i].conn);
 	in_join_receivers(c);
-	for (unsigned i = 0; i < c->nch; i++)
+	for (unsigned i = 0; i < c->nch; i++) {
 		tls_close(c->ch[i].conn);
-	tls_close(c->ctl);
+		c->ch[i].conn = NULL;
+	}
+	pthread_mutex_lock(&c->lock);
+	ctl = c->ctl;
+	c->ctl = NULL;
+	pthread_mutex_unlock(&c->lock);
+	tls_close(ctl);
 	if (c->listen_fd >= 0)
 		close(c->listen_fd);
-	tls_ctx_free(c->ctx);
+	c->listen_fd = -1;
 }
 
-static int in_listen(struct incoming *c)
+int in_listen(struct mig_dest *c)
 {
 	char host[256];
-	uint16_t port, bound;
+	uint16_t port;
 	int rc;
 
-	if (!c->in->listen || parse_hostport(c->in->listen, host, sizeof(host), &port) < 0)
+	if (!c->in.listen || parse_hostport(c->in.listen, host, sizeof(host), &port) < 0)
 		return in_fail(c, -EINVAL, "--listen %s is not HOST:PORT",
-			       c->in->listen ? c->in->listen : "");
-	rc = tls_ctx_new(c->in->tls_dir, true, &c->ctx, c->err, c->errlen);
+			       c->in.listen ? c->in.listen : "");
+	rc = tls_ctx_new(c->in.tls_dir, true, &c->ctx, c->err, sizeof(c->err));
 	if (!rc)
-		rc = tls_listen(host, port, &c->listen_fd, &bound, c->err, c->errlen);
+		rc = tls_listen(host, port, &c->listen_fd, &c->port, c->err, sizeof(c->err));
 	if (rc)
 		return rc;
-	log_info(SUB, "waiting for a migration on %s:%u", host, bound);
-	if (c->in->on_listening)
-		c->in->on_listening(bound, c->in->opaque);
+	log_info(SUB, "waiting for a migration on %s:%u", host, c->port);
 	return 0;
 }
 
-static uint64_t in_bytes(const struct incoming *c, uint64_t *pages, uint64_t *zero)
+void in_count(struct mig_dest *c)
 {
-	uint64_t b = 0;
+	struct mig_stats *st = &c->st;
 
+	st->bytes = st->pages = st->zero_pages = 0;
 	for (unsigned i = 0; i < c->nch; i++) {
-		b += c->ch[i].bytes;
-		*pages += c->ch[i].pages - c->ch[i].zero;
-		*zero += c->ch[i].zero;
+		st->bytes += c->ch[i].bytes;
+		st->pages += c->ch[i].pages - c->ch[i].zero;
+		st->zero_pages += c->ch[i].zero;
 	}
-	return b;
-}
-
-int mig_receive(const struct mig_incoming *in, struct vm **out, struct mig_stats *st, char *err,
-		size_t errlen)
-{
-	struct incoming c = { .in = in, .listen_fd = -1, .err = err, .errlen = errlen };
-	uint64_t t0;
-	int rc;
-
-	memset(st, 0, sizeof(*st));
-	err[0] = 0;
-	rc = in_listen(&c);
-	if (!rc)
-		rc = in_accept_source(&c);
-	t0 = now_ns();
-	if (!rc)
-		rc = in_hello(&c);
-	if (!rc)
-		rc = in_accept_channels(&c);
-	if (!rc)
-		rc = in_start_receivers(&c);
-	if (!rc)
-		rc = in_switchover(&c, st);
-	if (!rc)
-		rc = in_ready_commit(&c, st);
-	if (rc && c.ctl)
-		rec_send_abort(c.ctl, err);
-	in_cleanup(&c);
-	st->total_ms = (now_ns() - t0) / 1000000;
-	st->bytes = in_bytes(&c, &st->pages, &st->zero_pages);
-	if (rc) {
-		vm_destroy(c.vm); /* never ran */
-		return rc;
-	}
-	*out = c.vm;
-	return 0;
 }

@@ -13,6 +13,14 @@
 
 struct migration;
 
+/* External mode: what ends MIG_AWAIT_COMMIT (under the migration's lock). */
+enum mig_decision {
+	MIG_DECIDE_NONE,
+	MIG_DECIDE_COMMIT,
+	MIG_DECIDE_ABORT,
+	MIG_DECIDE_QUIT, /* mig_free: the VM ended; leave the destination to the cluster */
+};
+
 /* One page channel: its own TLS session and thread. A chunk of guest memory always
  * travels on the same channel, so a newer copy of a page can never overtake an older one. */
 struct mig_channel {
@@ -50,6 +58,9 @@ struct migration {
 	uint64_t t_start, t_pause, t_ack;
 	enum mig_phase end_phase; /* how it ended, published by mig_finish after cleanup */
 	bool was_running;
+	enum mig_decision decision; /* under lock */
+	char decision_reason[256];
+	bool leave_dest; /* end without ABORT to the destination and without resuming */
 
 	/* Round hand-off to the channels, under lock. */
 	unsigned round_seq, done_count;
@@ -87,8 +98,9 @@ int mig_fail(struct migration *m, enum mig_phase ph, int err, const char *fmt, .
 /* Read every slot's dirty bitmap into m->bitmap; returns the dirty page count. */
 uint64_t mig_fetch_dirty(struct migration *m);
 
-/* switchover.c: pause, last pages, state, digest, commit. Returns 0 when the destination
- * acknowledged; otherwise the phase says where the guest is. */
+/* switchover.c: pause, last pages, state, digest, (external mode: the decision,) commit.
+ * Returns 0 when the destination acknowledged; otherwise the phase says where the guest
+ * is. */
 int mig_switchover(struct migration *m) CME_WUR;
 /* Write a progress line to the follower (if any); lock not held. */
 void mig_report(struct migration *m);

@@ -2,7 +2,13 @@
  * iterative dirty-page pre-copy on several page channels, a short final pause, the full
  * VM state, a digest of all guest RAM on both sides, and a commit handshake after which
  * only the destination runs the guest. On any failure before commit the source resumes;
- * if the channel breaks after commit was sent, the source stays paused ("in-doubt"). */
+ * if the channel breaks after commit was sent, the source stays paused ("in-doubt").
+ *
+ * Who commits: in the direct mode the source sends COMMIT as soon as the destination says
+ * READY. In the external mode someone else decides (cme-clusterd, with one etcd
+ * transaction on the VM's owner record): the source waits paused in MIG_AWAIT_COMMIT, with
+ * no time limit, for mig_decide(); the destination runs the guest on the source's COMMIT or
+ * on mig_dest_commit(), whichever comes first, and never gives up on its own after READY. */
 #ifndef CME_MIGRATE_H
 #define CME_MIGRATE_H
 
@@ -14,6 +20,11 @@
 
 #define MIG_PROTOCOL_VERSION 1
 
+enum mig_commit_mode {
+	MIG_COMMIT_DIRECT,   /* the source commits as soon as the destination is ready */
+	MIG_COMMIT_EXTERNAL, /* the commit is decided outside (mig_decide, mig_dest_commit) */
+};
+
 struct mig_params {
 	const char *to;	       /* "host:port" of the destination */
 	const char *tls_dir;   /* this node's ca.crt, tls.crt, tls.key */
@@ -24,6 +35,7 @@ struct mig_params {
 	uint64_t timeout_ms;	/* hard limit; past it the migration is cancelled (default 600 s) */
 	bool auto_converge;	/* throttle vCPUs when rounds stop shrinking (default on) */
 	unsigned max_rounds;	/* give up after this many rounds (default 30) */
+	enum mig_commit_mode commit; /* default MIG_COMMIT_DIRECT */
 };
 
 /* Fill defaults (call before setting fields from the operator). */
@@ -37,6 +49,9 @@ enum mig_phase {
 	MIG_DONE,	/* the guest runs on the destination; the source VM has ended */
 	MIG_FAILED,	/* aborted; the guest runs on the source */
 	MIG_IN_DOUBT,	/* commit sent, no answer: the source stays paused */
+	/* External mode: the destination is ready; the guest stays paused here, with no time
+	 * limit, until mig_decide(). Even a broken channel to the destination does not end it. */
+	MIG_AWAIT_COMMIT,
 };
 
 const char *mig_phase_name(enum mig_phase p);
@@ -49,6 +64,7 @@ struct mig_stats {
 	unsigned throttle_pct;	/* highest auto-converge throttle applied */
 	/* The guest's pause, by phase (the source's view; resume is the destination's). */
 	uint64_t pause_ms, last_pages_ms, state_ms, digest_ms, commit_ms, resume_ms;
+	uint64_t decision_ms; /* external mode: paused in MIG_AWAIT_COMMIT (not in commit_ms) */
 };
 
 struct mig_progress {
@@ -71,14 +87,25 @@ struct migration;
 int mig_start(struct vm *vm, const struct mig_params *p, struct migration **out, char *err,
 	      size_t errlen) CME_WUR;
 void mig_get_progress(struct migration *m, struct mig_progress *out);
-/* Ask to cancel; before commit the guest keeps running on the source. */
-void mig_cancel(struct migration *m);
+/* Ask to cancel; before commit the guest keeps running on the source. Returns 0, or
+ * -EBUSY in MIG_AWAIT_COMMIT (or once a decision was taken): only mig_decide ends that. */
+int mig_cancel(struct migration *m) CME_WUR;
+/* External mode: the decision that ends MIG_AWAIT_COMMIT, taken by the migration's thread.
+ * commit: send COMMIT and wait for ACK as in the direct mode (MIG_DONE, or MIG_IN_DOUBT
+ * with the guest still paused). abort: send ABORT (a failed send is ignored), resume the
+ * guest here, MIG_FAILED with reason (NULL: "commit refused by the cluster"). Safe even
+ * when the channel broke: the destination runs the guest only on COMMIT or its own
+ * mig_dest_commit(). Returns 0, -EAGAIN when not in MIG_AWAIT_COMMIT, -EALREADY when a
+ * decision was already taken. */
+int mig_decide(struct migration *m, bool commit, const char *reason) CME_WUR;
 /* Hand over a connected client fd that receives a JSON line of progress every 250 ms and
  * a final line; the migration closes it. */
 void mig_follow(struct migration *m, int fd);
 /* True once the migration has ended (done, failed or in doubt). */
 bool mig_finished(struct migration *m);
-/* Wait for the thread and free. */
+/* Wait for the thread and free. Call it once the VM has ended or the migration finished:
+ * a migration still in MIG_AWAIT_COMMIT then ends as MIG_FAILED without telling the
+ * destination anything (the cluster's decision stands) and without resuming. */
 void mig_free(struct migration *m);
 
 /* Progress (and, when done, statistics) as one JSON object string (malloc'd). */
@@ -92,15 +119,53 @@ struct mig_incoming {
 	const char *name; /* VM name for logs */
 	struct console_cfg console;
 	int timeout_ms; /* how long to wait for the source to connect, -1 forever */
-	/* Called once the listening socket is bound, with its port (tests pick port 0). */
-	void (*on_listening)(uint16_t port, void *opaque);
-	void *opaque;
+	enum mig_commit_mode commit;
 };
 
-/* Wait for one incoming migration and receive it. On success the VM is running here
- * (*out, caller owns) and st has the destination's statistics. On any failure no guest
- * ran here; returns -errno with the reason in err. */
-int mig_receive(const struct mig_incoming *in, struct vm **out, struct mig_stats *st, char *err,
-		size_t errlen) CME_WUR;
+enum mig_in_phase {
+	MIG_IN_LISTENING, /* bound; waiting for the source */
+	MIG_IN_RECEIVING, /* handshake, pages, state, digest */
+	MIG_IN_READY,	  /* READY sent: waiting for the commit */
+	MIG_IN_RUNNING,	  /* committed: the guest runs here */
+	MIG_IN_FAILED,	  /* ended; the guest never ran here */
+};
+
+const char *mig_in_phase_name(enum mig_in_phase p);
+
+struct mig_in_status {
+	enum mig_in_phase phase;
+	enum mig_commit_mode commit;
+	uint16_t port;	  /* the bound TCP port */
+	bool source_lost; /* MIG_IN_READY: the channel to the source broke */
+	char error[512];  /* MIG_IN_FAILED: why */
+};
+
+struct mig_dest;
+
+/* Bind in->listen (logs "waiting for a migration on HOST:PORT") and receive one migration
+ * in a thread of its own. in's strings must outlive *out. Returns 0 with *out (free with
+ * mig_dest_free), or -errno with the reason in err (bad address, TLS files, bind). */
+int mig_dest_start(const struct mig_incoming *in, struct mig_dest **out, char *err,
+		   size_t errlen) CME_WUR;
+/* Readable (level-triggered) once the phase is MIG_IN_RUNNING or MIG_IN_FAILED. */
+int mig_dest_event_fd(const struct mig_dest *d);
+void mig_dest_get_status(struct mig_dest *d, struct mig_in_status *out);
+/* External mode, MIG_IN_READY: start the guest here (at most once, all vCPUs released
+ * together) and return once it runs. Returns 0 (also when it runs already), or -errno
+ * with a one-line reason: -EAGAIN before READY, -EPERM in the direct mode, -ECANCELED
+ * when aborted or failed, -EIO when the vCPUs did not start. */
+int mig_dest_commit(struct mig_dest *d, char *err, size_t errlen) CME_WUR;
+/* Give up before the guest runs: it never will run here; the source (if still there) is
+ * told ABORT and the phase becomes MIG_IN_FAILED soon after. Returns 0, or -EALREADY (with
+ * the reason in err) once the guest runs or is being started. */
+int mig_dest_abort(struct mig_dest *d, const char *reason, char *err, size_t errlen) CME_WUR;
+/* Wait until the guest runs here or the migration failed. On success the VM runs (*out,
+ * caller owns; the statistics in st) and returns 0; otherwise -errno with the reason in err
+ * and no guest ever ran here. */
+int mig_dest_take(struct mig_dest *d, struct vm **out, struct mig_stats *st, char *err,
+		  size_t errlen) CME_WUR;
+/* Stop the receiving thread (it may still be answering the source's COMMIT after
+ * mig_dest_commit) and free. A VM that was not taken is destroyed. NULL ok. */
+void mig_dest_free(struct mig_dest *d);
 
 #endif

@@ -8,11 +8,11 @@
 
 static json_t *stats_json(const struct mig_stats *s)
 {
-	json_t *down = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "pause_ms", (json_int_t)s->pause_ms,
-				 "last_pages_ms", (json_int_t)s->last_pages_ms, "state_ms",
-				 (json_int_t)s->state_ms, "digest_ms", (json_int_t)s->digest_ms,
-				 "commit_ms", (json_int_t)s->commit_ms, "resume_ms",
-				 (json_int_t)s->resume_ms);
+	json_t *down = json_pack(
+		"{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "pause_ms", (json_int_t)s->pause_ms,
+		"last_pages_ms", (json_int_t)s->last_pages_ms, "state_ms", (json_int_t)s->state_ms,
+		"digest_ms", (json_int_t)s->digest_ms, "commit_ms", (json_int_t)s->commit_ms,
+		"decision_ms", (json_int_t)s->decision_ms, "resume_ms", (json_int_t)s->resume_ms);
 
 	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:i,s:o}", "setup_ms",
 			 (json_int_t)s->setup_ms, "total_ms", (json_int_t)s->total_ms,

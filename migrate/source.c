@@ -30,9 +30,9 @@ void mig_params_defaults(struct mig_params *p)
 const char *mig_phase_name(enum mig_phase ph)
 {
 	static const char *const names[] = { "setup", "precopy", "switchover", "commit",
-					     "done",  "failed",	 "in-doubt" };
+					     "done",  "failed",	 "in-doubt",   "awaiting-commit" };
 
-	return ph <= MIG_IN_DOUBT ? names[ph] : "unknown";
+	return ph <= MIG_AWAIT_COMMIT ? names[ph] : "unknown";
 }
 
 void mig_set_phase(struct migration *m, enum mig_phase ph)
@@ -297,7 +297,7 @@ static void mig_finish(struct migration *m, int err)
 	end = err ? m->end_phase : MIG_DONE;
 
 	mig_throttle_stop(m);
-	if (end == MIG_FAILED)
+	if (end == MIG_FAILED && !m->leave_dest)
 		rec_send_abort(m->ctl, m->prog.error);
 	if (err)
 		atomic_store(&m->cancel, true); /* wakes channels blocked on a dead peer */
@@ -307,6 +307,11 @@ static void mig_finish(struct migration *m, int err)
 		log_debug(SUB, "dirty logging was already off");
 	if (end == MIG_DONE) {
 		vm_end_migrated(m->vm, "migrated");
+	} else if (end == MIG_FAILED && m->leave_dest) {
+		log_warn(SUB,
+			 "migration to %s ended: %s; the destination waits for the "
+			 "cluster's decision",
+			 m->p.to, m->prog.error);
 	} else if (end == MIG_FAILED) {
 		log_warn(SUB, "migration to %s failed: %s; the guest runs here", m->p.to,
 			 m->prog.error);
@@ -432,16 +437,23 @@ int mig_start(struct vm *vm, const struct mig_params *p, struct migration **out,
 	return 0;
 }
 
-void mig_cancel(struct migration *m)
+int mig_cancel(struct migration *m)
 {
-	atomic_store(&m->cancel, true);
-	/* Before commit, breaking the page channels ends the round at once. */
+	int rc = 0;
+
 	pthread_mutex_lock(&m->lock);
-	if (m->prog.phase == MIG_PRECOPY)
-		for (unsigned i = 0; i < m->nch; i++)
-			if (m->ch[i].conn)
-				tls_shutdown(m->ch[i].conn);
+	if (m->prog.phase == MIG_AWAIT_COMMIT || m->decision != MIG_DECIDE_NONE) {
+		rc = -EBUSY; /* the cluster may have committed already: only it decides */
+	} else {
+		atomic_store(&m->cancel, true);
+		/* Before commit, breaking the page channels ends the round at once. */
+		if (m->prog.phase == MIG_PRECOPY)
+			for (unsigned i = 0; i < m->nch; i++)
+				if (m->ch[i].conn)
+					tls_shutdown(m->ch[i].conn);
+	}
 	pthread_mutex_unlock(&m->lock);
+	return rc;
 }
 
 void mig_follow(struct migration *m, int fd)
@@ -470,6 +482,11 @@ void mig_free(struct migration *m)
 {
 	if (!m)
 		return;
+	pthread_mutex_lock(&m->lock);
+	if (m->decision == MIG_DECIDE_NONE && !atomic_load(&m->finished))
+		m->decision = MIG_DECIDE_QUIT; /* an undecided commit waits no more */
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
 	if (m->thread)
 		pthread_join(m->thread, NULL);
 	if (m->follow_fd >= 0)

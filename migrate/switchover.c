@@ -1,15 +1,19 @@
-/* The switchover of the source: pause, last pages, state and digest, then the commit
- * handshake. Before COMMIT is sent every failure leaves the guest to be resumed here; after
- * it, only an ACK proves where it runs. */
+/* The switchover of the source: pause, last pages, state and digest, then (external mode)
+ * the cluster's decision, then the commit handshake. Before COMMIT is sent every failure
+ * leaves the guest to be resumed here; after it, only an ACK proves where it runs. */
 #include "mig_priv.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SUB		 "mig"
 #define REPLY_TIMEOUT_MS 60000
 #define ACK_TIMEOUT_MS	 30000
+#define REPORT_NS	 250000000L /* a follower's progress line while awaiting the decision */
 
 /* ---- switchover and commit -------------------------------------------------------------- */
 
@@ -109,6 +113,111 @@ static int mig_wait_ready(struct migration *m)
 	return err;
 }
 
+/* ---- the external decision ----------------------------------------------------------- */
+
+static const char *mig_vm_name(struct migration *m)
+{
+	struct vm_info info;
+
+	vm_get_info(m->vm, &info);
+	return info.name; /* the VM's configuration string: it outlives the VM */
+}
+
+int mig_decide(struct migration *m, bool commit, const char *reason)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if (m->decision != MIG_DECIDE_NONE) {
+		rc = -EALREADY;
+	} else if (m->prog.phase != MIG_AWAIT_COMMIT) {
+		rc = -EAGAIN;
+	} else {
+		m->decision = commit ? MIG_DECIDE_COMMIT : MIG_DECIDE_ABORT;
+		snprintf(m->decision_reason, sizeof(m->decision_reason), "%s",
+			 reason && *reason ? reason : "commit refused by the cluster");
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+/* The channel is not read while the cluster decides (the decision, not the destination,
+ * ends this phase); a peer that hung up or spoke is only worth a log line. */
+static void mig_watch_channel(struct migration *m, bool *lost)
+{
+	struct pollfd p = { tls_fd(m->ctl), POLLIN, 0 };
+
+	if (*lost || poll(&p, 1, 0) <= 0)
+		return;
+	*lost = true;
+	log_warn(SUB,
+		 "vm=%s the channel to %s %s while the commit is decided: the guest stays "
+		 "paused until the decision",
+		 mig_vm_name(m), m->p.to,
+		 p.revents & (POLLHUP | POLLERR) ? "broke" : "has news (an abort?)");
+}
+
+static enum mig_decision mig_wait_decision(struct migration *m)
+{
+	enum mig_decision d;
+	struct timespec until;
+	bool lost = false;
+
+	pthread_mutex_lock(&m->lock);
+	while ((d = m->decision) == MIG_DECIDE_NONE) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += REPORT_NS;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&m->cond, &m->lock, &until);
+		if (m->decision != MIG_DECIDE_NONE)
+			continue;
+		pthread_mutex_unlock(&m->lock);
+		mig_watch_channel(m, &lost);
+		mig_report(m);
+		pthread_mutex_lock(&m->lock);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return d;
+}
+
+/* External mode: wait, paused and without a time limit, for mig_decide(). Returns 0 for a
+ * commit; anything else fails the migration (an abort resumes the guest here). */
+static int mig_await_decision(struct migration *m)
+{
+	uint64_t t0 = now_ns();
+	enum mig_decision d;
+
+	pthread_mutex_lock(&m->lock);
+	/* A cancel that came during the switchover still wins: nobody decided yet. */
+	if (!atomic_load(&m->cancel))
+		m->prog.phase = MIG_AWAIT_COMMIT;
+	pthread_mutex_unlock(&m->lock);
+	if (atomic_load(&m->cancel))
+		return mig_fail(m, MIG_FAILED, -ECANCELED, "cancelled by the operator");
+	log_info(SUB,
+		 "vm=%s destination %s is ready: awaiting the commit decision, the guest "
+		 "stays paused",
+		 mig_vm_name(m), m->p.to);
+	mig_report(m);
+	d = mig_wait_decision(m);
+	pthread_mutex_lock(&m->lock);
+	m->prog.stats.decision_ms = (now_ns() - t0) / 1000000;
+	pthread_mutex_unlock(&m->lock);
+	if (d == MIG_DECIDE_COMMIT) {
+		log_info(SUB, "vm=%s commit decided: committing to %s", mig_vm_name(m), m->p.to);
+		return 0;
+	}
+	if (d == MIG_DECIDE_ABORT)
+		return mig_fail(m, MIG_FAILED, -ECANCELED, "%s", m->decision_reason);
+	m->leave_dest = true;
+	return mig_fail(m, MIG_FAILED, -ESHUTDOWN,
+			"the VM ended while the commit was being decided");
+}
+
 /* After COMMIT is sent the outcome is the destination's: only an ACK proves it runs, and
  * anything else — silence, a broken channel, even an ABORT — leaves it in doubt. */
 static int mig_commit(struct migration *m)
@@ -172,8 +281,12 @@ int mig_switchover(struct migration *m)
 		err = mig_wait_ready(m);
 	if (err && !m->prog.error[0])
 		mig_fail(m, MIG_FAILED, err, "destination did not confirm: %s", strerror(-err));
+	st->commit_ms = (now_ns() - t0) / 1000000;
+	if (!err && m->p.commit == MIG_COMMIT_EXTERNAL)
+		err = mig_await_decision(m);
+	t0 = now_ns();
 	if (!err)
 		err = mig_commit(m);
-	st->commit_ms = (now_ns() - t0) / 1000000;
+	st->commit_ms += (now_ns() - t0) / 1000000;
 	return err;
 }

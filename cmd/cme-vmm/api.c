@@ -230,7 +230,18 @@ static const struct api_cmd api_cmds[] = {
 	{ "migrate", api_migrate },
 	{ "migrate-status", api_migrate_status },
 	{ "migrate-cancel", api_migrate_cancel },
+	{ "migrate-commit", api_migrate_commit },
+	{ "incoming-commit", api_arrived_commit },
+	{ "incoming-abort", api_arrived_abort },
 };
+
+bool api_known_command(const char *cmd)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(api_cmds); i++)
+		if (!strcmp(cmd, api_cmds[i].name))
+			return true;
+	return false;
+}
 
 json_t *api_dispatch(struct api *api, const char *line)
 {

@@ -1,5 +1,6 @@
 /* Control requests for live migration: start (optionally following progress on the same
- * connection), status, cancel; and the in-doubt guard on resume. */
+ * connection), status, cancel, the commit decision of the external mode; the in-doubt
+ * guard on resume; and incoming-commit/-abort once an arrived guest runs here. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ static const char *migrate_params(json_t *req, struct mig_params *p)
 {
 	uint64_t ch = p->channels, rounds = p->max_rounds, timeout_s = p->timeout_ms / 1000;
 	json_t *ac = json_object_get(req, "auto_converge");
+	json_t *commit = json_object_get(req, "commit");
 
 	p->to = json_string_value(json_object_get(req, "to"));
 	p->tls_dir = json_string_value(json_object_get(req, "tls_dir"));
@@ -53,6 +55,11 @@ static const char *migrate_params(json_t *req, struct mig_params *p)
 		return "timeout_s must be 1..86400";
 	if (ac && !json_is_boolean(ac))
 		return "auto_converge must be true or false";
+	if (commit && (!json_is_string(commit) || (strcmp(json_string_value(commit), "direct") &&
+						   strcmp(json_string_value(commit), "external"))))
+		return "commit must be \"direct\" or \"external\"";
+	p->commit = commit && !strcmp(json_string_value(commit), "external") ? MIG_COMMIT_EXTERNAL
+									     : MIG_COMMIT_DIRECT;
 	p->channels = (unsigned)ch;
 	p->max_rounds = (unsigned)rounds;
 	p->timeout_ms = timeout_s * 1000;
@@ -97,7 +104,8 @@ json_t *api_migrate(struct api *api, json_t *req)
 	mig_free(api->mig);
 	api->mig = m;
 	api->follow_pending = json_is_true(json_object_get(req, "follow"));
-	return json_pack("{s:b,s:s,s:s}", "ok", 1, "phase", "setup", "to", p.to);
+	return json_pack("{s:b,s:s,s:s,s:s}", "ok", 1, "phase", "setup", "to", p.to, "commit",
+			 p.commit == MIG_COMMIT_EXTERNAL ? "external" : "direct");
 }
 
 json_t *api_migrate_status(struct api *api, json_t *req)
@@ -129,14 +137,78 @@ json_t *api_migrate_cancel(struct api *api, json_t *req)
 	mig_get_progress(api->mig, &prog);
 	if (prog.phase == MIG_COMMIT)
 		return api_error("too late to cancel: the destination is taking over");
-	mig_cancel(api->mig);
+	if (mig_cancel(api->mig) == -EBUSY)
+		return api_error("cancel refused: the cluster is deciding the commit "
+				 "(migrate-commit {\"decision\":\"abort\"} ends it)");
 	return json_pack("{s:b,s:s}", "ok", 1, "phase", mig_phase_name(prog.phase));
+}
+
+const char *api_reason(json_t *req, json_t **bad)
+{
+	json_t *r = json_object_get(req, "reason");
+
+	*bad = NULL;
+	if (r && (!json_is_string(r) || !json_string_length(r) || json_string_length(r) > 200))
+		*bad = api_error("\"reason\" must be a string of 1 to 200 bytes");
+	return r && !*bad ? json_string_value(r) : NULL;
+}
+
+json_t *api_migrate_commit(struct api *api, json_t *req)
+{
+	const char *d = json_string_value(json_object_get(req, "decision")), *reason;
+	struct mig_progress prog;
+	json_t *bad;
+	int rc;
+
+	if (!d || (strcmp(d, "commit") && strcmp(d, "abort")))
+		return api_error("migrate-commit needs \"decision\": \"commit\" or \"abort\"");
+	reason = api_reason(req, &bad);
+	if (bad)
+		return bad;
+	if (!api->mig || mig_finished(api->mig))
+		return api_error("no migration is awaiting commit");
+	rc = mig_decide(api->mig, !strcmp(d, "commit"), reason);
+	mig_get_progress(api->mig, &prog);
+	if (rc == -EALREADY)
+		return api_error("the commit was already decided");
+	if (rc)
+		return api_error("no migration is awaiting commit (phase %s)",
+				 mig_phase_name(prog.phase));
+	log_info("api", "migration commit decided: %s%s%s", d, reason ? ": " : "",
+		 reason ? reason : "");
+	return json_pack("{s:b,s:s}", "ok", 1, "decision", d);
+}
+
+json_t *api_arrived_commit(struct api *api, json_t *req)
+{
+	struct vm_info info;
+
+	(void)req;
+	if (!api->arrived)
+		return api_error("no incoming migration: this VM did not arrive by migration");
+	vm_get_info(api->vm, &info);
+	return json_pack("{s:b,s:s}", "ok", 1, "state", vm_state_name(info.state));
+}
+
+json_t *api_arrived_abort(struct api *api, json_t *req)
+{
+	(void)req;
+	if (!api->arrived)
+		return api_error("no incoming migration: this VM did not arrive by migration");
+	return api_error("incoming-abort refused: the guest runs here already");
 }
 
 json_t *api_migration_busy(struct api *api, const char *what)
 {
+	struct mig_progress prog;
+
 	if (!api->mig || mig_finished(api->mig))
 		return NULL;
+	mig_get_progress(api->mig, &prog);
+	if (prog.phase == MIG_AWAIT_COMMIT)
+		return api_error("%s refused: a migration is running and the cluster is deciding "
+				 "the commit (migrate-commit ends it)",
+				 what);
 	return api_error("%s refused: a migration is running (migrate-cancel first)", what);
 }
 

@@ -21,12 +21,22 @@ struct api {
 	struct migration *mig;	 /* the current or last migration */
 	bool follow_pending;	 /* hand the requesting client to the migration after replying */
 	bool in_doubt; /* a migration ended in doubt: sticky until stop or a forced resume */
+	struct mig_dest *dest; /* an arriving migration (vm is NULL until it runs here) */
+	bool arrived;	       /* the VM came by migration (incoming-commit stays an ok) */
+	bool stop_requested;   /* stop or a signal while the migration arrived */
 };
 
-/* api_migrate.c: migrate, migrate-status, migrate-cancel. */
+/* api_migrate.c: migrate, migrate-status, migrate-cancel, migrate-commit; and
+ * incoming-commit / incoming-abort once an arrived guest runs here. */
 json_t *api_migrate(struct api *api, json_t *req);
 json_t *api_migrate_status(struct api *api, json_t *req);
 json_t *api_migrate_cancel(struct api *api, json_t *req);
+json_t *api_migrate_commit(struct api *api, json_t *req);
+json_t *api_arrived_commit(struct api *api, json_t *req);
+json_t *api_arrived_abort(struct api *api, json_t *req);
+/* The optional "reason" of migrate-commit and incoming-abort: NULL when absent, or an error
+ * reply in *bad. */
+const char *api_reason(json_t *req, json_t **bad);
 /* Non-NULL (an error reply) when resume must be refused: during a migration, and after
  * one ended in doubt unless req has "force" (which clears the doubt). */
 json_t *api_in_doubt_guard(struct api *api, json_t *req);
@@ -36,5 +46,10 @@ json_t *api_migration_busy(struct api *api, const char *what);
 
 /* Parse and answer one request line; returns the reply (caller decrefs). */
 json_t *api_dispatch(struct api *api, const char *line);
+/* True when cmd is a request of a running VM (api_dispatch knows it). */
+bool api_known_command(const char *cmd);
+
+/* api_incoming.c: the same while a migration arrives (api->vm is NULL). */
+json_t *api_incoming_dispatch(struct api *api, const char *line);
 
 #endif

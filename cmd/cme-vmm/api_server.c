@@ -1,10 +1,12 @@
 /* The control socket's event loop: accept clients, read lines, reply, and return when
- * the VM ends or a stop signal arrives. */
+ * the VM ends or a stop signal arrives — or, while a migration arrives, once it runs here
+ * or failed. */
 #include "api_priv.h"
 #include "migrate.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -80,7 +82,8 @@ static void api_client_input(struct api *api, struct api_client *c)
 		json_decref(r);
 	}
 	while ((line = linebuf_take(&c->lb))) {
-		json_t *reply = api_dispatch(api, line);
+		json_t *reply =
+			api->vm ? api_dispatch(api, line) : api_incoming_dispatch(api, line);
 		int err = jsonl_send(c->fd, reply);
 
 		json_decref(reply);
@@ -102,14 +105,31 @@ static void api_client_input(struct api *api, struct api_client *c)
 		api_drop(c);
 }
 
+/* A stop signal: stop the VM, or abort the migration that brings it. */
+static void api_signal(struct api *api, int signal_fd)
+{
+	struct signalfd_siginfo si;
+	char why[64] = "a stop signal", err[256];
+
+	if (read(signal_fd, &si, sizeof(si)) > 0) {
+		snprintf(why, sizeof(why), "signal %u", si.ssi_signo);
+		log_info(SUB, "%s: stopping the VM", why);
+	}
+	api->stop_requested = true;
+	if (api->vm)
+		vm_request_stop(api->vm);
+	else if (mig_dest_abort(api->dest, why, err, sizeof(err)) < 0)
+		log_info(SUB, "%s: the guest is stopped once it runs", err);
+}
+
 void api_serve(struct api *api, int signal_fd)
 {
 	struct pollfd p[3 + API_MAX_CLIENTS];
 
 	for (;;) {
-		int n = 0;
+		int n = 0, efd = api->vm ? vm_event_fd(api->vm) : mig_dest_event_fd(api->dest);
 
-		p[n++] = (struct pollfd){ vm_event_fd(api->vm), POLLIN, 0 };
+		p[n++] = (struct pollfd){ efd, POLLIN, 0 };
 		p[n++] = (struct pollfd){ signal_fd, POLLIN, 0 };
 		p[n++] = (struct pollfd){ api->listen_fd, POLLIN, 0 };
 		for (int i = 0; i < API_MAX_CLIENTS; i++)
@@ -119,11 +139,7 @@ void api_serve(struct api *api, int signal_fd)
 		if (p[0].revents)
 			return;
 		if (p[1].revents) {
-			struct signalfd_siginfo si;
-
-			if (read(signal_fd, &si, sizeof(si)) > 0)
-				log_info(SUB, "signal %u: stopping the VM", si.ssi_signo);
-			vm_request_stop(api->vm);
+			api_signal(api, signal_fd);
 			return;
 		}
 		if (p[2].revents & POLLIN)
@@ -132,6 +148,22 @@ void api_serve(struct api *api, int signal_fd)
 			if (p[3 + i].revents && api->clients[i].fd >= 0)
 				api_client_input(api, &api->clients[i]);
 	}
+}
+
+void api_set_incoming(struct api *api, struct mig_dest *d)
+{
+	api->dest = d;
+}
+
+void api_set_arrived(struct api *api, struct vm *vm)
+{
+	api->vm = vm;
+	api->arrived = true;
+}
+
+bool api_stop_requested(const struct api *api)
+{
+	return api->stop_requested;
 }
 
 struct migration *api_migration(struct api *api)

@@ -47,6 +47,11 @@ static int parse_one(int c, const char *a, struct run_opts *o, char *err, size_t
 	case 'p': o->paused = true; return 0;
 	case 'L': o->listen = a; return 0;
 	case 'T': o->tls_dir = a; return 0;
+	case 'C':
+		if (strcmp(a, "direct") && strcmp(a, "external"))
+			return arg_fail(err, errlen, "--commit %s: expected direct or external", a);
+		o->commit = a;
+		return 0;
 	case 'W': {
 		uint64_t v;
 
@@ -69,8 +74,9 @@ static int parse_one(int c, const char *a, struct run_opts *o, char *err, size_t
 /* Options that only make sense for one of run, restore and incoming, or together. */
 static int check_mode(const struct run_opts *o, bool restore, char *err, size_t errlen)
 {
-	if (o->listen || o->tls_dir)
-		return arg_fail(err, errlen, "%s", "--listen and --tls-dir belong to incoming");
+	if (o->listen || o->tls_dir || o->commit)
+		return arg_fail(err, errlen, "%s",
+				"--listen, --tls-dir and --commit belong to incoming");
 	if (restore && (o->image || o->kernel || o->cmdline || o->initrd))
 		return arg_fail(err, errlen, "%s",
 				"restore takes the guest from the snapshot: no --image, --kernel, "
@@ -93,7 +99,7 @@ static int check_incoming(const struct run_opts *o, char *err, size_t errlen)
 	    o->vcpus || o->paused)
 		return arg_fail(err, errlen, "%s",
 				"incoming takes the VM from the source: only --listen, --tls-dir, "
-				"--wait, --api, --console and --name");
+				"--wait, --commit, --api, --console and --name");
 	if (!o->listen || !o->tls_dir)
 		return arg_fail(err, errlen, "%s",
 				"incoming needs --listen HOST:PORT and --tls-dir DIR");
@@ -116,6 +122,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "listen", required_argument, NULL, 'L' },
 		{ "tls-dir", required_argument, NULL, 'T' },
 		{ "wait", required_argument, NULL, 'W' },
+		{ "commit", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool restore = !strcmp(argv[0], "restore"), incoming = !strcmp(argv[0], "incoming");

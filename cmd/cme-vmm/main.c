@@ -24,10 +24,12 @@ static void usage(FILE *f)
 		   "              [--name NAME]\n"
 		   "  cme-vmm restore FILE [--console ...] [--api PATH] [--name NAME] [--paused]\n"
 		   "  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
-		   "              [--console ...] [--api PATH] [--name NAME]\n"
+		   "              [--commit direct|external] [--console ...] [--api PATH]\n"
+		   "              [--name NAME]\n"
 		   "  cme-vmm migrate --api PATH --to HOST:PORT --tls-dir DIR [--downtime-ms N]\n"
 		   "              [--max-bandwidth RATE] [--channels N] [--timeout SECONDS]\n"
 		   "              [--peer-name NAME] [--max-rounds N] [--no-auto-converge]\n"
+		   "              [--commit direct|external]\n"
 		   "  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
 		   "  cme-vmm help\n");
 }
@@ -92,28 +94,49 @@ static void log_run_start(struct vm *vm, const struct run_opts *o)
 		 o->api_path ? ", api " : "", o->api_path ? o->api_path : "");
 }
 
-/* Wait for a live migration; on success the guest already runs here. */
-static int receive_vm(const struct run_opts *o, struct vm **vm)
+static void log_arrived(const struct run_opts *o, const struct mig_stats *st)
+{
+	log_info(SUB,
+		 "vm=%s arrived: %llu pages, %llu MiB in %llu ms; digest %llu ms, state %llu "
+		 "ms, resume %llu ms",
+		 o->name, (unsigned long long)st->pages, (unsigned long long)(st->bytes >> 20),
+		 (unsigned long long)st->total_ms, (unsigned long long)st->digest_ms,
+		 (unsigned long long)st->state_ms, (unsigned long long)st->resume_ms);
+}
+
+/* Receive a live migration, serving the control socket meanwhile; on success the guest
+ * already runs here and api serves it. */
+static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struct mig_dest **d,
+		      struct vm **vm)
 {
 	struct mig_incoming in = { .listen = o->listen,
 				   .tls_dir = o->tls_dir,
 				   .name = o->name,
 				   .console = o->console,
-				   .timeout_ms = o->wait_ms };
+				   .timeout_ms = o->wait_ms,
+				   .commit = o->commit && !strcmp(o->commit, "external")
+						     ? MIG_COMMIT_EXTERNAL
+						     : MIG_COMMIT_DIRECT };
 	struct mig_stats st;
 	char err[512] = "";
-	int rc = mig_receive(&in, vm, &st, err, sizeof(err));
+	int rc = api_open(o->api_path, NULL, api);
 
+	if (!rc)
+		rc = mig_dest_start(&in, d, err, sizeof(err));
+	if (!rc) {
+		api_set_incoming(*api, *d);
+		api_serve(*api, sfd);
+		rc = mig_dest_take(*d, vm, &st, err, sizeof(err));
+	}
 	if (rc) {
-		log_err(SUB, "incoming migration failed: %s", err);
+		if (err[0])
+			log_err(SUB, "vm=%s incoming migration failed: %s", o->name, err);
 		return rc;
 	}
-	log_info(SUB,
-		 "vm=%s arrived: %llu pages, %llu MiB in %llu ms; digest %llu ms, state %llu "
-		 "ms, resume %llu ms",
-		 o->name, (unsigned long long)st.pages, (unsigned long long)(st.bytes >> 20),
-		 (unsigned long long)st.total_ms, (unsigned long long)st.digest_ms,
-		 (unsigned long long)st.state_ms, (unsigned long long)st.resume_ms);
+	api_set_arrived(*api, *vm);
+	log_arrived(o, &st);
+	if (api_stop_requested(*api)) /* asked while the guest was starting */
+		vm_request_stop(*vm);
 	return 0;
 }
 
@@ -125,8 +148,6 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 	char err[512] = "";
 	int rc;
 
-	if (o->listen)
-		return receive_vm(o, vm);
 	if (!o->snapshot) {
 		rc = vm_create(&cfg, vm);
 		if (rc)
@@ -149,16 +170,18 @@ static int run_vm(const struct run_opts *o, int sfd)
 {
 	struct vm *vm = NULL;
 	struct api *api = NULL;
+	struct mig_dest *dest = NULL;
 	struct migration *mig;
 	struct vm_end end;
-	int err = setup_vm(o, &vm);
+	int err = o->listen ? receive_vm(o, sfd, &api, &dest, &vm) : setup_vm(o, &vm);
 
-	if (!err)
+	if (!err && !o->listen)
 		err = api_open(o->api_path, vm, &api);
 	if (!err && !o->listen) /* a received VM runs already */
 		err = vm_start(vm, o->paused);
 	if (err) {
 		api_close(api);
+		mig_dest_free(dest);
 		vm_destroy(vm);
 		return VMM_EXIT_SETUP;
 	}
@@ -168,6 +191,7 @@ static int run_vm(const struct run_opts *o, int sfd)
 	api_close(api);
 	mig_free(mig); /* it has finished: the VM ended */
 	vm_request_stop(vm);
+	mig_dest_free(dest); /* it may still be answering the source's COMMIT */
 	vm_get_end(vm, &end);
 	vm_destroy(vm);
 	log_info(SUB, "vm=%s ended: %s", o->name, end.detail);

@@ -38,6 +38,7 @@ static int migrate_opt(int c, const char *a, json_t *req)
 	case 'p': json_object_set_new(req, "peer_name", json_string(a)); return 0;
 	case 'b': json_object_set_new(req, "max_bandwidth", json_string(a)); return 0;
 	case 'n': json_object_set_new(req, "auto_converge", json_false()); return 0;
+	case 'C': json_object_set_new(req, "commit", json_string(a)); return 0;
 	case 'D':
 	case 'c':
 	case 'T':
@@ -69,6 +70,7 @@ static int migrate_parse(int argc, char **argv, const char **api, bool *wait, js
 		{ "max-rounds", required_argument, NULL, 'r' },
 		{ "no-auto-converge", no_argument, NULL, 'n' },
 		{ "no-wait", no_argument, NULL, 'w' },
+		{ "commit", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, rc;
@@ -118,7 +120,10 @@ static void cancel_migration(const char *api)
 	json_t *req = json_pack("{s:s}", "cmd", "migrate-cancel"), *reply = NULL;
 
 	if (fd >= 0 && jsonl_send(fd, req) == 0 && jsonl_recv(fd, REPLY_MAX, &reply) == 0)
-		fprintf(stderr, "\ncme-vmm migrate: cancel requested\n");
+		fprintf(stderr, "\ncme-vmm migrate: %s\n",
+			json_is_true(json_object_get(reply, "ok"))
+				? "cancel requested"
+				: json_string_value(json_object_get(reply, "error")) ?: "cancel refused");
 	json_decref(reply);
 	json_decref(req);
 	if (fd >= 0)

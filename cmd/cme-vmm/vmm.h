@@ -30,6 +30,7 @@ struct run_opts {
 	const char *listen;   /* incoming: HOST:PORT to wait on */
 	const char *tls_dir;  /* incoming: this node's certificates */
 	int wait_ms;	      /* incoming: how long to wait for the source, -1 forever */
+	const char *commit;   /* incoming: "direct" (NULL) or "external" (the cluster decides) */
 	bool paused;	      /* restore: stay paused until `resume` */
 	struct console_cfg console;
 };
@@ -48,8 +49,18 @@ json_t *api_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 struct api;
 struct migration;
-/* Listen on path. Returns 0 with *out, or -errno (logged). */
+struct mig_dest;
+/* Listen on path (NULL: no socket). vm may be NULL while a migration arrives: then call
+ * api_set_incoming before api_serve. Returns 0 with *out, or -errno (logged). */
 int api_open(const char *path, struct vm *vm, struct api **out);
+/* Serve an arriving migration: status, incoming-commit, incoming-abort, stop; api_serve
+ * then returns once the guest runs here or the migration failed (or a stop signal came,
+ * which aborts it). */
+void api_set_incoming(struct api *api, struct mig_dest *d);
+/* The arrived VM runs here: serve it as any other (incoming-commit stays an ok). */
+void api_set_arrived(struct api *api, struct vm *vm);
+/* True when a stop was asked (request or signal) while the migration arrived. */
+bool api_stop_requested(const struct api *api);
 /* The migration the API started, if any (the caller frees it after api_close()). */
 struct migration *api_migration(struct api *api);
 /* Serve requests until the VM ends or a stop signal arrives; then returns. */

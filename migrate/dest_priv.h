@@ -1,0 +1,78 @@
+/* Private to migrate/: the destination side. dest.c speaks the protocol up to READY;
+ * dest_run.c runs it in a thread, waits for the commit, starts the guest and serves the
+ * control socket's decisions (mig_dest_*). */
+#ifndef CME_DEST_PRIV_H
+#define CME_DEST_PRIV_H
+
+#include <pthread.h>
+
+#include "stream_priv.h"
+
+#define IN_MAX_CHANNELS	   8
+#define IN_CHANNEL_TIMEOUT 10000 /* ms: a handshake, a record that began arriving */
+
+struct rx_channel {
+	struct tls_conn *conn;
+	struct tls_conn *ctl; /* shut down on error, to wake the control thread */
+	struct vm *vm;
+	pthread_t thread;
+	bool started;
+	uint64_t pages, zero, bytes;
+	int err;
+};
+
+struct mig_dest {
+	struct mig_incoming in;
+	struct tls_ctx *ctx;
+	int listen_fd;
+	uint16_t port;
+	struct tls_conn *ctl; /* set and cleared under lock: mig_dest_abort shuts it down */
+	struct rx_channel ch[IN_MAX_CHANNELS];
+	unsigned nch;
+	uint8_t session[16];
+	struct vm *vm;
+	struct mig_stats st;
+	uint64_t t0;   /* the source connected */
+	char err[512]; /* why it failed (the receiving thread's, final once phase is FAILED) */
+	int rc;
+
+	pthread_t thread;
+	bool started;
+	int wake_fd;  /* eventfd: a decision was asked, or mig_dest_free */
+	int event_fd; /* eventfd: running or failed */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	/* Under lock. */
+	enum mig_in_phase phase;
+	bool commit_asked, abort_asked, quit, source_lost, taken;
+	bool committing; /* past the point of no return: the guest starts, abort is refused */
+	char abort_reason[200];
+};
+
+/* dest.c */
+/* Record why the migration fails (first reason wins); returns rc (or -EIO). */
+int in_fail(struct mig_dest *c, int rc, const char *fmt, ...) CME_PRINTF(3, 4);
+/* Load the certificates and bind in.listen; logs the bound address. Returns 0 or -errno. */
+int in_listen(struct mig_dest *c) CME_WUR;
+/* Accept the source, check its offer, build the VM, take every page, compare digests and
+ * load the state. Returns 0 with the VM complete (it has not run), or -errno. */
+int in_receive(struct mig_dest *c) CME_WUR;
+/* Send READY (with the digest and load times). Returns 0 or -errno. */
+int in_send_ready(struct mig_dest *c) CME_WUR;
+/* Wait for the control record want; an ABORT or anything else fails. Returns 0 or -errno. */
+int in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t *len,
+	      const char *what) CME_WUR;
+/* Close every connection and the listening socket (the VM is left alone). */
+void in_cleanup(struct mig_dest *c);
+/* Bytes received, and pages (non-zero and zero) into st. */
+void in_count(struct mig_dest *c);
+
+/* dest_run.c */
+/* True once mig_dest_abort or mig_dest_free asked the receiving to stop. */
+bool in_stopping(struct mig_dest *c);
+/* Empty the wake eventfd after poll() saw it. */
+void in_drain_wake(struct mig_dest *c);
+void in_set_phase(struct mig_dest *c, enum mig_in_phase ph);
+
+#endif
