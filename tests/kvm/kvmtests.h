@@ -8,4 +8,5 @@ void suite_dirty(void);
 void suite_snapshot(void);
 void suite_linux(void);
 void suite_migrate(void);
+void suite_migrate_ext(void);
 #endif

@@ -13,5 +13,6 @@ int main(void)
 	suite_snapshot();
 	suite_linux();
 	suite_migrate();
+	suite_migrate_ext();
 	return test_main("kvm");
 }
