@@ -96,7 +96,7 @@ include bench/bench.mk
 test: deps
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory SAN=1 unit-bin
-	@$(MAKE) --no-print-directory programs guests kvm-bin
+	@$(MAKE) --no-print-directory programs guests kvm-bin e2e-bin
 	@sh tests/run.sh
 
 demo: deps

@@ -11,10 +11,6 @@
  * the runs of vals[i][0..n). keys is NULL-terminated. */
 void bench_emit_many(const char *name, int n, const char *const *keys, double *const *vals);
 
-/* bench_migrate.c: migrations of the test guest, idle and dirtying (needs
- * CME_BENCH_CERTS: a mkcerts.sh directory with 127.0.0.1 and 127.0.0.2). */
-void bench_migrate(void);
-
 /* The largest gap between heartbeat lines arriving on two consoles (source, then
  * destination), polled every 2 ms by a thread of its own. */
 struct hb_watch {
@@ -36,6 +32,16 @@ double bench_hb_watch_stop(struct hb_watch *w);
 struct mig_medians {
 	double total_ms, downtime_ms, gap_ms;
 };
+
+/* bench_migrate.c: migrations of the test guest, idle and dirtying (needs
+ * CME_BENCH_CERTS: a mkcerts.sh directory with 127.0.0.1 and 127.0.0.2); *out gets the
+ * medians of the dirtying one (zero when skipped). */
+void bench_migrate(struct mig_medians *out);
+
+/* bench_cluster.c: three cme-clusterd on etcd: cmectl vm create to the first heartbeat,
+ * and cmectl vm migrate of the same dirtying guest as bench_migrate, with the cluster's
+ * overhead against bare (its medians; zero: not measured). */
+void bench_cluster(const struct mig_medians *bare);
 
 /* The median of v[0..n) (v is reordered); 0 when n is 0. */
 double bench_median(double *v, int n);

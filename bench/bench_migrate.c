@@ -170,7 +170,7 @@ static void bench_migration(const char *certs, const char *name, const char *cmd
 					     bench_median(gap, n) };
 }
 
-void bench_migrate(void)
+void bench_migrate(struct mig_medians *out)
 {
 	const char *certs = getenv("CME_BENCH_CERTS");
 
@@ -183,4 +183,5 @@ void bench_migrate(void)
 	bench_migration(certs, "migration_1g_idle", "wss_mb=16 vcpus=0", NULL);
 	bench_migration(certs, "migration_1g_dirty_256m", "wss_mb=256", &cme);
 	bench_qemu_migrate(certs, cme.total_ms > 0 ? &cme : NULL);
+	*out = cme;
 }

@@ -1,98 +1,78 @@
 #!/bin/sh
-# make demo: the narrated end-to-end showcase of what CME does today.
-# Boots the self-checking test guest on 2 vCPUs, shows its heartbeats, pauses and resumes
-# it, reports dirty-page counts, and stops it. Everything it starts, it stops.
+# make demo: a three-node CME cluster on this machine, narrated. etcd on loopback, three
+# cme-clusterd on 127.0.1.1-3 with generated certificates, two VMs running the
+# self-checking test guest (the Linux guest kit where the host has VT-x/AMD-V), a live
+# migration with cmectl while the guest rewrites memory, a node drain, then what happened
+# and the statistics. Everything it starts, it stops (by PID).
 set -eu
-VMM=build/bin/cme-vmm
-GUEST=build/guest/selfcheck.bin
+BIN=build/bin
+CTL=$BIN/cmectl
 dir=$(mktemp -d /tmp/cme-demo.XXXXXX)
-api=$dir/api.sock
-console=$dir/console
-pid=""
 cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	sh deploy/localcluster.sh down "$dir" || true
 	rm -rf "$dir"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-ctl() { "$VMM" ctl --api "$api" "$@"; }
-hbs() { grep -c '^HB ' "$console" || true; }
-wait_for() { i=0; until grep -q "$1" "$console" 2>/dev/null; do i=$((i+1)); [ $i -lt 300 ] || { echo "timed out waiting for $1"; exit 1; }; sleep 0.1; done; }
+run() { echo "\$ cmectl $*"; "$CTL" "$@"; }
+field() { sed -n "s/.*\"$1\": *\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p" | head -n 1; }
+owner() { "$CTL" vm show "$1" -o json | tr -d '\n' | sed 's/.*"owner": *{[^}]*"node": *"\([^"]*\)".*/\1/'; }
+last_hb() { grep '^HB ' "$1" 2>/dev/null | tail -n 1; }
 
-if [ ! -r /dev/kvm ]; then echo "demo: /dev/kvm is not available on this host"; exit 1; fi
+[ -r /dev/kvm ] || { echo "demo: /dev/kvm is not available on this host"; exit 1; }
 
-say "Boot the self-checking test guest: 2 vCPUs, 512 MiB, 128 MiB working set"
-echo "\$ $VMM run --mem 512M --vcpus 2 --image $GUEST --cmdline 'wss_mb=128' --console file:$console --api $api"
-"$VMM" run --mem 512M --vcpus 2 --image "$GUEST" --cmdline "wss_mb=128" \
-	--console "file:$console" --api "$api" --name demo 2>"$dir/vmm.log" &
-pid=$!
-wait_for READY
-grep READY "$console"
+say "Start etcd and three cme-clusterd (node-a/b/c on 127.0.1.1-3, mutual TLS certificates)"
+sh deploy/localcluster.sh up "$dir" 3
+export CME_ETCD="$(cat "$dir/etcd.url")"
+run node ls
+
+guest="--image build/guest/selfcheck.bin"
+kind="the self-checking test guest (ring-3 workload; this host has no VT-x/AMD-V)"
+if [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; then
+	if [ -r build/guest/linux/vmlinux ]; then
+		guest="--kernel build/guest/linux/vmlinux --initrd build/guest/linux/initrd.cpio.gz"
+		kind="Debian's Linux kernel with the self-checking workload in its initramfs"
+	fi
+fi
+cmd1="wss_mb=128 dirty_rate=64"
+cmd2="wss_mb=32"
+case $guest in --kernel*) cmd1="console=ttyS0 quiet $cmd1"; cmd2="console=ttyS0 quiet $cmd2" ;; esac
+
+say "Create two VMs running $kind"
+run vm create web1 --mem 512M --vcpus 2 $guest --cmdline "$cmd1"
+run vm create db1 --mem 256M --vcpus 1 $guest --cmdline "$cmd2"
+run vm ls
 sleep 1
-say "Heartbeats: the guest's ring-3 workload checks and rewrites every page"
-tail -n 5 "$console"
+say "web1's console: heartbeats from a guest that checks and rewrites 128 MiB at 64 MiB/s"
+"$CTL" vm console web1 | grep '^HB ' | tail -n 3
 
-say "Status over the control socket"
-ctl status
+src=$(owner web1)
+case $src in node-a) dst=node-b ;; node-b) dst=node-c ;; *) dst=node-a ;; esac
+srccon="$dir/$src/vms/web1/console.log"
+say "Live-migrate web1 from $src to $dst while it works (the owner record moves in one etcd txn)"
+run vm migrate web1 --to "$dst"
+sleep 1
+echo "last heartbeat on $src:  $(last_hb "$srccon")"
+echo "first heartbeat on $dst: $(grep '^HB ' "$dir/$dst/vms/web1/console.log" | head -n 1)"
+if grep -q CORRUPT "$dir/$dst/vms/web1/console.log"; then echo "the guest found corruption!"; exit 1; fi
+echo "no corruption reported by the guest; the sequence continues"
+run vm show web1 | sed -n '1,12p'
 
-say "Pause for 2 seconds: no heartbeats may appear"
-ctl pause
-n=$(hbs); sleep 2; m=$(hbs)
-echo "heartbeats before: $n, after 2 s paused: $m"
-[ "$n" = "$m" ] || { echo "guest ran while paused!"; exit 1; }
-say "Resume: the heartbeat sequence continues where it stopped"
-ctl resume
-sleep 0.5
-tail -n 3 "$console"
+node=$(owner db1)
+say "Drain $node: the leader live-migrates every VM off it, capacity respected"
+"$CTL" vm ls
+run node drain "$node"
+run vm ls
+run node ls
+say "Make $node schedulable again"
+run node undrain "$node"
 
-say "Dirty-page tracking: how much memory the guest writes in 500 ms"
-ctl dirty-log '{"op":"start"}'
-sleep 0.5
-ctl dirty-log '{"op":"fetch"}'
-ctl dirty-log '{"op":"stop"}'
+say "What happened (cmectl events)"
+run events -n 20
 
-say "Snapshot the running guest and stop this VMM"
-last=$(grep '^HB ' "$console" | tail -n 1)
-ctl snapshot "{\"path\":\"$dir/vm.snap\",\"stop\":true}"
-wait "$pid" || true; pid=""
-echo "last heartbeat before the snapshot: $last"
-
-say "Restore it in a new process: the heartbeat sequence and guest time carry on"
-console2=$dir/console2
-echo "\$ $VMM restore $dir/vm.snap --console file:$console2 --api $api"
-"$VMM" restore "$dir/vm.snap" --console "file:$console2" --api "$api" --name demo 2>>"$dir/vmm.log" &
-pid=$!
-i=0; until grep -q '^HB ' "$console2" 2>/dev/null; do i=$((i+1)); [ $i -lt 300 ] || { echo "no heartbeat after restore"; exit 1; }; sleep 0.1; done
-sleep 0.5
-echo "first heartbeats after the restore:"
-grep '^HB ' "$console2" | head -n 3
-
-say "Live migration over mutual TLS: certificates for two nodes"
-sh certs/mkcerts.sh "$dir/certs" 127.0.0.1 127.0.0.2
-console3=$dir/console3
-api2=$dir/api2.sock
-echo "\$ $VMM incoming --listen 127.0.0.2:0 --tls-dir $dir/certs/127.0.0.2 --console file:$console3 --api $api2"
-"$VMM" incoming --listen 127.0.0.2:0 --tls-dir "$dir/certs/127.0.0.2" --console "file:$console3" \
-	--api "$api2" --name demo 2>"$dir/incoming.log" &
-dpid=$!
-i=0; until grep -q "waiting for a migration on" "$dir/incoming.log"; do i=$((i+1)); [ $i -lt 100 ] || { echo "incoming did not start"; exit 1; }; sleep 0.1; done
-to=$(sed -n 's/.*waiting for a migration on //p' "$dir/incoming.log" | head -n 1)
-say "Migrate the running guest to $to while it rewrites its working set"
-echo "\$ $VMM migrate --api $api --to $to --tls-dir $dir/certs/127.0.0.1"
-"$VMM" migrate --api "$api" --to "$to" --tls-dir "$dir/certs/127.0.0.1" | tail -n 1
-wait "$pid" || true; pid=$dpid
-echo "the source VMM has exited: $(tail -n 1 "$dir/vmm.log")"
-i=0; until grep -q '^HB ' "$console3" 2>/dev/null; do i=$((i+1)); [ $i -lt 100 ] || { echo "no heartbeat on the destination"; exit 1; }; sleep 0.1; done
-sleep 0.5
-echo "last heartbeat on the source:       $(grep '^HB ' "$console2" | tail -n 1)"
-echo "first heartbeats on the destination:"
-grep '^HB ' "$console3" | head -n 3
-
-say "Stop the VM"
-"$VMM" ctl --api "$api2" stop
-wait "$pid"; rc=$?; pid=""
-echo "cme-vmm exited with status $rc"
-if grep -q CORRUPT "$console" "$console2" "$console3"; then echo "the guest reported corruption"; exit 1; fi
-echo "the guest printed $(cat "$console" "$console2" "$console3" | grep -c '^HB ') heartbeats in three processes and no corruption"
-say "Demo finished"
+say "Statistics of the web1 migration"
+"$CTL" vm show web1 -o json | tr -d '\n' | sed 's/.*"stats": *\({[^{}]*\({[^{}]*}[^{}]*\)*}\).*/\1/' | tr ',' '\n' | sed -n '1,12p'
+echo
+say "Stopping everything the demo started"

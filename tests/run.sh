@@ -16,9 +16,12 @@ echo
 echo "== KVM integration tests =="
 build/tests/kvm-tests || status=1
 echo
+echo "== end-to-end cluster tests (etcd, cme-clusterd, cmectl, KVM) =="
+build/tests/e2e-tests || status=1
+echo
 
 # A runner that crashed wrote no results line: count it as one failure.
-for r in unit kvm; do
+for r in unit kvm e2e; do
 	grep -q "^$r " "$results" || { echo "runner $r did not finish"; echo "$r 1 1 0" >>"$results"; status=1; }
 done
 awk '{ run += $2; failed += $3; skipped += $4 }

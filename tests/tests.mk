@@ -10,11 +10,13 @@ HARNESS_SRCS := tests/lib/harness.c tests/lib/vmm_proc.c tests/lib/console_clien
                 tests/lib/etcd_proc.c
 UNIT_SRCS    := $(wildcard tests/unit/*.c) $(HARNESS_SRCS)
 KVM_SRCS     := $(wildcard tests/kvm/*.c) $(HARNESS_SRCS)
+E2E_SRCS     := $(wildcard tests/e2e/*.c) $(HARNESS_SRCS)
 UNIT_OBJS    := $(patsubst %.c,$(O)/obj/%.o,$(UNIT_SRCS))
 KVM_OBJS     := $(patsubst %.c,$(O)/obj/%.o,$(KVM_SRCS))
+E2E_OBJS     := $(patsubst %.c,$(O)/obj/%.o,$(E2E_SRCS))
 TEST_DATA_LIBS := $(call link_libs,clusterd ha migrate hypervisor proto common)
 
-$(sort $(UNIT_OBJS) $(KVM_OBJS)): MOD_INC := $(TEST_INC)
+$(sort $(UNIT_OBJS) $(KVM_OBJS) $(E2E_OBJS)): MOD_INC := $(TEST_INC) -Itests/e2e
 
 $(O)/tests/unit-tests: $(UNIT_OBJS) $(VMM_LIB_OBJS) $(TEST_DATA_LIBS)
 	@mkdir -p $(@D)
@@ -26,6 +28,14 @@ $(O)/tests/kvm-tests: $(KVM_OBJS) $(VMM_LIB_OBJS) $(TEST_DATA_LIBS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
 
-.PHONY: unit-bin kvm-bin
+# End-to-end: drives etcd, cme-clusterd and cmectl as processes; links only the etcd
+# client (to read records) besides the harness.
+$(O)/tests/e2e-tests: $(E2E_OBJS) $(call link_libs,clusterd ha common)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
+
+.PHONY: unit-bin kvm-bin e2e-bin
 unit-bin: $(O)/tests/unit-tests
 kvm-bin: $(O)/tests/kvm-tests
+e2e-bin: $(O)/tests/e2e-tests

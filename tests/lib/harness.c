@@ -29,9 +29,18 @@ void test_skip(const char *fmt, ...)
 	skipped++;
 }
 
+static void (*extra_teardown)(void);
+
+void test_on_teardown(void (*fn)(void))
+{
+	extra_teardown = fn;
+}
+
 /* After every test: no VMM it started may outlive it, whatever assertion ended it. */
 static void test_teardown(void)
 {
+	if (extra_teardown)
+		extra_teardown();
 	vmm_kill_all();
 }
 
@@ -74,7 +83,11 @@ int test_main(const char *runner)
 	/* A VMM that drops a connection mid-request must fail the test, not kill the runner. */
 	signal(SIGPIPE, SIG_IGN);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	if (only && CU_get_suite(only))
+	const char *one = getenv("CME_TEST_CASE"); /* and one test of it */
+
+	if (only && CU_get_suite(only) && one && CU_get_test(CU_get_suite(only), one))
+		CU_basic_run_test(CU_get_suite(only), CU_get_test(CU_get_suite(only), one));
+	else if (only && CU_get_suite(only))
 		CU_basic_run_suite(CU_get_suite(only));
 	else
 		CU_basic_run_tests();

@@ -22,6 +22,9 @@ struct test_case {
 	void (*fn)(void);
 };
 void test_add_suite(const char *name, const struct test_case *cases);
+/* Also run fn after every test (before the VMMs are killed): for processes a tier starts
+ * by other means (cluster daemons and the VMMs they start). */
+void test_on_teardown(void (*fn)(void));
 
 /* True when /dev/kvm can be opened read-write; otherwise why in buf. */
 bool test_have_kvm(char *why, size_t len);

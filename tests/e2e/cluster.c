@@ -1,0 +1,365 @@
+/* The end-to-end tier's cluster: etcd + N cme-clusterd on loopback, owned by PID. */
+#include "cluster.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct cluster *running; /* the test's cluster, for the teardown */
+
+static uint64_t ms_now(void)
+{
+	return now_ns() / 1000000;
+}
+
+int cluster_node_index(struct cluster *c, const char *name)
+{
+	for (int i = 0; i < c->n; i++)
+		if (!strcmp(c->node[i].name, name))
+			return i;
+	return -1;
+}
+
+static int write_conf(struct cluster *c, int i, unsigned mem_mb)
+{
+	struct node_proc *n = &c->node[i];
+	FILE *f = fopen(n->conf, "w");
+
+	if (!f)
+		return -errno;
+	fprintf(f,
+		"# written by the e2e tests\nnode = %s\netcd = %s\naddress = %s\n"
+		"tls_dir = %s/%s\nstate_dir = %s\nvmm = %s\ncpus = 2\nmem = %uM\n"
+		"lease_ttl = 3\nprogress_interval_ms = 200\nprepare_timeout = 20\n",
+		n->name, c->etcd.url, n->addr, c->certs, n->name, n->state, test_bin("cme-vmm"),
+		mem_mb);
+	return fclose(f) ? -errno : 0;
+}
+
+int cluster_node_start(struct cluster *c, int i, const char *env)
+{
+	struct node_proc *n = &c->node[i];
+	pid_t pid;
+	int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+	if (fd < 0)
+		return -errno;
+	pid = fork();
+	if (pid == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (env)
+			putenv((char *)env);
+		execl(test_bin("cme-clusterd"), "cme-clusterd", "--config", n->conf, (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+	if (pid < 0)
+		return -errno;
+	n->pid = pid;
+	return 0;
+}
+
+void cluster_node_kill(struct cluster *c, int i)
+{
+	if (c->node[i].pid > 0) {
+		kill(c->node[i].pid, SIGKILL);
+		waitpid(c->node[i].pid, NULL, 0);
+		c->node[i].pid = 0;
+	}
+}
+
+int cluster_node_wait(struct cluster *c, int i, int ms)
+{
+	int st;
+
+	for (int t = 0; t < ms; t += 20) {
+		if (c->node[i].pid > 0 && waitpid(c->node[i].pid, &st, WNOHANG) == c->node[i].pid) {
+			c->node[i].pid = 0;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		sleep_ms(20);
+	}
+	return -1;
+}
+
+static int make_certs(struct cluster *c)
+{
+	const char *argv[8] = { "/bin/sh", "certs/mkcerts.sh", c->certs };
+	char *out = NULL;
+	int rc;
+
+	for (int i = 0; i < c->n; i++)
+		argv[3 + i] = c->node[i].name;
+	rc = test_run(argv, &out, 60000);
+	if (rc)
+		printf("\n  mkcerts failed (%d): %s\n", rc, out ? out : "");
+	free(out);
+	return rc ? -EIO : 0;
+}
+
+static bool all_registered(struct cluster *c)
+{
+	char key[64];
+	json_t *j = cluster_get(c, "leader");
+	bool ok = j != NULL;
+
+	json_decref(j);
+	for (int i = 0; ok && i < c->n; i++) {
+		snprintf(key, sizeof(key), "nodes/%s", c->node[i].name);
+		j = cluster_get(c, key);
+		ok = j != NULL;
+		json_decref(j);
+	}
+	return ok;
+}
+
+static int open_client(struct cluster *c)
+{
+	struct etcd_cfg ec = { .endpoints = c->etcd.url, .timeout_ms = 5000 };
+	struct etcd_err err;
+
+	return etcd_open(&ec, &c->cli, &err);
+}
+
+int cluster_start(struct cluster *c, int n, unsigned mem_mb)
+{
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	running = c;
+	c->n = n;
+	snprintf(c->dir, sizeof(c->dir), "%s", test_tmpdir());
+	snprintf(c->certs, sizeof(c->certs), "%s/certs", c->dir);
+	for (int i = 0; i < n; i++) {
+		struct node_proc *p = &c->node[i];
+
+		snprintf(p->name, sizeof(p->name), "node-%c", 'a' + i);
+		snprintf(p->addr, sizeof(p->addr), "127.0.1.%d", i + 1);
+		snprintf(p->conf, sizeof(p->conf), "%s/%s.conf", c->dir, p->name);
+		snprintf(p->state, sizeof(p->state), "%s/%s", c->dir, p->name);
+		snprintf(p->log, sizeof(p->log), "%s/%s.log", c->dir, p->name);
+	}
+	rc = make_certs(c);
+	if (!rc)
+		rc = etcd_proc_start(&c->etcd);
+	if (!rc)
+		rc = open_client(c);
+	for (int i = 0; !rc && i < n; i++) {
+		rc = write_conf(c, i, mem_mb);
+		if (!rc)
+			rc = cluster_node_start(c, i, NULL);
+	}
+	for (int t = 0; !rc && !all_registered(c); t += 100) {
+		if (t > 15000) {
+			printf("\n  cluster did not come up; see %s/node-*.log\n", c->dir);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(100);
+	}
+	return rc;
+}
+
+static char *slurp_fd_file(const char *path)
+{
+	char *s = test_read_file(path);
+
+	return s ? s : strdup("");
+}
+
+int cmectl(struct cluster *c, char **out, char **err, const char *arg, ...)
+{
+	const char *argv[40] = { test_bin("cmectl"), "--etcd", c->etcd.url };
+	char op[600], ep[600];
+	int n = 3, st = -1, ofd, efd;
+	va_list ap;
+	pid_t pid;
+
+	va_start(ap, arg);
+	for (const char *a = arg; a && n < 39; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	snprintf(op, sizeof(op), "%s/cmectl.out", c->dir);
+	snprintf(ep, sizeof(ep), "%s/cmectl.err", c->dir);
+	ofd = open(op, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	efd = open(ep, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	pid = fork();
+	if (pid == 0) {
+		dup2(ofd, 1);
+		dup2(efd, 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(ofd);
+	close(efd);
+	for (uint64_t t0 = ms_now(); pid > 0;) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			break;
+		if (ms_now() - t0 > 240000) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			break;
+		}
+		sleep_ms(20);
+	}
+	if (out)
+		*out = slurp_fd_file(op);
+	if (err)
+		*err = slurp_fd_file(ep);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+json_t *cluster_get(struct cluster *c, const char *key)
+{
+	struct etcd_kv *kv = NULL;
+	struct etcd_err err;
+	char full[256];
+	json_t *j = NULL;
+
+	snprintf(full, sizeof(full), "/cme/%s", key);
+	if (etcd_get(c->cli, full, &kv, &err) == 0 && kv)
+		j = json_loadb((const char *)kv->val, kv->vlen, 0, NULL);
+	etcd_kv_free(kv);
+	return j;
+}
+
+bool cluster_wait_field(struct cluster *c, const char *key, const char *field, const char *want,
+			int ms)
+{
+	for (uint64_t t0 = ms_now(); ms_now() - t0 < (uint64_t)ms; sleep_ms(100)) {
+		json_t *j = cluster_get(c, key);
+		const char *v = json_string_value(json_object_get(j, field));
+		bool ok = v && !strcmp(v, want);
+
+		json_decref(j);
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
+static bool pid_runs_vm(pid_t pid, const char *vm)
+{
+	char path[64], buf[4096];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	for (ssize_t i = 0; i + 1 < n; i += (ssize_t)strlen(buf + i) + 1)
+		if (!strcmp(buf + i, "--name") && !strcmp(buf + i + strlen(buf + i) + 1, vm))
+			return true;
+	return false;
+}
+
+pid_t cluster_vmm_pid(struct cluster *c, int i, const char *vm)
+{
+	char path[700];
+	json_t *m;
+	pid_t pid;
+	int st;
+
+	snprintf(path, sizeof(path), "%s/vms/%s/meta.json", c->node[i].state, vm);
+	m = json_load_file(path, 0, NULL);
+	pid = (pid_t)json_integer_value(json_object_get(m, "pid"));
+	json_decref(m);
+	if (pid <= 0)
+		return 0;
+	waitpid(pid, &st, WNOHANG); /* reap it if it was ours (it is not: the daemon's) */
+	if (!pid_runs_vm(pid, vm))
+		return 0;
+	/* A zombie still has a cmdline until reaped by its parent: check its state. */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	{
+		char *s = test_read_file(path), *p = s ? strrchr(s, ')') : NULL;
+		bool zombie = p && p[1] == ' ' && p[2] == 'Z';
+
+		free(s);
+		return zombie ? 0 : pid;
+	}
+}
+
+void cluster_console(struct cluster *c, int i, const char *vm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/vms/%s/console.log", c->node[i].state, vm);
+}
+
+int cluster_heartbeats(const char *console, struct heartbeat *hb, int max)
+{
+	char *s = test_read_file(console), *p = s;
+	int n = 0;
+
+	while (p && (p = strstr(p, "HB seq="))) {
+		struct heartbeat h;
+
+		if (sscanf(p, "HB seq=%lu pages=%lu ticks=%lu ms=%lu", &h.seq, &h.pages, &h.ticks,
+			   &h.ms) == 4) {
+			if (n < max)
+				hb[n] = h;
+			n++;
+		}
+		p += 7;
+	}
+	free(s);
+	return n < max ? n : max;
+}
+
+bool cluster_console_corrupt(const char *console)
+{
+	char *s = test_read_file(console);
+	bool bad = s && strstr(s, "CORRUPT");
+
+	free(s);
+	return bad;
+}
+
+/* Kill every VMM a daemon of this cluster started, by the PIDs in their meta.json. */
+static void kill_vmms(struct cluster *c)
+{
+	for (int i = 0; i < c->n; i++) {
+		char path[600];
+		struct dirent *de;
+		DIR *d;
+
+		snprintf(path, sizeof(path), "%s/vms", c->node[i].state);
+		d = opendir(path);
+		while (d && (de = readdir(d))) {
+			pid_t pid = de->d_name[0] != '.' ? cluster_vmm_pid(c, i, de->d_name) : 0;
+
+			if (pid > 0)
+				kill(pid, SIGKILL);
+		}
+		if (d)
+			closedir(d);
+	}
+}
+
+void cluster_teardown(void)
+{
+	struct cluster *c = running;
+
+	if (!c)
+		return;
+	running = NULL;
+	for (int i = 0; i < c->n; i++)
+		cluster_node_kill(c, i);
+	kill_vmms(c);
+	etcd_close(c->cli);
+	c->cli = NULL;
+	etcd_proc_kill(&c->etcd);
+}

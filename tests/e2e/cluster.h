@@ -1,0 +1,67 @@
+/* A real cluster for end-to-end tests: etcd on run-time loopback ports, certificates made
+ * by certs/mkcerts.sh, and N cme-clusterd processes on 127.0.1.1..N, each with its own
+ * state dir. Every process is owned by PID: cluster_teardown() (run after every test)
+ * kills the daemons, the VMMs they started (PIDs from their meta.json) and etcd. */
+#ifndef CME_TEST_CLUSTER_H
+#define CME_TEST_CLUSTER_H
+
+#include "clusterd.h"
+#include "etcd_proc.h"
+#include "harness.h"
+
+#define CL_MAX_NODES 3
+
+struct node_proc {
+	char name[16];
+	char addr[32];
+	char conf[512];
+	char state[512];
+	char log[512];
+	pid_t pid;
+};
+
+struct cluster {
+	struct etcd_proc etcd;
+	char dir[400];
+	char certs[512];
+	struct node_proc node[CL_MAX_NODES];
+	int n;
+	struct etcd *cli;
+};
+
+/* Start etcd and n daemons (each offering 2 vCPUs and mem_mb MiB) and wait until every
+ * node is registered and a leader is elected. Returns 0 or -errno (reason printed). */
+int cluster_start(struct cluster *c, int n, unsigned mem_mb);
+/* (Re)start daemon i; env "NAME=VALUE" (may be NULL) is added to its environment. */
+int cluster_node_start(struct cluster *c, int i, const char *env);
+/* kill -9 daemon i and reap it (its VMMs keep running). */
+void cluster_node_kill(struct cluster *c, int i);
+/* Wait up to ms for daemon i to exit by itself; its exit status, or -1. */
+int cluster_node_wait(struct cluster *c, int i, int ms);
+/* Index of the node called name, -1 if none. */
+int cluster_node_index(struct cluster *c, const char *name);
+
+/* Run cmectl with the cluster's etcd and the given arguments (NULL-terminated); stdout
+ * into *out, stderr into *err (both malloc'd, may be NULL to discard). Exit status. */
+int cmectl(struct cluster *c, char **out, char **err, const char *arg, ...)
+	__attribute__((sentinel));
+
+/* Read one record (key under /cme, e.g. "vms/vm1/owner") as JSON; NULL when absent. */
+json_t *cluster_get(struct cluster *c, const char *key);
+/* Poll until record key's field equals want (string) or ms pass. */
+bool cluster_wait_field(struct cluster *c, const char *key, const char *field, const char *want,
+			int ms);
+
+/* The PID of the VMM of vm on node i from its meta.json if that process still runs, else 0. */
+pid_t cluster_vmm_pid(struct cluster *c, int i, const char *vm);
+/* The console file of vm on node i. */
+void cluster_console(struct cluster *c, int i, const char *vm, char *buf, size_t len);
+/* Parse the heartbeats of a console file; returns how many (at most max stored). */
+int cluster_heartbeats(const char *console, struct heartbeat *hb, int max);
+/* True when the console file contains "CORRUPT". */
+bool cluster_console_corrupt(const char *console);
+
+/* Kill everything the running test's cluster started (registered by cluster_start). */
+void cluster_teardown(void);
+
+#endif

@@ -1,0 +1,5 @@
+/* Each end-to-end test file registers one suite. */
+#ifndef CME_E2E_H
+#define CME_E2E_H
+void suite_cluster(void);
+#endif

@@ -1,0 +1,11 @@
+/* End-to-end tests: etcd, several cme-clusterd, cmectl and real KVM guests. */
+#include "e2e.h"
+#include "harness.h"
+
+int main(void)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	suite_cluster();
+	return test_main("e2e");
+}

@@ -1,0 +1,378 @@
+/* End-to-end: three cme-clusterd on real etcd and real KVM, driven through cmectl. */
+#include "cluster.h"
+#include "e2e.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NODE_MEM_MB 1536
+#define WAIT_MS	    30000
+
+static struct cluster C;
+
+#define START_CLUSTER(n)                                                                           \
+	do {                                                                                       \
+		REQUIRE_KVM();                                                                     \
+		CU_ASSERT_FATAL(cluster_start(&C, n, NODE_MEM_MB) == 0);                           \
+	} while (0)
+
+/* cmectl that must succeed; prints what it said otherwise. */
+static void ok_cmectl(const char *what, int rc, char *out, char *err)
+{
+	if (rc)
+		printf("\n  %s: exit %d\n  stdout: %s\n  stderr: %s\n", what, rc, out, err);
+	CU_ASSERT_EQUAL(rc, 0);
+	free(out);
+	free(err);
+}
+
+static void create_vm(const char *name, const char *mem, const char *cmdline)
+{
+	char *out = NULL, *err = NULL;
+	int rc = cmectl(&C, &out, &err, "vm", "create", name, "--mem", mem, "--vcpus", "1",
+			"--image", test_guest(), "--cmdline", cmdline, NULL);
+
+	ok_cmectl("vm create", rc, out, err);
+}
+
+/* The node index the owner record names, -1 if none; *epoch (may be NULL) its epoch. */
+static int owner_of(const char *vm, long long *epoch)
+{
+	char key[128];
+	json_t *o;
+	int i;
+
+	snprintf(key, sizeof(key), "vms/%s/owner", vm);
+	o = cluster_get(&C, key);
+	i = o ? cluster_node_index(&C, json_string_value(json_object_get(o, "node")) ?: "") : -1;
+	if (epoch)
+		*epoch = json_integer_value(json_object_get(o, "epoch"));
+	json_decref(o);
+	return i;
+}
+
+static bool wait_running(const char *vm)
+{
+	char key[128];
+
+	snprintf(key, sizeof(key), "vms/%s/status", vm);
+	return cluster_wait_field(&C, key, "state", "running", WAIT_MS);
+}
+
+/* How many nodes run a VMM of vm right now (must never exceed one). */
+static int copies(const char *vm)
+{
+	int n = 0;
+
+	for (int i = 0; i < C.n; i++)
+		n += cluster_vmm_pid(&C, i, vm) > 0;
+	return n;
+}
+
+static bool wait_heartbeats(int node, const char *vm, int n)
+{
+	struct heartbeat hb[1];
+	char con[700];
+
+	cluster_console(&C, node, vm, con, sizeof(con));
+	for (int t = 0; t < WAIT_MS; t += 100, sleep_ms(100)) {
+		struct heartbeat *all = calloc(4096, sizeof(*all));
+		int k = cluster_heartbeats(con, all, 4096);
+
+		free(all);
+		if (k >= n)
+			return true;
+	}
+	(void)hb;
+	return false;
+}
+
+/* The last heartbeat seq on a console (0 if none) and the count. */
+static int last_seq(int node, const char *vm, uint64_t *seq, uint64_t *first)
+{
+	struct heartbeat *hb = calloc(8192, sizeof(*hb));
+	char con[700];
+	int n;
+
+	cluster_console(&C, node, vm, con, sizeof(con));
+	n = cluster_heartbeats(con, hb, 8192);
+	*seq = n ? hb[n - 1].seq : 0;
+	if (first)
+		*first = n ? hb[0].seq : 0;
+	free(hb);
+	return n;
+}
+
+/* After a live migration src → dst: the guest's sequence went on, no reset, no damage. */
+static void assert_continued(const char *vm, int src, int dst)
+{
+	uint64_t src_last, dst_first, dst_last;
+	char con[700];
+
+	CU_ASSERT_TRUE(wait_heartbeats(dst, vm, 5));
+	last_seq(src, vm, &src_last, NULL);
+	last_seq(dst, vm, &dst_last, &dst_first);
+	if (dst_first < src_last + 1 || dst_first > src_last + 2)
+		printf("\n  %s: source ended at seq %lu, destination began at %lu\n", vm,
+		       (unsigned long)src_last, (unsigned long)dst_first);
+	CU_ASSERT_TRUE(src_last > 0);
+	CU_ASSERT_TRUE(dst_first >= src_last + 1 && dst_first <= src_last + 2);
+	CU_ASSERT_TRUE(dst_last > dst_first);
+	cluster_console(&C, dst, vm, con, sizeof(con));
+	CU_ASSERT_FALSE(cluster_console_corrupt(con));
+	cluster_console(&C, src, vm, con, sizeof(con));
+	CU_ASSERT_FALSE(cluster_console_corrupt(con));
+}
+
+/* ---- tests ------------------------------------------------------------------------- */
+
+static void test_create_delete(void)
+{
+	char *out = NULL, *err = NULL;
+	int node, rc;
+	pid_t pid;
+
+	START_CLUSTER(3);
+	create_vm("vm1", "256M", "wss_mb=32");
+	node = owner_of("vm1", NULL);
+	CU_ASSERT_FATAL(node >= 0);
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", 3));
+	pid = cluster_vmm_pid(&C, node, "vm1");
+	CU_ASSERT_TRUE(pid > 0);
+	CU_ASSERT_EQUAL(copies("vm1"), 1);
+
+	/* More than any node has: refused with the free amounts, nothing written. */
+	rc = cmectl(&C, &out, &err, "vm", "create", "big", "--mem", "4G", "--vcpus", "1", "--image",
+		    test_guest(), NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "capacity"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "node-b"));
+	CU_ASSERT_PTR_NULL(cluster_get(&C, "vms/big/spec"));
+	free(out);
+	free(err);
+	/* Unknown VM: one line naming it. */
+	rc = cmectl(&C, &out, &err, "vm", "delete", "nosuch", NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "nosuch"));
+	free(out);
+	free(err);
+
+	rc = cmectl(&C, &out, &err, "vm", "delete", "vm1", NULL);
+	ok_cmectl("vm delete", rc, out, err);
+	for (int t = 0; t < WAIT_MS && kill(pid, 0) == 0; t += 100)
+		sleep_ms(100);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), 0);
+	CU_ASSERT_PTR_NULL(cluster_get(&C, "vms/vm1/spec"));
+	CU_ASSERT_PTR_NULL(cluster_get(&C, "vms/vm1/owner"));
+}
+
+static void test_migrate_dirtying(void)
+{
+	char *out = NULL, *err = NULL;
+	long long e0, e1;
+	int src, dst, rc;
+
+	START_CLUSTER(3);
+	create_vm("vm1", "512M", "wss_mb=128 dirty_rate=64");
+	src = owner_of("vm1", &e0);
+	CU_ASSERT_FATAL(src >= 0);
+	CU_ASSERT_TRUE(wait_heartbeats(src, "vm1", 5));
+	dst = (src + 1) % C.n;
+	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, NULL);
+	ok_cmectl("vm migrate", rc, out, err);
+	CU_ASSERT_EQUAL(owner_of("vm1", &e1), dst);
+	CU_ASSERT_EQUAL(e1, e0 + 1);
+	CU_ASSERT_TRUE(cluster_wait_field(&C, "migrations/vm1", "phase", "done", WAIT_MS));
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	assert_continued("vm1", src, dst);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, src, "vm1"), 0);
+	CU_ASSERT_EQUAL(copies("vm1"), 1);
+
+	/* A migration to the node it runs on, or to an unknown node, is refused. */
+	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	free(out);
+	free(err);
+	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", "node-z", NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "node-z"));
+	free(out);
+	free(err);
+}
+
+static void test_drain_two(void)
+{
+	char *out = NULL, *err = NULL;
+	int a, b, rc;
+
+	START_CLUSTER(3);
+	create_vm("vm1", "256M", "wss_mb=32");
+	create_vm("vm2", "256M", "wss_mb=32");
+	a = owner_of("vm1", NULL);
+	b = owner_of("vm2", NULL);
+	CU_ASSERT_FATAL(a >= 0 && b >= 0);
+	if (a != b) { /* bring both onto one node */
+		rc = cmectl(&C, &out, &err, "vm", "migrate", "vm2", "--to", C.node[a].name, NULL);
+		ok_cmectl("vm migrate", rc, out, err);
+	}
+	CU_ASSERT_FATAL(owner_of("vm2", NULL) == a);
+	rc = cmectl(&C, &out, &err, "node", "drain", C.node[a].name, NULL);
+	ok_cmectl("node drain", rc, out, err);
+	for (int k = 0; k < 2; k++) {
+		const char *vm = k ? "vm2" : "vm1";
+		int now = owner_of(vm, NULL);
+
+		CU_ASSERT_TRUE(now >= 0 && now != a);
+		CU_ASSERT_TRUE(wait_running(vm));
+		if (now >= 0 && now != a)
+			CU_ASSERT_TRUE(wait_heartbeats(now, vm, 3));
+		CU_ASSERT_EQUAL(cluster_vmm_pid(&C, a, vm), 0);
+		CU_ASSERT_EQUAL(copies(vm), 1);
+	}
+	/* The drained node takes nothing new; undrain makes it schedulable again. */
+	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[a].name, NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "draining"));
+	free(out);
+	free(err);
+	rc = cmectl(&C, &out, &err, "node", "undrain", C.node[a].name, NULL);
+	ok_cmectl("node undrain", rc, out, err);
+	CU_ASSERT_TRUE(cluster_wait_field(&C, "admin/node-a", "state", "schedulable", 1000) ||
+		       a != 0);
+}
+
+static void test_etcd_restart(void)
+{
+	pid_t pid;
+	int node;
+
+	START_CLUSTER(3);
+	create_vm("vm1", "256M", "wss_mb=32");
+	node = owner_of("vm1", NULL);
+	CU_ASSERT_FATAL(node >= 0);
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	pid = cluster_vmm_pid(&C, node, "vm1");
+	etcd_proc_kill(&C.etcd);
+	sleep_ms(3000);
+	CU_ASSERT_FATAL(etcd_proc_restart(&C.etcd) == 0);
+	sleep_ms(4000);
+	/* Nothing was stopped or duplicated... */
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid);
+	CU_ASSERT_EQUAL(copies("vm1"), 1);
+	CU_ASSERT_EQUAL(owner_of("vm1", NULL), node);
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	/* ...and the daemons watch again: a new VM is placed and started. */
+	create_vm("vm2", "256M", "wss_mb=32");
+	CU_ASSERT_TRUE(wait_running("vm2"));
+	for (int i = 0; i < C.n; i++) {
+		char key[64];
+		json_t *j;
+
+		snprintf(key, sizeof(key), "nodes/%s", C.node[i].name);
+		j = cluster_get(&C, key);
+		CU_ASSERT_PTR_NOT_NULL(j);
+		json_decref(j);
+	}
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid);
+}
+
+static void test_source_dies_after_commit(void)
+{
+	char *out = NULL, *err = NULL;
+	uint64_t before, after, seq;
+	long long e0, e1;
+	int src, dst, rc;
+	pid_t spid;
+
+	START_CLUSTER(3);
+	create_vm("vm1", "256M", "wss_mb=64 dirty_rate=32");
+	src = owner_of("vm1", &e0);
+	CU_ASSERT_FATAL(src >= 0);
+	CU_ASSERT_TRUE(wait_heartbeats(src, "vm1", 3));
+	spid = cluster_vmm_pid(&C, src, "vm1");
+	/* The source daemon restarts (re-adopting its VMM) with a fault armed: it exits
+	 * right after the owner transaction, before telling its VMM. */
+	cluster_node_kill(&C, src);
+	CU_ASSERT_FATAL(cluster_node_start(&C, src, "CME_CLUSTERD_FAULT=exit-after-commit") == 0);
+	sleep_ms(1500);
+	dst = (src + 1) % C.n;
+	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, "--no-wait",
+		    NULL);
+	ok_cmectl("vm migrate --no-wait", rc, out, err);
+	CU_ASSERT_EQUAL(cluster_node_wait(&C, src, WAIT_MS), 99);
+	CU_ASSERT_EQUAL(owner_of("vm1", &e1), dst);
+	CU_ASSERT_EQUAL(e1, e0 + 1);
+	/* The destination runs the guest on the owner record alone. */
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	assert_continued("vm1", src, dst);
+	/* The source copy never resumes. */
+	last_seq(src, "vm1", &before, NULL);
+	sleep_ms(1500);
+	last_seq(src, "vm1", &after, NULL);
+	CU_ASSERT_EQUAL(before, after);
+	/* Its daemon comes back, reads the owner record and ends the source copy. */
+	CU_ASSERT_FATAL(cluster_node_start(&C, src, NULL) == 0);
+	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, src, "vm1") == spid; t += 100)
+		sleep_ms(100);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, src, "vm1"), 0);
+	last_seq(src, "vm1", &seq, NULL);
+	CU_ASSERT_EQUAL(seq, before);
+	CU_ASSERT_EQUAL(copies("vm1"), 1);
+	CU_ASSERT_TRUE(cluster_wait_field(&C, "migrations/vm1", "phase", "done", WAIT_MS));
+}
+
+static void test_daemon_restart_readopts(void)
+{
+	uint64_t s0, s1;
+	json_t *st;
+	pid_t pid;
+	int node;
+
+	START_CLUSTER(2);
+	create_vm("vm1", "256M", "wss_mb=32");
+	node = owner_of("vm1", NULL);
+	CU_ASSERT_FATAL(node >= 0);
+	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", 3));
+	pid = cluster_vmm_pid(&C, node, "vm1");
+	cluster_node_kill(&C, node);
+	last_seq(node, "vm1", &s0, NULL);
+	CU_ASSERT_FATAL(cluster_node_start(&C, node, NULL) == 0);
+	sleep_ms(3000);
+	last_seq(node, "vm1", &s1, NULL);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid); /* the same process */
+	CU_ASSERT_TRUE(s1 > s0);				/* that kept running */
+	CU_ASSERT_EQUAL(copies("vm1"), 1);
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	st = cluster_get(&C, "vms/vm1/status");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(st, "restarts")), 0);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(st, "pid")), pid);
+	json_decref(st);
+	/* A VMM that dies is restarted by its policy (on-failure). */
+	kill(pid, SIGKILL);
+	CU_ASSERT_TRUE(cluster_wait_field(&C, "vms/vm1/status", "state", "running", WAIT_MS));
+	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, node, "vm1") == 0; t += 100)
+		sleep_ms(100);
+	CU_ASSERT_TRUE(cluster_vmm_pid(&C, node, "vm1") > 0);
+	CU_ASSERT_NOT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid);
+}
+
+void suite_cluster(void)
+{
+	static const struct test_case cases[] = {
+		{ "create, capacity refusal, delete", test_create_delete },
+		{ "cmectl vm migrate while the guest dirties memory", test_migrate_dirtying },
+		{ "drain a node with two VMs", test_drain_two },
+		{ "etcd restart: nothing stopped or duplicated", test_etcd_restart },
+		{ "source daemon dies after the owner txn", test_source_dies_after_commit },
+		{ "daemon restart re-adopts; a dead VMM is restarted",
+		  test_daemon_restart_readopts },
+		{ NULL, NULL },
+	};
+
+	test_on_teardown(cluster_teardown);
+	test_add_suite("cluster", cases);
+}
