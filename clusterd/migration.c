@@ -381,6 +381,19 @@ static void src_status(struct src_mig *s, const char *state)
 	cd_status_ensure(s->cd, &vv, &st);
 }
 
+/* "migrated" with the figures an operator looks at first. */
+static void src_event_done(struct src_mig *s)
+{
+	json_t *st = json_loads(s->stats, 0, NULL);
+
+	cd_event(s->cd, s->m.vm, "migrated",
+		 "%s → %s: downtime %lld ms, VMM total %lld ms, request to done %llu ms%s%s",
+		 s->m.source, s->m.target, json_integer_value(json_object_get(st, "downtime_ms")),
+		 json_integer_value(json_object_get(st, "total_ms")),
+		 (unsigned long long)s->m.cluster_ms, s->error[0] ? "; " : "", s->error);
+	json_decref(st);
+}
+
 static void *src_main(void *arg)
 {
 	struct src_mig *s = arg;
@@ -402,8 +415,7 @@ static void *src_main(void *arg)
 	if (s->out == OUT_COMMITTED || s->out == OUT_FAILED)
 		src_finish(s, s->out == OUT_COMMITTED ? "done" : "failed");
 	if (s->out == OUT_COMMITTED)
-		cd_event(s->cd, s->m.vm, "migrated", "%s → %s in %llu ms; stats %s", s->m.source,
-			 s->m.target, (unsigned long long)s->m.cluster_ms, s->stats);
+		src_event_done(s);
 	else if (s->out == OUT_FAILED)
 		cd_event(s->cd, s->m.vm, "migrate-failed", "%s → %s failed: %s; runs on %s",
 			 s->m.source, s->m.target, s->error, s->m.source);

@@ -137,6 +137,11 @@ double mig_stat(const struct cl_migration *m, const char *field);
 
 enum vm_want { WANT_RUNNING, WANT_STOPPED, WANT_GONE };
 
+/* Read vms/<vm>/status: CTL_OK with *present and *st (and *mod_rev, may be NULL), or
+ * CTL_FAIL (line printed). */
+int read_status(struct ctl *c, const char *vm, struct cl_status *st, bool *present,
+		int64_t *mod_rev) CME_WUR;
+
 /* Poll vms/<vm>/status until it reaches want, up to c->timeout_s. A failed or pending
  * status only counts when written after after_rev (the request's revision). On CTL_OK,
  * *st (may be NULL) holds the last status (zeroed when absent). CTL_FAIL: line printed. */

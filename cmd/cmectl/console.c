@@ -12,21 +12,6 @@
 #define FOLLOW_POLL_MS	200
 #define STATUS_EVERY_MS 1000
 
-/* Read vms/<vm>/status into *st; *present false when there is none. */
-static int get_status(struct ctl *c, const char *vm, struct cl_status *st, bool *present)
-{
-	struct etcd_err err = { "" };
-	char key[CTL_KEY_MAX];
-	struct etcd_kv *kv = NULL;
-
-	memset(st, 0, sizeof(*st));
-	if (etcd_get(c->etcd, ctl_key(c, key, "vms", vm, "status"), &kv, &err))
-		return ctl_fail("reading the status of vm %s: %s", vm, err.msg);
-	*present = kv && !cl_status_parse((const char *)kv->val, kv->vlen, st, &err);
-	etcd_kv_free(kv);
-	return CTL_OK;
-}
-
 /* The line for a console that is not on this host. */
 static int elsewhere(struct ctl *c, const char *vm, const struct cl_status *st)
 {
@@ -111,7 +96,7 @@ static int follow(struct ctl *c, const char *vm, struct cl_status *st, int *fd)
 		if ((waited += FOLLOW_POLL_MS) < STATUS_EVERY_MS)
 			continue;
 		waited = 0;
-		if (get_status(c, vm, &now, &present))
+		if (read_status(c, vm, &now, &present, NULL))
 			return CTL_FAIL;
 		if (!present || !now.console[0] || !strcmp(now.console, st->console))
 			continue;
@@ -136,7 +121,7 @@ int cmd_vm_console(struct ctl *c, int argc, char **argv)
 	int fd = -1;
 	int rc = args_parse(c, "vm console", argc, argv, flags, "NAME", &name);
 
-	if (rc || (rc = ctl_connect(c)) || (rc = get_status(c, name, &st, &present)))
+	if (rc || (rc = ctl_connect(c)) || (rc = read_status(c, name, &st, &present, NULL)))
 		return rc;
 	if (!present)
 		return no_status(c, name);

@@ -8,9 +8,8 @@
 
 #define STATUS_POLL_MS 250
 
-/* Read vms/<vm>/status: 0 with *present and *st (and its *mod_rev), or CTL_FAIL. */
-static int read_status(struct ctl *c, const char *vm, struct cl_status *st, bool *present,
-		       int64_t *mod_rev)
+int read_status(struct ctl *c, const char *vm, struct cl_status *st, bool *present,
+		int64_t *mod_rev)
 {
 	struct etcd_err err = { "" };
 	char key[CTL_KEY_MAX];
@@ -22,7 +21,8 @@ static int read_status(struct ctl *c, const char *vm, struct cl_status *st, bool
 		return ctl_fail("reading the status of vm %s: %s", vm, err.msg);
 	if (kv && !cl_status_parse((const char *)kv->val, kv->vlen, st, &err)) {
 		*present = true;
-		*mod_rev = kv->mod_rev;
+		if (mod_rev)
+			*mod_rev = kv->mod_rev;
 	}
 	etcd_kv_free(kv);
 	return CTL_OK;

@@ -123,6 +123,7 @@ static void print_log_tail(const struct etcd_proc *p)
 /* The argument strings, built before fork() (the runner may have threads). */
 struct etcd_args {
 	char peer[64], data[600], log[600], cluster[128];
+	char cert[600], key[600], ca[600], metrics[64];
 };
 
 /* Exec etcd in the child; never returns. */
@@ -136,11 +137,20 @@ static void child_exec(const struct etcd_proc *p, const struct etcd_args *a)
 		dup2(fd, STDOUT_FILENO);
 		dup2(fd, STDERR_FILENO);
 	}
-	execl(ETCD_BIN, ETCD_BIN, "--name", "default", "--data-dir", a->data,
-	      "--listen-client-urls", p->url, "--advertise-client-urls", p->url,
-	      "--listen-peer-urls", a->peer, "--initial-advertise-peer-urls", a->peer,
-	      "--initial-cluster", a->cluster, "--logger", "zap", "--log-level", "warn",
-	      "--experimental-watch-progress-notify-interval", "1s", (char *)NULL);
+	if (p->tls_dir[0])
+		execl(ETCD_BIN, ETCD_BIN, "--name", "default", "--data-dir", a->data,
+		      "--listen-client-urls", p->url, "--advertise-client-urls", p->url,
+		      "--listen-peer-urls", a->peer, "--initial-advertise-peer-urls", a->peer,
+		      "--initial-cluster", a->cluster, "--logger", "zap", "--log-level", "warn",
+		      "--cert-file", a->cert, "--key-file", a->key, "--client-cert-auth",
+		      "--trusted-ca-file", a->ca, "--listen-metrics-urls", a->metrics,
+		      (char *)NULL);
+	else
+		execl(ETCD_BIN, ETCD_BIN, "--name", "default", "--data-dir", a->data,
+		      "--listen-client-urls", p->url, "--advertise-client-urls", p->url,
+		      "--listen-peer-urls", a->peer, "--initial-advertise-peer-urls", a->peer,
+		      "--initial-cluster", a->cluster, "--logger", "zap", "--log-level", "warn",
+		      "--experimental-watch-progress-notify-interval", "1s", (char *)NULL);
 	_exit(127);
 }
 
@@ -157,7 +167,7 @@ static int wait_ready(struct etcd_proc *p)
 			print_log_tail(p);
 			return -ECHILD;
 		}
-		if (health_ok(p->client_port))
+		if (health_ok(p->tls_dir[0] ? p->metrics_port : p->client_port))
 			return 0;
 		usleep(50 * 1000);
 	}
@@ -174,7 +184,12 @@ int etcd_proc_restart(struct etcd_proc *p)
 		fprintf(stderr, "%s missing: `make deps` installs etcd-server\n", ETCD_BIN);
 		return -ENOENT;
 	}
-	snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%d", p->client_port);
+	snprintf(p->url, sizeof(p->url), "%s://127.0.0.1:%d", p->tls_dir[0] ? "https" : "http",
+		 p->client_port);
+	snprintf(a.cert, sizeof(a.cert), "%s/tls.crt", p->tls_dir);
+	snprintf(a.key, sizeof(a.key), "%s/tls.key", p->tls_dir);
+	snprintf(a.ca, sizeof(a.ca), "%s/ca.crt", p->tls_dir);
+	snprintf(a.metrics, sizeof(a.metrics), "http://127.0.0.1:%d", p->metrics_port);
 	snprintf(a.peer, sizeof(a.peer), "http://127.0.0.1:%d", p->peer_port);
 	snprintf(a.data, sizeof(a.data), "%s/data", p->dir);
 	snprintf(a.log, sizeof(a.log), "%s/etcd.log", p->dir);
@@ -192,7 +207,16 @@ int etcd_proc_restart(struct etcd_proc *p)
 
 int etcd_proc_start(struct etcd_proc *p)
 {
+	return etcd_proc_start_tls(p, NULL);
+}
+
+int etcd_proc_start_tls(struct etcd_proc *p, const char *tls_dir)
+{
 	memset(p, 0, sizeof(*p));
+	if (tls_dir) {
+		snprintf(p->tls_dir, sizeof(p->tls_dir), "%s", tls_dir);
+		p->metrics_port = test_free_port();
+	}
 	snprintf(p->dir, sizeof(p->dir), "%s", test_tmpdir());
 	p->client_port = test_free_port();
 	p->peer_port = test_free_port();

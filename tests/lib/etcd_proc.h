@@ -13,7 +13,10 @@ struct etcd_proc {
 	char dir[512];	 /* data dir (dir/data) and log (dir/etcd.log) */
 	int client_port; /* may be changed between a stop and a restart */
 	int peer_port;
-	char url[64]; /* http://127.0.0.1:<client_port>, set by (re)start */
+	char url[64];	   /* http(s)://127.0.0.1:<client_port>, set by (re)start */
+	char tls_dir[512]; /* HTTPS with client-certificate auth when set (a mkcerts.sh folder
+			    * whose certificate names 127.0.0.1) */
+	int metrics_port;  /* plain-HTTP /health when TLS is on */
 };
 
 /* A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then closed).
@@ -23,6 +26,9 @@ int test_free_port(void);
  * notifications, and wait (up to 10 s) until it has a leader. Returns 0 or -errno (the
  * log's tail is printed). A missing ETCD_BIN is an error, not a skip. */
 int etcd_proc_start(struct etcd_proc *p);
+/* The same over HTTPS with client-certificate auth, tls_dir holding ca.crt, tls.crt and
+ * tls.key for the server (a certs/mkcerts.sh folder for the name 127.0.0.1). */
+int etcd_proc_start_tls(struct etcd_proc *p, const char *tls_dir);
 /* Start the same etcd again (same data dir, peer port and p->client_port) after a kill
  * or stop, and wait until it has a leader. Returns 0 or -errno. */
 int etcd_proc_restart(struct etcd_proc *p);

@@ -660,6 +660,70 @@ static void test_etcd_timeout(void)
 	etcd_proc_stop(&p);
 }
 
+static int tls_client(struct etcd **c, const char *url, const char *dir, bool with_cert,
+		      struct etcd_err *err)
+{
+	char ca[600], crt[600], key[600];
+	struct etcd_cfg cfg = { .endpoints = url, .ca = ca, .timeout_ms = 3000 };
+
+	snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+	snprintf(crt, sizeof(crt), "%s/tls.crt", dir);
+	snprintf(key, sizeof(key), "%s/tls.key", dir);
+	if (with_cert) {
+		cfg.cert = crt;
+		cfg.key = key;
+	}
+	return etcd_open(&cfg, c, err);
+}
+
+/* HTTPS with client-certificate auth: a certificate of the cluster CA works; none, or one
+ * of another CA, is refused with a line naming the endpoint; plain HTTP is refused. */
+static void test_etcd_tls(void)
+{
+	char good[600], evil[600], srv[700], cli[700], bad[700], cmd[2048];
+	struct etcd_proc p;
+	struct etcd *c = NULL;
+	struct etcd_kv *kv = NULL;
+	struct etcd_err err = { "" };
+	char plain[80];
+
+	snprintf(good, sizeof(good), "%s/good", test_tmpdir());
+	snprintf(evil, sizeof(evil), "%s/evil", test_tmpdir());
+	snprintf(cmd, sizeof(cmd),
+		 "sh certs/mkcerts.sh %s 127.0.0.1 node-a >/dev/null && "
+		 "sh certs/mkcerts.sh %s node-a >/dev/null",
+		 good, evil);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	snprintf(srv, sizeof(srv), "%s/127.0.0.1", good);
+	snprintf(cli, sizeof(cli), "%s/node-a", good);
+	snprintf(bad, sizeof(bad), "%s/node-a", evil);
+	CU_ASSERT_EQUAL_FATAL(etcd_proc_start_tls(&p, srv), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(p.url, "https://"));
+
+	CU_ASSERT_EQUAL_FATAL(tls_client(&c, p.url, cli, true, &err), 0);
+	CU_ASSERT_EQUAL(etcd_put(c, "/tls/k", "v", 1, 0, NULL, &err), 0);
+	CU_ASSERT_EQUAL(etcd_get(c, "/tls/k", &kv, &err), 0);
+	CU_ASSERT_TRUE(kv && kv_is(kv, "/tls/k", "v"));
+	etcd_kv_free(kv);
+	etcd_close(c);
+
+	CU_ASSERT_EQUAL_FATAL(tls_client(&c, p.url, cli, false, &err), 0);
+	CU_ASSERT_NOT_EQUAL(etcd_get(c, "/tls/k", &kv, &err), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, p.url));
+	etcd_close(c);
+
+	CU_ASSERT_EQUAL_FATAL(tls_client(&c, p.url, bad, true, &err), 0);
+	CU_ASSERT_NOT_EQUAL(etcd_get(c, "/tls/k", &kv, &err), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, p.url));
+	etcd_close(c);
+
+	snprintf(plain, sizeof(plain), "http://127.0.0.1:%d", p.client_port);
+	CU_ASSERT_EQUAL_FATAL(client_open(&c, plain, 3000, &err), 0);
+	CU_ASSERT_NOT_EQUAL(etcd_get(c, "/tls/k", &kv, &err), 0);
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
 void suite_etcd(void)
 {
 	static const struct test_case cases[] = {
@@ -672,6 +736,7 @@ void suite_etcd(void)
 		{ "etcd_watch_compacted", test_etcd_watch_compacted },
 		{ "etcd_failover", test_etcd_failover },
 		{ "etcd_timeout", test_etcd_timeout },
+		{ "etcd_tls", test_etcd_tls },
 		{ NULL, NULL },
 	};
 
