@@ -25,9 +25,10 @@ struct lvm {
 	uint64_t epoch;
 	char mig_id[40]; /* incoming: the migration it receives */
 	bool exited;
-	int exit_code;	   /* -1: unknown (adopted, or killed by a signal) */
-	bool running_seen; /* its API answered "running" */
-	uint64_t started_ms;
+	int exit_code;	     /* -1: unknown (adopted, or killed by a signal) */
+	bool running_seen;   /* its API answered "running" */
+	bool check_mig;	     /* adopted: see whether it waits for a migration decision */
+	uint64_t started_ms; /* monotonic (now_ns() / 1e6) */
 	struct src_mig *src; /* outgoing migration worker, while one runs */
 };
 
@@ -47,7 +48,14 @@ struct cd {
 	size_t nvms;
 	bool leader;
 	uint32_t published_vms;
+	int64_t node_rev;     /* mod_revision of our last write of nodes/<me> */
+	uint64_t dup_note_ms; /* last "name held by another daemon" log line */
 	uint64_t last_view_err_ms;
+	struct {
+		char key[64];
+		uint64_t first_ns, last_ns;
+	} seen[64];	       /* when this daemon first saw a migration in a phase (monotonic) */
+	pthread_mutex_t ev_mu; /* the events lease, shared with migration workers */
 	uint64_t notes[16]; /* hashes of the leader's recent "cannot move" notes: say each once */
 	unsigned next_note;
 };
@@ -57,6 +65,14 @@ struct cd {
 void cd_wake(struct cd *cd);
 /* The current lease, or 0 while none is held. */
 int64_t cd_lease(struct cd *cd);
+/* Milliseconds since this daemon first saw migration id in phase (0 the first time).
+ * Local and monotonic: timeouts must not depend on other hosts' clocks. */
+uint64_t cd_seen_ms(struct cd *cd, const char *id, const char *phase);
+/* later - earlier for wall-clock ms of different hosts, 0 when skew makes it negative. */
+static inline uint64_t cd_ms_between(uint64_t later, uint64_t earlier)
+{
+	return later > earlier ? later - earlier : 0;
+}
 /* Post an event from this node. */
 void cd_event(struct cd *cd, const char *vm, const char *kind, const char *fmt, ...)
 	CME_PRINTF(4, 5);

@@ -379,6 +379,8 @@ struct cl_vm_view {
 	struct cl_owner owner;
 	struct cl_status status;
 	struct cl_migration mig;
+	bool bad; /* a spec, owner or migration record is present but unreadable: leave the VM
+		   * exactly as it is until an operator fixes it (never treat it as absent) */
 	int64_t spec_rev;   /* spec's mod_revision */
 	int64_t status_rev; /* status's mod_revision */
 };

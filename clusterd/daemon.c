@@ -80,24 +80,47 @@ int cd_mig_cas(struct cd *cd, struct cl_migration *m)
 	return swapped ? 1 : 0;
 }
 
+uint64_t cd_seen_ms(struct cd *cd, const char *id, const char *phase)
+{
+	uint64_t now = now_ns();
+	size_t oldest = 0;
+	char key[64];
+
+	snprintf(key, sizeof(key), "%s/%s", id, phase);
+	for (size_t i = 0; i < ARRAY_SIZE(cd->seen); i++) {
+		if (!strcmp(cd->seen[i].key, key)) {
+			cd->seen[i].last_ns = now;
+			return (now - cd->seen[i].first_ns) / 1000000;
+		}
+		if (cd->seen[i].last_ns < cd->seen[oldest].last_ns)
+			oldest = i;
+	}
+	snprintf(cd->seen[oldest].key, sizeof(cd->seen[oldest].key), "%s", key);
+	cd->seen[oldest].first_ns = cd->seen[oldest].last_ns = now;
+	return 0;
+}
+
 void cd_event(struct cd *cd, const char *vm, const char *kind, const char *fmt, ...)
 {
 	struct etcd_err err = { "" };
 	char msg[256];
+	int64_t lease;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	/* One lease of a day for many events, replaced every hour. */
-	if (!cd->events_lease || wall_ms() - cd->events_lease_ms > EVENTS_ROTATE) {
+	pthread_mutex_lock(&cd->ev_mu);
+	if (!cd->events_lease || now_ns() / 1000000 - cd->events_lease_ms > EVENTS_ROTATE) {
 		if (etcd_lease_grant(cd->etcd, EVENTS_TTL_S, &cd->events_lease, NULL, &err) == 0)
-			cd->events_lease_ms = wall_ms();
+			cd->events_lease_ms = now_ns() / 1000000;
 		else
 			cd->events_lease = 0;
 	}
-	cl_event_post(cd->etcd, cd->cfg->prefix, cd->events_lease, cd->cfg->node, vm, kind, "%s",
-		      msg);
+	lease = cd->events_lease;
+	pthread_mutex_unlock(&cd->ev_mu);
+	cl_event_post(cd->etcd, cd->cfg->prefix, lease, cd->cfg->node, vm, kind, "%s", msg);
 }
 
 static bool status_same(const struct cl_status *a, const struct cl_status *b)
@@ -196,31 +219,77 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
-static void register_node(struct cd *cd, const struct cl_view *v)
+/* Write nodes/<me>: created only if absent (or already under our lease), then updated
+ * by compare-and-swap on our own last write. A node name held by another live lease —
+ * a copied config, or our previous life whose lease has not expired yet — is not ours:
+ * running that node's VMs from two daemons would run them twice. */
+static int node_write(struct cd *cd, const char *key, const char *json)
+{
+	struct etcd_err err = { "" };
+	struct etcd_kv *kv = NULL;
+	int64_t lease = cd_lease(cd), rev = 0;
+	bool ok = false;
+	int rc;
+
+	if (atomic_load(&cd->registered))
+		rc = etcd_cas_mod(cd->etcd, key, cd->node_rev, json, strlen(json), lease, &ok, &rev,
+				  &err);
+	else
+		rc = etcd_create(cd->etcd, key, json, strlen(json), lease, &ok, &kv, &err);
+	if (!rc && !ok && kv && kv->lease == lease) /* ours: an earlier reply was lost */
+		rc = etcd_cas_mod(cd->etcd, key, kv->mod_rev, json, strlen(json), lease, &ok, &rev,
+				  &err);
+	else if (kv && ok)
+		rev = kv->mod_rev;
+	if (!rc && !ok && (!kv || kv->lease != lease) &&
+	    now_ns() / 1000000 - cd->dup_note_ms > 10000) {
+		log_err(SUB,
+			"node=%s: the name is held by another live daemon (lease %llx); "
+			"waiting for it to expire before running anything",
+			cd->cfg->node, (unsigned long long)(kv ? kv->lease : 0));
+		cd->dup_note_ms = now_ns() / 1000000;
+	}
+	etcd_kv_free(kv);
+	if (rc)
+		log_warn(SUB, "register: %s", err.msg);
+	if (!rc && ok)
+		cd->node_rev = rev;
+	return rc ? rc : ok ? 0 : -EEXIST;
+}
+
+/* Register (or refresh) this node. Returns false while the node is not ours to run. */
+static bool register_node(struct cd *cd, const struct cl_view *v)
 {
 	struct cl_node n = { .cpus = cd->cfg->cpus, .mem_mb = cd->cfg->mem_mb };
 	struct cl_node_view *nv = cl_view_node(v, cd->cfg->node);
 	uint32_t running = 0;
-	char key[256];
+	char key[256], *json;
+	int rc;
 
-	for (size_t i = 0; i < cd->nvms; i++)
-		running += !cd->vms[i]->exited;
-	if (atomic_load(&cd->registered) && nv && nv->alive && running == cd->published_vms)
-		return;
+	for (size_t i = 0; i < cd->nvms; i++) /* a worker's VMM counts; its fields are its own */
+		running += cd->vms[i]->src || !cd->vms[i]->exited;
+	if (!nv || !nv->alive)
+		atomic_store(&cd->registered, false); /* gone (expired): create it again */
+	if (atomic_load(&cd->registered) && running == cd->published_vms)
+		return true;
 	snprintf(n.name, sizeof(n.name), "%s", cd->cfg->node);
 	snprintf(n.addr, sizeof(n.addr), "%s", cd->cfg->address);
 	snprintf(n.version, sizeof(n.version), "%s", CME_VERSION);
 	n.vms = running;
-	n.started_ms = wall_ms();
-	if (nv && nv->alive)
-		n.started_ms = nv->node.started_ms;
+	n.started_ms = nv && nv->alive ? nv->node.started_ms : wall_ms();
 	cd_key(cd, key, sizeof(key), "nodes", cd->cfg->node, NULL);
-	if (cd_put_json(cd, key, cl_node_json(&n), cd_lease(cd)) == 0) {
-		if (!atomic_exchange(&cd->registered, true))
-			cd_event(cd, NULL, "node-up", "node %s registered (%u vCPUs, %llu MiB)",
-				 n.name, n.cpus, (unsigned long long)n.mem_mb);
-		cd->published_vms = running;
-	}
+	json = cl_node_json(&n);
+	rc = json ? node_write(cd, key, json) : -ENOMEM;
+	free(json);
+	if (rc == -EEXIST)
+		atomic_store(&cd->registered, false);
+	if (rc)
+		return atomic_load(&cd->registered);
+	if (!atomic_exchange(&cd->registered, true))
+		cd_event(cd, NULL, "node-up", "node %s registered (%u vCPUs, %llu MiB)", n.name,
+			 n.cpus, (unsigned long long)n.mem_mb);
+	cd->published_vms = running;
+	return true;
 }
 
 /* ---- the main loop --------------------------------------------------------------------- */
@@ -240,7 +309,10 @@ static void tick(struct cd *cd)
 		}
 		return;
 	}
-	register_node(cd, &v);
+	if (!register_node(cd, &v)) {
+		cl_view_free(&v);
+		return; /* not (yet) ours to run: change nothing */
+	}
 	cd_reconcile(cd, &v);
 	cd_migrations(cd, &v);
 	cd_leader(cd, &v);
@@ -251,7 +323,7 @@ static void wait_wake(struct cd *cd, unsigned ms)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += ms / 1000;
 	ts.tv_nsec += (long)(ms % 1000) * 1000000;
 	if (ts.tv_nsec >= 1000000000) {
@@ -296,8 +368,14 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 	pthread_t ka, watch;
 	int rc;
 
+	pthread_condattr_t ca;
+
 	pthread_mutex_init(&cd.mu, NULL);
-	pthread_cond_init(&cd.cond, NULL);
+	pthread_mutex_init(&cd.ev_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a clock step must not stall us */
+	pthread_cond_init(&cd.cond, &ca);
+	pthread_condattr_destroy(&ca);
 	rc = prepare(&cd, err, errlen);
 	if (rc)
 		goto out;
@@ -327,6 +405,7 @@ out:
 	free(cd.vms);
 	etcd_close(cd.etcd);
 	pthread_cond_destroy(&cd.cond);
+	pthread_mutex_destroy(&cd.ev_mu);
 	pthread_mutex_destroy(&cd.mu);
 	return rc;
 }

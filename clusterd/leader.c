@@ -77,7 +77,7 @@ static void pending(struct cd *cd, const struct cl_vm_view *vv, const char *why)
 	cd_event(cd, vv->name, "vm-pending", "%s", why);
 }
 
-static void place_unowned(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
+static void place_unowned(struct cd *cd, const struct cl_view *v, struct cl_ha *h)
 {
 	char why[512];
 
@@ -85,16 +85,19 @@ static void place_unowned(struct cd *cd, const struct cl_view *v, const struct c
 		const struct cl_vm_view *vv = &v->vms[i];
 		int n;
 
-		if (!vv->has_spec || !vv->spec.running || vv->has_owner)
+		if (!vv->has_spec || !vv->spec.running || vv->has_owner || vv->bad)
 			continue;
 		n = ha_place(&h->c, &h->vms[i], NULL, why, sizeof(why));
 		if (n < 0) {
 			pending(cd, vv, why);
 			continue;
 		}
-		if (owner_create(cd, vv->name, v->nodes[n].name, 1) == 0)
+		if (owner_create(cd, vv->name, v->nodes[n].name, 1) == 0) {
+			/* Count it at once, or the next VM of this round sees the same room. */
+			h->vms[i].owner = v->nodes[n].name;
 			cd_event(cd, vv->name, "vm-placed", "vm %s placed on %s", vv->name,
 				 v->nodes[n].name);
+		}
 	}
 }
 
@@ -108,7 +111,7 @@ static void drop_orphans(struct cd *cd, const struct cl_view *v)
 		char key[256];
 		bool swapped;
 
-		if (vv->has_spec || !vv->has_owner)
+		if (vv->has_spec || !vv->has_owner || vv->bad)
 			continue;
 		nv = cl_view_node(v, vv->owner.node);
 		if (nv && nv->alive)
@@ -157,7 +160,17 @@ static void request_move(struct cd *cd, const struct cl_vm_view *vv, const char 
 			 m.source, vv->name, target, m.id);
 }
 
-/* Stopped VMs of a draining node just change owner (epoch + 1): nothing runs. */
+/* Nothing runs for vv: stopped by the operator, or failed where it is owned (its
+ * restart policy gave up) — such a VM moves off a draining node by a change of owner. */
+static bool runs_nothing(const struct cl_vm_view *vv)
+{
+	if (!vv->spec.running)
+		return true;
+	return vv->has_status && !strcmp(vv->status.state, "failed") &&
+	       !strcmp(vv->status.node, vv->owner.node) && vv->status.epoch == vv->owner.epoch;
+}
+
+/* VMs of a draining node that run nothing just change owner (epoch + 1). */
 static void reassign_stopped(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
 {
 	for (size_t i = 0; i < v->nvms; i++) {
@@ -169,7 +182,8 @@ static void reassign_stopped(struct cd *cd, const struct cl_view *v, const struc
 		bool swapped = false;
 		int n;
 
-		if (!vv->has_spec || vv->spec.running || !vv->has_owner)
+		if (!vv->has_spec || !vv->has_owner || vv->bad || !runs_nothing(vv) ||
+		    (vv->has_mig && cl_migration_active(&vv->mig)))
 			continue;
 		nv = cl_view_node(v, vv->owner.node);
 		if (!nv || !strcmp(nv->admin.state, "schedulable"))
@@ -191,10 +205,10 @@ static void reassign_stopped(struct cd *cd, const struct cl_view *v, const struc
 	}
 }
 
-static bool failed_recently(const struct cl_vm_view *vv)
+static bool failed_recently(struct cd *cd, const struct cl_vm_view *vv)
 {
 	return vv->has_mig && !strcmp(vv->mig.phase, "failed") &&
-	       wall_ms() - vv->mig.updated_ms < RETRY_FAILED_MS;
+	       cd_seen_ms(cd, vv->mig.id, "failed") < RETRY_FAILED_MS;
 }
 
 /* Say once (per distinct reason) why a VM of a draining node cannot move. */
@@ -246,7 +260,7 @@ static void drain(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
 	for (size_t i = 0; i < n; i++) {
 		const struct cl_vm_view *vv = &v->vms[moves[i].vm];
 
-		if (!failed_recently(vv))
+		if (!failed_recently(cd, vv))
 			request_move(cd, vv, v->nodes[moves[i].node].name);
 	}
 	report_blocked(cd, v, h, moves, n);
@@ -259,6 +273,10 @@ void cd_leader(struct cd *cd, const struct cl_view *v)
 
 	if (!elect(cd, v) || cl_view_ha(v, &h))
 		return;
+	/* A failed VM runs nothing: the drain plan must not try to live-migrate it. */
+	for (size_t i = 0; i < v->nvms; i++)
+		if (v->vms[i].has_spec && v->vms[i].has_owner && runs_nothing(&v->vms[i]))
+			h.vms[i].wanted = false;
 	place_unowned(cd, v, &h);
 	drain(cd, v, &h);
 	drop_orphans(cd, v);

@@ -40,7 +40,7 @@ static void dest_prepare(struct cd *cd, const struct cl_vm_view *vv, struct lvm 
 	char why[256] = "";
 	uint16_t port = 0;
 
-	if (l && l->role == LVM_RUN && lvm_alive(l)) {
+	if (l && (l->src || (l->role == LVM_RUN && lvm_alive(l)))) {
 		cd_mig_fail(cd, vv, "vm %s already runs on target %s", vv->name, cd->cfg->node);
 		return;
 	}
@@ -102,12 +102,24 @@ static void mig_done_late(struct cd *cd, const struct cl_vm_view *vv, const char
 
 	snprintf(m.phase, sizeof(m.phase), "done");
 	snprintf(m.error, sizeof(m.error), "%s", why);
-	m.cluster_ms = wall_ms() - m.requested_ms;
+	m.cluster_ms = cd_ms_between(wall_ms(), m.requested_ms);
 	if (cd_mig_cas(cd, &m) != 1)
 		log_debug(SUB, "vm=%s: done already written", vv->name);
 }
 
-static void dest_step(struct cd *cd, const struct cl_vm_view *vv)
+/* The source's node is gone (its lease expired) while nothing was committed: its daemon
+ * will never commit; fail the record so the incoming VMM goes. (A source VMM that still
+ * runs waits paused for a decision; its daemon, back, resumes it — the owner never moved.) */
+static bool source_gone(struct cd *cd, const struct cl_view *v, const struct cl_migration *m)
+{
+	const struct cl_node_view *nv = cl_view_node(v, m->source);
+
+	if ((nv && nv->alive) || (strcmp(m->phase, "ready") && strcmp(m->phase, "streaming")))
+		return false;
+	return cd_seen_ms(cd, m->id, "source-gone") > cd->cfg->lease_ttl_s * 1000ULL;
+}
+
+static void dest_step(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv)
 {
 	struct lvm *l = lvm_find(cd, vv->name);
 	const struct cl_migration *m = &vv->mig;
@@ -119,12 +131,14 @@ static void dest_step(struct cd *cd, const struct cl_vm_view *vv)
 	} else if (mine && owned_here(cd, vv)) {
 		dest_take_over(cd, vv, l);
 	} else if (ours && owned_here(cd, vv) && !strcmp(m->phase, "committed") &&
-		   wall_ms() - m->updated_ms > COMMITTED_QUIET) {
+		   cd_seen_ms(cd, m->id, "committed") > COMMITTED_QUIET) {
 		/* The source died after its commit and never wrote "done". */
 		mig_done_late(cd, vv, "the source reported no statistics");
 	} else if (mine && !cl_migration_active(m)) {
 		lvm_stop(l, 0); /* failed: the guest never ran here */
 		lvm_remove(cd, l);
+	} else if (mine && source_gone(cd, v, m)) {
+		cd_mig_fail(cd, vv, "the source node %s is gone", m->source);
 	} else if (mine && !lvm_alive(l)) {
 		cd_mig_fail(cd, vv, "the incoming VMM on %s exited (status %d; see %s/vmm.log)",
 			    cd->cfg->node, l->exit_code, l->dir);
@@ -138,16 +152,17 @@ static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 {
 	struct lvm *l = lvm_find(cd, vv->name);
 	const struct cl_migration *m = &vv->mig;
-	bool running = l && l->role == LVM_RUN && lvm_alive(l);
+	bool running;
 
 	if (l && l->src)
-		return;
+		return; /* the worker owns l's fields */
+	running = l && l->role == LVM_RUN && lvm_alive(l);
 	if (!strcmp(m->phase, "requested") || !strcmp(m->phase, "ready")) {
 		if (!owned_here(cd, vv) || !running)
 			cd_mig_fail(cd, vv, "vm %s is not running on %s", vv->name, cd->cfg->node);
 		else if (!strcmp(m->phase, "ready"))
 			cd_src_launch(cd, l, vv, false);
-		else if (wall_ms() - m->requested_ms > cd->cfg->prepare_timeout_s * 1000ULL)
+		else if (cd_seen_ms(cd, m->id, m->phase) > cd->cfg->prepare_timeout_s * 1000ULL)
 			cd_mig_fail(cd, vv, "target %s did not prepare within %u s", m->target,
 				    cd->cfg->prepare_timeout_s);
 	} else if (!strcmp(m->phase, "streaming")) {
@@ -166,15 +181,46 @@ static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 	}
 }
 
+/* A re-adopted VMM may wait paused for a commit decision nobody will take any more (its
+ * migration record failed or went while this daemon was away). The owner record decides:
+ * still ours, unchanged → abort (resume); anything else → stop it. */
+static void adopted_check(struct cd *cd, const struct cl_view *v, struct lvm *l)
+{
+	const struct cl_vm_view *vv = cl_view_vm(v, l->name);
+	json_t *r = NULL, *args;
+	const char *ph;
+
+	l->check_mig = false;
+	if (l->src || (vv && vv->has_mig && cl_migration_active(&vv->mig) && !vv->bad))
+		return; /* a live migration record: the steps below handle it */
+	if (lvm_request(l, "migrate-status", NULL, &r) == 0 &&
+	    (ph = json_string_value(json_object_get(r, "phase"))) &&
+	    !strcmp(ph, "awaiting-commit")) {
+		if (vv && owned_here(cd, vv) && vv->owner.epoch == l->epoch) {
+			args = json_pack("{s:s,s:s}", "decision", "abort", "reason",
+					 "the migration was abandoned while this daemon was away");
+			if (lvm_request(l, "migrate-commit", args, NULL))
+				l->check_mig = true; /* try again next round */
+			json_decref(args);
+		} else {
+			lvm_stop(l, 2000);
+		}
+	}
+	json_decref(r);
+}
+
 void cd_migrations(struct cd *cd, const struct cl_view *v)
 {
+	for (size_t i = 0; i < cd->nvms; i++)
+		if (cd->vms[i]->check_mig)
+			adopted_check(cd, v, cd->vms[i]);
 	for (size_t i = 0; i < v->nvms; i++) {
 		const struct cl_vm_view *vv = &v->vms[i];
 
-		if (!vv->has_mig)
+		if (!vv->has_mig || vv->bad)
 			continue;
 		if (is_me(cd, vv->mig.target))
-			dest_step(cd, vv);
+			dest_step(cd, v, vv);
 		else if (is_me(cd, vv->mig.source))
 			src_step(cd, vv);
 	}

@@ -16,12 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define SUB		"migration"
 #define COMMITTED_QUIET 10000 /* ms a committed record may wait for the source's "done" */
 
-enum outcome { OUT_NONE, OUT_COMMITTED, OUT_FAILED, OUT_STOPPED };
+/* COMMITTED: the owner record names the target; FAILED: it still names us, unchanged, so
+ * the guest may resume here; FENCED: it moved anywhere else — the source copy must stop,
+ * never resume; STOPPED: the daemon is stopping, the next life decides. */
+enum outcome { OUT_NONE, OUT_COMMITTED, OUT_FAILED, OUT_FENCED, OUT_STOPPED };
 
 struct src_mig {
 	struct cd *cd;
@@ -33,6 +37,7 @@ struct src_mig {
 	struct cl_owner owner; /* the owner record we compare against (node == us) */
 	enum outcome out;
 	bool decided;
+	bool cancelled; /* the record changed under us: never commit */
 	uint64_t last_write_ms;
 	char error[256];
 	char stats[1024];
@@ -86,7 +91,7 @@ static void src_finish(struct src_mig *s, const char *phase)
 		snprintf(m.phase, sizeof(m.phase), "%s", phase);
 		snprintf(m.error, sizeof(m.error), "%s", s->error);
 		snprintf(m.stats, sizeof(m.stats), "%s", s->stats);
-		m.cluster_ms = wall_ms() - m.requested_ms;
+		m.cluster_ms = cd_ms_between(wall_ms(), m.requested_ms);
 		if (cd_mig_cas(s->cd, &m) == 1 || mig_reload(s->cd, &m) == -ENOENT)
 			break;
 	}
@@ -114,15 +119,16 @@ static void src_progress(struct src_mig *s, json_t *ev)
 	int rc;
 
 	progress_from(&s->m, ev);
-	if (wall_ms() - s->last_write_ms < s->cd->cfg->progress_interval_ms || s->decided)
+	if (now_ns() / 1000000 - s->last_write_ms < s->cd->cfg->progress_interval_ms || s->decided)
 		return;
-	s->last_write_ms = wall_ms();
+	s->last_write_ms = now_ns() / 1000000;
 	rc = cd_mig_cas(s->cd, &s->m);
 	if (rc != 0)
 		return;
 	if (mig_reload(s->cd, &s->m) == -ENOENT || strcmp(s->m.phase, "streaming")) {
 		log_warn(SUB, "vm=%s mig=%s: record changed under us (%s); cancelling", s->m.vm,
 			 s->m.id, s->m.phase);
+		s->cancelled = true;
 		if (lvm_request(s->l, "migrate-cancel", NULL, NULL))
 			log_warn(SUB, "vm=%s: cancel refused", s->m.vm);
 	}
@@ -186,7 +192,23 @@ done:
 	return out;
 }
 
-/* After a failed compare: did an earlier attempt of ours win? Read until we know. */
+static enum outcome owner_outcome(const struct src_mig *s, const struct etcd_kv *kv)
+{
+	struct etcd_err err;
+	struct cl_owner o;
+
+	if (!kv || cl_owner_parse((const char *)kv->val, kv->vlen, &o, &err))
+		return OUT_FENCED;
+	if (!strcmp(o.node, s->m.target) && o.epoch == s->owner.epoch + 1)
+		return OUT_COMMITTED;
+	if (!strcmp(o.node, s->owner.node) && o.epoch == s->owner.epoch &&
+	    kv->mod_rev == s->owner.mod_rev)
+		return OUT_FAILED;
+	return OUT_FENCED;
+}
+
+/* After a failed compare: did an earlier attempt of ours win, is the record unchanged (we
+ * may resume), or did it move elsewhere (we must not)? Read until we know. */
 static enum outcome src_owner_says(struct src_mig *s)
 {
 	struct cd *cd = s->cd;
@@ -194,18 +216,15 @@ static enum outcome src_owner_says(struct src_mig *s)
 	while (!atomic_load(cd->stop)) {
 		struct etcd_kv *kv = NULL;
 		struct etcd_err err = { "" };
-		struct cl_owner o;
 		char key[256];
 		int rc = etcd_get(cd->etcd, cd_key(cd, key, sizeof(key), "vms", s->m.vm, "owner"),
 				  &kv, &err);
 
 		if (!rc) {
-			bool moved = kv &&
-				     !cl_owner_parse((const char *)kv->val, kv->vlen, &o, &err) &&
-				     !strcmp(o.node, s->m.target) && o.epoch == s->owner.epoch + 1;
+			enum outcome out = owner_outcome(s, kv);
 
 			etcd_kv_free(kv);
-			return moved ? OUT_COMMITTED : OUT_FAILED;
+			return out;
 		}
 		log_warn(SUB, "vm=%s: cannot read the owner record: %s", s->m.vm, err.msg);
 		sleep_ms(500);
@@ -223,13 +242,43 @@ static void fault_point(const char *name)
 	}
 }
 
+/* Hand the decision to the VMM, again until it takes it: a decision not delivered would
+ * leave the guest paused for ever. FENCED stops the VMM instead (it must never resume). */
+static void src_deliver(struct src_mig *s)
+{
+	json_t *args = s->out == OUT_COMMITTED
+			       ? json_pack("{s:s}", "decision", "commit")
+			       : json_pack("{s:s,s:s}", "decision", "abort", "reason", s->error);
+
+	while (s->out != OUT_FENCED && lvm_alive(s->l) && !atomic_load(s->cd->stop)) {
+		json_t *r = NULL;
+		int rc = lvm_request(s->l, "migrate-commit", args, &r);
+		const char *e = json_string_value(json_object_get(r, "error"));
+		bool done = rc == 0 || (e && strstr(e, "already decided"));
+
+		json_decref(r);
+		if (done)
+			break;
+		log_warn(SUB, "vm=%s: the VMM did not take the decision (%s); again", s->m.vm,
+			 e ? e : strerror(-rc));
+		sleep_ms(500);
+	}
+	json_decref(args);
+	if (s->out == OUT_FENCED) {
+		log_err(SUB,
+			"vm=%s: the owner record moved elsewhere during the migration; "
+			"stopping the paused source copy",
+			s->m.vm);
+		lvm_stop(s->l, 2000);
+	}
+}
+
 static void src_decide(struct src_mig *s)
 {
-	json_t *args;
 	enum outcome out;
 
 	s->decided = true;
-	out = src_commit_txn(s);
+	out = s->cancelled ? OUT_FAILED : src_commit_txn(s);
 	if (out == OUT_FAILED)
 		out = src_owner_says(s);
 	s->out = out;
@@ -241,16 +290,13 @@ static void src_decide(struct src_mig *s)
 			 "owner of %s moved %s → %s (epoch %llu)", s->m.vm, s->m.source,
 			 s->m.target, (unsigned long long)s->owner.epoch + 1);
 	} else {
-		snprintf(s->error, sizeof(s->error),
-			 "the owner record changed during the migration");
+		snprintf(s->error, sizeof(s->error), "%s",
+			 out == OUT_FENCED ? "the owner record moved elsewhere during the "
+					     "migration; the source copy was stopped"
+					   : "the migration record or the owner record changed "
+					     "during the migration");
 	}
-	args = out == OUT_COMMITTED
-		       ? json_pack("{s:s}", "decision", "commit")
-		       : json_pack("{s:s,s:s}", "decision", "abort", "reason", s->error);
-	if (lvm_request(s->l, "migrate-commit", args, NULL))
-		log_warn(SUB, "vm=%s: the VMM did not take the %s decision", s->m.vm,
-			 out == OUT_COMMITTED ? "commit" : "abort");
-	json_decref(args);
+	src_deliver(s);
 }
 
 /* One progress or final event from the VMM. Returns true when the migration ended. */
@@ -267,10 +313,8 @@ static bool src_event(struct src_mig *s, json_t *ev)
 		return s->out == OUT_STOPPED;
 	}
 	if (!strcmp(phase, "done") || !strcmp(phase, "in-doubt") || !strcmp(phase, "failed")) {
-		if (strcmp(phase, "failed"))
-			s->out = s->decided ? s->out : OUT_COMMITTED;
-		else if (s->out != OUT_COMMITTED)
-			s->out = OUT_FAILED;
+		if (!s->decided) /* cannot end otherwise in external mode; be safe anyway */
+			s->out = strcmp(phase, "failed") ? OUT_COMMITTED : OUT_FAILED;
 		if (err && !s->error[0])
 			snprintf(s->error, sizeof(s->error), "%s", err);
 		st = json_object_get(ev, "stats")
@@ -350,6 +394,11 @@ static int src_start(struct src_mig *s)
 
 	snprintf(api, sizeof(api), "%s/api.sock", s->l->dir);
 	fd = unix_connect(api);
+	if (fd >= 0) { /* the first reply is due at once; the follow loop polls */
+		struct timeval tv = { .tv_sec = 10 };
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
 	rc = fd < 0 ? fd : jsonl_send(fd, req);
 	if (!rc)
 		rc = jsonl_recv(fd, 1 << 20, &reply);
@@ -394,6 +443,36 @@ static void src_event_done(struct src_mig *s)
 	json_decref(st);
 }
 
+/* We lost track of the VMM's migration without deciding (the follow connection broke):
+ * the VMM may still reach awaiting-commit, where only a decision ends the pause. Cancel
+ * it if it still can be, or decide abort (after the owner check) if it waits. */
+static void src_settle(struct src_mig *s)
+{
+	s->cancelled = true;
+	for (int i = 0; i < 300 && lvm_alive(s->l) && !atomic_load(s->cd->stop); i++) {
+		json_t *r = NULL;
+		const char *ph;
+
+		if (lvm_request(s->l, "migrate-status", NULL, &r) == 0) {
+			ph = json_string_value(json_object_get(r, "phase"));
+			if (ph && !strcmp(ph, "awaiting-commit")) {
+				src_decide(s); /* cancelled: no txn, the owner record decides */
+				json_decref(r);
+				return;
+			}
+			if (ph && (!strcmp(ph, "failed") || !strcmp(ph, "done") ||
+				   !strcmp(ph, "in-doubt"))) {
+				json_decref(r);
+				return;
+			}
+			if (lvm_request(s->l, "migrate-cancel", NULL, NULL))
+				log_debug(SUB, "vm=%s: cancel not taken yet", s->m.vm);
+		}
+		json_decref(r);
+		sleep_ms(200);
+	}
+}
+
 static void *src_main(void *arg)
 {
 	struct src_mig *s = arg;
@@ -412,13 +491,18 @@ static void *src_main(void *arg)
 	}
 	if (s->out == OUT_NONE)
 		s->out = atomic_load(s->cd->stop) ? OUT_STOPPED : OUT_FAILED;
-	if (s->out == OUT_COMMITTED || s->out == OUT_FAILED)
+	if (s->out == OUT_FAILED && !s->decided)
+		src_settle(s);
+	if (s->out != OUT_STOPPED)
 		src_finish(s, s->out == OUT_COMMITTED ? "done" : "failed");
 	if (s->out == OUT_COMMITTED)
 		src_event_done(s);
 	else if (s->out == OUT_FAILED)
 		cd_event(s->cd, s->m.vm, "migrate-failed", "%s → %s failed: %s; runs on %s",
 			 s->m.source, s->m.target, s->error, s->m.source);
+	else if (s->out == OUT_FENCED)
+		cd_event(s->cd, s->m.vm, "migrate-fenced", "%s → %s: %s", s->m.source, s->m.target,
+			 s->error);
 	atomic_store(&s->finished, true);
 	cd_wake(s->cd);
 	return NULL;
@@ -457,7 +541,7 @@ bool cd_migrations_reap(struct cd *cd, bool wait_all)
 		}
 		pthread_join(s->thread, NULL);
 		l->src = NULL;
-		if (s->out == OUT_COMMITTED) {
+		if (s->out == OUT_COMMITTED || s->out == OUT_FENCED) {
 			lvm_stop(l, 2000); /* gone already, or in doubt: never resume here */
 			lvm_remove(cd, l);
 		} else {

@@ -71,8 +71,8 @@ static bool handle_exit(struct cd *cd, const struct cl_vm_view *vv, struct lvm *
 	struct cl_status s;
 	uint64_t backoff = 1000ULL << (*restarts < 5 ? *restarts : 5);
 
-	if (again &&
-	    wall_ms() < l->started_ms + (backoff < RESTART_MAX_MS ? backoff : RESTART_MAX_MS))
+	if (again && now_ns() / 1000000 <
+			     l->started_ms + (backoff < RESTART_MAX_MS ? backoff : RESTART_MAX_MS))
 		return false; /* wait out the backoff; the status says so already */
 	if (again) {
 		cd_event(cd, vv->name, "vm-restart", "VMM exited (%s %d); restarting (policy %s)",
@@ -137,6 +137,8 @@ static void reconcile_vm(struct cd *cd, const struct cl_view *v, const struct cl
 
 	if (l && (l->src || cd_migration_owns(cd, v, l)))
 		return; /* a migration drives it */
+	if (vv->bad)
+		return; /* an unreadable record is not an absent one: change nothing */
 	if (!owned_here(cd, vv) || !vv->has_spec) {
 		if (l) {
 			stop_vm(cd, l, vv->has_spec ? "owned by another node" : "VM deleted");

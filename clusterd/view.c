@@ -101,7 +101,12 @@ static int add_vm_record(struct cl_view *v, const struct etcd_kv *kv, const char
 	} else {
 		return skip(v, kv->key, "unknown record");
 	}
-	return rc ? skip(v, kv->key, err.msg) : 0;
+	if (rc || (!strcmp(leaf, "spec") && !vv->has_spec)) {
+		/* Present but unreadable is not absent: absent would stop the VM. */
+		vv->bad |= strcmp(leaf, "status") != 0;
+		return skip(v, kv->key, rc ? err.msg : "spec names another VM");
+	}
+	return 0;
 }
 
 static int leader_parse(struct cl_view *v, const struct etcd_kv *kv)
@@ -122,14 +127,14 @@ static int add_record(struct cl_view *v, const struct etcd_kv *kv, size_t plen)
 	struct etcd_err err = { "" };
 	struct cl_node_view *nv;
 	struct cl_vm_view *vv;
-	int n;
+	int n, used = -1;
 
 	leaf[0] = 0;
-	if (!strcmp(rest, "/leader")) {
+	if (!strcmp(rest, "/leader"))
 		return leader_parse(v, kv);
-	}
-	n = sscanf(rest, "/%31[^/]/%64[^/]/%31[^/]", part, name, leaf);
-	if (n < 2)
+	/* The whole key must be consumed: "vms/x/owner/extra" is not vms/x/owner. */
+	n = sscanf(rest, "/%31[^/]/%64[^/]%n/%31[^/]%n", part, name, &used, leaf, &used);
+	if (n < 2 || used < 0 || rest[used] != 0)
 		return skip(v, kv->key, "unknown key");
 	if (!strcmp(part, "events"))
 		return 0;
@@ -137,7 +142,7 @@ static int add_record(struct cl_view *v, const struct etcd_kv *kv, size_t plen)
 		return skip(v, kv->key, "bad name in key");
 	if (!strcmp(part, "vms") && n == 3)
 		return add_vm_record(v, kv, name, leaf);
-	if (!strcmp(part, "nodes") || !strcmp(part, "admin")) {
+	if ((!strcmp(part, "nodes") || !strcmp(part, "admin")) && n == 2) {
 		nv = node_get(v, name);
 		if (!nv)
 			return -ENOMEM;
@@ -153,9 +158,13 @@ static int add_record(struct cl_view *v, const struct etcd_kv *kv, size_t plen)
 		vv = vm_get(v, name);
 		if (!vv)
 			return -ENOMEM;
-		vv->has_mig = !cl_migration_parse((const char *)kv->val, kv->vlen, &vv->mig, &err);
+		vv->has_mig =
+			!cl_migration_parse((const char *)kv->val, kv->vlen, &vv->mig, &err) &&
+			!strcmp(vv->mig.vm, name);
 		vv->mig.mod_rev = kv->mod_rev;
-		return vv->has_mig ? 0 : skip(v, kv->key, err.msg);
+		vv->bad |= !vv->has_mig;
+		return vv->has_mig ? 0
+				   : skip(v, kv->key, err.msg[0] ? err.msg : "names another VM");
 	}
 	return skip(v, kv->key, "unknown key");
 }

@@ -89,10 +89,63 @@ void lvm_save_meta(const struct lvm *l)
 	json_decref(o);
 }
 
+/* meta.json written by the child itself, before exec, with async-signal-safe calls only:
+ * a daemon killed right after fork() must still find (and adopt) the VMM it started. */
+struct meta_tpl {
+	char tmp[CL_PATH_MAX + 16], path[CL_PATH_MAX + 16], tail[256];
+};
+
+static void meta_tpl_init(const struct lvm *l, struct meta_tpl *t)
+{
+	snprintf(t->tmp, sizeof(t->tmp), "%s/meta.spawn", l->dir);
+	snprintf(t->path, sizeof(t->path), "%s/meta.json", l->dir);
+	snprintf(t->tail, sizeof(t->tail), ",\"role\":\"%s\",\"epoch\":%llu,\"mig_id\":\"%s\"}",
+		 l->role == LVM_RUN ? "run" : "incoming", (unsigned long long)l->epoch, l->mig_id);
+}
+
+static void child_write_meta(const struct meta_tpl *t)
+{
+	static const char head[] = "{\"pid\":";
+	char num[24];
+	int i = sizeof(num), fd;
+	unsigned long v = (unsigned long)getpid();
+
+	do
+		num[--i] = (char)('0' + v % 10);
+	while ((v /= 10) && i > 0);
+	fd = open(t->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return;
+	if (write(fd, head, sizeof(head) - 1) > 0 && write(fd, num + i, sizeof(num) - i) > 0 &&
+	    write(fd, t->tail, strlen(t->tail)) > 0)
+		rename(t->tmp, t->path);
+	close(fd);
+}
+
+/* The child: own session, stdio, meta.json, no inherited descriptors (the daemon's etcd
+ * connections must not leak into a VMM), then exec. Never returns. */
+static void child_exec(char *const argv[], int logfd, const struct meta_tpl *t)
+{
+	static const char msg[] = "cme-clusterd: cannot execute the cme-vmm binary\n";
+	int null = open("/dev/null", O_RDONLY);
+
+	setsid(); /* a signal to the daemon's group must not reach the guest */
+	dup2(null, 0);
+	dup2(logfd, 1);
+	dup2(logfd, 2);
+	child_write_meta(t);
+	close_range(3, ~0U, 0);
+	execvp(argv[0], argv);
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(126);
+	_exit(127);
+}
+
 /* fork + exec in a new session, stdout and stderr appended to vmm.log. */
 static int spawn(struct lvm *l, char *const argv[])
 {
 	char logp[CL_PATH_MAX + 16];
+	struct meta_tpl t;
 	pid_t pid;
 	int fd;
 
@@ -102,32 +155,19 @@ static int spawn(struct lvm *l, char *const argv[])
 	fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -errno;
+	meta_tpl_init(l, &t);
 	pid = fork();
-	if (pid < 0) {
-		close(fd);
-		return -errno;
-	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY);
-
-		setsid(); /* a signal to the daemon's group must not reach the guest */
-		dup2(null, 0);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execv(argv[0], argv);
-		/* Only async-signal-safe calls between fork and exec (threads exist). */
-		static const char msg[] = "cme-clusterd: cannot execute the cme-vmm binary\n";
-		if (write(2, msg, sizeof(msg) - 1) < 0)
-			_exit(126);
-		_exit(127);
-	}
+	if (pid == 0)
+		child_exec(argv, fd, &t);
 	close(fd);
+	if (pid < 0)
+		return -errno;
 	l->pid = pid;
 	l->child = true;
 	l->exited = false;
 	l->exit_code = -1;
 	l->running_seen = false;
-	l->started_ms = wall_ms();
+	l->started_ms = now_ns() / 1000000;
 	lvm_save_meta(l);
 	return 0;
 }
@@ -237,24 +277,27 @@ int lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
 	return rc;
 }
 
-/* Is pid an adopted VMM of this VM? (guards against a recycled PID) */
-static bool pid_is_vmm(pid_t pid, const char *name)
+/* Is pid the VMM of this VM folder? Its command line must carry "--api <dir>/api.sock"
+ * (guards against a recycled PID). A /proc we cannot read for another reason than the
+ * process being gone counts as alive: wrongly thinking a VMM dead would start a second. */
+static bool pid_is_vmm(pid_t pid, const char *dir)
 {
-	char path[64], buf[4096];
+	char path[64], buf[8192], api[CL_PATH_MAX + 16];
 	ssize_t n;
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	snprintf(api, sizeof(api), "%s/api.sock", dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return false;
+		return errno != ENOENT && errno != ESRCH;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return false;
+		return false; /* a zombie, or gone */
 	buf[n] = 0;
 	for (ssize_t i = 0; i + 1 < n; i += (ssize_t)strlen(buf + i) + 1)
-		if (!strcmp(buf + i, "--name") && !strcmp(buf + i + strlen(buf + i) + 1, name))
+		if (!strcmp(buf + i, "--api") && !strcmp(buf + i + strlen(buf + i) + 1, api))
 			return true;
 	return false;
 }
@@ -274,7 +317,7 @@ bool lvm_alive(struct lvm *l)
 		l->exit_code = r == l->pid && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 		return false;
 	}
-	if (pid_is_vmm(l->pid, l->name))
+	if (pid_is_vmm(l->pid, l->dir))
 		return true;
 	l->exited = true;
 	return false;
@@ -321,8 +364,13 @@ void lvm_stop(struct lvm *l, unsigned grace_ms)
 			sleep_ms(20);
 	if (lvm_alive(l)) {
 		kill(l->pid, SIGKILL);
-		while (lvm_alive(l))
+		/* Bounded: a VMM stuck in the kernel (hung storage) must not freeze the daemon.
+		 * With SIGKILL pending it never runs guest code again. */
+		for (int t = 0; t < 1000 && lvm_alive(l); t++)
 			sleep_ms(10);
+		if (lvm_alive(l))
+			log_err(SUB, "vm=%s: VMM pid %d does not die (stuck in the kernel?)",
+				l->name, (int)l->pid);
 	}
 	log_info(SUB, "vm=%s: VMM pid %d stopped", l->name, (int)l->pid);
 }
@@ -330,7 +378,7 @@ void lvm_stop(struct lvm *l, unsigned grace_ms)
 /* One folder of a previous life: adopt its VMM if it still runs. */
 static void adopt_one(struct cd *cd, const char *name)
 {
-	char path[CL_PATH_MAX + 320];
+	char path[CL_PATH_MAX + 320], dir[CL_PATH_MAX + 320];
 	json_t *m;
 	struct lvm *l;
 	const char *role, *mig;
@@ -341,10 +389,12 @@ static void adopt_one(struct cd *cd, const char *name)
 	pid = json_integer_value(json_object_get(m, "pid"));
 	role = json_string_value(json_object_get(m, "role"));
 	mig = json_string_value(json_object_get(m, "mig_id"));
-	if (pid > 1 && role && pid_is_vmm((pid_t)pid, name) && (l = lvm_add(cd, name))) {
+	snprintf(dir, sizeof(dir), "%s/vms/%s", cd->cfg->state_dir, name);
+	if (pid > 1 && role && pid_is_vmm((pid_t)pid, dir) && (l = lvm_add(cd, name))) {
 		l->pid = (pid_t)pid;
 		l->child = false;
 		l->role = strcmp(role, "run") ? LVM_INCOMING : LVM_RUN;
+		l->check_mig = l->role == LVM_RUN;
 		l->epoch = (uint64_t)json_integer_value(json_object_get(m, "epoch"));
 		snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig ? mig : "");
 		log_info(SUB, "vm=%s: re-adopted running VMM pid %d (%s, epoch %llu)", name,

@@ -28,10 +28,10 @@ int cluster_node_index(struct cluster *c, const char *name)
 	return -1;
 }
 
-static int write_conf(struct cluster *c, int i, unsigned mem_mb)
+static int write_conf_at(struct cluster *c, int i, const char *path, const char *state)
 {
 	struct node_proc *n = &c->node[i];
-	FILE *f = fopen(n->conf, "w");
+	FILE *f = fopen(path, "w");
 
 	if (!f)
 		return -errno;
@@ -39,9 +39,38 @@ static int write_conf(struct cluster *c, int i, unsigned mem_mb)
 		"# written by the e2e tests\nnode = %s\netcd = %s\naddress = %s\n"
 		"tls_dir = %s/%s\nstate_dir = %s\nvmm = %s\ncpus = 2\nmem = %uM\n"
 		"lease_ttl = 3\nprogress_interval_ms = 200\nprepare_timeout = 20\n",
-		n->name, c->etcd.url, n->addr, c->certs, n->name, n->state, test_bin("cme-vmm"),
-		mem_mb);
+		n->name, c->etcd.url, n->addr, c->certs, n->name, state, test_bin("cme-vmm"),
+		c->mem_mb);
 	return fclose(f) ? -errno : 0;
+}
+
+static int write_conf(struct cluster *c, int i)
+{
+	return write_conf_at(c, i, c->node[i].conf, c->node[i].state);
+}
+
+int cluster_twin_start(struct cluster *c, int i)
+{
+	char conf[600], log[600];
+	int fd;
+
+	snprintf(conf, sizeof(conf), "%s/twin.conf", c->dir);
+	snprintf(log, sizeof(log), "%s/twin.log", c->dir);
+	snprintf(c->twin_state, sizeof(c->twin_state), "%s/twin-state", c->dir);
+	if (write_conf_at(c, i, conf, c->twin_state))
+		return -EIO;
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	c->twin_pid = fork();
+	if (c->twin_pid == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(test_bin("cme-clusterd"), "cme-clusterd", "--config", conf, (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+	return c->twin_pid < 0 ? -errno : 0;
 }
 
 int cluster_node_start(struct cluster *c, int i, const char *env)
@@ -137,6 +166,7 @@ int cluster_start(struct cluster *c, int n, unsigned mem_mb)
 	memset(c, 0, sizeof(*c));
 	running = c;
 	c->n = n;
+	c->mem_mb = mem_mb;
 	snprintf(c->dir, sizeof(c->dir), "%s", test_tmpdir());
 	snprintf(c->certs, sizeof(c->certs), "%s/certs", c->dir);
 	for (int i = 0; i < n; i++) {
@@ -154,7 +184,7 @@ int cluster_start(struct cluster *c, int n, unsigned mem_mb)
 	if (!rc)
 		rc = open_client(c);
 	for (int i = 0; !rc && i < n; i++) {
-		rc = write_conf(c, i, mem_mb);
+		rc = write_conf(c, i);
 		if (!rc)
 			rc = cluster_node_start(c, i, NULL);
 	}
@@ -229,6 +259,15 @@ json_t *cluster_get(struct cluster *c, const char *key)
 		j = json_loadb((const char *)kv->val, kv->vlen, 0, NULL);
 	etcd_kv_free(kv);
 	return j;
+}
+
+int cluster_put(struct cluster *c, const char *key, const char *val)
+{
+	struct etcd_err err;
+	char full[256];
+
+	snprintf(full, sizeof(full), "/cme/%s", key);
+	return etcd_put(c->cli, full, val, strlen(val), 0, NULL, &err);
 }
 
 bool cluster_wait_field(struct cluster *c, const char *key, const char *field, const char *want,
@@ -358,6 +397,10 @@ void cluster_teardown(void)
 	running = NULL;
 	for (int i = 0; i < c->n; i++)
 		cluster_node_kill(c, i);
+	if (c->twin_pid > 0) {
+		kill(c->twin_pid, SIGKILL);
+		waitpid(c->twin_pid, NULL, 0);
+	}
 	kill_vmms(c);
 	etcd_close(c->cli);
 	c->cli = NULL;

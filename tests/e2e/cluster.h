@@ -26,7 +26,10 @@ struct cluster {
 	char certs[512];
 	struct node_proc node[CL_MAX_NODES];
 	int n;
+	unsigned mem_mb;
 	struct etcd *cli;
+	pid_t twin_pid; /* cluster_twin_start */
+	char twin_state[512];
 };
 
 /* Start etcd and n daemons (each offering 2 vCPUs and mem_mb MiB) and wait until every
@@ -34,6 +37,11 @@ struct cluster {
 int cluster_start(struct cluster *c, int n, unsigned mem_mb);
 /* (Re)start daemon i; env "NAME=VALUE" (may be NULL) is added to its environment. */
 int cluster_node_start(struct cluster *c, int i, const char *env);
+/* Start a second daemon with node i's name (and its own state dir, c->twin_state): a
+ * copied configuration. Killed by the teardown. */
+int cluster_twin_start(struct cluster *c, int i);
+/* Put raw bytes at key (under /cme). 0 or -errno. */
+int cluster_put(struct cluster *c, const char *key, const char *val);
 /* kill -9 daemon i and reap it (its VMMs keep running). */
 void cluster_node_kill(struct cluster *c, int i);
 /* Wait up to ms for daemon i to exit by itself; its exit status, or -1. */

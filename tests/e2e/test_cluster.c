@@ -353,11 +353,88 @@ static void test_daemon_restart_readopts(void)
 	json_decref(st);
 	/* A VMM that dies is restarted by its policy (on-failure). */
 	kill(pid, SIGKILL);
-	CU_ASSERT_TRUE(cluster_wait_field(&C, "vms/vm1/status", "state", "running", WAIT_MS));
-	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, node, "vm1") == 0; t += 100)
-		sleep_ms(100);
+	for (int t = 0; t < WAIT_MS; t += 100, sleep_ms(100)) {
+		pid_t now = cluster_vmm_pid(&C, node, "vm1");
+
+		if (now > 0 && now != pid)
+			break;
+	}
 	CU_ASSERT_TRUE(cluster_vmm_pid(&C, node, "vm1") > 0);
 	CU_ASSERT_NOT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid);
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", 2));
+	st = cluster_get(&C, "vms/vm1/status");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(st, "restarts")), 1);
+	json_decref(st);
+}
+
+/* Records an operator (or a bug) wrote wrong change nothing: an unreadable spec is not a
+ * deleted VM, and a key below the owner record is not the owner record. */
+static void test_malformed_records(void)
+{
+	uint64_t s0, s1;
+	json_t *spec;
+	char *good;
+	pid_t pid;
+	int node;
+
+	START_CLUSTER(2);
+	create_vm("vm1", "256M", "wss_mb=32");
+	node = owner_of("vm1", NULL);
+	CU_ASSERT_FATAL(node >= 0);
+	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", 2));
+	pid = cluster_vmm_pid(&C, node, "vm1");
+	spec = cluster_get(&C, "vms/vm1/spec");
+	good = json_dumps(spec, JSON_COMPACT);
+	json_decref(spec);
+	CU_ASSERT_EQUAL(cluster_put(&C, "vms/vm1/spec", "{\"name\":\"vm1\",\"vcpus\":\"two\"}"), 0);
+	CU_ASSERT_EQUAL(cluster_put(&C, "vms/vm1/owner/note", "{\"node\":\"node-b\",\"epoch\":9}"),
+			0);
+	CU_ASSERT_EQUAL(cluster_put(&C, "vms/vm1/owner", "not json"), 0);
+	last_seq(node, "vm1", &s0, NULL);
+	sleep_ms(3000);
+	last_seq(node, "vm1", &s1, NULL);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid); /* not stopped, not moved */
+	CU_ASSERT_TRUE(s1 > s0);
+	CU_ASSERT_EQUAL(copies("vm1"), 1);
+	/* Fixed by the operator: business as usual, still the same guest. */
+	CU_ASSERT_EQUAL(cluster_put(&C, "vms/vm1/spec", good), 0);
+	{
+		char own[64];
+
+		snprintf(own, sizeof(own), "{\"node\":\"%s\",\"epoch\":1}", C.node[node].name);
+		CU_ASSERT_EQUAL(cluster_put(&C, "vms/vm1/owner", own), 0);
+	}
+	sleep_ms(1500);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid);
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	free(good);
+}
+
+/* A second daemon started with a node's name (a copied configuration) runs nothing while
+ * the first one holds that name's lease. */
+static void test_duplicate_node_name(void)
+{
+	char path[700], *log;
+	pid_t pid;
+	int node;
+
+	START_CLUSTER(2);
+	create_vm("vm1", "256M", "wss_mb=32");
+	node = owner_of("vm1", NULL);
+	CU_ASSERT_FATAL(node >= 0);
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	pid = cluster_vmm_pid(&C, node, "vm1");
+	CU_ASSERT_FATAL(cluster_twin_start(&C, node) == 0);
+	sleep_ms(4000);
+	snprintf(path, sizeof(path), "%s/vms/vm1", C.twin_state);
+	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0); /* it never even prepared the VM */
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid);
+	CU_ASSERT_EQUAL(copies("vm1"), 1);
+	snprintf(path, sizeof(path), "%s/twin.log", C.dir);
+	log = test_read_file(path);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "held by another live daemon"));
+	free(log);
 }
 
 void suite_cluster(void)
@@ -370,6 +447,9 @@ void suite_cluster(void)
 		{ "source daemon dies after the owner txn", test_source_dies_after_commit },
 		{ "daemon restart re-adopts; a dead VMM is restarted",
 		  test_daemon_restart_readopts },
+		{ "malformed records change nothing", test_malformed_records },
+		{ "a second daemon with the same node name runs nothing",
+		  test_duplicate_node_name },
 		{ NULL, NULL },
 	};
 
