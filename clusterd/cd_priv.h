@@ -42,6 +42,7 @@ struct cd {
 	atomic_llong lease;	   /* this node's lease */
 	atomic_bool registered;	   /* nodes/<me> written under the current lease */
 	atomic_ullong lease_ok_ms; /* send time of the last successful keepalive */
+	atomic_ullong tick_ns;	   /* when the main loop last finished a round */
 	int64_t events_lease;
 	uint64_t events_lease_ms;
 	struct lvm **vms; /* main thread only */

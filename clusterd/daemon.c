@@ -17,6 +17,7 @@
 #define EVENTS_TTL_S  86400
 #define EVENTS_ROTATE (3600 * 1000ULL)
 #define CME_VERSION   "0.5"
+#define STUCK_MIN_MS  30000 /* the main loop may block this long before the lease goes */
 
 void cd_wake(struct cd *cd)
 {
@@ -168,6 +169,22 @@ static int lease_new(struct cd *cd)
 	return 0;
 }
 
+/* A main loop that stopped going round (blocked on a VMM or a system call) must not keep
+ * the node — and perhaps the leadership — alive through the keepalive thread alone. */
+static bool main_loop_stuck(struct cd *cd)
+{
+	uint64_t limit = cd->cfg->lease_ttl_s * 3000ULL;
+	uint64_t since = (now_ns() - atomic_load(&cd->tick_ns)) / 1000000;
+
+	if (limit < STUCK_MIN_MS)
+		limit = STUCK_MIN_MS;
+	if (since <= limit)
+		return false;
+	log_err(SUB, "node=%s: the main loop has not run for %llu ms; letting the lease expire",
+		cd->cfg->node, (unsigned long long)since);
+	return true;
+}
+
 static void *keepalive_main(void *arg)
 {
 	struct cd *cd = arg;
@@ -177,7 +194,13 @@ static void *keepalive_main(void *arg)
 		struct etcd_err err = { "" };
 		uint64_t t0 = wall_ms();
 		int64_t id = cd_lease(cd);
-		int rc = id ? etcd_lease_keepalive(cd->etcd, id, NULL, &err) : -ENOENT;
+		int rc;
+
+		if (main_loop_stuck(cd)) { /* let the lease go: others must see us gone */
+			sleep_ms(500);
+			continue;
+		}
+		rc = id ? etcd_lease_keepalive(cd->etcd, id, NULL, &err) : -ENOENT;
 
 		if (rc == 0)
 			atomic_store(&cd->lease_ok_ms, t0);
@@ -389,8 +412,10 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 		rc = -EAGAIN;
 		goto out_ka;
 	}
+	atomic_store(&cd.tick_ns, now_ns());
 	while (!atomic_load(stop)) {
 		tick(&cd);
+		atomic_store(&cd.tick_ns, now_ns());
 		wait_wake(&cd, TICK_MS);
 	}
 	cd_migrations_reap(&cd, true);

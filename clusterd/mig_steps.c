@@ -84,10 +84,17 @@ static void dest_take_over(struct cd *cd, const struct cl_vm_view *vv, struct lv
 	if (lvm_request(l, "status", NULL, &r) == 0) {
 		state = json_string_value(json_object_get(r, "state"));
 		if (state && strcmp(state, "incoming")) {
+			struct cl_status st = { .pid = (int)l->pid, .epoch = vv->owner.epoch };
+
 			l->role = LVM_RUN;
 			l->epoch = vv->owner.epoch;
 			l->running_seen = true;
 			lvm_save_meta(l);
+			/* Say so at once: the source writes "done" only once it reads this. */
+			snprintf(st.node, sizeof(st.node), "%s", cd->cfg->node);
+			snprintf(st.state, sizeof(st.state), "running");
+			lvm_console_path(l, st.console, sizeof(st.console));
+			cd_status_ensure(cd, vv, &st);
 			cd_event(cd, vv->name, "vm-running", "vm %s runs on %s (epoch %llu)",
 				 vv->name, cd->cfg->node, (unsigned long long)vv->owner.epoch);
 		}

@@ -82,6 +82,29 @@ static int mig_reload(struct cd *cd, struct cl_migration *m)
 	return 0;
 }
 
+/* "done" means the guest runs on the target: wait (briefly) until the target's status
+ * says so, so that whoever reads "done" finds a consistent cluster. */
+static void src_wait_target_running(struct src_mig *s)
+{
+	char key[256];
+
+	cd_key(s->cd, key, sizeof(key), "vms", s->m.vm, "status");
+	for (int i = 0; i < 100 && !atomic_load(s->cd->stop); i++, sleep_ms(50)) {
+		struct etcd_kv *kv = NULL;
+		struct etcd_err err;
+		struct cl_status st;
+		bool there = etcd_get(s->cd->etcd, key, &kv, &err) == 0 && kv &&
+			     !cl_status_parse((const char *)kv->val, kv->vlen, &st, &err) &&
+			     !strcmp(st.node, s->m.target) && !strcmp(st.state, "running");
+
+		etcd_kv_free(kv);
+		if (there)
+			return;
+	}
+	log_warn(SUB, "vm=%s: the target %s has not reported the guest running yet", s->m.vm,
+		 s->m.target);
+}
+
 /* Write the final phase, re-reading on a lost race (the target may have written too). */
 static void src_finish(struct src_mig *s, const char *phase)
 {
@@ -493,6 +516,8 @@ static void *src_main(void *arg)
 		s->out = atomic_load(s->cd->stop) ? OUT_STOPPED : OUT_FAILED;
 	if (s->out == OUT_FAILED && !s->decided)
 		src_settle(s);
+	if (s->out == OUT_COMMITTED)
+		src_wait_target_running(s);
 	if (s->out != OUT_STOPPED)
 		src_finish(s, s->out == OUT_COMMITTED ? "done" : "failed");
 	if (s->out == OUT_COMMITTED)

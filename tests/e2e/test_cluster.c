@@ -192,6 +192,15 @@ static void test_migrate_dirtying(void)
 	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, src, "vm1"), 0);
 	CU_ASSERT_EQUAL(copies("vm1"), 1);
 
+	/* At once again, the target chosen by the cluster: "done" meant running there. */
+	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", NULL);
+	ok_cmectl("vm migrate (again)", rc, out, err);
+	CU_ASSERT_NOT_EQUAL(owner_of("vm1", &e1), dst);
+	CU_ASSERT_EQUAL(e1, e0 + 2);
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	CU_ASSERT_EQUAL(copies("vm1"), 1);
+	dst = owner_of("vm1", NULL);
+
 	/* A migration to the node it runs on, or to an unknown node, is refused. */
 	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, NULL);
 	CU_ASSERT_EQUAL(rc, 1);
