@@ -127,6 +127,20 @@ static void assert_continued(const char *vm, int src, int dst)
 	CU_ASSERT_FALSE(cluster_console_corrupt(con));
 }
 
+/* Create vm1 (256 MiB, a small working set) and wait until it runs and beats; the node
+ * index (-1: it did not) and its VMM's PID. */
+static int small_vm_running(pid_t *pid)
+{
+	int node;
+
+	create_vm("vm1", "256M", "wss_mb=32");
+	node = owner_of("vm1", NULL);
+	if (node < 0 || !wait_running("vm1") || !wait_heartbeats(node, "vm1", 2))
+		return -1;
+	*pid = cluster_vmm_pid(&C, node, "vm1");
+	return *pid > 0 ? node : -1;
+}
+
 /* ---- tests ------------------------------------------------------------------------- */
 
 static void test_create_delete(void)
@@ -260,11 +274,8 @@ static void test_etcd_restart(void)
 	int node;
 
 	START_CLUSTER(3);
-	create_vm("vm1", "256M", "wss_mb=32");
-	node = owner_of("vm1", NULL);
+	node = small_vm_running(&pid);
 	CU_ASSERT_FATAL(node >= 0);
-	CU_ASSERT_TRUE(wait_running("vm1"));
-	pid = cluster_vmm_pid(&C, node, "vm1");
 	etcd_proc_kill(&C.etcd);
 	sleep_ms(3000);
 	CU_ASSERT_FATAL(etcd_proc_restart(&C.etcd) == 0);
@@ -342,11 +353,8 @@ static void test_daemon_restart_readopts(void)
 	int node;
 
 	START_CLUSTER(2);
-	create_vm("vm1", "256M", "wss_mb=32");
-	node = owner_of("vm1", NULL);
+	node = small_vm_running(&pid);
 	CU_ASSERT_FATAL(node >= 0);
-	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", 3));
-	pid = cluster_vmm_pid(&C, node, "vm1");
 	cluster_node_kill(&C, node);
 	last_seq(node, "vm1", &s0, NULL);
 	CU_ASSERT_FATAL(cluster_node_start(&C, node, NULL) == 0);
@@ -388,11 +396,8 @@ static void test_malformed_records(void)
 	int node;
 
 	START_CLUSTER(2);
-	create_vm("vm1", "256M", "wss_mb=32");
-	node = owner_of("vm1", NULL);
+	node = small_vm_running(&pid);
 	CU_ASSERT_FATAL(node >= 0);
-	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", 2));
-	pid = cluster_vmm_pid(&C, node, "vm1");
 	spec = cluster_get(&C, "vms/vm1/spec");
 	good = json_dumps(spec, JSON_COMPACT);
 	json_decref(spec);
@@ -429,11 +434,8 @@ static void test_duplicate_node_name(void)
 	int node;
 
 	START_CLUSTER(2);
-	create_vm("vm1", "256M", "wss_mb=32");
-	node = owner_of("vm1", NULL);
+	node = small_vm_running(&pid);
 	CU_ASSERT_FATAL(node >= 0);
-	CU_ASSERT_TRUE(wait_running("vm1"));
-	pid = cluster_vmm_pid(&C, node, "vm1");
 	CU_ASSERT_FATAL(cluster_twin_start(&C, node) == 0);
 	sleep_ms(4000);
 	snprintf(path, sizeof(path), "%s/vms/vm1", C.twin_state);
