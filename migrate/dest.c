@@ -237,7 +237,7 @@ static void *rx_thread(void *arg)
 			break;
 		ch->bytes += len + 8ull;
 		if (type == REC_PAGES) {
-			n = page_batch_recv(ch->conn, ch->vm, len, &ch->zero, scratch);
+			n = page_batch_recv(ch->conn, ch->vm, ch->track, len, &ch->zero, scratch);
 			ch->err = n < 0 ? (int)n : 0;
 			ch->pages += n > 0 ? (uint64_t)n : 0;
 			continue;
@@ -260,14 +260,25 @@ static void *rx_thread(void *arg)
 	if (!scratch)
 		ch->err = -ENOMEM;
 	free(scratch);
+	mig_track_writer_done(ch->track);
 	if (ch->err)
 		tls_shutdown(ch->ctl); /* the source is gone: stop waiting for it */
 	return NULL;
 }
 
+/* The running digest first: the channels mark what they write from their first page. */
 static int in_start_receivers(struct mig_dest *c)
 {
+	int rc = mig_track_new(c->vm, c->nch, &c->track);
+
+	if (rc)
+		return in_fail(c, rc, "cannot track the memory digest: %s", strerror(-rc));
+	rc = mig_track_start(c->track);
+	if (rc)
+		log_warn(SUB, "vm=%s no background digest (%s): all of it at switchover",
+			 c->in.name, strerror(-rc));
 	for (unsigned i = 0; i < c->nch; i++) {
+		c->ch[i].track = c->track;
 		if (pthread_create(&c->ch[i].thread, NULL, rx_thread, &c->ch[i]))
 			return in_fail(c, -EAGAIN, "cannot start receiver threads");
 		c->ch[i].started = true;
@@ -311,7 +322,7 @@ int in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t *le
 /* Fault injection for tests (CME_FAULT_CORRUPT_PAGE=1): flip one bit of the first
  * non-zero page below 16 MiB after everything arrived, as a transport or dirty-log bug
  * would. The digest check must catch it and the source must resume. */
-static void in_fault_corrupt(struct vm *vm)
+static void in_fault_corrupt(struct vm *vm, struct mig_track *track)
 {
 	const char *f = getenv("CME_FAULT_CORRUPT_PAGE");
 
@@ -324,6 +335,7 @@ static void in_fault_corrupt(struct vm *vm)
 			log_warn(SUB, "fault injection: corrupting the page at 0x%llx",
 				 (unsigned long long)gpa);
 			p[17] ^= 0x01;
+			mig_track_mark(track, gpa); /* a write like any other: the digest sees it */
 			return;
 		}
 	}
@@ -336,6 +348,7 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	uint8_t *payload = NULL, digest[MIG_DIGEST_BYTES];
 	uint32_t len;
 	Cme__MigSwitchover *sw;
+	struct mig_track_counts n;
 	uint64_t t0;
 	int rc = in_expect(c, REC_SWITCHOVER, &payload, &len, "sending pages");
 
@@ -352,11 +365,19 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 			cme__mig_switchover__free_unpacked(sw, NULL);
 		return in_fail(c, -EPROTO, "malformed switchover record");
 	}
-	in_fault_corrupt(c->vm);
+	in_fault_corrupt(c->vm, c->track);
 	t0 = now_ns();
-	rc = mig_ram_digest(c->vm, 2, digest);
+	/* Only the chunks written since the background hasher last saw them are left. */
+	mig_track_digest(c->track, 2, digest, &n);
+	mig_track_free(c->track);
+	c->track = NULL;
 	st->digest_ms = (now_ns() - t0) / 1000000;
-	if (!rc && sodium_memcmp(digest, sw->digest.data, MIG_DIGEST_BYTES))
+	log_info(SUB,
+		 "vm=%s digest in %llu ms: %llu of %llu chunks left for the switchover (%llu "
+		 "hashed while pages arrived)",
+		 c->in.name, (unsigned long long)st->digest_ms, (unsigned long long)n.final,
+		 (unsigned long long)n.chunks, (unsigned long long)n.background);
+	if (sodium_memcmp(digest, sw->digest.data, MIG_DIGEST_BYTES))
 		rc = in_fail(c, -EBADMSG, "memory digest mismatch: pages were lost or corrupted");
 	t0 = now_ns();
 	if (!rc && vm_state_load(c->vm, sw->state.data, sw->state.len, c->err, sizeof(c->err)))
@@ -400,6 +421,8 @@ void in_cleanup(struct mig_dest *c)
 		if (c->ch[i].conn)
 			tls_shutdown(c->ch[i].conn);
 	in_join_receivers(c);
+	mig_track_free(c->track); /* after its writers, before the VM goes */
+	c->track = NULL;
 	for (unsigned i = 0; i < c->nch; i++) {
 		tls_close(c->ch[i].conn);
 		c->ch[i].conn = NULL;

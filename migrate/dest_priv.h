@@ -15,6 +15,7 @@ struct rx_channel {
 	struct tls_conn *conn;
 	struct tls_conn *ctl; /* shut down on error, to wake the control thread */
 	struct vm *vm;
+	struct mig_track *track; /* marks every page this channel writes */
 	pthread_t thread;
 	bool started;
 	uint64_t pages, zero, bytes;
@@ -31,6 +32,7 @@ struct mig_dest {
 	unsigned nch;
 	uint8_t session[16];
 	struct vm *vm;
+	struct mig_track *track; /* the running digest, from the page channels' start */
 	struct mig_stats st;
 	uint64_t t0;   /* the source connected */
 	char err[512]; /* why it failed (the receiving thread's, final once phase is FAILED) */

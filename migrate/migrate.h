@@ -4,6 +4,11 @@
  * only the destination runs the guest. On any failure before commit the source resumes;
  * if the channel breaks after commit was sent, the source stays paused ("in-doubt").
  *
+ * The digest's cost in the pause: the source hashes all RAM while the last pages travel
+ * (on the cores the page channels leave free); the destination hashes each 2 MiB chunk in
+ * the background as pages arrive, so after the last pages only the chunks they changed are
+ * left to hash before READY. Either way it is the same digest of the same memory.
+ *
  * Who commits: in the direct mode the source sends COMMIT as soon as the destination says
  * READY. In the external mode someone else decides (cme-clusterd, with one etcd
  * transaction on the VM's owner record): the source waits paused in MIG_AWAIT_COMMIT, with

@@ -3,4 +3,4 @@ MODULES      += migrate
 migrate_DEPS := hypervisor proto common
 migrate_SRCS := migrate/tls.c migrate/stream.c migrate/digest.c migrate/source.c \
                 migrate/source_pages.c migrate/switchover.c migrate/report.c migrate/dest.c \
-                migrate/dest_run.c
+                migrate/dest_run.c migrate/dest_digest.c

@@ -143,8 +143,8 @@ static void page_set_zero(uint8_t *hva)
 		memset(hva, 0, VM_PAGE_SIZE);
 }
 
-int64_t page_batch_recv(struct tls_conn *c, struct vm *vm, uint32_t len, uint64_t *zero,
-			uint8_t *scratch)
+int64_t page_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
+			uint64_t *zero, uint8_t *scratch)
 {
 	uint32_t head[2], data_pages = 0;
 	uint64_t *addr = (uint64_t *)scratch;
@@ -171,6 +171,8 @@ int64_t page_batch_recv(struct tls_conn *c, struct vm *vm, uint32_t len, uint64_
 		} else {
 			err = tls_read_full(c, hva, VM_PAGE_SIZE);
 		}
+		/* Even a failed read may have written part of the page. */
+		mig_track_mark(track, gpa);
 	}
 	return err ? err : (int64_t)head[0];
 }

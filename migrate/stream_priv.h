@@ -7,6 +7,7 @@
 #define CME_STREAM_PRIV_H
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
 
 #include "migrate.h"
 #include "migration.pb-c.h"
@@ -56,14 +57,59 @@ void page_batch_add(struct page_batch *b, uint64_t gpa, const uint8_t *page);
 bool page_batch_full(const struct page_batch *b);
 /* Send the batch as one record and empty it. Returns bytes sent, or -errno. */
 int64_t page_batch_send(struct tls_conn *c, struct page_batch *b) CME_WUR;
+
+struct mig_track; /* dest_digest.c, below */
 /* Receive a page record's payload of len bytes straight into guest memory, checking
- * every address against the VM. Returns the pages received, or -errno (-EPROTO: bad). */
-int64_t page_batch_recv(struct tls_conn *c, struct vm *vm, uint32_t len, uint64_t *zero,
-			uint8_t *scratch) CME_WUR;
+ * every address against the VM; every page written (zero pages too) is marked in track
+ * (NULL: none) once its bytes are in. Returns the pages received, or -errno (-EPROTO). */
+int64_t page_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
+			uint64_t *zero, uint8_t *scratch) CME_WUR;
 
 /* digest.c: BLAKE2b-256 of all guest RAM (zero pages excluded, so untouched memory costs
- * no hashing), computed on `threads` threads in 2 MiB chunks. */
-#define MIG_DIGEST_BYTES 32
+ * no hashing): each 2 MiB chunk's pages with their addresses, then the chunk hashes in
+ * address order (chunks count across slots; a slot's tail short of a chunk is left out). */
+#define MIG_DIGEST_BYTES       32
+#define MIG_DIGEST_CHUNK_PAGES 512
+/* The digest on `threads` threads (1..8). Returns 0 or -ENOMEM. */
 int mig_ram_digest(struct vm *vm, unsigned threads, uint8_t out[MIG_DIGEST_BYTES]) CME_WUR;
+uint64_t mig_digest_nr_chunks(struct vm *vm);
+/* Hash chunk c into out (the VM's memory must not change meanwhile, or the chunk must be
+ * hashed again). Gives up, returning false with out undefined, once *stop (NULL: never)
+ * is seen set; true when done. */
+bool mig_digest_chunk(struct vm *vm, uint64_t c, const atomic_bool *stop,
+		      uint8_t out[MIG_DIGEST_BYTES]);
+/* Hash into sums every chunk whose mark is set (clearing it first; all chunks when mark is
+ * NULL) on `threads` threads, then out = the hash of all nr_chunks sums. */
+void mig_digest_chunks(struct vm *vm, unsigned threads, _Atomic uint32_t *mark,
+		       uint8_t (*sums)[MIG_DIGEST_BYTES], uint64_t nr_chunks,
+		       uint8_t out[MIG_DIGEST_BYTES]);
+
+/* dest_digest.c: the destination's digest kept up to date while pages arrive. Its guest
+ * does not run before the commit, so its memory changes only where it is written here:
+ * every writer marks the chunk of each page after writing it, and a background thread
+ * re-hashes a chunk once it has been quiet for a while (at once when every writer is done),
+ * clearing the mark before reading. At switchover only the chunks still marked are hashed.
+ * A write to guest memory that is not marked would go unseen by the digest. */
+/* Track vm's chunks, all marked to start with; writers: how many will call
+ * mig_track_writer_done. Returns 0 with *out (free with mig_track_free), or -errno. */
+int mig_track_new(struct vm *vm, unsigned writers, struct mig_track **out) CME_WUR;
+/* Start the background hasher. Without it (-errno) the switchover hashes every chunk. */
+int mig_track_start(struct mig_track *t) CME_WUR;
+/* The page at gpa was written (call after the write; any thread). NULL t: nothing. */
+void mig_track_mark(struct mig_track *t, uint64_t gpa);
+/* A writer will write no more: once all are done the hasher stops waiting for quiet. */
+void mig_track_writer_done(struct mig_track *t);
+struct mig_track_counts {
+	uint64_t chunks;     /* in the VM */
+	uint64_t background; /* hashed by the background thread (some more than once) */
+	uint64_t final;	     /* still marked for the last mig_track_digest */
+};
+/* Every writer has stopped: stop the hasher, hash what is still marked on `threads`
+ * threads, and give the digest (the same as mig_ram_digest's) and what it took. May be
+ * called again after more marks. */
+void mig_track_digest(struct mig_track *t, unsigned threads, uint8_t out[MIG_DIGEST_BYTES],
+		      struct mig_track_counts *n);
+/* Stop the hasher and free. NULL ok. */
+void mig_track_free(struct mig_track *t);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SUB		 "mig"
 #define REPLY_TIMEOUT_MS 60000
@@ -44,6 +45,7 @@ static int mig_expect(struct migration *m, uint32_t want, uint8_t **payload, uin
  * memory no longer changes, so hashing and sending need not wait for each other. */
 struct digest_task {
 	struct vm *vm;
+	unsigned threads;
 	pthread_t thread;
 	bool started;
 	int err;
@@ -56,14 +58,26 @@ static void *digest_task_run(void *arg)
 	struct digest_task *t = arg;
 	uint64_t t0 = now_ns();
 
-	t->err = mig_ram_digest(t->vm, 1, t->sum);
+	t->err = mig_ram_digest(t->vm, t->threads, t->sum);
 	t->ms = (now_ns() - t0) / 1000000;
 	return NULL;
 }
 
-static void digest_task_start(struct digest_task *t, struct vm *vm)
+/* The paused guest's vCPUs leave their cores free, but the page channels need theirs for
+ * the last pages: the digest takes what is left beyond them (at least one, at most four).
+ * On a host of two cores that is one thread, as the channels would otherwise be slowed. */
+static unsigned digest_threads(unsigned channels)
 {
-	t->vm = vm;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	long n = cpus - (long)channels;
+
+	return n < 1 ? 1 : n > 4 ? 4 : (unsigned)n;
+}
+
+static void digest_task_start(struct digest_task *t, struct migration *m)
+{
+	t->vm = m->vm;
+	t->threads = digest_threads(m->nch);
 	t->started = pthread_create(&t->thread, NULL, digest_task_run, t) == 0;
 	if (!t->started)
 		digest_task_run(t);
@@ -267,7 +281,7 @@ int mig_switchover(struct migration *m)
 	if (err)
 		return mig_fail(m, MIG_FAILED, err, "the VM ended during migration");
 	t0 = now_ns();
-	digest_task_start(&dt, m->vm);
+	digest_task_start(&dt, m);
 	mig_fetch_dirty(m);
 	err = mig_run_round(m, m->prog.round, true);
 	st->last_pages_ms = (now_ns() - t0) / 1000000;

@@ -5,6 +5,7 @@ void suite_cli(void);
 void suite_guest(void);
 void suite_control(void);
 void suite_dirty(void);
+void suite_digest(void);
 void suite_snapshot(void);
 void suite_linux(void);
 void suite_migrate(void);

@@ -10,6 +10,7 @@ int main(void)
 	suite_guest();
 	suite_control();
 	suite_dirty();
+	suite_digest();
 	suite_snapshot();
 	suite_linux();
 	suite_migrate();
