@@ -132,7 +132,8 @@ int uart_state_load(struct uart *u, const Cme__DeviceState *d, char *err, size_t
 		return -EINVAL;
 	}
 	uart_xfer(u, m, false);
-	memcpy(u->rx, m->rx.data, m->rx.len);
+	if (m->rx.len) /* an empty FIFO travels as NULL data */
+		memcpy(u->rx, m->rx.data, m->rx.len);
 	u->rx_head = 0;
 	u->rx_len = (unsigned)m->rx.len;
 	cme__uart_state__free_unpacked(m, NULL);
