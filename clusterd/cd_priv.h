@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <string.h>
 #include <sys/types.h>
 
 enum lvm_role { LVM_RUN, LVM_INCOMING };
@@ -85,6 +86,14 @@ int cd_put_json(struct cd *cd, const char *key, char *json, int64_t lease) CME_W
 /* Compare-and-swap a migration record (m->mod_rev is the expected revision and is
  * updated on success). Returns 1 swapped, 0 lost the race, -errno. */
 int cd_mig_cas(struct cd *cd, struct cl_migration *m) CME_WUR;
+/* Delete key only if its mod_revision is still mod_rev (one txn). Returns 1 deleted,
+ * 0 it had changed, -errno (reason logged). */
+int cd_delete_if(struct cd *cd, const char *key, int64_t mod_rev) CME_WUR;
+/* True when vv's owner record names this node. */
+static inline bool cd_owned_here(const struct cd *cd, const struct cl_vm_view *vv)
+{
+	return vv->has_owner && !strcmp(vv->owner.node, cd->cfg->node);
+}
 /* Set vms/<vm>/status to want unless the view already says the same. */
 void cd_status_ensure(struct cd *cd, const struct cl_vm_view *vv, const struct cl_status *want);
 

@@ -56,6 +56,23 @@ int cd_put_json(struct cd *cd, const char *key, char *json, int64_t lease)
 	return rc;
 }
 
+int cd_delete_if(struct cd *cd, const char *key, int64_t mod_rev)
+{
+	struct etcd_cmp cmp = { .key = key, .target = ETCD_CMP_MOD, .num = mod_rev };
+	struct etcd_op op = { .type = ETCD_OP_DELETE, .key = key };
+	struct etcd_txn t = { &cmp, 1, &op, 1, NULL, 0 };
+	struct etcd_txn_resp r = { 0 };
+	struct etcd_err err = { "" };
+	int rc = etcd_txn(cd->etcd, &t, &r, &err);
+
+	if (rc)
+		log_warn(SUB, "delete %s: %s", key, err.msg);
+	else
+		rc = r.succeeded ? 1 : 0;
+	etcd_txn_resp_free(&r);
+	return rc;
+}
+
 int cd_mig_cas(struct cd *cd, struct cl_migration *m)
 {
 	struct etcd_err err = { "" };

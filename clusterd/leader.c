@@ -107,9 +107,7 @@ static void drop_orphans(struct cd *cd, const struct cl_view *v)
 	for (size_t i = 0; i < v->nvms; i++) {
 		const struct cl_vm_view *vv = &v->vms[i];
 		const struct cl_node_view *nv;
-		struct etcd_err err = { "" };
 		char key[256];
-		bool swapped;
 
 		if (vv->has_spec || !vv->has_owner || vv->bad)
 			continue;
@@ -117,19 +115,7 @@ static void drop_orphans(struct cd *cd, const struct cl_view *v)
 		if (nv && nv->alive)
 			continue;
 		cd_key(cd, key, sizeof(key), "vms", vv->name, "owner");
-		/* A CAS that deletes: compare MOD, then DELETE — through a txn. */
-		{
-			struct etcd_cmp c = { .key = key,
-					      .target = ETCD_CMP_MOD,
-					      .num = vv->owner.mod_rev };
-			struct etcd_op op = { .type = ETCD_OP_DELETE, .key = key };
-			struct etcd_txn t = { &c, 1, &op, 1, NULL, 0 };
-			struct etcd_txn_resp r = { 0 };
-
-			swapped = etcd_txn(cd->etcd, &t, &r, &err) == 0 && r.succeeded;
-			etcd_txn_resp_free(&r);
-		}
-		if (swapped)
+		if (cd_delete_if(cd, key, vv->owner.mod_rev) == 1)
 			log_info(SUB, "vm=%s: removed the owner record of a deleted VM", vv->name);
 	}
 }

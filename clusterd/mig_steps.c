@@ -15,11 +15,6 @@ static bool is_me(struct cd *cd, const char *node)
 	return !strcmp(node, cd->cfg->node);
 }
 
-static bool owned_here(struct cd *cd, const struct cl_vm_view *vv)
-{
-	return vv->has_owner && is_me(cd, vv->owner.node);
-}
-
 bool cd_migration_owns(struct cd *cd, const struct cl_view *v, const struct lvm *l)
 {
 	const struct cl_vm_view *vv = cl_view_vm(v, l->name);
@@ -29,7 +24,7 @@ bool cd_migration_owns(struct cd *cd, const struct cl_view *v, const struct lvm 
 	if (l->role != LVM_INCOMING || !vv || !vv->has_mig || strcmp(vv->mig.id, l->mig_id) ||
 	    !is_me(cd, vv->mig.target))
 		return false;
-	return cl_migration_active(&vv->mig) || owned_here(cd, vv);
+	return cl_migration_active(&vv->mig) || cd_owned_here(cd, vv);
 }
 
 /* ---- target ------------------------------------------------------------------------- */
@@ -135,9 +130,9 @@ static void dest_step(struct cd *cd, const struct cl_view *v, const struct cl_vm
 	if (!strcmp(m->phase, "requested")) {
 		if (!mine)
 			dest_prepare(cd, vv, l);
-	} else if (mine && owned_here(cd, vv)) {
+	} else if (mine && cd_owned_here(cd, vv)) {
 		dest_take_over(cd, vv, l);
-	} else if (ours && owned_here(cd, vv) && !strcmp(m->phase, "committed") &&
+	} else if (ours && cd_owned_here(cd, vv) && !strcmp(m->phase, "committed") &&
 		   cd_seen_ms(cd, m->id, "committed") > COMMITTED_QUIET) {
 		/* The source died after its commit and never wrote "done". */
 		mig_done_late(cd, vv, "the source reported no statistics");
@@ -165,7 +160,7 @@ static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 		return; /* the worker owns l's fields */
 	running = l && l->role == LVM_RUN && lvm_alive(l);
 	if (!strcmp(m->phase, "requested") || !strcmp(m->phase, "ready")) {
-		if (!owned_here(cd, vv) || !running)
+		if (!cd_owned_here(cd, vv) || !running)
 			cd_mig_fail(cd, vv, "vm %s is not running on %s", vv->name, cd->cfg->node);
 		else if (!strcmp(m->phase, "ready"))
 			cd_src_launch(cd, l, vv, false);
@@ -173,11 +168,11 @@ static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 			cd_mig_fail(cd, vv, "target %s did not prepare within %u s", m->target,
 				    cd->cfg->prepare_timeout_s);
 	} else if (!strcmp(m->phase, "streaming")) {
-		if (running && owned_here(cd, vv))
+		if (running && cd_owned_here(cd, vv))
 			cd_src_launch(cd, l, vv, true); /* we restarted mid-migration */
-		else if (owned_here(cd, vv))
+		else if (cd_owned_here(cd, vv))
 			cd_mig_fail(cd, vv, "the source VMM on %s ended", cd->cfg->node);
-	} else if (!strcmp(m->phase, "committed") && l && !owned_here(cd, vv)) {
+	} else if (!strcmp(m->phase, "committed") && l && !cd_owned_here(cd, vv)) {
 		/* We died between the commit and telling our VMM: it must never resume. */
 		lvm_stop(l, 2000);
 		lvm_remove(cd, l);
@@ -203,7 +198,7 @@ static void adopted_check(struct cd *cd, const struct cl_view *v, struct lvm *l)
 	if (lvm_request(l, "migrate-status", NULL, &r) == 0 &&
 	    (ph = json_string_value(json_object_get(r, "phase"))) &&
 	    !strcmp(ph, "awaiting-commit")) {
-		if (vv && owned_here(cd, vv) && vv->owner.epoch == l->epoch) {
+		if (vv && cd_owned_here(cd, vv) && vv->owner.epoch == l->epoch) {
 			args = json_pack("{s:s,s:s}", "decision", "abort", "reason",
 					 "the migration was abandoned while this daemon was away");
 			if (lvm_request(l, "migrate-commit", args, NULL))

@@ -13,11 +13,6 @@
 #define EXIT_RESET     73
 #define RESTART_MAX_MS 30000
 
-static bool owned_here(struct cd *cd, const struct cl_vm_view *vv)
-{
-	return vv->has_owner && !strcmp(vv->owner.node, cd->cfg->node);
-}
-
 static void status_fill(struct cd *cd, const struct lvm *l, const char *state, struct cl_status *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -33,21 +28,13 @@ static void status_fill(struct cd *cd, const struct lvm *l, const char *state, s
 /* Delete the status record if it is ours, unless it changed since the read. */
 static void status_drop(struct cd *cd, const struct cl_vm_view *vv)
 {
-	struct etcd_cmp cmp;
-	struct etcd_op op;
-	struct etcd_txn t = { &cmp, 1, &op, 1, NULL, 0 };
-	struct etcd_txn_resp r = { 0 };
-	struct etcd_err err = { "" };
 	char key[256];
 
 	if (!vv->has_status || strcmp(vv->status.node, cd->cfg->node))
 		return;
 	cd_key(cd, key, sizeof(key), "vms", vv->name, "status");
-	cmp = (struct etcd_cmp){ .key = key, .target = ETCD_CMP_MOD, .num = vv->status_rev };
-	op = (struct etcd_op){ .type = ETCD_OP_DELETE, .key = key };
-	if (etcd_txn(cd->etcd, &t, &r, &err))
-		log_warn(SUB, "vm=%s: cannot remove its status: %s", vv->name, err.msg);
-	etcd_txn_resp_free(&r);
+	if (cd_delete_if(cd, key, vv->status_rev) < 0)
+		log_warn(SUB, "vm=%s: cannot remove its status", vv->name);
 }
 
 static void stop_vm(struct cd *cd, struct lvm *l, const char *why)
@@ -139,7 +126,7 @@ static void reconcile_vm(struct cd *cd, const struct cl_view *v, const struct cl
 		return; /* a migration drives it */
 	if (vv->bad)
 		return; /* an unreadable record is not an absent one: change nothing */
-	if (!owned_here(cd, vv) || !vv->has_spec) {
+	if (!cd_owned_here(cd, vv) || !vv->has_spec) {
 		if (l) {
 			stop_vm(cd, l, vv->has_spec ? "owned by another node" : "VM deleted");
 			lvm_remove(cd, l);
