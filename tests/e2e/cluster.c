@@ -340,22 +340,10 @@ void cluster_console(struct cluster *c, int i, const char *vm, char *buf, size_t
 
 int cluster_heartbeats(const char *console, struct heartbeat *hb, int max)
 {
-	char *s = test_read_file(console), *p = s;
-	int n = 0;
+	struct vmm_proc p = { .pid = 0 };
 
-	while (p && (p = strstr(p, "HB seq="))) {
-		struct heartbeat h;
-
-		if (sscanf(p, "HB seq=%lu pages=%lu ticks=%lu ms=%lu", &h.seq, &h.pages, &h.ticks,
-			   &h.ms) == 4) {
-			if (n < max)
-				hb[n] = h;
-			n++;
-		}
-		p += 7;
-	}
-	free(s);
-	return n < max ? n : max;
+	snprintf(p.console, sizeof(p.console), "%s", console);
+	return vmm_heartbeats(&p, hb, max);
 }
 
 bool cluster_console_corrupt(const char *console)

@@ -64,7 +64,8 @@ bool cluster_wait_field(struct cluster *c, const char *key, const char *field, c
 pid_t cluster_vmm_pid(struct cluster *c, int i, const char *vm);
 /* The console file of vm on node i. */
 void cluster_console(struct cluster *c, int i, const char *vm, char *buf, size_t len);
-/* Parse the heartbeats of a console file; returns how many (at most max stored). */
+/* The whole heartbeat lines of a console file (vmm_heartbeats): returns how many there
+ * are, at most max of them stored in hb. */
 int cluster_heartbeats(const char *console, struct heartbeat *hb, int max);
 /* True when the console file contains "CORRUPT". */
 bool cluster_console_corrupt(const char *console);
