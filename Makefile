@@ -23,7 +23,8 @@ WARN    := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Werr
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -MMD -MP $(SANFLAGS)
 LDFLAGS := $(SANFLAGS) -pthread
 
-.PHONY: all deps programs guests test unit-test kvm-test bench demo clean format format-check
+.PHONY: all deps programs guests test unit-test kvm-test bench demo clean format format-check \
+	check-layers print-layers
 .DEFAULT_GOAL := all
 # Keep generated sources (protobuf-c) between runs.
 .SECONDARY:
@@ -114,6 +115,15 @@ format-check:
 	@if command -v clang-format >/dev/null; then \
 		clang-format --dry-run --Werror $(FMT_SRCS) && echo "format: clean"; \
 	else echo "format: clang-format not installed, check skipped"; fi
+
+# Layering: no include of another module's private header or by a path, and no circle
+# between the files of a module (checked on the objects of `make programs`).
+print-layers:
+	@$(foreach m,$(MODULES),echo "$(m) $($(m)_DEPS)";)
+	@$(foreach p,$(PROGS),echo "cmd/$(p) $($(p)_DEPS)";)
+check-layers: programs
+	@$(MAKE) --no-print-directory -s print-layers | sh mk/check-includes.sh
+	@sh mk/check-cycles.sh $(O)/obj
 
 clean:
 	rm -rf $(B)
