@@ -3,8 +3,7 @@
 TEST_INC   := -Itests/lib -Itests/unit -Itests/kvm -Icommon -Iproto -I$(GEN)/proto \
               -Ihypervisor -Icmd/cme-vmm -Imigrate -Iha -Iclusterd
 TEST_LIBS  := -lcunit
-VMM_LIB_OBJS := $(O)/obj/cmd/cme-vmm/args.o $(O)/obj/cmd/cme-vmm/api.o \
-                $(O)/obj/cmd/cme-vmm/api_migrate.o
+VMM_LIB_OBJS := $(O)/obj/cmd/cme-vmm/args.o $(O)/obj/cmd/cme-vmm/api_proto.o
 
 HARNESS_SRCS := tests/lib/harness.c tests/lib/vmm_proc.c tests/lib/console_client.c \
                 tests/lib/etcd_proc.c
