@@ -1,6 +1,7 @@
 /* The flat 64-bit image loader (README, "Flat image ABI"): the image at 1 MiB, identity
  * page tables, a GDT and TSS per vCPU, boot-info blocks, stacks, and long-mode entry state
  * on every vCPU. Everything the VMM writes lives below 1 MiB at fixed addresses. */
+#include "uart_priv.h"
 #include "vm_priv.h"
 
 #include <errno.h>

@@ -1,141 +1,200 @@
-/* Device registration: the devices of a VM and how they reach the console and irqchip. */
-#include "state_priv.h"
+/* The VM's devices: the board table that registers them, the dispatch of guest accesses
+ * to them, and their state sections. The device model is described in dev_priv.h. */
+#include "dev_priv.h"
+#include "uart_priv.h"
 
 #include <errno.h>
-#include <string.h>
 #include <stdio.h>
-#include <sys/ioctl.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define SUB "dev"
 
-static void uart_tx_to_console(void *opaque, uint8_t byte)
-{
-	struct vm *vm = opaque;
+struct dev_entry {
+	const struct dev_ops *ops;
+	struct dev_range range[DEV_MAX_RANGES]; /* unused ranges have len 0 */
+	bool console;				/* console input goes to this device */
+};
 
-	console_write(vm->console, &byte, 1);
+/* What every VM has, in the order of their state sections. */
+static const struct dev_entry vm_board[] = {
+	{ &dev_uart_ops, { { DEV_PIO, UART_COM1_BASE, 8 } }, true },
+	{ &dev_exit_ops, { { DEV_PIO, VM_EXIT_PORT, 1 } }, false },
+	{ &dev_reset_ops, { { DEV_PIO, VM_RESET_PORT, 1 } }, false },
+	{ &dev_i8042_ops,
+	  { { DEV_PIO, VM_I8042_PORT - 4, 1 }, { DEV_PIO, VM_I8042_PORT, 1 } },
+	  false },
+	{ &dev_acpi_pm_ops, { { DEV_PIO, VM_SLEEP_PORT, 2 } }, false },
+};
+
+static bool ranges_overlap(const struct dev_range *a, const struct dev_range *b)
+{
+	return a->space == b->space && a->base < b->base + b->len && b->base < a->base + a->len;
 }
 
-/* The UART's interrupt line drives IRQ 4 of the in-kernel PIC/IOAPIC. */
-static void uart_irq_to_irqchip(void *opaque, bool level)
+/* The device already registered that claims part of r, or NULL. */
+static struct vm_device *dev_claimed(struct vm *vm, const struct dev_range *r)
 {
-	struct vm *vm = opaque;
-	struct kvm_irq_level irq = { .irq = UART_COM1_IRQ, .level = level };
-
-	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
-		log_warn(SUB, "vm=%s KVM_IRQ_LINE %u: %s", vm->cfg.name, irq.irq, strerror(errno));
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		for (unsigned j = 0; j < vm->devices[i]->nr_ranges; j++)
+			if (ranges_overlap(&vm->devices[i]->range[j], r))
+				return vm->devices[i];
+	return NULL;
 }
 
-void vm_uart_refill(struct vm *vm)
+static int dev_register(struct vm *vm, const struct dev_entry *e)
 {
-	unsigned n = uart_rx_room(&vm->uart);
+	struct vm_device *d, *other;
+	int err;
 
-	if (n > vm->con_in_len)
-		n = (unsigned)vm->con_in_len;
-	if (!n)
-		return;
-	uart_receive(&vm->uart, vm->con_in, n);
-	memmove(vm->con_in, vm->con_in + n, vm->con_in_len - n);
-	vm->con_in_len -= n;
-}
-
-/* Typed bytes wait in a 4 KiB buffer and enter the 16-byte FIFO as the guest reads;
- * beyond that they are dropped, as a real line would overrun. */
-void vm_console_input(void *opaque, const uint8_t *buf, size_t len)
-{
-	struct vm *vm = opaque;
-	size_t room;
-
-	pthread_mutex_lock(&vm->dev_lock);
-	room = sizeof(vm->con_in) - vm->con_in_len;
-	if (len > room)
-		len = room;
-	memcpy(vm->con_in + vm->con_in_len, buf, len);
-	vm->con_in_len += len;
-	vm_uart_refill(vm);
-	pthread_mutex_unlock(&vm->dev_lock);
+	if (vm->nr_devices == VM_MAX_DEVICES)
+		return -ENOSPC;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->ops = e->ops;
+	d->vm = vm;
+	for (unsigned i = 0; i < DEV_MAX_RANGES && e->range[i].len; i++) {
+		other = dev_claimed(vm, &e->range[i]);
+		if (other) {
+			log_err(SUB, "vm=%s %s: range 0x%llx overlaps %s", vm->cfg.name,
+				e->ops->name, (unsigned long long)e->range[i].base,
+				other->ops->name);
+			free(d);
+			return -EEXIST;
+		}
+		d->range[d->nr_ranges++] = e->range[i];
+	}
+	err = d->ops->create ? d->ops->create(d) : 0;
+	if (err) {
+		free(d);
+		return err;
+	}
+	if (d->ops->reset)
+		d->ops->reset(d);
+	vm->devices[vm->nr_devices++] = d;
+	if (e->console)
+		vm->console_dev = d;
+	return 0;
 }
 
 int vm_setup_devices(struct vm *vm)
 {
-	uart_init(&vm->uart, uart_tx_to_console, uart_irq_to_irqchip, vm);
+	int err = 0;
+
+	for (size_t i = 0; !err && i < ARRAY_SIZE(vm_board); i++)
+		err = dev_register(vm, &vm_board[i]);
+	if (err)
+		vm_devices_destroy(vm);
+	return err;
+}
+
+void vm_devices_destroy(struct vm *vm)
+{
+	while (vm->nr_devices) {
+		struct vm_device *d = vm->devices[--vm->nr_devices];
+
+		if (d->ops->destroy)
+			d->ops->destroy(d);
+		free(d);
+	}
+	vm->console_dev = NULL;
+}
+
+static bool dev_hit(const struct dev_range *r, enum dev_space space, const struct dev_access *a)
+{
+	if (r->space != space)
+		return false;
+	if (space == DEV_PIO) /* a port device answers for the access's first port */
+		return a->addr - r->base < r->len;
+	return range_within(a->addr, a->size, r->base, r->len);
+}
+
+bool dev_dispatch(struct vm *vm, enum dev_space space, struct dev_access *a)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct vm_device *d = vm->devices[i];
+
+		for (unsigned j = 0; j < d->nr_ranges; j++) {
+			if (!dev_hit(&d->range[j], space, a))
+				continue;
+			a->off = a->addr - d->range[j].base;
+			pthread_mutex_lock(&vm->dev_lock);
+			d->ops->io(d, a);
+			pthread_mutex_unlock(&vm->dev_lock);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ---- state sections -------------------------------------------------------------------- */
+
+static int dev_section_save(struct vm_device *d, struct arena *a, Cme__DeviceState **out)
+{
+	struct dev_xfer x = { .name = d->ops->name, .save = true, .arena = a };
+	Cme__DeviceState *s = arena_alloc(a, sizeof(*s));
+	int err;
+
+	if (!s)
+		return -ENOMEM;
+	cme__device_state__init(s);
+	err = d->ops->state(d, &x);
+	if (err)
+		return err;
+	s->name = (char *)d->ops->name;
+	s->version = d->ops->state_version;
+	s->state = x.bytes;
+	*out = s;
 	return 0;
 }
 
-/* ---- device state ---------------------------------------------------------------------- */
-
-#define UART_STATE_VERSION 1
-
-/* One function moves the UART's registers in either direction, field by field, so save
- * and restore cannot drift apart. */
-static void uart_xfer(struct uart *u, Cme__UartState *m, bool save)
+int dev_state_save_all(struct vm *vm, struct arena *a, size_t *n, Cme__DeviceState ***out)
 {
-#define XFER(f)                                                                                    \
-	do {                                                                                       \
-		if (save)                                                                          \
-			m->f = u->f;                                                               \
-		else                                                                               \
-			u->f = (uint8_t)m->f;                                                      \
-	} while (0)
-	XFER(ier);
-	XFER(lcr);
-	XFER(mcr);
-	XFER(lsr);
-	XFER(msr);
-	XFER(scr);
-	XFER(dll);
-	XFER(dlm);
-	XFER(fcr);
-#undef XFER
-	if (save) {
-		m->thr_irq_pending = u->thr_irq_pending;
-		m->irq_level = u->irq_level;
-	} else {
-		u->thr_irq_pending = m->thr_irq_pending;
-		u->irq_level = m->irq_level;
-	}
-}
+	Cme__DeviceState **secs = arena_alloc(a, vm->nr_devices * sizeof(*secs));
+	size_t k = 0;
+	int err = secs ? 0 : -ENOMEM;
 
-int uart_state_save(struct uart *u, struct arena *a, Cme__DeviceState **out)
-{
-	Cme__UartState m = CME__UART_STATE__INIT;
-	Cme__DeviceState *d = arena_alloc(a, sizeof(*d));
-	uint8_t rx[UART_RX_FIFO];
-
-	uart_xfer(u, &m, true);
-	for (unsigned i = 0; i < u->rx_len; i++)
-		rx[i] = u->rx[(u->rx_head + i) % UART_RX_FIFO];
-	m.rx.data = rx;
-	m.rx.len = u->rx_len;
-	cme__device_state__init(d);
-	d->name = "uart";
-	d->version = UART_STATE_VERSION;
-	d->state.len = cme__uart_state__get_packed_size(&m);
-	d->state.data = arena_alloc(a, d->state.len);
-	cme__uart_state__pack(&m, d->state.data);
-	*out = d;
+	for (unsigned i = 0; !err && i < vm->nr_devices; i++)
+		if (vm->devices[i]->ops->state)
+			err = dev_section_save(vm->devices[i], a, &secs[k++]);
+	if (err)
+		return err;
+	*n = k;
+	*out = secs;
 	return 0;
 }
 
-int uart_state_load(struct uart *u, const Cme__DeviceState *d, char *err, size_t errlen)
+static struct vm_device *dev_by_state_name(struct vm *vm, const char *name)
 {
-	Cme__UartState *m;
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (vm->devices[i]->ops->state && !strcmp(vm->devices[i]->ops->name, name))
+			return vm->devices[i];
+	return NULL;
+}
 
-	if (d->version == 0 || d->version > UART_STATE_VERSION) {
-		snprintf(err, errlen, "uart state version %u unknown", d->version);
-		return -EINVAL;
+int dev_state_load_all(struct vm *vm, Cme__DeviceState *const *secs, size_t n, char *err,
+		       size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		const Cme__DeviceState *s = secs[i];
+		struct vm_device *d = dev_by_state_name(vm, s->name);
+		struct dev_xfer x = { .name = s->name,
+				      .version = s->version,
+				      .bytes = s->state,
+				      .err = err,
+				      .errlen = errlen };
+
+		if (!d) {
+			snprintf(err, errlen, "state has a device \"%s\" this VM lacks", s->name);
+			return -EINVAL;
+		}
+		if (s->version == 0 || s->version > d->ops->state_version) {
+			snprintf(err, errlen, "%s state version %u unknown", s->name, s->version);
+			return -EINVAL;
+		}
+		if (d->ops->state(d, &x))
+			return -EINVAL;
 	}
-	m = cme__uart_state__unpack(NULL, d->state.len, d->state.data);
-	if (!m || m->rx.len > UART_RX_FIFO) {
-		snprintf(err, errlen, "uart state malformed");
-		if (m)
-			cme__uart_state__free_unpacked(m, NULL);
-		return -EINVAL;
-	}
-	uart_xfer(u, m, false);
-	if (m->rx.len) /* an empty FIFO travels as NULL data */
-		memcpy(u->rx, m->rx.data, m->rx.len);
-	u->rx_head = 0;
-	u->rx_len = (unsigned)m->rx.len;
-	cme__uart_state__free_unpacked(m, NULL);
 	return 0;
 }

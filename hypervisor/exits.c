@@ -1,5 +1,5 @@
 /* KVM exit handling: port I/O to the devices, MMIO, and the ways a guest can end. */
-#include "vm_priv.h"
+#include "dev_priv.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -23,63 +23,18 @@ void vcpu_describe_regs(struct vcpu *vcpu, char *buf, size_t len)
 		 s.cr4, s.efer);
 }
 
-/* The ports through which a guest resets or powers off the machine. Returns true when
- * the access was one of them (and ends the VM if it asked to). */
-static bool vcpu_power_port(struct vcpu *vcpu, uint16_t port, bool out, uint8_t *data)
-{
-	struct vm *vm = vcpu->vm;
-
-	if (port == VM_I8042_PORT || port == VM_I8042_PORT - 4) {
-		if (!out)
-			data[0] = 0; /* controller idle, no data: a reset request goes through */
-		else if (port == VM_I8042_PORT && data[0] == 0xfe)
-			vm_set_end(vm, VM_END_REBOOT, 0, "guest rebooted (i8042 reset)");
-		return true;
-	}
-	if (port == VM_RESET_PORT) {
-		if (out && (data[0] & 0x04))
-			vm_set_end(vm, VM_END_REBOOT, 0, "guest rebooted (reset register)");
-		else if (!out)
-			data[0] = 0;
-		return true;
-	}
-	if (port == VM_SLEEP_PORT || port == VM_SLEEP_PORT + 1) {
-		/* SLP_EN (bit 5) with SLP_TYP (bits 2-4) 5, the \_S5 state of our DSDT. */
-		if (out && port == VM_SLEEP_PORT && (data[0] & 0x20) && ((data[0] >> 2) & 7) == 5)
-			vm_set_end(vm, VM_END_POWEROFF, 0, "guest powered off");
-		else if (!out)
-			data[0] = 0;
-		return true;
-	}
-	return false;
-}
-
-/* One access of size bytes to port; data is the kvm_run buffer (in/out). */
+/* One access of size bytes to port; data is the kvm_run buffer (in/out). Returns false
+ * when the vCPU must stop (the access ended the VM). */
 static bool vcpu_port_io(struct vcpu *vcpu, uint16_t port, bool out, uint8_t *data, unsigned size)
 {
-	struct vm *vm = vcpu->vm;
+	struct dev_access a = {
+		.addr = port, .size = size, .write = out, .data = data, .vcpu = vcpu->id
+	};
 
-	if (port == VM_EXIT_PORT && out) {
-		vm_set_end(vm, VM_END_GUEST_EXIT, data[0], "guest exit code %u (vcpu=%u)", data[0],
-			   vcpu->id);
-		return false;
-	}
-	if (vcpu_power_port(vcpu, port, out, data))
-		return !atomic_load(&vm->stop_req);
-	if (port >= UART_COM1_BASE && port < UART_COM1_BASE + 8) {
-		pthread_mutex_lock(&vm->dev_lock);
-		if (out)
-			uart_write(&vm->uart, port - UART_COM1_BASE, data[0]);
-		else
-			data[0] = uart_read(&vm->uart, port - UART_COM1_BASE);
-		vm_uart_refill(vm);
-		pthread_mutex_unlock(&vm->dev_lock);
-		return true;
-	}
 	/* No device here: reads float high, writes are dropped, as on a PC bus. */
-	if (!out)
+	if (!dev_dispatch(vcpu->vm, DEV_PIO, &a) && !out)
 		memset(data, 0xff, size);
-	return true;
+	return !atomic_load(&vcpu->vm->stop_req);
 }
 
 static bool vcpu_handle_io(struct vcpu *vcpu)
@@ -100,9 +55,16 @@ static bool vcpu_handle_io(struct vcpu *vcpu)
 static bool vcpu_handle_mmio(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
+	struct dev_access a = { .addr = run->mmio.phys_addr,
+				.size = run->mmio.len <= sizeof(run->mmio.data) ? run->mmio.len : 8,
+				.write = run->mmio.is_write,
+				.data = run->mmio.data,
+				.vcpu = vcpu->id };
 
 	vcpu->stats.mmio_exits++;
-	/* No MMIO devices yet: reads return all-ones, writes are dropped. */
+	if (dev_dispatch(vcpu->vm, DEV_MMIO, &a))
+		return !atomic_load(&vcpu->vm->stop_req);
+	/* Unclaimed: reads return all-ones, writes are dropped. */
 	if (!run->mmio.is_write)
 		memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
 	log_debug(SUB, "vcpu=%u unclaimed mmio %s 0x%llx", vcpu->id,

@@ -162,7 +162,8 @@ void vm_end_migrated(struct vm *vm, const char *detail);
 
 /* Capture the complete state of a paused (or not yet started) VM as a packed VmState
  * message (proto/vmstate.proto). Returns 0 with *buf (malloc'd, caller frees) and *len,
- * -EBUSY while the VM runs, or -errno. */
+ * -EBUSY while the VM runs, -ENOMEM when memory runs out (nothing is held; the VM is as it
+ * was and may resume), or -errno. */
 int vm_state_save(struct vm *vm, uint8_t **buf, size_t *len) CME_WUR;
 /* Apply a packed VmState to a VM created with the same configuration that has not started.
  * Returns 0, or -EINVAL with a one-line reason in err (the VM must then be destroyed). */

@@ -40,12 +40,6 @@ int vm_start(struct vm *vm, bool paused)
 	return err;
 }
 
-static void vm_kick_all(struct vm *vm)
-{
-	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++)
-		vcpu_kick(&vm->vcpus[i]);
-}
-
 static unsigned vm_live_vcpus(struct vm *vm)
 {
 	unsigned n = 0;
@@ -93,64 +87,6 @@ int vm_resume(struct vm *vm)
 	}
 	pthread_mutex_unlock(&vm->run_lock);
 	return err;
-}
-
-/* Record the end once, stop all vCPU threads and wake the control thread. */
-static void vm_end_locked(struct vm *vm, enum vm_end_reason reason, int code, const char *detail)
-{
-	uint64_t one = 1;
-
-	if (vm->end.reason != VM_END_NONE)
-		return;
-	vm->end.reason = reason;
-	vm->end.code = code;
-	snprintf(vm->end.detail, sizeof(vm->end.detail), "%s", detail);
-	vm->state = VM_ENDED;
-	atomic_store(&vm->stop_req, true);
-	pthread_cond_broadcast(&vm->run_cond);
-	vm_kick_all(vm);
-	if (write(vm->event_fd, &one, sizeof(one)) < 0)
-		log_warn(SUB, "vm=%s eventfd write: %s", vm->cfg.name, strerror(errno));
-}
-
-void vm_set_end(struct vm *vm, enum vm_end_reason reason, int code, const char *fmt, ...)
-{
-	char detail[sizeof(vm->end.detail)];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
-	va_end(ap);
-	pthread_mutex_lock(&vm->run_lock);
-	vm_end_locked(vm, reason, code, detail);
-	pthread_mutex_unlock(&vm->run_lock);
-}
-
-void vm_end_migrated(struct vm *vm, const char *detail)
-{
-	vm_set_end(vm, VM_END_MIGRATED, 0, "%s", detail);
-}
-
-void vm_request_stop(struct vm *vm)
-{
-	vm_set_end(vm, VM_END_STOPPED, 0, "stopped on request");
-}
-
-int vm_event_fd(const struct vm *vm)
-{
-	return vm->event_fd;
-}
-
-bool vm_get_end(struct vm *vm, struct vm_end *end)
-{
-	bool ended;
-
-	pthread_mutex_lock(&vm->run_lock);
-	ended = vm->end.reason != VM_END_NONE;
-	if (ended)
-		*end = vm->end;
-	pthread_mutex_unlock(&vm->run_lock);
-	return ended;
 }
 
 void vm_get_info(struct vm *vm, struct vm_info *info)

@@ -1,6 +1,7 @@
 /* The complete VM state as one VmState message: configuration, irqchip, PIT, kvmclock,
  * devices and every vCPU. Captured only while the VM is paused; applied only to a VM
  * created with the same configuration that has not run yet. */
+#include "dev_priv.h"
 #include "state_priv.h"
 
 #include <errno.h>
@@ -11,39 +12,6 @@
 
 #define SUB	     "state"
 #define MSR_LIST_MAX 1024
-
-void *arena_alloc(struct arena *a, size_t size)
-{
-	void *p;
-
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 64;
-		void **np = realloc(a->ptrs, cap * sizeof(void *));
-
-		if (!np)
-			abort(); /* out of memory while capturing state: nothing sane to do */
-		a->ptrs = np;
-		a->cap = cap;
-	}
-	p = calloc(1, size ? size : 1);
-	if (!p)
-		abort();
-	a->ptrs[a->n++] = p;
-	return p;
-}
-
-void *arena_dup(struct arena *a, const void *src, size_t size)
-{
-	return memcpy(arena_alloc(a, size), src, size);
-}
-
-void arena_free(struct arena *a)
-{
-	for (size_t i = 0; i < a->n; i++)
-		free(a->ptrs[i]);
-	free(a->ptrs);
-	memset(a, 0, sizeof(*a));
-}
 
 /* KVM's MSR list, keeping those vCPU 0 can actually read back. */
 static int vm_probe_msrs(struct vm *vm)
@@ -102,6 +70,8 @@ static int irqchip_save(struct vm *vm, struct arena *a, Cme__VmState *st)
 	ProtobufCBinaryData *out[3];
 	Cme__Irqchip *m = arena_alloc(a, sizeof(*m));
 
+	if (!m)
+		return -ENOMEM;
 	cme__irqchip__init(m);
 	out[0] = &m->pic_master;
 	out[1] = &m->pic_slave;
@@ -110,6 +80,8 @@ static int irqchip_save(struct vm *vm, struct arena *a, Cme__VmState *st)
 		struct kvm_irqchip *chip = arena_alloc(a, sizeof(*chip));
 		int err;
 
+		if (!chip)
+			return -ENOMEM;
 		chip->chip_id = ids[i];
 		err = vm_get(vm, KVM_GET_IRQCHIP, chip, "KVM_GET_IRQCHIP");
 		if (err)
@@ -125,7 +97,7 @@ static int clock_pit_save(struct vm *vm, struct arena *a, Cme__VmState *st)
 {
 	struct kvm_pit_state2 *pit = arena_alloc(a, sizeof(*pit));
 	struct kvm_clock_data clk = { 0 };
-	int err = vm_get(vm, KVM_GET_PIT2, pit, "KVM_GET_PIT2");
+	int err = pit ? vm_get(vm, KVM_GET_PIT2, pit, "KVM_GET_PIT2") : -ENOMEM;
 
 	if (!err)
 		err = vm_get(vm, KVM_GET_CLOCK, &clk, "KVM_GET_CLOCK");
@@ -134,32 +106,35 @@ static int clock_pit_save(struct vm *vm, struct arena *a, Cme__VmState *st)
 	st->pit.data = (uint8_t *)pit;
 	st->pit.len = sizeof(*pit);
 	st->clock = arena_alloc(a, sizeof(Cme__Clock));
+	if (!st->clock)
+		return -ENOMEM;
 	cme__clock__init(st->clock);
 	st->clock->clock = clk.clock;
 	st->clock->flags = clk.flags;
 	return 0;
 }
 
-static Cme__VmConfig *config_save(struct vm *vm, struct arena *a)
+static int config_save(struct vm *vm, struct arena *a, Cme__VmState *st)
 {
 	Cme__VmConfig *c = arena_alloc(a, sizeof(*c));
 
+	if (!c)
+		return -ENOMEM;
 	cme__vm_config__init(c);
 	c->mem_bytes = vm->cfg.mem_bytes;
 	c->nr_vcpus = vm->cfg.nr_vcpus;
 	c->tsc_khz = vm->tsc_khz;
 	c->n_msr_index = vm->nr_msrs;
 	c->msr_index = arena_dup(a, vm->msr_index, vm->nr_msrs * sizeof(uint32_t));
-	if (cpuid_state_save(vm, a, c))
-		return NULL;
-	return c;
+	if (!c->msr_index)
+		return -ENOMEM;
+	st->config = c;
+	return cpuid_state_save(vm, a, c);
 }
 
 static int devices_save(struct vm *vm, struct arena *a, Cme__VmState *st)
 {
-	st->n_devices = 1;
-	st->devices = arena_alloc(a, sizeof(Cme__DeviceState *));
-	return uart_state_save(&vm->uart, a, &st->devices[0]);
+	return dev_state_save_all(vm, a, &st->n_devices, &st->devices);
 }
 
 static int vcpus_save(struct vm *vm, struct arena *a, Cme__VmState *st)
@@ -168,6 +143,8 @@ static int vcpus_save(struct vm *vm, struct arena *a, Cme__VmState *st)
 
 	st->n_vcpus = vm->cfg.nr_vcpus;
 	st->vcpus = arena_alloc(a, st->n_vcpus * sizeof(Cme__Vcpu *));
+	if (!st->vcpus)
+		return -ENOMEM;
 	for (unsigned i = 0; !err && i < vm->cfg.nr_vcpus; i++)
 		err = vcpu_state_save(&vm->vcpus[i], a, &st->vcpus[i]);
 	return err;
@@ -183,8 +160,7 @@ int vm_state_save(struct vm *vm, uint8_t **buf, size_t *len)
 		return -EBUSY;
 	st.version = VM_STATE_VERSION;
 	st.boot = (char *)(vm->boot_kind ? vm->boot_kind : "flat");
-	st.config = config_save(vm, &a);
-	err = st.config ? 0 : -EIO;
+	err = config_save(vm, &a, &st);
 	if (!err)
 		err = irqchip_save(vm, &a, &st);
 	if (!err)
@@ -193,6 +169,8 @@ int vm_state_save(struct vm *vm, uint8_t **buf, size_t *len)
 		err = devices_save(vm, &a, &st);
 	if (!err)
 		err = vcpus_save(vm, &a, &st);
+	if (!err && a.failed) /* every builder checks its own; this is the backstop */
+		err = -ENOMEM;
 	if (!err) {
 		*len = cme__vm_state__get_packed_size(&st);
 		*buf = malloc(*len ? *len : 1);
@@ -287,18 +265,7 @@ static int irqchip_pit_load(struct vm *vm, const Cme__VmState *st, char *err, si
 
 static int devices_load(struct vm *vm, const Cme__VmState *st, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < st->n_devices; i++) {
-		const Cme__DeviceState *d = st->devices[i];
-
-		if (!strcmp(d->name, "uart")) {
-			if (uart_state_load(&vm->uart, d, err, errlen))
-				return -EINVAL;
-		} else {
-			return state_fail(err, errlen, "state has a device \"%s\" this VM lacks",
-					  d->name);
-		}
-	}
-	return 0;
+	return dev_state_load_all(vm, st->devices, st->n_devices, err, errlen);
 }
 
 static int state_apply(struct vm *vm, const Cme__VmState *st, char *err, size_t errlen)

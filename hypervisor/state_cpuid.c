@@ -41,10 +41,14 @@ int cpuid_state_save(struct vm *vm, struct arena *a, Cme__VmConfig *cfg)
 {
 	cfg->n_cpuid = vm->cpuid->nent;
 	cfg->cpuid = arena_alloc(a, cfg->n_cpuid * sizeof(Cme__CpuidEntry *));
+	if (!cfg->cpuid)
+		return -ENOMEM;
 	for (unsigned i = 0; i < vm->cpuid->nent; i++) {
 		const struct kvm_cpuid_entry2 *e = &vm->cpuid->entries[i];
 		Cme__CpuidEntry *m = arena_alloc(a, sizeof(*m));
 
+		if (!m)
+			return -ENOMEM;
 		cme__cpuid_entry__init(m);
 		m->function = e->function;
 		m->index = e->index;

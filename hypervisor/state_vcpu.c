@@ -27,6 +27,8 @@ static Cme__Segment *seg_save(struct arena *a, const struct kvm_segment *s)
 {
 	Cme__Segment *m = arena_alloc(a, sizeof(*m));
 
+	if (!m)
+		return NULL;
 	cme__segment__init(m);
 	m->addr = s->base;
 	m->limit = s->limit;
@@ -68,6 +70,8 @@ static Cme__DescTable *dt_save(struct arena *a, const struct kvm_dtable *d)
 {
 	Cme__DescTable *m = arena_alloc(a, sizeof(*m));
 
+	if (!m)
+		return NULL;
 	cme__desc_table__init(m);
 	m->addr = d->base;
 	m->limit = d->limit;
@@ -84,6 +88,8 @@ static Cme__Sregs *sregs_save(struct arena *a, const struct kvm_sregs *s)
 {
 	Cme__Sregs *m = arena_alloc(a, sizeof(*m));
 
+	if (!m)
+		return NULL;
 	cme__sregs__init(m);
 	m->cs = seg_save(a, &s->cs);
 	m->ds = seg_save(a, &s->ds);
@@ -138,6 +144,8 @@ static Cme__Regs *regs_save(struct arena *a, const struct kvm_regs *r)
 {
 	Cme__Regs *m = arena_alloc(a, sizeof(*m));
 
+	if (!m)
+		return NULL;
 	cme__regs__init(m);
 	m->n_gpr = 16;
 	m->gpr = arena_dup(a, r, 16 * sizeof(uint64_t));
@@ -185,6 +193,10 @@ static int msrs_save(struct vcpu *vcpu, struct arena *a, Cme__Vcpu *m)
 	}
 	m->n_msr_value = msrs->nmsrs;
 	m->msr_value = arena_alloc(a, msrs->nmsrs * sizeof(uint64_t));
+	if (!m->msr_value) {
+		free(msrs);
+		return -ENOMEM;
+	}
 	for (unsigned i = 0; i < msrs->nmsrs; i++)
 		m->msr_value[i] = msrs->entries[i].data;
 	free(msrs);
@@ -226,7 +238,7 @@ static int blob_save(struct vcpu *vcpu, struct arena *a, unsigned long req, size
 		     const char *what, ProtobufCBinaryData *out)
 {
 	void *buf = arena_alloc(a, size);
-	int err = vcpu_get(vcpu, req, buf, what);
+	int err = buf ? vcpu_get(vcpu, req, buf, what) : -ENOMEM;
 
 	if (!err) {
 		out->data = buf;
@@ -251,13 +263,17 @@ static int fpu_save(struct vcpu *vcpu, struct arena *a, Cme__Vcpu *m)
 	if (err || !vcpu->vm->has_xcrs)
 		return err;
 	xcrs = arena_alloc(a, sizeof(*xcrs));
-	err = vcpu_get(vcpu, KVM_GET_XCRS, xcrs, "KVM_GET_XCRS");
+	err = xcrs ? vcpu_get(vcpu, KVM_GET_XCRS, xcrs, "KVM_GET_XCRS") : -ENOMEM;
 	if (err)
 		return err;
 	m->n_xcrs = xcrs->nr_xcrs;
 	m->xcrs = arena_alloc(a, xcrs->nr_xcrs * sizeof(Cme__Xcr *));
+	if (!m->xcrs)
+		return -ENOMEM;
 	for (unsigned i = 0; i < xcrs->nr_xcrs; i++) {
 		m->xcrs[i] = arena_alloc(a, sizeof(Cme__Xcr));
+		if (!m->xcrs[i])
+			return -ENOMEM;
 		cme__xcr__init(m->xcrs[i]);
 		m->xcrs[i]->index = xcrs->xcrs[i].xcr;
 		m->xcrs[i]->value = xcrs->xcrs[i].value;
@@ -273,6 +289,8 @@ int vcpu_state_save(struct vcpu *vcpu, struct arena *a, Cme__Vcpu **out)
 	struct kvm_mp_state mp;
 	int err;
 
+	if (!m)
+		return -ENOMEM;
 	cme__vcpu__init(m);
 	m->id = vcpu->id;
 	err = vcpu_get(vcpu, KVM_GET_REGS, &regs, "KVM_GET_REGS");
@@ -295,6 +313,7 @@ int vcpu_state_save(struct vcpu *vcpu, struct arena *a, Cme__Vcpu **out)
 				"KVM_GET_DEBUGREGS", &m->debugregs);
 	if (err)
 		return err;
+	/* A NULL from these leaves the arena failed: vm_state_save then packs nothing. */
 	m->regs = regs_save(a, &regs);
 	m->sregs = sregs_save(a, &sregs);
 	m->mp_state = mp.mp_state;

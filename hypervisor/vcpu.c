@@ -11,8 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define SUB		 "vcpu"
-#define VCPU_KICK_SIGNAL SIGUSR1
+#define SUB "vcpu"
 
 /* The kick signal only needs to interrupt KVM_RUN (EINTR); the handler does nothing. */
 static void vcpu_kick_handler(int sig)
@@ -88,17 +87,6 @@ void vcpu_destroy(struct vcpu *vcpu)
 	if (vcpu->vm && vcpu->fd >= 0)
 		close(vcpu->fd);
 	vcpu->fd = -1;
-}
-
-void vcpu_kick(struct vcpu *vcpu)
-{
-	if (!vcpu->run)
-		return; /* never created (setup failed part-way) */
-	/* immediate_exit covers the window before the thread enters KVM_RUN; the signal
-	 * covers a thread already inside it. */
-	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	if (vcpu->thread_started)
-		pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
 }
 
 /* Park until resumed or stopped. Called with run_lock held. Before parking, KVM_RUN is

@@ -1,5 +1,5 @@
 /* VM creation and teardown: /dev/kvm, memory slots, in-kernel irqchip and PIT. */
-#include "vm_priv.h"
+#include "dev_priv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -205,9 +205,9 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	if (!err)
 		err = vm_get_cpuid(vm);
 	if (!err)
-		err = console_open(&cfg->console, vm_console_input, vm, &vm->console);
-	if (!err)
 		err = vm_setup_devices(vm);
+	if (!err)
+		err = console_open(&cfg->console, dev_uart_input, vm->console_dev, &vm->console);
 	for (unsigned i = 0; !err && i < cfg->nr_vcpus; i++)
 		err = vcpu_create(vm, i);
 	if (!err)
@@ -237,7 +237,8 @@ void vm_destroy(struct vm *vm)
 		close(vm->kvm_fd);
 	if (vm->event_fd >= 0)
 		close(vm->event_fd);
-	console_close(vm->console);
+	console_close(vm->console); /* its thread gives input to the UART device: first */
+	vm_devices_destroy(vm);
 	free(vm->cpuid);
 	free(vm->msr_index);
 	pthread_mutex_destroy(&vm->dev_lock);

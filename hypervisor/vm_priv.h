@@ -4,10 +4,10 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 
 #include "hypervisor.h"
-#include "uart_priv.h"
 
 #define VM_LOW_MEM_END	 (3ull << 30) /* RAM below the 3-4 GiB hole */
 #define VM_HIGH_MEM_BASE (4ull << 30)
@@ -17,6 +17,10 @@
 #define VM_RESET_VALUE	 0x06  /* bit 2: reset the CPU */
 #define VM_SLEEP_PORT	 0x600 /* ACPI sleep control register (hardware-reduced FADT) */
 #define VM_I8042_PORT	 0x64  /* keyboard controller: 0xfe pulses the reset line */
+#define VM_MAX_DEVICES	 16
+#define VCPU_KICK_SIGNAL SIGUSR1 /* interrupts KVM_RUN; its handler does nothing */
+
+struct vm_device; /* dev_priv.h */
 
 struct console;
 
@@ -45,11 +49,12 @@ struct vm {
 	uint64_t tsc_khz;
 	struct console *console;
 
-	/* Devices. Port I/O is serialized by dev_lock (exits from several vCPUs). */
+	/* Devices (dev_priv.h). Their emulation is serialized by dev_lock (exits from
+	 * several vCPUs, console input). */
 	pthread_mutex_t dev_lock;
-	struct uart uart;
-	uint8_t con_in[4096]; /* console input waiting for room in the UART FIFO */
-	size_t con_in_len;
+	struct vm_device *devices[VM_MAX_DEVICES];
+	unsigned nr_devices;
+	struct vm_device *console_dev; /* where console input goes */
 
 	/* Run control: pause/resume/stop, guarded by run_lock. */
 	pthread_mutex_t run_lock;
@@ -67,10 +72,17 @@ struct vm {
 	const char *boot_kind; /* "flat" or "linux": how the guest was first booted */
 };
 
-/* vm.c */
-/* Fatal end of the VM (first caller wins): record why and wake the control thread. */
+/* end.c (below the vCPU threads, devices and run control, which all may end the VM) */
+/* Fatal end of the VM (first caller wins): record why, kick every vCPU and wake the
+ * control thread. Thread-safe; takes run_lock. */
 void vm_set_end(struct vm *vm, enum vm_end_reason reason, int code, const char *fmt, ...)
 	CME_PRINTF(4, 5);
+/* Ask a vCPU thread to leave KVM_RUN now (pause or stop). */
+void vcpu_kick(struct vcpu *vcpu);
+/* vcpu_kick() every vCPU. */
+void vm_kick_all(struct vm *vm);
+
+/* vm.c */
 /* Host pointer for [gpa, gpa + len) inside one slot, or NULL (overflow-safe). */
 void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
 
@@ -84,8 +96,6 @@ int vcpu_apply_cpuid(struct vcpu *vcpu, const struct kvm_cpuid2 *tmpl) CME_WUR;
 int vcpu_create(struct vm *vm, unsigned id) CME_WUR;
 void vcpu_destroy(struct vcpu *vcpu);
 int vcpu_start(struct vcpu *vcpu) CME_WUR;
-/* Ask a vCPU thread to leave KVM_RUN now (pause or stop). */
-void vcpu_kick(struct vcpu *vcpu);
 
 /* exits.c: handle one KVM exit; returns false when the vCPU must stop running. */
 bool vcpu_handle_exit(struct vcpu *vcpu);
@@ -115,16 +125,6 @@ uint64_t boot_map_bytes(const struct vm *vm);
  * guest physical 0 and has mem_len bytes). Returns the number of PD pages or -errno. */
 int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa,
 			   uint64_t map_bytes) CME_WUR;
-
-/* devices.c: create the VM's devices (after the irqchip and console). */
-int vm_setup_devices(struct vm *vm) CME_WUR;
-/* Console input for the UART (console thread). */
-void vm_console_input(void *opaque, const uint8_t *buf, size_t len);
-/* Move waiting console input into the UART FIFO; call with dev_lock held. */
-void vm_uart_refill(struct vm *vm);
-
-/* acpi.c: RSDP, XSDT, FADT, DSDT and MADT at 0xe0000 for Linux guests. */
-int acpi_build(struct vm *vm) CME_WUR;
 
 /* acpi.c: RSDP, XSDT, FADT, DSDT and MADT at 0xe0000 for Linux guests. */
 int acpi_build(struct vm *vm) CME_WUR;

@@ -6,7 +6,7 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 export CME_TEST_RESULTS="$results"
 export CME_BUILD=build
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:allocator_may_return_null=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 status=0
 

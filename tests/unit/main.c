@@ -10,6 +10,7 @@ int main(void)
 	suite_args();
 	suite_pagetables();
 	suite_uart();
+	suite_devices();
 	suite_api();
 	suite_linux_parse();
 	suite_tls();
