@@ -493,6 +493,7 @@ int main(void)
 	bench_boot();
 	bench_linux_boot();
 	bench_exit_cost();
+	bench_guest_rates();
 	bench_dirty_log();
 	bench_snapshot();
 	{

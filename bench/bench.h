@@ -43,6 +43,10 @@ void bench_migrate(struct mig_medians *out);
  * overhead against bare (its medians; zero: not measured). */
 void bench_cluster(const struct mig_medians *bare);
 
+/* bench_guest.c: the test guest's dirty rate, unpaced (1 vCPU, 64 MiB working set) and
+ * paced at dirty_rate=100 (2 vCPUs), from its heartbeats. */
+void bench_guest_rates(void);
+
 /* The median of v[0..n) (v is reordered); 0 when n is 0. */
 double bench_median(double *v, int n);
 

@@ -83,6 +83,12 @@ struct heartbeat {
 int vmm_heartbeats(struct vmm_proc *p, struct heartbeat *hb, int max);
 /* Wait until at least n heartbeats are on the console. */
 bool vmm_wait_heartbeats(struct vmm_proc *p, int n, int timeout_ms);
+/* The last whole heartbeat on the console into *last; false when there is none yet. */
+bool vmm_last_heartbeat(struct vmm_proc *p, struct heartbeat *last);
+/* Wait until a heartbeat reports at least pages page writes (the guest's own count, so
+ * the wait follows the guest's progress, however slow the machine); that heartbeat (the
+ * last one then) into *at. */
+bool vmm_wait_pages(struct vmm_proc *p, uint64_t pages, int timeout_ms, struct heartbeat *at);
 
 /* Send one control request ({"cmd":cmd} merged with args JSON, may be NULL); returns the
  * reply (caller decrefs) or NULL on a transport error. */

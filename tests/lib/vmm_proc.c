@@ -155,7 +155,9 @@ bool vmm_console_wait(struct vmm_proc *p, const char *needle, int timeout_ms)
 	return false;
 }
 
-int vmm_heartbeats(struct vmm_proc *p, struct heartbeat *hb, int max)
+/* Every whole heartbeat line: the first max into hb (may be NULL), the last into *last
+ * (may be NULL). Returns the count. */
+static int hb_scan(struct vmm_proc *p, struct heartbeat *hb, int max, struct heartbeat *last)
 {
 	char *c = test_read_file(p->console), *line = c;
 	int n = 0;
@@ -171,12 +173,36 @@ int vmm_heartbeats(struct vmm_proc *p, struct heartbeat *hb, int max)
 			   &h.ticks, &h.ms) == 4) {
 			if (n < max)
 				hb[n] = h;
+			if (last)
+				*last = h;
 			n++;
 		}
 		line = eol;
 	}
 	free(c);
 	return n;
+}
+
+int vmm_heartbeats(struct vmm_proc *p, struct heartbeat *hb, int max)
+{
+	return hb_scan(p, hb, max, NULL);
+}
+
+bool vmm_last_heartbeat(struct vmm_proc *p, struct heartbeat *last)
+{
+	return hb_scan(p, NULL, 0, last) > 0;
+}
+
+bool vmm_wait_pages(struct vmm_proc *p, uint64_t pages, int timeout_ms, struct heartbeat *at)
+{
+	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+
+	do {
+		if (vmm_last_heartbeat(p, at) && at->pages >= pages)
+			return true;
+		usleep(20000);
+	} while (ms_now() < end);
+	return false;
 }
 
 bool vmm_wait_heartbeats(struct vmm_proc *p, int n, int timeout_ms)
