@@ -37,7 +37,7 @@ struct tls_conn {
 	int fd;
 	bool server;
 	bool broken;	    /* a fatal error happened: no close_notify, no more I/O */
-	const char *expect; /* tls_connect: the name the peer must carry (during it) */
+	const char *expect; /* mig_tls_connect: the name the peer must carry (during it) */
 	char seen_cn[256];  /* CN of the leaf the peer presented, even when refused */
 	char peer_addr[INET6_ADDRSTRLEN + 16];
 };
@@ -222,7 +222,8 @@ static int ctx_load(SSL_CTX *s, const char *dir, bool server, char *err, size_t 
 	return check_own_cert(s, server, crt, ca, err, errlen);
 }
 
-int tls_ctx_new(const char *tls_dir, bool server, struct tls_ctx **out, char *err, size_t errlen)
+int mig_tls_ctx_new(const char *tls_dir, bool server, struct tls_ctx **out, char *err,
+		    size_t errlen)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct tls_ctx *ctx;
@@ -262,7 +263,7 @@ out_free:
 	return rc;
 }
 
-void tls_ctx_free(struct tls_ctx *ctx)
+void mig_tls_ctx_free(struct tls_ctx *ctx)
 {
 	if (!ctx)
 		return;
@@ -286,7 +287,7 @@ static bool host_chars_ok(const char *h, size_t n, bool v6)
 	return true;
 }
 
-int parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+int mig_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
 {
 	const char *h, *colon, *end;
 	unsigned long v = 0;
@@ -346,8 +347,8 @@ static int resolve(const char *host, uint16_t port, bool passive, struct addrinf
 	return 0;
 }
 
-int tls_listen(const char *host, uint16_t port, int *fd_out, uint16_t *bound_port, char *err,
-	       size_t errlen)
+int mig_tls_listen(const char *host, uint16_t port, int *fd_out, uint16_t *bound_port, char *err,
+		   size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -626,8 +627,8 @@ static void set_expected_peer(SSL *ssl, const char *name)
 	}
 }
 
-int tls_connect(struct tls_ctx *ctx, const char *host, uint16_t port, const char *peer_name,
-		int timeout_ms, struct tls_conn **out, char *err, size_t errlen)
+int mig_tls_connect(struct tls_ctx *ctx, const char *host, uint16_t port, const char *peer_name,
+		    int timeout_ms, struct tls_conn **out, char *err, size_t errlen)
 {
 	uint64_t deadline = deadline_in(timeout_ms);
 	struct tls_conn *c;
@@ -655,7 +656,7 @@ int tls_connect(struct tls_ctx *ctx, const char *host, uint16_t port, const char
 	if (rc < 0) {
 		if (rc == -EACCES || rc == -EPROTO)
 			log_warn("tls", "refused peer %s: %s", c->peer_addr, err);
-		tls_close(c);
+		mig_tls_close(c);
 		return rc;
 	}
 	*out = c;
@@ -724,8 +725,8 @@ static int accept_tcp(int listen_fd, uint64_t deadline, char *addr, size_t addrl
 	return fd;
 }
 
-int tls_accept(struct tls_ctx *ctx, int listen_fd, int timeout_ms, struct tls_conn **out, char *err,
-	       size_t errlen)
+int mig_tls_accept(struct tls_ctx *ctx, int listen_fd, int timeout_ms, struct tls_conn **out,
+		   char *err, size_t errlen)
 {
 	char addr[sizeof(((struct tls_conn *)0)->peer_addr)];
 	struct tls_conn *c;
@@ -755,7 +756,7 @@ int tls_accept(struct tls_ctx *ctx, int listen_fd, int timeout_ms, struct tls_co
 	if (rc < 0) {
 		log_warn("tls", "refused peer %s: %s", c->peer_addr, err);
 		c->broken = true;
-		tls_close(c);
+		mig_tls_close(c);
 		return rc;
 	}
 	*out = c;
@@ -793,7 +794,7 @@ static int io_failure(struct tls_conn *c, int r, int saved_errno)
 	}
 }
 
-int tls_write_all(struct tls_conn *c, const void *buf, size_t len)
+int mig_tls_write_all(struct tls_conn *c, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 
@@ -821,7 +822,7 @@ int tls_write_all(struct tls_conn *c, const void *buf, size_t len)
 	return 0;
 }
 
-int tls_read_full(struct tls_conn *c, void *buf, size_t len)
+int mig_tls_read_full(struct tls_conn *c, void *buf, size_t len)
 {
 	unsigned char *p = buf;
 	size_t want = len;
@@ -852,7 +853,7 @@ int tls_read_full(struct tls_conn *c, void *buf, size_t len)
 	return 0;
 }
 
-int tls_set_timeout(struct tls_conn *c, int ms)
+int mig_tls_set_timeout(struct tls_conn *c, int ms)
 {
 	unsigned int user = (unsigned int)ms;
 
@@ -865,13 +866,13 @@ int tls_set_timeout(struct tls_conn *c, int ms)
 	return sock_timeout(c->fd, ms);
 }
 
-void tls_shutdown(struct tls_conn *c)
+void mig_tls_shutdown(struct tls_conn *c)
 {
 	if (c)
 		(void)shutdown(c->fd, SHUT_RDWR);
 }
 
-void tls_close(struct tls_conn *c)
+void mig_tls_close(struct tls_conn *c)
 {
 	if (!c)
 		return;
@@ -884,7 +885,7 @@ void tls_close(struct tls_conn *c)
 	free(c);
 }
 
-bool tls_peer_is_node(const struct tls_conn *c)
+bool mig_tls_peer_is_node(const struct tls_conn *c)
 {
 	X509 *x = SSL_get0_peer_certificate(c->ssl);
 	uint32_t xku = x ? X509_get_extended_key_usage(x) : 0;
@@ -893,27 +894,27 @@ bool tls_peer_is_node(const struct tls_conn *c)
 	return x && (xku & XKU_SSL_SERVER);
 }
 
-const char *tls_peer_cn(const struct tls_conn *c)
+const char *mig_tls_peer_cn(const struct tls_conn *c)
 {
 	return c->seen_cn;
 }
 
-const char *tls_peer_addr(const struct tls_conn *c)
+const char *mig_tls_peer_addr(const struct tls_conn *c)
 {
 	return c->peer_addr;
 }
 
-const char *tls_version(const struct tls_conn *c)
+const char *mig_tls_version(const struct tls_conn *c)
 {
 	return SSL_get_version(c->ssl);
 }
 
-const char *tls_cipher(const struct tls_conn *c)
+const char *mig_tls_cipher(const struct tls_conn *c)
 {
 	return SSL_get_cipher_name(c->ssl);
 }
 
-int tls_fd(const struct tls_conn *c)
+int mig_tls_fd(const struct tls_conn *c)
 {
 	return c->fd;
 }
