@@ -27,44 +27,6 @@ void mig_params_defaults(struct mig_params *p)
 	p->max_rounds = 30;
 }
 
-const char *mig_phase_name(enum mig_phase ph)
-{
-	static const char *const names[] = { "setup", "precopy", "switchover", "commit",
-					     "done",  "failed",	 "in-doubt",   "awaiting-commit" };
-
-	return ph <= MIG_AWAIT_COMMIT ? names[ph] : "unknown";
-}
-
-void mig_set_phase(struct migration *m, enum mig_phase ph)
-{
-	pthread_mutex_lock(&m->lock);
-	m->prog.phase = ph;
-	pthread_mutex_unlock(&m->lock);
-}
-
-void mig_get_progress(struct migration *m, struct mig_progress *out)
-{
-	pthread_mutex_lock(&m->lock);
-	*out = m->prog;
-	pthread_mutex_unlock(&m->lock);
-}
-
-/* Stop here with a reason: the phase says whether the guest runs here or is in doubt. */
-int mig_fail(struct migration *m, enum mig_phase ph, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	pthread_mutex_lock(&m->lock);
-	if (!m->prog.error[0]) {
-		va_start(ap, fmt);
-		vsnprintf(m->prog.error, sizeof(m->prog.error), fmt, ap);
-		va_end(ap);
-		m->end_phase = ph;
-	}
-	pthread_mutex_unlock(&m->lock);
-	return err ? err : -EIO;
-}
-
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static int mig_hello(struct migration *m)
@@ -142,16 +104,6 @@ static int mig_connect(struct migration *m)
 }
 
 /* ---- rounds ----------------------------------------------------------------------------- */
-
-uint64_t mig_fetch_dirty(struct migration *m)
-{
-	uint64_t total = 0, n;
-
-	for (unsigned i = 0; i < vm_nr_slots(m->vm); i++)
-		if (vm_dirty_log_get(m->vm, i, m->bitmap[i], &n) == 0)
-			total += n;
-	return total;
-}
 
 static uint64_t mig_bytes(struct migration *m)
 {

@@ -240,6 +240,16 @@ int mig_run_round(struct migration *m, unsigned round, bool final)
 	return round_error(m);
 }
 
+uint64_t mig_fetch_dirty(struct migration *m)
+{
+	uint64_t total = 0, n;
+
+	for (unsigned i = 0; i < vm_nr_slots(m->vm); i++)
+		if (vm_dirty_log_get(m->vm, i, m->bitmap[i], &n) == 0)
+			total += n;
+	return total;
+}
+
 /* ---- auto-converge --------------------------------------------------------------------- */
 
 /* Each 100 ms period the vCPUs are parked for throttle_pct of it. */
