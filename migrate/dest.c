@@ -15,18 +15,6 @@
 #define SUB		"incoming"
 #define IDLE_TIMEOUT_MS 30000 /* a page channel silent this long: the source is gone */
 
-int mig_in_fail(struct mig_dest *c, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!c->err[0]) {
-		va_start(ap, fmt);
-		vsnprintf(c->err, sizeof(c->err), fmt, ap);
-		va_end(ap);
-	}
-	return rc ? rc : -EIO;
-}
-
 /* Wait until a connection is pending on the listening socket. Returns 0, -ETIMEDOUT at
  * end (ns), or -ECANCELED once the receiving is asked to stop. */
 static int in_wait_conn(struct mig_dest *c, uint64_t end)

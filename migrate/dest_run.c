@@ -19,51 +19,12 @@
 #define LINGER_MS	  10000 /* after mig_dest_commit, answer a late COMMIT this long */
 #define START_WAIT_S	  30	/* mig_dest_commit waits this long for the vCPUs to start */
 
-const char *mig_in_phase_name(enum mig_in_phase p)
-{
-	static const char *const names[] = { "listening", "receiving", "ready", "running",
-					     "failed" };
-
-	return p <= MIG_IN_FAILED ? names[p] : "unknown";
-}
-
-bool mig_in_stopping(struct mig_dest *c)
-{
-	bool stop;
-
-	pthread_mutex_lock(&c->lock);
-	stop = c->abort_asked || c->quit;
-	pthread_mutex_unlock(&c->lock);
-	return stop;
-}
-
-void mig_in_drain_wake(struct mig_dest *c)
-{
-	uint64_t v;
-
-	if (read(c->wake_fd, &v, sizeof(v)) < 0)
-		log_debug(SUB, "wake counter already read");
-}
-
 static void in_wake(struct mig_dest *c)
 {
 	uint64_t one = 1;
 
 	if (write(c->wake_fd, &one, sizeof(one)) < 0)
 		log_debug(SUB, "wake counter full");
-}
-
-void mig_in_set_phase(struct mig_dest *c, enum mig_in_phase ph)
-{
-	uint64_t one = 1;
-
-	pthread_mutex_lock(&c->lock);
-	c->phase = ph;
-	if ((ph == MIG_IN_RUNNING || ph == MIG_IN_FAILED) &&
-	    write(c->event_fd, &one, sizeof(one)) < 0)
-		log_debug(SUB, "event counter full");
-	pthread_cond_broadcast(&c->cond);
-	pthread_mutex_unlock(&c->lock);
 }
 
 /* ---- the commit point ------------------------------------------------------------------- */
