@@ -13,7 +13,10 @@
  * thread may call to wake the owner; mig_tls_close() must not race with it.
  *
  * SIGPIPE: writing to a connection the peer closed raises SIGPIPE; mig_tls_ctx_new() sets it to
- * SIG_IGN if it is still SIG_DFL, so a vanished peer is an -EPIPE, never a dead process. */
+ * SIG_IGN if it is still SIG_DFL, so a vanished peer is an -EPIPE, never a dead process.
+ *
+ * Files, bottom-up (their shared insides in tls_impl_priv.h): sock.c, tcp.c, tls_ctx.c,
+ * tls_handshake.c, tls_conn.c, tls_io.c. */
 #ifndef CME_MIGRATE_TLS_PRIV_H
 #define CME_MIGRATE_TLS_PRIV_H
 
