@@ -1,8 +1,8 @@
 /* tlsbench CERTDIR [MIB] — raw TLS 1.3 throughput on loopback, straight OpenSSL.
  *
  * The baseline for the migration transport: what this host's OpenSSL can push through one
- * loopback TCP connection, with the same socket options as migrate/tls.c and none of its
- * code. A sender thread writes MIB (default 1024) MiB in 1 MiB SSL_write calls; a receiver
+ * loopback TCP connection, with the migration's socket tuning (mig_sock_tune, the one thing
+ * taken from migrate/) and none of its TLS code. A sender thread writes MIB (default 1024) MiB in 1 MiB SSL_write calls; a receiver
  * thread reads it all. Three runs; one JSON line on stdout:
  *   {"bench":"tls_loopback_raw","unit":"MiB/s","median":X,"runs":[a,b,c],"cipher":"..."}
  * CERTDIR is certs/mkcerts.sh output with a 127.0.0.1 node folder (used by both ends; the
@@ -10,7 +10,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -19,16 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#define CHUNK	(1u << 20)
-#define RUNS	3
-#define SOCKBUF (4 << 20)
+#include "migrate.h" /* mig_sock_tune; now_ns from common.h */
+
+#define CHUNK (1u << 20)
+#define RUNS  3
 
 struct run {
 	SSL_CTX *sctx, *cctx;
@@ -40,14 +39,6 @@ struct run {
 	bool failed;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void die(const char *what)
 {
 	unsigned long e = ERR_peek_last_error();
@@ -55,31 +46,6 @@ static void die(const char *what)
 	fprintf(stderr, "tlsbench: %s: %s\n", what,
 		e ? ERR_reason_error_string(e) : strerror(errno));
 	exit(1);
-}
-
-static bool sysctl_at_least(const char *path, long want)
-{
-	FILE *f = fopen(path, "r");
-	long v = 0;
-	bool ok;
-
-	if (!f)
-		return false;
-	ok = fscanf(f, "%ld", &v) == 1 && v >= want;
-	fclose(f);
-	return ok;
-}
-
-/* As migrate/tls.c does: no Nagle; 4 MiB buffers only where the kernel grants them. */
-static void tune(int fd)
-{
-	int one = 1, sz = SOCKBUF;
-
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (sysctl_at_least("/proc/sys/net/core/wmem_max", sz))
-		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-	if (sysctl_at_least("/proc/sys/net/core/rmem_max", sz))
-		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 }
 
 static SSL_CTX *make_ctx(const char *dir, bool server)
@@ -121,7 +87,7 @@ static void *receiver(void *arg)
 	fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (!buf || fd < 0)
 		die("accept");
-	tune(fd);
+	mig_sock_tune(fd);
 	ssl = SSL_new(r->sctx);
 	if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1) {
 		r->failed = true;
@@ -159,7 +125,7 @@ static void *sender(void *arg)
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (!buf || fd < 0)
 		die("socket");
-	tune(fd);
+	mig_sock_tune(fd);
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		die("connect");
 	memset(buf, 0xa5, CHUNK); /* content does not matter to AES-GCM/ChaCha20 speed */
@@ -201,7 +167,7 @@ static double one_run(struct run *r)
 	if (r->lfd < 0)
 		die("socket");
 	(void)setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	tune(r->lfd);
+	mig_sock_tune(r->lfd);
 	if (bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(r->lfd, 1) < 0 ||
 	    getsockname(r->lfd, (struct sockaddr *)&a, &sl) < 0)
 		die("listen");

@@ -15,18 +15,6 @@
 #define SUB		"incoming"
 #define IDLE_TIMEOUT_MS 30000 /* a page channel silent this long: the source is gone */
 
-int in_fail(struct mig_dest *c, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!c->err[0]) {
-		va_start(ap, fmt);
-		vsnprintf(c->err, sizeof(c->err), fmt, ap);
-		va_end(ap);
-	}
-	return rc ? rc : -EIO;
-}
-
 /* Wait until a connection is pending on the listening socket. Returns 0, -ETIMEDOUT at
  * end (ns), or -ECANCELED once the receiving is asked to stop. */
 static int in_wait_conn(struct mig_dest *c, uint64_t end)
@@ -39,7 +27,7 @@ static int in_wait_conn(struct mig_dest *c, uint64_t end)
 					   : (int)((end - now) / 1000000ull) + 1;
 		int n;
 
-		if (in_stopping(c))
+		if (mig_in_stopping(c))
 			return -ECANCELED;
 		n = poll(p, 2, ms);
 		if (n < 0 && errno != EINTR)
@@ -49,7 +37,7 @@ static int in_wait_conn(struct mig_dest *c, uint64_t end)
 		if (n > 0 && (p[0].revents & POLLIN))
 			return 0;
 		if (n > 0 && p[1].revents)
-			in_drain_wake(c);
+			mig_in_drain_wake(c);
 	}
 }
 
@@ -63,7 +51,7 @@ static int in_accept_one(struct mig_dest *c, uint64_t end, struct tls_conn **con
 	else if (rc)
 		snprintf(why, len, "%s", strerror(-rc));
 	if (!rc)
-		rc = tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, conn, why, len);
+		rc = mig_tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, conn, why, len);
 	return rc;
 }
 
@@ -80,28 +68,29 @@ static int in_accept_source(struct mig_dest *c)
 		int rc = in_wait_conn(c, end);
 
 		if (rc == -ETIMEDOUT)
-			return in_fail(c, rc, "no migration arrived in time");
+			return mig_in_fail(c, rc, "no migration arrived in time");
 		if (rc == -ECANCELED)
-			return in_fail(c, rc, "stopped while waiting for the source");
+			return mig_in_fail(c, rc, "stopped while waiting for the source");
 		if (rc)
-			return in_fail(c, rc, "waiting for the source: %s", strerror(-rc));
-		rc = tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, &conn, why, sizeof(why));
-		if (!rc && tls_peer_is_node(conn))
+			return mig_in_fail(c, rc, "waiting for the source: %s", strerror(-rc));
+		rc = mig_tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, &conn, why,
+				    sizeof(why));
+		if (!rc && mig_tls_peer_is_node(conn))
 			break;
 		if (!rc) {
 			/* Only nodes send VMs: an operator's certificate is refused here. */
 			snprintf(why, sizeof(why), "%s holds an operator certificate, not a node's",
-				 tls_peer_cn(conn));
-			tls_close(conn);
+				 mig_tls_peer_cn(conn));
+			mig_tls_close(conn);
 		}
 		log_warn(SUB, "vm=%s refused a connection: %s", c->in.name, why);
 	}
-	if (tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0)
+	if (mig_tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0)
 		log_debug(SUB, "cannot set the handshake timeout");
 	pthread_mutex_lock(&c->lock);
 	c->ctl = conn;
 	pthread_mutex_unlock(&c->lock);
-	in_set_phase(c, MIG_IN_RECEIVING);
+	mig_in_set_phase(c, MIG_IN_RECEIVING);
 	c->t0 = now_ns();
 	return 0;
 }
@@ -113,24 +102,24 @@ static int in_welcome(struct mig_dest *c, bool ok, const char *reason)
 	w.ok = ok;
 	w.reason = (char *)(reason ? reason : "");
 	w.node = (char *)"";
-	return rec_send_msg(c->ctl, REC_WELCOME, &w.base);
+	return mig_rec_send_msg(c->ctl, REC_WELCOME, &w.base);
 }
 
 static int in_check_hello(struct mig_dest *c, const Cme__MigHello *h)
 {
 	if (h->version != MIG_PROTOCOL_VERSION)
-		return in_fail(c, -EPROTO, "protocol version %u, this VMM speaks %d", h->version,
-			       MIG_PROTOCOL_VERSION);
+		return mig_in_fail(c, -EPROTO, "protocol version %u, this VMM speaks %d",
+				   h->version, MIG_PROTOCOL_VERSION);
 	if (!h->config || !h->config->nr_vcpus || h->config->nr_vcpus > VM_MAX_VCPUS ||
 	    !h->config->mem_bytes || h->config->mem_bytes > VM_MAX_MEM)
-		return in_fail(c, -EINVAL, "the source describes an impossible VM");
+		return mig_in_fail(c, -EINVAL, "the source describes an impossible VM");
 	if (host_mem_bytes() && h->config->mem_bytes > host_mem_bytes())
-		return in_fail(c, -ENOMEM, "the VM needs %llu MiB, this host has %llu MiB",
-			       (unsigned long long)(h->config->mem_bytes >> 20),
-			       (unsigned long long)(host_mem_bytes() >> 20));
+		return mig_in_fail(c, -ENOMEM, "the VM needs %llu MiB, this host has %llu MiB",
+				   (unsigned long long)(h->config->mem_bytes >> 20),
+				   (unsigned long long)(host_mem_bytes() >> 20));
 	if (h->channels < 1 || h->channels > IN_MAX_CHANNELS ||
 	    h->session.len != sizeof(c->session))
-		return in_fail(c, -EPROTO, "bad channel count or session");
+		return mig_in_fail(c, -EPROTO, "bad channel count or session");
 	return 0;
 }
 
@@ -140,14 +129,14 @@ static int in_hello(struct mig_dest *c)
 	uint8_t *payload;
 	uint32_t type, len;
 	Cme__MigHello *h;
-	int rc = rec_recv(c->ctl, &type, &payload, &len);
+	int rc = mig_rec_recv(c->ctl, &type, &payload, &len);
 
 	if (rc)
-		return in_fail(c, rc, "source went away during the handshake");
+		return mig_in_fail(c, rc, "source went away during the handshake");
 	h = type == REC_HELLO ? cme__mig_hello__unpack(NULL, len, payload) : NULL;
 	free(payload);
 	if (!h)
-		return in_fail(c, -EPROTO, "the source did not say hello");
+		return mig_in_fail(c, -EPROTO, "the source did not say hello");
 	rc = in_check_hello(c, h);
 	if (!rc) {
 		struct vm_config cfg = { c->in.name, h->config->mem_bytes, h->config->nr_vcpus,
@@ -157,14 +146,14 @@ static int in_hello(struct mig_dest *c)
 		memcpy(c->session, h->session.data, sizeof(c->session));
 		rc = vm_create(&cfg, &c->vm);
 		if (rc)
-			in_fail(c, rc, "cannot create the VM here: %s", strerror(-rc));
+			mig_in_fail(c, rc, "cannot create the VM here: %s", strerror(-rc));
 	}
 	cme__mig_hello__free_unpacked(h, NULL);
 	if (in_welcome(c, !rc, rc ? c->err : NULL) < 0 && !rc)
-		rc = in_fail(c, -EPIPE, "source went away during the handshake");
+		rc = mig_in_fail(c, -EPIPE, "source went away during the handshake");
 	/* Pre-copy may take minutes with nothing on the control channel: no timeout there
 	 * (a source that vanishes is noticed on the page channels, which wake this one). */
-	if (!rc && tls_set_timeout(c->ctl, 0) < 0)
+	if (!rc && mig_tls_set_timeout(c->ctl, 0) < 0)
 		log_debug(SUB, "cannot clear the handshake timeout");
 	return rc;
 }
@@ -174,7 +163,7 @@ static int in_channel_hello(struct mig_dest *c, struct tls_conn *conn, unsigned 
 	uint8_t *payload;
 	uint32_t type, len;
 	Cme__MigChannelHello *h;
-	int rc = rec_recv(conn, &type, &payload, &len);
+	int rc = mig_rec_recv(conn, &type, &payload, &len);
 
 	if (rc)
 		return rc;
@@ -202,17 +191,18 @@ static int in_accept_channels(struct mig_dest *c)
 				       sizeof(why));
 
 		if (rc)
-			return in_fail(c, rc, "page channel %u: %s", n, why);
-		if (!tls_peer_is_node(conn) || tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0) {
-			tls_close(conn);
-			return in_fail(c, -EACCES, "page channel %u: not from a node", n);
+			return mig_in_fail(c, rc, "page channel %u: %s", n, why);
+		if (!mig_tls_peer_is_node(conn) ||
+		    mig_tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0) {
+			mig_tls_close(conn);
+			return mig_in_fail(c, -EACCES, "page channel %u: not from a node", n);
 		}
 		rc = in_channel_hello(c, conn, &idx);
 		if (rc) {
-			tls_close(conn);
-			return in_fail(c, rc, "a page channel is not part of this migration");
+			mig_tls_close(conn);
+			return mig_in_fail(c, rc, "a page channel is not part of this migration");
 		}
-		if (tls_set_timeout(conn, IDLE_TIMEOUT_MS) < 0)
+		if (mig_tls_set_timeout(conn, IDLE_TIMEOUT_MS) < 0)
 			log_debug(SUB, "cannot set a channel timeout");
 		c->ch[idx].conn = conn;
 		c->ch[idx].vm = c->vm;
@@ -232,18 +222,18 @@ static void *rx_thread(void *arg)
 		int64_t n;
 		uint8_t *payload = NULL;
 
-		ch->err = rec_recv_header(ch->conn, &type, &len);
+		ch->err = mig_rec_recv_header(ch->conn, &type, &len);
 		if (ch->err)
 			break;
 		ch->bytes += len + 8ull;
 		if (type == REC_PAGES) {
-			n = page_batch_recv(ch->conn, ch->vm, ch->track, len, &ch->zero, scratch);
+			n = mig_batch_recv(ch->conn, ch->vm, ch->track, len, &ch->zero, scratch);
 			ch->err = n < 0 ? (int)n : 0;
 			ch->pages += n > 0 ? (uint64_t)n : 0;
 			continue;
 		}
 		payload = len ? malloc(len) : NULL;
-		ch->err = len && (!payload || tls_read_full(ch->conn, payload, len)) ? -EIO : 0;
+		ch->err = len && (!payload || mig_tls_read_full(ch->conn, payload, len)) ? -EIO : 0;
 		Cme__MigRoundEnd *e = !ch->err && type == REC_ROUND_END
 					      ? cme__mig_round_end__unpack(NULL, len, payload)
 					      : NULL;
@@ -262,7 +252,7 @@ static void *rx_thread(void *arg)
 	free(scratch);
 	mig_track_writer_done(ch->track);
 	if (ch->err)
-		tls_shutdown(ch->ctl); /* the source is gone: stop waiting for it */
+		mig_tls_shutdown(ch->ctl); /* the source is gone: stop waiting for it */
 	return NULL;
 }
 
@@ -272,7 +262,7 @@ static int in_start_receivers(struct mig_dest *c)
 	int rc = mig_track_new(c->vm, c->nch, &c->track);
 
 	if (rc)
-		return in_fail(c, rc, "cannot track the memory digest: %s", strerror(-rc));
+		return mig_in_fail(c, rc, "cannot track the memory digest: %s", strerror(-rc));
 	rc = mig_track_start(c->track);
 	if (rc)
 		log_warn(SUB, "vm=%s no background digest (%s): all of it at switchover",
@@ -280,7 +270,7 @@ static int in_start_receivers(struct mig_dest *c)
 	for (unsigned i = 0; i < c->nch; i++) {
 		c->ch[i].track = c->track;
 		if (pthread_create(&c->ch[i].thread, NULL, rx_thread, &c->ch[i]))
-			return in_fail(c, -EAGAIN, "cannot start receiver threads");
+			return mig_in_fail(c, -EAGAIN, "cannot start receiver threads");
 		c->ch[i].started = true;
 	}
 	return 0;
@@ -301,22 +291,24 @@ static int in_join_receivers(struct mig_dest *c)
 }
 
 /* Wait for the control record `want`; an ABORT or anything else ends the migration. */
-int in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t *len, const char *what)
+int mig_in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t *len,
+		  const char *what)
 {
 	uint32_t type;
 	char reason[256];
-	int rc = rec_recv(c->ctl, &type, payload, len);
+	int rc = mig_rec_recv(c->ctl, &type, payload, len);
 
 	if (rc)
-		return in_fail(c, rc, "the source went away while %s", what);
+		return mig_in_fail(c, rc, "the source went away while %s", what);
 	if (type == want)
 		return 0;
 	if (type == REC_ABORT)
-		rec_abort_reason(*payload, *len, reason, sizeof(reason));
+		mig_rec_abort_reason(*payload, *len, reason, sizeof(reason));
 	free(*payload);
 	*payload = NULL;
-	return type == REC_ABORT ? in_fail(c, -ECONNABORTED, "the source aborted: %s", reason)
-				 : in_fail(c, -EPROTO, "unexpected record %u while %s", type, what);
+	return type == REC_ABORT
+		       ? mig_in_fail(c, -ECONNABORTED, "the source aborted: %s", reason)
+		       : mig_in_fail(c, -EPROTO, "unexpected record %u while %s", type, what);
 }
 
 /* Fault injection for tests (CME_FAULT_CORRUPT_PAGE=1): flip one bit of the first
@@ -350,10 +342,10 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	Cme__MigSwitchover *sw;
 	struct mig_track_counts n;
 	uint64_t t0;
-	int rc = in_expect(c, REC_SWITCHOVER, &payload, &len, "sending pages");
+	int rc = mig_in_expect(c, REC_SWITCHOVER, &payload, &len, "sending pages");
 
 	if (!rc && in_join_receivers(c))
-		rc = in_fail(c, -EIO, "a page channel failed");
+		rc = mig_in_fail(c, -EIO, "a page channel failed");
 	if (rc) {
 		free(payload);
 		return rc;
@@ -363,7 +355,7 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	if (!sw || sw->digest.len != MIG_DIGEST_BYTES) {
 		if (sw)
 			cme__mig_switchover__free_unpacked(sw, NULL);
-		return in_fail(c, -EPROTO, "malformed switchover record");
+		return mig_in_fail(c, -EPROTO, "malformed switchover record");
 	}
 	in_fault_corrupt(c->vm, c->track);
 	t0 = now_ns();
@@ -378,7 +370,8 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 		 c->in.name, (unsigned long long)st->digest_ms, (unsigned long long)n.final,
 		 (unsigned long long)n.chunks, (unsigned long long)n.background);
 	if (sodium_memcmp(digest, sw->digest.data, MIG_DIGEST_BYTES))
-		rc = in_fail(c, -EBADMSG, "memory digest mismatch: pages were lost or corrupted");
+		rc = mig_in_fail(c, -EBADMSG,
+				 "memory digest mismatch: pages were lost or corrupted");
 	t0 = now_ns();
 	if (!rc && vm_state_load(c->vm, sw->state.data, sw->state.len, c->err, sizeof(c->err)))
 		rc = -EINVAL;
@@ -387,16 +380,16 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	return rc;
 }
 
-int in_send_ready(struct mig_dest *c)
+int mig_in_send_ready(struct mig_dest *c)
 {
 	Cme__MigReady r = CME__MIG_READY__INIT;
 
 	r.digest_ms = c->st.digest_ms;
 	r.load_ms = c->st.state_ms;
-	return rec_send_msg(c->ctl, REC_READY, &r.base);
+	return mig_rec_send_msg(c->ctl, REC_READY, &r.base);
 }
 
-int in_receive(struct mig_dest *c)
+int mig_in_receive(struct mig_dest *c)
 {
 	int rc = in_accept_source(c);
 
@@ -413,49 +406,49 @@ int in_receive(struct mig_dest *c)
 
 /* The connections are detached under the lock first: mig_dest_abort may be shutting
  * the control channel down. */
-void in_cleanup(struct mig_dest *c)
+void mig_in_cleanup(struct mig_dest *c)
 {
 	struct tls_conn *ctl;
 
 	for (unsigned i = 0; i < c->nch; i++)
 		if (c->ch[i].conn)
-			tls_shutdown(c->ch[i].conn);
+			mig_tls_shutdown(c->ch[i].conn);
 	in_join_receivers(c);
 	mig_track_free(c->track); /* after its writers, before the VM goes */
 	c->track = NULL;
 	for (unsigned i = 0; i < c->nch; i++) {
-		tls_close(c->ch[i].conn);
+		mig_tls_close(c->ch[i].conn);
 		c->ch[i].conn = NULL;
 	}
 	pthread_mutex_lock(&c->lock);
 	ctl = c->ctl;
 	c->ctl = NULL;
 	pthread_mutex_unlock(&c->lock);
-	tls_close(ctl);
+	mig_tls_close(ctl);
 	if (c->listen_fd >= 0)
 		close(c->listen_fd);
 	c->listen_fd = -1;
 }
 
-int in_listen(struct mig_dest *c)
+int mig_in_listen(struct mig_dest *c)
 {
 	char host[256];
 	uint16_t port;
 	int rc;
 
-	if (!c->in.listen || parse_hostport(c->in.listen, host, sizeof(host), &port) < 0)
-		return in_fail(c, -EINVAL, "--listen %s is not HOST:PORT",
-			       c->in.listen ? c->in.listen : "");
-	rc = tls_ctx_new(c->in.tls_dir, true, &c->ctx, c->err, sizeof(c->err));
+	if (!c->in.listen || mig_parse_hostport(c->in.listen, host, sizeof(host), &port) < 0)
+		return mig_in_fail(c, -EINVAL, "--listen %s is not HOST:PORT",
+				   c->in.listen ? c->in.listen : "");
+	rc = mig_tls_ctx_new(c->in.tls_dir, true, &c->ctx, c->err, sizeof(c->err));
 	if (!rc)
-		rc = tls_listen(host, port, &c->listen_fd, &c->port, c->err, sizeof(c->err));
+		rc = mig_tls_listen(host, port, &c->listen_fd, &c->port, c->err, sizeof(c->err));
 	if (rc)
 		return rc;
 	log_info(SUB, "waiting for a migration on %s:%u", host, c->port);
 	return 0;
 }
 
-void in_count(struct mig_dest *c)
+void mig_in_count(struct mig_dest *c)
 {
 	struct mig_stats *st = &c->st;
 

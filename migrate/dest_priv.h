@@ -1,6 +1,7 @@
 /* Private to migrate/: the destination side. dest.c speaks the protocol up to READY;
  * dest_run.c runs it in a thread, waits for the commit, starts the guest and serves the
- * control socket's decisions (mig_dest_*). */
+ * control socket's decisions (mig_dest_*); dest_state.c, below both, keeps the phase, the
+ * failure reason and the stop request they share. */
 #ifndef CME_DEST_PRIV_H
 #define CME_DEST_PRIV_H
 
@@ -52,29 +53,31 @@ struct mig_dest {
 	char abort_reason[200];
 };
 
-/* dest.c */
+/* dest_state.c */
 /* Record why the migration fails (first reason wins); returns rc (or -EIO). */
-int in_fail(struct mig_dest *c, int rc, const char *fmt, ...) CME_PRINTF(3, 4);
+int mig_in_fail(struct mig_dest *c, int rc, const char *fmt, ...) CME_PRINTF(3, 4);
+/* True once mig_dest_abort or mig_dest_free asked the receiving to stop. */
+bool mig_in_stopping(struct mig_dest *c);
+/* Empty the wake eventfd after poll() saw it. */
+void mig_in_drain_wake(struct mig_dest *c);
+/* Publish the phase (takes the lock) and wake its waiters; MIG_IN_RUNNING and
+ * MIG_IN_FAILED also make event_fd readable. */
+void mig_in_set_phase(struct mig_dest *c, enum mig_in_phase ph);
+
+/* dest.c */
 /* Load the certificates and bind in.listen; logs the bound address. Returns 0 or -errno. */
-int in_listen(struct mig_dest *c) CME_WUR;
+int mig_in_listen(struct mig_dest *c) CME_WUR;
 /* Accept the source, check its offer, build the VM, take every page, compare digests and
  * load the state. Returns 0 with the VM complete (it has not run), or -errno. */
-int in_receive(struct mig_dest *c) CME_WUR;
+int mig_in_receive(struct mig_dest *c) CME_WUR;
 /* Send READY (with the digest and load times). Returns 0 or -errno. */
-int in_send_ready(struct mig_dest *c) CME_WUR;
+int mig_in_send_ready(struct mig_dest *c) CME_WUR;
 /* Wait for the control record want; an ABORT or anything else fails. Returns 0 or -errno. */
-int in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t *len,
-	      const char *what) CME_WUR;
+int mig_in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t *len,
+		  const char *what) CME_WUR;
 /* Close every connection and the listening socket (the VM is left alone). */
-void in_cleanup(struct mig_dest *c);
+void mig_in_cleanup(struct mig_dest *c);
 /* Bytes received, and pages (non-zero and zero) into st. */
-void in_count(struct mig_dest *c);
-
-/* dest_run.c */
-/* True once mig_dest_abort or mig_dest_free asked the receiving to stop. */
-bool in_stopping(struct mig_dest *c);
-/* Empty the wake eventfd after poll() saw it. */
-void in_drain_wake(struct mig_dest *c);
-void in_set_phase(struct mig_dest *c, enum mig_in_phase ph);
+void mig_in_count(struct mig_dest *c);
 
 #endif

@@ -19,51 +19,12 @@
 #define LINGER_MS	  10000 /* after mig_dest_commit, answer a late COMMIT this long */
 #define START_WAIT_S	  30	/* mig_dest_commit waits this long for the vCPUs to start */
 
-const char *mig_in_phase_name(enum mig_in_phase p)
-{
-	static const char *const names[] = { "listening", "receiving", "ready", "running",
-					     "failed" };
-
-	return p <= MIG_IN_FAILED ? names[p] : "unknown";
-}
-
-bool in_stopping(struct mig_dest *c)
-{
-	bool stop;
-
-	pthread_mutex_lock(&c->lock);
-	stop = c->abort_asked || c->quit;
-	pthread_mutex_unlock(&c->lock);
-	return stop;
-}
-
-void in_drain_wake(struct mig_dest *c)
-{
-	uint64_t v;
-
-	if (read(c->wake_fd, &v, sizeof(v)) < 0)
-		log_debug(SUB, "wake counter already read");
-}
-
 static void in_wake(struct mig_dest *c)
 {
 	uint64_t one = 1;
 
 	if (write(c->wake_fd, &one, sizeof(one)) < 0)
 		log_debug(SUB, "wake counter full");
-}
-
-void in_set_phase(struct mig_dest *c, enum mig_in_phase ph)
-{
-	uint64_t one = 1;
-
-	pthread_mutex_lock(&c->lock);
-	c->phase = ph;
-	if ((ph == MIG_IN_RUNNING || ph == MIG_IN_FAILED) &&
-	    write(c->event_fd, &one, sizeof(one)) < 0)
-		log_debug(SUB, "event counter full");
-	pthread_cond_broadcast(&c->cond);
-	pthread_mutex_unlock(&c->lock);
 }
 
 /* ---- the commit point ------------------------------------------------------------------- */
@@ -78,7 +39,7 @@ static int in_claim_commit(struct mig_dest *c)
 	stop = c->abort_asked || c->quit;
 	c->committing = !stop;
 	pthread_mutex_unlock(&c->lock);
-	return stop ? in_fail(c, -ECANCELED, "stopped before the commit") : 0;
+	return stop ? mig_in_fail(c, -ECANCELED, "stopped before the commit") : 0;
 }
 
 /* A decision from the control socket: 1 commit, -ECANCELED abort, 0 none yet. */
@@ -93,7 +54,7 @@ static int in_decision(struct mig_dest *c)
 		d = 1;
 	c->committing = d == 1;
 	pthread_mutex_unlock(&c->lock);
-	return d < 0 ? in_fail(c, d, "stopped before the commit") : d;
+	return d < 0 ? mig_in_fail(c, d, "stopped before the commit") : d;
 }
 
 static void in_source_lost(struct mig_dest *c, const char *why)
@@ -114,15 +75,15 @@ static int in_read_commit(struct mig_dest *c)
 	uint8_t *payload = NULL;
 	uint32_t type = 0, len = 0;
 	char reason[256];
-	int rc = rec_recv(c->ctl, &type, &payload, &len);
+	int rc = mig_rec_recv(c->ctl, &type, &payload, &len);
 
 	if (!rc && type == REC_ABORT)
-		rec_abort_reason(payload, len, reason, sizeof(reason));
+		mig_rec_abort_reason(payload, len, reason, sizeof(reason));
 	free(payload);
 	if (!rc && type == REC_COMMIT)
 		return 1;
 	if (!rc && type == REC_ABORT)
-		return in_fail(c, -ECONNABORTED, "the source aborted: %s", reason);
+		return mig_in_fail(c, -ECONNABORTED, "the source aborted: %s", reason);
 	in_source_lost(c, rc ? strerror(-rc) : "unexpected record");
 	return 0;
 }
@@ -133,21 +94,21 @@ static int in_await_commit(struct mig_dest *c, bool *by_source)
 {
 	bool lost = c->source_lost;
 
-	if (!lost && tls_set_timeout(c->ctl, IN_CHANNEL_TIMEOUT) < 0)
+	if (!lost && mig_tls_set_timeout(c->ctl, IN_CHANNEL_TIMEOUT) < 0)
 		log_debug(SUB, "cannot set the commit timeout");
 	log_info(SUB, "vm=%s ready: waiting for the commit (the source's or incoming-commit)",
 		 c->in.name);
 	for (;;) {
 		struct pollfd p[2] = { { c->wake_fd, POLLIN, 0 },
-				       { lost ? -1 : tls_fd(c->ctl), POLLIN, 0 } };
+				       { lost ? -1 : mig_tls_fd(c->ctl), POLLIN, 0 } };
 		int rc = in_decision(c);
 
 		if (rc)
 			return rc < 0 ? rc : 0;
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
-			return in_fail(c, -errno, "poll: %s", strerror(errno));
+			return mig_in_fail(c, -errno, "poll: %s", strerror(errno));
 		if (p[0].revents)
-			in_drain_wake(c);
+			mig_in_drain_wake(c);
 		if (!lost && p[1].revents) {
 			rc = in_read_commit(c);
 			if (rc < 0)
@@ -168,18 +129,18 @@ static int in_ready_commit(struct mig_dest *c, bool *by_source)
 
 	/* READY is promised before it is sent: a cluster that saw the source awaiting the
 	 * commit must find this side ready too. */
-	in_set_phase(c, MIG_IN_READY);
-	rc = in_send_ready(c);
+	mig_in_set_phase(c, MIG_IN_READY);
+	rc = mig_in_send_ready(c);
 	if (c->in.commit == MIG_COMMIT_EXTERNAL) {
 		if (rc)
 			in_source_lost(c, strerror(-rc));
 		return in_await_commit(c, by_source);
 	}
 	if (rc)
-		return in_fail(c, rc, "the source went away before commit");
-	if (tls_set_timeout(c->ctl, COMMIT_TIMEOUT_MS) < 0)
+		return mig_in_fail(c, rc, "the source went away before commit");
+	if (mig_tls_set_timeout(c->ctl, COMMIT_TIMEOUT_MS) < 0)
 		log_debug(SUB, "cannot set the commit timeout");
-	rc = in_expect(c, REC_COMMIT, &payload, &len, "waiting for commit");
+	rc = mig_in_expect(c, REC_COMMIT, &payload, &len, "waiting for commit");
 	free(payload);
 	*by_source = true;
 	return rc ? rc : in_claim_commit(c);
@@ -198,9 +159,9 @@ static int in_start_guest(struct mig_dest *c)
 		rc = vm_resume(c->vm);
 	c->st.resume_ms = (now_ns() - t0) / 1000000;
 	if (rc)
-		return in_fail(c, rc, "committed, but the vCPUs did not start");
+		return mig_in_fail(c, rc, "committed, but the vCPUs did not start");
 	c->st.total_ms = (now_ns() - c->t0) / 1000000;
-	in_count(c);
+	mig_in_count(c);
 	return 0;
 }
 
@@ -209,7 +170,7 @@ static void in_send_ack(struct mig_dest *c)
 	Cme__MigAck ack = CME__MIG_ACK__INIT;
 
 	ack.resume_ms = c->st.resume_ms;
-	if (rec_send_msg(c->ctl, REC_ACK, &ack.base) < 0)
+	if (mig_rec_send_msg(c->ctl, REC_ACK, &ack.base) < 0)
 		log_warn(SUB, "vm=%s could not acknowledge the commit; the guest runs here anyway",
 			 c->in.name);
 }
@@ -222,15 +183,16 @@ static void in_linger(struct mig_dest *c)
 	uint8_t *payload = NULL;
 	uint32_t type = 0, len = 0;
 
-	while (!c->source_lost && !in_stopping(c) && now_ns() < end) {
-		struct pollfd p[2] = { { c->wake_fd, POLLIN, 0 }, { tls_fd(c->ctl), POLLIN, 0 } };
+	while (!c->source_lost && !mig_in_stopping(c) && now_ns() < end) {
+		struct pollfd p[2] = { { c->wake_fd, POLLIN, 0 },
+				       { mig_tls_fd(c->ctl), POLLIN, 0 } };
 		int n = poll(p, 2, (int)((end - now_ns()) / 1000000ull) + 1);
 
 		if (n > 0 && p[0].revents)
-			in_drain_wake(c);
+			mig_in_drain_wake(c);
 		if (n <= 0 || !p[1].revents)
 			continue;
-		if (rec_recv(c->ctl, &type, &payload, &len) == 0 && type == REC_COMMIT)
+		if (mig_rec_recv(c->ctl, &type, &payload, &len) == 0 && type == REC_COMMIT)
 			in_send_ack(c);
 		else if (type == REC_ABORT) /* the cluster contradicts itself: say so loudly */
 			log_err(SUB, "vm=%s the source aborted after the guest started here",
@@ -245,12 +207,12 @@ static void in_end(struct mig_dest *c, int rc, bool by_source)
 	if (!rc) {
 		log_info(SUB, "vm=%s committed by %s: the guest runs here", c->in.name,
 			 by_source ? "the source" : "incoming-commit");
-		in_set_phase(c, MIG_IN_RUNNING); /* the VM is the caller's from here */
+		mig_in_set_phase(c, MIG_IN_RUNNING); /* the VM is the caller's from here */
 		if (by_source)
 			in_send_ack(c);
 		else
 			in_linger(c);
-		in_cleanup(c);
+		mig_in_cleanup(c);
 		return;
 	}
 	pthread_mutex_lock(&c->lock);
@@ -260,20 +222,20 @@ static void in_end(struct mig_dest *c, int rc, bool by_source)
 	pthread_mutex_unlock(&c->lock);
 	c->rc = rc;
 	if (c->ctl)
-		rec_send_abort(c->ctl, c->err);
-	in_cleanup(c);
+		mig_rec_send_abort(c->ctl, c->err);
+	mig_in_cleanup(c);
 	c->st.total_ms = c->t0 ? (now_ns() - c->t0) / 1000000 : 0;
-	in_count(c);
+	mig_in_count(c);
 	vm_destroy(c->vm); /* never ran */
 	c->vm = NULL;
-	in_set_phase(c, MIG_IN_FAILED);
+	mig_in_set_phase(c, MIG_IN_FAILED);
 }
 
 static void *in_thread(void *arg)
 {
 	struct mig_dest *c = arg;
 	bool by_source = false;
-	int rc = in_receive(c);
+	int rc = mig_in_receive(c);
 
 	if (!rc)
 		rc = in_ready_commit(c, &by_source);
@@ -298,10 +260,11 @@ int mig_dest_start(const struct mig_incoming *in, struct mig_dest **out, char *e
 	pthread_cond_init(&d->cond, NULL);
 	d->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	d->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	rc = d->wake_fd < 0 || d->event_fd < 0 ? in_fail(d, -errno, "eventfd: %s", strerror(errno))
-					       : in_listen(d);
+	rc = d->wake_fd < 0 || d->event_fd < 0
+		     ? mig_in_fail(d, -errno, "eventfd: %s", strerror(errno))
+		     : mig_in_listen(d);
 	if (!rc && pthread_create(&d->thread, NULL, in_thread, d))
-		rc = in_fail(d, -EAGAIN, "cannot start the receiving thread");
+		rc = mig_in_fail(d, -EAGAIN, "cannot start the receiving thread");
 	d->started = !rc;
 	if (rc) {
 		snprintf(err, errlen, "%s", d->err);
@@ -397,7 +360,7 @@ int mig_dest_abort(struct mig_dest *d, const char *reason, char *err, size_t err
 		/* Wakes a thread blocked on the source (the external mode's wait after READY
 		 * listens to the wake counter instead). */
 		if (d->phase != MIG_IN_READY || d->in.commit != MIG_COMMIT_EXTERNAL)
-			tls_shutdown(d->ctl);
+			mig_tls_shutdown(d->ctl);
 		in_wake(d);
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -435,10 +398,10 @@ void mig_dest_free(struct mig_dest *d)
 	pthread_mutex_unlock(&d->lock);
 	if (d->started)
 		pthread_join(d->thread, NULL);
-	in_cleanup(d);
+	mig_in_cleanup(d);
 	if (!d->taken)
 		vm_destroy(d->vm);
-	tls_ctx_free(d->ctx);
+	mig_tls_ctx_free(d->ctx);
 	if (d->wake_fd >= 0)
 		close(d->wake_fd);
 	if (d->event_fd >= 0)

@@ -86,8 +86,11 @@ void mig_channels_stop(struct migration *m);
 /* Auto-converge throttle thread. */
 void mig_throttle_start(struct migration *m);
 void mig_throttle_stop(struct migration *m);
+/* Read every slot's dirty bitmap into m->bitmap; returns the dirty page count. */
+uint64_t mig_fetch_dirty(struct migration *m);
 
-/* source.c */
+/* source_state.c (below source.c, switchover.c and report.c) */
+/* Publish the phase (takes the lock). */
 void mig_set_phase(struct migration *m, enum mig_phase ph);
 /* Record why the migration stops (first reason wins) and how it ends: MIG_FAILED (the
  * guest runs here) or MIG_IN_DOUBT. The phase is published only once cleanup is done.
@@ -95,14 +98,13 @@ void mig_set_phase(struct migration *m, enum mig_phase ph);
 int mig_fail(struct migration *m, enum mig_phase ph, int err, const char *fmt, ...)
 	CME_PRINTF(4, 5);
 
-/* Read every slot's dirty bitmap into m->bitmap; returns the dirty page count. */
-uint64_t mig_fetch_dirty(struct migration *m);
+/* report.c */
+/* Write a progress line to the follower (if any); lock not held. */
+void mig_report(struct migration *m);
 
 /* switchover.c: pause, last pages, state, digest, (external mode: the decision,) commit.
  * Returns 0 when the destination acknowledged; otherwise the phase says where the guest
  * is. */
 int mig_switchover(struct migration *m) CME_WUR;
-/* Write a progress line to the follower (if any); lock not held. */
-void mig_report(struct migration *m);
 
 #endif

@@ -27,44 +27,6 @@ void mig_params_defaults(struct mig_params *p)
 	p->max_rounds = 30;
 }
 
-const char *mig_phase_name(enum mig_phase ph)
-{
-	static const char *const names[] = { "setup", "precopy", "switchover", "commit",
-					     "done",  "failed",	 "in-doubt",   "awaiting-commit" };
-
-	return ph <= MIG_AWAIT_COMMIT ? names[ph] : "unknown";
-}
-
-void mig_set_phase(struct migration *m, enum mig_phase ph)
-{
-	pthread_mutex_lock(&m->lock);
-	m->prog.phase = ph;
-	pthread_mutex_unlock(&m->lock);
-}
-
-void mig_get_progress(struct migration *m, struct mig_progress *out)
-{
-	pthread_mutex_lock(&m->lock);
-	*out = m->prog;
-	pthread_mutex_unlock(&m->lock);
-}
-
-/* Stop here with a reason: the phase says whether the guest runs here or is in doubt. */
-int mig_fail(struct migration *m, enum mig_phase ph, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	pthread_mutex_lock(&m->lock);
-	if (!m->prog.error[0]) {
-		va_start(ap, fmt);
-		vsnprintf(m->prog.error, sizeof(m->prog.error), fmt, ap);
-		va_end(ap);
-		m->end_phase = ph;
-	}
-	pthread_mutex_unlock(&m->lock);
-	return err ? err : -EIO;
-}
-
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static int mig_hello(struct migration *m)
@@ -85,9 +47,9 @@ static int mig_hello(struct migration *m)
 	h.session = (ProtobufCBinaryData){ sizeof(m->session), m->session };
 	h.channels = m->nch;
 	h.vm_name = (char *)info.name;
-	err = rec_send_msg(m->ctl, REC_HELLO, &h.base);
+	err = mig_rec_send_msg(m->ctl, REC_HELLO, &h.base);
 	if (!err)
-		err = rec_recv(m->ctl, &type, &payload, &len);
+		err = mig_rec_recv(m->ctl, &type, &payload, &len);
 	if (err)
 		return mig_fail(m, MIG_FAILED, err, "handshake with %s failed: %s", m->p.to,
 				strerror(-err));
@@ -107,8 +69,8 @@ static int mig_hello(struct migration *m)
 static int mig_connect_one(struct migration *m, struct tls_conn **out)
 {
 	char err[256];
-	int rc = tls_connect(m->ctx, m->host, m->port, m->peer_name, CONNECT_TIMEOUT_MS, out, err,
-			     sizeof(err));
+	int rc = mig_tls_connect(m->ctx, m->host, m->port, m->peer_name, CONNECT_TIMEOUT_MS, out,
+				 err, sizeof(err));
 
 	if (rc)
 		return mig_fail(m, MIG_FAILED, rc, "cannot reach %s: %s", m->p.to, err);
@@ -129,10 +91,10 @@ static int mig_connect(struct migration *m)
 		h.session = (ProtobufCBinaryData){ sizeof(m->session), m->session };
 		h.index = i;
 		/* A destination that stops reading (stopped, cut off) fails the write in time. */
-		if (!err && tls_set_timeout(m->ch[i].conn, CHANNEL_TIMEOUT_MS) < 0)
+		if (!err && mig_tls_set_timeout(m->ch[i].conn, CHANNEL_TIMEOUT_MS) < 0)
 			log_debug(SUB, "cannot set a channel timeout");
 		if (!err)
-			err = rec_send_msg(m->ch[i].conn, REC_CHANNEL_HELLO, &h.base);
+			err = mig_rec_send_msg(m->ch[i].conn, REC_CHANNEL_HELLO, &h.base);
 	}
 	if (!err)
 		err = mig_channels_start(m);
@@ -142,16 +104,6 @@ static int mig_connect(struct migration *m)
 }
 
 /* ---- rounds ----------------------------------------------------------------------------- */
-
-uint64_t mig_fetch_dirty(struct migration *m)
-{
-	uint64_t total = 0, n;
-
-	for (unsigned i = 0; i < vm_nr_slots(m->vm); i++)
-		if (vm_dirty_log_get(m->vm, i, m->bitmap[i], &n) == 0)
-			total += n;
-	return total;
-}
 
 static uint64_t mig_bytes(struct migration *m)
 {
@@ -266,7 +218,7 @@ static void mig_close_conns(struct migration *m)
 	m->ctl = NULL;
 	pthread_mutex_unlock(&m->lock);
 	for (unsigned i = 0; i <= m->nch; i++)
-		tls_close(conns[i]);
+		mig_tls_close(conns[i]);
 }
 
 static void mig_final_stats(struct migration *m)
@@ -298,7 +250,7 @@ static void mig_finish(struct migration *m, int err)
 
 	mig_throttle_stop(m);
 	if (end == MIG_FAILED && !m->leave_dest)
-		rec_send_abort(m->ctl, m->prog.error);
+		mig_rec_send_abort(m->ctl, m->prog.error);
 	if (err)
 		atomic_store(&m->cancel, true); /* wakes channels blocked on a dead peer */
 	mig_channels_stop(m);
@@ -362,7 +314,7 @@ static int mig_prepare(struct migration *m, const struct mig_params *p, char *er
 	char msg[256];
 	struct vm_info info;
 
-	if (!p->to || parse_hostport(p->to, m->host, sizeof(m->host), &m->port) < 0 || !m->port)
+	if (!p->to || mig_parse_hostport(p->to, m->host, sizeof(m->host), &m->port) < 0 || !m->port)
 		return snprintf(err, errlen, "destination \"%s\" is not HOST:PORT",
 				p->to ? p->to : ""),
 		       -EINVAL;
@@ -375,7 +327,7 @@ static int mig_prepare(struct migration *m, const struct mig_params *p, char *er
 				"timeout >= 1 s",
 				MIG_MAX_CHANNELS),
 		       -EINVAL;
-	if (tls_ctx_new(p->tls_dir, false, &m->ctx, msg, sizeof(msg)) < 0)
+	if (mig_tls_ctx_new(p->tls_dir, false, &m->ctx, msg, sizeof(msg)) < 0)
 		return snprintf(err, errlen, "%s", msg), -EINVAL;
 	vm_get_info(m->vm, &info);
 	if (info.state != VM_RUNNING && info.state != VM_PAUSED)
@@ -450,7 +402,7 @@ int mig_cancel(struct migration *m)
 		if (m->prog.phase == MIG_PRECOPY)
 			for (unsigned i = 0; i < m->nch; i++)
 				if (m->ch[i].conn)
-					tls_shutdown(m->ch[i].conn);
+					mig_tls_shutdown(m->ch[i].conn);
 	}
 	pthread_mutex_unlock(&m->lock);
 	return rc;
@@ -491,7 +443,7 @@ void mig_free(struct migration *m)
 		pthread_join(m->thread, NULL);
 	if (m->follow_fd >= 0)
 		close(m->follow_fd);
-	tls_ctx_free(m->ctx);
+	mig_tls_ctx_free(m->ctx);
 	for (unsigned i = 0; i < MIG_SLOTS; i++)
 		free(m->bitmap[i]);
 	free((char *)m->p.to);

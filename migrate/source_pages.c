@@ -50,7 +50,7 @@ static int channel_flush(struct mig_channel *c)
 {
 	uint32_t n = c->batch.count;
 	uint32_t data = c->batch.data_pages;
-	int64_t sent = page_batch_send(c->conn, &c->batch);
+	int64_t sent = mig_batch_send(c->conn, &c->batch);
 
 	if (sent < 0)
 		return (int)sent;
@@ -64,8 +64,8 @@ static int channel_flush(struct mig_channel *c)
 
 static int channel_add(struct mig_channel *c, uint64_t gpa, const uint8_t *page)
 {
-	page_batch_add(&c->batch, gpa, page);
-	return page_batch_full(&c->batch) ? channel_flush(c) : 0;
+	mig_batch_add(&c->batch, gpa, page);
+	return mig_batch_full(&c->batch) ? channel_flush(c) : 0;
 }
 
 /* Round 0: every resident non-zero page of the chunk. Untouched (non-resident) pages are
@@ -139,7 +139,7 @@ static int channel_end_round(struct mig_channel *c, unsigned round, bool final)
 	e.round = round;
 	e.final = final;
 	e.pages = c->pages;
-	return rec_send_msg(c->conn, REC_ROUND_END, &e.base);
+	return mig_rec_send_msg(c->conn, REC_ROUND_END, &e.base);
 }
 
 static void *channel_thread(void *arg)
@@ -177,7 +177,7 @@ int mig_channels_start(struct migration *m)
 	for (unsigned i = 0; i < m->nch; i++) {
 		struct mig_channel *c = &m->ch[i];
 
-		if (page_batch_init(&c->batch) ||
+		if (mig_batch_init(&c->batch) ||
 		    pthread_create(&c->thread, NULL, channel_thread, c))
 			return -ENOMEM;
 		c->started = true;
@@ -196,11 +196,11 @@ void mig_channels_stop(struct migration *m)
 
 		/* A channel blocked in a write to a dead peer is woken by the shutdown. */
 		if (c->started && c->conn && atomic_load(&m->cancel))
-			tls_shutdown(c->conn);
+			mig_tls_shutdown(c->conn);
 		if (c->started)
 			pthread_join(c->thread, NULL);
 		c->started = false;
-		page_batch_free(&c->batch);
+		mig_batch_free(&c->batch);
 	}
 }
 
@@ -238,6 +238,16 @@ int mig_run_round(struct migration *m, unsigned round, bool final)
 	}
 	pthread_mutex_unlock(&m->lock);
 	return round_error(m);
+}
+
+uint64_t mig_fetch_dirty(struct migration *m)
+{
+	uint64_t total = 0, n;
+
+	for (unsigned i = 0; i < vm_nr_slots(m->vm); i++)
+		if (vm_dirty_log_get(m->vm, i, m->bitmap[i], &n) == 0)
+			total += n;
+	return total;
 }
 
 /* ---- auto-converge --------------------------------------------------------------------- */

@@ -15,12 +15,12 @@ struct rec_hdr {
 static int rec_send(struct tls_conn *c, uint32_t type, const void *payload, uint32_t len)
 {
 	struct rec_hdr h = { type, len };
-	int err = tls_write_all(c, &h, sizeof(h));
+	int err = mig_tls_write_all(c, &h, sizeof(h));
 
-	return err || !len ? err : tls_write_all(c, payload, len);
+	return err || !len ? err : mig_tls_write_all(c, payload, len);
 }
 
-int rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *msg)
+int mig_rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *msg)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	uint8_t *buf = malloc(n ? n : 1);
@@ -34,10 +34,10 @@ int rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *msg)
 	return err;
 }
 
-int rec_recv_header(struct tls_conn *c, uint32_t *type, uint32_t *len)
+int mig_rec_recv_header(struct tls_conn *c, uint32_t *type, uint32_t *len)
 {
 	struct rec_hdr h;
-	int err = tls_read_full(c, &h, sizeof(h));
+	int err = mig_tls_read_full(c, &h, sizeof(h));
 
 	if (err)
 		return err;
@@ -48,9 +48,9 @@ int rec_recv_header(struct tls_conn *c, uint32_t *type, uint32_t *len)
 	return 0;
 }
 
-int rec_recv(struct tls_conn *c, uint32_t *type, uint8_t **payload, uint32_t *len)
+int mig_rec_recv(struct tls_conn *c, uint32_t *type, uint8_t **payload, uint32_t *len)
 {
-	int err = rec_recv_header(c, type, len);
+	int err = mig_rec_recv_header(c, type, len);
 
 	*payload = NULL;
 	if (err || !*len)
@@ -58,7 +58,7 @@ int rec_recv(struct tls_conn *c, uint32_t *type, uint8_t **payload, uint32_t *le
 	*payload = malloc(*len);
 	if (!*payload)
 		return -ENOMEM;
-	err = tls_read_full(c, *payload, *len);
+	err = mig_tls_read_full(c, *payload, *len);
 	if (err) {
 		free(*payload);
 		*payload = NULL;
@@ -66,7 +66,7 @@ int rec_recv(struct tls_conn *c, uint32_t *type, uint8_t **payload, uint32_t *le
 	return err;
 }
 
-void rec_abort_reason(const uint8_t *payload, uint32_t len, char *buf, size_t buflen)
+void mig_rec_abort_reason(const uint8_t *payload, uint32_t len, char *buf, size_t buflen)
 {
 	Cme__MigAbort *a = cme__mig_abort__unpack(NULL, len, payload);
 
@@ -75,31 +75,31 @@ void rec_abort_reason(const uint8_t *payload, uint32_t len, char *buf, size_t bu
 		cme__mig_abort__free_unpacked(a, NULL);
 }
 
-void rec_send_abort(struct tls_conn *c, const char *reason)
+void mig_rec_send_abort(struct tls_conn *c, const char *reason)
 {
 	Cme__MigAbort a = CME__MIG_ABORT__INIT;
 
 	a.reason = (char *)reason;
-	if (c && rec_send_msg(c, REC_ABORT, &a.base) < 0)
+	if (c && mig_rec_send_msg(c, REC_ABORT, &a.base) < 0)
 		log_debug("mig", "could not tell the peer: %s", reason);
 }
 
 /* ---- page batches ---------------------------------------------------------------------- */
 
-int page_batch_init(struct page_batch *b)
+int mig_batch_init(struct page_batch *b)
 {
 	memset(b, 0, sizeof(*b));
 	b->data = malloc(MIG_BATCH_PAGES * VM_PAGE_SIZE);
 	return b->data ? 0 : -ENOMEM;
 }
 
-void page_batch_free(struct page_batch *b)
+void mig_batch_free(struct page_batch *b)
 {
 	free(b->data);
 	b->data = NULL;
 }
 
-void page_batch_add(struct page_batch *b, uint64_t gpa, const uint8_t *page)
+void mig_batch_add(struct page_batch *b, uint64_t gpa, const uint8_t *page)
 {
 	if (mem_is_zero(page, VM_PAGE_SIZE)) {
 		b->addr[b->count++] = gpa | MIG_PAGE_ZERO;
@@ -110,12 +110,12 @@ void page_batch_add(struct page_batch *b, uint64_t gpa, const uint8_t *page)
 	b->addr[b->count++] = gpa;
 }
 
-bool page_batch_full(const struct page_batch *b)
+bool mig_batch_full(const struct page_batch *b)
 {
 	return b->count == MIG_BATCH_PAGES;
 }
 
-int64_t page_batch_send(struct tls_conn *c, struct page_batch *b)
+int64_t mig_batch_send(struct tls_conn *c, struct page_batch *b)
 {
 	uint32_t head[2] = { b->count, 0 };
 	uint32_t len = 8 + b->count * 8 + b->data_pages * (uint32_t)VM_PAGE_SIZE;
@@ -124,13 +124,13 @@ int64_t page_batch_send(struct tls_conn *c, struct page_batch *b)
 
 	if (!b->count)
 		return 0;
-	err = tls_write_all(c, &h, sizeof(h));
+	err = mig_tls_write_all(c, &h, sizeof(h));
 	if (!err)
-		err = tls_write_all(c, head, sizeof(head));
+		err = mig_tls_write_all(c, head, sizeof(head));
 	if (!err)
-		err = tls_write_all(c, b->addr, b->count * 8ull);
+		err = mig_tls_write_all(c, b->addr, b->count * 8ull);
 	if (!err && b->data_pages)
-		err = tls_write_all(c, b->data, (size_t)b->data_pages * VM_PAGE_SIZE);
+		err = mig_tls_write_all(c, b->data, (size_t)b->data_pages * VM_PAGE_SIZE);
 	b->count = b->data_pages = 0;
 	return err ? err : (int64_t)len + (int64_t)sizeof(h);
 }
@@ -143,18 +143,18 @@ static void page_set_zero(uint8_t *hva)
 		memset(hva, 0, VM_PAGE_SIZE);
 }
 
-int64_t page_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
-			uint64_t *zero, uint8_t *scratch)
+int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
+		       uint64_t *zero, uint8_t *scratch)
 {
 	uint32_t head[2], data_pages = 0;
 	uint64_t *addr = (uint64_t *)scratch;
-	int err = len >= 8 ? tls_read_full(c, head, sizeof(head)) : -EPROTO;
+	int err = len >= 8 ? mig_tls_read_full(c, head, sizeof(head)) : -EPROTO;
 
 	if (err)
 		return err;
 	if (head[0] == 0 || head[0] > MIG_BATCH_PAGES || len < 8 + head[0] * 8ull)
 		return -EPROTO;
-	err = tls_read_full(c, addr, head[0] * 8ull);
+	err = mig_tls_read_full(c, addr, head[0] * 8ull);
 	for (uint32_t i = 0; !err && i < head[0]; i++)
 		data_pages += !(addr[i] & MIG_PAGE_ZERO);
 	if (!err && len != 8 + head[0] * 8ull + data_pages * VM_PAGE_SIZE)
@@ -169,7 +169,7 @@ int64_t page_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *tra
 			page_set_zero(hva);
 			(*zero)++;
 		} else {
-			err = tls_read_full(c, hva, VM_PAGE_SIZE);
+			err = mig_tls_read_full(c, hva, VM_PAGE_SIZE);
 		}
 		/* Even a failed read may have written part of the page. */
 		mig_track_mark(track, gpa);

@@ -31,16 +31,16 @@ enum rec_type {
 #define MIG_BATCH_PAGES 256	     /* pages per record: 1 MiB of data */
 
 /* Send one protobuf message as a record. Returns 0 or -errno. */
-int rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *msg) CME_WUR;
+int mig_rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *msg) CME_WUR;
 /* Receive one record: *payload is malloc'd (caller frees; NULL when empty). Refuses
  * lengths over REC_MAX_LEN (-EPROTO). Returns 0, -EPIPE on EOF, or -errno. */
-int rec_recv(struct tls_conn *c, uint32_t *type, uint8_t **payload, uint32_t *len) CME_WUR;
+int mig_rec_recv(struct tls_conn *c, uint32_t *type, uint8_t **payload, uint32_t *len) CME_WUR;
 /* Receive the header of the next record only (for page records read in place). */
-int rec_recv_header(struct tls_conn *c, uint32_t *type, uint32_t *len) CME_WUR;
+int mig_rec_recv_header(struct tls_conn *c, uint32_t *type, uint32_t *len) CME_WUR;
 /* The text of an ABORT payload (or a fallback), into buf. */
-void rec_abort_reason(const uint8_t *payload, uint32_t len, char *buf, size_t buflen);
+void mig_rec_abort_reason(const uint8_t *payload, uint32_t len, char *buf, size_t buflen);
 /* Send ABORT with a reason (best effort). */
-void rec_send_abort(struct tls_conn *c, const char *reason);
+void mig_rec_send_abort(struct tls_conn *c, const char *reason);
 
 /* A batch of pages being assembled for one page record. */
 struct page_batch {
@@ -50,20 +50,20 @@ struct page_batch {
 	uint32_t data_pages;
 };
 
-int page_batch_init(struct page_batch *b) CME_WUR;
-void page_batch_free(struct page_batch *b);
+int mig_batch_init(struct page_batch *b) CME_WUR;
+void mig_batch_free(struct page_batch *b);
 /* Add a page (copied now: the caller has just cleared its dirty bit). */
-void page_batch_add(struct page_batch *b, uint64_t gpa, const uint8_t *page);
-bool page_batch_full(const struct page_batch *b);
+void mig_batch_add(struct page_batch *b, uint64_t gpa, const uint8_t *page);
+bool mig_batch_full(const struct page_batch *b);
 /* Send the batch as one record and empty it. Returns bytes sent, or -errno. */
-int64_t page_batch_send(struct tls_conn *c, struct page_batch *b) CME_WUR;
+int64_t mig_batch_send(struct tls_conn *c, struct page_batch *b) CME_WUR;
 
 struct mig_track; /* dest_digest.c, below */
 /* Receive a page record's payload of len bytes straight into guest memory, checking
  * every address against the VM; every page written (zero pages too) is marked in track
  * (NULL: none) once its bytes are in. Returns the pages received, or -errno (-EPROTO). */
-int64_t page_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
-			uint64_t *zero, uint8_t *scratch) CME_WUR;
+int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
+		       uint64_t *zero, uint8_t *scratch) CME_WUR;
 
 /* digest.c: BLAKE2b-256 of all guest RAM (zero pages excluded, so untouched memory costs
  * no hashing): each 2 MiB chunk's pages with their addresses, then the chunk hashes in

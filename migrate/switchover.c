@@ -23,14 +23,14 @@ static int mig_expect(struct migration *m, uint32_t want, uint8_t **payload, uin
 {
 	uint32_t type;
 	char reason[256];
-	int err = rec_recv(m->ctl, &type, payload, len);
+	int err = mig_rec_recv(m->ctl, &type, payload, len);
 
 	if (err)
 		return err;
 	if (type == want)
 		return 0;
 	if (type == REC_ABORT) {
-		rec_abort_reason(*payload, *len, reason, sizeof(reason));
+		mig_rec_abort_reason(*payload, *len, reason, sizeof(reason));
 		free(*payload);
 		*payload = NULL;
 		return mig_fail(m, MIG_FAILED, -ECONNABORTED, "destination aborted while %s: %s",
@@ -108,7 +108,7 @@ static int mig_send_state(struct migration *m, struct digest_task *dt)
 	sw.state = (ProtobufCBinaryData){ state_len, state };
 	sw.digest = (ProtobufCBinaryData){ sizeof(dt->sum), dt->sum };
 	if (!err)
-		err = rec_send_msg(m->ctl, REC_SWITCHOVER, &sw.base);
+		err = mig_rec_send_msg(m->ctl, REC_SWITCHOVER, &sw.base);
 	free(state);
 	return err;
 }
@@ -120,7 +120,7 @@ static int mig_wait_ready(struct migration *m)
 	uint32_t len;
 	int err;
 
-	if (tls_set_timeout(m->ctl, REPLY_TIMEOUT_MS) < 0)
+	if (mig_tls_set_timeout(m->ctl, REPLY_TIMEOUT_MS) < 0)
 		log_debug(SUB, "cannot set a reply timeout");
 	err = mig_expect(m, REC_READY, &payload, &len, "checking the digest and loading state");
 	free(payload);
@@ -160,7 +160,7 @@ int mig_decide(struct migration *m, bool commit, const char *reason)
  * ends this phase); a peer that hung up or spoke is only worth a log line. */
 static void mig_watch_channel(struct migration *m, bool *lost)
 {
-	struct pollfd p = { tls_fd(m->ctl), POLLIN, 0 };
+	struct pollfd p = { mig_tls_fd(m->ctl), POLLIN, 0 };
 
 	if (*lost || poll(&p, 1, 0) <= 0)
 		return;
@@ -243,11 +243,11 @@ static int mig_commit(struct migration *m)
 	int err;
 
 	mig_set_phase(m, MIG_COMMIT);
-	if (tls_set_timeout(m->ctl, ACK_TIMEOUT_MS) < 0)
+	if (mig_tls_set_timeout(m->ctl, ACK_TIMEOUT_MS) < 0)
 		log_debug(SUB, "cannot set the commit timeout");
-	err = rec_send_msg(m->ctl, REC_COMMIT, &c.base);
+	err = mig_rec_send_msg(m->ctl, REC_COMMIT, &c.base);
 	if (!err)
-		err = rec_recv(m->ctl, &type, &payload, &len);
+		err = mig_rec_recv(m->ctl, &type, &payload, &len);
 	if (!err && type != REC_ACK)
 		err = -EPROTO;
 	if (err) {
