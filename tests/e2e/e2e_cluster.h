@@ -5,7 +5,7 @@
 #ifndef CME_E2E_CLUSTER_H
 #define CME_E2E_CLUSTER_H
 
-#include "clusterd.h"
+#include "etcd.h"
 #include "etcd_proc.h"
 #include "harness.h"
 
