@@ -5,7 +5,9 @@
 #ifndef CME_CD_PRIV_H
 #define CME_CD_PRIV_H
 
+#include "cluster.h"
 #include "clusterd.h"
+#include "etcd.h"
 
 #include <jansson.h>
 #include <pthread.h>

@@ -11,7 +11,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "clusterd.h"
+#include "cluster.h"
+#include "etcd.h"
 
 enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
 
