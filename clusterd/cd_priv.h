@@ -64,7 +64,7 @@ struct cd {
 	unsigned next_note;
 };
 
-/* ---- daemon.c ---- */
+/* ---- state.c: what every file of the daemon shares ---- */
 /* Wake the main loop now (any thread). */
 void cd_wake(struct cd *cd);
 /* The current lease, or 0 while none is held. */
@@ -77,6 +77,8 @@ static inline uint64_t cd_ms_between(uint64_t later, uint64_t earlier)
 {
 	return later > earlier ? later - earlier : 0;
 }
+
+/* ---- store.c: the etcd writes reconcile, migrations and the leader share ---- */
 /* Post an event from this node. */
 void cd_event(struct cd *cd, const char *vm, const char *kind, const char *fmt, ...)
 	CME_PRINTF(4, 5);
