@@ -270,7 +270,7 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 	rc = prepare(&cd, err, errlen);
 	if (rc)
 		goto out;
-	lvm_adopt_all(&cd);
+	cd_lvm_adopt_all(&cd);
 	log_info(SUB, "node=%s: %zu VMM(s) re-adopted; etcd %s", c->node, cd.nvms, c->etcd);
 	if (pthread_create(&ka, NULL, keepalive_main, &cd)) {
 		rc = -EAGAIN;
@@ -294,7 +294,7 @@ out_ka:
 out:
 	log_info(SUB, "node=%s: exiting; %zu VMM(s) left running", c->node, cd.nvms);
 	while (cd.nvms)
-		lvm_remove(&cd, cd.vms[0]);
+		cd_lvm_remove(&cd, cd.vms[0]);
 	free(cd.vms);
 	etcd_close(cd.etcd);
 	pthread_cond_destroy(&cd.cond);
