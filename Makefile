@@ -3,7 +3,8 @@
 # the include paths of its own dependencies only, so a forbidden include fails to build.
 #
 #   make            deps, programs and test guests
-#   make test       unit tests (ASan+UBSan build), then the KVM integration tests
+#   make test       format and layering checks, unit tests (ASan+UBSan build), then the KVM
+#                   integration and end-to-end tests
 #   make bench      benchmarks, JSON lines on stdout
 #   make demo       the narrated end-to-end showcase
 #   make SAN=1      build everything with AddressSanitizer + UndefinedBehaviorSanitizer
@@ -39,7 +40,7 @@ deps:
 GEN := $(O)/gen
 MODULES :=
 include common/module.mk proto/module.mk hypervisor/module.mk
-include migrate/module.mk ha/module.mk clusterd/module.mk
+include migrate/module.mk ha/module.mk etcd/module.mk cluster/module.mk clusterd/module.mk
 
 # mod_objs(module): object files of a module
 mod_objs = $(patsubst %.c,$(O)/obj/%.o,$($(1)_SRCS)) $($(1)_GENOBJS)
@@ -98,6 +99,7 @@ test: deps
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory SAN=1 unit-bin
 	@$(MAKE) --no-print-directory programs guests kvm-bin e2e-bin
+	@$(MAKE) --no-print-directory check-layers
 	@sh tests/run.sh
 
 demo: deps

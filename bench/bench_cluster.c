@@ -3,7 +3,7 @@
  * cluster's overhead (placement, preparing the target, etcd round trips, the owner
  * transaction) reads in milliseconds against the bare migration of the same run. */
 #include "bench.h"
-#include "cluster.h"
+#include "e2e_cluster.h"
 
 #include <stdio.h>
 #include <stdlib.h>

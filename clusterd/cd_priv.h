@@ -5,7 +5,9 @@
 #ifndef CME_CD_PRIV_H
 #define CME_CD_PRIV_H
 
+#include "cluster.h"
 #include "clusterd.h"
+#include "etcd.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -62,7 +64,7 @@ struct cd {
 	unsigned next_note;
 };
 
-/* ---- daemon.c ---- */
+/* ---- state.c: what every file of the daemon shares ---- */
 /* Wake the main loop now (any thread). */
 void cd_wake(struct cd *cd);
 /* The current lease, or 0 while none is held. */
@@ -75,6 +77,8 @@ static inline uint64_t cd_ms_between(uint64_t later, uint64_t earlier)
 {
 	return later > earlier ? later - earlier : 0;
 }
+
+/* ---- store.c: the etcd writes reconcile, migrations and the leader share ---- */
 /* Post an event from this node. */
 void cd_event(struct cd *cd, const char *vm, const char *kind, const char *fmt, ...)
 	CME_PRINTF(4, 5);
@@ -98,30 +102,31 @@ static inline bool cd_owned_here(const struct cd *cd, const struct cl_vm_view *v
 void cd_status_ensure(struct cd *cd, const struct cl_vm_view *vv, const struct cl_status *want);
 
 /* ---- vmm.c: local VMM processes ---- */
-struct lvm *lvm_find(struct cd *cd, const char *name);
+struct lvm *cd_lvm_find(struct cd *cd, const char *name);
 /* Create a table entry (no process yet). NULL on ENOMEM or a path too long. */
-struct lvm *lvm_add(struct cd *cd, const char *name);
+struct lvm *cd_lvm_add(struct cd *cd, const char *name);
 /* Remove from the table and free (the process must be gone or disowned). */
-void lvm_remove(struct cd *cd, struct lvm *l);
+void cd_lvm_remove(struct cd *cd, struct lvm *l);
 /* Start `cme-vmm run` for spec; epoch is recorded. 0 or -errno (reason logged). */
-int lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch) CME_WUR;
+int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
+		     uint64_t epoch) CME_WUR;
 /* Start `cme-vmm incoming --commit external` for migration id; *port gets its port. */
-int lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec, const char *mig_id,
-		       uint16_t *port, char *why, size_t whylen) CME_WUR;
+int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
+			  const char *mig_id, uint16_t *port, char *why, size_t whylen) CME_WUR;
 /* Refresh l->exited / exit_code. Returns true while the process lives. */
-bool lvm_alive(struct lvm *l);
+bool cd_lvm_alive(struct lvm *l);
 /* One control request; *reply (may be NULL) gets the reply object (caller decrefs).
  * Returns 0 when the VMM answered "ok":true, -EREMOTEIO when it refused (reply kept),
  * -errno when it could not be reached. */
-int lvm_request(const struct lvm *l, const char *cmd, json_t *args, json_t **reply) CME_WUR;
+int cd_lvm_request(const struct lvm *l, const char *cmd, json_t *args, json_t **reply) CME_WUR;
 /* Stop the VMM: "stop", then SIGKILL after grace_ms. Waits until it is gone. */
-void lvm_stop(struct lvm *l, unsigned grace_ms);
+void cd_lvm_stop(struct lvm *l, unsigned grace_ms);
 /* Record role/epoch/migration in meta.json so a restarted daemon can re-adopt. */
-void lvm_save_meta(const struct lvm *l);
+void cd_lvm_save_meta(const struct lvm *l);
 /* Re-adopt every VMM still running from a previous life of the daemon. */
-void lvm_adopt_all(struct cd *cd);
+void cd_lvm_adopt_all(struct cd *cd);
 /* The console log file of a VM on this node. */
-void lvm_console_path(const struct lvm *l, char *buf, size_t len);
+void cd_lvm_console_path(const struct lvm *l, char *buf, size_t len);
 
 /* ---- reconcile.c ---- */
 /* Make this node's VMMs match the view: owned VMs run, others do not. */

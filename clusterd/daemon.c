@@ -5,165 +5,16 @@
 #include "cd_priv.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-#define SUB	      "clusterd"
-#define TICK_MS	      1000
-#define EVENTS_TTL_S  86400
-#define EVENTS_ROTATE (3600 * 1000ULL)
-#define CME_VERSION   "0.5"
-#define STUCK_MIN_MS  30000 /* the main loop may block this long before the lease goes */
-
-void cd_wake(struct cd *cd)
-{
-	pthread_mutex_lock(&cd->mu);
-	cd->wake = true;
-	pthread_cond_signal(&cd->cond);
-	pthread_mutex_unlock(&cd->mu);
-}
-
-int64_t cd_lease(struct cd *cd)
-{
-	return atomic_load(&cd->lease);
-}
-
-const char *cd_key(struct cd *cd, char *buf, size_t len, const char *part, const char *name,
-		   const char *leaf)
-{
-	if (!cl_key(buf, len, cd->cfg->prefix, part, name, leaf))
-		buf[0] = 0;
-	return buf;
-}
-
-int cd_put_json(struct cd *cd, const char *key, char *json, int64_t lease)
-{
-	struct etcd_err err = { "" };
-	int rc;
-
-	if (!json || !key[0]) {
-		free(json);
-		return -ENOMEM;
-	}
-	rc = etcd_put(cd->etcd, key, json, strlen(json), lease, NULL, &err);
-	if (rc)
-		log_warn(SUB, "put %s: %s", key, err.msg);
-	free(json);
-	return rc;
-}
-
-int cd_delete_if(struct cd *cd, const char *key, int64_t mod_rev)
-{
-	struct etcd_cmp cmp = { .key = key, .target = ETCD_CMP_MOD, .num = mod_rev };
-	struct etcd_op op = { .type = ETCD_OP_DELETE, .key = key };
-	struct etcd_txn t = { &cmp, 1, &op, 1, NULL, 0 };
-	struct etcd_txn_resp r = { 0 };
-	struct etcd_err err = { "" };
-	int rc = etcd_txn(cd->etcd, &t, &r, &err);
-
-	if (rc)
-		log_warn(SUB, "delete %s: %s", key, err.msg);
-	else
-		rc = r.succeeded ? 1 : 0;
-	etcd_txn_resp_free(&r);
-	return rc;
-}
-
-int cd_mig_cas(struct cd *cd, struct cl_migration *m)
-{
-	struct etcd_err err = { "" };
-	char key[256];
-	char *json;
-	bool swapped = false;
-	int64_t rev = 0;
-	int rc;
-
-	m->updated_ms = wall_ms();
-	json = cl_migration_json(m);
-	if (!json)
-		return -ENOMEM;
-	cd_key(cd, key, sizeof(key), "migrations", m->vm, NULL);
-	rc = etcd_cas_mod(cd->etcd, key, m->mod_rev, json, strlen(json), 0, &swapped, &rev, &err);
-	free(json);
-	if (rc) {
-		log_warn(SUB, "vm=%s mig=%s: update to %s: %s", m->vm, m->id, m->phase, err.msg);
-		return rc;
-	}
-	if (swapped)
-		m->mod_rev = rev;
-	return swapped ? 1 : 0;
-}
-
-uint64_t cd_seen_ms(struct cd *cd, const char *id, const char *phase)
-{
-	uint64_t now = now_ns();
-	size_t oldest = 0;
-	char key[64];
-
-	snprintf(key, sizeof(key), "%s/%s", id, phase);
-	for (size_t i = 0; i < ARRAY_SIZE(cd->seen); i++) {
-		if (!strcmp(cd->seen[i].key, key)) {
-			cd->seen[i].last_ns = now;
-			return (now - cd->seen[i].first_ns) / 1000000;
-		}
-		if (cd->seen[i].last_ns < cd->seen[oldest].last_ns)
-			oldest = i;
-	}
-	snprintf(cd->seen[oldest].key, sizeof(cd->seen[oldest].key), "%s", key);
-	cd->seen[oldest].first_ns = cd->seen[oldest].last_ns = now;
-	return 0;
-}
-
-void cd_event(struct cd *cd, const char *vm, const char *kind, const char *fmt, ...)
-{
-	struct etcd_err err = { "" };
-	char msg[256];
-	int64_t lease;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	/* One lease of a day for many events, replaced every hour. */
-	pthread_mutex_lock(&cd->ev_mu);
-	if (!cd->events_lease || now_ns() / 1000000 - cd->events_lease_ms > EVENTS_ROTATE) {
-		if (etcd_lease_grant(cd->etcd, EVENTS_TTL_S, &cd->events_lease, NULL, &err) == 0)
-			cd->events_lease_ms = now_ns() / 1000000;
-		else
-			cd->events_lease = 0;
-	}
-	lease = cd->events_lease;
-	pthread_mutex_unlock(&cd->ev_mu);
-	cl_event_post(cd->etcd, cd->cfg->prefix, lease, cd->cfg->node, vm, kind, "%s", msg);
-}
-
-static bool status_same(const struct cl_status *a, const struct cl_status *b)
-{
-	return !strcmp(a->node, b->node) && !strcmp(a->state, b->state) && a->pid == b->pid &&
-	       a->epoch == b->epoch && a->restarts == b->restarts && !strcmp(a->error, b->error) &&
-	       !strcmp(a->console, b->console);
-}
-
-void cd_status_ensure(struct cd *cd, const struct cl_vm_view *vv, const struct cl_status *want)
-{
-	struct cl_status s = *want;
-	char key[256];
-
-	if (vv && vv->has_status && status_same(&vv->status, want))
-		return;
-	if (!s.since_ms)
-		s.since_ms = vv && vv->has_status && !strcmp(vv->status.state, want->state)
-				     ? vv->status.since_ms
-				     : wall_ms();
-	cd_key(cd, key, sizeof(key), "vms", vv ? vv->name : "", "status");
-	if (cd_put_json(cd, key, cl_status_json(&s), cd_lease(cd)) == 0)
-		log_info(SUB, "vm=%s: status %s%s%s", vv ? vv->name : "?", s.state,
-			 s.error[0] ? ": " : "", s.error);
-}
+#define SUB	     "clusterd"
+#define TICK_MS	     1000
+#define CME_VERSION  "0.5"
+#define STUCK_MIN_MS 30000 /* the main loop may block this long before the lease goes */
 
 /* ---- lease and registration ------------------------------------------------------------ */
 
@@ -419,7 +270,7 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 	rc = prepare(&cd, err, errlen);
 	if (rc)
 		goto out;
-	lvm_adopt_all(&cd);
+	cd_lvm_adopt_all(&cd);
 	log_info(SUB, "node=%s: %zu VMM(s) re-adopted; etcd %s", c->node, cd.nvms, c->etcd);
 	if (pthread_create(&ka, NULL, keepalive_main, &cd)) {
 		rc = -EAGAIN;
@@ -443,7 +294,7 @@ out_ka:
 out:
 	log_info(SUB, "node=%s: exiting; %zu VMM(s) left running", c->node, cd.nvms);
 	while (cd.nvms)
-		lvm_remove(&cd, cd.vms[0]);
+		cd_lvm_remove(&cd, cd.vms[0]);
 	free(cd.vms);
 	etcd_close(cd.etcd);
 	pthread_cond_destroy(&cd.cond);

@@ -35,30 +35,30 @@ static void dest_prepare(struct cd *cd, const struct cl_vm_view *vv, struct lvm 
 	char why[256] = "";
 	uint16_t port = 0;
 
-	if (l && (l->src || (l->role == LVM_RUN && lvm_alive(l)))) {
+	if (l && (l->src || (l->role == LVM_RUN && cd_lvm_alive(l)))) {
 		cd_mig_fail(cd, vv, "vm %s already runs on target %s", vv->name, cd->cfg->node);
 		return;
 	}
 	if (l) {
-		lvm_stop(l, 0);
-		lvm_remove(cd, l);
+		cd_lvm_stop(l, 0);
+		cd_lvm_remove(cd, l);
 	}
 	if (!vv->has_spec) {
 		cd_mig_fail(cd, vv, "vm %s has no spec any more", vv->name);
 		return;
 	}
-	l = lvm_add(cd, vv->name);
-	if (!l || lvm_start_incoming(cd, l, &vv->spec, m.id, &port, why, sizeof(why))) {
+	l = cd_lvm_add(cd, vv->name);
+	if (!l || cd_lvm_start_incoming(cd, l, &vv->spec, m.id, &port, why, sizeof(why))) {
 		if (l)
-			lvm_remove(cd, l);
+			cd_lvm_remove(cd, l);
 		cd_mig_fail(cd, vv, "%s", why[0] ? why : "cannot prepare the target");
 		return;
 	}
 	snprintf(m.dest_addr, sizeof(m.dest_addr), "%s:%u", cd->cfg->address, port);
 	snprintf(m.phase, sizeof(m.phase), "ready");
 	if (cd_mig_cas(cd, &m) != 1) {
-		lvm_stop(l, 0);
-		lvm_remove(cd, l);
+		cd_lvm_stop(l, 0);
+		cd_lvm_remove(cd, l);
 		return;
 	}
 	log_info(SUB, "vm=%s mig=%s: target listening on %s", vv->name, m.id, m.dest_addr);
@@ -70,13 +70,13 @@ static void dest_take_over(struct cd *cd, const struct cl_vm_view *vv, struct lv
 	json_t *r = NULL;
 	const char *state;
 
-	if (!lvm_alive(l)) {
+	if (!cd_lvm_alive(l)) {
 		l->role = LVM_RUN; /* lost after the commit: reconcile restarts it per policy */
 		return;
 	}
-	if (lvm_request(l, "incoming-commit", NULL, NULL) == -EREMOTEIO)
+	if (cd_lvm_request(l, "incoming-commit", NULL, NULL) == -EREMOTEIO)
 		log_debug(SUB, "vm=%s: incoming-commit refused", vv->name);
-	if (lvm_request(l, "status", NULL, &r) == 0) {
+	if (cd_lvm_request(l, "status", NULL, &r) == 0) {
 		state = json_string_value(json_object_get(r, "state"));
 		if (state && strcmp(state, "incoming")) {
 			struct cl_status st = { .pid = (int)l->pid, .epoch = vv->owner.epoch };
@@ -84,11 +84,11 @@ static void dest_take_over(struct cd *cd, const struct cl_vm_view *vv, struct lv
 			l->role = LVM_RUN;
 			l->epoch = vv->owner.epoch;
 			l->running_seen = true;
-			lvm_save_meta(l);
+			cd_lvm_save_meta(l);
 			/* Say so at once: the source writes "done" only once it reads this. */
 			snprintf(st.node, sizeof(st.node), "%s", cd->cfg->node);
 			snprintf(st.state, sizeof(st.state), "running");
-			lvm_console_path(l, st.console, sizeof(st.console));
+			cd_lvm_console_path(l, st.console, sizeof(st.console));
 			cd_status_ensure(cd, vv, &st);
 			cd_event(cd, vv->name, "vm-running", "vm %s runs on %s (epoch %llu)",
 				 vv->name, cd->cfg->node, (unsigned long long)vv->owner.epoch);
@@ -123,7 +123,7 @@ static bool source_gone(struct cd *cd, const struct cl_view *v, const struct cl_
 
 static void dest_step(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv)
 {
-	struct lvm *l = lvm_find(cd, vv->name);
+	struct lvm *l = cd_lvm_find(cd, vv->name);
 	const struct cl_migration *m = &vv->mig;
 	bool ours = l && !strcmp(l->mig_id, m->id), mine = ours && l->role == LVM_INCOMING;
 
@@ -137,14 +137,14 @@ static void dest_step(struct cd *cd, const struct cl_view *v, const struct cl_vm
 		/* The source died after its commit and never wrote "done". */
 		mig_done_late(cd, vv, "the source reported no statistics");
 	} else if (mine && !cl_migration_active(m)) {
-		lvm_stop(l, 0); /* failed: the guest never ran here */
-		lvm_remove(cd, l);
+		cd_lvm_stop(l, 0); /* failed: the guest never ran here */
+		cd_lvm_remove(cd, l);
 	} else if (mine && source_gone(cd, v, m)) {
 		cd_mig_fail(cd, vv, "the source node %s is gone", m->source);
-	} else if (mine && !lvm_alive(l)) {
+	} else if (mine && !cd_lvm_alive(l)) {
 		cd_mig_fail(cd, vv, "the incoming VMM on %s exited (status %d; see %s/vmm.log)",
 			    cd->cfg->node, l->exit_code, l->dir);
-		lvm_remove(cd, l);
+		cd_lvm_remove(cd, l);
 	}
 }
 
@@ -152,13 +152,13 @@ static void dest_step(struct cd *cd, const struct cl_view *v, const struct cl_vm
 
 static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 {
-	struct lvm *l = lvm_find(cd, vv->name);
+	struct lvm *l = cd_lvm_find(cd, vv->name);
 	const struct cl_migration *m = &vv->mig;
 	bool running;
 
 	if (l && l->src)
 		return; /* the worker owns l's fields */
-	running = l && l->role == LVM_RUN && lvm_alive(l);
+	running = l && l->role == LVM_RUN && cd_lvm_alive(l);
 	if (!strcmp(m->phase, "requested") || !strcmp(m->phase, "ready")) {
 		if (!cd_owned_here(cd, vv) || !running)
 			cd_mig_fail(cd, vv, "vm %s is not running on %s", vv->name, cd->cfg->node);
@@ -174,8 +174,8 @@ static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 			cd_mig_fail(cd, vv, "the source VMM on %s ended", cd->cfg->node);
 	} else if (!strcmp(m->phase, "committed") && l && !cd_owned_here(cd, vv)) {
 		/* We died between the commit and telling our VMM: it must never resume. */
-		lvm_stop(l, 2000);
-		lvm_remove(cd, l);
+		cd_lvm_stop(l, 2000);
+		cd_lvm_remove(cd, l);
 		mig_done_late(cd, vv, "the source daemon restarted after the commit");
 		cd_event(cd, vv->name, "migrate-resolved",
 			 "source copy on %s stopped: the owner record says %s", cd->cfg->node,
@@ -195,17 +195,17 @@ static void adopted_check(struct cd *cd, const struct cl_view *v, struct lvm *l)
 	l->check_mig = false;
 	if (l->src || (vv && vv->has_mig && cl_migration_active(&vv->mig) && !vv->bad))
 		return; /* a live migration record: the steps below handle it */
-	if (lvm_request(l, "migrate-status", NULL, &r) == 0 &&
+	if (cd_lvm_request(l, "migrate-status", NULL, &r) == 0 &&
 	    (ph = json_string_value(json_object_get(r, "phase"))) &&
 	    !strcmp(ph, "awaiting-commit")) {
 		if (vv && cd_owned_here(cd, vv) && vv->owner.epoch == l->epoch) {
 			args = json_pack("{s:s,s:s}", "decision", "abort", "reason",
 					 "the migration was abandoned while this daemon was away");
-			if (lvm_request(l, "migrate-commit", args, NULL))
+			if (cd_lvm_request(l, "migrate-commit", args, NULL))
 				l->check_mig = true; /* try again next round */
 			json_decref(args);
 		} else {
-			lvm_stop(l, 2000);
+			cd_lvm_stop(l, 2000);
 		}
 	}
 	json_decref(r);

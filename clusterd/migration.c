@@ -152,7 +152,7 @@ static void src_progress(struct src_mig *s, json_t *ev)
 		log_warn(SUB, "vm=%s mig=%s: record changed under us (%s); cancelling", s->m.vm,
 			 s->m.id, s->m.phase);
 		s->cancelled = true;
-		if (lvm_request(s->l, "migrate-cancel", NULL, NULL))
+		if (cd_lvm_request(s->l, "migrate-cancel", NULL, NULL))
 			log_warn(SUB, "vm=%s: cancel refused", s->m.vm);
 	}
 }
@@ -273,9 +273,9 @@ static void src_deliver(struct src_mig *s)
 			       ? json_pack("{s:s}", "decision", "commit")
 			       : json_pack("{s:s,s:s}", "decision", "abort", "reason", s->error);
 
-	while (s->out != OUT_FENCED && lvm_alive(s->l) && !atomic_load(s->cd->stop)) {
+	while (s->out != OUT_FENCED && cd_lvm_alive(s->l) && !atomic_load(s->cd->stop)) {
 		json_t *r = NULL;
-		int rc = lvm_request(s->l, "migrate-commit", args, &r);
+		int rc = cd_lvm_request(s->l, "migrate-commit", args, &r);
 		const char *e = json_string_value(json_object_get(r, "error"));
 		bool done = rc == 0 || (e && strstr(e, "already decided"));
 
@@ -292,7 +292,7 @@ static void src_deliver(struct src_mig *s)
 			"vm=%s: the owner record moved elsewhere during the migration; "
 			"stopping the paused source copy",
 			s->m.vm);
-		lvm_stop(s->l, 2000);
+		cd_lvm_stop(s->l, 2000);
 	}
 }
 
@@ -389,11 +389,11 @@ static void src_poll(struct src_mig *s)
 
 	while (!end && !atomic_load(s->cd->stop)) {
 		json_t *r = NULL;
-		int rc = lvm_request(s->l, "migrate-status", NULL, &r);
+		int rc = cd_lvm_request(s->l, "migrate-status", NULL, &r);
 
 		if (rc == 0 || rc == -EREMOTEIO)
 			end = src_event(s, r) || rc;
-		else if (!lvm_alive(s->l)) {
+		else if (!cd_lvm_alive(s->l)) {
 			s->out = s->decided ? s->out : OUT_FAILED;
 			snprintf(s->error, sizeof(s->error), "the source VMM ended");
 			end = true;
@@ -449,7 +449,7 @@ static void src_status(struct src_mig *s, const char *state)
 	snprintf(vv.name, sizeof(vv.name), "%s", s->m.vm);
 	snprintf(st.node, sizeof(st.node), "%s", s->cd->cfg->node);
 	snprintf(st.state, sizeof(st.state), "%s", state);
-	lvm_console_path(s->l, st.console, sizeof(st.console));
+	cd_lvm_console_path(s->l, st.console, sizeof(st.console));
 	cd_status_ensure(s->cd, &vv, &st);
 }
 
@@ -472,11 +472,11 @@ static void src_event_done(struct src_mig *s)
 static void src_settle(struct src_mig *s)
 {
 	s->cancelled = true;
-	for (int i = 0; i < 300 && lvm_alive(s->l) && !atomic_load(s->cd->stop); i++) {
+	for (int i = 0; i < 300 && cd_lvm_alive(s->l) && !atomic_load(s->cd->stop); i++) {
 		json_t *r = NULL;
 		const char *ph;
 
-		if (lvm_request(s->l, "migrate-status", NULL, &r) == 0) {
+		if (cd_lvm_request(s->l, "migrate-status", NULL, &r) == 0) {
 			ph = json_string_value(json_object_get(r, "phase"));
 			if (ph && !strcmp(ph, "awaiting-commit")) {
 				src_decide(s); /* cancelled: no txn, the owner record decides */
@@ -488,7 +488,7 @@ static void src_settle(struct src_mig *s)
 				json_decref(r);
 				return;
 			}
-			if (lvm_request(s->l, "migrate-cancel", NULL, NULL))
+			if (cd_lvm_request(s->l, "migrate-cancel", NULL, NULL))
 				log_debug(SUB, "vm=%s: cancel not taken yet", s->m.vm);
 		}
 		json_decref(r);
@@ -567,8 +567,8 @@ bool cd_migrations_reap(struct cd *cd, bool wait_all)
 		pthread_join(s->thread, NULL);
 		l->src = NULL;
 		if (s->out == OUT_COMMITTED || s->out == OUT_FENCED) {
-			lvm_stop(l, 2000); /* gone already, or in doubt: never resume here */
-			lvm_remove(cd, l);
+			cd_lvm_stop(l, 2000); /* gone already, or in doubt: never resume here */
+			cd_lvm_remove(cd, l);
 		} else {
 			i++;
 		}

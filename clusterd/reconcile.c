@@ -21,7 +21,7 @@ static void status_fill(struct cd *cd, const struct lvm *l, const char *state, s
 	if (l) {
 		s->pid = l->exited ? 0 : (int)l->pid;
 		s->epoch = l->epoch;
-		lvm_console_path(l, s->console, sizeof(s->console));
+		cd_lvm_console_path(l, s->console, sizeof(s->console));
 	}
 }
 
@@ -39,9 +39,9 @@ static void status_drop(struct cd *cd, const struct cl_vm_view *vv)
 
 static void stop_vm(struct cd *cd, struct lvm *l, const char *why)
 {
-	bool was = lvm_alive(l);
+	bool was = cd_lvm_alive(l);
 
-	lvm_stop(l, 3000);
+	cd_lvm_stop(l, 3000);
 	if (was)
 		cd_event(cd, l->name, "vm-stopped", "VMM on %s stopped: %s", cd->cfg->node, why);
 }
@@ -90,11 +90,11 @@ static void ensure_running(struct cd *cd, const struct cl_vm_view *vv, struct lv
 	uint32_t restarts = vv->has_status ? vv->status.restarts : 0;
 	struct cl_status s;
 
-	if (l && !lvm_alive(l)) {
+	if (l && !cd_lvm_alive(l)) {
 		if (!handle_exit(cd, vv, l, &restarts))
 			return;
 	} else if (l) {
-		if (!l->running_seen && lvm_request(l, "status", NULL, NULL) == 0)
+		if (!l->running_seen && cd_lvm_request(l, "status", NULL, NULL) == 0)
 			l->running_seen = true;
 		l->epoch = vv->owner.epoch;
 		status_fill(cd, l, l->running_seen ? "running" : "starting", &s);
@@ -104,11 +104,11 @@ static void ensure_running(struct cd *cd, const struct cl_vm_view *vv, struct lv
 	} else if (failed_here(cd, vv)) {
 		return;
 	}
-	if (!l && !(l = lvm_add(cd, vv->name)))
+	if (!l && !(l = cd_lvm_add(cd, vv->name)))
 		return;
 	status_fill(cd, l, "starting", &s);
 	s.restarts = restarts;
-	if (lvm_start_run(cd, l, &vv->spec, vv->owner.epoch)) {
+	if (cd_lvm_start_run(cd, l, &vv->spec, vv->owner.epoch)) {
 		snprintf(s.state, sizeof(s.state), "failed");
 		snprintf(s.error, sizeof(s.error),
 			 "cannot start cme-vmm (%.180s); see the daemon log", cd->cfg->vmm);
@@ -119,7 +119,7 @@ static void ensure_running(struct cd *cd, const struct cl_vm_view *vv, struct lv
 
 static void reconcile_vm(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv)
 {
-	struct lvm *l = lvm_find(cd, vv->name);
+	struct lvm *l = cd_lvm_find(cd, vv->name);
 	struct cl_status s;
 
 	if (l && (l->src || cd_migration_owns(cd, v, l)))
@@ -129,7 +129,7 @@ static void reconcile_vm(struct cd *cd, const struct cl_view *v, const struct cl
 	if (!cd_owned_here(cd, vv) || !vv->has_spec) {
 		if (l) {
 			stop_vm(cd, l, vv->has_spec ? "owned by another node" : "VM deleted");
-			lvm_remove(cd, l);
+			cd_lvm_remove(cd, l);
 		}
 		status_drop(cd, vv);
 		return;
@@ -138,7 +138,7 @@ static void reconcile_vm(struct cd *cd, const struct cl_view *v, const struct cl
 		if (l) {
 			stop_vm(cd, l, "stopped by the operator");
 			status_fill(cd, l, "stopped", &s);
-			lvm_remove(cd, l);
+			cd_lvm_remove(cd, l);
 		} else {
 			status_fill(cd, NULL, "stopped", &s);
 			s.epoch = vv->owner.epoch;
@@ -162,6 +162,6 @@ void cd_reconcile(struct cd *cd, const struct cl_view *v)
 			continue;
 		}
 		stop_vm(cd, l, "VM deleted");
-		lvm_remove(cd, l);
+		cd_lvm_remove(cd, l);
 	}
 }

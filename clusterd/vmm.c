@@ -20,7 +20,7 @@
 #define REPLY_MAX     (1 << 20)
 #define REQ_TIMEOUT_S 5
 
-struct lvm *lvm_find(struct cd *cd, const char *name)
+struct lvm *cd_lvm_find(struct cd *cd, const char *name)
 {
 	for (size_t i = 0; i < cd->nvms; i++)
 		if (!strcmp(cd->vms[i]->name, name))
@@ -28,7 +28,7 @@ struct lvm *lvm_find(struct cd *cd, const char *name)
 	return NULL;
 }
 
-struct lvm *lvm_add(struct cd *cd, const char *name)
+struct lvm *cd_lvm_add(struct cd *cd, const char *name)
 {
 	struct lvm *l = calloc(1, sizeof(*l)), **arr;
 	int n;
@@ -54,7 +54,7 @@ fail:
 	return NULL;
 }
 
-void lvm_remove(struct cd *cd, struct lvm *l)
+void cd_lvm_remove(struct cd *cd, struct lvm *l)
 {
 	for (size_t i = 0; i < cd->nvms; i++) {
 		if (cd->vms[i] != l)
@@ -70,12 +70,12 @@ static void api_path(const struct lvm *l, char *buf, size_t len)
 	snprintf(buf, len, "%s/api.sock", l->dir);
 }
 
-void lvm_console_path(const struct lvm *l, char *buf, size_t len)
+void cd_lvm_console_path(const struct lvm *l, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/console.log", l->dir);
 }
 
-void lvm_save_meta(const struct lvm *l)
+void cd_lvm_save_meta(const struct lvm *l)
 {
 	char path[CL_PATH_MAX + 16], tmp[CL_PATH_MAX + 16];
 	json_t *o = json_pack("{s:i,s:s,s:I,s:s}", "pid", (int)l->pid, "role",
@@ -168,7 +168,7 @@ static int spawn(struct lvm *l, char *const argv[])
 	l->exit_code = -1;
 	l->running_seen = false;
 	l->started_ms = now_ns() / 1000000;
-	lvm_save_meta(l);
+	cd_lvm_save_meta(l);
 	return 0;
 }
 
@@ -207,7 +207,7 @@ static void common_args(struct cd *cd, struct lvm *l, char api[CL_PATH_MAX + 16]
 	argv[(*n)++] = l->name;
 }
 
-int lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch)
+int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch)
 {
 	char mem[32], cpus[16], api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24];
 	char *argv[32] = { (char *)cd->cfg->vmm, "run" };
@@ -235,9 +235,9 @@ static int incoming_port(struct lvm *l, uint16_t *port)
 		json_t *r = NULL;
 		json_int_t p;
 
-		if (!lvm_alive(l))
+		if (!cd_lvm_alive(l))
 			return -ECHILD;
-		if (lvm_request(l, "status", NULL, &r) == 0) {
+		if (cd_lvm_request(l, "status", NULL, &r) == 0) {
 			p = json_integer_value(json_object_get(r, "port"));
 			json_decref(r);
 			if (p > 0 && p < 65536) {
@@ -251,8 +251,8 @@ static int incoming_port(struct lvm *l, uint16_t *port)
 	return -ETIMEDOUT;
 }
 
-int lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec, const char *mig_id,
-		       uint16_t *port, char *why, size_t whylen)
+int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
+			  const char *mig_id, uint16_t *port, char *why, size_t whylen)
 {
 	char listen[160], api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24], wait[16];
 	char *argv[32] = { (char *)cd->cfg->vmm,     "incoming", "--listen", listen,   "--tls-dir",
@@ -272,7 +272,7 @@ int lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
 	if (rc) {
 		snprintf(why, whylen, "incoming VMM on %s: %s (see %s/vmm.log)", cd->cfg->node,
 			 rc == -ECHILD ? "exited" : strerror(-rc), l->dir);
-		lvm_stop(l, 0);
+		cd_lvm_stop(l, 0);
 	}
 	return rc;
 }
@@ -302,7 +302,7 @@ static bool pid_is_vmm(pid_t pid, const char *dir)
 	return false;
 }
 
-bool lvm_alive(struct lvm *l)
+bool cd_lvm_alive(struct lvm *l)
 {
 	int st;
 
@@ -323,7 +323,7 @@ bool lvm_alive(struct lvm *l)
 	return false;
 }
 
-int lvm_request(const struct lvm *l, const char *cmd, json_t *args, json_t **reply)
+int cd_lvm_request(const struct lvm *l, const char *cmd, json_t *args, json_t **reply)
 {
 	struct timeval tv = { .tv_sec = REQ_TIMEOUT_S };
 	char api[CL_PATH_MAX + 16];
@@ -355,20 +355,20 @@ int lvm_request(const struct lvm *l, const char *cmd, json_t *args, json_t **rep
 	return rc;
 }
 
-void lvm_stop(struct lvm *l, unsigned grace_ms)
+void cd_lvm_stop(struct lvm *l, unsigned grace_ms)
 {
-	if (!lvm_alive(l))
+	if (!cd_lvm_alive(l))
 		return;
-	if (grace_ms && lvm_request(l, "stop", NULL, NULL) == 0)
-		for (unsigned t = 0; t < grace_ms && lvm_alive(l); t += 20)
+	if (grace_ms && cd_lvm_request(l, "stop", NULL, NULL) == 0)
+		for (unsigned t = 0; t < grace_ms && cd_lvm_alive(l); t += 20)
 			sleep_ms(20);
-	if (lvm_alive(l)) {
+	if (cd_lvm_alive(l)) {
 		kill(l->pid, SIGKILL);
 		/* Bounded: a VMM stuck in the kernel (hung storage) must not freeze the daemon.
 		 * With SIGKILL pending it never runs guest code again. */
-		for (int t = 0; t < 1000 && lvm_alive(l); t++)
+		for (int t = 0; t < 1000 && cd_lvm_alive(l); t++)
 			sleep_ms(10);
-		if (lvm_alive(l))
+		if (cd_lvm_alive(l))
 			log_err(SUB, "vm=%s: VMM pid %d does not die (stuck in the kernel?)",
 				l->name, (int)l->pid);
 	}
@@ -390,7 +390,7 @@ static void adopt_one(struct cd *cd, const char *name)
 	role = json_string_value(json_object_get(m, "role"));
 	mig = json_string_value(json_object_get(m, "mig_id"));
 	snprintf(dir, sizeof(dir), "%s/vms/%s", cd->cfg->state_dir, name);
-	if (pid > 1 && role && pid_is_vmm((pid_t)pid, dir) && (l = lvm_add(cd, name))) {
+	if (pid > 1 && role && pid_is_vmm((pid_t)pid, dir) && (l = cd_lvm_add(cd, name))) {
 		l->pid = (pid_t)pid;
 		l->child = false;
 		l->role = strcmp(role, "run") ? LVM_INCOMING : LVM_RUN;
@@ -403,7 +403,7 @@ static void adopt_one(struct cd *cd, const char *name)
 	json_decref(m);
 }
 
-void lvm_adopt_all(struct cd *cd)
+void cd_lvm_adopt_all(struct cd *cd)
 {
 	char path[CL_PATH_MAX + 8];
 	struct dirent *de;
@@ -414,7 +414,7 @@ void lvm_adopt_all(struct cd *cd)
 	if (!d)
 		return;
 	while ((de = readdir(d)))
-		if (cl_name_ok(de->d_name) && !lvm_find(cd, de->d_name))
+		if (cl_name_ok(de->d_name) && !cd_lvm_find(cd, de->d_name))
 			adopt_one(cd, de->d_name);
 	closedir(d);
 }

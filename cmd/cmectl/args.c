@@ -18,7 +18,7 @@ static void global_flags(struct ctl *c, struct flag out[6])
 	out[5] = (struct flag){ NULL, NULL, FL_BOOL, NULL, NULL };
 }
 
-void args_defaults(struct ctl *c)
+void ctl_args_defaults(struct ctl *c)
 {
 	const char *s;
 
@@ -70,7 +70,7 @@ static int take_flag(const char *cmd, const struct flag *flags, const struct fla
 	return 1;
 }
 
-int args_globals(struct ctl *c, int argc, char **argv)
+int ctl_args_globals(struct ctl *c, int argc, char **argv)
 {
 	struct flag globals[6];
 	int i;
@@ -134,8 +134,8 @@ static int check_globals(struct ctl *c)
 	return check_tls(c);
 }
 
-int args_parse(struct ctl *c, const char *cmd, int argc, char **argv, const struct flag *flags,
-	       const char *pos_name, const char **pos)
+int ctl_args_parse(struct ctl *c, const char *cmd, int argc, char **argv, const struct flag *flags,
+		   const char *pos_name, const char **pos)
 {
 	struct flag globals[6];
 	int npos = 0;
@@ -162,8 +162,8 @@ int args_parse(struct ctl *c, const char *cmd, int argc, char **argv, const stru
 	return check_globals(c);
 }
 
-int args_uint(const char *cmd, const char *flag, const char *s, uint64_t min, uint64_t max,
-	      uint64_t *out)
+int ctl_args_uint(const char *cmd, const char *flag, const char *s, uint64_t min, uint64_t max,
+		  uint64_t *out)
 {
 	if (parse_uint(s, min, max, out))
 		return ctl_usage("%s: %s %s: expected a whole number from %llu to %llu", cmd, flag,

@@ -11,7 +11,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "clusterd.h"
+#include "cluster.h"
+#include "etcd.h"
 
 enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
 
@@ -56,18 +57,18 @@ struct flag {
 };
 
 /* Defaults from the environment (CME_ETCD, CME_TLS_DIR, CME_PREFIX) into c. */
-void args_defaults(struct ctl *c);
+void ctl_args_defaults(struct ctl *c);
 /* Take the global options at the front of argv (up to the first command word). Returns
  * how many arguments were used, or -1 after a usage error line. */
-int args_globals(struct ctl *c, int argc, char **argv);
+int ctl_args_globals(struct ctl *c, int argc, char **argv);
 /* Parse a command's arguments: its flags and the global options in any order, and the
  * positional NAME when pos_name is not NULL (then exactly one is required, into *pos).
  * Validates the global options too. Returns CTL_OK or CTL_USAGE (line printed). */
-int args_parse(struct ctl *c, const char *cmd, int argc, char **argv, const struct flag *flags,
-	       const char *pos_name, const char **pos) CME_WUR;
+int ctl_args_parse(struct ctl *c, const char *cmd, int argc, char **argv, const struct flag *flags,
+		   const char *pos_name, const char **pos) CME_WUR;
 /* Parse a flag's decimal value in [min, max]; CTL_USAGE with a line naming it. */
-int args_uint(const char *cmd, const char *flag, const char *s, uint64_t min, uint64_t max,
-	      uint64_t *out) CME_WUR;
+int ctl_args_uint(const char *cmd, const char *flag, const char *s, uint64_t min, uint64_t max,
+		  uint64_t *out) CME_WUR;
 
 /* ---- etcd and records (ctl.c) ------------------------------------------------------- */
 
@@ -104,34 +105,34 @@ const char *ctl_node_refusal(const struct cl_node_view *nv);
 
 struct table;
 /* A table with ncols columns and the given headers; NULL when out of memory. */
-struct table *table_new(size_t ncols, const char *const *headers);
+struct table *ctl_table_new(size_t ncols, const char *const *headers);
 /* Add one cell to the current row (a new row starts after ncols cells). */
-void table_cell(struct table *t, const char *fmt, ...) CME_PRINTF(2, 3);
+void ctl_table_cell(struct table *t, const char *fmt, ...) CME_PRINTF(2, 3);
 /* Print with columns aligned (two spaces apart; the last column unpadded) and free. */
-void table_print(struct table *t, FILE *f);
-void table_free(struct table *t);
+void ctl_table_print(struct table *t, FILE *f);
+void ctl_table_free(struct table *t);
 
 /* Print v (indented, keys in insertion order) and a newline on stdout; consumes v. */
-void out_json(json_t *v);
+void ctl_out_json(json_t *v);
 /* Print v compactly on one line (JSON lines) and flush; consumes v. */
-void out_json_line(json_t *v);
+void ctl_out_json_line(json_t *v);
 /* A record's JSON text (from a cl_*_json encoder, consumed) as a json_t; json_null() for
  * NULL. */
-json_t *out_rec(char *txt);
+json_t *ctl_out_rec(char *txt);
 /* ms since the epoch as "2024-05-01T12:00:00.123Z" (buf of 32 bytes); "-" for 0. */
-const char *out_time(uint64_t ms, char *buf);
+const char *ctl_out_time(uint64_t ms, char *buf);
 /* s, or "-" when s is NULL or empty. */
-const char *out_dash(const char *s);
+const char *ctl_out_dash(const char *s);
 
 /* ---- migration text (mig_fmt.c) ---------------------------------------------------- */
 
 /* "total T ms (cluster C ms), downtime D ms, R rounds, B MiB at X Mbit/s" from a done
  * migration's statistics (fields missing from them count as 0). */
-void mig_summary(const struct cl_migration *m, char *buf, size_t len);
+void ctl_mig_summary(const struct cl_migration *m, char *buf, size_t len);
 /* "round R  sent X MiB  left Y pages  rate Z Mbit/s  phase P" of a running migration. */
-void mig_progress(const struct cl_migration *m, char *buf, size_t len);
+void ctl_mig_progress(const struct cl_migration *m, char *buf, size_t len);
 /* A number field of a done migration's statistics (0 when missing). */
-double mig_stat(const struct cl_migration *m, const char *field);
+double ctl_mig_stat(const struct cl_migration *m, const char *field);
 
 /* ---- waiting (wait.c) --------------------------------------------------------------- */
 
@@ -139,41 +140,41 @@ enum vm_want { WANT_RUNNING, WANT_STOPPED, WANT_GONE };
 
 /* Read vms/<vm>/status: CTL_OK with *present and *st (and *mod_rev, may be NULL), or
  * CTL_FAIL (line printed). */
-int read_status(struct ctl *c, const char *vm, struct cl_status *st, bool *present,
-		int64_t *mod_rev) CME_WUR;
+int ctl_read_status(struct ctl *c, const char *vm, struct cl_status *st, bool *present,
+		    int64_t *mod_rev) CME_WUR;
 
 /* Poll vms/<vm>/status until it reaches want, up to c->timeout_s. A failed or pending
  * status only counts when written after after_rev (the request's revision). On CTL_OK,
  * *st (may be NULL) holds the last status (zeroed when absent). CTL_FAIL: line printed. */
-int wait_vm(struct ctl *c, const char *vm, enum vm_want want, int64_t after_rev,
-	    struct cl_status *st) CME_WUR;
-/* Print the outcome of a successful wait_vm in the output mode. */
-void wait_vm_report(const struct ctl *c, const char *vm, enum vm_want want,
-		    const struct cl_status *st);
+int ctl_wait_vm(struct ctl *c, const char *vm, enum vm_want want, int64_t after_rev,
+		struct cl_status *st) CME_WUR;
+/* Print the outcome of a successful ctl_wait_vm in the output mode. */
+void ctl_wait_vm_report(const struct ctl *c, const char *vm, enum vm_want want,
+			const struct cl_status *st);
 /* etcd_watch on key (or the prefix) from rev until cb returns nonzero (returned), or
  * timeout_s seconds pass (0: no limit; *timed_out set, returns 0), or -errno (err). */
-int wait_watch(struct ctl *c, const char *key, bool prefix, int64_t rev, etcd_watch_cb cb,
-	       void *opaque, unsigned timeout_s, bool *timed_out, struct etcd_err *err) CME_WUR;
+int ctl_wait_watch(struct ctl *c, const char *key, bool prefix, int64_t rev, etcd_watch_cb cb,
+		   void *opaque, unsigned timeout_s, bool *timed_out, struct etcd_err *err) CME_WUR;
 
 /* ---- commands ----------------------------------------------------------------------- */
 
-int cmd_node_ls(struct ctl *c, int argc, char **argv);
-int cmd_node_show(struct ctl *c, int argc, char **argv);
-int cmd_node_drain(struct ctl *c, int argc, char **argv);
-int cmd_node_maintenance(struct ctl *c, int argc, char **argv);
-int cmd_node_undrain(struct ctl *c, int argc, char **argv);
-int cmd_vm_create(struct ctl *c, int argc, char **argv);
-int cmd_vm_ls(struct ctl *c, int argc, char **argv);
-int cmd_vm_show(struct ctl *c, int argc, char **argv);
-int cmd_vm_start(struct ctl *c, int argc, char **argv);
-int cmd_vm_stop(struct ctl *c, int argc, char **argv);
-int cmd_vm_delete(struct ctl *c, int argc, char **argv);
-int cmd_vm_migrate(struct ctl *c, int argc, char **argv);
-int cmd_vm_console(struct ctl *c, int argc, char **argv);
-int cmd_events(struct ctl *c, int argc, char **argv);
-int cmd_status(struct ctl *c, int argc, char **argv);
+int ctl_cmd_node_ls(struct ctl *c, int argc, char **argv);
+int ctl_cmd_node_show(struct ctl *c, int argc, char **argv);
+int ctl_cmd_node_drain(struct ctl *c, int argc, char **argv);
+int ctl_cmd_node_maintenance(struct ctl *c, int argc, char **argv);
+int ctl_cmd_node_undrain(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_create(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_ls(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_show(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_start(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_stop(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_delete(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_migrate(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_console(struct ctl *c, int argc, char **argv);
+int ctl_cmd_events(struct ctl *c, int argc, char **argv);
+int ctl_cmd_status(struct ctl *c, int argc, char **argv);
 
 /* Wait for node's drain (or maintenance) to empty it (node_drain.c). */
-int drain_wait(struct ctl *c, const char *node, const char *state);
+int ctl_drain_wait(struct ctl *c, const char *node, const char *state);
 
 #endif

@@ -25,7 +25,7 @@ static int elsewhere(struct ctl *c, const char *vm, const struct cl_status *st)
 		snprintf(n.addr, sizeof(n.addr), "address unknown");
 	etcd_kv_free(kv);
 	return ctl_fail("console of vm %s is on node %s (%s); run cmectl there", vm,
-			out_dash(st->node), n.addr);
+			ctl_out_dash(st->node), n.addr);
 }
 
 /* No status record: an unknown VM, or one no node runs. */
@@ -49,7 +49,7 @@ static int open_console(struct ctl *c, const char *vm, const struct cl_status *s
 {
 	if (!st->console[0])
 		return ctl_fail("vm %s has no console log (%s on %s)", vm, st->state,
-				out_dash(st->node));
+				ctl_out_dash(st->node));
 	*fd = open(st->console, O_RDONLY | O_CLOEXEC);
 	if (*fd < 0)
 		return elsewhere(c, vm, st);
@@ -96,14 +96,14 @@ static int follow(struct ctl *c, const char *vm, struct cl_status *st, int *fd)
 		if ((waited += FOLLOW_POLL_MS) < STATUS_EVERY_MS)
 			continue;
 		waited = 0;
-		if (read_status(c, vm, &now, &present, NULL))
+		if (ctl_read_status(c, vm, &now, &present, NULL))
 			return CTL_FAIL;
 		if (!present || !now.console[0] || !strcmp(now.console, st->console))
 			continue;
 		(void)drain_fd(*fd); /* the old VMM's last words first */
 		close(*fd);
 		*fd = -1;
-		fprintf(stderr, "--- vm %s is now on %s: %s ---\n", vm, out_dash(now.node),
+		fprintf(stderr, "--- vm %s is now on %s: %s ---\n", vm, ctl_out_dash(now.node),
 			now.console);
 		*st = now;
 		if ((rc = open_console(c, vm, st, fd)))
@@ -111,7 +111,7 @@ static int follow(struct ctl *c, const char *vm, struct cl_status *st, int *fd)
 	}
 }
 
-int cmd_vm_console(struct ctl *c, int argc, char **argv)
+int ctl_cmd_vm_console(struct ctl *c, int argc, char **argv)
 {
 	const char *name = NULL;
 	bool follow_on = false;
@@ -119,9 +119,9 @@ int cmd_vm_console(struct ctl *c, int argc, char **argv)
 	struct cl_status st;
 	bool present = false;
 	int fd = -1;
-	int rc = args_parse(c, "vm console", argc, argv, flags, "NAME", &name);
+	int rc = ctl_args_parse(c, "vm console", argc, argv, flags, "NAME", &name);
 
-	if (rc || (rc = ctl_connect(c)) || (rc = read_status(c, name, &st, &present, NULL)))
+	if (rc || (rc = ctl_connect(c)) || (rc = ctl_read_status(c, name, &st, &present, NULL)))
 		return rc;
 	if (!present)
 		return no_status(c, name);

@@ -27,11 +27,11 @@ static void print_event(const struct ctl *c, const struct cl_event *ev)
 	char tb[32];
 
 	if (c->json) {
-		out_json_line(out_rec(cl_event_json(ev)));
+		ctl_out_json_line(ctl_out_rec(cl_event_json(ev)));
 		return;
 	}
-	printf(EVENT_FMT, out_time(ev->ts_ms, tb), out_dash(ev->node), out_dash(ev->vm), ev->kind,
-	       ev->msg);
+	printf(EVENT_FMT, ctl_out_time(ev->ts_ms, tb), ctl_out_dash(ev->node), ctl_out_dash(ev->vm),
+	       ev->kind, ev->msg);
 	fflush(stdout);
 }
 
@@ -117,11 +117,11 @@ static int follow(struct evlist *l, int64_t rev)
 	int rc;
 
 	ctl_key(l->c, key, "events", "", NULL);
-	rc = wait_watch(l->c, key, true, rev + 1, on_event, l, 0, &timed_out, &err);
+	rc = ctl_wait_watch(l->c, key, true, rev + 1, on_event, l, 0, &timed_out, &err);
 	return rc ? ctl_fail("following events: %s", err.msg) : CTL_OK;
 }
 
-int cmd_events(struct ctl *c, int argc, char **argv)
+int ctl_cmd_events(struct ctl *c, int argc, char **argv)
 {
 	const char *count = NULL;
 	bool follow_on = false;
@@ -132,9 +132,9 @@ int cmd_events(struct ctl *c, int argc, char **argv)
 				      { 0 } };
 	uint64_t n = DEFAULT_N;
 	int64_t rev = 0;
-	int rc = args_parse(c, "events", argc, argv, flags, NULL, NULL);
+	int rc = ctl_args_parse(c, "events", argc, argv, flags, NULL, NULL);
 
-	if (rc || (count && (rc = args_uint("events", "-n", count, 0, 1000000, &n))))
+	if (rc || (count && (rc = ctl_args_uint("events", "-n", count, 0, 1000000, &n))))
 		return rc;
 	if ((rc = ctl_connect(c)) || (rc = read_events(&l, &rev)))
 		goto out;

@@ -10,30 +10,32 @@
 static int cmd_help(struct ctl *c, int argc, char **argv);
 
 static const struct ctl_cmd commands[] = {
-	{ "node", "ls", cmd_node_ls, "", "nodes: up/down, admin state, capacity used/offered" },
-	{ "node", "show", cmd_node_show, "NAME", "one node: record, admin state, usage, its VMs" },
-	{ "node", "drain", cmd_node_drain, "NAME [--no-wait]",
+	{ "node", "ls", ctl_cmd_node_ls, "", "nodes: up/down, admin state, capacity used/offered" },
+	{ "node", "show", ctl_cmd_node_show, "NAME",
+	  "one node: record, admin state, usage, its VMs" },
+	{ "node", "drain", ctl_cmd_node_drain, "NAME [--no-wait]",
 	  "live-migrate every VM away; wait until the node owns none" },
-	{ "node", "maintenance", cmd_node_maintenance, "NAME [--no-wait]",
+	{ "node", "maintenance", ctl_cmd_node_maintenance, "NAME [--no-wait]",
 	  "like drain, and the node stays out of placement" },
-	{ "node", "undrain", cmd_node_undrain, "NAME", "make the node schedulable again" },
-	{ "vm", "create", cmd_vm_create,
+	{ "node", "undrain", ctl_cmd_node_undrain, "NAME", "make the node schedulable again" },
+	{ "vm", "create", ctl_cmd_vm_create,
 	  "NAME --mem SIZE --vcpus N (--image FILE | --kernel FILE [--initrd FILE])\n"
 	  "        [--cmdline STR] [--restart always|on-failure|never] [--group GROUP]\n"
 	  "        [--priority N] [--stopped] [--no-wait]",
 	  "define a VM (files must exist at the same path on every node) and start it" },
-	{ "vm", "ls", cmd_vm_ls, "", "VMs: state, node, epoch, size, migration in flight" },
-	{ "vm", "show", cmd_vm_show, "NAME", "spec, owner, status and last migration of a VM" },
-	{ "vm", "start", cmd_vm_start, "NAME [--no-wait]", "want the VM running; wait for it" },
-	{ "vm", "stop", cmd_vm_stop, "NAME [--no-wait]", "want the VM stopped; wait for it" },
-	{ "vm", "delete", cmd_vm_delete, "NAME [--no-wait]",
+	{ "vm", "ls", ctl_cmd_vm_ls, "", "VMs: state, node, epoch, size, migration in flight" },
+	{ "vm", "show", ctl_cmd_vm_show, "NAME", "spec, owner, status and last migration of a VM" },
+	{ "vm", "start", ctl_cmd_vm_start, "NAME [--no-wait]", "want the VM running; wait for it" },
+	{ "vm", "stop", ctl_cmd_vm_stop, "NAME [--no-wait]", "want the VM stopped; wait for it" },
+	{ "vm", "delete", ctl_cmd_vm_delete, "NAME [--no-wait]",
 	  "delete the VM; wait until its VMM has stopped" },
-	{ "vm", "migrate", cmd_vm_migrate, "NAME [--to NODE] [--no-wait]",
+	{ "vm", "migrate", ctl_cmd_vm_migrate, "NAME [--to NODE] [--no-wait]",
 	  "live-migrate the VM and follow its progress" },
-	{ "vm", "console", cmd_vm_console, "NAME [-f]",
+	{ "vm", "console", ctl_cmd_vm_console, "NAME [-f]",
 	  "print (or follow) the VM's console log when it is on this host" },
-	{ NULL, "events", cmd_events, "[--vm NAME] [-n N] [-f]", "the cluster's event log" },
-	{ NULL, "status", cmd_status, "", "etcd, leader, nodes, VMs and migrations at a glance" },
+	{ NULL, "events", ctl_cmd_events, "[--vm NAME] [-n N] [-f]", "the cluster's event log" },
+	{ NULL, "status", ctl_cmd_status, "",
+	  "etcd, leader, nodes, VMs and migrations at a glance" },
 	{ NULL, "help", cmd_help, "", "this text" },
 };
 
@@ -161,12 +163,12 @@ int main(int argc, char **argv)
 	 * its one line each. A closed pipe (cmectl ... | head) ends it quietly too. */
 	log_init("cmectl", LOG_ERR);
 	signal(SIGPIPE, SIG_DFL);
-	args_defaults(&c);
+	ctl_args_defaults(&c);
 	if (wants_help(argc - 1, argv + 1) && (argc < 3 || argv[1][0] == '-')) {
 		usage(stdout);
 		return CTL_OK;
 	}
-	n = args_globals(&c, argc - 1, argv + 1);
+	n = ctl_args_globals(&c, argc - 1, argv + 1);
 	if (n < 0)
 		return CTL_USAGE;
 	rc = dispatch(&c, argc - 1 - n, argv + 1 + n);

@@ -6,7 +6,7 @@
 
 #define MIB (1024.0 * 1024.0)
 
-double mig_stat(const struct cl_migration *m, const char *field)
+double ctl_mig_stat(const struct cl_migration *m, const char *field)
 {
 	json_t *o = m->stats[0] ? json_loads(m->stats, 0, NULL) : NULL;
 	json_t *v = json_object_get(o, field);
@@ -16,16 +16,17 @@ double mig_stat(const struct cl_migration *m, const char *field)
 	return d;
 }
 
-void mig_summary(const struct cl_migration *m, char *buf, size_t len)
+void ctl_mig_summary(const struct cl_migration *m, char *buf, size_t len)
 {
 	snprintf(buf, len,
 		 "total %.0f ms (cluster %" PRIu64 " ms), downtime %.0f ms, %.0f rounds, %.1f MiB "
 		 "at %.1f Mbit/s",
-		 mig_stat(m, "total_ms"), m->cluster_ms, mig_stat(m, "downtime_ms"),
-		 mig_stat(m, "rounds"), mig_stat(m, "bytes") / MIB, mig_stat(m, "throughput_mbps"));
+		 ctl_mig_stat(m, "total_ms"), m->cluster_ms, ctl_mig_stat(m, "downtime_ms"),
+		 ctl_mig_stat(m, "rounds"), ctl_mig_stat(m, "bytes") / MIB,
+		 ctl_mig_stat(m, "throughput_mbps"));
 }
 
-void mig_progress(const struct cl_migration *m, char *buf, size_t len)
+void ctl_mig_progress(const struct cl_migration *m, char *buf, size_t len)
 {
 	if (!m->round && !m->bytes_sent) {
 		snprintf(buf, len, "phase %s", m->phase);

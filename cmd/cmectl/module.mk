@@ -1,6 +1,6 @@
 # cmectl: the operator's command line (etcd only; never talks to a VMM directly).
 PROGS        += cmectl
-cmectl_DEPS  := clusterd ha proto common
+cmectl_DEPS  := cluster etcd ha common
 cmectl_SRCS  := cmd/cmectl/main.c cmd/cmectl/args.c cmd/cmectl/ctl.c cmd/cmectl/output.c \
                 cmd/cmectl/wait.c cmd/cmectl/mig_fmt.c cmd/cmectl/node.c \
                 cmd/cmectl/node_drain.c cmd/cmectl/vm.c cmd/cmectl/vm_create.c \

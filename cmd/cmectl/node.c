@@ -44,22 +44,22 @@ static void node_row(struct table *t, const struct cl_view *v, const struct cl_h
 	const struct cl_node_view *nv = &v->nodes[i];
 	struct node_use u = node_use(v, h, i);
 
-	table_cell(t, "%s%s", nv->name, strcmp(v->leader, nv->name) ? "" : " (leader)");
-	table_cell(t, "%s", nv->alive ? "up" : "down");
-	table_cell(t, "%s", nv->admin.state);
-	table_cell(t, "%s", out_dash(nv->node.addr));
-	table_cell(t, "%" PRIu32 "/%" PRIu32, u.cpus, nv->node.cpus);
-	table_cell(t, "%" PRIu64 "/%" PRIu64, u.mem_mb, nv->node.mem_mb);
-	table_cell(t, "%u", u.vms);
+	ctl_table_cell(t, "%s%s", nv->name, strcmp(v->leader, nv->name) ? "" : " (leader)");
+	ctl_table_cell(t, "%s", nv->alive ? "up" : "down");
+	ctl_table_cell(t, "%s", nv->admin.state);
+	ctl_table_cell(t, "%s", ctl_out_dash(nv->node.addr));
+	ctl_table_cell(t, "%" PRIu32 "/%" PRIu32, u.cpus, nv->node.cpus);
+	ctl_table_cell(t, "%" PRIu64 "/%" PRIu64, u.mem_mb, nv->node.mem_mb);
+	ctl_table_cell(t, "%u", u.vms);
 }
 
-int cmd_node_ls(struct ctl *c, int argc, char **argv)
+int ctl_cmd_node_ls(struct ctl *c, int argc, char **argv)
 {
 	static const char *const hdr[] = { "NAME",  "STATE",	   "ADMIN", "ADDRESS",
 					   "VCPUS", "MEMORY(MiB)", "VMS" };
 	struct cl_view v;
 	struct cl_ha h;
-	int rc = args_parse(c, "node ls", argc, argv, NULL, NULL, NULL);
+	int rc = ctl_args_parse(c, "node ls", argc, argv, NULL, NULL, NULL);
 
 	if (rc || (rc = ctl_view(c, &v)))
 		return rc;
@@ -71,13 +71,13 @@ int cmd_node_ls(struct ctl *c, int argc, char **argv)
 
 		for (size_t i = 0; i < v.nnodes; i++)
 			json_array_append_new(arr, node_obj(&v, &h, i));
-		out_json(arr);
+		ctl_out_json(arr);
 	} else {
-		struct table *t = table_new(ARRAY_SIZE(hdr), hdr);
+		struct table *t = ctl_table_new(ARRAY_SIZE(hdr), hdr);
 
 		for (size_t i = 0; i < v.nnodes; i++)
 			node_row(t, &v, &h, i);
-		table_print(t, stdout);
+		ctl_table_print(t, stdout);
 	}
 	cl_ha_free(&h);
 out_view:
@@ -109,45 +109,45 @@ static void show_text(const struct cl_view *v, const struct cl_ha *h, size_t i)
 	static const char *const hdr[] = { "VM", "STATE", "EPOCH" };
 	const struct cl_node_view *nv = &v->nodes[i];
 	struct node_use u = node_use(v, h, i);
-	struct table *t = table_new(ARRAY_SIZE(hdr), hdr);
+	struct table *t = ctl_table_new(ARRAY_SIZE(hdr), hdr);
 	char tb[32];
 
 	printf("node:     %s (%s%s)\n", nv->name, nv->alive ? "up" : "down",
 	       strcmp(v->leader, nv->name) ? "" : ", leader");
 	if (nv->admin.since_ms)
 		printf("admin:    %s since %s\n", nv->admin.state,
-		       out_time(nv->admin.since_ms, tb));
+		       ctl_out_time(nv->admin.since_ms, tb));
 	else
 		printf("admin:    %s\n", nv->admin.state);
-	printf("address:  %s\n", out_dash(nv->node.addr));
+	printf("address:  %s\n", ctl_out_dash(nv->node.addr));
 	printf("vCPUs:    %" PRIu32 " used of %" PRIu32 "\n", u.cpus, nv->node.cpus);
 	printf("memory:   %" PRIu64 " MiB used of %" PRIu64 " MiB\n", u.mem_mb, nv->node.mem_mb);
-	printf("version:  %s\n", out_dash(nv->node.version));
-	printf("started:  %s\n", out_time(nv->node.started_ms, tb));
+	printf("version:  %s\n", ctl_out_dash(nv->node.version));
+	printf("started:  %s\n", ctl_out_time(nv->node.started_ms, tb));
 	printf("VMs:      %u\n", u.vms);
 	for (size_t k = 0; k < v->nvms; k++) {
 		const struct cl_vm_view *vv = &v->vms[k];
 
 		if (!vv->has_owner || strcmp(vv->owner.node, nv->name))
 			continue;
-		table_cell(t, "%s", vv->name);
-		table_cell(t, "%s", out_dash(ctl_vm_state(vv)));
-		table_cell(t, "%" PRIu64, vv->owner.epoch);
+		ctl_table_cell(t, "%s", vv->name);
+		ctl_table_cell(t, "%s", ctl_out_dash(ctl_vm_state(vv)));
+		ctl_table_cell(t, "%" PRIu64, vv->owner.epoch);
 	}
 	if (u.vms)
-		table_print(t, stdout);
+		ctl_table_print(t, stdout);
 	else
-		table_free(t);
+		ctl_table_free(t);
 }
 
-int cmd_node_show(struct ctl *c, int argc, char **argv)
+int ctl_cmd_node_show(struct ctl *c, int argc, char **argv)
 {
 	const char *name = NULL;
 	struct cl_view v;
 	struct cl_ha h;
 	json_t *o;
 	long i;
-	int rc = args_parse(c, "node show", argc, argv, NULL, "NAME", &name);
+	int rc = ctl_args_parse(c, "node show", argc, argv, NULL, "NAME", &name);
 
 	if (rc || (rc = ctl_view(c, &v)))
 		return rc;
@@ -162,7 +162,7 @@ int cmd_node_show(struct ctl *c, int argc, char **argv)
 	if (c->json) {
 		o = node_obj(&v, &h, (size_t)i);
 		json_object_set_new(o, "owned", owned_vms(&v, name));
-		out_json(o);
+		ctl_out_json(o);
 	} else {
 		show_text(&v, &h, (size_t)i);
 	}
@@ -216,33 +216,33 @@ static int admin_cmd(struct ctl *c, const char *cmd, const char *state, int argc
 	const char *name = NULL;
 	bool no_wait = false;
 	const struct flag flags[] = { { "--no-wait", NULL, FL_BOOL, &no_wait, NULL }, { 0 } };
-	int rc = args_parse(c, cmd, argc, argv, strcmp(state, "schedulable") ? flags : NULL, "NAME",
-			    &name);
+	int rc = ctl_args_parse(c, cmd, argc, argv, strcmp(state, "schedulable") ? flags : NULL,
+				"NAME", &name);
 
 	if (rc || (rc = set_admin(c, name, state)))
 		return rc;
 	if (!strcmp(state, "schedulable") || no_wait) {
 		if (c->json)
-			out_json(json_pack("{s:s, s:s}", "node", name, "admin", state));
+			ctl_out_json(json_pack("{s:s, s:s}", "node", name, "admin", state));
 		else
 			printf("node %s is %s%s\n", name, strcmp(state, "maintenance") ? "" : "in ",
 			       state);
 		return CTL_OK;
 	}
-	return drain_wait(c, name, state);
+	return ctl_drain_wait(c, name, state);
 }
 
-int cmd_node_drain(struct ctl *c, int argc, char **argv)
+int ctl_cmd_node_drain(struct ctl *c, int argc, char **argv)
 {
 	return admin_cmd(c, "node drain", "draining", argc, argv);
 }
 
-int cmd_node_maintenance(struct ctl *c, int argc, char **argv)
+int ctl_cmd_node_maintenance(struct ctl *c, int argc, char **argv)
 {
 	return admin_cmd(c, "node maintenance", "maintenance", argc, argv);
 }
 
-int cmd_node_undrain(struct ctl *c, int argc, char **argv)
+int ctl_cmd_node_undrain(struct ctl *c, int argc, char **argv)
 {
 	return admin_cmd(c, "node undrain", "schedulable", argc, argv);
 }

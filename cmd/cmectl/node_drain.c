@@ -208,12 +208,12 @@ static void drain_json(const struct drain *d, const char *state, bool drained)
 	for (size_t k = 0; k < d->n; k++)
 		if (!d->vms[k].done)
 			json_array_append_new(left, json_string(d->vms[k].name));
-	out_json(json_pack("{s:s, s:s, s:b, s:O, s:O, s:o}", "node", d->node, "admin", state,
-			   "drained", drained, "moved", d->moved, "problems", d->problems,
-			   "remaining", left));
+	ctl_out_json(json_pack("{s:s, s:s, s:b, s:O, s:O, s:o}", "node", d->node, "admin", state,
+			       "drained", drained, "moved", d->moved, "problems", d->problems,
+			       "remaining", left));
 }
 
-int drain_wait(struct ctl *c, const char *node, const char *state)
+int ctl_drain_wait(struct ctl *c, const char *node, const char *state)
 {
 	struct drain d = { .c = c, .node = node, .moved = json_array(), .problems = json_array() };
 	uint64_t deadline = now_ns() + (uint64_t)c->timeout_s * 1000000000ull;

@@ -13,7 +13,7 @@ struct table {
 	size_t ncells, cap;
 };
 
-struct table *table_new(size_t ncols, const char *const *headers)
+struct table *ctl_table_new(size_t ncols, const char *const *headers)
 {
 	struct table *t = calloc(1, sizeof(*t));
 
@@ -24,7 +24,7 @@ struct table *table_new(size_t ncols, const char *const *headers)
 	return t;
 }
 
-void table_cell(struct table *t, const char *fmt, ...)
+void ctl_table_cell(struct table *t, const char *fmt, ...)
 {
 	va_list ap;
 	char *s = NULL;
@@ -47,7 +47,7 @@ void table_cell(struct table *t, const char *fmt, ...)
 	t->cells[t->ncells++] = s;
 }
 
-void table_free(struct table *t)
+void ctl_table_free(struct table *t)
 {
 	if (!t)
 		return;
@@ -83,7 +83,7 @@ static void print_row(FILE *f, const struct table *t, const size_t *w, const cha
 	}
 }
 
-void table_print(struct table *t, FILE *f)
+void ctl_table_print(struct table *t, FILE *f)
 {
 	size_t *w = t ? calloc(t->ncols, sizeof(*w)) : NULL;
 	const char *row[16];
@@ -103,10 +103,10 @@ void table_print(struct table *t, FILE *f)
 	}
 out:
 	free(w);
-	table_free(t);
+	ctl_table_free(t);
 }
 
-void out_json(json_t *v)
+void ctl_out_json(json_t *v)
 {
 	if (!v) {
 		ctl_fail("out of memory");
@@ -118,7 +118,7 @@ void out_json(json_t *v)
 	json_decref(v);
 }
 
-void out_json_line(json_t *v)
+void ctl_out_json_line(json_t *v)
 {
 	if (!v)
 		return;
@@ -128,7 +128,7 @@ void out_json_line(json_t *v)
 	json_decref(v);
 }
 
-json_t *out_rec(char *txt)
+json_t *ctl_out_rec(char *txt)
 {
 	json_t *v;
 
@@ -139,7 +139,7 @@ json_t *out_rec(char *txt)
 	return v ? v : json_null();
 }
 
-const char *out_time(uint64_t ms, char *buf)
+const char *ctl_out_time(uint64_t ms, char *buf)
 {
 	time_t s = (time_t)(ms / 1000);
 	struct tm tm;
@@ -153,7 +153,7 @@ const char *out_time(uint64_t ms, char *buf)
 	return buf;
 }
 
-const char *out_dash(const char *s)
+const char *ctl_out_dash(const char *s)
 {
 	return s && *s ? s : "-";
 }

@@ -98,7 +98,7 @@ static json_t *migs_arr(const struct cl_view *v)
 
 	for (size_t i = 0; i < v->nvms; i++)
 		if (v->vms[i].has_mig && cl_migration_active(&v->vms[i].mig))
-			json_array_append_new(arr, out_rec(cl_migration_json(&v->vms[i].mig)));
+			json_array_append_new(arr, ctl_out_rec(cl_migration_json(&v->vms[i].mig)));
 	return arr;
 }
 
@@ -156,7 +156,7 @@ static void text_rest(json_t *o)
 		       json_string_value(json_object_get(x, "state")),
 		       *json_string_value(json_object_get(x, "node")) ? " on " : "",
 		       json_string_value(json_object_get(x, "node")),
-		       out_dash(json_string_value(json_object_get(x, "error"))));
+		       ctl_out_dash(json_string_value(json_object_get(x, "error"))));
 	printf("%-12s%zu in flight\n",
 	       "migrations:", json_array_size(json_object_get(o, "migrations")));
 }
@@ -170,16 +170,16 @@ static void text_migs(const struct cl_view *v)
 
 		if (!v->vms[i].has_mig || !cl_migration_active(m))
 			continue;
-		mig_progress(m, line, sizeof(line));
+		ctl_mig_progress(m, line, sizeof(line));
 		printf("%-12s%s %s → %s: %s\n", "", m->vm, m->source, m->target, line);
 	}
 }
 
-int cmd_status(struct ctl *c, int argc, char **argv)
+int ctl_cmd_status(struct ctl *c, int argc, char **argv)
 {
 	struct cl_view v;
 	json_t *o, *eps;
-	int rc = args_parse(c, "status", argc, argv, NULL, NULL, NULL);
+	int rc = ctl_args_parse(c, "status", argc, argv, NULL, NULL, NULL);
 
 	if (rc)
 		return rc;
@@ -188,7 +188,7 @@ int cmd_status(struct ctl *c, int argc, char **argv)
 		text_endpoints(eps);
 	if ((rc = ctl_view(c, &v))) {
 		if (c->json)
-			out_json(json_pack("{s:o}", "endpoints", eps));
+			ctl_out_json(json_pack("{s:o}", "endpoints", eps));
 		else
 			json_decref(eps);
 		return rc;
@@ -198,7 +198,7 @@ int cmd_status(struct ctl *c, int argc, char **argv)
 		      v.leader[0] ? json_string(v.leader) : json_null(), "nodes", nodes_obj(&v),
 		      "vms", vms_obj(&v), "migrations", migs_arr(&v));
 	if (c->json) {
-		out_json(o);
+		ctl_out_json(o);
 	} else {
 		text_rest(o);
 		text_migs(&v);

@@ -37,27 +37,27 @@ static void vm_row(struct table *t, const struct cl_vm_view *vv)
 {
 	bool mig = vv->has_mig && cl_migration_active(&vv->mig);
 
-	table_cell(t, "%s", vv->name);
-	table_cell(t, "%s", out_dash(ctl_vm_state(vv)));
-	table_cell(t, "%s", vv->has_owner ? vv->owner.node : "-");
+	ctl_table_cell(t, "%s", vv->name);
+	ctl_table_cell(t, "%s", ctl_out_dash(ctl_vm_state(vv)));
+	ctl_table_cell(t, "%s", vv->has_owner ? vv->owner.node : "-");
 	if (vv->has_owner)
-		table_cell(t, "%" PRIu64, vv->owner.epoch);
+		ctl_table_cell(t, "%" PRIu64, vv->owner.epoch);
 	else
-		table_cell(t, "-");
-	table_cell(t, "%" PRIu32, vv->spec.vcpus);
-	table_cell(t, "%" PRIu64 " MiB", vv->spec.mem_mb);
+		ctl_table_cell(t, "-");
+	ctl_table_cell(t, "%" PRIu32, vv->spec.vcpus);
+	ctl_table_cell(t, "%" PRIu64 " MiB", vv->spec.mem_mb);
 	if (mig)
-		table_cell(t, "%s → %s", vv->mig.phase, vv->mig.target);
+		ctl_table_cell(t, "%s → %s", vv->mig.phase, vv->mig.target);
 	else
-		table_cell(t, "-");
+		ctl_table_cell(t, "-");
 }
 
-int cmd_vm_ls(struct ctl *c, int argc, char **argv)
+int ctl_cmd_vm_ls(struct ctl *c, int argc, char **argv)
 {
 	static const char *const hdr[] = { "NAME",  "STATE",  "NODE",	  "EPOCH",
 					   "VCPUS", "MEMORY", "MIGRATION" };
 	struct cl_view v;
-	int rc = args_parse(c, "vm ls", argc, argv, NULL, NULL, NULL);
+	int rc = ctl_args_parse(c, "vm ls", argc, argv, NULL, NULL, NULL);
 
 	if (rc || (rc = ctl_view(c, &v)))
 		return rc;
@@ -66,13 +66,13 @@ int cmd_vm_ls(struct ctl *c, int argc, char **argv)
 
 		for (size_t i = 0; i < v.nvms; i++)
 			json_array_append_new(arr, vm_obj(&v.vms[i]));
-		out_json(arr);
+		ctl_out_json(arr);
 	} else {
-		struct table *t = table_new(ARRAY_SIZE(hdr), hdr);
+		struct table *t = ctl_table_new(ARRAY_SIZE(hdr), hdr);
 
 		for (size_t i = 0; i < v.nvms; i++)
 			vm_row(t, &v.vms[i]);
-		table_print(t, stdout);
+		ctl_table_print(t, stdout);
 	}
 	cl_view_free(&v);
 	return CTL_OK;
@@ -85,8 +85,8 @@ static void show_spec(const struct cl_spec *s)
 	char tb[32];
 
 	printf("desired:   %s (restart %s, priority %d, group %s)\n",
-	       s->running ? "running" : "stopped", out_dash(s->restart), s->priority,
-	       out_dash(s->group));
+	       s->running ? "running" : "stopped", ctl_out_dash(s->restart), s->priority,
+	       ctl_out_dash(s->group));
 	printf("size:      %" PRIu32 " vCPUs, %" PRIu64 " MiB\n", s->vcpus, s->mem_mb);
 	if (s->image[0])
 		printf("image:     %s\n", s->image);
@@ -96,7 +96,7 @@ static void show_spec(const struct cl_spec *s)
 		printf("initrd:    %s\n", s->initrd);
 	if (s->cmdline[0])
 		printf("cmdline:   %s\n", s->cmdline);
-	printf("created:   %s\n", out_time(s->created_ms, tb));
+	printf("created:   %s\n", ctl_out_time(s->created_ms, tb));
 }
 
 static void show_status(const struct cl_status *s)
@@ -104,8 +104,8 @@ static void show_status(const struct cl_status *s)
 	char tb[32];
 
 	printf("status:    %s on %s, pid %d, epoch %" PRIu64 ", restarts %" PRIu32 ", since %s\n",
-	       s->state, out_dash(s->node), s->pid, s->epoch, s->restarts,
-	       out_time(s->since_ms, tb));
+	       s->state, ctl_out_dash(s->node), s->pid, s->epoch, s->restarts,
+	       ctl_out_time(s->since_ms, tb));
 	if (s->error[0])
 		printf("error:     %s\n", s->error);
 	if (s->console[0])
@@ -117,21 +117,21 @@ static void show_mig(const struct cl_migration *m)
 	char tb[32], line[256];
 
 	printf("migration: %s %s → %s (id %s, by %s, requested %s)\n", m->phase, m->source,
-	       m->target, m->id, out_dash(m->by), out_time(m->requested_ms, tb));
+	       m->target, m->id, ctl_out_dash(m->by), ctl_out_time(m->requested_ms, tb));
 	if (!strcmp(m->phase, "done")) {
-		mig_summary(m, line, sizeof(line));
+		ctl_mig_summary(m, line, sizeof(line));
 		printf("           %s\n", line);
 	} else if (!strcmp(m->phase, "failed")) {
-		printf("           error: %s\n", out_dash(m->error));
+		printf("           error: %s\n", ctl_out_dash(m->error));
 	} else {
-		mig_progress(m, line, sizeof(line));
+		ctl_mig_progress(m, line, sizeof(line));
 		printf("           %s\n", line);
 	}
 }
 
 static void show_text(const struct cl_vm_view *vv)
 {
-	printf("vm:        %s (%s)\n", vv->name, out_dash(ctl_vm_state(vv)));
+	printf("vm:        %s (%s)\n", vv->name, ctl_out_dash(ctl_vm_state(vv)));
 	if (vv->has_spec)
 		show_spec(&vv->spec);
 	else
@@ -152,22 +152,22 @@ static json_t *show_json(const struct cl_vm_view *vv)
 {
 	const char *st = ctl_vm_state(vv);
 
-	return json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "name", vv->name, "state",
-			 st ? json_string(st) : json_null(), "spec",
-			 vv->has_spec ? out_rec(cl_spec_json(&vv->spec)) : json_null(), "spec_rev",
-			 (json_int_t)vv->spec_rev, "owner",
-			 vv->has_owner ? out_rec(cl_owner_json(&vv->owner)) : json_null(), "status",
-			 vv->has_status ? out_rec(cl_status_json(&vv->status)) : json_null(),
-			 "migration",
-			 vv->has_mig ? out_rec(cl_migration_json(&vv->mig)) : json_null());
+	return json_pack(
+		"{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "name", vv->name, "state",
+		st ? json_string(st) : json_null(), "spec",
+		vv->has_spec ? ctl_out_rec(cl_spec_json(&vv->spec)) : json_null(), "spec_rev",
+		(json_int_t)vv->spec_rev, "owner",
+		vv->has_owner ? ctl_out_rec(cl_owner_json(&vv->owner)) : json_null(), "status",
+		vv->has_status ? ctl_out_rec(cl_status_json(&vv->status)) : json_null(),
+		"migration", vv->has_mig ? ctl_out_rec(cl_migration_json(&vv->mig)) : json_null());
 }
 
-int cmd_vm_show(struct ctl *c, int argc, char **argv)
+int ctl_cmd_vm_show(struct ctl *c, int argc, char **argv)
 {
 	const char *name = NULL;
 	struct cl_view v;
 	long i;
-	int rc = args_parse(c, "vm show", argc, argv, NULL, "NAME", &name);
+	int rc = ctl_args_parse(c, "vm show", argc, argv, NULL, "NAME", &name);
 
 	if (rc || (rc = ctl_view(c, &v)))
 		return rc;
@@ -175,7 +175,7 @@ int cmd_vm_show(struct ctl *c, int argc, char **argv)
 	if (i < 0 || !ctl_vm_exists(&v.vms[i]))
 		rc = ctl_fail("unknown vm %s", name);
 	else if (c->json)
-		out_json(show_json(&v.vms[i]));
+		ctl_out_json(show_json(&v.vms[i]));
 	else
 		show_text(&v.vms[i]);
 	cl_view_free(&v);

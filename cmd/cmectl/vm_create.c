@@ -67,7 +67,7 @@ static int fill_spec(const struct create_args *a, struct cl_spec *s)
 		return CTL_USAGE;
 	if (!a->vcpus)
 		return ctl_usage(CMD ": --vcpus N is required");
-	if (args_uint(CMD, "--vcpus", a->vcpus, 1, 1024, &n))
+	if (ctl_args_uint(CMD, "--vcpus", a->vcpus, 1, 1024, &n))
 		return CTL_USAGE;
 	s->vcpus = (uint32_t)n;
 	if (copy_str(s->name, sizeof(s->name), a->name, "NAME") ||
@@ -177,21 +177,21 @@ static int create(struct ctl *c, const struct create_args *a)
 		  s.mem_mb, s.running ? "" : ", stopped");
 	if (a->stopped || a->no_wait) {
 		if (c->json)
-			out_json(json_pack("{s:s, s:s, s:n}", "vm", s.name, "result", "created",
-					   "status"));
+			ctl_out_json(json_pack("{s:s, s:s, s:n}", "vm", s.name, "result", "created",
+					       "status"));
 		else
 			printf("vm %s created%s\n", s.name, a->stopped ? " (stopped)" : "");
 		return CTL_OK;
 	}
 	if (!c->json)
 		printf("vm %s created; waiting for it to run\n", s.name);
-	rc = wait_vm(c, s.name, WANT_RUNNING, rev, &st);
+	rc = ctl_wait_vm(c, s.name, WANT_RUNNING, rev, &st);
 	if (!rc)
-		wait_vm_report(c, s.name, WANT_RUNNING, &st);
+		ctl_wait_vm_report(c, s.name, WANT_RUNNING, &st);
 	return rc;
 }
 
-int cmd_vm_create(struct ctl *c, int argc, char **argv)
+int ctl_cmd_vm_create(struct ctl *c, int argc, char **argv)
 {
 	struct create_args a = { 0 };
 	const struct flag flags[] = {
@@ -208,7 +208,7 @@ int cmd_vm_create(struct ctl *c, int argc, char **argv)
 		{ "--no-wait", NULL, FL_BOOL, &a.no_wait, NULL },
 		{ 0 },
 	};
-	int rc = args_parse(c, CMD, argc, argv, flags, "NAME", &a.name);
+	int rc = ctl_args_parse(c, CMD, argc, argv, flags, "NAME", &a.name);
 
 	return rc ? rc : create(c, &a);
 }

@@ -176,7 +176,7 @@ static void show(struct follow *f, const struct cl_migration *m, bool phase_chan
 	if (f->c->json)
 		return;
 	if (f->tty) {
-		mig_progress(m, line, sizeof(line));
+		ctl_mig_progress(m, line, sizeof(line));
 		printf("\r%s\033[K", line);
 		f->drawn = true;
 	} else if (phase_changed && !strcmp(m->phase, "ready") && m->dest_addr[0]) {
@@ -238,10 +238,10 @@ static void report_done(const struct follow *f)
 	char line[256];
 
 	if (f->c->json) {
-		out_json(out_rec(cl_migration_json(&f->m)));
+		ctl_out_json(ctl_out_rec(cl_migration_json(&f->m)));
 		return;
 	}
-	mig_summary(&f->m, line, sizeof(line));
+	ctl_mig_summary(&f->m, line, sizeof(line));
 	printf("vm %s migrated %s → %s: %s\n", f->vm, f->m.source, f->m.target, line);
 }
 
@@ -271,8 +271,8 @@ static int follow(struct ctl *c, const struct cl_migration *m, int64_t rev)
 	snprintf(f.id, sizeof(f.id), "%s", m->id);
 	if (!c->json)
 		printf("migration %s of vm %s: %s → %s\n", m->id, m->vm, m->source, m->target);
-	rc = wait_watch(c, ctl_key(c, key, "migrations", m->vm, NULL), false, rev, on_event, &f,
-			c->timeout_s, &timed_out, &err);
+	rc = ctl_wait_watch(c, ctl_key(c, key, "migrations", m->vm, NULL), false, rev, on_event, &f,
+			    c->timeout_s, &timed_out, &err);
 	if (rc == 1) {
 		if (f.result == CTL_OK)
 			report_done(&f);
@@ -292,7 +292,7 @@ static int follow(struct ctl *c, const struct cl_migration *m, int64_t rev)
 	return ctl_fail("following the migration of %s: %s", m->vm, err.msg);
 }
 
-int cmd_vm_migrate(struct ctl *c, int argc, char **argv)
+int ctl_cmd_vm_migrate(struct ctl *c, int argc, char **argv)
 {
 	struct mig_req r = { 0 };
 	bool no_wait = false;
@@ -301,7 +301,7 @@ int cmd_vm_migrate(struct ctl *c, int argc, char **argv)
 				      { 0 } };
 	struct cl_migration m;
 	int64_t rev = 0;
-	int rc = args_parse(c, "vm migrate", argc, argv, flags, "NAME", &r.vm);
+	int rc = ctl_args_parse(c, "vm migrate", argc, argv, flags, "NAME", &r.vm);
 
 	if (rc || (rc = plan(c, &r)) || (rc = request(c, &r, &m, &rev)))
 		return rc;
@@ -310,7 +310,7 @@ int cmd_vm_migrate(struct ctl *c, int argc, char **argv)
 	if (!no_wait)
 		return follow(c, &m, rev);
 	if (c->json)
-		out_json(out_rec(cl_migration_json(&m)));
+		ctl_out_json(ctl_out_rec(cl_migration_json(&m)));
 	else
 		printf("%s\n", m.id);
 	return CTL_OK;

@@ -70,7 +70,7 @@ static int start_stop(struct ctl *c, const char *cmd, bool run, int argc, char *
 	enum vm_want want = run ? WANT_RUNNING : WANT_STOPPED;
 	struct cl_status st = { 0 };
 	int64_t rev = 0;
-	int rc = args_parse(c, cmd, argc, argv, flags, "NAME", &name);
+	int rc = ctl_args_parse(c, cmd, argc, argv, flags, "NAME", &name);
 
 	if (rc || (rc = set_running(c, name, run, &rev)))
 		return rc;
@@ -79,24 +79,24 @@ static int start_stop(struct ctl *c, const char *cmd, bool run, int argc, char *
 			  run ? "start" : "stop");
 	if (no_wait) {
 		if (c->json)
-			out_json(json_pack("{s:s, s:s, s:n}", "vm", name, "result", "requested",
-					   "status"));
+			ctl_out_json(json_pack("{s:s, s:s, s:n}", "vm", name, "result", "requested",
+					       "status"));
 		else
 			printf("vm %s: %s requested\n", name, run ? "start" : "stop");
 		return CTL_OK;
 	}
-	rc = wait_vm(c, name, want, rev, &st);
+	rc = ctl_wait_vm(c, name, want, rev, &st);
 	if (!rc)
-		wait_vm_report(c, name, want, &st);
+		ctl_wait_vm_report(c, name, want, &st);
 	return rc;
 }
 
-int cmd_vm_start(struct ctl *c, int argc, char **argv)
+int ctl_cmd_vm_start(struct ctl *c, int argc, char **argv)
 {
 	return start_stop(c, "vm start", true, argc, argv);
 }
 
-int cmd_vm_stop(struct ctl *c, int argc, char **argv)
+int ctl_cmd_vm_stop(struct ctl *c, int argc, char **argv)
 {
 	return start_stop(c, "vm stop", false, argc, argv);
 }
@@ -157,27 +157,27 @@ static int delete_vm(struct ctl *c, const char *vm)
 	return rc;
 }
 
-int cmd_vm_delete(struct ctl *c, int argc, char **argv)
+int ctl_cmd_vm_delete(struct ctl *c, int argc, char **argv)
 {
 	const char *name = NULL;
 	bool no_wait = false;
 	const struct flag flags[] = { { "--no-wait", NULL, FL_BOOL, &no_wait, NULL }, { 0 } };
 	struct cl_status st = { 0 };
-	int rc = args_parse(c, "vm delete", argc, argv, flags, "NAME", &name);
+	int rc = ctl_args_parse(c, "vm delete", argc, argv, flags, "NAME", &name);
 
 	if (rc || (rc = delete_vm(c, name)))
 		return rc;
 	ctl_event(c, name, "deleted", "vm %s deleted by cmectl", name);
 	if (no_wait) {
 		if (c->json)
-			out_json(json_pack("{s:s, s:s, s:n}", "vm", name, "result", "deleted",
-					   "status"));
+			ctl_out_json(json_pack("{s:s, s:s, s:n}", "vm", name, "result", "deleted",
+					       "status"));
 		else
 			printf("vm %s deleted; its VMM stops in the background\n", name);
 		return CTL_OK;
 	}
-	rc = wait_vm(c, name, WANT_GONE, 0, &st);
+	rc = ctl_wait_vm(c, name, WANT_GONE, 0, &st);
 	if (!rc)
-		wait_vm_report(c, name, WANT_GONE, &st);
+		ctl_wait_vm_report(c, name, WANT_GONE, &st);
 	return rc;
 }

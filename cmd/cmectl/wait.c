@@ -8,8 +8,8 @@
 
 #define STATUS_POLL_MS 250
 
-int read_status(struct ctl *c, const char *vm, struct cl_status *st, bool *present,
-		int64_t *mod_rev)
+int ctl_read_status(struct ctl *c, const char *vm, struct cl_status *st, bool *present,
+		    int64_t *mod_rev)
 {
 	struct etcd_err err = { "" };
 	char key[CTL_KEY_MAX];
@@ -72,8 +72,8 @@ static int timed_out(struct ctl *c, const char *vm, enum vm_want want, const str
 	return CTL_FAIL;
 }
 
-int wait_vm(struct ctl *c, const char *vm, enum vm_want want, int64_t after_rev,
-	    struct cl_status *st)
+int ctl_wait_vm(struct ctl *c, const char *vm, enum vm_want want, int64_t after_rev,
+		struct cl_status *st)
 {
 	uint64_t deadline = now_ns() + (uint64_t)c->timeout_s * 1000000000ull;
 	struct cl_status cur;
@@ -82,7 +82,7 @@ int wait_vm(struct ctl *c, const char *vm, enum vm_want want, int64_t after_rev,
 	int r;
 
 	for (;;) {
-		if (read_status(c, vm, &cur, &present, &rev))
+		if (ctl_read_status(c, vm, &cur, &present, &rev))
 			return CTL_FAIL;
 		r = judge(vm, want, &cur, present, rev > after_rev);
 		if (r < 0)
@@ -98,18 +98,19 @@ int wait_vm(struct ctl *c, const char *vm, enum vm_want want, int64_t after_rev,
 	return CTL_OK;
 }
 
-void wait_vm_report(const struct ctl *c, const char *vm, enum vm_want want,
-		    const struct cl_status *st)
+void ctl_wait_vm_report(const struct ctl *c, const char *vm, enum vm_want want,
+			const struct cl_status *st)
 {
 	static const char *const done[] = { "running", "stopped", "deleted" };
 
 	if (c->json) {
-		out_json(json_pack("{s:s, s:s, s:o}", "vm", vm, "result", done[want], "status",
-				   st->state[0] ? out_rec(cl_status_json(st)) : json_null()));
+		ctl_out_json(
+			json_pack("{s:s, s:s, s:o}", "vm", vm, "result", done[want], "status",
+				  st->state[0] ? ctl_out_rec(cl_status_json(st)) : json_null()));
 		return;
 	}
 	if (want == WANT_RUNNING)
-		printf("vm %s running on %s (pid %d)\n", vm, out_dash(st->node), st->pid);
+		printf("vm %s running on %s (pid %d)\n", vm, ctl_out_dash(st->node), st->pid);
 	else
 		printf("vm %s %s\n", vm, done[want]);
 }
@@ -131,8 +132,8 @@ static void *timer_main(void *arg)
 	return NULL;
 }
 
-int wait_watch(struct ctl *c, const char *key, bool prefix, int64_t rev, etcd_watch_cb cb,
-	       void *opaque, unsigned timeout_s, bool *timed_out_p, struct etcd_err *err)
+int ctl_wait_watch(struct ctl *c, const char *key, bool prefix, int64_t rev, etcd_watch_cb cb,
+		   void *opaque, unsigned timeout_s, bool *timed_out_p, struct etcd_err *err)
 {
 	struct timer t = { .deadline = now_ns() + (uint64_t)timeout_s * 1000000000ull };
 	pthread_t th;

@@ -1,5 +1,5 @@
 /* End-to-end: three cme-clusterd on real etcd and real KVM, driven through cmectl. */
-#include "cluster.h"
+#include "e2e_cluster.h"
 #include "e2e.h"
 
 #include <signal.h>

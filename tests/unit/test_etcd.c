@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clusterd.h"
+#include "etcd.h"
 #include "etcd_proc.h"
 #include "harness.h"
 #include "unit.h"

@@ -1,4 +1,5 @@
 /* Cluster records and the daemon's configuration: pure parsing, no etcd. */
+#include "cluster.h"
 #include "clusterd.h"
 #include "harness.h"
 #include "unit.h"

@@ -16,9 +16,9 @@ int etcd_put(struct etcd *e, const char *key, const void *val, size_t vlen, int6
 	json_t *body = json_object(), *reply = NULL;
 	int rc;
 
-	if (!body || ej_set_range(body, key, false, NULL) ||
-	    json_object_set_new(body, "value", ej_b64(val, vlen)) ||
-	    json_object_set_new(body, "lease", ej_i64(lease))) {
+	if (!body || etcd_json_set_range(body, key, false, NULL) ||
+	    json_object_set_new(body, "value", etcd_json_b64(val, vlen)) ||
+	    json_object_set_new(body, "lease", etcd_json_i64(lease))) {
 		json_decref(body);
 		return oom(err);
 	}
@@ -27,7 +27,7 @@ int etcd_put(struct etcd *e, const char *key, const void *val, size_t vlen, int6
 	if (rc)
 		return rc;
 	if (rev)
-		*rev = ej_header_rev(reply);
+		*rev = etcd_json_header_rev(reply);
 	json_decref(reply);
 	return 0;
 }
@@ -38,9 +38,10 @@ static json_t *range_body(const struct etcd_range_req *req)
 	json_t *body = json_object();
 
 	if (!body ||
-	    ej_set_range(body, req->key, req->prefix, req->prefix ? NULL : req->range_end) ||
-	    (req->revision && json_object_set_new(body, "revision", ej_i64(req->revision))) ||
-	    (req->limit && json_object_set_new(body, "limit", ej_i64(req->limit)))) {
+	    etcd_json_set_range(body, req->key, req->prefix, req->prefix ? NULL : req->range_end) ||
+	    (req->revision &&
+	     json_object_set_new(body, "revision", etcd_json_i64(req->revision))) ||
+	    (req->limit && json_object_set_new(body, "limit", etcd_json_i64(req->limit)))) {
 		json_decref(body);
 		return NULL;
 	}
@@ -61,7 +62,7 @@ int etcd_range(struct etcd *e, const struct etcd_range_req *req, struct etcd_kvs
 		return etcd_fail(err, rc, "revision %lld was compacted", (long long)req->revision);
 	if (rc)
 		return rc;
-	rc = ej_kvs(reply, out);
+	rc = etcd_json_kvs(reply, out);
 	json_decref(reply);
 	if (rc)
 		return etcd_fail(err, rc, "etcd: bad range reply for %s", req->key);
@@ -98,7 +99,7 @@ int etcd_delete(struct etcd *e, const char *key, bool prefix, int64_t *deleted,
 	int64_t n;
 	int rc;
 
-	if (!body || ej_set_range(body, key, prefix, NULL)) {
+	if (!body || etcd_json_set_range(body, key, prefix, NULL)) {
 		json_decref(body);
 		return oom(err);
 	}
@@ -106,7 +107,7 @@ int etcd_delete(struct etcd *e, const char *key, bool prefix, int64_t *deleted,
 	json_decref(body);
 	if (rc)
 		return rc;
-	rc = ej_i64_get(reply, "deleted", &n);
+	rc = etcd_json_i64_get(reply, "deleted", &n);
 	json_decref(reply);
 	if (rc)
 		return etcd_fail(err, rc, "etcd: bad delete reply for %s", key);
@@ -117,7 +118,8 @@ int etcd_delete(struct etcd *e, const char *key, bool prefix, int64_t *deleted,
 
 int etcd_compact(struct etcd *e, int64_t revision, bool physical, struct etcd_err *err)
 {
-	json_t *body = json_pack("{s:o,s:b}", "revision", ej_i64(revision), "physical", physical);
+	json_t *body =
+		json_pack("{s:o,s:b}", "revision", etcd_json_i64(revision), "physical", physical);
 	json_t *reply = NULL;
 	int rc;
 

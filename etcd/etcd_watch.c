@@ -36,7 +36,7 @@ struct watch {
 	enum wstate state;
 	int rc;
 	bool created; /* this connection's watch was created */
-	struct ebuf line;
+	struct etcd_buf line;
 	char why[200];
 };
 
@@ -92,8 +92,8 @@ static bool on_event(struct watch *w, const json_t *j)
 				 .prev_kv = pj ? &prev : NULL };
 	bool ok;
 
-	if (ej_kv(json_object_get(j, "kv"), &kv) || (pj && ej_kv(pj, &prev))) {
-		ej_kv_clear(&kv); /* ej_kv leaves a failed kv cleared */
+	if (etcd_json_kv(json_object_get(j, "kv"), &kv) || (pj && etcd_json_kv(pj, &prev))) {
+		etcd_json_kv_clear(&kv); /* etcd_json_kv leaves a failed kv cleared */
 		set_lost(w, "bad event from etcd");
 		return false;
 	}
@@ -102,9 +102,9 @@ static bool on_event(struct watch *w, const json_t *j)
 	ok = kv.mod_rev < w->conn_start || deliver(w, &ev);
 	if (ok && kv.mod_rev >= w->next_rev)
 		w->next_rev = kv.mod_rev + 1;
-	ej_kv_clear(&kv);
+	etcd_json_kv_clear(&kv);
 	if (pj)
-		ej_kv_clear(&prev);
+		etcd_json_kv_clear(&prev);
 	return ok;
 }
 
@@ -113,7 +113,7 @@ static void on_canceled(struct watch *w, const json_t *res)
 	const char *reason = json_string_value(json_object_get(res, "cancel_reason"));
 	struct etcd_err tmp;
 
-	if (!ej_i64_get(res, "compact_revision", &w->compact_rev) && w->compact_rev > 0) {
+	if (!etcd_json_i64_get(res, "compact_revision", &w->compact_rev) && w->compact_rev > 0) {
 		w->state = WS_COMPACTED;
 		return;
 	}
@@ -123,7 +123,7 @@ static void on_canceled(struct watch *w, const json_t *res)
 static void on_result(struct watch *w, const json_t *res)
 {
 	const json_t *events = json_object_get(res, "events");
-	int64_t rev = ej_header_rev(res);
+	int64_t rev = etcd_json_header_rev(res);
 	struct etcd_event ev = { .type = ETCD_EV_PROGRESS, .rev = rev };
 
 	if (json_is_true(json_object_get(res, "canceled"))) {
@@ -182,7 +182,7 @@ static size_t on_stream(char *p, size_t sz, size_t n, void *opaque)
 	size_t off = 0;
 	char *nl;
 
-	if (ebuf_add(&w->line, p, sz * n)) {
+	if (etcd_buf_add(&w->line, p, sz * n)) {
 		set_lost(w, "watch response over %u bytes", ETCD_REPLY_MAX);
 		return 0;
 	}
@@ -202,8 +202,9 @@ static char *watch_body(struct watch *w)
 	json_t *req = json_object(), *body;
 	char *txt;
 
-	if (!req || ej_set_range(req, w->key, w->prefix, NULL) ||
-	    (w->next_rev && json_object_set_new(req, "start_revision", ej_i64(w->next_rev))) ||
+	if (!req || etcd_json_set_range(req, w->key, w->prefix, NULL) ||
+	    (w->next_rev &&
+	     json_object_set_new(req, "start_revision", etcd_json_i64(w->next_rev))) ||
 	    json_object_set_new(req, "prev_kv", json_true()) ||
 	    json_object_set_new(req, "progress_notify", json_true())) {
 		json_decref(req);
@@ -310,12 +311,12 @@ static int resync_page(struct watch *w, const char *from, size_t flen, const cha
 	json_t *body = json_object(), *reply = NULL;
 	int rc = -ENOMEM;
 
-	if (!body || ej_set_range_b(body, from, flen, end, elen) ||
-	    json_object_set_new(body, "limit", ej_i64(RESYNC_PAGE)) ||
-	    (rev && json_object_set_new(body, "revision", ej_i64(rev))))
+	if (!body || etcd_json_set_range_b(body, from, flen, end, elen) ||
+	    json_object_set_new(body, "limit", etcd_json_i64(RESYNC_PAGE)) ||
+	    (rev && json_object_set_new(body, "revision", etcd_json_i64(rev))))
 		goto out;
 	rc = etcd_call(w->e, "/v3/kv/range", body, &reply, err);
-	if (!rc && (rc = ej_kvs(reply, out)))
+	if (!rc && (rc = etcd_json_kvs(reply, out)))
 		etcd_fail(err, rc, "etcd: bad range reply");
 out:
 	json_decref(body);
@@ -378,7 +379,7 @@ static void watch_resync(struct watch *w)
 {
 	struct etcd_event ev = { .type = ETCD_EV_RESET, .rev = w->compact_rev };
 	size_t elen = 0;
-	char *end = w->prefix ? ej_prefix_end(w->key, strlen(w->key), &elen) : NULL;
+	char *end = w->prefix ? etcd_json_prefix_end(w->key, strlen(w->key), &elen) : NULL;
 	struct etcd_err tmp = { "out of memory" };
 	int rc;
 
@@ -449,6 +450,6 @@ int etcd_watch(struct etcd *e, const char *key, bool prefix, int64_t start_rev, 
 			break;
 		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
 	}
-	ebuf_free(&w.line);
+	etcd_buf_free(&w.line);
 	return rc;
 }

@@ -1,7 +1,7 @@
 /* Cluster records <-> JSON, table-driven: each record is a list of fields with a type, an
  * offset and a size, so encoding and the untrusted-input checks of decoding are written
  * once. */
-#include "clusterd.h"
+#include "cluster.h"
 
 #include <errno.h>
 #include <jansson.h>

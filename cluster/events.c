@@ -1,6 +1,6 @@
 /* events/<ts>-<node>-<seq>: the cluster's log for `cmectl events`, kept about a day by a
  * lease. Posting is best effort: an event that cannot be written is logged locally. */
-#include "clusterd.h"
+#include "cluster.h"
 
 #include <stdarg.h>
 #include <stdio.h>

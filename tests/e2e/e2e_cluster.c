@@ -1,5 +1,5 @@
 /* The end-to-end tier's cluster: etcd + N cme-clusterd on loopback, owned by PID. */
-#include "cluster.h"
+#include "e2e_cluster.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* One consistent read of the whole cluster: every record under the prefix, read in pages
  * at one revision, sorted into nodes and VMs. Malformed records are skipped and logged. */
-#include "clusterd.h"
+#include "cluster.h"
 
 #include <errno.h>
 #include <jansson.h>

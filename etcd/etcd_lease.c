@@ -11,8 +11,8 @@ static int lease_call(struct etcd *e, const char *path, int64_t id, int64_t ttl,
 	json_t *body = json_object();
 	int rc;
 
-	if (!body || (id && json_object_set_new(body, "ID", ej_i64(id))) ||
-	    (ttl > 0 && json_object_set_new(body, "TTL", ej_i64(ttl)))) {
+	if (!body || (id && json_object_set_new(body, "ID", etcd_json_i64(id))) ||
+	    (ttl > 0 && json_object_set_new(body, "TTL", etcd_json_i64(ttl)))) {
 		json_decref(body);
 		return etcd_fail(err, -ENOMEM, "etcd: out of memory");
 	}
@@ -33,7 +33,7 @@ static int grant(struct etcd *e, int64_t want_id, int64_t ttl_s, int64_t *id, in
 	rc = lease_call(e, "/v3/lease/grant", want_id, ttl_s, &reply, err);
 	if (rc)
 		return rc;
-	rc = ej_i64_get(reply, "ID", &got_id) | ej_i64_get(reply, "TTL", &ttl);
+	rc = etcd_json_i64_get(reply, "ID", &got_id) | etcd_json_i64_get(reply, "TTL", &ttl);
 	json_decref(reply);
 	if (rc || !got_id || (want_id && got_id != want_id))
 		return etcd_fail(err, -EPROTO, "etcd lease grant: bad reply");
@@ -80,7 +80,7 @@ int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl_left, struct e
 	res = json_object_get(reply, "result");
 	if (!res && json_object_get(reply, "error"))
 		rc = stream_error(reply, err);
-	else if (ej_i64_get(res, "TTL", &ttl))
+	else if (etcd_json_i64_get(res, "TTL", &ttl))
 		rc = etcd_fail(err, -EPROTO, "etcd lease keepalive: bad reply");
 	else if (ttl <= 0) /* zero values are omitted: no TTL means no lease */
 		rc = etcd_fail(err, -ENOENT, "etcd lease %lld expired", (long long)id);
@@ -111,7 +111,7 @@ int etcd_lease_ttl(struct etcd *e, int64_t id, int64_t *ttl, int64_t *granted, s
 	rc = lease_call(e, "/v3/lease/timetolive", id, 0, &reply, err);
 	if (rc)
 		return rc;
-	rc = ej_i64_get(reply, "TTL", &left) | ej_i64_get(reply, "grantedTTL", &g);
+	rc = etcd_json_i64_get(reply, "TTL", &left) | etcd_json_i64_get(reply, "grantedTTL", &g);
 	json_decref(reply);
 	if (rc)
 		return etcd_fail(err, -EPROTO, "etcd lease timetolive: bad reply");

@@ -27,7 +27,7 @@ int etcd_fail(struct etcd_err *err, int rc, const char *fmt, ...)
 	return rc;
 }
 
-int ebuf_add(struct ebuf *b, const void *p, size_t n)
+int etcd_buf_add(struct etcd_buf *b, const void *p, size_t n)
 {
 	size_t cap = b->cap ? b->cap : 1024;
 	char *np;
@@ -49,7 +49,7 @@ int ebuf_add(struct ebuf *b, const void *p, size_t n)
 	return 0;
 }
 
-void ebuf_free(struct ebuf *b)
+void etcd_buf_free(struct etcd_buf *b)
 {
 	free(b->p);
 	b->p = NULL;
@@ -181,7 +181,7 @@ static void handle_put(struct etcd *e, CURL *h)
 
 static size_t on_data(char *p, size_t sz, size_t n, void *opaque)
 {
-	return ebuf_add(opaque, p, sz * n) ? 0 : sz * n;
+	return etcd_buf_add(opaque, p, sz * n) ? 0 : sz * n;
 }
 
 /* How one attempt on one endpoint ended. */
@@ -194,7 +194,7 @@ struct attempt {
 };
 
 static void attempt_run(struct etcd *e, CURL *h, const char *url, const char *body, long tmo_ms,
-			struct ebuf *reply, struct attempt *a)
+			struct etcd_buf *reply, struct attempt *a)
 {
 	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
 	long ctmo = e->timeout_ms / (long)e->nep;
@@ -261,7 +261,7 @@ static void note_unreached(char *list, size_t len, const char *ep, const struct 
 
 /* A reached endpoint answered with a transport error or an HTTP status. */
 static int attempt_result(struct etcd *e, const char *ep, const struct attempt *a,
-			  struct ebuf *reply, json_t **out, struct etcd_err *err)
+			  struct etcd_buf *reply, json_t **out, struct etcd_err *err)
 {
 	json_t *j, *m;
 	char why[CURL_ERROR_SIZE];
@@ -298,7 +298,7 @@ int etcd_call(struct etcd *e, const char *path, const json_t *body, json_t **rep
 	uint64_t deadline = now_ns() + (uint64_t)e->timeout_ms * 1000000;
 	char *txt = json_dumps(body, JSON_COMPACT), url[512], tried[768] = "";
 	unsigned first = atomic_load(&e->cur);
-	struct ebuf rb = { .max = ETCD_REPLY_MAX };
+	struct etcd_buf rb = { .max = ETCD_REPLY_MAX };
 	struct attempt a;
 	CURL *h = NULL;
 	int rc = -EHOSTUNREACH;
@@ -326,7 +326,7 @@ int etcd_call(struct etcd *e, const char *path, const json_t *body, json_t **rep
 				 : etcd_fail(err, -ETIMEDOUT, "etcd timed out after %d ms (%s)",
 					     e->timeout_ms, tried);
 	handle_put(e, h);
-	ebuf_free(&rb);
+	etcd_buf_free(&rb);
 	free(txt);
 	return rc;
 }

@@ -16,8 +16,9 @@ static json_t *cmp_json(const struct etcd_cmp *c)
 
 	if (!o || (unsigned)c->target > ETCD_CMP_MOD || (unsigned)c->result > ETCD_CMP_LESS)
 		goto fail;
-	operand = c->target == ETCD_CMP_VALUE ? ej_b64(c->val, c->vlen) : ej_i64(c->num);
-	if (ej_set_range(o, c->key, false, NULL) ||
+	operand = c->target == ETCD_CMP_VALUE ? etcd_json_b64(c->val, c->vlen)
+					      : etcd_json_i64(c->num);
+	if (etcd_json_set_range(o, c->key, false, NULL) ||
 	    json_object_set_new(o, "target", json_string(target_name[c->target])) ||
 	    json_object_set_new(o, "result", json_string(result_name[c->result])) ||
 	    json_object_set_new(o, target_field[c->target], operand))
@@ -37,11 +38,11 @@ static json_t *op_json(const struct etcd_op *op)
 	if (!req || (unsigned)op->type > ETCD_OP_RANGE)
 		goto fail;
 	if (op->type == ETCD_OP_PUT) {
-		if (ej_set_range(req, op->key, false, NULL) ||
-		    json_object_set_new(req, "value", ej_b64(op->val, op->vlen)) ||
-		    json_object_set_new(req, "lease", ej_i64(op->lease)))
+		if (etcd_json_set_range(req, op->key, false, NULL) ||
+		    json_object_set_new(req, "value", etcd_json_b64(op->val, op->vlen)) ||
+		    json_object_set_new(req, "lease", etcd_json_i64(op->lease)))
 			goto fail;
-	} else if (ej_set_range(req, op->key, op->prefix, NULL)) {
+	} else if (etcd_json_set_range(req, op->key, op->prefix, NULL)) {
 		goto fail;
 	}
 	o = json_object();
@@ -91,10 +92,10 @@ static int op_resp(const json_t *j, const struct etcd_op *op, struct etcd_op_res
 {
 	r->type = op->type;
 	if (op->type == ETCD_OP_RANGE)
-		return ej_kvs(json_object_get(j, "response_range"), &r->kvs);
+		return etcd_json_kvs(json_object_get(j, "response_range"), &r->kvs);
 	if (op->type == ETCD_OP_DELETE)
-		return ej_i64_get(json_object_get(j, "response_delete_range"), "deleted",
-				  &r->deleted);
+		return etcd_json_i64_get(json_object_get(j, "response_delete_range"), "deleted",
+					 &r->deleted);
 	return 0;
 }
 
@@ -107,7 +108,7 @@ static int txn_parse(const json_t *reply, const struct etcd_txn *t, struct etcd_
 
 	memset(out, 0, sizeof(*out));
 	out->succeeded = json_is_true(json_object_get(reply, "succeeded"));
-	out->header_rev = ej_header_rev(reply);
+	out->header_rev = etcd_json_header_rev(reply);
 	ops = out->succeeded ? t->success : t->failure;
 	n = out->succeeded ? t->nsuccess : t->nfailure;
 	if (json_array_size(arr) != n)

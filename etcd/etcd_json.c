@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-json_t *ej_b64(const void *p, size_t n)
+json_t *etcd_json_b64(const void *p, size_t n)
 {
 	size_t len = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
 	char *s = malloc(len);
@@ -23,7 +23,7 @@ json_t *ej_b64(const void *p, size_t n)
 	return j;
 }
 
-json_t *ej_i64(int64_t v)
+json_t *etcd_json_i64(int64_t v)
 {
 	char s[24];
 
@@ -31,7 +31,7 @@ json_t *ej_i64(int64_t v)
 	return json_string(s);
 }
 
-int ej_unb64(const char *s, uint8_t **out, size_t *n)
+int etcd_json_unb64(const char *s, uint8_t **out, size_t *n)
 {
 	size_t slen = s ? strlen(s) : 0, len = 0;
 	uint8_t *buf = malloc(slen / 4 * 3 + 3);
@@ -49,7 +49,7 @@ int ej_unb64(const char *s, uint8_t **out, size_t *n)
 	return 0;
 }
 
-int ej_i64_get(const json_t *o, const char *k, int64_t *out)
+int etcd_json_i64_get(const json_t *o, const char *k, int64_t *out)
 {
 	const json_t *v = json_object_get(o, k);
 	const char *s;
@@ -74,21 +74,21 @@ int ej_i64_get(const json_t *o, const char *k, int64_t *out)
 	return 0;
 }
 
-int64_t ej_header_rev(const json_t *o)
+int64_t etcd_json_header_rev(const json_t *o)
 {
 	int64_t rev;
 
-	return ej_i64_get(json_object_get(o, "header"), "revision", &rev) ? 0 : rev;
+	return etcd_json_i64_get(json_object_get(o, "header"), "revision", &rev) ? 0 : rev;
 }
 
-void ej_kv_clear(struct etcd_kv *kv)
+void etcd_json_kv_clear(struct etcd_kv *kv)
 {
 	free(kv->key);
 	free(kv->val);
 	memset(kv, 0, sizeof(*kv));
 }
 
-int ej_kv(const json_t *j, struct etcd_kv *kv)
+int etcd_json_kv(const json_t *j, struct etcd_kv *kv)
 {
 	size_t klen;
 	int rc;
@@ -96,19 +96,22 @@ int ej_kv(const json_t *j, struct etcd_kv *kv)
 	memset(kv, 0, sizeof(*kv));
 	if (!json_is_object(j))
 		return -EPROTO;
-	rc = ej_unb64(json_string_value(json_object_get(j, "key")), (uint8_t **)&kv->key, &klen);
+	rc = etcd_json_unb64(json_string_value(json_object_get(j, "key")), (uint8_t **)&kv->key,
+			     &klen);
 	if (!rc)
-		rc = ej_unb64(json_string_value(json_object_get(j, "value")), &kv->val, &kv->vlen);
-	if (!rc && (ej_i64_get(j, "create_revision", &kv->create_rev) |
-		    ej_i64_get(j, "mod_revision", &kv->mod_rev) |
-		    ej_i64_get(j, "version", &kv->version) | ej_i64_get(j, "lease", &kv->lease)))
+		rc = etcd_json_unb64(json_string_value(json_object_get(j, "value")), &kv->val,
+				     &kv->vlen);
+	if (!rc && (etcd_json_i64_get(j, "create_revision", &kv->create_rev) |
+		    etcd_json_i64_get(j, "mod_revision", &kv->mod_rev) |
+		    etcd_json_i64_get(j, "version", &kv->version) |
+		    etcd_json_i64_get(j, "lease", &kv->lease)))
 		rc = -EPROTO;
 	if (rc)
-		ej_kv_clear(kv);
+		etcd_json_kv_clear(kv);
 	return rc;
 }
 
-int ej_kvs(const json_t *j, struct etcd_kvs *out)
+int etcd_json_kvs(const json_t *j, struct etcd_kvs *out)
 {
 	const json_t *arr = json_object_get(j, "kvs");
 	size_t n = json_array_size(arr);
@@ -117,12 +120,12 @@ int ej_kvs(const json_t *j, struct etcd_kvs *out)
 	memset(out, 0, sizeof(*out));
 	if (arr && !json_is_array(arr))
 		return -EPROTO;
-	out->header_rev = ej_header_rev(j);
+	out->header_rev = etcd_json_header_rev(j);
 	out->more = json_is_true(json_object_get(j, "more"));
 	if (n && !(out->kv = calloc(n, sizeof(*out->kv))))
 		return -ENOMEM;
 	for (; out->n < n && !rc; out->n++)
-		rc = ej_kv(json_array_get(arr, out->n), &out->kv[out->n]);
+		rc = etcd_json_kv(json_array_get(arr, out->n), &out->kv[out->n]);
 	if (rc)
 		etcd_kvs_free(out);
 	return rc;
@@ -132,19 +135,19 @@ void etcd_kv_free(struct etcd_kv *kv)
 {
 	if (!kv)
 		return;
-	ej_kv_clear(kv);
+	etcd_json_kv_clear(kv);
 	free(kv);
 }
 
 void etcd_kvs_free(struct etcd_kvs *kvs)
 {
 	for (size_t i = 0; i < kvs->n; i++)
-		ej_kv_clear(&kvs->kv[i]);
+		etcd_json_kv_clear(&kvs->kv[i]);
 	free(kvs->kv);
 	memset(kvs, 0, sizeof(*kvs));
 }
 
-char *ej_prefix_end(const char *key, size_t klen, size_t *n)
+char *etcd_json_prefix_end(const char *key, size_t klen, size_t *n)
 {
 	char *end = malloc(klen + 1);
 	size_t i = klen;
@@ -165,28 +168,29 @@ char *ej_prefix_end(const char *key, size_t klen, size_t *n)
 	return end;
 }
 
-int ej_set_range_b(json_t *o, const char *key, size_t klen, const char *end, size_t elen)
+int etcd_json_set_range_b(json_t *o, const char *key, size_t klen, const char *end, size_t elen)
 {
-	if (json_object_set_new(o, "key", ej_b64(key, klen)))
+	if (json_object_set_new(o, "key", etcd_json_b64(key, klen)))
 		return -ENOMEM;
-	if (end && json_object_set_new(o, "range_end", ej_b64(end, elen)))
+	if (end && json_object_set_new(o, "range_end", etcd_json_b64(end, elen)))
 		return -ENOMEM;
 	return 0;
 }
 
-int ej_set_range(json_t *o, const char *key, bool prefix, const char *end)
+int etcd_json_set_range(json_t *o, const char *key, bool prefix, const char *end)
 {
 	size_t klen = strlen(key), elen;
 	char *pend;
 	int rc;
 
 	if (!prefix)
-		return ej_set_range_b(o, key, klen, end, end ? strlen(end) : 0);
-	pend = ej_prefix_end(key, klen, &elen);
+		return etcd_json_set_range_b(o, key, klen, end, end ? strlen(end) : 0);
+	pend = etcd_json_prefix_end(key, klen, &elen);
 	if (!pend)
 		return -ENOMEM;
 	/* etcd spells "every key" as ["\0", "\0"); an empty key would be refused. */
-	rc = klen ? ej_set_range_b(o, key, klen, pend, elen) : ej_set_range_b(o, "", 1, pend, 1);
+	rc = klen ? etcd_json_set_range_b(o, key, klen, pend, elen)
+		  : etcd_json_set_range_b(o, "", 1, pend, 1);
 	free(pend);
 	return rc;
 }

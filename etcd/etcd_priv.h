@@ -1,4 +1,4 @@
-/* clusterd's etcd client internals: the HTTP plumbing (etcd.c), JSON and base64 helpers
+/* The etcd client's internals: the HTTP plumbing (etcd.c), JSON and base64 helpers
  * (etcd_json.c), shared by the KV, txn, lease and watch files. */
 #ifndef CME_ETCD_PRIV_H
 #define CME_ETCD_PRIV_H
@@ -7,7 +7,7 @@
 #include <jansson.h>
 #include <pthread.h>
 
-#include "clusterd.h"
+#include "etcd.h"
 
 #define ETCD_POOL_MAX	 4
 #define ETCD_REPLY_MAX	 (64u << 20) /* largest reply or watch line accepted */
@@ -25,14 +25,14 @@ struct etcd {
 };
 
 /* A growing byte buffer that refuses to exceed max bytes. */
-struct ebuf {
+struct etcd_buf {
 	char *p;
 	size_t len, cap, max;
 };
 
 /* Append n bytes (keeping a NUL after them). Returns 0, -EMSGSIZE or -ENOMEM. */
-int ebuf_add(struct ebuf *b, const void *p, size_t n);
-void ebuf_free(struct ebuf *b);
+int etcd_buf_add(struct etcd_buf *b, const void *p, size_t n);
+void etcd_buf_free(struct etcd_buf *b);
 
 /* Printf the reason into err (NULL: ignored) and return rc. */
 int etcd_fail(struct etcd_err *err, int rc, const char *fmt, ...) CME_PRINTF(3, 4);
@@ -50,29 +50,29 @@ void etcd_curl_common(struct etcd *e, CURL *h);
 /* ---- JSON and base64 (etcd_json.c) -------------------------------------------------- */
 
 /* A JSON string holding base64 of p[0..n), or NULL on ENOMEM. */
-json_t *ej_b64(const void *p, size_t n);
+json_t *etcd_json_b64(const void *p, size_t n);
 /* A JSON string holding v in decimal (the gateway's int64 form). */
-json_t *ej_i64(int64_t v);
+json_t *etcd_json_i64(int64_t v);
 /* Decode base64 string s into a heap buffer with a NUL after its *n bytes. NULL s or ""
  * gives an empty buffer. Returns 0, -EPROTO or -ENOMEM. */
-int ej_unb64(const char *s, uint8_t **out, size_t *n);
+int etcd_json_unb64(const char *s, uint8_t **out, size_t *n);
 /* Read int64 field k of o (a decimal string or an integer; missing: 0). 0 or -EPROTO. */
-int ej_i64_get(const json_t *o, const char *k, int64_t *out);
+int etcd_json_i64_get(const json_t *o, const char *k, int64_t *out);
 /* o.header.revision, 0 when missing or bad. */
-int64_t ej_header_rev(const json_t *o);
+int64_t etcd_json_header_rev(const json_t *o);
 /* Parse one mvccpb.KeyValue into kv (owning its buffers). 0, -EPROTO or -ENOMEM. */
-int ej_kv(const json_t *j, struct etcd_kv *kv);
+int etcd_json_kv(const json_t *j, struct etcd_kv *kv);
 /* Parse a RangeResponse into out. 0, -EPROTO or -ENOMEM. */
-int ej_kvs(const json_t *j, struct etcd_kvs *out);
+int etcd_json_kvs(const json_t *j, struct etcd_kvs *out);
 /* Free kv's buffers (not kv itself). */
-void ej_kv_clear(struct etcd_kv *kv);
+void etcd_json_kv_clear(struct etcd_kv *kv);
 
 /* The end of key's prefix range: key with its last byte below 0xff incremented and the
  * rest cut (all 0xff or "": "\0", length 1). Heap, NUL-terminated; length in *n. */
-char *ej_prefix_end(const char *key, size_t klen, size_t *n);
+char *etcd_json_prefix_end(const char *key, size_t klen, size_t *n);
 /* Set "key" and "range_end" of o: one key, key's prefix, or [key, end). 0 or -ENOMEM. */
-int ej_set_range(json_t *o, const char *key, bool prefix, const char *end);
-/* Like ej_set_range with explicit byte strings (end may be NULL). */
-int ej_set_range_b(json_t *o, const char *key, size_t klen, const char *end, size_t elen);
+int etcd_json_set_range(json_t *o, const char *key, bool prefix, const char *end);
+/* Like etcd_json_set_range with explicit byte strings (end may be NULL). */
+int etcd_json_set_range_b(json_t *o, const char *key, size_t klen, const char *end, size_t elen);
 
 #endif

@@ -2,10 +2,10 @@
  * by certs/mkcerts.sh, and N cme-clusterd processes on 127.0.1.1..N, each with its own
  * state dir. Every process is owned by PID: cluster_teardown() (run after every test)
  * kills the daemons, the VMMs they started (PIDs from their meta.json) and etcd. */
-#ifndef CME_TEST_CLUSTER_H
-#define CME_TEST_CLUSTER_H
+#ifndef CME_E2E_CLUSTER_H
+#define CME_E2E_CLUSTER_H
 
-#include "clusterd.h"
+#include "etcd.h"
 #include "etcd_proc.h"
 #include "harness.h"
 

@@ -1,0 +1,201 @@
+/* cluster — CME's records in etcd, the whole cluster as one consistent read, and the event
+ * log: what cme-clusterd and cmectl share.
+ *
+ * The records of DESIGN.md "The cluster", under a prefix (default "/cme"), JSON values an
+ * operator can read with etcdctl. Every record read from etcd is untrusted: decoding checks
+ * types, ranges and names and fails with -EINVAL and a reason. Names of nodes, VMs and
+ * groups: 1..63 of [a-z0-9._-], starting with a letter or digit (they become keys and file
+ * names). Functions that can fail return 0 or -errno with a reason in err (etcd.h's
+ * conventions). */
+#ifndef CME_CLUSTER_H
+#define CME_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "etcd.h"
+#include "ha.h"
+
+#define CL_NAME_MAX 64
+#define CL_PATH_MAX 512
+
+/* True when s is a valid node/VM/group name. */
+bool cl_name_ok(const char *s);
+
+/* nodes/<node>: written by the node, bound to its lease. */
+struct cl_node {
+	char name[CL_NAME_MAX];
+	char addr[128];	     /* host other nodes reach for migrations */
+	uint32_t cpus;	     /* vCPUs offered */
+	uint64_t mem_mb;     /* MiB of guest memory offered */
+	uint32_t vms;	     /* VMMs running here */
+	uint64_t started_ms; /* when this clusterd started (wall clock) */
+	char version[32];
+};
+
+/* admin/<node>: "schedulable" | "draining" | "maintenance"; survives the node's lease. */
+struct cl_admin {
+	char state[16];
+	uint64_t since_ms;
+};
+
+/* vms/<vm>/spec: written by cmectl. */
+struct cl_spec {
+	char name[CL_NAME_MAX];
+	uint32_t vcpus;
+	uint64_t mem_mb;
+	char image[CL_PATH_MAX];  /* flat image, or */
+	char kernel[CL_PATH_MAX]; /* Linux kernel (+ initrd) */
+	char initrd[CL_PATH_MAX];
+	char cmdline[1024];
+	char restart[16];	 /* "always" | "on-failure" | "never" */
+	char group[CL_NAME_MAX]; /* anti-affinity group, "" for none */
+	int priority;
+	bool running; /* desired state */
+	uint64_t created_ms;
+};
+
+/* vms/<vm>/owner: the one place that says where a VM may run. Changed only by
+ * compare-and-swap on mod_rev (kept here from the read, not part of the JSON). */
+struct cl_owner {
+	char node[CL_NAME_MAX];
+	uint64_t epoch;
+	int64_t mod_rev;
+};
+
+/* vms/<vm>/status: written by the node that runs (or tried to run) the VM, bound to its
+ * lease; the leader writes "pending" with the reason when it cannot place the VM. */
+struct cl_status {
+	char node[CL_NAME_MAX];
+	char state[16]; /* starting running stopped migrating failed pending */
+	int pid;
+	uint64_t epoch;
+	uint32_t restarts;
+	char error[512];
+	uint64_t since_ms;
+	char console[CL_PATH_MAX]; /* console log file on node */
+};
+
+/* migrations/<vm>: requested by cmectl or the leader, then advanced by the nodes.
+ * Phases: requested → ready (target listens at dest_addr) → streaming → committed → done,
+ * or failed from any phase before committed. */
+struct cl_migration {
+	char id[40];
+	char vm[CL_NAME_MAX];
+	char source[CL_NAME_MAX];
+	char target[CL_NAME_MAX];
+	char phase[16];
+	char by[16]; /* "cmectl" | "drain" */
+	char dest_addr[160];
+	char error[256];
+	uint64_t requested_ms, updated_ms;
+	/* progress while streaming */
+	unsigned round, throttle_pct;
+	uint64_t pages_left, bytes_sent, expected_downtime_ms;
+	double rate_mbps;
+	char vmm_phase[24];
+	/* when done: the source VMM's statistics (JSON object text) and the cluster's view */
+	char stats[1024];
+	uint64_t cluster_ms; /* request to done, as the source clusterd saw it */
+	int64_t mod_rev;     /* from the read, not part of the JSON */
+};
+
+/* events/<ts>-<node>-<seq>: what happened, kept for a day. */
+struct cl_event {
+	uint64_t ts_ms;
+	char node[CL_NAME_MAX];
+	char vm[CL_NAME_MAX];
+	char kind[24];
+	char msg[256];
+};
+
+/* Build "<prefix>/<part>[/<name>[/<leaf>]]" into buf (NULL name/leaf are left out).
+ * Returns buf, or NULL when it does not fit. */
+char *cl_key(char *buf, size_t len, const char *prefix, const char *part, const char *name,
+	     const char *leaf);
+
+/* Encode a record as a malloc'd JSON string (NULL: out of memory). */
+char *cl_node_json(const struct cl_node *n);
+char *cl_admin_json(const struct cl_admin *a);
+char *cl_spec_json(const struct cl_spec *s);
+char *cl_owner_json(const struct cl_owner *o);
+char *cl_status_json(const struct cl_status *s);
+char *cl_migration_json(const struct cl_migration *m);
+char *cl_event_json(const struct cl_event *e);
+
+/* Decode JSON text (len bytes) into a zeroed record; 0 or -EINVAL with a reason in err. */
+int cl_node_parse(const char *txt, size_t len, struct cl_node *n, struct etcd_err *err) CME_WUR;
+int cl_admin_parse(const char *txt, size_t len, struct cl_admin *a, struct etcd_err *err) CME_WUR;
+int cl_spec_parse(const char *txt, size_t len, struct cl_spec *s, struct etcd_err *err) CME_WUR;
+int cl_owner_parse(const char *txt, size_t len, struct cl_owner *o, struct etcd_err *err) CME_WUR;
+int cl_status_parse(const char *txt, size_t len, struct cl_status *s, struct etcd_err *err) CME_WUR;
+int cl_migration_parse(const char *txt, size_t len, struct cl_migration *m,
+		       struct etcd_err *err) CME_WUR;
+int cl_event_parse(const char *txt, size_t len, struct cl_event *e, struct etcd_err *err) CME_WUR;
+
+/* A spec's checks beyond types: sizes in range, exactly one of image/kernel, restart policy
+ * known, names valid. 0 or -EINVAL with the reason. */
+int cl_spec_check(const struct cl_spec *s, struct etcd_err *err) CME_WUR;
+
+/* True for the phases in which a migration still runs (requested ready streaming committed). */
+bool cl_migration_active(const struct cl_migration *m);
+
+/* ---- the whole cluster as one consistent read --------------------------------------- */
+
+struct cl_node_view {
+	char name[CL_NAME_MAX];
+	bool alive;	       /* nodes/<name> exists (its lease holds) */
+	struct cl_node node;   /* valid when alive */
+	struct cl_admin admin; /* state "schedulable" when there is no admin record */
+};
+
+struct cl_vm_view {
+	char name[CL_NAME_MAX];
+	bool has_spec, has_owner, has_status, has_mig;
+	struct cl_spec spec;
+	struct cl_owner owner;
+	struct cl_status status;
+	struct cl_migration mig;
+	bool bad; /* a spec, owner or migration record is present but unreadable: leave the VM
+		   * exactly as it is until an operator fixes it (never treat it as absent) */
+	int64_t spec_rev;   /* spec's mod_revision */
+	int64_t status_rev; /* status's mod_revision */
+};
+
+struct cl_view {
+	int64_t rev; /* the store revision this view reflects */
+	char leader[CL_NAME_MAX];
+	struct cl_node_view *nodes;
+	size_t nnodes;
+	struct cl_vm_view *vms;
+	size_t nvms;
+	size_t bad; /* records skipped as malformed (each logged once per read) */
+};
+
+/* Read every record under prefix in one linearizable range (paged) into *v (caller frees
+ * with cl_view_free). Malformed records are skipped and counted, never fatal. */
+int cl_view_read(struct etcd *e, const char *prefix, struct cl_view *v,
+		 struct etcd_err *err) CME_WUR;
+void cl_view_free(struct cl_view *v);
+struct cl_node_view *cl_view_node(const struct cl_view *v, const char *name);
+struct cl_vm_view *cl_view_vm(const struct cl_view *v, const char *name);
+
+/* The view as ha's plain structs (names point into v, which must outlive it): a VM is
+ * wanted when its spec says running, its owner is its owner record's node, its target the
+ * target of an active migration. Returns 0 or -ENOMEM; free with cl_ha_free. */
+struct cl_ha {
+	struct ha_cluster c;
+	struct ha_node *nodes;
+	struct ha_vm *vms;
+};
+int cl_view_ha(const struct cl_view *v, struct cl_ha *out) CME_WUR;
+void cl_ha_free(struct cl_ha *h);
+
+/* Append an event (best effort: failures are logged, not returned). lease 0: a lease of
+ * a day is granted for it. */
+void cl_event_post(struct etcd *e, const char *prefix, int64_t lease, const char *node,
+		   const char *vm, const char *kind, const char *fmt, ...) CME_PRINTF(7, 8);
+
+#endif
