@@ -1,6 +1,7 @@
 /* ha — the cluster's placement decisions over plain structs: where a VM should run, which
- * migrations a drain starts next, what a node has in use. No etcd, no KVM, no allocation:
- * clusterd fills a struct ha_cluster from its records and acts on the answers.
+ * migrations a drain starts next, what a node has in use, and until when a node may run
+ * guests (fencing). No etcd, no KVM, no allocation: clusterd fills a struct ha_cluster from
+ * its records and acts on the answers.
  *
  * Usage rule, shared by every function here: a wanted VM uses its vcpus and mem_mb on its
  * owner node and, while a migration is in flight, also on its target node (both copies
@@ -86,5 +87,44 @@ int ha_place(const struct ha_cluster *c, const struct ha_vm *vm, const char *exc
  * that is down (nothing to migrate from: that is a restart). */
 size_t ha_drain_plan(const struct ha_cluster *c, unsigned max_cluster, unsigned max_per_node,
 		     struct ha_move *moves, size_t cap);
+
+/* ---- fencing: lease-bound execution ------------------------------------------------------
+ *
+ * A node may run guests only while etcd cannot yet have let its lease expire, so nobody can
+ * have restarted them elsewhere. All times are nanoseconds of this host's CLOCK_BOOTTIME,
+ * which keeps counting while the host is suspended or frozen: a host that comes back after
+ * its lease expired finds its deadline already passed.
+ *
+ * Why the window below is safe. Let rho = drift_ppm / 1e6 bound how far any clock (this
+ * host's, etcd's) runs from real time. etcd received the keepalive after it was sent, and
+ * expires the lease no sooner than TTL of its own clock later (a leader change only makes
+ * it later), so no sooner than TTL / (1 + rho) of real time after the send. This host waits
+ * window = TTL * (1 - rho) / (1 + rho) - margin of its own clock, at most
+ * window / (1 - rho) <= TTL / (1 + rho) - margin of real time. So the guests are stopped
+ * at least margin before the earliest moment anyone could restart them; margin must cover
+ * the time a VMM takes to park its vCPUs once its deadline passes. */
+struct ha_fence_cfg {
+	uint64_t ttl_ms;    /* the lease TTL etcd granted */
+	uint64_t margin_ms; /* stop this long before the earliest possible expiry */
+	uint32_t drift_ppm; /* the most any clock runs from real time, parts per million */
+};
+
+/* 0 when cfg leaves a window of at least 100 ms, drift_ppm is at most 100000 (10%) and the
+ * TTL at most one day; otherwise -EINVAL with one line in why (may be NULL). */
+int ha_fence_check(const struct ha_fence_cfg *cfg, char *why, size_t whylen);
+/* The window after a keepalive's send time (see above), in ns; 0 when cfg leaves none. */
+uint64_t ha_fence_window_ns(const struct ha_fence_cfg *cfg);
+/* The deadline a keepalive sent at sent_ns and acknowledged by etcd gives: sent_ns plus
+ * the window. Use the send time, never the time the answer came. */
+uint64_t ha_fence_deadline(const struct ha_fence_cfg *cfg, uint64_t sent_ns);
+/* During an etcd outage: the cluster has nodes nodes (this one included); confirmed[i] is
+ * the local send time of a request that peer i answered saying it cannot reach etcd
+ * either (one entry per peer, any order; 0: no answer). Once a majority of nodes (this
+ * one and at least nodes / 2 peers) has confirmed at or after time t, nobody can restart
+ * this node's guests before t plus the window: the deadline is that for the latest such
+ * t, or 0 when no majority ever confirmed. Never later than the newest confirmation plus
+ * the window. */
+uint64_t ha_fence_quorum_deadline(const struct ha_fence_cfg *cfg, unsigned nodes,
+				  const uint64_t *confirmed, size_t npeers);
 
 #endif

@@ -16,6 +16,7 @@ int main(void)
 	suite_tls();
 	suite_etcd();
 	suite_ha();
+	suite_fence();
 	suite_records();
 	return test_main("unit");
 }

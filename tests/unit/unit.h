@@ -11,5 +11,6 @@ void suite_linux_parse(void);
 void suite_tls(void);
 void suite_etcd(void);
 void suite_ha(void);
+void suite_fence(void);
 void suite_records(void);
 #endif
