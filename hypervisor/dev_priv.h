@@ -3,7 +3,8 @@
  * A device is a const table of operations (struct dev_ops) and the ranges of port I/O or
  * MMIO space it claims. The devices of a VM are registered, in a visible table, by
  * vm_setup_devices() (devices.c); KVM exits reach them through dev_dispatch(), under the
- * VM's dev_lock, so a device's io() never runs on two vCPUs at once.
+ * VM's dev_lock, so a device's io() never runs on two vCPUs at once. Lock order: dev_lock,
+ * then run_lock (a device may end the VM); never dev_lock while holding run_lock.
  *
  * State: each device with state has ONE function that both saves and restores it, field by
  * field, through the DEV_XFER and DEV_CMP macros below, so save and restore cannot drift
@@ -41,6 +42,7 @@ struct dev_access {
 	bool write;
 	uint8_t *data; /* the kvm_run buffer: written by the guest, or to fill for a read */
 	unsigned vcpu; /* the vCPU's id, for log lines */
+	bool stop;     /* set by a device: the VM has ended, this vCPU must not go on */
 };
 
 /* How a state function moves its fields: the direction, the bytes of its section, and
@@ -60,15 +62,19 @@ struct vm_device;
 struct dev_ops {
 	const char *name;	/* in logs and as the name of its state section */
 	uint32_t state_version; /* of its state section; 0: the device has no state */
+	/* io() touches no state of the device's own: called without dev_lock, so a guest's
+	 * exit or poweroff never waits behind another vCPU's console output. */
+	bool lockless;
 	/* Allocate the device's own data into d->priv (NULL: it needs none). 0 or -errno. */
 	int (*create)(struct vm_device *d);
 	/* Release what create allocated. */
 	void (*destroy)(struct vm_device *d);
 	/* Back to power-on state (at creation, before the guest's first instruction). */
 	void (*reset)(struct vm_device *d);
-	/* A guest access to one of its ranges. Called with dev_lock held. A read must fill
-	 * a->data (size bytes); an unhandled register reads as all-ones. */
-	void (*io)(struct vm_device *d, const struct dev_access *a);
+	/* A guest access to one of its ranges. Called with dev_lock held (unless lockless).
+	 * A read must fill a->data (size bytes); an unhandled register reads as all-ones.
+	 * An access that ends the VM (vm_set_end) sets a->stop. */
+	void (*io)(struct vm_device *d, struct dev_access *a);
 	/* Save (x->save) or restore the device's state, one function for both ways.
 	 * Restore happens before the guest runs; a malformed or mismatching section fails
 	 * with a reason in x->err and -EINVAL. Save fails only for lack of memory (-ENOMEM). */

@@ -87,7 +87,7 @@ static void uart_dev_reset(struct vm_device *d)
 
 /* Registers by their offset from the base port; only the first byte of a wider access
  * counts, as on the ISA bus. */
-static void uart_dev_io(struct vm_device *d, const struct dev_access *a)
+static void uart_dev_io(struct vm_device *d, struct dev_access *a)
 {
 	struct uart_dev *u = d->priv;
 
@@ -103,6 +103,8 @@ static void uart_dev_io(struct vm_device *d, const struct dev_access *a)
 static int uart_xfer(struct vm_device *d, struct uart *u, Cme__UartState *m, struct dev_xfer *x,
 		     uint8_t *rx)
 {
+	if (!x->save && m->rx.len > UART_RX_FIFO) /* checked first: nothing applied then */
+		return dev_state_fail(x, "receive FIFO of %zu bytes", m->rx.len);
 	DEV_CMP(x, d->range[0].base, m->port);
 	DEV_CMP(x, (uint64_t)UART_COM1_IRQ, m->irq);
 	DEV_XFER(x, u->ier, m->ier);
@@ -123,8 +125,6 @@ static int uart_xfer(struct vm_device *d, struct uart *u, Cme__UartState *m, str
 		m->rx.len = u->rx_len;
 		return 0;
 	}
-	if (m->rx.len > UART_RX_FIFO)
-		return dev_state_fail(x, "receive FIFO of %zu bytes", m->rx.len);
 	if (m->rx.len) /* an empty FIFO travels as NULL data */
 		memcpy(u->rx, m->rx.data, m->rx.len);
 	u->rx_head = 0;

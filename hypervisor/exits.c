@@ -34,7 +34,7 @@ static bool vcpu_port_io(struct vcpu *vcpu, uint16_t port, bool out, uint8_t *da
 	/* No device here: reads float high, writes are dropped, as on a PC bus. */
 	if (!dev_dispatch(vcpu->vm, DEV_PIO, &a) && !out)
 		memset(data, 0xff, size);
-	return !atomic_load(&vcpu->vm->stop_req);
+	return !a.stop;
 }
 
 static bool vcpu_handle_io(struct vcpu *vcpu)
@@ -63,7 +63,7 @@ static bool vcpu_handle_mmio(struct vcpu *vcpu)
 
 	vcpu->stats.mmio_exits++;
 	if (dev_dispatch(vcpu->vm, DEV_MMIO, &a))
-		return !atomic_load(&vcpu->vm->stop_req);
+		return !a.stop;
 	/* Unclaimed: reads return all-ones, writes are dropped. */
 	if (!run->mmio.is_write)
 		memset(run->mmio.data, 0xff, sizeof(run->mmio.data));

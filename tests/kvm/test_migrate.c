@@ -302,7 +302,7 @@ static void test_link_cut(void)
 	printf(" (%llu ms after the cut)", (unsigned long long)ms);
 	/* The channels give up after 10 s without progress (TCP_USER_TIMEOUT): not at once,
 	 * and not never (the upper bound leaves a busy machine room to notice). */
-	CU_ASSERT(ms >= 5000 && ms <= 40000);
+	CU_ASSERT(ms >= 5000 && ms <= 25000);
 	mig_expect_no_guest(&dst);
 	mig_expect_source_runs(&src);
 out:
@@ -492,8 +492,10 @@ static void test_dirty_faster_than_link(void)
 	expect_done(&r, 64 * MiB);
 	CU_ASSERT(mig_stat(r.fin, NULL, "throttle_pct") > 0);
 	CU_ASSERT(mig_stat(r.fin, NULL, "rounds") >= 3);
-	/* How short the pause is belongs to make bench; here it is within the migration. */
+	/* How short the pause is belongs to make bench; a gross bound catches a switchover
+	 * that waits on something it should not, on a busy machine too. */
 	CU_ASSERT(mig_stat(r.fin, NULL, "downtime_ms") <= mig_stat(r.fin, NULL, "total_ms"));
+	CU_ASSERT(mig_stat(r.fin, NULL, "downtime_ms") < 10000);
 	print_stats("auto-converge", r.fin);
 	mig_run_free(&r);
 	mig_expect_source_migrated(&src);

@@ -163,9 +163,21 @@ static void test_power_ports(void)
 		struct vm *vm = fake_vm();
 		struct vm_end e;
 
-		pio(vm, cases[i].port, true, cases[i].val, NULL);
+		uint8_t data[4] = { cases[i].val, 0, 0, 0 };
+		struct dev_access a = {
+			.addr = cases[i].port, .size = 1, .write = true, .data = data
+		};
+		struct dev_access uart = {
+			.addr = UART_COM1_BASE, .size = 1, .write = true, .data = data
+		};
+
+		CU_ASSERT_TRUE(dev_dispatch(vm, DEV_PIO, &a));
+		CU_ASSERT_TRUE(a.stop); /* this vCPU goes no further */
 		CU_ASSERT_EQUAL(ended(vm, &e), cases[i].want);
 		CU_ASSERT_EQUAL(e.code, cases[i].code);
+		/* The rest of a string of console output still goes out. */
+		CU_ASSERT_TRUE(dev_dispatch(vm, DEV_PIO, &uart));
+		CU_ASSERT_FALSE(uart.stop);
 		fake_vm_free(vm);
 	}
 }

@@ -493,7 +493,7 @@ void suite_tls(void)
 		{ "operator certificate: client only", test_operator_cert },
 		{ "accept, handshake and connect time out", test_timeouts },
 		{ "read timeout and shutdown from another thread", test_shutdown_and_read_timeout },
-		{ "parse_hostport", test_parse_hostport },
+		{ "mig_parse_hostport", test_parse_hostport },
 		{ NULL, NULL },
 	};
 	test_add_suite("tls", cases);
