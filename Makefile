@@ -118,14 +118,16 @@ format-check:
 		clang-format --dry-run --Werror $(FMT_SRCS) && echo "format: clean"; \
 	else echo "format: clang-format not installed, check skipped"; fi
 
-# Layering: no include of another module's private header or by a path, and no circle
-# between the files of a module (checked on the objects of `make programs`).
+# Layering: no include of another module's private header or by a path, no circle
+# between the files of a module (checked on the objects of `make programs`), no C file
+# over 1,000 lines.
 print-layers:
 	@$(foreach m,$(MODULES),echo "$(m) $($(m)_DEPS)";)
 	@$(foreach p,$(PROGS),echo "cmd/$(p) $($(p)_DEPS)";)
 check-layers: programs
 	@$(MAKE) --no-print-directory -s print-layers | sh mk/check-includes.sh
 	@sh mk/check-cycles.sh $(O)/obj
+	@sh mk/check-sizes.sh
 
 clean:
 	rm -rf $(B)
