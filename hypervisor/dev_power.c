@@ -1,8 +1,8 @@
 /* The ports through which a guest ends: the flat image ABI's exit port, the PC reset
  * control register (also the ACPI reset register of our FADT), the keyboard controller's
- * reset pulse, and the ACPI sleep registers (poweroff). None has state of its own: the
- * first end a guest asks for is recorded by the VM (vm_set_end), and wins. They touch no
- * state of their own, so they run without the device lock. */
+ * reset pulse, and the ACPI sleep registers (poweroff). None has state of its own (the
+ * first end a guest asks for is recorded by the VM, vm_set_end, and wins), so they run
+ * without the device lock. */
 #include "dev_priv.h"
 
 #include <string.h>
