@@ -44,6 +44,9 @@ bool mem_is_zero(const void *p, size_t len);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t now_ns(void);
+/* CLOCK_BOOTTIME in nanoseconds: like CLOCK_MONOTONIC, but it also counts while the host
+ * is suspended. Fencing deadlines are on this clock. */
+uint64_t boottime_ns(void);
 /* CLOCK_REALTIME in milliseconds since the epoch. */
 uint64_t wall_ms(void);
 /* Sleep for ms milliseconds, restarting after signals. */

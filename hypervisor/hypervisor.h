@@ -70,7 +70,8 @@ struct vm_vcpu_stats {
 
 struct vm_info {
 	const char *name;
-	enum vm_state state;
+	enum vm_state state; /* a fenced VM is VM_PAUSED with fenced set */
+	bool fenced;
 	uint64_t mem_bytes;
 	unsigned nr_vcpus;
 	uint64_t tsc_khz;
@@ -104,7 +105,8 @@ int vm_start(struct vm *vm, bool paused) CME_WUR;
 /* Stop all vCPUs out of KVM_RUN and park them; returns when all are parked.
  * Idempotent. Returns 0, or -ESRCH when the VM has ended. */
 int vm_pause(struct vm *vm) CME_WUR;
-/* Let parked vCPUs run again. Idempotent. Returns 0 or -ESRCH when ended. */
+/* Let parked vCPUs run again. Idempotent. Returns 0, -ESRCH when ended, or -EPERM while
+ * the fencing deadline has passed (see vm_fence_set). */
 int vm_resume(struct vm *vm) CME_WUR;
 
 /* End the VM (reason VM_END_STOPPED) unless it already ended. Thread-safe. */
@@ -154,6 +156,25 @@ int vm_dirty_log_get(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *co
  * write-protect those pages again. Thread-safe. Returns 0 or -errno. */
 int vm_dirty_log_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t npages,
 		       uint64_t *bits) CME_WUR;
+
+/* ---- fencing (lease-bound execution) ------------------------------------------------- */
+
+/* From deadline_ns of CLOCK_BOOTTIME on (0: no deadline), the guest runs no instruction: a
+ * timer of the VMM's own parks every vCPU at the deadline, and each vCPU checks it before
+ * every entry into the guest, so a host frozen past it and thawed never runs the guest
+ * again. The VM is then fenced: paused, and vm_resume() refused (-EPERM) while the
+ * deadline stays passed. A later deadline extends it, even after fencing; only then may
+ * the caller resume (cme-clusterd does so only once it knows its lease and the VM's
+ * ownership still hold). A deadline already passed fences at once. Returns 0, or -ESRCH
+ * when the VM has ended, or -errno when the timer cannot be set up (nothing changed). */
+int vm_fence_set(struct vm *vm, uint64_t deadline_ns) CME_WUR;
+
+struct vm_fence {
+	uint64_t deadline_ns;  /* 0: none */
+	bool fenced;	       /* the deadline passed and the vCPUs were parked for it */
+	uint64_t fenced_at_ns; /* CLOCK_BOOTTIME when that happened */
+};
+void vm_fence_get(struct vm *vm, struct vm_fence *f);
 
 /* The VM has moved to another host: end it here (reason VM_END_MIGRATED). */
 void vm_end_migrated(struct vm *vm, const char *detail);

@@ -1,7 +1,7 @@
 # hypervisor: KVM VM/vCPU/memory, boot loaders, devices, run control.
 MODULES         += hypervisor
 hypervisor_DEPS := common proto
-hypervisor_SRCS := hypervisor/vm.c hypervisor/vcpu.c hypervisor/run.c hypervisor/end.c \
+hypervisor_SRCS := hypervisor/vm.c hypervisor/vcpu.c hypervisor/run.c hypervisor/fence.c hypervisor/end.c \
                    hypervisor/exits.c hypervisor/boot_flat.c hypervisor/uart.c hypervisor/console.c \
                    hypervisor/devices.c hypervisor/dev_uart.c hypervisor/dev_power.c \
                    hypervisor/dev_state.c hypervisor/arena.c hypervisor/state.c hypervisor/state_vcpu.c \

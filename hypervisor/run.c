@@ -37,6 +37,12 @@ int vm_start(struct vm *vm, bool paused)
 		vm_set_end(vm, VM_END_HOST_ERROR, 0, "cannot start vCPU threads");
 	else if (paused)
 		vm_wait_parked(vm);
+	if (!err) { /* a deadline that passed before the start: fenced from the first entry */
+		pthread_mutex_lock(&vm->run_lock);
+		if (vm->state != VM_ENDED)
+			vm_fence_settle_locked(vm);
+		pthread_mutex_unlock(&vm->run_lock);
+	}
 	return err;
 }
 
@@ -49,25 +55,48 @@ static unsigned vm_live_vcpus(struct vm *vm)
 	return n;
 }
 
+bool vm_pause_locked(struct vm *vm)
+{
+	atomic_store(&vm->pause_req, true);
+	vm_kick_all(vm);
+	while (vm->parked < vm_live_vcpus(vm) && !atomic_load(&vm->stop_req))
+		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	if (atomic_load(&vm->stop_req))
+		return false;
+	if (vm->state == VM_RUNNING) { /* another thread may have paused it meanwhile */
+		vm->state = VM_PAUSED;
+		vm->pause_start_ns = now_ns();
+	}
+	return true;
+}
+
+void vm_fence_settle_locked(struct vm *vm)
+{
+	if (!vm_fence_passed(vm) && !atomic_load(&vm->fence_hit))
+		return;
+	/* vCPUs that parked for the deadline left the state running: pause it properly. */
+	if (vm->state == VM_RUNNING && !vm_pause_locked(vm))
+		return; /* ended meanwhile */
+	if (vm->state == VM_PAUSED && !vm->fenced) {
+		vm->fenced = true;
+		vm->fenced_at_ns = boottime_ns();
+		log_warn(SUB, "vm=%s fenced: its deadline passed; the guest is paused",
+			 vm->cfg.name);
+	}
+	atomic_store(&vm->fence_hit, false);
+}
+
 int vm_pause(struct vm *vm)
 {
 	int err = 0;
 
 	pthread_mutex_lock(&vm->run_lock);
-	if (vm->state == VM_ENDED) {
+	if (vm->state != VM_ENDED)
+		vm_fence_settle_locked(vm);
+	if (vm->state == VM_ENDED)
 		err = -ESRCH;
-	} else if (vm->state == VM_RUNNING) {
-		atomic_store(&vm->pause_req, true);
-		vm_kick_all(vm);
-		while (vm->parked < vm_live_vcpus(vm) && !atomic_load(&vm->stop_req))
-			pthread_cond_wait(&vm->run_cond, &vm->run_lock);
-		if (atomic_load(&vm->stop_req)) {
-			err = -ESRCH;
-		} else {
-			vm->state = VM_PAUSED;
-			vm->pause_start_ns = now_ns();
-		}
-	}
+	else if (vm->state == VM_RUNNING && !vm_pause_locked(vm))
+		err = -ESRCH;
 	pthread_mutex_unlock(&vm->run_lock);
 	return err;
 }
@@ -77,12 +106,17 @@ int vm_resume(struct vm *vm)
 	int err = 0;
 
 	pthread_mutex_lock(&vm->run_lock);
+	if (vm->state != VM_ENDED)
+		vm_fence_settle_locked(vm);
 	if (vm->state == VM_ENDED) {
 		err = -ESRCH;
+	} else if (vm_fence_passed(vm)) {
+		err = -EPERM; /* the guest may run elsewhere by now */
 	} else if (vm->state == VM_PAUSED) {
 		atomic_store(&vm->pause_req, false);
 		vm->paused_ns += now_ns() - vm->pause_start_ns;
 		vm->state = VM_RUNNING;
+		vm->fenced = false;
 		pthread_cond_broadcast(&vm->run_cond);
 	}
 	pthread_mutex_unlock(&vm->run_lock);
@@ -96,6 +130,7 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
 	pthread_mutex_lock(&vm->run_lock);
 	info->name = vm->cfg.name;
 	info->state = vm->state;
+	info->fenced = vm->fenced;
 	info->mem_bytes = vm->cfg.mem_bytes;
 	info->nr_vcpus = vm->cfg.nr_vcpus;
 	info->tsc_khz = vm->tsc_khz;

@@ -116,6 +116,12 @@ static bool vcpu_check_run_control(struct vcpu *vcpu)
 
 	vcpu->run->immediate_exit = 0;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* Before every entry into the guest, not only when the fencing timer fires: a host
+	 * frozen past the deadline and thawed must not run one more guest instruction. */
+	if (vm_fence_passed(vm)) {
+		atomic_store(&vm->fence_hit, true);
+		atomic_store(&vm->pause_req, true);
+	}
 	if (!atomic_load(&vm->pause_req) && !atomic_load(&vm->stop_req))
 		return true;
 	pthread_mutex_lock(&vm->run_lock);

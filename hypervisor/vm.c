@@ -185,6 +185,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		return -ENOMEM;
 	vm->cfg = *cfg;
 	vm->kvm_fd = vm->vm_fd = vm->event_fd = -1;
+	vm->fence_timer_fd = vm->fence_wake_fd = -1;
 	err = vm_init_sync(vm);
 	if (err)
 		goto fail;
@@ -227,6 +228,7 @@ void vm_destroy(struct vm *vm)
 	if (!vm)
 		return;
 	vm_request_stop(vm);
+	vm_fence_destroy(vm); /* its thread kicks vCPUs: before they go */
 	for (unsigned i = 0; i < VM_MAX_VCPUS; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	for (unsigned i = 0; i < vm->nr_slots; i++)

@@ -67,6 +67,16 @@ struct vm {
 	int event_fd; /* eventfd: written once when the VM ends */
 	uint64_t start_ns, pause_start_ns, paused_ns;
 
+	/* Fencing (fence.c): the deadline on CLOCK_BOOTTIME (0: none), read by every vCPU
+	 * before it enters the guest; fenced and fenced_at_ns under run_lock. */
+	_Atomic uint64_t fence_ns;
+	atomic_bool fence_hit; /* a vCPU saw the deadline passed and parked for it */
+	bool fenced;
+	uint64_t fenced_at_ns;
+	int fence_timer_fd, fence_wake_fd; /* timerfd (CLOCK_BOOTTIME), eventfd: quit */
+	pthread_t fence_thread;
+	bool fence_thread_started;
+
 	bool dirty_logging;
 	bool manual_protect;   /* KVM_CLEAR_DIRTY_LOG re-protects; GET only reads */
 	const char *boot_kind; /* "flat" or "linux": how the guest was first booted */
@@ -81,6 +91,24 @@ void vm_set_end(struct vm *vm, enum vm_end_reason reason, int code, const char *
 void vcpu_kick(struct vcpu *vcpu);
 /* vcpu_kick() every vCPU. */
 void vm_kick_all(struct vm *vm);
+
+/* True once the fencing deadline has passed: the guest must not run. */
+static inline bool vm_fence_passed(struct vm *vm)
+{
+	uint64_t f = atomic_load(&vm->fence_ns);
+
+	return f && boottime_ns() >= f;
+}
+
+/* run.c: park every vCPU (run_lock held, state VM_RUNNING); false when the VM ended
+ * meanwhile. */
+bool vm_pause_locked(struct vm *vm);
+/* run.c: once the fencing deadline passed (or a vCPU parked for it), make the whole VM
+ * paused and fenced (run_lock held). */
+void vm_fence_settle_locked(struct vm *vm);
+
+/* fence.c: stop the fencing timer's thread and close its descriptors. */
+void vm_fence_destroy(struct vm *vm);
 
 /* vm.c */
 /* Host pointer for [gpa, gpa + len) inside one slot, or NULL (overflow-safe). */

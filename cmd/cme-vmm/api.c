@@ -17,7 +17,7 @@ static json_t *api_ok_state(struct vm *vm)
 	struct vm_info info;
 
 	vm_get_info(vm, &info);
-	return json_pack("{s:b,s:s}", "ok", 1, "state", vm_state_name(info.state));
+	return json_pack("{s:b,s:s}", "ok", 1, "state", api_state_name(&info));
 }
 
 static json_t *vcpu_stats_json(struct vm *vm, unsigned i)
@@ -42,12 +42,12 @@ static json_t *api_status(struct api *api, json_t *req)
 	vm_get_info(api->vm, &info);
 	for (unsigned i = 0; i < info.nr_vcpus; i++)
 		json_array_append_new(vcpus, vcpu_stats_json(api->vm, i));
-	return json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o}", "ok", 1, "name", info.name,
-			 "state", vm_state_name(info.state), "mem_bytes",
-			 (json_int_t)info.mem_bytes, "vcpus", (int)info.nr_vcpus, "tsc_khz",
-			 (json_int_t)info.tsc_khz, "uptime_ms",
-			 (json_int_t)(info.uptime_ns / 1000000), "paused_ms",
-			 (json_int_t)(info.paused_ns / 1000000), "vcpu", vcpus);
+	return json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o,s:o}", "ok", 1, "name", info.name,
+			 "state", api_state_name(&info), "mem_bytes", (json_int_t)info.mem_bytes,
+			 "vcpus", (int)info.nr_vcpus, "tsc_khz", (json_int_t)info.tsc_khz,
+			 "uptime_ms", (json_int_t)(info.uptime_ns / 1000000), "paused_ms",
+			 (json_int_t)(info.paused_ns / 1000000), "vcpu", vcpus, "fence",
+			 api_fence_json(api->vm));
 }
 
 static json_t *api_pause(struct api *api, json_t *req)
@@ -65,10 +65,14 @@ static json_t *api_pause(struct api *api, json_t *req)
 static json_t *api_resume(struct api *api, json_t *req)
 {
 	json_t *refused = api_in_doubt_guard(api, req);
+	int err;
 
 	if (refused)
 		return refused;
-	if (vm_resume(api->vm) < 0)
+	err = vm_resume(api->vm);
+	if (err == -EPERM)
+		return api_fence_refusal(api->vm, "resume");
+	if (err < 0)
 		return api_error("the VM has ended");
 	return api_ok_state(api->vm);
 }
@@ -159,6 +163,7 @@ static json_t *api_snapshot(struct api *api, json_t *req)
 	struct vm_info info;
 	char err[512] = "";
 	bool was_running;
+	int rc = 0;
 
 	json_t *busy = api_migration_busy(api, "snapshot");
 
@@ -179,7 +184,9 @@ static json_t *api_snapshot(struct api *api, json_t *req)
 	}
 	if (json_is_true(stop))
 		vm_request_stop(api->vm);
-	else if (was_running && vm_resume(api->vm) < 0)
+	else if (was_running && (rc = vm_resume(api->vm)) == -EPERM)
+		return api_fence_refusal(api->vm, "snapshot written; resume");
+	else if (was_running && rc < 0)
 		return api_error("snapshot written, but the VM ended");
 	return snapshot_reply(path, &st, json_is_true(stop));
 }
@@ -202,6 +209,7 @@ static const struct api_cmd api_cmds[] = {
 	{ "migrate-commit", api_migrate_commit },
 	{ "incoming-commit", api_arrived_commit },
 	{ "incoming-abort", api_arrived_abort },
+	{ "fence-deadline", api_fence_deadline },
 };
 
 bool api_known_command(const char *cmd)

@@ -187,7 +187,7 @@ json_t *api_arrived_commit(struct api *api, json_t *req)
 	if (!api->arrived)
 		return api_error("no incoming migration: this VM did not arrive by migration");
 	vm_get_info(api->vm, &info);
-	return json_pack("{s:b,s:s}", "ok", 1, "state", vm_state_name(info.state));
+	return json_pack("{s:b,s:s}", "ok", 1, "state", api_state_name(&info));
 }
 
 json_t *api_arrived_abort(struct api *api, json_t *req)

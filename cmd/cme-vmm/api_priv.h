@@ -44,6 +44,13 @@ json_t *api_in_doubt_guard(struct api *api, json_t *req);
  * fight it over the vCPUs and the dirty log. */
 json_t *api_migration_busy(struct api *api, const char *what);
 
+/* api_fence.c: fence-deadline; "fenced" for a paused VM whose deadline passed; the
+ * fence object of status (JSON null when there is no deadline); the refusal of resume. */
+json_t *api_fence_deadline(struct api *api, json_t *req);
+const char *api_state_name(const struct vm_info *info);
+json_t *api_fence_json(struct vm *vm);
+json_t *api_fence_refusal(struct vm *vm, const char *what);
+
 /* Parse and answer one request line; returns the reply (caller decrefs). */
 json_t *api_dispatch(struct api *api, const char *line);
 /* True when cmd is a request of a running VM (api_dispatch knows it). */

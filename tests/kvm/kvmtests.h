@@ -10,4 +10,5 @@ void suite_snapshot(void);
 void suite_linux(void);
 void suite_migrate(void);
 void suite_migrate_ext(void);
+void suite_vmm_fence(void);
 #endif

@@ -15,5 +15,6 @@ int main(void)
 	suite_linux();
 	suite_migrate();
 	suite_migrate_ext();
+	suite_vmm_fence();
 	return test_main("kvm");
 }
