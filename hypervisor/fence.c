@@ -1,8 +1,8 @@
 /* Fencing: the VMM's own timer at the deadline cme-clusterd gives (CLOCK_BOOTTIME). The
- * check before every entry into the guest is in vcpu.c; pausing and resuming, and what
- * "fenced" means for them, in run.c. The timer's thread only wakes at the deadline and
- * settles the VM into the fenced state, so a guest in a loop without exits is stopped
- * too. */
+ * check before every entry into the guest, and each vCPU's own timer (a kick straight to
+ * its thread), are in vcpu.c; pausing and resuming, and what "fenced" means for them, in
+ * run.c. This timer's thread wakes at the deadline and settles the whole VM into the
+ * fenced state (all vCPUs parked, the state paused and fenced). */
 #include "vm_priv.h"
 
 #include <errno.h>
@@ -23,8 +23,12 @@ static void *fence_thread(void *arg)
 
 	pthread_setname_np(pthread_self(), "fence");
 	for (;;) {
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		if (poll(p, 2, -1) < 0 && errno != EINTR) {
+			/* Left: every vCPU's own timer and its check before each entry. */
+			log_err(SUB, "vm=%s fencing timer thread: poll: %s", vm->cfg.name,
+				strerror(errno));
 			break;
+		}
 		if (p[1].revents)
 			break; /* vm_fence_destroy */
 		if (!(p[0].revents & POLLIN) || read(vm->fence_timer_fd, &n, sizeof(n)) < 0)
@@ -72,11 +76,15 @@ int vm_fence_set(struct vm *vm, uint64_t deadline_ns)
 		err = fence_start(vm);
 	if (!err) {
 		vm_fence_settle_locked(vm); /* a deadline that passed stays a fence */
-		/* The deadline first, then the timer: when the timer fires, the thread must
-		 * find the deadline it was armed for. A zero it_value disarms the timer. */
+		/* The deadline first, then the timers: when one fires, it must find the
+		 * deadline it was armed for. A zero it_value disarms a timer. */
 		atomic_store(&vm->fence_ns, deadline_ns);
 		if (timerfd_settime(vm->fence_timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
 			err = -errno;
+		for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++)
+			vcpu_fence_timer_arm(&vm->vcpus[i], deadline_ns);
+		if (vm->state != VM_ENDED)
+			vm_fence_settle_locked(vm); /* already passed: fenced before the reply */
 	}
 	pthread_mutex_unlock(&vm->run_lock);
 	return err;

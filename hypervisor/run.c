@@ -57,17 +57,24 @@ static unsigned vm_live_vcpus(struct vm *vm)
 
 bool vm_pause_locked(struct vm *vm)
 {
+	unsigned gen = vm->pause_gen;
+
 	atomic_store(&vm->pause_req, true);
 	vm_kick_all(vm);
-	while (vm->parked < vm_live_vcpus(vm) && !atomic_load(&vm->stop_req))
+	/* Several threads may pause at once (the API, the fencing timer, a migration): the
+	 * first to see every vCPU parked makes the state paused; a resume after that ends
+	 * every other wait, unpaused, instead of leaving it to mistake vCPUs on their way
+	 * back into the guest for parked ones, or to wait for ever. */
+	while (vm->state == VM_RUNNING && gen == vm->pause_gen && vm->parked < vm_live_vcpus(vm) &&
+	       !atomic_load(&vm->stop_req))
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
-	if (atomic_load(&vm->stop_req))
+	if (atomic_load(&vm->stop_req) || gen != vm->pause_gen)
 		return false;
-	if (vm->state == VM_RUNNING) { /* another thread may have paused it meanwhile */
+	if (vm->state == VM_RUNNING) {
 		vm->state = VM_PAUSED;
 		vm->pause_start_ns = now_ns();
 	}
-	return true;
+	return vm->state == VM_PAUSED;
 }
 
 void vm_fence_settle_locked(struct vm *vm)
@@ -76,7 +83,7 @@ void vm_fence_settle_locked(struct vm *vm)
 		return;
 	/* vCPUs that parked for the deadline left the state running: pause it properly. */
 	if (vm->state == VM_RUNNING && !vm_pause_locked(vm))
-		return; /* ended meanwhile */
+		return; /* ended, or resumed meanwhile: then the deadline had moved */
 	if (vm->state == VM_PAUSED && !vm->fenced) {
 		vm->fenced = true;
 		vm->fenced_at_ns = boottime_ns();
@@ -95,8 +102,8 @@ int vm_pause(struct vm *vm)
 		vm_fence_settle_locked(vm);
 	if (vm->state == VM_ENDED)
 		err = -ESRCH;
-	else if (vm->state == VM_RUNNING && !vm_pause_locked(vm))
-		err = -ESRCH;
+	else if (vm->state == VM_RUNNING && !vm_pause_locked(vm) && vm->state == VM_ENDED)
+		err = -ESRCH; /* (a resume that came first just wins) */
 	pthread_mutex_unlock(&vm->run_lock);
 	return err;
 }
@@ -113,6 +120,7 @@ int vm_resume(struct vm *vm)
 	} else if (vm_fence_passed(vm)) {
 		err = -EPERM; /* the guest may run elsewhere by now */
 	} else if (vm->state == VM_PAUSED) {
+		vm->pause_gen++;
 		atomic_store(&vm->pause_req, false);
 		vm->paused_ns += now_ns() - vm->pause_start_ns;
 		vm->state = VM_RUNNING;

@@ -13,10 +13,17 @@
 
 #define SUB "vcpu"
 
-/* The kick signal only needs to interrupt KVM_RUN (EINTR); the handler does nothing. */
+/* The kvm_run of the vCPU this thread runs. The kick handler sets its immediate_exit, so a
+ * kick that lands between the run-control check and KVM_RUN (a thread preempted, or the
+ * whole VMM frozen, right there) still keeps the thread out of the guest: KVM returns
+ * EINTR at once and the loop checks again. (KVM's documented use of immediate_exit.) */
+static __thread struct kvm_run *vcpu_self_run;
+
 static void vcpu_kick_handler(int sig)
 {
 	(void)sig;
+	if (vcpu_self_run)
+		vcpu_self_run->immediate_exit = 1;
 }
 
 static void vcpu_install_kick_handler_once(void)
@@ -81,12 +88,36 @@ void vcpu_destroy(struct vcpu *vcpu)
 		pthread_join(vcpu->thread, NULL);
 		vcpu->thread_started = false;
 	}
+	if (vcpu->fence_timer_made)
+		timer_delete(vcpu->fence_timer);
+	vcpu->fence_timer_made = false;
 	if (vcpu->run)
 		munmap(vcpu->run, vcpu->run_size);
 	vcpu->run = NULL;
 	if (vcpu->vm && vcpu->fd >= 0)
 		close(vcpu->fd);
 	vcpu->fd = -1;
+}
+
+/* The vCPU thread's own timer at the fencing deadline, signalling this thread alone:
+ * timers that expire while the VMM is frozen leave the signal pending, and each thread
+ * takes it (setting immediate_exit) before it runs a line of its own code again. Without
+ * the timer the fence thread's kick and the check before each entry still hold. */
+static void vcpu_fence_timer_init(struct vcpu *vcpu)
+{
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = VCPU_KICK_SIGNAL };
+	timer_t t;
+
+	sev._sigev_un._tid = gettid();
+	if (timer_create(CLOCK_BOOTTIME, &sev, &t) < 0) {
+		log_warn(SUB, "vcpu=%u no fencing timer of its own: %s", vcpu->id, strerror(errno));
+		return;
+	}
+	pthread_mutex_lock(&vcpu->vm->run_lock);
+	vcpu->fence_timer = t;
+	vcpu->fence_timer_made = true;
+	vcpu_fence_timer_arm(vcpu, atomic_load(&vcpu->vm->fence_ns));
+	pthread_mutex_unlock(&vcpu->vm->run_lock);
 }
 
 /* Park until resumed or stopped. Called with run_lock held. Before parking, KVM_RUN is
@@ -114,17 +145,22 @@ static bool vcpu_check_run_control(struct vcpu *vcpu)
 	struct vm *vm = vcpu->vm;
 	bool keep = true;
 
+	bool fence;
+
 	vcpu->run->immediate_exit = 0;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	/* Before every entry into the guest, not only when the fencing timer fires: a host
+	/* Before every entry into the guest, not only when the fencing timers fire: a host
 	 * frozen past the deadline and thawed must not run one more guest instruction. */
-	if (vm_fence_passed(vm)) {
+	fence = vm_fence_passed(vm);
+	if (!fence && !atomic_load(&vm->pause_req) && !atomic_load(&vm->stop_req))
+		return true;
+	pthread_mutex_lock(&vm->run_lock);
+	/* Again under the lock: the deadline may have moved since (it changes only under
+	 * run_lock), and a resume must not be undone by a stale look. */
+	if (fence && vm_fence_passed(vm)) {
 		atomic_store(&vm->fence_hit, true);
 		atomic_store(&vm->pause_req, true);
 	}
-	if (!atomic_load(&vm->pause_req) && !atomic_load(&vm->stop_req))
-		return true;
-	pthread_mutex_lock(&vm->run_lock);
 	if (atomic_load(&vm->pause_req) && !atomic_load(&vm->stop_req))
 		vcpu_park(vcpu);
 	keep = !atomic_load(&vm->stop_req);
@@ -139,6 +175,8 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", vcpu->id);
 	pthread_setname_np(pthread_self(), name);
+	vcpu_self_run = vcpu->run;
+	vcpu_fence_timer_init(vcpu);
 	while (vcpu_check_run_control(vcpu)) {
 		uint64_t t0 = now_ns();
 		int ret = ioctl(vcpu->fd, KVM_RUN, 0);
@@ -158,7 +196,19 @@ static void *vcpu_thread(void *arg)
 		if (!vcpu_handle_exit(vcpu))
 			break;
 	}
+	pthread_mutex_lock(&vcpu->vm->run_lock); /* no timer signal after the thread */
+	vcpu_fence_timer_arm(vcpu, 0);
+	pthread_mutex_unlock(&vcpu->vm->run_lock);
 	return NULL;
+}
+
+void vcpu_fence_timer_arm(struct vcpu *vcpu, uint64_t deadline_ns)
+{
+	struct itimerspec its = { .it_value = { .tv_sec = (time_t)(deadline_ns / 1000000000ull),
+						.tv_nsec = (long)(deadline_ns % 1000000000ull) } };
+
+	if (vcpu->fence_timer_made && timer_settime(vcpu->fence_timer, TIMER_ABSTIME, &its, NULL))
+		log_warn(SUB, "vcpu=%u fencing timer: %s", vcpu->id, strerror(errno));
 }
 
 int vcpu_start(struct vcpu *vcpu)

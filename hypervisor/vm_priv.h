@@ -5,6 +5,7 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <stdatomic.h>
 
 #include "hypervisor.h"
@@ -33,6 +34,10 @@ struct vcpu {
 	pthread_t thread;
 	bool thread_started;
 	struct vm_vcpu_stats stats; /* written by the vCPU thread, read racily for status */
+	/* Its own timer at the fencing deadline: the kick signal straight to this thread
+	 * (made by the thread itself; armed under run_lock). */
+	timer_t fence_timer;
+	bool fence_timer_made;
 };
 
 struct vm {
@@ -62,6 +67,7 @@ struct vm {
 	atomic_bool pause_req; /* vCPUs must park */
 	atomic_bool stop_req;  /* vCPUs must exit their threads */
 	unsigned parked;       /* vCPUs parked right now */
+	unsigned pause_gen;    /* bumped by every resume: a pause waiting since before gave up */
 	enum vm_state state;
 	struct vm_end end;
 	int event_fd; /* eventfd: written once when the VM ends */
@@ -124,6 +130,8 @@ int vcpu_apply_cpuid(struct vcpu *vcpu, const struct kvm_cpuid2 *tmpl) CME_WUR;
 int vcpu_create(struct vm *vm, unsigned id) CME_WUR;
 void vcpu_destroy(struct vcpu *vcpu);
 int vcpu_start(struct vcpu *vcpu) CME_WUR;
+/* Arm the vCPU's own fencing timer at deadline_ns (0 disarms); run_lock held. */
+void vcpu_fence_timer_arm(struct vcpu *vcpu, uint64_t deadline_ns);
 
 /* exits.c: handle one KVM exit; returns false when the vCPU must stop running. */
 bool vcpu_handle_exit(struct vcpu *vcpu);

@@ -238,6 +238,18 @@ static void mig_final_stats(struct migration *m)
 	m->prog.bytes_sent = st->bytes;
 }
 
+/* A failed migration gives the guest back, unless its fencing deadline passed meanwhile:
+ * then it stays paused (the cluster may be restarting it elsewhere). */
+static void resume_after_failure(struct migration *m)
+{
+	int rc = m->was_running ? vm_resume(m->vm) : 0;
+
+	if (rc == -EPERM)
+		log_warn(SUB, "the guest stays paused: its fencing deadline passed");
+	else if (rc < 0)
+		log_err(SUB, "cannot resume the guest after a failed migration");
+}
+
 /* Every way out: stop helpers, leave the guest where the outcome says it runs, and only
  * then publish how it ended. */
 static void mig_finish(struct migration *m, int err)
@@ -267,8 +279,7 @@ static void mig_finish(struct migration *m, int err)
 	} else if (end == MIG_FAILED) {
 		log_warn(SUB, "migration to %s failed: %s; the guest runs here", m->p.to,
 			 m->prog.error);
-		if (m->was_running && vm_resume(m->vm) < 0)
-			log_err(SUB, "cannot resume the guest after a failed migration");
+		resume_after_failure(m);
 	} else {
 		log_err(SUB, "migration to %s in doubt: %s", m->p.to, m->prog.error);
 	}

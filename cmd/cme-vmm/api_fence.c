@@ -42,6 +42,14 @@ json_t *api_fence_deadline(struct api *api, json_t *req)
 	return json_pack("{s:b,s:o}", "ok", 1, "fence", api_fence_json(api->vm));
 }
 
+bool api_fenced(struct vm *vm)
+{
+	struct vm_fence f;
+
+	vm_fence_get(vm, &f);
+	return f.fenced || (f.deadline_ns && boottime_ns() >= f.deadline_ns);
+}
+
 json_t *api_fence_refusal(struct vm *vm, const char *what)
 {
 	struct vm_fence f;

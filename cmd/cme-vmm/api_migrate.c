@@ -94,6 +94,8 @@ json_t *api_migrate(struct api *api, json_t *req)
 	if (api_check_doubt(api))
 		return api_error("the last migration is in doubt: the guest may run on its "
 				 "destination; check there, then resume {\"force\":true} or stop");
+	if (api_fenced(api->vm))
+		return api_fence_refusal(api->vm, "migrate");
 	mig_params_defaults(&p);
 	bad = migrate_params(req, &p);
 	if (bad)

@@ -50,6 +50,9 @@ json_t *api_fence_deadline(struct api *api, json_t *req);
 const char *api_state_name(const struct vm_info *info);
 json_t *api_fence_json(struct vm *vm);
 json_t *api_fence_refusal(struct vm *vm, const char *what);
+/* True when the VM is fenced or its deadline has passed: a fenced guest must not move to
+ * another host (the cluster may be restarting it elsewhere). */
+bool api_fenced(struct vm *vm);
 
 /* Parse and answer one request line; returns the reply (caller decrefs). */
 json_t *api_dispatch(struct api *api, const char *line);
