@@ -11,6 +11,7 @@ int main(void)
 	suite_pagetables();
 	suite_uart();
 	suite_devices();
+	suite_runctl();
 	suite_api();
 	suite_linux_parse();
 	suite_tls();

@@ -6,6 +6,7 @@ void suite_args(void);
 void suite_pagetables(void);
 void suite_uart(void);
 void suite_devices(void);
+void suite_runctl(void);
 void suite_api(void);
 void suite_linux_parse(void);
 void suite_tls(void);
