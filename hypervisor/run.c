@@ -125,6 +125,7 @@ int vm_resume(struct vm *vm)
 		vm->paused_ns += now_ns() - vm->pause_start_ns;
 		vm->state = VM_RUNNING;
 		vm->fenced = false;
+		atomic_store(&vm->fence_hit, false); /* the deadline has not passed: stale */
 		pthread_cond_broadcast(&vm->run_cond);
 	}
 	pthread_mutex_unlock(&vm->run_lock);
