@@ -65,8 +65,7 @@ fail:
 
 int vm_fence_set(struct vm *vm, uint64_t deadline_ns)
 {
-	struct itimerspec its = { .it_value = { .tv_sec = (time_t)(deadline_ns / 1000000000ull),
-						.tv_nsec = (long)(deadline_ns % 1000000000ull) } };
+	struct itimerspec its = vm_fence_itimer(deadline_ns);
 	int err = 0;
 
 	pthread_mutex_lock(&vm->run_lock);
@@ -96,6 +95,7 @@ void vm_fence_get(struct vm *vm, struct vm_fence *f)
 	f->deadline_ns = atomic_load(&vm->fence_ns);
 	f->fenced = vm->fenced;
 	f->fenced_at_ns = vm->fenced_at_ns;
+	f->passed = vm_fence_passed(vm);
 	pthread_mutex_unlock(&vm->run_lock);
 }
 

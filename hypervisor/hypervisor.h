@@ -173,6 +173,7 @@ struct vm_fence {
 	uint64_t deadline_ns;  /* 0: none */
 	bool fenced;	       /* the deadline passed and the vCPUs were parked for it */
 	uint64_t fenced_at_ns; /* CLOCK_BOOTTIME when that happened */
+	bool passed;	       /* the deadline has passed (fenced, or about to be) */
 };
 void vm_fence_get(struct vm *vm, struct vm_fence *f);
 

@@ -143,9 +143,7 @@ static void vcpu_park(struct vcpu *vcpu)
 static bool vcpu_check_run_control(struct vcpu *vcpu)
 {
 	struct vm *vm = vcpu->vm;
-	bool keep = true;
-
-	bool fence;
+	bool keep = true, fence;
 
 	vcpu->run->immediate_exit = 0;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -204,8 +202,7 @@ static void *vcpu_thread(void *arg)
 
 void vcpu_fence_timer_arm(struct vcpu *vcpu, uint64_t deadline_ns)
 {
-	struct itimerspec its = { .it_value = { .tv_sec = (time_t)(deadline_ns / 1000000000ull),
-						.tv_nsec = (long)(deadline_ns % 1000000000ull) } };
+	struct itimerspec its = vm_fence_itimer(deadline_ns);
 
 	if (vcpu->fence_timer_made && timer_settime(vcpu->fence_timer, TIMER_ABSTIME, &its, NULL))
 		log_warn(SUB, "vcpu=%u fencing timer: %s", vcpu->id, strerror(errno));

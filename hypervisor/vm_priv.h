@@ -98,6 +98,14 @@ void vcpu_kick(struct vcpu *vcpu);
 /* vcpu_kick() every vCPU. */
 void vm_kick_all(struct vm *vm);
 
+/* A one-shot absolute timer value at ns (0: disarmed), for timerfd_settime and
+ * timer_settime with their ABSTIME flags. */
+static inline struct itimerspec vm_fence_itimer(uint64_t ns)
+{
+	return (struct itimerspec){ .it_value = { .tv_sec = (time_t)(ns / 1000000000ull),
+						  .tv_nsec = (long)(ns % 1000000000ull) } };
+}
+
 /* True once the fencing deadline has passed: the guest must not run. */
 static inline bool vm_fence_passed(struct vm *vm)
 {

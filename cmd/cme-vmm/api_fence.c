@@ -47,7 +47,7 @@ bool api_fenced(struct vm *vm)
 	struct vm_fence f;
 
 	vm_fence_get(vm, &f);
-	return f.fenced || (f.deadline_ns && boottime_ns() >= f.deadline_ns);
+	return f.fenced || f.passed;
 }
 
 json_t *api_fence_refusal(struct vm *vm, const char *what)
