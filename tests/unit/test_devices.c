@@ -5,13 +5,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "dev_priv.h"
 #include "harness.h"
 #include "uart_priv.h"
 #include "unit.h"
+#include "unit_vm.h"
 
 /* A DeviceState section written by the VMM before the device model (commit 4db6dcf's
  * uart_state_save): ier=3 lcr=3 mcr=0x0b lsr=0x61 msr=0xb0 scr=0x5a dll=1 dlm=0 fcr=0xc1,
@@ -25,27 +24,10 @@ static const uint8_t old_uart_section[] = {
 /* A VM with its devices but no KVM: enough for dispatch, state and vm_set_end. */
 static struct vm *fake_vm(void)
 {
-	struct vm *vm = calloc(1, sizeof(*vm));
+	struct vm *vm = unit_vm_new();
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
-	vm->cfg.name = "unit";
-	vm->kvm_fd = vm->vm_fd = -1;
-	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	pthread_mutex_init(&vm->dev_lock, NULL);
-	pthread_mutex_init(&vm->run_lock, NULL);
-	pthread_cond_init(&vm->run_cond, NULL);
 	CU_ASSERT_EQUAL_FATAL(vm_setup_devices(vm), 0);
 	return vm;
-}
-
-static void fake_vm_free(struct vm *vm)
-{
-	vm_devices_destroy(vm);
-	close(vm->event_fd);
-	pthread_mutex_destroy(&vm->dev_lock);
-	pthread_mutex_destroy(&vm->run_lock);
-	pthread_cond_destroy(&vm->run_cond);
-	free(vm);
 }
 
 /* One port access as a vCPU makes it; returns the byte read (or written). */
@@ -110,7 +92,7 @@ static void test_old_uart_state(void)
 	CU_ASSERT_EQUAL(pio(vm, UART_COM1_BASE + UART_LSR, false, 0, NULL) & UART_LSR_DR, 0);
 	arena_free(&a);
 	cme__device_state__free_unpacked(old, NULL);
-	fake_vm_free(vm);
+	unit_vm_free(vm);
 }
 
 static void test_dispatch(void)
@@ -142,7 +124,7 @@ static void test_dispatch(void)
 	CU_ASSERT_STRING_EQUAL(e.detail, "guest rebooted (i8042 reset)");
 	pio(vm, VM_EXIT_PORT, true, 7, NULL); /* the first end wins */
 	CU_ASSERT_EQUAL(ended(vm, &e), VM_END_REBOOT);
-	fake_vm_free(vm);
+	unit_vm_free(vm);
 }
 
 /* Each way a guest ends, on a VM of its own. */
@@ -178,7 +160,7 @@ static void test_power_ports(void)
 		/* The rest of a string of console output still goes out. */
 		CU_ASSERT_TRUE(dev_dispatch(vm, DEV_PIO, &uart));
 		CU_ASSERT_FALSE(uart.stop);
-		fake_vm_free(vm);
+		unit_vm_free(vm);
 	}
 }
 
@@ -203,7 +185,7 @@ static int load_uart(const Cme__UartState *m, const char *name, uint32_t version
 	}
 	err[0] = 0;
 	rc = dev_state_load_all(vm, &ps, 1, err, errlen);
-	fake_vm_free(vm);
+	unit_vm_free(vm);
 	return rc;
 }
 

@@ -3,44 +3,21 @@
  * thread: a deadline that passed fences (paused, resume refused), a later one lets resume
  * through, the timer fences by itself at its deadline, and clearing keeps a fence. */
 #include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "harness.h"
 #include "unit.h"
-#include "vm_priv.h"
+#include "unit_vm.h"
 
 #define MS 1000000ull
 
+/* Running, with no vCPU threads: nothing to park, so a pause completes at once. */
 static struct vm *runnable_vm(void)
 {
-	struct vm *vm = calloc(1, sizeof(*vm));
+	struct vm *vm = unit_vm_new();
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
-	vm->cfg.name = "unit";
-	vm->cfg.nr_vcpus = 0; /* nothing to park: a pause completes at once */
-	vm->kvm_fd = vm->vm_fd = -1;
-	vm->fence_timer_fd = vm->fence_wake_fd = -1;
-	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	pthread_mutex_init(&vm->dev_lock, NULL);
-	pthread_mutex_init(&vm->run_lock, NULL);
-	pthread_cond_init(&vm->run_cond, NULL);
 	vm->state = VM_RUNNING;
 	vm->start_ns = now_ns();
 	return vm;
-}
-
-static void runnable_vm_free(struct vm *vm)
-{
-	vm_request_stop(vm);
-	vm_fence_destroy(vm);
-	close(vm->event_fd);
-	pthread_mutex_destroy(&vm->dev_lock);
-	pthread_mutex_destroy(&vm->run_lock);
-	pthread_cond_destroy(&vm->run_cond);
-	free(vm);
 }
 
 static enum vm_state state_of(struct vm *vm, bool *fenced)
@@ -69,7 +46,7 @@ static void test_pause_resume(void)
 	CU_ASSERT_EQUAL(vm_pause(vm), -ESRCH);
 	CU_ASSERT_EQUAL(vm_resume(vm), -ESRCH);
 	CU_ASSERT_EQUAL(vm_fence_set(vm, 1), -ESRCH);
-	runnable_vm_free(vm);
+	unit_vm_free(vm);
 }
 
 static void test_fence_passed(void)
@@ -96,7 +73,7 @@ static void test_fence_passed(void)
 	CU_ASSERT_EQUAL(vm_resume(vm), 0);
 	CU_ASSERT_EQUAL(state_of(vm, &fenced), VM_RUNNING);
 	CU_ASSERT_FALSE(fenced);
-	runnable_vm_free(vm);
+	unit_vm_free(vm);
 }
 
 /* The timer thread fences at the deadline with nobody calling in. */
@@ -121,7 +98,7 @@ static void test_fence_timer(void)
 	CU_ASSERT_TRUE(fenced);
 	CU_ASSERT_EQUAL(vm_resume(vm), 0);
 	CU_ASSERT_EQUAL(state_of(vm, NULL), VM_RUNNING);
-	runnable_vm_free(vm);
+	unit_vm_free(vm);
 }
 
 /* Extended before it passes, over and over, for more than twice the first deadline (a
@@ -138,7 +115,7 @@ static void test_fence_extended(void)
 	}
 	CU_ASSERT_EQUAL(state_of(vm, &fenced), VM_RUNNING);
 	CU_ASSERT_FALSE(fenced);
-	runnable_vm_free(vm);
+	unit_vm_free(vm);
 }
 
 void suite_runctl(void)

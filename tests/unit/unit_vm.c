@@ -1,0 +1,34 @@
+/* A struct vm without KVM for unit tests (see unit_vm.h). */
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "unit_vm.h"
+
+struct vm *unit_vm_new(void)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	vm->cfg.name = "unit";
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->fence_timer_fd = vm->fence_wake_fd = -1;
+	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_mutex_init(&vm->dev_lock, NULL);
+	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_cond_init(&vm->run_cond, NULL);
+	return vm;
+}
+
+void unit_vm_free(struct vm *vm)
+{
+	vm_request_stop(vm);
+	vm_fence_destroy(vm);
+	vm_devices_destroy(vm);
+	close(vm->event_fd);
+	pthread_mutex_destroy(&vm->dev_lock);
+	pthread_mutex_destroy(&vm->run_lock);
+	pthread_cond_destroy(&vm->run_cond);
+	free(vm);
+}
