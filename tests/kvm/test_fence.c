@@ -30,23 +30,6 @@ static json_t *set_deadline(struct vmm_proc *p, uint64_t deadline_ns)
 	return vmm_request(p, "fence-deadline", args);
 }
 
-/* Poll status until state is want (within a generous deadline). */
-static bool wait_state(struct vmm_proc *p, const char *want, int timeout_ms)
-{
-	uint64_t end = now_ns() + (uint64_t)timeout_ms * MS;
-
-	do {
-		json_t *r = vmm_request(p, "status", NULL);
-		bool there = !strcmp(state_of(r), want);
-
-		json_decref(r);
-		if (there)
-			return true;
-		sleep_ms(20);
-	} while (now_ns() < end);
-	return false;
-}
-
 static void test_deadline_fences(void)
 {
 	uint64_t deadline;
@@ -66,7 +49,7 @@ static void test_deadline_fences(void)
 			(json_int_t)deadline);
 	CU_ASSERT_TRUE(json_is_false(json_object_get(f, "fenced")));
 	json_decref(r);
-	CU_ASSERT_FATAL(wait_state(&p, "fenced", 30000));
+	CU_ASSERT_FATAL(vmm_wait_status(&p, "state", "\"fenced\"", 30000));
 	r = vmm_request(&p, "status", NULL);
 	f = json_object_get(r, "fence");
 	CU_ASSERT_TRUE(json_is_true(json_object_get(f, "fenced")));
@@ -172,7 +155,7 @@ static void test_frozen_past_deadline(void)
 	while (boottime_ns() < deadline + 500 * MS)
 		sleep_ms(50);
 	CU_ASSERT_EQUAL(kill(p.pid, SIGCONT), 0);
-	CU_ASSERT(wait_state(&p, "fenced", 30000));
+	CU_ASSERT(vmm_wait_status(&p, "state", "\"fenced\"", 30000));
 	sleep_ms(500); /* watching for a heartbeat that must not come */
 	CU_ASSERT(vmm_heartbeats(&p, NULL, 0) <= n + partial);
 	vmm_kill(&p);

@@ -108,23 +108,6 @@ static bool wait_dst_phase(struct pair *p, const char *phase, int timeout_ms)
 	return false;
 }
 
-/* Poll the destination's status until it reports the source's channel gone. */
-static bool wait_source_lost(struct vmm_proc *dst, int timeout_ms)
-{
-	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
-
-	do {
-		json_t *st = vmm_request(dst, "status", NULL);
-		bool lost = json_is_false(json_object_get(st, "source_connected"));
-
-		json_decref(st);
-		if (lost)
-			return true;
-		sleep_ms(20);
-	} while (now_ns() < end);
-	return false;
-}
-
 /* Poll migrate-status until phase; false when the migration ended first or in time. */
 static bool wait_phase(struct vmm_proc *src, const char *phase, int timeout_ms)
 {
@@ -330,7 +313,7 @@ static void test_dest_commits_alone(void)
 	CU_ASSERT_EQUAL(p.src.status, 128 + SIGKILL);
 	/* The destination sees the channel break (when it does is up to the machine), and
 	 * waits on. */
-	CU_ASSERT(wait_source_lost(&p.dst, MIG_TIMEOUT_MS));
+	CU_ASSERT(vmm_wait_status(&p.dst, "source_connected", "false", MIG_TIMEOUT_MS));
 	expect_incoming(&p, "ready");
 	mig_expect_no_guest(&p.dst);
 	r = req_ok(&p.dst, "incoming-commit", NULL);

@@ -93,6 +93,9 @@ bool vmm_wait_pages(struct vmm_proc *p, uint64_t pages, int timeout_ms, struct h
 /* Send one control request ({"cmd":cmd} merged with args JSON, may be NULL); returns the
  * reply (caller decrefs) or NULL on a transport error. */
 json_t *vmm_request(struct vmm_proc *p, const char *cmd, const char *args);
+/* Poll status (every 20 ms, up to timeout_ms) until its field equals the JSON text want
+ * (e.g. "\"fenced\"", "false"); true when it did. */
+bool vmm_wait_status(struct vmm_proc *p, const char *field, const char *want, int timeout_ms);
 /* Send a raw line and return the raw reply line (malloc'd) or NULL. */
 char *vmm_request_raw(struct vmm_proc *p, const char *line);
 

@@ -218,6 +218,24 @@ bool vmm_wait_heartbeats(struct vmm_proc *p, int n, int timeout_ms)
 	return false;
 }
 
+bool vmm_wait_status(struct vmm_proc *p, const char *field, const char *want, int timeout_ms)
+{
+	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+	json_t *w = json_loads(want, JSON_DECODE_ANY, NULL);
+	bool there = false;
+
+	do {
+		json_t *st = vmm_request(p, "status", NULL);
+
+		there = w && json_equal(json_object_get(st, field), w);
+		json_decref(st);
+		if (!there)
+			usleep(20000);
+	} while (!there && ms_now() < end);
+	json_decref(w);
+	return there;
+}
+
 char *vmm_request_raw(struct vmm_proc *p, const char *line)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
