@@ -119,13 +119,11 @@ bool dev_dispatch(struct vm *vm, enum dev_space space, struct dev_access *a)
 			if (!dev_hit(&d->range[j], space, a))
 				continue;
 			a->off = a->addr - d->range[j].base;
-			if (d->ops->lockless) {
-				d->ops->io(d, a);
-				return true;
-			}
-			pthread_mutex_lock(&vm->dev_lock);
+			if (!d->ops->lockless)
+				pthread_mutex_lock(&vm->dev_lock);
 			d->ops->io(d, a);
-			pthread_mutex_unlock(&vm->dev_lock);
+			if (!d->ops->lockless)
+				pthread_mutex_unlock(&vm->dev_lock);
 			return true;
 		}
 	}
