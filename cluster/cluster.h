@@ -184,7 +184,8 @@ struct cl_vm_view *cl_view_vm(const struct cl_view *v, const char *name);
 
 /* The view as ha's plain structs (names point into v, which must outlive it): a VM is
  * wanted when its spec says running, its owner is its owner record's node, its target the
- * target of an active migration. Returns 0 or -ENOMEM; free with cl_ha_free. */
+ * target of an active migration; restart is set unless its policy is "never", running
+ * when its status says running on its owner at the owner's epoch. Returns 0 or -ENOMEM; free with cl_ha_free. */
 struct cl_ha {
 	struct ha_cluster c;
 	struct ha_node *nodes;

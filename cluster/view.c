@@ -230,6 +230,13 @@ void cl_view_free(struct cl_view *v)
 	memset(v, 0, sizeof(*v));
 }
 
+/* Its status says running where and at the epoch its owner record says. */
+static bool runs_on_owner(const struct cl_vm_view *m)
+{
+	return m->has_owner && m->has_status && !strcmp(m->status.state, "running") &&
+	       !strcmp(m->status.node, m->owner.node) && m->status.epoch == m->owner.epoch;
+}
+
 int cl_view_ha(const struct cl_view *v, struct cl_ha *h)
 {
 	memset(h, 0, sizeof(*h));
@@ -261,6 +268,8 @@ int cl_view_ha(const struct cl_view *v, struct cl_ha *h)
 			.owner = m->has_owner ? m->owner.node : NULL,
 			.target = m->has_mig && cl_migration_active(&m->mig) ? m->mig.target : NULL,
 			.wanted = m->has_spec && m->spec.running,
+			.restart = m->has_spec && strcmp(m->spec.restart, "never") != 0,
+			.running = runs_on_owner(m),
 		};
 	}
 	h->c = (struct ha_cluster){ h->nodes, v->nnodes, h->vms, v->nvms };

@@ -4,15 +4,6 @@
 
 #include "ha_priv.h"
 
-/* Index in c->nodes of the node named name, or SIZE_MAX. */
-static size_t node_index(const struct ha_cluster *c, const char *name)
-{
-	for (size_t i = 0; i < c->nnodes; i++)
-		if (ha_same(c->nodes[i].name, name))
-			return i;
-	return SIZE_MAX;
-}
-
 /* c->vms[i] runs, is not migrating, and its alive owner is being emptied. */
 static bool is_candidate(const struct ha_cluster *c, size_t i)
 {
@@ -21,21 +12,10 @@ static bool is_candidate(const struct ha_cluster *c, size_t i)
 
 	if (!vm->wanted || vm->target)
 		return false;
-	n = node_index(c, vm->owner);
+	n = ha_node_index(c, vm->owner);
 	if (n == SIZE_MAX || !c->nodes[n].alive)
 		return false;
 	return c->nodes[n].admin == HA_DRAINING || c->nodes[n].admin == HA_MAINTENANCE;
-}
-
-/* Drain order: higher priority first, then name; the index settles duplicate names. */
-static bool before(const struct ha_vm *vms, size_t a, size_t b)
-{
-	int cmp;
-
-	if (vms[a].priority != vms[b].priority)
-		return vms[a].priority > vms[b].priority;
-	cmp = strcmp(vms[a].name, vms[b].name);
-	return cmp ? cmp < 0 : a < b;
 }
 
 /* The candidate that follows prev in drain order (SIZE_MAX: the first), or SIZE_MAX. A scan
@@ -45,9 +25,9 @@ static size_t next_candidate(const struct ha_cluster *c, size_t prev)
 	size_t best = SIZE_MAX;
 
 	for (size_t i = 0; i < c->nvms; i++) {
-		if (!is_candidate(c, i) || (prev != SIZE_MAX && !before(c->vms, prev, i)))
+		if (!is_candidate(c, i) || (prev != SIZE_MAX && !ha_before(c->vms, prev, i)))
 			continue;
-		if (best == SIZE_MAX || before(c->vms, i, best))
+		if (best == SIZE_MAX || ha_before(c->vms, i, best))
 			best = i;
 	}
 	return best;

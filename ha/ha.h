@@ -34,6 +34,8 @@ struct ha_vm {
 	const char *owner;  /* node it is assigned to, NULL if none */
 	const char *target; /* destination of a migration in flight, NULL if none */
 	bool wanted;	    /* its spec wants it running (only wanted VMs use capacity) */
+	bool restart;	    /* its policy restarts it elsewhere when its host dies */
+	bool running;	    /* it runs on its owner (status running at the owner's epoch) */
 };
 
 /* The cluster as the leader sees it; the caller owns both arrays. */
@@ -87,6 +89,40 @@ int ha_place(const struct ha_cluster *c, const struct ha_vm *vm, const char *exc
  * that is down (nothing to migrate from: that is a restart). */
 size_t ha_drain_plan(const struct ha_cluster *c, unsigned max_cluster, unsigned max_per_node,
 		     struct ha_move *moves, size_t cap);
+
+/* ---- restart after host loss ----------------------------------------------------------- */
+
+/* Why ha_restart_plan held a tier back. */
+struct ha_restart_wait {
+	bool waiting;	/* a tier is held back */
+	int priority;	/* its priority */
+	size_t blocker; /* index in c->vms of a higher-priority VM that does not run yet */
+};
+
+/* The restarts the leader should make now, written to moves (at most cap), returns how
+ * many. Candidates are the wanted VMs with restart set, no migration in flight, whose
+ * owner node is down (not alive, or not among c->nodes), taken highest priority first,
+ * then by name; each is placed by ha_place (its dead owner holds nothing) and a planned
+ * restart reserves its node's capacity and anti-affinity slot for the ones after it.
+ * VMs of equal priority form a tier. A tier waits while a VM of a higher priority with
+ * restart set is wanted but not running on a live owner (it is starting), or was planned
+ * in this call — unless its priority is at least force_priority (INT_MAX: none forced;
+ * the caller forces a tier whose wait outlasted its tier timeout). A waiting tier and
+ * every tier below it plan nothing, and *wait (may be NULL) says which tier waits and on
+ * which VM. Left out, for the caller to report: candidates with nowhere to go (ha_place
+ * says why). */
+size_t ha_restart_plan(const struct ha_cluster *c, int force_priority, struct ha_move *moves,
+		       size_t cap, struct ha_restart_wait *wait);
+
+/* Admission control: does the cluster as given (a VM being admitted included, its owner
+ * set to the node it is about to get) keep room to restart its HA VMs after any one node
+ * fails? For each alive node it simulates that node's loss: every wanted VM with restart
+ * set, no migration in flight and a down owner (that node's, and any already orphaned)
+ * must find a place, highest priority first, on the nodes left. scratch has room for
+ * c->nvms moves. 0, or -ENOSPC with one line in why (may be NULL) naming the node whose
+ * loss could not be absorbed and why the VM found no place; -E2BIG when cap < c->nvms. */
+int ha_admit(const struct ha_cluster *c, struct ha_move *scratch, size_t cap, char *why,
+	     size_t whylen);
 
 /* ---- fencing: lease-bound execution ------------------------------------------------------
  *

@@ -10,6 +10,7 @@ struct ha_view {
 	const struct ha_cluster *c;
 	const struct ha_move *planned;
 	size_t nplanned;
+	const char *failed; /* a node to treat as down (admission control's what-if), or NULL */
 };
 
 /* Both non-NULL and equal. */
@@ -21,6 +22,10 @@ bool ha_vm_on(const struct ha_view *v, size_t vm, size_t node);
 /* Usage of c->nodes[node] (see ha_node_usage), leaving out skip and any VM of its name. */
 void ha_usage_in(const struct ha_view *v, size_t node, const struct ha_vm *skip, uint32_t *cpus,
 		 uint64_t *mem_mb);
+/* Index in c->nodes of the node named name, or SIZE_MAX. */
+size_t ha_node_index(const struct ha_cluster *c, const char *name);
+/* Higher priority first, then name; the index settles duplicate names. */
+bool ha_before(const struct ha_vm *vms, size_t a, size_t b);
 /* ha_place over a view. */
 int ha_place_in(const struct ha_view *v, const struct ha_vm *vm, const char *exclude, char *why,
 		size_t whylen);

@@ -68,7 +68,7 @@ static struct verdict judge(const struct ha_view *v, const struct ha_vm *vm, siz
 	ha_usage_in(v, node, vm, &cpus, &mem);
 	d.free_cpus = n->cpus > cpus ? n->cpus - cpus : 0;
 	d.free_mem = n->mem_mb > mem ? n->mem_mb - mem : 0;
-	if (!n->alive)
+	if (!n->alive || ha_same(n->name, v->failed))
 		d.no = DOWN;
 	else if (n->admin != HA_SCHEDULABLE)
 		d.no = ADMIN;

@@ -13,6 +13,24 @@ bool ha_same_vm(const struct ha_vm *a, const struct ha_vm *b)
 	return a == b || ha_same(a->name, b->name);
 }
 
+size_t ha_node_index(const struct ha_cluster *c, const char *name)
+{
+	for (size_t i = 0; i < c->nnodes; i++)
+		if (ha_same(c->nodes[i].name, name))
+			return i;
+	return SIZE_MAX;
+}
+
+bool ha_before(const struct ha_vm *vms, size_t a, size_t b)
+{
+	int cmp;
+
+	if (vms[a].priority != vms[b].priority)
+		return vms[a].priority > vms[b].priority;
+	cmp = strcmp(vms[a].name, vms[b].name);
+	return cmp ? cmp < 0 : a < b;
+}
+
 static bool planned_onto(const struct ha_view *v, size_t vm, size_t node)
 {
 	for (size_t i = 0; i < v->nplanned; i++)

@@ -18,6 +18,7 @@ int main(void)
 	suite_etcd();
 	suite_ha();
 	suite_fence();
+	suite_ha_restart();
 	suite_records();
 	return test_main("unit");
 }

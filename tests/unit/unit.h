@@ -13,5 +13,6 @@ void suite_tls(void);
 void suite_etcd(void);
 void suite_ha(void);
 void suite_fence(void);
+void suite_ha_restart(void);
 void suite_records(void);
 #endif
