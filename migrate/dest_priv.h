@@ -49,7 +49,9 @@ struct mig_dest {
 	/* Under lock. */
 	enum mig_in_phase phase;
 	bool commit_asked, abort_asked, quit, source_lost, taken;
-	bool committing; /* past the point of no return: the guest starts, abort is refused */
+	bool committing;   /* past the point of no return: the guest starts, abort is refused */
+	uint64_t fence_ns; /* the deadline for the guest (in.fence_ns, then mig_dest_set_fence) */
+	bool fence_given;  /* the VM has it: later ones go to the VM at once */
 	char abort_reason[200];
 };
 

@@ -153,7 +153,16 @@ static int in_ready_commit(struct mig_dest *c, bool *by_source)
 static int in_start_guest(struct mig_dest *c)
 {
 	uint64_t t0 = now_ns();
-	int rc = vm_start(c->vm, true);
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock); /* the deadline before the guest's first instruction */
+	if (c->fence_ns)
+		rc = vm_fence_set(c->vm, c->fence_ns);
+	c->fence_given = true;
+	pthread_mutex_unlock(&c->lock);
+	if (rc)
+		return mig_in_fail(c, rc, "committed, but the fencing deadline could not be set");
+	rc = vm_start(c->vm, true);
 
 	if (!rc)
 		rc = vm_resume(c->vm);
@@ -255,6 +264,7 @@ int mig_dest_start(const struct mig_incoming *in, struct mig_dest **out, char *e
 	if (!d)
 		return snprintf(err, errlen, "out of memory"), -ENOMEM;
 	d->in = *in;
+	d->fence_ns = in->fence_ns;
 	d->listen_fd = -1;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
@@ -273,6 +283,18 @@ int mig_dest_start(const struct mig_incoming *in, struct mig_dest **out, char *e
 	}
 	*out = d;
 	return 0;
+}
+
+int mig_dest_set_fence(struct mig_dest *d, uint64_t deadline_ns)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&d->lock);
+	d->fence_ns = deadline_ns;
+	if (d->fence_given)
+		rc = vm_fence_set(d->vm, deadline_ns);
+	pthread_mutex_unlock(&d->lock);
+	return rc;
 }
 
 int mig_dest_event_fd(const struct mig_dest *d)

@@ -132,6 +132,7 @@ struct mig_incoming {
 	struct console_cfg console;
 	int timeout_ms; /* how long to wait for the source to connect, -1 forever */
 	enum mig_commit_mode commit;
+	uint64_t fence_ns; /* the guest may run here until this CLOCK_BOOTTIME time; 0: none */
 };
 
 enum mig_in_phase {
@@ -167,6 +168,10 @@ void mig_dest_get_status(struct mig_dest *d, struct mig_in_status *out);
  * with a one-line reason: -EAGAIN before READY, -EPERM in the direct mode, -ECANCELED
  * when aborted or failed, -EIO when the vCPUs did not start. */
 int mig_dest_commit(struct mig_dest *d, char *err, size_t errlen) CME_WUR;
+/* A new fencing deadline (see vm_fence_set): kept for the guest until it starts here,
+ * given to it before its first instruction, and to the running guest after. 0 or -errno
+ * from vm_fence_set. */
+int mig_dest_set_fence(struct mig_dest *d, uint64_t deadline_ns) CME_WUR;
 /* Give up before the guest runs: it never will run here; the source (if still there) is
  * told ABORT and the phase becomes MIG_IN_FAILED soon after. Returns 0, or -EALREADY (with
  * the reason in err) once the guest runs or is being started. */

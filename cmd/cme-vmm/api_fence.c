@@ -26,15 +26,26 @@ json_t *api_fence_json(struct vm *vm)
 }
 
 /* {"deadline_ns": N}: N of CLOCK_BOOTTIME (cat /proc/uptime is its seconds), 0 clears. */
-json_t *api_fence_deadline(struct api *api, json_t *req)
+json_t *api_fence_arg(json_t *req, uint64_t *deadline_ns)
 {
 	json_t *d = json_object_get(req, "deadline_ns");
-	int err;
 
 	if (!json_is_integer(d) || json_integer_value(d) < 0)
 		return api_error("fence-deadline needs \"deadline_ns\": a CLOCK_BOOTTIME time in "
 				 "nanoseconds (0 clears it)");
-	err = vm_fence_set(api->vm, (uint64_t)json_integer_value(d));
+	*deadline_ns = (uint64_t)json_integer_value(d);
+	return NULL;
+}
+
+json_t *api_fence_deadline(struct api *api, json_t *req)
+{
+	uint64_t ns = 0;
+	json_t *bad = api_fence_arg(req, &ns);
+	int err;
+
+	if (bad)
+		return bad;
+	err = vm_fence_set(api->vm, ns);
 	if (err == -ESRCH)
 		return api_error("the VM has ended");
 	if (err)

@@ -78,14 +78,27 @@ static json_t *in_stop(struct api *api, json_t *req)
 	return json_pack("{s:b,s:s}", "ok", 1, "state", "running");
 }
 
+/* The deadline the guest gets before its first instruction here. */
+static json_t *in_fence(struct api *api, json_t *req)
+{
+	uint64_t ns = 0;
+	json_t *bad = api_fence_arg(req, &ns);
+	int err;
+
+	if (bad)
+		return bad;
+	err = mig_dest_set_fence(api->dest, ns);
+	if (err)
+		return api_error("fence-deadline: %s", strerror(-err));
+	return json_pack("{s:b,s:{s:I}}", "ok", 1, "fence", "deadline_ns", (json_int_t)ns);
+}
+
 static const struct {
 	const char *name;
 	json_t *(*fn)(struct api *api, json_t *req);
 } in_cmds[] = {
-	{ "status", in_status },
-	{ "incoming-commit", in_commit },
-	{ "incoming-abort", in_abort },
-	{ "stop", in_stop },
+	{ "status", in_status }, { "incoming-commit", in_commit }, { "incoming-abort", in_abort },
+	{ "stop", in_stop },	 { "fence-deadline", in_fence },
 };
 
 json_t *api_incoming_dispatch(struct api *api, const char *line)

@@ -47,6 +47,9 @@ json_t *api_migration_busy(struct api *api, const char *what);
 /* api_fence.c: fence-deadline; "fenced" for a paused VM whose deadline passed; the
  * fence object of status (JSON null when there is no deadline); the refusal of resume. */
 json_t *api_fence_deadline(struct api *api, json_t *req);
+/* Read "deadline_ns" of a fence-deadline request: NULL with *deadline_ns set, or the error
+ * reply. */
+json_t *api_fence_arg(json_t *req, uint64_t *deadline_ns);
 const char *api_state_name(const struct vm_info *info);
 json_t *api_fence_json(struct vm *vm);
 json_t *api_fence_refusal(struct vm *vm, const char *what);

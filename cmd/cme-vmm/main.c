@@ -21,11 +21,12 @@ static void usage(FILE *f)
 		   "  cme-vmm run (--image FILE | --kernel FILE [--initrd FILE]) [--mem SIZE]\n"
 		   "              [--vcpus N] [--cmdline STR]\n"
 		   "              [--console stdout|none|file:PATH|socket:PATH] [--api PATH]\n"
-		   "              [--name NAME]\n"
+		   "              [--name NAME] [--fence-deadline NS]\n"
 		   "  cme-vmm restore FILE [--console ...] [--api PATH] [--name NAME] [--paused]\n"
+		   "              [--fence-deadline NS]\n"
 		   "  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
 		   "              [--commit direct|external] [--console ...] [--api PATH]\n"
-		   "              [--name NAME]\n"
+		   "              [--name NAME] [--fence-deadline NS]\n"
 		   "  cme-vmm migrate --api PATH --to HOST:PORT --tls-dir DIR [--downtime-ms N]\n"
 		   "              [--max-bandwidth RATE] [--channels N] [--timeout SECONDS]\n"
 		   "              [--peer-name NAME] [--max-rounds N] [--no-auto-converge]\n"
@@ -116,7 +117,8 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 				   .timeout_ms = o->wait_ms,
 				   .commit = o->commit && !strcmp(o->commit, "external")
 						     ? MIG_COMMIT_EXTERNAL
-						     : MIG_COMMIT_DIRECT };
+						     : MIG_COMMIT_DIRECT,
+				   .fence_ns = o->fence_ns };
 	struct mig_stats st;
 	char err[512] = "";
 	int rc = api_open(o->api_path, NULL, api);
@@ -177,6 +179,8 @@ static int run_vm(const struct run_opts *o, int sfd)
 
 	if (!err && !o->listen)
 		err = api_open(o->api_path, vm, &api);
+	if (!err && !o->listen && o->fence_ns) /* before any guest instruction */
+		err = vm_fence_set(vm, o->fence_ns);
 	if (!err && !o->listen) /* a received VM runs already */
 		err = vm_start(vm, o->paused);
 	if (err) {

@@ -32,6 +32,7 @@ struct run_opts {
 	int wait_ms;	      /* incoming: how long to wait for the source, -1 forever */
 	const char *commit;   /* incoming: "direct" (NULL) or "external" (the cluster decides) */
 	bool paused;	      /* restore: stay paused until `resume` */
+	uint64_t fence_ns;    /* --fence-deadline: CLOCK_BOOTTIME ns the guest may run until */
 	struct console_cfg console;
 };
 

@@ -21,14 +21,17 @@ static int parse(struct run_opts *o, char *err, const char *const *args)
 
 static void test_run_good(void)
 {
-	static const char *const a[] = { "--mem",     "2G",	     "--vcpus",	  "4",
-					 "--image",   "g.bin",	     "--cmdline", "wss_mb=8",
-					 "--console", "file:/tmp/c", "--api",	  "/tmp/a",
-					 "--name",    "web1",	     NULL };
+	static const char *const a[] = {
+		"--mem",	"2G",	     "--vcpus",	 "4",	      "--image",
+		"g.bin",	"--cmdline", "wss_mb=8", "--console", "file:/tmp/c",
+		"--api",	"/tmp/a",    "--name",	 "web1",      "--fence-deadline",
+		"123456789012", NULL
+	};
 	struct run_opts o;
 	char err[256] = "";
 
 	CU_ASSERT_EQUAL_FATAL(parse(&o, err, a), 0);
+	CU_ASSERT_EQUAL(o.fence_ns, 123456789012ull);
 	CU_ASSERT_EQUAL(o.mem_bytes, 2ull << 30);
 	CU_ASSERT_EQUAL(o.vcpus, 4);
 	CU_ASSERT_STRING_EQUAL(o.image, "g.bin");
@@ -50,6 +53,7 @@ static void test_run_defaults(void)
 	CU_ASSERT_EQUAL(o.vcpus, 1);
 	CU_ASSERT_EQUAL(o.console.kind, CONSOLE_STDOUT);
 	CU_ASSERT_PTR_NULL(o.api_path);
+	CU_ASSERT_EQUAL(o.fence_ns, 0); /* no deadline unless given */
 }
 
 /* Each bad command line fails with a message naming the culprit. */
@@ -71,6 +75,8 @@ static void test_run_bad(void)
 		{ { "--image", "g", "--initrd", "i", NULL }, "--initrd needs --kernel" },
 		{ { "--image", NULL }, "needs a value" },
 		{ { "--image", "g", "extra", NULL }, "unexpected argument extra" },
+		{ { "--image", "g", "--fence-deadline", "soon", NULL }, "--fence-deadline soon" },
+		{ { "--image", "g", "--fence-deadline", "0", NULL }, "--fence-deadline 0" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {

@@ -41,19 +41,19 @@ static void test_restart_candidates(void)
 {
 	struct ha_node nodes[] = { NODE("a", 16, 16384), NODE("b", 16, 8192),
 				   NODE("c", 16, 16384) };
-	struct ha_vm vms[] = { HAVM("x", 1024, "a", 0), HAVM("never", 1024, "a", 0),
-			       HAVM("off", 1024, "a", 0),   HAVM("moving", 1024, "a", 0),
-			       HAVM("fine", 1024, "b", 0),  HAVM("lost", 1024, "gone", 0) };
+	struct ha_vm vms[] = { HAVM("x", 1024, "a", 0),	   HAVM("never", 1024, "a", 0),
+			       HAVM("off", 1024, "a", 0),  HAVM("moving", 1024, "a", 0),
+			       HAVM("fine", 1024, "b", 0), HAVM("lost", 1024, "gone", 0) };
 	const struct ha_cluster c = CLUSTER(nodes, vms);
 	struct ha_restart_wait w = { .waiting = true };
 	struct ha_move m[8];
 	size_t n;
 
 	nodes[0].alive = false;
-	vms[1].restart = false;	 /* policy never */
-	vms[2].wanted = false;	 /* stopped by the operator */
-	vms[3].target = "c";	 /* a migration in flight: not ours to restart */
-	vms[4].running = true;	 /* its node lives */
+	vms[1].restart = false; /* policy never */
+	vms[2].wanted = false;	/* stopped by the operator */
+	vms[3].target = "c";	/* a migration in flight: not ours to restart */
+	vms[4].running = true;	/* its node lives */
 	n = ha_restart_plan(&c, INT_MAX, m, ARRAY_SIZE(m), &w);
 	/* Both go to c (most memory free), the second seeing the first's reservation. */
 	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "lost>c x>c");
