@@ -18,6 +18,26 @@ enum lvm_role { LVM_RUN, LVM_INCOMING };
 
 struct src_mig;
 
+/* What the fence thread last heard from one VMM (fence.c writes, reconcile reads). */
+struct cd_fenced {
+	char name[CL_NAME_MAX];
+	bool fenced;	       /* its guest is paused for good: the deadline passed */
+	uint64_t fenced_at_ns; /* CLOCK_BOOTTIME */
+};
+
+/* Fencing: the deadline this node's guests may run until, and what its VMMs report. */
+struct cd_fence {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;	/* signalled on every renewal (CLOCK_MONOTONIC) */
+	struct ha_fence_cfg cfg;
+	int64_t lease;		/* the lease the deadline comes from */
+	int64_t registered;	/* the lease nodes/<me> was last written under */
+	uint64_t deadline_ns;	/* CLOCK_BOOTTIME; 0: none yet */
+	uint64_t renewed_ns;	/* send time of the last acknowledged renewal (BOOTTIME) */
+	struct cd_fenced *vms;	/* under mu */
+	size_t nvms;
+};
+
 /* One cme-vmm this node started (or re-adopted after a restart). */
 struct lvm {
 	char name[CL_NAME_MAX];
@@ -62,6 +82,10 @@ struct cd {
 	pthread_mutex_t ev_mu; /* the events lease, shared with migration workers */
 	uint64_t notes[16]; /* hashes of the leader's recent "cannot move" notes: say each once */
 	unsigned next_note;
+	struct cd_fence fence;
+	int lock_fd; /* flock on <state_dir>/lock while the daemon runs */
+	char (*alive_prev)[CL_NAME_MAX]; /* leader: nodes alive at the last round (node-lost) */
+	size_t nalive_prev;
 };
 
 /* ---- state.c: what every file of the daemon shares ---- */
@@ -78,6 +102,26 @@ static inline uint64_t cd_ms_between(uint64_t later, uint64_t earlier)
 	return later > earlier ? later - earlier : 0;
 }
 
+/* Fencing state (state.c). Set up and torn down with the daemon. */
+void cd_fence_init(struct cd *cd);
+void cd_fence_fini(struct cd *cd);
+/* etcd acknowledged a grant or keepalive of lease sent at sent_ns (CLOCK_BOOTTIME, taken
+ * before the request went out): the deadline moves to sent_ns + the fencing window. */
+void cd_fence_renewed(struct cd *cd, int64_t lease, uint64_t sent_ns);
+/* nodes/<me> was written under lease: from now on its renewals may extend deadlines. */
+void cd_fence_registered(struct cd *cd, int64_t lease);
+/* The current deadline and the lease it comes from. 0 while there is none: fencing off,
+ * no renewal yet, or the node is not registered under the renewed lease — a lease that
+ * holds no node record protects nothing (the leader restarts the VMs of a node whose
+ * record is gone), so its renewals must not keep guests running. */
+uint64_t cd_fence_deadline(struct cd *cd, int64_t *lease);
+/* Record what l's VMM said about its fence (fence.c). */
+void cd_fence_note(struct cd *cd, const char *name, bool fenced, uint64_t fenced_at_ns);
+/* True when the VMM of name was fenced at the last report (*at_ns: when). */
+bool cd_fence_fenced(struct cd *cd, const char *name, uint64_t *at_ns);
+/* Forget name (its VMM is gone). */
+void cd_fence_forget(struct cd *cd, const char *name);
+
 /* ---- store.c: the etcd writes reconcile, migrations and the leader share ---- */
 /* Post an event from this node. */
 void cd_event(struct cd *cd, const char *vm, const char *kind, const char *fmt, ...)
@@ -87,6 +131,12 @@ const char *cd_key(struct cd *cd, char *buf, size_t len, const char *part, const
 		   const char *leaf);
 /* Put a record encoded by enc (any cl_*_json) under key, with lease. 0 or -errno. */
 int cd_put_json(struct cd *cd, const char *key, char *json, int64_t lease) CME_WUR;
+/* Set vv's owner record to {node, epoch} unless it changed since the read (its mod_rev).
+ * Also the claim a node makes before it starts or resumes a VM it owns (the same node and
+ * epoch): a reassignment decided on an older read then fails, and so does the claim when
+ * a reassignment came first. Returns 1 swapped, 0 lost the race, -errno. */
+int cd_owner_cas(struct cd *cd, const struct cl_vm_view *vv, const char *node,
+		 uint64_t epoch) CME_WUR;
 /* Compare-and-swap a migration record (m->mod_rev is the expected revision and is
  * updated on success). Returns 1 swapped, 0 lost the race, -errno. */
 int cd_mig_cas(struct cd *cd, struct cl_migration *m) CME_WUR;
@@ -127,6 +177,11 @@ void cd_lvm_save_meta(const struct lvm *l);
 void cd_lvm_adopt_all(struct cd *cd);
 /* The console log file of a VM on this node. */
 void cd_lvm_console_path(const struct lvm *l, char *buf, size_t len);
+
+/* ---- fence.c: the thread that pushes deadlines to this node's VMMs ---- */
+void *cd_fence_main(void *arg);
+/* Wake the fence thread (to stop, or to push at once). */
+void cd_fence_wake(struct cd *cd);
 
 /* ---- reconcile.c ---- */
 /* Make this node's VMMs match the view: owned VMs run, others do not. */

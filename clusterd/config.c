@@ -64,8 +64,36 @@ static int set_uint(struct cd_config *c, const char *k, const char *v)
 		c->progress_interval_ms = (unsigned)n;
 	else if (!strcmp(k, "etcd_timeout_ms"))
 		c->etcd_timeout_ms = (unsigned)n;
+	else if (!strcmp(k, "fence_margin_ms"))
+		c->fence_margin_ms = (unsigned)n;
+	else if (!strcmp(k, "ha_tier_timeout"))
+		c->ha_tier_timeout_s = (unsigned)n;
 	else
 		c->prepare_timeout_s = (unsigned)n;
+	return 0;
+}
+
+static int set_drift(struct cd_config *c, const char *k, const char *v)
+{
+	uint64_t n;
+	int rc = parse_uint(v, 0, 100000, &n);
+
+	(void)k;
+	c->clock_drift_ppm = (unsigned)n;
+	return rc;
+}
+
+/* on/off switches. */
+static int set_bool(struct cd_config *c, const char *k, const char *v)
+{
+	bool on = !strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes");
+
+	if (!on && strcmp(v, "off") && strcmp(v, "false") && strcmp(v, "no"))
+		return -EINVAL;
+	if (!strcmp(k, "fence"))
+		c->fence = on;
+	else
+		c->admission_control = on;
 	return 0;
 }
 
@@ -100,6 +128,11 @@ static const struct ckey keys[] = {
 	{ "progress_interval_ms", set_uint },
 	{ "etcd_timeout_ms", set_uint },
 	{ "prepare_timeout", set_uint },
+	{ "fence", set_bool },
+	{ "fence_margin_ms", set_uint },
+	{ "clock_drift_ppm", set_drift },
+	{ "ha_tier_timeout", set_uint },
+	{ "admission_control", set_bool },
 };
 
 /* cme-vmm beside this program's binary, else from PATH. */
@@ -140,6 +173,10 @@ static void defaults(struct cd_config *c)
 	c->progress_interval_ms = 500;
 	c->etcd_timeout_ms = 5000;
 	c->prepare_timeout_s = 30;
+	c->fence = true;
+	c->fence_margin_ms = 1000;
+	c->clock_drift_ppm = 1000;
+	c->ha_tier_timeout_s = 60;
 }
 
 static char *trim(char *s)
@@ -183,6 +220,11 @@ static int config_line(struct cd_config *c, char *line, const char **why)
 
 static int config_check(const struct cd_config *c, const char **why)
 {
+	static __thread char fence_why[160];
+	const struct ha_fence_cfg fc = { .ttl_ms = c->lease_ttl_s * 1000ull,
+					 .margin_ms = c->fence_margin_ms,
+					 .drift_ppm = c->clock_drift_ppm };
+
 	if (!c->node[0])
 		*why = "node = NAME is required";
 	else if (!c->tls_dir[0])
@@ -191,6 +233,8 @@ static int config_check(const struct cd_config *c, const char **why)
 		*why = "prefix must start with / and not end with /";
 	else if (c->lease_ttl_s < 2 || c->lease_ttl_s > 60)
 		*why = "lease_ttl must be 2..60 seconds";
+	else if (c->fence && ha_fence_check(&fc, fence_why, sizeof(fence_why)))
+		*why = fence_why;
 	else
 		return 0;
 	return -EINVAL;

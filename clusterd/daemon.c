@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #define SUB	     "clusterd"
@@ -18,23 +21,73 @@
 
 /* ---- lease and registration ------------------------------------------------------------ */
 
+/* <state_dir>/lease: the lease a restarted daemon takes over, so that its node record —
+ * and the guests its deadlines keep running — survive a restart of the daemon. */
+static void lease_path(struct cd *cd, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/lease", cd->cfg->state_dir);
+}
+
+static void lease_save(struct cd *cd, int64_t id)
+{
+	char path[CL_PATH_MAX + 8], txt[32];
+
+	lease_path(cd, path, sizeof(path));
+	snprintf(txt, sizeof(txt), "%llx\n", (unsigned long long)id);
+	if (write_file_atomic(path, txt, strlen(txt)))
+		log_warn(SUB, "cannot save the lease in %s", path);
+}
+
+static void lease_hold(struct cd *cd, int64_t id, uint64_t sent_ns, const char *how)
+{
+	atomic_store(&cd->registered, false); /* before the deadline can move (state.c) */
+	atomic_store(&cd->lease, id);
+	atomic_store(&cd->lease_ok_ms, wall_ms());
+	cd_fence_renewed(cd, id, sent_ns);
+	log_info(SUB, "node=%s: %s lease %llx (TTL %u s)", cd->cfg->node, how,
+		 (unsigned long long)id, cd->cfg->lease_ttl_s);
+}
+
 static int lease_new(struct cd *cd)
 {
 	struct etcd_err err = { "" };
 	int64_t id;
-	uint64_t t0 = wall_ms();
+	uint64_t t0 = boottime_ns();
 	int rc = etcd_lease_grant(cd->etcd, cd->cfg->lease_ttl_s, &id, NULL, &err);
 
 	if (rc) {
 		log_warn(SUB, "lease: %s", err.msg);
 		return rc;
 	}
-	atomic_store(&cd->lease, id);
-	atomic_store(&cd->lease_ok_ms, t0);
-	atomic_store(&cd->registered, false);
-	log_info(SUB, "node=%s: holding lease %llx (TTL %u s)", cd->cfg->node,
-		 (unsigned long long)id, cd->cfg->lease_ttl_s);
+	lease_hold(cd, id, t0, "holding");
+	lease_save(cd, id);
 	return 0;
+}
+
+/* Take over the lease of this daemon's previous life if it still holds with our TTL. */
+static void lease_adopt(struct cd *cd)
+{
+	struct etcd_err err = { "" };
+	char path[CL_PATH_MAX + 8], txt[32] = "";
+	unsigned long long id = 0;
+	int64_t granted = 0;
+	uint64_t t0 = boottime_ns();
+	FILE *f;
+
+	lease_path(cd, path, sizeof(path));
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	if (!fgets(txt, sizeof(txt), f) || sscanf(txt, "%llx", &id) != 1 || !id) {
+		fclose(f);
+		return;
+	}
+	fclose(f);
+	if (etcd_lease_keepalive(cd->etcd, (int64_t)id, NULL, &err) ||
+	    etcd_lease_ttl(cd->etcd, (int64_t)id, NULL, &granted, &err) ||
+	    granted != (int64_t)cd->cfg->lease_ttl_s)
+		return; /* gone, unreachable or another TTL: a new one */
+	lease_hold(cd, (int64_t)id, t0, "took over its previous");
 }
 
 /* A main loop that stopped going round (blocked on a VMM or a system call) must not keep
@@ -58,9 +111,10 @@ static void *keepalive_main(void *arg)
 	struct cd *cd = arg;
 	unsigned period = cd->cfg->lease_ttl_s * 1000 / 3;
 
+	lease_adopt(cd);
 	while (!atomic_load(cd->stop)) {
 		struct etcd_err err = { "" };
-		uint64_t t0 = wall_ms();
+		uint64_t t0 = wall_ms(), sent = boottime_ns();
 		int64_t id = cd_lease(cd);
 		int rc;
 
@@ -70,9 +124,10 @@ static void *keepalive_main(void *arg)
 		}
 		rc = id ? etcd_lease_keepalive(cd->etcd, id, NULL, &err) : -ENOENT;
 
-		if (rc == 0)
+		if (rc == 0) {
 			atomic_store(&cd->lease_ok_ms, t0);
-		else if (rc == -ENOENT) {
+			cd_fence_renewed(cd, id, sent);
+		} else if (rc == -ENOENT) {
 			if (id)
 				log_warn(SUB, "lease %llx is gone; registering again",
 					 (unsigned long long)id);
@@ -143,8 +198,10 @@ static int node_write(struct cd *cd, const char *key, const char *json)
 	etcd_kv_free(kv);
 	if (rc)
 		log_warn(SUB, "register: %s", err.msg);
-	if (!rc && ok)
+	if (!rc && ok) {
 		cd->node_rev = rev;
+		cd_fence_registered(cd, lease);
+	}
 	return rc ? rc : ok ? 0 : -EEXIST;
 }
 
@@ -229,6 +286,23 @@ static void wait_wake(struct cd *cd, unsigned ms)
 	pthread_mutex_unlock(&cd->mu);
 }
 
+/* One daemon per state folder: two would share its lease file and both run its VMs. */
+static int lock_state_dir(struct cd *cd, char *err, size_t errlen)
+{
+	char path[CL_PATH_MAX + 8];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/lock", cd->cfg->state_dir);
+	cd->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (cd->lock_fd < 0 || flock(cd->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "state dir %s: %s", cd->cfg->state_dir,
+			 rc == -EWOULDBLOCK ? "in use by another cme-clusterd" : strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
 static int prepare(struct cd *cd, char *err, size_t errlen)
 {
 	struct etcd_cfg ec = { .endpoints = cd->cfg->etcd,
@@ -247,6 +321,9 @@ static int prepare(struct cd *cd, char *err, size_t errlen)
 		snprintf(err, errlen, "state dir %s: %s", dir, strerror(errno));
 		return rc;
 	}
+	rc = lock_state_dir(cd, err, errlen);
+	if (rc)
+		return rc;
 	rc = etcd_open(&ec, &cd->etcd, &e);
 	if (rc)
 		snprintf(err, errlen, "etcd: %s", e.msg);
@@ -255,8 +332,8 @@ static int prepare(struct cd *cd, char *err, size_t errlen)
 
 int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t errlen)
 {
-	struct cd cd = { .cfg = c, .stop = stop };
-	pthread_t ka, watch;
+	struct cd cd = { .cfg = c, .stop = stop, .lock_fd = -1 };
+	pthread_t ka, watch, fence;
 	int rc;
 
 	pthread_condattr_t ca;
@@ -267,6 +344,7 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a clock step must not stall us */
 	pthread_cond_init(&cd.cond, &ca);
 	pthread_condattr_destroy(&ca);
+	cd_fence_init(&cd);
 	rc = prepare(&cd, err, errlen);
 	if (rc)
 		goto out;
@@ -276,9 +354,13 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 		rc = -EAGAIN;
 		goto out;
 	}
-	if (pthread_create(&watch, NULL, watch_main, &cd)) {
+	if (pthread_create(&fence, NULL, cd_fence_main, &cd)) {
 		rc = -EAGAIN;
 		goto out_ka;
+	}
+	if (pthread_create(&watch, NULL, watch_main, &cd)) {
+		rc = -EAGAIN;
+		goto out_fence;
 	}
 	atomic_store(&cd.tick_ns, now_ns());
 	while (!atomic_load(stop)) {
@@ -288,6 +370,9 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 	}
 	cd_migrations_reap(&cd, true);
 	pthread_join(watch, NULL);
+out_fence:
+	cd_fence_wake(&cd);
+	pthread_join(fence, NULL);
 out_ka:
 	cd_wake(&cd);
 	pthread_join(ka, NULL);
@@ -297,6 +382,9 @@ out:
 		cd_lvm_remove(&cd, cd.vms[0]);
 	free(cd.vms);
 	etcd_close(cd.etcd);
+	if (cd.lock_fd >= 0)
+		close(cd.lock_fd);
+	cd_fence_fini(&cd);
 	pthread_cond_destroy(&cd.cond);
 	pthread_mutex_destroy(&cd.ev_mu);
 	pthread_mutex_destroy(&cd.mu);

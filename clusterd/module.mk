@@ -2,6 +2,6 @@
 # and local VMMs, on the cluster records and the etcd client.
 MODULES       += clusterd
 clusterd_DEPS := cluster etcd ha common
-clusterd_SRCS := clusterd/config.c clusterd/state.c clusterd/store.c clusterd/vmm.c \
+clusterd_SRCS := clusterd/config.c clusterd/state.c clusterd/store.c clusterd/vmm.c clusterd/fence.c \
                  clusterd/reconcile.c clusterd/migration.c clusterd/mig_steps.c clusterd/leader.c \
                  clusterd/daemon.c

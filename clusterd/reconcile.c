@@ -12,6 +12,8 @@
 #define EXIT_POWEROFF  0
 #define EXIT_RESET     73
 #define RESTART_MAX_MS 30000
+#define FENCE_WHY                                                                                  \
+	"this node could not renew its lease in time (etcd unreachable, or the daemon stalled)"
 
 static void status_fill(struct cd *cd, const struct lvm *l, const char *state, struct cl_status *s)
 {
@@ -78,6 +80,50 @@ static bool handle_exit(struct cd *cd, const struct cl_vm_view *vv, struct lvm *
 	return false;
 }
 
+/* The guest was paused at its fencing deadline. It may run again here only if nobody can
+ * have started it elsewhere meanwhile: its owner record still names this node at the
+ * epoch this VMM runs, and a claim on that record (compare-and-swap) succeeds — a restart
+ * the leader decided on an older read then fails. Otherwise the copy is stopped. */
+static void handle_fenced(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l,
+			  uint64_t fenced_at_ns, uint32_t restarts)
+{
+	uint64_t deadline = cd_fence_deadline(cd, NULL), now = boottime_ns();
+	uint64_t ms = now > fenced_at_ns ? (now - fenced_at_ns) / 1000000 : 0;
+	json_t *args;
+	struct cl_status s;
+	int rc;
+
+	if (l->epoch != vv->owner.epoch) {
+		stop_vm(cd, l, "fenced, and the VM has been started elsewhere since");
+		cd_lvm_remove(cd, l);
+		return;
+	}
+	status_fill(cd, l, "fenced", &s);
+	s.restarts = restarts;
+	snprintf(s.error, sizeof(s.error), "paused at its fencing deadline: %s", FENCE_WHY);
+	if (!vv->has_status || strcmp(vv->status.state, "fenced"))
+		cd_event(cd, vv->name, "vm-fenced", "guest paused on %s %llu ms ago: %s",
+			 cd->cfg->node, (unsigned long long)ms, FENCE_WHY);
+	cd_status_ensure(cd, vv, &s);
+	if (deadline <= now || cd_owner_cas(cd, vv, vv->owner.node, vv->owner.epoch) != 1)
+		return; /* no lease to run under yet, or the record moved: look again */
+	args = json_pack("{s:I}", "deadline_ns", (json_int_t)deadline);
+	rc = cd_lvm_request(l, "fence-deadline", args, NULL);
+	json_decref(args);
+	if (!rc)
+		rc = cd_lvm_request(l, "resume", NULL, NULL);
+	if (rc) {
+		log_warn(SUB, "vm=%s: cannot resume the fenced guest: %s", vv->name,
+			 strerror(rc < 0 ? -rc : rc));
+		return;
+	}
+	cd_fence_note(cd, vv->name, false, 0);
+	cd_event(cd, vv->name, "vm-unfenced",
+		 "guest resumed on %s after %llu ms paused: the lease holds again and the VM is "
+		 "still owned here (epoch %llu)",
+		 cd->cfg->node, (unsigned long long)ms, (unsigned long long)vv->owner.epoch);
+}
+
 /* A failed status at the owner's epoch on this node: do not try again by itself. */
 static bool failed_here(struct cd *cd, const struct cl_vm_view *vv)
 {
@@ -89,10 +135,14 @@ static void ensure_running(struct cd *cd, const struct cl_vm_view *vv, struct lv
 {
 	uint32_t restarts = vv->has_status ? vv->status.restarts : 0;
 	struct cl_status s;
+	uint64_t fenced_at;
 
 	if (l && !cd_lvm_alive(l)) {
 		if (!handle_exit(cd, vv, l, &restarts))
 			return;
+	} else if (l && cd_fence_fenced(cd, vv->name, &fenced_at)) {
+		handle_fenced(cd, vv, l, fenced_at, restarts);
+		return;
 	} else if (l) {
 		if (!l->running_seen && cd_lvm_request(l, "status", NULL, NULL) == 0)
 			l->running_seen = true;
@@ -104,6 +154,9 @@ static void ensure_running(struct cd *cd, const struct cl_vm_view *vv, struct lv
 	} else if (failed_here(cd, vv)) {
 		return;
 	}
+	/* Claim the record first: a reassignment decided on an older read then fails. */
+	if (cd_owner_cas(cd, vv, vv->owner.node, vv->owner.epoch) != 1)
+		return;
 	if (!l && !(l = cd_lvm_add(cd, vv->name)))
 		return;
 	status_fill(cd, l, "starting", &s);

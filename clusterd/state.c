@@ -3,6 +3,7 @@
 #include "cd_priv.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void cd_wake(struct cd *cd)
@@ -36,4 +37,123 @@ uint64_t cd_seen_ms(struct cd *cd, const char *id, const char *phase)
 	snprintf(cd->seen[oldest].key, sizeof(cd->seen[oldest].key), "%s", key);
 	cd->seen[oldest].first_ns = cd->seen[oldest].last_ns = now;
 	return 0;
+}
+
+/* ---- fencing ---------------------------------------------------------------------------- */
+
+void cd_fence_init(struct cd *cd)
+{
+	struct cd_fence *f = &cd->fence;
+	pthread_condattr_t ca;
+
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	f->cfg = (struct ha_fence_cfg){ .ttl_ms = cd->cfg->lease_ttl_s * 1000ull,
+					.margin_ms = cd->cfg->fence_margin_ms,
+					.drift_ppm = cd->cfg->clock_drift_ppm };
+}
+
+void cd_fence_fini(struct cd *cd)
+{
+	free(cd->fence.vms);
+	cd->fence.vms = NULL;
+	cd->fence.nvms = 0;
+	pthread_cond_destroy(&cd->fence.cond);
+	pthread_mutex_destroy(&cd->fence.mu);
+}
+
+void cd_fence_renewed(struct cd *cd, int64_t lease, uint64_t sent_ns)
+{
+	struct cd_fence *f = &cd->fence;
+
+	pthread_mutex_lock(&f->mu);
+	/* A renewal answered late must not move the deadline back. */
+	if (lease != f->lease || sent_ns > f->renewed_ns) {
+		f->lease = lease;
+		f->renewed_ns = sent_ns;
+		f->deadline_ns = cd->cfg->fence ? ha_fence_deadline(&f->cfg, sent_ns) : 0;
+	}
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->mu);
+}
+
+void cd_fence_registered(struct cd *cd, int64_t lease)
+{
+	pthread_mutex_lock(&cd->fence.mu);
+	cd->fence.registered = lease;
+	pthread_cond_broadcast(&cd->fence.cond);
+	pthread_mutex_unlock(&cd->fence.mu);
+}
+
+uint64_t cd_fence_deadline(struct cd *cd, int64_t *lease)
+{
+	uint64_t d;
+
+	pthread_mutex_lock(&cd->fence.mu);
+	d = cd->fence.lease == cd->fence.registered ? cd->fence.deadline_ns : 0;
+	if (lease)
+		*lease = cd->fence.lease;
+	pthread_mutex_unlock(&cd->fence.mu);
+	return d;
+}
+
+static struct cd_fenced *fenced_find(struct cd_fence *f, const char *name)
+{
+	for (size_t i = 0; i < f->nvms; i++)
+		if (!strcmp(f->vms[i].name, name))
+			return &f->vms[i];
+	return NULL;
+}
+
+void cd_fence_note(struct cd *cd, const char *name, bool fenced, uint64_t fenced_at_ns)
+{
+	struct cd_fence *f = &cd->fence;
+	struct cd_fenced *e;
+
+	pthread_mutex_lock(&f->mu);
+	e = fenced_find(f, name);
+	if (!e) {
+		struct cd_fenced *n = realloc(f->vms, (f->nvms + 1) * sizeof(*n));
+
+		if (n) {
+			f->vms = n;
+			e = &n[f->nvms++];
+			memset(e, 0, sizeof(*e));
+			snprintf(e->name, sizeof(e->name), "%s", name);
+		}
+	}
+	if (e) {
+		e->fenced = fenced;
+		e->fenced_at_ns = fenced_at_ns;
+	}
+	pthread_mutex_unlock(&f->mu);
+}
+
+bool cd_fence_fenced(struct cd *cd, const char *name, uint64_t *at_ns)
+{
+	struct cd_fenced *e;
+	bool fenced;
+
+	pthread_mutex_lock(&cd->fence.mu);
+	e = fenced_find(&cd->fence, name);
+	fenced = e && e->fenced;
+	if (at_ns)
+		*at_ns = e ? e->fenced_at_ns : 0;
+	pthread_mutex_unlock(&cd->fence.mu);
+	return fenced;
+}
+
+void cd_fence_forget(struct cd *cd, const char *name)
+{
+	struct cd_fence *f = &cd->fence;
+	struct cd_fenced *e;
+
+	pthread_mutex_lock(&f->mu);
+	e = fenced_find(f, name);
+	if (e)
+		*e = f->vms[--f->nvms];
+	pthread_mutex_unlock(&f->mu);
 }

@@ -54,6 +54,28 @@ int cd_delete_if(struct cd *cd, const char *key, int64_t mod_rev)
 	return rc;
 }
 
+int cd_owner_cas(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch)
+{
+	struct cl_owner o = { .epoch = epoch };
+	struct etcd_err err = { "" };
+	bool swapped = false;
+	char key[256], *json;
+	int rc;
+
+	snprintf(o.node, sizeof(o.node), "%s", node);
+	json = cl_owner_json(&o);
+	if (!json)
+		return -ENOMEM;
+	cd_key(cd, key, sizeof(key), "vms", vv->name, "owner");
+	rc = etcd_cas_mod(cd->etcd, key, vv->owner.mod_rev, json, strlen(json), 0, &swapped, NULL,
+			  &err);
+	free(json);
+	if (rc)
+		log_warn(SUB, "vm=%s: owner → %s (epoch %llu): %s", vv->name, node,
+			 (unsigned long long)epoch, err.msg);
+	return rc ? rc : swapped ? 1 : 0;
+}
+
 int cd_mig_cas(struct cd *cd, struct cl_migration *m)
 {
 	struct etcd_err err = { "" };

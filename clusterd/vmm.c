@@ -60,6 +60,7 @@ void cd_lvm_remove(struct cd *cd, struct lvm *l)
 		if (cd->vms[i] != l)
 			continue;
 		cd->vms[i] = cd->vms[--cd->nvms];
+		cd_fence_forget(cd, l->name);
 		free(l);
 		return;
 	}
@@ -193,32 +194,55 @@ static void boot_args(const struct cl_spec *s, char mem[32], char cpus[16], char
 	}
 }
 
-static void common_args(struct cd *cd, struct lvm *l, char api[CL_PATH_MAX + 16],
-			char con[CL_PATH_MAX + 24], char **argv, int *n)
+/* The strings the arguments of every VMM point into. */
+struct argbuf {
+	char api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24], fence[24];
+};
+
+#define NO_DEADLINE                                                                                \
+	"this node holds no fencing deadline (its lease was not renewed in time, or it is not "   \
+	"registered yet)"
+
+/* --api, --console, --name and, with fencing on, --fence-deadline: the guest must not
+ * run one instruction without one. -ETIME when there is none (or it has passed). */
+static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **argv, int *n)
 {
-	(void)cd;
-	api_path(l, api, CL_PATH_MAX + 16);
-	snprintf(con, CL_PATH_MAX + 24, "file:%s/console.log", l->dir);
+	api_path(l, b->api, sizeof(b->api));
+	snprintf(b->con, sizeof(b->con), "file:%s/console.log", l->dir);
 	argv[(*n)++] = "--api";
-	argv[(*n)++] = api;
+	argv[(*n)++] = b->api;
 	argv[(*n)++] = "--console";
-	argv[(*n)++] = con;
+	argv[(*n)++] = b->con;
 	argv[(*n)++] = "--name";
 	argv[(*n)++] = l->name;
+	if (cd->cfg->fence) {
+		uint64_t deadline = cd_fence_deadline(cd, NULL);
+
+		if (deadline <= boottime_ns())
+			return -ETIME;
+		snprintf(b->fence, sizeof(b->fence), "%llu", (unsigned long long)deadline);
+		argv[(*n)++] = "--fence-deadline";
+		argv[(*n)++] = b->fence;
+	}
+	return 0;
 }
 
 int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch)
 {
-	char mem[32], cpus[16], api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24];
+	char mem[32], cpus[16];
+	struct argbuf b;
 	char *argv[32] = { (char *)cd->cfg->vmm, "run" };
 	int n = 2, rc;
 
 	boot_args(spec, mem, cpus, argv, &n);
-	common_args(cd, l, api, con, argv, &n);
+	if (common_args(cd, l, &b, argv, &n)) {
+		log_err(SUB, "vm=%s: not starting it: %s", l->name, NO_DEADLINE);
+		return -ETIME;
+	}
 	l->role = LVM_RUN;
 	l->epoch = epoch;
 	l->mig_id[0] = 0;
-	unlink(api);
+	unlink(b.api);
 	rc = spawn(l, argv);
 	if (rc)
 		log_err(SUB, "vm=%s: cannot start %s: %s", l->name, argv[0], strerror(-rc));
@@ -254,7 +278,8 @@ static int incoming_port(struct lvm *l, uint16_t *port)
 int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
 			  const char *mig_id, uint16_t *port, char *why, size_t whylen)
 {
-	char listen[160], api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24], wait[16];
+	char listen[160], wait[16];
+	struct argbuf b;
 	char *argv[32] = { (char *)cd->cfg->vmm,     "incoming", "--listen", listen,   "--tls-dir",
 			   (char *)cd->cfg->tls_dir, "--commit", "external", "--wait", wait };
 	int n = 10, rc;
@@ -262,10 +287,13 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 	(void)spec;
 	snprintf(listen, sizeof(listen), "%s:0", cd->cfg->address);
 	snprintf(wait, sizeof(wait), "%u", cd->cfg->prepare_timeout_s * 2);
-	common_args(cd, l, api, con, argv, &n);
+	if (common_args(cd, l, &b, argv, &n)) {
+		snprintf(why, whylen, "%s", NO_DEADLINE);
+		return -ETIME;
+	}
 	l->role = LVM_INCOMING;
 	snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig_id);
-	unlink(api);
+	unlink(b.api);
 	rc = spawn(l, argv);
 	if (!rc)
 		rc = incoming_port(l, port);

@@ -68,6 +68,10 @@ uint64_t host_mem_bytes(void);
 int write_all(int fd, const void *buf, size_t len) CME_WUR;
 /* read() exactly len bytes. Returns 0, -EPIPE on early EOF, or -errno. */
 int read_full(int fd, void *buf, size_t len) CME_WUR;
+/* Replace the file at path with len bytes of data: written to path.tmp, flushed to disk,
+ * then renamed over path, so a reader sees the old or the new content, never a part.
+ * Returns 0 or -errno. */
+int write_file_atomic(const char *path, const void *data, size_t len) CME_WUR;
 /* Bind and listen on a Unix stream socket at path (an existing socket file is replaced,
  * any other existing file is refused with -EEXIST). Returns the fd (CLOEXEC) or -errno. */
 int unix_listen(const char *path) CME_WUR;

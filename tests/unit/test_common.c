@@ -1,5 +1,6 @@
 /* common/: sizes, numbers, range checks, line buffers. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -91,6 +92,25 @@ static void test_linebuf_lines_and_limit(void)
 	close(fds[1]);
 }
 
+static void test_write_file_atomic(void)
+{
+	char path[512], tmp[520], buf[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/atomic", test_tmpdir());
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	CU_ASSERT_EQUAL(write_file_atomic(path, "first\n", 6), 0);
+	CU_ASSERT_EQUAL(write_file_atomic(path, "2nd\n", 4), 0);
+	f = fopen(path, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	CU_ASSERT_EQUAL(fread(buf, 1, sizeof(buf) - 1, f), 4);
+	fclose(f);
+	CU_ASSERT_STRING_EQUAL(buf, "2nd\n");
+	CU_ASSERT_NOT_EQUAL(access(tmp, F_OK), 0); /* no leftover */
+	snprintf(path, sizeof(path), "%s/no/such/dir/file", test_tmpdir());
+	CU_ASSERT_EQUAL(write_file_atomic(path, "x", 1), -ENOENT);
+}
+
 void suite_common(void)
 {
 	static const struct test_case cases[] = {
@@ -99,6 +119,7 @@ void suite_common(void)
 		{ "parse_uint bounds", test_parse_uint },
 		{ "range_within is overflow-safe", test_range_within },
 		{ "linebuf splits lines and refuses oversize", test_linebuf_lines_and_limit },
+		{ "write_file_atomic replaces a file whole", test_write_file_atomic },
 		{ NULL, NULL },
 	};
 	test_add_suite("common", cases);
