@@ -47,6 +47,10 @@ void bench_cluster(const struct mig_medians *bare);
  * paced at dirty_rate=100 (2 vCPUs), from its heartbeats. */
 void bench_guest_rates(void);
 
+/* bench_ha.c: how many lightweight lease holders (simulated nodes without VMs) one etcd
+ * watches over with every lost one detected within TTL + 1 s (needs no KVM). */
+void bench_ha_detection(void);
+
 /* The median of v[0..n) (v is reordered); 0 when n is 0. */
 double bench_median(double *v, int n);
 

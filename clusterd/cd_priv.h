@@ -28,13 +28,13 @@ struct cd_fenced {
 /* Fencing: the deadline this node's guests may run until, and what its VMMs report. */
 struct cd_fence {
 	pthread_mutex_t mu;
-	pthread_cond_t cond;	/* signalled on every renewal (CLOCK_MONOTONIC) */
+	pthread_cond_t cond; /* signalled on every renewal (CLOCK_MONOTONIC) */
 	struct ha_fence_cfg cfg;
-	int64_t lease;		/* the lease the deadline comes from */
-	int64_t registered;	/* the lease nodes/<me> was last written under */
-	uint64_t deadline_ns;	/* CLOCK_BOOTTIME; 0: none yet */
-	uint64_t renewed_ns;	/* send time of the last acknowledged renewal (BOOTTIME) */
-	struct cd_fenced *vms;	/* under mu */
+	int64_t lease;	       /* the lease the deadline comes from */
+	int64_t registered;    /* the lease nodes/<me> was last written under */
+	uint64_t deadline_ns;  /* CLOCK_BOOTTIME; 0: none yet */
+	uint64_t renewed_ns;   /* send time of the last acknowledged renewal (BOOTTIME) */
+	struct cd_fenced *vms; /* under mu */
 	size_t nvms;
 };
 
@@ -83,7 +83,7 @@ struct cd {
 	uint64_t notes[16]; /* hashes of the leader's recent "cannot move" notes: say each once */
 	unsigned next_note;
 	struct cd_fence fence;
-	int lock_fd; /* flock on <state_dir>/lock while the daemon runs */
+	int lock_fd;			 /* flock on <state_dir>/lock while the daemon runs */
 	char (*alive_prev)[CL_NAME_MAX]; /* leader: nodes alive at the last round (node-lost) */
 	size_t nalive_prev;
 };
@@ -151,6 +151,9 @@ static inline bool cd_owned_here(const struct cd *cd, const struct cl_vm_view *v
 /* Set vms/<vm>/status to want unless the view already says the same. */
 void cd_status_ensure(struct cd *cd, const struct cl_vm_view *vv, const struct cl_status *want);
 
+/* The leader cannot run vv now: status "pending" with the reason (and an event once). */
+void cd_pending(struct cd *cd, const struct cl_vm_view *vv, const char *why);
+
 /* ---- vmm.c: local VMM processes ---- */
 struct lvm *cd_lvm_find(struct cd *cd, const char *name);
 /* Create a table entry (no process yet). NULL on ENOMEM or a path too long. */
@@ -199,6 +202,11 @@ bool cd_migrations_reap(struct cd *cd, bool wait_all);
 /* True when l's VM is part of an active migration this node takes part in, so reconcile
  * must leave it alone. */
 bool cd_migration_owns(struct cd *cd, const struct cl_view *v, const struct lvm *l);
+
+/* ---- restart.c (the leader's): VMs of nodes whose lease expired ---- */
+/* Restart them on the surviving nodes, tier by tier (ha_restart_plan); h is updated for
+ * the leader's later steps of this round. */
+void cd_restart_lost(struct cd *cd, const struct cl_view *v, struct cl_ha *h);
 
 /* ---- leader.c ---- */
 void cd_leader(struct cd *cd, const struct cl_view *v);

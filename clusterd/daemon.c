@@ -381,6 +381,7 @@ out:
 	while (cd.nvms)
 		cd_lvm_remove(&cd, cd.vms[0]);
 	free(cd.vms);
+	free(cd.alive_prev);
 	etcd_close(cd.etcd);
 	if (cd.lock_fd >= 0)
 		close(cd.lock_fd);

@@ -64,17 +64,26 @@ static int owner_create(struct cd *cd, const char *vm, const char *node, uint64_
 	return rc ? rc : created ? 0 : -EEXIST;
 }
 
-static void pending(struct cd *cd, const struct cl_vm_view *vv, const char *why)
+/* Admission control (when on): an HA VM is placed only if the cluster keeps room to
+ * restart every HA VM after the loss of any one node, this one on node included. */
+static bool admitted(struct cd *cd, struct cl_ha *h, size_t vm, const char *node, char *why,
+		     size_t whylen)
 {
-	struct cl_status s = { 0 };
+	struct ha_move *scratch;
+	int rc;
 
-	snprintf(s.state, sizeof(s.state), "pending");
-	snprintf(s.error, sizeof(s.error), "%s", why);
-	if (vv->has_status && !strcmp(vv->status.state, "pending") &&
-	    !strcmp(vv->status.error, why))
-		return;
-	cd_status_ensure(cd, vv, &s);
-	cd_event(cd, vv->name, "vm-pending", "%s", why);
+	if (!cd->cfg->admission_control || !h->vms[vm].restart)
+		return true;
+	scratch = calloc(h->c.nvms + 1, sizeof(*scratch));
+	if (!scratch) {
+		snprintf(why, whylen, "admission control: out of memory");
+		return false;
+	}
+	h->vms[vm].owner = node;
+	rc = ha_admit(&h->c, scratch, h->c.nvms + 1, why, whylen);
+	h->vms[vm].owner = NULL;
+	free(scratch);
+	return rc == 0;
 }
 
 static void place_unowned(struct cd *cd, const struct cl_view *v, struct cl_ha *h)
@@ -88,8 +97,10 @@ static void place_unowned(struct cd *cd, const struct cl_view *v, struct cl_ha *
 		if (!vv->has_spec || !vv->spec.running || vv->has_owner || vv->bad)
 			continue;
 		n = ha_place(&h->c, &h->vms[i], NULL, why, sizeof(why));
+		if (n >= 0 && !admitted(cd, h, i, v->nodes[n].name, why, sizeof(why)))
+			n = -1;
 		if (n < 0) {
-			pending(cd, vv, why);
+			cd_pending(cd, vv, why);
 			continue;
 		}
 		if (owner_create(cd, vv->name, v->nodes[n].name, 1) == 0) {
@@ -162,10 +173,6 @@ static void reassign_stopped(struct cd *cd, const struct cl_view *v, const struc
 	for (size_t i = 0; i < v->nvms; i++) {
 		const struct cl_vm_view *vv = &v->vms[i];
 		const struct cl_node_view *nv;
-		struct cl_owner o;
-		struct etcd_err err = { "" };
-		char key[256], *j;
-		bool swapped = false;
 		int n;
 
 		if (!vv->has_spec || !vv->has_owner || vv->bad || !runs_nothing(vv) ||
@@ -175,19 +182,9 @@ static void reassign_stopped(struct cd *cd, const struct cl_view *v, const struc
 		if (!nv || !strcmp(nv->admin.state, "schedulable"))
 			continue;
 		n = ha_place(&h->c, &h->vms[i], vv->owner.node, NULL, 0);
-		if (n < 0)
-			continue;
-		o = (struct cl_owner){ .epoch = vv->owner.epoch + 1 };
-		snprintf(o.node, sizeof(o.node), "%s", v->nodes[n].name);
-		j = cl_owner_json(&o);
-		cd_key(cd, key, sizeof(key), "vms", vv->name, "owner");
-		if (j &&
-		    etcd_cas_mod(cd->etcd, key, vv->owner.mod_rev, j, strlen(j), 0, &swapped, NULL,
-				 &err) == 0 &&
-		    swapped)
+		if (n >= 0 && cd_owner_cas(cd, vv, v->nodes[n].name, vv->owner.epoch + 1) == 1)
 			cd_event(cd, vv->name, "drain-move", "stopped vm %s reassigned %s → %s",
-				 vv->name, nv->name, o.node);
-		free(j);
+				 vv->name, nv->name, v->nodes[n].name);
 	}
 }
 
@@ -263,6 +260,7 @@ void cd_leader(struct cd *cd, const struct cl_view *v)
 	for (size_t i = 0; i < v->nvms; i++)
 		if (v->vms[i].has_spec && v->vms[i].has_owner && runs_nothing(&v->vms[i]))
 			h.vms[i].wanted = false;
+	cd_restart_lost(cd, v, &h);
 	place_unowned(cd, v, &h);
 	drain(cd, v, &h);
 	drop_orphans(cd, v);

@@ -3,5 +3,6 @@
 MODULES       += clusterd
 clusterd_DEPS := cluster etcd ha common
 clusterd_SRCS := clusterd/config.c clusterd/state.c clusterd/store.c clusterd/vmm.c clusterd/fence.c \
-                 clusterd/reconcile.c clusterd/migration.c clusterd/mig_steps.c clusterd/leader.c \
+                 clusterd/reconcile.c clusterd/migration.c clusterd/mig_steps.c clusterd/restart.c \
+                 clusterd/leader.c \
                  clusterd/daemon.c

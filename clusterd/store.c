@@ -124,6 +124,19 @@ void cd_event(struct cd *cd, const char *vm, const char *kind, const char *fmt, 
 	cl_event_post(cd->etcd, cd->cfg->prefix, lease, cd->cfg->node, vm, kind, "%s", msg);
 }
 
+void cd_pending(struct cd *cd, const struct cl_vm_view *vv, const char *why)
+{
+	struct cl_status s = { 0 };
+
+	snprintf(s.state, sizeof(s.state), "pending");
+	snprintf(s.error, sizeof(s.error), "%s", why);
+	if (vv->has_status && !strcmp(vv->status.state, "pending") &&
+	    !strcmp(vv->status.error, why))
+		return;
+	cd_status_ensure(cd, vv, &s);
+	cd_event(cd, vv->name, "vm-pending", "%s", why);
+}
+
 static bool status_same(const struct cl_status *a, const struct cl_status *b)
 {
 	return !strcmp(a->node, b->node) && !strcmp(a->state, b->state) && a->pid == b->pid &&

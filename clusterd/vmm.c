@@ -200,7 +200,7 @@ struct argbuf {
 };
 
 #define NO_DEADLINE                                                                                \
-	"this node holds no fencing deadline (its lease was not renewed in time, or it is not "   \
+	"this node holds no fencing deadline (its lease was not renewed in time, or it is not "    \
 	"registered yet)"
 
 /* --api, --console, --name and, with fencing on, --fence-deadline: the guest must not

@@ -2,4 +2,5 @@
 #ifndef CME_E2E_H
 #define CME_E2E_H
 void suite_cluster(void);
+void suite_ha(void);
 #endif

@@ -38,9 +38,9 @@ static int write_conf_at(struct cluster *c, int i, const char *path, const char 
 	fprintf(f,
 		"# written by the e2e tests\nnode = %s\netcd = %s\naddress = %s\n"
 		"tls_dir = %s/%s\nstate_dir = %s\nvmm = %s\ncpus = 2\nmem = %uM\n"
-		"lease_ttl = 3\nprogress_interval_ms = 200\nprepare_timeout = 20\n",
+		"lease_ttl = 3\nprogress_interval_ms = 200\nprepare_timeout = 20\n%s",
 		n->name, c->etcd.url, n->addr, c->certs, n->name, state, test_bin("cme-vmm"),
-		c->mem_mb);
+		c->mem_mb, c->extra_conf);
 	return fclose(f) ? -errno : 0;
 }
 
@@ -161,9 +161,15 @@ static int open_client(struct cluster *c)
 
 int cluster_start(struct cluster *c, int n, unsigned mem_mb)
 {
+	return cluster_start_conf(c, n, mem_mb, NULL);
+}
+
+int cluster_start_conf(struct cluster *c, int n, unsigned mem_mb, const char *extra)
+{
 	int rc;
 
 	memset(c, 0, sizeof(*c));
+	snprintf(c->extra_conf, sizeof(c->extra_conf), "%s", extra ? extra : "");
 	running = c;
 	c->n = n;
 	c->mem_mb = mem_mb;
@@ -355,25 +361,82 @@ bool cluster_console_corrupt(const char *console)
 	return bad;
 }
 
-/* Kill every VMM a daemon of this cluster started, by the PIDs in their meta.json. */
+/* Send sig to every VMM daemon i started, by the PIDs in their meta.json. */
+static void signal_vmms(struct cluster *c, int i, int sig)
+{
+	char path[600];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/vms", c->node[i].state);
+	d = opendir(path);
+	while (d && (de = readdir(d))) {
+		pid_t pid = de->d_name[0] != '.' ? cluster_vmm_pid(c, i, de->d_name) : 0;
+
+		if (pid > 0)
+			kill(pid, sig);
+	}
+	if (d)
+		closedir(d);
+}
+
+void cluster_node_kill_vmms(struct cluster *c, int i)
+{
+	signal_vmms(c, i, SIGKILL);
+}
+
+void cluster_node_signal_all(struct cluster *c, int i, int sig)
+{
+	if (c->node[i].pid > 0)
+		kill(c->node[i].pid, sig);
+	signal_vmms(c, i, sig);
+}
+
 static void kill_vmms(struct cluster *c)
 {
-	for (int i = 0; i < c->n; i++) {
-		char path[600];
-		struct dirent *de;
-		DIR *d;
+	for (int i = 0; i < c->n; i++)
+		signal_vmms(c, i, SIGKILL);
+}
 
-		snprintf(path, sizeof(path), "%s/vms", c->node[i].state);
-		d = opendir(path);
-		while (d && (de = readdir(d))) {
-			pid_t pid = de->d_name[0] != '.' ? cluster_vmm_pid(c, i, de->d_name) : 0;
+int cluster_owner(struct cluster *c, const char *vm, long long *epoch)
+{
+	char key[128];
+	json_t *o;
+	int i;
 
-			if (pid > 0)
-				kill(pid, SIGKILL);
-		}
-		if (d)
-			closedir(d);
+	snprintf(key, sizeof(key), "vms/%s/owner", vm);
+	o = cluster_get(c, key);
+	i = o ? cluster_node_index(c, json_string_value(json_object_get(o, "node")) ?: "") : -1;
+	if (epoch)
+		*epoch = json_integer_value(json_object_get(o, "epoch"));
+	json_decref(o);
+	return i;
+}
+
+int cluster_leader(struct cluster *c)
+{
+	json_t *o = cluster_get(c, "leader");
+	int i = o ? cluster_node_index(c, json_string_value(json_object_get(o, "node")) ?: "") : -1;
+
+	json_decref(o);
+	return i;
+}
+
+bool cluster_has_event(struct cluster *c, const char *kind, const char *vm)
+{
+	char *out = NULL, pat[64];
+	bool found;
+
+	if (cmectl(c, &out, NULL, "events", "-n", "1000", NULL) != 0) {
+		free(out);
+		return false;
 	}
+	snprintf(pat, sizeof(pat), "  %s  ", kind);
+	found = false;
+	for (char *line = out ? strtok(out, "\n") : NULL; line && !found; line = strtok(NULL, "\n"))
+		found = strstr(line, pat) && (!vm || strstr(line, vm));
+	free(out);
+	return found;
 }
 
 void cluster_teardown(void)

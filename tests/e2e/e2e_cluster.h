@@ -30,11 +30,14 @@ struct cluster {
 	struct etcd *cli;
 	pid_t twin_pid; /* cluster_twin_start */
 	char twin_state[512];
+	char extra_conf[512]; /* more configuration lines for every daemon */
 };
 
 /* Start etcd and n daemons (each offering 2 vCPUs and mem_mb MiB) and wait until every
  * node is registered and a leader is elected. Returns 0 or -errno (reason printed). */
 int cluster_start(struct cluster *c, int n, unsigned mem_mb);
+/* The same with extra configuration lines (e.g. "ha_tier_timeout = 4\n") for every daemon. */
+int cluster_start_conf(struct cluster *c, int n, unsigned mem_mb, const char *extra);
 /* (Re)start daemon i; env "NAME=VALUE" (may be NULL) is added to its environment. */
 int cluster_node_start(struct cluster *c, int i, const char *env);
 /* Start a second daemon with node i's name (and its own state dir, c->twin_state): a
@@ -44,6 +47,16 @@ int cluster_twin_start(struct cluster *c, int i);
 int cluster_put(struct cluster *c, const char *key, const char *val);
 /* kill -9 daemon i and reap it (its VMMs keep running). */
 void cluster_node_kill(struct cluster *c, int i);
+/* kill -9 every VMM daemon i started (PIDs from their meta.json). */
+void cluster_node_kill_vmms(struct cluster *c, int i);
+/* Signal daemon i and every VMM it started (SIGSTOP, SIGCONT: a frozen host). */
+void cluster_node_signal_all(struct cluster *c, int i, int sig);
+/* The node index vm's owner record names (-1: none); *epoch (may be NULL) its epoch. */
+int cluster_owner(struct cluster *c, const char *vm, long long *epoch);
+/* The node index the leader record names, -1 if none. */
+int cluster_leader(struct cluster *c);
+/* True when `cmectl events` lists an event of kind (about vm, if not NULL). */
+bool cluster_has_event(struct cluster *c, const char *kind, const char *vm);
 /* Wait up to ms for daemon i to exit by itself; its exit status, or -1. */
 int cluster_node_wait(struct cluster *c, int i, int ms);
 /* Index of the node called name, -1 if none. */

@@ -7,5 +7,6 @@ int main(void)
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
 	suite_cluster();
+	suite_ha();
 	return test_main("e2e");
 }

@@ -41,17 +41,7 @@ static void create_vm(const char *name, const char *mem, const char *cmdline)
 /* The node index the owner record names, -1 if none; *epoch (may be NULL) its epoch. */
 static int owner_of(const char *vm, long long *epoch)
 {
-	char key[128];
-	json_t *o;
-	int i;
-
-	snprintf(key, sizeof(key), "vms/%s/owner", vm);
-	o = cluster_get(&C, key);
-	i = o ? cluster_node_index(&C, json_string_value(json_object_get(o, "node")) ?: "") : -1;
-	if (epoch)
-		*epoch = json_integer_value(json_object_get(o, "epoch"));
-	json_decref(o);
-	return i;
+	return cluster_owner(&C, vm, epoch);
 }
 
 static bool wait_running(const char *vm)
@@ -423,7 +413,7 @@ static void test_malformed_records(void)
  * the first one holds that name's lease. */
 static void test_duplicate_node_name(void)
 {
-	char path[700], *log;
+	char path[700];
 	pid_t pid;
 	int node;
 
@@ -433,14 +423,7 @@ static void test_duplicate_node_name(void)
 	CU_ASSERT_FATAL(cluster_twin_start(&C, node) == 0);
 	/* Wait until the twin has said why it runs nothing (however slow the machine)... */
 	snprintf(path, sizeof(path), "%s/twin.log", C.dir);
-	for (int t = 0;; t += 100, sleep_ms(100)) {
-		log = test_read_file(path);
-		if (strstr(log, "held by another live daemon") || t >= WAIT_MS)
-			break;
-		free(log);
-	}
-	CU_ASSERT_PTR_NOT_NULL(strstr(log, "held by another live daemon"));
-	free(log);
+	CU_ASSERT_TRUE(test_wait_file_has(path, "held by another live daemon", WAIT_MS));
 	/* ...then give it the time of a few of its loops to do harm: it does none. */
 	sleep_ms(2000);
 	snprintf(path, sizeof(path), "%s/vms/vm1", C.twin_state);

@@ -149,6 +149,21 @@ const char *test_tmpdir(void)
 	return dir;
 }
 
+bool test_wait_file_has(const char *path, const char *needle, int timeout_ms)
+{
+	for (int t = 0;; t += 100) {
+		char *text = test_read_file(path);
+		bool hit = text && strstr(text, needle);
+
+		free(text);
+		if (hit)
+			return true;
+		if (t >= timeout_ms)
+			return false;
+		usleep(100 * 1000);
+	}
+}
+
 char *test_read_file(const char *path)
 {
 	FILE *f = fopen(path, "r");

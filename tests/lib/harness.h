@@ -74,6 +74,8 @@ void vmm_kill_all(void);
 bool vmm_console_wait(struct vmm_proc *p, const char *needle, int timeout_ms);
 /* The whole console (or stderr) so far, malloc'd, NUL-terminated ("" if missing). */
 char *test_read_file(const char *path);
+/* Wait until the file at path contains needle; true if it did within timeout_ms. */
+bool test_wait_file_has(const char *path, const char *needle, int timeout_ms);
 
 struct heartbeat {
 	uint64_t seq, pages, ticks, ms;

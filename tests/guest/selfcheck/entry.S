@@ -217,12 +217,15 @@ spurious_stub:
 	iretq			/* spurious interrupts take no EOI */
 
 /* enter_user(rip = RDI, rsp = RSI, arg = RDX): an interrupt-return frame into ring 3 with
- * IF = 1, so the timer interrupt reaches the workload. */
+ * IF = 1, so the timer interrupt reaches the workload, and IOPL = 3. Ring 3's port I/O is
+ * allowed twice over: by the TSS I/O bitmap (PVM ignores IOPL) and by IOPL 3 (QEMU's
+ * emulated SVM, used to run KVM nested where no KVM exists, refuses the bitmap of a TSS
+ * that KVM reports busy). */
 	.globl enter_user
 enter_user:
 	pushq $USER_DS
 	pushq %rsi
-	pushq $0x202
+	pushq $0x3202
 	pushq $USER_CS
 	pushq %rdi
 	mov %rdx, %rdi

@@ -1,0 +1,225 @@
+/* How many nodes one etcd can watch over: N lightweight lease holders (no VMs) in this
+ * process renew their leases every TTL/3 from a few threads, as cme-clusterd's keepalive
+ * thread does; a watcher on their keys stands in for the leader. Some holders then stop
+ * renewing (their host "dies"): detection is the time from that moment to the DELETE of
+ * the holder's key. A scale passes when every victim is detected within TTL + 1 s and no
+ * healthy holder lost its lease; the scales grow until one fails or 1,000 nodes. */
+#include "bench.h"
+#include "common.h"
+#include "etcd.h"
+#include "etcd_proc.h"
+#include "harness.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TTL_S	   3
+#define RENEWERS   4
+#define VICTIMS	   5
+#define PREFIX	   "/bench/nodes/"
+#define MAX_HOLDER 1000
+
+struct holder {
+	int64_t lease;
+	atomic_bool dead;	/* stopped renewing (a victim) */
+	atomic_ullong dead_ns;	/* when (monotonic) */
+	atomic_ullong gone_ns;	/* when the watcher saw its key deleted */
+};
+
+struct scale {
+	const char *url;
+	struct holder h[MAX_HOLDER];
+	int n;
+	atomic_bool stop;
+	atomic_uint lost;	/* keepalives that found a healthy lease gone */
+	atomic_ullong worst_round_ns;
+};
+
+struct renewer {
+	struct scale *s;
+	int first, step;
+};
+
+static struct etcd *client(const char *url)
+{
+	struct etcd_cfg cfg = { .endpoints = url, .timeout_ms = 5000 };
+	struct etcd_err err = { "" };
+	struct etcd *e = NULL;
+
+	if (etcd_open(&cfg, &e, &err))
+		fprintf(stderr, "bench ha: etcd: %s\n", err.msg);
+	return e;
+}
+
+static void *renew_main(void *arg)
+{
+	struct renewer *r = arg;
+	struct scale *s = r->s;
+	struct etcd *e = client(s->url);
+
+	while (e && !atomic_load(&s->stop)) {
+		uint64_t t0 = now_ns(), took;
+
+		for (int i = r->first; i < s->n && !atomic_load(&s->stop); i += r->step) {
+			struct etcd_err err = { "" };
+
+			if (atomic_load(&s->h[i].dead))
+				continue;
+			if (etcd_lease_keepalive(e, s->h[i].lease, NULL, &err) == -ENOENT)
+				atomic_fetch_add(&s->lost, 1);
+		}
+		took = now_ns() - t0;
+		if (took > atomic_load(&s->worst_round_ns))
+			atomic_store(&s->worst_round_ns, took);
+		if (took < TTL_S * 1000000000ull / 3)
+			sleep_ms((unsigned)((TTL_S * 1000000000ull / 3 - took) / 1000000));
+	}
+	etcd_close(e);
+	return NULL;
+}
+
+static int watch_cb(void *opaque, const struct etcd_event *ev)
+{
+	struct scale *s = opaque;
+	int i;
+
+	if (ev->type != ETCD_EV_DELETE || !ev->kv ||
+	    sscanf(ev->kv->key, PREFIX "%d", &i) != 1 || i < 0 || i >= s->n)
+		return 0;
+	if (!atomic_load(&s->h[i].gone_ns))
+		atomic_store(&s->h[i].gone_ns, now_ns());
+	return 0;
+}
+
+static void *watch_main(void *arg)
+{
+	struct scale *s = arg;
+	struct etcd *e = client(s->url);
+	struct etcd_err err = { "" };
+
+	if (e && etcd_watch(e, PREFIX, true, 0, watch_cb, s, &s->stop, &err))
+		fprintf(stderr, "bench ha: watch: %s\n", err.msg);
+	etcd_close(e);
+	return NULL;
+}
+
+/* Grant and register n holders. 0 or -1. */
+static int populate(struct scale *s, struct etcd *e)
+{
+	for (int i = 0; i < s->n; i++) {
+		struct etcd_err err = { "" };
+		char key[64], val[64];
+
+		snprintf(key, sizeof(key), PREFIX "%d", i);
+		snprintf(val, sizeof(val), "{\"name\":\"sim-%d\"}", i);
+		if (etcd_lease_grant(e, TTL_S, &s->h[i].lease, NULL, &err) ||
+		    etcd_put(e, key, val, strlen(val), s->h[i].lease, NULL, &err)) {
+			fprintf(stderr, "bench ha: holder %d: %s\n", i, err.msg);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Kill VICTIMS holders spread over the range and wait for their deletes. Writes each
+ * victim's detection (ms) to det; returns how many were detected. */
+static int kill_and_detect(struct scale *s, double *det)
+{
+	int found = 0;
+
+	for (int v = 0; v < VICTIMS; v++) {
+		struct holder *h = &s->h[(v * s->n) / VICTIMS];
+
+		atomic_store(&h->dead_ns, now_ns());
+		atomic_store(&h->dead, true);
+	}
+	for (int t = 0; t < (TTL_S + 10) * 1000 && found < VICTIMS; t += 10) {
+		sleep_ms(10);
+		found = 0;
+		for (int v = 0; v < VICTIMS; v++)
+			found += atomic_load(&s->h[(v * s->n) / VICTIMS].gone_ns) != 0;
+	}
+	for (int v = 0; v < VICTIMS; v++) {
+		struct holder *h = &s->h[(v * s->n) / VICTIMS];
+		uint64_t gone = atomic_load(&h->gone_ns);
+
+		det[v] = gone ? (double)(gone - atomic_load(&h->dead_ns)) / 1e6 : -1;
+	}
+	return found;
+}
+
+/* One scale; returns true when it passed. */
+static bool run_scale(const char *url, int n)
+{
+	struct scale *s = calloc(1, sizeof(*s));
+	struct renewer r[RENEWERS];
+	pthread_t rt[RENEWERS], wt;
+	struct etcd *e = client(url);
+	double det[VICTIMS], worst = 0, round_ms;
+	unsigned false_expiries = 0;
+	int found = 0;
+	bool pass;
+
+	if (!s || !e || (s->url = url, s->n = n, populate(s, e))) {
+		free(s);
+		etcd_close(e);
+		return false;
+	}
+	pthread_create(&wt, NULL, watch_main, s);
+	for (int i = 0; i < RENEWERS; i++) {
+		r[i] = (struct renewer){ s, i, RENEWERS };
+		pthread_create(&rt[i], NULL, renew_main, &r[i]);
+	}
+	sleep_ms(TTL_S * 1000); /* a steady state first */
+	found = kill_and_detect(s, det);
+	for (int i = 0; i < n; i++)
+		false_expiries += !atomic_load(&s->h[i].dead) && atomic_load(&s->h[i].gone_ns);
+	atomic_store(&s->stop, true);
+	for (int i = 0; i < RENEWERS; i++)
+		pthread_join(rt[i], NULL);
+	pthread_join(wt, NULL);
+	for (int i = 0; i < n; i++) {
+		struct etcd_err err = { "" };
+
+		if (etcd_lease_revoke(e, s->h[i].lease, &err) && err.msg[0] == 0)
+			break;
+	}
+	for (int v = 0; v < VICTIMS; v++)
+		worst = det[v] > worst ? det[v] : worst;
+	round_ms = (double)atomic_load(&s->worst_round_ns) / 1e6;
+	pass = found == VICTIMS && worst <= (TTL_S + 1) * 1000.0 && !false_expiries &&
+	       !atomic_load(&s->lost);
+	printf("{\"bench\":\"ha_detection\",\"nodes\":%d,\"ttl_s\":%d,\"victims\":%d,"
+	       "\"detected\":%d,\"detect_ms\":{\"median\":%.0f,\"worst\":%.0f},"
+	       "\"false_expiries\":%u,\"renew_round_worst_ms\":%.0f,\"pass\":%s}\n",
+	       n, TTL_S, VICTIMS, found, bench_median(det, VICTIMS), worst,
+	       false_expiries + atomic_load(&s->lost), round_ms, pass ? "true" : "false");
+	fflush(stdout);
+	etcd_close(e);
+	free(s);
+	return pass;
+}
+
+void bench_ha_detection(void)
+{
+	static const int scales[] = { 10, 100, 250, 500, 1000 };
+	struct etcd_proc etcd = { 0 };
+	int largest = 0;
+
+	if (etcd_proc_start(&etcd)) {
+		printf("{\"bench\":\"ha_detection\",\"skipped\":\"etcd did not start\"}\n");
+		return;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(scales); i++) {
+		if (!run_scale(etcd.url, scales[i]))
+			break;
+		largest = scales[i];
+	}
+	printf("{\"bench\":\"ha_detection_capacity\",\"ttl_s\":%d,\"nodes_detected_within_ttl_"
+	       "plus_1s\":%d,\"tried_up_to\":%d}\n",
+	       TTL_S, largest, scales[ARRAY_SIZE(scales) - 1]);
+	fflush(stdout);
+	etcd_proc_kill(&etcd);
+}

@@ -1,0 +1,150 @@
+/* The leader's restart of the VMs of lost nodes. A node is lost when its lease expired in
+ * etcd (its nodes/ record is gone): by then its guests were paused at their fencing
+ * deadlines, which fall before the earliest moment the lease could expire. Each VM moves
+ * by one compare-and-swap on its owner record (epoch + 1), so two leaders, or a leader and
+ * a node that comes back and claims its VM, can never both win. Decisions are level-
+ * triggered from the round's read: a new leader finishes what an old one began. */
+#include "cd_priv.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUB	     "ha"
+#define MAX_RESTARTS 64
+
+static bool node_alive(const struct cl_view *v, const char *name)
+{
+	const struct cl_node_view *nv = cl_view_node(v, name);
+
+	return nv && nv->alive;
+}
+
+/* "node-lost" once for each node this leader saw alive last round and not now. */
+static void note_lost_nodes(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
+{
+	char(*alive)[CL_NAME_MAX] = calloc(v->nnodes + 1, sizeof(*alive));
+	size_t nalive = 0;
+
+	for (size_t i = 0; i < cd->nalive_prev; i++) {
+		const char *name = cd->alive_prev[i];
+		size_t ha = 0, other = 0;
+
+		if (node_alive(v, name))
+			continue;
+		for (size_t k = 0; k < v->nvms; k++) {
+			if (!h->vms[k].wanted || !h->vms[k].owner || strcmp(h->vms[k].owner, name))
+				continue;
+			h->vms[k].restart ? ha++ : other++;
+		}
+		cd_event(cd, NULL, "node-lost",
+			 "node %s lost (its lease expired): %zu VM(s) to restart elsewhere, %zu "
+			 "with restart policy never",
+			 name, ha, other);
+	}
+	if (!alive)
+		return; /* out of memory: keep the old list */
+	for (size_t i = 0; i < v->nnodes; i++)
+		if (v->nodes[i].alive)
+			snprintf(alive[nalive++], CL_NAME_MAX, "%s", v->nodes[i].name);
+	free(cd->alive_prev);
+	cd->alive_prev = alive;
+	cd->nalive_prev = nalive;
+}
+
+/* A migration whose source node died before the commit will never finish: fail it, so
+ * that its VM is restarted (after the commit, the target owns the guest and finishes). */
+static void fail_orphaned_migrations(struct cd *cd, const struct cl_view *v)
+{
+	for (size_t i = 0; i < v->nvms; i++) {
+		const struct cl_vm_view *vv = &v->vms[i];
+
+		if (!vv->has_mig || !cl_migration_active(&vv->mig) ||
+		    !strcmp(vv->mig.phase, "committed") || node_alive(v, vv->mig.source))
+			continue;
+		cd_mig_fail(cd, vv, "the source node %s was lost", vv->mig.source);
+	} /* the next round's read shows it failed, and its VM is restarted then */
+}
+
+/* The tier waiting on w's blocker has waited longer than ha_tier_timeout. The wait is
+ * timed from when this leader first saw it, per blocker and epoch. */
+static bool tier_timed_out(struct cd *cd, const struct cl_view *v,
+			   const struct ha_restart_wait *w)
+{
+	const struct cl_vm_view *b = &v->vms[w->blocker];
+	char key[64];
+
+	snprintf(key, sizeof(key), "tier%d/%.30s/%llu", w->priority, b->name,
+		 (unsigned long long)b->owner.epoch);
+	return cd_seen_ms(cd, key, "wait") >= cd->cfg->ha_tier_timeout_s * 1000ull;
+}
+
+static void restart_one(struct cd *cd, const struct cl_view *v, struct cl_ha *h,
+			const struct ha_move *m)
+{
+	const struct cl_vm_view *vv = &v->vms[m->vm];
+	const char *to = v->nodes[m->node].name;
+	uint64_t epoch = vv->owner.epoch + 1;
+
+	if (cd_owner_cas(cd, vv, to, epoch) != 1)
+		return; /* changed since the read: the next round decides again */
+	h->vms[m->vm].owner = to;
+	h->vms[m->vm].running = false;
+	cd_event(cd, vv->name, "vm-ha-restart",
+		 "node %s lost: vm %s restarts on %s (priority %d, epoch %llu)", vv->owner.node,
+		 vv->name, to, vv->spec.priority, (unsigned long long)epoch);
+}
+
+static bool planned(const struct ha_move *m, size_t n, size_t vm)
+{
+	for (size_t i = 0; i < n; i++)
+		if (m[i].vm == vm)
+			return true;
+	return false;
+}
+
+/* Why each VM of a lost node that was not restarted this round waits. */
+static void report_waiting(struct cd *cd, const struct cl_view *v, const struct cl_ha *h,
+			   const struct ha_move *m, size_t n, const struct ha_restart_wait *w)
+{
+	char why[512];
+
+	for (size_t i = 0; i < v->nvms; i++) {
+		const struct ha_vm *vm = &h->vms[i];
+
+		if (!vm->wanted || !vm->owner || vm->target || node_alive(v, vm->owner) ||
+		    planned(m, n, i) || v->vms[i].bad)
+			continue;
+		if (!vm->restart)
+			snprintf(why, sizeof(why),
+				 "node %s is down and the restart policy is never: it stays there "
+				 "until the node returns",
+				 vm->owner);
+		else if (w->waiting && vm->priority <= w->priority)
+			snprintf(why, sizeof(why),
+				 "node %s is down; waiting for vm %s (priority %d) to run before "
+				 "priority %d starts (at most %u s)",
+				 vm->owner, h->vms[w->blocker].name, h->vms[w->blocker].priority,
+				 vm->priority, cd->cfg->ha_tier_timeout_s);
+		else if (ha_place(&h->c, vm, NULL, why, sizeof(why)) >= 0)
+			continue; /* room appeared since the plan: the next round takes it */
+		cd_pending(cd, &v->vms[i], why);
+	}
+}
+
+void cd_restart_lost(struct cd *cd, const struct cl_view *v, struct cl_ha *h)
+{
+	struct ha_move m[MAX_RESTARTS];
+	struct ha_restart_wait w;
+	size_t n;
+
+	note_lost_nodes(cd, v, h);
+	fail_orphaned_migrations(cd, v);
+	n = ha_restart_plan(&h->c, INT_MAX, m, MAX_RESTARTS, &w);
+	if (w.waiting && tier_timed_out(cd, v, &w))
+		n = ha_restart_plan(&h->c, w.priority, m, MAX_RESTARTS, &w);
+	for (size_t i = 0; i < n; i++)
+		restart_one(cd, v, h, &m[i]);
+	report_waiting(cd, v, h, m, n, &w);
+}

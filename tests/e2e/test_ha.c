@@ -1,0 +1,301 @@
+/* End-to-end HA: three cme-clusterd on real etcd; a node's host is lost (kill -9 of its
+ * daemon and VMMs), the leader restarts its VMs elsewhere in priority tiers, a restarted
+ * daemon keeps its lease, a lost node rejoins empty. These tests assert the cluster's
+ * records and events, so they run without KVM too (a VMM that cannot start only fails to
+ * reach "running"); what needs a running guest is asserted only where /dev/kvm works. */
+#include "e2e_cluster.h"
+#include "e2e.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NODE_MEM_MB 1536
+#define WAIT_MS	    30000
+
+static struct cluster C;
+
+#define START(n, extra) CU_ASSERT_FATAL(cluster_start_conf(&C, n, NODE_MEM_MB, extra) == 0)
+
+static void ok(const char *what, int rc, char *out, char *err)
+{
+	if (rc)
+		printf("\n  %s: exit %d\n  stdout: %s\n  stderr: %s\n", what, rc, out, err);
+	CU_ASSERT_EQUAL(rc, 0);
+	free(out);
+	free(err);
+}
+
+/* A VM with a restart policy and priority; image NULL: the self-checking test guest. */
+static void create(const char *name, const char *restart, const char *prio, const char *image)
+{
+	char *out = NULL, *err = NULL;
+	int rc = cmectl(&C, &out, &err, "vm", "create", name, "--mem", "256M", "--vcpus", "1",
+			"--image", image ? image : test_guest(), "--cmdline", "wss_mb=16",
+			"--restart", restart, "--priority", prio, "--no-wait", NULL);
+
+	ok("vm create", rc, out, err);
+}
+
+/* An image no VMM can start (empty): the VM never reaches "running", with or without KVM. */
+static const char *broken_image(void)
+{
+	static char path[600];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/empty.img", C.dir);
+	f = fopen(path, "w");
+	if (f)
+		fclose(f);
+	return path;
+}
+
+static void admin(const char *verb, int node)
+{
+	char *out = NULL, *err = NULL;
+	int rc = cmectl(&C, &out, &err, "node", verb, C.node[node].name, NULL);
+
+	ok(verb, rc, out, err);
+}
+
+/* Wait until vm has an owner; its node index, -1 if none came. */
+static int wait_owner(const char *vm)
+{
+	int i = -1;
+
+	for (int t = 0; t < WAIT_MS && (i = cluster_owner(&C, vm, NULL)) < 0; t += 100)
+		sleep_ms(100);
+	return i;
+}
+
+/* Wait until vm's owner is a node other than from, at the given epoch. */
+static int wait_moved(const char *vm, int from, long long epoch)
+{
+	long long e = 0;
+	int i = -1;
+
+	for (int t = 0; t < 2 * WAIT_MS; t += 100, sleep_ms(100)) {
+		i = cluster_owner(&C, vm, &e);
+		if (i >= 0 && i != from && e == epoch)
+			return i;
+	}
+	printf("\n  %s: owner %d epoch %lld (wanted a node other than %d, epoch %lld)\n", vm, i,
+	       e, from, epoch);
+	return -1;
+}
+
+static bool wait_status_has(const char *vm, const char *state, const char *text, int ms)
+{
+	char key[128];
+
+	snprintf(key, sizeof(key), "vms/%s/status", vm);
+	for (int t = 0; t < ms; t += 100, sleep_ms(100)) {
+		json_t *s = cluster_get(&C, key);
+		const char *st = json_string_value(json_object_get(s, "state"));
+		const char *er = json_string_value(json_object_get(s, "error"));
+		bool hit = st && !strcmp(st, state) && (!text || (er && strstr(er, text)));
+
+		json_decref(s);
+		if (hit)
+			return true;
+	}
+	return false;
+}
+
+/* Put every listed VM on node `on` (the others are drained meanwhile). */
+static void create_on(int on, const char *const *names, const char *const *prios,
+		      const char *const *images, size_t n)
+{
+	for (int i = 0; i < C.n; i++)
+		if (i != on)
+			admin("drain", i);
+	for (size_t k = 0; k < n; k++) {
+		create(names[k], "on-failure", prios[k], images[k]);
+		CU_ASSERT_EQUAL(wait_owner(names[k]), on);
+	}
+	for (int i = 0; i < C.n; i++)
+		if (i != on)
+			admin("undrain", i);
+}
+
+/* The host of node i dies: its daemon and every VMM it started, kill -9. */
+static void kill_host(int i)
+{
+	cluster_node_kill(&C, i);
+	cluster_node_kill_vmms(&C, i);
+}
+
+static void test_host_loss(void)
+{
+	char key[64];
+	int from, to;
+
+	START(3, NULL);
+	create("vm1", "on-failure", "0", NULL);
+	from = wait_owner("vm1");
+	CU_ASSERT_FATAL(from >= 0);
+	kill_host(from);
+	to = wait_moved("vm1", from, 2);
+	CU_ASSERT_TRUE(to >= 0);
+	CU_ASSERT_TRUE(cluster_has_event(&C, "node-lost", NULL));
+	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-ha-restart", "vm1"));
+	snprintf(key, sizeof(key), "nodes/%s", C.node[from].name);
+	CU_ASSERT_PTR_NULL(cluster_get(&C, key)); /* restarted only once its lease was gone */
+}
+
+static void test_leader_host_loss(void)
+{
+	static const char *const names[] = { "vm1" }, *const prios[] = { "0" };
+	static const char *const images[] = { NULL };
+	int leader, to, next = -1;
+
+	START(3, NULL);
+	leader = cluster_leader(&C);
+	CU_ASSERT_FATAL(leader >= 0);
+	create_on(leader, names, prios, images, 1);
+	kill_host(leader);
+	to = wait_moved("vm1", leader, 2);
+	CU_ASSERT_TRUE(to >= 0);
+	next = cluster_leader(&C);
+	CU_ASSERT_TRUE(next >= 0 && next != leader);
+}
+
+/* The higher tier never runs here (its image is broken), so the lower one waits for the
+ * tier timeout, saying so; then it is restarted too. */
+static void test_priority_tiers(void)
+{
+	static const char *const names[] = { "hi", "lo" }, *const prios[] = { "10", "0" };
+	const char *images[] = { broken_image(), NULL };
+	int from = 0;
+
+	START(3, "ha_tier_timeout = 5\n");
+	from = cluster_leader(&C) == 0 ? 1 : 0; /* keep the leader alive: one timer */
+	create_on(from, names, prios, images, 2);
+	kill_host(from);
+	CU_ASSERT_TRUE(wait_moved("hi", from, 2) >= 0);
+	CU_ASSERT_TRUE(wait_status_has("lo", "pending", "waiting for vm hi", WAIT_MS));
+	CU_ASSERT_EQUAL(cluster_owner(&C, "lo", NULL), from);
+	CU_ASSERT_TRUE(wait_moved("lo", from, 2) >= 0);
+}
+
+static void test_policy_never_stays(void)
+{
+	static const char *const names[] = { "keep" }, *const prios[] = { "0" };
+	static const char *const images[] = { NULL };
+	long long epoch = 0;
+	int from;
+
+	START(3, NULL);
+	from = cluster_leader(&C) == 0 ? 1 : 0;
+	create_on(from, names, prios, images, 0);
+	for (int i = 0; i < C.n; i++)
+		if (i != from)
+			admin("drain", i);
+	create("keep", "never", "0", NULL);
+	CU_ASSERT_EQUAL(wait_owner("keep"), from);
+	for (int i = 0; i < C.n; i++)
+		if (i != from)
+			admin("undrain", i);
+	kill_host(from);
+	CU_ASSERT_TRUE(wait_status_has("keep", "pending", "restart policy is never", 2 * WAIT_MS));
+	CU_ASSERT_EQUAL(cluster_owner(&C, "keep", &epoch), from);
+	CU_ASSERT_EQUAL(epoch, 1);
+}
+
+/* With admission control, an HA VM that would leave no room to restart the HA VMs after
+ * one node's loss stays pending with the reason; a VM with restart never is not held. */
+static void test_admission_control(void)
+{
+	START(2, "admission_control = on\n");
+	create("a", "on-failure", "0", NULL);
+	CU_ASSERT_TRUE(wait_owner("a") >= 0);
+	/* Two nodes of 1536 MiB: a (256) and b (256) fit anywhere; c at 1280 does not. */
+	create("b", "on-failure", "0", NULL);
+	CU_ASSERT_TRUE(wait_owner("b") >= 0);
+	{
+		char *out = NULL, *err = NULL;
+		int rc = cmectl(&C, &out, &err, "vm", "create", "big", "--mem", "1280M", "--vcpus",
+				"1", "--image", test_guest(), "--no-wait", NULL);
+
+		ok("vm create big", rc, out, err);
+	}
+	CU_ASSERT_TRUE(wait_status_has("big", "pending", "admission control", WAIT_MS));
+	CU_ASSERT_EQUAL(cluster_owner(&C, "big", NULL), -1);
+}
+
+/* kill -9 of a daemon alone, restarted at once: it takes over its lease, so its node never
+ * looks lost and nothing moves. */
+static void test_daemon_restart_keeps_lease(void)
+{
+	json_t *before, *after;
+	char key[64];
+	int node;
+
+	START(3, NULL);
+	create("vm1", "on-failure", "0", NULL);
+	node = wait_owner("vm1");
+	CU_ASSERT_FATAL(node >= 0);
+	snprintf(key, sizeof(key), "nodes/%s", C.node[node].name);
+	CU_ASSERT_TRUE(cluster_wait_field(&C, key, "name", C.node[node].name, WAIT_MS));
+	before = cluster_get(&C, key);
+	cluster_node_kill(&C, node);
+	CU_ASSERT_FATAL(cluster_node_start(&C, node, NULL) == 0);
+	CU_ASSERT_TRUE(test_wait_file_has(C.node[node].log, "took over its previous lease", WAIT_MS));
+	after = cluster_get(&C, key);
+	CU_ASSERT_PTR_NOT_NULL(before);
+	CU_ASSERT_PTR_NOT_NULL(after);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(before, "started_ms")),
+			json_integer_value(json_object_get(after, "started_ms")));
+	json_decref(before);
+	json_decref(after);
+	CU_ASSERT_EQUAL(cluster_owner(&C, "vm1", NULL), node);
+	CU_ASSERT_FALSE(cluster_has_event(&C, "node-lost", NULL));
+}
+
+/* A node declared lost comes back: its VMs are owned elsewhere now and stay there; with
+ * KVM, its old copy is stopped and only one copy runs. */
+static void test_lost_node_rejoins_empty(void)
+{
+	char key[64], why[256];
+	long long epoch = 0;
+	int from, to;
+
+	START(3, NULL);
+	create("vm1", "on-failure", "0", NULL);
+	from = wait_owner("vm1");
+	CU_ASSERT_FATAL(from >= 0);
+	cluster_node_signal_all(&C, from, SIGSTOP); /* frozen: its VMMs live on, paused */
+	to = wait_moved("vm1", from, 2);
+	CU_ASSERT_TRUE(to >= 0);
+	cluster_node_signal_all(&C, from, SIGCONT);
+	snprintf(key, sizeof(key), "nodes/%s", C.node[from].name);
+	CU_ASSERT_TRUE(cluster_wait_field(&C, key, "name", C.node[from].name, WAIT_MS));
+	CU_ASSERT_EQUAL(cluster_owner(&C, "vm1", &epoch), to);
+	CU_ASSERT_EQUAL(epoch, 2);
+	if (!test_have_kvm(why, sizeof(why)))
+		return;
+	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, from, "vm1") > 0; t += 100)
+		sleep_ms(100);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, from, "vm1"), 0);
+}
+
+void suite_ha(void)
+{
+	static const struct test_case cases[] = {
+		{ "host loss: its VMs restart elsewhere", test_host_loss },
+		{ "the leader's host is lost: a new leader restarts its VMs",
+		  test_leader_host_loss },
+		{ "restart tiers: a lower priority waits for the tier timeout",
+		  test_priority_tiers },
+		{ "restart policy never: the VM stays, pending with the reason",
+		  test_policy_never_stays },
+		{ "admission control keeps room for one node's loss", test_admission_control },
+		{ "a restarted daemon keeps its lease: nothing moves",
+		  test_daemon_restart_keeps_lease },
+		{ "a lost node rejoins empty", test_lost_node_rejoins_empty },
+		{ NULL, NULL },
+	};
+	test_add_suite("ha", cases);
+}
