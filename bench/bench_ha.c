@@ -23,9 +23,9 @@
 
 struct holder {
 	int64_t lease;
-	atomic_bool dead;	/* stopped renewing (a victim) */
-	atomic_ullong dead_ns;	/* when (monotonic) */
-	atomic_ullong gone_ns;	/* when the watcher saw its key deleted */
+	atomic_bool dead;      /* stopped renewing (a victim) */
+	atomic_ullong dead_ns; /* when (monotonic) */
+	atomic_ullong gone_ns; /* when the watcher saw its key deleted */
 };
 
 struct scale {
@@ -33,7 +33,7 @@ struct scale {
 	struct holder h[MAX_HOLDER];
 	int n;
 	atomic_bool stop;
-	atomic_uint lost;	/* keepalives that found a healthy lease gone */
+	atomic_uint lost; /* keepalives that found a healthy lease gone */
 	atomic_ullong worst_round_ns;
 };
 
@@ -85,8 +85,8 @@ static int watch_cb(void *opaque, const struct etcd_event *ev)
 	struct scale *s = opaque;
 	int i;
 
-	if (ev->type != ETCD_EV_DELETE || !ev->kv ||
-	    sscanf(ev->kv->key, PREFIX "%d", &i) != 1 || i < 0 || i >= s->n)
+	if (ev->type != ETCD_EV_DELETE || !ev->kv || sscanf(ev->kv->key, PREFIX "%d", &i) != 1 ||
+	    i < 0 || i >= s->n)
 		return 0;
 	if (!atomic_load(&s->h[i].gone_ns))
 		atomic_store(&s->h[i].gone_ns, now_ns());

@@ -69,8 +69,7 @@ static void fail_orphaned_migrations(struct cd *cd, const struct cl_view *v)
 
 /* The tier waiting on w's blocker has waited longer than ha_tier_timeout. The wait is
  * timed from when this leader first saw it, per blocker and epoch. */
-static bool tier_timed_out(struct cd *cd, const struct cl_view *v,
-			   const struct ha_restart_wait *w)
+static bool tier_timed_out(struct cd *cd, const struct cl_view *v, const struct ha_restart_wait *w)
 {
 	const struct cl_vm_view *b = &v->vms[w->blocker];
 	char key[64];

@@ -90,6 +90,21 @@ static bool vcpu_internal_error(struct vcpu *vcpu)
 	return vcpu_fault(vcpu, VM_END_INTERNAL, what);
 }
 
+/* KVM on AMD hosts reinitializes the vCPU at a shutdown (its state is undefined after
+ * one): the registers then read as the reset vector's, not the fault's. Say so rather
+ * than print them as if they were the guest's. */
+static bool vcpu_shutdown(struct vcpu *vcpu)
+{
+	struct kvm_regs r;
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) == 0 && r.rip == 0xfff0)
+		return vcpu_fault(
+			vcpu, VM_END_TRIPLE_FAULT,
+			"triple fault (shutdown; the registers at the fault are lost: this "
+			"host's CPU resets the vCPU at a shutdown)");
+	return vcpu_fault(vcpu, VM_END_TRIPLE_FAULT, "triple fault (shutdown)");
+}
+
 bool vcpu_handle_exit(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
@@ -100,8 +115,7 @@ bool vcpu_handle_exit(struct vcpu *vcpu)
 	case KVM_EXIT_MMIO: return vcpu_handle_mmio(vcpu);
 	case KVM_EXIT_HLT: vcpu->stats.hlt_exits++; return true;
 	case KVM_EXIT_INTR: vcpu->stats.intr_exits++; return true;
-	case KVM_EXIT_SHUTDOWN:
-		return vcpu_fault(vcpu, VM_END_TRIPLE_FAULT, "triple fault (shutdown)");
+	case KVM_EXIT_SHUTDOWN: return vcpu_shutdown(vcpu);
 	case KVM_EXIT_INTERNAL_ERROR: return vcpu_internal_error(vcpu);
 	case KVM_EXIT_FAIL_ENTRY:
 		snprintf(what, sizeof(what), "VM entry failed (reason 0x%llx)",

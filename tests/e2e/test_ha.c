@@ -81,8 +81,8 @@ static int wait_moved(const char *vm, int from, long long epoch)
 		if (i >= 0 && i != from && e == epoch)
 			return i;
 	}
-	printf("\n  %s: owner %d epoch %lld (wanted a node other than %d, epoch %lld)\n", vm, i,
-	       e, from, epoch);
+	printf("\n  %s: owner %d epoch %lld (wanted a node other than %d, epoch %lld)\n", vm, i, e,
+	       from, epoch);
 	return -1;
 }
 
@@ -242,7 +242,8 @@ static void test_daemon_restart_keeps_lease(void)
 	before = cluster_get(&C, key);
 	cluster_node_kill(&C, node);
 	CU_ASSERT_FATAL(cluster_node_start(&C, node, NULL) == 0);
-	CU_ASSERT_TRUE(test_wait_file_has(C.node[node].log, "took over its previous lease", WAIT_MS));
+	CU_ASSERT_TRUE(
+		test_wait_file_has(C.node[node].log, "took over its previous lease", WAIT_MS));
 	after = cluster_get(&C, key);
 	CU_ASSERT_PTR_NOT_NULL(before);
 	CU_ASSERT_PTR_NOT_NULL(after);

@@ -170,7 +170,8 @@ static void test_guest_exit_code(void)
 }
 
 /* int3 with the ABI's empty IDT: a triple fault on hardware, an emulation failure on
- * PVM. Either way the VMM stops with its own status and the vCPU's registers. */
+ * PVM. Either way the VMM stops with its own status and the vCPU's registers — or, where
+ * the CPU resets the vCPU at a shutdown (AMD), says that they are lost. */
 static void test_guest_fault(void)
 {
 	REQUIRE_KVM();
@@ -180,8 +181,10 @@ static void test_guest_fault(void)
 	int st = test_run(argv, &out, 20000);
 
 	CU_ASSERT_TRUE(st == 71 || st == 72);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "rip=0x100000"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "cr3=0x1000"));
+	if (!strstr(out, "registers at the fault are lost")) {
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "rip=0x100000"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "cr3=0x1000"));
+	}
 	free(out);
 }
 
