@@ -82,7 +82,7 @@ static json_t *vms_obj(const struct cl_view *v)
 
 		total += vv->has_spec;
 		running += vv->has_spec && !strcmp(st, "running");
-		if (strcmp(st, "pending") && strcmp(st, "failed"))
+		if (strcmp(st, "pending") && strcmp(st, "failed") && strcmp(st, "fenced"))
 			continue;
 		json_array_append_new(bad, json_pack("{s:s, s:s, s:s, s:s}", "name", vv->name,
 						     "state", st, "node", vv->status.node, "error",

@@ -104,8 +104,9 @@ static void test_deadline_kept_ahead(void)
 	vmm_kill(&p);
 }
 
-/* True when every thread of pid is stopped ('T' in /proc/PID/task/TID/stat). */
-static bool all_stopped(pid_t pid)
+/* True when every thread of pid is stopped ('T' in /proc/PID/task/TID/stat); with say,
+ * prints the threads that are not. */
+static bool all_stopped_say(pid_t pid, bool say)
 {
 	char path[300], *s, *rp;
 	struct dirent *e;
@@ -123,10 +124,17 @@ static bool all_stopped(pid_t pid)
 		s = test_read_file(path);
 		rp = strrchr(s, ')');
 		all = rp && rp[1] == ' ' && rp[2] == 'T';
+		if (!all && say)
+			printf("\n    not stopped: %.120s\n", s);
 		free(s);
 	}
 	closedir(d);
 	return all;
+}
+
+static bool all_stopped(pid_t pid)
+{
+	return all_stopped_say(pid, false);
 }
 
 static void test_frozen_past_deadline(void)
@@ -145,7 +153,7 @@ static void test_frozen_past_deadline(void)
 	CU_ASSERT_EQUAL_FATAL(kill(p.pid, SIGSTOP), 0);
 	for (end = now_ns() + 10000 * MS; !all_stopped(p.pid) && now_ns() < end;)
 		sleep_ms(10);
-	CU_ASSERT_FATAL(all_stopped(p.pid));
+	CU_ASSERT_FATAL(all_stopped_say(p.pid, true));
 	/* What the guest had printed when the whole VMM froze; a line cut short may still
 	 * get the rest of the character being written, never another. */
 	n = vmm_heartbeats(&p, NULL, 0);

@@ -167,17 +167,28 @@ bool test_wait_file_has(const char *path, const char *needle, int timeout_ms)
 char *test_read_file(const char *path)
 {
 	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
+	size_t len = 0, cap = 4096;
+	char *buf = calloc(1, cap + 1), *more;
+	size_t n;
 
-	if (!f)
+	if (!f || !buf) {
+		if (f)
+			fclose(f);
+		free(buf);
 		return strdup("");
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = calloc(1, (size_t)n + 1);
-	if (buf && n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)
-		buf[0] = 0;
+	}
+	/* Read to the end: /proc files say they are empty and are not. */
+	while ((n = fread(buf + len, 1, cap - len, f)) > 0) {
+		len += n;
+		if (len < cap)
+			continue;
+		more = realloc(buf, 2 * cap + 1);
+		if (!more)
+			break;
+		buf = more;
+		cap *= 2;
+	}
+	buf[len] = 0;
 	fclose(f);
 	return buf;
 }
