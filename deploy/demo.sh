@@ -2,8 +2,9 @@
 # make demo: a three-node CME cluster on this machine, narrated. etcd on loopback, three
 # cme-clusterd on 127.0.1.1-3 with generated certificates, two VMs running the
 # self-checking test guest (the Linux guest kit where the host has VT-x/AMD-V), a live
-# migration with cmectl while the guest rewrites memory, a node drain, then what happened
-# and the statistics. Everything it starts, it stops (by PID).
+# migration with cmectl while the guest rewrites memory, a node drain, a host killed (its
+# VMs restarted elsewhere by HA, with the failover time), then what happened and the
+# statistics. Everything it starts, it stops (by PID).
 set -eu
 BIN=build/bin
 CTL=$BIN/cmectl
@@ -68,6 +69,28 @@ run vm ls
 run node ls
 say "Make $node schedulable again"
 run node undrain "$node"
+
+node=$(owner web1)
+say "High availability: the host $node dies (its daemon and every VMM on it, kill -9)"
+t0=$(date +%s%N)
+kill -9 "$(cat "$dir/$node.pid")"
+for f in "$dir/$node"/vms/*/meta.json; do
+	[ -f "$f" ] && kill -9 "$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$f")" 2>/dev/null || true
+done
+echo "its lease (TTL 3 s) expires; its guests were fenced before that could happen; the"
+echo "leader restarts web1 (restart policy on-failure) on a surviving node..."
+new=""
+i=0; while [ $i -lt 1200 ]; do
+	new=$(owner web1)
+	if [ -n "$new" ] && [ "$new" != "$node" ] && grep -q '^HB ' "$dir/$new/vms/web1/console.log" 2>/dev/null; then break; fi
+	i=$((i + 1)); sleep 0.05
+done
+t1=$(date +%s%N)
+[ -n "$new" ] && [ "$new" != "$node" ] || { echo "web1 was not restarted"; exit 1; }
+echo "failover: kill -9 of $node to web1's first heartbeat on $new: $(( (t1 - t0) / 1000000 )) ms"
+echo "first heartbeat on $new: $(grep '^HB ' "$dir/$new/vms/web1/console.log" | head -n 1)"
+run vm ls
+run node ls
 
 say "What happened (cmectl events)"
 run events -n 20

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -310,6 +311,26 @@ static bool pid_runs_vm(pid_t pid, const char *vm)
 		if (!strcmp(buf + i, "--name") && !strcmp(buf + i + strlen(buf + i) + 1, vm))
 			return true;
 	return false;
+}
+
+json_t *cluster_vmm_status(struct cluster *c, int i, const char *vm)
+{
+	struct timeval tv = { .tv_sec = 2 };
+	json_t *req = json_pack("{s:s}", "cmd", "status"), *r = NULL;
+	char path[700];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/vms/%s/api.sock", c->node[i].state, vm);
+	fd = unix_connect(path);
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (jsonl_send(fd, req) || jsonl_recv(fd, 1 << 16, &r))
+			r = NULL;
+		close(fd);
+	}
+	json_decref(req);
+	return r;
 }
 
 pid_t cluster_vmm_pid(struct cluster *c, int i, const char *vm)

@@ -75,6 +75,9 @@ bool cluster_wait_field(struct cluster *c, const char *key, const char *field, c
 
 /* The PID of the VMM of vm on node i from its meta.json if that process still runs, else 0. */
 pid_t cluster_vmm_pid(struct cluster *c, int i, const char *vm);
+/* vm's VMM on node i answers "status" (its control socket): the reply, or NULL when it
+ * does not answer within 2 s. Caller decrefs. */
+json_t *cluster_vmm_status(struct cluster *c, int i, const char *vm);
 /* The console file of vm on node i. */
 void cluster_console(struct cluster *c, int i, const char *vm, char *buf, size_t len);
 /* The whole heartbeat lines of a console file (vmm_heartbeats): returns how many there

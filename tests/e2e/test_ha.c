@@ -127,6 +127,51 @@ static void kill_host(int i)
 	cluster_node_kill_vmms(&C, i);
 }
 
+/* Heartbeat lines on node's console of vm so far. */
+static int beats(int node, const char *vm)
+{
+	char con[700];
+
+	cluster_console(&C, node, vm, con, sizeof(con));
+	return cluster_heartbeats(con, NULL, 0);
+}
+
+static bool wait_beats(int node, const char *vm, int n)
+{
+	for (int t = 0; t < 2 * WAIT_MS; t += 100, sleep_ms(100))
+		if (beats(node, vm) >= n)
+			return true;
+	return false;
+}
+
+static bool corrupt(int node, const char *vm)
+{
+	char con[700];
+
+	cluster_console(&C, node, vm, con, sizeof(con));
+	return cluster_console_corrupt(con);
+}
+
+/* The state vm's VMM on node reports ("running", "fenced", ...) into buf; "" if none. */
+static const char *vmm_state(int node, const char *vm, char *buf, size_t len)
+{
+	json_t *r = cluster_vmm_status(&C, node, vm);
+
+	snprintf(buf, len, "%s", json_string_value(json_object_get(r, "state")) ?: "");
+	json_decref(r);
+	return buf;
+}
+
+/* A guest that runs and beats on its owner; the owner's index or -1. */
+static int guest_running(const char *vm)
+{
+	int node;
+
+	create(vm, "on-failure", "0", NULL);
+	node = wait_owner(vm);
+	return node >= 0 && wait_beats(node, vm, 2) ? node : -1;
+}
+
 static void test_host_loss(void)
 {
 	char key[64];
@@ -143,6 +188,62 @@ static void test_host_loss(void)
 	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-ha-restart", "vm1"));
 	snprintf(key, sizeof(key), "nodes/%s", C.node[from].name);
 	CU_ASSERT_PTR_NULL(cluster_get(&C, key)); /* restarted only once its lease was gone */
+}
+
+/* With a guest: kill -9 of its host; it beats again on the new owner, uncorrupted. */
+static void test_host_loss_guest(void)
+{
+	uint64_t t0;
+	int from, to;
+
+	REQUIRE_KVM();
+	START(3, NULL);
+	from = guest_running("vm1");
+	CU_ASSERT_FATAL(from >= 0);
+	t0 = now_ns();
+	kill_host(from);
+	to = wait_moved("vm1", from, 2);
+	CU_ASSERT_FATAL(to >= 0);
+	CU_ASSERT_TRUE(wait_beats(to, "vm1", 2));
+	printf("\n    kill -9 to the first heartbeat on %s: %llu ms\n", C.node[to].name,
+	       (unsigned long long)((now_ns() - t0) / 1000000));
+	CU_ASSERT_FALSE(corrupt(to, "vm1"));
+}
+
+/* The daemon hangs (SIGSTOP) while its VMM runs: the guest is fenced by its deadline —
+ * before the owner record moves — and never beats again; the VM runs elsewhere; the
+ * daemon, thawed, stops its old copy. */
+static void test_hung_daemon_fences(void)
+{
+	char st[32];
+	bool moved_first = false, fenced = false;
+	long long epoch = 0;
+	int from, to = -1, at_fence = 0;
+
+	REQUIRE_KVM();
+	START(3, NULL);
+	from = guest_running("vm1");
+	CU_ASSERT_FATAL(from >= 0);
+	CU_ASSERT_EQUAL_FATAL(kill(C.node[from].pid, SIGSTOP), 0);
+	for (int t = 0; t < 2 * WAIT_MS && !fenced; t += 50, sleep_ms(50)) {
+		/* The record read first: if it has moved, the copy must already be fenced. */
+		to = cluster_owner(&C, "vm1", &epoch);
+		fenced = !strcmp(vmm_state(from, "vm1", st, sizeof(st)), "fenced");
+		moved_first |= epoch == 2 && !fenced;
+	}
+	CU_ASSERT_FATAL(fenced);
+	CU_ASSERT_FALSE(moved_first);
+	at_fence = beats(from, "vm1");
+	to = wait_moved("vm1", from, 2);
+	CU_ASSERT_TRUE(to >= 0);
+	CU_ASSERT_TRUE(to >= 0 && wait_beats(to, "vm1", 2));
+	CU_ASSERT_EQUAL(beats(from, "vm1"), at_fence);
+	CU_ASSERT_EQUAL(kill(C.node[from].pid, SIGCONT), 0);
+	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, from, "vm1") > 0; t += 100)
+		sleep_ms(100);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, from, "vm1"), 0); /* stopped, never resumed */
+	CU_ASSERT_EQUAL(beats(from, "vm1"), at_fence);
+	CU_ASSERT_FALSE(corrupt(to >= 0 ? to : from, "vm1"));
 }
 
 static void test_leader_host_loss(void)
@@ -263,29 +364,40 @@ static void test_lost_node_rejoins_empty(void)
 	long long epoch = 0;
 	int from, to;
 
+	int frozen_beats;
+	bool kvm = test_have_kvm(why, sizeof(why));
+
 	START(3, NULL);
-	create("vm1", "on-failure", "0", NULL);
-	from = wait_owner("vm1");
+	from = kvm ? guest_running("vm1")
+		   : (create("vm1", "on-failure", "0", NULL), wait_owner("vm1"));
 	CU_ASSERT_FATAL(from >= 0);
 	cluster_node_signal_all(&C, from, SIGSTOP); /* frozen: its VMMs live on, paused */
+	frozen_beats = beats(from, "vm1");
 	to = wait_moved("vm1", from, 2);
 	CU_ASSERT_TRUE(to >= 0);
+	if (kvm && to >= 0)
+		CU_ASSERT_TRUE(wait_beats(to, "vm1", 2)); /* runs elsewhere while frozen here */
 	cluster_node_signal_all(&C, from, SIGCONT);
 	snprintf(key, sizeof(key), "nodes/%s", C.node[from].name);
 	CU_ASSERT_TRUE(cluster_wait_field(&C, key, "name", C.node[from].name, WAIT_MS));
 	CU_ASSERT_EQUAL(cluster_owner(&C, "vm1", &epoch), to);
 	CU_ASSERT_EQUAL(epoch, 2);
-	if (!test_have_kvm(why, sizeof(why)))
+	if (!kvm)
 		return;
 	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, from, "vm1") > 0; t += 100)
 		sleep_ms(100);
 	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, from, "vm1"), 0);
+	/* Thawed past its deadline, the old copy ran not one more instruction. */
+	CU_ASSERT_EQUAL(beats(from, "vm1"), frozen_beats);
 }
 
 void suite_ha(void)
 {
 	static const struct test_case cases[] = {
 		{ "host loss: its VMs restart elsewhere", test_host_loss },
+		{ "host loss with a guest: it beats again elsewhere", test_host_loss_guest },
+		{ "a hung daemon: its guest is fenced before the VM moves",
+		  test_hung_daemon_fences },
 		{ "the leader's host is lost: a new leader restarts its VMs",
 		  test_leader_host_loss },
 		{ "restart tiers: a lower priority waits for the tier timeout",
