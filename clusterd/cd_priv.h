@@ -48,7 +48,7 @@ struct lvm {
 	uint64_t epoch;
 	char mig_id[40]; /* incoming: the migration it receives */
 	bool exited;
-	int exit_code;	     /* -1: unknown (adopted, or killed by a signal) */
+	int exit_code;	     /* -1: killed by a signal, or adopted and left no exit.json */
 	bool running_seen;   /* its API answered "running" */
 	bool check_mig;	     /* adopted: see whether it waits for a migration decision */
 	uint64_t started_ms; /* monotonic (now_ns() / 1e6) */

@@ -71,6 +71,27 @@ static void api_path(const struct lvm *l, char *buf, size_t len)
 	snprintf(buf, len, "%s/api.sock", l->dir);
 }
 
+static void exit_path(const struct lvm *l, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/exit.json", l->dir);
+}
+
+/* How an adopted VMM (not our child) ended, from the exit file it writes: its status, or
+ * -1 when it left none (killed by a signal, or an older VMM). */
+static int adopted_exit_code(const struct lvm *l)
+{
+	char path[CL_PATH_MAX + 16];
+	json_t *j;
+	int code = -1;
+
+	exit_path(l, path, sizeof(path));
+	j = json_load_file(path, 0, NULL);
+	if (json_is_integer(json_object_get(j, "status")))
+		code = (int)json_integer_value(json_object_get(j, "status"));
+	json_decref(j);
+	return code;
+}
+
 void cd_lvm_console_path(const struct lvm *l, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/console.log", l->dir);
@@ -196,7 +217,7 @@ static void boot_args(const struct cl_spec *s, char mem[32], char cpus[16], char
 
 /* The strings the arguments of every VMM point into. */
 struct argbuf {
-	char api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24], fence[24];
+	char api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24], fence[24], exit[CL_PATH_MAX + 16];
 };
 
 #define NO_DEADLINE                                                                                \
@@ -215,6 +236,10 @@ static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **ar
 	argv[(*n)++] = b->con;
 	argv[(*n)++] = "--name";
 	argv[(*n)++] = l->name;
+	exit_path(l, b->exit, sizeof(b->exit));
+	unlink(b->exit); /* a previous VMM's */
+	argv[(*n)++] = "--exit-file";
+	argv[(*n)++] = b->exit;
 	if (cd->cfg->fence) {
 		uint64_t deadline = cd_fence_deadline(cd, NULL);
 
@@ -348,6 +373,7 @@ bool cd_lvm_alive(struct lvm *l)
 	if (pid_is_vmm(l->pid, l->dir))
 		return true;
 	l->exited = true;
+	l->exit_code = adopted_exit_code(l);
 	return false;
 }
 
@@ -427,6 +453,17 @@ static void adopt_one(struct cd *cd, const char *name)
 		snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig ? mig : "");
 		log_info(SUB, "vm=%s: re-adopted running VMM pid %d (%s, epoch %llu)", name,
 			 (int)l->pid, role, (unsigned long long)l->epoch);
+	} else if (pid > 1 && role && !strcmp(role, "run") && (l = cd_lvm_add(cd, name))) {
+		/* It ended while no daemon watched: how, its exit file says (a guest that
+		 * powered off meanwhile must not count as a crash). */
+		l->pid = (pid_t)pid;
+		l->child = false;
+		l->role = LVM_RUN;
+		l->epoch = (uint64_t)json_integer_value(json_object_get(m, "epoch"));
+		l->exited = true;
+		l->exit_code = adopted_exit_code(l);
+		log_info(SUB, "vm=%s: its VMM pid %d ended while the daemon was away (status %d)",
+			 name, (int)l->pid, l->exit_code);
 	}
 	json_decref(m);
 }

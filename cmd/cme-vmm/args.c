@@ -45,6 +45,7 @@ static int parse_one(int c, const char *a, struct run_opts *o, char *err, size_t
 	case 'a': o->api_path = a; return 0;
 	case 'n': o->name = a; return 0;
 	case 'p': o->paused = true; return 0;
+	case 'X': o->exit_file = a; return 0;
 	case 'F':
 		if (parse_uint(a, 1, UINT64_MAX, &o->fence_ns) < 0)
 			return arg_fail(err, errlen,
@@ -103,9 +104,11 @@ static int check_incoming(const struct run_opts *o, char *err, size_t errlen)
 {
 	if (o->image || o->kernel || o->cmdline || o->initrd || o->snapshot || o->mem_bytes ||
 	    o->vcpus || o->paused)
-		return arg_fail(err, errlen, "%s",
-				"incoming takes the VM from the source: only --listen, --tls-dir, "
-				"--wait, --commit, --fence-deadline, --api, --console and --name");
+		return arg_fail(
+			err, errlen, "%s",
+			"incoming takes the VM from the source: only --listen, --tls-dir, "
+			"--wait, --commit, --fence-deadline, --exit-file, --api, --console and "
+			"--name");
 	if (!o->listen || !o->tls_dir)
 		return arg_fail(err, errlen, "%s",
 				"incoming needs --listen HOST:PORT and --tls-dir DIR");
@@ -130,6 +133,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "wait", required_argument, NULL, 'W' },
 		{ "commit", required_argument, NULL, 'C' },
 		{ "fence-deadline", required_argument, NULL, 'F' },
+		{ "exit-file", required_argument, NULL, 'X' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool restore = !strcmp(argv[0], "restore"), incoming = !strcmp(argv[0], "incoming");

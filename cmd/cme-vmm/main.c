@@ -21,7 +21,7 @@ static void usage(FILE *f)
 		   "  cme-vmm run (--image FILE | --kernel FILE [--initrd FILE]) [--mem SIZE]\n"
 		   "              [--vcpus N] [--cmdline STR]\n"
 		   "              [--console stdout|none|file:PATH|socket:PATH] [--api PATH]\n"
-		   "              [--name NAME] [--fence-deadline NS]\n"
+		   "              [--name NAME] [--fence-deadline NS] [--exit-file PATH]\n"
 		   "  cme-vmm restore FILE [--console ...] [--api PATH] [--name NAME] [--paused]\n"
 		   "              [--fence-deadline NS]\n"
 		   "  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
@@ -202,6 +202,21 @@ static int run_vm(const struct run_opts *o, int sfd)
 	return end_status(&end);
 }
 
+/* {"status":N} in the --exit-file, so that whoever adopted this VMM without being its
+ * parent (a restarted cme-clusterd) learns how it ended: a guest that powered off is not a
+ * crash. */
+static void write_exit_file(const struct run_opts *o, int status)
+{
+	char txt[64];
+	int n;
+
+	if (!o->exit_file)
+		return;
+	n = snprintf(txt, sizeof(txt), "{\"status\":%d}\n", status);
+	if (write_file_atomic(o->exit_file, txt, (size_t)n))
+		log_warn(SUB, "cannot write the exit status to %s", o->exit_file);
+}
+
 static int run_main(int argc, char **argv)
 {
 	struct run_opts o;
@@ -212,10 +227,13 @@ static int run_main(int argc, char **argv)
 		fprintf(stderr, "cme-vmm %s: %s\n", argv[0], err);
 		return VMM_EXIT_USAGE;
 	}
-	if (!o.snapshot && !o.listen && check_host(&o) < 0)
+	if (!o.snapshot && !o.listen && check_host(&o) < 0) {
+		write_exit_file(&o, VMM_EXIT_SETUP);
 		return VMM_EXIT_SETUP;
+	}
 	sfd = block_stop_signals();
 	rc = run_vm(&o, sfd);
+	write_exit_file(&o, rc);
 	close(sfd);
 	return rc;
 }

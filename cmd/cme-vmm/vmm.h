@@ -26,13 +26,14 @@ struct run_opts {
 	const char *cmdline;
 	const char *api_path;
 	const char *name;
-	const char *snapshot; /* restore: the snapshot file */
-	const char *listen;   /* incoming: HOST:PORT to wait on */
-	const char *tls_dir;  /* incoming: this node's certificates */
-	int wait_ms;	      /* incoming: how long to wait for the source, -1 forever */
-	const char *commit;   /* incoming: "direct" (NULL) or "external" (the cluster decides) */
-	bool paused;	      /* restore: stay paused until `resume` */
-	uint64_t fence_ns;    /* --fence-deadline: CLOCK_BOOTTIME ns the guest may run until */
+	const char *snapshot;  /* restore: the snapshot file */
+	const char *listen;    /* incoming: HOST:PORT to wait on */
+	const char *tls_dir;   /* incoming: this node's certificates */
+	int wait_ms;	       /* incoming: how long to wait for the source, -1 forever */
+	const char *commit;    /* incoming: "direct" (NULL) or "external" (the cluster decides) */
+	bool paused;	       /* restore: stay paused until `resume` */
+	uint64_t fence_ns;     /* --fence-deadline: CLOCK_BOOTTIME ns the guest may run until */
+	const char *exit_file; /* --exit-file: where the exit status is written at the end */
 	struct console_cfg console;
 };
 

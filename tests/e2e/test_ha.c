@@ -246,6 +246,31 @@ static void test_hung_daemon_fences(void)
 	CU_ASSERT_FALSE(corrupt(to >= 0 ? to : from, "vm1"));
 }
 
+/* A guest that powers off under a VMM that a restarted daemon adopted is "stopped" (its
+ * exit status read from the VMM's exit file), not a failure to restart (policy
+ * on-failure). */
+static void test_adopted_poweroff_is_not_a_crash(void)
+{
+	char *out = NULL, *err = NULL;
+	json_t *s;
+	int node, rc;
+
+	REQUIRE_KVM();
+	START(3, NULL);
+	rc = cmectl(&C, &out, &err, "vm", "create", "short", "--mem", "256M", "--vcpus", "1",
+		    "--image", test_guest(), "--cmdline", "wss_mb=16 exit_after=100", "--no-wait",
+		    NULL);
+	ok("vm create", rc, out, err);
+	node = wait_owner("short");
+	CU_ASSERT_FATAL(node >= 0 && wait_beats(node, "short", 2));
+	cluster_node_kill(&C, node);
+	CU_ASSERT_FATAL(cluster_node_start(&C, node, NULL) == 0);
+	CU_ASSERT_TRUE(wait_status_has("short", "stopped", "powered off", 2 * WAIT_MS));
+	s = cluster_get(&C, "vms/short/status");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(s, "restarts")), 0);
+	json_decref(s);
+}
+
 static void test_leader_host_loss(void)
 {
 	static const char *const names[] = { "vm1" }, *const prios[] = { "0" };
@@ -398,6 +423,8 @@ void suite_ha(void)
 		{ "host loss with a guest: it beats again elsewhere", test_host_loss_guest },
 		{ "a hung daemon: its guest is fenced before the VM moves",
 		  test_hung_daemon_fences },
+		{ "an adopted VMM's guest powers off: stopped, not restarted",
+		  test_adopted_poweroff_is_not_a_crash },
 		{ "the leader's host is lost: a new leader restarts its VMs",
 		  test_leader_host_loss },
 		{ "restart tiers: a lower priority waits for the tier timeout",

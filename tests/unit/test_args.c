@@ -22,16 +22,17 @@ static int parse(struct run_opts *o, char *err, const char *const *args)
 static void test_run_good(void)
 {
 	static const char *const a[] = {
-		"--mem",	"2G",	     "--vcpus",	 "4",	      "--image",
-		"g.bin",	"--cmdline", "wss_mb=8", "--console", "file:/tmp/c",
-		"--api",	"/tmp/a",    "--name",	 "web1",      "--fence-deadline",
-		"123456789012", NULL
+		"--mem",	"2G",	       "--vcpus",     "4",	   "--image",
+		"g.bin",	"--cmdline",   "wss_mb=8",    "--console", "file:/tmp/c",
+		"--api",	"/tmp/a",      "--name",      "web1",	   "--fence-deadline",
+		"123456789012", "--exit-file", "/tmp/x.json", NULL
 	};
 	struct run_opts o;
 	char err[256] = "";
 
 	CU_ASSERT_EQUAL_FATAL(parse(&o, err, a), 0);
 	CU_ASSERT_EQUAL(o.fence_ns, 123456789012ull);
+	CU_ASSERT_STRING_EQUAL(o.exit_file, "/tmp/x.json");
 	CU_ASSERT_EQUAL(o.mem_bytes, 2ull << 30);
 	CU_ASSERT_EQUAL(o.vcpus, 4);
 	CU_ASSERT_STRING_EQUAL(o.image, "g.bin");
