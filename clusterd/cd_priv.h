@@ -62,6 +62,7 @@ struct cd {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	bool wake;		   /* under mu */
+	bool fast_tick;		   /* main thread: look again in 50 ms (a target is starting) */
 	atomic_llong lease;	   /* this node's lease */
 	atomic_bool registered;	   /* nodes/<me> written under the current lease */
 	atomic_ullong lease_ok_ms; /* send time of the last successful keepalive */
@@ -163,9 +164,13 @@ void cd_lvm_remove(struct cd *cd, struct lvm *l);
 /* Start `cme-vmm run` for spec; epoch is recorded. 0 or -errno (reason logged). */
 int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
 		     uint64_t epoch) CME_WUR;
-/* Start `cme-vmm incoming --commit external` for migration id; *port gets its port. */
+/* Start `cme-vmm incoming --commit external` for migration id; it returns at once (the
+ * port comes later: cd_lvm_incoming_port). 0 or -errno with the reason in why. */
 int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
-			  const char *mig_id, uint16_t *port, char *why, size_t whylen) CME_WUR;
+			  const char *mig_id, char *why, size_t whylen) CME_WUR;
+/* One quick look at an incoming VMM's port: 0 with *port, -EAGAIN while it does not listen
+ * yet, -ECHILD when it exited. Never waits: the main loop looks again next round. */
+int cd_lvm_incoming_port(struct lvm *l, uint16_t *port) CME_WUR;
 /* Refresh l->exited / exit_code. Returns true while the process lives. */
 bool cd_lvm_alive(struct lvm *l);
 /* One control request; *reply (may be NULL) gets the reply object (caller decrefs).

@@ -16,6 +16,7 @@
 
 #define SUB	     "clusterd"
 #define TICK_MS	     1000
+#define FAST_TICK_MS 50 /* while a target's VMM is starting */
 #define CME_VERSION  "0.5"
 #define STUCK_MIN_MS 30000 /* the main loop may block this long before the lease goes */
 
@@ -364,9 +365,10 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 	}
 	atomic_store(&cd.tick_ns, now_ns());
 	while (!atomic_load(stop)) {
+		cd.fast_tick = false;
 		tick(&cd);
 		atomic_store(&cd.tick_ns, now_ns());
-		wait_wake(&cd, TICK_MS);
+		wait_wake(&cd, cd.fast_tick ? FAST_TICK_MS : TICK_MS);
 	}
 	cd_migrations_reap(&cd, true);
 	pthread_join(watch, NULL);

@@ -9,6 +9,7 @@
 
 #define SUB		"migration"
 #define COMMITTED_QUIET 10000 /* ms a committed record may wait for the source's "done" */
+#define PORT_WAIT_MS	10000 /* an incoming VMM must listen within this */
 
 static bool is_me(struct cd *cd, const char *node)
 {
@@ -31,9 +32,7 @@ bool cd_migration_owns(struct cd *cd, const struct cl_view *v, const struct lvm 
 
 static void dest_prepare(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l)
 {
-	struct cl_migration m = vv->mig;
 	char why[256] = "";
-	uint16_t port = 0;
 
 	if (l && (l->src || (l->role == LVM_RUN && cd_lvm_alive(l)))) {
 		cd_mig_fail(cd, vv, "vm %s already runs on target %s", vv->name, cd->cfg->node);
@@ -48,10 +47,32 @@ static void dest_prepare(struct cd *cd, const struct cl_vm_view *vv, struct lvm 
 		return;
 	}
 	l = cd_lvm_add(cd, vv->name);
-	if (!l || cd_lvm_start_incoming(cd, l, &vv->spec, m.id, &port, why, sizeof(why))) {
+	if (!l || cd_lvm_start_incoming(cd, l, &vv->spec, vv->mig.id, why, sizeof(why))) {
 		if (l)
 			cd_lvm_remove(cd, l);
 		cd_mig_fail(cd, vv, "%s", why[0] ? why : "cannot prepare the target");
+		return;
+	}
+	cd->fast_tick = true; /* its port comes in a moment: dest_listening */
+}
+
+/* The incoming VMM started for a "requested" migration: once it listens, say "ready" with
+ * its address. Polled each round (50 ms apart meanwhile), so the main loop never waits. */
+static void dest_listening(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l)
+{
+	struct cl_migration m = vv->mig;
+	uint16_t port = 0;
+	int rc = cd_lvm_incoming_port(l, &port);
+
+	if (rc == -EAGAIN && cd_seen_ms(cd, m.id, "listening") < PORT_WAIT_MS) {
+		cd->fast_tick = true;
+		return;
+	}
+	if (rc) {
+		cd_mig_fail(cd, vv, "incoming VMM on %s: %s (see %s/vmm.log)", cd->cfg->node,
+			    rc == -ECHILD ? "exited" : "did not listen in time", l->dir);
+		cd_lvm_stop(l, 0);
+		cd_lvm_remove(cd, l);
 		return;
 	}
 	snprintf(m.dest_addr, sizeof(m.dest_addr), "%s:%u", cd->cfg->address, port);
@@ -130,6 +151,8 @@ static void dest_step(struct cd *cd, const struct cl_view *v, const struct cl_vm
 	if (!strcmp(m->phase, "requested")) {
 		if (!mine)
 			dest_prepare(cd, vv, l);
+		else
+			dest_listening(cd, vv, l);
 	} else if (mine && cd_owned_here(cd, vv)) {
 		dest_take_over(cd, vv, l);
 	} else if (ours && cd_owned_here(cd, vv) && !strcmp(m->phase, "committed") &&

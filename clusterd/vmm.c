@@ -277,31 +277,24 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 	return rc;
 }
 
-/* Wait (up to ~5 s) for an incoming VMM's control socket to report its port. */
-static int incoming_port(struct lvm *l, uint16_t *port)
+int cd_lvm_incoming_port(struct lvm *l, uint16_t *port)
 {
-	for (int i = 0; i < 100; i++) {
-		json_t *r = NULL;
-		json_int_t p;
+	json_t *r = NULL;
+	json_int_t p = 0;
 
-		if (!cd_lvm_alive(l))
-			return -ECHILD;
-		if (cd_lvm_request(l, "status", NULL, &r) == 0) {
-			p = json_integer_value(json_object_get(r, "port"));
-			json_decref(r);
-			if (p > 0 && p < 65536) {
-				*port = (uint16_t)p;
-				return 0;
-			}
-		}
-		json_decref(r);
-		sleep_ms(50);
-	}
-	return -ETIMEDOUT;
+	if (!cd_lvm_alive(l))
+		return -ECHILD;
+	if (cd_lvm_request(l, "status", NULL, &r) == 0)
+		p = json_integer_value(json_object_get(r, "port"));
+	json_decref(r);
+	if (p <= 0 || p >= 65536)
+		return -EAGAIN; /* not listening yet (or its socket is not there yet) */
+	*port = (uint16_t)p;
+	return 0;
 }
 
 int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
-			  const char *mig_id, uint16_t *port, char *why, size_t whylen)
+			  const char *mig_id, char *why, size_t whylen)
 {
 	char listen[160], wait[16];
 	struct argbuf b;
@@ -320,13 +313,9 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 	snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig_id);
 	unlink(b.api);
 	rc = spawn(l, argv);
-	if (!rc)
-		rc = incoming_port(l, port);
-	if (rc) {
+	if (rc)
 		snprintf(why, whylen, "incoming VMM on %s: %s (see %s/vmm.log)", cd->cfg->node,
-			 rc == -ECHILD ? "exited" : strerror(-rc), l->dir);
-		cd_lvm_stop(l, 0);
-	}
+			 strerror(-rc), l->dir);
 	return rc;
 }
 
