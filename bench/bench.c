@@ -483,6 +483,8 @@ int main(void)
 	log_init("cme-bench", LOG_WARN);
 	if (getenv("CME_BENCH_ONLY") && !strcmp(getenv("CME_BENCH_ONLY"), "ha")) {
 		bench_ha_detection(); /* developers: the HA figures alone */
+		if (test_have_kvm(why, sizeof(why)))
+			bench_ha_failover();
 		test_remove_tmp();
 		return 0;
 	}
@@ -508,6 +510,7 @@ int main(void)
 		bench_migrate(&bare);
 		bench_cluster(&bare);
 	}
+	bench_ha_failover();
 	test_remove_tmp();
 	return 0;
 }

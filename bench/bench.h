@@ -50,6 +50,10 @@ void bench_guest_rates(void);
 /* bench_ha.c: how many lightweight lease holders (simulated nodes without VMs) one etcd
  * watches over with every lost one detected within TTL + 1 s (needs no KVM). */
 void bench_ha_detection(void);
+/* bench_ha.c: failover of a guest whose host is killed (kill -9 of its daemon and VMMs):
+ * to the owner record's move (detection) and to the first heartbeat on the new host, at
+ * lease TTLs of 2, 3, 5 and 10 s (5 runs each; needs KVM). */
+void bench_ha_failover(void);
 
 /* The median of v[0..n) (v is reordered); 0 when n is 0. */
 double bench_median(double *v, int n);

@@ -6,6 +6,7 @@
  * healthy holder lost its lease; the scales grow until one fails or 1,000 nodes. */
 #include "bench.h"
 #include "common.h"
+#include "e2e_cluster.h"
 #include "etcd.h"
 #include "etcd_proc.h"
 #include "harness.h"
@@ -222,4 +223,96 @@ void bench_ha_detection(void)
 	       TTL_S, largest, scales[ARRAY_SIZE(scales) - 1]);
 	fflush(stdout);
 	etcd_proc_kill(&etcd);
+}
+
+/* ---- failover with real guests (needs KVM) ------------------------------------------ */
+
+#define FAILOVER_RUNS 5
+#define NODE_MB	      1536
+
+static int owner_epoch(struct cluster *c, const char *vm, long long *epoch)
+{
+	return cluster_owner(c, vm, epoch);
+}
+
+static bool beats_on(struct cluster *c, int node, const char *vm)
+{
+	char con[700];
+
+	cluster_console(c, node, vm, con, sizeof(con));
+	return bench_count_hb(con, NULL) > 0;
+}
+
+/* One failover: vm runs; its host is killed (daemon and VMMs, kill -9); detection = until
+ * the owner record moves, failover = until the first heartbeat on the new host. The lost
+ * node is started again afterwards. Returns false when something did not happen. */
+static bool one_failover(struct cluster *c, const char *vm, double *detect_ms, double *fail_ms)
+{
+	char *out = NULL, *err = NULL;
+	long long epoch = 0;
+	int from = -1, to = -1, rc;
+	uint64_t t0;
+
+	rc = cmectl(c, &out, &err, "vm", "create", vm, "--mem", "256M", "--vcpus", "1", "--image",
+		    test_guest(), "--cmdline", "wss_mb=16", NULL);
+	free(out);
+	free(err);
+	if (rc || (from = owner_epoch(c, vm, NULL)) < 0)
+		return false;
+	for (int t = 0; t < 30000 && !beats_on(c, from, vm); t += 10)
+		sleep_ms(10);
+	t0 = now_ns();
+	cluster_node_kill(c, from);
+	cluster_node_kill_vmms(c, from);
+	*detect_ms = *fail_ms = -1;
+	while (now_ns() - t0 < 60000000000ull) {
+		to = owner_epoch(c, vm, &epoch);
+		if (*detect_ms < 0 && to >= 0 && to != from && epoch == 2)
+			*detect_ms = (double)(now_ns() - t0) / 1e6;
+		if (*detect_ms >= 0 && beats_on(c, to, vm)) {
+			*fail_ms = (double)(now_ns() - t0) / 1e6;
+			break;
+		}
+		sleep_ms(5);
+	}
+	cluster_node_start(c, from, NULL);
+	return *fail_ms >= 0;
+}
+
+static void failover_at(unsigned ttl_s)
+{
+	struct cluster c;
+	char extra[64], vm[16];
+	double detect[FAILOVER_RUNS], fail[FAILOVER_RUNS], worst = 0;
+	int n = 0;
+
+	snprintf(extra, sizeof(extra), "lease_ttl = %u\n", ttl_s);
+	if (cluster_start_conf(&c, 3, NODE_MB, extra)) {
+		printf("{\"bench\":\"ha_failover\",\"ttl_s\":%u,\"skipped\":\"cluster did not "
+		       "start\"}\n",
+		       ttl_s);
+		cluster_teardown();
+		return;
+	}
+	for (int i = 0; i < FAILOVER_RUNS; i++) {
+		snprintf(vm, sizeof(vm), "f%d", i);
+		if (one_failover(&c, vm, &detect[n], &fail[n])) {
+			worst = fail[n] > worst ? fail[n] : worst;
+			n++;
+		}
+	}
+	cluster_teardown();
+	printf("{\"bench\":\"ha_failover\",\"ttl_s\":%u,\"runs\":%d,\"detect_ms\":{\"median\":%."
+	       "0f},\"failover_ms\":{\"median\":%.0f,\"worst\":%.0f},\"target_ms\":%u}\n",
+	       ttl_s, n, bench_median(detect, n), bench_median(fail, n), worst,
+	       ttl_s * 1000 + 2000);
+	fflush(stdout);
+}
+
+void bench_ha_failover(void)
+{
+	static const unsigned ttls[] = { 2, 3, 5, 10 };
+
+	for (size_t i = 0; i < ARRAY_SIZE(ttls); i++)
+		failover_at(ttls[i]);
 }
