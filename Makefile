@@ -24,7 +24,7 @@ WARN    := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Werr
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -MMD -MP $(SANFLAGS)
 LDFLAGS := $(SANFLAGS) -pthread
 
-.PHONY: all deps programs guests test unit-test kvm-test bench demo clean format format-check \
+.PHONY: all deps programs guests test unit-test kvm-test bench demo soak clean format format-check \
 	check-layers print-layers
 .DEFAULT_GOAL := all
 # Keep generated sources (protobuf-c) between runs.
@@ -101,6 +101,11 @@ test: deps
 	@$(MAKE) --no-print-directory programs guests kvm-bin e2e-bin
 	@$(MAKE) --no-print-directory check-layers
 	@sh tests/run.sh
+
+# The HA soak (up to 5 minutes of random faults; not part of make test).
+soak: deps
+	@$(MAKE) --no-print-directory programs guests e2e-bin
+	@CME_BUILD=build CME_SOAK=1 CME_TEST_SUITE=soak build/tests/e2e-tests
 
 demo: deps
 	@$(MAKE) --no-print-directory programs guests

@@ -3,4 +3,5 @@
 #define CME_E2E_H
 void suite_cluster(void);
 void suite_ha(void);
+void suite_soak(void);
 #endif

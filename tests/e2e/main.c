@@ -8,5 +8,6 @@ int main(void)
 		return 1;
 	suite_cluster();
 	suite_ha();
+	suite_soak();
 	return test_main("e2e");
 }
