@@ -207,9 +207,8 @@ static void test_soak(void)
 	printf("\n    soak: %u rounds in %llu s; faults: host-loss %u, hung-daemon %u, "
 	       "frozen-host %u, etcd-restart %u; HA restarts seen %s; violations %u; lost "
 	       "pages %d\n",
-	       rounds, (unsigned long long)((now_ns() - t0) / 1000000000ull), faults[0],
-	       faults[1], faults[2], faults[3],
-	       cluster_has_event(&C, "vm-ha-restart", NULL) ? "yes" : "no",
+	       rounds, (unsigned long long)((now_ns() - t0) / 1000000000ull), faults[0], faults[1],
+	       faults[2], faults[3], cluster_has_event(&C, "vm-ha-restart", NULL) ? "yes" : "no",
 	       atomic_load(&k.violations), corrupt_total());
 	CU_ASSERT_EQUAL(failed, 0);
 	CU_ASSERT(rounds >= MIN_ROUNDS);
