@@ -87,6 +87,8 @@ struct cd {
 	int lock_fd;			 /* flock on <state_dir>/lock while the daemon runs */
 	char (*alive_prev)[CL_NAME_MAX]; /* leader: nodes alive at the last round (node-lost) */
 	size_t nalive_prev;
+	char (*lost_said)[CL_NAME_MAX]; /* leader: lost nodes it announced (until they return) */
+	size_t nlost_said;
 };
 
 /* ---- state.c: what every file of the daemon shares ---- */

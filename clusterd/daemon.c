@@ -384,6 +384,7 @@ out:
 		cd_lvm_remove(&cd, cd.vms[0]);
 	free(cd.vms);
 	free(cd.alive_prev);
+	free(cd.lost_said);
 	etcd_close(cd.etcd);
 	if (cd.lock_fd >= 0)
 		close(cd.lock_fd);

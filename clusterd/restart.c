@@ -21,28 +21,57 @@ static bool node_alive(const struct cl_view *v, const char *name)
 	return nv && nv->alive;
 }
 
-/* "node-lost" once for each node this leader saw alive last round and not now. */
+static bool in_list(char (*list)[CL_NAME_MAX], size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(list[i], name))
+			return true;
+	return false;
+}
+
+/* Say "node-lost" once for name (until it is alive again). */
+static void say_lost(struct cd *cd, const struct cl_ha *h, const char *name)
+{
+	char(*more)[CL_NAME_MAX];
+	size_t ha = 0, other = 0;
+
+	if (in_list(cd->lost_said, cd->nlost_said, name))
+		return;
+	more = realloc(cd->lost_said, (cd->nlost_said + 1) * sizeof(*more));
+	if (!more)
+		return;
+	cd->lost_said = more;
+	snprintf(more[cd->nlost_said++], CL_NAME_MAX, "%s", name);
+	for (size_t k = 0; k < h->c.nvms; k++) {
+		if (!h->vms[k].wanted || !h->vms[k].owner || strcmp(h->vms[k].owner, name))
+			continue;
+		h->vms[k].restart ? ha++ : other++;
+	}
+	cd_event(cd, NULL, "node-lost",
+		 "node %s lost (its lease expired): %zu VM(s) to restart elsewhere, %zu with "
+		 "restart policy never",
+		 name, ha, other);
+}
+
+/* "node-lost" for each node this leader saw alive last round and not now, and for each
+ * dead node that still owns wanted VMs (a new leader learns of its predecessor's host
+ * that way); forgotten once the node is alive again. */
 static void note_lost_nodes(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
 {
 	char(*alive)[CL_NAME_MAX] = calloc(v->nnodes + 1, sizeof(*alive));
 	size_t nalive = 0;
 
-	for (size_t i = 0; i < cd->nalive_prev; i++) {
-		const char *name = cd->alive_prev[i];
-		size_t ha = 0, other = 0;
-
-		if (node_alive(v, name))
-			continue;
-		for (size_t k = 0; k < v->nvms; k++) {
-			if (!h->vms[k].wanted || !h->vms[k].owner || strcmp(h->vms[k].owner, name))
-				continue;
-			h->vms[k].restart ? ha++ : other++;
-		}
-		cd_event(cd, NULL, "node-lost",
-			 "node %s lost (its lease expired): %zu VM(s) to restart elsewhere, %zu "
-			 "with restart policy never",
-			 name, ha, other);
-	}
+	for (size_t i = 0; i < cd->nalive_prev; i++)
+		if (!node_alive(v, cd->alive_prev[i]))
+			say_lost(cd, h, cd->alive_prev[i]);
+	for (size_t k = 0; k < h->c.nvms; k++)
+		if (h->vms[k].wanted && h->vms[k].owner && !node_alive(v, h->vms[k].owner))
+			say_lost(cd, h, h->vms[k].owner);
+	for (size_t i = 0; i < cd->nlost_said;) /* back: say it again if it is lost again */
+		if (node_alive(v, cd->lost_said[i]))
+			memcpy(cd->lost_said[i], cd->lost_said[--cd->nlost_said], CL_NAME_MAX);
+		else
+			i++;
 	if (!alive)
 		return; /* out of memory: keep the old list */
 	for (size_t i = 0; i < v->nnodes; i++)
