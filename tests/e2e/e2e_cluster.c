@@ -254,6 +254,15 @@ int cmectl(struct cluster *c, char **out, char **err, const char *arg, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+void cluster_expect_ok(const char *what, int rc, char *out, char *err)
+{
+	if (rc)
+		printf("\n  %s: exit %d\n  stdout: %s\n  stderr: %s\n", what, rc, out, err);
+	CU_ASSERT_EQUAL(rc, 0);
+	free(out);
+	free(err);
+}
+
 json_t *cluster_get(struct cluster *c, const char *key)
 {
 	struct etcd_kv *kv = NULL;

@@ -67,6 +67,10 @@ int cluster_node_index(struct cluster *c, const char *name);
 int cmectl(struct cluster *c, char **out, char **err, const char *arg, ...)
 	__attribute__((sentinel));
 
+/* A cmectl run that must have succeeded (rc 0); prints what it said otherwise; frees out
+ * and err. */
+void cluster_expect_ok(const char *what, int rc, char *out, char *err);
+
 /* Read one record (key under /cme, e.g. "vms/vm1/owner") as JSON; NULL when absent. */
 json_t *cluster_get(struct cluster *c, const char *key);
 /* Poll until record key's field equals want (string) or ms pass. */

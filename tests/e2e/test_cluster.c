@@ -19,23 +19,13 @@ static struct cluster C;
 		CU_ASSERT_FATAL(cluster_start(&C, n, NODE_MEM_MB) == 0);                           \
 	} while (0)
 
-/* cmectl that must succeed; prints what it said otherwise. */
-static void ok_cmectl(const char *what, int rc, char *out, char *err)
-{
-	if (rc)
-		printf("\n  %s: exit %d\n  stdout: %s\n  stderr: %s\n", what, rc, out, err);
-	CU_ASSERT_EQUAL(rc, 0);
-	free(out);
-	free(err);
-}
-
 static void create_vm(const char *name, const char *mem, const char *cmdline)
 {
 	char *out = NULL, *err = NULL;
 	int rc = cmectl(&C, &out, &err, "vm", "create", name, "--mem", mem, "--vcpus", "1",
 			"--image", test_guest(), "--cmdline", cmdline, NULL);
 
-	ok_cmectl("vm create", rc, out, err);
+	cluster_expect_ok("vm create", rc, out, err);
 }
 
 /* The node index the owner record names, -1 if none; *epoch (may be NULL) its epoch. */
@@ -160,7 +150,7 @@ static void test_create_delete(void)
 	free(err);
 
 	rc = cmectl(&C, &out, &err, "vm", "delete", "vm1", NULL);
-	ok_cmectl("vm delete", rc, out, err);
+	cluster_expect_ok("vm delete", rc, out, err);
 	for (int t = 0; t < WAIT_MS && kill(pid, 0) == 0; t += 100)
 		sleep_ms(100);
 	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), 0);
@@ -181,7 +171,7 @@ static void test_migrate_dirtying(void)
 	CU_ASSERT_TRUE(wait_heartbeats(src, "vm1", 5));
 	dst = (src + 1) % C.n;
 	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, NULL);
-	ok_cmectl("vm migrate", rc, out, err);
+	cluster_expect_ok("vm migrate", rc, out, err);
 	CU_ASSERT_EQUAL(owner_of("vm1", &e1), dst);
 	CU_ASSERT_EQUAL(e1, e0 + 1);
 	CU_ASSERT_TRUE(cluster_wait_field(&C, "migrations/vm1", "phase", "done", WAIT_MS));
@@ -192,7 +182,7 @@ static void test_migrate_dirtying(void)
 
 	/* At once again, the target chosen by the cluster: "done" meant running there. */
 	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", NULL);
-	ok_cmectl("vm migrate (again)", rc, out, err);
+	cluster_expect_ok("vm migrate (again)", rc, out, err);
 	CU_ASSERT_NOT_EQUAL(owner_of("vm1", &e1), dst);
 	CU_ASSERT_EQUAL(e1, e0 + 2);
 	CU_ASSERT_TRUE(wait_running("vm1"));
@@ -224,11 +214,11 @@ static void test_drain_two(void)
 	CU_ASSERT_FATAL(a >= 0 && b >= 0);
 	if (a != b) { /* bring both onto one node */
 		rc = cmectl(&C, &out, &err, "vm", "migrate", "vm2", "--to", C.node[a].name, NULL);
-		ok_cmectl("vm migrate", rc, out, err);
+		cluster_expect_ok("vm migrate", rc, out, err);
 	}
 	CU_ASSERT_FATAL(owner_of("vm2", NULL) == a);
 	rc = cmectl(&C, &out, &err, "node", "drain", C.node[a].name, NULL);
-	ok_cmectl("node drain", rc, out, err);
+	cluster_expect_ok("node drain", rc, out, err);
 	for (int k = 0; k < 2; k++) {
 		const char *vm = k ? "vm2" : "vm1";
 		int now = owner_of(vm, NULL);
@@ -247,7 +237,7 @@ static void test_drain_two(void)
 	free(out);
 	free(err);
 	rc = cmectl(&C, &out, &err, "node", "undrain", C.node[a].name, NULL);
-	ok_cmectl("node undrain", rc, out, err);
+	cluster_expect_ok("node undrain", rc, out, err);
 	CU_ASSERT_TRUE(cluster_wait_field(&C, "admin/node-a", "state", "schedulable", 1000) ||
 		       a != 0);
 }
@@ -306,7 +296,7 @@ static void test_source_dies_after_commit(void)
 	dst = (src + 1) % C.n;
 	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, "--no-wait",
 		    NULL);
-	ok_cmectl("vm migrate --no-wait", rc, out, err);
+	cluster_expect_ok("vm migrate --no-wait", rc, out, err);
 	CU_ASSERT_EQUAL(cluster_node_wait(&C, src, WAIT_MS), 99);
 	CU_ASSERT_EQUAL(owner_of("vm1", &e1), dst);
 	CU_ASSERT_EQUAL(e1, e0 + 1);

@@ -19,15 +19,6 @@ static struct cluster C;
 
 #define START(n, extra) CU_ASSERT_FATAL(cluster_start_conf(&C, n, NODE_MEM_MB, extra) == 0)
 
-static void ok(const char *what, int rc, char *out, char *err)
-{
-	if (rc)
-		printf("\n  %s: exit %d\n  stdout: %s\n  stderr: %s\n", what, rc, out, err);
-	CU_ASSERT_EQUAL(rc, 0);
-	free(out);
-	free(err);
-}
-
 /* A VM with a restart policy and priority; image NULL: the self-checking test guest. */
 static void create(const char *name, const char *restart, const char *prio, const char *image)
 {
@@ -36,7 +27,7 @@ static void create(const char *name, const char *restart, const char *prio, cons
 			"--image", image ? image : test_guest(), "--cmdline", "wss_mb=16",
 			"--restart", restart, "--priority", prio, "--no-wait", NULL);
 
-	ok("vm create", rc, out, err);
+	cluster_expect_ok("vm create", rc, out, err);
 }
 
 /* An image no VMM can start (empty): the VM never reaches "running", with or without KVM. */
@@ -57,7 +48,7 @@ static void admin(const char *verb, int node)
 	char *out = NULL, *err = NULL;
 	int rc = cmectl(&C, &out, &err, "node", verb, C.node[node].name, NULL);
 
-	ok(verb, rc, out, err);
+	cluster_expect_ok(verb, rc, out, err);
 }
 
 /* Wait until vm has an owner; its node index, -1 if none came. */
@@ -260,7 +251,7 @@ static void test_adopted_poweroff_is_not_a_crash(void)
 	rc = cmectl(&C, &out, &err, "vm", "create", "short", "--mem", "256M", "--vcpus", "1",
 		    "--image", test_guest(), "--cmdline", "wss_mb=16 exit_after=100", "--no-wait",
 		    NULL);
-	ok("vm create", rc, out, err);
+	cluster_expect_ok("vm create", rc, out, err);
 	node = wait_owner("short");
 	CU_ASSERT_FATAL(node >= 0 && wait_beats(node, "short", 2));
 	cluster_node_kill(&C, node);
@@ -345,7 +336,7 @@ static void test_admission_control(void)
 		int rc = cmectl(&C, &out, &err, "vm", "create", "big", "--mem", "1280M", "--vcpus",
 				"1", "--image", test_guest(), "--no-wait", NULL);
 
-		ok("vm create big", rc, out, err);
+		cluster_expect_ok("vm create big", rc, out, err);
 	}
 	CU_ASSERT_TRUE(wait_status_has("big", "pending", "admission control", WAIT_MS));
 	CU_ASSERT_EQUAL(cluster_owner(&C, "big", NULL), -1);

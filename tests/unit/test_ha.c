@@ -198,8 +198,7 @@ static void test_place_vm_not_counted_against_itself(void)
 	CU_ASSERT_EQUAL(ha_place(&c, &copy, NULL, NULL, 0), -1);
 }
 
-/* Moves as "vm>node" names, in order, for exact comparison. */
-static const char *moves_str(const struct ha_cluster *c, const struct ha_move *m, size_t n)
+const char *moves_str(const struct ha_cluster *c, const struct ha_move *m, size_t n)
 {
 	static char buf[256];
 	size_t off = 0;

@@ -25,18 +25,6 @@
 		.nodes = (ns), .nnodes = ARRAY_SIZE(ns), .vms = (vs), .nvms = ARRAY_SIZE(vs)       \
 	}
 
-static const char *plan_str(const struct ha_cluster *c, const struct ha_move *m, size_t n)
-{
-	static char buf[256];
-	size_t off = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < n && off < sizeof(buf); i++)
-		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%s>%s", i ? " " : "",
-					c->vms[m[i].vm].name, c->nodes[m[i].node].name);
-	return buf;
-}
-
 static void test_restart_candidates(void)
 {
 	struct ha_node nodes[] = { NODE("a", 16, 16384), NODE("b", 16, 8192),
@@ -56,13 +44,13 @@ static void test_restart_candidates(void)
 	vms[4].running = true;	/* its node lives */
 	n = ha_restart_plan(&c, INT_MAX, m, ARRAY_SIZE(m), &w);
 	/* Both go to c (most memory free), the second seeing the first's reservation. */
-	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "lost>c x>c");
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "lost>c x>c");
 	CU_ASSERT_FALSE(w.waiting);
 	n = ha_restart_plan(&c, INT_MAX, m, 1, NULL); /* cap */
-	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "lost>c");
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "lost>c");
 	nodes[0].alive = true; /* nothing is dead: nothing to do (except the unknown node) */
 	n = ha_restart_plan(&c, INT_MAX, m, ARRAY_SIZE(m), NULL);
-	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "lost>c");
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "lost>c");
 }
 
 static void test_restart_tiers(void)
@@ -77,7 +65,7 @@ static void test_restart_tiers(void)
 
 	nodes[0].alive = false;
 	n = ha_restart_plan(&c, INT_MAX, m, ARRAY_SIZE(m), &w);
-	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "hi>b hi2>b"); /* one tier at a time */
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "hi>b hi2>b"); /* one tier at a time */
 	CU_ASSERT_TRUE(w.waiting);
 	CU_ASSERT_EQUAL(w.priority, 5);
 	CU_ASSERT_EQUAL(w.blocker, 1);
@@ -87,18 +75,18 @@ static void test_restart_tiers(void)
 	CU_ASSERT_TRUE(w.waiting && w.priority == 5 && w.blocker == 1);
 	/* The tier timeout passed: mid goes, and lo waits for it. */
 	n = ha_restart_plan(&c, 5, m, ARRAY_SIZE(m), &w);
-	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "mid>b");
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "mid>b");
 	CU_ASSERT_TRUE(w.waiting && w.priority == 0 && w.blocker == 1); /* hi still starts */
 	vms[3].owner = "b";
 	vms[1].running = vms[2].running = vms[3].running = true; /* the tiers above run */
 	n = ha_restart_plan(&c, INT_MAX, m, ARRAY_SIZE(m), &w);
-	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "lo>b");
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "lo>b");
 	CU_ASSERT_FALSE(w.waiting);
 	/* A starting VM without restart set holds nobody back. */
 	vms[1].restart = false;
 	vms[1].running = false;
 	n = ha_restart_plan(&c, INT_MAX, m, ARRAY_SIZE(m), &w);
-	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "lo>b");
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "lo>b");
 }
 
 /* With room for only some, the highest priorities get it; one that finds no place does not
@@ -115,11 +103,11 @@ static void test_restart_capacity(void)
 
 	nodes[0].alive = false;
 	n = ha_restart_plan(&c, INT_MAX, m, ARRAY_SIZE(m), &w);
-	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "hi>b");
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "hi>b");
 	vms[0].owner = "b";
 	vms[0].running = true;
 	n = ha_restart_plan(&c, INT_MAX, m, ARRAY_SIZE(m), &w);
-	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "lo>b"); /* mid (2048) no longer fits */
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "lo>b"); /* mid (2048) no longer fits */
 	CU_ASSERT_FALSE(w.waiting);
 }
 
@@ -137,7 +125,7 @@ static void test_restart_anti_affinity(void)
 	for (size_t i = 0; i < ARRAY_SIZE(vms); i++)
 		vms[i].group = "web";
 	n = ha_restart_plan(&c, INT_MAX, m, ARRAY_SIZE(m), NULL);
-	CU_ASSERT_STRING_EQUAL(plan_str(&c, m, n), "w1>b w2>c"); /* w3: no third node */
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "w1>b w2>c"); /* w3: no third node */
 }
 
 static void test_admit(void)

@@ -1,6 +1,9 @@
 /* Each unit test file registers one suite. */
 #ifndef CME_UNIT_H
 #define CME_UNIT_H
+
+#include <stddef.h>
+
 void suite_common(void);
 void suite_args(void);
 void suite_pagetables(void);
@@ -14,5 +17,10 @@ void suite_etcd(void);
 void suite_ha(void);
 void suite_fence(void);
 void suite_ha_restart(void);
+
+struct ha_cluster;
+struct ha_move;
+/* test_ha.c: moves as "vm>node" names, in order, for exact comparison (a static buffer). */
+const char *moves_str(const struct ha_cluster *c, const struct ha_move *m, size_t n);
 void suite_records(void);
 #endif
