@@ -39,7 +39,7 @@ deps:
 # ---- modules -------------------------------------------------------------------------
 GEN := $(O)/gen
 MODULES :=
-include common/module.mk proto/module.mk hypervisor/module.mk
+include common/module.mk net/module.mk proto/module.mk hypervisor/module.mk
 include migrate/module.mk ha/module.mk etcd/module.mk cluster/module.mk clusterd/module.mk
 
 # mod_objs(module): object files of a module

@@ -14,9 +14,9 @@ $(O)/bench/cme-bench: $(BENCH_OBJS) $(TEST_DATA_LIBS)
 bench-bin: $(O)/bench/cme-bench
 
 # Raw OpenSSL TLS 1.3 loopback throughput: the baseline for the migration transport. Its
-# sockets are tuned by migrate's own mig_sock_tune, so it links libmigrate and its deps.
-$(O)/obj/bench/tlsbench.o: MOD_INC := $(call mod_incs,migrate)
-$(O)/bench/tlsbench: $(O)/obj/bench/tlsbench.o $(call mod_libs,migrate)
+# sockets are tuned by net's own net_sock_tune, so it links libnet.
+$(O)/obj/bench/tlsbench.o: MOD_INC := $(call mod_incs,net)
+$(O)/bench/tlsbench: $(O)/obj/bench/tlsbench.o $(call mod_libs,net)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

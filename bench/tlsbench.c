@@ -1,9 +1,9 @@
 /* tlsbench CERTDIR [MIB] — raw TLS 1.3 throughput on loopback, straight OpenSSL.
  *
  * The baseline for the migration transport: what this host's OpenSSL can push through one
- * loopback TCP connection, with the migration's socket tuning (mig_sock_tune, the one thing
- * taken from migrate/) and none of its TLS code. A sender thread writes MIB (default 1024) MiB in 1 MiB SSL_write calls; a receiver
- * thread reads it all. Three runs; one JSON line on stdout:
+ * loopback TCP connection, with the migration's socket tuning (net_sock_tune, the one thing
+ * taken from net/) and none of its TLS code. A sender thread writes MIB (default 1024) MiB
+ * in 1 MiB SSL_write calls; a receiver thread reads it all. Three runs; one JSON line on stdout:
  *   {"bench":"tls_loopback_raw","unit":"MiB/s","median":X,"runs":[a,b,c],"cipher":"..."}
  * CERTDIR is certs/mkcerts.sh output with a 127.0.0.1 node folder (used by both ends; the
  * client checks the server's IP address and the server requires a client certificate). */
@@ -24,7 +24,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "migrate.h" /* mig_sock_tune; now_ns from common.h */
+#include "net.h" /* net_sock_tune; now_ns from common.h */
 
 #define CHUNK (1u << 20)
 #define RUNS  3
@@ -87,7 +87,7 @@ static void *receiver(void *arg)
 	fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (!buf || fd < 0)
 		die("accept");
-	mig_sock_tune(fd);
+	net_sock_tune(fd);
 	ssl = SSL_new(r->sctx);
 	if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1) {
 		r->failed = true;
@@ -125,7 +125,7 @@ static void *sender(void *arg)
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (!buf || fd < 0)
 		die("socket");
-	mig_sock_tune(fd);
+	net_sock_tune(fd);
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		die("connect");
 	memset(buf, 0xa5, CHUNK); /* content does not matter to AES-GCM/ChaCha20 speed */
@@ -167,7 +167,7 @@ static double one_run(struct run *r)
 	if (r->lfd < 0)
 		die("socket");
 	(void)setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	mig_sock_tune(r->lfd);
+	net_sock_tune(r->lfd);
 	if (bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(r->lfd, 1) < 0 ||
 	    getsockname(r->lfd, (struct sockaddr *)&a, &sl) < 0)
 		die("listen");

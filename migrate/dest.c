@@ -51,7 +51,7 @@ static int in_accept_one(struct mig_dest *c, uint64_t end, struct tls_conn **con
 	else if (rc)
 		snprintf(why, len, "%s", strerror(-rc));
 	if (!rc)
-		rc = mig_tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, conn, why, len);
+		rc = net_tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, conn, why, len);
 	return rc;
 }
 
@@ -73,19 +73,19 @@ static int in_accept_source(struct mig_dest *c)
 			return mig_in_fail(c, rc, "stopped while waiting for the source");
 		if (rc)
 			return mig_in_fail(c, rc, "waiting for the source: %s", strerror(-rc));
-		rc = mig_tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, &conn, why,
+		rc = net_tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, &conn, why,
 				    sizeof(why));
-		if (!rc && mig_tls_peer_is_node(conn))
+		if (!rc && net_tls_peer_is_node(conn))
 			break;
 		if (!rc) {
 			/* Only nodes send VMs: an operator's certificate is refused here. */
 			snprintf(why, sizeof(why), "%s holds an operator certificate, not a node's",
-				 mig_tls_peer_cn(conn));
-			mig_tls_close(conn);
+				 net_tls_peer_cn(conn));
+			net_tls_close(conn);
 		}
 		log_warn(SUB, "vm=%s refused a connection: %s", c->in.name, why);
 	}
-	if (mig_tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0)
+	if (net_tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0)
 		log_debug(SUB, "cannot set the handshake timeout");
 	pthread_mutex_lock(&c->lock);
 	c->ctl = conn;
@@ -153,7 +153,7 @@ static int in_hello(struct mig_dest *c)
 		rc = mig_in_fail(c, -EPIPE, "source went away during the handshake");
 	/* Pre-copy may take minutes with nothing on the control channel: no timeout there
 	 * (a source that vanishes is noticed on the page channels, which wake this one). */
-	if (!rc && mig_tls_set_timeout(c->ctl, 0) < 0)
+	if (!rc && net_tls_set_timeout(c->ctl, 0) < 0)
 		log_debug(SUB, "cannot clear the handshake timeout");
 	return rc;
 }
@@ -192,17 +192,17 @@ static int in_accept_channels(struct mig_dest *c)
 
 		if (rc)
 			return mig_in_fail(c, rc, "page channel %u: %s", n, why);
-		if (!mig_tls_peer_is_node(conn) ||
-		    mig_tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0) {
-			mig_tls_close(conn);
+		if (!net_tls_peer_is_node(conn) ||
+		    net_tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0) {
+			net_tls_close(conn);
 			return mig_in_fail(c, -EACCES, "page channel %u: not from a node", n);
 		}
 		rc = in_channel_hello(c, conn, &idx);
 		if (rc) {
-			mig_tls_close(conn);
+			net_tls_close(conn);
 			return mig_in_fail(c, rc, "a page channel is not part of this migration");
 		}
-		if (mig_tls_set_timeout(conn, IDLE_TIMEOUT_MS) < 0)
+		if (net_tls_set_timeout(conn, IDLE_TIMEOUT_MS) < 0)
 			log_debug(SUB, "cannot set a channel timeout");
 		c->ch[idx].conn = conn;
 		c->ch[idx].vm = c->vm;
@@ -233,7 +233,7 @@ static void *rx_thread(void *arg)
 			continue;
 		}
 		payload = len ? malloc(len) : NULL;
-		ch->err = len && (!payload || mig_tls_read_full(ch->conn, payload, len)) ? -EIO : 0;
+		ch->err = len && (!payload || net_tls_read_full(ch->conn, payload, len)) ? -EIO : 0;
 		Cme__MigRoundEnd *e = !ch->err && type == REC_ROUND_END
 					      ? cme__mig_round_end__unpack(NULL, len, payload)
 					      : NULL;
@@ -252,7 +252,7 @@ static void *rx_thread(void *arg)
 	free(scratch);
 	mig_track_writer_done(ch->track);
 	if (ch->err)
-		mig_tls_shutdown(ch->ctl); /* the source is gone: stop waiting for it */
+		net_tls_shutdown(ch->ctl); /* the source is gone: stop waiting for it */
 	return NULL;
 }
 
@@ -412,19 +412,19 @@ void mig_in_cleanup(struct mig_dest *c)
 
 	for (unsigned i = 0; i < c->nch; i++)
 		if (c->ch[i].conn)
-			mig_tls_shutdown(c->ch[i].conn);
+			net_tls_shutdown(c->ch[i].conn);
 	in_join_receivers(c);
 	mig_track_free(c->track); /* after its writers, before the VM goes */
 	c->track = NULL;
 	for (unsigned i = 0; i < c->nch; i++) {
-		mig_tls_close(c->ch[i].conn);
+		net_tls_close(c->ch[i].conn);
 		c->ch[i].conn = NULL;
 	}
 	pthread_mutex_lock(&c->lock);
 	ctl = c->ctl;
 	c->ctl = NULL;
 	pthread_mutex_unlock(&c->lock);
-	mig_tls_close(ctl);
+	net_tls_close(ctl);
 	if (c->listen_fd >= 0)
 		close(c->listen_fd);
 	c->listen_fd = -1;
@@ -436,12 +436,12 @@ int mig_in_listen(struct mig_dest *c)
 	uint16_t port;
 	int rc;
 
-	if (!c->in.listen || mig_parse_hostport(c->in.listen, host, sizeof(host), &port) < 0)
+	if (!c->in.listen || net_parse_hostport(c->in.listen, host, sizeof(host), &port) < 0)
 		return mig_in_fail(c, -EINVAL, "--listen %s is not HOST:PORT",
 				   c->in.listen ? c->in.listen : "");
-	rc = mig_tls_ctx_new(c->in.tls_dir, true, &c->ctx, c->err, sizeof(c->err));
+	rc = net_tls_ctx_new(c->in.tls_dir, true, &c->ctx, c->err, sizeof(c->err));
 	if (!rc)
-		rc = mig_tls_listen(host, port, &c->listen_fd, &c->port, c->err, sizeof(c->err));
+		rc = net_tls_listen(host, port, &c->listen_fd, &c->port, c->err, sizeof(c->err));
 	if (rc)
 		return rc;
 	log_info(SUB, "waiting for a migration on %s:%u", host, c->port);

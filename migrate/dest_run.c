@@ -94,13 +94,13 @@ static int in_await_commit(struct mig_dest *c, bool *by_source)
 {
 	bool lost = c->source_lost;
 
-	if (!lost && mig_tls_set_timeout(c->ctl, IN_CHANNEL_TIMEOUT) < 0)
+	if (!lost && net_tls_set_timeout(c->ctl, IN_CHANNEL_TIMEOUT) < 0)
 		log_debug(SUB, "cannot set the commit timeout");
 	log_info(SUB, "vm=%s ready: waiting for the commit (the source's or incoming-commit)",
 		 c->in.name);
 	for (;;) {
 		struct pollfd p[2] = { { c->wake_fd, POLLIN, 0 },
-				       { lost ? -1 : mig_tls_fd(c->ctl), POLLIN, 0 } };
+				       { lost ? -1 : net_tls_fd(c->ctl), POLLIN, 0 } };
 		int rc = in_decision(c);
 
 		if (rc)
@@ -138,7 +138,7 @@ static int in_ready_commit(struct mig_dest *c, bool *by_source)
 	}
 	if (rc)
 		return mig_in_fail(c, rc, "the source went away before commit");
-	if (mig_tls_set_timeout(c->ctl, COMMIT_TIMEOUT_MS) < 0)
+	if (net_tls_set_timeout(c->ctl, COMMIT_TIMEOUT_MS) < 0)
 		log_debug(SUB, "cannot set the commit timeout");
 	rc = mig_in_expect(c, REC_COMMIT, &payload, &len, "waiting for commit");
 	free(payload);
@@ -194,7 +194,7 @@ static void in_linger(struct mig_dest *c)
 
 	while (!c->source_lost && !mig_in_stopping(c) && now_ns() < end) {
 		struct pollfd p[2] = { { c->wake_fd, POLLIN, 0 },
-				       { mig_tls_fd(c->ctl), POLLIN, 0 } };
+				       { net_tls_fd(c->ctl), POLLIN, 0 } };
 		int n = poll(p, 2, (int)((end - now_ns()) / 1000000ull) + 1);
 
 		if (n > 0 && p[0].revents)
@@ -382,7 +382,7 @@ int mig_dest_abort(struct mig_dest *d, const char *reason, char *err, size_t err
 		/* Wakes a thread blocked on the source (the external mode's wait after READY
 		 * listens to the wake counter instead). */
 		if (d->phase != MIG_IN_READY || d->in.commit != MIG_COMMIT_EXTERNAL)
-			mig_tls_shutdown(d->ctl);
+			net_tls_shutdown(d->ctl);
 		in_wake(d);
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -423,7 +423,7 @@ void mig_dest_free(struct mig_dest *d)
 	mig_in_cleanup(d);
 	if (!d->taken)
 		vm_destroy(d->vm);
-	mig_tls_ctx_free(d->ctx);
+	net_tls_ctx_free(d->ctx);
 	if (d->wake_fd >= 0)
 		close(d->wake_fd);
 	if (d->event_fd >= 0)

@@ -116,13 +116,6 @@ void mig_free(struct migration *m);
 /* Progress (and, when done, statistics) as one JSON object string (malloc'd). */
 char *mig_progress_json(const struct mig_progress *p);
 
-/* Tune a TCP socket for bulk migration traffic: TCP_NODELAY (records are flushed whole),
- * and 4 MiB send and receive buffers where the kernel allows that much (net.core.wmem_max,
- * rmem_max), since setting them turns off Linux's autotuning. Best effort: errors are
- * ignored. Call it before connect() or listen() (buffer sizes matter from the SYN on), and
- * again on each accepted socket. */
-void mig_sock_tune(int fd);
-
 /* ---- destination ------------------------------------------------------------------- */
 
 struct mig_incoming {

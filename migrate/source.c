@@ -69,7 +69,7 @@ static int mig_hello(struct migration *m)
 static int mig_connect_one(struct migration *m, struct tls_conn **out)
 {
 	char err[256];
-	int rc = mig_tls_connect(m->ctx, m->host, m->port, m->peer_name, CONNECT_TIMEOUT_MS, out,
+	int rc = net_tls_connect(m->ctx, m->host, m->port, m->peer_name, CONNECT_TIMEOUT_MS, out,
 				 err, sizeof(err));
 
 	if (rc)
@@ -91,7 +91,7 @@ static int mig_connect(struct migration *m)
 		h.session = (ProtobufCBinaryData){ sizeof(m->session), m->session };
 		h.index = i;
 		/* A destination that stops reading (stopped, cut off) fails the write in time. */
-		if (!err && mig_tls_set_timeout(m->ch[i].conn, CHANNEL_TIMEOUT_MS) < 0)
+		if (!err && net_tls_set_timeout(m->ch[i].conn, CHANNEL_TIMEOUT_MS) < 0)
 			log_debug(SUB, "cannot set a channel timeout");
 		if (!err)
 			err = mig_rec_send_msg(m->ch[i].conn, REC_CHANNEL_HELLO, &h.base);
@@ -218,7 +218,7 @@ static void mig_close_conns(struct migration *m)
 	m->ctl = NULL;
 	pthread_mutex_unlock(&m->lock);
 	for (unsigned i = 0; i <= m->nch; i++)
-		mig_tls_close(conns[i]);
+		net_tls_close(conns[i]);
 }
 
 static void mig_final_stats(struct migration *m)
@@ -325,7 +325,7 @@ static int mig_prepare(struct migration *m, const struct mig_params *p, char *er
 	char msg[256];
 	struct vm_info info;
 
-	if (!p->to || mig_parse_hostport(p->to, m->host, sizeof(m->host), &m->port) < 0 || !m->port)
+	if (!p->to || net_parse_hostport(p->to, m->host, sizeof(m->host), &m->port) < 0 || !m->port)
 		return snprintf(err, errlen, "destination \"%s\" is not HOST:PORT",
 				p->to ? p->to : ""),
 		       -EINVAL;
@@ -338,7 +338,7 @@ static int mig_prepare(struct migration *m, const struct mig_params *p, char *er
 				"timeout >= 1 s",
 				MIG_MAX_CHANNELS),
 		       -EINVAL;
-	if (mig_tls_ctx_new(p->tls_dir, false, &m->ctx, msg, sizeof(msg)) < 0)
+	if (net_tls_ctx_new(p->tls_dir, false, &m->ctx, msg, sizeof(msg)) < 0)
 		return snprintf(err, errlen, "%s", msg), -EINVAL;
 	vm_get_info(m->vm, &info);
 	if (info.state != VM_RUNNING && info.state != VM_PAUSED)
@@ -413,7 +413,7 @@ int mig_cancel(struct migration *m)
 		if (m->prog.phase == MIG_PRECOPY)
 			for (unsigned i = 0; i < m->nch; i++)
 				if (m->ch[i].conn)
-					mig_tls_shutdown(m->ch[i].conn);
+					net_tls_shutdown(m->ch[i].conn);
 	}
 	pthread_mutex_unlock(&m->lock);
 	return rc;
@@ -454,7 +454,7 @@ void mig_free(struct migration *m)
 		pthread_join(m->thread, NULL);
 	if (m->follow_fd >= 0)
 		close(m->follow_fd);
-	mig_tls_ctx_free(m->ctx);
+	net_tls_ctx_free(m->ctx);
 	for (unsigned i = 0; i < MIG_SLOTS; i++)
 		free(m->bitmap[i]);
 	free((char *)m->p.to);

@@ -196,7 +196,7 @@ void mig_channels_stop(struct migration *m)
 
 		/* A channel blocked in a write to a dead peer is woken by the shutdown. */
 		if (c->started && c->conn && atomic_load(&m->cancel))
-			mig_tls_shutdown(c->conn);
+			net_tls_shutdown(c->conn);
 		if (c->started)
 			pthread_join(c->thread, NULL);
 		c->started = false;

@@ -15,9 +15,9 @@ struct rec_hdr {
 static int rec_send(struct tls_conn *c, uint32_t type, const void *payload, uint32_t len)
 {
 	struct rec_hdr h = { type, len };
-	int err = mig_tls_write_all(c, &h, sizeof(h));
+	int err = net_tls_write_all(c, &h, sizeof(h));
 
-	return err || !len ? err : mig_tls_write_all(c, payload, len);
+	return err || !len ? err : net_tls_write_all(c, payload, len);
 }
 
 int mig_rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *msg)
@@ -37,7 +37,7 @@ int mig_rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *
 int mig_rec_recv_header(struct tls_conn *c, uint32_t *type, uint32_t *len)
 {
 	struct rec_hdr h;
-	int err = mig_tls_read_full(c, &h, sizeof(h));
+	int err = net_tls_read_full(c, &h, sizeof(h));
 
 	if (err)
 		return err;
@@ -58,7 +58,7 @@ int mig_rec_recv(struct tls_conn *c, uint32_t *type, uint8_t **payload, uint32_t
 	*payload = malloc(*len);
 	if (!*payload)
 		return -ENOMEM;
-	err = mig_tls_read_full(c, *payload, *len);
+	err = net_tls_read_full(c, *payload, *len);
 	if (err) {
 		free(*payload);
 		*payload = NULL;
@@ -124,13 +124,13 @@ int64_t mig_batch_send(struct tls_conn *c, struct page_batch *b)
 
 	if (!b->count)
 		return 0;
-	err = mig_tls_write_all(c, &h, sizeof(h));
+	err = net_tls_write_all(c, &h, sizeof(h));
 	if (!err)
-		err = mig_tls_write_all(c, head, sizeof(head));
+		err = net_tls_write_all(c, head, sizeof(head));
 	if (!err)
-		err = mig_tls_write_all(c, b->addr, b->count * 8ull);
+		err = net_tls_write_all(c, b->addr, b->count * 8ull);
 	if (!err && b->data_pages)
-		err = mig_tls_write_all(c, b->data, (size_t)b->data_pages * VM_PAGE_SIZE);
+		err = net_tls_write_all(c, b->data, (size_t)b->data_pages * VM_PAGE_SIZE);
 	b->count = b->data_pages = 0;
 	return err ? err : (int64_t)len + (int64_t)sizeof(h);
 }
@@ -148,13 +148,13 @@ int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *trac
 {
 	uint32_t head[2], data_pages = 0;
 	uint64_t *addr = (uint64_t *)scratch;
-	int err = len >= 8 ? mig_tls_read_full(c, head, sizeof(head)) : -EPROTO;
+	int err = len >= 8 ? net_tls_read_full(c, head, sizeof(head)) : -EPROTO;
 
 	if (err)
 		return err;
 	if (head[0] == 0 || head[0] > MIG_BATCH_PAGES || len < 8 + head[0] * 8ull)
 		return -EPROTO;
-	err = mig_tls_read_full(c, addr, head[0] * 8ull);
+	err = net_tls_read_full(c, addr, head[0] * 8ull);
 	for (uint32_t i = 0; !err && i < head[0]; i++)
 		data_pages += !(addr[i] & MIG_PAGE_ZERO);
 	if (!err && len != 8 + head[0] * 8ull + data_pages * VM_PAGE_SIZE)
@@ -169,7 +169,7 @@ int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *trac
 			page_set_zero(hva);
 			(*zero)++;
 		} else {
-			err = mig_tls_read_full(c, hva, VM_PAGE_SIZE);
+			err = net_tls_read_full(c, hva, VM_PAGE_SIZE);
 		}
 		/* Even a failed read may have written part of the page. */
 		mig_track_mark(track, gpa);

@@ -11,7 +11,7 @@
 
 #include "migrate.h"
 #include "migration.pb-c.h"
-#include "tls_priv.h"
+#include "net.h"
 
 enum rec_type {
 	REC_HELLO = 1,

@@ -120,7 +120,7 @@ static int mig_wait_ready(struct migration *m)
 	uint32_t len;
 	int err;
 
-	if (mig_tls_set_timeout(m->ctl, REPLY_TIMEOUT_MS) < 0)
+	if (net_tls_set_timeout(m->ctl, REPLY_TIMEOUT_MS) < 0)
 		log_debug(SUB, "cannot set a reply timeout");
 	err = mig_expect(m, REC_READY, &payload, &len, "checking the digest and loading state");
 	free(payload);
@@ -160,7 +160,7 @@ int mig_decide(struct migration *m, bool commit, const char *reason)
  * ends this phase); a peer that hung up or spoke is only worth a log line. */
 static void mig_watch_channel(struct migration *m, bool *lost)
 {
-	struct pollfd p = { mig_tls_fd(m->ctl), POLLIN, 0 };
+	struct pollfd p = { net_tls_fd(m->ctl), POLLIN, 0 };
 
 	if (*lost || poll(&p, 1, 0) <= 0)
 		return;
@@ -243,7 +243,7 @@ static int mig_commit(struct migration *m)
 	int err;
 
 	mig_set_phase(m, MIG_COMMIT);
-	if (mig_tls_set_timeout(m->ctl, ACK_TIMEOUT_MS) < 0)
+	if (net_tls_set_timeout(m->ctl, ACK_TIMEOUT_MS) < 0)
 		log_debug(SUB, "cannot set the commit timeout");
 	err = mig_rec_send_msg(m->ctl, REC_COMMIT, &c.base);
 	if (!err)

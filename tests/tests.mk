@@ -1,7 +1,7 @@
 # Test runners. Unit tests link the modules they test (built with SAN=1 by `make test`);
 # KVM tests drive the real programs and also use the hypervisor library in-process.
 TEST_INC   := -Itests/lib -Itests/unit -Itests/kvm -Icommon -Iproto -I$(GEN)/proto \
-              -Ihypervisor -Icmd/cme-vmm -Imigrate -Iha -Ietcd -Icluster -Iclusterd
+              -Ihypervisor -Icmd/cme-vmm -Inet -Imigrate -Iha -Ietcd -Icluster -Iclusterd
 TEST_LIBS  := -lcunit
 VMM_LIB_OBJS := $(O)/obj/cmd/cme-vmm/args.o $(O)/obj/cmd/cme-vmm/api_proto.o
 
@@ -13,7 +13,7 @@ E2E_SRCS     := $(wildcard tests/e2e/*.c) $(HARNESS_SRCS)
 UNIT_OBJS    := $(patsubst %.c,$(O)/obj/%.o,$(UNIT_SRCS))
 KVM_OBJS     := $(patsubst %.c,$(O)/obj/%.o,$(KVM_SRCS))
 E2E_OBJS     := $(patsubst %.c,$(O)/obj/%.o,$(E2E_SRCS))
-TEST_DATA_LIBS := $(call link_libs,clusterd cluster etcd ha migrate hypervisor proto common)
+TEST_DATA_LIBS := $(call link_libs,clusterd cluster etcd ha migrate net hypervisor proto common)
 
 $(sort $(UNIT_OBJS) $(KVM_OBJS) $(E2E_OBJS)): MOD_INC := $(TEST_INC) -Itests/e2e
 

@@ -1,6 +1,6 @@
 # cme-vmm: main, option parsing, control socket, ctl and migrate clients. Data plane only.
 PROGS        += cme-vmm
-cme-vmm_DEPS := migrate hypervisor proto common
+cme-vmm_DEPS := migrate net hypervisor proto common
 cme-vmm_SRCS := cmd/cme-vmm/main.c cmd/cme-vmm/args.c cmd/cme-vmm/api.c \
                 cmd/cme-vmm/api_migrate.c cmd/cme-vmm/api_server.c cmd/cme-vmm/api_proto.c cmd/cme-vmm/api_fence.c \
                 cmd/cme-vmm/ctl.c \

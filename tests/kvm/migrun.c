@@ -54,7 +54,7 @@ int mig_certs(char *pki, size_t len, const char *const *names)
 	return mig_certs_add(pki, names);
 }
 
-const char *mig_tls_dir(char *out, size_t len, const char *pki, const char *name)
+const char *net_tls_dir(char *out, size_t len, const char *pki, const char *name)
 {
 	snprintf(out, len, "%s/%s", pki, name);
 	return out;

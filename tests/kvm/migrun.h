@@ -18,7 +18,7 @@ int mig_certs(char *pki, size_t len, const char *const *names);
 /* More node certificates from pki's existing CA. Returns 0 or -1 (test failed). */
 int mig_certs_add(const char *pki, const char *const *names);
 /* The --tls-dir of name in pki (pki/name), written to out. */
-const char *mig_tls_dir(char *out, size_t len, const char *pki, const char *name);
+const char *net_tls_dir(char *out, size_t len, const char *pki, const char *name);
 
 /* Start `cme-vmm incoming --listen HOST:0 --tls-dir DIR [extra...]` (console file and api
  * socket from vmm_start_verb unless extra has --console) and wait for the port it logs.

@@ -27,8 +27,8 @@ static const char *const nodes[] = { SRC, DST, NULL };
 static void make_certs(char *pki, size_t len, char tls[2][700])
 {
 	CU_ASSERT_EQUAL_FATAL(mig_certs(pki, len, nodes), 0);
-	mig_tls_dir(tls[0], sizeof(tls[0]), pki, SRC);
-	mig_tls_dir(tls[1], sizeof(tls[1]), pki, DST);
+	net_tls_dir(tls[0], sizeof(tls[0]), pki, SRC);
+	net_tls_dir(tls[1], sizeof(tls[1]), pki, DST);
 }
 
 /* Wait until the guest has written at least n pages in all (its heartbeats count them):
@@ -283,8 +283,8 @@ static void test_link_cut(void)
 
 	if (mig_certs(pki, sizeof(pki), names) < 0)
 		goto out;
-	mig_tls_dir(tls[0], sizeof(tls[0]), pki, SRC);
-	mig_tls_dir(tls[1], sizeof(tls[1]), pki, ns.ns_ip);
+	net_tls_dir(tls[0], sizeof(tls[0]), pki, SRC);
+	net_tls_dir(tls[1], sizeof(tls[1]), pki, ns.ns_ip);
 	port = netns_incoming(&dst, &ns, tls[1]);
 	CU_ASSERT(port > 0);
 	snprintf(to, sizeof(to), "%s:%d", ns.ns_ip, port);

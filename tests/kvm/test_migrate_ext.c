@@ -32,8 +32,8 @@ struct pair {
 static void pair_start(struct pair *p)
 {
 	CU_ASSERT_EQUAL_FATAL(mig_certs(p->pki, sizeof(p->pki), nodes), 0);
-	mig_tls_dir(p->tls[0], sizeof(p->tls[0]), p->pki, SRC);
-	mig_tls_dir(p->tls[1], sizeof(p->tls[1]), p->pki, DST);
+	net_tls_dir(p->tls[0], sizeof(p->tls[0]), p->pki, SRC);
+	net_tls_dir(p->tls[1], sizeof(p->tls[1]), p->pki, DST);
 	guest_boot(&p->src, "256M", "2", "wss_mb=32 dirty_rate=4");
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p->src, 3, 20000));
 	p->port = mig_incoming(&p->dst, DST, p->tls[1], external);

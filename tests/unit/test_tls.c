@@ -1,4 +1,4 @@
-/* migrate/tls: real mutual TLS 1.3 on loopback with certificates from certs/mkcerts.sh —
+/* net (TLS): real mutual TLS 1.3 on loopback with certificates from certs/mkcerts.sh —
  * the good path both ways, and every refusal with the reason the operator will read. */
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,7 +14,7 @@
 
 #include "common.h"
 #include "harness.h"
-#include "tls_priv.h"
+#include "net.h"
 #include "unit.h"
 
 #define BIG (10u << 20)
@@ -54,9 +54,9 @@ static struct tls_ctx *ctx_of(const char *cluster, const char *name, bool server
 	int rc;
 
 	snprintf(dir, sizeof(dir), "%s/%s", cluster, name);
-	rc = mig_tls_ctx_new(dir, server, &ctx, err, sizeof(err));
+	rc = net_tls_ctx_new(dir, server, &ctx, err, sizeof(err));
 	if (rc < 0)
-		fprintf(stderr, "mig_tls_ctx_new(%s): %s\n", dir, err);
+		fprintf(stderr, "net_tls_ctx_new(%s): %s\n", dir, err);
 	return ctx;
 }
 
@@ -109,21 +109,21 @@ static void *server_main(void *arg)
 	uint64_t t0 = now_ns();
 	unsigned char *buf;
 
-	s->rc = mig_tls_accept(s->ctx, s->lfd, s->timeout_ms, &c, s->err, sizeof(s->err));
+	s->rc = net_tls_accept(s->ctx, s->lfd, s->timeout_ms, &c, s->err, sizeof(s->err));
 	s->elapsed_ms = (now_ns() - t0) / 1000000;
 	if (s->rc < 0)
 		return NULL;
-	snprintf(s->cn, sizeof(s->cn), "%s", mig_tls_peer_cn(c));
-	snprintf(s->version, sizeof(s->version), "%s", mig_tls_version(c));
+	snprintf(s->cn, sizeof(s->cn), "%s", net_tls_peer_cn(c));
+	snprintf(s->version, sizeof(s->version), "%s", net_tls_version(c));
 	if (s->exchange && (buf = malloc(s->exchange))) {
-		s->io_rc = mig_tls_read_full(c, buf, s->exchange);
+		s->io_rc = net_tls_read_full(c, buf, s->exchange);
 		s->data_ok = s->io_rc == 0 && check(buf, s->exchange, 1);
 		fill(buf, s->exchange, 2);
 		if (s->io_rc == 0)
-			s->io_rc = mig_tls_write_all(c, buf, s->exchange);
+			s->io_rc = net_tls_write_all(c, buf, s->exchange);
 		free(buf);
 	}
-	mig_tls_close(c);
+	net_tls_close(c);
 	return NULL;
 }
 
@@ -139,15 +139,15 @@ static bool server_start(struct server *s, const char *cluster, const char *name
 	s->ctx = ctx_of(cluster, name, true);
 	if (!s->ctx)
 		return false;
-	if (mig_tls_listen("127.0.0.1", 0, &s->lfd, &s->port, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mig_tls_listen: %s\n", err);
-		mig_tls_ctx_free(s->ctx);
+	if (net_tls_listen("127.0.0.1", 0, &s->lfd, &s->port, err, sizeof(err)) < 0) {
+		fprintf(stderr, "net_tls_listen: %s\n", err);
+		net_tls_ctx_free(s->ctx);
 		return false;
 	}
 	CU_ASSERT(s->port != 0);
 	if (pthread_create(&s->thread, NULL, server_main, s) != 0) {
 		close(s->lfd);
-		mig_tls_ctx_free(s->ctx);
+		net_tls_ctx_free(s->ctx);
 		return false;
 	}
 	return true;
@@ -157,7 +157,7 @@ static void server_join(struct server *s)
 {
 	pthread_join(s->thread, NULL);
 	close(s->lfd);
-	mig_tls_ctx_free(s->ctx);
+	net_tls_ctx_free(s->ctx);
 }
 
 /* Client from cluster/name connects to the server expecting peer_name (NULL: the host). */
@@ -169,8 +169,8 @@ static int client_try(struct server *s, const char *cluster, const char *name,
 
 	if (!ctx)
 		return -ENOENT;
-	rc = mig_tls_connect(ctx, "127.0.0.1", s->port, peer_name, 5000, out, err, errlen);
-	mig_tls_ctx_free(ctx); /* the SSL objects hold their own reference */
+	rc = net_tls_connect(ctx, "127.0.0.1", s->port, peer_name, 5000, out, err, errlen);
+	net_tls_ctx_free(ctx); /* the SSL objects hold their own reference */
 	return rc;
 }
 
@@ -189,14 +189,14 @@ static void exchange_both_ways(const char *srv_name, const char *cli_name, const
 	rc = client_try(&s, good, cli_name, peer, &c, err, sizeof(err));
 	CU_ASSERT_EQUAL(rc, 0);
 	if (rc == 0) {
-		CU_ASSERT_STRING_EQUAL(mig_tls_peer_cn(c), srv_name);
-		CU_ASSERT_STRING_EQUAL(mig_tls_version(c), "TLSv1.3");
+		CU_ASSERT_STRING_EQUAL(net_tls_peer_cn(c), srv_name);
+		CU_ASSERT_STRING_EQUAL(net_tls_version(c), "TLSv1.3");
 		fill(buf, BIG, 1);
-		CU_ASSERT_EQUAL(mig_tls_write_all(c, buf, BIG), 0);
+		CU_ASSERT_EQUAL(net_tls_write_all(c, buf, BIG), 0);
 		memset(buf, 0, BIG);
-		CU_ASSERT_EQUAL(mig_tls_read_full(c, buf, BIG), 0);
+		CU_ASSERT_EQUAL(net_tls_read_full(c, buf, BIG), 0);
 		CU_ASSERT_TRUE(check(buf, BIG, 2));
-		mig_tls_close(c);
+		net_tls_close(c);
 	} else {
 		fprintf(stderr, "client: %s\n", err);
 	}
@@ -229,7 +229,7 @@ static void expect_server_refuses(const char *cluster, const char *cli_name, con
 	CU_ASSERT_EQUAL(rc, -EACCES);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "peer refused our certificate"));
 	if (rc == 0)
-		mig_tls_close(c);
+		net_tls_close(c);
 	server_join(&s);
 	CU_ASSERT_EQUAL(s.rc, -EACCES);
 	CU_ASSERT_PTR_NOT_NULL(strstr(s.err, why));
@@ -257,7 +257,7 @@ static void expect_client_refuses(const char *srv_cluster, const char *peer, con
 	if (!strstr(err, why))
 		fprintf(stderr, "client said: %s\n", err);
 	if (rc == 0)
-		mig_tls_close(c);
+		net_tls_close(c);
 	server_join(&s);
 	CU_ASSERT_EQUAL(s.rc, -EACCES);
 	CU_ASSERT_PTR_NOT_NULL(strstr(s.err, "peer refused our certificate"));
@@ -359,16 +359,16 @@ static void test_operator_cert(void)
 	CU_ASSERT_FATAL(server_start(&s, good, "127.0.0.1", 5000, 0));
 	rc = client_try(&s, good, "admin", NULL, &c, err, sizeof(err));
 	CU_ASSERT_EQUAL(rc, 0);
-	mig_tls_close(c);
+	net_tls_close(c);
 	server_join(&s);
 	CU_ASSERT_EQUAL(s.rc, 0);
 	CU_ASSERT_STRING_EQUAL(s.cn, "admin");
 	/* ...but never serve. */
 	snprintf(dir, sizeof(dir), "%s/admin", good);
-	CU_ASSERT_EQUAL(mig_tls_ctx_new(dir, true, &ctx, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(net_tls_ctx_new(dir, true, &ctx, err, sizeof(err)), -EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "as a TLS server"));
 	/* A folder without certificates says what is missing. */
-	CU_ASSERT_EQUAL(mig_tls_ctx_new(good, true, &ctx, err, sizeof(err)), -ENOENT);
+	CU_ASSERT_EQUAL(net_tls_ctx_new(good, true, &ctx, err, sizeof(err)), -ENOENT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot read"));
 }
 
@@ -402,16 +402,16 @@ static void test_timeouts(void)
 		int lfd;
 
 		CU_ASSERT_FATAL(cctx != NULL);
-		CU_ASSERT_FATAL(mig_tls_listen("127.0.0.1", 0, &lfd, &port, err, sizeof(err)) == 0);
+		CU_ASSERT_FATAL(net_tls_listen("127.0.0.1", 0, &lfd, &port, err, sizeof(err)) == 0);
 		t0 = now_ns();
-		rc = mig_tls_connect(cctx, "127.0.0.1", port, NULL, 300, &c, err, sizeof(err));
+		rc = net_tls_connect(cctx, "127.0.0.1", port, NULL, 300, &c, err, sizeof(err));
 		CU_ASSERT_EQUAL(rc, -ETIMEDOUT);
 		CU_ASSERT((now_ns() - t0) / 1000000 < 1000);
 		close(lfd);
 		/* Nobody listens at all. */
-		rc = mig_tls_connect(cctx, "127.0.0.1", port, NULL, 300, &c, err, sizeof(err));
+		rc = net_tls_connect(cctx, "127.0.0.1", port, NULL, 300, &c, err, sizeof(err));
 		CU_ASSERT_EQUAL(rc, -ECONNREFUSED);
-		mig_tls_ctx_free(cctx);
+		net_tls_ctx_free(cctx);
 	}
 }
 
@@ -425,11 +425,11 @@ static void *reader_main(void *arg)
 	struct reader *r = arg;
 	char b[16];
 
-	r->rc = mig_tls_read_full(r->c, b, sizeof(b));
+	r->rc = net_tls_read_full(r->c, b, sizeof(b));
 	return NULL;
 }
 
-/* mig_tls_shutdown() from another thread wakes a blocked reader; a read timeout is -ETIMEDOUT. */
+/* net_tls_shutdown() from another thread wakes a blocked reader; a read timeout is -ETIMEDOUT. */
 static void test_shutdown_and_read_timeout(void)
 {
 	struct reader r = { 0 };
@@ -442,18 +442,18 @@ static void test_shutdown_and_read_timeout(void)
 	/* The server waits for 1 byte we never send, so the connection stays open. */
 	CU_ASSERT_FATAL(server_start(&s, good, "127.0.0.1", 5000, 1));
 	CU_ASSERT_FATAL(client_try(&s, good, "node-b", NULL, &r.c, err, sizeof(err)) == 0);
-	CU_ASSERT_EQUAL(mig_tls_set_timeout(r.c, 100), 0);
+	CU_ASSERT_EQUAL(net_tls_set_timeout(r.c, 100), 0);
 	t0 = now_ns();
-	CU_ASSERT_EQUAL(mig_tls_read_full(r.c, &b, 1), -ETIMEDOUT);
+	CU_ASSERT_EQUAL(net_tls_read_full(r.c, &b, 1), -ETIMEDOUT);
 	CU_ASSERT((now_ns() - t0) / 1000000 >= 90);
-	CU_ASSERT_EQUAL(mig_tls_set_timeout(r.c, 0), 0);
+	CU_ASSERT_EQUAL(net_tls_set_timeout(r.c, 0), 0);
 	CU_ASSERT_FATAL(pthread_create(&t, NULL, reader_main, &r) == 0);
 	sleep_ms(100);
-	mig_tls_shutdown(r.c);
+	net_tls_shutdown(r.c);
 	pthread_join(t, NULL);
 	CU_ASSERT_EQUAL(r.rc, -EPIPE);
-	CU_ASSERT_EQUAL(mig_tls_write_all(r.c, "x", 1), -EPIPE);
-	mig_tls_close(r.c);
+	CU_ASSERT_EQUAL(net_tls_write_all(r.c, "x", 1), -EPIPE);
+	net_tls_close(r.c);
 	server_join(&s);
 	CU_ASSERT_EQUAL(s.rc, 0);
 	CU_ASSERT_EQUAL(s.io_rc, -EPIPE);
@@ -467,18 +467,18 @@ static void test_parse_hostport(void)
 	char host[64];
 	uint16_t port = 7;
 
-	CU_ASSERT_EQUAL(mig_parse_hostport("10.0.0.2:4444", host, sizeof(host), &port), 0);
+	CU_ASSERT_EQUAL(net_parse_hostport("10.0.0.2:4444", host, sizeof(host), &port), 0);
 	CU_ASSERT_STRING_EQUAL(host, "10.0.0.2");
 	CU_ASSERT_EQUAL(port, 4444);
-	CU_ASSERT_EQUAL(mig_parse_hostport("[fe80::1]:0", host, sizeof(host), &port), 0);
+	CU_ASSERT_EQUAL(net_parse_hostport("[fe80::1]:0", host, sizeof(host), &port), 0);
 	CU_ASSERT_STRING_EQUAL(host, "fe80::1");
 	CU_ASSERT_EQUAL(port, 0);
-	CU_ASSERT_EQUAL(mig_parse_hostport("node-b.example:65535", host, sizeof(host), &port), 0);
+	CU_ASSERT_EQUAL(net_parse_hostport("node-b.example:65535", host, sizeof(host), &port), 0);
 	CU_ASSERT_STRING_EQUAL(host, "node-b.example");
 	CU_ASSERT_EQUAL(port, 65535);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
-		CU_ASSERT_EQUAL(mig_parse_hostport(bad[i], host, sizeof(host), &port), -EINVAL);
-	CU_ASSERT_EQUAL(mig_parse_hostport("abcdefgh:1", host, 8, &port), -EINVAL); /* too long */
+		CU_ASSERT_EQUAL(net_parse_hostport(bad[i], host, sizeof(host), &port), -EINVAL);
+	CU_ASSERT_EQUAL(net_parse_hostport("abcdefgh:1", host, 8, &port), -EINVAL); /* too long */
 }
 
 void suite_tls(void)
@@ -493,7 +493,7 @@ void suite_tls(void)
 		{ "operator certificate: client only", test_operator_cert },
 		{ "accept, handshake and connect time out", test_timeouts },
 		{ "read timeout and shutdown from another thread", test_shutdown_and_read_timeout },
-		{ "mig_parse_hostport", test_parse_hostport },
+		{ "net_parse_hostport", test_parse_hostport },
 		{ NULL, NULL },
 	};
 	test_add_suite("tls", cases);

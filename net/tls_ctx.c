@@ -1,6 +1,6 @@
 /* TLS contexts: our certificate, key and CA from a --tls-dir, checked before any peer sees
  * them; TLS 1.3 only, the peer always verified, no session resumption. */
-#include "tls_impl_priv.h"
+#include "net_priv.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -13,7 +13,7 @@
 #include <openssl/x509v3.h>
 
 /* OpenSSL's most specific reason for the last failure, for one-line messages. */
-const char *mig_tls_reason(void)
+const char *net_tls_reason(void)
 {
 	unsigned long e = ERR_peek_last_error();
 	const char *r = e ? ERR_reason_error_string(e) : NULL;
@@ -30,7 +30,7 @@ static void ignore_sigpipe(void)
 }
 
 /* Copy the subject CN of x into buf, printable ASCII only (it ends up in logs). */
-void mig_tls_cert_cn(X509 *x, char *buf, size_t len)
+void net_tls_cert_cn(X509 *x, char *buf, size_t len)
 {
 	buf[0] = '\0';
 	if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf, (int)len) < 0)
@@ -48,7 +48,7 @@ static int verify_cb(int ok, X509_STORE_CTX *xs)
 	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
 
 	if (c && leaf && !c->seen_cn[0])
-		mig_tls_cert_cn(leaf, c->seen_cn, sizeof(c->seen_cn));
+		net_tls_cert_cn(leaf, c->seen_cn, sizeof(c->seen_cn));
 	return ok;
 }
 
@@ -64,11 +64,11 @@ static int check_own_cert(SSL_CTX *s, bool server, const char *crt, const char *
 
 	SSL_CTX_get0_chain_certs(s, &chain);
 	if (!xs || !x || !X509_STORE_CTX_init(xs, SSL_CTX_get_cert_store(s), x, chain))
-		rc = mig_errf(err, errlen, -ENOMEM, "cannot check %s: %s", crt, mig_tls_reason());
+		rc = net_errf(err, errlen, -ENOMEM, "cannot check %s: %s", crt, net_tls_reason());
 	else if (!X509_STORE_CTX_set_purpose(xs, server ? X509_PURPOSE_SSL_SERVER
 							: X509_PURPOSE_SSL_CLIENT) ||
 		 X509_verify_cert(xs) != 1)
-		rc = mig_errf(err, errlen, -EINVAL, "%s does not verify against %s as a TLS %s: %s",
+		rc = net_errf(err, errlen, -EINVAL, "%s does not verify against %s as a TLS %s: %s",
 			      crt, ca, server ? "server" : "client",
 			      X509_verify_cert_error_string(X509_STORE_CTX_get_error(xs)));
 	X509_STORE_CTX_free(xs);
@@ -84,26 +84,26 @@ static int ctx_load(SSL_CTX *s, const char *dir, bool server, char *err, size_t 
 	snprintf(crt, sizeof(crt), "%s/tls.crt", dir);
 	snprintf(key, sizeof(key), "%s/tls.key", dir);
 	if (access(ca, R_OK) < 0 || access(crt, R_OK) < 0 || access(key, R_OK) < 0)
-		return mig_errf(err, errlen, -errno, "cannot read %s/{ca.crt,tls.crt,tls.key}: %s",
+		return net_errf(err, errlen, -errno, "cannot read %s/{ca.crt,tls.crt,tls.key}: %s",
 				dir, strerror(errno));
 	if (SSL_CTX_use_certificate_chain_file(s, crt) != 1)
-		return mig_errf(err, errlen, -EINVAL, "cannot load %s: %s", crt, mig_tls_reason());
+		return net_errf(err, errlen, -EINVAL, "cannot load %s: %s", crt, net_tls_reason());
 	if (SSL_CTX_use_PrivateKey_file(s, key, SSL_FILETYPE_PEM) != 1)
-		return mig_errf(err, errlen, -EINVAL, "cannot load %s: %s", key, mig_tls_reason());
+		return net_errf(err, errlen, -EINVAL, "cannot load %s: %s", key, net_tls_reason());
 	if (SSL_CTX_check_private_key(s) != 1)
-		return mig_errf(err, errlen, -EINVAL, "%s does not match %s", key, crt);
+		return net_errf(err, errlen, -EINVAL, "%s does not match %s", key, crt);
 	if (SSL_CTX_load_verify_locations(s, ca, NULL) != 1)
-		return mig_errf(err, errlen, -EINVAL, "cannot load %s: %s", ca, mig_tls_reason());
+		return net_errf(err, errlen, -EINVAL, "cannot load %s: %s", ca, net_tls_reason());
 	if (server) {
 		names = SSL_load_client_CA_file(ca);
 		if (!names)
-			return mig_errf(err, errlen, -EINVAL, "no CA name in %s", ca);
+			return net_errf(err, errlen, -EINVAL, "no CA name in %s", ca);
 		SSL_CTX_set_client_CA_list(s, names);
 	}
 	return check_own_cert(s, server, crt, ca, err, errlen);
 }
 
-int mig_tls_ctx_new(const char *tls_dir, bool server, struct tls_ctx **out, char *err,
+int net_tls_ctx_new(const char *tls_dir, bool server, struct tls_ctx **out, char *err,
 		    size_t errlen)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -113,16 +113,16 @@ int mig_tls_ctx_new(const char *tls_dir, bool server, struct tls_ctx **out, char
 	pthread_once(&once, ignore_sigpipe);
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
-		return mig_errf(err, errlen, -ENOMEM, "out of memory");
+		return net_errf(err, errlen, -ENOMEM, "out of memory");
 	ctx->server = server;
 	ctx->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	if (!ctx->ssl) {
-		rc = mig_errf(err, errlen, -ENOMEM, "SSL_CTX_new: %s", mig_tls_reason());
+		rc = net_errf(err, errlen, -ENOMEM, "SSL_CTX_new: %s", net_tls_reason());
 		goto out_free;
 	}
 	if (!SSL_CTX_set_min_proto_version(ctx->ssl, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_max_proto_version(ctx->ssl, TLS1_3_VERSION)) {
-		rc = mig_errf(err, errlen, -ENOTSUP, "this OpenSSL has no TLS 1.3");
+		rc = net_errf(err, errlen, -ENOTSUP, "this OpenSSL has no TLS 1.3");
 		goto out_ctx;
 	}
 	rc = ctx_load(ctx->ssl, tls_dir, server, err, errlen);
@@ -144,7 +144,7 @@ out_free:
 	return rc;
 }
 
-void mig_tls_ctx_free(struct tls_ctx *ctx)
+void net_tls_ctx_free(struct tls_ctx *ctx)
 {
 	if (!ctx)
 		return;

@@ -1,6 +1,6 @@
 /* Connections: connect or accept over TCP, run the handshake, and the acceptance byte that
- * tells a client its certificate was taken (see tls_priv.h); close, and who the peer is. */
-#include "tls_impl_priv.h"
+ * tells a client its certificate was taken (see net.h); close, and who the peer is. */
+#include "net_priv.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -58,7 +58,7 @@ static struct tls_conn *conn_new(struct tls_ctx *ctx, int fd, char *err, size_t 
 		if (c)
 			SSL_free(c->ssl);
 		free(c);
-		mig_errf(err, errlen, -ENOMEM, "SSL_new: %s", mig_tls_reason());
+		net_errf(err, errlen, -ENOMEM, "SSL_new: %s", net_tls_reason());
 		return NULL;
 	}
 	c->fd = fd;
@@ -80,16 +80,16 @@ static void set_expected_peer(SSL *ssl, const char *name)
 	}
 }
 
-int mig_tls_connect(struct tls_ctx *ctx, const char *host, uint16_t port, const char *peer_name,
+int net_tls_connect(struct tls_ctx *ctx, const char *host, uint16_t port, const char *peer_name,
 		    int timeout_ms, struct tls_conn **out, char *err, size_t errlen)
 {
-	uint64_t deadline = mig_deadline_in(timeout_ms);
+	uint64_t deadline = net_deadline_in(timeout_ms);
 	struct tls_conn *c;
 	int fd, rc;
 
 	if (ctx->server)
-		return mig_errf(err, errlen, -EINVAL, "tls_connect needs a client context");
-	fd = mig_tcp_connect(host, port, deadline, err, errlen);
+		return net_errf(err, errlen, -EINVAL, "tls_connect needs a client context");
+	fd = net_tcp_connect(host, port, deadline, err, errlen);
 	if (fd < 0)
 		return fd;
 	c = conn_new(ctx, fd, err, errlen);
@@ -102,14 +102,14 @@ int mig_tls_connect(struct tls_ctx *ctx, const char *host, uint16_t port, const 
 	c->expect = peer_name ? peer_name : host;
 	set_expected_peer(c->ssl, c->expect);
 	SSL_set_connect_state(c->ssl);
-	rc = mig_tls_step(c, deadline, do_handshake, err, errlen);
+	rc = net_tls_step(c, deadline, do_handshake, err, errlen);
 	if (rc == 0)
-		rc = mig_tls_step(c, deadline, recv_accepted, err, errlen);
+		rc = net_tls_step(c, deadline, recv_accepted, err, errlen);
 	c->expect = NULL;
 	if (rc < 0) {
 		if (rc == -EACCES || rc == -EPROTO)
 			log_warn("tls", "refused peer %s: %s", c->peer_addr, err);
-		mig_tls_close(c);
+		net_tls_close(c);
 		return rc;
 	}
 	*out = c;
@@ -121,26 +121,26 @@ static int check_first_byte(struct tls_conn *c, uint64_t deadline, char *err, si
 {
 	unsigned char b;
 	ssize_t n;
-	int rc = mig_sock_wait_readable(c->fd, deadline);
+	int rc = net_sock_wait_readable(c->fd, deadline);
 
 	if (rc == -ETIMEDOUT)
-		return mig_errf(err, errlen, rc, "TLS handshake timed out (peer sent nothing)");
+		return net_errf(err, errlen, rc, "TLS handshake timed out (peer sent nothing)");
 	if (rc < 0)
-		return mig_errf(err, errlen, rc, "poll: %s", strerror(-rc));
+		return net_errf(err, errlen, rc, "poll: %s", strerror(-rc));
 	do
 		n = recv(c->fd, &b, 1, MSG_PEEK);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return mig_errf(err, errlen, -errno, "recv: %s", strerror(errno));
+		return net_errf(err, errlen, -errno, "recv: %s", strerror(errno));
 	if (n == 0)
-		return mig_errf(err, errlen, -EPIPE,
+		return net_errf(err, errlen, -EPIPE,
 				"peer closed the connection before the handshake");
 	if (b != TLS_RECORD_HANDSHAKE)
-		return mig_errf(err, errlen, -EPROTO, "not a TLS client (plain TCP?)");
+		return net_errf(err, errlen, -EPROTO, "not a TLS client (plain TCP?)");
 	return 0;
 }
 
-int mig_tls_accept(struct tls_ctx *ctx, int listen_fd, int timeout_ms, struct tls_conn **out,
+int net_tls_accept(struct tls_ctx *ctx, int listen_fd, int timeout_ms, struct tls_conn **out,
 		   char *err, size_t errlen)
 {
 	char addr[sizeof(((struct tls_conn *)0)->peer_addr)];
@@ -149,36 +149,36 @@ int mig_tls_accept(struct tls_ctx *ctx, int listen_fd, int timeout_ms, struct tl
 	int fd, rc;
 
 	if (!ctx->server)
-		return mig_errf(err, errlen, -EINVAL, "tls_accept needs a server context");
-	fd = mig_tcp_accept(listen_fd, mig_deadline_in(timeout_ms), addr, sizeof(addr));
+		return net_errf(err, errlen, -EINVAL, "tls_accept needs a server context");
+	fd = net_tcp_accept(listen_fd, net_deadline_in(timeout_ms), addr, sizeof(addr));
 	if (fd == -ETIMEDOUT)
-		return mig_errf(err, errlen, fd, "no connection within %d ms", timeout_ms);
+		return net_errf(err, errlen, fd, "no connection within %d ms", timeout_ms);
 	if (fd < 0)
-		return mig_errf(err, errlen, fd, "accept: %s", strerror(-fd));
+		return net_errf(err, errlen, fd, "accept: %s", strerror(-fd));
 	c = conn_new(ctx, fd, err, errlen);
 	if (!c) {
 		close(fd);
 		return -ENOMEM;
 	}
 	snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", addr);
-	deadline = mig_deadline_in(timeout_ms < 0 ? TLS_HANDSHAKE_DEFAULT_MS : timeout_ms);
+	deadline = net_deadline_in(timeout_ms < 0 ? TLS_HANDSHAKE_DEFAULT_MS : timeout_ms);
 	SSL_set_accept_state(c->ssl);
 	rc = check_first_byte(c, deadline, err, errlen);
 	if (rc == 0)
-		rc = mig_tls_step(c, deadline, do_handshake, err, errlen);
+		rc = net_tls_step(c, deadline, do_handshake, err, errlen);
 	if (rc == 0)
-		rc = mig_tls_step(c, deadline, send_accepted, err, errlen);
+		rc = net_tls_step(c, deadline, send_accepted, err, errlen);
 	if (rc < 0) {
 		log_warn("tls", "refused peer %s: %s", c->peer_addr, err);
 		c->broken = true;
-		mig_tls_close(c);
+		net_tls_close(c);
 		return rc;
 	}
 	*out = c;
 	return 0;
 }
 
-void mig_tls_close(struct tls_conn *c)
+void net_tls_close(struct tls_conn *c)
 {
 	if (!c)
 		return;
@@ -191,7 +191,7 @@ void mig_tls_close(struct tls_conn *c)
 	free(c);
 }
 
-bool mig_tls_peer_is_node(const struct tls_conn *c)
+bool net_tls_peer_is_node(const struct tls_conn *c)
 {
 	X509 *x = SSL_get0_peer_certificate(c->ssl);
 	uint32_t xku = x ? X509_get_extended_key_usage(x) : 0;
@@ -200,27 +200,27 @@ bool mig_tls_peer_is_node(const struct tls_conn *c)
 	return x && (xku & XKU_SSL_SERVER);
 }
 
-const char *mig_tls_peer_cn(const struct tls_conn *c)
+const char *net_tls_peer_cn(const struct tls_conn *c)
 {
 	return c->seen_cn;
 }
 
-const char *mig_tls_peer_addr(const struct tls_conn *c)
+const char *net_tls_peer_addr(const struct tls_conn *c)
 {
 	return c->peer_addr;
 }
 
-const char *mig_tls_version(const struct tls_conn *c)
+const char *net_tls_version(const struct tls_conn *c)
 {
 	return SSL_get_version(c->ssl);
 }
 
-const char *mig_tls_cipher(const struct tls_conn *c)
+const char *net_tls_cipher(const struct tls_conn *c)
 {
 	return SSL_get_cipher_name(c->ssl);
 }
 
-int mig_tls_fd(const struct tls_conn *c)
+int net_tls_fd(const struct tls_conn *c)
 {
 	return c->fd;
 }

@@ -1,7 +1,6 @@
 /* The bottom of the transport: socket options (the tuning tlsbench shares), deadlines,
  * and the one-line error helper every transport file reports through. */
-#include "migrate.h"
-#include "tls_impl_priv.h"
+#include "net_priv.h"
 
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -13,7 +12,7 @@
 
 #define TLS_SOCKBUF (4 << 20) /* per direction: a few ms of a 10 Gbit/s link */
 
-int mig_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+int net_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -25,12 +24,12 @@ int mig_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 	return rc;
 }
 
-uint64_t mig_deadline_in(int timeout_ms)
+uint64_t net_deadline_in(int timeout_ms)
 {
 	return timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ms * 1000000u;
 }
 
-int mig_ms_left(uint64_t deadline)
+int net_ms_left(uint64_t deadline)
 {
 	uint64_t now = now_ns();
 
@@ -41,7 +40,7 @@ int mig_ms_left(uint64_t deadline)
 	return (int)((deadline - now + 999999) / 1000000);
 }
 
-int mig_sock_timeout(int fd, int ms)
+int net_sock_timeout(int fd, int ms)
 {
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
@@ -66,7 +65,7 @@ static bool sysctl_at_least(const char *path, long want)
 
 /* TCP_NODELAY (records are flushed whole) and big buffers. Setting SO_*BUF turns off
  * Linux's buffer autotuning, so only ask when the kernel will grant the full size. */
-void mig_sock_tune(int fd)
+void net_sock_tune(int fd)
 {
 	int one = 1, sz = TLS_SOCKBUF;
 
@@ -77,13 +76,13 @@ void mig_sock_tune(int fd)
 		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 }
 
-int mig_sock_wait_readable(int fd, uint64_t deadline)
+int net_sock_wait_readable(int fd, uint64_t deadline)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	int r;
 
 	do
-		r = poll(&p, 1, mig_ms_left(deadline));
+		r = poll(&p, 1, net_ms_left(deadline));
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
 		return -errno;

@@ -1,6 +1,6 @@
 /* Data on an established connection: full reads and writes through one loop, OpenSSL's
  * errors mapped onto -errno, the socket timeouts, and the shutdown that wakes the owner. */
-#include "tls_impl_priv.h"
+#include "net_priv.h"
 
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -32,14 +32,14 @@ static int io_failure(struct tls_conn *c, int r, int saved_errno)
 		if (ERR_GET_LIB(le) == ERR_LIB_SSL &&
 		    ERR_GET_REASON(le) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
 			return -EPIPE;
-		log_warn("tls", "peer %s: %s", c->peer_addr, mig_tls_reason());
+		log_warn("tls", "peer %s: %s", c->peer_addr, net_tls_reason());
 		return -EIO;
 	}
 }
 
 /* Move all len bytes of buf in one direction (SSL_write_ex when writing, else SSL_read_ex)
  * on the blocking socket, whose SO_*TIMEO bound each call. Returns 0 or -errno as
- * mig_tls_write_all and mig_tls_read_full promise. */
+ * net_tls_write_all and net_tls_read_full promise. */
 static int io_full(struct tls_conn *c, bool writing, unsigned char *p, size_t len)
 {
 	size_t want = len;
@@ -70,18 +70,18 @@ static int io_full(struct tls_conn *c, bool writing, unsigned char *p, size_t le
 	return 0;
 }
 
-int mig_tls_write_all(struct tls_conn *c, const void *buf, size_t len)
+int net_tls_write_all(struct tls_conn *c, const void *buf, size_t len)
 {
 	/* Only read from when writing: the cast drops a const io_full never uses. */
 	return io_full(c, true, (unsigned char *)buf, len);
 }
 
-int mig_tls_read_full(struct tls_conn *c, void *buf, size_t len)
+int net_tls_read_full(struct tls_conn *c, void *buf, size_t len)
 {
 	return io_full(c, false, buf, len);
 }
 
-int mig_tls_set_timeout(struct tls_conn *c, int ms)
+int net_tls_set_timeout(struct tls_conn *c, int ms)
 {
 	unsigned int user = (unsigned int)ms;
 
@@ -91,10 +91,10 @@ int mig_tls_set_timeout(struct tls_conn *c, int ms)
 	 * link) is detected within ms only by TCP_USER_TIMEOUT, which fails the connection. */
 	if (setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user, sizeof(user)) < 0)
 		return -errno;
-	return mig_sock_timeout(c->fd, ms);
+	return net_sock_timeout(c->fd, ms);
 }
 
-void mig_tls_shutdown(struct tls_conn *c)
+void net_tls_shutdown(struct tls_conn *c)
 {
 	if (c)
 		(void)shutdown(c->fd, SHUT_RDWR);

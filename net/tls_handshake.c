@@ -1,6 +1,6 @@
 /* The handshake, driven to a deadline, and why it failed in words an operator can act on:
  * which certificate was refused and for what, or that the peer is not TLS 1.3 at all. */
-#include "tls_impl_priv.h"
+#include "net_priv.h"
 
 #include <errno.h>
 #include <string.h>
@@ -19,22 +19,22 @@ static int verify_failure(struct tls_conn *c, long v, char *err, size_t errlen)
 	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
 	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
 	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-		return mig_errf(err, errlen, -EACCES,
+		return net_errf(err, errlen, -EACCES,
 				"certificate not signed by the cluster CA (CN=%s)", cn);
 	case X509_V_ERR_HOSTNAME_MISMATCH:
 	case X509_V_ERR_IP_ADDRESS_MISMATCH:
-		return mig_errf(err, errlen, -EACCES, "certificate is for %s, not %s", cn,
+		return net_errf(err, errlen, -EACCES, "certificate is for %s, not %s", cn,
 				c->expect ? c->expect : "?");
 	case X509_V_ERR_CERT_HAS_EXPIRED:
-		return mig_errf(err, errlen, -EACCES, "certificate expired (CN=%s)", cn);
+		return net_errf(err, errlen, -EACCES, "certificate expired (CN=%s)", cn);
 	case X509_V_ERR_CERT_NOT_YET_VALID:
-		return mig_errf(err, errlen, -EACCES,
+		return net_errf(err, errlen, -EACCES,
 				"certificate not yet valid, clock skew? (CN=%s)", cn);
 	case X509_V_ERR_INVALID_PURPOSE:
-		return mig_errf(err, errlen, -EACCES, "certificate of %s is not for a TLS %s", cn,
+		return net_errf(err, errlen, -EACCES, "certificate of %s is not for a TLS %s", cn,
 				c->server ? "client" : "server (an operator certificate?)");
 	default:
-		return mig_errf(err, errlen, -EACCES, "certificate refused (CN=%s): %s", cn,
+		return net_errf(err, errlen, -EACCES, "certificate refused (CN=%s): %s", cn,
 				X509_verify_cert_error_string(v));
 	}
 }
@@ -51,12 +51,12 @@ static int alert_failure(int alert, char *err, size_t errlen)
 	case SSL_AD_CERTIFICATE_UNKNOWN:
 	case SSL_AD_CERTIFICATE_REQUIRED:
 	case SSL_AD_ACCESS_DENIED:
-		return mig_errf(err, errlen, -EACCES, "peer refused our certificate (alert: %s)",
+		return net_errf(err, errlen, -EACCES, "peer refused our certificate (alert: %s)",
 				what);
 	case SSL_AD_PROTOCOL_VERSION:
-		return mig_errf(err, errlen, -EPROTO, "peer does not speak TLS 1.3");
+		return net_errf(err, errlen, -EPROTO, "peer does not speak TLS 1.3");
 	default:
-		return mig_errf(err, errlen, -EPROTO, "peer aborted the handshake (alert: %s)",
+		return net_errf(err, errlen, -EPROTO, "peer aborted the handshake (alert: %s)",
 				what);
 	}
 }
@@ -73,35 +73,35 @@ static int handshake_failure(struct tls_conn *c, int sslerr, int saved_errno, ch
 	if (v != X509_V_OK)
 		return verify_failure(c, v, err, errlen);
 	if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
-		return mig_errf(err, errlen, -EACCES, "peer sent no certificate");
+		return net_errf(err, errlen, -EACCES, "peer sent no certificate");
 	if (reason > SSL_AD_REASON_OFFSET)
 		return alert_failure(reason - SSL_AD_REASON_OFFSET, err, errlen);
 	if (reason == SSL_R_UNSUPPORTED_PROTOCOL || reason == SSL_R_NO_PROTOCOLS_AVAILABLE)
-		return mig_errf(err, errlen, -EPROTO, "peer does not speak TLS 1.3");
+		return net_errf(err, errlen, -EPROTO, "peer does not speak TLS 1.3");
 	if (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_HTTP_REQUEST ||
 	    reason == SSL_R_PACKET_LENGTH_TOO_LONG || reason == SSL_R_UNKNOWN_PROTOCOL)
-		return mig_errf(err, errlen, -EPROTO, "not a TLS %s (plain TCP?)",
+		return net_errf(err, errlen, -EPROTO, "not a TLS %s (plain TCP?)",
 				c->server ? "client" : "server");
 	if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING || sslerr == SSL_ERROR_ZERO_RETURN ||
 	    (sslerr == SSL_ERROR_SYSCALL &&
 	     (saved_errno == 0 || saved_errno == ECONNRESET || saved_errno == EPIPE)))
-		return mig_errf(err, errlen, -EPIPE,
+		return net_errf(err, errlen, -EPIPE,
 				"peer closed the connection during the handshake");
 	if (sslerr == SSL_ERROR_SYSCALL && saved_errno)
-		return mig_errf(err, errlen, -saved_errno, "handshake: %s", strerror(saved_errno));
-	return mig_errf(err, errlen, -EPROTO, "TLS handshake failed: %s", mig_tls_reason());
+		return net_errf(err, errlen, -saved_errno, "handshake: %s", strerror(saved_errno));
+	return net_errf(err, errlen, -EPROTO, "TLS handshake failed: %s", net_tls_reason());
 }
 
 /* Run fn (SSL_do_handshake, or a 1-byte read/write) until done or the deadline passes. */
-int mig_tls_step(struct tls_conn *c, uint64_t deadline, int (*fn)(struct tls_conn *), char *err,
+int net_tls_step(struct tls_conn *c, uint64_t deadline, int (*fn)(struct tls_conn *), char *err,
 		 size_t errlen)
 {
 	for (;;) {
-		int left = mig_ms_left(deadline), r, e, saved;
+		int left = net_ms_left(deadline), r, e, saved;
 
-		if (left == 0 || mig_sock_timeout(c->fd, left < 0 ? 0 : left) < 0) {
+		if (left == 0 || net_sock_timeout(c->fd, left < 0 ? 0 : left) < 0) {
 			c->broken = true;
-			return mig_errf(err, errlen, -ETIMEDOUT, "TLS handshake timed out");
+			return net_errf(err, errlen, -ETIMEDOUT, "TLS handshake timed out");
 		}
 		ERR_clear_error();
 		errno = 0;
@@ -115,6 +115,6 @@ int mig_tls_step(struct tls_conn *c, uint64_t deadline, int (*fn)(struct tls_con
 	}
 	/* The verified leaf, rather than whatever the callback saw first. */
 	if (SSL_get0_peer_certificate(c->ssl))
-		mig_tls_cert_cn(SSL_get0_peer_certificate(c->ssl), c->seen_cn, sizeof(c->seen_cn));
-	return mig_sock_timeout(c->fd, 0);
+		net_tls_cert_cn(SSL_get0_peer_certificate(c->ssl), c->seen_cn, sizeof(c->seen_cn));
+	return net_sock_timeout(c->fd, 0);
 }

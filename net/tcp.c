@@ -1,7 +1,6 @@
 /* Plain TCP under the TLS layer: "host:port" parsing, name resolution, and listening,
- * connecting and accepting with deadlines. Every socket gets mig_sock_tune(). */
-#include "migrate.h"
-#include "tls_impl_priv.h"
+ * connecting and accepting with deadlines. Every socket gets net_sock_tune(). */
+#include "net_priv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +25,7 @@ static bool host_chars_ok(const char *h, size_t n, bool v6)
 	return true;
 }
 
-int mig_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+int net_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
 {
 	const char *h, *colon, *end;
 	unsigned long v = 0;
@@ -79,15 +78,15 @@ static int resolve(const char *host, uint16_t port, bool passive, struct addrinf
 	snprintf(p, sizeof(p), "%u", port);
 	r = getaddrinfo(host, p, &hints, res);
 	if (r == EAI_SYSTEM)
-		return mig_errf(err, errlen, -errno, "cannot resolve %s: %s", host,
+		return net_errf(err, errlen, -errno, "cannot resolve %s: %s", host,
 				strerror(errno));
 	if (r)
-		return mig_errf(err, errlen, -EHOSTUNREACH, "cannot resolve %s: %s", host,
+		return net_errf(err, errlen, -EHOSTUNREACH, "cannot resolve %s: %s", host,
 				gai_strerror(r));
 	return 0;
 }
 
-int mig_tls_listen(const char *host, uint16_t port, int *fd_out, uint16_t *bound_port, char *err,
+int net_tls_listen(const char *host, uint16_t port, int *fd_out, uint16_t *bound_port, char *err,
 		   size_t errlen)
 {
 	struct sockaddr_storage ss;
@@ -107,7 +106,7 @@ int mig_tls_listen(const char *host, uint16_t port, int *fd_out, uint16_t *bound
 		}
 		/* Accepted sockets inherit the buffer sizes, which matter before the SYN. */
 		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		mig_sock_tune(fd);
+		net_sock_tune(fd);
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 16) == 0)
 			break;
 		rc = -errno;
@@ -116,12 +115,12 @@ int mig_tls_listen(const char *host, uint16_t port, int *fd_out, uint16_t *bound
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return mig_errf(err, errlen, rc, "cannot listen on %s:%u: %s", host, port,
+		return net_errf(err, errlen, rc, "cannot listen on %s:%u: %s", host, port,
 				strerror(-rc));
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
 		rc = -errno;
 		close(fd);
-		return mig_errf(err, errlen, rc, "getsockname: %s", strerror(-rc));
+		return net_errf(err, errlen, rc, "getsockname: %s", strerror(-rc));
 	}
 	if (bound_port)
 		*bound_port =
@@ -161,13 +160,13 @@ static int connect_one(const struct addrinfo *ai, uint64_t deadline)
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	mig_sock_tune(fd);
+	net_sock_tune(fd);
 	p.fd = fd;
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
 		if (errno != EINPROGRESS)
 			goto fail_errno;
 		do
-			r = poll(&p, 1, mig_ms_left(deadline));
+			r = poll(&p, 1, net_ms_left(deadline));
 		while (r < 0 && errno == EINTR);
 		if (r < 0)
 			goto fail_errno;
@@ -191,7 +190,7 @@ fail_errno:
 	return r;
 }
 
-int mig_tcp_connect(const char *host, uint16_t port, uint64_t deadline, char *err, size_t errlen)
+int net_tcp_connect(const char *host, uint16_t port, uint64_t deadline, char *err, size_t errlen)
 {
 	struct addrinfo *res, *ai;
 	int fd = -ECONNREFUSED, rc;
@@ -206,19 +205,19 @@ int mig_tcp_connect(const char *host, uint16_t port, uint64_t deadline, char *er
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return mig_errf(err, errlen, fd, "cannot connect to %s:%u: %s", host, port,
+		return net_errf(err, errlen, fd, "cannot connect to %s:%u: %s", host, port,
 				strerror(-fd));
 	return fd;
 }
 
-int mig_tcp_accept(int listen_fd, uint64_t deadline, char *addr, size_t addrlen)
+int net_tcp_accept(int listen_fd, uint64_t deadline, char *addr, size_t addrlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	int fd, rc;
 
 	for (;;) {
-		rc = mig_sock_wait_readable(listen_fd, deadline);
+		rc = net_sock_wait_readable(listen_fd, deadline);
 		if (rc < 0)
 			return rc;
 		sl = sizeof(ss);
@@ -231,6 +230,6 @@ int mig_tcp_accept(int listen_fd, uint64_t deadline, char *addr, size_t addrlen)
 			return -errno;
 	}
 	format_addr((struct sockaddr *)&ss, sl, addr, addrlen);
-	mig_sock_tune(fd);
+	net_sock_tune(fd);
 	return fd;
 }
