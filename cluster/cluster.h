@@ -35,6 +35,16 @@ struct cl_node {
 	char version[32];
 };
 
+/* members/<node>: written by the node each time it registers; survives its lease, so a
+ * down node still counts. The nodes a majority is counted over (HA's ride-through of an
+ * etcd outage, README "High availability"), and where each one's peer channel listens.
+ * `cmectl node forget` removes a node for good. */
+struct cl_member {
+	char name[CL_NAME_MAX];
+	char peer[160]; /* host:port of its peer channel (mutual TLS, node certificates) */
+	uint64_t joined_ms;
+};
+
 /* admin/<node>: "schedulable" | "draining" | "maintenance"; survives the node's lease. */
 struct cl_admin {
 	char state[16];
@@ -119,6 +129,7 @@ char *cl_key(char *buf, size_t len, const char *prefix, const char *part, const 
 /* Encode a record as a malloc'd JSON string (NULL: out of memory). */
 char *cl_node_json(const struct cl_node *n);
 char *cl_admin_json(const struct cl_admin *a);
+char *cl_member_json(const struct cl_member *m);
 char *cl_spec_json(const struct cl_spec *s);
 char *cl_owner_json(const struct cl_owner *o);
 char *cl_status_json(const struct cl_status *s);
@@ -128,6 +139,7 @@ char *cl_event_json(const struct cl_event *e);
 /* Decode JSON text (len bytes) into a zeroed record; 0 or -EINVAL with a reason in err. */
 int cl_node_parse(const char *txt, size_t len, struct cl_node *n, struct etcd_err *err) CME_WUR;
 int cl_admin_parse(const char *txt, size_t len, struct cl_admin *a, struct etcd_err *err) CME_WUR;
+int cl_member_parse(const char *txt, size_t len, struct cl_member *m, struct etcd_err *err) CME_WUR;
 int cl_spec_parse(const char *txt, size_t len, struct cl_spec *s, struct etcd_err *err) CME_WUR;
 int cl_owner_parse(const char *txt, size_t len, struct cl_owner *o, struct etcd_err *err) CME_WUR;
 int cl_status_parse(const char *txt, size_t len, struct cl_status *s, struct etcd_err *err) CME_WUR;
@@ -149,6 +161,8 @@ struct cl_node_view {
 	bool alive;	       /* nodes/<name> exists (its lease holds) */
 	struct cl_node node;   /* valid when alive */
 	struct cl_admin admin; /* state "schedulable" when there is no admin record */
+	bool member;	       /* members/<name> exists */
+	struct cl_member mem;  /* valid when member */
 };
 
 struct cl_vm_view {
@@ -180,6 +194,8 @@ int cl_view_read(struct etcd *e, const char *prefix, struct cl_view *v,
 		 struct etcd_err *err) CME_WUR;
 void cl_view_free(struct cl_view *v);
 struct cl_node_view *cl_view_node(const struct cl_view *v, const char *name);
+/* How many nodes are members (members/ records). */
+size_t cl_view_members(const struct cl_view *v);
 struct cl_vm_view *cl_view_vm(const struct cl_view *v, const char *name);
 
 /* The view as ha's plain structs (names point into v, which must outlive it): a VM is

@@ -37,6 +37,13 @@ static const struct field admin_f[] = {
 	{ 0 },
 };
 
+static const struct field member_f[] = {
+	FLD(cl_member, name, F_NAME, true),
+	FLD(cl_member, peer, F_STR, true),
+	FLD(cl_member, joined_ms, F_U64, false),
+	{ 0 },
+};
+
 static const struct field spec_f[] = {
 	FLD(cl_spec, name, F_NAME, true),
 	FLD(cl_spec, vcpus, F_U32, true),
@@ -165,6 +172,10 @@ char *cl_node_json(const struct cl_node *n)
 char *cl_admin_json(const struct cl_admin *a)
 {
 	return encode(admin_f, a);
+}
+char *cl_member_json(const struct cl_member *m)
+{
+	return encode(member_f, m);
 }
 char *cl_spec_json(const struct cl_spec *s)
 {
@@ -299,6 +310,7 @@ static int decode(const struct field *fields, const char *txt, size_t len, void 
 
 DECODER(cl_node_parse, cl_node, node_f)
 DECODER(cl_admin_parse, cl_admin, admin_f)
+DECODER(cl_member_parse, cl_member, member_f)
 DECODER(cl_owner_parse, cl_owner, owner_f)
 DECODER(cl_status_parse, cl_status, status_f)
 DECODER(cl_migration_parse, cl_migration, mig_f)

@@ -36,6 +36,15 @@ static void *grow(void *arr, size_t n, size_t size)
 	return realloc(arr, (n ? 2 * n : 8) * size);
 }
 
+size_t cl_view_members(const struct cl_view *v)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < v->nnodes; i++)
+		n += v->nodes[i].member;
+	return n;
+}
+
 static struct cl_node_view *node_get(struct cl_view *v, const char *name)
 {
 	struct cl_node_view *nv = cl_view_node(v, name), *arr;
@@ -120,12 +129,30 @@ static int leader_parse(struct cl_view *v, const struct etcd_kv *kv)
 	return node ? 0 : skip(v, kv->key, "leader record without a node");
 }
 
+/* nodes/<name>, admin/<name> or members/<name>. */
+static int add_node_record(struct cl_view *v, const struct etcd_kv *kv, const char *part,
+			   const char *name)
+{
+	struct cl_node_view *nv = node_get(v, name);
+	struct etcd_err err = { "" };
+	const char *txt = (const char *)kv->val;
+
+	if (!nv)
+		return -ENOMEM;
+	if (part[0] == 'n' && !cl_node_parse(txt, kv->vlen, &nv->node, &err))
+		nv->alive = !strcmp(nv->node.name, name);
+	else if (part[0] == 'm' && !cl_member_parse(txt, kv->vlen, &nv->mem, &err))
+		nv->member = !strcmp(nv->mem.name, name);
+	else if (part[0] == 'a' && !cl_admin_parse(txt, kv->vlen, &nv->admin, &err))
+		return 0;
+	return err.msg[0] ? skip(v, kv->key, err.msg) : 0;
+}
+
 static int add_record(struct cl_view *v, const struct etcd_kv *kv, size_t plen)
 {
 	char part[32], name[CL_NAME_MAX + 1], leaf[32];
 	const char *rest = kv->key + plen;
 	struct etcd_err err = { "" };
-	struct cl_node_view *nv;
 	struct cl_vm_view *vv;
 	int n, used = -1;
 
@@ -142,18 +169,9 @@ static int add_record(struct cl_view *v, const struct etcd_kv *kv, size_t plen)
 		return skip(v, kv->key, "bad name in key");
 	if (!strcmp(part, "vms") && n == 3)
 		return add_vm_record(v, kv, name, leaf);
-	if ((!strcmp(part, "nodes") || !strcmp(part, "admin")) && n == 2) {
-		nv = node_get(v, name);
-		if (!nv)
-			return -ENOMEM;
-		if (part[0] == 'n' &&
-		    !cl_node_parse((const char *)kv->val, kv->vlen, &nv->node, &err))
-			nv->alive = !strcmp(nv->node.name, name);
-		else if (part[0] == 'a' &&
-			 !cl_admin_parse((const char *)kv->val, kv->vlen, &nv->admin, &err))
-			return 0;
-		return err.msg[0] ? skip(v, kv->key, err.msg) : 0;
-	}
+	if ((!strcmp(part, "nodes") || !strcmp(part, "admin") || !strcmp(part, "members")) &&
+	    n == 2)
+		return add_node_record(v, kv, part, name);
 	if (!strcmp(part, "migrations") && n == 2) {
 		vv = vm_get(v, name);
 		if (!vv)
@@ -212,7 +230,8 @@ static int read_part(struct etcd *e, const char *prefix, const char *part, struc
 
 int cl_view_read(struct etcd *e, const char *prefix, struct cl_view *v, struct etcd_err *err)
 {
-	static const char *const parts[] = { "leader", "nodes/", "admin/", "vms/", "migrations/" };
+	static const char *const parts[] = { "leader",	 "nodes/", "admin/",
+					     "members/", "vms/",   "migrations/" };
 	int rc = 0;
 
 	memset(v, 0, sizeof(*v));

@@ -16,7 +16,11 @@
 
 enum lvm_role { LVM_RUN, LVM_INCOMING };
 
+#define CD_MAX_MEMBERS 64 /* nodes the peer channel and the ride-through handle */
+
 struct src_mig;
+struct cd_peer;
+struct cd_quorum;
 
 /* What the fence thread last heard from one VMM (fence.c writes, reconcile reads). */
 struct cd_fenced {
@@ -34,6 +38,7 @@ struct cd_fence {
 	int64_t registered;    /* the lease nodes/<me> was last written under */
 	uint64_t deadline_ns;  /* CLOCK_BOOTTIME; 0: none yet */
 	uint64_t renewed_ns;   /* send time of the last acknowledged renewal (BOOTTIME) */
+	uint64_t quorum_ns;    /* from a majority's confirmations while etcd is out (quorum.c) */
 	struct cd_fenced *vms; /* under mu */
 	size_t nvms;
 };
@@ -67,6 +72,9 @@ struct cd {
 	atomic_bool registered;	   /* nodes/<me> written under the current lease */
 	atomic_ullong lease_ok_ms; /* send time of the last successful keepalive */
 	atomic_ullong tick_ns;	   /* when the main loop last finished a round */
+	atomic_bool etcd_down;	   /* the last keepalive got no answer from etcd */
+	struct cd_peer *peer;	   /* peer.c */
+	struct cd_quorum *quorum;  /* quorum.c */
 	int64_t events_lease;
 	uint64_t events_lease_ms;
 	struct lvm **vms; /* main thread only */
@@ -118,6 +126,9 @@ void cd_fence_registered(struct cd *cd, int64_t lease);
  * holds no node record protects nothing (the leader restarts the VMs of a node whose
  * record is gone), so its renewals must not keep guests running. */
 uint64_t cd_fence_deadline(struct cd *cd, int64_t *lease);
+/* A majority of members confirmed, while etcd did not answer, that nobody can restart this
+ * node's VMs before deadline_ns (quorum.c): the deadline may move there, for lease only. */
+void cd_fence_quorum(struct cd *cd, int64_t lease, uint64_t deadline_ns);
 /* Record what l's VMM said about its fence (fence.c). */
 void cd_fence_note(struct cd *cd, const char *name, bool fenced, uint64_t fenced_at_ns);
 /* True when the VMM of name was fenced at the last report (*at_ns: when). */
@@ -140,6 +151,11 @@ int cd_put_json(struct cd *cd, const char *key, char *json, int64_t lease) CME_W
  * a reassignment came first. Returns 1 swapped, 0 lost the race, -errno. */
 int cd_owner_cas(struct cd *cd, const struct cl_vm_view *vv, const char *node,
 		 uint64_t epoch) CME_WUR;
+/* The leader's move of a VM off a lost node: like cd_owner_cas, and only while nodes/<lost>
+ * is still absent — a node that registered again since the read keeps its VM (its guests
+ * may run on a fresh lease). Returns 1 moved, 0 lost the race, -errno. */
+int cd_owner_take(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch,
+		  const char *lost) CME_WUR;
 /* Compare-and-swap a migration record (m->mod_rev is the expected revision and is
  * updated on success). Returns 1 swapped, 0 lost the race, -errno. */
 int cd_mig_cas(struct cd *cd, struct cl_migration *m) CME_WUR;
@@ -156,6 +172,35 @@ void cd_status_ensure(struct cd *cd, const struct cl_vm_view *vv, const struct c
 
 /* The leader cannot run vv now: status "pending" with the reason (and an event once). */
 void cd_pending(struct cd *cd, const struct cl_vm_view *vv, const char *why);
+
+/* ---- peer.c: the peer channel between daemons (mutual TLS, node certificates) ---- */
+/* Answers one request from the node whose certificate names from (a JSON object; NULL: no
+ * answer). Runs on the peer thread: must not block. */
+typedef json_t *(*cd_peer_handler)(struct cd *cd, const char *from, json_t *req);
+/* Listen on cfg->peer (default address:7410) and answer requests with handler. 0 or -errno
+ * with the reason in err. */
+int cd_peer_start(struct cd *cd, cd_peer_handler handler, char *err, size_t errlen) CME_WUR;
+void cd_peer_stop(struct cd *cd);
+/* "host:port" the peer channel listens on ("" before cd_peer_start). */
+const char *cd_peer_addr(const struct cd *cd);
+/* Send req to the n members at once; replies[i] gets each answer (caller decrefs) or NULL
+ * when that member could not be reached or did not answer within about 2 * ms. */
+void cd_peer_ask(struct cd *cd, const struct cl_member *to, size_t n, json_t *req, json_t **replies,
+		 unsigned ms);
+
+/* ---- quorum.c: riding out an etcd outage; the leader's releases of lost nodes ---- */
+/* Load the cached members, start the peer channel and the ride-through thread. */
+int cd_quorum_start(struct cd *cd, char *err, size_t errlen) CME_WUR;
+void cd_quorum_stop(struct cd *cd);
+/* Each round's view (read started at read_ns, CLOCK_BOOTTIME): the members, this node's
+ * members/ record, released nodes that registered again. Main thread. */
+void cd_quorum_view(struct cd *cd, const struct cl_view *v, uint64_t read_ns);
+/* Leader: true once node (lost: its lease expired) can run no guest any more — a majority
+ * of members released it and their promises to it ran out (at once when ride-through is
+ * off or the cluster has fewer than three members). Otherwise why says what it waits for.
+ * May ask the peers (at most about a second). */
+bool cd_quorum_fenced(struct cd *cd, const struct cl_view *v, const char *node, char *why,
+		      size_t len);
 
 /* ---- vmm.c: local VMM processes ---- */
 struct lvm *cd_lvm_find(struct cd *cd, const char *name);

@@ -35,6 +35,8 @@ struct cd_config {
 	unsigned clock_drift_ppm;   /* the most any clock runs from real time */
 	unsigned ha_tier_timeout_s; /* a restart tier waits at most this for the one above */
 	bool admission_control;	    /* keep room to restart HA VMs after one node's loss */
+	bool ride_through;	    /* keep guests running through an etcd outage on peers' word */
+	char peer[160];		    /* host:port of the peer channel ("": address:7410) */
 };
 
 /* Fill defaults, then read path. 0, or -errno with "path:line: reason" in err. */

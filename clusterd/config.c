@@ -1,6 +1,7 @@
 /* cme-clusterd's configuration file: "key = value" lines, '#' starts a comment. Unknown
  * keys are errors (a typo must not silently keep a default). */
 #include "clusterd.h"
+#include "net.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -38,6 +39,7 @@ STR_KEY(address)
 STR_KEY(tls_dir)
 STR_KEY(state_dir)
 STR_KEY(vmm)
+STR_KEY(peer)
 
 static int set_node(struct cd_config *c, const char *k, const char *v)
 {
@@ -92,6 +94,8 @@ static int set_bool(struct cd_config *c, const char *k, const char *v)
 		return -EINVAL;
 	if (!strcmp(k, "fence"))
 		c->fence = on;
+	else if (!strcmp(k, "ride_through"))
+		c->ride_through = on;
 	else
 		c->admission_control = on;
 	return 0;
@@ -133,6 +137,8 @@ static const struct ckey keys[] = {
 	{ "clock_drift_ppm", set_drift },
 	{ "ha_tier_timeout", set_uint },
 	{ "admission_control", set_bool },
+	{ "ride_through", set_bool },
+	{ "peer", set_peer },
 };
 
 /* cme-vmm beside this program's binary, else from PATH. */
@@ -174,6 +180,7 @@ static void defaults(struct cd_config *c)
 	c->etcd_timeout_ms = 5000;
 	c->prepare_timeout_s = 30;
 	c->fence = true;
+	c->ride_through = true;
 	c->fence_margin_ms = 1000;
 	c->clock_drift_ppm = 1000;
 	c->ha_tier_timeout_s = 60;
@@ -224,6 +231,8 @@ static int config_check(const struct cd_config *c, const char **why)
 	const struct ha_fence_cfg fc = { .ttl_ms = c->lease_ttl_s * 1000ull,
 					 .margin_ms = c->fence_margin_ms,
 					 .drift_ppm = c->clock_drift_ppm };
+	char host[128];
+	uint16_t port;
 
 	if (!c->node[0])
 		*why = "node = NAME is required";
@@ -233,6 +242,8 @@ static int config_check(const struct cd_config *c, const char **why)
 		*why = "prefix must start with / and not end with /";
 	else if (c->lease_ttl_s < 2 || c->lease_ttl_s > 60)
 		*why = "lease_ttl must be 2..60 seconds";
+	else if (c->peer[0] && net_parse_hostport(c->peer, host, sizeof(host), &port))
+		*why = "peer must be HOST:PORT (the peer channel's address)";
 	else if (c->fence && ha_fence_check(&fc, fence_why, sizeof(fence_why)))
 		*why = fence_why;
 	else

@@ -125,6 +125,7 @@ static void *keepalive_main(void *arg)
 		}
 		rc = id ? etcd_lease_keepalive(cd->etcd, id, NULL, &err) : -ENOENT;
 
+		atomic_store(&cd->etcd_down, rc != 0 && rc != -ENOENT); /* ENOENT: etcd said so */
 		if (rc == 0) {
 			atomic_store(&cd->lease_ok_ms, t0);
 			cd_fence_renewed(cd, id, sent);
@@ -247,6 +248,7 @@ static void tick(struct cd *cd)
 {
 	struct cl_view v;
 	struct etcd_err err = { "" };
+	uint64_t read_ns = boottime_ns();
 
 	cd_migrations_reap(cd, false);
 	if (!cd_lease(cd))
@@ -262,6 +264,7 @@ static void tick(struct cd *cd)
 		cl_view_free(&v);
 		return; /* not (yet) ours to run: change nothing */
 	}
+	cd_quorum_view(cd, &v, read_ns);
 	cd_reconcile(cd, &v);
 	cd_migrations(cd, &v);
 	cd_leader(cd, &v);
@@ -349,6 +352,9 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 	rc = prepare(&cd, err, errlen);
 	if (rc)
 		goto out;
+	rc = cd_quorum_start(&cd, err, errlen);
+	if (rc)
+		goto out;
 	cd_lvm_adopt_all(&cd);
 	log_info(SUB, "node=%s: %zu VMM(s) re-adopted; etcd %s", c->node, cd.nvms, c->etcd);
 	if (pthread_create(&ka, NULL, keepalive_main, &cd)) {
@@ -379,6 +385,7 @@ out_ka:
 	cd_wake(&cd);
 	pthread_join(ka, NULL);
 out:
+	cd_quorum_stop(&cd);
 	log_info(SUB, "node=%s: exiting; %zu VMM(s) left running", c->node, cd.nvms);
 	while (cd.nvms)
 		cd_lvm_remove(&cd, cd.vms[0]);

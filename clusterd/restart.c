@@ -115,7 +115,7 @@ static void restart_one(struct cd *cd, const struct cl_view *v, struct cl_ha *h,
 	const char *to = v->nodes[m->node].name;
 	uint64_t epoch = vv->owner.epoch + 1;
 
-	if (cd_owner_cas(cd, vv, to, epoch) != 1)
+	if (cd_owner_take(cd, vv, to, epoch, vv->owner.node) != 1)
 		return; /* changed since the read: the next round decides again */
 	h->vms[m->vm].owner = to;
 	h->vms[m->vm].running = false;
@@ -161,18 +161,63 @@ static void report_waiting(struct cd *cd, const struct cl_view *v, const struct 
 	}
 }
 
+/* A VM of a lost node that may not move yet: its node is not known to be fenced. */
+struct held {
+	size_t vm;
+	char why[256];
+};
+
+/* Take out of this round's plan the VMs of lost nodes that may still run guests (quorum.c:
+ * a majority of members has not released them yet); each node is asked about once. */
+static size_t hold_unfenced(struct cd *cd, const struct cl_view *v, struct cl_ha *h,
+			    struct held *held, size_t max)
+{
+	char asked[8][CL_NAME_MAX], why[256] = "";
+	bool fenced[8];
+	size_t nasked = 0, n = 0;
+
+	for (size_t i = 0; i < h->c.nvms && n < max; i++) {
+		struct ha_vm *vm = &h->vms[i];
+		size_t k;
+
+		if (!vm->wanted || !vm->owner || vm->target || !vm->restart ||
+		    node_alive(v, vm->owner))
+			continue;
+		for (k = 0; k < nasked && strcmp(asked[k], vm->owner); k++)
+			;
+		if (k == nasked && nasked < ARRAY_SIZE(asked)) {
+			snprintf(asked[nasked], CL_NAME_MAX, "%s", vm->owner);
+			fenced[nasked++] = cd_quorum_fenced(cd, v, vm->owner, why, sizeof(why));
+		}
+		if (k < nasked && fenced[k])
+			continue;
+		held[n].vm = i;
+		snprintf(held[n].why, sizeof(held[n].why), "%s",
+			 why[0] ? why : "node is down; waiting for fencing");
+		vm->wanted = false;
+		n++;
+	}
+	return n;
+}
+
 void cd_restart_lost(struct cd *cd, const struct cl_view *v, struct cl_ha *h)
 {
 	struct ha_move m[MAX_RESTARTS];
+	struct held held[MAX_RESTARTS];
 	struct ha_restart_wait w;
-	size_t n;
+	size_t n, nheld;
 
 	note_lost_nodes(cd, v, h);
 	fail_orphaned_migrations(cd, v);
+	nheld = hold_unfenced(cd, v, h, held, MAX_RESTARTS);
 	n = ha_restart_plan(&h->c, INT_MAX, m, MAX_RESTARTS, &w);
 	if (w.waiting && tier_timed_out(cd, v, &w))
 		n = ha_restart_plan(&h->c, w.priority, m, MAX_RESTARTS, &w);
 	for (size_t i = 0; i < n; i++)
 		restart_one(cd, v, h, &m[i]);
 	report_waiting(cd, v, h, m, n, &w);
+	for (size_t i = 0; i < nheld; i++) {
+		h->vms[held[i].vm].wanted = true;
+		cd_pending(cd, &v->vms[held[i].vm], held[i].why);
+	}
 }

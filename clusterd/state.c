@@ -72,6 +72,8 @@ void cd_fence_renewed(struct cd *cd, int64_t lease, uint64_t sent_ns)
 	pthread_mutex_lock(&f->mu);
 	/* A renewal answered late must not move the deadline back. */
 	if (lease != f->lease || sent_ns > f->renewed_ns) {
+		if (lease != f->lease)
+			f->quorum_ns = 0;
 		f->lease = lease;
 		f->renewed_ns = sent_ns;
 		f->deadline_ns = cd->cfg->fence ? ha_fence_deadline(&f->cfg, sent_ns) : 0;
@@ -94,10 +96,23 @@ uint64_t cd_fence_deadline(struct cd *cd, int64_t *lease)
 
 	pthread_mutex_lock(&cd->fence.mu);
 	d = cd->fence.lease == cd->fence.registered ? cd->fence.deadline_ns : 0;
+	if (d && cd->fence.quorum_ns > d)
+		d = cd->fence.quorum_ns;
 	if (lease)
 		*lease = cd->fence.lease;
 	pthread_mutex_unlock(&cd->fence.mu);
 	return d;
+}
+
+void cd_fence_quorum(struct cd *cd, int64_t lease, uint64_t deadline_ns)
+{
+	struct cd_fence *f = &cd->fence;
+
+	pthread_mutex_lock(&f->mu);
+	if (cd->cfg->fence && lease == f->lease && deadline_ns > f->quorum_ns)
+		f->quorum_ns = deadline_ns;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->mu);
 }
 
 static struct cd_fenced *fenced_find(struct cd_fence *f, const char *name)

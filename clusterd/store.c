@@ -76,6 +76,43 @@ int cd_owner_cas(struct cd *cd, const struct cl_vm_view *vv, const char *node, u
 	return rc ? rc : swapped ? 1 : 0;
 }
 
+int cd_owner_take(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch,
+		  const char *lost)
+{
+	struct cl_owner o = { .epoch = epoch };
+	struct etcd_err err = { "" };
+	struct etcd_txn_resp r = { 0 };
+	char key[256], nkey[256], *json;
+	int rc;
+
+	snprintf(o.node, sizeof(o.node), "%s", node);
+	json = cl_owner_json(&o);
+	if (!json)
+		return -ENOMEM;
+	cd_key(cd, key, sizeof(key), "vms", vv->name, "owner");
+	cd_key(cd, nkey, sizeof(nkey), "nodes", lost, NULL);
+	{
+		struct etcd_cmp cmp[2] = {
+			{ .key = key, .target = ETCD_CMP_MOD, .num = vv->owner.mod_rev },
+			{ .key = nkey, .target = ETCD_CMP_CREATE, .num = 0 },
+		};
+		struct etcd_op op = {
+			.type = ETCD_OP_PUT, .key = key, .val = json, .vlen = strlen(json)
+		};
+		struct etcd_txn t = { cmp, 2, &op, 1, NULL, 0 };
+
+		rc = etcd_txn(cd->etcd, &t, &r, &err);
+	}
+	free(json);
+	if (rc)
+		log_warn(SUB, "vm=%s: owner → %s (epoch %llu): %s", vv->name, node,
+			 (unsigned long long)epoch, err.msg);
+	else
+		rc = r.succeeded ? 1 : 0;
+	etcd_txn_resp_free(&r);
+	return rc;
+}
+
 int cd_mig_cas(struct cd *cd, struct cl_migration *m)
 {
 	struct etcd_err err = { "" };

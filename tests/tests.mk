@@ -5,7 +5,7 @@ TEST_INC   := -Itests/lib -Itests/unit -Itests/kvm -Icommon -Iproto -I$(GEN)/pro
 TEST_LIBS  := -lcunit
 VMM_LIB_OBJS := $(O)/obj/cmd/cme-vmm/args.o $(O)/obj/cmd/cme-vmm/api_proto.o
 
-HARNESS_SRCS := tests/lib/harness.c tests/lib/vmm_proc.c tests/lib/console_client.c \
+HARNESS_SRCS := tests/lib/harness.c tests/lib/netns.c tests/lib/vmm_proc.c tests/lib/console_client.c \
                 tests/lib/etcd_proc.c
 UNIT_SRCS    := $(wildcard tests/unit/*.c) $(HARNESS_SRCS)
 KVM_SRCS     := $(wildcard tests/kvm/*.c) $(HARNESS_SRCS)

@@ -163,6 +163,7 @@ int ctl_cmd_node_show(struct ctl *c, int argc, char **argv);
 int ctl_cmd_node_drain(struct ctl *c, int argc, char **argv);
 int ctl_cmd_node_maintenance(struct ctl *c, int argc, char **argv);
 int ctl_cmd_node_undrain(struct ctl *c, int argc, char **argv);
+int ctl_cmd_node_forget(struct ctl *c, int argc, char **argv);
 int ctl_cmd_vm_create(struct ctl *c, int argc, char **argv);
 int ctl_cmd_vm_ls(struct ctl *c, int argc, char **argv);
 int ctl_cmd_vm_show(struct ctl *c, int argc, char **argv);

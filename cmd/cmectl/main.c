@@ -18,6 +18,8 @@ static const struct ctl_cmd commands[] = {
 	{ "node", "maintenance", ctl_cmd_node_maintenance, "NAME [--no-wait]",
 	  "like drain, and the node stays out of placement" },
 	{ "node", "undrain", ctl_cmd_node_undrain, "NAME", "make the node schedulable again" },
+	{ "node", "forget", ctl_cmd_node_forget, "NAME",
+	  "remove a node that is gone for good (down, owning no VM) from the members" },
 	{ "vm", "create", ctl_cmd_vm_create,
 	  "NAME --mem SIZE --vcpus N (--image FILE | --kernel FILE [--initrd FILE])\n"
 	  "        [--cmdline STR] [--restart always|on-failure|never] [--group GROUP]\n"

@@ -1,4 +1,4 @@
-/* cmectl node ls | show | drain | maintenance | undrain. */
+/* cmectl node ls | show | drain | maintenance | undrain | forget. */
 #include "cmectl.h"
 
 #include <inttypes.h>
@@ -245,4 +245,62 @@ int ctl_cmd_node_maintenance(struct ctl *c, int argc, char **argv)
 int ctl_cmd_node_undrain(struct ctl *c, int argc, char **argv)
 {
 	return admin_cmd(c, "node undrain", "schedulable", argc, argv);
+}
+
+/* ---- forget ------------------------------------------------------------------------- */
+
+/* Why name may not be forgotten now ("" when it may): up, or still owning VMs. */
+static void forget_refusal(const struct cl_view *v, long i, char *why, size_t len)
+{
+	const char *name = v->nodes[i].name;
+	size_t owned = 0;
+
+	why[0] = 0;
+	for (size_t k = 0; k < v->nvms; k++)
+		owned += v->vms[k].has_owner && !strcmp(v->vms[k].owner.node, name);
+	if (v->nodes[i].alive)
+		snprintf(why, len, "node %s is up: stop its cme-clusterd first", name);
+	else if (owned)
+		snprintf(why, len,
+			 "node %s still owns %zu VM(s): they are restarted elsewhere (or deleted) "
+			 "first",
+			 name, owned);
+}
+
+/* Remove a node that is gone for good: its members/ and admin/ records. The majority of
+ * HA's ride-through is counted over the members, so a dead one must not count for ever. */
+int ctl_cmd_node_forget(struct ctl *c, int argc, char **argv)
+{
+	const char *name = NULL;
+	struct etcd_err err = { "" };
+	char key[CTL_KEY_MAX], why[256];
+	struct cl_view v;
+	long i;
+	int rc = ctl_args_parse(c, "node forget", argc, argv, NULL, "NAME", &name);
+
+	if (rc || (rc = ctl_view(c, &v)))
+		return rc;
+	i = ctl_node_index(&v, name);
+	if (i < 0) {
+		rc = ctl_fail("unknown node %s (no nodes/, admin/ or members/ record)", name);
+		goto out;
+	}
+	forget_refusal(&v, i, why, sizeof(why));
+	if (why[0]) {
+		rc = ctl_fail("%s", why);
+		goto out;
+	}
+	if (etcd_delete(c->etcd, ctl_key(c, key, "members", name, NULL), false, NULL, &err) ||
+	    etcd_delete(c->etcd, ctl_key(c, key, "admin", name, NULL), false, NULL, &err)) {
+		rc = ctl_fail("forgetting node %s: %s", name, err.msg);
+		goto out;
+	}
+	ctl_event(c, NULL, "node-forgotten", "node %s forgotten by cmectl", name);
+	if (c->json)
+		ctl_out_json(json_pack("{s:s, s:b}", "node", name, "forgotten", 1));
+	else
+		printf("node %s forgotten\n", name);
+out:
+	cl_view_free(&v);
+	return rc;
 }

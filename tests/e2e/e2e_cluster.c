@@ -37,11 +37,12 @@ static int write_conf_at(struct cluster *c, int i, const char *path, const char 
 	if (!f)
 		return -errno;
 	fprintf(f,
-		"# written by the e2e tests\nnode = %s\netcd = %s\naddress = %s\n"
+		"# written by the e2e tests\nnode = %s\netcd = %s\naddress = %s\npeer = %s:0\n"
 		"tls_dir = %s/%s\nstate_dir = %s\nvmm = %s\ncpus = 2\nmem = %uM\n"
 		"lease_ttl = 3\nprogress_interval_ms = 200\nprepare_timeout = 20\n%s",
-		n->name, c->etcd.url, n->addr, c->certs, n->name, state, test_bin("cme-vmm"),
-		c->mem_mb, c->extra_conf);
+		n->name, n->etcd_url[0] ? n->etcd_url : c->etcd.url, n->addr,
+		n->peer_host[0] ? n->peer_host : n->addr, c->certs, n->name, state,
+		test_bin("cme-vmm"), c->mem_mb, c->extra_conf);
 	return fclose(f) ? -errno : 0;
 }
 
@@ -88,7 +89,12 @@ int cluster_node_start(struct cluster *c, int i, const char *env)
 		dup2(fd, 2);
 		if (env)
 			putenv((char *)env);
-		execl(test_bin("cme-clusterd"), "cme-clusterd", "--config", n->conf, (char *)NULL);
+		if (i == c->ns_node) /* `ip netns exec` execs: the PID stays the daemon's */
+			execl(netns_ip_bin(), "ip", "netns", "exec", c->ns.name,
+			      test_bin("cme-clusterd"), "--config", n->conf, (char *)NULL);
+		else
+			execl(test_bin("cme-clusterd"), "cme-clusterd", "--config", n->conf,
+			      (char *)NULL);
 		_exit(127);
 	}
 	close(fd);
@@ -165,11 +171,46 @@ int cluster_start(struct cluster *c, int n, unsigned mem_mb)
 	return cluster_start_conf(c, n, mem_mb, NULL);
 }
 
+/* Node i in the namespace (ns_ip), reaching etcd and the others through the veth; the
+ * others' peer channels listen on the host's end so that it can reach them. */
+static void netns_addrs(struct cluster *c)
+{
+	for (int i = 0; i < c->n; i++) {
+		struct node_proc *p = &c->node[i];
+
+		if (i == c->ns_node) {
+			snprintf(p->addr, sizeof(p->addr), "%s", c->ns.ns_ip);
+			snprintf(p->etcd_url, sizeof(p->etcd_url), "http://%s:%d", c->ns.host_ip,
+				 c->etcd.client_port);
+		} else {
+			snprintf(p->peer_host, sizeof(p->peer_host), "%s", c->ns.host_ip);
+		}
+	}
+}
+
+static int start(struct cluster *c, int n, unsigned mem_mb, const char *extra, int ns_node,
+		 char *why, size_t whylen);
+
 int cluster_start_conf(struct cluster *c, int n, unsigned mem_mb, const char *extra)
+{
+	return start(c, n, mem_mb, extra, -1, NULL, 0);
+}
+
+int cluster_start_netns(struct cluster *c, int n, unsigned mem_mb, const char *extra, int ns_node,
+			char *why, size_t whylen)
+{
+	return start(c, n, mem_mb, extra, ns_node, why, whylen);
+}
+
+static int start(struct cluster *c, int n, unsigned mem_mb, const char *extra, int ns_node,
+		 char *why, size_t whylen)
 {
 	int rc;
 
 	memset(c, 0, sizeof(*c));
+	c->ns_node = ns_node;
+	if (ns_node >= 0 && netns_make(&c->ns, why, whylen) < 0)
+		return -EPERM;
 	snprintf(c->extra_conf, sizeof(c->extra_conf), "%s", extra ? extra : "");
 	running = c;
 	c->n = n;
@@ -187,7 +228,10 @@ int cluster_start_conf(struct cluster *c, int n, unsigned mem_mb, const char *ex
 	}
 	rc = make_certs(c);
 	if (!rc)
-		rc = etcd_proc_start(&c->etcd);
+		rc = ns_node >= 0 ? etcd_proc_start_also(&c->etcd, c->ns.host_ip)
+				  : etcd_proc_start(&c->etcd);
+	if (!rc && ns_node >= 0)
+		netns_addrs(c);
 	if (!rc)
 		rc = open_client(c);
 	for (int i = 0; !rc && i < n; i++) {
@@ -486,4 +530,6 @@ void cluster_teardown(void)
 	etcd_close(c->cli);
 	c->cli = NULL;
 	etcd_proc_kill(&c->etcd);
+	if (c->ns_node >= 0)
+		netns_remove(&c->ns);
 }

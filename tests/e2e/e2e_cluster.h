@@ -8,6 +8,7 @@
 #include "etcd.h"
 #include "etcd_proc.h"
 #include "harness.h"
+#include "netns.h"
 
 #define CL_MAX_NODES 3
 
@@ -17,6 +18,8 @@ struct node_proc {
 	char conf[512];
 	char state[512];
 	char log[512];
+	char etcd_url[64];  /* "" : the cluster's */
+	char peer_host[32]; /* "" : addr */
 	pid_t pid;
 };
 
@@ -31,6 +34,8 @@ struct cluster {
 	pid_t twin_pid; /* cluster_twin_start */
 	char twin_state[512];
 	char extra_conf[512]; /* more configuration lines for every daemon */
+	int ns_node;	      /* the node in a network namespace, -1 none */
+	struct netns ns;
 };
 
 /* Start etcd and n daemons (each offering 2 vCPUs and mem_mb MiB) and wait until every
@@ -38,6 +43,12 @@ struct cluster {
 int cluster_start(struct cluster *c, int n, unsigned mem_mb);
 /* The same with extra configuration lines (e.g. "ha_tier_timeout = 4\n") for every daemon. */
 int cluster_start_conf(struct cluster *c, int n, unsigned mem_mb, const char *extra);
+/* The same with node ns_node (its daemon and VMMs) in a network namespace of its own,
+ * linked to the host by a veth pair that netns_cut(&c->ns) cuts: etcd and the other
+ * daemons' peer channels listen on the host's end too. -EPERM with why when no namespace
+ * can be made here (not root, no iproute2): skip. */
+int cluster_start_netns(struct cluster *c, int n, unsigned mem_mb, const char *extra, int ns_node,
+			char *why, size_t whylen);
 /* (Re)start daemon i; env "NAME=VALUE" (may be NULL) is added to its environment. */
 int cluster_node_start(struct cluster *c, int i, const char *env);
 /* Start a second daemon with node i's name (and its own state dir, c->twin_state): a

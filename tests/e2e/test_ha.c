@@ -30,6 +30,17 @@ static void create(const char *name, const char *restart, const char *prio, cons
 	cluster_expect_ok("vm create", rc, out, err);
 }
 
+/* The test guest in anti-affinity group g: never placed beside another VM of g. */
+static void create_in_group(const char *name, const char *g)
+{
+	char *out = NULL, *err = NULL;
+	int rc = cmectl(&C, &out, &err, "vm", "create", name, "--mem", "256M", "--vcpus", "1",
+			"--image", test_guest(), "--cmdline", "wss_mb=16", "--restart",
+			"on-failure", "--group", g, "--no-wait", NULL);
+
+	cluster_expect_ok("vm create", rc, out, err);
+}
+
 /* An image no VMM can start (empty): the VM never reaches "running", with or without KVM. */
 static const char *broken_image(void)
 {
@@ -163,6 +174,26 @@ static int guest_running(const char *vm)
 	return node >= 0 && wait_beats(node, vm, 2) ? node : -1;
 }
 
+/* `cmectl node forget`: refused for a node that is up; the lost one leaves the members. */
+static void forget_node(int lost, int up)
+{
+	char *out = NULL, *err = NULL, key[64];
+	json_t *m;
+	int rc = cmectl(&C, &out, &err, "node", "forget", C.node[up].name, NULL);
+
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(err && strstr(err, "is up: stop its cme-clusterd first"));
+	free(out);
+	free(err);
+	snprintf(key, sizeof(key), "members/%s", C.node[lost].name);
+	m = cluster_get(&C, key);
+	CU_ASSERT_PTR_NOT_NULL(m); /* a member while it was up */
+	json_decref(m);
+	rc = cmectl(&C, &out, &err, "node", "forget", C.node[lost].name, NULL);
+	cluster_expect_ok("node forget", rc, out, err);
+	CU_ASSERT_PTR_NULL(cluster_get(&C, key));
+}
+
 static void test_host_loss(void)
 {
 	char key[64];
@@ -179,6 +210,8 @@ static void test_host_loss(void)
 	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-ha-restart", "vm1"));
 	snprintf(key, sizeof(key), "nodes/%s", C.node[from].name);
 	CU_ASSERT_PTR_NULL(cluster_get(&C, key)); /* restarted only once its lease was gone */
+	if (to >= 0)
+		forget_node(from, to);
 }
 
 /* With a guest: kill -9 of its host; it beats again on the new owner, uncorrupted. */
@@ -407,6 +440,128 @@ static void test_lost_node_rejoins_empty(void)
 	CU_ASSERT_EQUAL(beats(from, "vm1"), frozen_beats);
 }
 
+/* Every daemon has run longer than its peer channel's start hold (lease TTL 3 s + margin
+ * 1 s): a daemon that just started neither confirms nor releases. */
+static void wait_daemons_settled(void)
+{
+	uint64_t latest = 0;
+	char key[64];
+
+	for (int i = 0; i < C.n; i++) {
+		json_t *n;
+
+		snprintf(key, sizeof(key), "nodes/%s", C.node[i].name);
+		n = cluster_get(&C, key);
+		if ((uint64_t)json_integer_value(json_object_get(n, "started_ms")) > latest)
+			latest = (uint64_t)json_integer_value(json_object_get(n, "started_ms"));
+		json_decref(n);
+	}
+	while (wall_ms() < latest + 4500)
+		sleep_ms(100);
+}
+
+/* Watch vm on node for ms: true when its VMM said anything but "running" meanwhile. */
+static bool left_running(int node, const char *vm, int ms)
+{
+	char st[32];
+	bool left = false;
+
+	for (uint64_t end = now_ns() + ms * 1000000ull; now_ns() < end; sleep_ms(200))
+		left |= strcmp(vmm_state(node, vm, st, sizeof(st)), "running") != 0;
+	return left;
+}
+
+/* etcd stops for everyone for twice the lease TTL: the three daemons confirm each other
+ * over the peer channel and every guest runs on (without that, its deadline would pause
+ * it after about 2 s); when etcd is back, nothing was lost, moved or fenced. */
+static void test_etcd_outage_rides_through(void)
+{
+	long long epoch = 0, after = 0;
+	int node, at_stop;
+
+	REQUIRE_KVM();
+	START(3, NULL);
+	node = guest_running("vm1");
+	CU_ASSERT_FATAL(node >= 0);
+	cluster_owner(&C, "vm1", &epoch);
+	wait_daemons_settled();
+	etcd_proc_stop(&C.etcd);
+	at_stop = beats(node, "vm1");
+	CU_ASSERT_FALSE(left_running(node, "vm1", 7000)); /* 2 x TTL, and one more second */
+	CU_ASSERT_TRUE(beats(node, "vm1") >= at_stop + 3);
+	CU_ASSERT_FATAL(etcd_proc_restart(&C.etcd) == 0);
+	/* Leases are renewed on etcd's return: watch two TTLs for anything moving. */
+	CU_ASSERT_FALSE(left_running(node, "vm1", 6000));
+	CU_ASSERT_EQUAL(cluster_owner(&C, "vm1", &after), node);
+	CU_ASSERT_EQUAL(after, epoch);
+	CU_ASSERT_FALSE(cluster_has_event(&C, "node-lost", NULL));
+	CU_ASSERT_FALSE(cluster_has_event(&C, "vm-fenced", NULL));
+	CU_ASSERT_FALSE(corrupt(node, "vm1"));
+}
+
+/* Node c (its daemon and VMMs in a network namespace) loses its link — during an etcd
+ * outage, or with etcd up: it reaches neither etcd nor a majority, so its guest is fenced
+ * by the deadline, while the others' guests run on; once its lease is gone (after etcd
+ * returned), the leader gathers the releases of the two others and restarts the VM
+ * elsewhere; the old copy never beats again; the link back, node c rejoins empty. */
+static void partition(bool etcd_outage)
+{
+	char why[256], st[32], key[64];
+	bool fenced = false;
+	int rc, at_fence, to, other;
+
+	REQUIRE_KVM();
+	rc = cluster_start_netns(&C, 3, NODE_MEM_MB, NULL, 2, why, sizeof(why));
+	if (rc == -EPERM) {
+		test_skip(why);
+		return;
+	}
+	CU_ASSERT_FATAL(rc == 0);
+	admin("drain", 0);
+	admin("drain", 1);
+	create_in_group("vm1", "g");
+	CU_ASSERT_FATAL(wait_owner("vm1") == 2);
+	admin("undrain", 0);
+	admin("undrain", 1);
+	create_in_group("vm2", "g"); /* so never on node c, beside vm1 */
+	other = wait_owner("vm2");
+	CU_ASSERT_FATAL(other >= 0 && other != 2);
+	CU_ASSERT_FATAL(wait_beats(2, "vm1", 2) && wait_beats(other, "vm2", 2));
+	wait_daemons_settled();
+	if (etcd_outage)
+		etcd_proc_stop(&C.etcd);
+	CU_ASSERT_FATAL(netns_cut(&C.ns) == 0);
+	for (int t = 0; t < WAIT_MS && !fenced; t += 100, sleep_ms(100))
+		fenced = !strcmp(vmm_state(2, "vm1", st, sizeof(st)), "fenced");
+	CU_ASSERT_FATAL(fenced);
+	at_fence = beats(2, "vm1");
+	CU_ASSERT_FALSE(left_running(other, "vm2", etcd_outage ? 6000 : 1000));
+	if (etcd_outage)
+		CU_ASSERT_FATAL(etcd_proc_restart(&C.etcd) == 0);
+	to = wait_moved("vm1", 2, 2);
+	CU_ASSERT_TRUE(to >= 0 && wait_beats(to, "vm1", 2));
+	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-ha-restart", "vm1"));
+	CU_ASSERT_EQUAL(beats(2, "vm1"), at_fence);
+	CU_ASSERT_FATAL(netns_restore(&C.ns) == 0);
+	snprintf(key, sizeof(key), "nodes/%s", C.node[2].name);
+	CU_ASSERT_TRUE(cluster_wait_field(&C, key, "name", C.node[2].name, WAIT_MS));
+	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, 2, "vm1") > 0; t += 100)
+		sleep_ms(100);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, 2, "vm1"), 0); /* stopped, never resumed */
+	CU_ASSERT_EQUAL(beats(2, "vm1"), at_fence);
+	CU_ASSERT_FALSE(corrupt(to >= 0 ? to : 0, "vm1"));
+}
+
+static void test_partition(void)
+{
+	partition(false);
+}
+
+static void test_partition_during_outage(void)
+{
+	partition(true);
+}
+
 void suite_ha(void)
 {
 	static const struct test_case cases[] = {
@@ -414,6 +569,12 @@ void suite_ha(void)
 		{ "host loss with a guest: it beats again elsewhere", test_host_loss_guest },
 		{ "a hung daemon: its guest is fenced before the VM moves",
 		  test_hung_daemon_fences },
+		{ "etcd down for 2 x TTL: no guest stops, nothing moves",
+		  test_etcd_outage_rides_through },
+		{ "partition (network namespace): fenced, restarted elsewhere, rejoins empty",
+		  test_partition },
+		{ "partition during an etcd outage: still fenced, restarted once etcd is back",
+		  test_partition_during_outage },
 		{ "an adopted VMM's guest powers off: stopped, not restarted",
 		  test_adopted_poweroff_is_not_a_crash },
 		{ "the leader's host is lost: a new leader restarts its VMs",

@@ -1,13 +1,15 @@
 /* The HA soak (make soak; skipped by make test): three cme-clusterd, two self-checking
  * guests, and for up to 5 minutes (at least 20 rounds) a fault at a random moment on the
  * host of a random guest — host loss (kill -9 of the daemon and its VMMs), a hung daemon
- * (SIGSTOP), a frozen host (SIGSTOP of everything), an etcd restart — each waited out
+ * (SIGSTOP), a frozen host (SIGSTOP of everything), an etcd restart, a partition (node c
+ * lives in a network namespace whose link is cut) — each waited out
  * until the guest beats again, then the host restored. A checker thread polls every
  * console of every VM every 20 ms: two consoles of one VM growing in the same poll are two
  * copies running at once (a violation). The guests' own page checks find lost pages. */
 #include "e2e_cluster.h"
 #include "e2e.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -114,9 +116,9 @@ static bool all_registered(void)
 	return false;
 }
 
-enum fault { HOST_LOSS, HUNG_DAEMON, FROZEN_HOST, ETCD_RESTART, NFAULTS };
+enum fault { HOST_LOSS, HUNG_DAEMON, FROZEN_HOST, ETCD_RESTART, PARTITION, NFAULTS };
 static const char *const fault_names[] = { "host-loss", "hung-daemon", "frozen-host",
-					   "etcd-restart" };
+					   "etcd-restart", "partition" };
 
 /* Inject f on node (the host of vm), wait until vm beats again, restore. */
 static bool round_once(enum fault f, int node, const char *vm)
@@ -131,6 +133,10 @@ static bool round_once(enum fault f, int node, const char *vm)
 		break;
 	case HUNG_DAEMON: kill(C.node[node].pid, SIGSTOP); break;
 	case FROZEN_HOST: cluster_node_signal_all(&C, node, SIGSTOP); break;
+	case PARTITION:
+		if (netns_cut(&C.ns))
+			return false;
+		break;
 	default: etcd_proc_kill(&C.etcd); break;
 	}
 	if (f == ETCD_RESTART) {
@@ -149,6 +155,8 @@ static bool round_once(enum fault f, int node, const char *vm)
 			ok = cluster_node_start(&C, node, NULL) == 0 && ok;
 		else if (f == HUNG_DAEMON)
 			kill(C.node[node].pid, SIGCONT);
+		else if (f == PARTITION)
+			ok = netns_restore(&C.ns) == 0 && ok;
 		else
 			cluster_node_signal_all(&C, node, SIGCONT);
 	}
@@ -170,7 +178,12 @@ static void test_soak(void)
 		test_skip("%s", why);
 		return;
 	}
-	CU_ASSERT_FATAL(cluster_start(&C, 3, NODE_MEM_MB) == 0);
+	/* Node c in a network namespace, for the partition fault; without root, no partition. */
+	if (cluster_start_netns(&C, 3, NODE_MEM_MB, NULL, 2, why, sizeof(why)) == -EPERM) {
+		printf("\n    no partition faults: %s\n", why);
+		CU_ASSERT_FATAL(cluster_start(&C, 3, NODE_MEM_MB) == 0);
+	}
+	CU_ASSERT_FATAL(C.n == 3 && all_registered());
 	for (int v = 0; v < NVMS; v++) {
 		char *out = NULL, *err = NULL;
 		int rc = cmectl(&C, &out, &err, "vm", "create", vms[v], "--mem", "256M", "--vcpus",
@@ -193,6 +206,8 @@ static void test_soak(void)
 
 		if ((now_ns() - t0) / 1000000 > MAX_SOAK_MS || node < 0)
 			break;
+		if (f == PARTITION && node != C.ns_node) /* only node c can be cut off */
+			f = node == 0 ? FROZEN_HOST : HOST_LOSS;
 		faults[f]++;
 		rounds++;
 		if (!round_once(f, node, vm)) {
@@ -205,10 +220,11 @@ static void test_soak(void)
 	atomic_store(&k.stop, true);
 	pthread_join(k.thread, NULL);
 	printf("\n    soak: %u rounds in %llu s; faults: host-loss %u, hung-daemon %u, "
-	       "frozen-host %u, etcd-restart %u; HA restarts seen %s; violations %u; lost "
-	       "pages %d\n",
+	       "frozen-host %u, etcd-restart %u, partition %u; HA restarts seen %s; violations %u; "
+	       "lost pages %d\n",
 	       rounds, (unsigned long long)((now_ns() - t0) / 1000000000ull), faults[0], faults[1],
-	       faults[2], faults[3], cluster_has_event(&C, "vm-ha-restart", NULL) ? "yes" : "no",
+	       faults[2], faults[3], faults[4],
+	       cluster_has_event(&C, "vm-ha-restart", NULL) ? "yes" : "no",
 	       atomic_load(&k.violations), corrupt_total());
 	CU_ASSERT_EQUAL(failed, 0);
 	CU_ASSERT(rounds >= MIN_ROUNDS);

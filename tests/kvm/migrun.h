@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "harness.h"
+#include "netns.h"
 
 #define MIG_MAX_CONSOLES 8
 
@@ -89,18 +90,6 @@ struct tcp_sink {
 int tcp_sink_start(struct tcp_sink *s, const char *host, bool talk) CME_WUR;
 void tcp_sink_stop(struct tcp_sink *s);
 
-/* A network namespace of this test with a veth pair: host_ip on the host end, ns_ip
- * inside (a /30 of 10.213.0.0/16 chosen by PID). */
-struct netns {
-	char name[32], host_if[16], ns_if[16], host_ip[20], ns_ip[20];
-	bool made;
-};
-/* Build it; returns 0, or -1 with why it cannot be done here (for test_skip). */
-int netns_make(struct netns *n, char *why, size_t len) CME_WUR;
-/* Cut the link (the host end down). Returns 0 or -1. */
-int netns_cut(struct netns *n) CME_WUR;
-/* Delete the namespace and the veth pair (safe to call twice). */
-void netns_remove(struct netns *n);
 /* Start `cme-vmm incoming` inside the namespace, listening on ns_ip:0, and wait for its
  * port. The process is not one the harness kills: the caller must vmm_kill it. Returns the
  * port or -errno. */

@@ -122,7 +122,7 @@ static void print_log_tail(const struct etcd_proc *p)
 
 /* The argument strings, built before fork() (the runner may have threads). */
 struct etcd_args {
-	char peer[64], data[600], log[600], cluster[128];
+	char peer[64], data[600], log[600], cluster[128], listen[160];
 	char cert[600], key[600], ca[600], metrics[64];
 };
 
@@ -147,7 +147,7 @@ static void child_exec(const struct etcd_proc *p, const struct etcd_args *a)
 		      (char *)NULL);
 	else
 		execl(ETCD_BIN, ETCD_BIN, "--name", "default", "--data-dir", a->data,
-		      "--listen-client-urls", p->url, "--advertise-client-urls", p->url,
+		      "--listen-client-urls", a->listen, "--advertise-client-urls", p->url,
 		      "--listen-peer-urls", a->peer, "--initial-advertise-peer-urls", a->peer,
 		      "--initial-cluster", a->cluster, "--logger", "zap", "--log-level", "warn",
 		      "--experimental-watch-progress-notify-interval", "1s", (char *)NULL);
@@ -194,6 +194,11 @@ int etcd_proc_restart(struct etcd_proc *p)
 	snprintf(a.data, sizeof(a.data), "%s/data", p->dir);
 	snprintf(a.log, sizeof(a.log), "%s/etcd.log", p->dir);
 	snprintf(a.cluster, sizeof(a.cluster), "default=%s", a.peer);
+	if (p->also[0])
+		snprintf(a.listen, sizeof(a.listen), "%s,http://%s:%d", p->url, p->also,
+			 p->client_port);
+	else
+		snprintf(a.listen, sizeof(a.listen), "%s", p->url);
 	p->pid = fork();
 	if (p->pid < 0) {
 		p->pid = 0;
@@ -205,14 +210,10 @@ int etcd_proc_restart(struct etcd_proc *p)
 	return wait_ready(p);
 }
 
-int etcd_proc_start(struct etcd_proc *p)
-{
-	return etcd_proc_start_tls(p, NULL);
-}
-
-int etcd_proc_start_tls(struct etcd_proc *p, const char *tls_dir)
+static int start(struct etcd_proc *p, const char *tls_dir, const char *also)
 {
 	memset(p, 0, sizeof(*p));
+	snprintf(p->also, sizeof(p->also), "%s", also ? also : "");
 	if (tls_dir) {
 		snprintf(p->tls_dir, sizeof(p->tls_dir), "%s", tls_dir);
 		p->metrics_port = test_free_port();
@@ -225,6 +226,21 @@ int etcd_proc_start_tls(struct etcd_proc *p, const char *tls_dir)
 	if (p->client_port < 0 || p->peer_port < 0)
 		return p->client_port < 0 ? p->client_port : p->peer_port;
 	return etcd_proc_restart(p);
+}
+
+int etcd_proc_start(struct etcd_proc *p)
+{
+	return etcd_proc_start_tls(p, NULL);
+}
+
+int etcd_proc_start_also(struct etcd_proc *p, const char *also)
+{
+	return start(p, NULL, also);
+}
+
+int etcd_proc_start_tls(struct etcd_proc *p, const char *tls_dir)
+{
+	return start(p, tls_dir, NULL);
 }
 
 int etcd_proc_signal(struct etcd_proc *p, int sig)

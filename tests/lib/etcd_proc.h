@@ -17,6 +17,7 @@ struct etcd_proc {
 	char tls_dir[512]; /* HTTPS with client-certificate auth when set (a mkcerts.sh folder
 			    * whose certificate names 127.0.0.1) */
 	int metrics_port;  /* plain-HTTP /health when TLS is on */
+	char also[20];	   /* plain HTTP only: an address it also listens on (same port) */
 };
 
 /* A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then closed).
@@ -26,6 +27,8 @@ int test_free_port(void);
  * notifications, and wait (up to 10 s) until it has a leader. Returns 0 or -errno (the
  * log's tail is printed). A missing ETCD_BIN is an error, not a skip. */
 int etcd_proc_start(struct etcd_proc *p);
+/* The same (plain HTTP), listening on address also (e.g. a test's veth end) as well. */
+int etcd_proc_start_also(struct etcd_proc *p, const char *also);
 /* The same over HTTPS with client-certificate auth, tls_dir holding ca.crt, tls.crt and
  * tls.key for the server (a certs/mkcerts.sh folder for the name 127.0.0.1). */
 int etcd_proc_start_tls(struct etcd_proc *p, const char *tls_dir);

@@ -169,6 +169,28 @@ static int load(const char *text, struct cd_config *c, char *err, size_t len)
 	return cd_config_load(path, c, err, len);
 }
 
+/* members/<node>: the record a majority is counted over. */
+static void test_member_roundtrip(void)
+{
+	struct cl_member m = { .joined_ms = 1795478477034ULL }, back;
+	struct etcd_err err = { "" };
+	char *json;
+
+	strcpy(m.name, "node-a");
+	strcpy(m.peer, "[fd00::1]:7410");
+	json = cl_member_json(&m);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(json);
+	CU_ASSERT_EQUAL(cl_member_parse(json, strlen(json), &back, &err), 0);
+	CU_ASSERT_STRING_EQUAL(back.name, "node-a");
+	CU_ASSERT_STRING_EQUAL(back.peer, "[fd00::1]:7410");
+	CU_ASSERT_EQUAL(back.joined_ms, m.joined_ms);
+	free(json);
+	CU_ASSERT_EQUAL(cl_member_parse("{\"name\":\"node-a\"}", 17, &back, &err), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "peer"));
+	CU_ASSERT_EQUAL(cl_member_parse("{\"name\":\"A B\",\"peer\":\"x:1\"}", 27, &back, &err),
+			-EINVAL);
+}
+
 static void test_config(void)
 {
 	struct cd_config c;
@@ -203,6 +225,18 @@ static void test_config(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "lease_ttl must be 2..60"));
 	CU_ASSERT_NOT_EQUAL(load("node = a\ntls_dir = /t\nprefix = /cme/\n", &c, err, sizeof(err)),
 			    0);
+	CU_ASSERT_TRUE(c.ride_through); /* on by default, with fencing */
+	CU_ASSERT_STRING_EQUAL(c.peer, "");
+	CU_ASSERT_EQUAL(load("node = a\ntls_dir = /t\npeer = 10.0.0.1:7411\nride_through = off\n",
+			     &c, err, sizeof(err)),
+			0);
+	CU_ASSERT_STRING_EQUAL(c.peer, "10.0.0.1:7411");
+	CU_ASSERT_FALSE(c.ride_through);
+	CU_ASSERT_NOT_EQUAL(load("node = a\ntls_dir = /t\npeer = 10.0.0.1\n", &c, err, sizeof(err)),
+			    0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "peer must be HOST:PORT"));
+	CU_ASSERT_NOT_EQUAL(
+		load("node = a\ntls_dir = /t\nride_through = maybe\n", &c, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(cd_config_load("/nonexistent/clusterd.conf", &c, err, sizeof(err)),
 			-ENOENT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "No such file"));
@@ -217,6 +251,7 @@ void suite_records(void)
 		{ "spec refusals", test_spec_refusals },
 		{ "too long and truncated", test_too_long },
 		{ "migration round trip", test_migration_roundtrip },
+		{ "member round trip", test_member_roundtrip },
 		{ "daemon configuration", test_config },
 		{ NULL, NULL },
 	};

@@ -1,0 +1,476 @@
+/* Riding out an etcd outage, safely. A node whose lease cannot be renewed keeps its guests
+ * running only on confirmations from a majority of the cluster's members (members/
+ * records, counting itself), given over the peer channel; and the leader restarts the
+ * VMs of a lost node only after a majority of members released it. Two majorities always
+ * share a member, so the two can never both happen:
+ *
+ *   - a member grants a confirmation to X only while etcd does not answer it, and promises
+ *     with it not to release X for `hold` (TTL + margin) on its own clock; X's deadline
+ *     from a confirmation asked at s is s + the fencing window (ha_fence_quorum_deadline:
+ *     the majority's oldest confirmation counts), which ends before every promise of it;
+ *   - a member asked by the leader to release X refuses X's confirmations from then on
+ *     (until it reads X registered again) and says how long its last promise to X still
+ *     holds; the leader waits that long (plus the margin) after a majority released X;
+ *   - a daemon that just started may have forgotten promises: for `hold` it neither grants
+ *     nor releases without making the leader wait that long;
+ *   - the leader's move of a VM also requires nodes/<X> to be absent (cd_owner_take): a node
+ *     that got etcd back registers again and keeps its guests.
+ *
+ * Clusters of fewer than three members cannot ride through (a majority of two is both) and
+ * fence on the lease alone, as with ride_through = off. */
+#include "cd_priv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUB	    "quorum"
+#define RIDE_MS	    500 /* how often a node that etcd does not answer asks its peers */
+#define ASK_MS	    400
+#define MIN_MEMBERS 3
+#define NS_PER_MS   1000000ull
+
+struct given {
+	char node[CL_NAME_MAX];
+	uint64_t until_ns;    /* our promise to it holds until then (CLOCK_BOOTTIME) */
+	uint64_t released_ns; /* when the leader asked us to release it; 0: not released */
+};
+
+struct rel {
+	char node[CL_NAME_MAX];
+	uint64_t ready_ns; /* the leader may move its VMs from then on; 0: no majority yet */
+	unsigned wait_ms;  /* what the majority's promises still held when it released */
+};
+
+struct confirm {
+	char node[CL_NAME_MAX];
+	uint64_t sent_ns; /* when we asked for its last confirmation (CLOCK_BOOTTIME) */
+};
+
+struct cd_quorum {
+	pthread_mutex_t mu;
+	struct cl_member members[CD_MAX_MEMBERS]; /* the last view's, or the cached file's */
+	size_t nmembers;
+	struct given given[CD_MAX_MEMBERS];
+	size_t ngiven;
+	uint64_t start_ns, hold_ns;
+	/* the ride thread's own */
+	pthread_t ride;
+	bool ride_started;
+	atomic_bool quit;
+	struct confirm got[CD_MAX_MEMBERS];
+	size_t ngot;
+	unsigned last_granted;
+	/* the leader's (main thread) */
+	struct rel rel[CD_MAX_MEMBERS];
+	size_t nrel;
+};
+
+static bool ride_on(const struct cd *cd)
+{
+	return cd->cfg->ride_through && cd->cfg->fence;
+}
+
+static const struct cl_member *member_find(const struct cd_quorum *q, const char *name)
+{
+	for (size_t i = 0; i < q->nmembers; i++)
+		if (!strcmp(q->members[i].name, name))
+			return &q->members[i];
+	return NULL;
+}
+
+static struct given *given_get(struct cd_quorum *q, const char *node, bool add)
+{
+	for (size_t i = 0; i < q->ngiven; i++)
+		if (!strcmp(q->given[i].node, node))
+			return &q->given[i];
+	if (!add || q->ngiven == CD_MAX_MEMBERS)
+		return NULL;
+	memset(&q->given[q->ngiven], 0, sizeof(q->given[0]));
+	snprintf(q->given[q->ngiven].node, CL_NAME_MAX, "%s", node);
+	return &q->given[q->ngiven++];
+}
+
+static uint64_t left_ns(uint64_t until, uint64_t now)
+{
+	return until > now ? until - now : 0;
+}
+
+/* ---- the members, cached in <state_dir>/members.json for a restart during an outage ---- */
+
+static void cache_path(const struct cd *cd, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/members.json", cd->cfg->state_dir);
+}
+
+static void cache_save(struct cd *cd, const struct cl_member *m, size_t n)
+{
+	char path[CL_PATH_MAX + 16], *txt;
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < n; i++)
+		json_array_append_new(arr,
+				      json_pack("{s:s,s:s}", "name", m[i].name, "peer", m[i].peer));
+	txt = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+	cache_path(cd, path, sizeof(path));
+	if (!txt || write_file_atomic(path, txt, strlen(txt)))
+		log_warn(SUB, "cannot save the members in %s", path);
+	free(txt);
+	json_decref(arr);
+}
+
+static void cache_load(struct cd *cd)
+{
+	struct cd_quorum *q = cd->quorum;
+	char path[CL_PATH_MAX + 16];
+	json_t *arr, *e;
+	size_t i;
+
+	cache_path(cd, path, sizeof(path));
+	arr = json_load_file(path, 0, NULL);
+	json_array_foreach(arr, i, e)
+	{
+		const char *name = json_string_value(json_object_get(e, "name"));
+		const char *peer = json_string_value(json_object_get(e, "peer"));
+
+		if (q->nmembers == CD_MAX_MEMBERS || !name || !peer || !cl_name_ok(name) ||
+		    strlen(peer) >= sizeof(q->members[0].peer))
+			continue;
+		snprintf(q->members[q->nmembers].name, CL_NAME_MAX, "%s", name);
+		snprintf(q->members[q->nmembers].peer, sizeof(q->members[0].peer), "%s", peer);
+		q->nmembers++;
+	}
+	json_decref(arr);
+}
+
+/* members/<me> with the peer channel's address, written when missing or stale. */
+static void publish_self(struct cd *cd, const struct cl_view *v)
+{
+	const struct cl_node_view *nv = cl_view_node(v, cd->cfg->node);
+	struct cl_member m = { .joined_ms = wall_ms() };
+	char key[256];
+
+	if (!cd->peer || (nv && nv->member && !strcmp(nv->mem.peer, cd_peer_addr(cd))))
+		return;
+	if (nv && nv->member)
+		m.joined_ms = nv->mem.joined_ms;
+	snprintf(m.name, sizeof(m.name), "%s", cd->cfg->node);
+	snprintf(m.peer, sizeof(m.peer), "%s", cd_peer_addr(cd));
+	cd_key(cd, key, sizeof(key), "members", cd->cfg->node, NULL);
+	if (!cd_put_json(cd, key, cl_member_json(&m), 0))
+		log_info(SUB, "node=%s: member of the cluster, peer channel %s", m.name, m.peer);
+}
+
+void cd_quorum_view(struct cd *cd, const struct cl_view *v, uint64_t read_ns)
+{
+	struct cd_quorum *q = cd->quorum;
+	struct cl_member m[CD_MAX_MEMBERS];
+	size_t n = 0;
+	bool changed;
+
+	publish_self(cd, v);
+	for (size_t i = 0; i < v->nnodes && n < CD_MAX_MEMBERS; i++)
+		if (v->nodes[i].member)
+			m[n++] = v->nodes[i].mem;
+	pthread_mutex_lock(&q->mu);
+	changed = n != q->nmembers || memcmp(m, q->members, n * sizeof(m[0]));
+	if (changed) {
+		memcpy(q->members, m, n * sizeof(m[0]));
+		q->nmembers = n;
+	}
+	/* A released node that registered again (after the release) may be confirmed again. */
+	for (size_t i = 0; i < q->ngiven; i++) {
+		const struct cl_node_view *nv = cl_view_node(v, q->given[i].node);
+
+		if (q->given[i].released_ns && q->given[i].released_ns < read_ns && nv && nv->alive)
+			q->given[i].released_ns = 0;
+	}
+	pthread_mutex_unlock(&q->mu);
+	for (size_t i = 0; i < q->nrel;) /* leader: alive again, a loss later asks anew */
+		if (cl_view_node(v, q->rel[i].node) && cl_view_node(v, q->rel[i].node)->alive)
+			q->rel[i] = q->rel[--q->nrel];
+		else
+			i++;
+	if (changed)
+		cache_save(cd, m, n);
+}
+
+/* ---- answering peers (the peer thread) --------------------------------------------------- */
+
+static json_t *answer_confirm(struct cd *cd, const char *node)
+{
+	struct cd_quorum *q = cd->quorum;
+	uint64_t now = boottime_ns();
+	const char *why = NULL;
+	struct given *g;
+
+	pthread_mutex_lock(&q->mu);
+	g = given_get(q, node, false);
+	if (!ride_on(cd) || q->nmembers < MIN_MEMBERS)
+		why = "no ride-through here (ride_through off, or fewer than 3 members)";
+	else if (!atomic_load(&cd->etcd_down))
+		why = "etcd answers this node";
+	else if (now < q->start_ns + q->hold_ns)
+		why = "this daemon has just started";
+	else if (!member_find(q, node))
+		why = "not a member";
+	else if (g && g->released_ns)
+		why = "released to the leader: its VMs restart elsewhere";
+	else if (!(g = given_get(q, node, true)))
+		why = "too many nodes";
+	else
+		g->until_ns = now + q->hold_ns;
+	pthread_mutex_unlock(&q->mu);
+	return json_pack("{s:b,s:b,s:s}", "ok", 1, "granted", why == NULL, "why", why ? why : "");
+}
+
+static json_t *answer_release(struct cd *cd, const char *node)
+{
+	struct cd_quorum *q = cd->quorum;
+	uint64_t now = boottime_ns(), wait;
+	struct given *g;
+
+	pthread_mutex_lock(&q->mu);
+	g = given_get(q, node, true);
+	if (g && !g->released_ns)
+		g->released_ns = now;
+	wait = left_ns(q->start_ns + q->hold_ns, now);
+	if (g && left_ns(g->until_ns, now) > wait)
+		wait = left_ns(g->until_ns, now);
+	pthread_mutex_unlock(&q->mu);
+	if (!g)
+		return json_pack("{s:b,s:s}", "ok", 0, "error", "too many nodes");
+	return json_pack("{s:b,s:I}", "ok", 1, "wait_ms",
+			 (json_int_t)((wait + NS_PER_MS - 1) / NS_PER_MS));
+}
+
+static json_t *answer(struct cd *cd, const char *from, json_t *req)
+{
+	const char *op = json_string_value(json_object_get(req, "op"));
+	const char *node = json_string_value(json_object_get(req, "node"));
+
+	if (!op || !node || !cl_name_ok(node))
+		return json_pack("{s:b,s:s}", "ok", 0, "error", "bad request");
+	if (!strcmp(op, "confirm") && strcmp(from, node))
+		return json_pack("{s:b,s:s}", "ok", 0, "error",
+				 "a node asks confirmations for itself only");
+	if (!strcmp(op, "confirm"))
+		return answer_confirm(cd, node);
+	if (!strcmp(op, "release"))
+		return answer_release(cd, node);
+	return json_pack("{s:b,s:s}", "ok", 0, "error", "unknown op");
+}
+
+/* ---- riding through (the ride thread) ---------------------------------------------------- */
+
+/* The other members to ask, and how many members there are; 0 when this node may not ride
+ * (not a member, too few, ride-through off). */
+static size_t ride_peers(struct cd *cd, struct cl_member *peers, size_t *npeers)
+{
+	struct cd_quorum *q = cd->quorum;
+	size_t n;
+
+	*npeers = 0;
+	pthread_mutex_lock(&q->mu);
+	n = q->nmembers;
+	if (n < MIN_MEMBERS || !member_find(q, cd->cfg->node))
+		n = 0;
+	for (size_t i = 0; n && i < q->nmembers; i++)
+		if (strcmp(q->members[i].name, cd->cfg->node))
+			peers[(*npeers)++] = q->members[i];
+	pthread_mutex_unlock(&q->mu);
+	return n;
+}
+
+static uint64_t *got_time(struct cd_quorum *q, const char *node)
+{
+	for (size_t i = 0; i < q->ngot; i++)
+		if (!strcmp(q->got[i].node, node))
+			return &q->got[i].sent_ns;
+	if (q->ngot == CD_MAX_MEMBERS)
+		return NULL;
+	snprintf(q->got[q->ngot].node, CL_NAME_MAX, "%.*s", CL_NAME_MAX - 1, node);
+	q->got[q->ngot].sent_ns = 0;
+	return &q->got[q->ngot++].sent_ns;
+}
+
+static void ride_round(struct cd *cd)
+{
+	struct cd_quorum *q = cd->quorum;
+	struct cl_member peers[CD_MAX_MEMBERS];
+	json_t *replies[CD_MAX_MEMBERS], *req;
+	uint64_t confirmed[CD_MAX_MEMBERS], sent, qd;
+	size_t npeers, nodes;
+	unsigned granted = 0;
+	int64_t lease;
+
+	if (!cd_fence_deadline(cd, &lease) || !atomic_load(&cd->etcd_down) ||
+	    !(nodes = ride_peers(cd, peers, &npeers))) {
+		q->ngot = 0; /* confirmations are for one outage */
+		q->last_granted = 0;
+		return;
+	}
+	req = json_pack("{s:s,s:s}", "op", "confirm", "node", cd->cfg->node);
+	sent = boottime_ns();
+	cd_peer_ask(cd, peers, npeers, req, replies, ASK_MS);
+	json_decref(req);
+	for (size_t i = 0; i < npeers; i++) {
+		uint64_t *t = got_time(q, peers[i].name);
+
+		if (t && json_is_true(json_object_get(replies[i], "granted"))) {
+			*t = sent;
+			granted++;
+		}
+		confirmed[i] = t ? *t : 0;
+		json_decref(replies[i]);
+	}
+	qd = ha_fence_quorum_deadline(&cd->fence.cfg, (unsigned)nodes, confirmed, npeers);
+	if (qd)
+		cd_fence_quorum(cd, lease, qd);
+	if (granted != q->last_granted)
+		log_warn(SUB,
+			 "node=%s: etcd does not answer; %u of %zu other members confirm (a "
+			 "majority needs %zu): guests %s",
+			 cd->cfg->node, granted, npeers, nodes / 2,
+			 granted >= nodes / 2 ? "keep running" : "stop at the lease's deadline");
+	q->last_granted = granted;
+}
+
+static void *ride_main(void *arg)
+{
+	struct cd *cd = arg;
+
+	pthread_setname_np(pthread_self(), "ride");
+	while (!atomic_load(cd->stop) && !atomic_load(&cd->quorum->quit)) {
+		ride_round(cd);
+		for (unsigned t = 0; t < RIDE_MS && !atomic_load(&cd->quorum->quit); t += 50)
+			sleep_ms(50);
+	}
+	return NULL;
+}
+
+/* ---- the leader's releases ---------------------------------------------------------------- */
+
+static struct rel *rel_get(struct cd_quorum *q, const char *node)
+{
+	for (size_t i = 0; i < q->nrel; i++)
+		if (!strcmp(q->rel[i].node, node))
+			return &q->rel[i];
+	if (q->nrel == CD_MAX_MEMBERS)
+		return NULL;
+	memset(&q->rel[q->nrel], 0, sizeof(q->rel[0]));
+	snprintf(q->rel[q->nrel].node, CL_NAME_MAX, "%s", node);
+	return &q->rel[q->nrel++];
+}
+
+/* Ask every live member but the lost one (and this one, directly) to release node. */
+static void gather(struct cd *cd, const struct cl_view *v, const char *node, struct rel *r,
+		   size_t members, char *why, size_t len)
+{
+	struct cl_member peers[CD_MAX_MEMBERS];
+	json_t *replies[CD_MAX_MEMBERS], *req, *mine;
+	uint64_t asked = boottime_ns(), wait;
+	size_t n = 0, got = 1, need = members / 2 + 1;
+
+	for (size_t i = 0; i < v->nnodes && n < CD_MAX_MEMBERS; i++)
+		if (v->nodes[i].member && strcmp(v->nodes[i].name, node) &&
+		    strcmp(v->nodes[i].name, cd->cfg->node))
+			peers[n++] = v->nodes[i].mem;
+	req = json_pack("{s:s,s:s}", "op", "release", "node", node);
+	mine = answer_release(cd, node);
+	wait = (uint64_t)json_integer_value(json_object_get(mine, "wait_ms"));
+	json_decref(mine);
+	cd_peer_ask(cd, peers, n, req, replies, ASK_MS);
+	json_decref(req);
+	for (size_t i = 0; i < n; i++) {
+		json_t *w = json_object_get(replies[i], "wait_ms");
+
+		if (json_is_true(json_object_get(replies[i], "ok")) && json_is_integer(w)) {
+			got++;
+			if ((uint64_t)json_integer_value(w) > wait)
+				wait = (uint64_t)json_integer_value(w);
+		}
+		json_decref(replies[i]);
+	}
+	if (got >= need) {
+		/* Promises still open are counted on other clocks: add the margin for their
+		 * drift. None open: nothing to wait for. */
+		if (wait)
+			wait += cd->cfg->fence_margin_ms;
+		r->ready_ns = asked + wait * NS_PER_MS;
+		r->wait_ms = (unsigned)wait;
+		log_info(SUB, "node %s released by %zu of %zu members; its VMs move in %llu ms",
+			 node, got, members, (unsigned long long)wait);
+	} else {
+		snprintf(why, len,
+			 "node %s is down; waiting for fencing: %zu of %zu members confirm it can "
+			 "no longer run guests (a majority is %zu)",
+			 node, got, members, need);
+	}
+}
+
+bool cd_quorum_fenced(struct cd *cd, const struct cl_view *v, const char *node, char *why,
+		      size_t len)
+{
+	size_t members = cl_view_members(v);
+	struct rel *r;
+	uint64_t now = boottime_ns();
+
+	if (!ride_on(cd) || members < MIN_MEMBERS)
+		return true; /* no confirmations anywhere: the lease's expiry is enough */
+	r = rel_get(cd->quorum, node);
+	if (!r) {
+		snprintf(why, len, "node %s is down; waiting for fencing (too many nodes)", node);
+		return false;
+	}
+	if (!r->ready_ns)
+		gather(cd, v, node, r, members, why, len);
+	if (r->ready_ns && now < r->ready_ns) /* the same text each round: one event */
+		snprintf(why, len,
+			 "node %s is down; waiting for fencing: released by a majority, whose "
+			 "last confirmations to it held %u ms more",
+			 node, r->wait_ms);
+	return r->ready_ns && now >= r->ready_ns;
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+int cd_quorum_start(struct cd *cd, char *err, size_t errlen)
+{
+	struct cd_quorum *q = calloc(1, sizeof(*q));
+	int rc;
+
+	if (!q)
+		return -ENOMEM;
+	pthread_mutex_init(&q->mu, NULL);
+	q->start_ns = boottime_ns();
+	q->hold_ns = (cd->cfg->lease_ttl_s * 1000ull + cd->cfg->fence_margin_ms) * NS_PER_MS;
+	cd->quorum = q;
+	cache_load(cd);
+	rc = cd_peer_start(cd, answer, err, errlen);
+	if (rc)
+		return rc;
+	rc = -pthread_create(&q->ride, NULL, ride_main, cd);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the ride-through thread");
+		return rc;
+	}
+	q->ride_started = true;
+	return 0;
+}
+
+void cd_quorum_stop(struct cd *cd)
+{
+	struct cd_quorum *q = cd->quorum;
+
+	if (!q)
+		return;
+	atomic_store(&q->quit, true);
+	if (q->ride_started)
+		pthread_join(q->ride, NULL);
+	cd_peer_stop(cd);
+	pthread_mutex_destroy(&q->mu);
+	free(q);
+	cd->quorum = NULL;
+}
