@@ -44,6 +44,7 @@ static void lease_hold(struct cd *cd, int64_t id, uint64_t sent_ns, const char *
 	atomic_store(&cd->registered, false); /* before the deadline can move (state.c) */
 	atomic_store(&cd->lease, id);
 	atomic_store(&cd->lease_ok_ms, wall_ms());
+	cd_etcd_answered(cd, true, sent_ns);
 	cd_fence_renewed(cd, id, sent_ns);
 	log_info(SUB, "node=%s: %s lease %llx (TTL %u s)", cd->cfg->node, how,
 		 (unsigned long long)id, cd->cfg->lease_ttl_s);
@@ -125,7 +126,8 @@ static void *keepalive_main(void *arg)
 		}
 		rc = id ? etcd_lease_keepalive(cd->etcd, id, NULL, &err) : -ENOENT;
 
-		atomic_store(&cd->etcd_down, rc != 0 && rc != -ENOENT); /* ENOENT: etcd said so */
+		if (id) /* ENOENT: etcd answered that the lease is gone */
+			cd_etcd_answered(cd, rc == 0 || rc == -ENOENT, sent);
 		if (rc == 0) {
 			atomic_store(&cd->lease_ok_ms, t0);
 			cd_fence_renewed(cd, id, sent);

@@ -11,8 +11,10 @@
  *   - a member asked by the leader to release X refuses X's confirmations from then on
  *     (until it reads X registered again) and says how long its last promise to X still
  *     holds; the leader waits that long (plus the margin) after a majority released X;
- *   - a daemon that just started may have forgotten promises: for `hold` it neither grants
- *     nor releases without making the leader wait that long;
+ *   - promises and releases are written to <state_dir>/promises.json (flushed) before the
+ *     answer goes out, so a restarted daemon keeps them; one that cannot trust the file
+ *     (unreadable, or written in another boot of the host, whose CLOCK_BOOTTIME differs)
+ *     neither grants nor releases without making the leader wait for `hold`;
  *   - the leader's move of a VM also requires nodes/<X> to be absent (cd_owner_take): a node
  *     that got etcd back registers again and keeps its guests.
  *
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SUB	    "quorum"
 #define RIDE_MS	    500 /* how often a node that etcd does not answer asks its peers */
@@ -54,7 +57,8 @@ struct cd_quorum {
 	size_t nmembers;
 	struct given given[CD_MAX_MEMBERS];
 	size_t ngiven;
-	uint64_t start_ns, hold_ns;
+	uint64_t start_ns; /* no confirmation or release before start_ns + hold_ns (0: none) */
+	uint64_t hold_ns;
 	/* the ride thread's own */
 	pthread_t ride;
 	bool ride_started;
@@ -95,6 +99,89 @@ static struct given *given_get(struct cd_quorum *q, const char *node, bool add)
 static uint64_t left_ns(uint64_t until, uint64_t now)
 {
 	return until > now ? until - now : 0;
+}
+
+/* ---- promises and releases survive a restart of the daemon ------------------------------- */
+
+static void boot_id(char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+
+	buf[0] = 0;
+	if (f) {
+		if (!fgets(buf, (int)len, f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = 0;
+}
+
+static void promises_path(const struct cd *cd, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/promises.json", cd->cfg->state_dir);
+}
+
+/* Write the given table (mu held). Returns 0 or -errno: no answer may go out unsaved. */
+static int persist_locked(struct cd *cd)
+{
+	struct cd_quorum *q = cd->quorum;
+	char path[CL_PATH_MAX + 16], boot[64], *txt;
+	json_t *arr = json_array(), *o;
+	int rc = -ENOMEM;
+
+	boot_id(boot, sizeof(boot));
+	for (size_t i = 0; arr && i < q->ngiven; i++)
+		json_array_append_new(arr, json_pack("{s:s,s:I,s:I}", "node", q->given[i].node,
+						     "until_ns", (json_int_t)q->given[i].until_ns,
+						     "released_ns",
+						     (json_int_t)q->given[i].released_ns));
+	o = arr ? json_pack("{s:s,s:o}", "boot_id", boot, "given", arr) : NULL;
+	txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	promises_path(cd, path, sizeof(path));
+	if (txt)
+		rc = write_file_atomic(path, txt, strlen(txt));
+	if (rc)
+		log_err(SUB, "cannot save promises in %s: %s", path, strerror(-rc));
+	free(txt);
+	json_decref(o);
+	return rc;
+}
+
+/* Load what an earlier life of this daemon promised and released. No file: it never did
+ * either. A file it cannot trust: hold everything for `hold` from now. */
+static void promises_load(struct cd *cd)
+{
+	struct cd_quorum *q = cd->quorum;
+	char path[CL_PATH_MAX + 16], boot[64];
+	json_t *o, *e;
+	size_t i;
+
+	promises_path(cd, path, sizeof(path));
+	if (access(path, F_OK) < 0)
+		return;
+	o = json_load_file(path, 0, NULL);
+	boot_id(boot, sizeof(boot));
+	if (!o || !boot[0] ||
+	    strcmp(json_string_value(json_object_get(o, "boot_id")) ?: "", boot)) {
+		log_warn(SUB,
+			 "%s is unreadable or from another boot: no confirmation or release "
+			 "for the next %llu ms",
+			 path, (unsigned long long)(q->hold_ns / NS_PER_MS));
+		q->start_ns = boottime_ns();
+		json_decref(o);
+		return;
+	}
+	json_array_foreach(json_object_get(o, "given"), i, e)
+	{
+		const char *node = json_string_value(json_object_get(e, "node"));
+		struct given *g = node && cl_name_ok(node) ? given_get(q, node, true) : NULL;
+
+		if (!g)
+			continue;
+		g->until_ns = (uint64_t)json_integer_value(json_object_get(e, "until_ns"));
+		g->released_ns = (uint64_t)json_integer_value(json_object_get(e, "released_ns"));
+	}
+	json_decref(o);
 }
 
 /* ---- the members, cached in <state_dir>/members.json for a restart during an outage ---- */
@@ -167,7 +254,7 @@ void cd_quorum_view(struct cd *cd, const struct cl_view *v, uint64_t read_ns)
 	struct cd_quorum *q = cd->quorum;
 	struct cl_member m[CD_MAX_MEMBERS];
 	size_t n = 0;
-	bool changed;
+	bool changed, cleared = false;
 
 	publish_self(cd, v);
 	for (size_t i = 0; i < v->nnodes && n < CD_MAX_MEMBERS; i++)
@@ -183,9 +270,15 @@ void cd_quorum_view(struct cd *cd, const struct cl_view *v, uint64_t read_ns)
 	for (size_t i = 0; i < q->ngiven; i++) {
 		const struct cl_node_view *nv = cl_view_node(v, q->given[i].node);
 
-		if (q->given[i].released_ns && q->given[i].released_ns < read_ns && nv && nv->alive)
+		if (q->given[i].released_ns && q->given[i].released_ns < read_ns && nv &&
+		    nv->alive) {
 			q->given[i].released_ns = 0;
+			cleared = true;
+		}
 	}
+	if (cleared && persist_locked(cd))
+		log_warn(SUB,
+			 "released nodes stay released until the promises file can be written");
 	pthread_mutex_unlock(&q->mu);
 	for (size_t i = 0; i < q->nrel;) /* leader: alive again, a loss later asks anew */
 		if (cl_view_node(v, q->rel[i].node) && cl_view_node(v, q->rel[i].node)->alive)
@@ -209,7 +302,7 @@ static json_t *answer_confirm(struct cd *cd, const char *node)
 	g = given_get(q, node, false);
 	if (!ride_on(cd) || q->nmembers < MIN_MEMBERS)
 		why = "no ride-through here (ride_through off, or fewer than 3 members)";
-	else if (!atomic_load(&cd->etcd_down))
+	else if (!cd_etcd_silent(cd))
 		why = "etcd answers this node";
 	else if (now < q->start_ns + q->hold_ns)
 		why = "this daemon has just started";
@@ -219,8 +312,8 @@ static json_t *answer_confirm(struct cd *cd, const char *node)
 		why = "released to the leader: its VMs restart elsewhere";
 	else if (!(g = given_get(q, node, true)))
 		why = "too many nodes";
-	else
-		g->until_ns = now + q->hold_ns;
+	else if ((g->until_ns = now + q->hold_ns), persist_locked(cd))
+		why = "cannot save the promise";
 	pthread_mutex_unlock(&q->mu);
 	return json_pack("{s:b,s:b,s:s}", "ok", 1, "granted", why == NULL, "why", why ? why : "");
 }
@@ -233,14 +326,17 @@ static json_t *answer_release(struct cd *cd, const char *node)
 
 	pthread_mutex_lock(&q->mu);
 	g = given_get(q, node, true);
-	if (g && !g->released_ns)
+	if (g && !g->released_ns) {
 		g->released_ns = now;
+		if (persist_locked(cd))
+			g = NULL; /* not kept: not counted */
+	}
 	wait = left_ns(q->start_ns + q->hold_ns, now);
 	if (g && left_ns(g->until_ns, now) > wait)
 		wait = left_ns(g->until_ns, now);
 	pthread_mutex_unlock(&q->mu);
 	if (!g)
-		return json_pack("{s:b,s:s}", "ok", 0, "error", "too many nodes");
+		return json_pack("{s:b,s:s}", "ok", 0, "error", "too many nodes, or not saved");
 	return json_pack("{s:b,s:I}", "ok", 1, "wait_ms",
 			 (json_int_t)((wait + NS_PER_MS - 1) / NS_PER_MS));
 }
@@ -305,7 +401,7 @@ static void ride_round(struct cd *cd)
 	unsigned granted = 0;
 	int64_t lease;
 
-	if (!cd_fence_deadline(cd, &lease) || !atomic_load(&cd->etcd_down) ||
+	if (!cd_fence_deadline(cd, &lease) || !cd_etcd_silent(cd) ||
 	    !(nodes = ride_peers(cd, peers, &npeers))) {
 		q->ngot = 0; /* confirmations are for one outage */
 		q->last_granted = 0;
@@ -444,10 +540,10 @@ int cd_quorum_start(struct cd *cd, char *err, size_t errlen)
 	if (!q)
 		return -ENOMEM;
 	pthread_mutex_init(&q->mu, NULL);
-	q->start_ns = boottime_ns();
 	q->hold_ns = (cd->cfg->lease_ttl_s * 1000ull + cd->cfg->fence_margin_ms) * NS_PER_MS;
 	cd->quorum = q;
 	cache_load(cd);
+	promises_load(cd);
 	rc = cd_peer_start(cd, answer, err, errlen);
 	if (rc)
 		return rc;

@@ -39,6 +39,21 @@ uint64_t cd_seen_ms(struct cd *cd, const char *id, const char *phase)
 	return 0;
 }
 
+void cd_etcd_answered(struct cd *cd, bool answered, uint64_t sent_ns)
+{
+	atomic_store(&cd->etcd_down, !answered);
+	if (answered && sent_ns > atomic_load(&cd->etcd_ok_ns))
+		atomic_store(&cd->etcd_ok_ns, sent_ns);
+}
+
+bool cd_etcd_silent(struct cd *cd)
+{
+	uint64_t period_ns = cd->cfg->lease_ttl_s * 1000000000ull / 3;
+	uint64_t ok = atomic_load(&cd->etcd_ok_ns);
+
+	return atomic_load(&cd->etcd_down) || boottime_ns() > ok + period_ns + period_ns / 2;
+}
+
 /* ---- fencing ---------------------------------------------------------------------------- */
 
 void cd_fence_init(struct cd *cd)
