@@ -20,5 +20,6 @@ int main(void)
 	suite_fence();
 	suite_ha_restart();
 	suite_records();
+	suite_virtq();
 	return test_main("unit");
 }

@@ -23,4 +23,5 @@ struct ha_move;
 /* test_ha.c: moves as "vm>node" names, in order, for exact comparison (a static buffer). */
 const char *moves_str(const struct ha_cluster *c, const struct ha_move *m, size_t n);
 void suite_records(void);
+void suite_virtq(void);
 #endif
