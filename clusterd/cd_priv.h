@@ -74,6 +74,8 @@ struct cd {
 	atomic_ullong tick_ns;	   /* when the main loop last finished a round */
 	atomic_bool etcd_down;	   /* the last keepalive got no answer from etcd */
 	atomic_ullong etcd_ok_ns;  /* send time of the last keepalive etcd answered (BOOTTIME) */
+	atomic_ullong ka_sent_ns;  /* send time of the keepalive in flight, 0: none */
+	atomic_bool ka_now;	   /* renew at once (a peer asks whether etcd answers) */
 	struct cd_peer *peer;	   /* peer.c */
 	struct cd_quorum *quorum;  /* quorum.c */
 	int64_t events_lease;
@@ -116,9 +118,12 @@ static inline uint64_t cd_ms_between(uint64_t later, uint64_t earlier)
 
 /* etcd answered a keepalive sent at sent_ns (CLOCK_BOOTTIME), or did not (keepalive thread). */
 void cd_etcd_answered(struct cd *cd, bool answered, uint64_t sent_ns);
-/* etcd does not answer this node: the last keepalive failed, or none was answered for a
- * renewal period and a half (a keepalive into a dead link waits etcd_timeout_ms to fail). */
+/* etcd does not answer this node: the last keepalive failed, the one in flight has waited
+ * over half a second (into a dead link it would wait etcd_timeout_ms to fail), or none was
+ * answered for a renewal period and a second. */
 bool cd_etcd_silent(struct cd *cd);
+/* Ask the keepalive thread to renew now (so that cd_etcd_silent is fresh soon). */
+void cd_etcd_probe(struct cd *cd);
 
 /* Fencing state (state.c). Set up and torn down with the daemon. */
 void cd_fence_init(struct cd *cd);

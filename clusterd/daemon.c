@@ -124,7 +124,9 @@ static void *keepalive_main(void *arg)
 			sleep_ms(500);
 			continue;
 		}
+		atomic_store(&cd->ka_sent_ns, sent);
 		rc = id ? etcd_lease_keepalive(cd->etcd, id, NULL, &err) : -ENOENT;
+		atomic_store(&cd->ka_sent_ns, 0);
 
 		if (id) /* ENOENT: etcd answered that the lease is gone */
 			cd_etcd_answered(cd, rc == 0 || rc == -ENOENT, sent);
@@ -139,8 +141,11 @@ static void *keepalive_main(void *arg)
 				cd_wake(cd);
 		} else
 			log_warn(SUB, "keepalive: %s", err.msg);
-		for (unsigned t = 0; t < (rc ? 500 : period) && !atomic_load(cd->stop); t += 100)
-			sleep_ms(100);
+		/* A peer asking for a confirmation wants to know now whether etcd answers. */
+		for (unsigned t = 0; t < (rc ? 500 : period) && !atomic_load(cd->stop) &&
+				     !atomic_exchange(&cd->ka_now, false);
+		     t += 20)
+			sleep_ms(20);
 	}
 	return NULL;
 }

@@ -30,7 +30,8 @@
 
 #define SUB	    "quorum"
 #define RIDE_MS	    500 /* how often a node that etcd does not answer asks its peers */
-#define ASK_MS	    400
+#define RETRY_MS    100 /* ... while a majority has not confirmed yet */
+#define ASK_MS	    300
 #define MIN_MEMBERS 3
 #define NS_PER_MS   1000000ull
 
@@ -302,8 +303,8 @@ static json_t *answer_confirm(struct cd *cd, const char *node)
 	g = given_get(q, node, false);
 	if (!ride_on(cd) || q->nmembers < MIN_MEMBERS)
 		why = "no ride-through here (ride_through off, or fewer than 3 members)";
-	else if (!cd_etcd_silent(cd))
-		why = "etcd answers this node";
+	else if (!cd_etcd_silent(cd) && (cd_etcd_probe(cd), true))
+		why = "etcd answers this node (looking again now)";
 	else if (now < q->start_ns + q->hold_ns)
 		why = "this daemon has just started";
 	else if (!member_find(q, node))
@@ -391,7 +392,9 @@ static uint64_t *got_time(struct cd_quorum *q, const char *node)
 	return &q->got[q->ngot++].sent_ns;
 }
 
-static void ride_round(struct cd *cd)
+/* One round; true when a majority confirmed (the next round may wait RIDE_MS). While etcd
+ * answers it only looks, every RETRY_MS, so an outage is ridden from its first moments. */
+static bool ride_round(struct cd *cd)
 {
 	struct cd_quorum *q = cd->quorum;
 	struct cl_member peers[CD_MAX_MEMBERS];
@@ -405,7 +408,7 @@ static void ride_round(struct cd *cd)
 	    !(nodes = ride_peers(cd, peers, &npeers))) {
 		q->ngot = 0; /* confirmations are for one outage */
 		q->last_granted = 0;
-		return;
+		return false;
 	}
 	req = json_pack("{s:s,s:s}", "op", "confirm", "node", cd->cfg->node);
 	sent = boottime_ns();
@@ -431,6 +434,7 @@ static void ride_round(struct cd *cd)
 			 cd->cfg->node, granted, npeers, nodes / 2,
 			 granted >= nodes / 2 ? "keep running" : "stop at the lease's deadline");
 	q->last_granted = granted;
+	return granted >= nodes / 2;
 }
 
 static void *ride_main(void *arg)
@@ -439,9 +443,10 @@ static void *ride_main(void *arg)
 
 	pthread_setname_np(pthread_self(), "ride");
 	while (!atomic_load(cd->stop) && !atomic_load(&cd->quorum->quit)) {
-		ride_round(cd);
-		for (unsigned t = 0; t < RIDE_MS && !atomic_load(&cd->quorum->quit); t += 50)
-			sleep_ms(50);
+		unsigned wait = ride_round(cd) ? RIDE_MS : RETRY_MS; /* hurry until confirmed */
+
+		for (unsigned t = 0; t < wait && !atomic_load(&cd->quorum->quit); t += 20)
+			sleep_ms(20);
 	}
 	return NULL;
 }

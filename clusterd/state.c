@@ -46,12 +46,21 @@ void cd_etcd_answered(struct cd *cd, bool answered, uint64_t sent_ns)
 		atomic_store(&cd->etcd_ok_ns, sent_ns);
 }
 
+#define INFLIGHT_SILENT_NS 500000000ull
+
 bool cd_etcd_silent(struct cd *cd)
 {
 	uint64_t period_ns = cd->cfg->lease_ttl_s * 1000000000ull / 3;
-	uint64_t ok = atomic_load(&cd->etcd_ok_ns);
+	uint64_t ok = atomic_load(&cd->etcd_ok_ns), sent = atomic_load(&cd->ka_sent_ns);
+	uint64_t now = boottime_ns();
 
-	return atomic_load(&cd->etcd_down) || boottime_ns() > ok + period_ns + period_ns / 2;
+	return atomic_load(&cd->etcd_down) || (sent && now > sent + INFLIGHT_SILENT_NS) ||
+	       now > ok + period_ns + 1000000000ull;
+}
+
+void cd_etcd_probe(struct cd *cd)
+{
+	atomic_store(&cd->ka_now, true);
 }
 
 /* ---- fencing ---------------------------------------------------------------------------- */

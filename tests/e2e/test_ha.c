@@ -460,14 +460,18 @@ static void wait_daemons_settled(void)
 		sleep_ms(100);
 }
 
-/* Watch vm on node for ms: true when its VMM said anything but "running" meanwhile. */
+/* Watch vm on node for ms: true when its VMM said anything but "running" meanwhile (a
+ * VMM too busy to answer within 2 s says nothing; the heartbeats tell the rest). */
 static bool left_running(int node, const char *vm, int ms)
 {
 	char st[32];
 	bool left = false;
 
-	for (uint64_t end = now_ns() + ms * 1000000ull; now_ns() < end; sleep_ms(200))
-		left |= strcmp(vmm_state(node, vm, st, sizeof(st)), "running") != 0;
+	for (uint64_t end = now_ns() + ms * 1000000ull; now_ns() < end; sleep_ms(200)) {
+		const char *s = vmm_state(node, vm, st, sizeof(st));
+
+		left |= s[0] && strcmp(s, "running") != 0;
+	}
 	return left;
 }
 
@@ -508,7 +512,7 @@ static void partition(bool etcd_outage)
 {
 	char why[256], st[32], key[64];
 	bool fenced = false;
-	int rc, at_fence, to, other;
+	int rc, at_fence, at_cut, to, other;
 
 	REQUIRE_KVM();
 	rc = cluster_start_netns(&C, 3, NODE_MEM_MB, NULL, 2, why, sizeof(why));
@@ -535,7 +539,9 @@ static void partition(bool etcd_outage)
 		fenced = !strcmp(vmm_state(2, "vm1", st, sizeof(st)), "fenced");
 	CU_ASSERT_FATAL(fenced);
 	at_fence = beats(2, "vm1");
+	at_cut = beats(other, "vm2");
 	CU_ASSERT_FALSE(left_running(other, "vm2", etcd_outage ? 6000 : 1000));
+	CU_ASSERT_TRUE(wait_beats(other, "vm2", at_cut + 2)); /* it runs on */
 	if (etcd_outage)
 		CU_ASSERT_FATAL(etcd_proc_restart(&C.etcd) == 0);
 	to = wait_moved("vm1", 2, 2);
