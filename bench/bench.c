@@ -135,7 +135,10 @@ static void bench_linux_boot(void)
 
 static struct vm *boot(const char *console, uint64_t mem, const char *cmdline)
 {
-	struct vm_config cfg = { "bench", mem, 2, { CONSOLE_FILE, console } };
+	struct vm_config cfg = { .name = "bench",
+				 .mem_bytes = mem,
+				 .nr_vcpus = 2,
+				 .console = { CONSOLE_FILE, console } };
 	struct vm *vm;
 
 	if (vm_create(&cfg, &vm) < 0)

@@ -311,9 +311,28 @@ static int lx_filter_cpuid(struct vm *vm)
 	return rc;
 }
 
+/* The command line with one virtio_mmio.device=4K@ADDR:IRQ per virtio device (malloc'd;
+ * NULL when out of memory). */
+static char *with_devices(const struct vm *vm, const char *cmdline)
+{
+	size_t len = (cmdline ? strlen(cmdline) : 0) + 64 * (size_t)vm->cfg.nr_disks + 1, n;
+	char *buf = malloc(len);
+
+	if (!buf)
+		return NULL;
+	n = (size_t)snprintf(buf, len, "%s", cmdline ? cmdline : "");
+	for (unsigned i = 0; i < vm->cfg.nr_disks; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%svirtio_mmio.device=4K@0x%llx:%u",
+				      n ? " " : "",
+				      (unsigned long long)(VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_SIZE),
+				      virtio_irq(i));
+	return buf;
+}
+
 int vm_load_linux(struct vm *vm, const char *kernel, const char *initrd, const char *cmdline)
 {
 	struct lx_boot b = { 0 };
+	char *full = NULL;
 	struct lx_file k;
 	uint64_t rd = 0, rd_size = 0;
 	int rc = lx_map_file(kernel, "kernel", &k);
@@ -324,8 +343,11 @@ int vm_load_linux(struct vm *vm, const char *kernel, const char *initrd, const c
 	lx_unmap(&k);
 	if (!rc && initrd)
 		rc = lx_load_initrd(vm, initrd, &b, &rd, &rd_size);
+	if (!rc && !(full = with_devices(vm, cmdline)))
+		rc = -ENOMEM;
 	if (!rc)
-		rc = lx_write_zero_page(vm, &b, cmdline, rd, rd_size);
+		rc = lx_write_zero_page(vm, &b, full, rd, rd_size);
+	free(full);
 	if (!rc)
 		rc = boot_page_tables(vm) < 0 ? -EINVAL : 0;
 	if (!rc)

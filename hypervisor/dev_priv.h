@@ -81,6 +81,13 @@ struct dev_ops {
 	int (*state)(struct vm_device *d, struct dev_xfer *x);
 };
 
+/* What the board gives a device of which a VM may have several (its create finds it in
+ * d->priv): its argument (a struct vm_disk, ...) and its index among its kind. */
+struct vm_dev_arg {
+	const void *arg;
+	unsigned index;
+};
+
 struct vm_device {
 	const struct dev_ops *ops;
 	struct vm *vm;

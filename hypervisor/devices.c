@@ -2,6 +2,7 @@
  * to them, and their state sections. The device model is described in dev_priv.h. */
 #include "dev_priv.h"
 #include "uart_priv.h"
+#include "virtio_priv.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,17 +15,17 @@ struct dev_entry {
 	const struct dev_ops *ops;
 	struct dev_range range[DEV_MAX_RANGES]; /* unused ranges have len 0 */
 	bool console;				/* console input goes to this device */
+	struct vm_dev_arg arg;			/* for devices a VM may have several of */
 };
 
 /* What every VM has, in the order of their state sections. */
 static const struct dev_entry vm_board[] = {
-	{ &dev_uart_ops, { { DEV_PIO, UART_COM1_BASE, 8 } }, true },
-	{ &dev_exit_ops, { { DEV_PIO, VM_EXIT_PORT, 1 } }, false },
-	{ &dev_reset_ops, { { DEV_PIO, VM_RESET_PORT, 1 } }, false },
-	{ &dev_i8042_ops,
-	  { { DEV_PIO, VM_I8042_PORT - 4, 1 }, { DEV_PIO, VM_I8042_PORT, 1 } },
-	  false },
-	{ &dev_acpi_pm_ops, { { DEV_PIO, VM_SLEEP_PORT, 2 } }, false },
+	{ .ops = &dev_uart_ops, .range = { { DEV_PIO, UART_COM1_BASE, 8 } }, .console = true },
+	{ .ops = &dev_exit_ops, .range = { { DEV_PIO, VM_EXIT_PORT, 1 } } },
+	{ .ops = &dev_reset_ops, .range = { { DEV_PIO, VM_RESET_PORT, 1 } } },
+	{ .ops = &dev_i8042_ops,
+	  .range = { { DEV_PIO, VM_I8042_PORT - 4, 1 }, { DEV_PIO, VM_I8042_PORT, 1 } } },
+	{ .ops = &dev_acpi_pm_ops, .range = { { DEV_PIO, VM_SLEEP_PORT, 2 } } },
 };
 
 static bool ranges_overlap(const struct dev_range *a, const struct dev_range *b)
@@ -54,6 +55,7 @@ static int dev_register(struct vm *vm, const struct dev_entry *e)
 		return -ENOMEM;
 	d->ops = e->ops;
 	d->vm = vm;
+	d->priv = (void *)&e->arg; /* create replaces it with the device's own data */
 	for (unsigned i = 0; i < DEV_MAX_RANGES && e->range[i].len; i++) {
 		other = dev_claimed(vm, &e->range[i]);
 		if (other) {
@@ -66,6 +68,8 @@ static int dev_register(struct vm *vm, const struct dev_entry *e)
 		d->range[d->nr_ranges++] = e->range[i];
 	}
 	err = d->ops->create ? d->ops->create(d) : 0;
+	if (!d->ops->create)
+		d->priv = NULL;
 	if (err) {
 		free(d);
 		return err;
@@ -78,12 +82,32 @@ static int dev_register(struct vm *vm, const struct dev_entry *e)
 	return 0;
 }
 
+/* The virtio devices of vm's configuration, one 4 KiB MMIO window each. */
+static int add_virtio(struct vm *vm)
+{
+	int err = 0;
+
+	for (unsigned i = 0; !err && i < vm->cfg.nr_disks; i++) {
+		struct dev_entry e = {
+			.ops = &dev_virtio_blk_ops,
+			.range = { { DEV_MMIO, VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_SIZE,
+				     VIRTIO_MMIO_SIZE } },
+			.arg = { &vm->cfg.disks[i], i },
+		};
+
+		err = dev_register(vm, &e);
+	}
+	return err;
+}
+
 int vm_setup_devices(struct vm *vm)
 {
 	int err = 0;
 
 	for (size_t i = 0; !err && i < ARRAY_SIZE(vm_board); i++)
 		err = dev_register(vm, &vm_board[i]);
+	if (!err)
+		err = add_virtio(vm);
 	if (err)
 		vm_devices_destroy(vm);
 	return err;

@@ -29,11 +29,21 @@ struct console_cfg {
  * out->path points into s. */
 int console_cfg_parse(const char *s, struct console_cfg *out) CME_WUR;
 
+#define VM_MAX_DISKS 8
+
+/* A virtio-blk disk backed by a raw image file (README "Disks"). */
+struct vm_disk {
+	const char *path; /* not copied, must outlive the VM */
+	bool ro;
+};
+
 struct vm_config {
 	const char *name;   /* for logs and status; not copied, must outlive the VM */
 	uint64_t mem_bytes; /* multiple of 2 MiB, at most VM_MAX_MEM */
 	unsigned nr_vcpus;  /* 1..VM_MAX_VCPUS */
 	struct console_cfg console;
+	struct vm_disk disks[VM_MAX_DISKS];
+	unsigned nr_disks;
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_ENDED };
@@ -77,6 +87,7 @@ struct vm_info {
 	uint64_t tsc_khz;
 	uint64_t uptime_ns; /* since vm_start() */
 	uint64_t paused_ns; /* total time paused */
+	unsigned nr_disks;  /* virtio-blk disks (not yet carried by snapshots or migration) */
 };
 
 /* Open /dev/kvm and create the VM with its memory, in-kernel irqchip, PIT, vCPUs

@@ -145,6 +145,7 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
 	info->tsc_khz = vm->tsc_khz;
 	info->uptime_ns = vm->start_ns ? now - vm->start_ns : 0;
 	info->paused_ns = vm->paused_ns;
+	info->nr_disks = vm->cfg.nr_disks;
 	if (vm->state == VM_PAUSED)
 		info->paused_ns += now - vm->pause_start_ns;
 	pthread_mutex_unlock(&vm->run_lock);

@@ -149,6 +149,10 @@ static void vm_enable_manual_protect(struct vm *vm)
 
 static int vm_validate_config(const struct vm_config *cfg)
 {
+	if (cfg->nr_disks > VM_MAX_DISKS) {
+		log_err(SUB, "%u disks: at most %d", cfg->nr_disks, VM_MAX_DISKS);
+		return -EINVAL;
+	}
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {
 		log_err(SUB, "vCPU count %u out of range 1..%d", cfg->nr_vcpus, VM_MAX_VCPUS);
 		return -EINVAL;
@@ -231,6 +235,8 @@ void vm_destroy(struct vm *vm)
 	vm_fence_destroy(vm); /* its thread kicks vCPUs: before they go */
 	for (unsigned i = 0; i < VM_MAX_VCPUS; i++)
 		vcpu_destroy(&vm->vcpus[i]);
+	console_close(vm->console); /* its thread gives input to the UART device: first */
+	vm_devices_destroy(vm);	    /* device threads use guest RAM: before it goes */
 	for (unsigned i = 0; i < vm->nr_slots; i++)
 		munmap(vm->slots[i].hva, vm->slots[i].size);
 	if (vm->vm_fd >= 0)
@@ -239,30 +245,12 @@ void vm_destroy(struct vm *vm)
 		close(vm->kvm_fd);
 	if (vm->event_fd >= 0)
 		close(vm->event_fd);
-	console_close(vm->console); /* its thread gives input to the UART device: first */
-	vm_devices_destroy(vm);
 	free(vm->cpuid);
 	free(vm->msr_index);
 	pthread_mutex_destroy(&vm->dev_lock);
 	pthread_mutex_destroy(&vm->run_lock);
 	pthread_cond_destroy(&vm->run_cond);
 	free(vm);
-}
-
-void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)
-{
-	for (unsigned i = 0; i < vm->nr_slots; i++) {
-		struct vm_slot *s = &vm->slots[i];
-
-		if (range_within(gpa, len, s->gpa, s->size))
-			return s->hva + (gpa - s->gpa);
-	}
-	return NULL;
-}
-
-void *vm_gpa_hva(struct vm *vm, uint64_t gpa, uint64_t len)
-{
-	return vm_gpa_to_hva(vm, gpa, len);
 }
 
 unsigned vm_nr_slots(const struct vm *vm)

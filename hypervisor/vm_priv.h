@@ -12,6 +12,16 @@
 
 #define VM_LOW_MEM_END	 (3ull << 30) /* RAM below the 3-4 GiB hole */
 #define VM_HIGH_MEM_BASE (4ull << 30)
+#define VIRTIO_MMIO_BASE 0xd0000000ull /* in the hole: virtio device i at + i * 4 KiB */
+#define VIRTIO_MMIO_SIZE 0x1000
+
+/* The IOAPIC pin (edge-triggered, active high: ISA-style) of virtio device i. */
+static inline unsigned virtio_irq(unsigned i)
+{
+	static const unsigned char pins[8] = { 5, 6, 7, 9, 10, 11, 12, 14 };
+
+	return pins[i % 8];
+}
 #define VM_MAX_SLOTS	 2
 #define VM_EXIT_PORT	 0x501
 #define VM_RESET_PORT	 0xcf9 /* PC reset control register; also the ACPI reset register */

@@ -139,8 +139,10 @@ static int in_hello(struct mig_dest *c)
 		return mig_in_fail(c, -EPROTO, "the source did not say hello");
 	rc = in_check_hello(c, h);
 	if (!rc) {
-		struct vm_config cfg = { c->in.name, h->config->mem_bytes, h->config->nr_vcpus,
-					 c->in.console };
+		struct vm_config cfg = { .name = c->in.name,
+					 .mem_bytes = h->config->mem_bytes,
+					 .nr_vcpus = h->config->nr_vcpus,
+					 .console = c->in.console };
 
 		c->nch = h->channels;
 		memcpy(c->session, h->session.data, sizeof(c->session));

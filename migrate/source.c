@@ -325,6 +325,10 @@ static int mig_prepare(struct migration *m, const struct mig_params *p, char *er
 	char msg[256];
 	struct vm_info info;
 
+	vm_get_info(m->vm, &info);
+	if (info.nr_disks)
+		return snprintf(err, errlen, "live migration does not carry virtio disks yet"),
+		       -ENOTSUP;
 	if (!p->to || net_parse_hostport(p->to, m->host, sizeof(m->host), &m->port) < 0 || !m->port)
 		return snprintf(err, errlen, "destination \"%s\" is not HOST:PORT",
 				p->to ? p->to : ""),
@@ -343,6 +347,7 @@ static int mig_prepare(struct migration *m, const struct mig_params *p, char *er
 	vm_get_info(m->vm, &info);
 	if (info.state != VM_RUNNING && info.state != VM_PAUSED)
 		return snprintf(err, errlen, "the VM is not running"), -ESRCH;
+
 	m->was_running = info.state == VM_RUNNING;
 	m->p = *p;
 	m->nch = p->channels;

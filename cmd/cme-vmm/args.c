@@ -33,9 +33,32 @@ static int parse_vcpus(const char *a, struct run_opts *o, char *err, size_t errl
 	return 0;
 }
 
-static int parse_one(int c, const char *a, struct run_opts *o, char *err, size_t errlen)
+/* --disk PATH[,ro]. The path is argv's: ",ro" is cut off in place. */
+static int parse_disk(char *a, struct run_opts *o, char *err, size_t errlen)
+{
+	char *comma = strrchr(a, ',');
+	struct vm_disk *d;
+
+	if (o->nr_disks == VM_MAX_DISKS)
+		return arg_fail(err, errlen, "--disk %s: at most 8 disks", a);
+	d = &o->disks[o->nr_disks];
+	if (comma && !strcmp(comma, ",ro")) {
+		*comma = 0;
+		d->ro = true;
+	} else if (comma && !strchr(comma, '/')) {
+		return arg_fail(err, errlen, "--disk %s: expected PATH or PATH,ro", a);
+	}
+	if (!*a)
+		return arg_fail(err, errlen, "%s", "--disk: empty path");
+	d->path = a;
+	o->nr_disks++;
+	return 0;
+}
+
+static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errlen)
 {
 	switch (c) {
+	case 'd': return parse_disk(a, o, err, errlen);
 	case 'm': return parse_mem(a, o, err, errlen);
 	case 'c': return parse_vcpus(a, o, err, errlen);
 	case 'i': o->image = a; return 0;
@@ -84,6 +107,9 @@ static int check_mode(const struct run_opts *o, bool restore, char *err, size_t 
 	if (o->listen || o->tls_dir || o->commit)
 		return arg_fail(err, errlen, "%s",
 				"--listen, --tls-dir and --commit belong to incoming");
+	if (restore && o->nr_disks)
+		return arg_fail(err, errlen, "%s",
+				"restore: snapshots do not carry disks yet (no --disk)");
 	if (restore && (o->image || o->kernel || o->cmdline || o->initrd))
 		return arg_fail(err, errlen, "%s",
 				"restore takes the guest from the snapshot: no --image, --kernel, "
@@ -103,7 +129,7 @@ static int check_mode(const struct run_opts *o, bool restore, char *err, size_t 
 static int check_incoming(const struct run_opts *o, char *err, size_t errlen)
 {
 	if (o->image || o->kernel || o->cmdline || o->initrd || o->snapshot || o->mem_bytes ||
-	    o->vcpus || o->paused)
+	    o->vcpus || o->paused || o->nr_disks)
 		return arg_fail(
 			err, errlen, "%s",
 			"incoming takes the VM from the source: only --listen, --tls-dir, "
@@ -134,6 +160,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "commit", required_argument, NULL, 'C' },
 		{ "fence-deadline", required_argument, NULL, 'F' },
 		{ "exit-file", required_argument, NULL, 'X' },
+		{ "disk", required_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool restore = !strcmp(argv[0], "restore"), incoming = !strcmp(argv[0], "incoming");

@@ -145,11 +145,16 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 /* Build the VM: boot a fresh guest, restore one from a snapshot, or receive one. */
 static int setup_vm(const struct run_opts *o, struct vm **vm)
 {
-	struct vm_config cfg = { o->name, o->mem_bytes, o->vcpus, o->console };
+	struct vm_config cfg = { .name = o->name,
+				 .mem_bytes = o->mem_bytes,
+				 .nr_vcpus = o->vcpus,
+				 .console = o->console,
+				 .nr_disks = o->nr_disks };
 	struct vm_snapshot_stats st;
 	char err[512] = "";
 	int rc;
 
+	memcpy(cfg.disks, o->disks, sizeof(cfg.disks));
 	if (!o->snapshot) {
 		rc = vm_create(&cfg, vm);
 		if (rc)

@@ -35,6 +35,8 @@ struct run_opts {
 	uint64_t fence_ns;     /* --fence-deadline: CLOCK_BOOTTIME ns the guest may run until */
 	const char *exit_file; /* --exit-file: where the exit status is written at the end */
 	struct console_cfg console;
+	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */
+	unsigned nr_disks;
 };
 
 /* Parse `run`, `restore` or `incoming` options (argv[0] is the verb). On error returns -EINVAL and writes a one-line

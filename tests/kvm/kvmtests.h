@@ -11,4 +11,5 @@ void suite_linux(void);
 void suite_migrate(void);
 void suite_migrate_ext(void);
 void suite_vmm_fence(void);
+void suite_virtio(void);
 #endif

@@ -16,5 +16,6 @@ int main(void)
 	suite_migrate();
 	suite_migrate_ext();
 	suite_vmm_fence();
+	suite_virtio();
 	return test_main("kvm");
 }

@@ -89,6 +89,38 @@ static void test_early_console(void)
 	free(c);
 }
 
+/* --disk: the kernel's command line announces each virtio-mmio device. */
+static void test_disk_on_cmdline(void)
+{
+	char img[600];
+	const char *args[] = { "--mem",	    "256M",
+			       "--kernel",  kit("vmlinux"),
+			       "--cmdline", "console=ttyS0 earlyprintk=serial,ttyS0",
+			       "--disk",    img,
+			       "--disk",    NULL,
+			       NULL };
+	char img2[600];
+	struct vmm_proc p;
+	FILE *f;
+
+	if (!kit_available())
+		return;
+	snprintf(img, sizeof(img), "%s/a.img", test_tmpdir());
+	snprintf(img2, sizeof(img2), "%s/b.img", test_tmpdir());
+	f = fopen(img, "w");
+	CU_ASSERT_FATAL(f && fclose(f) == 0);
+	f = fopen(img2, "w");
+	CU_ASSERT_FATAL(f && fclose(f) == 0);
+	args[9] = img2;
+	CU_ASSERT_EQUAL_FATAL(vmm_start(&p, args), 0);
+	CU_ASSERT(vmm_console_wait(&p,
+				   "Command line: console=ttyS0 earlyprintk=serial,ttyS0 "
+				   "virtio_mmio.device=4K@0xd0000000:5 "
+				   "virtio_mmio.device=4K@0xd0001000:6\r\n",
+				   EARLY_TIMEOUT_MS));
+	vmm_kill(&p);
+}
+
 static void expect_refused(const char *kernel, const char *cmdline, const char *msg)
 {
 	const char *argv[] = { test_bin("cme-vmm"), "run",   "--mem", "256M", "--kernel", kernel,
@@ -236,6 +268,8 @@ void suite_linux(void)
 	static const struct test_case cases[] = {
 		{ "Debian vmlinux: banner, command line, e820, ACPI on the early console",
 		  test_early_console },
+		{ "--disk: virtio_mmio.device= on the kernel's command line",
+		  test_disk_on_cmdline },
 		{ "bad kernels and command lines are refused", test_bad_kernels },
 		{ "Linux kit boots to READY, takes console input, powers off", test_kit_boots },
 		{ "Linux kit from the bzImage", test_kit_bzimage },

@@ -11,17 +11,18 @@ struct config cfg;
 
 /* Parameters as given; UNSET where the default depends on the machine. */
 static struct {
-	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo;
-} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0 };
+	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo, disk_mb, disk_bad;
+} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0 };
 
 static const struct {
 	const char *key;
 	u64 *val;
 } numeric_keys[] = {
-	{ "wss_mb", &arg.wss_mb }, { "dirty_rate", &arg.dirty_rate },
-	{ "vcpus", &arg.vcpus },   { "stride", &arg.stride },
-	{ "hb_ms", &arg.hb_ms },   { "exit_after", &arg.exit_after },
-	{ "iters", &arg.iters },   { "echo", &arg.echo },
+	{ "wss_mb", &arg.wss_mb },   { "dirty_rate", &arg.dirty_rate },
+	{ "vcpus", &arg.vcpus },     { "stride", &arg.stride },
+	{ "hb_ms", &arg.hb_ms },     { "exit_after", &arg.exit_after },
+	{ "iters", &arg.iters },     { "echo", &arg.echo },
+	{ "disk_mb", &arg.disk_mb }, { "disk_bad", &arg.disk_bad },
 };
 
 static __attribute__((noreturn)) void bad_arg(const char *what, u64 v)
@@ -116,6 +117,8 @@ static void check_args(void)
 		bad_arg("hb_ms must be 1..3600000", arg.hb_ms);
 	if (arg.echo > 1)
 		bad_arg("echo must be 0 or 1", arg.echo);
+	if ((arg.disk_mb || arg.disk_bad) && cfg.virtio_count == 0)
+		bad_arg("disk_mb and disk_bad need a disk (cme-vmm --disk)", 0);
 	if (cfg.nr_vcpus == 0 || cfg.nr_vcpus > MAX_CPUS)
 		bad_arg("the boot info gives a bad vCPU count", cfg.nr_vcpus);
 	if (cfg.tsc_khz == 0)
@@ -129,6 +132,8 @@ void config_init(const struct boot_info *bi)
 	cfg.nr_vcpus = bi->nr_vcpus;
 	cfg.mem_bytes = bi->mem_bytes;
 	cfg.tsc_khz = bi->tsc_khz;
+	cfg.virtio_base = bi->virtio_base;
+	cfg.virtio_count = bi->virtio_count;
 	parse_cmdline((const char *)bi->cmdline_gpa);
 	check_args();
 	cfg.wss_pages = arg.wss_mb * (MIB / PAGE_SIZE);
@@ -139,4 +144,6 @@ void config_init(const struct boot_info *bi)
 	cfg.exit_after = arg.exit_after;
 	cfg.iters = arg.iters;
 	cfg.echo = arg.echo;
+	cfg.disk_mb = arg.disk_mb;
+	cfg.disk_bad = arg.disk_bad;
 }

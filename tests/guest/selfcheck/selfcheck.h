@@ -97,6 +97,9 @@ struct boot_info {
 	u32 nr_vcpus;
 	u64 cmdline_gpa;
 	u64 tsc_khz;
+	u64 virtio_base;  /* virtio-mmio device i at virtio_base + i * 4 KiB */
+	u32 virtio_count; /* 0 on VMMs that have none (and under multiboot) */
+	u32 reserved;
 };
 
 enum mode { MODE_WRITE, MODE_IOLOOP };
@@ -117,6 +120,10 @@ struct config {
 	u64 exit_after; /* heartbeats before exiting, 0 = never */
 	u64 iters;	/* mode=ioloop: port writes */
 	bool echo;	/* echo=1: UART receive interrupts, RX lines */
+	u64 disk_mb;	/* disk_mb=N: vCPU 0 writes and checks the first N MiB of disk 0 */
+	u64 disk_bad;	/* disk_bad=1: program a queue outside RAM, expect NEEDS_RESET */
+	u64 virtio_base;
+	u32 virtio_count;
 };
 
 /* Per-vCPU counters, one cache line each so vCPUs do not share lines. */
@@ -159,6 +166,17 @@ const struct boot_info *mb_setup(u32 magic, u32 mbi);
 /* config.c: fills cfg from the boot info and command line; prints ERROR and exits with
  * EXIT_BADARG on a bad value. Runs on vCPU 0 only, before the others are released. */
 void config_init(const struct boot_info *bi);
+
+/* vblk.c: a polled virtio-blk driver for ring 3 (disk 0 only). */
+/* Set up the device at base: 0, or -1 after printing "ERROR disk: why". *ro and *sectors
+ * tell what the device offers. bad_queue: give a queue address outside RAM on purpose. */
+int vblk_init(u64 base, bool bad_queue, bool *ro, u64 *sectors);
+/* Read or write len bytes (a multiple of 512) at sector from/to buf; the status byte
+ * (0 ok, 1 I/O error, 2 unsupported), or 0xff when the device needs a reset. */
+u8 vblk_rw(bool write, u64 sector, void *buf, u32 len);
+u8 vblk_flush(void);
+/* The device's status register. */
+u32 vblk_status(void);
 
 /* workload.c: the ring-3 entry point of every vCPU. */
 __attribute__((noreturn)) void user_main(u64 cpu);

@@ -297,6 +297,96 @@ static __attribute__((noreturn)) void ioloop(void)
 	guest_exit(EXIT_OK);
 }
 
+/* ---- disk_mb=N / disk_bad=1: vCPU 0 drives disk 0 (vblk.c) ------------------------------ */
+
+#define DISK_BLOCK 4096UL
+
+static u64 disk_buf[DISK_BLOCK / 8] __attribute__((aligned(4096)));
+
+static void disk_stamp(u64 block, u64 gen)
+{
+	disk_buf[0] = block;
+	disk_buf[1] = gen;
+	disk_buf[511] = block ^ gen ^ STAMP_KEY;
+}
+
+static __attribute__((noreturn)) void disk_idle(void)
+{
+	for (;;) {
+		idle();
+		hb_poll(rdtsc());
+	}
+}
+
+static void disk_must(u8 st, const char *what, u64 block)
+{
+	if (st) {
+		con_printf("ERROR disk %s block=%lu status=%u\n", what, block, st);
+		guest_exit(EXIT_BADARG);
+	}
+}
+
+/* disk_bad=1: the queue points outside RAM; the device must say it needs a reset. */
+static __attribute__((noreturn)) void disk_broken(void)
+{
+	u32 st;
+
+	while (!((st = vblk_status()) & 64))
+		hb_poll(rdtsc());
+	con_printf("DISK needs-reset status=0x%x\n", st);
+	disk_idle();
+}
+
+/* A read-only disk: a write must fail, a read must work. */
+static __attribute__((noreturn)) void disk_ro(void)
+{
+	u8 w, r;
+
+	disk_stamp(0, 1);
+	w = vblk_rw(true, 0, disk_buf, DISK_BLOCK);
+	r = vblk_rw(false, 0, disk_buf, DISK_BLOCK);
+	con_printf("DISK ro write=%u read=%u\n", w, r);
+	disk_idle();
+}
+
+/* Pass after pass: stamp every block with the generation, flush, read every block back. */
+static __attribute__((noreturn)) void disk_run(void)
+{
+	u64 sectors, blocks = cfg.disk_mb * MIB / DISK_BLOCK;
+	bool ro;
+
+	if (vblk_init(cfg.virtio_base, cfg.disk_bad, &ro, &sectors))
+		guest_exit(EXIT_BADARG);
+	if (cfg.disk_bad)
+		disk_broken();
+	if (ro)
+		disk_ro();
+	if (blocks > sectors / (DISK_BLOCK / 512)) {
+		con_printf("ERROR disk: disk_mb=%lu is more than the disk's %lu sectors\n",
+			   cfg.disk_mb, sectors);
+		guest_exit(EXIT_BADARG);
+	}
+	for (u64 gen = 1;; gen++) {
+		for (u64 b = 0; b < blocks; b++) {
+			disk_stamp(b, gen);
+			disk_must(vblk_rw(true, b * 8, disk_buf, DISK_BLOCK), "write", b);
+			hb_poll(rdtsc());
+		}
+		disk_must(vblk_flush(), "flush", 0);
+		con_printf("DISK pass=%lu blocks=%lu flushed\n", gen, blocks);
+		for (u64 b = 0; b < blocks; b++) {
+			disk_must(vblk_rw(false, b * 8, disk_buf, DISK_BLOCK), "read", b);
+			if (disk_buf[0] != b || disk_buf[1] != gen ||
+			    disk_buf[511] != (b ^ gen ^ STAMP_KEY)) {
+				con_printf("CORRUPT disk block=%lu expected=%lu found=%lu\n", b,
+					   gen, disk_buf[1]);
+				guest_exit(EXIT_CORRUPT);
+			}
+			hb_poll(rdtsc());
+		}
+	}
+}
+
 /* vCPU 0, once every vCPU runs in ring 3. */
 static void report_start(void)
 {
@@ -314,6 +404,8 @@ void user_main(u64 cpu)
 	__atomic_fetch_add(&in_user, 1, __ATOMIC_RELEASE);
 	if (cpu == 0)
 		report_start();
+	if (cpu == 0 && (cfg.disk_mb || cfg.disk_bad))
+		disk_run(); /* vCPU 0 drives the disk instead of writing pages */
 	if (cfg.mode == MODE_WRITE && cpu < cfg.writers)
 		writer_run((u32)cpu);
 	for (;;) {

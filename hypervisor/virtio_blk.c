@@ -1,0 +1,240 @@
+/* virtio-blk (virtio 1.x section 5.2) backed by a raw image file: read, write, flush and
+ * get-id, read-only disks, one request queue. The image is locked (flock, exclusive) while
+ * the VMM has it open, so a second VMM never writes the same image. Requests run on the
+ * transport's thread, with preadv/pwritev straight into and out of guest RAM. */
+#include "virtio_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define SUB	  "virtio-blk"
+#define SECTOR	  512
+#define QUEUE_MAX 256
+#define ID_BYTES  20
+#define HDR_BYTES 16
+#define MAX_IOV	  VIRTQ_MAX_SEGS
+
+#define BLK_F_SEG_MAX  (1ull << 2)
+#define BLK_F_RO       (1ull << 5)
+#define BLK_F_BLK_SIZE (1ull << 6)
+#define BLK_F_FLUSH    (1ull << 9)
+
+#define T_IN	 0
+#define T_OUT	 1
+#define T_FLUSH	 4
+#define T_GET_ID 8
+
+#define S_OK	 0
+#define S_IOERR	 1
+#define S_UNSUPP 2
+
+struct blk {
+	int fd;
+	bool ro;
+	uint64_t sectors;
+	char id[ID_BYTES];
+};
+
+static int blk_open(struct virtio_dev *v, char *why, size_t len)
+{
+	const struct vm_disk *disk = v->be_arg;
+	struct blk *b = calloc(1, sizeof(*b));
+	const char *base = strrchr(disk->path, '/');
+	struct stat st;
+
+	if (!b)
+		return -ENOMEM;
+	b->ro = disk->ro;
+	b->fd = open(disk->path, (disk->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (b->fd < 0 || fstat(b->fd, &st) < 0) {
+		int err = -errno;
+
+		snprintf(why, len, "disk %s: %s", disk->path, strerror(-err));
+		if (b->fd >= 0)
+			close(b->fd);
+		free(b);
+		return err;
+	}
+	if (flock(b->fd, (disk->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+		snprintf(why, len, "disk %s: in use by another VMM (locked)", disk->path);
+		close(b->fd);
+		free(b);
+		return -EBUSY;
+	}
+	b->sectors = (uint64_t)st.st_size / SECTOR;
+	snprintf(b->id, sizeof(b->id), "cme-%s", base ? base + 1 : disk->path);
+	v->be_priv = b;
+	return 0;
+}
+
+static void blk_close(struct virtio_dev *v)
+{
+	struct blk *b = v->be_priv;
+
+	close(b->fd);
+	free(b);
+	v->be_priv = NULL;
+}
+
+static uint64_t blk_features(struct virtio_dev *v)
+{
+	const struct blk *b = v->be_priv;
+
+	return BLK_F_SEG_MAX | BLK_F_BLK_SIZE | BLK_F_FLUSH | (b->ro ? BLK_F_RO : 0);
+}
+
+/* The configuration space: capacity (sectors) at 0, seg_max at 12, blk_size at 20. */
+static void blk_config(struct virtio_dev *v, uint64_t off, uint8_t *data, unsigned size)
+{
+	const struct blk *b = v->be_priv;
+	uint8_t cfg[24] = { 0 };
+	uint32_t seg_max = MAX_IOV - 2, blk_size = SECTOR;
+
+	memcpy(cfg, &b->sectors, 8);
+	memcpy(cfg + 12, &seg_max, 4);
+	memcpy(cfg + 20, &blk_size, 4);
+	memset(data, 0, size);
+	if (off < sizeof(cfg))
+		memcpy(data, cfg + off, size < sizeof(cfg) - off ? size : sizeof(cfg) - off);
+}
+
+/* The iovecs of a chain's data: readable buffers after the header (write) or writable
+ * ones before the status byte (read). Returns their count; *bytes their length. */
+static int data_iov(const struct virtq_chain *c, bool out, struct iovec *iov, uint64_t *bytes)
+{
+	uint64_t skip = out ? HDR_BYTES : 0,
+		 left = out ? c->read_len - HDR_BYTES : c->write_len - 1;
+	unsigned from = out ? 0 : c->nread, to = out ? c->nread : c->nseg;
+	int n = 0;
+
+	*bytes = left;
+	for (unsigned i = from; i < to && left; i++) {
+		const struct virtq_seg *s = &c->seg[i];
+		uint64_t take;
+
+		if (skip >= s->len) {
+			skip -= s->len;
+			continue;
+		}
+		take = s->len - skip < left ? s->len - skip : left;
+		iov[n++] = (struct iovec){ s->p + skip, take };
+		left -= take;
+		skip = 0;
+	}
+	return n;
+}
+
+/* Read or write the request's data at sector; a status byte. */
+static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out, uint64_t sector,
+		     uint32_t *written)
+{
+	struct blk *b = v->be_priv;
+	struct iovec iov[MAX_IOV];
+	uint64_t bytes;
+	int n = data_iov(c, out, iov, &bytes);
+	ssize_t done;
+
+	if (out && b->ro)
+		return S_IOERR;
+	if (bytes % SECTOR || sector > b->sectors || bytes / SECTOR > b->sectors - sector)
+		return S_IOERR;
+	if (!bytes)
+		return S_OK;
+	done = out ? pwritev(b->fd, iov, n, (off_t)(sector * SECTOR))
+		   : preadv(b->fd, iov, n, (off_t)(sector * SECTOR));
+	if (done != (ssize_t)bytes) {
+		log_warn(SUB, "vm=%s disk %s: %s at sector %llu: %s", v->vm->cfg.name, b->id,
+			 out ? "write" : "read", (unsigned long long)sector,
+			 done < 0 ? strerror(errno) : "short");
+		return S_IOERR;
+	}
+	if (!out) /* into guest RAM: no dirty hook yet, as no snapshot carries a disk */
+		*written = (uint32_t)bytes;
+	return S_OK;
+}
+
+/* One request; returns the bytes written into the guest's buffers (status included). */
+static uint32_t request(struct virtio_dev *v, const struct virtq_chain *c)
+{
+	struct blk *b = v->be_priv;
+	struct {
+		uint32_t type, reserved;
+		uint64_t sector;
+	} hdr;
+	uint32_t written = 0;
+	uint8_t st;
+
+	if (c->read_len < HDR_BYTES || c->write_len < 1)
+		return 0; /* no room for a status: nothing to say */
+	virtq_read(c, 0, &hdr, sizeof(hdr));
+	switch (hdr.type) {
+	case T_IN:
+	case T_OUT: st = do_rw(v, c, hdr.type == T_OUT, hdr.sector, &written); break;
+	case T_FLUSH: st = b->ro || fdatasync(b->fd) == 0 ? S_OK : S_IOERR; break;
+	case T_GET_ID:
+		written = (uint32_t)virtq_write(c, &v->mem, 0, b->id,
+						c->write_len - 1 < ID_BYTES ? c->write_len - 1
+									    : ID_BYTES);
+		st = S_OK;
+		break;
+	default: st = S_UNSUPP; break;
+	}
+	virtq_write(c, &v->mem, c->write_len - 1, &st, 1);
+	v->requests++;
+	return written + 1;
+}
+
+static bool blk_process(struct virtio_dev *v, unsigned qi)
+{
+	struct virtq *q = &v->q[qi];
+	struct virtq_chain c;
+	char why[160];
+	int rc;
+
+	do {
+		while ((rc = virtq_pop(q, &v->mem, &c, why, sizeof(why))) == 1) {
+			if (virtq_push(q, &v->mem, c.head, request(v, &c)))
+				rc = -EINVAL;
+		}
+		if (rc < 0) {
+			virtio_queue_broken(v, qi, why);
+			return false;
+		}
+		virtio_notify(v, qi);
+	} while (virtq_arm_notify(q, &v->mem));
+	return true;
+}
+
+static const struct virtio_backend virtio_blk_backend = {
+	.name = "virtio-blk",
+	.device_id = VIRTIO_ID_BLOCK,
+	.nr_queues = 1,
+	.queue_max = QUEUE_MAX,
+	.open = blk_open,
+	.close = blk_close,
+	.features = blk_features,
+	.config_read = blk_config,
+	.process = blk_process,
+};
+
+static int blk_create(struct vm_device *d)
+{
+	return virtio_mmio_create(d, &virtio_blk_backend);
+}
+
+const struct dev_ops dev_virtio_blk_ops = {
+	.name = "virtio-blk",
+	.state_version = 1,
+	.create = blk_create,
+	.destroy = virtio_mmio_destroy,
+	.reset = virtio_mmio_reset,
+	.io = virtio_mmio_io,
+	.state = virtio_mmio_state,
+};

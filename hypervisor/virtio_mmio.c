@@ -1,0 +1,409 @@
+/* The virtio-mmio transport (virtio 1.x, version 2 registers): feature negotiation, queue
+ * setup, status, interrupts through an irqfd, notifications through ioeventfds, and the
+ * device's own thread that processes its queues. See virtio_priv.h. */
+#include "virtio_priv.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define SUB "virtio"
+
+/* Registers (offsets in the device's 4 KiB window). */
+#define R_MAGIC		 0x000
+#define R_VERSION	 0x004
+#define R_DEVICE_ID	 0x008
+#define R_VENDOR_ID	 0x00c
+#define R_DEV_FEATURES	 0x010
+#define R_DEV_FEAT_SEL	 0x014
+#define R_DRV_FEATURES	 0x020
+#define R_DRV_FEAT_SEL	 0x024
+#define R_QUEUE_SEL	 0x030
+#define R_QUEUE_NUM_MAX	 0x034
+#define R_QUEUE_NUM	 0x038
+#define R_QUEUE_READY	 0x044
+#define R_QUEUE_NOTIFY	 0x050
+#define R_ISR		 0x060
+#define R_ISR_ACK	 0x064
+#define R_STATUS	 0x070
+#define R_QUEUE_DESC_LO	 0x080
+#define R_QUEUE_DESC_HI	 0x084
+#define R_QUEUE_AVAIL_LO 0x090
+#define R_QUEUE_AVAIL_HI 0x094
+#define R_QUEUE_USED_LO	 0x0a0
+#define R_QUEUE_USED_HI	 0x0a4
+#define R_CONFIG_GEN	 0x0fc
+#define R_CONFIG	 0x100
+
+#define MAGIC	   0x74726976 /* "virt" */
+#define VENDOR_CME 0x00454d43 /* "CME" */
+
+static void *mem_map(void *opaque, uint64_t gpa, uint64_t len)
+{
+	return vm_gpa_to_hva(opaque, gpa, len);
+}
+
+static uint64_t offered(const struct virtio_dev *v)
+{
+	return VIRTIO_F_VERSION_1 | VIRTIO_F_EVENT_IDX | VIRTIO_F_INDIRECT_DESC |
+	       v->be->features((struct virtio_dev *)v);
+}
+
+static void raise_irq(struct virtio_dev *v, unsigned bits)
+{
+	uint64_t one = 1;
+
+	atomic_fetch_or(&v->isr, bits);
+	v->irqs++;
+	if (write(v->irqfd, &one, sizeof(one)) < 0)
+		log_warn(SUB, "vm=%s %s: irqfd: %s", v->vm->cfg.name, v->be->name, strerror(errno));
+}
+
+void virtio_notify(struct virtio_dev *v, unsigned q)
+{
+	if (virtq_need_irq(&v->q[q], &v->mem))
+		raise_irq(v, VIRTIO_ISR_USED);
+}
+
+void virtio_queue_broken(struct virtio_dev *v, unsigned q, const char *why)
+{
+	log_err(SUB, "vm=%s %s: queue %u is malformed (%s): device needs a reset", v->vm->cfg.name,
+		v->be->name, q, why);
+	v->status |= VIRTIO_STATUS_NEEDS_RESET;
+	raise_irq(v, VIRTIO_ISR_CONFIG);
+}
+
+/* ---- the device's thread ---------------------------------------------------------------- */
+
+static bool runnable(const struct virtio_dev *v, unsigned q)
+{
+	return (v->status & VIRTIO_STATUS_DRIVER_OK) && !(v->status & VIRTIO_STATUS_NEEDS_RESET) &&
+	       v->q[q].ready && !v->q[q].broken;
+}
+
+static void *io_thread(void *arg)
+{
+	struct virtio_dev *v = arg;
+	struct pollfd p[VIRTIO_MAX_QUEUES + 1];
+	unsigned n = v->be->nr_queues;
+	uint64_t cnt;
+
+	pthread_setname_np(pthread_self(), "virtio");
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (struct pollfd){ .fd = v->kick[i], .events = POLLIN };
+	p[n] = (struct pollfd){ .fd = v->quit_fd, .events = POLLIN };
+	for (;;) {
+		if (poll(p, n + 1, -1) < 0 && errno != EINTR)
+			break;
+		if (p[n].revents)
+			break;
+		for (unsigned i = 0; i < n; i++) {
+			if (!(p[i].revents & POLLIN) || read(v->kick[i], &cnt, sizeof(cnt)) < 0)
+				continue;
+			pthread_mutex_lock(&v->mu);
+			if (runnable(v, i))
+				v->be->process(v, i);
+			pthread_mutex_unlock(&v->mu);
+		}
+	}
+	return NULL;
+}
+
+/* ---- setup ---------------------------------------------------------------------------- */
+
+static uint64_t base_of(const struct virtio_dev *v)
+{
+	return VIRTIO_MMIO_BASE + (uint64_t)v->index * VIRTIO_MMIO_SIZE;
+}
+
+static int kvm_fds(struct virtio_dev *v)
+{
+	struct kvm_irqfd irqfd = { .fd = (uint32_t)v->irqfd, .gsi = v->irq };
+
+	if (ioctl(v->vm->vm_fd, KVM_IRQFD, &irqfd) < 0)
+		return -errno;
+	v->ioeventfd = true;
+	for (unsigned i = 0; i < v->be->nr_queues; i++) {
+		struct kvm_ioeventfd ev = { .datamatch = i,
+					    .addr = base_of(v) + R_QUEUE_NOTIFY,
+					    .len = 4,
+					    .fd = v->kick[i],
+					    .flags = KVM_IOEVENTFD_FLAG_DATAMATCH };
+
+		if (ioctl(v->vm->vm_fd, KVM_IOEVENTFD, &ev) < 0)
+			v->ioeventfd = false; /* the exit path signals kick[] instead */
+	}
+	return 0;
+}
+
+static int make_fds(struct virtio_dev *v)
+{
+	v->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	v->quit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (v->irqfd < 0 || v->quit_fd < 0)
+		return -errno;
+	for (unsigned i = 0; i < v->be->nr_queues; i++) {
+		v->kick[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (v->kick[i] < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int virtio_mmio_create(struct vm_device *d, const struct virtio_backend *be)
+{
+	struct virtio_dev *v = calloc(1, sizeof(*v));
+	const struct vm_dev_arg *arg = d->priv;
+	char why[256] = "";
+	int err;
+
+	if (!v)
+		return -ENOMEM;
+	v->vm = d->vm;
+	v->be = be;
+	v->be_arg = arg->arg;
+	v->index = arg->index;
+	v->irq = virtio_irq(arg->index);
+	v->irqfd = v->quit_fd = -1;
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		v->kick[i] = -1;
+	v->mem = (struct virtq_mem){ mem_map, NULL, d->vm };
+	pthread_mutex_init(&v->mu, NULL);
+	d->priv = v;
+	err = be->open(v, why, sizeof(why));
+	if (err) {
+		log_err(SUB, "vm=%s %s", d->vm->cfg.name, why);
+		goto fail;
+	}
+	err = make_fds(v);
+	if (!err)
+		err = kvm_fds(v);
+	if (!err)
+		err = -pthread_create(&v->thread, NULL, io_thread, v);
+	if (err) {
+		log_err(SUB, "vm=%s %s: cannot set up: %s", d->vm->cfg.name, be->name,
+			strerror(-err));
+		goto fail;
+	}
+	v->thread_started = true;
+	return 0;
+fail:
+	virtio_mmio_destroy(d);
+	return err;
+}
+
+void virtio_mmio_destroy(struct vm_device *d)
+{
+	struct virtio_dev *v = d->priv;
+	uint64_t one = 1;
+
+	if (!v)
+		return;
+	if (v->thread_started) {
+		if (write(v->quit_fd, &one, sizeof(one)) < 0)
+			log_warn(SUB, "vm=%s %s: quit: %s", v->vm->cfg.name, v->be->name,
+				 strerror(errno));
+		pthread_join(v->thread, NULL);
+	}
+	if (v->be_priv)
+		v->be->close(v);
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		if (v->kick[i] >= 0)
+			close(v->kick[i]);
+	if (v->irqfd >= 0)
+		close(v->irqfd);
+	if (v->quit_fd >= 0)
+		close(v->quit_fd);
+	pthread_mutex_destroy(&v->mu);
+	free(v);
+	d->priv = NULL;
+}
+
+/* Device reset (status 0, or power-on): registers, queues, interrupt status. */
+static void reset_locked(struct virtio_dev *v)
+{
+	v->status = v->dev_sel = v->drv_sel = v->queue_sel = 0;
+	v->drv_features = 0;
+	atomic_store(&v->isr, 0);
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		virtq_reset(&v->q[i]);
+}
+
+void virtio_mmio_reset(struct vm_device *d)
+{
+	struct virtio_dev *v = d->priv;
+
+	pthread_mutex_lock(&v->mu);
+	reset_locked(v);
+	pthread_mutex_unlock(&v->mu);
+}
+
+int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x)
+{
+	struct virtio_dev *v = d->priv;
+
+	if (x->save)
+		log_err(SUB,
+			"vm=%s %s: snapshots and migration of virtio devices are not "
+			"supported yet",
+			v->vm->cfg.name, v->be->name);
+	return x->save ? -ENOTSUP : dev_state_fail(x, "virtio devices cannot be restored yet");
+}
+
+/* ---- registers ------------------------------------------------------------------------ */
+
+static uint32_t reg_read(struct virtio_dev *v, uint64_t off)
+{
+	const struct virtq *q = &v->q[v->queue_sel % VIRTIO_MAX_QUEUES];
+	bool qok = v->queue_sel < v->be->nr_queues;
+
+	switch (off) {
+	case R_MAGIC: return MAGIC;
+	case R_VERSION: return 2;
+	case R_DEVICE_ID: return v->be->device_id;
+	case R_VENDOR_ID: return VENDOR_CME;
+	case R_DEV_FEATURES:
+		return v->dev_sel < 2 ? (uint32_t)(offered(v) >> (32 * v->dev_sel)) : 0;
+	case R_QUEUE_NUM_MAX: return qok ? v->be->queue_max : 0;
+	case R_QUEUE_READY: return qok && q->ready;
+	case R_ISR: return atomic_load(&v->isr);
+	case R_STATUS: return v->status;
+	case R_CONFIG_GEN: return v->config_gen;
+	default: return 0;
+	}
+}
+
+/* Write the low or high half of a 64-bit queue address. */
+static void set_half(uint64_t *addr, uint32_t val, bool high)
+{
+	*addr = high ? (*addr & 0xffffffffull) | ((uint64_t)val << 32)
+		     : (*addr & ~0xffffffffull) | val;
+}
+
+static void queue_ready(struct virtio_dev *v, struct virtq *q, uint32_t val)
+{
+	char why[160];
+
+	if (!val) {
+		q->ready = false;
+		return;
+	}
+	q->event_idx = v->drv_features & VIRTIO_F_EVENT_IDX;
+	if (virtq_validate(q, &v->mem, why, sizeof(why))) {
+		virtio_queue_broken(v, v->queue_sel, why);
+		return;
+	}
+	q->ready = true;
+}
+
+/* Registers of the selected queue; false when off is not one. */
+static bool queue_write(struct virtio_dev *v, uint64_t off, uint32_t val)
+{
+	struct virtq *q = &v->q[v->queue_sel];
+
+	if (v->queue_sel >= v->be->nr_queues)
+		return off >= R_QUEUE_NUM && off <= R_QUEUE_USED_HI; /* ignored */
+	switch (off) {
+	case R_QUEUE_NUM: q->num = val <= v->be->queue_max ? (uint16_t)val : 0; return true;
+	case R_QUEUE_READY: queue_ready(v, q, val); return true;
+	case R_QUEUE_DESC_LO:
+	case R_QUEUE_DESC_HI: set_half(&q->desc, val, off == R_QUEUE_DESC_HI); return true;
+	case R_QUEUE_AVAIL_LO:
+	case R_QUEUE_AVAIL_HI: set_half(&q->avail, val, off == R_QUEUE_AVAIL_HI); return true;
+	case R_QUEUE_USED_LO:
+	case R_QUEUE_USED_HI: set_half(&q->used, val, off == R_QUEUE_USED_HI); return true;
+	default: return false;
+	}
+}
+
+static void status_write(struct virtio_dev *v, uint32_t val)
+{
+	if (!val) {
+		reset_locked(v);
+		return;
+	}
+	/* FEATURES_OK only for features we offered; otherwise the driver sees it unset. */
+	if ((val & VIRTIO_STATUS_FEATURES_OK) && (v->drv_features & ~offered(v)))
+		val &= ~VIRTIO_STATUS_FEATURES_OK;
+	if ((val & VIRTIO_STATUS_FEATURES_OK) && !(v->drv_features & VIRTIO_F_VERSION_1))
+		val &= ~VIRTIO_STATUS_FEATURES_OK; /* modern only */
+	v->status = (v->status & VIRTIO_STATUS_NEEDS_RESET) | (val & ~VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void kick(struct virtio_dev *v, uint32_t q)
+{
+	uint64_t one = 1;
+
+	if (q < v->be->nr_queues && write(v->kick[q], &one, sizeof(one)) < 0)
+		log_warn(SUB, "vm=%s %s: kick: %s", v->vm->cfg.name, v->be->name, strerror(errno));
+}
+
+static void reg_write(struct virtio_dev *v, uint64_t off, uint32_t val)
+{
+	if (queue_write(v, off, val))
+		return;
+	switch (off) {
+	case R_DEV_FEAT_SEL: v->dev_sel = val; break;
+	case R_DRV_FEAT_SEL: v->drv_sel = val; break;
+	case R_DRV_FEATURES:
+		if (v->drv_sel < 2 && !(v->status & VIRTIO_STATUS_FEATURES_OK))
+			set_half(&v->drv_features, val, v->drv_sel == 1);
+		break;
+	case R_QUEUE_SEL: v->queue_sel = val; break;
+	case R_QUEUE_NOTIFY: kick(v, val); break; /* when KVM did not take it (no ioeventfd) */
+	case R_ISR_ACK: atomic_fetch_and(&v->isr, ~val); break;
+	case R_STATUS: status_write(v, val); break;
+	default: break; /* read-only or unknown: ignored */
+	}
+}
+
+void virtio_mmio_io(struct vm_device *d, struct dev_access *a)
+{
+	struct virtio_dev *v = d->priv;
+	uint32_t val = 0;
+
+	if (a->off >= R_CONFIG) { /* device configuration: reads of any width */
+		if (a->write)
+			return; /* nothing writable in our devices' configuration */
+		pthread_mutex_lock(&v->mu);
+		v->be->config_read(v, a->off - R_CONFIG, a->data, a->size);
+		pthread_mutex_unlock(&v->mu);
+		return;
+	}
+	if (a->size != 4 || a->off % 4) { /* the registers are 32-bit */
+		if (!a->write)
+			memset(a->data, 0xff, a->size);
+		return;
+	}
+	/* Never wait for the queue's work: notifications, and the interrupt status. */
+	if (a->off == R_QUEUE_NOTIFY && a->write) {
+		memcpy(&val, a->data, 4);
+		kick(v, val);
+		return;
+	}
+	if (a->off == R_ISR && !a->write) {
+		val = atomic_load(&v->isr);
+		memcpy(a->data, &val, 4);
+		return;
+	}
+	if (a->off == R_ISR_ACK && a->write) {
+		memcpy(&val, a->data, 4);
+		atomic_fetch_and(&v->isr, ~val);
+		return;
+	}
+	pthread_mutex_lock(&v->mu);
+	if (a->write) {
+		memcpy(&val, a->data, 4);
+		reg_write(v, a->off, val);
+	} else {
+		val = reg_read(v, a->off);
+		memcpy(a->data, &val, 4);
+	}
+	pthread_mutex_unlock(&v->mu);
+}

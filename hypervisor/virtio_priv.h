@@ -1,0 +1,106 @@
+/* Private to hypervisor/: virtio devices over the virtio-mmio transport (virtio 1.x,
+ * modern only; section 4.2 of the spec).
+ *
+ * Why MMIO rather than PCI: no bus to enumerate, so a flat guest (and our ring-3 test
+ * drivers) finds a device from the boot info alone, and Linux from one
+ * `virtio_mmio.device=4K@ADDR:IRQ` per device on its command line — Firecracker's choice
+ * for the same reasons. Device i sits at VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_SIZE, in the
+ * hole below 4 GiB, and raises virtio_irq(i) (an IOAPIC pin, edge-triggered; vm_priv.h).
+ *
+ * Threads: the guest's register accesses come from vCPU threads (dev_lock held); queue
+ * notifications arrive through an ioeventfd (KVM signals it without an exit; a write
+ * that does exit is turned into the same signal), and a thread of the device's own
+ * processes the queues and raises the interrupt through an irqfd — disk and network I/O
+ * never run on a vCPU thread. The transport's mutex orders the two: a register access
+ * waits for the queue being processed.
+ *
+ * A malformed queue (virtq_priv.h) sets DEVICE_NEEDS_RESET and raises a configuration
+ * interrupt; the device does nothing more until the driver resets it. */
+#ifndef CME_VIRTIO_PRIV_H
+#define CME_VIRTIO_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "dev_priv.h"
+#include "virtq_priv.h"
+
+#define VIRTIO_MAX_QUEUES 2
+
+#define VIRTIO_ID_BLOCK 2
+
+#define VIRTIO_STATUS_ACK	  1
+#define VIRTIO_STATUS_DRIVER	  2
+#define VIRTIO_STATUS_DRIVER_OK	  4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 64
+#define VIRTIO_STATUS_FAILED	  128
+
+#define VIRTIO_F_INDIRECT_DESC (1ull << 28)
+#define VIRTIO_F_EVENT_IDX     (1ull << 29)
+#define VIRTIO_F_VERSION_1     (1ull << 32)
+
+#define VIRTIO_ISR_USED	  1
+#define VIRTIO_ISR_CONFIG 2
+
+struct virtio_dev;
+
+/* What a device type adds to the transport. */
+struct virtio_backend {
+	const char *name;
+	uint32_t device_id;
+	unsigned nr_queues;
+	uint16_t queue_max;
+	/* Open what the device needs (its file, ...): 0 or -errno with a reason in why. */
+	int (*open)(struct virtio_dev *v, char *why, size_t len);
+	void (*close)(struct virtio_dev *v);
+	/* Device-specific feature bits offered (the transport adds its own). */
+	uint64_t (*features)(struct virtio_dev *v);
+	/* Read the configuration space (off from 0x100). */
+	void (*config_read)(struct virtio_dev *v, uint64_t off, uint8_t *data, unsigned size);
+	/* Take and complete what queue q holds (the device's thread, transport mutex held).
+	 * Returns false when the queue turned out malformed (virtio_queue_broken was called). */
+	bool (*process)(struct virtio_dev *v, unsigned q);
+};
+
+/* The transport's state of one device. */
+struct virtio_dev {
+	struct vm *vm;
+	const struct virtio_backend *be;
+	void *be_priv;	    /* the backend's own */
+	const void *be_arg; /* what the board gave for it (a struct vm_disk, ...) */
+	unsigned index;	    /* its slot in the MMIO window */
+	unsigned irq;
+	pthread_mutex_t mu;
+	uint32_t status, dev_sel, drv_sel, queue_sel;
+	uint64_t drv_features;
+	atomic_uint isr;
+	uint32_t config_gen;
+	struct virtq q[VIRTIO_MAX_QUEUES];
+	struct virtq_mem mem;
+	int irqfd;
+	int kick[VIRTIO_MAX_QUEUES]; /* ioeventfds */
+	int quit_fd;
+	bool ioeventfd; /* KVM signals kick[] itself */
+	pthread_t thread;
+	bool thread_started;
+	uint64_t requests, irqs; /* counters (status) */
+};
+
+/* virtio_mmio.c: the transport. A device type's dev_ops (in its own file) calls these;
+ * d->priv holds the board's argument until create, a struct virtio_dev after it. */
+int virtio_mmio_create(struct vm_device *d, const struct virtio_backend *be);
+void virtio_mmio_destroy(struct vm_device *d);
+void virtio_mmio_reset(struct vm_device *d);
+void virtio_mmio_io(struct vm_device *d, struct dev_access *a);
+/* Snapshots and migration do not carry virtio devices yet: refused, the guest runs on. */
+int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x);
+/* Raise the used-buffer interrupt when queue q's driver wants one. */
+void virtio_notify(struct virtio_dev *v, unsigned q);
+/* Queue q is malformed: DEVICE_NEEDS_RESET, a configuration interrupt, a log line. */
+void virtio_queue_broken(struct virtio_dev *v, unsigned q, const char *why);
+
+/* virtio_blk.c: a disk backed by a raw image file. */
+extern const struct dev_ops dev_virtio_blk_ops;
+
+#endif
