@@ -75,6 +75,10 @@ struct dev_ops {
 	 * A read must fill a->data (size bytes); an unhandled register reads as all-ones.
 	 * An access that ends the VM (vm_set_end) sets a->stop. */
 	void (*io)(struct vm_device *d, struct dev_access *a);
+	/* The VM pauses (true) or runs again (false): a device with a thread of its own
+	 * finishes what it is doing and then touches guest RAM no more until it runs again
+	 * (snapshots, fencing). Called with run_lock held: must not take dev_lock. */
+	void (*pause)(struct vm_device *d, bool pause);
 	/* Save (x->save) or restore the device's state, one function for both ways.
 	 * Restore happens before the guest runs; a malformed or mismatching section fails
 	 * with a reason in x->err and -EINVAL. Save fails only for lack of memory (-ENOMEM). */
@@ -92,6 +96,7 @@ struct vm_device {
 	const struct dev_ops *ops;
 	struct vm *vm;
 	void *priv;
+	char state_name[32]; /* its state section: ops->name, "NAME.INDEX" for several */
 	struct dev_range range[DEV_MAX_RANGES];
 	unsigned nr_ranges;
 };
@@ -102,6 +107,8 @@ struct vm_device {
 int vm_setup_devices(struct vm *vm) CME_WUR;
 /* Release every device. */
 void vm_devices_destroy(struct vm *vm);
+/* Pause (or resume) every device that has a pause hook (run_lock held). */
+void dev_pause_all(struct vm *vm, bool pause);
 /* Route one guest access to the device claiming it (port I/O: the first port must be in
  * a range; MMIO: the whole access must be). Returns false when no device claims it. */
 bool dev_dispatch(struct vm *vm, enum dev_space space, struct dev_access *a);

@@ -55,6 +55,10 @@ static int dev_register(struct vm *vm, const struct dev_entry *e)
 		return -ENOMEM;
 	d->ops = e->ops;
 	d->vm = vm;
+	if (e->arg.arg) /* one of several: each its own state section */
+		snprintf(d->state_name, sizeof(d->state_name), "%s.%u", e->ops->name, e->arg.index);
+	else
+		snprintf(d->state_name, sizeof(d->state_name), "%s", e->ops->name);
 	d->priv = (void *)&e->arg; /* create replaces it with the device's own data */
 	for (unsigned i = 0; i < DEV_MAX_RANGES && e->range[i].len; i++) {
 		other = dev_claimed(vm, &e->range[i]);
@@ -154,11 +158,18 @@ bool dev_dispatch(struct vm *vm, enum dev_space space, struct dev_access *a)
 	return false;
 }
 
+void dev_pause_all(struct vm *vm, bool pause)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (vm->devices[i]->ops->pause)
+			vm->devices[i]->ops->pause(vm->devices[i], pause);
+}
+
 /* ---- state sections -------------------------------------------------------------------- */
 
 static int dev_section_save(struct vm_device *d, struct arena *a, Cme__DeviceState **out)
 {
-	struct dev_xfer x = { .name = d->ops->name, .save = true, .arena = a };
+	struct dev_xfer x = { .name = d->state_name, .save = true, .arena = a };
 	Cme__DeviceState *s = arena_alloc(a, sizeof(*s));
 	int err;
 
@@ -168,7 +179,7 @@ static int dev_section_save(struct vm_device *d, struct arena *a, Cme__DeviceSta
 	err = d->ops->state(d, &x);
 	if (err)
 		return err;
-	s->name = (char *)d->ops->name;
+	s->name = d->state_name;
 	s->version = d->ops->state_version;
 	s->state = x.bytes;
 	*out = s;
@@ -194,7 +205,7 @@ int dev_state_save_all(struct vm *vm, struct arena *a, size_t *n, Cme__DeviceSta
 static struct vm_device *dev_by_state_name(struct vm *vm, const char *name)
 {
 	for (unsigned i = 0; i < vm->nr_devices; i++)
-		if (vm->devices[i]->ops->state && !strcmp(vm->devices[i]->ops->name, name))
+		if (vm->devices[i]->ops->state && !strcmp(vm->devices[i]->state_name, name))
 			return vm->devices[i];
 	return NULL;
 }

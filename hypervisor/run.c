@@ -1,5 +1,6 @@
 /* Run control for the whole VM: start, pause, resume, stop, and how it ended. One
  * mechanism serves the API, snapshots, migration and fencing. */
+#include "dev_priv.h"
 #include "vm_priv.h"
 
 #include <errno.h>
@@ -31,6 +32,7 @@ int vm_start(struct vm *vm, bool paused)
 		vm->pause_start_ns = vm->start_ns;
 		atomic_store(&vm->pause_req, true);
 	}
+	dev_pause_all(vm, paused); /* running: devices take what a restored guest had posted */
 	for (unsigned i = 0; !err && i < vm->cfg.nr_vcpus; i++)
 		err = vcpu_start(&vm->vcpus[i]);
 	if (err)
@@ -73,6 +75,7 @@ bool vm_pause_locked(struct vm *vm)
 	if (vm->state == VM_RUNNING) {
 		vm->state = VM_PAUSED;
 		vm->pause_start_ns = now_ns();
+		dev_pause_all(vm, true); /* device threads too: no more guest RAM writes */
 	}
 	return vm->state == VM_PAUSED;
 }
@@ -124,6 +127,7 @@ int vm_resume(struct vm *vm)
 		atomic_store(&vm->pause_req, false);
 		vm->paused_ns += now_ns() - vm->pause_start_ns;
 		vm->state = VM_RUNNING;
+		dev_pause_all(vm, false);
 		vm->fenced = false;
 		atomic_store(&vm->fence_hit, false); /* the deadline has not passed: stale */
 		pthread_cond_broadcast(&vm->run_cond);

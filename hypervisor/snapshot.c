@@ -201,9 +201,7 @@ int vm_snapshot_write(struct vm *vm, const char *path, struct vm_snapshot_stats 
 		return snprintf(err, errlen, "path too long"), -ENAMETOOLONG;
 	rc = vm_state_save(vm, &state, &state_len);
 	if (rc) {
-		snprintf(err, errlen, "cannot capture VM state: %s",
-			 rc == -ENOTSUP ? "virtio devices (disks) are not carried by snapshots yet"
-					: strerror(-rc));
+		snprintf(err, errlen, "cannot capture VM state: %s", strerror(-rc));
 		return rc;
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -191,6 +191,11 @@ static uint32_t request(struct virtio_dev *v, const struct virtq_chain *c)
 	return written + 1;
 }
 
+static uint64_t blk_identity(struct virtio_dev *v)
+{
+	return ((const struct blk *)v->be_priv)->sectors;
+}
+
 static bool blk_process(struct virtio_dev *v, unsigned qi)
 {
 	struct virtq *q = &v->q[qi];
@@ -221,6 +226,7 @@ static const struct virtio_backend virtio_blk_backend = {
 	.close = blk_close,
 	.features = blk_features,
 	.config_read = blk_config,
+	.identity = blk_identity,
 	.process = blk_process,
 };
 
@@ -236,5 +242,6 @@ const struct dev_ops dev_virtio_blk_ops = {
 	.destroy = virtio_mmio_destroy,
 	.reset = virtio_mmio_reset,
 	.io = virtio_mmio_io,
+	.pause = virtio_mmio_pause,
 	.state = virtio_mmio_state,
 };

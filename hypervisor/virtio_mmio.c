@@ -107,7 +107,7 @@ static void *io_thread(void *arg)
 			if (!(p[i].revents & POLLIN) || read(v->kick[i], &cnt, sizeof(cnt)) < 0)
 				continue;
 			pthread_mutex_lock(&v->mu);
-			if (runnable(v, i))
+			if (runnable(v, i) && !v->paused)
 				v->be->process(v, i);
 			pthread_mutex_unlock(&v->mu);
 		}
@@ -244,16 +244,98 @@ void virtio_mmio_reset(struct vm_device *d)
 	pthread_mutex_unlock(&v->mu);
 }
 
-int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x)
+static void kick(struct virtio_dev *v, uint32_t q)
+{
+	uint64_t one = 1;
+
+	if (q < v->be->nr_queues && write(v->kick[q], &one, sizeof(one)) < 0)
+		log_warn(SUB, "vm=%s %s: kick: %s", v->vm->cfg.name, v->be->name, strerror(errno));
+}
+
+void virtio_mmio_pause(struct vm_device *d, bool pause)
 {
 	struct virtio_dev *v = d->priv;
 
-	if (x->save)
-		log_err(SUB,
-			"vm=%s %s: snapshots and migration of virtio devices are not "
-			"supported yet",
-			v->vm->cfg.name, v->be->name);
-	return x->save ? -ENOTSUP : dev_state_fail(x, "virtio devices cannot be restored yet");
+	pthread_mutex_lock(&v->mu); /* waits for the queue being processed */
+	v->paused = pause;
+	pthread_mutex_unlock(&v->mu);
+	for (unsigned i = 0; !pause && i < v->be->nr_queues; i++)
+		kick(v, i); /* what the guest posted meanwhile */
+}
+
+static int queue_xfer(struct virtio_dev *v, struct virtq *q, Cme__VirtqState *m, struct dev_xfer *x)
+{
+	char why[160];
+
+	DEV_XFER(x, q->num, m->num);
+	DEV_XFER(x, q->desc, m->desc);
+	DEV_XFER(x, q->avail, m->avail);
+	DEV_XFER(x, q->used, m->used);
+	DEV_XFER(x, q->ready, m->ready);
+	DEV_XFER(x, q->event_idx, m->event_idx);
+	DEV_XFER(x, q->broken, m->broken);
+	DEV_XFER(x, q->last_avail, m->last_avail);
+	DEV_XFER(x, q->used_idx, m->used_idx);
+	DEV_XFER(x, q->signalled, m->signalled);
+	DEV_XFER(x, q->signal_valid, m->signal_valid);
+	if (!x->save && q->ready && virtq_validate(q, &v->mem, why, sizeof(why)))
+		return dev_state_fail(x, "queue: %s", why);
+	return 0;
+}
+
+static int transport_xfer(struct virtio_dev *v, Cme__VirtioState *m, Cme__VirtqState **qs,
+			  struct dev_xfer *x)
+{
+	uint64_t id = v->be->identity(v);
+
+	DEV_CMP(x, (uint64_t)v->be->device_id, m->device_id);
+	DEV_CMP(x, id, m->capacity);
+	if (!x->save && m->n_queues > v->be->nr_queues)
+		return dev_state_fail(x, "%zu queues, the device has %u", m->n_queues,
+				      v->be->nr_queues);
+	DEV_XFER(x, v->status, m->status);
+	DEV_XFER(x, v->dev_sel, m->dev_sel);
+	DEV_XFER(x, v->drv_sel, m->drv_sel);
+	DEV_XFER(x, v->queue_sel, m->queue_sel);
+	DEV_XFER(x, v->drv_features, m->drv_features);
+	DEV_XFER(x, v->config_gen, m->config_gen);
+	if (x->save) {
+		m->isr = atomic_load(&v->isr);
+		m->n_queues = v->be->nr_queues;
+		m->queues = qs;
+	} else {
+		atomic_store(&v->isr, m->isr);
+	}
+	for (unsigned i = 0; i < m->n_queues; i++)
+		if (queue_xfer(v, &v->q[i], m->queues[i], x))
+			return -EINVAL;
+	return 0;
+}
+
+int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x)
+{
+	struct virtio_dev *v = d->priv;
+	Cme__VirtioState saved = CME__VIRTIO_STATE__INIT, *m = &saved;
+	Cme__VirtqState qsaved[VIRTIO_MAX_QUEUES], *qs[VIRTIO_MAX_QUEUES];
+	int err;
+
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		cme__virtq_state__init(&qsaved[i]);
+		qs[i] = &qsaved[i];
+	}
+	if (!x->save) {
+		m = cme__virtio_state__unpack(NULL, x->bytes.len, x->bytes.data);
+		if (!m)
+			return dev_state_fail(x, "malformed");
+	}
+	pthread_mutex_lock(&v->mu);
+	err = transport_xfer(v, m, qs, x);
+	pthread_mutex_unlock(&v->mu);
+	if (x->save && !err)
+		err = dev_state_pack(x, &m->base);
+	if (!x->save)
+		cme__virtio_state__free_unpacked(m, NULL);
+	return err;
 }
 
 /* ---- registers ------------------------------------------------------------------------ */
@@ -334,14 +416,6 @@ static void status_write(struct virtio_dev *v, uint32_t val)
 	if ((val & VIRTIO_STATUS_FEATURES_OK) && !(v->drv_features & VIRTIO_F_VERSION_1))
 		val &= ~VIRTIO_STATUS_FEATURES_OK; /* modern only */
 	v->status = (v->status & VIRTIO_STATUS_NEEDS_RESET) | (val & ~VIRTIO_STATUS_NEEDS_RESET);
-}
-
-static void kick(struct virtio_dev *v, uint32_t q)
-{
-	uint64_t one = 1;
-
-	if (q < v->be->nr_queues && write(v->kick[q], &one, sizeof(one)) < 0)
-		log_warn(SUB, "vm=%s %s: kick: %s", v->vm->cfg.name, v->be->name, strerror(errno));
 }
 
 static void reg_write(struct virtio_dev *v, uint64_t off, uint32_t val)

@@ -58,6 +58,8 @@ struct virtio_backend {
 	uint64_t (*features)(struct virtio_dev *v);
 	/* Read the configuration space (off from 0x100). */
 	void (*config_read)(struct virtio_dev *v, uint64_t off, uint8_t *data, unsigned size);
+	/* What must be the same after a restore (virtio-blk: the image's sectors). */
+	uint64_t (*identity)(struct virtio_dev *v);
 	/* Take and complete what queue q holds (the device's thread, transport mutex held).
 	 * Returns false when the queue turned out malformed (virtio_queue_broken was called). */
 	bool (*process)(struct virtio_dev *v, unsigned q);
@@ -82,6 +84,7 @@ struct virtio_dev {
 	int kick[VIRTIO_MAX_QUEUES]; /* ioeventfds */
 	int quit_fd;
 	bool ioeventfd; /* KVM signals kick[] itself */
+	bool paused;	/* the VM is paused: no queue is processed (under mu) */
 	pthread_t thread;
 	bool thread_started;
 	uint64_t requests, irqs; /* counters (status) */
@@ -93,7 +96,10 @@ int virtio_mmio_create(struct vm_device *d, const struct virtio_backend *be);
 void virtio_mmio_destroy(struct vm_device *d);
 void virtio_mmio_reset(struct vm_device *d);
 void virtio_mmio_io(struct vm_device *d, struct dev_access *a);
-/* Snapshots and migration do not carry virtio devices yet: refused, the guest runs on. */
+/* The VM pauses: wait for the queue being processed, then process none until it runs
+ * again (kicks that came meanwhile are taken then). */
+void virtio_mmio_pause(struct vm_device *d, bool pause);
+/* The transport's registers and queues (VirtioState), and the backend's identity. */
 int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x);
 /* Raise the used-buffer interrupt when queue q's driver wants one. */
 void virtio_notify(struct virtio_dev *v, unsigned q);

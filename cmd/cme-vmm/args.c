@@ -107,9 +107,6 @@ static int check_mode(const struct run_opts *o, bool restore, char *err, size_t 
 	if (o->listen || o->tls_dir || o->commit)
 		return arg_fail(err, errlen, "%s",
 				"--listen, --tls-dir and --commit belong to incoming");
-	if (restore && o->nr_disks)
-		return arg_fail(err, errlen, "%s",
-				"restore: snapshots do not carry disks yet (no --disk)");
 	if (restore && (o->image || o->kernel || o->cmdline || o->initrd))
 		return arg_fail(err, errlen, "%s",
 				"restore takes the guest from the snapshot: no --image, --kernel, "
