@@ -44,6 +44,11 @@ struct vm_config {
 	struct console_cfg console;
 	struct vm_disk disks[VM_MAX_DISKS];
 	unsigned nr_disks;
+	/* Resource control (README "Resource control"). */
+	bool hugepages;	       /* back RAM with 2 MiB hugepages (refused if too few) */
+	bool ksm;	       /* mark RAM mergeable (KSM page sharing) */
+	int pin[VM_MAX_VCPUS]; /* host CPU of vCPU i, for i < nr_pin */
+	unsigned nr_pin;
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_ENDED };
@@ -87,7 +92,10 @@ struct vm_info {
 	uint64_t tsc_khz;
 	uint64_t uptime_ns; /* since vm_start() */
 	uint64_t paused_ns; /* total time paused */
-	unsigned nr_disks;  /* virtio-blk disks (not yet carried by snapshots or migration) */
+	unsigned nr_disks;  /* virtio-blk disks (not yet carried by live migration) */
+	bool hugepages, ksm;
+	unsigned nr_pin; /* vCPUs 0..nr_pin-1 are pinned, to host CPU pin[i] */
+	int pin[VM_MAX_VCPUS];
 };
 
 /* Open /dev/kvm and create the VM with its memory, in-kernel irqchip, PIT, vCPUs

@@ -150,6 +150,10 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
 	info->uptime_ns = vm->start_ns ? now - vm->start_ns : 0;
 	info->paused_ns = vm->paused_ns;
 	info->nr_disks = vm->cfg.nr_disks;
+	info->hugepages = vm->cfg.hugepages;
+	info->ksm = vm->cfg.ksm;
+	info->nr_pin = vm->cfg.nr_pin;
+	memcpy(info->pin, vm->cfg.pin, sizeof(info->pin));
 	if (vm->state == VM_PAUSED)
 		info->paused_ns += now - vm->pause_start_ns;
 	pthread_mutex_unlock(&vm->run_lock);

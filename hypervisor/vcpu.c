@@ -3,6 +3,7 @@
 #include "state_priv.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,21 @@ static void vcpu_park(struct vcpu *vcpu)
 	vm->parked--;
 }
 
+/* --pin-vcpus: this thread on its host CPU (checked at start: vm_pin_check). */
+static void vcpu_pin(struct vcpu *vcpu)
+{
+	const struct vm_config *c = &vcpu->vm->cfg;
+	cpu_set_t set;
+
+	if (vcpu->id >= c->nr_pin)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(c->pin[vcpu->id], &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0)
+		log_warn(SUB, "vcpu=%u cannot pin to CPU %d: %s", vcpu->id, c->pin[vcpu->id],
+			 strerror(errno));
+}
+
 /* Returns false when the thread must end. */
 static bool vcpu_check_run_control(struct vcpu *vcpu)
 {
@@ -173,6 +189,7 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", vcpu->id);
 	pthread_setname_np(pthread_self(), name);
+	vcpu_pin(vcpu);
 	vcpu_self_run = vcpu->run;
 	vcpu_fence_timer_init(vcpu);
 	while (vcpu_check_run_control(vcpu)) {

@@ -34,18 +34,54 @@ static int kvm_open(void)
 	return fd;
 }
 
+/* Free 2 MiB hugepages on this host (HugePages_Free), or -1 when unknown. */
+static long free_hugepages(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	long n = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "HugePages_Free: %ld", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+static void *map_ram(struct vm *vm, uint64_t size)
+{
+	int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	void *p;
+
+	if (!vm->cfg.hugepages)
+		return mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+	/* Reserved at the mapping (no MAP_NORESERVE): too few fails now, not at a fault. */
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1,
+		 0);
+	if (p == MAP_FAILED)
+		log_err(SUB,
+			"vm=%s --hugepages: %llu MiB need %llu free 2 MiB hugepages, this host has "
+			"%ld (vm.nr_hugepages)",
+			vm->cfg.name, (unsigned long long)(size >> 20),
+			(unsigned long long)(size >> 21), free_hugepages());
+	return p;
+}
+
 static int vm_add_slot(struct vm *vm, uint64_t gpa, uint64_t size)
 {
 	struct vm_slot *s = &vm->slots[vm->nr_slots];
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	void *p = map_ram(vm, size);
 
 	if (p == MAP_FAILED) {
-		log_err(SUB, "vm=%s cannot map %llu MiB of guest RAM: %s", vm->cfg.name,
-			(unsigned long long)(size >> 20), strerror(errno));
+		if (!vm->cfg.hugepages)
+			log_err(SUB, "vm=%s cannot map %llu MiB of guest RAM: %s", vm->cfg.name,
+				(unsigned long long)(size >> 20), strerror(errno));
 		return -ENOMEM;
 	}
-	madvise(p, size, MADV_MERGEABLE);
+	if (vm->cfg.ksm && madvise(p, size, MADV_MERGEABLE) < 0)
+		log_warn(SUB, "vm=%s --ksm: madvise: %s (no page sharing)", vm->cfg.name,
+			 strerror(errno));
 	s->gpa = gpa;
 	s->size = size;
 	s->hva = p;
@@ -149,6 +185,10 @@ static void vm_enable_manual_protect(struct vm *vm)
 
 static int vm_validate_config(const struct vm_config *cfg)
 {
+	if (cfg->nr_pin > cfg->nr_vcpus) {
+		log_err(SUB, "--pin-vcpus names %u CPUs for %u vCPUs", cfg->nr_pin, cfg->nr_vcpus);
+		return -EINVAL;
+	}
 	if (cfg->nr_disks > VM_MAX_DISKS) {
 		log_err(SUB, "%u disks: at most %d", cfg->nr_disks, VM_MAX_DISKS);
 		return -EINVAL;

@@ -33,6 +33,24 @@ static json_t *vcpu_stats_json(struct vm *vm, unsigned i)
 			 "cpu_ms", (json_int_t)(st.cpu_ns / 1000000));
 }
 
+/* --hugepages, --ksm, --pin-vcpus as the VM runs with them; the VMM's resident memory. */
+static json_t *resources_json(const struct vm_info *info)
+{
+	json_t *pin = json_array();
+	long size_pages = 0, rss_pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f || fscanf(f, "%ld %ld", &size_pages, &rss_pages) != 2)
+		rss_pages = 0;
+	if (f)
+		fclose(f);
+	for (unsigned i = 0; i < info->nr_pin; i++)
+		json_array_append_new(pin, json_integer(info->pin[i]));
+	return json_pack("{s:b,s:b,s:o,s:I}", "hugepages", info->hugepages, "ksm", info->ksm,
+			 "pinned_cpus", pin, "rss_bytes",
+			 (json_int_t)rss_pages * sysconf(_SC_PAGESIZE));
+}
+
 static json_t *api_status(struct api *api, json_t *req)
 {
 	struct vm_info info;
@@ -42,12 +60,13 @@ static json_t *api_status(struct api *api, json_t *req)
 	vm_get_info(api->vm, &info);
 	for (unsigned i = 0; i < info.nr_vcpus; i++)
 		json_array_append_new(vcpus, vcpu_stats_json(api->vm, i));
-	return json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o,s:o}", "ok", 1, "name", info.name,
-			 "state", api_state_name(&info), "mem_bytes", (json_int_t)info.mem_bytes,
-			 "vcpus", (int)info.nr_vcpus, "tsc_khz", (json_int_t)info.tsc_khz,
-			 "uptime_ms", (json_int_t)(info.uptime_ns / 1000000), "paused_ms",
+	return json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o,s:o,s:o}", "ok", 1, "name",
+			 info.name, "state", api_state_name(&info), "mem_bytes",
+			 (json_int_t)info.mem_bytes, "vcpus", (int)info.nr_vcpus, "tsc_khz",
+			 (json_int_t)info.tsc_khz, "uptime_ms",
+			 (json_int_t)(info.uptime_ns / 1000000), "paused_ms",
 			 (json_int_t)(info.paused_ns / 1000000), "vcpu", vcpus, "fence",
-			 api_fence_json(api->vm));
+			 api_fence_json(api->vm), "resources", resources_json(&info));
 }
 
 static json_t *api_pause(struct api *api, json_t *req)

@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,9 +57,35 @@ static int parse_disk(char *a, struct run_opts *o, char *err, size_t errlen)
 	return 0;
 }
 
+/* --pin-vcpus 0,2,3: vCPU i runs on host CPU list[i] (fewer CPUs than vCPUs pins the
+ * first ones). Whether those CPUs exist is checked when the VM starts. */
+static int parse_pin(const char *a, struct run_opts *o, char *err, size_t errlen)
+{
+	const char *p = a;
+
+	o->nr_pin = 0;
+	while (*p) {
+		char *end;
+		unsigned long cpu = strtoul(p, &end, 10);
+
+		if (end == p || cpu >= CPU_SETSIZE || (*end && *end != ',') ||
+		    o->nr_pin == VM_MAX_VCPUS)
+			return arg_fail(err, errlen,
+					"--pin-vcpus %s: expected host CPU numbers, one per vCPU, "
+					"comma-separated",
+					a);
+		o->pin[o->nr_pin++] = (int)cpu;
+		p = *end ? end + 1 : end;
+	}
+	return o->nr_pin ? 0 : arg_fail(err, errlen, "--pin-vcpus %s: no CPU given", a);
+}
+
 static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errlen)
 {
 	switch (c) {
+	case 'P': return parse_pin(a, o, err, errlen);
+	case 'H': o->hugepages = true; return 0;
+	case 'K': o->ksm = true; return 0;
 	case 'd': return parse_disk(a, o, err, errlen);
 	case 'm': return parse_mem(a, o, err, errlen);
 	case 'c': return parse_vcpus(a, o, err, errlen);
@@ -120,13 +148,15 @@ static int check_mode(const struct run_opts *o, bool restore, char *err, size_t 
 				"no guest given: --image FILE or --kernel FILE is required");
 	if (o->initrd && !o->kernel)
 		return arg_fail(err, errlen, "%s", "--initrd needs --kernel");
+	if (o->nr_pin > o->vcpus)
+		return arg_fail(err, errlen, "%s", "--pin-vcpus names more CPUs than --vcpus");
 	return 0;
 }
 
 static int check_incoming(const struct run_opts *o, char *err, size_t errlen)
 {
 	if (o->image || o->kernel || o->cmdline || o->initrd || o->snapshot || o->mem_bytes ||
-	    o->vcpus || o->paused || o->nr_disks)
+	    o->vcpus || o->paused || o->nr_disks || o->hugepages || o->ksm || o->nr_pin)
 		return arg_fail(
 			err, errlen, "%s",
 			"incoming takes the VM from the source: only --listen, --tls-dir, "
@@ -158,6 +188,9 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "fence-deadline", required_argument, NULL, 'F' },
 		{ "exit-file", required_argument, NULL, 'X' },
 		{ "disk", required_argument, NULL, 'd' },
+		{ "pin-vcpus", required_argument, NULL, 'P' },
+		{ "hugepages", no_argument, NULL, 'H' },
+		{ "ksm", no_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool restore = !strcmp(argv[0], "restore"), incoming = !strcmp(argv[0], "incoming");

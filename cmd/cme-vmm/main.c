@@ -6,6 +6,7 @@
 #include "vmm.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,27 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 	return 0;
 }
 
+/* --pin-vcpus: every CPU must be one this process may run on. */
+static int pin_check(const struct run_opts *o)
+{
+	cpu_set_t allowed;
+
+	if (!o->nr_pin)
+		return 0;
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+		CPU_ZERO(&allowed);
+	for (unsigned i = 0; i < o->nr_pin; i++) {
+		if (!CPU_ISSET(o->pin[i], &allowed)) {
+			log_err(SUB,
+				"--pin-vcpus: CPU %d is not one this host lets the VMM use "
+				"(%d online)",
+				o->pin[i], (int)sysconf(_SC_NPROCESSORS_ONLN));
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 /* Build the VM: boot a fresh guest, restore one from a snapshot, or receive one. */
 static int setup_vm(const struct run_opts *o, struct vm **vm)
 {
@@ -149,12 +171,18 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 				 .mem_bytes = o->mem_bytes,
 				 .nr_vcpus = o->vcpus,
 				 .console = o->console,
-				 .nr_disks = o->nr_disks };
+				 .nr_disks = o->nr_disks,
+				 .hugepages = o->hugepages,
+				 .ksm = o->ksm,
+				 .nr_pin = o->nr_pin };
 	struct vm_snapshot_stats st;
 	char err[512] = "";
 	int rc;
 
 	memcpy(cfg.disks, o->disks, sizeof(cfg.disks));
+	memcpy(cfg.pin, o->pin, sizeof(cfg.pin));
+	if (pin_check(o))
+		return -EINVAL;
 	if (!o->snapshot) {
 		rc = vm_create(&cfg, vm);
 		if (rc)

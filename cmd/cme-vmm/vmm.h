@@ -37,6 +37,9 @@ struct run_opts {
 	struct console_cfg console;
 	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */
 	unsigned nr_disks;
+	bool hugepages, ksm;   /* --hugepages, --ksm */
+	int pin[VM_MAX_VCPUS]; /* --pin-vcpus CPU,CPU,...: host CPU of vCPU i */
+	unsigned nr_pin;
 };
 
 /* Parse `run`, `restore` or `incoming` options (argv[0] is the verb). On error returns -EINVAL and writes a one-line

@@ -17,5 +17,6 @@ int main(void)
 	suite_migrate_ext();
 	suite_vmm_fence();
 	suite_virtio();
+	suite_resources();
 	return test_main("kvm");
 }

@@ -1,0 +1,177 @@
+/* Resource control: --pin-vcpus pins each vCPU thread (seen in its affinity), --ksm marks
+ * guest RAM mergeable (seen in the mapping's VmFlags), --hugepages is refused with the
+ * counts when the host has too few, and status shows all of it. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "guestrun.h"
+#include "kvmtests.h"
+
+/* The Cpus_allowed_list of p's thread called comm ("" when there is none). */
+static void thread_cpus(pid_t pid, const char *comm, char *out, size_t len)
+{
+	char path[400], *txt, *hit, cpus[64];
+	struct dirent *e;
+	DIR *d;
+
+	out[0] = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	while (d && (e = readdir(d))) {
+		char name[64] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(name, sizeof(name), f))
+			name[0] = 0;
+		fclose(f);
+		name[strcspn(name, "\n")] = 0;
+		if (strcmp(name, comm))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, e->d_name);
+		txt = test_read_file(path);
+		hit = strstr(txt, "Cpus_allowed_list:");
+		if (hit && sscanf(hit, "Cpus_allowed_list: %63s", cpus) == 1)
+			snprintf(out, len, "%s", cpus);
+		free(txt);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* True when some mapping of pid has "mg" (MADV_MERGEABLE) in its VmFlags. */
+static bool has_mergeable(pid_t pid)
+{
+	char path[64], *txt, *at;
+	bool mg = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	txt = test_read_file(path);
+	for (at = txt; !mg && (at = strstr(at, "VmFlags:")); at++) {
+		size_t n = strcspn(at, "\n");
+
+		for (size_t i = 0; i + 3 <= n; i++)
+			if (!memcmp(at + i, " mg", 3) && (at[i + 3] == ' ' || at[i + 3] == '\n'))
+				mg = true;
+	}
+	free(txt);
+	return mg;
+}
+
+static void test_pin_and_ksm(void)
+{
+	const char *args[] = { "--mem",	      "64M",	    "--vcpus",	 "2",
+			       "--image",     test_guest(), "--cmdline", "wss_mb=8",
+			       "--pin-vcpus", "1,0",	    "--ksm",	 NULL };
+	const char *plain[] = { "--mem",     "64M",	 "--image", test_guest(),
+				"--cmdline", "wss_mb=8", NULL };
+	struct vmm_proc p, q;
+	char c0[64], c1[64];
+	json_t *r, *res;
+
+	if (!guest_available())
+		return;
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+		test_skip("needs 2 CPUs to see pinning");
+		return;
+	}
+	CU_ASSERT_EQUAL_FATAL(vmm_start(&p, args), 0);
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 2, 30000));
+	thread_cpus(p.pid, "vcpu0", c0, sizeof(c0));
+	thread_cpus(p.pid, "vcpu1", c1, sizeof(c1));
+	CU_ASSERT_STRING_EQUAL(c0, "1");
+	CU_ASSERT_STRING_EQUAL(c1, "0");
+	CU_ASSERT_TRUE(has_mergeable(p.pid));
+	r = vmm_request(&p, "status", NULL);
+	res = json_object_get(r, "resources");
+	CU_ASSERT_TRUE(json_is_true(json_object_get(res, "ksm")));
+	CU_ASSERT_FALSE(json_is_true(json_object_get(res, "hugepages")));
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(res, "pinned_cpus")), 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_object_get(res, "pinned_cpus"), 0)),
+			1);
+	CU_ASSERT(json_integer_value(json_object_get(res, "rss_bytes")) > 0);
+	json_decref(r);
+	CU_ASSERT(guest_check_console(&p) >= 2);
+	vmm_kill(&p);
+	/* Without --ksm nothing is mergeable: sharing guest pages is the operator's choice. */
+	CU_ASSERT_EQUAL_FATAL(vmm_start(&q, plain), 0);
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&q, 1, 30000));
+	CU_ASSERT_FALSE(has_mergeable(q.pid));
+	vmm_kill(&q);
+}
+
+/* Each refusal is one line naming the problem, status 1 or 2, nothing left running. */
+static void test_refusals(void)
+{
+	static const struct {
+		const char *flag, *val, *msg;
+		int status;
+	} bad[] = {
+		{ "--pin-vcpus", "0,x", "--pin-vcpus 0,x: expected host CPU numbers", 2 },
+		{ "--pin-vcpus", "1000", "--pin-vcpus: CPU 1000 is not one this host lets", 1 },
+		{ "--pin-vcpus", "0,0", "--pin-vcpus names more CPUs than --vcpus", 2 },
+	};
+	char *out;
+
+	if (!guest_available())
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		const char *argv[] = {
+			test_bin("cme-vmm"), "run",	  "--mem",    "64M", "--image",
+			test_guest(),	     bad[i].flag, bad[i].val, NULL
+		};
+
+		CU_ASSERT_EQUAL(test_run(argv, &out, 30000), bad[i].status);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, bad[i].msg));
+		if (!strstr(out, bad[i].msg))
+			printf("\n    expected \"%s\", got: %s", bad[i].msg, out);
+		free(out);
+	}
+}
+
+/* --hugepages with none free: refused with the counts. (With enough free it runs; a host
+ * with vm.nr_hugepages set shows that.) */
+static void test_hugepages(void)
+{
+	const char *argv[] = {
+		test_bin("cme-vmm"), "run",	   "--mem",	"64M",
+		"--image",	     test_guest(), "--cmdline", "wss_mb=8 exit_after=2",
+		"--hugepages",	     NULL
+	};
+	char *meminfo = test_read_file("/proc/meminfo"), *hit = strstr(meminfo, "HugePages_Free:");
+	long free_pages = hit ? strtol(hit + 15, NULL, 10) : 0;
+	char *out;
+	int rc;
+
+	free(meminfo);
+	if (!guest_available())
+		return;
+	rc = test_run(argv, &out, 60000);
+	if (free_pages >= 32) {
+		CU_ASSERT_EQUAL(rc, 0); /* the guest ran on hugepages and exited */
+	} else {
+		CU_ASSERT_EQUAL(rc, 1);
+		CU_ASSERT_PTR_NOT_NULL(
+			strstr(out, "--hugepages: 64 MiB need 32 free 2 MiB hugepages"));
+	}
+	free(out);
+}
+
+void suite_resources(void)
+{
+	static const struct test_case cases[] = {
+		{ "--pin-vcpus and --ksm: affinity, mergeable RAM, status", test_pin_and_ksm },
+		{ "--pin-vcpus refusals", test_refusals },
+		{ "--hugepages: runs on them, or refused with the counts", test_hugepages },
+		{ NULL, NULL },
+	};
+
+	test_add_suite("resources", cases);
+}
