@@ -146,7 +146,10 @@ static int kill_and_detect(struct scale *s, double *det)
 		struct holder *h = &s->h[(v * s->n) / VICTIMS];
 		uint64_t gone = atomic_load(&h->gone_ns);
 
-		det[v] = gone ? (double)(gone - atomic_load(&h->dead_ns)) / 1e6 : -1;
+		uint64_t dead = atomic_load(&h->dead_ns);
+
+		/* Gone before it stopped renewing: a false expiry, not a detection. */
+		det[v] = gone > dead ? (double)(gone - dead) / 1e6 : -1;
 	}
 	return found;
 }

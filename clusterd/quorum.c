@@ -303,9 +303,10 @@ static json_t *answer_confirm(struct cd *cd, const char *node)
 	g = given_get(q, node, false);
 	if (!ride_on(cd) || q->nmembers < MIN_MEMBERS)
 		why = "no ride-through here (ride_through off, or fewer than 3 members)";
-	else if (!cd_etcd_silent(cd) && (cd_etcd_probe(cd), true))
+	else if (!cd_etcd_silent(cd)) {
+		cd_etcd_probe(cd); /* renew now: the next ask gets a fresh answer */
 		why = "etcd answers this node (looking again now)";
-	else if (now < q->start_ns + q->hold_ns)
+	} else if (now < q->start_ns + q->hold_ns)
 		why = "this daemon has just started";
 	else if (!member_find(q, node))
 		why = "not a member";
