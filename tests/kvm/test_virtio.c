@@ -1,5 +1,6 @@
 /* virtio-blk with the test guest's own driver (tests/guest/selfcheck/vblk.c): stamped
- * blocks reach the image file and survive kill -9 once flushed, a read-only disk refuses
+ * blocks reach the image file and survive kill -9 once flushed, each completion interrupts
+ * the guest through the irqfd, a read-only disk refuses
  * writes, a second VMM is refused the image, a queue outside RAM marks the device broken
  * while the guest runs on, a snapshot taken mid-write restores with nothing lost, and live
  * migration (not carrying disks yet) is refused, not wrong. */
@@ -68,6 +69,21 @@ static unsigned bad_blocks(const char *image, unsigned long min)
 	return bad;
 }
 
+/* The irqs= of the "DISK pass=G" line (0 when there is none). */
+static unsigned long pass_irqs(struct vmm_proc *p, unsigned long g)
+{
+	char *c = test_read_file(p->console), want[48], *hit, *irqs;
+	unsigned long n = 0;
+
+	snprintf(want, sizeof(want), "DISK pass=%lu ", g);
+	hit = strstr(c, want);
+	irqs = hit ? strstr(hit, "irqs=") : NULL;
+	if (irqs)
+		n = strtoul(irqs + 5, NULL, 10);
+	free(c);
+	return n;
+}
+
 /* The guest writes, flushes and reads back; kill -9 after its second flush: the image
  * holds every block at generation 2 or later. */
 static void test_write_flush_kill(void)
@@ -84,6 +100,9 @@ static void test_write_flush_kill(void)
 	CU_ASSERT_FATAL(vmm_console_wait(&p, "DISK pass=2 blocks=1024 flushed", 60000));
 	vmm_kill(&p);
 	CU_ASSERT_EQUAL(bad_blocks(img, 2), 0);
+	/* Every completion also raised the interrupt (irqfd → IOAPIC pin 5 → the guest's
+	 * handler): pass 1's 1024 writes and flush, pass 2's reads and writes. */
+	CU_ASSERT(pass_irqs(&p, 2) >= 2 * 1024);
 	CU_ASSERT_EQUAL(guest_check_console(&p) > 0, 1);
 }
 

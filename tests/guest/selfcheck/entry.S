@@ -203,6 +203,30 @@ uart_stub:
 	pop %rax
 	iretq
 
+/* disk_mb/disk_bad: virtio device 0's interrupt (vector VIRTIO_VECTOR). */
+	.globl virtio_stub
+virtio_stub:
+	push %rax
+	push %rcx
+	push %rdx
+	push %rsi
+	push %rdi
+	push %r8
+	push %r9
+	push %r10
+	push %r11
+	call virtio_irq
+	pop %r11
+	pop %r10
+	pop %r9
+	pop %r8
+	pop %rdi
+	pop %rsi
+	pop %rdx
+	pop %rcx
+	pop %rax
+	iretq
+
 /* int3 (or int $0x80) from ring 3: sleep until the next interrupt. STI's one-instruction shadow
  * means the interrupt cannot slip in between STI and HLT and leave the vCPU asleep. */
 	.globl idle_stub

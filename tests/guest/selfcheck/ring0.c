@@ -31,6 +31,7 @@ struct fault_frame {
 /* Called by the stubs in entry.S. */
 __attribute__((noreturn)) void fault_report(const struct fault_frame *f);
 void uart_rx_irq(void);
+void virtio_irq(void);
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 static u8 user_stacks[MAX_CPUS][USER_STACK_SIZE] __attribute__((aligned(USER_STACK_SIZE)));
@@ -70,6 +71,8 @@ static void idt_build(void)
 	idt_set(SPURIOUS_VECTOR, spurious_stub, 0);
 	if (cfg.echo)
 		idt_set(UART_VECTOR, uart_stub, 0);
+	if (cfg.disk_mb || cfg.disk_bad)
+		idt_set(VIRTIO_VECTOR, virtio_stub, 0);
 }
 
 static void idt_load(void)
@@ -144,6 +147,30 @@ static void uart_irq_enable(void)
 	outb(PORT_UART_MCR, MCR_IRQ_ON);
 }
 
+/* disk_mb/disk_bad: IOAPIC pin VIRTIO_IRQ to vector VIRTIO_VECTOR on this vCPU (fixed,
+ * physical, edge, active high), as for the UART. */
+static void virtio_irq_enable(void)
+{
+	u32 reg = IOAPIC_REDIR0 + 2 * VIRTIO_IRQ;
+
+	ioapic_write(reg + 1, lapic_read(LAPIC_ID) & 0xff000000);
+	ioapic_write(reg, VIRTIO_VECTOR);
+}
+
+volatile u64 virtio_irqs;
+
+/* Vector VIRTIO_VECTOR, called by virtio_stub: acknowledge what the device's interrupt
+ * status says (used buffers, configuration change) and count it. */
+void virtio_irq(void)
+{
+	volatile u32 *regs = (volatile u32 *)cfg.virtio_base;
+	u32 isr = regs[0x60 / 4];
+
+	regs[0x64 / 4] = isr;
+	virtio_irqs++;
+	lapic_write(LAPIC_EOI, 0);
+}
+
 /* Vector UART_VECTOR, called by uart_stub: moves every received byte into rx_ring. The
  * line is edge-triggered, so the FIFO must be emptied or no new edge would come; reading
  * RBR lets the VMM refill it, so one interrupt may drain all the waiting input. */
@@ -166,6 +193,8 @@ static void boot_vcpu0(const struct boot_info *bi)
 	lapic_enable(0);
 	if (cfg.echo)
 		uart_irq_enable();
+	if (cfg.disk_mb || cfg.disk_bad)
+		virtio_irq_enable();
 	timer_count = lapic_calibrate(cfg.tsc_khz);
 	__atomic_store_n(&released, 1, __ATOMIC_RELEASE);
 }

@@ -21,6 +21,9 @@
 /* echo=1: the UART's receive interrupt, IOAPIC pin 4 routed to vCPU 0. */
 #define UART_VECTOR 0x24
 #define UART_IRQ    4
+/* disk_mb/disk_bad: virtio device 0's interrupt, IOAPIC pin 5 routed to vCPU 0. */
+#define VIRTIO_VECTOR 0x25
+#define VIRTIO_IRQ    5
 
 #define LAPIC_BASE	0xfee00000
 #define LAPIC_ID	0x20
@@ -152,6 +155,7 @@ void timer_stub(void);
 void idle_stub(void);
 void spurious_stub(void);
 void uart_stub(void);
+void virtio_stub(void);
 extern const u8 fault_stubs[]; /* 32 stubs, 16 bytes apart */
 /* Drops to ring 3 at rip with the given stack, IF=1, rdi = arg. */
 __attribute__((noreturn)) void enter_user(u64 rip, u64 rsp, u64 arg);
@@ -177,6 +181,9 @@ u8 vblk_rw(bool write, u64 sector, void *buf, u32 len);
 u8 vblk_flush(void);
 /* The device's status register. */
 u32 vblk_status(void);
+
+/* ring0.c: virtio interrupts taken (disk 0), counted by the handler. */
+extern volatile u64 virtio_irqs;
 
 /* workload.c: the ring-3 entry point of every vCPU. */
 __attribute__((noreturn)) void user_main(u64 cpu);

@@ -373,7 +373,7 @@ static __attribute__((noreturn)) void disk_run(void)
 			hb_poll(rdtsc());
 		}
 		disk_must(vblk_flush(), "flush", 0);
-		con_printf("DISK pass=%lu blocks=%lu flushed\n", gen, blocks);
+		con_printf("DISK pass=%lu blocks=%lu flushed irqs=%lu\n", gen, blocks, virtio_irqs);
 		for (u64 b = 0; b < blocks; b++) {
 			disk_must(vblk_rw(false, b * 8, disk_buf, DISK_BLOCK), "read", b);
 			if (disk_buf[0] != b || disk_buf[1] != gen ||
