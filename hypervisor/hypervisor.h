@@ -35,6 +35,7 @@ int console_cfg_parse(const char *s, struct console_cfg *out) CME_WUR;
 struct vm_disk {
 	const char *path; /* not copied, must outlive the VM */
 	bool ro;
+	bool direct; /* O_DIRECT: past the host's page cache */
 };
 
 struct vm_config {

@@ -37,7 +37,7 @@
 
 struct blk {
 	int fd;
-	bool ro;
+	bool ro, direct;
 	uint64_t sectors;
 	char id[ID_BYTES];
 };
@@ -52,7 +52,9 @@ static int blk_open(struct virtio_dev *v, char *why, size_t len)
 	if (!b)
 		return -ENOMEM;
 	b->ro = disk->ro;
-	b->fd = open(disk->path, (disk->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	b->direct = disk->direct;
+	b->fd = open(disk->path,
+		     (disk->ro ? O_RDONLY : O_RDWR) | (disk->direct ? O_DIRECT : 0) | O_CLOEXEC);
 	if (b->fd < 0 || fstat(b->fd, &st) < 0) {
 		int err = -errno;
 
@@ -131,6 +133,35 @@ static int data_iov(const struct virtq_chain *c, bool out, struct iovec *iov, ui
 	return n;
 }
 
+/* O_DIRECT takes buffers and lengths aligned to the block size only. */
+static bool aligned(const struct iovec *iov, int n)
+{
+	for (int i = 0; i < n; i++)
+		if ((uintptr_t)iov[i].iov_base % SECTOR || iov[i].iov_len % SECTOR)
+			return false;
+	return true;
+}
+
+/* An unaligned request on an O_DIRECT disk: through an aligned buffer of our own. */
+static ssize_t bounced(struct blk *b, bool out, const struct iovec *iov, int n, uint64_t bytes,
+		       uint64_t sector)
+{
+	void *buf = NULL;
+	ssize_t done;
+	uint64_t at = 0;
+
+	if (posix_memalign(&buf, 4096, bytes))
+		return -1;
+	for (int i = 0; out && i < n; at += iov[i].iov_len, i++)
+		memcpy((uint8_t *)buf + at, iov[i].iov_base, iov[i].iov_len);
+	done = out ? pwrite(b->fd, buf, bytes, (off_t)(sector * SECTOR))
+		   : pread(b->fd, buf, bytes, (off_t)(sector * SECTOR));
+	for (int i = 0; !out && done == (ssize_t)bytes && i < n; at += iov[i].iov_len, i++)
+		memcpy(iov[i].iov_base, (uint8_t *)buf + at, iov[i].iov_len);
+	free(buf);
+	return done;
+}
+
 /* Read or write the request's data at sector; a status byte. */
 static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out, uint64_t sector,
 		     uint32_t *written)
@@ -147,8 +178,9 @@ static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out
 		return S_IOERR;
 	if (!bytes)
 		return S_OK;
-	done = out ? pwritev(b->fd, iov, n, (off_t)(sector * SECTOR))
-		   : preadv(b->fd, iov, n, (off_t)(sector * SECTOR));
+	done = b->direct && !aligned(iov, n) ? bounced(b, out, iov, n, bytes, sector)
+	       : out			     ? pwritev(b->fd, iov, n, (off_t)(sector * SECTOR))
+					     : preadv(b->fd, iov, n, (off_t)(sector * SECTOR));
 	if (done != (ssize_t)bytes) {
 		log_warn(SUB, "vm=%s disk %s: %s at sector %llu: %s", v->vm->cfg.name, b->id,
 			 out ? "write" : "read", (unsigned long long)sector,

@@ -35,20 +35,26 @@ static int parse_vcpus(const char *a, struct run_opts *o, char *err, size_t errl
 	return 0;
 }
 
-/* --disk PATH[,ro]. The path is argv's: ",ro" is cut off in place. */
+/* --disk PATH[,ro][,direct]. The path is argv's: the options are cut off in place; a comma
+ * followed by a '/' belongs to the path. */
 static int parse_disk(char *a, struct run_opts *o, char *err, size_t errlen)
 {
-	char *comma = strrchr(a, ',');
+	char *comma;
 	struct vm_disk *d;
 
 	if (o->nr_disks == VM_MAX_DISKS)
 		return arg_fail(err, errlen, "--disk %s: at most 8 disks", a);
 	d = &o->disks[o->nr_disks];
-	if (comma && !strcmp(comma, ",ro")) {
+	*d = (struct vm_disk){ 0 };
+	while ((comma = strrchr(a, ',')) && !strchr(comma, '/')) {
+		if (!strcmp(comma, ",ro"))
+			d->ro = true;
+		else if (!strcmp(comma, ",direct"))
+			d->direct = true;
+		else
+			return arg_fail(err, errlen,
+					"--disk %s: expected PATH with options ,ro and ,direct", a);
 		*comma = 0;
-		d->ro = true;
-	} else if (comma && !strchr(comma, '/')) {
-		return arg_fail(err, errlen, "--disk %s: expected PATH or PATH,ro", a);
 	}
 	if (!*a)
 		return arg_fail(err, errlen, "%s", "--disk: empty path");

@@ -106,6 +106,26 @@ static void test_write_flush_kill(void)
 	CU_ASSERT_EQUAL(guest_check_console(&p) > 0, 1);
 }
 
+/* The same past the page cache (O_DIRECT): the guest's aligned buffers go straight to the
+ * image. */
+static void test_direct(void)
+{
+	struct vmm_proc p;
+	char disk[640], line[64];
+	const char *img;
+
+	if (!guest_available())
+		return;
+	img = make_image();
+	snprintf(disk, sizeof(disk), "%s,direct", img);
+	snprintf(line, sizeof(line), "wss_mb=8 vcpus=0 disk_mb=%d", DISK_MB);
+	boot_with_disk(&p, disk, line);
+	CU_ASSERT_FATAL(vmm_console_wait(&p, "DISK pass=2 blocks=1024 flushed", 60000));
+	vmm_kill(&p);
+	CU_ASSERT_EQUAL(bad_blocks(img, 2), 0);
+	CU_ASSERT(guest_check_console(&p) > 0);
+}
+
 /* A read-only disk: the guest's write fails (status 1), its read works; the image stays
  * zero. */
 static void test_read_only(void)
@@ -247,6 +267,7 @@ void suite_virtio(void)
 	static const struct test_case cases[] = {
 		{ "virtio-blk: written, flushed, kill -9: the image holds it",
 		  test_write_flush_kill },
+		{ "virtio-blk: O_DIRECT (,direct) writes reach the image", test_direct },
 		{ "virtio-blk: a read-only disk refuses writes", test_read_only },
 		{ "virtio-blk: a second VMM is refused the image", test_locked },
 		{ "virtio-blk: a queue outside RAM needs a reset; the guest runs on",

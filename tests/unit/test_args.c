@@ -63,11 +63,14 @@ static void test_run_defaults(void)
 	CU_ASSERT_EQUAL(o.fence_ns, 0); /* no deadline unless given */
 }
 
-/* --disk PATH[,ro], in order; a comma inside a directory name is part of the path. */
+/* --disk PATH[,ro][,direct], in order; a comma inside a directory name is part of the
+ * path. */
 static void test_disks(void)
 {
-	static const char *const a[] = { "--image",  "g",      "--disk",     "/srv/a.img", "--disk",
-					 "b.img,ro", "--disk", "/x,y/c.img", NULL };
+	static const char *const a[] = { "--image",	    "g",	  "--disk",
+					 "/srv/a.img",	    "--disk",	  "b.img,ro",
+					 "--disk",	    "/x,y/c.img", "--disk",
+					 "d.img,direct,ro", NULL };
 	static const char *const nine[] = { "--image", "g", "--disk", "1", "--disk", "2",
 					    "--disk",  "3", "--disk", "4", "--disk", "5",
 					    "--disk",  "6", "--disk", "7", "--disk", "8",
@@ -76,7 +79,10 @@ static void test_disks(void)
 	char err[256] = "";
 
 	CU_ASSERT_EQUAL_FATAL(parse(&o, err, a), 0);
-	CU_ASSERT_EQUAL(o.nr_disks, 3);
+	CU_ASSERT_EQUAL(o.nr_disks, 4);
+	CU_ASSERT_STRING_EQUAL(o.disks[3].path, "d.img");
+	CU_ASSERT_TRUE(o.disks[3].ro && o.disks[3].direct);
+	CU_ASSERT_FALSE(o.disks[1].direct);
 	CU_ASSERT_STRING_EQUAL(o.disks[0].path, "/srv/a.img");
 	CU_ASSERT_FALSE(o.disks[0].ro);
 	CU_ASSERT_STRING_EQUAL(o.disks[1].path, "b.img");
@@ -107,7 +113,8 @@ static void test_run_bad(void)
 		{ { "--image", "g", "extra", NULL }, "unexpected argument extra" },
 		{ { "--image", "g", "--fence-deadline", "soon", NULL }, "--fence-deadline soon" },
 		{ { "--image", "g", "--fence-deadline", "0", NULL }, "--fence-deadline 0" },
-		{ { "--image", "g", "--disk", "d.img,rw", NULL }, "expected PATH or PATH,ro" },
+		{ { "--image", "g", "--disk", "d.img,rw", NULL },
+		  "expected PATH with options ,ro and ,direct" },
 		{ { "--image", "g", "--disk", ",ro", NULL }, "--disk: empty path" },
 	};
 
@@ -141,7 +148,7 @@ void suite_args(void)
 		{ "run: every option parsed", test_run_good },
 		{ "run: defaults", test_run_defaults },
 		{ "run: bad options name the problem", test_run_bad },
-		{ "run: --disk PATH[,ro]", test_disks },
+		{ "run: --disk PATH[,ro][,direct]", test_disks },
 		{ "console targets", test_console_cfg },
 		{ NULL, NULL },
 	};
