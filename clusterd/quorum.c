@@ -517,7 +517,7 @@ bool cd_quorum_fenced(struct cd *cd, const struct cl_view *v, const char *node, 
 {
 	size_t members = cl_view_members(v);
 	struct rel *r;
-	uint64_t now = boottime_ns();
+	uint64_t now;
 
 	if (!ride_on(cd) || members < MIN_MEMBERS)
 		return true; /* no confirmations anywhere: the lease's expiry is enough */
@@ -528,6 +528,7 @@ bool cd_quorum_fenced(struct cd *cd, const struct cl_view *v, const char *node, 
 	}
 	if (!r->ready_ns)
 		gather(cd, v, node, r, members, why, len);
+	now = boottime_ns(); /* after the asking: no promise left open means ready now */
 	if (r->ready_ns && now < r->ready_ns) /* the same text each round: one event */
 		snprintf(why, len,
 			 "node %s is down; waiting for fencing: released by a majority, whose "
