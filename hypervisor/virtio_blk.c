@@ -25,11 +25,16 @@
 #define BLK_F_RO       (1ull << 5)
 #define BLK_F_BLK_SIZE (1ull << 6)
 #define BLK_F_FLUSH    (1ull << 9)
+#define BLK_F_DISCARD  (1ull << 13)
 
-#define T_IN	 0
-#define T_OUT	 1
-#define T_FLUSH	 4
-#define T_GET_ID 8
+#define T_IN	  0
+#define T_OUT	  1
+#define T_FLUSH	  4
+#define T_GET_ID  8
+#define T_DISCARD 11
+
+#define DISCARD_MAX_SEG	    16
+#define DISCARD_MAX_SECTORS (1u << 22) /* 2 GiB per range */
 
 #define S_OK	 0
 #define S_IOERR	 1
@@ -89,19 +94,24 @@ static uint64_t blk_features(struct virtio_dev *v)
 {
 	const struct blk *b = v->be_priv;
 
-	return BLK_F_SEG_MAX | BLK_F_BLK_SIZE | BLK_F_FLUSH | (b->ro ? BLK_F_RO : 0);
+	return BLK_F_SEG_MAX | BLK_F_BLK_SIZE | BLK_F_FLUSH | (b->ro ? BLK_F_RO : BLK_F_DISCARD);
 }
 
-/* The configuration space: capacity (sectors) at 0, seg_max at 12, blk_size at 20. */
+/* The configuration space: capacity (sectors) at 0, seg_max at 12, blk_size at 20, the
+ * discard limits at 36..47. */
 static void blk_config(struct virtio_dev *v, uint64_t off, uint8_t *data, unsigned size)
 {
 	const struct blk *b = v->be_priv;
-	uint8_t cfg[24] = { 0 };
-	uint32_t seg_max = MAX_IOV - 2, blk_size = SECTOR;
+	uint8_t cfg[48] = { 0 };
+	uint32_t seg_max = MAX_IOV - 2, blk_size = SECTOR, discard_max = DISCARD_MAX_SECTORS,
+		 discard_seg = DISCARD_MAX_SEG, discard_align = 1;
 
 	memcpy(cfg, &b->sectors, 8);
 	memcpy(cfg + 12, &seg_max, 4);
 	memcpy(cfg + 20, &blk_size, 4);
+	memcpy(cfg + 36, &discard_max, 4);   /* max_discard_sectors */
+	memcpy(cfg + 40, &discard_seg, 4);   /* max_discard_seg */
+	memcpy(cfg + 44, &discard_align, 4); /* discard_sector_alignment */
 	memset(data, 0, size);
 	if (off < sizeof(cfg))
 		memcpy(data, cfg + off, size < sizeof(cfg) - off ? size : sizeof(cfg) - off);
@@ -192,6 +202,33 @@ static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out
 	return S_OK;
 }
 
+/* Discard: each 16-byte range {sector, num_sectors, flags} after the header becomes a hole
+ * in the image (its blocks go back to the host's file system; they read as zeros). */
+static uint8_t do_discard(struct virtio_dev *v, const struct virtq_chain *c)
+{
+	struct blk *b = v->be_priv;
+	uint64_t n = (c->read_len - HDR_BYTES) / 16;
+	struct {
+		uint64_t sector;
+		uint32_t num, flags;
+	} r;
+
+	if (b->ro)
+		return S_IOERR;
+	if ((c->read_len - HDR_BYTES) % 16 || n == 0 || n > DISCARD_MAX_SEG)
+		return S_IOERR;
+	for (uint64_t i = 0; i < n; i++) {
+		virtq_read(c, HDR_BYTES + 16 * i, &r, sizeof(r));
+		if (r.flags || r.num > DISCARD_MAX_SECTORS || r.sector > b->sectors ||
+		    r.num > b->sectors - r.sector)
+			return r.flags ? S_UNSUPP : S_IOERR; /* flags: the unmap hint we lack */
+		if (r.num && fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				       (off_t)(r.sector * SECTOR), (off_t)r.num * SECTOR) < 0)
+			return errno == EOPNOTSUPP ? S_UNSUPP : S_IOERR;
+	}
+	return S_OK;
+}
+
 /* One request; returns the bytes written into the guest's buffers (status included). */
 static uint32_t request(struct virtio_dev *v, const struct virtq_chain *c)
 {
@@ -210,6 +247,7 @@ static uint32_t request(struct virtio_dev *v, const struct virtq_chain *c)
 	case T_IN:
 	case T_OUT: st = do_rw(v, c, hdr.type == T_OUT, hdr.sector, &written); break;
 	case T_FLUSH: st = b->ro || fdatasync(b->fd) == 0 ? S_OK : S_IOERR; break;
+	case T_DISCARD: st = do_discard(v, c); break;
 	case T_GET_ID:
 		written = (uint32_t)virtq_write(c, &v->mem, 0, b->id,
 						c->write_len - 1 < ID_BYTES ? c->write_len - 1

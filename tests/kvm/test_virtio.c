@@ -126,6 +126,21 @@ static void test_direct(void)
 	CU_ASSERT(guest_check_console(&p) > 0);
 }
 
+/* Discard: the guest discards half of what it wrote; those blocks read as zeros (holes
+ * punched in the image), and it goes on. */
+static void test_discard(void)
+{
+	struct vmm_proc p;
+
+	if (!guest_available())
+		return;
+	boot_with_disk(&p, make_image(), "wss_mb=8 vcpus=0 disk_mb=4 disk_discard=1");
+	CU_ASSERT(vmm_console_wait(&p, "DISK discard blocks=512 status=0 zeros=1", 60000));
+	CU_ASSERT(vmm_console_wait(&p, "DISK pass=2 blocks=1024 flushed", 60000));
+	vmm_kill(&p);
+	CU_ASSERT(guest_check_console(&p) > 0);
+}
+
 /* A read-only disk: the guest's write fails (status 1), its read works; the image stays
  * zero. */
 static void test_read_only(void)
@@ -268,6 +283,7 @@ void suite_virtio(void)
 		{ "virtio-blk: written, flushed, kill -9: the image holds it",
 		  test_write_flush_kill },
 		{ "virtio-blk: O_DIRECT (,direct) writes reach the image", test_direct },
+		{ "virtio-blk: discarded blocks read as zeros", test_discard },
 		{ "virtio-blk: a read-only disk refuses writes", test_read_only },
 		{ "virtio-blk: a second VMM is refused the image", test_locked },
 		{ "virtio-blk: a queue outside RAM needs a reset; the guest runs on",

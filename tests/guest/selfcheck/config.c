@@ -11,18 +11,25 @@ struct config cfg;
 
 /* Parameters as given; UNSET where the default depends on the machine. */
 static struct {
-	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo, disk_mb, disk_bad;
-} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0 };
+	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo, disk_mb, disk_bad,
+		disk_discard;
+} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0 };
 
 static const struct {
 	const char *key;
 	u64 *val;
 } numeric_keys[] = {
-	{ "wss_mb", &arg.wss_mb },   { "dirty_rate", &arg.dirty_rate },
-	{ "vcpus", &arg.vcpus },     { "stride", &arg.stride },
-	{ "hb_ms", &arg.hb_ms },     { "exit_after", &arg.exit_after },
-	{ "iters", &arg.iters },     { "echo", &arg.echo },
-	{ "disk_mb", &arg.disk_mb }, { "disk_bad", &arg.disk_bad },
+	{ "wss_mb", &arg.wss_mb },
+	{ "dirty_rate", &arg.dirty_rate },
+	{ "vcpus", &arg.vcpus },
+	{ "stride", &arg.stride },
+	{ "hb_ms", &arg.hb_ms },
+	{ "exit_after", &arg.exit_after },
+	{ "iters", &arg.iters },
+	{ "echo", &arg.echo },
+	{ "disk_mb", &arg.disk_mb },
+	{ "disk_bad", &arg.disk_bad },
+	{ "disk_discard", &arg.disk_discard },
 };
 
 static __attribute__((noreturn)) void bad_arg(const char *what, u64 v)
@@ -146,4 +153,5 @@ void config_init(const struct boot_info *bi)
 	cfg.echo = arg.echo;
 	cfg.disk_mb = arg.disk_mb;
 	cfg.disk_bad = arg.disk_bad;
+	cfg.disk_discard = arg.disk_discard;
 }

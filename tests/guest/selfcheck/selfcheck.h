@@ -117,14 +117,15 @@ struct config {
 	u64 tsc_khz;
 	u64 wss_base; /* RAM offset of the first working-set page, 2 MiB aligned */
 	u64 wss_pages;
-	u64 stride;	/* only pages whose index % stride == 0 are touched */
-	u64 dirty_rate; /* MiB/s over all writers, 0 = unpaced */
-	u64 hb_tsc;	/* heartbeat period in TSC cycles */
-	u64 exit_after; /* heartbeats before exiting, 0 = never */
-	u64 iters;	/* mode=ioloop: port writes */
-	bool echo;	/* echo=1: UART receive interrupts, RX lines */
-	u64 disk_mb;	/* disk_mb=N: vCPU 0 writes and checks the first N MiB of disk 0 */
-	u64 disk_bad;	/* disk_bad=1: program a queue outside RAM, expect NEEDS_RESET */
+	u64 stride;	  /* only pages whose index % stride == 0 are touched */
+	u64 dirty_rate;	  /* MiB/s over all writers, 0 = unpaced */
+	u64 hb_tsc;	  /* heartbeat period in TSC cycles */
+	u64 exit_after;	  /* heartbeats before exiting, 0 = never */
+	u64 iters;	  /* mode=ioloop: port writes */
+	bool echo;	  /* echo=1: UART receive interrupts, RX lines */
+	u64 disk_mb;	  /* disk_mb=N: vCPU 0 writes and checks the first N MiB of disk 0 */
+	u64 disk_bad;	  /* disk_bad=1: program a queue outside RAM, expect NEEDS_RESET */
+	u64 disk_discard; /* disk_discard=1: after pass 1, discard half the blocks, check zeros */
 	u64 virtio_base;
 	u32 virtio_count;
 };
@@ -179,6 +180,8 @@ int vblk_init(u64 base, bool bad_queue, bool *ro, u64 *sectors);
  * (0 ok, 1 I/O error, 2 unsupported), or 0xff when the device needs a reset. */
 u8 vblk_rw(bool write, u64 sector, void *buf, u32 len);
 u8 vblk_flush(void);
+/* Discard sectors [sector, sector + sectors): they read as zeros afterwards. */
+u8 vblk_discard(u64 sector, u32 sectors);
 /* The device's status register. */
 u32 vblk_status(void);
 

@@ -33,6 +33,7 @@
 #define S_NEEDS_RESET 64
 
 #define F_RO	     (1u << 5)
+#define F_DISCARD    (1u << 13)
 #define D_NEXT	     1
 #define D_WRITE	     2
 #define BAD_QUEUE_AT (1UL << 46) /* far beyond any RAM */
@@ -59,6 +60,10 @@ static struct {
 	u64 sector;
 } req;
 static volatile u8 req_status;
+static struct {
+	u64 sector;
+	u32 num, flags;
+} discard_range;
 static volatile u32 *regs;
 static u16 qnum, next_avail, seen_used;
 
@@ -118,7 +123,7 @@ int vblk_init(u64 base, bool bad_queue, bool *ro, u64 *sectors)
 	if (!(feat_hi & 1))
 		return fail("the device does not offer VIRTIO_F_VERSION_1", feat_hi);
 	wr(R_DRV_FEAT_SEL, 0);
-	wr(R_DRV_FEATURES, feat_lo & F_RO);
+	wr(R_DRV_FEATURES, feat_lo & (F_RO | F_DISCARD));
 	wr(R_DRV_FEAT_SEL, 1);
 	wr(R_DRV_FEATURES, 1);
 	wr(R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
@@ -163,6 +168,19 @@ u8 vblk_rw(bool write, u64 sector, void *buf, u32 len)
 	req_status = 0xee;
 	ring_desc[0] = (struct desc){ (u64)&req, sizeof(req), D_NEXT, 1 };
 	ring_desc[1] = (struct desc){ (u64)buf, len, (u16)(D_NEXT | (write ? 0 : D_WRITE)), 2 };
+	ring_desc[2] = (struct desc){ (u64)&req_status, 1, D_WRITE, 0 };
+	return submit();
+}
+
+u8 vblk_discard(u64 sector, u32 sectors)
+{
+	req = (__typeof__(req)){ .type = 11 };
+	discard_range.sector = sector;
+	discard_range.num = sectors;
+	discard_range.flags = 0;
+	req_status = 0xee;
+	ring_desc[0] = (struct desc){ (u64)&req, sizeof(req), D_NEXT, 1 };
+	ring_desc[1] = (struct desc){ (u64)&discard_range, sizeof(discard_range), D_NEXT, 2 };
 	ring_desc[2] = (struct desc){ (u64)&req_status, 1, D_WRITE, 0 };
 	return submit();
 }

@@ -349,6 +349,23 @@ static __attribute__((noreturn)) void disk_ro(void)
 	disk_idle();
 }
 
+/* disk_discard=1, after pass 1: discard the first half of the blocks, which must then read
+ * as zeros, and stamp them again (so pass 1's read-back still holds). */
+static void disk_discard_half(u64 blocks)
+{
+	u64 half = blocks / 2, zero = 1;
+	u8 st = vblk_discard(0, (u32)(half * (DISK_BLOCK / 512)));
+
+	for (u64 b = 0; st == 0 && b < half; b++) {
+		disk_must(vblk_rw(false, b * 8, disk_buf, DISK_BLOCK), "read", b);
+		for (u64 i = 0; i < DISK_BLOCK / 8; i++)
+			zero &= disk_buf[i] == 0;
+		disk_stamp(b, 1);
+		disk_must(vblk_rw(true, b * 8, disk_buf, DISK_BLOCK), "write", b);
+	}
+	con_printf("DISK discard blocks=%lu status=%u zeros=%lu\n", half, st, zero);
+}
+
 /* Pass after pass: stamp every block with the generation, flush, read every block back. */
 static __attribute__((noreturn)) void disk_run(void)
 {
@@ -374,6 +391,8 @@ static __attribute__((noreturn)) void disk_run(void)
 		}
 		disk_must(vblk_flush(), "flush", 0);
 		con_printf("DISK pass=%lu blocks=%lu flushed irqs=%lu\n", gen, blocks, virtio_irqs);
+		if (gen == 1 && cfg.disk_discard)
+			disk_discard_half(blocks);
 		for (u64 b = 0; b < blocks; b++) {
 			disk_must(vblk_rw(false, b * 8, disk_buf, DISK_BLOCK), "read", b);
 			if (disk_buf[0] != b || disk_buf[1] != gen ||
