@@ -50,6 +50,7 @@ struct vm_config {
 	bool ksm;	       /* mark RAM mergeable (KSM page sharing) */
 	int pin[VM_MAX_VCPUS]; /* host CPU of vCPU i, for i < nr_pin */
 	unsigned nr_pin;
+	uint64_t epoch; /* the VM's owner epoch (cme-clusterd's), 0: none; guards the disks */
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_ENDED };

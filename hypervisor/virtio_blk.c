@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define SUB	  "virtio-blk"
@@ -40,12 +41,68 @@
 #define S_IOERR	 1
 #define S_UNSUPP 2
 
+#define OWNER_XATTR "user.cme.epoch"
+
 struct blk {
 	int fd;
 	bool ro, direct;
+	bool stale; /* a newer epoch took the image over: no more writes */
 	uint64_t sectors;
 	char id[ID_BYTES];
 };
+
+/* The owner epoch written on the image (its extended attribute), 0 when none. */
+static uint64_t image_epoch(int fd)
+{
+	char txt[24] = "";
+	ssize_t n = fgetxattr(fd, OWNER_XATTR, txt, sizeof(txt) - 1);
+
+	return n > 0 ? strtoull(txt, NULL, 10) : 0;
+}
+
+static int set_image_epoch(int fd, uint64_t epoch)
+{
+	char txt[24];
+
+	snprintf(txt, sizeof(txt), "%llu", (unsigned long long)epoch);
+	return fsetxattr(fd, OWNER_XATTR, txt, strlen(txt), 0);
+}
+
+/* The image is this VMM's: its lock (flock), and with an owner epoch the epoch on the
+ * image too. A copy of the VM with a newer epoch (HA restarted it elsewhere) takes over an
+ * image whose lock an older, fenced copy still holds — that copy writes nothing while
+ * fenced, and never again once it sees the newer epoch (blk_pause). Returns 0 or -1 with
+ * the reason. */
+static int claim(struct virtio_dev *v, struct blk *b, const struct vm_disk *disk, char *why,
+		 size_t len)
+{
+	uint64_t mine = v->vm->cfg.epoch, theirs = image_epoch(b->fd);
+	bool locked = flock(b->fd, (disk->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0;
+
+	if (disk->ro) /* readers take no ownership */
+		return locked ? 0
+			      : (snprintf(why, len, "disk %s: in use by another VMM (locked)",
+					  disk->path),
+				 -1);
+	if (mine && theirs > mine)
+		return snprintf(why, len,
+				"disk %s: owned by epoch %llu, this VM has epoch %llu (a newer "
+				"copy of the VM runs)",
+				disk->path, (unsigned long long)theirs, (unsigned long long)mine),
+		       -1;
+	if (!locked && (!mine || theirs >= mine))
+		return snprintf(why, len, "disk %s: in use by another VMM (locked%s)", disk->path,
+				theirs ? ", same epoch" : ""),
+		       -1;
+	if (mine && set_image_epoch(b->fd, mine) < 0)
+		return snprintf(why, len, "disk %s: cannot record the owner epoch: %s", disk->path,
+				strerror(errno)),
+		       -1;
+	if (!locked)
+		log_warn(SUB, "vm=%s disk %s: taken over from epoch %llu (that copy is fenced)",
+			 v->vm->cfg.name, disk->path, (unsigned long long)theirs);
+	return 0;
+}
 
 static int blk_open(struct virtio_dev *v, char *why, size_t len)
 {
@@ -69,8 +126,7 @@ static int blk_open(struct virtio_dev *v, char *why, size_t len)
 		free(b);
 		return err;
 	}
-	if (flock(b->fd, (disk->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		snprintf(why, len, "disk %s: in use by another VMM (locked)", disk->path);
+	if (claim(v, b, disk, why, len)) {
 		close(b->fd);
 		free(b);
 		return -EBUSY;
@@ -182,7 +238,7 @@ static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out
 	int n = data_iov(c, out, iov, &bytes);
 	ssize_t done;
 
-	if (out && b->ro)
+	if (out && (b->ro || b->stale))
 		return S_IOERR;
 	if (bytes % SECTOR || sector > b->sectors || bytes / SECTOR > b->sectors - sector)
 		return S_IOERR;
@@ -213,7 +269,7 @@ static uint8_t do_discard(struct virtio_dev *v, const struct virtq_chain *c)
 		uint32_t num, flags;
 	} r;
 
-	if (b->ro)
+	if (b->ro || b->stale)
 		return S_IOERR;
 	if ((c->read_len - HDR_BYTES) % 16 || n == 0 || n > DISCARD_MAX_SEG)
 		return S_IOERR;
@@ -246,7 +302,9 @@ static uint32_t request(struct virtio_dev *v, const struct virtq_chain *c)
 	switch (hdr.type) {
 	case T_IN:
 	case T_OUT: st = do_rw(v, c, hdr.type == T_OUT, hdr.sector, &written); break;
-	case T_FLUSH: st = b->ro || fdatasync(b->fd) == 0 ? S_OK : S_IOERR; break;
+	case T_FLUSH:
+		st = b->stale ? S_IOERR : b->ro || fdatasync(b->fd) == 0 ? S_OK : S_IOERR;
+		break;
 	case T_DISCARD: st = do_discard(v, c); break;
 	case T_GET_ID:
 		written = (uint32_t)virtq_write(c, &v->mem, 0, b->id,
@@ -300,6 +358,22 @@ static const struct virtio_backend virtio_blk_backend = {
 	.process = blk_process,
 };
 
+/* Running again (after a pause, e.g. a fence): an image a newer epoch has taken over is
+ * not ours any more. */
+static void blk_pause(struct vm_device *d, bool pause)
+{
+	struct virtio_dev *v = d->priv;
+	struct blk *b = v->be_priv;
+	uint64_t mine = v->vm->cfg.epoch, theirs;
+
+	if (!pause && b && mine && !b->ro && !b->stale && (theirs = image_epoch(b->fd)) > mine) {
+		b->stale = true; /* read by the device thread after the kick below */
+		log_err(SUB, "vm=%s disk %s: epoch %llu took the image over; writes refused",
+			v->vm->cfg.name, b->id, (unsigned long long)theirs);
+	}
+	virtio_mmio_pause(d, pause);
+}
+
 static int blk_create(struct vm_device *d)
 {
 	return virtio_mmio_create(d, &virtio_blk_backend);
@@ -312,6 +386,6 @@ const struct dev_ops dev_virtio_blk_ops = {
 	.destroy = virtio_mmio_destroy,
 	.reset = virtio_mmio_reset,
 	.io = virtio_mmio_io,
-	.pause = virtio_mmio_pause,
+	.pause = blk_pause,
 	.state = virtio_mmio_state,
 };

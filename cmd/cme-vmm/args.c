@@ -91,6 +91,10 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 	switch (c) {
 	case 'P': return parse_pin(a, o, err, errlen);
 	case 'H': o->hugepages = true; return 0;
+	case 'E':
+		if (parse_uint(a, 1, UINT64_MAX, &o->epoch) < 0)
+			return arg_fail(err, errlen, "--epoch %s: a positive number", a);
+		return 0;
 	case 'K': o->ksm = true; return 0;
 	case 'd': return parse_disk(a, o, err, errlen);
 	case 'm': return parse_mem(a, o, err, errlen);
@@ -162,7 +166,7 @@ static int check_mode(const struct run_opts *o, bool restore, char *err, size_t 
 static int check_incoming(const struct run_opts *o, char *err, size_t errlen)
 {
 	if (o->image || o->kernel || o->cmdline || o->initrd || o->snapshot || o->mem_bytes ||
-	    o->vcpus || o->paused || o->nr_disks || o->hugepages || o->ksm || o->nr_pin)
+	    o->vcpus || o->paused || o->nr_disks || o->hugepages || o->ksm || o->nr_pin || o->epoch)
 		return arg_fail(
 			err, errlen, "%s",
 			"incoming takes the VM from the source: only --listen, --tls-dir, "
@@ -197,6 +201,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "pin-vcpus", required_argument, NULL, 'P' },
 		{ "hugepages", no_argument, NULL, 'H' },
 		{ "ksm", no_argument, NULL, 'K' },
+		{ "epoch", required_argument, NULL, 'E' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool restore = !strcmp(argv[0], "restore"), incoming = !strcmp(argv[0], "incoming");

@@ -174,7 +174,8 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 				 .nr_disks = o->nr_disks,
 				 .hugepages = o->hugepages,
 				 .ksm = o->ksm,
-				 .nr_pin = o->nr_pin };
+				 .nr_pin = o->nr_pin,
+				 .epoch = o->epoch };
 	struct vm_snapshot_stats st;
 	char err[512] = "";
 	int rc;

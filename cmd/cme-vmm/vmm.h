@@ -40,6 +40,7 @@ struct run_opts {
 	bool hugepages, ksm;   /* --hugepages, --ksm */
 	int pin[VM_MAX_VCPUS]; /* --pin-vcpus CPU,CPU,...: host CPU of vCPU i */
 	unsigned nr_pin;
+	uint64_t epoch; /* --epoch N: the VM's owner epoch (guards its disks) */
 };
 
 /* Parse `run`, `restore` or `incoming` options (argv[0] is the verb). On error returns -EINVAL and writes a one-line

@@ -185,6 +185,60 @@ static void test_locked(void)
 	vmm_kill(&p);
 }
 
+/* Storage fencing by owner epoch: copy A (epoch 1) pauses as a fenced copy would; copy B
+ * (epoch 2, an HA restart) takes the image over although A still holds its lock; a copy of
+ * epoch 1 is refused; A, resumed, has its writes refused and stops, and B's own read-back
+ * finds nothing of A's. */
+static void test_epoch_takeover(void)
+{
+	const char *img;
+	struct vmm_proc a, b, c;
+	char *e;
+	json_t *r;
+
+	if (!guest_available())
+		return;
+	img = make_image();
+	{
+		const char *args[] = { "--mem",	     "128M",	  "--image",
+				       test_guest(), "--cmdline", "wss_mb=8 vcpus=0 disk_mb=4",
+				       "--disk",     img,	  "--epoch",
+				       "1",	     NULL };
+
+		CU_ASSERT_EQUAL_FATAL(vmm_start(&a, args), 0);
+	}
+	CU_ASSERT_FATAL(vmm_console_wait(&a, "DISK pass=1 blocks=1024 flushed", 60000));
+	r = vmm_request(&a, "pause", NULL);
+	json_decref(r);
+	{
+		const char *args[] = { "--mem",	     "128M",	  "--image",
+				       test_guest(), "--cmdline", "wss_mb=8 vcpus=0 disk_mb=4",
+				       "--disk",     img,	  "--epoch",
+				       "2",	     NULL };
+		const char *old[] = { "--mem", "64M",	  "--image", test_guest(), "--disk",
+				      img,     "--epoch", "1",	     NULL };
+
+		CU_ASSERT_EQUAL_FATAL(vmm_start(&b, args), 0);
+		CU_ASSERT_FATAL(vmm_console_wait(&b, "DISK pass=1 blocks=1024 flushed", 60000));
+		CU_ASSERT_EQUAL_FATAL(vmm_start(&c, old), 0); /* once B has the image */
+	}
+	CU_ASSERT_EQUAL(vmm_wait(&c, 30000), 0);
+	CU_ASSERT_EQUAL(c.status, 1);
+	e = test_read_file(c.errlog);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e, "owned by epoch 2, this VM has epoch 1"));
+	free(e);
+	r = vmm_request(&a, "resume", NULL);
+	json_decref(r);
+	CU_ASSERT(vmm_console_wait(&a, "ERROR disk write", 30000)); /* status 1: refused */
+	CU_ASSERT(vmm_console_wait(&b, "DISK pass=3 blocks=1024 flushed", 60000));
+	vmm_kill(&b);
+	vmm_kill(&a);
+	CU_ASSERT(guest_check_console(&b) > 0); /* no CORRUPT: A wrote nothing after B came */
+	e = test_read_file(b.errlog);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e, "taken over from epoch 1"));
+	free(e);
+}
+
 /* A queue outside guest RAM: the device needs a reset, the VMM and the guest run on. */
 static void test_bad_queue(void)
 {
@@ -286,6 +340,8 @@ void suite_virtio(void)
 		{ "virtio-blk: discarded blocks read as zeros", test_discard },
 		{ "virtio-blk: a read-only disk refuses writes", test_read_only },
 		{ "virtio-blk: a second VMM is refused the image", test_locked },
+		{ "virtio-blk: a newer epoch takes the image over; the fenced copy writes no more",
+		  test_epoch_takeover },
 		{ "virtio-blk: a queue outside RAM needs a reset; the guest runs on",
 		  test_bad_queue },
 		{ "virtio-blk: snapshot mid-write, restore: nothing written is lost",
