@@ -62,6 +62,7 @@ struct cl_spec {
 	char cmdline[1024];
 	char restart[16];	 /* "always" | "on-failure" | "never" */
 	char group[CL_NAME_MAX]; /* anti-affinity group, "" for none */
+	char disk[CL_PATH_MAX];	 /* "PATH[,ro][,direct]": one virtio-blk disk, "" for none */
 	int priority;
 	bool running; /* desired state */
 	uint64_t created_ms;

@@ -45,19 +45,13 @@ static const struct field member_f[] = {
 };
 
 static const struct field spec_f[] = {
-	FLD(cl_spec, name, F_NAME, true),
-	FLD(cl_spec, vcpus, F_U32, true),
-	FLD(cl_spec, mem_mb, F_U64, true),
-	FLD(cl_spec, image, F_STR, false),
-	FLD(cl_spec, kernel, F_STR, false),
-	FLD(cl_spec, initrd, F_STR, false),
-	FLD(cl_spec, cmdline, F_STR, false),
-	FLD(cl_spec, restart, F_STR, false),
-	FLD(cl_spec, group, F_STR, false),
-	FLD(cl_spec, priority, F_INT, false),
-	FLD(cl_spec, running, F_BOOL, false),
-	FLD(cl_spec, created_ms, F_U64, false),
-	{ 0 },
+	FLD(cl_spec, name, F_NAME, true),	FLD(cl_spec, vcpus, F_U32, true),
+	FLD(cl_spec, mem_mb, F_U64, true),	FLD(cl_spec, image, F_STR, false),
+	FLD(cl_spec, kernel, F_STR, false),	FLD(cl_spec, initrd, F_STR, false),
+	FLD(cl_spec, cmdline, F_STR, false),	FLD(cl_spec, restart, F_STR, false),
+	FLD(cl_spec, group, F_STR, false),	FLD(cl_spec, disk, F_STR, false),
+	FLD(cl_spec, priority, F_INT, false),	FLD(cl_spec, running, F_BOOL, false),
+	FLD(cl_spec, created_ms, F_U64, false), { 0 },
 };
 
 static const struct field owner_f[] = {

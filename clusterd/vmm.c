@@ -218,6 +218,7 @@ static void boot_args(const struct cl_spec *s, char mem[32], char cpus[16], char
 /* The strings the arguments of every VMM point into. */
 struct argbuf {
 	char api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24], fence[24], exit[CL_PATH_MAX + 16];
+	char epoch[24];
 };
 
 #define NO_DEADLINE                                                                                \
@@ -260,6 +261,13 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 	int n = 2, rc;
 
 	boot_args(spec, mem, cpus, argv, &n);
+	if (spec->disk[0]) { /* the owner epoch guards the image (storage fencing) */
+		snprintf(b.epoch, sizeof(b.epoch), "%llu", (unsigned long long)epoch);
+		argv[n++] = "--disk";
+		argv[n++] = (char *)spec->disk;
+		argv[n++] = "--epoch";
+		argv[n++] = b.epoch;
+	}
 	if (common_args(cd, l, &b, argv, &n)) {
 		log_err(SUB, "vm=%s: not starting it: %s", l->name, NO_DEADLINE);
 		return -ETIME;

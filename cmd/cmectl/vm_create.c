@@ -11,7 +11,7 @@
 
 struct create_args {
 	const char *name, *mem, *vcpus, *image, *kernel, *initrd, *cmdline, *restart, *group,
-		*priority;
+		*priority, *disk;
 	bool stopped, no_wait;
 };
 
@@ -78,6 +78,7 @@ static int fill_spec(const struct create_args *a, struct cl_spec *s)
 	    copy_str(s->restart, sizeof(s->restart), a->restart ? a->restart : "on-failure",
 		     "--restart") ||
 	    copy_str(s->group, sizeof(s->group), a->group, "--group") ||
+	    copy_str(s->disk, sizeof(s->disk), a->disk, "--disk") ||
 	    parse_priority(a->priority, &s->priority))
 		return CTL_USAGE;
 	s->running = !a->stopped;
@@ -103,6 +104,26 @@ static int resolve(char *path, const char *flag)
 	}
 	strcpy(path, abs);
 	free(abs);
+	return CTL_OK;
+}
+
+/* The disk's image path made absolute, its options (,ro ,direct) kept. */
+static int resolve_disk(char *disk)
+{
+	char path[CL_PATH_MAX], *opts = strchr(disk, ',');
+	size_t plen = opts ? (size_t)(opts - disk) : strlen(disk);
+	int rc;
+
+	if (!disk[0])
+		return CTL_OK;
+	snprintf(path, sizeof(path), "%.*s", (int)plen, disk);
+	rc = resolve(path, "--disk");
+	if (rc)
+		return rc;
+	if (strlen(path) + strlen(opts ? opts : "") >= CL_PATH_MAX)
+		return ctl_fail(CMD ": --disk %s: the absolute path is too long", disk);
+	memmove(disk + strlen(path), disk + plen, strlen(disk + plen) + 1);
+	memcpy(disk, path, strlen(path));
 	return CTL_OK;
 }
 
@@ -169,8 +190,8 @@ static int create(struct ctl *c, const struct create_args *a)
 	int rc = fill_spec(a, &s);
 
 	if (rc || (rc = resolve(s.image, "--image")) || (rc = resolve(s.kernel, "--kernel")) ||
-	    (rc = resolve(s.initrd, "--initrd")) || (rc = check_cluster(c, &s)) ||
-	    (rc = put_spec(c, &s, &rev)))
+	    (rc = resolve(s.initrd, "--initrd")) || (rc = resolve_disk(s.disk)) ||
+	    (rc = check_cluster(c, &s)) || (rc = put_spec(c, &s, &rev)))
 		return rc;
 	ctl_event(c, s.name, "created",
 		  "vm %s created by cmectl: %" PRIu32 " vCPUs, %" PRIu64 " MiB%s", s.name, s.vcpus,
@@ -204,6 +225,7 @@ int ctl_cmd_vm_create(struct ctl *c, int argc, char **argv)
 		{ "--restart", NULL, FL_STR, NULL, &a.restart },
 		{ "--group", NULL, FL_STR, NULL, &a.group },
 		{ "--priority", NULL, FL_STR, NULL, &a.priority },
+		{ "--disk", NULL, FL_STR, NULL, &a.disk },
 		{ "--stopped", NULL, FL_BOOL, &a.stopped, NULL },
 		{ "--no-wait", NULL, FL_BOOL, &a.no_wait, NULL },
 		{ 0 },

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define NODE_MEM_MB 1536
@@ -231,6 +232,44 @@ static void test_host_loss_guest(void)
 	CU_ASSERT_TRUE(wait_beats(to, "vm1", 2));
 	printf("\n    kill -9 to the first heartbeat on %s: %llu ms\n", C.node[to].name,
 	       (unsigned long long)((now_ns() - t0) / 1000000));
+	CU_ASSERT_FALSE(corrupt(to, "vm1"));
+}
+
+/* A VM with a disk on a frozen host (daemon and VMMs SIGSTOPped, so the old VMM still
+ * holds the image's lock): HA restarts it elsewhere at epoch 2, whose VMM takes the image
+ * over (the epoch on the image says 2); thawed, the old copy is stopped, and the new
+ * copy's own read-back finds nothing of the old one's. */
+static void test_frozen_host_disk(void)
+{
+	char img[600], con[700], *out = NULL, *err = NULL, epoch[8] = "";
+	int from, to, rc;
+	FILE *f;
+
+	REQUIRE_KVM();
+	START(3, NULL);
+	snprintf(img, sizeof(img), "%s/disk.img", test_tmpdir());
+	f = fopen(img, "w");
+	CU_ASSERT_FATAL(f && ftruncate(fileno(f), 8 << 20) == 0 && fclose(f) == 0);
+	rc = cmectl(&C, &out, &err, "vm", "create", "vm1", "--mem", "256M", "--vcpus", "1",
+		    "--image", test_guest(), "--cmdline", "wss_mb=8 vcpus=0 disk_mb=4", "--disk",
+		    img, "--no-wait", NULL);
+	cluster_expect_ok("vm create --disk", rc, out, err);
+	from = wait_owner("vm1");
+	CU_ASSERT_FATAL(from >= 0);
+	cluster_console(&C, from, "vm1", con, sizeof(con));
+	CU_ASSERT_FATAL(test_wait_file_has(con, "DISK pass=1 blocks=1024 flushed", WAIT_MS));
+	cluster_node_signal_all(&C, from, SIGSTOP);
+	to = wait_moved("vm1", from, 2);
+	CU_ASSERT_FATAL(to >= 0);
+	cluster_console(&C, to, "vm1", con, sizeof(con));
+	CU_ASSERT(test_wait_file_has(con, "DISK pass=1 blocks=1024 flushed", 2 * WAIT_MS));
+	CU_ASSERT(getxattr(img, "user.cme.epoch", epoch, sizeof(epoch) - 1) > 0);
+	CU_ASSERT_STRING_EQUAL(epoch, "2");
+	cluster_node_signal_all(&C, from, SIGCONT);
+	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, from, "vm1") > 0; t += 100)
+		sleep_ms(100);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, from, "vm1"), 0); /* stopped, never resumed */
+	CU_ASSERT(test_wait_file_has(con, "DISK pass=3 blocks=1024 flushed", 2 * WAIT_MS));
 	CU_ASSERT_FALSE(corrupt(to, "vm1"));
 }
 
@@ -575,6 +614,8 @@ void suite_ha(void)
 		{ "host loss with a guest: it beats again elsewhere", test_host_loss_guest },
 		{ "a hung daemon: its guest is fenced before the VM moves",
 		  test_hung_daemon_fences },
+		{ "a frozen host's VM with a disk: the restarted copy takes the image over",
+		  test_frozen_host_disk },
 		{ "etcd down for 2 x TTL: no guest stops, nothing moves",
 		  test_etcd_outage_rides_through },
 		{ "partition (network namespace): fenced, restarted elsewhere, rejoins empty",
