@@ -492,6 +492,12 @@ int main(void)
 		test_remove_tmp();
 		return 0;
 	}
+	if (getenv("CME_BENCH_ONLY") && !strcmp(getenv("CME_BENCH_ONLY"), "disk")) {
+		if (test_have_kvm(why, sizeof(why)))
+			bench_virtio_blk(); /* developers: the disk figures alone */
+		test_remove_tmp();
+		return 0;
+	}
 	bench_ha_detection(); /* etcd only: runs without KVM too */
 	if (!test_have_kvm(why, sizeof(why))) {
 		printf("{\"bench\":\"all\",\"skipped\":\"%s\"}\n", why);
@@ -506,6 +512,7 @@ int main(void)
 	bench_linux_boot();
 	bench_exit_cost();
 	bench_guest_rates();
+	bench_virtio_blk();
 	bench_dirty_log();
 	bench_snapshot();
 	{

@@ -12,8 +12,8 @@ struct config cfg;
 /* Parameters as given; UNSET where the default depends on the machine. */
 static struct {
 	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo, disk_mb, disk_bad,
-		disk_discard;
-} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0 };
+		disk_discard, disk_bench;
+} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0 };
 
 static const struct {
 	const char *key;
@@ -30,6 +30,7 @@ static const struct {
 	{ "disk_mb", &arg.disk_mb },
 	{ "disk_bad", &arg.disk_bad },
 	{ "disk_discard", &arg.disk_discard },
+	{ "disk_bench", &arg.disk_bench },
 };
 
 static __attribute__((noreturn)) void bad_arg(const char *what, u64 v)
@@ -154,4 +155,5 @@ void config_init(const struct boot_info *bi)
 	cfg.disk_mb = arg.disk_mb;
 	cfg.disk_bad = arg.disk_bad;
 	cfg.disk_discard = arg.disk_discard;
+	cfg.disk_bench = arg.disk_bench;
 }

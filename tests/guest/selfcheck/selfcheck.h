@@ -126,6 +126,7 @@ struct config {
 	u64 disk_mb;	  /* disk_mb=N: vCPU 0 writes and checks the first N MiB of disk 0 */
 	u64 disk_bad;	  /* disk_bad=1: program a queue outside RAM, expect NEEDS_RESET */
 	u64 disk_discard; /* disk_discard=1: after pass 1, discard half the blocks, check zeros */
+	u64 disk_bench;	  /* disk_bench=1: time pass 1's writes and reads (DISKBENCH line) */
 	u64 virtio_base;
 	u32 virtio_count;
 };

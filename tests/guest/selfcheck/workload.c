@@ -384,15 +384,19 @@ static __attribute__((noreturn)) void disk_run(void)
 		guest_exit(EXIT_BADARG);
 	}
 	for (u64 gen = 1;; gen++) {
+		u64 t0 = rdtsc(), tw, tr;
+
 		for (u64 b = 0; b < blocks; b++) {
 			disk_stamp(b, gen);
 			disk_must(vblk_rw(true, b * 8, disk_buf, DISK_BLOCK), "write", b);
 			hb_poll(rdtsc());
 		}
 		disk_must(vblk_flush(), "flush", 0);
+		tw = rdtsc() - t0;
 		con_printf("DISK pass=%lu blocks=%lu flushed irqs=%lu\n", gen, blocks, virtio_irqs);
 		if (gen == 1 && cfg.disk_discard)
 			disk_discard_half(blocks);
+		t0 = rdtsc();
 		for (u64 b = 0; b < blocks; b++) {
 			disk_must(vblk_rw(false, b * 8, disk_buf, DISK_BLOCK), "read", b);
 			if (disk_buf[0] != b || disk_buf[1] != gen ||
@@ -403,6 +407,10 @@ static __attribute__((noreturn)) void disk_run(void)
 			}
 			hb_poll(rdtsc());
 		}
+		tr = rdtsc() - t0;
+		if (gen == 1 && cfg.disk_bench)
+			con_printf("DISKBENCH blocks=%lu write_tsc=%lu read_tsc=%lu tsc_khz=%lu\n",
+				   blocks, tw, tr, cfg.tsc_khz);
 	}
 }
 
