@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -29,6 +30,30 @@ static const char *make_image(void)
 	CU_ASSERT_FATAL(fd >= 0 && ftruncate(fd, IMAGE_MB << 20) == 0);
 	close(fd);
 	return path;
+}
+
+/* Whether the file system of path takes user extended attributes (--epoch needs them) and
+ * O_DIRECT (,direct): older tmpfs takes neither; the tests that need them skip there. */
+static bool fs_has_xattr(const char *path)
+{
+	bool ok = setxattr(path, "user.cme.probe", "1", 1, 0) == 0;
+
+	if (ok)
+		removexattr(path, "user.cme.probe");
+	else
+		test_skip("the file system of %s takes no user extended attributes", path);
+	return ok;
+}
+
+static bool fs_has_direct(const char *path)
+{
+	int fd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
+
+	if (fd >= 0)
+		close(fd);
+	else
+		test_skip("the file system of %s refuses O_DIRECT", path);
+	return fd >= 0;
 }
 
 static void boot_with_disk(struct vmm_proc *p, const char *disk, const char *cmdline)
@@ -117,6 +142,8 @@ static void test_direct(void)
 	if (!guest_available())
 		return;
 	img = make_image();
+	if (!fs_has_direct(img))
+		return;
 	snprintf(disk, sizeof(disk), "%s,direct", img);
 	snprintf(line, sizeof(line), "wss_mb=8 vcpus=0 disk_mb=%d", DISK_MB);
 	boot_with_disk(&p, disk, line);
@@ -199,6 +226,8 @@ static void test_epoch_takeover(void)
 	if (!guest_available())
 		return;
 	img = make_image();
+	if (!fs_has_xattr(img))
+		return;
 	{
 		const char *args[] = { "--mem",	     "128M",	  "--image",
 				       test_guest(), "--cmdline", "wss_mb=8 vcpus=0 disk_mb=4",
