@@ -54,35 +54,19 @@ int cd_delete_if(struct cd *cd, const char *key, int64_t mod_rev)
 	return rc;
 }
 
-int cd_owner_cas(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch)
-{
-	struct cl_owner o = { .epoch = epoch };
-	struct etcd_err err = { "" };
-	bool swapped = false;
-	char key[256], *json;
-	int rc;
-
-	snprintf(o.node, sizeof(o.node), "%s", node);
-	json = cl_owner_json(&o);
-	if (!json)
-		return -ENOMEM;
-	cd_key(cd, key, sizeof(key), "vms", vv->name, "owner");
-	rc = etcd_cas_mod(cd->etcd, key, vv->owner.mod_rev, json, strlen(json), 0, &swapped, NULL,
-			  &err);
-	free(json);
-	if (rc)
-		log_warn(SUB, "vm=%s: owner → %s (epoch %llu): %s", vv->name, node,
-			 (unsigned long long)epoch, err.msg);
-	return rc ? rc : swapped ? 1 : 0;
-}
-
-int cd_owner_take(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch,
-		  const char *lost)
+/* owner = {node, epoch} if the owner record still has the mod_revision read and, with
+ * lost, nodes/<lost> is still absent: one transaction. 1 written, 0 lost the race. */
+static int owner_write(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch,
+		       const char *lost)
 {
 	struct cl_owner o = { .epoch = epoch };
 	struct etcd_err err = { "" };
 	struct etcd_txn_resp r = { 0 };
 	char key[256], nkey[256], *json;
+	struct etcd_cmp cmp[2] = { { .key = key, .target = ETCD_CMP_MOD, .num = vv->owner.mod_rev },
+				   { .key = nkey, .target = ETCD_CMP_CREATE, .num = 0 } };
+	struct etcd_op op = { .type = ETCD_OP_PUT, .key = key };
+	struct etcd_txn t = { cmp, lost ? 2 : 1, &op, 1, NULL, 0 };
 	int rc;
 
 	snprintf(o.node, sizeof(o.node), "%s", node);
@@ -90,19 +74,11 @@ int cd_owner_take(struct cd *cd, const struct cl_vm_view *vv, const char *node, 
 	if (!json)
 		return -ENOMEM;
 	cd_key(cd, key, sizeof(key), "vms", vv->name, "owner");
-	cd_key(cd, nkey, sizeof(nkey), "nodes", lost, NULL);
-	{
-		struct etcd_cmp cmp[2] = {
-			{ .key = key, .target = ETCD_CMP_MOD, .num = vv->owner.mod_rev },
-			{ .key = nkey, .target = ETCD_CMP_CREATE, .num = 0 },
-		};
-		struct etcd_op op = {
-			.type = ETCD_OP_PUT, .key = key, .val = json, .vlen = strlen(json)
-		};
-		struct etcd_txn t = { cmp, 2, &op, 1, NULL, 0 };
-
-		rc = etcd_txn(cd->etcd, &t, &r, &err);
-	}
+	if (lost)
+		cd_key(cd, nkey, sizeof(nkey), "nodes", lost, NULL);
+	op.val = json;
+	op.vlen = strlen(json);
+	rc = etcd_txn(cd->etcd, &t, &r, &err);
 	free(json);
 	if (rc)
 		log_warn(SUB, "vm=%s: owner → %s (epoch %llu): %s", vv->name, node,
@@ -111,6 +87,17 @@ int cd_owner_take(struct cd *cd, const struct cl_vm_view *vv, const char *node, 
 		rc = r.succeeded ? 1 : 0;
 	etcd_txn_resp_free(&r);
 	return rc;
+}
+
+int cd_owner_cas(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch)
+{
+	return owner_write(cd, vv, node, epoch, NULL);
+}
+
+int cd_owner_take(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch,
+		  const char *lost)
+{
+	return owner_write(cd, vv, node, epoch, lost);
 }
 
 int cd_mig_cas(struct cd *cd, struct cl_migration *m)

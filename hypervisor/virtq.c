@@ -258,11 +258,15 @@ bool virtq_arm_notify(struct virtq *q, const struct virtq_mem *m)
 	return __atomic_load_n((const uint16_t *)(avail + 2), __ATOMIC_ACQUIRE) != q->last_avail;
 }
 
-size_t virtq_read(const struct virtq_chain *c, uint64_t off, void *dst, size_t len)
+/* Copy between buf and the chain's readable (to_chain false) or writable (true) buffers,
+ * from byte off of them; writes into guest RAM are reported dirty. */
+static size_t chain_copy(const struct virtq_chain *c, const struct virtq_mem *m, bool to_chain,
+			 uint64_t off, uint8_t *buf, size_t len)
 {
+	unsigned from = to_chain ? c->nread : 0, to = to_chain ? c->nseg : c->nread;
 	size_t done = 0;
 
-	for (unsigned i = 0; i < c->nread && done < len; i++) {
+	for (unsigned i = from; i < to && done < len; i++) {
 		const struct virtq_seg *s = &c->seg[i];
 		size_t n;
 
@@ -271,31 +275,25 @@ size_t virtq_read(const struct virtq_chain *c, uint64_t off, void *dst, size_t l
 			continue;
 		}
 		n = s->len - off < len - done ? s->len - off : len - done;
-		memcpy((uint8_t *)dst + done, s->p + off, n);
+		if (to_chain) {
+			memcpy(s->p + off, buf + done, n);
+			dirty(m, s->gpa + off, n);
+		} else {
+			memcpy(buf + done, s->p + off, n);
+		}
 		done += n;
 		off = 0;
 	}
 	return done;
 }
 
+size_t virtq_read(const struct virtq_chain *c, uint64_t off, void *dst, size_t len)
+{
+	return chain_copy(c, NULL, false, off, dst, len);
+}
+
 size_t virtq_write(const struct virtq_chain *c, const struct virtq_mem *m, uint64_t off,
 		   const void *src, size_t len)
 {
-	size_t done = 0;
-
-	for (unsigned i = c->nread; i < c->nseg && done < len; i++) {
-		const struct virtq_seg *s = &c->seg[i];
-		size_t n;
-
-		if (off >= s->len) {
-			off -= s->len;
-			continue;
-		}
-		n = s->len - off < len - done ? s->len - off : len - done;
-		memcpy(s->p + off, (const uint8_t *)src + done, n);
-		dirty(m, s->gpa + off, n);
-		done += n;
-		off = 0;
-	}
-	return done;
+	return chain_copy(c, m, true, off, (uint8_t *)src, len);
 }

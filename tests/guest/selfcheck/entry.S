@@ -177,11 +177,12 @@ timer_stub:
 	pop %rax
 	iretq
 
-/* UART receive (echo=1, vCPU 0): uart_rx_irq in C. Only the registers a C call may clobber
- * need saving, and -mno-sse keeps it off xmm0/xmm1. Nine pushes after the CPU's five-word
- * frame (on a 16-byte aligned RSP) leave RSP 16-byte aligned at the call, as the ABI wants. */
-	.globl uart_stub
-uart_stub:
+/* An interrupt handled in C: only the registers a C call may clobber need saving, and
+ * -mno-sse keeps C off xmm0/xmm1. Nine pushes after the CPU's five-word frame (on a 16-byte
+ * aligned RSP) leave RSP 16-byte aligned at the call, as the ABI wants. */
+	.macro c_irq_stub name, handler
+	.globl \name
+\name:
 	push %rax
 	push %rcx
 	push %rdx
@@ -191,7 +192,7 @@ uart_stub:
 	push %r9
 	push %r10
 	push %r11
-	call uart_rx_irq
+	call \handler
 	pop %r11
 	pop %r10
 	pop %r9
@@ -202,30 +203,11 @@ uart_stub:
 	pop %rcx
 	pop %rax
 	iretq
+	.endm
 
-/* disk_mb/disk_bad: virtio device 0's interrupt (vector VIRTIO_VECTOR). */
-	.globl virtio_stub
-virtio_stub:
-	push %rax
-	push %rcx
-	push %rdx
-	push %rsi
-	push %rdi
-	push %r8
-	push %r9
-	push %r10
-	push %r11
-	call virtio_irq
-	pop %r11
-	pop %r10
-	pop %r9
-	pop %r8
-	pop %rdi
-	pop %rsi
-	pop %rdx
-	pop %rcx
-	pop %rax
-	iretq
+/* UART receive (echo=1, vCPU 0), and virtio device 0 (disk_mb/disk_bad, vCPU 0). */
+	c_irq_stub uart_stub, uart_rx_irq
+	c_irq_stub virtio_stub, virtio_irq
 
 /* int3 (or int $0x80) from ring 3: sleep until the next interrupt. STI's one-instruction shadow
  * means the interrupt cannot slip in between STI and HLT and leave the vCPU asleep. */
