@@ -223,9 +223,10 @@ void cd_lvm_remove(struct cd *cd, struct lvm *l);
 /* Start `cme-vmm run` for spec; epoch is recorded. 0 or -errno (reason logged). */
 int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
 		     uint64_t epoch) CME_WUR;
-/* Start `cme-vmm incoming --commit external` for migration id; it returns at once (the
- * port comes later: cd_lvm_incoming_port). 0 or -errno with the reason in why. */
-int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
+/* Start `cme-vmm incoming --commit external` for migration id, with the spec's disk under
+ * epoch (the owner epoch the commit gives the VM here); it returns at once (the port comes
+ * later: cd_lvm_incoming_port). 0 or -errno with the reason in why. */
+int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch,
 			  const char *mig_id, char *why, size_t whylen) CME_WUR;
 /* One quick look at an incoming VMM's port: 0 with *port, -EAGAIN while it does not listen
  * yet, -ECHILD when it exited. Never waits: the main loop looks again next round. */

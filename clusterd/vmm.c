@@ -253,6 +253,19 @@ static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **ar
 	return 0;
 }
 
+/* --disk, with the owner epoch that guards the image (storage fencing). */
+static void disk_args(const struct cl_spec *spec, uint64_t epoch, struct argbuf *b, char **argv,
+		      int *n)
+{
+	if (!spec->disk[0])
+		return;
+	snprintf(b->epoch, sizeof(b->epoch), "%llu", (unsigned long long)epoch);
+	argv[(*n)++] = "--disk";
+	argv[(*n)++] = (char *)spec->disk;
+	argv[(*n)++] = "--epoch";
+	argv[(*n)++] = b->epoch;
+}
+
 int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch)
 {
 	char mem[32], cpus[16];
@@ -261,13 +274,7 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 	int n = 2, rc;
 
 	boot_args(spec, mem, cpus, argv, &n);
-	if (spec->disk[0]) { /* the owner epoch guards the image (storage fencing) */
-		snprintf(b.epoch, sizeof(b.epoch), "%llu", (unsigned long long)epoch);
-		argv[n++] = "--disk";
-		argv[n++] = (char *)spec->disk;
-		argv[n++] = "--epoch";
-		argv[n++] = b.epoch;
-	}
+	disk_args(spec, epoch, &b, argv, &n);
 	if (common_args(cd, l, &b, argv, &n)) {
 		log_err(SUB, "vm=%s: not starting it: %s", l->name, NO_DEADLINE);
 		return -ETIME;
@@ -301,7 +308,7 @@ int cd_lvm_incoming_port(struct lvm *l, uint16_t *port)
 	return 0;
 }
 
-int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
+int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch,
 			  const char *mig_id, char *why, size_t whylen)
 {
 	char listen[160], wait[16];
@@ -310,8 +317,8 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 			   (char *)cd->cfg->tls_dir, "--commit", "external", "--wait", wait };
 	int n = 10, rc;
 
-	(void)spec;
 	snprintf(listen, sizeof(listen), "%s:0", cd->cfg->address);
+	disk_args(spec, epoch, &b, argv, &n);
 	snprintf(wait, sizeof(wait), "%u", cd->cfg->prepare_timeout_s * 2);
 	if (common_args(cd, l, &b, argv, &n)) {
 		snprintf(why, whylen, "%s", NO_DEADLINE);

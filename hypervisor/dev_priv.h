@@ -83,6 +83,10 @@ struct dev_ops {
 	 * Restore happens before the guest runs; a malformed or mismatching section fails
 	 * with a reason in x->err and -EINVAL. Save fails only for lack of memory (-ENOMEM). */
 	int (*state)(struct vm_device *d, struct dev_xfer *x);
+	/* A live migration hands what backs the device over (hypervisor.h, enum vm_handoff):
+	 * the VM is paused or has not run. 0 or -errno with a reason in why. */
+	int (*handoff)(struct vm_device *d, enum vm_handoff step, int timeout_ms, char *why,
+		       size_t len);
 };
 
 /* What the board gives a device of which a VM may have several (its create finds it in

@@ -165,6 +165,23 @@ void dev_pause_all(struct vm *vm, bool pause)
 			vm->devices[i]->ops->pause(vm->devices[i], pause);
 }
 
+int vm_devices_handoff(struct vm *vm, enum vm_handoff step, int timeout_ms, char *err,
+		       size_t errlen)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct vm_device *d = vm->devices[i];
+		int one = d->ops->handoff ? d->ops->handoff(d, step, timeout_ms, err, errlen) : 0;
+
+		if (one && !rc)
+			rc = one;
+		if (rc && step != VM_HANDOFF_RECLAIM) /* reclaim every image it can */
+			break;
+	}
+	return rc;
+}
+
 /* ---- state sections -------------------------------------------------------------------- */
 
 static int dev_section_save(struct vm_device *d, struct arena *a, Cme__DeviceState **out)

@@ -1,5 +1,5 @@
-/* Guest-physical addresses to host pointers, for the loaders and the devices: below
- * every file that reaches into guest RAM. */
+/* Guest-physical addresses to host pointers, for the loaders and the devices, and the
+ * pages the devices wrote: below every file that reaches into guest RAM. */
 #include "vm_priv.h"
 
 void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)
@@ -16,4 +16,38 @@ void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)
 void *vm_gpa_hva(struct vm *vm, uint64_t gpa, uint64_t len)
 {
 	return vm_gpa_to_hva(vm, gpa, len);
+}
+
+void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	if (!len || !atomic_load(&vm->dirty_logging))
+		return;
+	for (unsigned i = 0; i < vm->nr_slots; i++) {
+		struct vm_slot *s = &vm->slots[i];
+		uint64_t from, to;
+
+		if (gpa >= s->gpa + s->size || gpa + len <= s->gpa)
+			continue;
+		from = ((gpa > s->gpa ? gpa : s->gpa) - s->gpa) / VM_PAGE_SIZE;
+		to = ((gpa + len < s->gpa + s->size ? gpa + len : s->gpa + s->size) - s->gpa - 1) /
+		     VM_PAGE_SIZE;
+		for (uint64_t p = from; p <= to; p++)
+			atomic_fetch_or(&vm->vmm_dirty[i][p / 64], 1ull << (p % 64));
+	}
+}
+
+void vm_vmm_dirty_merge(struct vm *vm, unsigned idx, uint64_t *bitmap)
+{
+	uint64_t words = vm->slots[idx].size / VM_PAGE_SIZE / 64;
+
+	for (uint64_t w = 0; w < words; w++)
+		bitmap[w] |= atomic_load_explicit(&vm->vmm_dirty[idx][w], memory_order_relaxed);
+}
+
+void vm_vmm_dirty_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t npages,
+			const uint64_t *bits)
+{
+	for (uint64_t w = 0; w < (npages + 63) / 64; w++)
+		if (bits[w])
+			atomic_fetch_and(&vm->vmm_dirty[idx][first / 64 + w], ~bits[w]);
 }

@@ -51,6 +51,9 @@ struct vm_config {
 	int pin[VM_MAX_VCPUS]; /* host CPU of vCPU i, for i < nr_pin */
 	unsigned nr_pin;
 	uint64_t epoch; /* the VM's owner epoch (cme-clusterd's), 0: none; guards the disks */
+	/* A live migration's destination: writable images are opened but locked only at
+	 * VM_HANDOFF_CLAIM, once the source has let them go. */
+	bool incoming;
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_ENDED };
@@ -94,7 +97,7 @@ struct vm_info {
 	uint64_t tsc_khz;
 	uint64_t uptime_ns; /* since vm_start() */
 	uint64_t paused_ns; /* total time paused */
-	unsigned nr_disks;  /* virtio-blk disks (not yet carried by live migration) */
+	unsigned nr_disks;  /* virtio-blk disks */
 	bool hugepages, ksm;
 	unsigned nr_pin; /* vCPUs 0..nr_pin-1 are pinned, to host CPU pin[i] */
 	int pin[VM_MAX_VCPUS];
@@ -177,6 +180,26 @@ int vm_dirty_log_get(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *co
  * write-protect those pages again. Thread-safe. Returns 0 or -errno. */
 int vm_dirty_log_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t npages,
 		       uint64_t *bits) CME_WUR;
+
+/* ---- devices across a live migration ------------------------------------------------ */
+
+/* A disk image is written by one VMM at a time (its lock). A live migration hands it over
+ * while the guest is paused: the source flushes and unlocks (RELEASE) before it sends
+ * the device state; the destination locks what it was released (CLAIM) before it says
+ * READY, and records its owner epoch on the image when the guest first runs there; a
+ * migration that fails gives the images back to the source (RECLAIM) before its guest
+ * runs again. */
+enum vm_handoff {
+	VM_HANDOFF_RELEASE, /* source, VM paused: flush each writable image and unlock it */
+	VM_HANDOFF_RECLAIM, /* source, the migration failed: lock them again */
+	VM_HANDOFF_CLAIM,   /* destination (cfg.incoming): lock them; never take one over */
+};
+
+/* Apply one step to every device. RECLAIM waits up to timeout_ms for a destination that
+ * still holds a lock. Returns 0, or -errno with a one-line reason in err (RELEASE: the
+ * images already released stay released; call RECLAIM). */
+int vm_devices_handoff(struct vm *vm, enum vm_handoff step, int timeout_ms, char *err,
+		       size_t errlen) CME_WUR;
 
 /* ---- fencing (lease-bound execution) ------------------------------------------------- */
 

@@ -47,6 +47,9 @@ struct blk {
 	int fd;
 	bool ro, direct;
 	bool stale; /* a newer epoch took the image over: no more writes */
+	/* Live migration (enum vm_handoff): not locked yet (destination), unlocked for the
+	 * destination (source), the owner epoch to record when the guest first runs here. */
+	bool unclaimed, released, epoch_due;
 	uint64_t sectors;
 	char id[ID_BYTES];
 };
@@ -126,7 +129,8 @@ static int blk_open(struct virtio_dev *v, char *why, size_t len)
 		free(b);
 		return err;
 	}
-	if (claim(v, b, disk, why, len)) {
+	b->unclaimed = v->vm->cfg.incoming && !disk->ro; /* the source still has it */
+	if (!b->unclaimed && claim(v, b, disk, why, len)) {
 		close(b->fd);
 		free(b);
 		return -EBUSY;
@@ -238,7 +242,7 @@ static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out
 	int n = data_iov(c, out, iov, &bytes);
 	ssize_t done;
 
-	if (out && (b->ro || b->stale))
+	if (out && (b->ro || b->stale || b->unclaimed || b->released))
 		return S_IOERR;
 	if (bytes % SECTOR || sector > b->sectors || bytes / SECTOR > b->sectors - sector)
 		return S_IOERR;
@@ -253,8 +257,8 @@ static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out
 			 done < 0 ? strerror(errno) : "short");
 		return S_IOERR;
 	}
-	if (!out) /* into guest RAM: no dirty hook yet, as no snapshot carries a disk */
-		*written = (uint32_t)bytes;
+	if (!out) /* into guest RAM behind KVM's back: a migration sends those pages again */
+		*written = (uint32_t)virtq_written(c, &v->mem, 0, bytes);
 	return S_OK;
 }
 
@@ -269,7 +273,7 @@ static uint8_t do_discard(struct virtio_dev *v, const struct virtq_chain *c)
 		uint32_t num, flags;
 	} r;
 
-	if (b->ro || b->stale)
+	if (b->ro || b->stale || b->unclaimed || b->released)
 		return S_IOERR;
 	if ((c->read_len - HDR_BYTES) % 16 || n == 0 || n > DISCARD_MAX_SEG)
 		return S_IOERR;
@@ -359,19 +363,102 @@ static const struct virtio_backend virtio_blk_backend = {
 };
 
 /* Running again (after a pause, e.g. a fence): an image a newer epoch has taken over is
- * not ours any more. */
+ * not ours any more. An image still handed over (a migration in doubt that someone
+ * resumes) is locked again if it can be, else written no more. The first run after a
+ * migration's claim records the owner epoch. */
 static void blk_pause(struct vm_device *d, bool pause)
 {
 	struct virtio_dev *v = d->priv;
 	struct blk *b = v->be_priv;
 	uint64_t mine = v->vm->cfg.epoch, theirs;
 
+	if (!pause && b && b->released && !b->stale) {
+		b->released = flock(b->fd, LOCK_EX | LOCK_NB) < 0;
+		b->stale = b->released;
+		if (b->stale)
+			log_err(SUB,
+				"vm=%s disk %s: handed over and locked by another VMM; writes "
+				"refused",
+				v->vm->cfg.name, b->id);
+	}
+	if (!pause && b && b->epoch_due && set_image_epoch(b->fd, mine) < 0)
+		log_warn(SUB, "vm=%s disk %s: cannot record the owner epoch: %s", v->vm->cfg.name,
+			 b->id, strerror(errno));
+	if (!pause && b)
+		b->epoch_due = false;
 	if (!pause && b && mine && !b->ro && !b->stale && (theirs = image_epoch(b->fd)) > mine) {
 		b->stale = true; /* read by the device thread after the kick below */
 		log_err(SUB, "vm=%s disk %s: epoch %llu took the image over; writes refused",
 			v->vm->cfg.name, b->id, (unsigned long long)theirs);
 	}
 	virtio_mmio_pause(d, pause);
+}
+
+/* Lock the image, waiting up to timeout_ms for a holder about to let go. */
+static bool lock_within(int fd, int timeout_ms)
+{
+	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK || now_ns() >= end)
+			return false;
+		sleep_ms(10);
+	}
+	return true;
+}
+
+/* Source: flush and unlock. Destination: lock what the source let go — never a takeover
+ * (a source that still holds the lock still runs), and never an image a newer epoch owns. */
+static int blk_handoff(struct vm_device *d, enum vm_handoff step, int timeout_ms, char *why,
+		       size_t len)
+{
+	struct virtio_dev *v = d->priv;
+	struct blk *b = v->be_priv;
+	const struct vm_disk *disk = v->be_arg;
+	uint64_t mine = v->vm->cfg.epoch, theirs;
+
+	if (b->ro || b->stale)
+		return 0;
+	switch (step) {
+	case VM_HANDOFF_RELEASE:
+		if (b->released)
+			return 0;
+		if (fdatasync(b->fd) < 0)
+			return snprintf(why, len,
+					"disk %s: cannot flush it for the destination: %s",
+					disk->path, strerror(errno)),
+			       -EIO;
+		b->released = flock(b->fd, LOCK_UN) == 0;
+		return 0;
+	case VM_HANDOFF_RECLAIM:
+		if (!b->released)
+			return 0;
+		if (!lock_within(b->fd, timeout_ms))
+			return snprintf(why, len, "disk %s: still locked by another VMM",
+					disk->path),
+			       -EBUSY;
+		b->released = false;
+		return 0;
+	case VM_HANDOFF_CLAIM:
+		if (!b->unclaimed)
+			return 0;
+		theirs = image_epoch(b->fd);
+		if (mine && theirs > mine)
+			return snprintf(why, len,
+					"disk %s: owned by epoch %llu, this VM has epoch %llu",
+					disk->path, (unsigned long long)theirs,
+					(unsigned long long)mine),
+			       -EPERM;
+		if (!lock_within(b->fd, timeout_ms))
+			return snprintf(why, len,
+					"disk %s: still locked (the source has not let it go)",
+					disk->path),
+			       -EBUSY;
+		b->unclaimed = false;
+		b->epoch_due = mine && theirs != mine;
+		return 0;
+	}
+	return -EINVAL;
 }
 
 static int blk_create(struct vm_device *d)
@@ -388,4 +475,5 @@ const struct dev_ops dev_virtio_blk_ops = {
 	.io = virtio_mmio_io,
 	.pause = blk_pause,
 	.state = virtio_mmio_state,
+	.handoff = blk_handoff,
 };

@@ -49,6 +49,12 @@ static void *mem_map(void *opaque, uint64_t gpa, uint64_t len)
 	return vm_gpa_to_hva(opaque, gpa, len);
 }
 
+/* What a device writes into guest RAM is sent again by a live migration. */
+static void mem_dirty(void *opaque, uint64_t gpa, uint64_t len)
+{
+	vm_mark_dirty(opaque, gpa, len);
+}
+
 static uint64_t offered(const struct virtio_dev *v)
 {
 	return VIRTIO_F_VERSION_1 | VIRTIO_F_EVENT_IDX | VIRTIO_F_INDIRECT_DESC |
@@ -173,7 +179,7 @@ int virtio_mmio_create(struct vm_device *d, const struct virtio_backend *be)
 	v->irqfd = v->quit_fd = -1;
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		v->kick[i] = -1;
-	v->mem = (struct virtq_mem){ mem_map, NULL, d->vm };
+	v->mem = (struct virtq_mem){ mem_map, mem_dirty, d->vm };
 	pthread_mutex_init(&v->mu, NULL);
 	d->priv = v;
 	err = be->open(v, why, sizeof(why));

@@ -276,7 +276,8 @@ static size_t chain_copy(const struct virtq_chain *c, const struct virtq_mem *m,
 		}
 		n = s->len - off < len - done ? s->len - off : len - done;
 		if (to_chain) {
-			memcpy(s->p + off, buf + done, n);
+			if (buf)
+				memcpy(s->p + off, buf + done, n);
 			dirty(m, s->gpa + off, n);
 		} else {
 			memcpy(buf + done, s->p + off, n);
@@ -296,4 +297,10 @@ size_t virtq_write(const struct virtq_chain *c, const struct virtq_mem *m, uint6
 		   const void *src, size_t len)
 {
 	return chain_copy(c, m, true, off, (uint8_t *)src, len);
+}
+
+size_t virtq_written(const struct virtq_chain *c, const struct virtq_mem *m, uint64_t off,
+		     size_t len)
+{
+	return chain_copy(c, m, true, off, NULL, len);
 }

@@ -96,5 +96,9 @@ bool virtq_arm_notify(struct virtq *q, const struct virtq_mem *m);
 size_t virtq_read(const struct virtq_chain *c, uint64_t off, void *dst, size_t len);
 size_t virtq_write(const struct virtq_chain *c, const struct virtq_mem *m, uint64_t off,
 		   const void *src, size_t len);
+/* The device wrote len bytes into the writable buffers from off itself (readv): mark
+ * them dirty. Returns the bytes marked. */
+size_t virtq_written(const struct virtq_chain *c, const struct virtq_mem *m, uint64_t off,
+		     size_t len);
 
 #endif

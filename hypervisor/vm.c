@@ -79,6 +79,11 @@ static int vm_add_slot(struct vm *vm, uint64_t gpa, uint64_t size)
 				(unsigned long long)(size >> 20), strerror(errno));
 		return -ENOMEM;
 	}
+	vm->vmm_dirty[vm->nr_slots] = calloc(size / VM_PAGE_SIZE / 64, sizeof(uint64_t));
+	if (!vm->vmm_dirty[vm->nr_slots]) {
+		munmap(p, size);
+		return -ENOMEM;
+	}
 	if (vm->cfg.ksm && madvise(p, size, MADV_MERGEABLE) < 0)
 		log_warn(SUB, "vm=%s --ksm: madvise: %s (no page sharing)", vm->cfg.name,
 			 strerror(errno));
@@ -277,8 +282,10 @@ void vm_destroy(struct vm *vm)
 		vcpu_destroy(&vm->vcpus[i]);
 	console_close(vm->console); /* its thread gives input to the UART device: first */
 	vm_devices_destroy(vm);	    /* device threads use guest RAM: before it goes */
-	for (unsigned i = 0; i < vm->nr_slots; i++)
+	for (unsigned i = 0; i < vm->nr_slots; i++) {
 		munmap(vm->slots[i].hva, vm->slots[i].size);
+		free(vm->vmm_dirty[i]);
+	}
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
@@ -311,8 +318,11 @@ int vm_dirty_log_start(struct vm *vm)
 		return -EALREADY;
 	for (unsigned i = 0; !err && i < vm->nr_slots; i++)
 		err = vm_register_slot(vm, i, true);
-	if (!err)
-		vm->dirty_logging = true;
+	if (!err) {
+		for (unsigned i = 0; i < vm->nr_slots; i++) /* what devices wrote before is sent */
+			memset(vm->vmm_dirty[i], 0, vm->slots[i].size / VM_PAGE_SIZE / 8);
+		atomic_store(&vm->dirty_logging, true);
+	}
 	return err;
 }
 
@@ -325,7 +335,7 @@ int vm_dirty_log_stop(struct vm *vm)
 	for (unsigned i = 0; !err && i < vm->nr_slots; i++)
 		err = vm_register_slot(vm, i, false);
 	if (!err)
-		vm->dirty_logging = false;
+		atomic_store(&vm->dirty_logging, false);
 	return err;
 }
 
@@ -346,6 +356,7 @@ int vm_dirty_log_get(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *co
 		return -EINVAL;
 	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
 		return -errno;
+	vm_vmm_dirty_merge(vm, idx, bitmap);
 	*count = popcount_words(bitmap, vm->slots[idx].size / VM_PAGE_SIZE / 64);
 	return 0;
 }
@@ -357,8 +368,10 @@ int vm_dirty_log_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t npa
 					 .num_pages = (uint32_t)npages,
 					 .dirty_bitmap = bits };
 
-	if (!vm->dirty_logging || idx >= vm->nr_slots || first % 64 || npages > UINT32_MAX)
+	if (!vm->dirty_logging || idx >= vm->nr_slots || first % 64 || npages > UINT32_MAX ||
+	    first + npages > vm->slots[idx].size / VM_PAGE_SIZE)
 		return -EINVAL;
+	vm_vmm_dirty_clear(vm, idx, first, npages, bits);
 	if (!vm->manual_protect)
 		return 0; /* KVM_GET_DIRTY_LOG already cleared and protected */
 	return ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0 ? -errno : 0;

@@ -54,6 +54,9 @@ struct vm {
 	struct vm_config cfg;
 	int kvm_fd, vm_fd;
 	struct vm_slot slots[VM_MAX_SLOTS];
+	/* Pages the VMM itself wrote (devices), one bit per page of each slot, while dirty
+	 * logging is on: KVM's log sees only the guest's writes (gpa.c). */
+	_Atomic uint64_t *vmm_dirty[VM_MAX_SLOTS];
 	unsigned nr_slots;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	struct kvm_cpuid2 *cpuid; /* the template every vCPU got (APIC IDs patched per vCPU) */
@@ -93,7 +96,7 @@ struct vm {
 	pthread_t fence_thread;
 	bool fence_thread_started;
 
-	bool dirty_logging;
+	atomic_bool dirty_logging;
 	bool manual_protect;   /* KVM_CLEAR_DIRTY_LOG re-protects; GET only reads */
 	const char *boot_kind; /* "flat" or "linux": how the guest was first booted */
 };
@@ -137,6 +140,15 @@ void vm_fence_destroy(struct vm *vm);
 /* vm.c */
 /* Host pointer for [gpa, gpa + len) inside one slot, or NULL (overflow-safe). */
 void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
+/* The VMM wrote guest RAM [gpa, gpa + len) (a device's DMA): while dirty logging is on,
+ * those pages are reported dirty as if the guest had written them. Call it after the
+ * write, so a copy made after the bit is cleared sees the new bytes. Thread-safe. */
+void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
+/* Merge slot idx's VMM-written pages into a dirty bitmap (words for the whole slot). */
+void vm_vmm_dirty_merge(struct vm *vm, unsigned idx, uint64_t *bitmap);
+/* Clear the VMM-written bits set in bits (npages from page first, a multiple of 64). */
+void vm_vmm_dirty_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t npages,
+			const uint64_t *bits);
 
 /* state.c: probe what state KVM offers (XSAVE, XCRS, readable MSRs); after vCPU 0. */
 int vm_probe_state_caps(struct vm *vm) CME_WUR;

@@ -14,6 +14,7 @@
 
 #define SUB		"incoming"
 #define IDLE_TIMEOUT_MS 30000 /* a page channel silent this long: the source is gone */
+#define CLAIM_MS	2000  /* the source unlocked the disks before it sent the state */
 
 /* Wait until a connection is pending on the listening socket. Returns 0, -ETIMEDOUT at
  * end (ns), or -ECANCELED once the receiving is asked to stop. */
@@ -139,11 +140,15 @@ static int in_hello(struct mig_dest *c)
 		return mig_in_fail(c, -EPROTO, "the source did not say hello");
 	rc = in_check_hello(c, h);
 	if (!rc) {
-		struct vm_config cfg = { .name = c->in.name,
-					 .mem_bytes = h->config->mem_bytes,
-					 .nr_vcpus = h->config->nr_vcpus,
-					 .console = c->in.console };
+		struct vm_config cfg = { 0 };
 
+		if (c->in.vm)
+			cfg = *c->in.vm;
+		cfg.name = c->in.name;
+		cfg.mem_bytes = h->config->mem_bytes;
+		cfg.nr_vcpus = h->config->nr_vcpus;
+		cfg.console = c->in.console;
+		cfg.incoming = true;
 		c->nch = h->channels;
 		memcpy(c->session, h->session.data, sizeof(c->session));
 		rc = vm_create(&cfg, &c->vm);
@@ -341,6 +346,7 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 {
 	uint8_t *payload = NULL, digest[MIG_DIGEST_BYTES];
 	uint32_t len;
+	char why[300];
 	Cme__MigSwitchover *sw;
 	struct mig_track_counts n;
 	uint64_t t0;
@@ -379,6 +385,8 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 		rc = -EINVAL;
 	st->state_ms = (now_ns() - t0) / 1000000;
 	cme__mig_switchover__free_unpacked(sw, NULL);
+	if (!rc && vm_devices_handoff(c->vm, VM_HANDOFF_CLAIM, CLAIM_MS, why, sizeof(why)))
+		rc = mig_in_fail(c, -EBUSY, "%s", why);
 	return rc;
 }
 

@@ -60,7 +60,8 @@ struct migration {
 	bool was_running;
 	enum mig_decision decision; /* under lock */
 	char decision_reason[256];
-	bool leave_dest; /* end without ABORT to the destination and without resuming */
+	bool leave_dest;  /* end without ABORT to the destination and without resuming */
+	bool handed_over; /* the disks were released for the destination (VM_HANDOFF_RELEASE) */
 
 	/* Round hand-off to the channels, under lock. */
 	unsigned round_seq, done_count;

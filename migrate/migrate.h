@@ -126,6 +126,9 @@ struct mig_incoming {
 	int timeout_ms; /* how long to wait for the source to connect, -1 forever */
 	enum mig_commit_mode commit;
 	uint64_t fence_ns; /* the guest may run here until this CLOCK_BOOTTIME time; 0: none */
+	/* This host's side of the VM (NULL: none): its devices' backing (disk images, ...)
+	 * and resource options, the epoch; memory, vCPUs, name and console come from above. */
+	const struct vm_config *vm;
 };
 
 enum mig_in_phase {

@@ -16,6 +16,7 @@
 #define SUB		   "mig"
 #define CONNECT_TIMEOUT_MS 10000
 #define CHANNEL_TIMEOUT_MS 10000 /* no progress on a page channel this long: the link is gone */
+#define RECLAIM_MS	   10000 /* a failed destination lets go of the disks as it exits */
 
 void mig_params_defaults(struct mig_params *p)
 {
@@ -239,10 +240,21 @@ static void mig_final_stats(struct migration *m)
 }
 
 /* A failed migration gives the guest back, unless its fencing deadline passed meanwhile:
- * then it stays paused (the cluster may be restarting it elsewhere). */
+ * then it stays paused (the cluster may be restarting it elsewhere); or unless a disk it
+ * handed over cannot be locked again (the destination still holds it). */
 static void resume_after_failure(struct migration *m)
 {
-	int rc = m->was_running ? vm_resume(m->vm) : 0;
+	char why[300];
+	int rc = m->handed_over ? vm_devices_handoff(m->vm, VM_HANDOFF_RECLAIM, RECLAIM_MS, why,
+						     sizeof(why))
+				: 0;
+
+	if (rc) {
+		log_err(SUB, "the guest stays paused: %s", why);
+		return;
+	}
+	m->handed_over = false;
+	rc = m->was_running ? vm_resume(m->vm) : 0;
 
 	if (rc == -EPERM)
 		log_warn(SUB, "the guest stays paused: its fencing deadline passed");
@@ -325,10 +337,6 @@ static int mig_prepare(struct migration *m, const struct mig_params *p, char *er
 	char msg[256];
 	struct vm_info info;
 
-	vm_get_info(m->vm, &info);
-	if (info.nr_disks)
-		return snprintf(err, errlen, "live migration does not carry virtio disks yet"),
-		       -ENOTSUP;
 	if (!p->to || net_parse_hostport(p->to, m->host, sizeof(m->host), &m->port) < 0 || !m->port)
 		return snprintf(err, errlen, "destination \"%s\" is not HOST:PORT",
 				p->to ? p->to : ""),

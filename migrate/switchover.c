@@ -266,6 +266,17 @@ static int mig_commit(struct migration *m)
 	return 0;
 }
 
+/* The destination locks the images once it has the device state: let them go first. */
+static int mig_release_disks(struct migration *m)
+{
+	char why[300];
+	int err;
+
+	m->handed_over = true; /* even a partial release is taken back on failure */
+	err = vm_devices_handoff(m->vm, VM_HANDOFF_RELEASE, 0, why, sizeof(why));
+	return err ? mig_fail(m, MIG_FAILED, err, "%s", why) : 0;
+}
+
 int mig_switchover(struct migration *m)
 {
 	struct mig_stats *st = &m->prog.stats;
@@ -285,6 +296,8 @@ int mig_switchover(struct migration *m)
 	mig_fetch_dirty(m);
 	err = mig_run_round(m, m->prog.round, true);
 	st->last_pages_ms = (now_ns() - t0) / 1000000;
+	if (!err)
+		err = mig_release_disks(m);
 	if (!err)
 		err = mig_send_state(m, &dt);
 	digest_task_join(&dt);

@@ -166,12 +166,11 @@ static int check_mode(const struct run_opts *o, bool restore, char *err, size_t 
 static int check_incoming(const struct run_opts *o, char *err, size_t errlen)
 {
 	if (o->image || o->kernel || o->cmdline || o->initrd || o->snapshot || o->mem_bytes ||
-	    o->vcpus || o->paused || o->nr_disks || o->hugepages || o->ksm || o->nr_pin || o->epoch)
-		return arg_fail(
-			err, errlen, "%s",
-			"incoming takes the VM from the source: only --listen, --tls-dir, "
-			"--wait, --commit, --fence-deadline, --exit-file, --api, --console and "
-			"--name");
+	    o->vcpus || o->paused)
+		return arg_fail(err, errlen, "%s",
+				"incoming takes the guest, its memory size and vCPUs from the "
+				"source: no --image, --kernel, --initrd, --cmdline, --mem, --vcpus "
+				"or --paused");
 	if (!o->listen || !o->tls_dir)
 		return arg_fail(err, errlen, "%s",
 				"incoming needs --listen HOST:PORT and --tls-dir DIR");

@@ -106,43 +106,6 @@ static void log_arrived(const struct run_opts *o, const struct mig_stats *st)
 		 (unsigned long long)st->state_ms, (unsigned long long)st->resume_ms);
 }
 
-/* Receive a live migration, serving the control socket meanwhile; on success the guest
- * already runs here and api serves it. */
-static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struct mig_dest **d,
-		      struct vm **vm)
-{
-	struct mig_incoming in = { .listen = o->listen,
-				   .tls_dir = o->tls_dir,
-				   .name = o->name,
-				   .console = o->console,
-				   .timeout_ms = o->wait_ms,
-				   .commit = o->commit && !strcmp(o->commit, "external")
-						     ? MIG_COMMIT_EXTERNAL
-						     : MIG_COMMIT_DIRECT,
-				   .fence_ns = o->fence_ns };
-	struct mig_stats st;
-	char err[512] = "";
-	int rc = api_open(o->api_path, NULL, api);
-
-	if (!rc)
-		rc = mig_dest_start(&in, d, err, sizeof(err));
-	if (!rc) {
-		api_set_incoming(*api, *d);
-		api_serve(*api, sfd);
-		rc = mig_dest_take(*d, vm, &st, err, sizeof(err));
-	}
-	if (rc) {
-		if (err[0])
-			log_err(SUB, "vm=%s incoming migration failed: %s", o->name, err);
-		return rc;
-	}
-	api_set_arrived(*api, *vm);
-	log_arrived(o, &st);
-	if (api_stop_requested(*api)) /* asked while the guest was starting */
-		vm_request_stop(*vm);
-	return 0;
-}
-
 /* --pin-vcpus: every CPU must be one this process may run on. */
 static int pin_check(const struct run_opts *o)
 {
@@ -164,24 +127,74 @@ static int pin_check(const struct run_opts *o)
 	return 0;
 }
 
+/* The VM the options describe (restore and incoming take memory and vCPUs from the
+ * snapshot or the source). */
+static void opts_vm_config(const struct run_opts *o, struct vm_config *cfg)
+{
+	*cfg = (struct vm_config){ .name = o->name,
+				   .mem_bytes = o->mem_bytes,
+				   .nr_vcpus = o->vcpus,
+				   .console = o->console,
+				   .nr_disks = o->nr_disks,
+				   .hugepages = o->hugepages,
+				   .ksm = o->ksm,
+				   .nr_pin = o->nr_pin,
+				   .epoch = o->epoch };
+	memcpy(cfg->disks, o->disks, sizeof(cfg->disks));
+	memcpy(cfg->pin, o->pin, sizeof(cfg->pin));
+}
+
+/* Receive a live migration, serving the control socket meanwhile; on success the guest
+ * already runs here and api serves it. */
+static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struct mig_dest **d,
+		      struct vm **vm)
+{
+	struct vm_config cfg;
+	struct mig_incoming in = { .listen = o->listen,
+				   .tls_dir = o->tls_dir,
+				   .name = o->name,
+				   .console = o->console,
+				   .timeout_ms = o->wait_ms,
+				   .commit = o->commit && !strcmp(o->commit, "external")
+						     ? MIG_COMMIT_EXTERNAL
+						     : MIG_COMMIT_DIRECT,
+				   .fence_ns = o->fence_ns,
+				   .vm = &cfg };
+	struct mig_stats st;
+	char err[512] = "";
+	int rc;
+
+	opts_vm_config(o, &cfg);
+	rc = pin_check(o) ? -EINVAL : api_open(o->api_path, NULL, api);
+
+	if (!rc)
+		rc = mig_dest_start(&in, d, err, sizeof(err));
+	if (!rc) {
+		api_set_incoming(*api, *d);
+		api_serve(*api, sfd);
+		rc = mig_dest_take(*d, vm, &st, err, sizeof(err));
+	}
+	if (rc) {
+		if (err[0])
+			log_err(SUB, "vm=%s incoming migration failed: %s", o->name, err);
+		return rc;
+	}
+	api_set_arrived(*api, *vm);
+	log_arrived(o, &st);
+	if (api_stop_requested(*api)) /* asked while the guest was starting */
+		vm_request_stop(*vm);
+	return 0;
+}
+
 /* Build the VM: boot a fresh guest, restore one from a snapshot, or receive one. */
 static int setup_vm(const struct run_opts *o, struct vm **vm)
 {
-	struct vm_config cfg = { .name = o->name,
-				 .mem_bytes = o->mem_bytes,
-				 .nr_vcpus = o->vcpus,
-				 .console = o->console,
-				 .nr_disks = o->nr_disks,
-				 .hugepages = o->hugepages,
-				 .ksm = o->ksm,
-				 .nr_pin = o->nr_pin,
-				 .epoch = o->epoch };
+	struct vm_config cfg;
 	struct vm_snapshot_stats st;
 	char err[512] = "";
 	int rc;
 
-	memcpy(cfg.disks, o->disks, sizeof(cfg.disks));
-	memcpy(cfg.pin, o->pin, sizeof(cfg.pin));
+	opts_vm_config(o, &cfg);
 	if (pin_check(o))
 		return -EINVAL;
 	if (!o->snapshot) {

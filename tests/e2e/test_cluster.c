@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define NODE_MEM_MB 1536
@@ -439,11 +440,59 @@ static void test_duplicate_node_name(void)
 	CU_ASSERT_EQUAL(settled_copies("vm1"), 1);
 }
 
+/* A VM with a disk migrates with it: the target's VMM locks the image once the source let
+ * it go, the guest's disk loop and heartbeats go on there undamaged, and the target's
+ * epoch is recorded on the image. */
+static void test_migrate_disk(void)
+{
+	char img[600], con[700], want[64], epoch[8] = "", *out = NULL, *err = NULL, *text;
+	unsigned long pass = 0;
+	long long e0, e1;
+	int src, dst, rc;
+	FILE *f;
+
+	START_CLUSTER(2);
+	snprintf(img, sizeof(img), "%s/disk.img", test_tmpdir());
+	f = fopen(img, "w");
+	CU_ASSERT_FATAL(f && ftruncate(fileno(f), 8 << 20) == 0 && fclose(f) == 0);
+	if (setxattr(img, "user.cme.probe", "1", 1, 0) < 0) {
+		test_skip("the file system of %s takes no user extended attributes (--epoch)", img);
+		return;
+	}
+	rc = cmectl(&C, &out, &err, "vm", "create", "vm1", "--mem", "256M", "--vcpus", "2",
+		    "--image", test_guest(), "--cmdline", "wss_mb=8 disk_mb=4", "--disk", img,
+		    NULL);
+	cluster_expect_ok("vm create --disk", rc, out, err);
+	src = owner_of("vm1", &e0);
+	CU_ASSERT_FATAL(src >= 0);
+	cluster_console(&C, src, "vm1", con, sizeof(con));
+	CU_ASSERT_FATAL(test_wait_file_has(con, "DISK pass=1 blocks=1024 flushed", WAIT_MS));
+	dst = (src + 1) % C.n;
+	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, NULL);
+	cluster_expect_ok("vm migrate", rc, out, err);
+	CU_ASSERT_EQUAL(owner_of("vm1", &e1), dst);
+	CU_ASSERT_EQUAL(e1, e0 + 1);
+	CU_ASSERT_TRUE(wait_running("vm1"));
+	CU_ASSERT_TRUE(gone_from(src, "vm1"));
+	text = test_read_file(con);
+	for (char *at = text; (at = strstr(at, "DISK pass=")); at += 10)
+		pass = strtoul(at + 10, NULL, 10);
+	free(text);
+	cluster_console(&C, dst, "vm1", con, sizeof(con));
+	snprintf(want, sizeof(want), "DISK pass=%lu blocks=1024 flushed", pass + 2);
+	CU_ASSERT(test_wait_file_has(con, want, 2 * WAIT_MS));
+	CU_ASSERT(getxattr(img, "user.cme.epoch", epoch, sizeof(epoch) - 1) > 0);
+	CU_ASSERT_EQUAL(strtoll(epoch, NULL, 10), e1);
+	assert_continued("vm1", src, dst);
+}
+
 void suite_cluster(void)
 {
 	static const struct test_case cases[] = {
 		{ "create, capacity refusal, delete", test_create_delete },
 		{ "cmectl vm migrate while the guest dirties memory", test_migrate_dirtying },
+		{ "cmectl vm migrate of a VM with a disk: the image moves with it",
+		  test_migrate_disk },
 		{ "drain a node with two VMs", test_drain_two },
 		{ "etcd restart: nothing stopped or duplicated", test_etcd_restart },
 		{ "source daemon dies after the owner txn", test_source_dies_after_commit },

@@ -2,8 +2,8 @@
  * blocks reach the image file and survive kill -9 once flushed, each completion interrupts
  * the guest through the irqfd, a read-only disk refuses
  * writes, a second VMM is refused the image, a queue outside RAM marks the device broken
- * while the guest runs on, a snapshot taken mid-write restores with nothing lost, and live
- * migration (not carrying disks yet) is refused, not wrong. */
+ * while the guest runs on, a snapshot taken mid-write restores with nothing lost, and so
+ * does a live migration (the image handed from one VMM to the other). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +14,13 @@
 #include "common.h"
 #include "guestrun.h"
 #include "kvmtests.h"
+#include "migrun.h"
 
 #define IMAGE_MB 8
 #define DISK_MB	 4
 #define STAMP	 0x5ca1ab1e5ca1ab1eUL
+#define MIG_SRC	 "127.0.0.1"
+#define MIG_DST	 "127.0.0.2"
 
 /* A fresh zero-filled image of IMAGE_MB MiB in the test's directory. */
 static const char *make_image(void)
@@ -56,9 +59,10 @@ static bool fs_has_direct(const char *path)
 	return fd >= 0;
 }
 
-static void boot_with_disk(struct vmm_proc *p, const char *disk, const char *cmdline)
+static void boot_with_disk_vcpus(struct vmm_proc *p, const char *disk, const char *vcpus,
+				 const char *cmdline)
 {
-	const char *args[] = { "--mem",	     "128M",	  "--vcpus", "1",      "--image",
+	const char *args[] = { "--mem",	     "128M",	  "--vcpus", vcpus,    "--image",
 			       test_guest(), "--cmdline", cmdline,   "--disk", disk,
 			       "--name",     "disk",	  NULL };
 
@@ -71,6 +75,11 @@ static void boot_with_disk(struct vmm_proc *p, const char *disk, const char *cmd
 		vmm_kill(p);
 		CU_FAIL_FATAL("guest did not print READY");
 	}
+}
+
+static void boot_with_disk(struct vmm_proc *p, const char *disk, const char *cmdline)
+{
+	boot_with_disk_vcpus(p, disk, "1", cmdline);
 }
 
 /* Every block of the first DISK_MB MiB carries its index and one generation of at least
@@ -125,9 +134,11 @@ static void test_write_flush_kill(void)
 	CU_ASSERT_FATAL(vmm_console_wait(&p, "DISK pass=2 blocks=1024 flushed", 60000));
 	vmm_kill(&p);
 	CU_ASSERT_EQUAL(bad_blocks(img, 2), 0);
-	/* Every completion also raised the interrupt (irqfd → IOAPIC pin 5 → the guest's
-	 * handler): pass 1's 1024 writes and flush, pass 2's reads and writes. */
-	CU_ASSERT(pass_irqs(&p, 2) >= 2 * 1024);
+	/* Completions raise the interrupt (irqfd → IOAPIC pin 5 → the guest's handler) all
+	 * along; edges that come while one is still pending merge, as on hardware, so a busy
+	 * host sees fewer than one per request. */
+	CU_ASSERT(pass_irqs(&p, 1) > 0);
+	CU_ASSERT(pass_irqs(&p, 2) > pass_irqs(&p, 1));
 	CU_ASSERT_EQUAL(guest_check_console(&p) > 0, 1);
 }
 
@@ -337,27 +348,85 @@ static void test_snapshot_restore(void)
 	CU_ASSERT_EQUAL(bad_blocks(img, pass + 1), 0);
 }
 
-/* Live migration does not carry disks yet: refused with the reason, the guest keeps
- * writing. */
-static void test_migration_refused(void)
+/* The certificates of two loopback nodes from a fresh CA: tls[0] the source's. */
+static void make_certs(char tls[2][700])
 {
-	struct vmm_proc p;
-	json_t *r;
+	static const char *const nodes[] = { MIG_SRC, MIG_DST, NULL };
+	char pki[600];
+
+	CU_ASSERT_EQUAL_FATAL(mig_certs(pki, sizeof(pki), nodes), 0);
+	net_tls_dir(tls[0], sizeof(tls[0]), pki, MIG_SRC);
+	net_tls_dir(tls[1], sizeof(tls[1]), pki, MIG_DST);
+}
+
+/* Live migration in the middle of the disk loop (vCPU 0 writes, flushes and reads back
+ * its disk; vCPU 1 dirties memory): the destination reopens the same image once the
+ * source has let it go, the loop goes on there with every block checked, the heartbeats
+ * run on without a gap, and the digest proves the pages the disk read into guest RAM
+ * (behind KVM's dirty log) were sent again. */
+static void test_migrate_mid_write(void)
+{
+	struct vmm_proc src, dst, *both[2] = { &src, &dst };
+	const char *img, *extra[3] = { "--disk", NULL, NULL };
+	char tls[2][700], want[64];
+	struct hb_chain chain;
+	struct mig_run r;
+	unsigned long pass;
+	int port;
 
 	if (!guest_available())
 		return;
-	boot_with_disk(&p, make_image(), "wss_mb=8 vcpus=0 disk_mb=1");
-	CU_ASSERT_FATAL(vmm_console_wait(&p, "DISK pass=1", 30000));
-	r = vmm_request(&p, "migrate", "{\"to\":\"127.0.0.1:9\",\"tls_dir\":\"/nonexistent\"}");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-	CU_ASSERT_PTR_NOT_NULL(
-		strstr(json_string_value(json_object_get(r, "error")) ?: "", "virtio disks"));
-	json_decref(r);
-	r = vmm_request(&p, "status", NULL);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "state")), "running");
-	json_decref(r);
-	CU_ASSERT(vmm_console_wait(&p, "DISK pass=3", 30000));
-	vmm_kill(&p);
+	make_certs(tls);
+	img = make_image();
+	boot_with_disk_vcpus(&src, img, "2", "wss_mb=16 disk_mb=4");
+	CU_ASSERT_FATAL(vmm_console_wait(&src, "DISK pass=2", 60000));
+	extra[1] = img;
+	port = mig_incoming(&dst, MIG_DST, tls[1], extra);
+	CU_ASSERT_FATAL(port > 0);
+	mig_cli(&r, &src, MIG_DST, port, tls[0], NULL, 120000);
+	CU_ASSERT_EQUAL(r.status, 0);
+	if (r.status)
+		printf("\n    migrate: %s\n", r.out);
+	mig_run_free(&r);
+	mig_expect_source_migrated(&src);
+	pass = last_pass(&src);
+	snprintf(want, sizeof(want), "DISK pass=%lu blocks=1024 flushed", pass + 2);
+	CU_ASSERT(vmm_console_wait(&dst, want, 60000)); /* pass + 1 written there, read back */
+	CU_ASSERT(mig_check_consoles(both, 2, &chain) > 0);
+	vmm_kill(&dst);
+	CU_ASSERT_EQUAL(bad_blocks(img, pass + 1), 0);
+}
+
+/* A destination without the disk fails the migration (the source's state has a disk it
+ * lacks): the source takes its image back and the loop goes on there. */
+static void test_migrate_missing_disk(void)
+{
+	struct vmm_proc src, dst;
+	char tls[2][700], want[64];
+	struct mig_run r;
+	unsigned long pass;
+	int port;
+
+	if (!guest_available())
+		return;
+	make_certs(tls);
+	boot_with_disk_vcpus(&src, make_image(), "1", "wss_mb=8 vcpus=0 disk_mb=1");
+	CU_ASSERT_FATAL(vmm_console_wait(&src, "DISK pass=1", 30000));
+	port = mig_incoming(&dst, MIG_DST, tls[1], NULL);
+	CU_ASSERT_FATAL(port > 0);
+	mig_cli(&r, &src, MIG_DST, port, tls[0], NULL, 120000);
+	CU_ASSERT_NOT_EQUAL(r.status, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(r.fin), "virtio-blk.0"));
+	if (!strstr(mig_error(r.fin), "virtio-blk.0"))
+		printf("\n    migrate: %s\n", r.out);
+	mig_run_free(&r);
+	mig_expect_source_runs(&src);
+	pass = last_pass(&src);
+	snprintf(want, sizeof(want), "DISK pass=%lu blocks=256 flushed", pass + 2);
+	CU_ASSERT(vmm_console_wait(&src, want, 30000)); /* writes go on: the lock is back */
+	mig_expect_no_guest(&dst);
+	vmm_kill(&dst);
+	vmm_kill(&src);
 }
 
 void suite_virtio(void)
@@ -375,8 +444,10 @@ void suite_virtio(void)
 		  test_bad_queue },
 		{ "virtio-blk: snapshot mid-write, restore: nothing written is lost",
 		  test_snapshot_restore },
-		{ "virtio-blk: live migration is refused, the guest runs on",
-		  test_migration_refused },
+		{ "virtio-blk: live migration mid-write: the destination goes on, nothing lost",
+		  test_migrate_mid_write },
+		{ "virtio-blk: a destination without the disk fails; the source writes on",
+		  test_migrate_missing_disk },
 		{ NULL, NULL },
 	};
 

@@ -118,6 +118,11 @@ static void test_chain_roundtrip(void)
 	CU_ASSERT_EQUAL(ram[0x20000 + 511], 0xab);
 	CU_ASSERT_EQUAL(ram[0x30000], 0);
 	CU_ASSERT_EQUAL(virtq_write(&c, &mem, 513, &st, 1), 0); /* past the last buffer */
+	dirty_lo = UINT64_MAX; /* bytes the device put there itself (preadv) are marked too */
+	dirty_hi = 0;
+	CU_ASSERT_EQUAL(virtq_written(&c, &mem, 100, 500), 413);
+	CU_ASSERT(dirty_lo == 0x20000 + 100 && dirty_hi == 0x30000 + 1);
+	CU_ASSERT_EQUAL(ram[0x20000 + 100], 0xab); /* and left as they were */
 	CU_ASSERT_EQUAL(virtq_push(&q, &mem, c.head, 513), 0);
 	CU_ASSERT_EQUAL(ld16(USED + 2), 1);			 /* used idx */
 	CU_ASSERT_EQUAL(ld32(USED + 4), 0);			 /* id */
