@@ -33,8 +33,9 @@ static json_t *vcpu_stats_json(struct vm *vm, unsigned i)
 			 "cpu_ms", (json_int_t)(st.cpu_ns / 1000000));
 }
 
-/* --hugepages, --ksm, --pin-vcpus as the VM runs with them; the VMM's resident memory. */
-static json_t *resources_json(const struct vm_info *info)
+/* --hugepages, --ksm, --pin-vcpus, --cgroup as the VM runs with them; the VMM's resident
+ * memory. */
+static json_t *resources_json(const struct vm_info *info, const struct cgroup *cg)
 {
 	json_t *pin = json_array();
 	long size_pages = 0, rss_pages = 0;
@@ -46,9 +47,10 @@ static json_t *resources_json(const struct vm_info *info)
 		fclose(f);
 	for (unsigned i = 0; i < info->nr_pin; i++)
 		json_array_append_new(pin, json_integer(info->pin[i]));
-	return json_pack("{s:b,s:b,s:o,s:I}", "hugepages", info->hugepages, "ksm", info->ksm,
+	return json_pack("{s:b,s:b,s:o,s:I,s:o}", "hugepages", info->hugepages, "ksm", info->ksm,
 			 "pinned_cpus", pin, "rss_bytes",
-			 (json_int_t)rss_pages * sysconf(_SC_PAGESIZE));
+			 (json_int_t)rss_pages * sysconf(_SC_PAGESIZE), "cgroup",
+			 cg ? cg_json(cg) : json_null());
 }
 
 static json_t *api_status(struct api *api, json_t *req)
@@ -66,7 +68,7 @@ static json_t *api_status(struct api *api, json_t *req)
 			 (json_int_t)info.tsc_khz, "uptime_ms",
 			 (json_int_t)(info.uptime_ns / 1000000), "paused_ms",
 			 (json_int_t)(info.paused_ns / 1000000), "vcpu", vcpus, "fence",
-			 api_fence_json(api->vm), "resources", resources_json(&info));
+			 api_fence_json(api->vm), "resources", resources_json(&info, api->cg));
 }
 
 static json_t *api_pause(struct api *api, json_t *req)

@@ -21,9 +21,10 @@ struct api {
 	struct migration *mig;	 /* the current or last migration */
 	bool follow_pending;	 /* hand the requesting client to the migration after replying */
 	bool in_doubt; /* a migration ended in doubt: sticky until stop or a forced resume */
-	struct mig_dest *dest; /* an arriving migration (vm is NULL until it runs here) */
-	bool arrived;	       /* the VM came by migration (incoming-commit stays an ok) */
-	bool stop_requested;   /* stop or a signal while the migration arrived */
+	struct mig_dest *dest;	 /* an arriving migration (vm is NULL until it runs here) */
+	bool arrived;		 /* the VM came by migration (incoming-commit stays an ok) */
+	bool stop_requested;	 /* stop or a signal while the migration arrived */
+	const struct cgroup *cg; /* --cgroup, for status (NULL: none) */
 };
 
 /* api_migrate.c: migrate, migrate-status, migrate-cancel, migrate-commit; and

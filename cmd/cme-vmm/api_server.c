@@ -161,6 +161,11 @@ void api_set_arrived(struct api *api, struct vm *vm)
 	api->arrived = true;
 }
 
+void api_set_cgroup(struct api *api, const struct cgroup *cg)
+{
+	api->cg = cg;
+}
+
 bool api_stop_requested(const struct api *api)
 {
 	return api->stop_requested;

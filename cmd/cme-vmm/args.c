@@ -86,9 +86,55 @@ static int parse_pin(const char *a, struct run_opts *o, char *err, size_t errlen
 	return o->nr_pin ? 0 : arg_fail(err, errlen, "--pin-vcpus %s: no CPU given", a);
 }
 
+/* A cgroup path: relative, no "..", plain characters (it becomes folders). */
+static bool cg_path_ok(const char *p)
+{
+	if (!*p || *p == '/' || strstr(p, "..") || strstr(p, "//") || p[strlen(p) - 1] == '/')
+		return false;
+	return strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/") ==
+	       strlen(p);
+}
+
+/* --cgroup PATH[,cpu=CPUS][,mem=SIZE] */
+static int parse_cgroup(char *a, struct run_opts *o, char *err, size_t errlen)
+{
+	char *save = NULL, *tok = strtok_r(a, ",", &save);
+	struct cg_opts *c = &o->cgroup;
+
+	if (!tok || !cg_path_ok(tok) || strlen(tok) >= sizeof(c->path))
+		return arg_fail(err, errlen,
+				"--cgroup %s: expected a relative PATH (letters, digits, . _ - /) "
+				"with options ,cpu=CPUS and ,mem=SIZE",
+				tok ? tok : "");
+	snprintf(c->path, sizeof(c->path), "%s", tok);
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		char *end = NULL;
+
+		if (!strncmp(tok, "cpu=", 4)) {
+			c->cpus = strtod(tok + 4, &end);
+			if (end == tok + 4 || *end || !(c->cpus >= 0.01 && c->cpus <= 4096))
+				return arg_fail(err, errlen,
+						"--cgroup: %s: CPUS is a number of cores, 0.01 "
+						"to 4096 (0.5: half a core)",
+						tok);
+		} else if (!strncmp(tok, "mem=", 4)) {
+			if (parse_size(tok + 4, &c->mem) < 0 || c->mem < (16ull << 20))
+				return arg_fail(err, errlen,
+						"--cgroup: %s: SIZE is bytes with units, at least "
+						"16M",
+						tok);
+		} else {
+			return arg_fail(err, errlen,
+					"--cgroup: unknown option %s (expected cpu= or mem=)", tok);
+		}
+	}
+	return 0;
+}
+
 static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errlen)
 {
 	switch (c) {
+	case 'G': return parse_cgroup(a, o, err, errlen);
 	case 'P': return parse_pin(a, o, err, errlen);
 	case 'H': o->hugepages = true; return 0;
 	case 'E':
@@ -201,6 +247,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "hugepages", no_argument, NULL, 'H' },
 		{ "ksm", no_argument, NULL, 'K' },
 		{ "epoch", required_argument, NULL, 'E' },
+		{ "cgroup", required_argument, NULL, 'G' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool restore = !strcmp(argv[0], "restore"), incoming = !strcmp(argv[0], "incoming");

@@ -215,7 +215,7 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 	return 0;
 }
 
-static int run_vm(const struct run_opts *o, int sfd)
+static int run_vm(const struct run_opts *o, struct cgroup *cg, int sfd)
 {
 	struct vm *vm = NULL;
 	struct api *api = NULL;
@@ -226,6 +226,8 @@ static int run_vm(const struct run_opts *o, int sfd)
 
 	if (!err && !o->listen)
 		err = api_open(o->api_path, vm, &api);
+	if (api)
+		api_set_cgroup(api, cg);
 	if (!err && !o->listen && o->fence_ns) /* before any guest instruction */
 		err = vm_fence_set(vm, o->fence_ns);
 	if (!err && !o->listen) /* a received VM runs already */
@@ -267,7 +269,8 @@ static void write_exit_file(const struct run_opts *o, int status)
 static int run_main(int argc, char **argv)
 {
 	struct run_opts o;
-	char err[256];
+	struct cgroup *cg = NULL;
+	char err[CG_PATH_MAX + 128];
 	int sfd, rc;
 
 	if (vmm_parse_run(argc, argv, &o, err, sizeof(err)) < 0) {
@@ -278,8 +281,14 @@ static int run_main(int argc, char **argv)
 		write_exit_file(&o, VMM_EXIT_SETUP);
 		return VMM_EXIT_SETUP;
 	}
+	if (o.cgroup.path[0] && cg_enter(&o.cgroup, &cg, err, sizeof(err))) {
+		log_err(SUB, "%s", err); /* before any thread or guest memory: all of it counts */
+		write_exit_file(&o, VMM_EXIT_SETUP);
+		return VMM_EXIT_SETUP;
+	}
 	sfd = block_stop_signals();
-	rc = run_vm(&o, sfd);
+	rc = run_vm(&o, cg, sfd);
+	cg_leave(cg);
 	write_exit_file(&o, rc);
 	close(sfd);
 	return rc;

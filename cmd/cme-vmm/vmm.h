@@ -17,6 +17,17 @@ enum {
 	VMM_EXIT_REBOOT = 73,	/* the guest asked for a reset: its supervisor restarts it */
 };
 
+#define CG_PATH_MAX 512
+
+/* --cgroup PATH[,cpu=CPUS][,mem=SIZE] (cgroup.c). */
+struct cg_opts {
+	char path[CG_PATH_MAX]; /* relative to the hierarchy's root; "" when not asked */
+	double cpus;		/* CPU limit in cores (0.5: half of one), 0: none */
+	uint64_t mem;		/* memory limit in bytes, 0: none */
+};
+
+struct cgroup;
+
 struct run_opts {
 	uint64_t mem_bytes;
 	unsigned vcpus;
@@ -41,6 +52,7 @@ struct run_opts {
 	int pin[VM_MAX_VCPUS]; /* --pin-vcpus CPU,CPU,...: host CPU of vCPU i */
 	unsigned nr_pin;
 	uint64_t epoch; /* --epoch N: the VM's owner epoch (guards its disks) */
+	struct cg_opts cgroup;
 };
 
 /* Parse `run`, `restore` or `incoming` options (argv[0] is the verb). On error returns -EINVAL and writes a one-line
@@ -67,6 +79,8 @@ int api_open(const char *path, struct vm *vm, struct api **out);
 void api_set_incoming(struct api *api, struct mig_dest *d);
 /* The arrived VM runs here: serve it as any other (incoming-commit stays an ok). */
 void api_set_arrived(struct api *api, struct vm *vm);
+/* The VMM's control group (--cgroup), shown in status; NULL: none. */
+void api_set_cgroup(struct api *api, const struct cgroup *cg);
 /* True when a stop was asked (request or signal) while the migration arrived. */
 bool api_stop_requested(const struct api *api);
 /* The migration the API started, if any (the caller frees it after api_close()). */
@@ -79,5 +93,15 @@ void api_close(struct api *api);
 int vmm_ctl_main(int argc, char **argv);
 /* `cme-vmm migrate --api PATH --to ADDR:PORT --tls-dir DIR ...`: exit status. */
 int vmm_migrate_main(int argc, char **argv);
+
+/* cgroup.c: the VMM in a control group of its own (README "Resource control"). */
+/* Create the group (cgroup v2 when it offers the controllers the limits need, else the v1
+ * cpu and memory hierarchies), set its limits and move this process in. Returns 0 with
+ * *out, or -errno with a one-line reason in err and nothing left behind. */
+int cg_enter(const struct cg_opts *o, struct cgroup **out, char *err, size_t len) CME_WUR;
+/* Move back to the root and remove the folders cg_enter created. NULL is ignored. */
+void cg_leave(struct cgroup *cg);
+/* {"path","version","dir","cpu_limit","mem_limit_bytes","mem_used_bytes"} for status. */
+json_t *cg_json(const struct cgroup *cg);
 
 #endif

@@ -1,7 +1,9 @@
 /* Resource control: --pin-vcpus pins each vCPU thread (seen in its affinity), --ksm marks
  * guest RAM mergeable (seen in the mapping's VmFlags), --hugepages is refused with the
- * counts when the host has too few, and status shows all of it. */
+ * counts when the host has too few, --cgroup puts the VMM in a group with CPU and memory
+ * limits, and status shows all of it. */
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +119,9 @@ static void test_refusals(void)
 		{ "--pin-vcpus", "0,x", "--pin-vcpus 0,x: expected host CPU numbers", 2 },
 		{ "--pin-vcpus", "1000", "--pin-vcpus: CPU 1000 is not one this host lets", 1 },
 		{ "--pin-vcpus", "0,0", "--pin-vcpus names more CPUs than --vcpus", 2 },
+		{ "--cgroup", "../x", "--cgroup ../x: expected a relative PATH", 2 },
+		{ "--cgroup", "x,cpu=lots", "--cgroup: cpu=lots: CPUS is a number of cores", 2 },
+		{ "--cgroup", "x,mem=1K", "--cgroup: mem=1K: SIZE is bytes with units", 2 },
 	};
 	char *out;
 
@@ -164,12 +169,75 @@ static void test_hugepages(void)
 	free(out);
 }
 
+/* --cgroup: the VMM runs in its own group with the limits set (seen in /proc/PID/cgroup and
+ * the group's files), status shows them, the CPU limit throttles a guest that spins, and
+ * a VMM that stops removes the group it created. */
+static void test_cgroup(void)
+{
+	char path[64], arg[128], *mine, *dir;
+	const char *args[] = { "--mem",	   "64M",      "--image", test_guest(), "--cmdline",
+			       "wss_mb=8", "--cgroup", arg,	  NULL };
+	long long throttled = 0;
+	struct vmm_proc p;
+	json_t *r, *cg;
+
+	if (!guest_available())
+		return;
+	if (geteuid() != 0) {
+		test_skip("--cgroup needs root to create control groups");
+		return;
+	}
+	snprintf(path, sizeof(path), "cme-test-%d/vm1", (int)getpid());
+	snprintf(arg, sizeof(arg), "%s,cpu=0.2,mem=512M", path);
+	CU_ASSERT_EQUAL_FATAL(vmm_start(&p, args), 0);
+	if (!vmm_wait_heartbeats(&p, 2, 30000)) {
+		char *e = test_read_file(p.errlog);
+
+		if (strstr(e, "no cgroup hierarchy here offers"))
+			test_skip("this host mounts no cgroup hierarchy with cpu and memory");
+		else
+			CU_FAIL("the guest did not run in its cgroup");
+		printf("\n    %s", e);
+		free(e);
+		return;
+	}
+	snprintf(arg, sizeof(arg), "/proc/%d/cgroup", (int)p.pid);
+	mine = test_read_file(arg);
+	CU_ASSERT_PTR_NOT_NULL(strstr(mine, path));
+	free(mine);
+	for (uint64_t end = now_ns() + 30000 * 1000000ull; !throttled && now_ns() < end;
+	     sleep_ms(100)) {
+		r = vmm_request(&p, "status", NULL);
+		cg = json_object_get(json_object_get(r, "resources"), "cgroup");
+		throttled = json_integer_value(json_object_get(cg, "cpu_throttled"));
+		json_decref(r);
+	}
+	CU_ASSERT(throttled > 0); /* the guest spins: the 20% quota holds it back */
+	r = vmm_request(&p, "status", NULL);
+	cg = json_object_get(json_object_get(r, "resources"), "cgroup");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(cg, "path")) ?: "", path);
+	CU_ASSERT_DOUBLE_EQUAL(json_real_value(json_object_get(cg, "cpu_limit")), 0.2, 1e-9);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(cg, "mem_limit_bytes")), 512 << 20);
+	CU_ASSERT(json_integer_value(json_object_get(cg, "mem_used_bytes")) > 0);
+	dir = strdup(json_string_value(json_object_get(cg, "dir")) ?: "/nonexistent");
+	json_decref(r);
+	CU_ASSERT_EQUAL(access(dir, F_OK), 0);
+	json_decref(vmm_request(&p, "stop", NULL));
+	CU_ASSERT_EQUAL(vmm_wait(&p, 30000), 0);
+	CU_ASSERT_NOT_EQUAL(access(dir, F_OK), 0); /* removed, with cme-test-PID above it */
+	*strrchr(dir, '/') = 0;
+	CU_ASSERT_NOT_EQUAL(access(dir, F_OK), 0);
+	free(dir);
+}
+
 void suite_resources(void)
 {
 	static const struct test_case cases[] = {
 		{ "--pin-vcpus and --ksm: affinity, mergeable RAM, status", test_pin_and_ksm },
 		{ "--pin-vcpus refusals", test_refusals },
 		{ "--hugepages: runs on them, or refused with the counts", test_hugepages },
+		{ "--cgroup: limits set, shown, throttling; the group removed at exit",
+		  test_cgroup },
 		{ NULL, NULL },
 	};
 

@@ -9,13 +9,13 @@
 
 /* argv as a program gets it: writable strings (--disk cuts ",ro" off in place). They stay
  * valid until the next parse. */
-static int parse(struct run_opts *o, char *err, const char *const *args)
+static int parse_verb(struct run_opts *o, char *err, const char *verb, const char *const *args)
 {
 	static char copies[32][256];
 	char *argv[32];
 	int n = 0;
 
-	argv[n++] = "run";
+	argv[n++] = (char *)verb;
 	while (*args && n < 31) {
 		snprintf(copies[n], sizeof(copies[n]), "%s", *args++);
 		argv[n] = copies[n];
@@ -23,6 +23,11 @@ static int parse(struct run_opts *o, char *err, const char *const *args)
 	}
 	argv[n] = NULL;
 	return vmm_parse_run(n, argv, o, err, 256);
+}
+
+static int parse(struct run_opts *o, char *err, const char *const *args)
+{
+	return parse_verb(o, err, "run", args);
 }
 
 static void test_run_good(void)
@@ -92,6 +97,26 @@ static void test_disks(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "at most 8 disks"));
 }
 
+/* --cgroup PATH[,cpu=CPUS][,mem=SIZE]; incoming takes it too (this host's side). */
+static void test_cgroup(void)
+{
+	static const char *const a[] = { "--image", "g", "--cgroup", "cme/vm1,cpu=1.5,mem=2G",
+					 NULL };
+	static const char *const in[] = { "--listen", "h:0",	"--tls-dir", "t", "--cgroup",
+					  "x",	      "--disk", "d.img",     NULL };
+	struct run_opts o;
+	char err[256] = "";
+
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, a), 0);
+	CU_ASSERT_STRING_EQUAL(o.cgroup.path, "cme/vm1");
+	CU_ASSERT_DOUBLE_EQUAL(o.cgroup.cpus, 1.5, 1e-9);
+	CU_ASSERT_EQUAL(o.cgroup.mem, 2ull << 30);
+	CU_ASSERT_EQUAL(parse_verb(&o, err, "incoming", in), 0);
+	CU_ASSERT_STRING_EQUAL(o.cgroup.path, "x");
+	CU_ASSERT_EQUAL(o.cgroup.cpus, 0);
+	CU_ASSERT_EQUAL(o.nr_disks, 1);
+}
+
 /* Each bad command line fails with a message naming the culprit. */
 static void test_run_bad(void)
 {
@@ -116,6 +141,11 @@ static void test_run_bad(void)
 		{ { "--image", "g", "--disk", "d.img,rw", NULL },
 		  "expected PATH with options ,ro and ,direct" },
 		{ { "--image", "g", "--disk", ",ro", NULL }, "--disk: empty path" },
+		{ { "--image", "g", "--cgroup", "/sys/x", NULL }, "expected a relative PATH" },
+		{ { "--image", "g", "--cgroup", "a/../b", NULL }, "expected a relative PATH" },
+		{ { "--image", "g", "--cgroup", "a,cpu=0", NULL }, "cpu=0: CPUS is a number" },
+		{ { "--image", "g", "--cgroup", "a,mem=x", NULL }, "mem=x: SIZE is bytes" },
+		{ { "--image", "g", "--cgroup", "a,io=1", NULL }, "unknown option io=1" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -149,6 +179,7 @@ void suite_args(void)
 		{ "run: defaults", test_run_defaults },
 		{ "run: bad options name the problem", test_run_bad },
 		{ "run: --disk PATH[,ro][,direct]", test_disks },
+		{ "run, incoming: --cgroup PATH[,cpu=CPUS][,mem=SIZE]", test_cgroup },
 		{ "console targets", test_console_cfg },
 		{ NULL, NULL },
 	};
