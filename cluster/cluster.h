@@ -63,6 +63,10 @@ struct cl_spec {
 	char restart[16];	 /* "always" | "on-failure" | "never" */
 	char group[CL_NAME_MAX]; /* anti-affinity group, "" for none */
 	char disk[CL_PATH_MAX];	 /* "PATH[,ro][,direct]": one virtio-blk disk, "" for none */
+	/* Resource control (cme-vmm's flags of the same names, README "Resource control"). */
+	char pin_vcpus[128];	  /* "CPU,CPU,...": host CPU of vCPU i, "" for none */
+	char cgroup[CL_PATH_MAX]; /* "PATH[,cpu=CPUS][,mem=SIZE]", "" for none */
+	bool hugepages, ksm;
 	int priority;
 	bool running; /* desired state */
 	uint64_t created_ms;

@@ -51,7 +51,9 @@ static const struct field spec_f[] = {
 	FLD(cl_spec, cmdline, F_STR, false),	FLD(cl_spec, restart, F_STR, false),
 	FLD(cl_spec, group, F_STR, false),	FLD(cl_spec, disk, F_STR, false),
 	FLD(cl_spec, priority, F_INT, false),	FLD(cl_spec, running, F_BOOL, false),
-	FLD(cl_spec, created_ms, F_U64, false), { 0 },
+	FLD(cl_spec, created_ms, F_U64, false), FLD(cl_spec, pin_vcpus, F_STR, false),
+	FLD(cl_spec, cgroup, F_STR, false),	FLD(cl_spec, hugepages, F_BOOL, false),
+	FLD(cl_spec, ksm, F_BOOL, false),	{ 0 },
 };
 
 static const struct field owner_f[] = {
@@ -344,6 +346,14 @@ int cl_spec_check(const struct cl_spec *s, struct etcd_err *err)
 		return spec_bad(err, "restart policy must be always, on-failure or never");
 	if (s->group[0] && !cl_name_ok(s->group))
 		return spec_bad(err, "anti-affinity group must be a valid name");
+	/* The rest is checked by the VMM; here only what could not be one flag's value. */
+	if (strspn(s->pin_vcpus, "0123456789,") != strlen(s->pin_vcpus))
+		return spec_bad(err, "pin_vcpus must be host CPU numbers, comma-separated");
+	if (s->cgroup[0] == '/' || strstr(s->cgroup, "..") ||
+	    strspn(s->cgroup,
+		   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/,=") !=
+		    strlen(s->cgroup))
+		return spec_bad(err, "cgroup must be a relative PATH[,cpu=CPUS][,mem=SIZE]");
 	return 0;
 }
 

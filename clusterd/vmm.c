@@ -253,6 +253,23 @@ static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **ar
 	return 0;
 }
 
+/* --pin-vcpus, --cgroup, --hugepages, --ksm: this node's side of the VM. */
+static void resource_args(const struct cl_spec *s, char **argv, int *n)
+{
+	if (s->pin_vcpus[0]) {
+		argv[(*n)++] = "--pin-vcpus";
+		argv[(*n)++] = (char *)s->pin_vcpus;
+	}
+	if (s->cgroup[0]) {
+		argv[(*n)++] = "--cgroup";
+		argv[(*n)++] = (char *)s->cgroup;
+	}
+	if (s->hugepages)
+		argv[(*n)++] = "--hugepages";
+	if (s->ksm)
+		argv[(*n)++] = "--ksm";
+}
+
 /* --disk, with the owner epoch that guards the image (storage fencing). */
 static void disk_args(const struct cl_spec *spec, uint64_t epoch, struct argbuf *b, char **argv,
 		      int *n)
@@ -270,11 +287,12 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 {
 	char mem[32], cpus[16];
 	struct argbuf b;
-	char *argv[32] = { (char *)cd->cfg->vmm, "run" };
+	char *argv[40] = { (char *)cd->cfg->vmm, "run" };
 	int n = 2, rc;
 
 	boot_args(spec, mem, cpus, argv, &n);
 	disk_args(spec, epoch, &b, argv, &n);
+	resource_args(spec, argv, &n);
 	if (common_args(cd, l, &b, argv, &n)) {
 		log_err(SUB, "vm=%s: not starting it: %s", l->name, NO_DEADLINE);
 		return -ETIME;
@@ -313,12 +331,13 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 {
 	char listen[160], wait[16];
 	struct argbuf b;
-	char *argv[32] = { (char *)cd->cfg->vmm,     "incoming", "--listen", listen,   "--tls-dir",
+	char *argv[40] = { (char *)cd->cfg->vmm,     "incoming", "--listen", listen,   "--tls-dir",
 			   (char *)cd->cfg->tls_dir, "--commit", "external", "--wait", wait };
 	int n = 10, rc;
 
 	snprintf(listen, sizeof(listen), "%s:0", cd->cfg->address);
 	disk_args(spec, epoch, &b, argv, &n);
+	resource_args(spec, argv, &n);
 	snprintf(wait, sizeof(wait), "%u", cd->cfg->prepare_timeout_s * 2);
 	if (common_args(cd, l, &b, argv, &n)) {
 		snprintf(why, whylen, "%s", NO_DEADLINE);

@@ -22,14 +22,14 @@
 #define MAX_DEPTH  8
 
 struct cg_dir {
-	char root[256];		 /* the hierarchy's mount point */
-	char path[CG_PATH_MAX]; /* root + "/" + PATH */
+	char root[256];			   /* the hierarchy's mount point */
+	char path[CG_PATH_MAX];		   /* root + "/" + PATH */
 	char made[MAX_DEPTH][CG_PATH_MAX]; /* folders created, outermost first */
 	unsigned nr_made;
 };
 
 struct cgroup {
-	int version; /* 1 or 2 */
+	int version;	      /* 1 or 2 */
 	struct cg_dir dir[2]; /* v2: dir[0]; v1: the cpu and the memory hierarchy */
 	unsigned nr_dirs;
 	struct cg_opts opts;
@@ -215,7 +215,8 @@ static int enter_v1_one(struct cgroup *cg, const char *controller, char *err, si
 		return snprintf(err, len, "--cgroup: cannot create %s: %s", d->path, strerror(-rc)),
 		       rc;
 	if (cpu && cg->opts.cpus) {
-		snprintf(val, sizeof(val), "%llu", (unsigned long long)(cg->opts.cpus * CPU_PERIOD));
+		snprintf(val, sizeof(val), "%llu",
+			 (unsigned long long)(cg->opts.cpus * CPU_PERIOD));
 		rc = write_str(d->path, "cpu.cfs_period_us", "100000");
 		if (!rc)
 			rc = write_str(d->path, "cpu.cfs_quota_us", val);
@@ -272,8 +273,8 @@ int cg_enter(const struct cg_opts *o, struct cgroup **out, char *err, size_t len
 		cg_leave(cg);
 		return rc;
 	}
-	log_info(SUB, "in cgroup v%d %s (cpu %.2f, memory %llu MiB)", cg->version,
-		 cg->dir[0].path, cg->opts.cpus, (unsigned long long)(cg->opts.mem >> 20));
+	log_info(SUB, "in cgroup v%d %s (cpu %.2f, memory %llu MiB)", cg->version, cg->dir[0].path,
+		 cg->opts.cpus, (unsigned long long)(cg->opts.mem >> 20));
 	*out = cg;
 	return 0;
 }

@@ -23,7 +23,9 @@ static const struct ctl_cmd commands[] = {
 	{ "vm", "create", ctl_cmd_vm_create,
 	  "NAME --mem SIZE --vcpus N (--image FILE | --kernel FILE [--initrd FILE])\n"
 	  "        [--cmdline STR] [--restart always|on-failure|never] [--group GROUP]\n"
-	  "        [--priority N] [--disk PATH[,ro][,direct]] [--stopped] [--no-wait]",
+	  "        [--priority N] [--disk PATH[,ro][,direct]] [--pin-vcpus CPU,...]\n"
+	  "        [--cgroup PATH[,cpu=CPUS][,mem=SIZE]] [--hugepages] [--ksm]\n"
+	  "        [--stopped] [--no-wait]",
 	  "define a VM (files must exist at the same path on every node) and start it" },
 	{ "vm", "ls", ctl_cmd_vm_ls, "", "VMs: state, node, epoch, size, migration in flight" },
 	{ "vm", "show", ctl_cmd_vm_show, "NAME", "spec, owner, status and last migration of a VM" },

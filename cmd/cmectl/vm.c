@@ -96,6 +96,12 @@ static void show_spec(const struct cl_spec *s)
 		printf("initrd:    %s\n", s->initrd);
 	if (s->cmdline[0])
 		printf("cmdline:   %s\n", s->cmdline);
+	if (s->disk[0])
+		printf("disk:      %s\n", s->disk);
+	if (s->pin_vcpus[0] || s->cgroup[0] || s->hugepages || s->ksm)
+		printf("resources: pin-vcpus %s, cgroup %s, hugepages %s, ksm %s\n",
+		       ctl_out_dash(s->pin_vcpus), ctl_out_dash(s->cgroup),
+		       s->hugepages ? "yes" : "no", s->ksm ? "yes" : "no");
 	printf("created:   %s\n", ctl_out_time(s->created_ms, tb));
 }
 

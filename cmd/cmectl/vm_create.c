@@ -11,8 +11,8 @@
 
 struct create_args {
 	const char *name, *mem, *vcpus, *image, *kernel, *initrd, *cmdline, *restart, *group,
-		*priority, *disk;
-	bool stopped, no_wait;
+		*priority, *disk, *pin_vcpus, *cgroup;
+	bool stopped, no_wait, hugepages, ksm;
 };
 
 static int copy_str(char *dst, size_t len, const char *src, const char *flag)
@@ -79,9 +79,13 @@ static int fill_spec(const struct create_args *a, struct cl_spec *s)
 		     "--restart") ||
 	    copy_str(s->group, sizeof(s->group), a->group, "--group") ||
 	    copy_str(s->disk, sizeof(s->disk), a->disk, "--disk") ||
+	    copy_str(s->pin_vcpus, sizeof(s->pin_vcpus), a->pin_vcpus, "--pin-vcpus") ||
+	    copy_str(s->cgroup, sizeof(s->cgroup), a->cgroup, "--cgroup") ||
 	    parse_priority(a->priority, &s->priority))
 		return CTL_USAGE;
 	s->running = !a->stopped;
+	s->hugepages = a->hugepages;
+	s->ksm = a->ksm;
 	s->created_ms = wall_ms();
 	if (cl_spec_check(s, &err))
 		return ctl_usage(CMD " %s: %s", a->name, err.msg);
@@ -226,6 +230,10 @@ int ctl_cmd_vm_create(struct ctl *c, int argc, char **argv)
 		{ "--group", NULL, FL_STR, NULL, &a.group },
 		{ "--priority", NULL, FL_STR, NULL, &a.priority },
 		{ "--disk", NULL, FL_STR, NULL, &a.disk },
+		{ "--pin-vcpus", NULL, FL_STR, NULL, &a.pin_vcpus },
+		{ "--cgroup", NULL, FL_STR, NULL, &a.cgroup },
+		{ "--hugepages", NULL, FL_BOOL, &a.hugepages, NULL },
+		{ "--ksm", NULL, FL_BOOL, &a.ksm, NULL },
 		{ "--stopped", NULL, FL_BOOL, &a.stopped, NULL },
 		{ "--no-wait", NULL, FL_BOOL, &a.no_wait, NULL },
 		{ 0 },

@@ -486,11 +486,73 @@ static void test_migrate_disk(void)
 	assert_continued("vm1", src, dst);
 }
 
+/* cmectl vm create's resource flags reach the VMM: its status shows the pinning, KSM and
+ * the cgroup with its limit, `vm show` lists them, and a bad value is refused before
+ * anything is written. */
+static void test_create_resources(void)
+{
+	char cg[96], *out = NULL, *err = NULL, *dir, *v2;
+	bool writable;
+	json_t *st, *res;
+	int node, rc;
+
+	REQUIRE_KVM();
+	v2 = test_read_file("/sys/fs/cgroup/cgroup.controllers");
+	writable = access("/sys/fs/cgroup/cpu", W_OK) == 0 || strstr(v2, "cpu");
+	free(v2);
+	if (!writable) {
+		test_skip("no writable cgroup hierarchy with the cpu controller here");
+		return;
+	}
+	START_CLUSTER(1);
+	snprintf(cg, sizeof(cg), "cme-e2e-%d/vm1,cpu=1.5", (int)getpid());
+	rc = cmectl(&C, &out, &err, "vm", "create", "vm1", "--mem", "128M", "--vcpus", "1",
+		    "--image", test_guest(), "--cmdline", "wss_mb=8", "--pin-vcpus", "0", "--ksm",
+		    "--cgroup", cg, NULL);
+	cluster_expect_ok("vm create (resources)", rc, out, err);
+	node = owner_of("vm1", NULL);
+	CU_ASSERT_FATAL(node >= 0);
+	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", 2));
+	st = cluster_vmm_status(&C, node, "vm1");
+	res = json_object_get(st, "resources");
+	CU_ASSERT_TRUE(json_is_true(json_object_get(res, "ksm")));
+	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_object_get(res, "pinned_cpus"), 0)),
+			0);
+
+	CU_ASSERT_DOUBLE_EQUAL(
+		json_real_value(json_object_get(json_object_get(res, "cgroup"), "cpu_limit")), 1.5,
+		1e-9);
+	dir = strdup(json_string_value(json_object_get(json_object_get(res, "cgroup"), "dir"))
+			     ?: "");
+	json_decref(st);
+	rc = cmectl(&C, &out, &err, "vm", "show", "vm1", NULL);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", "pin-vcpus 0, cgroup cme-e2e-"));
+	free(out);
+	free(err);
+	rc = cmectl(&C, &out, &err, "vm", "create", "vm2", "--mem", "128M", "--vcpus", "1",
+		    "--image", test_guest(), "--cgroup", "/sys/fs/cgroup/x", NULL);
+	CU_ASSERT_EQUAL(rc, 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err ?: "", "cgroup must be a relative PATH"));
+	CU_ASSERT_PTR_NULL(cluster_get(&C, "vms/vm2/spec"));
+	free(out);
+	free(err);
+	/* Stopped by the cluster, the VMM leaves its group and removes it. */
+	rc = cmectl(&C, &out, &err, "vm", "delete", "vm1", NULL);
+	cluster_expect_ok("vm delete", rc, out, err);
+	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, node, "vm1") > 0; t += 100)
+		sleep_ms(100);
+	CU_ASSERT(dir[0] && access(dir, F_OK) != 0);
+	free(dir);
+}
+
 void suite_cluster(void)
 {
 	static const struct test_case cases[] = {
 		{ "create, capacity refusal, delete", test_create_delete },
 		{ "cmectl vm migrate while the guest dirties memory", test_migrate_dirtying },
+		{ "vm create --pin-vcpus --ksm --cgroup: the VMM runs with them",
+		  test_create_resources },
 		{ "cmectl vm migrate of a VM with a disk: the image moves with it",
 		  test_migrate_disk },
 		{ "drain a node with two VMs", test_drain_two },
