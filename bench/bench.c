@@ -498,6 +498,12 @@ int main(void)
 		test_remove_tmp();
 		return 0;
 	}
+	if (getenv("CME_BENCH_ONLY") && !strcmp(getenv("CME_BENCH_ONLY"), "migrate-disk")) {
+		if (test_have_kvm(why, sizeof(why)))
+			bench_migrate_disk(); /* developers: the cost of a disk alone */
+		test_remove_tmp();
+		return 0;
+	}
 	bench_ha_detection(); /* etcd only: runs without KVM too */
 	if (!test_have_kvm(why, sizeof(why))) {
 		printf("{\"bench\":\"all\",\"skipped\":\"%s\"}\n", why);

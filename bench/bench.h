@@ -37,6 +37,9 @@ struct mig_medians {
  * CME_BENCH_CERTS: a mkcerts.sh directory with 127.0.0.1 and 127.0.0.2); *out gets the
  * medians of the dirtying one (zero when skipped). */
 void bench_migrate(struct mig_medians *out);
+/* Migration of a guest doing disk I/O against the same guest without (migration_1g_disk,
+ * migration_1g_no_disk; CME_BENCH_ONLY=migrate-disk runs them alone). */
+void bench_migrate_disk(void);
 
 /* bench_cluster.c: three cme-clusterd on etcd: cmectl vm create to the first heartbeat,
  * and cmectl vm migrate of the same dirtying guest as bench_migrate, with the cluster's

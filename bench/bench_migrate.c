@@ -2,6 +2,7 @@
  * over mutual TLS on loopback. Besides the VMM's own statistics, the pause as the guest's
  * observer sees it: the largest gap between heartbeat lines arriving on the consoles (the
  * guest prints one every 100 ms, so gap - 100 ms is the visible stall). */
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -87,8 +88,10 @@ static uint16_t incoming_port(const char *errlog)
 	return 0;
 }
 
-/* One migration; returns the final JSON object (caller decrefs) or NULL. */
-static json_t *migrate_once(const char *certs, const char *cmdline, double *gap_ms)
+/* One migration (with disk: the guest's disk on both sides); returns the final JSON object
+ * (caller decrefs) or NULL. */
+static json_t *migrate_once(const char *certs, const char *cmdline, const char *disk,
+			    double *gap_ms)
 {
 	char tls_src[600], tls_dst[600], to[64], port_s[16];
 	struct vmm_proc src, dst;
@@ -96,12 +99,16 @@ static json_t *migrate_once(const char *certs, const char *cmdline, double *gap_
 	bool watching = false;
 	json_t *res = NULL;
 	char *out = NULL;
-	const char *sargs[] = { "--mem",      "1G",	   "--vcpus", "2", "--image",
-				test_guest(), "--cmdline", cmdline,   NULL };
+	const char *sargs[] = { "--mem",     "1G",    "--vcpus", "2",  "--image", test_guest(),
+				"--cmdline", cmdline, "--disk",	 disk, NULL };
 
 	snprintf(tls_src, sizeof(tls_src), "%s/127.0.0.1", certs);
 	snprintf(tls_dst, sizeof(tls_dst), "%s/127.0.0.2", certs);
-	const char *dargs[] = { "--listen", "127.0.0.2:0", "--tls-dir", tls_dst, NULL };
+	const char *dargs[] = { "--listen", "127.0.0.2:0", "--tls-dir", tls_dst,
+				"--disk",   disk,	   NULL };
+
+	if (!disk) /* no --disk: the argument lists end there */
+		sargs[8] = dargs[4] = NULL;
 
 	if (vmm_start(&src, sargs) < 0 || !vmm_wait_heartbeats(&src, 40, 60000) ||
 	    vmm_start_verb(&dst, "incoming", dargs) < 0)
@@ -139,14 +146,14 @@ static double stat_of(json_t *r, const char *key)
 }
 
 static void bench_migration(const char *certs, const char *name, const char *cmdline,
-			    struct mig_medians *med)
+			    const char *disk, struct mig_medians *med)
 {
 	double total[MIG_RUNS], down[MIG_RUNS], gap[MIG_RUNS], thr[MIG_RUNS], rounds[MIG_RUNS];
 	int n = 0;
 
 	for (int i = 0; i < MIG_RUNS; i++) {
 		double g = 0;
-		json_t *r = migrate_once(certs, cmdline, &g);
+		json_t *r = migrate_once(certs, cmdline, disk, &g);
 
 		if (!r)
 			continue;
@@ -170,6 +177,34 @@ static void bench_migration(const char *certs, const char *name, const char *cmd
 					     bench_median(gap, n) };
 }
 
+/* The cost of a disk: the guest with one vCPU dirtying 16 MiB and the other idle, then
+ * with the other (vCPU 0) in its disk loop (write, flush, read back 4 MiB) on a
+ * virtio-blk image that the migration hands over. */
+void bench_migrate_disk(void)
+{
+	const char *certs = getenv("CME_BENCH_CERTS");
+	char img[600];
+	int fd;
+
+	if (!certs) {
+		printf("{\"bench\":\"migration_1g_disk\",\"skipped\":\"CME_BENCH_CERTS not "
+		       "set\"}\n");
+		return;
+	}
+	snprintf(img, sizeof(img), "%s/bench-disk.img", getenv("TMPDIR") ?: "/tmp");
+	fd = open(img, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || ftruncate(fd, 8 << 20) < 0) {
+		printf("{\"bench\":\"migration_1g_disk\",\"error\":\"cannot create %s\"}\n", img);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	close(fd);
+	bench_migration(certs, "migration_1g_no_disk", "wss_mb=16 vcpus=1", NULL, NULL);
+	bench_migration(certs, "migration_1g_disk", "wss_mb=16 disk_mb=4", img, NULL);
+	unlink(img);
+}
+
 void bench_migrate(struct mig_medians *out)
 {
 	const char *certs = getenv("CME_BENCH_CERTS");
@@ -180,8 +215,9 @@ void bench_migrate(struct mig_medians *out)
 	}
 	struct mig_medians cme = { 0 };
 
-	bench_migration(certs, "migration_1g_idle", "wss_mb=16 vcpus=0", NULL);
-	bench_migration(certs, "migration_1g_dirty_256m", "wss_mb=256", &cme);
+	bench_migration(certs, "migration_1g_idle", "wss_mb=16 vcpus=0", NULL, NULL);
+	bench_migration(certs, "migration_1g_dirty_256m", "wss_mb=256", NULL, &cme);
+	bench_migrate_disk();
 	bench_qemu_migrate(certs, cme.total_ms > 0 ? &cme : NULL);
 	*out = cme;
 }
