@@ -4,8 +4,10 @@
 #                   linux-image-*-cloud-amd64 package, unpacked with dpkg -x (nothing is
 #                   installed on the host; the .deb is kept in OUTDIR/cache)
 #   vmlinux         the same kernel uncompressed (ELF), for the VMM's 64-bit entry
-#   initrd.cpio.gz  busybox-static, /init (tests/guest/linux/init) and the static workload
-#                   /bin/selfcheck (tests/guest/linux/selfcheck.c)
+#   initrd.cpio.gz  busybox-static, /init (tests/guest/linux/init), the static workload
+#                   /bin/selfcheck (tests/guest/linux/selfcheck.c) and the kernel's virtio
+#                   modules (virtio-mmio, -blk, -net, -balloon) in /lib/modules, in the
+#                   order /init loads them
 # Does nothing when all three are newer than the kit's sources. Needs busybox-static, lz4,
 # cpio, gzip, dpkg and apt (`make deps` installs them); never installs anything itself.
 # Outputs are built in a temp dir beside them and renamed into place at the end, so a
@@ -114,6 +116,25 @@ unpack_kernel() {
 	say "vmlinuz: $(basename "$1"), $(wc -c <"$TMP/vmlinuz") bytes"
 }
 
+# The virtio drivers are modules in Debian's cloud kernel (CONFIG_VIRTIO_*=m). Copied in
+# dependency order (each module's depends= comes before it), which /init follows.
+VIRTIO_MODULES="virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net virtio_balloon"
+
+stage_modules() {
+	mkdir -p "$1/lib/modules"
+	: >"$1/lib/modules/order"
+	for m in $VIRTIO_MODULES; do
+		set -- "$1" $(find "$TMP"/deb/lib/modules -name "$m.ko" -o -name "$m.ko.xz")
+		[ $# -eq 2 ] || die "$(basename "$DEB") holds no single $m.ko"
+		case $2 in
+		*.xz) xz -dc "$2" >"$1/lib/modules/$m.ko" || die "cannot unpack $m.ko.xz" ;;
+		*) cp "$2" "$1/lib/modules/$m.ko" ;;
+		esac
+		echo "$m" >>"$1/lib/modules/order"
+	done
+	say "modules: $VIRTIO_MODULES"
+}
+
 # ---- vmlinux from the bzImage -------------------------------------------------------
 
 # u8/u32 FILE OFFSET: an unsigned little-endian integer, in decimal.
@@ -217,6 +238,7 @@ build_initrd() {
 	chmod 755 "$r/init"
 	build_selfcheck "$r/bin/selfcheck"
 	stage_busybox "$r"
+	stage_modules "$r"
 	say "initrd: cpio | gzip"
 	(cd "$r" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort |
 		cpio -o -H newc -R 0:0 --quiet) >"$TMP/initrd.cpio" || die "cpio of the initramfs failed"
