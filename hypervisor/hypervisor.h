@@ -29,7 +29,8 @@ struct console_cfg {
  * out->path points into s. */
 int console_cfg_parse(const char *s, struct console_cfg *out) CME_WUR;
 
-#define VM_MAX_DISKS 8
+#define VM_MAX_DISKS  8
+#define VM_MAX_VIRTIO 8 /* virtio devices of all kinds: one IOAPIC pin each */
 
 /* A virtio-blk disk backed by a raw image file (README "Disks"). */
 struct vm_disk {
@@ -51,6 +52,7 @@ struct vm_config {
 	int pin[VM_MAX_VCPUS]; /* host CPU of vCPU i, for i < nr_pin */
 	unsigned nr_pin;
 	uint64_t epoch; /* the VM's owner epoch (cme-clusterd's), 0: none; guards the disks */
+	bool balloon;	/* a virtio memory balloon, the last virtio slot (not with hugepages) */
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_ENDED };
@@ -95,6 +97,7 @@ struct vm_info {
 	uint64_t uptime_ns; /* since vm_start() */
 	uint64_t paused_ns; /* total time paused */
 	unsigned nr_disks;  /* virtio-blk disks (not yet carried by live migration) */
+	bool balloon;	    /* a virtio-balloon (not yet carried by live migration either) */
 	bool hugepages, ksm;
 	unsigned nr_pin; /* vCPUs 0..nr_pin-1 are pinned, to host CPU pin[i] */
 	int pin[VM_MAX_VCPUS];
@@ -177,6 +180,26 @@ int vm_dirty_log_get(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *co
  * write-protect those pages again. Thread-safe. Returns 0 or -errno. */
 int vm_dirty_log_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t npages,
 		       uint64_t *bits) CME_WUR;
+
+/* ---- the memory balloon (--balloon) ------------------------------------------------- */
+
+/* What the balloon holds and has done, in 4 KiB pages. The counters run from the VM's
+ * creation and travel with its state (snapshot, restore). */
+struct vm_balloon {
+	uint64_t target_pages;	 /* asked of the guest (num_pages) */
+	uint64_t actual_pages;	 /* what the guest says its balloon holds (actual) */
+	uint64_t inflated_pages; /* given to the balloon (inflateq) */
+	uint64_t deflated_pages; /* taken back (deflateq) */
+	uint64_t reported_pages; /* reported free (free-page reporting) */
+	uint64_t released_bytes; /* of those, given back to the host's memory */
+};
+
+/* Ask the guest to hold target_pages in its balloon: the guest sees the new target with a
+ * configuration-change interrupt and inflates or deflates towards it. Thread-safe.
+ * Returns 0, -ENODEV when the VM has no balloon, -ERANGE above the VM's RAM. */
+int vm_balloon_set(struct vm *vm, uint64_t target_pages) CME_WUR;
+/* The balloon's state into *b; false (and *b zeroed) when the VM has none. Thread-safe. */
+bool vm_balloon_get(struct vm *vm, struct vm_balloon *b);
 
 /* ---- fencing (lease-bound execution) ------------------------------------------------- */
 

@@ -142,7 +142,8 @@ static int in_hello(struct mig_dest *c)
 		struct vm_config cfg = { .name = c->in.name,
 					 .mem_bytes = h->config->mem_bytes,
 					 .nr_vcpus = h->config->nr_vcpus,
-					 .console = c->in.console };
+					 .console = c->in.console,
+					 .balloon = c->in.balloon };
 
 		c->nch = h->channels;
 		memcpy(c->session, h->session.data, sizeof(c->session));

@@ -126,6 +126,7 @@ struct mig_incoming {
 	int timeout_ms; /* how long to wait for the source to connect, -1 forever */
 	enum mig_commit_mode commit;
 	uint64_t fence_ns; /* the guest may run here until this CLOCK_BOOTTIME time; 0: none */
+	bool balloon;	   /* the VM here has a virtio-balloon (the source's must match) */
 };
 
 enum mig_in_phase {

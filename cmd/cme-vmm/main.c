@@ -119,7 +119,8 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 				   .commit = o->commit && !strcmp(o->commit, "external")
 						     ? MIG_COMMIT_EXTERNAL
 						     : MIG_COMMIT_DIRECT,
-				   .fence_ns = o->fence_ns };
+				   .fence_ns = o->fence_ns,
+				   .balloon = o->balloon };
 	struct mig_stats st;
 	char err[512] = "";
 	int rc = api_open(o->api_path, NULL, api);
@@ -175,7 +176,8 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 				 .hugepages = o->hugepages,
 				 .ksm = o->ksm,
 				 .nr_pin = o->nr_pin,
-				 .epoch = o->epoch };
+				 .epoch = o->epoch,
+				 .balloon = o->balloon };
 	struct vm_snapshot_stats st;
 	char err[512] = "";
 	int rc;

@@ -41,6 +41,7 @@ struct run_opts {
 	int pin[VM_MAX_VCPUS]; /* --pin-vcpus CPU,CPU,...: host CPU of vCPU i */
 	unsigned nr_pin;
 	uint64_t epoch; /* --epoch N: the VM's owner epoch (guards its disks) */
+	bool balloon;	/* --balloon: a virtio memory balloon, the last virtio slot */
 };
 
 /* Parse `run`, `restore` or `incoming` options (argv[0] is the verb). On error returns -EINVAL and writes a one-line
