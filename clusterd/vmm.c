@@ -45,6 +45,7 @@ struct lvm *cd_lvm_add(struct cd *cd, const char *name)
 	cd->vms = arr;
 	snprintf(l->name, sizeof(l->name), "%s", name);
 	l->exit_code = -1;
+	l->balloon_mb = -1;
 	cd->vms[cd->nvms++] = l;
 	return l;
 fail:
@@ -268,11 +269,14 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 		argv[n++] = "--epoch";
 		argv[n++] = b.epoch;
 	}
+	if (spec->balloon)
+		argv[n++] = "--balloon";
 	if (common_args(cd, l, &b, argv, &n)) {
 		log_err(SUB, "vm=%s: not starting it: %s", l->name, NO_DEADLINE);
 		return -ETIME;
 	}
 	l->role = LVM_RUN;
+	l->balloon_mb = -1; /* a new VMM: give it the target again */
 	l->epoch = epoch;
 	l->mig_id[0] = 0;
 	unlink(b.api);
@@ -310,14 +314,16 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 			   (char *)cd->cfg->tls_dir, "--commit", "external", "--wait", wait };
 	int n = 10, rc;
 
-	(void)spec;
 	snprintf(listen, sizeof(listen), "%s:0", cd->cfg->address);
+	if (spec->balloon) /* the VM's devices: the source's must match */
+		argv[n++] = "--balloon";
 	snprintf(wait, sizeof(wait), "%u", cd->cfg->prepare_timeout_s * 2);
 	if (common_args(cd, l, &b, argv, &n)) {
 		snprintf(why, whylen, "%s", NO_DEADLINE);
 		return -ETIME;
 	}
 	l->role = LVM_INCOMING;
+	l->balloon_mb = -1;
 	snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig_id);
 	unlink(b.api);
 	rc = spawn(l, argv);

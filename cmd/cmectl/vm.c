@@ -96,6 +96,10 @@ static void show_spec(const struct cl_spec *s)
 		printf("initrd:    %s\n", s->initrd);
 	if (s->cmdline[0])
 		printf("cmdline:   %s\n", s->cmdline);
+	if (s->disk[0])
+		printf("disk:      %s\n", s->disk);
+	if (s->balloon)
+		printf("balloon:   target %" PRIu64 " MiB (desired)\n", s->balloon_mb);
 	printf("created:   %s\n", ctl_out_time(s->created_ms, tb));
 }
 
@@ -110,6 +114,9 @@ static void show_status(const struct cl_status *s)
 		printf("error:     %s\n", s->error);
 	if (s->console[0])
 		printf("console:   %s\n", s->console);
+	if (s->balloon)
+		printf("balloon:   target %" PRIu64 " MiB, actual %" PRIu64 " MiB (the VMM's)\n",
+		       s->balloon_target_mb, s->balloon_actual_mb);
 }
 
 static void show_mig(const struct cl_migration *m)

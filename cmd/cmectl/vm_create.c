@@ -12,7 +12,7 @@
 struct create_args {
 	const char *name, *mem, *vcpus, *image, *kernel, *initrd, *cmdline, *restart, *group,
 		*priority, *disk;
-	bool stopped, no_wait;
+	bool stopped, no_wait, balloon;
 };
 
 static int copy_str(char *dst, size_t len, const char *src, const char *flag)
@@ -82,6 +82,7 @@ static int fill_spec(const struct create_args *a, struct cl_spec *s)
 	    parse_priority(a->priority, &s->priority))
 		return CTL_USAGE;
 	s->running = !a->stopped;
+	s->balloon = a->balloon;
 	s->created_ms = wall_ms();
 	if (cl_spec_check(s, &err))
 		return ctl_usage(CMD " %s: %s", a->name, err.msg);
@@ -226,6 +227,7 @@ int ctl_cmd_vm_create(struct ctl *c, int argc, char **argv)
 		{ "--group", NULL, FL_STR, NULL, &a.group },
 		{ "--priority", NULL, FL_STR, NULL, &a.priority },
 		{ "--disk", NULL, FL_STR, NULL, &a.disk },
+		{ "--balloon", NULL, FL_BOOL, &a.balloon, NULL },
 		{ "--stopped", NULL, FL_BOOL, &a.stopped, NULL },
 		{ "--no-wait", NULL, FL_BOOL, &a.no_wait, NULL },
 		{ 0 },
