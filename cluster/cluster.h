@@ -67,6 +67,8 @@ struct cl_spec {
 	char pin_vcpus[128];	  /* "CPU,CPU,...": host CPU of vCPU i, "" for none */
 	char cgroup[CL_PATH_MAX]; /* "PATH[,cpu=CPUS][,mem=SIZE]", "" for none */
 	bool hugepages, ksm;
+	bool balloon;	     /* a virtio memory balloon */
+	uint64_t balloon_mb; /* its desired target (cmectl vm balloon); the owner applies it */
 	int priority;
 	bool running; /* desired state */
 	uint64_t created_ms;
@@ -91,6 +93,8 @@ struct cl_status {
 	char error[512];
 	uint64_t since_ms;
 	char console[CL_PATH_MAX]; /* console log file on node */
+	bool balloon;		   /* the VMM has a balloon: its target and actual, last seen */
+	uint64_t balloon_target_mb, balloon_actual_mb;
 };
 
 /* migrations/<vm>: requested by cmectl or the leader, then advanced by the nodes.

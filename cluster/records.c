@@ -50,6 +50,7 @@ static const struct field spec_f[] = {
 	FLD(cl_spec, kernel, F_STR, false),	FLD(cl_spec, initrd, F_STR, false),
 	FLD(cl_spec, cmdline, F_STR, false),	FLD(cl_spec, restart, F_STR, false),
 	FLD(cl_spec, group, F_STR, false),	FLD(cl_spec, disk, F_STR, false),
+	FLD(cl_spec, balloon, F_BOOL, false),	FLD(cl_spec, balloon_mb, F_U64, false),
 	FLD(cl_spec, priority, F_INT, false),	FLD(cl_spec, running, F_BOOL, false),
 	FLD(cl_spec, created_ms, F_U64, false), FLD(cl_spec, pin_vcpus, F_STR, false),
 	FLD(cl_spec, cgroup, F_STR, false),	FLD(cl_spec, hugepages, F_BOOL, false),
@@ -71,6 +72,9 @@ static const struct field status_f[] = {
 	FLD(cl_status, error, F_STR, false),
 	FLD(cl_status, since_ms, F_U64, false),
 	FLD(cl_status, console, F_STR, false),
+	FLD(cl_status, balloon, F_BOOL, false),
+	FLD(cl_status, balloon_target_mb, F_U64, false),
+	FLD(cl_status, balloon_actual_mb, F_U64, false),
 	{ 0 },
 };
 

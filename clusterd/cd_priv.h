@@ -57,6 +57,7 @@ struct lvm {
 	bool running_seen;   /* its API answered "running" */
 	bool check_mig;	     /* adopted: see whether it waits for a migration decision */
 	uint64_t started_ms; /* monotonic (now_ns() / 1e6) */
+	int64_t balloon_mb;  /* the balloon target this VMM was given, -1: none yet */
 	struct src_mig *src; /* outgoing migration worker, while one runs */
 };
 

@@ -124,6 +124,44 @@ static void handle_fenced(struct cd *cd, const struct cl_vm_view *vv, struct lvm
 		 cd->cfg->node, (unsigned long long)ms, (unsigned long long)vv->owner.epoch);
 }
 
+/* A VM with a balloon: give its VMM the spec's target when it has not had it (a new VMM —
+ * started, restarted, arrived by migration or adopted — gets it again), and note the
+ * VMM's target and actual in the status. A target the VMM refuses is not sent again. */
+static void balloon_sync(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l,
+			 struct cl_status *s)
+{
+	json_t *args, *r = NULL, *b;
+	int rc;
+
+	if (!vv->spec.balloon)
+		return;
+	if (l->balloon_mb != (int64_t)vv->spec.balloon_mb) {
+		args = json_pack("{s:I}", "target_mb", (json_int_t)vv->spec.balloon_mb);
+		rc = cd_lvm_request(l, "balloon", args, &r);
+		json_decref(args);
+		if (rc == -EREMOTEIO)
+			log_warn(SUB, "vm=%s: balloon target %llu MiB refused: %s", vv->name,
+				 (unsigned long long)vv->spec.balloon_mb,
+				 json_string_value(json_object_get(r, "error")));
+		if (!rc)
+			cd_event(cd, vv->name, "vm-balloon", "balloon target %llu MiB given on %s",
+				 (unsigned long long)vv->spec.balloon_mb, cd->cfg->node);
+		if (!rc || rc == -EREMOTEIO)
+			l->balloon_mb = (int64_t)vv->spec.balloon_mb;
+		json_decref(r);
+		r = NULL;
+	}
+	if (cd_lvm_request(l, "status", NULL, &r) == 0 &&
+	    json_is_object(b = json_object_get(r, "balloon"))) {
+		s->balloon = true;
+		s->balloon_target_mb =
+			(uint64_t)json_integer_value(json_object_get(b, "target_mb"));
+		s->balloon_actual_mb =
+			(uint64_t)json_integer_value(json_object_get(b, "actual_mb"));
+	}
+	json_decref(r);
+}
+
 /* A failed status at the owner's epoch on this node: do not try again by itself. */
 static bool failed_here(struct cd *cd, const struct cl_vm_view *vv)
 {
@@ -149,6 +187,8 @@ static void ensure_running(struct cd *cd, const struct cl_vm_view *vv, struct lv
 		l->epoch = vv->owner.epoch;
 		status_fill(cd, l, l->running_seen ? "running" : "starting", &s);
 		s.restarts = restarts;
+		if (l->running_seen)
+			balloon_sync(cd, vv, l, &s);
 		cd_status_ensure(cd, vv, &s);
 		return;
 	} else if (failed_here(cd, vv)) {

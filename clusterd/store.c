@@ -165,7 +165,9 @@ static bool status_same(const struct cl_status *a, const struct cl_status *b)
 {
 	return !strcmp(a->node, b->node) && !strcmp(a->state, b->state) && a->pid == b->pid &&
 	       a->epoch == b->epoch && a->restarts == b->restarts && !strcmp(a->error, b->error) &&
-	       !strcmp(a->console, b->console);
+	       !strcmp(a->console, b->console) && a->balloon == b->balloon &&
+	       a->balloon_target_mb == b->balloon_target_mb &&
+	       a->balloon_actual_mb == b->balloon_actual_mb;
 }
 
 void cd_status_ensure(struct cd *cd, const struct cl_vm_view *vv, const struct cl_status *want)

@@ -45,6 +45,7 @@ struct lvm *cd_lvm_add(struct cd *cd, const char *name)
 	cd->vms = arr;
 	snprintf(l->name, sizeof(l->name), "%s", name);
 	l->exit_code = -1;
+	l->balloon_mb = -1;
 	cd->vms[cd->nvms++] = l;
 	return l;
 fail:
@@ -253,9 +254,12 @@ static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **ar
 	return 0;
 }
 
-/* --pin-vcpus, --cgroup, --hugepages, --ksm: this node's side of the VM. */
+/* --balloon (a device: the source's and the target's must match), --pin-vcpus, --cgroup,
+ * --hugepages, --ksm. */
 static void resource_args(const struct cl_spec *s, char **argv, int *n)
 {
+	if (s->balloon)
+		argv[(*n)++] = "--balloon";
 	if (s->pin_vcpus[0]) {
 		argv[(*n)++] = "--pin-vcpus";
 		argv[(*n)++] = (char *)s->pin_vcpus;
@@ -298,6 +302,7 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 		return -ETIME;
 	}
 	l->role = LVM_RUN;
+	l->balloon_mb = -1; /* a new VMM: give it the target again */
 	l->epoch = epoch;
 	l->mig_id[0] = 0;
 	unlink(b.api);
@@ -344,6 +349,7 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 		return -ETIME;
 	}
 	l->role = LVM_INCOMING;
+	l->balloon_mb = -1;
 	snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig_id);
 	unlink(b.api);
 	rc = spawn(l, argv);

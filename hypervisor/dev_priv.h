@@ -90,10 +90,12 @@ struct dev_ops {
 };
 
 /* What the board gives a device of which a VM may have several (its create finds it in
- * d->priv): its argument (a struct vm_disk, ...) and its index among its kind. */
+ * d->priv): its argument (a struct vm_disk, ...; NULL for a device a VM has at most one of)
+ * and its index among its kind; a virtio device's slot in the MMIO window. */
 struct vm_dev_arg {
 	const void *arg;
 	unsigned index;
+	unsigned slot;
 };
 
 struct vm_device {

@@ -96,7 +96,18 @@ static int add_virtio(struct vm *vm)
 			.ops = &dev_virtio_blk_ops,
 			.range = { { DEV_MMIO, VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_SIZE,
 				     VIRTIO_MMIO_SIZE } },
-			.arg = { &vm->cfg.disks[i], i },
+			.arg = { &vm->cfg.disks[i], i, i },
+		};
+
+		err = dev_register(vm, &e);
+	}
+	if (!err && vm->cfg.balloon) { /* the last slot; one balloon, so no index in its name */
+		unsigned slot = vm_virtio_count(&vm->cfg) - 1;
+		struct dev_entry e = {
+			.ops = &dev_virtio_balloon_ops,
+			.range = { { DEV_MMIO, VIRTIO_MMIO_BASE + slot * VIRTIO_MMIO_SIZE,
+				     VIRTIO_MMIO_SIZE } },
+			.arg = { NULL, 0, slot },
 		};
 
 		err = dev_register(vm, &e);

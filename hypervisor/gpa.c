@@ -2,6 +2,9 @@
  * pages the devices wrote: below every file that reaches into guest RAM. */
 #include "vm_priv.h"
 
+#include <errno.h>
+#include <sys/mman.h>
+
 void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)
 {
 	for (unsigned i = 0; i < vm->nr_slots; i++) {
@@ -50,4 +53,21 @@ void vm_vmm_dirty_clear(struct vm *vm, unsigned idx, uint64_t first, uint64_t np
 	for (uint64_t w = 0; w < (npages + 63) / 64; w++)
 		if (bits[w])
 			atomic_fetch_and(&vm->vmm_dirty[idx][first / 64 + w], ~bits[w]);
+}
+
+/* Guest RAM is private anonymous memory (map_ram): MADV_DONTNEED drops its pages at once,
+ * and the next touch faults in a zero page. Hugepage RAM is refused: its pages are 2 MiB,
+ * reserved at the mapping, and a 4 KiB balloon page cannot give any of one back. */
+int vm_ram_release(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	uint8_t *hva = vm_gpa_to_hva(vm, gpa, len);
+
+	if (vm->cfg.hugepages)
+		return -ENOTSUP;
+	if (!hva || gpa % VM_PAGE_SIZE || len % VM_PAGE_SIZE)
+		return -EINVAL;
+	if (madvise(hva, len, MADV_DONTNEED) < 0)
+		return -errno;
+	vm_mark_dirty(vm, gpa, len); /* now zeros, behind KVM's dirty log: send them again */
+	return 0;
 }

@@ -29,7 +29,8 @@ struct console_cfg {
  * out->path points into s. */
 int console_cfg_parse(const char *s, struct console_cfg *out) CME_WUR;
 
-#define VM_MAX_DISKS 8
+#define VM_MAX_DISKS  8
+#define VM_MAX_VIRTIO 8 /* virtio devices of all kinds: one IOAPIC pin each */
 
 /* A virtio-blk disk backed by a raw image file (README "Disks"). */
 struct vm_disk {
@@ -54,6 +55,7 @@ struct vm_config {
 	/* A live migration's destination: writable images are opened but locked only at
 	 * VM_HANDOFF_CLAIM, once the source has let them go. */
 	bool incoming;
+	bool balloon; /* a virtio memory balloon, the last virtio slot (not with hugepages) */
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_ENDED };
@@ -98,6 +100,7 @@ struct vm_info {
 	uint64_t uptime_ns; /* since vm_start() */
 	uint64_t paused_ns; /* total time paused */
 	unsigned nr_disks;  /* virtio-blk disks */
+	bool balloon;	    /* a virtio-balloon */
 	bool hugepages, ksm;
 	unsigned nr_pin; /* vCPUs 0..nr_pin-1 are pinned, to host CPU pin[i] */
 	int pin[VM_MAX_VCPUS];
@@ -165,6 +168,12 @@ void vm_get_slot(const struct vm *vm, unsigned idx, struct vm_slot *slot);
  * (overflow-safe: for addresses that come from a peer or a file). */
 void *vm_gpa_hva(struct vm *vm, uint64_t gpa, uint64_t len);
 
+/* Give guest RAM [gpa, gpa + len) (page-aligned, inside one slot) back to the host: its
+ * pages read as zeros afterwards, and are backed again when the guest touches them.
+ * Thread-safe; while dirty logging is on, the pages are reported dirty. Returns 0, -EINVAL (not page-aligned or not in RAM), -ENOTSUP (hugepages)
+ * or -errno of madvise. */
+int vm_ram_release(struct vm *vm, uint64_t gpa, uint64_t len) CME_WUR;
+
 /* Begin dirty-page logging on every slot. Returns 0 or -errno (-EALREADY if on). */
 int vm_dirty_log_start(struct vm *vm) CME_WUR;
 /* End dirty-page logging. Returns 0 or -errno (-EINVAL if it was off). */
@@ -200,6 +209,26 @@ enum vm_handoff {
  * images already released stay released; call RECLAIM). */
 int vm_devices_handoff(struct vm *vm, enum vm_handoff step, int timeout_ms, char *err,
 		       size_t errlen) CME_WUR;
+
+/* ---- the memory balloon (--balloon) ------------------------------------------------- */
+
+/* What the balloon holds and has done, in 4 KiB pages. The counters run from the VM's
+ * creation and travel with its state (snapshot, restore). */
+struct vm_balloon {
+	uint64_t target_pages;	 /* asked of the guest (num_pages) */
+	uint64_t actual_pages;	 /* what the guest says its balloon holds (actual) */
+	uint64_t inflated_pages; /* given to the balloon (inflateq) */
+	uint64_t deflated_pages; /* taken back (deflateq) */
+	uint64_t reported_pages; /* reported free (free-page reporting) */
+	uint64_t released_bytes; /* of those, given back to the host's memory */
+};
+
+/* Ask the guest to hold target_pages in its balloon: the guest sees the new target with a
+ * configuration-change interrupt and inflates or deflates towards it. Thread-safe.
+ * Returns 0, -ENODEV when the VM has no balloon, -ERANGE above the VM's RAM. */
+int vm_balloon_set(struct vm *vm, uint64_t target_pages) CME_WUR;
+/* The balloon's state into *b; false (and *b zeroed) when the VM has none. Thread-safe. */
+bool vm_balloon_get(struct vm *vm, struct vm_balloon *b);
 
 /* ---- fencing (lease-bound execution) ------------------------------------------------- */
 

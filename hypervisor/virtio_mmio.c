@@ -85,6 +85,49 @@ void virtio_queue_broken(struct virtio_dev *v, unsigned q, const char *why)
 	raise_irq(v, VIRTIO_ISR_CONFIG);
 }
 
+bool virtio_process_chains(struct virtio_dev *v, unsigned qi, virtio_chain_fn fn)
+{
+	struct virtq *q = &v->q[qi];
+	struct virtq_chain c;
+	uint32_t written;
+	char why[160];
+	int rc;
+
+	do {
+		while ((rc = virtq_pop(q, &v->mem, &c, why, sizeof(why))) == 1) {
+			written = 0;
+			rc = fn(v, qi, &c, &written, why, sizeof(why));
+			if (!rc && virtq_push(q, &v->mem, c.head, written)) {
+				snprintf(why, sizeof(why), "the used ring is outside RAM");
+				rc = -EINVAL;
+			}
+			if (rc) {
+				q->broken = true;
+				break;
+			}
+			v->requests++;
+		}
+		if (rc < 0) {
+			virtio_queue_broken(v, qi, why);
+			return false;
+		}
+		virtio_notify(v, qi);
+	} while (virtq_arm_notify(q, &v->mem));
+	return true;
+}
+
+void virtio_config_changed(struct virtio_dev *v)
+{
+	v->config_gen++;
+	raise_irq(v, VIRTIO_ISR_CONFIG);
+}
+
+/* Queues that exist with the features negotiated so far. */
+static unsigned nr_live_queues(struct virtio_dev *v)
+{
+	return v->be->queues ? v->be->queues(v) : v->be->nr_queues;
+}
+
 /* ---- the device's thread ---------------------------------------------------------------- */
 
 static bool runnable(const struct virtio_dev *v, unsigned q)
@@ -174,8 +217,8 @@ int virtio_mmio_create(struct vm_device *d, const struct virtio_backend *be)
 	v->vm = d->vm;
 	v->be = be;
 	v->be_arg = arg->arg;
-	v->index = arg->index;
-	v->irq = virtio_irq(arg->index);
+	v->index = arg->slot;
+	v->irq = virtio_irq(arg->slot);
 	v->irqfd = v->quit_fd = -1;
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		v->kick[i] = -1;
@@ -315,7 +358,7 @@ static int transport_xfer(struct virtio_dev *v, Cme__VirtioState *m, Cme__VirtqS
 	for (unsigned i = 0; i < m->n_queues; i++)
 		if (queue_xfer(v, &v->q[i], m->queues[i], x))
 			return -EINVAL;
-	return 0;
+	return v->be->state ? v->be->state(v, m, x) : 0;
 }
 
 int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x)
@@ -349,7 +392,7 @@ int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x)
 static uint32_t reg_read(struct virtio_dev *v, uint64_t off)
 {
 	const struct virtq *q = &v->q[v->queue_sel % VIRTIO_MAX_QUEUES];
-	bool qok = v->queue_sel < v->be->nr_queues;
+	bool qok = v->queue_sel < nr_live_queues(v);
 
 	switch (off) {
 	case R_MAGIC: return MAGIC;
@@ -395,7 +438,7 @@ static bool queue_write(struct virtio_dev *v, uint64_t off, uint32_t val)
 {
 	struct virtq *q = &v->q[v->queue_sel];
 
-	if (v->queue_sel >= v->be->nr_queues)
+	if (v->queue_sel >= nr_live_queues(v))
 		return off >= R_QUEUE_NUM && off <= R_QUEUE_USED_HI; /* ignored */
 	switch (off) {
 	case R_QUEUE_NUM: q->num = val <= v->be->queue_max ? (uint16_t)val : 0; return true;
@@ -448,11 +491,12 @@ void virtio_mmio_io(struct vm_device *d, struct dev_access *a)
 	struct virtio_dev *v = d->priv;
 	uint32_t val = 0;
 
-	if (a->off >= R_CONFIG) { /* device configuration: reads of any width */
-		if (a->write)
-			return; /* nothing writable in our devices' configuration */
+	if (a->off >= R_CONFIG) { /* device configuration: accesses of any width */
 		pthread_mutex_lock(&v->mu);
-		v->be->config_read(v, a->off - R_CONFIG, a->data, a->size);
+		if (!a->write)
+			v->be->config_read(v, a->off - R_CONFIG, a->data, a->size);
+		else if (v->be->config_write)
+			v->be->config_write(v, a->off - R_CONFIG, a->data, a->size);
 		pthread_mutex_unlock(&v->mu);
 		return;
 	}

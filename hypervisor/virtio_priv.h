@@ -25,9 +25,10 @@
 #include "dev_priv.h"
 #include "virtq_priv.h"
 
-#define VIRTIO_MAX_QUEUES 2
+#define VIRTIO_MAX_QUEUES 3 /* the balloon's inflate, deflate and reporting queues */
 
-#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_BLOCK	  2
+#define VIRTIO_ID_BALLOON 5
 
 #define VIRTIO_STATUS_ACK	  1
 #define VIRTIO_STATUS_DRIVER	  2
@@ -49,20 +50,29 @@ struct virtio_dev;
 struct virtio_backend {
 	const char *name;
 	uint32_t device_id;
-	unsigned nr_queues;
+	unsigned nr_queues; /* at most: queues that exist with every feature negotiated */
 	uint16_t queue_max;
 	/* Open what the device needs (its file, ...): 0 or -errno with a reason in why. */
 	int (*open)(struct virtio_dev *v, char *why, size_t len);
 	void (*close)(struct virtio_dev *v);
 	/* Device-specific feature bits offered (the transport adds its own). */
 	uint64_t (*features)(struct virtio_dev *v);
+	/* Queues that exist with the features the driver took (NULL: always nr_queues); the
+	 * others read QueueNumMax 0 and cannot be set up. Transport mutex held. */
+	unsigned (*queues)(struct virtio_dev *v);
 	/* Read the configuration space (off from 0x100). */
 	void (*config_read)(struct virtio_dev *v, uint64_t off, uint8_t *data, unsigned size);
+	/* The driver writes the configuration space (NULL: nothing there is writable). */
+	void (*config_write)(struct virtio_dev *v, uint64_t off, const uint8_t *data,
+			     unsigned size);
 	/* What must be the same after a restore (virtio-blk: the image's sectors). */
 	uint64_t (*identity)(struct virtio_dev *v);
 	/* Take and complete what queue q holds (the device's thread, transport mutex held).
 	 * Returns false when the queue turned out malformed (virtio_queue_broken was called). */
 	bool (*process)(struct virtio_dev *v, unsigned q);
+	/* Save or restore the backend's own state beside the transport's (NULL: it has none);
+	 * transport mutex held. On save, what it hangs on m is allocated from x->arena. */
+	int (*state)(struct virtio_dev *v, Cme__VirtioState *m, struct dev_xfer *x);
 };
 
 /* The transport's state of one device. */
@@ -105,8 +115,21 @@ int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x);
 void virtio_notify(struct virtio_dev *v, unsigned q);
 /* Queue q is malformed: DEVICE_NEEDS_RESET, a configuration interrupt, a log line. */
 void virtio_queue_broken(struct virtio_dev *v, unsigned q, const char *why);
+/* One chain taken from queue q: handle it, and return 0 with the bytes written into its
+ * buffers in *written, or -EINVAL with why when it is malformed (the queue breaks). */
+typedef int (*virtio_chain_fn)(struct virtio_dev *v, unsigned q, const struct virtq_chain *c,
+			       uint32_t *written, char *why, size_t whylen);
+/* A backend's process(): every available chain of queue q through fn, each returned to
+ * the used ring and counted, the guest notified as it asks; the queue's notifications
+ * re-armed until it stays empty. False when the queue turned out malformed. */
+bool virtio_process_chains(struct virtio_dev *v, unsigned q, virtio_chain_fn fn);
+/* The device changed its configuration space: config_generation moves on and the
+ * configuration-change interrupt is raised. Transport mutex held. */
+void virtio_config_changed(struct virtio_dev *v);
 
 /* virtio_blk.c: a disk backed by a raw image file. */
 extern const struct dev_ops dev_virtio_blk_ops;
+/* virtio_balloon.c: the memory balloon, with free-page reporting. */
+extern const struct dev_ops dev_virtio_balloon_ops;
 
 #endif

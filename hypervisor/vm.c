@@ -198,6 +198,16 @@ static int vm_validate_config(const struct vm_config *cfg)
 		log_err(SUB, "%u disks: at most %d", cfg->nr_disks, VM_MAX_DISKS);
 		return -EINVAL;
 	}
+	if (vm_virtio_count(cfg) > VM_MAX_VIRTIO) {
+		log_err(SUB, "%u virtio devices (disks and balloon): at most %d",
+			vm_virtio_count(cfg), VM_MAX_VIRTIO);
+		return -EINVAL;
+	}
+	if (cfg->balloon && cfg->hugepages) {
+		log_err(SUB, "a balloon and hugepages exclude each other (README \"Memory "
+			     "balloon\")");
+		return -EINVAL;
+	}
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {
 		log_err(SUB, "vCPU count %u out of range 1..%d", cfg->nr_vcpus, VM_MAX_VCPUS);
 		return -EINVAL;

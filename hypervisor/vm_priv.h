@@ -15,6 +15,13 @@
 #define VIRTIO_MMIO_BASE 0xd0000000ull /* in the hole: virtio device i at + i * 4 KiB */
 #define VIRTIO_MMIO_SIZE 0x1000
 
+/* The virtio devices of a configuration, in their fixed slot order: the disks, then the
+ * balloon (last). */
+static inline unsigned vm_virtio_count(const struct vm_config *c)
+{
+	return c->nr_disks + (c->balloon ? 1 : 0);
+}
+
 /* The IOAPIC pin (edge-triggered, active high: ISA-style) of virtio device i. */
 static inline unsigned virtio_irq(unsigned i)
 {
@@ -137,7 +144,7 @@ void vm_fence_settle_locked(struct vm *vm);
 /* fence.c: stop the fencing timer's thread and close its descriptors. */
 void vm_fence_destroy(struct vm *vm);
 
-/* vm.c */
+/* gpa.c */
 /* Host pointer for [gpa, gpa + len) inside one slot, or NULL (overflow-safe). */
 void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
 /* The VMM wrote guest RAM [gpa, gpa + len) (a device's DMA): while dirty logging is on,

@@ -136,11 +136,13 @@ int64_t mig_batch_send(struct tls_conn *c, struct page_batch *b)
 }
 
 /* A zero page: leave a page that is already zero alone (reading an untouched page maps
- * the shared zero page; writing would allocate one). */
-static void page_set_zero(uint8_t *hva)
+ * the shared zero page; writing would allocate one), and give one that held data back to
+ * the host (a page the guest's balloon took while it was being sent) rather than keep a
+ * page of zeros. */
+static void page_set_zero(struct vm *vm, uint64_t gpa, uint8_t *hva)
 {
-	if (!mem_is_zero(hva, VM_PAGE_SIZE))
-		memset(hva, 0, VM_PAGE_SIZE);
+	if (!mem_is_zero(hva, VM_PAGE_SIZE) && vm_ram_release(vm, gpa, VM_PAGE_SIZE) < 0)
+		memset(hva, 0, VM_PAGE_SIZE); /* hugepages: the pool keeps them anyway */
 }
 
 int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
@@ -166,7 +168,7 @@ int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *trac
 		if (!hva || (addr[i] & (VM_PAGE_SIZE - 1) & ~MIG_PAGE_ZERO))
 			return -EPROTO;
 		if (addr[i] & MIG_PAGE_ZERO) {
-			page_set_zero(hva);
+			page_set_zero(vm, gpa, hva);
 			(*zero)++;
 		} else {
 			err = net_tls_read_full(c, hva, VM_PAGE_SIZE);

@@ -62,13 +62,14 @@ static json_t *api_status(struct api *api, json_t *req)
 	vm_get_info(api->vm, &info);
 	for (unsigned i = 0; i < info.nr_vcpus; i++)
 		json_array_append_new(vcpus, vcpu_stats_json(api->vm, i));
-	return json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o,s:o,s:o}", "ok", 1, "name",
+	return json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "ok", 1, "name",
 			 info.name, "state", api_state_name(&info), "mem_bytes",
 			 (json_int_t)info.mem_bytes, "vcpus", (int)info.nr_vcpus, "tsc_khz",
 			 (json_int_t)info.tsc_khz, "uptime_ms",
 			 (json_int_t)(info.uptime_ns / 1000000), "paused_ms",
 			 (json_int_t)(info.paused_ns / 1000000), "vcpu", vcpus, "fence",
-			 api_fence_json(api->vm), "resources", resources_json(&info, api->cg));
+			 api_fence_json(api->vm), "resources", resources_json(&info, api->cg),
+			 "balloon", api_balloon_json(api->vm));
 }
 
 static json_t *api_pause(struct api *api, json_t *req)
@@ -231,6 +232,7 @@ static const struct api_cmd api_cmds[] = {
 	{ "incoming-commit", api_arrived_commit },
 	{ "incoming-abort", api_arrived_abort },
 	{ "fence-deadline", api_fence_deadline },
+	{ "balloon", api_balloon },
 };
 
 bool api_known_command(const char *cmd)

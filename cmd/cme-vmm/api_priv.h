@@ -58,6 +58,11 @@ json_t *api_fence_refusal(struct vm *vm, const char *what);
  * another host (the cluster may be restarting it elsewhere). */
 bool api_fenced(struct vm *vm);
 
+/* api_balloon.c: balloon {"target_mb":N}; the balloon object of status (JSON null when the
+ * VM has no balloon). */
+json_t *api_balloon(struct api *api, json_t *req);
+json_t *api_balloon_json(struct vm *vm);
+
 /* Parse and answer one request line; returns the reply (caller decrefs). */
 json_t *api_dispatch(struct api *api, const char *line);
 /* True when cmd is a request of a running VM (api_dispatch knows it). */

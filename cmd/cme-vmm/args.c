@@ -142,6 +142,7 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 			return arg_fail(err, errlen, "--epoch %s: a positive number", a);
 		return 0;
 	case 'K': o->ksm = true; return 0;
+	case 'B': o->balloon = true; return 0;
 	case 'd': return parse_disk(a, o, err, errlen);
 	case 'm': return parse_mem(a, o, err, errlen);
 	case 'c': return parse_vcpus(a, o, err, errlen);
@@ -184,13 +185,28 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 	}
 }
 
-/* Options that only make sense for one of run and restore. */
+/* The virtio devices: at most VM_MAX_VIRTIO in all; a balloon cannot give back hugepages
+ * (README "Memory balloon"). */
+static int check_devices(const struct run_opts *o, char *err, size_t errlen)
+{
+	if (o->nr_disks + (o->balloon ? 1 : 0) > VM_MAX_VIRTIO)
+		return arg_fail(err, errlen, "%s",
+				"at most 8 virtio devices in all (--disk, --balloon)");
+	if (o->balloon && o->hugepages)
+		return arg_fail(err, errlen, "%s",
+				"--balloon and --hugepages exclude each other: the balloon gives "
+				"back 4 KiB pages, hugepages are reserved 2 MiB at a time");
+	return 0;
+}
+
 /* Options that only make sense for one of run, restore and incoming, or together. */
 static int check_mode(const struct run_opts *o, bool restore, char *err, size_t errlen)
 {
 	if (o->listen || o->tls_dir || o->commit)
 		return arg_fail(err, errlen, "%s",
 				"--listen, --tls-dir and --commit belong to incoming");
+	if (check_devices(o, err, errlen))
+		return -EINVAL;
 	if (restore && (o->image || o->kernel || o->cmdline || o->initrd))
 		return arg_fail(err, errlen, "%s",
 				"restore takes the guest from the snapshot: no --image, --kernel, "
@@ -220,7 +236,7 @@ static int check_incoming(const struct run_opts *o, char *err, size_t errlen)
 	if (!o->listen || !o->tls_dir)
 		return arg_fail(err, errlen, "%s",
 				"incoming needs --listen HOST:PORT and --tls-dir DIR");
-	return 0;
+	return check_devices(o, err, errlen);
 }
 
 int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t errlen)
@@ -248,6 +264,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "ksm", no_argument, NULL, 'K' },
 		{ "epoch", required_argument, NULL, 'E' },
 		{ "cgroup", required_argument, NULL, 'G' },
+		{ "balloon", no_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool restore = !strcmp(argv[0], "restore"), incoming = !strcmp(argv[0], "incoming");

@@ -139,7 +139,8 @@ static void opts_vm_config(const struct run_opts *o, struct vm_config *cfg)
 				   .hugepages = o->hugepages,
 				   .ksm = o->ksm,
 				   .nr_pin = o->nr_pin,
-				   .epoch = o->epoch };
+				   .epoch = o->epoch,
+				   .balloon = o->balloon };
 	memcpy(cfg->disks, o->disks, sizeof(cfg->disks));
 	memcpy(cfg->pin, o->pin, sizeof(cfg->pin));
 }

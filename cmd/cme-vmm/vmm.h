@@ -53,6 +53,7 @@ struct run_opts {
 	unsigned nr_pin;
 	uint64_t epoch; /* --epoch N: the VM's owner epoch (guards its disks) */
 	struct cg_opts cgroup;
+	bool balloon; /* --balloon: a virtio memory balloon, the last virtio slot */
 };
 
 /* Parse `run`, `restore` or `incoming` options (argv[0] is the verb). On error returns -EINVAL and writes a one-line

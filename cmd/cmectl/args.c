@@ -137,6 +137,13 @@ static int check_globals(struct ctl *c)
 int ctl_args_parse(struct ctl *c, const char *cmd, int argc, char **argv, const struct flag *flags,
 		   const char *pos_name, const char **pos)
 {
+	return ctl_args_parse_n(c, cmd, argc, argv, flags, &pos_name, pos, pos_name ? 1 : 0);
+}
+
+int ctl_args_parse_n(struct ctl *c, const char *cmd, int argc, char **argv,
+		     const struct flag *flags, const char *const *pos_names, const char **pos,
+		     int n)
+{
 	struct flag globals[6];
 	int npos = 0;
 
@@ -152,13 +159,12 @@ int ctl_args_parse(struct ctl *c, const char *cmd, int argc, char **argv, const 
 			continue;
 		if (argv[i][0] == '-' && argv[i][1])
 			return ctl_usage("%s: unknown option %s", cmd, argv[i]);
-		if (!pos_name || npos)
+		if (npos == n)
 			return ctl_usage("%s: unexpected argument '%s'", cmd, argv[i]);
-		*pos = argv[i];
-		npos++;
+		pos[npos++] = argv[i];
 	}
-	if (pos_name && !npos)
-		return ctl_usage("%s: missing %s", cmd, pos_name);
+	if (npos < n)
+		return ctl_usage("%s: missing %s", cmd, pos_names[npos]);
 	return check_globals(c);
 }
 

@@ -66,6 +66,10 @@ int ctl_args_globals(struct ctl *c, int argc, char **argv);
  * Validates the global options too. Returns CTL_OK or CTL_USAGE (line printed). */
 int ctl_args_parse(struct ctl *c, const char *cmd, int argc, char **argv, const struct flag *flags,
 		   const char *pos_name, const char **pos) CME_WUR;
+/* The same with exactly n positional arguments, named pos_names[i], into pos[i]. */
+int ctl_args_parse_n(struct ctl *c, const char *cmd, int argc, char **argv,
+		     const struct flag *flags, const char *const *pos_names, const char **pos,
+		     int n) CME_WUR;
 /* Parse a flag's decimal value in [min, max]; CTL_USAGE with a line naming it. */
 int ctl_args_uint(const char *cmd, const char *flag, const char *s, uint64_t min, uint64_t max,
 		  uint64_t *out) CME_WUR;
@@ -170,6 +174,7 @@ int ctl_cmd_vm_show(struct ctl *c, int argc, char **argv);
 int ctl_cmd_vm_start(struct ctl *c, int argc, char **argv);
 int ctl_cmd_vm_stop(struct ctl *c, int argc, char **argv);
 int ctl_cmd_vm_delete(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_balloon(struct ctl *c, int argc, char **argv);
 int ctl_cmd_vm_migrate(struct ctl *c, int argc, char **argv);
 int ctl_cmd_vm_console(struct ctl *c, int argc, char **argv);
 int ctl_cmd_events(struct ctl *c, int argc, char **argv);

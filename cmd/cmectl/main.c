@@ -23,7 +23,7 @@ static const struct ctl_cmd commands[] = {
 	{ "vm", "create", ctl_cmd_vm_create,
 	  "NAME --mem SIZE --vcpus N (--image FILE | --kernel FILE [--initrd FILE])\n"
 	  "        [--cmdline STR] [--restart always|on-failure|never] [--group GROUP]\n"
-	  "        [--priority N] [--disk PATH[,ro][,direct]] [--pin-vcpus CPU,...]\n"
+	  "        [--priority N] [--disk PATH[,ro][,direct]] [--balloon] [--pin-vcpus CPU,...]\n"
 	  "        [--cgroup PATH[,cpu=CPUS][,mem=SIZE]] [--hugepages] [--ksm]\n"
 	  "        [--stopped] [--no-wait]",
 	  "define a VM (files must exist at the same path on every node) and start it" },
@@ -33,6 +33,8 @@ static const struct ctl_cmd commands[] = {
 	{ "vm", "stop", ctl_cmd_vm_stop, "NAME [--no-wait]", "want the VM stopped; wait for it" },
 	{ "vm", "delete", ctl_cmd_vm_delete, "NAME [--no-wait]",
 	  "delete the VM; wait until its VMM has stopped" },
+	{ "vm", "balloon", ctl_cmd_vm_balloon, "NAME MB",
+	  "set the VM's balloon target; its node gives it to the VMM (vm create --balloon)" },
 	{ "vm", "migrate", ctl_cmd_vm_migrate, "NAME [--to NODE] [--no-wait]",
 	  "live-migrate the VM and follow its progress" },
 	{ "vm", "console", ctl_cmd_vm_console, "NAME [-f]",

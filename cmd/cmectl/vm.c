@@ -98,6 +98,8 @@ static void show_spec(const struct cl_spec *s)
 		printf("cmdline:   %s\n", s->cmdline);
 	if (s->disk[0])
 		printf("disk:      %s\n", s->disk);
+	if (s->balloon)
+		printf("balloon:   target %" PRIu64 " MiB (desired)\n", s->balloon_mb);
 	if (s->pin_vcpus[0] || s->cgroup[0] || s->hugepages || s->ksm)
 		printf("resources: pin-vcpus %s, cgroup %s, hugepages %s, ksm %s\n",
 		       ctl_out_dash(s->pin_vcpus), ctl_out_dash(s->cgroup),
@@ -116,6 +118,9 @@ static void show_status(const struct cl_status *s)
 		printf("error:     %s\n", s->error);
 	if (s->console[0])
 		printf("console:   %s\n", s->console);
+	if (s->balloon)
+		printf("balloon:   target %" PRIu64 " MiB, actual %" PRIu64 " MiB (the VMM's)\n",
+		       s->balloon_target_mb, s->balloon_actual_mb);
 }
 
 static void show_mig(const struct cl_migration *m)

@@ -12,7 +12,7 @@
 struct create_args {
 	const char *name, *mem, *vcpus, *image, *kernel, *initrd, *cmdline, *restart, *group,
 		*priority, *disk, *pin_vcpus, *cgroup;
-	bool stopped, no_wait, hugepages, ksm;
+	bool stopped, no_wait, hugepages, ksm, balloon;
 };
 
 static int copy_str(char *dst, size_t len, const char *src, const char *flag)
@@ -86,6 +86,7 @@ static int fill_spec(const struct create_args *a, struct cl_spec *s)
 	s->running = !a->stopped;
 	s->hugepages = a->hugepages;
 	s->ksm = a->ksm;
+	s->balloon = a->balloon;
 	s->created_ms = wall_ms();
 	if (cl_spec_check(s, &err))
 		return ctl_usage(CMD " %s: %s", a->name, err.msg);
@@ -234,6 +235,7 @@ int ctl_cmd_vm_create(struct ctl *c, int argc, char **argv)
 		{ "--cgroup", NULL, FL_STR, NULL, &a.cgroup },
 		{ "--hugepages", NULL, FL_BOOL, &a.hugepages, NULL },
 		{ "--ksm", NULL, FL_BOOL, &a.ksm, NULL },
+		{ "--balloon", NULL, FL_BOOL, &a.balloon, NULL },
 		{ "--stopped", NULL, FL_BOOL, &a.stopped, NULL },
 		{ "--no-wait", NULL, FL_BOOL, &a.no_wait, NULL },
 		{ 0 },

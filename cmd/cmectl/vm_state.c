@@ -1,5 +1,6 @@
-/* cmectl vm start | stop | delete: change the desired state by compare-and-swap on the
- * spec's mod_revision, then wait for the VM's status to follow. */
+/* cmectl vm start | stop | balloon | delete: change the desired state by compare-and-swap
+ * on the spec's mod_revision, then (start, stop, delete) wait for the VM's status to
+ * follow. */
 #include "cmectl.h"
 
 #include <stdlib.h>
@@ -14,10 +15,15 @@ static bool failed_here(const struct cl_vm_view *vv)
 	       vv->status.epoch == vv->owner.epoch;
 }
 
-/* Set spec.running = run (CAS on the spec's revision, retried when someone else changed
- * the spec meanwhile). *rev gets the revision of the write, 0 when the spec already said
- * so (then a failed status is already the answer). */
-static int set_running(struct ctl *c, const char *vm, bool run, int64_t *rev)
+/* How a command changes a spec: change vv->spec and return CTL_OK to write it, SAME when
+ * it already says so (nothing written), or CTL_FAIL with the line printed. */
+#define SAME (-1)
+typedef int (*spec_change_fn)(const char *vm, struct cl_vm_view *vv, const void *arg);
+
+/* Change the spec of vm by CAS on its revision, retried when someone else changed it
+ * meanwhile. *rev gets the revision of the write, 0 when the spec already said so. */
+static int change_spec(struct ctl *c, const char *vm, const char *what, spec_change_fn fn,
+		       const void *arg, int64_t *rev)
 {
 	struct etcd_err err = { "" };
 	char key[CTL_KEY_MAX];
@@ -33,26 +39,16 @@ static int set_running(struct ctl *c, const char *vm, bool run, int64_t *rev)
 			return CTL_FAIL;
 		*rev = 0;
 		vv = cl_view_vm(&v, vm);
-		if (!vv || !vv->has_spec) {
+		rc = !vv || !vv->has_spec ? ctl_fail("unknown vm %s", vm) : fn(vm, vv, arg);
+		if (rc) {
 			cl_view_free(&v);
-			return ctl_fail("unknown vm %s", vm);
+			return rc == SAME ? CTL_OK : rc;
 		}
-		if (vv->spec.running == run) {
-			rc = run && failed_here(vv)
-				     ? ctl_fail("vm %s failed on %s: %s; it is not "
-						"restarted by itself: run cmectl "
-						"vm stop %s, then vm start %s",
-						vm, vv->status.node, vv->status.error, vm, vm)
-				     : CTL_OK;
-			cl_view_free(&v);
-			return rc;
-		}
-		vv->spec.running = run;
 		val = cl_spec_json(&vv->spec);
 		rc = !val ? ctl_fail("out of memory")
 		     : etcd_cas_mod(c->etcd, ctl_key(c, key, "vms", vm, "spec"), vv->spec_rev, val,
 				    strlen(val), 0, &swapped, rev, &err)
-			     ? ctl_fail("%s vm %s: %s", run ? "starting" : "stopping", vm, err.msg)
+			     ? ctl_fail("%s vm %s: %s", what, vm, err.msg)
 			     : CTL_OK;
 		free(val);
 		cl_view_free(&v);
@@ -60,6 +56,29 @@ static int set_running(struct ctl *c, const char *vm, bool run, int64_t *rev)
 			return rc;
 	}
 	return ctl_fail("vm %s keeps being changed concurrently; try again", vm);
+}
+
+/* spec.running = *arg; a failed VM asked to run again is told how to retry it. */
+static int change_running(const char *vm, struct cl_vm_view *vv, const void *arg)
+{
+	bool run = *(const bool *)arg;
+
+	if (vv->spec.running != run) {
+		vv->spec.running = run;
+		return CTL_OK;
+	}
+	if (run && failed_here(vv))
+		return ctl_fail("vm %s failed on %s: %s; it is not restarted by itself: run "
+				"cmectl vm stop %s, then vm start %s",
+				vm, vv->status.node, vv->status.error, vm, vm);
+	return SAME;
+}
+
+/* Set spec.running = run. *rev as change_spec's (0: a failed status is already the
+ * answer). */
+static int set_running(struct ctl *c, const char *vm, bool run, int64_t *rev)
+{
+	return change_spec(c, vm, run ? "starting" : "stopping", change_running, &run, rev);
 }
 
 static int start_stop(struct ctl *c, const char *cmd, bool run, int argc, char **argv)
@@ -99,6 +118,50 @@ int ctl_cmd_vm_start(struct ctl *c, int argc, char **argv)
 int ctl_cmd_vm_stop(struct ctl *c, int argc, char **argv)
 {
 	return start_stop(c, "vm stop", false, argc, argv);
+}
+
+/* ---- vm balloon --------------------------------------------------------------------- */
+
+/* spec.balloon_mb = *arg, for a VM created with a balloon, at most its memory. */
+static int change_balloon(const char *vm, struct cl_vm_view *vv, const void *arg)
+{
+	uint64_t mb = *(const uint64_t *)arg;
+
+	if (!vv->spec.balloon)
+		return ctl_fail("vm %s has no balloon (create it with cmectl vm create --balloon)",
+				vm);
+	if (mb > vv->spec.mem_mb)
+		return ctl_fail("vm %s: balloon target %llu MiB is more than its %llu MiB", vm,
+				(unsigned long long)mb, (unsigned long long)vv->spec.mem_mb);
+	if (vv->spec.balloon_mb == mb)
+		return SAME;
+	vv->spec.balloon_mb = mb;
+	return CTL_OK;
+}
+
+/* The target goes into the spec; the node that owns the VM gives it to its VMM (and again
+ * to every new VMM of the VM: after a restart, a migration, a restart of the daemon). */
+int ctl_cmd_vm_balloon(struct ctl *c, int argc, char **argv)
+{
+	static const char *const names[] = { "NAME", "MB" };
+	const char *pos[2] = { NULL, NULL };
+	uint64_t mb;
+	int64_t rev = 0;
+	int rc = ctl_args_parse_n(c, "vm balloon", argc, argv, NULL, names, pos, 2);
+
+	if (rc || (rc = ctl_args_uint("vm balloon", "MB", pos[1], 0, UINT32_MAX, &mb)) ||
+	    (rc = change_spec(c, pos[0], "ballooning", change_balloon, &mb, &rev)))
+		return rc;
+	if (rev)
+		ctl_event(c, pos[0], "balloon", "vm %s balloon target %llu MiB set by cmectl",
+			  pos[0], (unsigned long long)mb);
+	if (c->json)
+		ctl_out_json(json_pack("{s:s, s:I, s:s}", "vm", pos[0], "target_mb", (json_int_t)mb,
+				       "result", rev ? "requested" : "unchanged"));
+	else
+		printf("vm %s: balloon target %llu MiB %s; cmectl vm show %s follows its actual\n",
+		       pos[0], (unsigned long long)mb, rev ? "requested" : "unchanged", pos[0]);
+	return CTL_OK;
 }
 
 /* ---- vm delete ---------------------------------------------------------------------- */

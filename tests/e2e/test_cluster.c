@@ -377,6 +377,102 @@ static void test_daemon_restart_readopts(void)
 	json_decref(st);
 }
 
+/* The balloon's actual (MiB) as vm's VMM on node reports it, -1 when it does not answer. */
+static long long vmm_balloon_actual(int node, const char *vm)
+{
+	json_t *st = cluster_vmm_status(&C, node, vm);
+	json_t *a = json_object_get(json_object_get(st, "balloon"), "actual_mb");
+	long long mb = json_is_integer(a) ? json_integer_value(a) : -1;
+
+	json_decref(st);
+	return mb;
+}
+
+/* Poll until the status record says the balloon holds mb, as the node last saw it. */
+static bool wait_status_balloon(const char *vm, long long mb)
+{
+	char key[128];
+
+	snprintf(key, sizeof(key), "vms/%s/status", vm);
+	for (int t = 0; t < 2 * WAIT_MS; t += 200, sleep_ms(200)) {
+		json_t *st = cluster_get(&C, key);
+		bool there = json_integer_value(json_object_get(st, "balloon_actual_mb")) == mb &&
+			     json_integer_value(json_object_get(st, "balloon_target_mb")) == mb;
+
+		json_decref(st);
+		if (there)
+			return true;
+	}
+	return false;
+}
+
+static bool wait_vmm_balloon(int node, const char *vm, long long mb)
+{
+	for (int t = 0; t < 2 * WAIT_MS; t += 200, sleep_ms(200))
+		if (vmm_balloon_actual(node, vm) == mb)
+			return true;
+	return false;
+}
+
+/* cmectl vm balloon: the desired target goes into the spec, the owning node gives it to
+ * the VMM, the guest inflates, and vm show and the status record follow; bad targets are
+ * refused with one line; a VMM started again (kill -9, restart policy) gets the target
+ * again. */
+static void test_balloon(void)
+{
+	char *out = NULL, *err = NULL;
+	pid_t pid;
+	int node, rc;
+
+	START_CLUSTER(2);
+	rc = cmectl(&C, &out, &err, "vm", "create", "vmb", "--mem", "512M", "--vcpus", "2",
+		    "--image", test_guest(), "--cmdline", "wss_mb=16 vcpus=1 balloon_mb=128",
+		    "--balloon", NULL);
+	cluster_expect_ok("vm create --balloon", rc, out, err);
+	node = owner_of("vmb", NULL);
+	CU_ASSERT_FATAL(node >= 0);
+	CU_ASSERT_FATAL(wait_running("vmb"));
+	CU_ASSERT_TRUE(wait_heartbeats(node, "vmb", 2));
+
+	rc = cmectl(&C, &out, &err, "vm", "balloon", "vmb", "96", NULL);
+	cluster_expect_ok("vm balloon", rc, out, err);
+	CU_ASSERT_TRUE(wait_status_balloon("vmb", 96));
+	CU_ASSERT_EQUAL(vmm_balloon_actual(node, "vmb"), 96);
+	rc = cmectl(&C, &out, &err, "vm", "show", "vmb", NULL);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out ? out : "", "balloon:   target 96 MiB, actual 96 MiB"));
+	free(out);
+	free(err);
+
+	rc = cmectl(&C, &out, &err, "vm", "balloon", "vmb", "600", NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err ? err : "", "more than its 512 MiB"));
+	free(out);
+	free(err);
+	rc = cmectl(&C, &out, &err, "vm", "balloon", "vmb", "lots", NULL);
+	CU_ASSERT_EQUAL(rc, 2);
+	free(out);
+	free(err);
+	rc = cmectl(&C, &out, &err, "vm", "balloon", "nosuch", "8", NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err ? err : "", "unknown vm nosuch"));
+	free(out);
+	free(err);
+
+	/* A new VMM of the VM (restarted by its policy) gets the target again. */
+	pid = cluster_vmm_pid(&C, node, "vmb");
+	kill(pid, SIGKILL);
+	for (int t = 0; t < WAIT_MS; t += 100, sleep_ms(100)) {
+		pid_t now = cluster_vmm_pid(&C, node, "vmb");
+
+		if (now > 0 && now != pid)
+			break;
+	}
+	CU_ASSERT_NOT_EQUAL(cluster_vmm_pid(&C, node, "vmb"), pid);
+	CU_ASSERT_TRUE(wait_vmm_balloon(node, "vmb", 96));
+	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-balloon", "vmb"));
+}
+
 /* Records an operator (or a bug) wrote wrong change nothing: an unreadable spec is not a
  * deleted VM, and a key below the owner record is not the owner record. */
 static void test_malformed_records(void)
@@ -563,6 +659,8 @@ void suite_cluster(void)
 		{ "malformed records change nothing", test_malformed_records },
 		{ "a second daemon with the same node name runs nothing",
 		  test_duplicate_node_name },
+		{ "cmectl vm balloon: the owning node applies the target, again after a restart",
+		  test_balloon },
 		{ NULL, NULL },
 	};
 

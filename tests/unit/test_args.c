@@ -117,6 +117,27 @@ static void test_cgroup(void)
 	CU_ASSERT_EQUAL(o.nr_disks, 1);
 }
 
+/* --balloon: the last virtio slot, so 8 disks leave no room; not with --hugepages. */
+static void test_balloon(void)
+{
+	static const char *const a[] = { "--image", "g", "--disk", "a.img", "--balloon", NULL };
+	static const char *const nine[] = { "--image", "g",	 "--disk", "1",		"--disk",
+					    "2",       "--disk", "3",	   "--disk",	"4",
+					    "--disk",  "5",	 "--disk", "6",		"--disk",
+					    "7",       "--disk", "8",	   "--balloon", NULL };
+	static const char *const huge[] = { "--image", "g", "--balloon", "--hugepages", NULL };
+	struct run_opts o;
+	char err[256] = "";
+
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, a), 0);
+	CU_ASSERT_TRUE(o.balloon);
+	CU_ASSERT_EQUAL(o.nr_disks, 1);
+	CU_ASSERT_EQUAL(parse(&o, err, nine), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "at most 8 virtio devices in all"));
+	CU_ASSERT_EQUAL(parse(&o, err, huge), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--balloon and --hugepages exclude each other"));
+}
+
 /* Each bad command line fails with a message naming the culprit. */
 static void test_run_bad(void)
 {
@@ -180,6 +201,7 @@ void suite_args(void)
 		{ "run: bad options name the problem", test_run_bad },
 		{ "run: --disk PATH[,ro][,direct]", test_disks },
 		{ "run, incoming: --cgroup PATH[,cpu=CPUS][,mem=SIZE]", test_cgroup },
+		{ "run: --balloon", test_balloon },
 		{ "console targets", test_console_cfg },
 		{ NULL, NULL },
 	};

@@ -45,6 +45,8 @@ static struct cl_spec sample_spec(void)
 			     .mem_mb = 512,
 			     .priority = -3,
 			     .running = true,
+			     .balloon = true,
+			     .balloon_mb = 384,
 			     .created_ms = 1795478477034ULL };
 
 	strcpy(s.name, "web1");

@@ -12,8 +12,8 @@ struct config cfg;
 /* Parameters as given; UNSET where the default depends on the machine. */
 static struct {
 	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo, disk_mb, disk_bad,
-		disk_discard, disk_bench;
-} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0 };
+		disk_discard, disk_bench, balloon_mb, balloon_report, balloon_bad;
+} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0, 0, 0, 0 };
 
 static const struct {
 	const char *key;
@@ -31,6 +31,9 @@ static const struct {
 	{ "disk_bad", &arg.disk_bad },
 	{ "disk_discard", &arg.disk_discard },
 	{ "disk_bench", &arg.disk_bench },
+	{ "balloon_mb", &arg.balloon_mb },
+	{ "balloon_report", &arg.balloon_report },
+	{ "balloon_bad", &arg.balloon_bad },
 };
 
 static __attribute__((noreturn)) void bad_arg(const char *what, u64 v)
@@ -100,6 +103,29 @@ static void parse_cmdline(const char *s)
 	}
 }
 
+/* balloon_mb / balloon_bad: a vCPU of its own (the last: not vCPU 0, which prints the
+ * heartbeats and drives the disk, nor a writer), and the pool after the working set. */
+static void check_balloon(u64 wss_end)
+{
+	u64 writers = arg.vcpus == UNSET ? cfg.nr_vcpus : arg.vcpus;
+
+	cfg.pool_base = (wss_end + WSS_ALIGN - 1) & ~(WSS_ALIGN - 1);
+	if (!arg.balloon_mb && !arg.balloon_bad)
+		return;
+	if (cfg.nr_vcpus < 2 || writers >= cfg.nr_vcpus)
+		bad_arg("balloon_mb and balloon_bad need a vCPU that does not write: vcpus= below "
+			"the VM's vCPUs, and at least 2",
+			writers);
+	if (cfg.virtio_count == 0)
+		bad_arg("balloon_mb and balloon_bad need a balloon (cme-vmm --balloon)", 0);
+	if (arg.balloon_mb > cfg.mem_bytes / MIB ||
+	    cfg.pool_base + arg.balloon_mb * MIB > cfg.mem_bytes)
+		bad_arg("balloon_mb does not fit in RAM after the working set", arg.balloon_mb);
+	if (arg.balloon_report > 1 || arg.balloon_bad > 1)
+		bad_arg("balloon_report and balloon_bad must be 0 or 1", 0);
+	cfg.balloon_cpu = cfg.nr_vcpus - 1;
+}
+
 /* The working set sits in RAM offsets [wss_base, wss_base + wss bytes); RAM offsets past
  * 3 GiB are mapped 1 GiB higher, which the workload does when it forms addresses. */
 static void check_args(void)
@@ -129,6 +155,7 @@ static void check_args(void)
 		bad_arg("disk_mb and disk_bad need a disk (cme-vmm --disk)", 0);
 	if (cfg.nr_vcpus == 0 || cfg.nr_vcpus > MAX_CPUS)
 		bad_arg("the boot info gives a bad vCPU count", cfg.nr_vcpus);
+	check_balloon(wss_base + (fits ? arg.wss_mb * MIB : 0));
 	if (cfg.tsc_khz == 0)
 		bad_arg("the boot info gives no TSC frequency", 0);
 	cfg.wss_base = wss_base;
@@ -156,4 +183,7 @@ void config_init(const struct boot_info *bi)
 	cfg.disk_bad = arg.disk_bad;
 	cfg.disk_discard = arg.disk_discard;
 	cfg.disk_bench = arg.disk_bench;
+	cfg.balloon_mb = arg.balloon_mb;
+	cfg.balloon_report = arg.balloon_report;
+	cfg.balloon_bad = arg.balloon_bad;
 }

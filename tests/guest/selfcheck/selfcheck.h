@@ -117,16 +117,21 @@ struct config {
 	u64 tsc_khz;
 	u64 wss_base; /* RAM offset of the first working-set page, 2 MiB aligned */
 	u64 wss_pages;
-	u64 stride;	  /* only pages whose index % stride == 0 are touched */
-	u64 dirty_rate;	  /* MiB/s over all writers, 0 = unpaced */
-	u64 hb_tsc;	  /* heartbeat period in TSC cycles */
-	u64 exit_after;	  /* heartbeats before exiting, 0 = never */
-	u64 iters;	  /* mode=ioloop: port writes */
-	bool echo;	  /* echo=1: UART receive interrupts, RX lines */
-	u64 disk_mb;	  /* disk_mb=N: vCPU 0 writes and checks the first N MiB of disk 0 */
-	u64 disk_bad;	  /* disk_bad=1: program a queue outside RAM, expect NEEDS_RESET */
-	u64 disk_discard; /* disk_discard=1: after pass 1, discard half the blocks, check zeros */
-	u64 disk_bench;	  /* disk_bench=1: time pass 1's writes and reads (DISKBENCH line) */
+	u64 stride;	    /* only pages whose index % stride == 0 are touched */
+	u64 dirty_rate;	    /* MiB/s over all writers, 0 = unpaced */
+	u64 hb_tsc;	    /* heartbeat period in TSC cycles */
+	u64 exit_after;	    /* heartbeats before exiting, 0 = never */
+	u64 iters;	    /* mode=ioloop: port writes */
+	bool echo;	    /* echo=1: UART receive interrupts, RX lines */
+	u64 disk_mb;	    /* disk_mb=N: vCPU 0 writes and checks the first N MiB of disk 0 */
+	u64 disk_bad;	    /* disk_bad=1: program a queue outside RAM, expect NEEDS_RESET */
+	u64 disk_discard;   /* disk_discard=1: after pass 1, discard half the blocks, check zeros */
+	u64 disk_bench;	    /* disk_bench=1: time pass 1's writes and reads (DISKBENCH line) */
+	u64 balloon_mb;	    /* balloon_mb=N: a pool of N MiB the balloon inflates from */
+	u64 balloon_report; /* balloon_report=1: report half the pool free once */
+	u64 balloon_bad;    /* balloon_bad=1: inflate a PFN in the MMIO hole, expect NEEDS_RESET */
+	u64 pool_base;	    /* RAM offset of the pool, after the working set, 2 MiB aligned */
+	u32 balloon_cpu;    /* the vCPU that drives the balloon: the last one */
 	u64 virtio_base;
 	u32 virtio_count;
 };
@@ -173,6 +178,54 @@ const struct boot_info *mb_setup(u32 magic, u32 mbi);
  * EXIT_BADARG on a bad value. Runs on vCPU 0 only, before the others are released. */
 void config_init(const struct boot_info *bi);
 
+/* vmmio.c: the virtio-mmio side of the ring-3 drivers. One chain at a time per queue,
+ * always starting at descriptor 0. */
+#define VQ_SIZE		     8
+#define VIRTIO_R_STATUS	     0x070
+#define VIRTIO_R_CONFIG_GEN  0x0fc
+#define VIRTIO_R_CONFIG	     0x100
+#define VIRTIO_S_NEEDS_RESET 64
+#define VQ_D_NEXT	     1
+#define VQ_D_WRITE	     2
+
+struct vdesc {
+	u64 addr;
+	u32 len;
+	u16 flags, next;
+};
+
+struct vq {
+	struct vdesc desc[VQ_SIZE] __attribute__((aligned(16)));
+	volatile struct {
+		u16 flags, idx, ring[VQ_SIZE], used_event;
+	} avail __attribute__((aligned(2)));
+	volatile struct {
+		u16 flags, idx;
+		struct {
+			u32 id, len;
+		} ring[VQ_SIZE];
+		u16 avail_event;
+	} used __attribute__((aligned(4)));
+	volatile u32 *regs;
+	u32 index;
+	u16 next_avail, seen_used;
+};
+
+u32 vmmio_rd(volatile u32 *regs, u32 off);
+void vmmio_wr(volatile u32 *regs, u32 off, u32 v);
+/* The first of the boot info's virtio slots whose device is device_id, or 0. */
+volatile u32 *vmmio_find(u32 device_id);
+/* Reset the device and negotiate VIRTIO_F_VERSION_1 and the low feature bits want the
+ * device offers (*got). 0, or -1 after printing "ERROR name: why". */
+int vmmio_start(volatile u32 *regs, u32 device_id, u32 want, u32 *got, const char *name);
+/* Set up queue index with q's rings (desc_at: another descriptor address, to test a bad
+ * one; 0 for q's own). 0, or -1 after printing ERROR. */
+int vmmio_queue(volatile u32 *regs, struct vq *q, u32 index, u64 desc_at, const char *name);
+void vmmio_driver_ok(volatile u32 *regs);
+/* Post the chain at descriptor 0 and wait for the device to use it: 0, or -1 when the
+ * device needs a reset. */
+int vq_submit(struct vq *q);
+
 /* vblk.c: a polled virtio-blk driver for ring 3 (disk 0 only). */
 /* Set up the device at base: 0, or -1 after printing "ERROR disk: why". *ro and *sectors
  * tell what the device offers. bad_queue: give a queue address outside RAM on purpose. */
@@ -185,6 +238,24 @@ u8 vblk_flush(void);
 u8 vblk_discard(u64 sector, u32 sectors);
 /* The device's status register. */
 u32 vblk_status(void);
+
+/* vballoon.c: a polled virtio-balloon driver for ring 3. */
+/* Find and set up the balloon, with free-page reporting when want_report and the device
+ * offers it (*reporting). 0, or -1 after printing ERROR. */
+int vballoon_init(bool want_report, bool *reporting);
+/* The target (num_pages), read consistently; *gen its configuration generation. */
+u32 vballoon_target(u32 *gen);
+/* Tell the device how many pages the balloon holds (actual). */
+void vballoon_set_actual(u32 pages);
+/* Give (inflate) or take back (deflate) n pages by PFN; 0, or -1 when the device needs a
+ * reset. */
+int vballoon_give(bool inflate, const u32 *pfn, u32 n);
+/* Report guest range [gpa, gpa + len) free; 0, or -1 when the device needs a reset. */
+int vballoon_report(u64 gpa, u64 len);
+u32 vballoon_status(void);
+
+/* balloon.c: balloon_mb / balloon_bad, on vCPU cfg.balloon_cpu. */
+__attribute__((noreturn)) void balloon_run(void);
 
 /* ring0.c: virtio interrupts taken (disk 0), counted by the handler. */
 extern volatile u64 virtio_irqs;
@@ -217,6 +288,12 @@ static inline u64 rdtsc(void)
 static inline void cpu_relax(void)
 {
 	__asm__ volatile("pause" : : : "memory");
+}
+
+/* Ring 3: sleep until the next interrupt (IDLE_VECTOR, above). */
+static inline void idle(void)
+{
+	__asm__ volatile("int3" : : : "memory");
 }
 
 /* Ends the VM with this exit status; never returns. */

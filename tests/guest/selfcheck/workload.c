@@ -70,11 +70,6 @@ static inline u64 gen_read(void)
 	return v;
 }
 
-static inline void idle(void)
-{
-	__asm__ volatile("int3" : : : "memory"); /* IDLE_VECTOR, see selfcheck.h */
-}
-
 /* Working-set page idx; RAM offsets from 3 GiB on live above the 3-4 GiB hole. */
 static inline volatile u64 *page_at(u64 idx)
 {
@@ -433,6 +428,8 @@ void user_main(u64 cpu)
 		report_start();
 	if (cpu == 0 && (cfg.disk_mb || cfg.disk_bad))
 		disk_run(); /* vCPU 0 drives the disk instead of writing pages */
+	if ((cfg.balloon_mb || cfg.balloon_bad) && cpu == cfg.balloon_cpu)
+		balloon_run(); /* a vCPU of its own: the writers and heartbeats go on */
 	if (cfg.mode == MODE_WRITE && cpu < cfg.writers)
 		writer_run((u32)cpu);
 	for (;;) {
