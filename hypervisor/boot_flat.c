@@ -50,7 +50,7 @@ struct boot_info {
 	uint64_t cmdline_gpa;
 	uint64_t tsc_khz;
 	uint64_t virtio_base;  /* virtio-mmio device i at virtio_base + i * 4 KiB */
-	uint32_t virtio_count; /* how many (the disks, in --disk order) */
+	uint32_t virtio_count; /* how many (the disks, then the nets) */
 	uint32_t reserved;
 };
 
@@ -140,8 +140,8 @@ static void flat_write_percpu(struct vm *vm, unsigned id, uint64_t cmdline_gpa)
 		.nr_vcpus = vm->cfg.nr_vcpus,
 		.cmdline_gpa = cmdline_gpa,
 		.tsc_khz = vm->tsc_khz,
-		.virtio_base = vm->cfg.nr_disks ? VIRTIO_MMIO_BASE : 0,
-		.virtio_count = vm->cfg.nr_disks,
+		.virtio_base = vm_virtio_count(&vm->cfg) ? VIRTIO_MMIO_BASE : 0,
+		.virtio_count = vm_virtio_count(&vm->cfg),
 	};
 
 	flat_write_gdt(mem + page + FLAT_PERCPU_GDT, page + FLAT_PERCPU_TSS);

@@ -315,13 +315,14 @@ static int lx_filter_cpuid(struct vm *vm)
  * NULL when out of memory). */
 static char *with_devices(const struct vm *vm, const char *cmdline)
 {
-	size_t len = (cmdline ? strlen(cmdline) : 0) + 64 * (size_t)vm->cfg.nr_disks + 1, n;
+	size_t len = (cmdline ? strlen(cmdline) : 0) + 64 * (size_t)vm_virtio_count(&vm->cfg) + 1,
+	       n;
 	char *buf = malloc(len);
 
 	if (!buf)
 		return NULL;
 	n = (size_t)snprintf(buf, len, "%s", cmdline ? cmdline : "");
-	for (unsigned i = 0; i < vm->cfg.nr_disks; i++)
+	for (unsigned i = 0; i < vm_virtio_count(&vm->cfg); i++)
 		n += (size_t)snprintf(buf + n, len - n, "%svirtio_mmio.device=4K@0x%llx:%u",
 				      n ? " " : "",
 				      (unsigned long long)(VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_SIZE),

@@ -86,10 +86,12 @@ struct dev_ops {
 };
 
 /* What the board gives a device of which a VM may have several (its create finds it in
- * d->priv): its argument (a struct vm_disk, ...) and its index among its kind. */
+ * d->priv): its argument (a struct vm_disk, ...), its index among its kind, and for a
+ * virtio device its slot in the MMIO window (disks first, then nets). */
 struct vm_dev_arg {
 	const void *arg;
 	unsigned index;
+	unsigned slot;
 };
 
 struct vm_device {

@@ -150,6 +150,7 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
 	info->uptime_ns = vm->start_ns ? now - vm->start_ns : 0;
 	info->paused_ns = vm->paused_ns;
 	info->nr_disks = vm->cfg.nr_disks;
+	info->nr_nets = vm->cfg.nr_nets;
 	info->hugepages = vm->cfg.hugepages;
 	info->ksm = vm->cfg.ksm;
 	info->nr_pin = vm->cfg.nr_pin;

@@ -22,6 +22,11 @@ static inline unsigned virtio_irq(unsigned i)
 
 	return pins[i % 8];
 }
+/* Virtio devices in the MMIO window: the disks, then the nets. */
+static inline unsigned vm_virtio_count(const struct vm_config *cfg)
+{
+	return cfg->nr_disks + cfg->nr_nets;
+}
 #define VM_MAX_SLOTS	 2
 #define VM_EXIT_PORT	 0x501
 #define VM_RESET_PORT	 0xcf9 /* PC reset control register; also the ACPI reset register */

@@ -329,6 +329,10 @@ static int mig_prepare(struct migration *m, const struct mig_params *p, char *er
 	if (info.nr_disks)
 		return snprintf(err, errlen, "live migration does not carry virtio disks yet"),
 		       -ENOTSUP;
+	if (info.nr_nets)
+		return snprintf(err, errlen,
+				"live migration does not carry virtio network devices yet"),
+		       -ENOTSUP;
 	if (!p->to || net_parse_hostport(p->to, m->host, sizeof(m->host), &m->port) < 0 || !m->port)
 		return snprintf(err, errlen, "destination \"%s\" is not HOST:PORT",
 				p->to ? p->to : ""),

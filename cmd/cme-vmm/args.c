@@ -63,6 +63,87 @@ static int parse_disk(char *a, struct run_opts *o, char *err, size_t errlen)
 	return 0;
 }
 
+#define NET_USAGE "expected tap=NAME[,mac=XX:XX:XX:XX:XX:XX]"
+
+/* A MAC written XX:XX:XX:XX:XX:XX that a device may have: unicast, not all zero. */
+static bool parse_mac(const char *s, uint8_t *mac)
+{
+	unsigned v[VM_MAC_LEN], any = 0;
+	int end = 0;
+
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%n", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+		   &end) != VM_MAC_LEN ||
+	    s[end] || strlen(s) != 17)
+		return false;
+	for (int i = 0; i < VM_MAC_LEN; i++) {
+		mac[i] = (uint8_t)v[i];
+		any |= v[i];
+	}
+	return any && !(mac[0] & 1);
+}
+
+/* An interface name the kernel takes: 1 to 15 characters, no '/', ':' or white space. */
+static bool ifname_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= 15 && !strpbrk(s, "/: \t\n") && strcmp(s, ".") && strcmp(s, "..");
+}
+
+/* One KEY=VALUE of --net into n; false when it is not one. */
+static bool net_key(struct vm_net *n, const char *key, const char *val, const char **what)
+{
+	*what = NULL;
+	if (!strcmp(key, "tap")) {
+		n->tap = val;
+		*what = ifname_ok(val) ? NULL
+				       : "is not an interface name (1 to 15 characters, no "
+					 "'/', ':' or spaces)";
+		return true;
+	}
+	if (!strcmp(key, "mac")) {
+		n->mac_set = parse_mac(val, n->mac);
+		*what = n->mac_set ? NULL : "is not a unicast MAC address (XX:XX:XX:XX:XX:XX)";
+		return true;
+	}
+	return false;
+}
+
+/* --net tap=NAME[,mac=MAC]: the keys in any order, cut apart in argv's string. */
+static int parse_net(char *a, struct run_opts *o, char *err, size_t errlen)
+{
+	char orig[160];
+	struct vm_net *n;
+	const char *what;
+
+	snprintf(orig, sizeof(orig), "%s", a);
+	if (o->nr_nets == VM_MAX_NETS)
+		return arg_fail(err, errlen, "--net %s: at most 4 network devices", orig);
+	n = &o->nets[o->nr_nets];
+	*n = (struct vm_net){ 0 };
+	for (char *key = a, *next; key; key = next) {
+		char *eq = strchr(key, '=');
+
+		next = strchr(key, ',');
+		if (next)
+			*next++ = 0;
+		if (eq && (!next || eq < next - 1))
+			*eq = 0;
+		else
+			eq = NULL;
+		if (!eq || !net_key(n, key, eq + 1, &what))
+			return arg_fail(err, errlen, "--net %s: " NET_USAGE, orig);
+		if (what) {
+			snprintf(err, errlen, "--net %s: %s=%s %s", orig, key, eq + 1, what);
+			return -EINVAL;
+		}
+	}
+	if (!n->tap)
+		return arg_fail(err, errlen, "--net %s: no tap=NAME", orig);
+	o->nr_nets++;
+	return 0;
+}
+
 /* --pin-vcpus 0,2,3: vCPU i runs on host CPU list[i] (fewer CPUs than vCPUs pins the
  * first ones). Whether those CPUs exist is checked when the VM starts. */
 static int parse_pin(const char *a, struct run_opts *o, char *err, size_t errlen)
@@ -97,6 +178,7 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 		return 0;
 	case 'K': o->ksm = true; return 0;
 	case 'd': return parse_disk(a, o, err, errlen);
+	case 'N': return parse_net(a, o, err, errlen);
 	case 'm': return parse_mem(a, o, err, errlen);
 	case 'c': return parse_vcpus(a, o, err, errlen);
 	case 'i': o->image = a; return 0;
@@ -166,7 +248,8 @@ static int check_mode(const struct run_opts *o, bool restore, char *err, size_t 
 static int check_incoming(const struct run_opts *o, char *err, size_t errlen)
 {
 	if (o->image || o->kernel || o->cmdline || o->initrd || o->snapshot || o->mem_bytes ||
-	    o->vcpus || o->paused || o->nr_disks || o->hugepages || o->ksm || o->nr_pin || o->epoch)
+	    o->vcpus || o->paused || o->nr_disks || o->nr_nets || o->hugepages || o->ksm ||
+	    o->nr_pin || o->epoch)
 		return arg_fail(
 			err, errlen, "%s",
 			"incoming takes the VM from the source: only --listen, --tls-dir, "
@@ -198,6 +281,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "fence-deadline", required_argument, NULL, 'F' },
 		{ "exit-file", required_argument, NULL, 'X' },
 		{ "disk", required_argument, NULL, 'd' },
+		{ "net", required_argument, NULL, 'N' },
 		{ "pin-vcpus", required_argument, NULL, 'P' },
 		{ "hugepages", no_argument, NULL, 'H' },
 		{ "ksm", no_argument, NULL, 'K' },
@@ -229,5 +313,8 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		return arg_fail(err, errlen, "%s", "no snapshot given: cme-vmm restore FILE");
 	if (optind < argc)
 		return arg_fail(err, errlen, "unexpected argument %s", argv[optind]);
+	if (o->nr_disks + o->nr_nets > VM_MAX_VIRTIO)
+		return arg_fail(err, errlen, "%s",
+				"--disk and --net: at most 8 virtio devices in all");
 	return incoming ? check_incoming(o, err, errlen) : check_mode(o, restore, err, errlen);
 }

@@ -172,6 +172,7 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 				 .nr_vcpus = o->vcpus,
 				 .console = o->console,
 				 .nr_disks = o->nr_disks,
+				 .nr_nets = o->nr_nets,
 				 .hugepages = o->hugepages,
 				 .ksm = o->ksm,
 				 .nr_pin = o->nr_pin,
@@ -181,6 +182,7 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 	int rc;
 
 	memcpy(cfg.disks, o->disks, sizeof(cfg.disks));
+	memcpy(cfg.nets, o->nets, sizeof(cfg.nets));
 	memcpy(cfg.pin, o->pin, sizeof(cfg.pin));
 	if (pin_check(o))
 		return -EINVAL;

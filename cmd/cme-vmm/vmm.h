@@ -37,6 +37,8 @@ struct run_opts {
 	struct console_cfg console;
 	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */
 	unsigned nr_disks;
+	struct vm_net nets[VM_MAX_NETS]; /* --net tap=NAME,...: virtio-net, in order */
+	unsigned nr_nets;
 	bool hugepages, ksm;   /* --hugepages, --ksm */
 	int pin[VM_MAX_VCPUS]; /* --pin-vcpus CPU,CPU,...: host CPU of vCPU i */
 	unsigned nr_pin;

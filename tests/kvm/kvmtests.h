@@ -13,4 +13,5 @@ void suite_migrate_ext(void);
 void suite_vmm_fence(void);
 void suite_virtio(void);
 void suite_resources(void);
+void suite_net(void);
 #endif

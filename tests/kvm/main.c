@@ -18,5 +18,6 @@ int main(void)
 	suite_vmm_fence();
 	suite_virtio();
 	suite_resources();
+	suite_net();
 	return test_main("kvm");
 }

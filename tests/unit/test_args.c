@@ -92,6 +92,37 @@ static void test_disks(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "at most 8 disks"));
 }
 
+/* --net tap=NAME[,mac=MAC]: keys in any order, in --net order; a missing MAC is left to
+ * be derived; at most 4 nets and 8 virtio devices in all. */
+static void test_nets(void)
+{
+	static const char *const a[] = { "--image",  "g",     "--net",
+					 "tap=tap0", "--net", "mac=02:AA:bb:cc:dd:0e,tap=vm1-tap1",
+					 NULL };
+	static const char *const five[] = { "--image", "g",	"--net", "tap=a", "--net",
+					    "tap=b",   "--net", "tap=c", "--net", "tap=d",
+					    "--net",   "tap=e", NULL };
+	static const char *const nine[] = { "--image", "g",	"--disk", "1", "--disk", "2",
+					    "--disk",  "3",	"--disk", "4", "--disk", "5",
+					    "--disk",  "6",	"--disk", "7", "--net",	 "tap=a",
+					    "--net",   "tap=b", NULL };
+	static const uint8_t mac[6] = { 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e };
+	struct run_opts o;
+	char err[256] = "";
+
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, a), 0);
+	CU_ASSERT_EQUAL(o.nr_nets, 2);
+	CU_ASSERT_STRING_EQUAL(o.nets[0].tap, "tap0");
+	CU_ASSERT_FALSE(o.nets[0].mac_set);
+	CU_ASSERT_STRING_EQUAL(o.nets[1].tap, "vm1-tap1");
+	CU_ASSERT_TRUE(o.nets[1].mac_set);
+	CU_ASSERT_EQUAL(memcmp(o.nets[1].mac, mac, 6), 0);
+	CU_ASSERT_EQUAL(parse(&o, err, five), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--net tap=e: at most 4 network devices"));
+	CU_ASSERT_EQUAL(parse(&o, err, nine), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "at most 8 virtio devices in all"));
+}
+
 /* Each bad command line fails with a message naming the culprit. */
 static void test_run_bad(void)
 {
@@ -116,6 +147,24 @@ static void test_run_bad(void)
 		{ { "--image", "g", "--disk", "d.img,rw", NULL },
 		  "expected PATH with options ,ro and ,direct" },
 		{ { "--image", "g", "--disk", ",ro", NULL }, "--disk: empty path" },
+		{ { "--image", "g", "--net", "mac=02:00:00:00:00:01", NULL },
+		  "--net mac=02:00:00:00:00:01: no tap=NAME" },
+		{ { "--image", "g", "--net", "tap=t,speed=9", NULL },
+		  "--net tap=t,speed=9: expected tap=NAME" },
+		{ { "--image", "g", "--net", "tap", NULL }, "--net tap: expected tap=NAME" },
+		{ { "--image", "g", "--net", "tap=", NULL }, "tap= is not an interface name" },
+		{ { "--image", "g", "--net", "tap=a/b", NULL },
+		  "tap=a/b is not an interface name" },
+		{ { "--image", "g", "--net", "tap=sixteen-chars-xy", NULL },
+		  "is not an interface name" },
+		{ { "--image", "g", "--net", "tap=t,mac=02:00:00:00:00", NULL },
+		  "mac=02:00:00:00:00 is not a unicast MAC address" },
+		{ { "--image", "g", "--net", "tap=t,mac=03:00:00:00:00:01", NULL },
+		  "is not a unicast MAC" },
+		{ { "--image", "g", "--net", "tap=t,mac=00:00:00:00:00:00", NULL },
+		  "is not a unicast MAC" },
+		{ { "--image", "g", "--net", "tap=t,mac=02:00:00:00:00:0g", NULL },
+		  "is not a unicast MAC" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -149,6 +198,7 @@ void suite_args(void)
 		{ "run: defaults", test_run_defaults },
 		{ "run: bad options name the problem", test_run_bad },
 		{ "run: --disk PATH[,ro][,direct]", test_disks },
+		{ "run: --net tap=NAME[,mac=MAC]", test_nets },
 		{ "console targets", test_console_cfg },
 		{ NULL, NULL },
 	};

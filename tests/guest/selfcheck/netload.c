@@ -1,0 +1,140 @@
+/* netload.c — the net vCPU's work (net_frames, net_bench, net_bad): it drives the first
+ * virtio-net device with vnet.c, sending stamped frames (netframe.h) to the host end's MAC
+ * and checking every frame the host sends back. Runs on vCPU 1 (vCPU 0 on a one-vCPU VM,
+ * which then also keeps the heartbeats going), so a disk on vCPU 0 can run beside it. */
+#include "selfcheck.h"
+#include "netframe.h"
+
+static const u8 host_mac[MAC_LEN] = NETF_HOST_MAC;
+static u8 mac[MAC_LEN];
+static struct {
+	u64 tx, rx;	 /* frames sent; frames of ours received */
+	u64 rx_last;	 /* the highest sequence number received */
+	u64 lost, other; /* sequence numbers skipped; frames not ours (ignored) */
+} net;
+
+/* The device's MAC as XX:XX:XX:XX:XX:XX (con_printf has no field widths). */
+static const char *mac_text(void)
+{
+	static char s[3 * MAC_LEN];
+
+	for (u32 i = 0; i < MAC_LEN; i++) {
+		s[3 * i] = "0123456789abcdef"[mac[i] >> 4];
+		s[3 * i + 1] = "0123456789abcdef"[mac[i] & 15];
+		s[3 * i + 2] = i + 1 < MAC_LEN ? ':' : 0;
+	}
+	return s;
+}
+
+static void keep_beating(u32 cpu)
+{
+	if (cpu == 0)
+		hb_poll(rdtsc());
+}
+
+/* net_bad=1: the receive queue points outside RAM; the device must say it needs a reset. */
+static __attribute__((noreturn)) void net_broken(u32 cpu)
+{
+	u32 st;
+
+	while (!((st = vnet_status()) & VMMIO_NEEDS_RESET))
+		keep_beating(cpu);
+	con_printf("NET needs-reset status=0x%x\n", st);
+	for (;;) {
+		idle();
+		keep_beating(cpu);
+	}
+}
+
+static __attribute__((noreturn)) void corrupt(u64 seq, u32 at, u32 expected, u32 found)
+{
+	con_printf("CORRUPT net seq=%lu byte=%u expected=%u found=%u\n", seq, at, expected, found);
+	guest_exit(EXIT_CORRUPT);
+}
+
+/* A frame from the host: ours must be stamped right and come in order (a gap is frames
+ * lost on the way, which a network may do; a step back is not). */
+static void rx_check(const u8 *f, u32 len)
+{
+	u64 seq;
+	u32 at;
+	enum netf_verdict v = netf_check(f, len, mac, NETF_TO_GUEST, &seq, &at);
+
+	if (v == NETF_OTHER) {
+		net.other++;
+		return;
+	}
+	if (v == NETF_BAD)
+		corrupt(seq, at, at >= NETF_HDR ? netf_byte(seq, at, NETF_TO_GUEST) : 0,
+			at < len ? f[at] : 0);
+	if (seq <= net.rx_last)
+		corrupt(seq, 18, (u32)net.rx_last + 1, (u32)seq);
+	net.lost += seq - net.rx_last - 1;
+	net.rx_last = seq;
+	net.rx++;
+}
+
+/* Take every frame received; returns how many. */
+static u32 rx_drain(void)
+{
+	const u8 *f;
+	u32 len, n = 0;
+
+	for (; (f = vnet_rx_next(&len)); n++) {
+		if (!cfg.net_bench)
+			rx_check(f, len);
+		vnet_rx_release();
+	}
+	return n;
+}
+
+/* Send the next frame if a buffer is free. */
+static void tx_one(void)
+{
+	u8 *f = vnet_tx_slot();
+	u32 len = cfg.net_bench ? NETF_MAX : netf_len(net.tx + 1);
+
+	if (!f)
+		return;
+	netf_build(f, host_mac, mac, net.tx + 1, NETF_TO_HOST, len);
+	vnet_tx_post(len);
+	net.tx++;
+}
+
+/* Until every frame is sent and (unless benching) the host's answer to the last one came. */
+static bool busy(void)
+{
+	if (net.tx < cfg.net_frames)
+		return true;
+	return cfg.net_bench ? !vnet_tx_idle() : net.rx_last < cfg.net_frames;
+}
+
+void net_run(u32 cpu)
+{
+	u64 t0;
+
+	if (vnet_init(cfg.net_base, cfg.net_bad, mac))
+		guest_exit(EXIT_BADARG);
+	if (cfg.net_bad)
+		net_broken(cpu);
+	con_printf("NET mac=%s cpu=%u\n", mac_text(), cpu);
+	t0 = rdtsc();
+	while (busy()) {
+		if (net.tx < cfg.net_frames)
+			tx_one();
+		if (!rx_drain() && net.tx == cfg.net_frames && !cfg.net_bench)
+			idle(); /* all sent: the next answer's interrupt (or a tick) wakes us */
+		keep_beating(cpu);
+	}
+	if (cfg.net_bench)
+		con_printf("NETBENCH frames=%lu bytes=%lu tsc=%lu tsc_khz=%lu\n", net.tx,
+			   net.tx * NETF_MAX, rdtsc() - t0, cfg.tsc_khz);
+	else
+		con_printf("NET tx=%lu rx=%lu lost=%lu other=%lu irqs=%lu ok\n", net.tx, net.rx,
+			   net.lost, net.other, net_irqs);
+	for (;;) { /* frames may still come: take them, woken by their interrupt */
+		rx_drain();
+		idle();
+		keep_beating(cpu);
+	}
+}

@@ -1,0 +1,108 @@
+/* vmmio.c — what the ring-3 virtio drivers (vblk.c, vnet.c) share: the virtio-mmio
+ * registers (version 2), finding a device, feature negotiation and queue setup. The MMIO
+ * window is identity-mapped and user-accessible like the rest of the address space. */
+#include "selfcheck.h"
+
+#define R_MAGIC		 0x000
+#define R_VERSION	 0x004
+#define R_DEVICE_ID	 0x008
+#define R_DEV_FEATURES	 0x010
+#define R_DEV_FEAT_SEL	 0x014
+#define R_DRV_FEATURES	 0x020
+#define R_DRV_FEAT_SEL	 0x024
+#define R_QUEUE_SEL	 0x030
+#define R_QUEUE_NUM_MAX	 0x034
+#define R_QUEUE_NUM	 0x038
+#define R_QUEUE_READY	 0x044
+#define R_QUEUE_DESC_LO	 0x080
+#define R_QUEUE_AVAIL_LO 0x090
+#define R_QUEUE_USED_LO	 0x0a0
+#define R_STATUS	 VMMIO_STATUS
+
+#define S_ACK	      1
+#define S_DRIVER      2
+#define S_DRIVER_OK   4
+#define S_FEATURES_OK 8
+
+#define MAGIC	  0x74726976 /* "virt" */
+#define SLOT_SIZE 0x1000
+
+u32 vmmio_rd(u64 base, u32 off)
+{
+	return ((volatile u32 *)base)[off / 4];
+}
+
+void vmmio_wr(u64 base, u32 off, u32 v)
+{
+	((volatile u32 *)base)[off / 4] = v;
+}
+
+int vmmio_find(u64 virtio_base, u32 count, u32 id)
+{
+	for (u32 i = 0; virtio_base && i < count; i++) {
+		u64 base = virtio_base + (u64)i * SLOT_SIZE;
+
+		if (vmmio_rd(base, R_MAGIC) == MAGIC && vmmio_rd(base, R_DEVICE_ID) == id)
+			return (int)i;
+	}
+	return -1;
+}
+
+static int fail(const char *who, const char *why, u64 v)
+{
+	con_printf("ERROR %s: %s (0x%lx)\n", who, why, v);
+	return -1;
+}
+
+int vmmio_start(u64 base, u32 id, u32 want_lo, u32 *got_lo, const char *who)
+{
+	u32 lo;
+
+	if (vmmio_rd(base, R_MAGIC) != MAGIC || vmmio_rd(base, R_VERSION) != 2 ||
+	    vmmio_rd(base, R_DEVICE_ID) != id)
+		return fail(who, "no virtio device (version 2) of that type there", base);
+	vmmio_wr(base, R_STATUS, 0);
+	vmmio_wr(base, R_STATUS, S_ACK);
+	vmmio_wr(base, R_STATUS, S_ACK | S_DRIVER);
+	vmmio_wr(base, R_DEV_FEAT_SEL, 0);
+	lo = vmmio_rd(base, R_DEV_FEATURES);
+	vmmio_wr(base, R_DEV_FEAT_SEL, 1);
+	if (!(vmmio_rd(base, R_DEV_FEATURES) & 1))
+		return fail(who, "the device does not offer VIRTIO_F_VERSION_1", base);
+	vmmio_wr(base, R_DRV_FEAT_SEL, 0);
+	vmmio_wr(base, R_DRV_FEATURES, lo & want_lo);
+	vmmio_wr(base, R_DRV_FEAT_SEL, 1);
+	vmmio_wr(base, R_DRV_FEATURES, 1);
+	vmmio_wr(base, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
+	if (!(vmmio_rd(base, R_STATUS) & S_FEATURES_OK))
+		return fail(who, "the device refused our features", vmmio_rd(base, R_STATUS));
+	*got_lo = lo & want_lo;
+	return 0;
+}
+
+static void put_addr(u64 base, u32 lo, u64 addr)
+{
+	vmmio_wr(base, lo, (u32)addr);
+	vmmio_wr(base, lo + 4, (u32)(addr >> 32));
+}
+
+int vmmio_queue(u64 base, u32 q, u32 num, u64 desc, u64 avail, u64 used, const char *who)
+{
+	u32 max;
+
+	vmmio_wr(base, R_QUEUE_SEL, q);
+	max = vmmio_rd(base, R_QUEUE_NUM_MAX);
+	if (max < num)
+		return fail(who, "a queue is too small", max);
+	vmmio_wr(base, R_QUEUE_NUM, num);
+	put_addr(base, R_QUEUE_DESC_LO, desc);
+	put_addr(base, R_QUEUE_AVAIL_LO, avail);
+	put_addr(base, R_QUEUE_USED_LO, used);
+	vmmio_wr(base, R_QUEUE_READY, 1);
+	return 0;
+}
+
+void vmmio_driver_ok(u64 base)
+{
+	vmmio_wr(base, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+}

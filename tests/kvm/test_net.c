@@ -1,0 +1,339 @@
+/* virtio-net with the test guest's own driver (tests/guest/selfcheck/vnet.c) and a host end
+ * of the test's own (tests/lib/netpeer.c): a packet socket on a tap inside a network
+ * namespace the test makes, where the VMM runs too. Stamped frames go both ways and are
+ * checked at both ends, taps that cannot be opened and bad options are refused with one
+ * line and nothing left behind, a receive queue outside RAM marks the device broken while
+ * the guest runs on, a snapshot taken mid-transfer restores with the sequence going on,
+ * and live migration (not carrying net devices yet) is refused. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "guestrun.h"
+#include "kvmtests.h"
+#include "netns.h"
+#include "netpeer.h"
+
+#define TAP	  "cmetap0"
+#define GUEST_MAC "02:00:5e:10:00:2a"
+#define FRAMES	  500
+
+/* A namespace with a tap, the host end on it. */
+struct rig {
+	struct netns ns;
+	struct netpeer peer;
+};
+
+/* Skip (false) unless KVM, the guest, root, /dev/net/tun and namespaces are here; else make
+ * the namespace and its tap (rig_down removes them: no fatal assertion in between). */
+static bool rig_up(struct rig *r)
+{
+	char why[512];
+
+	memset(r, 0, sizeof(*r));
+	if (!guest_available())
+		return false;
+	if (access("/dev/net/tun", R_OK | W_OK) < 0) {
+		test_skip("no /dev/net/tun here: tap devices are unavailable");
+		return false;
+	}
+	if (netns_make(&r->ns, why, sizeof(why)) < 0) {
+		test_skip("%s", why);
+		return false;
+	}
+	if (netns_add_tap(&r->ns, TAP, why, sizeof(why)) < 0) {
+		netns_remove(&r->ns);
+		test_skip("%s", why);
+		return false;
+	}
+	return true;
+}
+
+static void rig_down(struct rig *r)
+{
+	vmm_kill_all(); /* before the namespace goes: its VMMs hold its tap */
+	netpeer_stop(&r->peer);
+	netns_remove(&r->ns);
+}
+
+/* Start `cme-vmm VERB args` inside the namespace. 0 or -1. */
+static int start_in(struct rig *r, struct vmm_proc *p, const char *verb, const char *const *args)
+{
+	int saved = netns_enter(&r->ns), rc;
+
+	if (saved < 0)
+		return -1;
+	rc = vmm_start_verb(p, verb, args);
+	netns_leave(saved);
+	return rc;
+}
+
+/* The host end on the tap (answering the guest's frames when answer is set). 0 or -1. */
+static int peer_up(struct rig *r, bool answer)
+{
+	char why[256];
+	int saved = netns_enter(&r->ns), rc;
+
+	if (saved < 0)
+		return -1;
+	rc = netpeer_start(&r->peer, TAP, answer, why, sizeof(why));
+	netns_leave(saved);
+	if (rc)
+		printf("\n    %s\n", why);
+	return rc;
+}
+
+/* Boot the test guest (2 vCPUs: vCPU 1 drives the net device) with --net net. */
+static bool boot_net(struct rig *r, struct vmm_proc *p, const char *net, const char *cmdline)
+{
+	const char *args[] = { "--mem",	     "128M",	  "--vcpus", "2",     "--image",
+			       test_guest(), "--cmdline", cmdline,   "--net", net,
+			       "--name",     "net",	  NULL };
+
+	CU_ASSERT_EQUAL(start_in(r, p, "run", args), 0);
+	if (p->pid > 0 && vmm_console_wait(p, "READY", 30000))
+		return true;
+	{
+		char *e = test_read_file(p->errlog);
+
+		printf("\n    no READY; stderr:\n%s\n", e);
+		free(e);
+	}
+	CU_FAIL("guest did not print READY");
+	return false;
+}
+
+/* The device's entry of status (a new reference), NULL when there is none. */
+static json_t *net_status(struct vmm_proc *p)
+{
+	json_t *st = vmm_request(p, "status", NULL), *n;
+
+	n = json_array_get(json_object_get(st, "net"), 0);
+	json_incref(n);
+	json_decref(st);
+	return n;
+}
+
+static uint64_t field(json_t *o, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(o, key));
+}
+
+/* Every good frame both ways and nothing else: the guest's FRAMES frames reach the host
+ * in order, stamped right, the host's answers reach the guest checked, and status counts
+ * them. */
+static void test_both_ways(void)
+{
+	struct rig r;
+	struct vmm_proc p;
+	struct netpeer_stats st;
+	char line[96], want[96];
+	json_t *n;
+
+	if (!rig_up(&r))
+		return;
+	snprintf(line, sizeof(line), "wss_mb=8 vcpus=0 net_frames=%d", FRAMES);
+	snprintf(want, sizeof(want), "NET tx=%d rx=%d lost=0 ", FRAMES, FRAMES);
+	if (peer_up(&r, true) || !boot_net(&r, &p, "tap=" TAP ",mac=" GUEST_MAC, line))
+		goto out;
+	CU_ASSERT(vmm_console_wait(&p, want, 60000));
+	netpeer_get(&r.peer, &st);
+	CU_ASSERT_EQUAL(st.frames, FRAMES);
+	CU_ASSERT_EQUAL(st.first_seq, 1);
+	CU_ASSERT_EQUAL(st.last_seq, FRAMES);
+	CU_ASSERT_EQUAL(st.gaps, 0);
+	CU_ASSERT_EQUAL(st.bad, 0);
+	if (st.bad)
+		printf("\n    %s\n", st.why);
+	CU_ASSERT(vmm_console_wait(&p, "NET mac=" GUEST_MAC " cpu=1", 1000));
+	n = net_status(&p);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(n, "tap")) ?: "", TAP);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(n, "mac")) ?: "", GUEST_MAC);
+	CU_ASSERT_EQUAL(field(n, "tx_frames"), FRAMES);
+	CU_ASSERT_EQUAL(field(n, "tx_bytes"), st.bytes);
+	CU_ASSERT(field(n, "rx_frames") >= FRAMES); /* and whatever the host's stack sent */
+	CU_ASSERT_EQUAL(field(n, "tx_dropped") + field(n, "rx_dropped"), 0);
+	json_decref(n);
+	CU_ASSERT(vmm_wait_heartbeats(&p, 2, 30000));
+	CU_ASSERT(guest_check_console(&p) > 0);
+out:
+	rig_down(&r);
+}
+
+/* A VMM that must not start: status 1 or 2, stderr naming the problem, no control socket
+ * left behind. */
+static void expect_refused(struct rig *r, const char *const *args, int status, const char *msg)
+{
+	struct vmm_proc q;
+	char *e;
+
+	if (start_in(r, &q, "run", args)) {
+		CU_FAIL("cannot start cme-vmm");
+		return;
+	}
+	CU_ASSERT_EQUAL(vmm_wait(&q, 30000), 0);
+	CU_ASSERT_EQUAL(q.status, status);
+	e = test_read_file(q.errlog);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e, msg));
+	if (!strstr(e, msg))
+		printf("\n    wanted \"%s\", stderr:\n%s\n", msg, e);
+	free(e);
+	CU_ASSERT_EQUAL(access(q.api, F_OK), -1);
+}
+
+/* A tap another VMM holds, an interface that is not a tap, bad MACs: refused at start
+ * with one line; a tap the VMM made for itself before a later device failed is gone. */
+static void test_refusals(void)
+{
+	struct rig r;
+	struct vmm_proc p;
+
+	if (!rig_up(&r))
+		return;
+	if (!boot_net(&r, &p, "tap=" TAP, "wss_mb=8 vcpus=0"))
+		goto out;
+	{
+		const char *busy[] = { "--image", test_guest(), "--net", "tap=" TAP, NULL };
+		const char *lo[] = { "--image", test_guest(), "--net", "tap=cmenew0",
+				     "--net",	"tap=lo",     NULL };
+		const char *mac[] = { "--image", test_guest(), "--net", "tap=" TAP ",mac=zz",
+				      NULL };
+		const char *mcast[] = { "--image", test_guest(), "--net",
+					"tap=" TAP ",mac=01:00:5e:00:00:01", NULL };
+		const char *nokey[] = { "--image", test_guest(), "--net", "mac=" GUEST_MAC, NULL };
+
+		expect_refused(&r, busy, 1, "tap " TAP ": Device or resource busy");
+		expect_refused(&r, lo, 1, "tap lo: Invalid argument");
+		CU_ASSERT_FALSE(netns_has_link(&r.ns, "cmenew0"));
+		expect_refused(&r, mac, 2, "mac=zz is not a unicast MAC address");
+		expect_refused(&r, mcast, 2, "mac=01:00:5e:00:00:01 is not a unicast MAC");
+		expect_refused(&r, nokey, 2, "no tap=NAME");
+	}
+	CU_ASSERT(vmm_wait_heartbeats(&p, 3, 30000)); /* the first VMM runs on */
+out:
+	rig_down(&r);
+}
+
+/* A receive queue outside guest RAM: the device needs a reset, the VMM and the guest run
+ * on. */
+static void test_bad_queue(void)
+{
+	struct rig r;
+	struct vmm_proc p;
+	int n;
+
+	if (!rig_up(&r))
+		return;
+	if (!boot_net(&r, &p, "tap=" TAP, "wss_mb=8 vcpus=0 net_bad=1"))
+		goto out;
+	CU_ASSERT(vmm_console_wait(&p, "NET needs-reset status=0x4f", 30000));
+	n = vmm_heartbeats(&p, NULL, 0);
+	CU_ASSERT(vmm_wait_heartbeats(&p, n + 3, 30000));
+	CU_ASSERT(test_wait_file_has(p.errlog, "queue 0 is malformed", 1000));
+out:
+	rig_down(&r);
+}
+
+/* Snapshot (and stop) in the middle of a transfer, restore with the same tap: the guest's
+ * sequence goes on where it stopped, nothing lost or sent twice on the way out, every
+ * frame stamped right both ways (answers the host sent while no VMM held the tap may be
+ * lost: a network may lose frames). A restore without --net is refused. The MAC, derived
+ * from the VM's name, stays the guest's although the restored VM has another name. */
+static void test_snapshot_restore(void)
+{
+	char snap[600], args[700], want[96];
+	const char *bare[] = { NULL, NULL }, *with[] = { NULL, "--net", "tap=" TAP, NULL };
+	struct rig r;
+	struct vmm_proc p, q;
+	struct netpeer_stats st;
+	json_t *reply, *n;
+	char mac[32] = "";
+
+	if (!rig_up(&r))
+		return;
+	snprintf(want, sizeof(want), "NET tx=%d ", 200 * FRAMES);
+	snprintf(args, sizeof(args), "wss_mb=8 vcpus=0 net_frames=%d", 200 * FRAMES);
+	if (peer_up(&r, true) || !boot_net(&r, &p, "tap=" TAP, args))
+		goto out;
+	n = net_status(&p);
+	snprintf(mac, sizeof(mac), "%s", json_string_value(json_object_get(n, "mac")) ?: "");
+	json_decref(n);
+	CU_ASSERT(!strncmp(mac, "02:", 3)); /* locally administered, unicast */
+	CU_ASSERT(netpeer_wait_seq(&r.peer, 4 * FRAMES, 60000));
+	snprintf(snap, sizeof(snap), "%s/snap", test_tmpdir());
+	snprintf(args, sizeof(args), "{\"path\":\"%s\",\"stop\":true}", snap);
+	reply = vmm_request(&p, "snapshot", args);
+	CU_ASSERT(json_is_true(json_object_get(reply, "ok")));
+	json_decref(reply);
+	CU_ASSERT_EQUAL(vmm_wait(&p, 30000), 0);
+	netpeer_get(&r.peer, &st);
+	printf(" (snapshot at frame %llu)", (unsigned long long)st.last_seq);
+	CU_ASSERT(st.last_seq < 200 * FRAMES); /* in the middle indeed */
+	bare[0] = with[0] = snap;
+	CU_ASSERT_EQUAL(start_in(&r, &q, "restore", bare), 0);
+	CU_ASSERT_EQUAL(vmm_wait(&q, 30000), 0);
+	CU_ASSERT_EQUAL(q.status, 1); /* "state has a device "virtio-net.0" this VM lacks" */
+	CU_ASSERT(test_wait_file_has(q.errlog, "virtio-net.0", 1000));
+	CU_ASSERT_EQUAL(start_in(&r, &q, "restore", with), 0);
+	CU_ASSERT(vmm_console_wait(&q, want, 120000));
+	netpeer_get(&r.peer, &st);
+	CU_ASSERT_EQUAL(st.first_seq, 1);
+	CU_ASSERT_EQUAL(st.last_seq, 200 * FRAMES);
+	CU_ASSERT_EQUAL(st.frames, 200 * FRAMES); /* not one lost, not one twice */
+	CU_ASSERT_EQUAL(st.gaps + st.bad, 0);
+	if (st.bad)
+		printf("\n    %s\n", st.why);
+	n = net_status(&q);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(n, "mac")) ?: "", mac);
+	json_decref(n);
+	CU_ASSERT(guest_check_console(&q) > 0);
+out:
+	rig_down(&r);
+}
+
+/* Live migration does not carry net devices yet: refused with the reason, the guest runs
+ * on. */
+static void test_migration_refused(void)
+{
+	struct rig r;
+	struct vmm_proc p;
+	json_t *reply;
+	int n;
+
+	if (!rig_up(&r))
+		return;
+	if (!boot_net(&r, &p, "tap=" TAP, "wss_mb=8 vcpus=0"))
+		goto out;
+	reply = vmm_request(&p, "migrate", "{\"to\":\"127.0.0.1:9\",\"tls_dir\":\"/nonexistent\"}");
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(reply, "error")) ?: "",
+				      "does not carry virtio network devices"));
+	json_decref(reply);
+	reply = vmm_request(&p, "status", NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(reply, "state")) ?: "", "running");
+	json_decref(reply);
+	n = vmm_heartbeats(&p, NULL, 0);
+	CU_ASSERT(vmm_wait_heartbeats(&p, n + 3, 30000));
+out:
+	rig_down(&r);
+}
+
+void suite_net(void)
+{
+	static const struct test_case cases[] = {
+		{ "virtio-net: stamped frames both ways, checked at both ends", test_both_ways },
+		{ "virtio-net: a busy tap, a non-tap, bad MACs: refused, nothing left behind",
+		  test_refusals },
+		{ "virtio-net: a receive queue outside RAM needs a reset; the guest runs on",
+		  test_bad_queue },
+		{ "virtio-net: snapshot mid-transfer, restore with --net: the sequence goes on",
+		  test_snapshot_restore },
+		{ "virtio-net: live migration is refused, the guest runs on",
+		  test_migration_refused },
+		{ NULL, NULL },
+	};
+
+	test_add_suite("net", cases);
+}

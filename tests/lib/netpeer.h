@@ -1,0 +1,44 @@
+/* The host end of the test guest's network (tests/lib/netpeer.c): a packet socket on a tap
+ * device that checks every frame the guest sends (netframe.h), answers each with a frame
+ * of its own when asked to, and counts. */
+#ifndef CME_TEST_NETPEER_H
+#define CME_TEST_NETPEER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct netpeer_stats {
+	uint64_t frames, bytes; /* the guest's frames received (Ethernet bytes) */
+	uint64_t first_seq, last_seq;
+	uint64_t gaps;	   /* sequence numbers skipped (frames lost on the way) */
+	uint64_t bad;	   /* frames wrongly stamped or out of order */
+	uint64_t answered; /* frames sent back */
+	char why[160];	   /* the first bad frame */
+};
+
+struct netpeer {
+	int fd;
+	bool answer;
+	atomic_bool stop;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t mu;
+	struct netpeer_stats st;
+};
+
+/* A packet socket bound to interface ifname of the calling thread's network namespace
+ * (call it inside: netns_enter), and the thread that reads it; with answer, every good
+ * frame from the guest is answered with the host's frame of the same sequence number.
+ * Returns 0, or -1 with why. */
+int netpeer_start(struct netpeer *p, const char *ifname, bool answer, char *why, size_t len);
+/* A copy of the counters so far. */
+void netpeer_get(struct netpeer *p, struct netpeer_stats *st);
+/* Wait until the guest's frame last_seq (or a later one) came; true if it did in time. */
+bool netpeer_wait_seq(struct netpeer *p, uint64_t seq, int timeout_ms);
+/* Stop the thread and close the socket (safe to call twice). */
+void netpeer_stop(struct netpeer *p);
+
+#endif
