@@ -8,7 +8,12 @@
  *
  * Receive: frames wait in the tap until the guest has posted a buffer; with none posted
  * the thread stops watching the tap until the guest's next notification, so a tap full of
- * frames never makes it spin. */
+ * frames never makes it spin.
+ *
+ * Rate limits (ratelimit_priv.h), one per direction: a transmit queue held back leaves the
+ * guest's chains in its ring, a receive queue held back leaves the frames in the tap; each
+ * waits on its limiter's timerfd, not on the tap or the guest. */
+#include "ratelimit_priv.h"
 #include "virtio_priv.h"
 
 #include <errno.h>
@@ -38,6 +43,8 @@ struct net {
 	uint8_t mac[VM_MAC_LEN];
 	int w_tap;     /* the watch on the tap having frames */
 	bool tap_gone; /* reading it failed (the tap was deleted): receive no more */
+	struct ratelimit tx, rx;
+	int w_tx_timer, w_rx_timer; /* the watches on their timers (-1: no limit) */
 	struct vm_net_stats st;
 	uint8_t spill[FRAME_MAX]; /* the end of a frame longer than the guest's buffer */
 };
@@ -88,43 +95,69 @@ static int tap_attach(const char *name, char *why, size_t len)
 	return fd;
 }
 
+/* Watch a limiter's timer (when it has one): its watch number, -1 without, or -errno. */
+static int watch_timer(struct virtio_dev *v, const struct ratelimit *rl)
+{
+	return rl->timer_fd < 0 ? -1 : virtio_watch_add(v, rl->timer_fd, POLLIN);
+}
+
+/* The limits and the watches of the device's thread: the tap, the limiters' timers. */
+static int net_watches(struct virtio_dev *v, struct net *n, const struct vm_net *cfg)
+{
+	uint64_t now = now_ns();
+	int err;
+
+	if ((err = rl_init(&n->tx, &cfg->tx, now, true)) ||
+	    (err = rl_init(&n->rx, &cfg->rx, now, true)))
+		return err;
+	n->w_tap = virtio_watch_add(v, n->tap, POLLIN);
+	n->w_tx_timer = watch_timer(v, &n->tx);
+	n->w_rx_timer = watch_timer(v, &n->rx);
+	return n->w_tap < 0 || n->w_tx_timer < -1 || n->w_rx_timer < -1 ? -ENOSPC : 0;
+}
+
 static int net_open(struct virtio_dev *v, char *why, size_t len)
 {
 	const struct vm_net *cfg = v->be_arg;
 	unsigned index = v->index - v->vm->cfg.nr_disks;
 	struct net *n = calloc(1, sizeof(*n));
-	int w;
+	int err;
 
 	if (!n)
 		return -ENOMEM;
+	n->tx.timer_fd = n->rx.timer_fd = -1;
 	n->tap = tap_attach(cfg->tap, why, len);
-	if (n->tap < 0) {
-		int err = n->tap;
-
-		free(n);
-		return err;
+	err = n->tap < 0 ? n->tap : net_watches(v, n, cfg);
+	if (err) {
+		if (n->tap >= 0)
+			snprintf(why, len, "tap %s: cannot set up: %s", cfg->tap, strerror(-err));
+		goto fail;
 	}
-	w = virtio_watch_add(v, n->tap, POLLIN);
-	if (w < 0) {
-		close(n->tap);
-		free(n);
-		return w;
-	}
-	n->w_tap = w;
 	if (cfg->mac_set)
 		memcpy(n->mac, cfg->mac, VM_MAC_LEN);
 	else
 		derive_mac(v->vm->cfg.name, index, n->mac);
 	snprintf(n->st.tap, sizeof(n->st.tap), "%s", cfg->tap);
 	memcpy(n->st.mac, n->mac, VM_MAC_LEN);
+	n->st.tx_limit = cfg->tx;
+	n->st.rx_limit = cfg->rx;
 	v->be_priv = n;
 	return 0;
+fail:
+	rl_destroy(&n->rx);
+	rl_destroy(&n->tx);
+	if (n->tap >= 0)
+		close(n->tap);
+	free(n);
+	return err;
 }
 
 static void net_close(struct virtio_dev *v)
 {
 	struct net *n = v->be_priv;
 
+	rl_destroy(&n->rx);
+	rl_destroy(&n->tx);
 	close(n->tap);
 	free(n);
 	v->be_priv = NULL;
@@ -196,6 +229,15 @@ static bool turn_end(struct virtio_dev *v, unsigned qi, int rc, const char *why)
 	return true;
 }
 
+/* The limit holds queue work back: wait for its timer. */
+static void hold(struct virtio_dev *v, struct ratelimit *rl, int w_timer)
+{
+	rl_wait(rl);
+	virtio_watch_set(v, (unsigned)w_timer, true);
+}
+
+/* Send what the guest has posted, while the limit lets it; held back, the chains stay in
+ * the ring until the limiter's timer. */
 static bool tx_run(struct virtio_dev *v)
 {
 	struct net *n = v->be_priv;
@@ -206,7 +248,13 @@ static bool tx_run(struct virtio_dev *v)
 	int rc = 0;
 
 	while (done < BATCH && (rc = next_chain(v, TXQ, &c, why, sizeof(why))) == 1) {
+		if (!rl_ready(&n->tx, now_ns())) {
+			virtq_unpop(&v->q[TXQ]);
+			hold(v, &n->tx, n->w_tx_timer);
+			break;
+		}
 		len = tx_frame(n, &c);
+		rl_charge(&n->tx, len);
 		n->st.tx_frames += len != 0;
 		n->st.tx_bytes += len;
 		n->st.tx_dropped += len == 0;
@@ -218,6 +266,7 @@ static bool tx_run(struct virtio_dev *v)
 	}
 	if (done == BATCH && rc == 1)
 		virtio_kick(v, TXQ); /* more, after the receive side had its turn */
+	n->st.tx_throttled = n->tx.throttled;
 	return turn_end(v, TXQ, rc, why);
 }
 
@@ -254,16 +303,45 @@ static long rx_frame(struct virtio_dev *v, struct net *n, const struct virtq_cha
 
 /* Deliver what the tap has while the guest has buffers for it. Watches the tap only when
  * it ran dry with buffers left, so frames wait in the tap while the guest has none. */
+/* The tap has a frame waiting (without waiting for one). */
+static bool tap_has_frame(const struct net *n)
+{
+	struct pollfd p = { .fd = n->tap, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* May the next frame be received now? Held back with a frame waiting, wait for the
+ * limiter's timer (the frame stays in the tap); with none, for the tap as usual. */
+static bool rx_admit(struct virtio_dev *v, struct net *n, bool *watch_tap)
+{
+	if (rl_ready(&n->rx, now_ns()))
+		return true;
+	*watch_tap = !tap_has_frame(n);
+	if (!*watch_tap)
+		hold(v, &n->rx, n->w_rx_timer);
+	return false;
+}
+
+/* Deliver what the tap has while the guest has buffers for it and the limit lets it.
+ * Watches the tap only when it ran dry with buffers left, so frames wait in the tap while
+ * the guest has none (its notification brings us back) or the limit holds them. */
 static bool rx_run(struct virtio_dev *v)
 {
 	struct net *n = v->be_priv;
 	struct virtq_chain c;
 	char why[160] = "the used ring left guest RAM";
+	bool watch_tap = true;
 	unsigned done = 0;
 	int rc = 0;
 	long len;
 
-	while (done < BATCH && (rc = next_chain(v, RXQ, &c, why, sizeof(why))) == 1) {
+	while (done < BATCH && rx_admit(v, n, &watch_tap)) {
+		rc = next_chain(v, RXQ, &c, why, sizeof(why));
+		if (rc != 1) {
+			watch_tap = false; /* no buffer (or a broken queue) */
+			break;
+		}
 		len = rx_frame(v, n, &c);
 		if (len <= 0)
 			virtq_unpop(&v->q[RXQ]);
@@ -274,14 +352,16 @@ static bool rx_run(struct virtio_dev *v)
 			continue;
 		if (virtq_push(&v->q[RXQ], &v->mem, c.head, (uint32_t)(len + HDR_BYTES))) {
 			rc = -EINVAL;
+			watch_tap = false;
 			break;
 		}
+		rl_charge(&n->rx, (uint64_t)len);
 		n->st.rx_frames++;
 		n->st.rx_bytes += (uint64_t)len;
 		done++;
 	}
-	/* No buffer (or a broken queue): the guest's notification brings us back. */
-	virtio_watch_set(v, n->w_tap, rc == 1 && !n->tap_gone);
+	virtio_watch_set(v, (unsigned)n->w_tap, watch_tap && !n->tap_gone);
+	n->st.rx_throttled = n->rx.throttled;
 	return turn_end(v, RXQ, rc, why);
 }
 
@@ -290,14 +370,24 @@ static bool net_process(struct virtio_dev *v, unsigned q)
 	return q == TXQ ? tx_run(v) : rx_run(v);
 }
 
-/* The tap has frames. */
+/* The tap has frames, or a limiter's timer fired. */
 static void net_event(struct virtio_dev *v, unsigned w)
 {
-	(void)w;
-	if (virtio_queue_runnable(v, RXQ))
-		rx_run(v);
+	struct net *n = v->be_priv;
+	bool tx = (int)w == n->w_tx_timer;
+	unsigned q = tx ? TXQ : RXQ;
+
+	if ((int)w != n->w_tap) {
+		rl_timer_ack(tx ? &n->tx : &n->rx);
+		virtio_watch_set(v, w, false);
+	}
+	if (!virtio_queue_runnable(v, q)) {
+		if (!tx) /* the guest's set-up of the queue brings us back */
+			virtio_watch_set(v, (unsigned)n->w_tap, false);
+	} else if (tx)
+		tx_run(v);
 	else
-		virtio_watch_set(v, ((struct net *)v->be_priv)->w_tap, false);
+		rx_run(v);
 }
 
 /* The MAC the guest was shown travels with the device: a restore keeps it (a MAC derived

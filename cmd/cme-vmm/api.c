@@ -52,18 +52,28 @@ static json_t *resources_json(const struct vm_info *info)
 			 (json_int_t)rss_pages * sysconf(_SC_PAGESIZE));
 }
 
-/* One net device: its tap and MAC, and what went through it. */
+/* One net device: its tap and MAC, its limits (0: none), and what went through it. */
 static json_t *net_json(const struct vm_net_stats *st)
 {
 	char mac[18];
+	json_t *o;
 
 	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", st->mac[0], st->mac[1],
 		 st->mac[2], st->mac[3], st->mac[4], st->mac[5]);
-	return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "tap", st->tap, "mac", mac,
-			 "rx_frames", (json_int_t)st->rx_frames, "rx_bytes",
-			 (json_int_t)st->rx_bytes, "tx_frames", (json_int_t)st->tx_frames,
-			 "tx_bytes", (json_int_t)st->tx_bytes, "rx_dropped",
-			 (json_int_t)st->rx_dropped, "tx_dropped", (json_int_t)st->tx_dropped);
+	o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "tap", st->tap, "mac", mac, "rate_tx",
+		      (json_int_t)st->tx_limit.bytes_per_s, "rate_rx",
+		      (json_int_t)st->rx_limit.bytes_per_s, "pps_tx",
+		      (json_int_t)st->tx_limit.frames_per_s, "pps_rx",
+		      (json_int_t)st->rx_limit.frames_per_s);
+	json_object_update_new(
+		o, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "rx_frames",
+			     (json_int_t)st->rx_frames, "rx_bytes", (json_int_t)st->rx_bytes,
+			     "tx_frames", (json_int_t)st->tx_frames, "tx_bytes",
+			     (json_int_t)st->tx_bytes, "rx_dropped", (json_int_t)st->rx_dropped,
+			     "tx_dropped", (json_int_t)st->tx_dropped, "rx_throttled",
+			     (json_int_t)st->rx_throttled, "tx_throttled",
+			     (json_int_t)st->tx_throttled));
+	return o;
 }
 
 static json_t *nets_json(struct vm *vm, const struct vm_info *info)

@@ -63,7 +63,10 @@ static int parse_disk(char *a, struct run_opts *o, char *err, size_t errlen)
 	return 0;
 }
 
-#define NET_USAGE "expected tap=NAME[,mac=XX:XX:XX:XX:XX:XX]"
+#define NET_USAGE                                                                                  \
+	"expected "                                                                                \
+	"tap=NAME[,mac=XX:XX:XX:XX:XX:XX][,rate_tx=BW][,rate_rx=BW][,pps_tx=N][,pps_rx=N]"
+#define NET_MAX_RATE (1ull << 36) /* bytes or frames a second (64 Gi): the limiter's bound */
 
 /* A MAC written XX:XX:XX:XX:XX:XX that a device may have: unicast, not all zero. */
 static bool parse_mac(const char *s, uint8_t *mac)
@@ -90,10 +93,39 @@ static bool ifname_ok(const char *s)
 	return n >= 1 && n <= 15 && !strpbrk(s, "/: \t\n") && strcmp(s, ".") && strcmp(s, "..");
 }
 
+/* rate_tx=BW, rate_rx=BW (bytes a second, K/M/G binary), pps_tx=N, pps_rx=N into n;
+ * false when key is none of them. */
+static bool net_rate(struct vm_net *n, const char *key, const char *val, const char **what)
+{
+	struct {
+		const char *key;
+		uint64_t *to;
+		bool bytes;
+	} keys[] = { { "rate_tx", &n->tx.bytes_per_s, true },
+		     { "rate_rx", &n->rx.bytes_per_s, true },
+		     { "pps_tx", &n->tx.frames_per_s, false },
+		     { "pps_rx", &n->rx.frames_per_s, false } };
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		if (strcmp(key, keys[i].key))
+			continue;
+		if (keys[i].bytes ? parse_size(val, keys[i].to) < 0 || *keys[i].to > NET_MAX_RATE
+				  : parse_uint(val, 1, NET_MAX_RATE, keys[i].to) < 0)
+			*what = keys[i].bytes
+					? "is not a rate (bytes a second, 1 to 64G: 500K, 2M, "
+					  "1G)"
+					: "is not a rate (frames a second, 1 to 68719476736)";
+		return true;
+	}
+	return false;
+}
+
 /* One KEY=VALUE of --net into n; false when it is not one. */
 static bool net_key(struct vm_net *n, const char *key, const char *val, const char **what)
 {
 	*what = NULL;
+	if (net_rate(n, key, val, what))
+		return true;
 	if (!strcmp(key, "tap")) {
 		n->tap = val;
 		*what = ifname_ok(val) ? NULL
@@ -109,16 +141,20 @@ static bool net_key(struct vm_net *n, const char *key, const char *val, const ch
 	return false;
 }
 
-/* --net tap=NAME[,mac=MAC]: the keys in any order, cut apart in argv's string. */
-static int parse_net(char *a, struct run_opts *o, char *err, size_t errlen)
+/* --net tap=NAME[,mac=MAC][,rate_tx=BW]...: the keys in any order, cut apart in a copy
+ * of the argument (argv stays as given: ps shows it). */
+static int parse_net(const char *orig, struct run_opts *o, char *err, size_t errlen)
 {
-	char orig[160];
+	char *a;
 	struct vm_net *n;
 	const char *what;
 
-	snprintf(orig, sizeof(orig), "%s", a);
 	if (o->nr_nets == VM_MAX_NETS)
 		return arg_fail(err, errlen, "--net %s: at most 4 network devices", orig);
+	a = o->net_args[o->nr_nets];
+	if (strlen(orig) >= sizeof(o->net_args[0]))
+		return arg_fail(err, errlen, "--net %.40s...: longer than 255 characters", orig);
+	strcpy(a, orig);
 	n = &o->nets[o->nr_nets];
 	*n = (struct vm_net){ 0 };
 	for (char *key = a, *next; key; key = next) {

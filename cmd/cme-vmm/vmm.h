@@ -39,8 +39,9 @@ struct run_opts {
 	unsigned nr_disks;
 	struct vm_net nets[VM_MAX_NETS]; /* --net tap=NAME,...: virtio-net, in order */
 	unsigned nr_nets;
-	bool hugepages, ksm;   /* --hugepages, --ksm */
-	int pin[VM_MAX_VCPUS]; /* --pin-vcpus CPU,CPU,...: host CPU of vCPU i */
+	char net_args[VM_MAX_NETS][256]; /* the --net values, cut apart: nets[] point in */
+	bool hugepages, ksm;		 /* --hugepages, --ksm */
+	int pin[VM_MAX_VCPUS];		 /* --pin-vcpus CPU,CPU,...: host CPU of vCPU i */
 	unsigned nr_pin;
 	uint64_t epoch; /* --epoch N: the VM's owner epoch (guards its disks) */
 };

@@ -38,8 +38,9 @@ static void answer(struct netpeer *p, const uint8_t *guest_mac, uint64_t seq, ui
 	}
 }
 
-/* One frame from the guest: stamped right and the next in sequence? */
-static void take(struct netpeer *p, const uint8_t *f, uint32_t len)
+/* One frame from the guest, the kernel took in at ts: stamped right and the next in
+ * sequence? */
+static void take(struct netpeer *p, const uint8_t *f, uint32_t len, uint64_t ts)
 {
 	static const uint8_t host_mac[6] = NETF_HOST_MAC;
 	uint64_t seq;
@@ -57,6 +58,11 @@ static void take(struct netpeer *p, const uint8_t *f, uint32_t len)
 			snprintf(p->st.why, sizeof(p->st.why), "seq %llu len %u: byte %u wrong",
 				 (unsigned long long)seq, len, at);
 	} else {
+		if (ts >= p->st.win_from && ts < p->st.win_to) {
+			p->st.win_frames++;
+			p->st.win_bytes += len;
+		}
+		p->st.last_ts = ts;
 		if (!p->st.frames)
 			p->st.first_seq = seq;
 		else
@@ -70,12 +76,28 @@ static void take(struct netpeer *p, const uint8_t *f, uint32_t len)
 		answer(p, f + 6, seq, len);
 }
 
+/* The kernel's arrival time of a message (SO_TIMESTAMPNS), 0 when it gave none. */
+static uint64_t arrival(struct msghdr *m)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+		struct timespec ts;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS)
+			continue;
+		memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+		return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	}
+	return 0;
+}
+
 static void *reader(void *arg)
 {
 	struct netpeer *p = arg;
 	uint8_t f[65536];
+	char ctl[256];
 	struct sockaddr_ll from;
-	socklen_t fl;
+	struct iovec iov = { f, sizeof(f) };
+	struct msghdr m;
 	ssize_t n;
 
 	while (!atomic_load(&p->stop)) {
@@ -83,10 +105,15 @@ static void *reader(void *arg)
 
 		if (poll(&pf, 1, 100) <= 0)
 			continue;
-		fl = sizeof(from);
-		n = recvfrom(p->fd, f, sizeof(f), 0, (struct sockaddr *)&from, &fl);
+		m = (struct msghdr){ .msg_name = &from,
+				     .msg_namelen = sizeof(from),
+				     .msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = ctl,
+				     .msg_controllen = sizeof(ctl) };
+		n = recvmsg(p->fd, &m, 0);
 		if (n > 0 && from.sll_pkttype != PACKET_OUTGOING)
-			take(p, f, (uint32_t)n);
+			take(p, f, (uint32_t)n, arrival(&m));
 	}
 	return NULL;
 }
@@ -94,7 +121,7 @@ static void *reader(void *arg)
 int netpeer_start(struct netpeer *p, const char *ifname, bool answer_frames, char *why, size_t len)
 {
 	struct sockaddr_ll at = { .sll_family = AF_PACKET, .sll_protocol = htons(NETF_ETHERTYPE) };
-	int rcvbuf = RCVBUF;
+	int rcvbuf = RCVBUF, on = 1;
 
 	memset(p, 0, sizeof(*p));
 	p->answer = answer_frames;
@@ -103,6 +130,7 @@ int netpeer_start(struct netpeer *p, const char *ifname, bool answer_frames, cha
 	p->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(NETF_ETHERTYPE));
 	if (p->fd < 0 || !at.sll_ifindex ||
 	    setsockopt(p->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0 ||
+	    setsockopt(p->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on)) < 0 ||
 	    bind(p->fd, (struct sockaddr *)&at, sizeof(at)) < 0 ||
 	    pthread_create(&p->thread, NULL, reader, p)) {
 		snprintf(why, len, "packet socket on %s: %s", ifname, strerror(errno));
@@ -134,6 +162,28 @@ bool netpeer_wait_seq(struct netpeer *p, uint64_t seq, int timeout_ms)
 		usleep(10000);
 	} while (mono_ms() < end);
 	return false;
+}
+
+bool netpeer_rate(struct netpeer *p, int len_ms, int timeout_ms, double *frames_s, double *bytes_s)
+{
+	struct timespec now;
+	uint64_t end = mono_ms() + (uint64_t)timeout_ms, from;
+	struct netpeer_stats st;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	from = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	pthread_mutex_lock(&p->mu);
+	p->st.win_from = from;
+	p->st.win_to = from + (uint64_t)len_ms * 1000000ull;
+	p->st.win_frames = p->st.win_bytes = 0;
+	pthread_mutex_unlock(&p->mu);
+	do {
+		usleep(10000);
+		netpeer_get(p, &st);
+	} while (st.last_ts < st.win_to && mono_ms() < end);
+	*frames_s = (double)st.win_frames * 1000.0 / len_ms;
+	*bytes_s = (double)st.win_bytes * 1000.0 / len_ms;
+	return st.last_ts >= st.win_to;
 }
 
 void netpeer_stop(struct netpeer *p)

@@ -17,6 +17,9 @@ struct netpeer_stats {
 	uint64_t bad;	   /* frames wrongly stamped or out of order */
 	uint64_t answered; /* frames sent back */
 	char why[160];	   /* the first bad frame */
+	/* The window of netpeer_rate: the guest's frames the kernel took in during it. */
+	uint64_t win_from, win_to, win_frames, win_bytes;
+	uint64_t last_ts; /* the kernel's arrival time of the last frame (CLOCK_REALTIME ns) */
 };
 
 struct netpeer {
@@ -38,6 +41,10 @@ int netpeer_start(struct netpeer *p, const char *ifname, bool answer, char *why,
 void netpeer_get(struct netpeer *p, struct netpeer_stats *st);
 /* Wait until the guest's frame last_seq (or a later one) came; true if it did in time. */
 bool netpeer_wait_seq(struct netpeer *p, uint64_t seq, int timeout_ms);
+/* The guest's frames and bytes per second over len_ms from now, by the kernel's arrival
+ * times (so the reader's own delays do not count). False when no frame came after the
+ * window within timeout_ms. */
+bool netpeer_rate(struct netpeer *p, int len_ms, int timeout_ms, double *frames_s, double *bytes_s);
 /* Stop the thread and close the socket (safe to call twice). */
 void netpeer_stop(struct netpeer *p);
 

@@ -96,8 +96,9 @@ static void test_disks(void)
  * be derived; at most 4 nets and 8 virtio devices in all. */
 static void test_nets(void)
 {
-	static const char *const a[] = { "--image",  "g",     "--net",
-					 "tap=tap0", "--net", "mac=02:AA:bb:cc:dd:0e,tap=vm1-tap1",
+	static const char *const a[] = { "--image", "g",
+					 "--net",   "tap=tap0,rate_tx=2M,pps_rx=500",
+					 "--net",   "mac=02:AA:bb:cc:dd:0e,tap=vm1-tap1",
 					 NULL };
 	static const char *const five[] = { "--image", "g",	"--net", "tap=a", "--net",
 					    "tap=b",   "--net", "tap=c", "--net", "tap=d",
@@ -114,6 +115,11 @@ static void test_nets(void)
 	CU_ASSERT_EQUAL(o.nr_nets, 2);
 	CU_ASSERT_STRING_EQUAL(o.nets[0].tap, "tap0");
 	CU_ASSERT_FALSE(o.nets[0].mac_set);
+	CU_ASSERT_EQUAL(o.nets[0].tx.bytes_per_s, 2u << 20);
+	CU_ASSERT_EQUAL(o.nets[0].tx.frames_per_s, 0);
+	CU_ASSERT_EQUAL(o.nets[0].rx.frames_per_s, 500);
+	CU_ASSERT_EQUAL(o.nets[0].rx.bytes_per_s, 0);
+	CU_ASSERT_EQUAL(o.nets[1].tx.bytes_per_s + o.nets[1].rx.frames_per_s, 0);
 	CU_ASSERT_STRING_EQUAL(o.nets[1].tap, "vm1-tap1");
 	CU_ASSERT_TRUE(o.nets[1].mac_set);
 	CU_ASSERT_EQUAL(memcmp(o.nets[1].mac, mac, 6), 0);
@@ -165,6 +171,14 @@ static void test_run_bad(void)
 		  "is not a unicast MAC" },
 		{ { "--image", "g", "--net", "tap=t,mac=02:00:00:00:00:0g", NULL },
 		  "is not a unicast MAC" },
+		{ { "--image", "g", "--net", "tap=t,rate_tx=fast", NULL },
+		  "--net tap=t,rate_tx=fast: rate_tx=fast is not a rate (bytes a second" },
+		{ { "--image", "g", "--net", "tap=t,rate_rx=0", NULL }, "rate_rx=0 is not a rate" },
+		{ { "--image", "g", "--net", "tap=t,rate_rx=65G", NULL },
+		  "rate_rx=65G is not a rate" },
+		{ { "--image", "g", "--net", "tap=t,pps_tx=1k", NULL },
+		  "pps_tx=1k is not a rate (frames a second" },
+		{ { "--image", "g", "--net", "tap=t,pps_rx=0", NULL }, "pps_rx=0 is not a rate" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {

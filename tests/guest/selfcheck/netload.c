@@ -5,12 +5,15 @@
 #include "selfcheck.h"
 #include "netframe.h"
 
+#define QUIET_MS 2000 /* all sent, nothing from the host for this long: the rest is lost */
+
 static const u8 host_mac[MAC_LEN] = NETF_HOST_MAC;
 static u8 mac[MAC_LEN];
 static struct {
 	u64 tx, rx;	 /* frames sent; frames of ours received */
 	u64 rx_last;	 /* the highest sequence number received */
 	u64 lost, other; /* sequence numbers skipped; frames not ours (ignored) */
+	u64 heard;	 /* TSC when the last frame of ours came (or the last was sent) */
 } net;
 
 /* The device's MAC as XX:XX:XX:XX:XX:XX (con_printf has no field widths). */
@@ -72,6 +75,7 @@ static void rx_check(const u8 *f, u32 len)
 	net.lost += seq - net.rx_last - 1;
 	net.rx_last = seq;
 	net.rx++;
+	net.heard = rdtsc();
 }
 
 /* Take every frame received; returns how many. */
@@ -99,14 +103,18 @@ static void tx_one(void)
 	netf_build(f, host_mac, mac, net.tx + 1, NETF_TO_HOST, len);
 	vnet_tx_post(len);
 	net.tx++;
+	net.heard = rdtsc();
 }
 
-/* Until every frame is sent and (unless benching) the host's answer to the last one came. */
+/* Until every frame is sent and (unless benching) the host's answer to the last one came,
+ * or nothing came for QUIET_MS: a network may lose frames, the last ones too. */
 static bool busy(void)
 {
 	if (net.tx < cfg.net_frames)
 		return true;
-	return cfg.net_bench ? !vnet_tx_idle() : net.rx_last < cfg.net_frames;
+	if (cfg.net_bench)
+		return !vnet_tx_idle();
+	return net.rx_last < cfg.net_frames && rdtsc() - net.heard < QUIET_MS * cfg.tsc_khz;
 }
 
 void net_run(u32 cpu)
@@ -131,7 +139,7 @@ void net_run(u32 cpu)
 			   net.tx * NETF_MAX, rdtsc() - t0, cfg.tsc_khz);
 	else
 		con_printf("NET tx=%lu rx=%lu lost=%lu other=%lu irqs=%lu ok\n", net.tx, net.rx,
-			   net.lost, net.other, net_irqs);
+			   net.lost + (cfg.net_frames - net.rx_last), net.other, net_irqs);
 	for (;;) { /* frames may still come: take them, woken by their interrupt */
 		rx_drain();
 		idle();
