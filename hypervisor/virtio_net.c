@@ -295,6 +295,7 @@ static long rx_frame(struct virtio_dev *v, struct net *n, const struct virtq_cha
 		return 0;
 	if ((uint64_t)got < HDR_BYTES + FRAME_MIN || (uint64_t)got > HDR_BYTES + room)
 		return -1;
+	virtq_written(c, &v->mem, HDR_BYTES, (size_t)got - HDR_BYTES); /* a migration resends */
 	memset(hdr, 0, sizeof(hdr));
 	hdr[10] = 1; /* num_buffers, little-endian */
 	virtq_write(c, &v->mem, 0, hdr, HDR_BYTES);

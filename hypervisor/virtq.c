@@ -263,6 +263,27 @@ bool virtq_arm_notify(struct virtq *q, const struct virtq_mem *m)
 	return __atomic_load_n((const uint16_t *)(avail + 2), __ATOMIC_ACQUIRE) != q->last_avail;
 }
 
+unsigned virtq_iov(const struct virtq_chain *c, bool writable, uint64_t off, uint64_t len,
+		   struct iovec *iov)
+{
+	unsigned from = writable ? c->nread : 0, to = writable ? c->nseg : c->nread, n = 0;
+
+	for (unsigned i = from; i < to && len; i++) {
+		const struct virtq_seg *s = &c->seg[i];
+		uint64_t take;
+
+		if (off >= s->len) {
+			off -= s->len;
+			continue;
+		}
+		take = s->len - off < len ? s->len - off : len;
+		iov[n++] = (struct iovec){ s->p + off, take };
+		len -= take;
+		off = 0;
+	}
+	return n;
+}
+
 /* Copy between buf and the chain's readable (to_chain false) or writable (true) buffers,
  * from byte off of them; writes into guest RAM are reported dirty. */
 static size_t chain_copy(const struct virtq_chain *c, const struct virtq_mem *m, bool to_chain,
@@ -281,7 +302,8 @@ static size_t chain_copy(const struct virtq_chain *c, const struct virtq_mem *m,
 		}
 		n = s->len - off < len - done ? s->len - off : len - done;
 		if (to_chain) {
-			memcpy(s->p + off, buf + done, n);
+			if (buf)
+				memcpy(s->p + off, buf + done, n);
 			dirty(m, s->gpa + off, n);
 		} else {
 			memcpy(buf + done, s->p + off, n);
@@ -303,23 +325,8 @@ size_t virtq_write(const struct virtq_chain *c, const struct virtq_mem *m, uint6
 	return chain_copy(c, m, true, off, (uint8_t *)src, len);
 }
 
-unsigned virtq_iov(const struct virtq_chain *c, bool writable, uint64_t off, uint64_t len,
-		   struct iovec *iov)
+size_t virtq_written(const struct virtq_chain *c, const struct virtq_mem *m, uint64_t off,
+		     size_t len)
 {
-	unsigned from = writable ? c->nread : 0, to = writable ? c->nseg : c->nread, n = 0;
-
-	for (unsigned i = from; i < to && len; i++) {
-		const struct virtq_seg *s = &c->seg[i];
-		uint64_t take;
-
-		if (off >= s->len) {
-			off -= s->len;
-			continue;
-		}
-		take = s->len - off < len ? s->len - off : len;
-		iov[n++] = (struct iovec){ s->p + off, take };
-		len -= take;
-		off = 0;
-	}
-	return n;
+	return chain_copy(c, m, true, off, NULL, len);
 }

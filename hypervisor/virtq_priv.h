@@ -95,15 +95,19 @@ bool virtq_need_irq(struct virtq *q, const struct virtq_mem *m);
  * then check again; true when more chains came meanwhile (process them before sleeping). */
 bool virtq_arm_notify(struct virtq *q, const struct virtq_mem *m);
 
+/* The chain's readable (writable false) or writable buffers from byte off on, at most len
+ * bytes of them, as iovecs into iov (room for VIRTQ_MAX_SEGS). Returns their count. Writes
+ * through them are the caller's to report (virtq_written). */
+unsigned virtq_iov(const struct virtq_chain *c, bool writable, uint64_t off, uint64_t len,
+		   struct iovec *iov);
 /* Copy between a chain's buffers and a flat buffer: from the readable buffers starting at
  * byte off, or into the writable ones (marking them dirty). Return the bytes copied. */
 size_t virtq_read(const struct virtq_chain *c, uint64_t off, void *dst, size_t len);
 size_t virtq_write(const struct virtq_chain *c, const struct virtq_mem *m, uint64_t off,
 		   const void *src, size_t len);
-/* The chain's readable (writable false) or writable buffers from byte off on, at most len
- * bytes of them, as iovecs into iov (room for VIRTQ_MAX_SEGS). Returns their count. Writes
- * through them are the caller's to report dirty. */
-unsigned virtq_iov(const struct virtq_chain *c, bool writable, uint64_t off, uint64_t len,
-		   struct iovec *iov);
+/* The device wrote len bytes into the writable buffers from off itself (readv): mark
+ * them dirty. Returns the bytes marked. */
+size_t virtq_written(const struct virtq_chain *c, const struct virtq_mem *m, uint64_t off,
+		     size_t len);
 
 #endif

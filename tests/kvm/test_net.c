@@ -243,13 +243,15 @@ out:
 
 /* Snapshot (and stop) in the middle of a transfer, restore with the same tap: the guest's
  * sequence goes on where it stopped, nothing lost or sent twice on the way out, every
- * frame stamped right both ways (answers the host sent while no VMM held the tap may be
- * lost: a network may lose frames). A restore without --net is refused. The MAC, derived
- * from the VM's name, stays the guest's although the restored VM has another name. */
+ * frame stamped right both ways (answers the host sent while no VMM held the tap, or more
+ * than the tap's queue holds, may be lost: a network may lose frames). A restore without
+ * --net is refused, and so is one giving another MAC. The MAC, derived from the VM's name,
+ * stays the guest's although the restored VM has another name. */
 static void test_snapshot_restore(void)
 {
 	char snap[600], args[700], want[96];
-	const char *bare[] = { NULL, NULL }, *with[] = { NULL, "--net", "tap=" TAP, NULL };
+	const char *bare[] = { NULL, NULL }, *with[] = { NULL, "--net", "tap=" TAP, NULL },
+		   *other_mac[] = { NULL, "--net", "tap=" TAP ",mac=02:00:00:00:00:99", NULL };
 	struct rig r;
 	struct vmm_proc p, q;
 	struct netpeer_stats st;
@@ -276,11 +278,15 @@ static void test_snapshot_restore(void)
 	netpeer_get(&r.peer, &st);
 	printf(" (snapshot at frame %llu)", (unsigned long long)st.last_seq);
 	CU_ASSERT(st.last_seq < 200 * FRAMES); /* in the middle indeed */
-	bare[0] = with[0] = snap;
+	bare[0] = with[0] = other_mac[0] = snap;
 	CU_ASSERT_EQUAL(start_in(&r, &q, "restore", bare), 0);
 	CU_ASSERT_EQUAL(vmm_wait(&q, 30000), 0);
 	CU_ASSERT_EQUAL(q.status, 1); /* "state has a device "virtio-net.0" this VM lacks" */
 	CU_ASSERT(test_wait_file_has(q.errlog, "virtio-net.0", 1000));
+	CU_ASSERT_EQUAL(start_in(&r, &q, "restore", other_mac), 0);
+	CU_ASSERT_EQUAL(vmm_wait(&q, 30000), 0);
+	CU_ASSERT_EQUAL(q.status, 1); /* the guest's MAC is not the one asked for */
+	CU_ASSERT(test_wait_file_has(q.errlog, "--net gives another", 1000));
 	CU_ASSERT_EQUAL(start_in(&r, &q, "restore", with), 0);
 	CU_ASSERT(vmm_console_wait(&q, want, 120000));
 	netpeer_get(&r.peer, &st);
