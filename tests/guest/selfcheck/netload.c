@@ -92,18 +92,19 @@ static u32 rx_drain(void)
 	return n;
 }
 
-/* Send the next frame if a buffer is free. */
-static void tx_one(void)
+/* Send the next frames while buffers are free (the device hears of them as a batch). */
+static void tx_some(void)
 {
-	u8 *f = vnet_tx_slot();
-	u32 len = cfg.net_bench ? NETF_MAX : netf_len(net.tx + 1);
+	u8 *f;
+	u32 len;
 
-	if (!f)
-		return;
-	netf_build(f, host_mac, mac, net.tx + 1, NETF_TO_HOST, len);
-	vnet_tx_post(len);
-	net.tx++;
-	net.heard = rdtsc();
+	while (net.tx < cfg.net_frames && (f = vnet_tx_slot())) {
+		len = cfg.net_bench ? NETF_MAX : netf_len(net.tx + 1);
+		netf_build(f, host_mac, mac, net.tx + 1, NETF_TO_HOST, len);
+		vnet_tx_post(len);
+		net.tx++;
+		net.heard = rdtsc();
+	}
 }
 
 /* Until every frame is sent and (unless benching) the host's answer to the last one came,
@@ -120,6 +121,7 @@ static bool busy(void)
 void net_run(u32 cpu)
 {
 	u64 t0;
+	u32 got;
 
 	if (vnet_init(cfg.net_base, cfg.net_bad, mac))
 		guest_exit(EXIT_BADARG);
@@ -128,9 +130,10 @@ void net_run(u32 cpu)
 	con_printf("NET mac=%s cpu=%u\n", mac_text(), cpu);
 	t0 = rdtsc();
 	while (busy()) {
-		if (net.tx < cfg.net_frames)
-			tx_one();
-		if (!rx_drain() && net.tx == cfg.net_frames && !cfg.net_bench)
+		tx_some();
+		got = rx_drain();
+		vnet_kick();
+		if (!got && net.tx == cfg.net_frames && !cfg.net_bench)
 			idle(); /* all sent: the next answer's interrupt (or a tick) wakes us */
 		keep_beating(cpu);
 	}
@@ -142,6 +145,7 @@ void net_run(u32 cpu)
 			   net.lost + (cfg.net_frames - net.rx_last), net.other, net_irqs);
 	for (;;) { /* frames may still come: take them, woken by their interrupt */
 		rx_drain();
+		vnet_kick();
 		idle();
 		keep_beating(cpu);
 	}

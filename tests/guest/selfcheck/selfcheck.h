@@ -237,9 +237,12 @@ u32 vblk_status(void);
  * mac gets the device's MAC. bad_queue: give the receive queue an address outside RAM. */
 int vnet_init(u64 base, bool bad_queue, u8 *mac);
 /* The frame area (after the header) of the next free transmit buffer, NULL while every
- * buffer is in flight; vnet_tx_post(len) sends what was written there. */
+ * buffer is in flight; vnet_tx_post(len) makes what was written there available. */
 u8 *vnet_tx_slot(void);
 void vnet_tx_post(u32 len);
+/* Notify the device of the buffers made available (sent and given back) since the last
+ * call, if it asked to be: once per batch. */
+void vnet_kick(void);
 /* True when the device has completed every frame posted. */
 bool vnet_tx_idle(void);
 /* The next received frame (*len bytes), NULL when none; vnet_rx_release gives its buffer

@@ -7,7 +7,7 @@
  * Buffers come back in the order they went (the device completes in order; checked). */
 #include "selfcheck.h"
 
-#define QN	     128
+#define QN	     256
 #define SLOTS	     (QN / 2) /* buffers per queue: up to two descriptors each */
 #define BUF	     2048
 #define HDR	     12	 /* virtio_net_hdr_v1, num_buffers included */
@@ -29,6 +29,7 @@ struct vq {
 	} used __attribute__((aligned(4)));
 	u16 next_avail; /* buffers made available so far */
 	u16 seen_used;	/* used entries taken back so far */
+	u16 told;	/* next_avail when the device was last considered for a notification */
 };
 
 static struct vq rxq, txq;
@@ -36,19 +37,24 @@ static u8 rx_buf[SLOTS][BUF] __attribute__((aligned(64)));
 static u8 tx_buf[SLOTS][BUF] __attribute__((aligned(64)));
 static u64 base;
 
-/* Publish one more available buffer (head) and notify the device if it asked for it (its
- * avail_event lies between the old index and the new one). */
-static void make_available(struct vq *q, u32 qi, u16 head)
+/* Publish one more available buffer (head). */
+static void make_available(struct vq *q, u16 head)
 {
-	u16 old = q->next_avail, now = (u16)(old + 1);
-
-	q->avail.ring[old % QN] = head;
+	q->avail.ring[q->next_avail % QN] = head;
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	q->avail.idx = now;
-	q->next_avail = now;
+	q->avail.idx = ++q->next_avail;
+}
+
+/* Notify the device if it asked for it: its avail_event lies among the buffers made
+ * available since we last looked. Once per batch of buffers, as drivers do. */
+static void kick(struct vq *q, u32 qi)
+{
+	u16 now = q->next_avail;
+
 	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* the index before reading the device's wish */
-	if ((u16)(now - q->used.avail_event - 1) < (u16)(now - old))
+	if ((u16)(now - q->used.avail_event - 1) < (u16)(now - q->told))
 		vmmio_wr(base, VMMIO_NOTIFY, qi);
+	q->told = now;
 }
 
 static void rx_post(u32 slot)
@@ -58,7 +64,7 @@ static void rx_post(u32 slot)
 				     (u16)(2 * slot + 1) };
 	rxq.desc[2 * slot + 1] = (struct vring_desc){ (u64)rx_buf[slot] + RX_SPLIT, BUF - RX_SPLIT,
 						      VRING_D_WRITE, 0 };
-	make_available(&rxq, 0, (u16)(2 * slot));
+	make_available(&rxq, (u16)(2 * slot));
 }
 
 int vnet_init(u64 at, bool bad_queue, u8 *mac)
@@ -82,6 +88,7 @@ int vnet_init(u64 at, bool bad_queue, u8 *mac)
 	vmmio_driver_ok(base);
 	for (u32 i = 0; i < SLOTS && !bad_queue; i++)
 		rx_post(i);
+	kick(&rxq, 0);
 	return 0;
 }
 
@@ -129,7 +136,7 @@ void vnet_tx_post(u32 len)
 			(struct vring_desc){ (u64)b, HDR, VRING_D_NEXT, (u16)(2 * slot + 1) };
 		txq.desc[2 * slot + 1] = (struct vring_desc){ (u64)b + HDR, len, 0, 0 };
 	}
-	make_available(&txq, 1, (u16)(2 * slot));
+	make_available(&txq, (u16)(2 * slot));
 }
 
 bool vnet_tx_idle(void)
@@ -166,4 +173,10 @@ void vnet_rx_release(void)
 	rxq.seen_used++;
 	rxq.avail.used_event = rxq.seen_used; /* interrupt for the next frame */
 	rx_post(slot);
+}
+
+void vnet_kick(void)
+{
+	kick(&rxq, 0);
+	kick(&txq, 1);
 }
