@@ -8,6 +8,7 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -186,11 +187,39 @@ bool netpeer_rate(struct netpeer *p, int len_ms, int timeout_ms, double *frames_
 	return st.last_ts >= st.win_to;
 }
 
+static void *flooder(void *arg)
+{
+	static const uint8_t host_mac[6] = NETF_HOST_MAC;
+	struct netpeer *p = arg;
+	uint8_t f[NETF_MAX];
+
+	for (uint64_t seq = 1; !atomic_load(&p->stop);) {
+		netf_build(f, p->flood_mac, host_mac, seq, NETF_TO_GUEST, NETF_MAX);
+		if (send(p->fd, f, NETF_MAX, 0) == NETF_MAX)
+			p->flooded = seq++;
+		else if (errno != ENOBUFS && errno != EAGAIN)
+			break;
+		else
+			sched_yield(); /* the socket's buffer is full: let the stack drain it */
+	}
+	return NULL;
+}
+
+int netpeer_flood(struct netpeer *p, const uint8_t *mac)
+{
+	memcpy(p->flood_mac, mac, 6);
+	p->flooding = p->started && !pthread_create(&p->flooder, NULL, flooder, p);
+	return p->flooding ? 0 : -1;
+}
+
 void netpeer_stop(struct netpeer *p)
 {
 	if (!p->started)
 		return;
 	atomic_store(&p->stop, true);
+	if (p->flooding)
+		pthread_join(p->flooder, NULL);
+	p->flooding = false;
 	pthread_join(p->thread, NULL);
 	close(p->fd);
 	p->started = false;

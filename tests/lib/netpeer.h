@@ -30,6 +30,10 @@ struct netpeer {
 	bool started;
 	pthread_mutex_t mu;
 	struct netpeer_stats st;
+	pthread_t flooder; /* netpeer_flood's */
+	bool flooding;
+	uint8_t flood_mac[6];
+	uint64_t flooded; /* frames it sent */
 };
 
 /* A packet socket bound to interface ifname of the calling thread's network namespace
@@ -45,7 +49,10 @@ bool netpeer_wait_seq(struct netpeer *p, uint64_t seq, int timeout_ms);
  * times (so the reader's own delays do not count). False when no frame came after the
  * window within timeout_ms. */
 bool netpeer_rate(struct netpeer *p, int len_ms, int timeout_ms, double *frames_s, double *bytes_s);
-/* Stop the thread and close the socket (safe to call twice). */
+/* From a thread of its own, send the host's frames (1514 bytes, sequence from 1) to mac as
+ * fast as the socket takes them, until netpeer_stop. 0 or -1. */
+int netpeer_flood(struct netpeer *p, const uint8_t *mac);
+/* Stop the threads and close the socket (safe to call twice). */
 void netpeer_stop(struct netpeer *p);
 
 #endif

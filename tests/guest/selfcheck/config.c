@@ -130,8 +130,8 @@ static void check_args(void)
 		bad_arg("echo must be 0 or 1", arg.echo);
 	if ((arg.disk_mb || arg.disk_bad) && cfg.virtio_count == 0)
 		bad_arg("disk_mb and disk_bad need a disk (cme-vmm --disk)", 0);
-	if (arg.net_bench > 1 || arg.net_bad > 1)
-		bad_arg("net_bench and net_bad must be 0 or 1", arg.net_bench | arg.net_bad);
+	if (arg.net_bench > 2 || arg.net_bad > 1)
+		bad_arg("net_bench must be 0, 1 or 2, net_bad 0 or 1", arg.net_bench | arg.net_bad);
 	if (arg.net_bench && !arg.net_frames)
 		bad_arg("net_bench needs net_frames=N", 0);
 	if (cfg.nr_vcpus == 0 || cfg.nr_vcpus > MAX_CPUS)

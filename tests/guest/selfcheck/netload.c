@@ -85,7 +85,7 @@ static u32 rx_drain(void)
 	u32 len, n = 0;
 
 	for (; (f = vnet_rx_next(&len)); n++) {
-		if (!cfg.net_bench)
+		if (cfg.net_bench != 1)
 			rx_check(f, len);
 		vnet_rx_release();
 	}
@@ -99,7 +99,7 @@ static void tx_some(void)
 	u32 len;
 
 	while (net.tx < cfg.net_frames && (f = vnet_tx_slot())) {
-		len = cfg.net_bench ? NETF_MAX : netf_len(net.tx + 1);
+		len = cfg.net_bench == 1 ? NETF_MAX : netf_len(net.tx + 1);
 		netf_build(f, host_mac, mac, net.tx + 1, NETF_TO_HOST, len);
 		vnet_tx_post(len);
 		net.tx++;
@@ -107,42 +107,79 @@ static void tx_some(void)
 	}
 }
 
-/* Until every frame is sent and (unless benching) the host's answer to the last one came,
- * or nothing came for QUIET_MS: a network may lose frames, the last ones too. */
+/* Until every frame is sent and the host's answer to the last one came, or nothing came
+ * for QUIET_MS: a network may lose frames, the last ones too. */
 static bool busy(void)
 {
 	if (net.tx < cfg.net_frames)
 		return true;
-	if (cfg.net_bench)
-		return !vnet_tx_idle();
 	return net.rx_last < cfg.net_frames && rdtsc() - net.heard < QUIET_MS * cfg.tsc_khz;
+}
+
+/* net_frames alone: send them, check the host's answers. */
+static void exchange(u32 cpu)
+{
+	u32 got;
+
+	while (busy()) {
+		tx_some();
+		got = rx_drain();
+		vnet_kick();
+		if (!got && net.tx == cfg.net_frames)
+			idle(); /* all sent: the next answer's interrupt (or a tick) wakes us */
+		keep_beating(cpu);
+	}
+	con_printf("NET tx=%lu rx=%lu lost=%lu other=%lu irqs=%lu ok\n", net.tx, net.rx,
+		   net.lost + (cfg.net_frames - net.rx_last), net.other, net_irqs);
+}
+
+/* net_bench=1: send net_frames frames as fast as it can, timed from the first post to
+ * the last completion. */
+static void tx_bench(u32 cpu)
+{
+	u64 t0 = rdtsc();
+
+	while (net.tx < cfg.net_frames || !vnet_tx_idle()) {
+		tx_some();
+		rx_drain();
+		vnet_kick();
+		keep_beating(cpu);
+	}
+	con_printf("NETBENCH frames=%lu bytes=%lu tsc=%lu tsc_khz=%lu\n", net.tx, net.tx * NETF_MAX,
+		   rdtsc() - t0, cfg.tsc_khz);
+}
+
+/* net_bench=2: take the host's frames as fast as they come (checked), timed from the first
+ * to the net_frames-th, or to the last one before QUIET_MS without any. */
+static void rx_bench(u32 cpu)
+{
+	u64 first = 0;
+
+	while (net.rx < cfg.net_frames &&
+	       (!first || rdtsc() - net.heard < QUIET_MS * cfg.tsc_khz)) {
+		rx_drain();
+		if (!first && net.rx)
+			first = net.heard;
+		vnet_kick();
+		keep_beating(cpu);
+	}
+	con_printf("NETRXBENCH frames=%lu lost=%lu bytes=%lu tsc=%lu tsc_khz=%lu\n", net.rx,
+		   net.lost, net.rx * NETF_MAX, net.heard - first, cfg.tsc_khz);
 }
 
 void net_run(u32 cpu)
 {
-	u64 t0;
-	u32 got;
-
 	if (vnet_init(cfg.net_base, cfg.net_bad, mac))
 		guest_exit(EXIT_BADARG);
 	if (cfg.net_bad)
 		net_broken(cpu);
 	con_printf("NET mac=%s cpu=%u\n", mac_text(), cpu);
-	t0 = rdtsc();
-	while (busy()) {
-		tx_some();
-		got = rx_drain();
-		vnet_kick();
-		if (!got && net.tx == cfg.net_frames && !cfg.net_bench)
-			idle(); /* all sent: the next answer's interrupt (or a tick) wakes us */
-		keep_beating(cpu);
-	}
-	if (cfg.net_bench)
-		con_printf("NETBENCH frames=%lu bytes=%lu tsc=%lu tsc_khz=%lu\n", net.tx,
-			   net.tx * NETF_MAX, rdtsc() - t0, cfg.tsc_khz);
+	if (cfg.net_bench == 1)
+		tx_bench(cpu);
+	else if (cfg.net_bench == 2)
+		rx_bench(cpu);
 	else
-		con_printf("NET tx=%lu rx=%lu lost=%lu other=%lu irqs=%lu ok\n", net.tx, net.rx,
-			   net.lost + (cfg.net_frames - net.rx_last), net.other, net_irqs);
+		exchange(cpu);
 	for (;;) { /* frames may still come: take them, woken by their interrupt */
 		rx_drain();
 		vnet_kick();
