@@ -463,6 +463,11 @@ static void status_write(struct virtio_dev *v, uint32_t val)
 		val &= ~VIRTIO_STATUS_FEATURES_OK;
 	if ((val & VIRTIO_STATUS_FEATURES_OK) && !(v->drv_features & VIRTIO_F_VERSION_1))
 		val &= ~VIRTIO_STATUS_FEATURES_OK; /* modern only */
+	/* Driver ready: the thread looks at every queue once, so buffers posted (and notified,
+	 * which it then ignored) before DRIVER_OK are taken — a tap may have frames waiting. */
+	if ((val & ~v->status) & VIRTIO_STATUS_DRIVER_OK)
+		for (unsigned i = 0; i < v->be->nr_queues; i++)
+			kick(v, i);
 	v->status = (v->status & VIRTIO_STATUS_NEEDS_RESET) | (val & ~VIRTIO_STATUS_NEEDS_RESET);
 }
 

@@ -302,8 +302,6 @@ static long rx_frame(struct virtio_dev *v, struct net *n, const struct virtq_cha
 	return (long)(got - HDR_BYTES);
 }
 
-/* Deliver what the tap has while the guest has buffers for it. Watches the tap only when
- * it ran dry with buffers left, so frames wait in the tap while the guest has none. */
 /* The tap has a frame waiting (without waiting for one). */
 static bool tap_has_frame(const struct net *n)
 {
