@@ -504,6 +504,12 @@ int main(void)
 		test_remove_tmp();
 		return 0;
 	}
+	if (getenv("CME_BENCH_ONLY") && !strcmp(getenv("CME_BENCH_ONLY"), "net")) {
+		if (test_have_kvm(why, sizeof(why)))
+			bench_virtio_net(); /* developers: the network figures alone */
+		test_remove_tmp();
+		return 0;
+	}
 	bench_ha_detection(); /* etcd only: runs without KVM too */
 	if (!test_have_kvm(why, sizeof(why))) {
 		printf("{\"bench\":\"all\",\"skipped\":\"%s\"}\n", why);
@@ -519,6 +525,7 @@ int main(void)
 	bench_exit_cost();
 	bench_guest_rates();
 	bench_virtio_blk();
+	bench_virtio_net();
 	bench_dirty_log();
 	bench_snapshot();
 	{

@@ -53,6 +53,10 @@ void bench_guest_rates(void);
  * the host's own on the same file system (needs KVM). */
 void bench_virtio_blk(void);
 
+/* bench_net.c: virtio-net, the test guest's bulk send of 1514-byte frames against the
+ * host's own writes of the same frames into the same tap (needs KVM, root, /dev/net/tun). */
+void bench_virtio_net(void);
+
 /* bench_ha.c: how many lightweight lease holders (simulated nodes without VMs) one etcd
  * watches over with every lost one detected within TTL + 1 s (needs no KVM). */
 void bench_ha_detection(void);

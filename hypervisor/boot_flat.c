@@ -50,7 +50,7 @@ struct boot_info {
 	uint64_t cmdline_gpa;
 	uint64_t tsc_khz;
 	uint64_t virtio_base;  /* virtio-mmio device i at virtio_base + i * 4 KiB */
-	uint32_t virtio_count; /* how many (the disks in --disk order, then the balloon) */
+	uint32_t virtio_count; /* how many (the disks, then the nets, then the balloon) */
 	uint32_t reserved;
 };
 

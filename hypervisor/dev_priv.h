@@ -90,8 +90,9 @@ struct dev_ops {
 };
 
 /* What the board gives a device of which a VM may have several (its create finds it in
- * d->priv): its argument (a struct vm_disk, ...; NULL for a device a VM has at most one of)
- * and its index among its kind; a virtio device's slot in the MMIO window. */
+ * d->priv): its argument (a struct vm_disk, ...; NULL for a device a VM has at most one of),
+ * its index among its kind, and for a virtio device its slot in the MMIO window (disks
+ * first, then nets, then the balloon). */
 struct vm_dev_arg {
 	const void *arg;
 	unsigned index;

@@ -86,32 +86,34 @@ static int dev_register(struct vm *vm, const struct dev_entry *e)
 	return 0;
 }
 
-/* The virtio devices of vm's configuration, one 4 KiB MMIO window each. */
+/* One virtio device in its slot of the MMIO window: index among its kind, argument arg. */
+static int add_virtio_one(struct vm *vm, const struct dev_ops *ops, const void *arg, unsigned index,
+			  unsigned slot)
+{
+	struct dev_entry e = {
+		.ops = ops,
+		.range = { { DEV_MMIO, VIRTIO_MMIO_BASE + slot * VIRTIO_MMIO_SIZE,
+			     VIRTIO_MMIO_SIZE } },
+		.arg = { arg, index, slot },
+	};
+
+	return dev_register(vm, &e);
+}
+
+/* The virtio devices of vm's configuration, one 4 KiB MMIO window each, in the fixed slot
+ * order: the disks, then the nets. */
 static int add_virtio(struct vm *vm)
 {
+	unsigned disks = vm->cfg.nr_disks;
 	int err = 0;
 
-	for (unsigned i = 0; !err && i < vm->cfg.nr_disks; i++) {
-		struct dev_entry e = {
-			.ops = &dev_virtio_blk_ops,
-			.range = { { DEV_MMIO, VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_SIZE,
-				     VIRTIO_MMIO_SIZE } },
-			.arg = { &vm->cfg.disks[i], i, i },
-		};
-
-		err = dev_register(vm, &e);
-	}
-	if (!err && vm->cfg.balloon) { /* the last slot; one balloon, so no index in its name */
-		unsigned slot = vm_virtio_count(&vm->cfg) - 1;
-		struct dev_entry e = {
-			.ops = &dev_virtio_balloon_ops,
-			.range = { { DEV_MMIO, VIRTIO_MMIO_BASE + slot * VIRTIO_MMIO_SIZE,
-				     VIRTIO_MMIO_SIZE } },
-			.arg = { NULL, 0, slot },
-		};
-
-		err = dev_register(vm, &e);
-	}
+	for (unsigned i = 0; !err && i < disks; i++)
+		err = add_virtio_one(vm, &dev_virtio_blk_ops, &vm->cfg.disks[i], i, i);
+	for (unsigned i = 0; !err && i < vm->cfg.nr_nets; i++)
+		err = add_virtio_one(vm, &dev_virtio_net_ops, &vm->cfg.nets[i], i, disks + i);
+	if (!err && vm->cfg.balloon) /* the last slot; one balloon, so no index in its name */
+		err = add_virtio_one(vm, &dev_virtio_balloon_ops, NULL, 0,
+				     vm_virtio_count(&vm->cfg) - 1);
 	return err;
 }
 

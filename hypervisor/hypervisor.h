@@ -39,6 +39,23 @@ struct vm_disk {
 	bool direct; /* O_DIRECT: past the host's page cache */
 };
 
+#define VM_MAX_NETS 4
+#define VM_MAC_LEN  6
+
+/* A rate limit of one direction of a net device (README "Networks"): bytes and frames per
+ * second, each 0 for none. */
+struct vm_net_limit {
+	uint64_t bytes_per_s, frames_per_s;
+};
+
+/* A virtio-net device backed by a host tap device (README "Networks"). */
+struct vm_net {
+	const char *tap; /* the tap's name; not copied, must outlive the VM */
+	uint8_t mac[VM_MAC_LEN];
+	bool mac_set; /* false: derived from the VM's name and the device's index */
+	struct vm_net_limit tx, rx;
+};
+
 struct vm_config {
 	const char *name;   /* for logs and status; not copied, must outlive the VM */
 	uint64_t mem_bytes; /* multiple of 2 MiB, at most VM_MAX_MEM */
@@ -46,6 +63,8 @@ struct vm_config {
 	struct console_cfg console;
 	struct vm_disk disks[VM_MAX_DISKS];
 	unsigned nr_disks;
+	struct vm_net nets[VM_MAX_NETS];
+	unsigned nr_nets; /* nr_disks + nr_nets + balloon <= VM_MAX_VIRTIO */
 	/* Resource control (README "Resource control"). */
 	bool hugepages;	       /* back RAM with 2 MiB hugepages (refused if too few) */
 	bool ksm;	       /* mark RAM mergeable (KSM page sharing) */
@@ -100,11 +119,25 @@ struct vm_info {
 	uint64_t uptime_ns; /* since vm_start() */
 	uint64_t paused_ns; /* total time paused */
 	unsigned nr_disks;  /* virtio-blk disks */
+	unsigned nr_nets;   /* virtio-net devices */
 	bool balloon;	    /* a virtio-balloon */
 	bool hugepages, ksm;
 	unsigned nr_pin; /* vCPUs 0..nr_pin-1 are pinned, to host CPU pin[i] */
 	int pin[VM_MAX_VCPUS];
 };
+
+/* What a net device has done, for status. */
+struct vm_net_stats {
+	char tap[16];
+	uint8_t mac[VM_MAC_LEN];
+	struct vm_net_limit tx_limit, rx_limit;
+	uint64_t tx_frames, tx_bytes, rx_frames, rx_bytes; /* Ethernet frames, without header */
+	uint64_t tx_dropped, rx_dropped;     /* refused by the tap, or malformed / too large */
+	uint64_t tx_throttled, rx_throttled; /* times the rate limit held the queue back */
+};
+
+/* Net device idx (< nr_nets) of a created VM into *st. Returns 0 or -ENOENT. */
+int vm_get_net_stats(struct vm *vm, unsigned idx, struct vm_net_stats *st) CME_WUR;
 
 /* Open /dev/kvm and create the VM with its memory, in-kernel irqchip, PIT, vCPUs
  * (CPUID from KVM_GET_SUPPORTED_CPUID) and console. Returns 0 with *out owned by the

@@ -151,6 +151,7 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
 	info->paused_ns = vm->paused_ns;
 	info->nr_disks = vm->cfg.nr_disks;
 	info->balloon = vm->cfg.balloon;
+	info->nr_nets = vm->cfg.nr_nets;
 	info->hugepages = vm->cfg.hugepages;
 	info->ksm = vm->cfg.ksm;
 	info->nr_pin = vm->cfg.nr_pin;

@@ -181,26 +181,8 @@ static void blk_config(struct virtio_dev *v, uint64_t off, uint8_t *data, unsign
  * ones before the status byte (read). Returns their count; *bytes their length. */
 static int data_iov(const struct virtq_chain *c, bool out, struct iovec *iov, uint64_t *bytes)
 {
-	uint64_t skip = out ? HDR_BYTES : 0,
-		 left = out ? c->read_len - HDR_BYTES : c->write_len - 1;
-	unsigned from = out ? 0 : c->nread, to = out ? c->nread : c->nseg;
-	int n = 0;
-
-	*bytes = left;
-	for (unsigned i = from; i < to && left; i++) {
-		const struct virtq_seg *s = &c->seg[i];
-		uint64_t take;
-
-		if (skip >= s->len) {
-			skip -= s->len;
-			continue;
-		}
-		take = s->len - skip < left ? s->len - skip : left;
-		iov[n++] = (struct iovec){ s->p + skip, take };
-		left -= take;
-		skip = 0;
-	}
-	return n;
+	*bytes = out ? c->read_len - HDR_BYTES : c->write_len - 1;
+	return (int)virtq_iov(c, !out, out ? HDR_BYTES : 0, *bytes, iov);
 }
 
 /* O_DIRECT takes buffers and lengths aligned to the block size only. */

@@ -130,34 +130,77 @@ static unsigned nr_live_queues(struct virtio_dev *v)
 
 /* ---- the device's thread ---------------------------------------------------------------- */
 
-static bool runnable(const struct virtio_dev *v, unsigned q)
+bool virtio_queue_runnable(const struct virtio_dev *v, unsigned q)
 {
 	return (v->status & VIRTIO_STATUS_DRIVER_OK) && !(v->status & VIRTIO_STATUS_NEEDS_RESET) &&
 	       v->q[q].ready && !v->q[q].broken;
 }
 
-static void *io_thread(void *arg)
+/* The device runs: its backend's watches are waited on. */
+static bool live(const struct virtio_dev *v)
 {
-	struct virtio_dev *v = arg;
-	struct pollfd p[VIRTIO_MAX_QUEUES + 1];
-	unsigned n = v->be->nr_queues;
-	uint64_t cnt;
+	return (v->status & VIRTIO_STATUS_DRIVER_OK) && !(v->status & VIRTIO_STATUS_NEEDS_RESET) &&
+	       !v->paused;
+}
 
-	pthread_setname_np(pthread_self(), "virtio");
+int virtio_watch_add(struct virtio_dev *v, int fd, short events)
+{
+	if (v->nr_watch == VIRTIO_MAX_WATCH)
+		return -ENOSPC;
+	v->watch[v->nr_watch] = (struct virtio_watch){ .fd = fd, .events = events };
+	return (int)v->nr_watch++;
+}
+
+void virtio_watch_set(struct virtio_dev *v, unsigned w, bool on)
+{
+	v->watch[w].on = on;
+}
+
+/* What the thread waits on next: the kicks, the quit fd, and while the device runs the
+ * watches that are on (which[] maps those entries of p back to their watch). */
+static unsigned wait_set(struct virtio_dev *v, struct pollfd *p, unsigned *which)
+{
+	unsigned n = v->be->nr_queues, k = n + 1;
+
 	for (unsigned i = 0; i < n; i++)
 		p[i] = (struct pollfd){ .fd = v->kick[i], .events = POLLIN };
 	p[n] = (struct pollfd){ .fd = v->quit_fd, .events = POLLIN };
+	pthread_mutex_lock(&v->mu);
+	for (unsigned w = 0; live(v) && w < v->nr_watch; w++) {
+		if (!v->watch[w].on)
+			continue;
+		p[k] = (struct pollfd){ .fd = v->watch[w].fd, .events = v->watch[w].events };
+		which[k++] = w;
+	}
+	pthread_mutex_unlock(&v->mu);
+	return k;
+}
+
+static void *io_thread(void *arg)
+{
+	struct virtio_dev *v = arg;
+	struct pollfd p[VIRTIO_MAX_QUEUES + 1 + VIRTIO_MAX_WATCH];
+	unsigned which[VIRTIO_MAX_QUEUES + 1 + VIRTIO_MAX_WATCH];
+	unsigned n = v->be->nr_queues, k;
+	uint64_t cnt;
+
+	pthread_setname_np(pthread_self(), "virtio");
 	for (;;) {
-		if (poll(p, n + 1, -1) < 0 && errno != EINTR)
+		k = wait_set(v, p, which);
+		if (poll(p, k, -1) < 0 && errno != EINTR)
 			break;
 		if (p[n].revents)
 			break;
-		for (unsigned i = 0; i < n; i++) {
-			if (!(p[i].revents & POLLIN) || read(v->kick[i], &cnt, sizeof(cnt)) < 0)
+		for (unsigned i = 0; i < k; i++) {
+			if (i == n || !p[i].revents)
+				continue;
+			if (i < n && read(v->kick[i], &cnt, sizeof(cnt)) < 0)
 				continue;
 			pthread_mutex_lock(&v->mu);
-			if (runnable(v, i) && !v->paused)
+			if (i < n && virtio_queue_runnable(v, i) && !v->paused)
 				v->be->process(v, i);
+			else if (i > n && live(v) && v->watch[which[i]].on)
+				v->be->event(v, which[i]);
 			pthread_mutex_unlock(&v->mu);
 		}
 	}
@@ -299,6 +342,11 @@ static void kick(struct virtio_dev *v, uint32_t q)
 
 	if (q < v->be->nr_queues && write(v->kick[q], &one, sizeof(one)) < 0)
 		log_warn(SUB, "vm=%s %s: kick: %s", v->vm->cfg.name, v->be->name, strerror(errno));
+}
+
+void virtio_kick(struct virtio_dev *v, unsigned q)
+{
+	kick(v, q);
 }
 
 void virtio_mmio_pause(struct vm_device *d, bool pause)
@@ -464,6 +512,11 @@ static void status_write(struct virtio_dev *v, uint32_t val)
 		val &= ~VIRTIO_STATUS_FEATURES_OK;
 	if ((val & VIRTIO_STATUS_FEATURES_OK) && !(v->drv_features & VIRTIO_F_VERSION_1))
 		val &= ~VIRTIO_STATUS_FEATURES_OK; /* modern only */
+	/* Driver ready: the thread looks at every queue once, so buffers posted (and notified,
+	 * which it then ignored) before DRIVER_OK are taken — a tap may have frames waiting. */
+	if ((val & ~v->status) & VIRTIO_STATUS_DRIVER_OK)
+		for (unsigned i = 0; i < v->be->nr_queues; i++)
+			kick(v, i);
 	v->status = (v->status & VIRTIO_STATUS_NEEDS_RESET) | (val & ~VIRTIO_STATUS_NEEDS_RESET);
 }
 

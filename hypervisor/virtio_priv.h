@@ -14,6 +14,11 @@
  * never run on a vCPU thread. The transport's mutex orders the two: a register access
  * waits for the queue being processed.
  *
+ * A backend may give the thread descriptors of its own to wait on (watches: a tap that
+ * has frames, a rate limiter's timerfd); they are waited on only while the device runs
+ * (DRIVER_OK, no reset needed, the VM not paused) and the backend has switched them on, so
+ * a readable tap with nowhere to put its frames never makes the thread spin.
+ *
  * A malformed queue (virtq_priv.h) sets DEVICE_NEEDS_RESET and raises a configuration
  * interrupt; the device does nothing more until the driver resets it. */
 #ifndef CME_VIRTIO_PRIV_H
@@ -26,7 +31,9 @@
 #include "virtq_priv.h"
 
 #define VIRTIO_MAX_QUEUES 3 /* the balloon's inflate, deflate and reporting queues */
+#define VIRTIO_MAX_WATCH  4
 
+#define VIRTIO_ID_NET	  1
 #define VIRTIO_ID_BLOCK	  2
 #define VIRTIO_ID_BALLOON 5
 
@@ -70,9 +77,19 @@ struct virtio_backend {
 	/* Take and complete what queue q holds (the device's thread, transport mutex held).
 	 * Returns false when the queue turned out malformed (virtio_queue_broken was called). */
 	bool (*process)(struct virtio_dev *v, unsigned q);
-	/* Save or restore the backend's own state beside the transport's (NULL: it has none);
-	 * transport mutex held. On save, what it hangs on m is allocated from x->arena. */
+	/* Watch w (virtio_watch_add) is ready (the device's thread, mutex held, the device
+	 * running). May be NULL for a backend without watches. */
+	void (*event)(struct virtio_dev *v, unsigned w);
+	/* Save or restore the backend's own part of the device's state (m's backend fields),
+	 * in x's direction; restore fails with dev_state_fail. May be NULL: nothing of its own. */
 	int (*state)(struct virtio_dev *v, Cme__VirtioState *m, struct dev_xfer *x);
+};
+
+/* A descriptor of the backend's that the device's thread waits on while on. */
+struct virtio_watch {
+	int fd;
+	short events; /* POLLIN, POLLOUT */
+	bool on;
 };
 
 /* The transport's state of one device. */
@@ -93,6 +110,8 @@ struct virtio_dev {
 	int irqfd;
 	int kick[VIRTIO_MAX_QUEUES]; /* ioeventfds */
 	int quit_fd;
+	struct virtio_watch watch[VIRTIO_MAX_WATCH]; /* the backend's fds (it closes them) */
+	unsigned nr_watch;
 	bool ioeventfd; /* KVM signals kick[] itself */
 	bool paused;	/* the VM is paused: no queue is processed (under mu) */
 	pthread_t thread;
@@ -113,6 +132,17 @@ void virtio_mmio_pause(struct vm_device *d, bool pause);
 int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x);
 /* Raise the used-buffer interrupt when queue q's driver wants one. */
 void virtio_notify(struct virtio_dev *v, unsigned q);
+/* True when queue q may be processed: the driver is ready, the queue set up and sound. */
+bool virtio_queue_runnable(const struct virtio_dev *v, unsigned q);
+/* Have the device's thread process queue q again once it has looked at its other work
+ * (a backend that stops a long batch to be fair to its other queues). */
+void virtio_kick(struct virtio_dev *v, unsigned q);
+/* In the backend's open: have the device's thread also wait for events on fd (off until
+ * virtio_watch_set). Returns the watch's number, or -ENOSPC. */
+int virtio_watch_add(struct virtio_dev *v, int fd, short events);
+/* Switch watch w on or off; from the device's thread only (process, event), so the
+ * thread's next wait sees it. */
+void virtio_watch_set(struct virtio_dev *v, unsigned w, bool on);
 /* Queue q is malformed: DEVICE_NEEDS_RESET, a configuration interrupt, a log line. */
 void virtio_queue_broken(struct virtio_dev *v, unsigned q, const char *why);
 /* One chain taken from queue q: handle it, and return 0 with the bytes written into its
@@ -131,5 +161,8 @@ void virtio_config_changed(struct virtio_dev *v);
 extern const struct dev_ops dev_virtio_blk_ops;
 /* virtio_balloon.c: the memory balloon, with free-page reporting. */
 extern const struct dev_ops dev_virtio_balloon_ops;
+
+/* virtio_net.c: a network device backed by a host tap device. */
+extern const struct dev_ops dev_virtio_net_ops;
 
 #endif

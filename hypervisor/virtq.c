@@ -203,6 +203,11 @@ int virtq_pop(struct virtq *q, const struct virtq_mem *m, struct virtq_chain *c,
 	return 1;
 }
 
+void virtq_unpop(struct virtq *q)
+{
+	q->last_avail--;
+}
+
 int virtq_push(struct virtq *q, const struct virtq_mem *m, uint16_t head, uint32_t len)
 {
 	uint8_t *used = m->map(m->opaque, q->used, used_bytes(q->num));
@@ -256,6 +261,27 @@ bool virtq_arm_notify(struct virtq *q, const struct virtq_mem *m)
 	}
 	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* publish, then look again */
 	return __atomic_load_n((const uint16_t *)(avail + 2), __ATOMIC_ACQUIRE) != q->last_avail;
+}
+
+unsigned virtq_iov(const struct virtq_chain *c, bool writable, uint64_t off, uint64_t len,
+		   struct iovec *iov)
+{
+	unsigned from = writable ? c->nread : 0, to = writable ? c->nseg : c->nread, n = 0;
+
+	for (unsigned i = from; i < to && len; i++) {
+		const struct virtq_seg *s = &c->seg[i];
+		uint64_t take;
+
+		if (off >= s->len) {
+			off -= s->len;
+			continue;
+		}
+		take = s->len - off < len ? s->len - off : len;
+		iov[n++] = (struct iovec){ s->p + off, take };
+		len -= take;
+		off = 0;
+	}
+	return n;
 }
 
 /* Copy between buf and the chain's readable (to_chain false) or writable (true) buffers,

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "common.h"
 
@@ -82,6 +83,9 @@ int virtq_validate(const struct virtq *q, const struct virtq_mem *m, char *why, 
  * -EINVAL when the ring or the chain is malformed (q->broken is set, why says what). */
 int virtq_pop(struct virtq *q, const struct virtq_mem *m, struct virtq_chain *c, char *why,
 	      size_t whylen);
+/* Give back the chain virtq_pop just took, unused: the next virtq_pop takes it again (a
+ * device that finds it cannot use the chain yet: no frame to receive, a rate limit). */
+void virtq_unpop(struct virtq *q);
 /* Return chain head with len bytes written into its writable buffers. 0 or -EINVAL. */
 int virtq_push(struct virtq *q, const struct virtq_mem *m, uint16_t head, uint32_t len);
 /* After pushes: true when the guest asked to be interrupted (used_event or the ring's
@@ -91,6 +95,11 @@ bool virtq_need_irq(struct virtq *q, const struct virtq_mem *m);
  * then check again; true when more chains came meanwhile (process them before sleeping). */
 bool virtq_arm_notify(struct virtq *q, const struct virtq_mem *m);
 
+/* The chain's readable (writable false) or writable buffers from byte off on, at most len
+ * bytes of them, as iovecs into iov (room for VIRTQ_MAX_SEGS). Returns their count. Writes
+ * through them are the caller's to report (virtq_written). */
+unsigned virtq_iov(const struct virtq_chain *c, bool writable, uint64_t off, uint64_t len,
+		   struct iovec *iov);
 /* Copy between a chain's buffers and a flat buffer: from the readable buffers starting at
  * byte off, or into the writable ones (marking them dirty). Return the bytes copied. */
 size_t virtq_read(const struct virtq_chain *c, uint64_t off, void *dst, size_t len);

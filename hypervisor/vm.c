@@ -194,8 +194,10 @@ static int vm_validate_config(const struct vm_config *cfg)
 		log_err(SUB, "--pin-vcpus names %u CPUs for %u vCPUs", cfg->nr_pin, cfg->nr_vcpus);
 		return -EINVAL;
 	}
-	if (cfg->nr_disks > VM_MAX_DISKS) {
-		log_err(SUB, "%u disks: at most %d", cfg->nr_disks, VM_MAX_DISKS);
+	if (cfg->nr_disks > VM_MAX_DISKS || cfg->nr_nets > VM_MAX_NETS ||
+	    vm_virtio_count(cfg) > VM_MAX_VIRTIO) {
+		log_err(SUB, "%u disks and %u nets: at most %d disks, %d nets, %d in all",
+			cfg->nr_disks, cfg->nr_nets, VM_MAX_DISKS, VM_MAX_NETS, VM_MAX_VIRTIO);
 		return -EINVAL;
 	}
 	if (vm_virtio_count(cfg) > VM_MAX_VIRTIO) {

@@ -16,10 +16,10 @@
 #define VIRTIO_MMIO_SIZE 0x1000
 
 /* The virtio devices of a configuration, in their fixed slot order: the disks, then the
- * balloon (last). */
+ * nets, then the balloon (last). */
 static inline unsigned vm_virtio_count(const struct vm_config *c)
 {
-	return c->nr_disks + (c->balloon ? 1 : 0);
+	return c->nr_disks + c->nr_nets + (c->balloon ? 1 : 0);
 }
 
 /* The IOAPIC pin (edge-triggered, active high: ISA-style) of virtio device i. */

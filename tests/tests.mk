@@ -1,12 +1,13 @@
 # Test runners. Unit tests link the modules they test (built with SAN=1 by `make test`);
 # KVM tests drive the real programs and also use the hypervisor library in-process.
 TEST_INC   := -Itests/lib -Itests/unit -Itests/kvm -Icommon -Iproto -I$(GEN)/proto \
-              -Ihypervisor -Icmd/cme-vmm -Inet -Imigrate -Iha -Ietcd -Icluster -Iclusterd
+              -Ihypervisor -Icmd/cme-vmm -Inet -Imigrate -Iha -Ietcd -Icluster -Iclusterd \
+              -Itests/guest/selfcheck
 TEST_LIBS  := -lcunit
 VMM_LIB_OBJS := $(O)/obj/cmd/cme-vmm/args.o $(O)/obj/cmd/cme-vmm/api_proto.o
 
 HARNESS_SRCS := tests/lib/harness.c tests/lib/netns.c tests/lib/vmm_proc.c tests/lib/console_client.c \
-                tests/lib/etcd_proc.c
+                tests/lib/etcd_proc.c tests/lib/netpeer.c
 UNIT_SRCS    := $(wildcard tests/unit/*.c) $(HARNESS_SRCS)
 KVM_SRCS     := $(wildcard tests/kvm/*.c) $(HARNESS_SRCS)
 E2E_SRCS     := $(wildcard tests/e2e/*.c) $(HARNESS_SRCS)

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -53,6 +54,41 @@ static json_t *resources_json(const struct vm_info *info, const struct cgroup *c
 			 cg ? cg_json(cg) : json_null());
 }
 
+/* One net device: its tap and MAC, its limits (0: none), and what went through it. */
+static json_t *net_json(const struct vm_net_stats *st)
+{
+	char mac[18];
+	json_t *o;
+
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", st->mac[0], st->mac[1],
+		 st->mac[2], st->mac[3], st->mac[4], st->mac[5]);
+	o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "tap", st->tap, "mac", mac, "rate_tx",
+		      (json_int_t)st->tx_limit.bytes_per_s, "rate_rx",
+		      (json_int_t)st->rx_limit.bytes_per_s, "pps_tx",
+		      (json_int_t)st->tx_limit.frames_per_s, "pps_rx",
+		      (json_int_t)st->rx_limit.frames_per_s);
+	json_object_update_new(
+		o, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "rx_frames",
+			     (json_int_t)st->rx_frames, "rx_bytes", (json_int_t)st->rx_bytes,
+			     "tx_frames", (json_int_t)st->tx_frames, "tx_bytes",
+			     (json_int_t)st->tx_bytes, "rx_dropped", (json_int_t)st->rx_dropped,
+			     "tx_dropped", (json_int_t)st->tx_dropped, "rx_throttled",
+			     (json_int_t)st->rx_throttled, "tx_throttled",
+			     (json_int_t)st->tx_throttled));
+	return o;
+}
+
+static json_t *nets_json(struct vm *vm, const struct vm_info *info)
+{
+	json_t *a = json_array();
+	struct vm_net_stats st;
+
+	for (unsigned i = 0; i < info->nr_nets; i++)
+		if (!vm_get_net_stats(vm, i, &st))
+			json_array_append_new(a, net_json(&st));
+	return a;
+}
+
 static json_t *api_status(struct api *api, json_t *req)
 {
 	struct vm_info info;
@@ -62,14 +98,14 @@ static json_t *api_status(struct api *api, json_t *req)
 	vm_get_info(api->vm, &info);
 	for (unsigned i = 0; i < info.nr_vcpus; i++)
 		json_array_append_new(vcpus, vcpu_stats_json(api->vm, i));
-	return json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "ok", 1, "name",
+	return json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "ok", 1, "name",
 			 info.name, "state", api_state_name(&info), "mem_bytes",
 			 (json_int_t)info.mem_bytes, "vcpus", (int)info.nr_vcpus, "tsc_khz",
 			 (json_int_t)info.tsc_khz, "uptime_ms",
 			 (json_int_t)(info.uptime_ns / 1000000), "paused_ms",
 			 (json_int_t)(info.paused_ns / 1000000), "vcpu", vcpus, "fence",
 			 api_fence_json(api->vm), "resources", resources_json(&info, api->cg),
-			 "balloon", api_balloon_json(api->vm));
+			 "balloon", api_balloon_json(api->vm), "net", nets_json(api->vm, &info));
 }
 
 static json_t *api_pause(struct api *api, json_t *req)

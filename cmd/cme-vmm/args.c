@@ -63,6 +63,123 @@ static int parse_disk(char *a, struct run_opts *o, char *err, size_t errlen)
 	return 0;
 }
 
+#define NET_USAGE                                                                                  \
+	"expected "                                                                                \
+	"tap=NAME[,mac=XX:XX:XX:XX:XX:XX][,rate_tx=BW][,rate_rx=BW][,pps_tx=N][,pps_rx=N]"
+#define NET_MAX_RATE (1ull << 36) /* bytes or frames a second (64 Gi): the limiter's bound */
+
+/* A MAC written XX:XX:XX:XX:XX:XX that a device may have: unicast, not all zero. */
+static bool parse_mac(const char *s, uint8_t *mac)
+{
+	unsigned v[VM_MAC_LEN], any = 0;
+	int end = 0;
+
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%n", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+		   &end) != VM_MAC_LEN ||
+	    s[end] || strlen(s) != 17)
+		return false;
+	for (int i = 0; i < VM_MAC_LEN; i++) {
+		mac[i] = (uint8_t)v[i];
+		any |= v[i];
+	}
+	return any && !(mac[0] & 1);
+}
+
+/* An interface name the kernel takes: 1 to 15 characters, no '/', ':' or white space. */
+static bool ifname_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= 15 && !strpbrk(s, "/: \t\n") && strcmp(s, ".") && strcmp(s, "..");
+}
+
+/* rate_tx=BW, rate_rx=BW (bytes a second, K/M/G binary), pps_tx=N, pps_rx=N into n;
+ * false when key is none of them. */
+static bool net_rate(struct vm_net *n, const char *key, const char *val, const char **what)
+{
+	struct {
+		const char *key;
+		uint64_t *to;
+		bool bytes;
+	} keys[] = { { "rate_tx", &n->tx.bytes_per_s, true },
+		     { "rate_rx", &n->rx.bytes_per_s, true },
+		     { "pps_tx", &n->tx.frames_per_s, false },
+		     { "pps_rx", &n->rx.frames_per_s, false } };
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		if (strcmp(key, keys[i].key))
+			continue;
+		if (keys[i].bytes ? parse_size(val, keys[i].to) < 0 || *keys[i].to > NET_MAX_RATE
+				  : parse_uint(val, 1, NET_MAX_RATE, keys[i].to) < 0)
+			*what = keys[i].bytes
+					? "is not a rate (bytes a second, 1 to 64G: 500K, 2M, "
+					  "1G)"
+					: "is not a rate (frames a second, 1 to 68719476736)";
+		return true;
+	}
+	return false;
+}
+
+/* One KEY=VALUE of --net into n; false when it is not one. */
+static bool net_key(struct vm_net *n, const char *key, const char *val, const char **what)
+{
+	*what = NULL;
+	if (net_rate(n, key, val, what))
+		return true;
+	if (!strcmp(key, "tap")) {
+		n->tap = val;
+		*what = ifname_ok(val) ? NULL
+				       : "is not an interface name (1 to 15 characters, no "
+					 "'/', ':' or spaces)";
+		return true;
+	}
+	if (!strcmp(key, "mac")) {
+		n->mac_set = parse_mac(val, n->mac);
+		*what = n->mac_set ? NULL : "is not a unicast MAC address (XX:XX:XX:XX:XX:XX)";
+		return true;
+	}
+	return false;
+}
+
+/* --net tap=NAME[,mac=MAC][,rate_tx=BW]...: the keys in any order, cut apart in a copy
+ * of the argument (argv stays as given: ps shows it). */
+static int parse_net(const char *orig, struct run_opts *o, char *err, size_t errlen)
+{
+	char *a;
+	struct vm_net *n;
+	const char *what;
+
+	if (o->nr_nets == VM_MAX_NETS)
+		return arg_fail(err, errlen, "--net %s: at most 4 network devices", orig);
+	a = o->net_args[o->nr_nets];
+	if (strlen(orig) >= sizeof(o->net_args[0]))
+		return arg_fail(err, errlen, "--net %.40s...: longer than 255 characters", orig);
+	strcpy(a, orig);
+	n = &o->nets[o->nr_nets];
+	*n = (struct vm_net){ 0 };
+	for (char *key = a, *next; key; key = next) {
+		char *eq = strchr(key, '=');
+
+		next = strchr(key, ',');
+		if (next)
+			*next++ = 0;
+		if (eq && (!next || eq < next - 1))
+			*eq = 0;
+		else
+			eq = NULL;
+		if (!eq || !net_key(n, key, eq + 1, &what))
+			return arg_fail(err, errlen, "--net %s: " NET_USAGE, orig);
+		if (what) {
+			snprintf(err, errlen, "--net %s: %s=%s %s", orig, key, eq + 1, what);
+			return -EINVAL;
+		}
+	}
+	if (!n->tap)
+		return arg_fail(err, errlen, "--net %s: no tap=NAME", orig);
+	o->nr_nets++;
+	return 0;
+}
+
 /* --pin-vcpus 0,2,3: vCPU i runs on host CPU list[i] (fewer CPUs than vCPUs pins the
  * first ones). Whether those CPUs exist is checked when the VM starts. */
 static int parse_pin(const char *a, struct run_opts *o, char *err, size_t errlen)
@@ -144,6 +261,7 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 	case 'K': o->ksm = true; return 0;
 	case 'B': o->balloon = true; return 0;
 	case 'd': return parse_disk(a, o, err, errlen);
+	case 'N': return parse_net(a, o, err, errlen);
 	case 'm': return parse_mem(a, o, err, errlen);
 	case 'c': return parse_vcpus(a, o, err, errlen);
 	case 'i': o->image = a; return 0;
@@ -189,9 +307,9 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
  * (README "Memory balloon"). */
 static int check_devices(const struct run_opts *o, char *err, size_t errlen)
 {
-	if (o->nr_disks + (o->balloon ? 1 : 0) > VM_MAX_VIRTIO)
+	if (o->nr_disks + o->nr_nets + (o->balloon ? 1 : 0) > VM_MAX_VIRTIO)
 		return arg_fail(err, errlen, "%s",
-				"at most 8 virtio devices in all (--disk, --balloon)");
+				"at most 8 virtio devices in all (--disk, --net, --balloon)");
 	if (o->balloon && o->hugepages)
 		return arg_fail(err, errlen, "%s",
 				"--balloon and --hugepages exclude each other: the balloon gives "
@@ -259,6 +377,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "fence-deadline", required_argument, NULL, 'F' },
 		{ "exit-file", required_argument, NULL, 'X' },
 		{ "disk", required_argument, NULL, 'd' },
+		{ "net", required_argument, NULL, 'N' },
 		{ "pin-vcpus", required_argument, NULL, 'P' },
 		{ "hugepages", no_argument, NULL, 'H' },
 		{ "ksm", no_argument, NULL, 'K' },

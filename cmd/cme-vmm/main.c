@@ -136,12 +136,14 @@ static void opts_vm_config(const struct run_opts *o, struct vm_config *cfg)
 				   .nr_vcpus = o->vcpus,
 				   .console = o->console,
 				   .nr_disks = o->nr_disks,
+				   .nr_nets = o->nr_nets,
 				   .hugepages = o->hugepages,
 				   .ksm = o->ksm,
 				   .nr_pin = o->nr_pin,
 				   .epoch = o->epoch,
 				   .balloon = o->balloon };
 	memcpy(cfg->disks, o->disks, sizeof(cfg->disks));
+	memcpy(cfg->nets, o->nets, sizeof(cfg->nets));
 	memcpy(cfg->pin, o->pin, sizeof(cfg->pin));
 }
 

@@ -48,8 +48,11 @@ struct run_opts {
 	struct console_cfg console;
 	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */
 	unsigned nr_disks;
-	bool hugepages, ksm;   /* --hugepages, --ksm */
-	int pin[VM_MAX_VCPUS]; /* --pin-vcpus CPU,CPU,...: host CPU of vCPU i */
+	struct vm_net nets[VM_MAX_NETS]; /* --net tap=NAME,...: virtio-net, in order */
+	unsigned nr_nets;
+	char net_args[VM_MAX_NETS][256]; /* the --net values, cut apart: nets[] point in */
+	bool hugepages, ksm;		 /* --hugepages, --ksm */
+	int pin[VM_MAX_VCPUS];		 /* --pin-vcpus CPU,CPU,...: host CPU of vCPU i */
 	unsigned nr_pin;
 	uint64_t epoch; /* --epoch N: the VM's owner epoch (guards its disks) */
 	struct cg_opts cgroup;

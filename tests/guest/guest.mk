@@ -7,7 +7,7 @@
 SELFCHECK_DIR  := tests/guest/selfcheck
 SELFCHECK_OBJ  := $(B)/guest/obj/selfcheck
 SELFCHECK_LDS  := $(SELFCHECK_DIR)/selfcheck.ld
-SELFCHECK_OBJS := $(addprefix $(SELFCHECK_OBJ)/,entry.o ring0.o config.o lib.o vmmio.o vblk.o vballoon.o balloon.o workload.o multiboot.o)
+SELFCHECK_OBJS := $(addprefix $(SELFCHECK_OBJ)/,entry.o ring0.o config.o lib.o vmmio.o vblk.o vballoon.o balloon.o vnet.o netload.o workload.o multiboot.o)
 
 OBJCOPY ?= objcopy
 GUEST_CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \

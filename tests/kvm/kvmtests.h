@@ -14,4 +14,5 @@ void suite_vmm_fence(void);
 void suite_virtio(void);
 void suite_resources(void);
 void suite_balloon(void);
+void suite_net(void);
 #endif

@@ -19,5 +19,6 @@ int main(void)
 	suite_virtio();
 	suite_resources();
 	suite_balloon();
+	suite_net();
 	return test_main("kvm");
 }

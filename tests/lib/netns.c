@@ -3,6 +3,8 @@
 #include "netns.h"
 #include "harness.h"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +92,45 @@ int netns_cut(struct netns *n)
 int netns_restore(struct netns *n)
 {
 	return ip_cmd(NULL, 0, "link", "set", n->host_if, "up", NULL) ? -1 : 0;
+}
+
+int netns_add_tap(struct netns *n, const char *tap, char *why, size_t len)
+{
+	if (ip_cmd(why, len, "-n", n->name, "tuntap", "add", "dev", tap, "mode", "tap", NULL) ||
+	    ip_cmd(why, len, "-n", n->name, "link", "set", tap, "up", NULL))
+		return -1;
+	return 0;
+}
+
+bool netns_has_link(struct netns *n, const char *name)
+{
+	return ip_cmd(NULL, 0, "-n", n->name, "link", "show", name, NULL) == 0;
+}
+
+int netns_enter(const struct netns *n)
+{
+	char path[96];
+	int saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), fd;
+
+	snprintf(path, sizeof(path), "/run/netns/%s", n->name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (saved < 0 || fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+		if (saved >= 0)
+			close(saved);
+		saved = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	return saved;
+}
+
+void netns_leave(int saved)
+{
+	if (saved < 0)
+		return;
+	if (setns(saved, CLONE_NEWNET) < 0)
+		perror("setns back to the test's network namespace");
+	close(saved);
 }
 
 void netns_remove(struct netns *n)

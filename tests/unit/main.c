@@ -21,5 +21,6 @@ int main(void)
 	suite_ha_restart();
 	suite_records();
 	suite_virtq();
+	suite_ratelimit();
 	return test_main("unit");
 }

@@ -138,6 +138,43 @@ static void test_balloon(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--balloon and --hugepages exclude each other"));
 }
 
+/* --net tap=NAME[,mac=MAC]: keys in any order, in --net order; a missing MAC is left to
+ * be derived; at most 4 nets and 8 virtio devices in all. */
+static void test_nets(void)
+{
+	static const char *const a[] = { "--image", "g",
+					 "--net",   "tap=tap0,rate_tx=2M,pps_rx=500",
+					 "--net",   "mac=02:AA:bb:cc:dd:0e,tap=vm1-tap1",
+					 NULL };
+	static const char *const five[] = { "--image", "g",	"--net", "tap=a", "--net",
+					    "tap=b",   "--net", "tap=c", "--net", "tap=d",
+					    "--net",   "tap=e", NULL };
+	static const char *const nine[] = { "--image", "g",	"--disk", "1", "--disk", "2",
+					    "--disk",  "3",	"--disk", "4", "--disk", "5",
+					    "--disk",  "6",	"--disk", "7", "--net",	 "tap=a",
+					    "--net",   "tap=b", NULL };
+	static const uint8_t mac[6] = { 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e };
+	struct run_opts o;
+	char err[256] = "";
+
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, a), 0);
+	CU_ASSERT_EQUAL(o.nr_nets, 2);
+	CU_ASSERT_STRING_EQUAL(o.nets[0].tap, "tap0");
+	CU_ASSERT_FALSE(o.nets[0].mac_set);
+	CU_ASSERT_EQUAL(o.nets[0].tx.bytes_per_s, 2u << 20);
+	CU_ASSERT_EQUAL(o.nets[0].tx.frames_per_s, 0);
+	CU_ASSERT_EQUAL(o.nets[0].rx.frames_per_s, 500);
+	CU_ASSERT_EQUAL(o.nets[0].rx.bytes_per_s, 0);
+	CU_ASSERT_EQUAL(o.nets[1].tx.bytes_per_s + o.nets[1].rx.frames_per_s, 0);
+	CU_ASSERT_STRING_EQUAL(o.nets[1].tap, "vm1-tap1");
+	CU_ASSERT_TRUE(o.nets[1].mac_set);
+	CU_ASSERT_EQUAL(memcmp(o.nets[1].mac, mac, 6), 0);
+	CU_ASSERT_EQUAL(parse(&o, err, five), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--net tap=e: at most 4 network devices"));
+	CU_ASSERT_EQUAL(parse(&o, err, nine), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "at most 8 virtio devices in all"));
+}
+
 /* Each bad command line fails with a message naming the culprit. */
 static void test_run_bad(void)
 {
@@ -167,6 +204,32 @@ static void test_run_bad(void)
 		{ { "--image", "g", "--cgroup", "a,cpu=0", NULL }, "cpu=0: CPUS is a number" },
 		{ { "--image", "g", "--cgroup", "a,mem=x", NULL }, "mem=x: SIZE is bytes" },
 		{ { "--image", "g", "--cgroup", "a,io=1", NULL }, "unknown option io=1" },
+		{ { "--image", "g", "--net", "mac=02:00:00:00:00:01", NULL },
+		  "--net mac=02:00:00:00:00:01: no tap=NAME" },
+		{ { "--image", "g", "--net", "tap=t,speed=9", NULL },
+		  "--net tap=t,speed=9: expected tap=NAME" },
+		{ { "--image", "g", "--net", "tap", NULL }, "--net tap: expected tap=NAME" },
+		{ { "--image", "g", "--net", "tap=", NULL }, "tap= is not an interface name" },
+		{ { "--image", "g", "--net", "tap=a/b", NULL },
+		  "tap=a/b is not an interface name" },
+		{ { "--image", "g", "--net", "tap=sixteen-chars-xy", NULL },
+		  "is not an interface name" },
+		{ { "--image", "g", "--net", "tap=t,mac=02:00:00:00:00", NULL },
+		  "mac=02:00:00:00:00 is not a unicast MAC address" },
+		{ { "--image", "g", "--net", "tap=t,mac=03:00:00:00:00:01", NULL },
+		  "is not a unicast MAC" },
+		{ { "--image", "g", "--net", "tap=t,mac=00:00:00:00:00:00", NULL },
+		  "is not a unicast MAC" },
+		{ { "--image", "g", "--net", "tap=t,mac=02:00:00:00:00:0g", NULL },
+		  "is not a unicast MAC" },
+		{ { "--image", "g", "--net", "tap=t,rate_tx=fast", NULL },
+		  "--net tap=t,rate_tx=fast: rate_tx=fast is not a rate (bytes a second" },
+		{ { "--image", "g", "--net", "tap=t,rate_rx=0", NULL }, "rate_rx=0 is not a rate" },
+		{ { "--image", "g", "--net", "tap=t,rate_rx=65G", NULL },
+		  "rate_rx=65G is not a rate" },
+		{ { "--image", "g", "--net", "tap=t,pps_tx=1k", NULL },
+		  "pps_tx=1k is not a rate (frames a second" },
+		{ { "--image", "g", "--net", "tap=t,pps_rx=0", NULL }, "pps_rx=0 is not a rate" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -202,6 +265,7 @@ void suite_args(void)
 		{ "run: --disk PATH[,ro][,direct]", test_disks },
 		{ "run, incoming: --cgroup PATH[,cpu=CPUS][,mem=SIZE]", test_cgroup },
 		{ "run: --balloon", test_balloon },
+		{ "run: --net tap=NAME[,mac=MAC]", test_nets },
 		{ "console targets", test_console_cfg },
 		{ NULL, NULL },
 	};

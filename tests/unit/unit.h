@@ -24,4 +24,5 @@ struct ha_move;
 const char *moves_str(const struct ha_cluster *c, const struct ha_move *m, size_t n);
 void suite_records(void);
 void suite_virtq(void);
+void suite_ratelimit(void);
 #endif

@@ -12,8 +12,9 @@ struct config cfg;
 /* Parameters as given; UNSET where the default depends on the machine. */
 static struct {
 	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo, disk_mb, disk_bad,
-		disk_discard, disk_bench, balloon_mb, balloon_report, balloon_bad;
-} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0, 0, 0, 0 };
+		disk_discard, disk_bench, balloon_mb, balloon_report, balloon_bad, net_frames,
+		net_bench, net_bad;
+} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 
 static const struct {
 	const char *key;
@@ -34,6 +35,9 @@ static const struct {
 	{ "balloon_mb", &arg.balloon_mb },
 	{ "balloon_report", &arg.balloon_report },
 	{ "balloon_bad", &arg.balloon_bad },
+	{ "net_frames", &arg.net_frames },
+	{ "net_bench", &arg.net_bench },
+	{ "net_bad", &arg.net_bad },
 };
 
 static __attribute__((noreturn)) void bad_arg(const char *what, u64 v)
@@ -153,12 +157,40 @@ static void check_args(void)
 		bad_arg("echo must be 0 or 1", arg.echo);
 	if ((arg.disk_mb || arg.disk_bad) && cfg.virtio_count == 0)
 		bad_arg("disk_mb and disk_bad need a disk (cme-vmm --disk)", 0);
+	if (arg.net_bench > 2 || arg.net_bad > 1)
+		bad_arg("net_bench must be 0, 1 or 2, net_bad 0 or 1", arg.net_bench | arg.net_bad);
+	if (arg.net_bench && !arg.net_frames)
+		bad_arg("net_bench needs net_frames=N", 0);
 	if (cfg.nr_vcpus == 0 || cfg.nr_vcpus > MAX_CPUS)
 		bad_arg("the boot info gives a bad vCPU count", cfg.nr_vcpus);
 	check_balloon(wss_base + (fits ? arg.wss_mb * MIB : 0));
 	if (cfg.tsc_khz == 0)
 		bad_arg("the boot info gives no TSC frequency", 0);
 	cfg.wss_base = wss_base;
+}
+
+/* The net vCPU and the first virtio-net device (net_frames / net_bad): vCPU 1, so vCPU 0
+ * keeps the heartbeats and may drive a disk; vCPU 0 on a one-vCPU VM. */
+static void net_setup(void)
+{
+	static const u8 pins[8] = { 5, 6, 7, 9, 10, 11, 12, 14 }; /* the VMM's, by slot */
+	int slot;
+
+	cfg.net = arg.net_frames || arg.net_bad;
+	if (!cfg.net)
+		return;
+	slot = vmmio_find(cfg.virtio_base, cfg.virtio_count, VIRTIO_ID_NET);
+	if (slot < 0 || slot >= 8)
+		bad_arg("net_frames and net_bad need a network device (cme-vmm --net)", 0);
+	cfg.net_cpu = cfg.nr_vcpus > 1 ? 1 : 0;
+	if (cfg.net_cpu == 0 && (arg.disk_mb || arg.disk_bad))
+		bad_arg("a disk and a network device together need 2 vCPUs", cfg.nr_vcpus);
+	if ((arg.balloon_mb || arg.balloon_bad) && cfg.balloon_cpu == cfg.net_cpu)
+		bad_arg("the balloon and a network device together need 3 vCPUs (balloon on the "
+			"last, net on vCPU 1)",
+			cfg.nr_vcpus);
+	cfg.net_base = cfg.virtio_base + (u64)slot * VIRTIO_SLOT_SIZE;
+	cfg.net_pin = pins[slot];
 }
 
 void config_init(const struct boot_info *bi)
@@ -186,4 +218,8 @@ void config_init(const struct boot_info *bi)
 	cfg.balloon_mb = arg.balloon_mb;
 	cfg.balloon_report = arg.balloon_report;
 	cfg.balloon_bad = arg.balloon_bad;
+	cfg.net_frames = arg.net_frames;
+	cfg.net_bench = arg.net_bench;
+	cfg.net_bad = arg.net_bad;
+	net_setup();
 }

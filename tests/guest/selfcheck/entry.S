@@ -205,9 +205,11 @@ timer_stub:
 	iretq
 	.endm
 
-/* UART receive (echo=1, vCPU 0), and virtio device 0 (disk_mb/disk_bad, vCPU 0). */
+/* UART receive (echo=1, vCPU 0), virtio device 0 (disk_mb/disk_bad, vCPU 0), and the net
+ * device (net_frames/net_bad, the net vCPU). */
 	c_irq_stub uart_stub, uart_rx_irq
 	c_irq_stub virtio_stub, virtio_irq
+	c_irq_stub net_stub, net_irq
 
 /* int3 (or int $0x80) from ring 3: sleep until the next interrupt. STI's one-instruction shadow
  * means the interrupt cannot slip in between STI and HLT and leave the vCPU asleep. */

@@ -32,6 +32,7 @@ struct fault_frame {
 __attribute__((noreturn)) void fault_report(const struct fault_frame *f);
 void uart_rx_irq(void);
 void virtio_irq(void);
+void net_irq(void);
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 static u8 user_stacks[MAX_CPUS][USER_STACK_SIZE] __attribute__((aligned(USER_STACK_SIZE)));
@@ -73,6 +74,8 @@ static void idt_build(void)
 		idt_set(UART_VECTOR, uart_stub, 0);
 	if (cfg.disk_mb || cfg.disk_bad)
 		idt_set(VIRTIO_VECTOR, virtio_stub, 0);
+	if (cfg.net)
+		idt_set(NET_VECTOR, net_stub, 0);
 }
 
 static void idt_load(void)
@@ -148,27 +151,37 @@ static void uart_irq_enable(void)
 }
 
 /* disk_mb/disk_bad: IOAPIC pin VIRTIO_IRQ to vector VIRTIO_VECTOR on this vCPU (fixed,
- * physical, edge, active high), as for the UART. */
-static void virtio_irq_enable(void)
+ * physical, edge, active high), as for the UART; net_frames/net_bad: the net device's pin
+ * to NET_VECTOR on the net vCPU. */
+static void virtio_irq_enable(u32 pin, u32 vector)
 {
-	u32 reg = IOAPIC_REDIR0 + 2 * VIRTIO_IRQ;
+	u32 reg = IOAPIC_REDIR0 + 2 * pin;
 
 	ioapic_write(reg + 1, lapic_read(LAPIC_ID) & 0xff000000);
-	ioapic_write(reg, VIRTIO_VECTOR);
+	ioapic_write(reg, vector);
 }
 
-volatile u64 virtio_irqs;
+volatile u64 virtio_irqs, net_irqs;
 
-/* Vector VIRTIO_VECTOR, called by virtio_stub: acknowledge what the device's interrupt
- * status says (used buffers, configuration change) and count it. */
+/* Acknowledge what a virtio device's interrupt status says (used buffers, configuration
+ * change) and count it. */
+static void virtio_ack(u64 base, volatile u64 *count)
+{
+	vmmio_wr(base, VMMIO_ISR_ACK, vmmio_rd(base, VMMIO_ISR));
+	(*count)++;
+	lapic_write(LAPIC_EOI, 0);
+}
+
+/* Vector VIRTIO_VECTOR, called by virtio_stub: device 0 (the disk). */
 void virtio_irq(void)
 {
-	volatile u32 *regs = (volatile u32 *)cfg.virtio_base;
-	u32 isr = regs[0x60 / 4];
+	virtio_ack(cfg.virtio_base, &virtio_irqs);
+}
 
-	regs[0x64 / 4] = isr;
-	virtio_irqs++;
-	lapic_write(LAPIC_EOI, 0);
+/* Vector NET_VECTOR, called by net_stub: the net device. */
+void net_irq(void)
+{
+	virtio_ack(cfg.net_base, &net_irqs);
 }
 
 /* Vector UART_VECTOR, called by uart_stub: moves every received byte into rx_ring. The
@@ -194,7 +207,7 @@ static void boot_vcpu0(const struct boot_info *bi)
 	if (cfg.echo)
 		uart_irq_enable();
 	if (cfg.disk_mb || cfg.disk_bad)
-		virtio_irq_enable();
+		virtio_irq_enable(VIRTIO_IRQ, VIRTIO_VECTOR);
 	timer_count = lapic_calibrate(cfg.tsc_khz);
 	__atomic_store_n(&released, 1, __ATOMIC_RELEASE);
 }
@@ -214,6 +227,8 @@ void ring0_main(const struct boot_info *bi)
 	idt_load();
 	if (cpu != 0)
 		lapic_enable(cpu);
+	if (cfg.net && cpu == cfg.net_cpu)
+		virtio_irq_enable(cfg.net_pin, NET_VECTOR);
 	timer_start();
 	/* RSP at a function's entry is 8 below a 16-byte boundary, as after a call. */
 	enter_user((u64)user_main, (u64)user_stacks[cpu + 1] - 8, cpu);

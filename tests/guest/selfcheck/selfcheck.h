@@ -24,6 +24,9 @@
 /* disk_mb/disk_bad: virtio device 0's interrupt, IOAPIC pin 5 routed to vCPU 0. */
 #define VIRTIO_VECTOR 0x25
 #define VIRTIO_IRQ    5
+/* net_frames/net_bench/net_bad: the net device's interrupt (the pin of its slot), routed to
+ * the vCPU that drives it. */
+#define NET_VECTOR 0x26
 
 #define LAPIC_BASE	0xfee00000
 #define LAPIC_ID	0x20
@@ -42,6 +45,22 @@
 
 #define PCPU_SIZE  64 /* sizeof(struct pcpu): entry.S indexes the array with it */
 #define PCPU_TICKS 0  /* offsetof(struct pcpu, ticks) */
+
+/* virtio-mmio (vmmio.c): device types, the registers the drivers use beyond setup. */
+#define VIRTIO_ID_NET	  1
+#define VIRTIO_ID_BLOCK	  2
+#define VIRTIO_SLOT_SIZE  0x1000
+#define VMMIO_NOTIFY	  0x050
+#define VMMIO_ISR	  0x060
+#define VMMIO_ISR_ACK	  0x064
+#define VMMIO_STATUS	  0x070
+#define VMMIO_CONFIG_GEN  0x0fc
+#define VMMIO_CONFIG	  0x100
+#define VMMIO_NEEDS_RESET 64
+#define VRING_F_EVENT_IDX (1u << 29)
+#define MAC_LEN		  6
+#define VRING_D_NEXT	  1
+#define VRING_D_WRITE	  2
 
 #define PORT_UART	  0x3f8 /* THR on write, RBR on read */
 #define PORT_UART_IER	  0x3f9
@@ -132,8 +151,22 @@ struct config {
 	u64 balloon_bad;    /* balloon_bad=1: inflate a PFN in the MMIO hole, expect NEEDS_RESET */
 	u64 pool_base;	    /* RAM offset of the pool, after the working set, 2 MiB aligned */
 	u32 balloon_cpu;    /* the vCPU that drives the balloon: the last one */
+	u64 net_frames; /* net_frames=N: frames the net vCPU sends (and, unless benching, checks back) */
+	u64 net_bench; /* net_bench=1: send as fast as it can, NETBENCH line, no checks */
+	u64 net_bad;   /* net_bad=1: program the receive queue outside RAM, expect NEEDS_RESET */
+	bool net;      /* one of the three: the net vCPU drives the net device */
+	u32 net_cpu;   /* the vCPU that does: 1, or 0 on a one-vCPU VM */
+	u64 net_base;  /* the first virtio-net device's registers (0: none) */
+	u32 net_pin;   /* its IOAPIC pin */
 	u64 virtio_base;
 	u32 virtio_count;
+};
+
+/* A virtqueue descriptor (virtio 1.x split rings). */
+struct vring_desc {
+	u64 addr;
+	u32 len;
+	u16 flags, next;
 };
 
 /* Per-vCPU counters, one cache line each so vCPUs do not share lines. */
@@ -163,6 +196,7 @@ void idle_stub(void);
 void spurious_stub(void);
 void uart_stub(void);
 void virtio_stub(void);
+void net_stub(void);
 extern const u8 fault_stubs[]; /* 32 stubs, 16 bytes apart */
 /* Drops to ring 3 at rip with the given stack, IF=1, rdi = arg. */
 __attribute__((noreturn)) void enter_user(u64 rip, u64 rsp, u64 arg);
@@ -178,24 +212,24 @@ const struct boot_info *mb_setup(u32 magic, u32 mbi);
  * EXIT_BADARG on a bad value. Runs on vCPU 0 only, before the others are released. */
 void config_init(const struct boot_info *bi);
 
-/* vmmio.c: the virtio-mmio side of the ring-3 drivers. One chain at a time per queue,
- * always starting at descriptor 0. */
-#define VQ_SIZE		     8
-#define VIRTIO_R_STATUS	     0x070
-#define VIRTIO_R_CONFIG_GEN  0x0fc
-#define VIRTIO_R_CONFIG	     0x100
-#define VIRTIO_S_NEEDS_RESET 64
-#define VQ_D_NEXT	     1
-#define VQ_D_WRITE	     2
-
-struct vdesc {
-	u64 addr;
-	u32 len;
-	u16 flags, next;
-};
+/* vmmio.c: the virtio-mmio registers, for the drivers below. */
+u32 vmmio_rd(u64 base, u32 off);
+void vmmio_wr(u64 base, u32 off, u32 v);
+/* The first of count slots from virtio_base holding a device of type id, or -1. */
+int vmmio_find(u64 virtio_base, u32 count, u32 id);
+/* Reset the device at base (of type id) and negotiate VIRTIO_F_VERSION_1 and those of
+ * want_lo it offers (*got_lo). 0, or -1 after printing "ERROR who: why". */
+int vmmio_start(u64 base, u32 id, u32 want_lo, u32 *got_lo, const char *who);
+/* Set up queue q with num entries at the given rings. 0, or -1 after an ERROR line. */
+int vmmio_queue(u64 base, u32 q, u32 num, u64 desc, u64 avail, u64 used, const char *who);
+/* The driver is ready: DRIVER_OK. */
+void vmmio_driver_ok(u64 base);
+/* A small queue of VQ_SIZE descriptors for the drivers that keep one chain in flight
+ * (vblk.c has its own rings, vnet.c its own batched ones). */
+#define VQ_SIZE 8
 
 struct vq {
-	struct vdesc desc[VQ_SIZE] __attribute__((aligned(16)));
+	struct vring_desc desc[VQ_SIZE] __attribute__((aligned(16)));
 	volatile struct {
 		u16 flags, idx, ring[VQ_SIZE], used_event;
 	} avail __attribute__((aligned(2)));
@@ -206,22 +240,16 @@ struct vq {
 		} ring[VQ_SIZE];
 		u16 avail_event;
 	} used __attribute__((aligned(4)));
-	volatile u32 *regs;
+	u64 base;
 	u32 index;
 	u16 next_avail, seen_used;
 };
 
-u32 vmmio_rd(volatile u32 *regs, u32 off);
-void vmmio_wr(volatile u32 *regs, u32 off, u32 v);
-/* The first of the boot info's virtio slots whose device is device_id, or 0. */
-volatile u32 *vmmio_find(u32 device_id);
-/* Reset the device and negotiate VIRTIO_F_VERSION_1 and the low feature bits want the
- * device offers (*got). 0, or -1 after printing "ERROR name: why". */
-int vmmio_start(volatile u32 *regs, u32 device_id, u32 want, u32 *got, const char *name);
-/* Set up queue index with q's rings (desc_at: another descriptor address, to test a bad
- * one; 0 for q's own). 0, or -1 after printing ERROR. */
-int vmmio_queue(volatile u32 *regs, struct vq *q, u32 index, u64 desc_at, const char *name);
-void vmmio_driver_ok(volatile u32 *regs);
+/* The registers of the first virtio slot holding a device of type id, or 0. */
+u64 vmmio_find_base(u32 id);
+/* Set up queue index of the device at base with q's rings (desc_at: another descriptor
+ * address, to test a bad one; 0 for q's own). 0, or -1 after an ERROR line. */
+int vq_setup(u64 base, struct vq *q, u32 index, u64 desc_at, const char *who);
 /* Post the chain at descriptor 0 and wait for the device to use it: 0, or -1 when the
  * device needs a reset. */
 int vq_submit(struct vq *q);
@@ -257,8 +285,35 @@ u32 vballoon_status(void);
 /* balloon.c: balloon_mb / balloon_bad, on vCPU cfg.balloon_cpu. */
 __attribute__((noreturn)) void balloon_run(void);
 
-/* ring0.c: virtio interrupts taken (disk 0), counted by the handler. */
-extern volatile u64 virtio_irqs;
+/* vnet.c: a polled virtio-net driver for ring 3 (the first net device). */
+/* Set up the device at base, post every receive buffer: 0, or -1 after an ERROR line.
+ * mac gets the device's MAC. bad_queue: give the receive queue an address outside RAM. */
+int vnet_init(u64 base, bool bad_queue, u8 *mac);
+/* The frame area (after the header) of the next free transmit buffer, NULL while every
+ * buffer is in flight; vnet_tx_post(len) makes what was written there available. */
+u8 *vnet_tx_slot(void);
+void vnet_tx_post(u32 len);
+/* Notify the device of the buffers made available (sent and given back) since the last
+ * call, if it asked to be: once per batch. */
+void vnet_kick(void);
+/* True when the device has completed every frame posted. */
+bool vnet_tx_idle(void);
+/* The next received frame (*len bytes), NULL when none; vnet_rx_release gives its buffer
+ * back to the device once it has been looked at. */
+const u8 *vnet_rx_next(u32 *len);
+void vnet_rx_release(void);
+/* The device's status register. */
+u32 vnet_status(void);
+
+/* ring0.c: virtio interrupts taken (disk 0, the net device), counted by the handlers. */
+extern volatile u64 virtio_irqs, net_irqs;
+
+/* workload.c: vCPU 0's heartbeat (and echo) when one is due; for other ring-3 loops that
+ * run on vCPU 0. */
+void hb_poll(u64 now);
+
+/* netload.c: net_frames / net_bench / net_bad, on the net vCPU. */
+__attribute__((noreturn)) void net_run(u32 cpu);
 
 /* workload.c: the ring-3 entry point of every vCPU. */
 __attribute__((noreturn)) void user_main(u64 cpu);

@@ -1,5 +1,5 @@
-/* vblk.c — a polled virtio-blk driver for ring 3 (virtio 1.x over MMIO, one queue of 8,
- * one request at a time), on vmmio.c. */
+/* vblk.c — a polled virtio-blk driver for ring 3 (virtio 1.x over MMIO through vmmio.c,
+ * one queue of VQ_SIZE, one request at a time). */
 #include "selfcheck.h"
 
 #define F_RO	     (1u << 5)
@@ -16,25 +16,25 @@ static struct {
 	u64 sector;
 	u32 num, flags;
 } discard_range;
-static volatile u32 *regs;
+static u64 base;
 
-int vblk_init(u64 base, bool bad_queue, bool *ro, u64 *sectors)
+int vblk_init(u64 at, bool bad_queue, bool *ro, u64 *sectors)
 {
 	u32 feat;
 
-	regs = (volatile u32 *)base;
-	if (vmmio_start(regs, 2, F_RO | F_DISCARD, &feat, "disk") ||
-	    vmmio_queue(regs, &vq, 0, bad_queue ? BAD_QUEUE_AT : 0, "disk"))
+	base = at;
+	if (vmmio_start(base, VIRTIO_ID_BLOCK, F_RO | F_DISCARD, &feat, "disk") ||
+	    vq_setup(base, &vq, 0, bad_queue ? BAD_QUEUE_AT : 0, "disk"))
 		return -1;
-	vmmio_driver_ok(regs);
+	vmmio_driver_ok(base);
 	*ro = feat & F_RO;
-	*sectors = vmmio_rd(regs, VIRTIO_R_CONFIG) | (u64)vmmio_rd(regs, VIRTIO_R_CONFIG + 4) << 32;
+	*sectors = vmmio_rd(base, VMMIO_CONFIG) | (u64)vmmio_rd(base, VMMIO_CONFIG + 4) << 32;
 	return 0;
 }
 
 u32 vblk_status(void)
 {
-	return vmmio_rd(regs, VIRTIO_R_STATUS);
+	return vmmio_rd(base, VMMIO_STATUS);
 }
 
 static u8 submit(void)
@@ -46,10 +46,10 @@ u8 vblk_rw(bool write, u64 sector, void *buf, u32 len)
 {
 	req = (__typeof__(req)){ .type = write ? 1 : 0, .sector = sector };
 	req_status = 0xee;
-	vq.desc[0] = (struct vdesc){ (u64)&req, sizeof(req), VQ_D_NEXT, 1 };
-	vq.desc[1] =
-		(struct vdesc){ (u64)buf, len, (u16)(VQ_D_NEXT | (write ? 0 : VQ_D_WRITE)), 2 };
-	vq.desc[2] = (struct vdesc){ (u64)&req_status, 1, VQ_D_WRITE, 0 };
+	vq.desc[0] = (struct vring_desc){ (u64)&req, sizeof(req), VRING_D_NEXT, 1 };
+	vq.desc[1] = (struct vring_desc){ (u64)buf, len,
+					  (u16)(VRING_D_NEXT | (write ? 0 : VRING_D_WRITE)), 2 };
+	vq.desc[2] = (struct vring_desc){ (u64)&req_status, 1, VRING_D_WRITE, 0 };
 	return submit();
 }
 
@@ -60,9 +60,10 @@ u8 vblk_discard(u64 sector, u32 sectors)
 	discard_range.num = sectors;
 	discard_range.flags = 0;
 	req_status = 0xee;
-	vq.desc[0] = (struct vdesc){ (u64)&req, sizeof(req), VQ_D_NEXT, 1 };
-	vq.desc[1] = (struct vdesc){ (u64)&discard_range, sizeof(discard_range), VQ_D_NEXT, 2 };
-	vq.desc[2] = (struct vdesc){ (u64)&req_status, 1, VQ_D_WRITE, 0 };
+	vq.desc[0] = (struct vring_desc){ (u64)&req, sizeof(req), VRING_D_NEXT, 1 };
+	vq.desc[1] =
+		(struct vring_desc){ (u64)&discard_range, sizeof(discard_range), VRING_D_NEXT, 2 };
+	vq.desc[2] = (struct vring_desc){ (u64)&req_status, 1, VRING_D_WRITE, 0 };
 	return submit();
 }
 
@@ -70,7 +71,7 @@ u8 vblk_flush(void)
 {
 	req = (__typeof__(req)){ .type = 4 };
 	req_status = 0xee;
-	vq.desc[0] = (struct vdesc){ (u64)&req, sizeof(req), VQ_D_NEXT, 1 };
-	vq.desc[1] = (struct vdesc){ (u64)&req_status, 1, VQ_D_WRITE, 0 };
+	vq.desc[0] = (struct vring_desc){ (u64)&req, sizeof(req), VRING_D_NEXT, 1 };
+	vq.desc[1] = (struct vring_desc){ (u64)&req_status, 1, VRING_D_WRITE, 0 };
 	return submit();
 }

@@ -154,7 +154,7 @@ static void rx_poll(void)
 /* vCPU 0: echo input lines (echo=1), and print a heartbeat when one is due. After a long
  * stall (a paused or migrating VM) the next heartbeat is due a full period later, rather
  * than a burst of overdue ones. */
-static void hb_poll(u64 now)
+void hb_poll(u64 now)
 {
 	u64 pages, ticks;
 
@@ -426,6 +426,8 @@ void user_main(u64 cpu)
 	__atomic_fetch_add(&in_user, 1, __ATOMIC_RELEASE);
 	if (cpu == 0)
 		report_start();
+	if (cfg.net && cpu == cfg.net_cpu)
+		net_run((u32)cpu); /* the net vCPU drives the network device instead */
 	if (cpu == 0 && (cfg.disk_mb || cfg.disk_bad))
 		disk_run(); /* vCPU 0 drives the disk instead of writing pages */
 	if ((cfg.balloon_mb || cfg.balloon_bad) && cpu == cfg.balloon_cpu)
