@@ -47,42 +47,62 @@ void bench_guest_rates(void)
 	bench_emit_many("guest_dirty_rate", GUEST_RUNS, keys, vals);
 }
 
-/* ---- virtio-blk: the guest's 4 KiB sequential I/O against the host's own ---------------- */
+/* ---- virtio-blk: the guest's I/O against the host's own ---------------------------------- */
 
-#define DISK_BENCH_MB 32
-#define BLOCK	      4096
+/* One pattern: MiB moved, request size in KiB, requests in flight (the guest's; the host's
+ * loop has one), in order or shuffled. */
+struct disk_pattern {
+	const char *name;
+	unsigned mb, bs_kb, qd;
+	bool rand;
+};
 
-/* The host's 4 KiB sequential writes (then fdatasync) and reads of DISK_BENCH_MB MiB on a
- * file in dir, through the page cache as the VMM does: MiB/s into *w and *r. */
-static void host_disk(const char *path, double *w, double *r)
+/* The place of request i of units, as the test guest's disk_rand=1 visits them. */
+static uint64_t pattern_unit(const struct disk_pattern *pt, uint64_t i, uint64_t units)
 {
-	static char buf[BLOCK];
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	uint64_t t0, blocks = DISK_BENCH_MB * 256;
-	bool ok = fd >= 0;
-
-	*w = *r = 0;
-	memset(buf, 0x5a, sizeof(buf));
-	t0 = now_ns();
-	for (uint64_t b = 0; ok && b < blocks; b++)
-		ok = pwrite(fd, buf, BLOCK, (off_t)(b * BLOCK)) == BLOCK;
-	ok = ok && fdatasync(fd) == 0;
-	if (ok)
-		*w = DISK_BENCH_MB / ((double)(now_ns() - t0) / 1e9);
-	t0 = now_ns();
-	for (uint64_t b = 0; ok && b < blocks; b++)
-		ok = pread(fd, buf, BLOCK, (off_t)(b * BLOCK)) == BLOCK;
-	if (ok)
-		*r = DISK_BENCH_MB / ((double)(now_ns() - t0) / 1e9);
-	if (fd >= 0)
-		close(fd);
+	return pt->rand ? (i * 1000003ULL + 7) % units : i;
 }
 
-/* The test guest's pass 1 (disk_bench=1): MiB/s of its writes (with the flush) and reads. */
-static void guest_disk(const char *path, double *w, double *r)
+/* The host's own loop over the pattern on a file in the same place, through the page cache
+ * as the VMM does, cycling through as many buffers as the guest has requests in flight
+ * (the same memory to touch): writes then fdatasync, then reads; MiB/s into *w and *r. */
+static void host_disk(const char *path, const struct disk_pattern *pt, double *w, double *r)
 {
-	char cmdline[96];
-	const char *args[] = { "--mem", "128M",	  "--image", test_guest(), "--cmdline",
+	size_t bs = (size_t)pt->bs_kb << 10;
+	uint64_t units = ((uint64_t)pt->mb << 20) / bs, t0;
+	char *bufs = malloc(bs * pt->qd), *buf;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	bool ok = fd >= 0 && bufs && ftruncate(fd, (off_t)pt->mb << 20) == 0;
+
+	*w = *r = 0;
+	if (bufs)
+		memset(bufs, 0x5a, bs * pt->qd);
+	t0 = now_ns();
+	for (uint64_t i = 0; ok && i < units; i++) {
+		buf = bufs + (i % pt->qd) * bs;
+		ok = pwrite(fd, buf, bs, (off_t)(pattern_unit(pt, i, units) * bs)) == (ssize_t)bs;
+	}
+	ok = ok && fdatasync(fd) == 0;
+	if (ok)
+		*w = pt->mb / ((double)(now_ns() - t0) / 1e9);
+	t0 = now_ns();
+	for (uint64_t i = 0; ok && i < units; i++) {
+		buf = bufs + (i % pt->qd) * bs;
+		ok = pread(fd, buf, bs, (off_t)(pattern_unit(pt, i, units) * bs)) == (ssize_t)bs;
+	}
+	if (ok)
+		*r = pt->mb / ((double)(now_ns() - t0) / 1e9);
+	if (fd >= 0)
+		close(fd);
+	free(bufs);
+}
+
+/* The test guest's pass 1 of the pattern (disk_bench=1): MiB/s of its writes (with the
+ * flush) and reads. */
+static void guest_disk(const char *path, const struct disk_pattern *pt, double *w, double *r)
+{
+	char cmdline[160];
+	const char *args[] = { "--mem", "256M",	  "--image", test_guest(), "--cmdline",
 			       cmdline, "--disk", path,	     NULL };
 	unsigned long blocks = 0, wt = 0, rt = 0, khz = 0;
 	struct vmm_proc p;
@@ -90,17 +110,18 @@ static void guest_disk(const char *path, double *w, double *r)
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 
 	*w = *r = 0;
-	if (fd < 0 || ftruncate(fd, (DISK_BENCH_MB + 1) << 20) < 0) {
+	if (fd < 0 || ftruncate(fd, ((off_t)pt->mb + 1) << 20) < 0) {
 		if (fd >= 0)
 			close(fd);
 		return;
 	}
 	close(fd);
-	snprintf(cmdline, sizeof(cmdline), "wss_mb=8 vcpus=0 disk_mb=%d disk_bench=1",
-		 DISK_BENCH_MB);
+	snprintf(cmdline, sizeof(cmdline),
+		 "wss_mb=8 vcpus=0 disk_mb=%u disk_bench=1 disk_bs=%u disk_qd=%u disk_rand=%d",
+		 pt->mb, pt->bs_kb, pt->qd, pt->rand);
 	if (vmm_start(&p, args) < 0)
 		return;
-	if (vmm_console_wait(&p, "DISKBENCH", 120000)) {
+	if (vmm_console_wait(&p, "DISKBENCH", 300000)) {
 		c = test_read_file(p.console);
 		hit = strstr(c, "DISKBENCH");
 		if (hit &&
@@ -111,32 +132,56 @@ static void guest_disk(const char *path, double *w, double *r)
 			*r = blocks * 4096.0 / (1 << 20) / ((double)rt / khz / 1000.0);
 		}
 		free(c);
+	} else {
+		c = test_read_file(p.errlog);
+		fprintf(stderr, "guest disk bench (%s): no DISKBENCH line; stderr: %s\n", pt->name,
+			c);
+		free(c);
 	}
 	vmm_kill(&p);
 }
 
-void bench_virtio_blk(void)
+static double ratio(double *a, double *b)
+{
+	return bench_median(b, GUEST_RUNS) > 0
+		       ? bench_median(a, GUEST_RUNS) / bench_median(b, GUEST_RUNS)
+		       : 0;
+}
+
+static void bench_disk_pattern(const char *path, const struct disk_pattern *pt)
 {
 	double gw[GUEST_RUNS], gr[GUEST_RUNS], hw[GUEST_RUNS], hr[GUEST_RUNS];
 	const char *const keys[] = { "guest_write_mib_s", "host_write_mib_s", "guest_read_mib_s",
 				     "host_read_mib_s", NULL };
 	double *const vals[] = { gw, hw, gr, hr };
+	double iops = 1024.0 / pt->bs_kb; /* requests per MiB */
+
+	for (int i = 0; i < GUEST_RUNS; i++) {
+		guest_disk(path, pt, &gw[i], &gr[i]);
+		host_disk(path, pt, &hw[i], &hr[i]);
+	}
+	bench_emit_many(pt->name, GUEST_RUNS, keys, vals);
+	printf("{\"bench\":\"%s_fraction\",\"write\":%.3f,\"read\":%.3f,"
+	       "\"guest_write_iops\":%.0f,\"guest_read_iops\":%.0f,\"host_write_iops\":%.0f,"
+	       "\"host_read_iops\":%.0f,\"bs_kib\":%u,\"guest_qd\":%u,\"random\":%s,"
+	       "\"note\":\"guest over host, medians; the test guest polls its queue, the "
+	       "host's loop is synchronous\"}\n",
+	       pt->name, ratio(gw, hw), ratio(gr, hr), bench_median(gw, GUEST_RUNS) * iops,
+	       bench_median(gr, GUEST_RUNS) * iops, bench_median(hw, GUEST_RUNS) * iops,
+	       bench_median(hr, GUEST_RUNS) * iops, pt->bs_kb, pt->qd, pt->rand ? "true" : "false");
+	fflush(stdout);
+}
+
+void bench_virtio_blk(void)
+{
+	static const struct disk_pattern patterns[] = {
+		{ "virtio_blk_4k_seq", 32, 4, 1, false },      /* one request at a time */
+		{ "virtio_blk_1m_seq", 1024, 1024, 4, false }, /* large sequential I/O */
+		{ "virtio_blk_4k_rand", 64, 4, 32, true },     /* IOPS */
+	};
 	char path[600];
 
 	snprintf(path, sizeof(path), "%s/bench.img", test_tmpdir());
-	for (int i = 0; i < GUEST_RUNS; i++) {
-		guest_disk(path, &gw[i], &gr[i]);
-		host_disk(path, &hw[i], &hr[i]);
-	}
-	bench_emit_many("virtio_blk_4k_seq", GUEST_RUNS, keys, vals);
-	printf("{\"bench\":\"virtio_blk_4k_seq_fraction\",\"write\":%.3f,\"read\":%.3f,"
-	       "\"note\":\"guest over host, medians; the test guest polls one 4 KiB request at "
-	       "a time\"}\n",
-	       bench_median(hw, GUEST_RUNS) > 0
-		       ? bench_median(gw, GUEST_RUNS) / bench_median(hw, GUEST_RUNS)
-		       : 0,
-	       bench_median(hr, GUEST_RUNS) > 0
-		       ? bench_median(gr, GUEST_RUNS) / bench_median(hr, GUEST_RUNS)
-		       : 0);
-	fflush(stdout);
+	for (size_t i = 0; i < ARRAY_SIZE(patterns); i++)
+		bench_disk_pattern(path, &patterns[i]);
 }

@@ -330,6 +330,7 @@ static const struct virtio_backend virtio_blk_backend = {
 	.device_id = VIRTIO_ID_BLOCK,
 	.nr_queues = 1,
 	.queue_max = QUEUE_MAX,
+	.linger = true,
 	.open = blk_open,
 	.close = blk_close,
 	.features = blk_features,

@@ -13,7 +13,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#define SUB "virtio"
+#define SUB	  "virtio"
+#define LINGER_NS 50000 /* how long the thread looks for more work before it sleeps */
 
 /* Registers (offsets in the device's 4 KiB window). */
 #define R_MAGIC		 0x000
@@ -176,6 +177,50 @@ static unsigned wait_set(struct virtio_dev *v, struct pollfd *p, unsigned *which
 	return k;
 }
 
+/* Process queue q if it runs and has work; whether it had. */
+static bool process_pending(struct virtio_dev *v, unsigned q)
+{
+	bool work;
+
+	pthread_mutex_lock(&v->mu);
+	work = virtio_queue_runnable(v, q) && !v->paused && virtq_pending(&v->q[q], &v->mem);
+	if (work)
+		v->be->process(v, q);
+	pthread_mutex_unlock(&v->mu);
+	return work;
+}
+
+static void set_polling(struct virtio_dev *v, unsigned q, bool polling)
+{
+	pthread_mutex_lock(&v->mu);
+	if (virtio_queue_runnable(v, q))
+		virtq_polling(&v->q[q], &v->mem, polling);
+	pthread_mutex_unlock(&v->mu);
+}
+
+/* After work, keep looking at the queue a little before sleeping: a driver that posts its
+ * next requests at once (a busy disk, a polling driver) finds the device awake instead of
+ * paying a thread's wake-up per batch, and is told meanwhile that it need not notify (no
+ * VM exit for it). Bounded, so an idle device sleeps, and with the mutex free in between,
+ * so register accesses and pauses are not held up. */
+static void linger(struct virtio_dev *v, unsigned q)
+{
+	uint64_t end = now_ns() + LINGER_NS;
+
+	set_polling(v, q, true);
+	for (;;) {
+		if (process_pending(v, q))
+			end = now_ns() + LINGER_NS;
+		else if (now_ns() < end)
+			__builtin_ia32_pause();
+		else
+			break;
+	}
+	set_polling(v, q, false);
+	if (process_pending(v, q)) /* made available while the flag still said "polling" */
+		linger(v, q);
+}
+
 static void *io_thread(void *arg)
 {
 	struct virtio_dev *v = arg;
@@ -202,6 +247,8 @@ static void *io_thread(void *arg)
 			else if (i > n && live(v) && v->watch[which[i]].on)
 				v->be->event(v, which[i]);
 			pthread_mutex_unlock(&v->mu);
+			if (i < n && v->be->linger)
+				linger(v, i);
 		}
 	}
 	return NULL;

@@ -59,6 +59,10 @@ struct virtio_backend {
 	uint32_t device_id;
 	unsigned nr_queues; /* at most: queues that exist with every feature negotiated */
 	uint16_t queue_max;
+	/* After a kick, poll the queue a while before sleeping (virtio_mmio.c, linger): for a
+	 * device whose available chains are all work to do at once (a disk's requests), not
+	 * one whose chains wait for something else (a network's receive buffers). */
+	bool linger;
 	/* Open what the device needs (its file, ...): 0 or -errno with a reason in why. */
 	int (*open)(struct virtio_dev *v, char *why, size_t len);
 	void (*close)(struct virtio_dev *v);

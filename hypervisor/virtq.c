@@ -263,6 +263,28 @@ bool virtq_arm_notify(struct virtq *q, const struct virtq_mem *m)
 	return __atomic_load_n((const uint16_t *)(avail + 2), __ATOMIC_ACQUIRE) != q->last_avail;
 }
 
+void virtq_polling(struct virtq *q, const struct virtq_mem *m, bool polling)
+{
+	uint8_t *used = q->ready && !q->broken && !q->event_idx
+				? m->map(m->opaque, q->used, used_bytes(q->num))
+				: NULL;
+
+	if (!used)
+		return;
+	st16(used, polling ? VIRTQ_USED_F_NO_NOTIFY : 0);
+	dirty(m, q->used, 2);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* the flag out before we look at avail */
+}
+
+bool virtq_pending(const struct virtq *q, const struct virtq_mem *m)
+{
+	const uint8_t *avail =
+		q->ready && !q->broken ? m->map(m->opaque, q->avail, avail_bytes(q->num)) : NULL;
+
+	return avail &&
+	       __atomic_load_n((const uint16_t *)(avail + 2), __ATOMIC_ACQUIRE) != q->last_avail;
+}
+
 unsigned virtq_iov(const struct virtq_chain *c, bool writable, uint64_t off, uint64_t len,
 		   struct iovec *iov)
 {

@@ -94,6 +94,13 @@ bool virtq_need_irq(struct virtq *q, const struct virtq_mem *m);
 /* Tell the guest up to where it need not notify: avail_event = last_avail (event index),
  * then check again; true when more chains came meanwhile (process them before sleeping). */
 bool virtq_arm_notify(struct virtq *q, const struct virtq_mem *m);
+/* The device polls the queue (true) or will sleep until notified (false): without event
+ * index, the used ring's NO_NOTIFY flag tells the driver it need not notify meanwhile
+ * (with event index, avail_event already says when to). Look at virtq_pending after
+ * clearing it: a chain made available just before is not notified. */
+void virtq_polling(struct virtq *q, const struct virtq_mem *m, bool polling);
+/* The driver has made chains available that the device has not taken yet. */
+bool virtq_pending(const struct virtq *q, const struct virtq_mem *m);
 
 /* The chain's readable (writable false) or writable buffers from byte off on, at most len
  * bytes of them, as iovecs into iov (room for VIRTQ_MAX_SEGS). Returns their count. Writes

@@ -12,6 +12,7 @@
 #include "common.h"
 #include "guestrun.h"
 #include "kvmtests.h"
+#include "netns.h"
 
 #define EARLY_TIMEOUT_MS 120000
 
@@ -174,10 +175,10 @@ static bool hw_available(void)
 	return true;
 }
 
-/* Boot the kit with extra on the kernel command line and, when disk is not NULL, that
- * image as a virtio-blk disk. */
-static int boot_kit_disk(struct vmm_proc *p, struct console_client *cc, const char *kernel,
-			 const char *extra, const char *disk)
+/* Boot the kit with extra on the kernel command line and dev (NULL: none) on the VMM's:
+ * "--disk", "--net" or "--balloon" with its value (NULL for --balloon). */
+static int boot_kit_dev(struct vmm_proc *p, struct console_client *cc, const char *kernel,
+			const char *extra, const char *dev, const char *val)
 {
 	char sock[600], cmdline[256];
 	const char *dir = test_tmpdir();
@@ -190,10 +191,7 @@ static int boot_kit_disk(struct vmm_proc *p, struct console_client *cc, const ch
 	const char *args[] = { "--mem",	    "1G",    "--vcpus",	  "2",
 			       "--kernel",  kernel,  "--initrd",  kit("initrd.cpio.gz"),
 			       "--cmdline", cmdline, "--console", con,
-			       "--disk",    disk,    NULL };
-
-	if (!disk)
-		args[12] = NULL;
+			       dev,	    val,     NULL };
 	if (vmm_start(p, args) < 0)
 		return -1;
 	return console_client_open(cc, sock, 10000);
@@ -202,7 +200,7 @@ static int boot_kit_disk(struct vmm_proc *p, struct console_client *cc, const ch
 static int boot_kit(struct vmm_proc *p, struct console_client *cc, const char *kernel,
 		    const char *extra)
 {
-	return boot_kit_disk(p, cc, kernel, extra, NULL);
+	return boot_kit_dev(p, cc, kernel, extra, NULL, NULL);
 }
 
 /* Linux's own virtio-blk driver (the kernel package's module, loaded by the kit's /init
@@ -223,7 +221,7 @@ static void test_kit_disk(void)
 	CU_ASSERT_FATAL(fd >= 0 && ftruncate(fd, 8 << 20) == 0);
 	CU_ASSERT_FATAL(pwrite(fd, marker, strlen(marker), 8 * 512) == (ssize_t)strlen(marker));
 	close(fd);
-	CU_ASSERT_EQUAL_FATAL(boot_kit_disk(&p, &cc, kit("vmlinux"), "", img), 0);
+	CU_ASSERT_EQUAL_FATAL(boot_kit_dev(&p, &cc, kit("vmlinux"), "", "--disk", img), 0);
 	CU_ASSERT_FATAL(console_client_wait(&cc, "READY", 120000));
 	/* The typed lines never contain what the test waits for: the shell computes it. */
 	CU_ASSERT_EQUAL(console_client_send(&cc, "dd if=/dev/vda bs=512 skip=8 count=1 "
@@ -280,6 +278,78 @@ static void test_kit_bzimage(void)
 	vmm_kill(&p);
 }
 
+/* Linux's virtio-balloon driver follows the target set on the control socket: the
+ * balloon's actual size reaches it, the VMM's resident memory falls, the workload runs on
+ * unharmed. */
+static void test_kit_balloon(void)
+{
+	struct console_client cc;
+	struct vmm_proc p;
+	json_t *r, *b;
+	long long actual = -1;
+
+	if (!hw_available())
+		return;
+	CU_ASSERT_EQUAL_FATAL(boot_kit_dev(&p, &cc, kit("vmlinux"), "", "--balloon", NULL), 0);
+	CU_ASSERT_FATAL(console_client_wait(&cc, "HB seq=3 ", 120000));
+	r = vmm_request(&p, "balloon", "{\"target_mb\":256}");
+	CU_ASSERT(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	for (uint64_t end = now_ns() + 60000 * 1000000ull; actual != 256 && now_ns() < end;
+	     sleep_ms(200)) {
+		r = vmm_request(&p, "status", NULL);
+		b = json_object_get(r, "balloon");
+		actual = json_integer_value(json_object_get(b, "actual_mb"));
+		json_decref(r);
+	}
+	CU_ASSERT_EQUAL(actual, 256);
+	CU_ASSERT(console_client_wait(&cc, "HB seq=8 ", 30000));
+	CU_ASSERT_PTR_NULL(strstr(cc.buf ? cc.buf : "", "CORRUPT"));
+	console_client_close(&cc);
+	vmm_kill(&p);
+}
+
+/* Linux's virtio-net driver binds the device (on a tap in a namespace of the test's own)
+ * and shows the MAC the VMM gave it. */
+static void test_kit_net(void)
+{
+	struct console_client cc;
+	struct vmm_proc p;
+	struct netns ns;
+	char why[256];
+	int saved, rc;
+
+	if (!hw_available())
+		return;
+	if (netns_make(&ns, why, sizeof(why)) < 0) {
+		test_skip("%s", why);
+		return;
+	}
+	if (netns_add_tap(&ns, "cmekit0", why, sizeof(why)) < 0) {
+		netns_remove(&ns);
+		test_skip("%s", why);
+		return;
+	}
+	saved = netns_enter(&ns);
+	rc = saved < 0 ? -1
+		       : boot_kit_dev(&p, &cc, kit("vmlinux"), "", "--net",
+				      "tap=cmekit0,mac=02:00:5e:10:00:2a");
+	if (saved >= 0)
+		netns_leave(saved);
+	CU_ASSERT_EQUAL(rc, 0);
+	if (!rc && console_client_wait(&cc, "READY", 120000)) {
+		/* The typed line never holds what is awaited: the shell maps each digit. */
+		CU_ASSERT_EQUAL(console_client_send(&cc, "tr 0123456789abcdef 9876543210zyxwvu "
+							 "</sys/class/net/eth0/address\n"),
+				0);
+		CU_ASSERT(console_client_wait(&cc, "97:99:4v:89:99:7z", 20000)); /* its MAC */
+	}
+	if (!rc)
+		console_client_close(&cc);
+	vmm_kill_all(); /* before the namespace goes: the VMM holds its tap */
+	netns_remove(&ns);
+}
+
 static void test_kit_snapshot(void)
 {
 	struct console_client cc;
@@ -325,6 +395,10 @@ void suite_linux(void)
 		{ "Linux kit survives snapshot/restore with console input", test_kit_snapshot },
 		{ "Linux kit: the kernel's virtio-blk driver reads and writes the image",
 		  test_kit_disk },
+		{ "Linux kit: the kernel's virtio-balloon driver follows the target",
+		  test_kit_balloon },
+		{ "Linux kit: the kernel's virtio-net driver binds, with the VMM's MAC",
+		  test_kit_net },
 		{ NULL, NULL },
 	};
 	test_add_suite("linux", cases);

@@ -109,6 +109,70 @@ static void test_pin_and_ksm(void)
 	vmm_kill(&q);
 }
 
+/* A number from a sysfs or procfs file (-1 when it cannot be read). */
+static long long read_num(const char *path)
+{
+	char *t = test_read_file(path), *hit = strstr(t, "ksm_merging_pages ");
+	long long n = *t ? strtoll(hit ? hit + 18 : t, NULL, 10) : -1;
+
+	free(t);
+	return n;
+}
+
+static bool write_str(const char *path, const char *val)
+{
+	FILE *f = fopen(path, "w");
+	bool ok = f && fputs(val, f) >= 0;
+
+	if (f && fclose(f))
+		ok = false;
+	return ok;
+}
+
+/* Two VMs with the same guest and --ksm: the kernel's KSM merges their identical pages —
+ * the guest's balloon pool (16 MiB it stamps the same way in both and leaves alone) is
+ * 4096 of them — and each VMM's /proc/PID/ksm_stat counts them. KSM is turned on for the test (root) and
+ * set back to what it was. */
+static void test_ksm_shares(void)
+{
+	const char *args[] = {
+		"--mem",     "128M",	   "--vcpus",	"2",
+		"--image",   test_guest(), "--cmdline", "wss_mb=8 vcpus=0 balloon_mb=16",
+		"--balloon", "--ksm",	   NULL
+	};
+	char run0[8] = "", scan0[16] = "", path[64], *t;
+	struct vmm_proc p, q;
+	long long merged = 0;
+
+	if (!guest_available())
+		return;
+	t = test_read_file("/sys/kernel/mm/ksm/run");
+	snprintf(run0, sizeof(run0), "%.*s", (int)strcspn(t, "\n"), t);
+	free(t);
+	t = test_read_file("/sys/kernel/mm/ksm/pages_to_scan");
+	snprintf(scan0, sizeof(scan0), "%.*s", (int)strcspn(t, "\n"), t);
+	free(t);
+	if (!run0[0] || !write_str("/sys/kernel/mm/ksm/pages_to_scan", "5000") ||
+	    !write_str("/sys/kernel/mm/ksm/run", "1")) {
+		test_skip("KSM cannot be turned on here (/sys/kernel/mm/ksm: not root, or no KSM)");
+		return;
+	}
+	CU_ASSERT_EQUAL_FATAL(vmm_start(&p, args), 0);
+	CU_ASSERT_EQUAL_FATAL(vmm_start(&q, args), 0);
+	CU_ASSERT(vmm_console_wait(&p, "BALLOON ready", 60000) &&
+		  vmm_console_wait(&q, "BALLOON ready", 60000)); /* the pool is stamped */
+	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", (int)q.pid);
+	for (uint64_t end = now_ns() + 60000 * 1000000ull; merged < 2048 && now_ns() < end;
+	     sleep_ms(200))
+		merged = read_num(path);
+	printf(" (%lld pages merged)", merged);
+	CU_ASSERT(merged >= 2048); /* at least half the pool */
+	vmm_kill(&p);
+	vmm_kill(&q);
+	write_str("/sys/kernel/mm/ksm/run", run0);
+	write_str("/sys/kernel/mm/ksm/pages_to_scan", scan0);
+}
+
 /* Each refusal is one line naming the problem, status 1 or 2, nothing left running. */
 static void test_refusals(void)
 {
@@ -236,6 +300,7 @@ void suite_resources(void)
 {
 	static const struct test_case cases[] = {
 		{ "--pin-vcpus and --ksm: affinity, mergeable RAM, status", test_pin_and_ksm },
+		{ "--ksm: two VMs with the same guest share pages (ksm_stat)", test_ksm_shares },
 		{ "--pin-vcpus refusals", test_refusals },
 		{ "--hugepages: runs on them, or refused with the counts", test_hugepages },
 		{ "--cgroup: limits set, shown, throttling; the group removed at exit",

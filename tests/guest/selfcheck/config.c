@@ -13,8 +13,8 @@ struct config cfg;
 static struct {
 	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo, disk_mb, disk_bad,
 		disk_discard, disk_bench, balloon_mb, balloon_report, balloon_bad, net_frames,
-		net_bench, net_bad;
-} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+		net_bench, net_bad, disk_bs, disk_qd, disk_rand;
+} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0 };
 
 static const struct {
 	const char *key;
@@ -32,6 +32,9 @@ static const struct {
 	{ "disk_bad", &arg.disk_bad },
 	{ "disk_discard", &arg.disk_discard },
 	{ "disk_bench", &arg.disk_bench },
+	{ "disk_bs", &arg.disk_bs },
+	{ "disk_qd", &arg.disk_qd },
+	{ "disk_rand", &arg.disk_rand },
 	{ "balloon_mb", &arg.balloon_mb },
 	{ "balloon_report", &arg.balloon_report },
 	{ "balloon_bad", &arg.balloon_bad },
@@ -130,6 +133,26 @@ static void check_balloon(u64 wss_end)
 	cfg.balloon_cpu = cfg.nr_vcpus - 1;
 }
 
+/* disk_bs / disk_qd / disk_rand: the requests' buffers (disk_qd of disk_bs KiB) after the
+ * working set and the balloon's pool; the disk's size must be a whole number of requests. */
+static void check_disk_io(void)
+{
+	u64 bs = arg.disk_bs * 1024;
+
+	cfg.disk_io_base = cfg.pool_base + arg.balloon_mb * MIB;
+	if (arg.disk_bs < 4 || arg.disk_bs > 1024 || (arg.disk_bs & (arg.disk_bs - 1)))
+		bad_arg("disk_bs must be a power of two from 4 to 1024 (KiB)", arg.disk_bs);
+	if (arg.disk_qd < 1 || arg.disk_qd > VBLK_MAX_BATCH)
+		bad_arg("disk_qd must be 1..32", arg.disk_qd);
+	if (arg.disk_rand > 1)
+		bad_arg("disk_rand must be 0 or 1", arg.disk_rand);
+	if ((arg.disk_mb * MIB) % bs)
+		bad_arg("disk_mb must be a whole number of disk_bs requests", arg.disk_mb);
+	if (arg.disk_mb && (cfg.disk_io_base + arg.disk_qd * bs > cfg.mem_bytes ||
+			    cfg.disk_io_base + arg.disk_qd * bs > 3ull * 1024 * MIB))
+		bad_arg("disk_qd * disk_bs does not fit in RAM after the working set", arg.disk_qd);
+}
+
 /* The working set sits in RAM offsets [wss_base, wss_base + wss bytes); RAM offsets past
  * 3 GiB are mapped 1 GiB higher, which the workload does when it forms addresses. */
 static void check_args(void)
@@ -164,6 +187,7 @@ static void check_args(void)
 	if (cfg.nr_vcpus == 0 || cfg.nr_vcpus > MAX_CPUS)
 		bad_arg("the boot info gives a bad vCPU count", cfg.nr_vcpus);
 	check_balloon(wss_base + (fits ? arg.wss_mb * MIB : 0));
+	check_disk_io();
 	if (cfg.tsc_khz == 0)
 		bad_arg("the boot info gives no TSC frequency", 0);
 	cfg.wss_base = wss_base;
@@ -215,6 +239,9 @@ void config_init(const struct boot_info *bi)
 	cfg.disk_bad = arg.disk_bad;
 	cfg.disk_discard = arg.disk_discard;
 	cfg.disk_bench = arg.disk_bench;
+	cfg.disk_bs = arg.disk_bs;
+	cfg.disk_qd = arg.disk_qd;
+	cfg.disk_rand = arg.disk_rand;
 	cfg.balloon_mb = arg.balloon_mb;
 	cfg.balloon_report = arg.balloon_report;
 	cfg.balloon_bad = arg.balloon_bad;

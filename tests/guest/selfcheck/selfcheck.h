@@ -136,17 +136,21 @@ struct config {
 	u64 tsc_khz;
 	u64 wss_base; /* RAM offset of the first working-set page, 2 MiB aligned */
 	u64 wss_pages;
-	u64 stride;	    /* only pages whose index % stride == 0 are touched */
-	u64 dirty_rate;	    /* MiB/s over all writers, 0 = unpaced */
-	u64 hb_tsc;	    /* heartbeat period in TSC cycles */
-	u64 exit_after;	    /* heartbeats before exiting, 0 = never */
-	u64 iters;	    /* mode=ioloop: port writes */
-	bool echo;	    /* echo=1: UART receive interrupts, RX lines */
-	u64 disk_mb;	    /* disk_mb=N: vCPU 0 writes and checks the first N MiB of disk 0 */
-	u64 disk_bad;	    /* disk_bad=1: program a queue outside RAM, expect NEEDS_RESET */
-	u64 disk_discard;   /* disk_discard=1: after pass 1, discard half the blocks, check zeros */
-	u64 disk_bench;	    /* disk_bench=1: time pass 1's writes and reads (DISKBENCH line) */
-	u64 balloon_mb;	    /* balloon_mb=N: a pool of N MiB the balloon inflates from */
+	u64 stride;	  /* only pages whose index % stride == 0 are touched */
+	u64 dirty_rate;	  /* MiB/s over all writers, 0 = unpaced */
+	u64 hb_tsc;	  /* heartbeat period in TSC cycles */
+	u64 exit_after;	  /* heartbeats before exiting, 0 = never */
+	u64 iters;	  /* mode=ioloop: port writes */
+	bool echo;	  /* echo=1: UART receive interrupts, RX lines */
+	u64 disk_mb;	  /* disk_mb=N: vCPU 0 writes and checks the first N MiB of disk 0 */
+	u64 disk_bad;	  /* disk_bad=1: program a queue outside RAM, expect NEEDS_RESET */
+	u64 disk_discard; /* disk_discard=1: after pass 1, discard half the blocks, check zeros */
+	u64 disk_bench;	  /* disk_bench=1: time pass 1's writes and reads (DISKBENCH line) */
+	u64 disk_bs;	  /* disk_bs=KiB: bytes a request moves (4..1024, a power of two) */
+	u64 disk_qd;	  /* disk_qd=N: requests posted together (1..VBLK_MAX_BATCH) */
+	u64 disk_rand;	  /* disk_rand=1: a pass visits the requests' places in a shuffled order */
+	u64 disk_io_base; /* the requests' buffers: after the working set and the pool */
+	u64 balloon_mb;	  /* balloon_mb=N: a pool of N MiB the balloon inflates from */
 	u64 balloon_report; /* balloon_report=1: report half the pool free once */
 	u64 balloon_bad;    /* balloon_bad=1: inflate a PFN in the MMIO hole, expect NEEDS_RESET */
 	u64 pool_base;	    /* RAM offset of the pool, after the working set, 2 MiB aligned */
@@ -224,9 +228,9 @@ int vmmio_start(u64 base, u32 id, u32 want_lo, u32 *got_lo, const char *who);
 int vmmio_queue(u64 base, u32 q, u32 num, u64 desc, u64 avail, u64 used, const char *who);
 /* The driver is ready: DRIVER_OK. */
 void vmmio_driver_ok(u64 base);
-/* A small queue of VQ_SIZE descriptors for the drivers that keep one chain in flight
- * (vblk.c has its own rings, vnet.c its own batched ones). */
-#define VQ_SIZE 8
+/* A queue of VQ_SIZE descriptors for vblk.c and vballoon.c (vnet.c has its own batched
+ * ones): one chain at a time (vq_submit), or several posted and waited for together. */
+#define VQ_SIZE 128
 
 struct vq {
 	struct vring_desc desc[VQ_SIZE] __attribute__((aligned(16)));
@@ -253,6 +257,11 @@ int vq_setup(u64 base, struct vq *q, u32 index, u64 desc_at, const char *who);
 /* Post the chain at descriptor 0 and wait for the device to use it: 0, or -1 when the
  * device needs a reset. */
 int vq_submit(struct vq *q);
+/* Make the chain at descriptor head available (no notification yet). */
+void vq_post(struct vq *q, u16 head);
+/* Notify the device of what was posted, and wait until it has used n more chains: 0, or
+ * -1 when the device needs a reset. */
+int vq_kick_wait(struct vq *q, u16 n);
 
 /* vblk.c: a polled virtio-blk driver for ring 3 (disk 0 only). */
 /* Set up the device at base: 0, or -1 after printing "ERROR disk: why". *ro and *sectors
@@ -261,6 +270,13 @@ int vblk_init(u64 base, bool bad_queue, bool *ro, u64 *sectors);
 /* Read or write len bytes (a multiple of 512) at sector from/to buf; the status byte
  * (0 ok, 1 I/O error, 2 unsupported), or 0xff when the device needs a reset. */
 u8 vblk_rw(bool write, u64 sector, void *buf, u32 len);
+/* n (at most VBLK_MAX_BATCH) requests of len bytes each, sector[i] to or from buf[i], posted
+ * together with one notification and waited for together: the first non-zero status, 0xff
+ * when the device needs a reset. */
+#define VBLK_MAX_BATCH 32
+u8 vblk_rw_many(bool write, const u64 *sector, u8 *const *buf, u32 len, u32 n);
+/* Ask the device for no interrupts (a polling benchmark), or for them again. */
+void vblk_quiet(bool quiet);
 u8 vblk_flush(void);
 /* Discard sectors [sector, sector + sectors): they read as zeros afterwards. */
 u8 vblk_discard(u64 sector, u32 sectors);

@@ -125,21 +125,32 @@ int vq_setup(u64 base, struct vq *q, u32 index, u64 desc_at, const char *who)
 			   (u64)&q->used, who);
 }
 
-int vq_submit(struct vq *q)
+void vq_post(struct vq *q, u16 head)
 {
-	u16 slot = q->next_avail % VQ_SIZE;
-
-	q->avail.ring[slot] = 0;
+	q->avail.ring[q->next_avail % VQ_SIZE] = head;
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	q->avail.idx = ++q->next_avail;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	vmmio_wr(q->base, VMMIO_NOTIFY, q->index);
-	while (q->used.idx == q->seen_used) {
-		if (vmmio_rd(q->base, VMMIO_STATUS) & VMMIO_NEEDS_RESET)
+}
+
+int vq_kick_wait(struct vq *q, u16 n)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* the index out before reading the flag */
+	if (!(q->used.flags & 1))		 /* VIRTQ_USED_F_NO_NOTIFY: the device is polling */
+		vmmio_wr(q->base, VMMIO_NOTIFY, q->index);
+	/* The status register is a VM exit to read (and waits for the device's lock): look at
+	 * it only now and then while the used ring is what is polled. */
+	for (u32 spins = 0; (u16)(q->used.idx - q->seen_used) < n; spins++) {
+		if (spins % 4096 == 4095 && (vmmio_rd(q->base, VMMIO_STATUS) & VMMIO_NEEDS_RESET))
 			return -1;
 		cpu_relax();
 	}
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	q->seen_used++;
+	q->seen_used = (u16)(q->seen_used + n);
 	return 0;
+}
+
+int vq_submit(struct vq *q)
+{
+	vq_post(q, 0);
+	return vq_kick_wait(q, 1);
 }
