@@ -17,11 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUB	     "virtio-balloon"
-#define QUEUE_MAX    128
-#define PFN_SHIFT    12
-#define PFN_BATCH    256
-#define CONFIG_BYTES 16 /* num_pages, actual, free_page_hint_cmd_id, poison_val */
+#define SUB		     "virtio-balloon"
+#define QUEUE_MAX	     128
+#define PFN_SHIFT	     12
+#define PFN_BATCH	     256
+#define MAX_PFNS_PER_REQUEST 4096 /* 16 KiB of PFNs: four times what Linux sends */
+#define CONFIG_BYTES	     16	  /* num_pages, actual, free_page_hint_cmd_id, poison_val */
 
 #define F_PAGE_REPORTING (1ull << 5)
 
@@ -129,6 +130,13 @@ static int take_pfns(struct virtio_dev *v, const struct virtq_chain *c, bool inf
 	uint32_t pfn[PFN_BATCH];
 	uint64_t n = c->read_len / 4;
 
+	/* Descriptors may overlap, so a chain can name billions of PFNs; a driver sends a
+	 * page's worth at most (Linux: 256). Bounded, the device thread cannot be kept busy
+	 * for hours by one request. */
+	if (n > MAX_PFNS_PER_REQUEST)
+		return snprintf(why, whylen, "a request of %llu PFNs (at most %d)",
+				(unsigned long long)n, MAX_PFNS_PER_REQUEST),
+		       -EINVAL;
 	for (uint64_t at = 0; at < n;) {
 		size_t k = n - at < PFN_BATCH ? (size_t)(n - at) : PFN_BATCH;
 

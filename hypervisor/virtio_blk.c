@@ -234,6 +234,8 @@ static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out
 	       : out			     ? pwritev(b->fd, iov, n, (off_t)(sector * SECTOR))
 					     : preadv(b->fd, iov, n, (off_t)(sector * SECTOR));
 	if (done != (ssize_t)bytes) {
+		if (!out && done > 0) /* what a short read did put in guest RAM */
+			virtq_written(c, &v->mem, 0, (size_t)done);
 		log_warn(SUB, "vm=%s disk %s: %s at sector %llu: %s", v->vm->cfg.name, b->id,
 			 out ? "write" : "read", (unsigned long long)sector,
 			 done < 0 ? strerror(errno) : "short");
@@ -405,7 +407,14 @@ static int blk_handoff(struct vm_device *d, enum vm_handoff step, int timeout_ms
 					"disk %s: cannot flush it for the destination: %s",
 					disk->path, strerror(errno)),
 			       -EIO;
-		b->released = flock(b->fd, LOCK_UN) == 0;
+		if (flock(b->fd, LOCK_UN) < 0) {
+			int err = -errno;
+
+			snprintf(why, len, "disk %s: cannot unlock it for the destination: %s",
+				 disk->path, strerror(-err));
+			return err;
+		}
+		b->released = true;
 		return 0;
 	case VM_HANDOFF_RECLAIM:
 		if (!b->released)

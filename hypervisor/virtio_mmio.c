@@ -173,6 +173,8 @@ static unsigned wait_set(struct virtio_dev *v, struct pollfd *p, unsigned *which
 		p[k] = (struct pollfd){ .fd = v->watch[w].fd, .events = v->watch[w].events };
 		which[k++] = w;
 	}
+	v->watching = k > n + 1;
+	pthread_cond_broadcast(&v->waited);
 	pthread_mutex_unlock(&v->mu);
 	return k;
 }
@@ -190,10 +192,12 @@ static bool process_pending(struct virtio_dev *v, unsigned q)
 	return work;
 }
 
+/* Not while paused: a paused device writes nothing into guest RAM (the pause cleared the
+ * flag; the resume's kick brings the thread back here). */
 static void set_polling(struct virtio_dev *v, unsigned q, bool polling)
 {
 	pthread_mutex_lock(&v->mu);
-	if (virtio_queue_runnable(v, q))
+	if (virtio_queue_runnable(v, q) && !v->paused)
 		virtq_polling(&v->q[q], &v->mem, polling);
 	pthread_mutex_unlock(&v->mu);
 }
@@ -205,20 +209,24 @@ static void set_polling(struct virtio_dev *v, unsigned q, bool polling)
  * so register accesses and pauses are not held up. */
 static void linger(struct virtio_dev *v, unsigned q)
 {
-	uint64_t end = now_ns() + LINGER_NS;
+	bool again;
 
-	set_polling(v, q, true);
-	for (;;) {
-		if (process_pending(v, q))
-			end = now_ns() + LINGER_NS;
-		else if (now_ns() < end)
-			__builtin_ia32_pause();
-		else
-			break;
-	}
-	set_polling(v, q, false);
-	if (process_pending(v, q)) /* made available while the flag still said "polling" */
-		linger(v, q);
+	do {
+		uint64_t end = now_ns() + LINGER_NS;
+
+		set_polling(v, q, true);
+		for (;;) {
+			if (process_pending(v, q))
+				end = now_ns() + LINGER_NS;
+			else if (now_ns() < end)
+				__builtin_ia32_pause();
+			else
+				break;
+		}
+		set_polling(v, q, false);
+		/* made available while the flag still said "polling": no notification came */
+		again = process_pending(v, q);
+	} while (again);
 }
 
 static void *io_thread(void *arg)
@@ -314,6 +322,7 @@ int virtio_mmio_create(struct vm_device *d, const struct virtio_backend *be)
 		v->kick[i] = -1;
 	v->mem = (struct virtq_mem){ mem_map, mem_dirty, d->vm };
 	pthread_mutex_init(&v->mu, NULL);
+	pthread_cond_init(&v->waited, NULL);
 	d->priv = v;
 	err = be->open(v, why, sizeof(why));
 	if (err) {
@@ -360,6 +369,7 @@ void virtio_mmio_destroy(struct vm_device *d)
 	if (v->quit_fd >= 0)
 		close(v->quit_fd);
 	pthread_mutex_destroy(&v->mu);
+	pthread_cond_destroy(&v->waited);
 	free(v);
 	d->priv = NULL;
 }
@@ -396,12 +406,36 @@ void virtio_kick(struct virtio_dev *v, unsigned q)
 	kick(v, q);
 }
 
+/* Paused: the thread polls no backend descriptor any more (see virtio_dev.watching), and
+ * no queue says "polling" (the driver notifies again; the flag is not left in a snapshot). */
+static void quiesce(struct virtio_dev *v)
+{
+	struct timespec until;
+
+	for (unsigned i = 0; i < v->be->nr_queues; i++)
+		if (virtio_queue_runnable(v, i))
+			virtq_polling(&v->q[i], &v->mem, false);
+	if (!v->watching || !v->thread_started)
+		return;
+	kick(v, 0); /* the thread wakes, takes nothing (paused) and waits again without them */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	while (v->watching)
+		if (pthread_cond_timedwait(&v->waited, &v->mu, &until) == ETIMEDOUT) {
+			log_warn(SUB, "vm=%s %s: the device's thread did not come round in 2 s",
+				 v->vm->cfg.name, v->be->name);
+			break;
+		}
+}
+
 void virtio_mmio_pause(struct vm_device *d, bool pause)
 {
 	struct virtio_dev *v = d->priv;
 
 	pthread_mutex_lock(&v->mu); /* waits for the queue being processed */
 	v->paused = pause;
+	if (pause)
+		quiesce(v);
 	pthread_mutex_unlock(&v->mu);
 	for (unsigned i = 0; !pause && i < v->be->nr_queues; i++)
 		kick(v, i); /* what the guest posted meanwhile */

@@ -222,7 +222,7 @@ static uint64_t tx_frame(struct net *n, const struct virtq_chain *c)
 	uint64_t len = c->read_len > HDR_BYTES ? c->read_len - HDR_BYTES : 0;
 	unsigned k;
 
-	if (len < FRAME_MIN || len > FRAME_MAX)
+	if (len < FRAME_MIN || len > FRAME_MAX || n->detached) /* detached: no link */
 		return 0;
 	k = virtq_iov(c, false, HDR_BYTES, len, iov + 1);
 	return writev(n->tap, iov, (int)k + 1) == (ssize_t)(len + HDR_BYTES) ? len : 0;
@@ -316,11 +316,15 @@ static long rx_frame(struct virtio_dev *v, struct net *n, const struct virtq_cha
 			strerror(errno));
 		n->tap_gone = true; /* a tap that fails says so every time it is polled */
 	}
-	if (got < 0)
+	if (got <= 0) /* nothing waiting (0: not a tap, the stand-in while detached) */
 		return 0;
+	/* What readv put in guest RAM is sent again by a migration — also for a frame dropped
+	 * below, whose first bytes are in the guest's buffer all the same. */
+	if ((uint64_t)got > HDR_BYTES)
+		virtq_written(c, &v->mem, HDR_BYTES,
+			      (uint64_t)got - HDR_BYTES < room ? (size_t)got - HDR_BYTES : room);
 	if ((uint64_t)got < HDR_BYTES + FRAME_MIN || (uint64_t)got > HDR_BYTES + room)
 		return -1;
-	virtq_written(c, &v->mem, HDR_BYTES, (size_t)got - HDR_BYTES); /* a migration resends */
 	memset(hdr, 0, sizeof(hdr));
 	hdr[10] = 1; /* num_buffers, little-endian */
 	virtq_write(c, &v->mem, 0, hdr, HDR_BYTES);
@@ -355,12 +359,12 @@ static bool rx_run(struct virtio_dev *v)
 	struct net *n = v->be_priv;
 	struct virtq_chain c;
 	char why[160] = "the used ring left guest RAM";
-	bool watch_tap = true;
+	bool watch_tap = !n->detached; /* detached: the stand-in has nothing to receive */
 	unsigned done = 0;
 	int rc = 0;
 	long len;
 
-	while (done < BATCH && rx_admit(v, n, &watch_tap)) {
+	while (!n->detached && done < BATCH && rx_admit(v, n, &watch_tap)) {
 		rc = next_chain(v, RXQ, &c, why, sizeof(why));
 		if (rc != 1) {
 			watch_tap = false; /* no buffer (or a broken queue) */
@@ -371,9 +375,12 @@ static bool rx_run(struct virtio_dev *v)
 			virtq_unpop(&v->q[RXQ]);
 		if (len == 0)
 			break; /* the tap ran dry: wait for it */
-		n->st.rx_dropped += len < 0;
-		if (len < 0)
+		if (len < 0) { /* a bounded turn and the limit count dropped frames too */
+			n->st.rx_dropped++;
+			rl_charge(&n->rx, 0);
+			done++;
 			continue;
+		}
 		if (virtq_push(&v->q[RXQ], &v->mem, c.head, (uint32_t)(len + HDR_BYTES))) {
 			rc = -EINVAL;
 			watch_tap = false;

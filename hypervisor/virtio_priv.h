@@ -114,6 +114,11 @@ struct virtio_dev {
 	int irqfd;
 	int kick[VIRTIO_MAX_QUEUES]; /* ioeventfds */
 	int quit_fd;
+	/* The thread's wait set includes backend watches; a pause waits (on waited) until it
+	 * does not, so no poll() of the thread's still holds a descriptor the backend is about
+	 * to give up (a tap: the kernel keeps a sleeping poll's files). */
+	bool watching;
+	pthread_cond_t waited;
 	struct virtio_watch watch[VIRTIO_MAX_WATCH]; /* the backend's fds (it closes them) */
 	unsigned nr_watch;
 	bool ioeventfd; /* KVM signals kick[] itself */

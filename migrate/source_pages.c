@@ -4,9 +4,11 @@
 #include "mig_priv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SUB		"mig"
 #define RESIDENCY_PAGES 512
@@ -68,8 +70,31 @@ static int channel_add(struct mig_channel *c, uint64_t gpa, const uint8_t *page)
 	return mig_batch_full(&c->batch) ? channel_flush(c) : 0;
 }
 
-/* Round 0: every resident non-zero page of the chunk. Untouched (non-resident) pages are
- * zero on both sides and are not even read. */
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+
+/* Which of the RESIDENCY_PAGES pages at base were ever touched: in RAM or swapped out (a
+ * VMM under a memory limit, --cgroup mem=, swaps guest pages; mincore would call those
+ * absent and they would never be sent). From /proc/self/pagemap; without it, mincore;
+ * without that, all of them. */
+static void touched_pages(const uint8_t *base, unsigned char *res)
+{
+	uint64_t pm[RESIDENCY_PAGES];
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	bool ok = fd >= 0 && pread(fd, pm, sizeof(pm),
+				   (off_t)((uintptr_t)base / VM_PAGE_SIZE * sizeof(pm[0]))) ==
+				     (ssize_t)sizeof(pm);
+
+	if (fd >= 0)
+		close(fd);
+	for (unsigned i = 0; ok && i < RESIDENCY_PAGES; i++)
+		res[i] = (pm[i] & (PM_PRESENT | PM_SWAPPED)) != 0;
+	if (!ok && mincore((void *)base, RESIDENCY_PAGES * VM_PAGE_SIZE, res) < 0)
+		memset(res, 1, RESIDENCY_PAGES);
+}
+
+/* Round 0: every touched non-zero page of the chunk. Untouched pages are zero on both
+ * sides and are not even read. */
 static int round0_chunk(struct mig_channel *c, const struct vm_slot *s, uint64_t first, uint64_t n)
 {
 	unsigned char res[RESIDENCY_PAGES];
@@ -78,8 +103,7 @@ static int round0_chunk(struct mig_channel *c, const struct vm_slot *s, uint64_t
 	for (uint64_t p = first; p < first + n && !err; p += RESIDENCY_PAGES) {
 		uint8_t *base = s->hva + p * VM_PAGE_SIZE;
 
-		if (mincore(base, RESIDENCY_PAGES * VM_PAGE_SIZE, res) < 0)
-			memset(res, 1, sizeof(res));
+		touched_pages(base, res);
 		for (unsigned i = 0; i < RESIDENCY_PAGES && !err; i++) {
 			const uint8_t *page = base + (size_t)i * VM_PAGE_SIZE;
 

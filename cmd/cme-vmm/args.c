@@ -203,10 +203,16 @@ static int parse_pin(const char *a, struct run_opts *o, char *err, size_t errlen
 	return o->nr_pin ? 0 : arg_fail(err, errlen, "--pin-vcpus %s: no CPU given", a);
 }
 
-/* A cgroup path: relative, no "..", plain characters (it becomes folders). */
+/* A cgroup path: relative, no "..", plain characters, at most CG_MAX_DEPTH folders (it
+ * becomes folders, removed again at exit). */
 static bool cg_path_ok(const char *p)
 {
-	if (!*p || *p == '/' || strstr(p, "..") || strstr(p, "//") || p[strlen(p) - 1] == '/')
+	unsigned depth = 1;
+
+	for (const char *s = p; *s; s++)
+		depth += *s == '/';
+	if (!*p || *p == '/' || strstr(p, "..") || strstr(p, "//") || p[strlen(p) - 1] == '/' ||
+	    depth > CG_MAX_DEPTH)
 		return false;
 	return strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/") ==
 	       strlen(p);
@@ -219,10 +225,11 @@ static int parse_cgroup(char *a, struct run_opts *o, char *err, size_t errlen)
 	struct cg_opts *c = &o->cgroup;
 
 	if (!tok || !cg_path_ok(tok) || strlen(tok) >= sizeof(c->path))
-		return arg_fail(err, errlen,
-				"--cgroup %s: expected a relative PATH (letters, digits, . _ - /) "
-				"with options ,cpu=CPUS and ,mem=SIZE",
-				tok ? tok : "");
+		return arg_fail(
+			err, errlen,
+			"--cgroup %s: expected a relative PATH (letters, digits, . _ - /; at "
+			"most 8 folders) with options ,cpu=CPUS and ,mem=SIZE",
+			tok ? tok : "");
 	snprintf(c->path, sizeof(c->path), "%s", tok);
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		char *end = NULL;

@@ -19,7 +19,7 @@
 
 #define SUB	   "cgroup"
 #define CPU_PERIOD 100000 /* µs: the CFS period the quota is a share of */
-#define MAX_DEPTH  8
+#define MAX_DEPTH  CG_MAX_DEPTH
 
 struct cg_dir {
 	char root[256];			   /* the hierarchy's mount point */

@@ -17,7 +17,8 @@ enum {
 	VMM_EXIT_REBOOT = 73,	/* the guest asked for a reset: its supervisor restarts it */
 };
 
-#define CG_PATH_MAX 512
+#define CG_PATH_MAX  512
+#define CG_MAX_DEPTH 8 /* folders in a --cgroup PATH */
 
 /* --cgroup PATH[,cpu=CPUS][,mem=SIZE] (cgroup.c). */
 struct cg_opts {

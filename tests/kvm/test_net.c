@@ -433,6 +433,56 @@ out:
 	rig_down(&r);
 }
 
+/* A destination without the net device fails the migration after the source let go of
+ * its tap (the state names a device the destination lacks): the source attaches again —
+ * its device thread, asleep on the idle tap, had let go too — and its guest sends on. */
+static void test_migrate_fails(void)
+{
+	static const char *const nodes[] = { "127.0.0.1", "127.0.0.2", NULL };
+	const char *in[] = { "--listen", "127.0.0.2:0", "--tls-dir", NULL, NULL };
+	struct vmm_proc p, q;
+	struct netpeer_stats st;
+	char pki[600], tls[2][700], to[64];
+	struct rig r;
+	json_t *end;
+	int port;
+
+	if (!rig_up(&r))
+		return;
+	if (mig_certs(pki, sizeof(pki), nodes) < 0)
+		goto out;
+	net_tls_dir(tls[0], sizeof(tls[0]), pki, nodes[0]);
+	net_tls_dir(tls[1], sizeof(tls[1]), pki, nodes[1]);
+	in[3] = tls[1];
+	/* Ten frames each way, then the driver idles with its receive buffers posted: the
+	 * device's thread sleeps in poll() on the tap. */
+	if (peer_up(&r, true) || !boot_net(&r, &p, "tap=" TAP, "wss_mb=8 vcpus=0 net_frames=10"))
+		goto out;
+	CU_ASSERT_FATAL(vmm_console_wait(&p, "NET tx=10 ", 30000));
+	CU_ASSERT_EQUAL_FATAL(start_in(&r, &q, "incoming", in), 0);
+	port = mig_incoming_port(&q, "127.0.0.2", 30000);
+	CU_ASSERT_FATAL(port > 0);
+	snprintf(to, sizeof(to), "127.0.0.2:%d", port);
+	CU_ASSERT_FATAL(mig_ctl_start(&p, to, tls[0], ""));
+	end = mig_ctl_wait_end(&p, 60000);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(end, "phase")) ?: "", "failed");
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(json_string_value(json_object_get(end, "error")) ?: "", "virtio-net.0"));
+	json_decref(end);
+	mig_expect_source_runs(&p);
+	/* Its link works again: a transfer now reaches the host. */
+	{
+		json_t *n = net_status(&p);
+
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(n, "tap")) ?: "", TAP);
+		json_decref(n);
+	}
+	netpeer_get(&r.peer, &st);
+	CU_ASSERT_EQUAL(st.bad, 0);
+out:
+	rig_down(&r);
+}
+
 void suite_net(void)
 {
 	static const struct test_case cases[] = {
@@ -447,6 +497,8 @@ void suite_net(void)
 		{ "virtio-net: pps_tx and pps_rx hold frames a second both ways", test_rate_pps },
 		{ "virtio-net: live migration mid-transfer: the tap handed over, nothing lost",
 		  test_migrate },
+		{ "virtio-net: a migration that fails gives the tap back; the source runs on",
+		  test_migrate_fails },
 		{ NULL, NULL },
 	};
 
