@@ -232,6 +232,22 @@ static int bln_create(struct vm_device *d)
 	return virtio_mmio_create(d, &virtio_balloon_backend);
 }
 
+/* Running again — maybe on a migration's destination or after a restore, where an
+ * interrupt raised after the interrupt controller's state was taken never arrived: while
+ * the guest has not reached the target, tell it once more (a spurious configuration
+ * interrupt is harmless: the driver reads the target again). */
+static void bln_pause(struct vm_device *d, bool pause)
+{
+	struct virtio_dev *v = d->priv;
+	struct balloon *b = v->be_priv;
+
+	virtio_mmio_pause(d, pause);
+	pthread_mutex_lock(&v->mu);
+	if (!pause && b && b->target != b->actual && (v->status & VIRTIO_STATUS_DRIVER_OK))
+		virtio_config_changed(v);
+	pthread_mutex_unlock(&v->mu);
+}
+
 const struct dev_ops dev_virtio_balloon_ops = {
 	.name = "virtio-balloon",
 	.state_version = 1,
@@ -239,7 +255,7 @@ const struct dev_ops dev_virtio_balloon_ops = {
 	.destroy = virtio_mmio_destroy,
 	.reset = virtio_mmio_reset,
 	.io = virtio_mmio_io,
-	.pause = virtio_mmio_pause,
+	.pause = bln_pause,
 	.state = virtio_mmio_state,
 };
 
