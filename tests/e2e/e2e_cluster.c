@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static struct cluster *running; /* the test's cluster, for the teardown */
@@ -532,4 +533,19 @@ void cluster_teardown(void)
 	etcd_proc_kill(&c->etcd);
 	if (c->ns_node >= 0)
 		netns_remove(&c->ns);
+}
+
+bool cluster_disk_image(char *path, size_t len)
+{
+	FILE *f;
+
+	snprintf(path, len, "%s/disk.img", test_tmpdir());
+	f = fopen(path, "w");
+	CU_ASSERT_FATAL(f && ftruncate(fileno(f), 8 << 20) == 0 && fclose(f) == 0);
+	if (setxattr(path, "user.cme.probe", "1", 1, 0) < 0) {
+		test_skip("the file system of %s takes no user extended attributes (--epoch)",
+			  path);
+		return false;
+	}
+	return true;
 }

@@ -100,6 +100,10 @@ void cluster_console(struct cluster *c, int i, const char *vm, char *buf, size_t
 int cluster_heartbeats(const char *console, struct heartbeat *hb, int max);
 /* True when the console file contains "CORRUPT". */
 bool cluster_console_corrupt(const char *console);
+/* An empty 8 MiB disk image in the test's folder, path in path. False (the test skipped
+ * with the reason) when its file system takes no user extended attributes, which the
+ * owner epoch on an image (--epoch) needs. */
+bool cluster_disk_image(char *path, size_t len);
 
 /* Kill everything the running test's cluster started (registered by cluster_start). */
 void cluster_teardown(void);

@@ -545,16 +545,10 @@ static void test_migrate_disk(void)
 	unsigned long pass = 0;
 	long long e0, e1;
 	int src, dst, rc;
-	FILE *f;
 
 	START_CLUSTER(2);
-	snprintf(img, sizeof(img), "%s/disk.img", test_tmpdir());
-	f = fopen(img, "w");
-	CU_ASSERT_FATAL(f && ftruncate(fileno(f), 8 << 20) == 0 && fclose(f) == 0);
-	if (setxattr(img, "user.cme.probe", "1", 1, 0) < 0) {
-		test_skip("the file system of %s takes no user extended attributes (--epoch)", img);
+	if (!cluster_disk_image(img, sizeof(img)))
 		return;
-	}
 	rc = cmectl(&C, &out, &err, "vm", "create", "vm1", "--mem", "256M", "--vcpus", "2",
 		    "--image", test_guest(), "--cmdline", "wss_mb=8 disk_mb=4", "--disk", img,
 		    NULL);

@@ -243,17 +243,11 @@ static void test_frozen_host_disk(void)
 {
 	char img[600], con[700], *out = NULL, *err = NULL, epoch[8] = "";
 	int from, to, rc;
-	FILE *f;
 
 	REQUIRE_KVM();
 	START(3, NULL);
-	snprintf(img, sizeof(img), "%s/disk.img", test_tmpdir());
-	f = fopen(img, "w");
-	CU_ASSERT_FATAL(f && ftruncate(fileno(f), 8 << 20) == 0 && fclose(f) == 0);
-	if (setxattr(img, "user.cme.probe", "1", 1, 0) < 0) {
-		test_skip("the file system of %s takes no user extended attributes (--epoch)", img);
+	if (!cluster_disk_image(img, sizeof(img)))
 		return;
-	}
 	rc = cmectl(&C, &out, &err, "vm", "create", "vm1", "--mem", "256M", "--vcpus", "1",
 		    "--image", test_guest(), "--cmdline", "wss_mb=8 vcpus=0 disk_mb=4", "--disk",
 		    img, "--no-wait", NULL);
