@@ -137,11 +137,15 @@ int vq_kick_wait(struct vq *q, u16 n)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* the index out before reading the flag */
 	if (!(q->used.flags & 1))		 /* VIRTQ_USED_F_NO_NOTIFY: the device is polling */
 		vmmio_wr(q->base, VMMIO_NOTIFY, q->index);
-	/* The status register is a VM exit to read (and waits for the device's lock): look at
-	 * it only now and then while the used ring is what is polled. */
-	for (u32 spins = 0; (u16)(q->used.idx - q->seen_used) < n; spins++) {
-		if (spins % 4096 == 4095 && (vmmio_rd(q->base, VMMIO_STATUS) & VMMIO_NEEDS_RESET))
-			return -1;
+	/* The status register is a VM exit to read, and the read waits for the device's lock
+	 * (and holds up the device meanwhile): look at it only every 10 ms of waiting, while the
+	 * used ring is what is polled. */
+	for (u64 next = rdtsc() + cfg.tsc_khz * 10; (u16)(q->used.idx - q->seen_used) < n;) {
+		if (rdtsc() >= next) {
+			if (vmmio_rd(q->base, VMMIO_STATUS) & VMMIO_NEEDS_RESET)
+				return -1;
+			next = rdtsc() + cfg.tsc_khz * 10;
+		}
 		cpu_relax();
 	}
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
