@@ -82,7 +82,7 @@ void virtio_queue_broken(struct virtio_dev *v, unsigned q, const char *why)
 {
 	log_err(SUB, "vm=%s %s: queue %u is malformed (%s): device needs a reset", v->vm->cfg.name,
 		v->be->name, q, why);
-	v->status |= VIRTIO_STATUS_NEEDS_RESET;
+	__atomic_fetch_or(&v->status, VIRTIO_STATUS_NEEDS_RESET, __ATOMIC_RELEASE);
 	raise_irq(v, VIRTIO_ISR_CONFIG);
 }
 
@@ -377,7 +377,8 @@ void virtio_mmio_destroy(struct vm_device *d)
 /* Device reset (status 0, or power-on): registers, queues, interrupt status. */
 static void reset_locked(struct virtio_dev *v)
 {
-	v->status = v->dev_sel = v->drv_sel = v->queue_sel = 0;
+	__atomic_store_n(&v->status, 0, __ATOMIC_RELEASE);
+	v->dev_sel = v->drv_sel = v->queue_sel = 0;
 	v->drv_features = 0;
 	atomic_store(&v->isr, 0);
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
@@ -598,7 +599,10 @@ static void status_write(struct virtio_dev *v, uint32_t val)
 	if ((val & ~v->status) & VIRTIO_STATUS_DRIVER_OK)
 		for (unsigned i = 0; i < v->be->nr_queues; i++)
 			kick(v, i);
-	v->status = (v->status & VIRTIO_STATUS_NEEDS_RESET) | (val & ~VIRTIO_STATUS_NEEDS_RESET);
+	__atomic_store_n(&v->status,
+			 (v->status & VIRTIO_STATUS_NEEDS_RESET) |
+				 (val & ~VIRTIO_STATUS_NEEDS_RESET),
+			 __ATOMIC_RELEASE);
 }
 
 static void reg_write(struct virtio_dev *v, uint64_t off, uint32_t val)
@@ -639,7 +643,7 @@ void virtio_mmio_io(struct vm_device *d, struct dev_access *a)
 			memset(a->data, 0xff, a->size);
 		return;
 	}
-	/* Never wait for the queue's work: notifications, and the interrupt status. */
+	/* Never wait for the queue's work: notifications, the interrupt status, the status. */
 	if (a->off == R_QUEUE_NOTIFY && a->write) {
 		memcpy(&val, a->data, 4);
 		kick(v, val);
@@ -647,6 +651,13 @@ void virtio_mmio_io(struct vm_device *d, struct dev_access *a)
 	}
 	if (a->off == R_ISR && !a->write) {
 		val = atomic_load(&v->isr);
+		memcpy(a->data, &val, 4);
+		return;
+	}
+	/* Nor a status read (a driver polls it for DEVICE_NEEDS_RESET): written only under the
+	 * mutex, each store whole. */
+	if (a->off == R_STATUS && !a->write) {
+		val = __atomic_load_n(&v->status, __ATOMIC_ACQUIRE);
 		memcpy(a->data, &val, 4);
 		return;
 	}

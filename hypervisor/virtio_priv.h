@@ -12,7 +12,9 @@
  * that does exit is turned into the same signal), and a thread of the device's own
  * processes the queues and raises the interrupt through an irqfd — disk and network I/O
  * never run on a vCPU thread. The transport's mutex orders the two: a register access
- * waits for the queue being processed.
+ * waits for the queue being processed — except a notification, an interrupt status read or
+ * acknowledgement and a status read, which a driver does often and which must not hold the
+ * device up while the vCPU's exit is handled.
  *
  * A backend may give the thread descriptors of its own to wait on (watches: a tap that
  * has frames, a rate limiter's timerfd); they are waited on only while the device runs
