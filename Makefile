@@ -111,7 +111,9 @@ demo: deps
 	@$(MAKE) --no-print-directory programs guests
 	@sh deploy/demo.sh
 
+# make bench also installs QEMU (bench only): its migration is the comparison it prints.
 bench: deps
+	@sh mk/deps.sh qemu-system-x86
 	@$(MAKE) --no-print-directory programs guests bench-bin
 	@sh bench/run.sh
 

@@ -544,6 +544,14 @@ int main(void)
 		test_remove_tmp();
 		return 0;
 	}
+	if (getenv("CME_BENCH_ONLY") && !strcmp(getenv("CME_BENCH_ONLY"), "migrate")) {
+		struct mig_medians m = { 0 };
+
+		if (test_have_kvm(why, sizeof(why)))
+			bench_migrate(&m); /* developers: the migrations and QEMU's alone */
+		test_remove_tmp();
+		return 0;
+	}
 	if (getenv("CME_BENCH_ONLY") && !strcmp(getenv("CME_BENCH_ONLY"), "net")) {
 		if (test_have_kvm(why, sizeof(why)))
 			bench_virtio_net(); /* developers: the network figures alone */

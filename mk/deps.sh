@@ -1,10 +1,11 @@
 #!/bin/sh
-# Install every build and test dependency from Debian packages, only when missing.
+# Install every build and test dependency from Debian packages, only when missing; more
+# packages may be named as arguments (make bench: QEMU, for its comparison).
 # Idempotent and quick when everything is present: one dpkg query, no network.
 set -eu
 PKGS="gcc make pkg-config binutils libcurl4-openssl-dev protobuf-c-compiler libprotobuf-c-dev
 libssl-dev openssl libsodium-dev libcunit1-dev libjansson-dev etcd-server etcd-client
-busybox-static lz4 iproute2 cpio"
+busybox-static lz4 iproute2 cpio $*"
 missing=""
 for p in $PKGS; do
 	st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
