@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -77,16 +78,24 @@ static int channel_add(struct mig_channel *c, uint64_t gpa, const uint8_t *page)
  * VMM under a memory limit, --cgroup mem=, swaps guest pages; mincore would call those
  * absent and they would never be sent). From /proc/self/pagemap; without it, mincore;
  * without that, all of them. */
+static int pagemap_fd = -1;
+
+/* The process's own page map, opened once for its lifetime (-1 where it cannot be). */
+static void pagemap_open(void)
+{
+	pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+}
+
 static void touched_pages(const uint8_t *base, unsigned char *res)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	uint64_t pm[RESIDENCY_PAGES];
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	bool ok = fd >= 0 && pread(fd, pm, sizeof(pm),
-				   (off_t)((uintptr_t)base / VM_PAGE_SIZE * sizeof(pm[0]))) ==
-				     (ssize_t)sizeof(pm);
+	bool ok;
 
-	if (fd >= 0)
-		close(fd);
+	pthread_once(&once, pagemap_open); /* the page channels' threads share it */
+	ok = pagemap_fd >= 0 &&
+	     pread(pagemap_fd, pm, sizeof(pm),
+		   (off_t)((uintptr_t)base / VM_PAGE_SIZE * sizeof(pm[0]))) == (ssize_t)sizeof(pm);
 	for (unsigned i = 0; ok && i < RESIDENCY_PAGES; i++)
 		res[i] = (pm[i] & (PM_PRESENT | PM_SWAPPED)) != 0;
 	if (!ok && mincore((void *)base, RESIDENCY_PAGES * VM_PAGE_SIZE, res) < 0)
