@@ -69,5 +69,17 @@ int vm_ram_release(struct vm *vm, uint64_t gpa, uint64_t len)
 	if (madvise(hva, len, MADV_DONTNEED) < 0)
 		return -errno;
 	vm_mark_dirty(vm, gpa, len); /* now zeros, behind KVM's dirty log: send them again */
+	pthread_mutex_lock(&vm->release_lock);
+	if (vm->release_fn)
+		vm->release_fn(vm->release_arg, gpa, len);
+	pthread_mutex_unlock(&vm->release_lock);
 	return 0;
+}
+
+void vm_set_release_watch(struct vm *vm, vm_release_fn fn, void *arg)
+{
+	pthread_mutex_lock(&vm->release_lock);
+	vm->release_fn = fn;
+	vm->release_arg = arg;
+	pthread_mutex_unlock(&vm->release_lock);
 }

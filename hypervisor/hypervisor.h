@@ -206,6 +206,12 @@ void *vm_gpa_hva(struct vm *vm, uint64_t gpa, uint64_t len);
  * Thread-safe; while dirty logging is on, the pages are reported dirty. Returns 0, -EINVAL (not page-aligned or not in RAM), -ENOTSUP (hugepages)
  * or -errno of madvise. */
 int vm_ram_release(struct vm *vm, uint64_t gpa, uint64_t len) CME_WUR;
+/* Someone to tell about every vm_ram_release, after its pages were dropped: a tracker of
+ * guest memory that watches the page tables (migrate's source digest) sees a write, but not
+ * a page given back. fn(arg, gpa, len) runs on the releasing thread; fn NULL stops it.
+ * Returns once no call to the previous watcher is in progress. */
+typedef void (*vm_release_fn)(void *arg, uint64_t gpa, uint64_t len);
+void vm_set_release_watch(struct vm *vm, vm_release_fn fn, void *arg);
 
 /* Begin dirty-page logging on every slot. Returns 0 or -errno (-EALREADY if on). */
 int vm_dirty_log_start(struct vm *vm) CME_WUR;

@@ -230,6 +230,7 @@ static int vm_init_sync(struct vm *vm)
 		return -errno;
 	pthread_mutex_init(&vm->dev_lock, NULL);
 	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_mutex_init(&vm->release_lock, NULL);
 	pthread_cond_init(&vm->run_cond, NULL);
 	return 0;
 }
@@ -308,6 +309,7 @@ void vm_destroy(struct vm *vm)
 	free(vm->msr_index);
 	pthread_mutex_destroy(&vm->dev_lock);
 	pthread_mutex_destroy(&vm->run_lock);
+	pthread_mutex_destroy(&vm->release_lock);
 	pthread_cond_destroy(&vm->run_cond);
 	free(vm);
 }

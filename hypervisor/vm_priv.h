@@ -104,6 +104,9 @@ struct vm {
 	bool fence_thread_started;
 
 	atomic_bool dirty_logging;
+	pthread_mutex_t release_lock; /* the release watch, below */
+	vm_release_fn release_fn;
+	void *release_arg;
 	bool manual_protect;   /* KVM_CLEAR_DIRTY_LOG re-protects; GET only reads */
 	const char *boot_kind; /* "flat" or "linux": how the guest was first booted */
 };

@@ -25,7 +25,7 @@ struct mig_track {
 	unsigned nr_slots, writers;
 	struct track_slot slot[MAX_SLOTS];
 	_Atomic uint32_t *mark;
-	uint8_t (*sums)[MIG_DIGEST_BYTES];
+	uint8_t (*sums)[MIG_SUM_BYTES];
 	_Atomic uint32_t tick;
 	atomic_uint writers_done;
 	atomic_bool stop;
@@ -71,7 +71,7 @@ int mig_track_new(struct vm *vm, unsigned writers, struct mig_track **out)
 	t->mark = calloc(t->nr_chunks ? t->nr_chunks : 1, sizeof(*t->mark));
 	if (!t->mark)
 		goto fail_track;
-	t->sums = calloc(t->nr_chunks ? t->nr_chunks : 1, MIG_DIGEST_BYTES);
+	t->sums = calloc(t->nr_chunks ? t->nr_chunks : 1, MIG_SUM_BYTES);
 	if (!t->sums)
 		goto fail_mark;
 	if ((rc = -pthread_condattr_init(&ca)))

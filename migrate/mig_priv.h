@@ -56,12 +56,16 @@ struct migration {
 	atomic_bool finished;
 	int follow_fd;
 	uint64_t t_start, t_pause, t_ack;
+	uint64_t rtt_ms;	  /* the handshake's round trip: a commit costs two of them */
 	enum mig_phase end_phase; /* how it ended, published by mig_finish after cleanup */
 	bool was_running;
 	enum mig_decision decision; /* under lock */
 	char decision_reason[256];
 	bool leave_dest;  /* end without ABORT to the destination and without resuming */
 	bool handed_over; /* the disks were released for the destination (VM_HANDOFF_RELEASE) */
+	struct mig_wtrack *wtrack; /* the source's digest; NULL: hashed whole in the pause */
+	bool fault_lose_dirty;	   /* test fault injection: see source_pages.c */
+	_Atomic uint64_t lost_gpa; /* UINT64_MAX until a page is lost */
 
 	/* Round hand-off to the channels, under lock. */
 	unsigned round_seq, done_count;
@@ -90,6 +94,34 @@ void mig_throttle_stop(struct migration *m);
 /* Read every slot's dirty bitmap into m->bitmap; returns the dirty page count. */
 uint64_t mig_fetch_dirty(struct migration *m);
 
+/* source_digest.c: the source's digest kept current while the guest runs, by a change
+ * tracker of its own (userfaultfd write protection read through PAGEMAP_SCAN), not by the
+ * dirty log the page channels follow — a page the log misses still changes the digest.
+ * Background passes (mig_wtrack_kick) hash what was written since the last; with the
+ * guest paused, mig_wtrack_digest hashes only what is left and gives the same digest as
+ * mig_ram_digest. */
+struct mig_wtrack;
+struct mig_wtrack_stats {
+	uint64_t chunks;		    /* in the VM */
+	uint64_t passes, background_chunks; /* background passes and the chunks they hashed */
+	uint64_t final_chunks, final_ms;    /* the last pass, in the pause */
+};
+/* Register guest RAM and start the background hasher. Returns 0 with *out, or -errno with
+ * why (a kernel before 6.7, hugetlb RAM, no userfaultfd): then the pause hashes all RAM. */
+int mig_wtrack_new(struct vm *vm, struct mig_wtrack **out, char *why, size_t len) CME_WUR;
+/* Start a background pass unless one is running. */
+void mig_wtrack_kick(struct mig_wtrack *t);
+/* What the last pass would take now on `threads` threads, in ms (from the pages written
+ * since the last pass and the measured hash rate); UINT64_MAX when unknown. */
+uint64_t mig_wtrack_estimate_ms(struct mig_wtrack *t, unsigned threads);
+/* The guest and its devices are paused: wait for a background pass, hash what is left on
+ * `threads` threads, give the digest. Returns 0, or -errno (the tracker failed: use
+ * mig_ram_digest). */
+int mig_wtrack_digest(struct mig_wtrack *t, unsigned threads, uint8_t out[MIG_DIGEST_BYTES],
+		      struct mig_wtrack_stats *st) CME_WUR;
+/* Unregister guest RAM and free. NULL ok. */
+void mig_wtrack_free(struct mig_wtrack *t);
+
 /* source_state.c (below source.c, switchover.c and report.c) */
 /* Publish the phase (takes the lock). */
 void mig_set_phase(struct migration *m, enum mig_phase ph);
@@ -103,6 +135,9 @@ int mig_fail(struct migration *m, enum mig_phase ph, int err, const char *fmt, .
 /* Write a progress line to the follower (if any); lock not held. */
 void mig_report(struct migration *m);
 
+/* switchover.c: the threads the digest takes in the pause (the cores the page channels
+ * leave, at least one, at most four). */
+unsigned mig_digest_threads(const struct migration *m);
 /* switchover.c: pause, last pages, state, digest, (external mode: the decision,) commit.
  * Returns 0 when the destination acknowledged; otherwise the phase says where the guest
  * is. */

@@ -23,7 +23,7 @@
 #include "common.h"
 #include "hypervisor.h"
 
-#define MIG_PROTOCOL_VERSION 1
+#define MIG_PROTOCOL_VERSION 2 /* 2: the digest is a sum of XXH3-128 page hashes */
 
 enum mig_commit_mode {
 	MIG_COMMIT_DIRECT,   /* the source commits as soon as the destination is ready */
@@ -69,7 +69,8 @@ struct mig_stats {
 	unsigned throttle_pct;	/* highest auto-converge throttle applied */
 	/* The guest's pause, by phase (the source's view; resume is the destination's). */
 	uint64_t pause_ms, last_pages_ms, state_ms, digest_ms, commit_ms, resume_ms;
-	uint64_t decision_ms; /* external mode: paused in MIG_AWAIT_COMMIT (not in commit_ms) */
+	uint64_t decision_ms;	/* external mode: paused in MIG_AWAIT_COMMIT (not in commit_ms) */
+	uint64_t digest_chunks; /* 256 KiB chunks the source hashed in the pause */
 };
 
 struct mig_progress {

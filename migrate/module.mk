@@ -2,7 +2,7 @@
 # Listed bottom-up: each file calls only files listed before it.
 MODULES      += migrate
 migrate_DEPS := net hypervisor proto common
-migrate_SRCS := migrate/digest.c migrate/dest_digest.c \
+migrate_SRCS := migrate/digest.c migrate/dest_digest.c migrate/source_digest.c \
                 migrate/stream.c migrate/source_state.c migrate/report.c \
                 migrate/source_pages.c migrate/switchover.c migrate/source.c \
                 migrate/dest_state.c migrate/dest.c migrate/dest_run.c

@@ -14,6 +14,8 @@ static json_t *stats_json(const struct mig_stats *s)
 		"digest_ms", (json_int_t)s->digest_ms, "commit_ms", (json_int_t)s->commit_ms,
 		"decision_ms", (json_int_t)s->decision_ms, "resume_ms", (json_int_t)s->resume_ms);
 
+	json_object_set_new(down, "digest_chunks", json_integer((json_int_t)s->digest_chunks));
+
 	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:i,s:o}", "setup_ms",
 			 (json_int_t)s->setup_ms, "total_ms", (json_int_t)s->total_ms,
 			 "downtime_ms", (json_int_t)s->downtime_ms, "rounds", (json_int_t)s->rounds,

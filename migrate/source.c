@@ -48,9 +48,12 @@ static int mig_hello(struct migration *m)
 	h.session = (ProtobufCBinaryData){ sizeof(m->session), m->session };
 	h.channels = m->nch;
 	h.vm_name = (char *)info.name;
+	uint64_t t0 = now_ns();
+
 	err = mig_rec_send_msg(m->ctl, REC_HELLO, &h.base);
 	if (!err)
 		err = mig_rec_recv(m->ctl, &type, &payload, &len);
+	m->rtt_ms = (now_ns() - t0 + 999999) / 1000000;
 	if (err)
 		return mig_fail(m, MIG_FAILED, err, "handshake with %s failed: %s", m->p.to,
 				strerror(-err));
@@ -115,12 +118,27 @@ static uint64_t mig_bytes(struct migration *m)
 	return b;
 }
 
+/* What the pause would take if it began now: the last pages at the last round's rate,
+ * the digest's last pass on both sides (the source's runs beside the last pages, the
+ * destination's after them: counted once each, as the same chunks), and two round trips
+ * (SWITCHOVER to READY, COMMIT to ACK). Called with the lock held, after the rate. */
+static uint64_t mig_expect_pause(struct migration *m, uint64_t dirty, uint64_t digest)
+{
+	uint64_t pages;
+
+	if (m->prog.rate_mbps <= 0 || digest == UINT64_MAX)
+		return UINT64_MAX;
+	pages = (uint64_t)((double)dirty * VM_PAGE_SIZE * 8 / 1e3 / m->prog.rate_mbps);
+	return (pages > digest ? pages : digest) + digest + 2 * m->rtt_ms;
+}
+
 /* Account a finished round: bandwidth, and what the guest dirtied meanwhile. */
 static void mig_round_done(struct migration *m, unsigned round, uint64_t t0, uint64_t bytes0,
 			   uint64_t dirty)
 {
 	uint64_t ns = now_ns() - t0, bytes = mig_bytes(m) - bytes0;
 	double secs = ns ? (double)ns / 1e9 : 1e-9;
+	uint64_t digest = m->wtrack ? mig_wtrack_estimate_ms(m->wtrack, mig_digest_threads(m)) : 0;
 
 	pthread_mutex_lock(&m->lock);
 	m->prog.round = round + 1;
@@ -129,10 +147,7 @@ static void mig_round_done(struct migration *m, unsigned round, uint64_t t0, uin
 	m->prog.pages_left = dirty;
 	m->prog.stats.rounds = round + 1;
 	m->prog.stats.dirty_rate_mbps = (double)dirty * VM_PAGE_SIZE / (1 << 20) / secs;
-	m->prog.expected_downtime_ms =
-		m->prog.rate_mbps > 0
-			? (uint64_t)((double)dirty * VM_PAGE_SIZE * 8 / 1e3 / m->prog.rate_mbps)
-			: UINT64_MAX;
+	m->prog.expected_downtime_ms = mig_expect_pause(m, dirty, digest);
 	pthread_mutex_unlock(&m->lock);
 	log_info(SUB, "round=%u sent %.1f MiB in %.0f ms (%.0f Mbit/s), %llu pages dirty", round,
 		 (double)bytes / (1 << 20), secs * 1e3, m->prog.rate_mbps,
@@ -192,6 +207,8 @@ static int mig_precopy(struct migration *m)
 					: "sending pages failed: the destination went away");
 		dirty = mig_fetch_dirty(m);
 		mig_round_done(m, round, t0, b0, dirty);
+		if (m->wtrack)
+			mig_wtrack_kick(m->wtrack); /* the digest follows the guest's writes */
 		mig_report(m);
 		if (m->prog.expected_downtime_ms <= m->p.downtime_ms)
 			return 0;
@@ -204,6 +221,17 @@ static int mig_precopy(struct migration *m)
 }
 
 /* ---- the migration thread ---------------------------------------------------------------- */
+
+/* The source's own change tracker for the digest; without one the pause hashes all RAM. */
+static void mig_wtrack_open(struct migration *m)
+{
+	char why[200];
+
+	if (mig_wtrack_new(m->vm, &m->wtrack, why, sizeof(why)) < 0) {
+		m->wtrack = NULL;
+		log_warn(SUB, "%s: the switchover hashes all of guest RAM", why);
+	}
+}
 
 /* Detach the connections under the lock (mig_cancel may be looking at them), then close. */
 static void mig_close_conns(struct migration *m)
@@ -279,6 +307,8 @@ static void mig_finish(struct migration *m, int err)
 		atomic_store(&m->cancel, true); /* wakes channels blocked on a dead peer */
 	mig_channels_stop(m);
 	mig_close_conns(m);
+	mig_wtrack_free(m->wtrack);
+	m->wtrack = NULL;
 	if (vm_dirty_log_stop(m->vm) < 0)
 		log_debug(SUB, "dirty logging was already off");
 	if (end == MIG_DONE) {
@@ -315,6 +345,7 @@ static void *mig_thread(void *arg)
 	if (!err) {
 		if (vm_dirty_log_start(m->vm) == -EALREADY)
 			log_info(SUB, "dirty logging was on: the migration takes it over");
+		mig_wtrack_open(m);
 		if (m->was_running && m->p.auto_converge)
 			mig_throttle_start(m);
 		err = mig_precopy(m);
@@ -399,6 +430,9 @@ int mig_start(struct vm *vm, const struct mig_params *p, struct migration **out,
 	if (!m->p.to && !rc)
 		rc = -ENOMEM;
 	randombytes_buf(m->session, sizeof(m->session));
+	m->fault_lose_dirty =
+		getenv("CME_FAULT_LOSE_DIRTY") && !strcmp(getenv("CME_FAULT_LOSE_DIRTY"), "1");
+	atomic_init(&m->lost_gpa, UINT64_MAX);
 	m->t_start = now_ns();
 	if (!rc && pthread_create(&m->thread, NULL, mig_thread, m))
 		rc = -EAGAIN;

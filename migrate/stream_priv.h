@@ -65,11 +65,21 @@ struct mig_track; /* dest_digest.c, below */
 int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
 		       uint64_t *zero, uint8_t *scratch) CME_WUR;
 
-/* digest.c: BLAKE2b-256 of all guest RAM (zero pages excluded, so untouched memory costs
- * no hashing): each 2 MiB chunk's pages with their addresses, then the chunk hashes in
- * address order (chunks count across slots; a slot's tail short of a chunk is left out). */
-#define MIG_DIGEST_BYTES       32
-#define MIG_DIGEST_CHUNK_PAGES 512
+/* digest.c: the digest of all guest RAM (zero pages excluded, so untouched memory costs
+ * no hashing): the sum mod 2^128 of XXH3-128(page, seed = address) over non-zero pages, kept
+ * as a sum per chunk of 64 pages (chunks count across slots; a slot's tail short of a chunk
+ * is left out). Sums are 16 bytes, little-endian. */
+#define MIG_DIGEST_BYTES       16
+#define MIG_SUM_BYTES	       16
+#define MIG_DIGEST_CHUNK_PAGES 64 /* 256 KiB */
+#define MIG_TOUCHED_MAX	       512
+/* acc += other. */
+void mig_digest_add(uint8_t acc[MIG_SUM_BYTES], const uint8_t other[MIG_SUM_BYTES]);
+/* acc += the page's hash (nothing for a zero page). */
+void mig_digest_page(uint8_t acc[MIG_SUM_BYTES], uint64_t gpa, const uint8_t *page);
+/* Which of the n (<= MIG_TOUCHED_MAX) pages at base were ever touched: res[i] = 1 when in
+ * RAM or swapped out (from /proc/self/pagemap; without it mincore; without that, all). */
+void mig_touched_pages(const uint8_t *base, unsigned n, unsigned char *res);
 /* The digest on `threads` threads (1..8). Returns 0 or -ENOMEM. */
 int mig_ram_digest(struct vm *vm, unsigned threads, uint8_t out[MIG_DIGEST_BYTES]) CME_WUR;
 uint64_t mig_digest_nr_chunks(struct vm *vm);
@@ -77,11 +87,11 @@ uint64_t mig_digest_nr_chunks(struct vm *vm);
  * hashed again). Gives up, returning false with out undefined, once *stop (NULL: never)
  * is seen set; true when done. */
 bool mig_digest_chunk(struct vm *vm, uint64_t c, const atomic_bool *stop,
-		      uint8_t out[MIG_DIGEST_BYTES]);
+		      uint8_t out[MIG_SUM_BYTES]);
 /* Hash into sums every chunk whose mark is set (clearing it first; all chunks when mark is
- * NULL) on `threads` threads, then out = the hash of all nr_chunks sums. */
+ * NULL) on `threads` threads, then (out not NULL) out = the hash of all nr_chunks sums. */
 void mig_digest_chunks(struct vm *vm, unsigned threads, _Atomic uint32_t *mark,
-		       uint8_t (*sums)[MIG_DIGEST_BYTES], uint64_t nr_chunks,
+		       uint8_t (*sums)[MIG_SUM_BYTES], uint64_t nr_chunks,
 		       uint8_t out[MIG_DIGEST_BYTES]);
 
 /* dest_digest.c: the destination's digest kept up to date while pages arrive. Its guest

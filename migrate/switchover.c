@@ -42,14 +42,17 @@ static int mig_expect(struct migration *m, uint32_t want, uint8_t **payload, uin
 }
 
 /* The source's digest runs while the last pages travel: once the vCPUs are parked guest
- * memory no longer changes, so hashing and sending need not wait for each other. */
+ * memory no longer changes, so hashing and sending need not wait for each other. With the
+ * change tracker only the chunks written since its last pass are left to hash. */
 struct digest_task {
 	struct vm *vm;
+	struct mig_wtrack *wtrack;
 	unsigned threads;
 	pthread_t thread;
 	bool started;
 	int err;
 	uint64_t ms;
+	struct mig_wtrack_stats st;
 	uint8_t sum[MIG_DIGEST_BYTES];
 };
 
@@ -58,26 +61,32 @@ static void *digest_task_run(void *arg)
 	struct digest_task *t = arg;
 	uint64_t t0 = now_ns();
 
-	t->err = mig_ram_digest(t->vm, t->threads, t->sum);
+	t->err = t->wtrack ? mig_wtrack_digest(t->wtrack, t->threads, t->sum, &t->st) : -ENOENT;
+	if (t->err) {
+		if (t->wtrack)
+			log_warn(SUB, "the write tracker failed (%s): hashing all of guest RAM",
+				 strerror(-t->err));
+		t->err = mig_ram_digest(t->vm, t->threads, t->sum);
+	}
 	t->ms = (now_ns() - t0) / 1000000;
 	return NULL;
 }
 
-/* The paused guest's vCPUs leave their cores free, but the page channels need theirs for
- * the last pages: the digest takes what is left beyond them (at least one, at most four).
- * On a host of two cores that is one thread, as the channels would otherwise be slowed. */
-static unsigned digest_threads(unsigned channels)
+/* The paused guest's vCPUs leave their cores free, and by the switchover the last pages
+ * are few (that is when it begins): the digest takes every core, at most four. */
+unsigned mig_digest_threads(const struct migration *m)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	long n = cpus - (long)channels;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
+	(void)m;
 	return n < 1 ? 1 : n > 4 ? 4 : (unsigned)n;
 }
 
 static void digest_task_start(struct digest_task *t, struct migration *m)
 {
 	t->vm = m->vm;
-	t->threads = digest_threads(m->nch);
+	t->wtrack = m->wtrack;
+	t->threads = mig_digest_threads(m);
 	t->started = pthread_create(&t->thread, NULL, digest_task_run, t) == 0;
 	if (!t->started)
 		digest_task_run(t);
@@ -105,6 +114,13 @@ static int mig_send_state(struct migration *m, struct digest_task *dt)
 		err = -EIO;
 	/* digest_ms: the part of the digest the guest waited for beyond the last pages. */
 	m->prog.stats.digest_ms = (now_ns() - t0) / 1000000;
+	m->prog.stats.digest_chunks = dt->st.final_chunks;
+	log_info(SUB,
+		 "digest: %llu of %llu chunks hashed in the pause (%llu ms), %llu in %llu "
+		 "background passes",
+		 (unsigned long long)dt->st.final_chunks, (unsigned long long)dt->st.chunks,
+		 (unsigned long long)dt->ms, (unsigned long long)dt->st.background_chunks,
+		 (unsigned long long)dt->st.passes);
 	sw.state = (ProtobufCBinaryData){ state_len, state };
 	sw.digest = (ProtobufCBinaryData){ sizeof(dt->sum), dt->sum };
 	if (!err)
