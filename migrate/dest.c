@@ -121,6 +121,13 @@ static int in_check_hello(struct mig_dest *c, const Cme__MigHello *h)
 	if (h->channels < 1 || h->channels > IN_MAX_CHANNELS ||
 	    h->session.len != sizeof(c->session))
 		return mig_in_fail(c, -EPROTO, "bad channel count or session");
+	if (h->postcopy) {
+		char why[200];
+
+		if (mig_pc_check(c, why, sizeof(why)))
+			return mig_in_fail(c, -ENOTSUP, "post-copy is not possible here: %s", why);
+		c->postcopy_offer = true;
+	}
 	return 0;
 }
 
@@ -180,7 +187,9 @@ static int in_channel_hello(struct mig_dest *c, struct tls_conn *conn, unsigned 
 		return -EPROTO;
 	rc = h->session.len == sizeof(c->session) &&
 			     !sodium_memcmp(h->session.data, c->session, sizeof(c->session)) &&
-			     h->index < c->nch && !c->ch[h->index].conn
+			     (h->index < c->nch
+				      ? !c->ch[h->index].conn
+				      : h->index == c->nch && c->postcopy_offer && !c->urgent)
 		     ? 0
 		     : -EPERM;
 	*index = h->index;
@@ -190,7 +199,7 @@ static int in_channel_hello(struct mig_dest *c, struct tls_conn *conn, unsigned 
 
 static int in_accept_channels(struct mig_dest *c)
 {
-	for (unsigned n = 0; n < c->nch; n++) {
+	for (unsigned n = 0; n < c->nch + c->postcopy_offer; n++) {
 		struct tls_conn *conn = NULL;
 		unsigned idx;
 		char why[256];
@@ -211,56 +220,15 @@ static int in_accept_channels(struct mig_dest *c)
 		}
 		if (net_tls_set_timeout(conn, IDLE_TIMEOUT_MS) < 0)
 			log_debug(SUB, "cannot set a channel timeout");
+		if (idx == c->nch) {
+			c->urgent = conn;
+			continue;
+		}
 		c->ch[idx].conn = conn;
 		c->ch[idx].vm = c->vm;
 		c->ch[idx].ctl = c->ctl;
 	}
 	return 0;
-}
-
-/* A page channel until its final round ends. */
-static void *rx_thread(void *arg)
-{
-	struct rx_channel *ch = arg;
-	uint8_t *scratch = malloc(MIG_BATCH_PAGES * sizeof(uint64_t));
-
-	while (!ch->err && scratch) {
-		uint32_t type, len;
-		int64_t n;
-		uint8_t *payload = NULL;
-
-		ch->err = mig_rec_recv_header(ch->conn, &type, &len);
-		if (ch->err)
-			break;
-		ch->bytes += len + 8ull;
-		if (type == REC_PAGES) {
-			n = mig_batch_recv(ch->conn, ch->vm, ch->track, len, &ch->zero, scratch);
-			ch->err = n < 0 ? (int)n : 0;
-			ch->pages += n > 0 ? (uint64_t)n : 0;
-			continue;
-		}
-		payload = len ? malloc(len) : NULL;
-		ch->err = len && (!payload || net_tls_read_full(ch->conn, payload, len)) ? -EIO : 0;
-		Cme__MigRoundEnd *e = !ch->err && type == REC_ROUND_END
-					      ? cme__mig_round_end__unpack(NULL, len, payload)
-					      : NULL;
-		bool final = e && e->final;
-
-		if (!e && !ch->err)
-			ch->err = -EPROTO;
-		if (e)
-			cme__mig_round_end__free_unpacked(e, NULL);
-		free(payload);
-		if (final)
-			break;
-	}
-	if (!scratch)
-		ch->err = -ENOMEM;
-	free(scratch);
-	mig_track_writer_done(ch->track);
-	if (ch->err)
-		net_tls_shutdown(ch->ctl); /* the source is gone: stop waiting for it */
-	return NULL;
 }
 
 /* The running digest first: the channels mark what they write from their first page. */
@@ -276,25 +244,10 @@ static int in_start_receivers(struct mig_dest *c)
 			 c->in.name, strerror(-rc));
 	for (unsigned i = 0; i < c->nch; i++) {
 		c->ch[i].track = c->track;
-		if (pthread_create(&c->ch[i].thread, NULL, rx_thread, &c->ch[i]))
+		if (mig_rx_start(&c->ch[i]))
 			return mig_in_fail(c, -EAGAIN, "cannot start receiver threads");
-		c->ch[i].started = true;
 	}
 	return 0;
-}
-
-static int in_join_receivers(struct mig_dest *c)
-{
-	int err = 0;
-
-	for (unsigned i = 0; i < c->nch; i++) {
-		if (c->ch[i].started)
-			pthread_join(c->ch[i].thread, NULL);
-		c->ch[i].started = false;
-		if (c->ch[i].err && !err)
-			err = c->ch[i].err;
-	}
-	return err;
 }
 
 /* Wait for the control record `want`; an ABORT or anything else ends the migration. */
@@ -349,11 +302,14 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	char why[300];
 	Cme__MigSwitchover *sw;
 	struct mig_track_counts n;
-	uint64_t t0;
+	uint64_t t0, tsw;
 	int rc = mig_in_expect(c, REC_SWITCHOVER, &payload, &len, "sending pages");
 
-	if (!rc && in_join_receivers(c))
+	tsw = now_ns();
+	if (!rc && mig_in_join(c))
 		rc = mig_in_fail(c, -EIO, "a page channel failed");
+	log_debug(SUB, "vm=%s switch: receivers joined after %llu us", c->in.name,
+		  (unsigned long long)(now_ns() - tsw) / 1000);
 	if (rc) {
 		free(payload);
 		return rc;
@@ -364,6 +320,12 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 		if (sw)
 			cme__mig_switchover__free_unpacked(sw, NULL);
 		return mig_in_fail(c, -EPROTO, "malformed switchover record");
+	}
+	if (sw->postcopy && (!c->postcopy_offer ||
+			     mig_pc_prepare(c, sw->stale.data, sw->stale.len, sw->digest.data))) {
+		cme__mig_switchover__free_unpacked(sw, NULL);
+		return c->err[0] ? -EPROTO
+				 : mig_in_fail(c, -EPROTO, "post-copy was not offered at hello");
 	}
 	in_fault_corrupt(c->vm, c->track);
 	t0 = now_ns();
@@ -377,7 +339,9 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 		 "hashed while pages arrived)",
 		 c->in.name, (unsigned long long)st->digest_ms, (unsigned long long)n.final,
 		 (unsigned long long)n.chunks, (unsigned long long)n.background);
-	if (sodium_memcmp(digest, sw->digest.data, MIG_DIGEST_BYTES))
+	if (c->pc) /* post-copy: what is here now, the rest is added as it arrives */
+		mig_pc_set_base(c, digest);
+	else if (sodium_memcmp(digest, sw->digest.data, MIG_DIGEST_BYTES))
 		rc = mig_in_fail(c, -EBADMSG,
 				 "memory digest mismatch: pages were lost or corrupted");
 	t0 = now_ns();
@@ -387,6 +351,10 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	cme__mig_switchover__free_unpacked(sw, NULL);
 	if (!rc && vm_devices_handoff(c->vm, VM_HANDOFF_CLAIM, CLAIM_MS, why, sizeof(why)))
 		rc = mig_in_fail(c, -EBUSY, "%s", why);
+	if (!rc && c->pc)
+		rc = mig_pc_start(c);
+	log_debug(SUB, "vm=%s switch: ready to send READY after %llu us", c->in.name,
+		  (unsigned long long)(now_ns() - tsw) / 1000);
 	return rc;
 }
 
@@ -423,9 +391,13 @@ void mig_in_cleanup(struct mig_dest *c)
 	for (unsigned i = 0; i < c->nch; i++)
 		if (c->ch[i].conn)
 			net_tls_shutdown(c->ch[i].conn);
-	in_join_receivers(c);
+	net_tls_shutdown(c->urgent);
+	mig_in_join(c);
+	mig_pc_free(c);		  /* after the receivers that place its pages */
 	mig_track_free(c->track); /* after its writers, before the VM goes */
 	c->track = NULL;
+	net_tls_close(c->urgent);
+	c->urgent = NULL;
 	for (unsigned i = 0; i < c->nch; i++) {
 		net_tls_close(c->ch[i].conn);
 		c->ch[i].conn = NULL;

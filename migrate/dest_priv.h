@@ -10,6 +10,7 @@
 #include "stream_priv.h"
 
 #define IN_MAX_CHANNELS	   8
+#define IN_MAX_SLOTS	   4
 #define IN_CHANNEL_TIMEOUT 10000 /* ms: a handshake, a record that began arriving */
 
 struct rx_channel {
@@ -17,6 +18,11 @@ struct rx_channel {
 	struct tls_conn *ctl; /* shut down on error, to wake the control thread */
 	struct vm *vm;
 	struct mig_track *track; /* marks every page this channel writes */
+	/* Post-copy: each page through page_fn instead of in place; fail_fn on an error
+	 * (instead of waking the control thread). */
+	mig_page_fn page_fn;
+	void *page_arg;
+	void (*fail_fn)(void *arg, int err);
 	pthread_t thread;
 	bool started;
 	uint64_t pages, zero, bytes;
@@ -34,6 +40,9 @@ struct mig_dest {
 	uint8_t session[16];
 	struct vm *vm;
 	struct mig_track *track; /* the running digest, from the page channels' start */
+	bool postcopy_offer;	 /* HELLO: the source may switch to post-copy */
+	struct tls_conn *urgent; /* post-copy's requests and their pages */
+	struct pc_dest *pc;	 /* after a post-copy switch (dest_postcopy.c) */
 	struct mig_stats st;
 	uint64_t t0;   /* the source connected */
 	char err[512]; /* why it failed (the receiving thread's, final once phase is FAILED) */
@@ -65,6 +74,30 @@ void mig_in_drain_wake(struct mig_dest *c);
 /* Publish the phase (takes the lock) and wake its waiters; MIG_IN_RUNNING and
  * MIG_IN_FAILED also make event_fd readable. */
 void mig_in_set_phase(struct mig_dest *c, enum mig_in_phase ph);
+
+/* dest_rx.c */
+/* Start ch's receiving thread. Returns 0 or -errno. */
+int mig_rx_start(struct rx_channel *ch) CME_WUR;
+/* Join every receiving thread; returns the first channel's error (0: none). */
+int mig_in_join(struct mig_dest *c);
+
+/* dest_postcopy.c */
+/* Whether this VMM can take a post-copy (a hook that ends it, 4 KiB pages, userfaultfd):
+ * 0, or -errno with why. */
+int mig_pc_check(const struct mig_dest *c, char *why, size_t len) CME_WUR;
+/* At the switch, the receivers joined: drop the stale pages (len bytes of bitmap), keep
+ * the source's digest. 0 or -errno (the failure recorded). */
+int mig_pc_prepare(struct mig_dest *c, const uint8_t *stale, size_t len,
+		   const uint8_t *want) CME_WUR;
+/* The digest of what is here after the drop: the arrivals are added to it. */
+void mig_pc_set_base(struct mig_dest *c, const uint8_t sum[MIG_DIGEST_BYTES]);
+/* Before READY: register guest RAM, start the fault thread and the receivers. */
+int mig_pc_start(struct mig_dest *c) CME_WUR;
+/* The guest runs: wait for every stale page (or a failure: then in.postcopy_fail), check
+ * the digest, tell the source. 0 or -errno. */
+int mig_pc_run(struct mig_dest *c) CME_WUR;
+/* Stop the fault thread and unregister (after the receivers are joined). NULL pc ok. */
+void mig_pc_free(struct mig_dest *c);
 
 /* dest.c */
 /* Load the certificates and bind in.listen; logs the bound address. Returns 0 or -errno. */

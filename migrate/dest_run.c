@@ -221,6 +221,8 @@ static void in_end(struct mig_dest *c, int rc, bool by_source)
 			in_send_ack(c);
 		else
 			in_linger(c);
+		if (c->pc && mig_pc_run(c) == 0)
+			log_info(SUB, "vm=%s every page is here", c->in.name);
 		mig_in_cleanup(c);
 		return;
 	}

@@ -64,8 +64,13 @@ struct migration {
 	bool leave_dest;  /* end without ABORT to the destination and without resuming */
 	bool handed_over; /* the disks were released for the destination (VM_HANDOFF_RELEASE) */
 	struct mig_wtrack *wtrack; /* the source's digest; NULL: hashed whole in the pause */
-	bool fault_lose_dirty;	   /* test fault injection: see source_pages.c */
-	_Atomic uint64_t lost_gpa; /* UINT64_MAX until a page is lost */
+	bool fault_untracked;	   /* test fault injection: see source.c */
+	/* Post-copy. */
+	struct tls_conn *urgent; /* p.postcopy_after: the destination's page requests */
+	bool postcopy;		 /* switching to (or in) post-copy */
+	bool skip_pages;	 /* a round that only ends the pre-copy on every channel */
+	_Atomic uint64_t *served[MIG_SLOTS]; /* post-copy: pages already sent on request */
+	_Atomic uint64_t pc_requested;
 
 	/* Round hand-off to the channels, under lock. */
 	unsigned round_seq, done_count;
@@ -139,8 +144,17 @@ void mig_report(struct migration *m);
  * leave, at least one, at most four). */
 unsigned mig_digest_threads(const struct migration *m);
 /* switchover.c: pause, last pages, state, digest, (external mode: the decision,) commit.
- * Returns 0 when the destination acknowledged; otherwise the phase says where the guest
- * is. */
+ * With m->postcopy: no last pages (the stale ones go as a bitmap with the state), and
+ * after the commit the post-copy below. Returns 0 when the destination acknowledged (and,
+ * post-copy, has every page); otherwise the phase says where the guest is. */
 int mig_switchover(struct migration *m) CME_WUR;
+
+/* source_postcopy.c (below switchover.c) */
+/* The stale pages (m->bitmap, every slot in order) as one little-endian bitmap: malloc'd
+ * into *out, or -ENOMEM. */
+int mig_pc_stale_bitmap(struct migration *m, uint8_t **out, size_t *len) CME_WUR;
+/* After the commit: serve the destination's requests, push every stale page, wait for its
+ * POSTCOPY_DONE. Returns 0, or -errno with the phase MIG_POSTCOPY_BROKEN. */
+int mig_postcopy_run(struct migration *m) CME_WUR;
 
 #endif

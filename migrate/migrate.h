@@ -41,6 +41,10 @@ struct mig_params {
 	bool auto_converge;	/* throttle vCPUs when rounds stop shrinking (default on) */
 	unsigned max_rounds;	/* give up after this many rounds (default 30) */
 	enum mig_commit_mode commit; /* default MIG_COMMIT_DIRECT */
+	/* Post-copy: when pre-copy has not converged after this many rounds, start the guest
+	 * on the destination at once and bring the rest after it (0: never, the default; 1:
+	 * after the first full round). See mig_switchover's post-copy in README. */
+	unsigned postcopy_after;
 };
 
 /* Fill defaults (call before setting fields from the operator). */
@@ -57,6 +61,12 @@ enum mig_phase {
 	/* External mode: the destination is ready; the guest stays paused here, with no time
 	 * limit, until mig_decide(). Even a broken channel to the destination does not end it. */
 	MIG_AWAIT_COMMIT,
+	/* Post-copy: the guest runs on the destination, which still fetches pages from here;
+	 * the source stays paused with its whole state. Not an end. */
+	MIG_POSTCOPY,
+	/* Post-copy broke after the switch (the link, the destination, or its digest): the
+	 * guest cannot go on there; here it stays paused with its state as of the switch. */
+	MIG_POSTCOPY_BROKEN,
 };
 
 const char *mig_phase_name(enum mig_phase p);
@@ -71,6 +81,9 @@ struct mig_stats {
 	uint64_t pause_ms, last_pages_ms, state_ms, digest_ms, commit_ms, resume_ms;
 	uint64_t decision_ms;	/* external mode: paused in MIG_AWAIT_COMMIT (not in commit_ms) */
 	uint64_t digest_chunks; /* 256 KiB chunks the source hashed in the pause */
+	/* Post-copy (0 when it was not used): pages left behind at the switch, of them sent
+	 * because a fault asked for them, and switch to the destination's last page. */
+	uint64_t postcopy_pages, postcopy_requested, postcopy_ms;
 };
 
 struct mig_progress {
@@ -81,7 +94,7 @@ struct mig_progress {
 	uint64_t bytes_sent;
 	uint64_t expected_downtime_ms;
 	unsigned throttle_pct;
-	char error[256];	/* why it failed (MIG_FAILED, MIG_IN_DOUBT) */
+	char error[512];	/* why it failed (MIG_FAILED, MIG_IN_DOUBT, MIG_POSTCOPY_BROKEN) */
 	struct mig_stats stats; /* final when MIG_DONE */
 };
 
@@ -130,6 +143,12 @@ struct mig_incoming {
 	/* This host's side of the VM (NULL: none): its devices' backing (disk images, ...)
 	 * and resource options, the epoch; memory, vCPUs, name and console come from above. */
 	const struct vm_config *vm;
+	/* Post-copy broke after the guest started here (or its digest did not match): the
+	 * guest lacks memory only the source has and must not run one more instruction, nor
+	 * may its devices finish what they began. Called with why; expected to end the
+	 * process at once (cme-vmm exits). NULL: this VMM refuses post-copy. */
+	void (*postcopy_fail)(void *arg, const char *why);
+	void *postcopy_arg;
 };
 
 enum mig_in_phase {

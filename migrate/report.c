@@ -15,6 +15,12 @@ static json_t *stats_json(const struct mig_stats *s)
 		"decision_ms", (json_int_t)s->decision_ms, "resume_ms", (json_int_t)s->resume_ms);
 
 	json_object_set_new(down, "digest_chunks", json_integer((json_int_t)s->digest_chunks));
+	if (s->postcopy_pages || s->postcopy_ms)
+		json_object_set_new(down, "postcopy",
+				    json_pack("{s:I,s:I,s:I}", "pages",
+					      (json_int_t)s->postcopy_pages, "requested",
+					      (json_int_t)s->postcopy_requested, "ms",
+					      (json_int_t)s->postcopy_ms));
 
 	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:i,s:o}", "setup_ms",
 			 (json_int_t)s->setup_ms, "total_ms", (json_int_t)s->total_ms,
@@ -62,7 +68,8 @@ void mig_report(struct migration *m)
 	pthread_mutex_unlock(&m->lock);
 	if (fd < 0)
 		return;
-	end = p.phase == MIG_DONE || p.phase == MIG_FAILED || p.phase == MIG_IN_DOUBT;
+	end = p.phase == MIG_DONE || p.phase == MIG_FAILED || p.phase == MIG_IN_DOUBT ||
+	      p.phase == MIG_POSTCOPY_BROKEN;
 	s = mig_progress_json(&p);
 	line = json_loads(s, 0, NULL);
 	free(s);

@@ -92,21 +92,6 @@ static int round0_chunk(struct mig_channel *c, const struct vm_slot *s, uint64_t
 	return err;
 }
 
-/* Fault injection for tests (CME_FAULT_LOSE_DIRTY=1): the first page found dirty after
- * round 0 is never sent again, as a bug in dirty tracking would lose it. The digest,
- * kept by a tracker of its own, must catch it and the source must resume. */
-static bool fault_lose(struct migration *m, uint64_t gpa)
-{
-	uint64_t none = UINT64_MAX;
-
-	if (!m->fault_lose_dirty)
-		return false;
-	if (atomic_compare_exchange_strong(&m->lost_gpa, &none, gpa))
-		log_warn(SUB, "fault injection: the page at 0x%llx will never be sent again",
-			 (unsigned long long)gpa);
-	return atomic_load(&m->lost_gpa) == gpa;
-}
-
 /* Later rounds: the chunk's dirty pages. */
 static int dirty_chunk(struct mig_channel *c, unsigned slot, const struct vm_slot *s,
 		       uint64_t first, uint64_t n)
@@ -121,11 +106,44 @@ static int dirty_chunk(struct mig_channel *c, unsigned slot, const struct vm_slo
 		return 0;
 	err = vm_dirty_log_clear(c->m->vm, slot, first, n, bits);
 	for (uint64_t i = 0; i < n && !err; i++)
-		if (bits[i / 64] >> (i % 64) & 1 &&
-		    !fault_lose(c->m, s->gpa + (first + i) * VM_PAGE_SIZE))
+		if (bits[i / 64] >> (i % 64) & 1)
 			err = channel_add(c, s->gpa + (first + i) * VM_PAGE_SIZE,
 					  s->hva + (first + i) * VM_PAGE_SIZE);
 	return err;
+}
+
+/* Post-copy's push: the chunk's stale pages, but those a request has taken already. The
+ * guest is paused here: nothing changes, nothing is cleared. */
+static int stale_chunk(struct mig_channel *c, unsigned slot, const struct vm_slot *s,
+		       uint64_t first, uint64_t n)
+{
+	const uint64_t *bits = c->m->bitmap[slot] + first / 64;
+	_Atomic uint64_t *served = c->m->served[slot] + first / 64;
+	int err = 0;
+
+	for (uint64_t w = 0; w < n / 64 && !err; w++) {
+		uint64_t left = bits[w] & ~atomic_load(&served[w]);
+
+		for (; left && !err; left &= left - 1) {
+			uint64_t i = w * 64 + (uint64_t)__builtin_ctzll(left);
+
+			err = channel_add(c, s->gpa + (first + i) * VM_PAGE_SIZE,
+					  s->hva + (first + i) * VM_PAGE_SIZE);
+		}
+	}
+	return err;
+}
+
+static int channel_chunk(struct mig_channel *c, unsigned round, unsigned si,
+			 const struct vm_slot *s, uint64_t p, uint64_t n)
+{
+	struct migration *m = c->m;
+
+	if (m->skip_pages)
+		return 0;
+	if (m->postcopy)
+		return stale_chunk(c, si, s, p, n);
+	return round ? dirty_chunk(c, si, s, p, n) : round0_chunk(c, s, p, n);
 }
 
 static int channel_round(struct mig_channel *c, unsigned round)
@@ -144,7 +162,7 @@ static int channel_round(struct mig_channel *c, unsigned round)
 			n = n < MIG_CHUNK_PAGES ? n : MIG_CHUNK_PAGES;
 			if (chunk++ % m->nch != c->index)
 				continue;
-			err = round ? dirty_chunk(c, si, &s, p, n) : round0_chunk(c, &s, p, n);
+			err = channel_chunk(c, round, si, &s, p, n);
 		}
 	}
 	return err ? err : channel_flush(c);

@@ -9,10 +9,12 @@
 
 const char *mig_phase_name(enum mig_phase ph)
 {
-	static const char *const names[] = { "setup", "precopy", "switchover", "commit",
-					     "done",  "failed",	 "in-doubt",   "awaiting-commit" };
+	static const char *const names[] = {
+		"setup",  "precopy",  "switchover",	 "commit",   "done",
+		"failed", "in-doubt", "awaiting-commit", "postcopy", "postcopy-broken"
+	};
 
-	return ph <= MIG_AWAIT_COMMIT ? names[ph] : "unknown";
+	return ph <= MIG_POSTCOPY_BROKEN ? names[ph] : "unknown";
 }
 
 void mig_set_phase(struct migration *m, enum mig_phase ph)

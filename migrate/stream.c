@@ -41,7 +41,7 @@ int mig_rec_recv_header(struct tls_conn *c, uint32_t *type, uint32_t *len)
 
 	if (err)
 		return err;
-	if (h.len > REC_MAX_LEN || h.type < REC_HELLO || h.type > REC_ABORT)
+	if (h.len > REC_MAX_LEN || h.type < REC_HELLO || h.type > REC_POSTCOPY_DONE)
 		return -EPROTO;
 	*type = h.type;
 	*len = h.len;
@@ -99,6 +99,14 @@ void mig_batch_free(struct page_batch *b)
 	b->data = NULL;
 }
 
+int mig_rec_send_raw(struct tls_conn *c, uint32_t type, const void *buf, uint32_t len)
+{
+	struct rec_hdr h = { type, len };
+	int err = net_tls_write_all(c, &h, sizeof(h));
+
+	return err || !len ? err : net_tls_write_all(c, buf, len);
+}
+
 void mig_batch_add(struct page_batch *b, uint64_t gpa, const uint8_t *page)
 {
 	if (mem_is_zero(page, VM_PAGE_SIZE)) {
@@ -145,11 +153,11 @@ static void page_set_zero(struct vm *vm, uint64_t gpa, uint8_t *hva)
 		memset(hva, 0, VM_PAGE_SIZE); /* hugepages: the pool keeps them anyway */
 }
 
-int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
-		       uint64_t *zero, uint8_t *scratch)
+/* A page record's head and addresses, checked against its length. Returns the count or
+ * -errno. */
+static int64_t batch_head(struct tls_conn *c, uint32_t len, uint64_t *addr)
 {
 	uint32_t head[2], data_pages = 0;
-	uint64_t *addr = (uint64_t *)scratch;
 	int err = len >= 8 ? net_tls_read_full(c, head, sizeof(head)) : -EPROTO;
 
 	if (err)
@@ -161,11 +169,29 @@ int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *trac
 		data_pages += !(addr[i] & MIG_PAGE_ZERO);
 	if (!err && len != 8 + head[0] * 8ull + data_pages * VM_PAGE_SIZE)
 		return -EPROTO;
-	for (uint32_t i = 0; !err && i < head[0]; i++) {
-		uint64_t gpa = addr[i] & ~(VM_PAGE_SIZE - 1);
-		uint8_t *hva = vm_gpa_hva(vm, gpa, VM_PAGE_SIZE);
+	return err ? err : (int64_t)head[0];
+}
 
-		if (!hva || (addr[i] & (VM_PAGE_SIZE - 1) & ~MIG_PAGE_ZERO))
+/* The page an entry names, or NULL when it is outside RAM or carries unknown flags. */
+static uint8_t *entry_hva(struct vm *vm, uint64_t entry)
+{
+	if (entry & (VM_PAGE_SIZE - 1) & ~MIG_PAGE_ZERO)
+		return NULL;
+	return vm_gpa_hva(vm, entry & ~(VM_PAGE_SIZE - 1), VM_PAGE_SIZE);
+}
+
+int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
+		       uint64_t *zero, uint8_t *scratch)
+{
+	uint64_t *addr = (uint64_t *)scratch;
+	int64_t n = batch_head(c, len, addr);
+	int err = n < 0 ? (int)n : 0;
+
+	for (int64_t i = 0; !err && i < n; i++) {
+		uint64_t gpa = addr[i] & ~(VM_PAGE_SIZE - 1);
+		uint8_t *hva = entry_hva(vm, addr[i]);
+
+		if (!hva)
 			return -EPROTO;
 		if (addr[i] & MIG_PAGE_ZERO) {
 			page_set_zero(vm, gpa, hva);
@@ -176,5 +202,25 @@ int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *trac
 		/* Even a failed read may have written part of the page. */
 		mig_track_mark(track, gpa);
 	}
-	return err ? err : (int64_t)head[0];
+	return err ? err : n;
+}
+
+int64_t mig_batch_recv_each(struct tls_conn *c, struct vm *vm, uint32_t len, uint8_t *scratch,
+			    uint8_t *page, mig_page_fn fn, void *arg)
+{
+	uint64_t *addr = (uint64_t *)scratch;
+	int64_t n = batch_head(c, len, addr);
+	int err = n < 0 ? (int)n : 0;
+
+	for (int64_t i = 0; !err && i < n; i++) {
+		bool zero = addr[i] & MIG_PAGE_ZERO;
+
+		if (!entry_hva(vm, addr[i]))
+			return -EPROTO;
+		if (!zero)
+			err = net_tls_read_full(c, page, VM_PAGE_SIZE);
+		if (!err)
+			err = fn(arg, addr[i] & ~(VM_PAGE_SIZE - 1), zero ? NULL : page);
+	}
+	return err ? err : n;
 }

@@ -24,6 +24,8 @@ enum rec_type {
 	REC_COMMIT,
 	REC_ACK,
 	REC_ABORT,
+	REC_PAGE_REQ,	   /* post-copy, destination -> source: u64 guest addresses */
+	REC_POSTCOPY_DONE, /* post-copy: MigPostcopyDone */
 };
 
 #define REC_MAX_LEN	(256u << 20) /* the VM state of 32 vCPUs fits many times over */
@@ -32,6 +34,8 @@ enum rec_type {
 
 /* Send one protobuf message as a record. Returns 0 or -errno. */
 int mig_rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *msg) CME_WUR;
+/* Send one record of raw bytes. Returns 0 or -errno. */
+int mig_rec_send_raw(struct tls_conn *c, uint32_t type, const void *buf, uint32_t len) CME_WUR;
 /* Receive one record: *payload is malloc'd (caller frees; NULL when empty). Refuses
  * lengths over REC_MAX_LEN (-EPROTO). Returns 0, -EPIPE on EOF, or -errno. */
 int mig_rec_recv(struct tls_conn *c, uint32_t *type, uint8_t **payload, uint32_t *len) CME_WUR;
@@ -64,6 +68,14 @@ struct mig_track; /* dest_digest.c, below */
  * (NULL: none) once its bytes are in. Returns the pages received, or -errno (-EPROTO). */
 int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
 		       uint64_t *zero, uint8_t *scratch) CME_WUR;
+
+/* The same record taken one page at a time through page (4096 bytes), for memory that must
+ * not be written in place (post-copy): fn(arg, gpa, data) for each entry, data NULL for a
+ * zero page, once the address is checked against vm. Returns the pages, or -errno (-EPROTO,
+ * or fn's own error). */
+typedef int (*mig_page_fn)(void *arg, uint64_t gpa, const uint8_t *data);
+int64_t mig_batch_recv_each(struct tls_conn *c, struct vm *vm, uint32_t len, uint8_t *scratch,
+			    uint8_t *page, mig_page_fn fn, void *arg) CME_WUR;
 
 /* digest.c: the digest of all guest RAM (zero pages excluded, so untouched memory costs
  * no hashing): the sum mod 2^128 of XXH3-128(page, seed = address) over non-zero pages, kept

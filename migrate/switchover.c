@@ -103,10 +103,13 @@ static int digest_task_join(struct digest_task *t)
 static int mig_send_state(struct migration *m, struct digest_task *dt)
 {
 	Cme__MigSwitchover sw = CME__MIG_SWITCHOVER__INIT;
-	uint8_t *state = NULL;
-	size_t state_len;
+	uint8_t *state = NULL, *stale = NULL;
+	size_t state_len, stale_len = 0;
 	uint64_t t0 = now_ns();
 	int err = vm_state_save(m->vm, &state, &state_len);
+
+	if (!err && m->postcopy)
+		err = mig_pc_stale_bitmap(m, &stale, &stale_len);
 
 	m->prog.stats.state_ms = (now_ns() - t0) / 1000000;
 	t0 = now_ns();
@@ -123,9 +126,12 @@ static int mig_send_state(struct migration *m, struct digest_task *dt)
 		 (unsigned long long)dt->st.passes);
 	sw.state = (ProtobufCBinaryData){ state_len, state };
 	sw.digest = (ProtobufCBinaryData){ sizeof(dt->sum), dt->sum };
+	sw.postcopy = m->postcopy;
+	sw.stale = (ProtobufCBinaryData){ stale_len, stale };
 	if (!err)
 		err = mig_rec_send_msg(m->ctl, REC_SWITCHOVER, &sw.base);
 	free(state);
+	free(stale);
 	return err;
 }
 
@@ -310,7 +316,10 @@ int mig_switchover(struct migration *m)
 	t0 = now_ns();
 	digest_task_start(&dt, m);
 	mig_fetch_dirty(m);
+	/* Post-copy leaves the last pages behind: the round only ends pre-copy everywhere. */
+	m->skip_pages = m->postcopy;
 	err = mig_run_round(m, m->prog.round, true);
+	m->skip_pages = false;
 	st->last_pages_ms = (now_ns() - t0) / 1000000;
 	if (!err)
 		err = mig_release_disks(m);
@@ -331,5 +340,5 @@ int mig_switchover(struct migration *m)
 	if (!err)
 		err = mig_commit(m);
 	st->commit_ms += (now_ns() - t0) / 1000000;
-	return err;
+	return !err && m->postcopy ? mig_postcopy_run(m) : err;
 }

@@ -79,6 +79,9 @@ int net_tls_write_all(struct tls_conn *c, const void *buf, size_t len) CME_WUR;
  * -ETIMEDOUT when the receive timeout expired, -EIO on a TLS error (bad record, ...). */
 int net_tls_read_full(struct tls_conn *c, void *buf, size_t len) CME_WUR;
 
+/* True when decrypted bytes wait inside c: a read returns them though poll() on the socket
+ * may say nothing is readable. */
+bool net_tls_pending(const struct tls_conn *c);
 /* Receive and send timeout of the socket in ms (0 = none). Returns 0 or -errno. */
 int net_tls_set_timeout(struct tls_conn *c, int ms) CME_WUR;
 /* shutdown(fd, SHUT_RDWR): a thread blocked in net_tls_read_full/net_tls_write_all on c returns

@@ -81,6 +81,11 @@ int net_tls_read_full(struct tls_conn *c, void *buf, size_t len)
 	return io_full(c, false, buf, len);
 }
 
+bool net_tls_pending(const struct tls_conn *c)
+{
+	return SSL_pending(c->ssl) > 0;
+}
+
 int net_tls_set_timeout(struct tls_conn *c, int ms)
 {
 	unsigned int user = (unsigned int)ms;

@@ -37,6 +37,8 @@ static int json_u64(json_t *req, const char *key, uint64_t min, uint64_t max, ui
 static const char *migrate_params(json_t *req, struct mig_params *p)
 {
 	uint64_t ch = p->channels, rounds = p->max_rounds, timeout_s = p->timeout_ms / 1000;
+	uint64_t pc_after = 0;
+	json_t *pc = json_object_get(req, "postcopy");
 	json_t *ac = json_object_get(req, "auto_converge");
 	json_t *commit = json_object_get(req, "commit");
 
@@ -55,6 +57,11 @@ static const char *migrate_params(json_t *req, struct mig_params *p)
 		return "timeout_s must be 1..86400";
 	if (ac && !json_is_boolean(ac))
 		return "auto_converge must be true or false";
+	if (pc && !json_is_boolean(pc))
+		return "postcopy must be true or false";
+	if (json_u64(req, "postcopy_after", 1, 1000, &pc_after))
+		return "postcopy_after must be 1..1000 (rounds)";
+	p->postcopy_after = (unsigned)(pc_after ? pc_after : json_is_true(pc) ? 1 : 0);
 	if (commit && (!json_is_string(commit) || (strcmp(json_string_value(commit), "direct") &&
 						   strcmp(json_string_value(commit), "external"))))
 		return "commit must be \"direct\" or \"external\"";
@@ -67,6 +74,22 @@ static const char *migrate_params(json_t *req, struct mig_params *p)
 	return NULL;
 }
 
+/* Why a resume or a new migration waits for the operator (api->in_doubt); in_doubt: the
+ * text for a migration in doubt. */
+static const char *doubt_msg(struct api *api, const char *in_doubt)
+{
+	struct mig_progress prog = { 0 };
+
+	if (api->mig)
+		mig_get_progress(api->mig, &prog);
+	if (prog.phase == MIG_POSTCOPY_BROKEN)
+		return "post-copy broke after the switch: the guest ran on the destination and "
+		       "cannot go on there; its state here is as of the switch: resume "
+		       "{\"force\":true} runs it from that point (what it did there is lost), "
+		       "or stop";
+	return in_doubt;
+}
+
 /* Whether the last migration ended in doubt (then it stays so until stop or a forced
  * resume, whatever happens to api->mig). */
 static bool api_check_doubt(struct api *api)
@@ -75,7 +98,7 @@ static bool api_check_doubt(struct api *api)
 
 	if (api->mig && mig_finished(api->mig)) {
 		mig_get_progress(api->mig, &prog);
-		if (prog.phase == MIG_IN_DOUBT)
+		if (prog.phase == MIG_IN_DOUBT || prog.phase == MIG_POSTCOPY_BROKEN)
 			api->in_doubt = true;
 	}
 	return api->in_doubt;
@@ -92,8 +115,9 @@ json_t *api_migrate(struct api *api, json_t *req)
 	if (api->mig && !mig_finished(api->mig))
 		return api_error("a migration is already running");
 	if (api_check_doubt(api))
-		return api_error("the last migration is in doubt: the guest may run on its "
-				 "destination; check there, then resume {\"force\":true} or stop");
+		return api_error("%s", doubt_msg(api, "the last migration is in doubt: the guest "
+						      "may run on its destination; check there, "
+						      "then resume {\"force\":true} or stop"));
 	if (api_fenced(api->vm))
 		return api_fence_refusal(api->vm, "migrate");
 	mig_params_defaults(&p);
@@ -226,9 +250,10 @@ json_t *api_in_doubt_guard(struct api *api, json_t *req)
 		return NULL;
 	if (json_is_true(json_object_get(req, "force"))) {
 		api->in_doubt = false;
-		log_warn("api", "resume forced after a migration in doubt");
+		log_warn("api", "resume forced after a migration in doubt or a broken post-copy");
 		return NULL;
 	}
-	return api_error("migration in doubt: the guest may already run on the destination; "
-			 "check there, then resume {\"force\":true} or stop");
+	return api_error("%s", doubt_msg(api, "migration in doubt: the guest may already run on "
+					      "the destination; check there, then resume "
+					      "{\"force\":true} or stop"));
 }

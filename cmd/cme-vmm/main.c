@@ -29,6 +29,7 @@ static void usage(FILE *f)
 		   "              [--commit direct|external] [--console ...] [--api PATH]\n"
 		   "              [--name NAME] [--fence-deadline NS]\n"
 		   "  cme-vmm migrate --api PATH --to HOST:PORT --tls-dir DIR [--downtime-ms N]\n"
+		   "              [--postcopy | --postcopy-after ROUNDS]\n"
 		   "              [--max-bandwidth RATE] [--channels N] [--timeout SECONDS]\n"
 		   "              [--peer-name NAME] [--max-rounds N] [--no-auto-converge]\n"
 		   "              [--commit direct|external]\n"
@@ -147,6 +148,33 @@ static void opts_vm_config(const struct run_opts *o, struct vm_config *cfg)
 	memcpy(cfg->pin, o->pin, sizeof(cfg->pin));
 }
 
+/* {"status":N} in the --exit-file, so that whoever adopted this VMM without being its
+ * parent (a restarted cme-clusterd) learns how it ended: a guest that powered off is not a
+ * crash. */
+static void write_exit_file(const struct run_opts *o, int status)
+{
+	char txt[64];
+	int n;
+
+	if (!o->exit_file)
+		return;
+	n = snprintf(txt, sizeof(txt), "{\"status\":%d}\n", status);
+	if (write_file_atomic(o->exit_file, txt, (size_t)n))
+		log_warn(SUB, "cannot write the exit status to %s", o->exit_file);
+}
+
+/* Post-copy broke after the guest started here: it lacks memory only the source has. Not
+ * one more instruction, and no device may finish an I/O with a page it never got: the
+ * process ends at once (its threads die with it; nothing is zero-filled for them). */
+static void postcopy_fail(void *arg, const char *why)
+{
+	const struct run_opts *o = arg;
+
+	log_err(SUB, "vm=%s %s", o->name, why);
+	write_exit_file(o, VMM_EXIT_POSTCOPY);
+	_exit(VMM_EXIT_POSTCOPY);
+}
+
 /* Receive a live migration, serving the control socket meanwhile; on success the guest
  * already runs here and api serves it. */
 static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struct mig_dest **d,
@@ -162,7 +190,9 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 						     ? MIG_COMMIT_EXTERNAL
 						     : MIG_COMMIT_DIRECT,
 				   .fence_ns = o->fence_ns,
-				   .vm = &cfg };
+				   .vm = &cfg,
+				   .postcopy_fail = postcopy_fail,
+				   .postcopy_arg = (void *)o };
 	struct mig_stats st;
 	char err[512] = "";
 	int rc;
@@ -252,21 +282,6 @@ static int run_vm(const struct run_opts *o, struct cgroup *cg, int sfd)
 	vm_destroy(vm);
 	log_info(SUB, "vm=%s ended: %s", o->name, end.detail);
 	return end_status(&end);
-}
-
-/* {"status":N} in the --exit-file, so that whoever adopted this VMM without being its
- * parent (a restarted cme-clusterd) learns how it ended: a guest that powered off is not a
- * crash. */
-static void write_exit_file(const struct run_opts *o, int status)
-{
-	char txt[64];
-	int n;
-
-	if (!o->exit_file)
-		return;
-	n = snprintf(txt, sizeof(txt), "{\"status\":%d}\n", status);
-	if (write_file_atomic(o->exit_file, txt, (size_t)n))
-		log_warn(SUB, "cannot write the exit status to %s", o->exit_file);
 }
 
 static int run_main(int argc, char **argv)

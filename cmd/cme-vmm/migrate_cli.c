@@ -39,16 +39,19 @@ static int migrate_opt(int c, const char *a, json_t *req)
 	case 'b': json_object_set_new(req, "max_bandwidth", json_string(a)); return 0;
 	case 'n': json_object_set_new(req, "auto_converge", json_false()); return 0;
 	case 'C': json_object_set_new(req, "commit", json_string(a)); return 0;
+	case 'P': json_object_set_new(req, "postcopy", json_true()); return 0;
 	case 'D':
 	case 'c':
 	case 'T':
 	case 'r':
+	case 'A':
 		if (parse_uint(a, 1, 86400000, &v) < 0)
 			return usage_fail("not a positive number: ", a);
 		json_object_set_new(req,
 				    c == 'D'   ? "downtime_ms"
 				    : c == 'c' ? "channels"
 				    : c == 'T' ? "timeout_s"
+				    : c == 'A' ? "postcopy_after"
 					       : "max_rounds",
 				    json_integer((json_int_t)v));
 		return 0;
@@ -71,6 +74,8 @@ static int migrate_parse(int argc, char **argv, const char **api, bool *wait, js
 		{ "no-auto-converge", no_argument, NULL, 'n' },
 		{ "no-wait", no_argument, NULL, 'w' },
 		{ "commit", required_argument, NULL, 'C' },
+		{ "postcopy", no_argument, NULL, 'P' },
+		{ "postcopy-after", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, rc;

@@ -15,6 +15,7 @@ enum {
 	VMM_EXIT_INTERNAL = 71, /* KVM internal error, failed entry, emulation failure */
 	VMM_EXIT_TRIPLE = 72,	/* guest triple fault */
 	VMM_EXIT_REBOOT = 73,	/* the guest asked for a reset: its supervisor restarts it */
+	VMM_EXIT_POSTCOPY = 74, /* post-copy broke here: the guest could not go on */
 };
 
 #define CG_PATH_MAX  512

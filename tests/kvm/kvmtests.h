@@ -10,6 +10,7 @@ void suite_snapshot(void);
 void suite_linux(void);
 void suite_migrate(void);
 void suite_migrate_ext(void);
+void suite_postcopy(void);
 void suite_vmm_fence(void);
 void suite_virtio(void);
 void suite_resources(void);

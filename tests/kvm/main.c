@@ -15,6 +15,7 @@ int main(void)
 	suite_linux();
 	suite_migrate();
 	suite_migrate_ext();
+	suite_postcopy();
 	suite_vmm_fence();
 	suite_virtio();
 	suite_resources();

@@ -199,7 +199,33 @@ static bool phase_is_end(const json_t *st)
 {
 	const char *ph = json_string_value(json_object_get(st, "phase"));
 
-	return ph && (!strcmp(ph, "done") || !strcmp(ph, "failed") || !strcmp(ph, "in-doubt"));
+	return ph && (!strcmp(ph, "done") || !strcmp(ph, "failed") || !strcmp(ph, "in-doubt") ||
+		      !strcmp(ph, "postcopy-broken"));
+}
+
+void mig_wait_pages(struct vmm_proc *p, uint64_t n)
+{
+	struct heartbeat at;
+
+	if (!vmm_wait_pages(p, n, 60000, &at))
+		CU_FAIL_FATAL("the guest did not touch its working set within 60 s");
+}
+
+bool mig_ctl_wait_phase(struct vmm_proc *src, const char *phase, int timeout_ms)
+{
+	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	do {
+		json_t *st = vmm_request(src, "migrate-status", NULL);
+		const char *ph = json_string_value(json_object_get(st, "phase"));
+		bool there = ph && !strcmp(ph, phase), ended = phase_is_end(st);
+
+		json_decref(st);
+		if (there || ended)
+			return there;
+		sleep_ms(20);
+	} while (now_ns() < end);
+	return false;
 }
 
 bool mig_ctl_wait_bytes(struct vmm_proc *src, uint64_t bytes, int timeout_ms)

@@ -52,6 +52,13 @@ bool mig_ctl_start(struct vmm_proc *src, const char *to, const char *tls_dir, co
 /* Poll migrate-status until at least bytes were sent in pre-copy. False when the migration
  * ended first or timeout_ms passed. */
 bool mig_ctl_wait_bytes(struct vmm_proc *src, uint64_t bytes, int timeout_ms);
+/* Wait until the guest has written at least n pages in all (its heartbeats count them):
+ * first touches are slow on PVM hosts (~30k pages/s per vCPU), and a working set only
+ * partly touched would migrate fewer pages than the test means to move. Fatal after 60 s. */
+void mig_wait_pages(struct vmm_proc *p, uint64_t n);
+/* Poll migrate-status until its phase is phase. False when the migration ended first or
+ * timeout_ms passed. */
+bool mig_ctl_wait_phase(struct vmm_proc *src, const char *phase, int timeout_ms);
 /* Poll migrate-status until the migration has ended; returns its last status (caller
  * decrefs), NULL on timeout. */
 json_t *mig_ctl_wait_end(struct vmm_proc *src, int timeout_ms);

@@ -31,24 +31,6 @@ static void make_certs(char *pki, size_t len, char tls[2][700])
 	net_tls_dir(tls[1], sizeof(tls[1]), pki, DST);
 }
 
-/* Wait until the guest has written at least n pages in all (its heartbeats count them):
- * first touches are slow on PVM hosts (~30k pages/s per vCPU), and a working set only
- * partly touched would migrate fewer pages than the test means to move. */
-static void wait_pages(struct vmm_proc *p, uint64_t n)
-{
-	static struct heartbeat hb[4096];
-	uint64_t end = now_ns() + 60000 * 1000000ull;
-	int k;
-
-	do {
-		k = vmm_heartbeats(p, hb, 4096);
-		if (k > 0 && k <= 4096 && hb[k - 1].pages >= n)
-			return;
-		sleep_ms(50);
-	} while (now_ns() < end);
-	CU_FAIL_FATAL("the guest did not touch its working set within 60 s");
-}
-
 /* A destination on host, or the test ends. */
 static int incoming(struct vmm_proc *p, const char *host, const char *tls_dir,
 		    const char *const *extra)
@@ -157,7 +139,7 @@ static void test_live(void)
 	make_certs(pki, sizeof(pki), tls);
 	guest_boot(&src, "1G", "2", "wss_mb=256");
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(&src, 6, 30000));
-	wait_pages(&src, 2 * 256 * MiB / 4096); /* every page touched, and dirtied again */
+	mig_wait_pages(&src, 2 * 256 * MiB / 4096); /* every page touched, and dirtied again */
 	port = incoming(&dst, DST, tls[1], NULL);
 	mig_cli(&r, &src, DST, port, tls[0], NULL, MIG_TIMEOUT_MS);
 	expect_done(&r, 256 * MiB);
@@ -184,7 +166,7 @@ static void test_back_and_forth(void)
 	make_certs(pki, sizeof(pki), tls);
 	guest_boot(&vm[0], "512M", "2", "wss_mb=64");
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(&vm[0], 4, 20000));
-	wait_pages(&vm[0], 2 * 64 * MiB / 4096);
+	mig_wait_pages(&vm[0], 2 * 64 * MiB / 4096);
 	order[0] = &vm[0];
 	for (int hop = 1; hop <= HOPS; hop++) {
 		int to = hop % 2, port = incoming(&vm[hop], addr[to], tls[to], NULL);
@@ -214,7 +196,7 @@ static void boot_source(struct vmm_proc *src)
 {
 	guest_boot(src, "512M", "2", "wss_mb=128");
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(src, 6, 30000));
-	wait_pages(src, 2 * 128 * MiB / 4096);
+	mig_wait_pages(src, 2 * 128 * MiB / 4096);
 }
 
 /* The migration ended as failed, with a reason containing want. */
@@ -600,7 +582,7 @@ static void test_bandwidth_cap(void)
 		return;
 	make_certs(pki, sizeof(pki), tls);
 	guest_boot(&src, "512M", "1", "wss_mb=96 dirty_rate=48");
-	wait_pages(&src, 96 * MiB / 4096);
+	mig_wait_pages(&src, 96 * MiB / 4096);
 	port = mig_incoming(&dst, DST, tls[1], NULL);
 	CU_ASSERT_FATAL(port > 0);
 	mig_cli(&r, &src, DST, port, tls[0], extra, MIG_TIMEOUT_MS);
@@ -651,10 +633,10 @@ static void test_digest_mismatch(void)
 	vmm_kill(&src);
 }
 
-/* A dirty-tracking bug on the source (fault injection): one page found dirty is never
- * sent again. The source's digest has a change tracker of its own, so it sees the page's
- * real contents: the digests differ, the destination never runs the guest, the source
- * resumes. */
+/* A dirty-tracking bug on the source (fault injection): the VMM writes a page behind
+ * KVM's dirty log, so it never travels. The source's digest has a change tracker of its
+ * own, so it sees the page's real contents: the digests differ, the destination never runs
+ * the guest, the source resumes. */
 static void test_lost_dirty_page(void)
 {
 	struct vmm_proc src, dst;
@@ -666,15 +648,15 @@ static void test_lost_dirty_page(void)
 	if (!guest_available())
 		return;
 	make_certs(pki, sizeof(pki), tls);
-	setenv("CME_FAULT_LOSE_DIRTY", "1", 1);
+	setenv("CME_FAULT_UNTRACKED_WRITE", "1", 1);
 	guest_boot(&src, "256M", "2", "wss_mb=32");
-	unsetenv("CME_FAULT_LOSE_DIRTY");
+	unsetenv("CME_FAULT_UNTRACKED_WRITE");
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(&src, 4, 20000));
 	port = mig_incoming(&dst, DST, tls[1], NULL);
 	CU_ASSERT_FATAL(port > 0);
 	mig_cli(&r, &src, DST, port, tls[0], NULL, MIG_TIMEOUT_MS);
 	log = test_read_file(src.errlog);
-	CU_ASSERT_PTR_NOT_NULL(strstr(log ? log : "", "will never be sent again"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(log ? log : "", "behind the dirty log"));
 	CU_ASSERT_PTR_NULL(strstr(log ? log : "", "hashes all of guest RAM"));
 	free(log);
 	CU_ASSERT_EQUAL(r.status, 1);
@@ -705,7 +687,7 @@ void suite_migrate(void)
 		{ "--max-bandwidth caps the rate (at most 10% over)", test_bandwidth_cap },
 		{ "digest mismatch: the destination aborts, the source resumes",
 		  test_digest_mismatch },
-		{ "a dirty page the source never sends: the digest fails the migration",
+		{ "a page written behind the dirty log: the digest fails the migration",
 		  test_lost_dirty_page },
 		{ "Linux guest kit migrates (hardware virtualization)", test_linux },
 		{ NULL, NULL },
