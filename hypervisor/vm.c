@@ -1,4 +1,5 @@
 /* VM creation and teardown: /dev/kvm, memory slots, in-kernel irqchip and PIT. */
+#include "cpu_priv.h"
 #include "dev_priv.h"
 
 #include <errno.h>
@@ -153,25 +154,39 @@ static int vm_setup_irqchip(struct vm *vm)
 	return err;
 }
 
+/* KVM's supported CPUID masked down to the VM's template: what every vCPU is given. */
 static int vm_get_cpuid(struct vm *vm)
 {
-	for (unsigned n = 128; n <= 4096; n *= 2) {
-		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+	int level = cpu_template_level(vm->cfg.cpu_template);
+	char why[600];
+	int err = cpu_supported(vm->kvm_fd, &vm->cpuid);
 
-		if (!c)
-			return -ENOMEM;
-		c->nent = n;
-		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-			vm->cpuid = c;
-			return 0;
-		}
-		free(c);
-		if (errno != E2BIG) {
-			log_err(SUB, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
-			return -errno;
-		}
+	if (err)
+		return err;
+	err = cpu_template_apply(vm->cpuid, level, why, sizeof(why));
+	if (err) {
+		log_err(SUB, "--cpu-template %s: %s (KVM does not offer them)",
+			cpu_template_name(level), why);
+		return err;
 	}
-	return -E2BIG;
+	snprintf(vm->cpu_template, sizeof(vm->cpu_template), "%s", cpu_template_name(level));
+	return 0;
+}
+
+int vm_host_cpu_features(char *buf, size_t len)
+{
+	struct kvm_cpuid2 *c = NULL;
+	int fd = kvm_open(), rc;
+
+	if (fd < 0)
+		return fd;
+	rc = cpu_supported(fd, &c);
+	close(fd);
+	if (rc)
+		return rc;
+	rc = cpu_feature_names(c, ",", buf, len);
+	free(c);
+	return rc;
 }
 
 /* Manual-protect mode: KVM_GET_DIRTY_LOG only reads the bitmap, and pages are
@@ -208,6 +223,11 @@ static int vm_validate_config(const struct vm_config *cfg)
 	if (cfg->balloon && cfg->hugepages) {
 		log_err(SUB, "a balloon and hugepages exclude each other (README \"Memory "
 			     "balloon\")");
+		return -EINVAL;
+	}
+	if (cpu_template_level(cfg->cpu_template) < 0) {
+		log_err(SUB, "unknown CPU template \"%s\" (%s)", cfg->cpu_template,
+			CPU_TEMPLATE_NAMES);
 		return -EINVAL;
 	}
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {
