@@ -58,6 +58,9 @@ struct run_opts {
 	uint64_t epoch; /* --epoch N: the VM's owner epoch (guards its disks) */
 	struct cg_opts cgroup;
 	bool balloon; /* --balloon: a virtio memory balloon, the last virtio slot */
+	/* --cpu-template NAME: what the guest sees (run), or the most this host offers an
+	 * arriving guest (incoming); NULL: "host" */
+	const char *cpu_template;
 };
 
 /* Parse `run`, `restore` or `incoming` options (argv[0] is the verb). On error returns -EINVAL and writes a one-line
@@ -71,6 +74,8 @@ int api_parse_request(const char *line, json_t **req, const char **cmd, char *er
 
 /* Build a reply: {"ok":false,"error":msg}. */
 json_t *api_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A comma-separated list of names ("fpu,sse,sse2") as a JSON array (new reference). */
+json_t *api_names_json(const char *list);
 
 struct api;
 struct migration;
