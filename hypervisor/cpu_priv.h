@@ -25,14 +25,14 @@ struct kvm_cpuid_entry2 *cpu_find(const struct kvm_cpuid2 *c, uint32_t fn, uint3
 int cpu_template_apply(struct kvm_cpuid2 *c, int level, char *err, size_t errlen) CME_WUR;
 
 /* The features guest has that host lacks, by name (a bit the table does not name as
- * "cpuid 0x7.0 edx bit 5"), ", "-separated into out (cut short with "..." when it does not
- * fit). Bits the CPU or the VMM sets at run time (osxsave, ospke, hypervisor) do not count.
- * Returns how many. */
+ * "cpuid 0x7.0 edx bit 5"), ", "-separated into out; those that do not fit are counted at
+ * the end (" and 12 more"). Bits the CPU or the VMM sets at run time (osxsave, ospke,
+ * hypervisor) and AMD's copies of CPUID 1 EDX bits do not count. Returns how many. */
 unsigned cpu_lacks(const struct kvm_cpuid2 *guest, const struct kvm_cpuid2 *host, char *out,
 		   size_t len);
 
 /* The named features c has, separated by sep, into out. Returns how many, or -ENOSPC when
- * they do not fit in len bytes (out then holds those that did, and "..."). */
+ * they do not fit in len bytes. */
 int cpu_feature_names(const struct kvm_cpuid2 *c, const char *sep, char *out, size_t len) CME_WUR;
 
 #endif

@@ -16,12 +16,16 @@
 #define XCR0_AVX512	 0xe0u /* opmask, ZMM_Hi256, Hi16_ZMM */
 #define XSAVE_LEGACY	 576u  /* legacy area and header: the least an XSAVE area holds */
 
+/* AMD repeats these CPUID 1 EDX bits (fpu..pse36, mmx, fxsr) in CPUID 0x80000001 EDX: a
+ * host that has the feature says so in leaf 1, so the copy is no feature of its own. */
+#define AMD_LEAF1_COPIES 0x0183f3ffu
+
 /* The feature words: the registers whose bits are features (common's table names most of
- * them), with the bits that the CPU or the VMM changes at run time. */
+ * them), with the bits that are not features of their own. */
 static const struct word {
 	uint32_t leaf, subleaf;
 	uint8_t reg;
-	uint32_t runtime; /* not features: osxsave and hypervisor; ospke */
+	uint32_t other; /* set at run time (osxsave, hypervisor, ospke), or AMD's copies */
 } words[] = {
 	{ 1, 0, CPU_ECX, (1u << 27) | (1u << 31) },
 	{ 1, 0, CPU_EDX, 0 },
@@ -31,19 +35,22 @@ static const struct word {
 	{ 7, 1, CPU_EAX, 0 },
 	{ 0xd, 1, CPU_EAX, 0 },
 	{ 0x80000001, 0, CPU_ECX, 0 },
-	{ 0x80000001, 0, CPU_EDX, 0 },
+	{ 0x80000001, 0, CPU_EDX, AMD_LEAF1_COPIES },
 	{ 0x80000008, 0, CPU_EBX, 0 },
 };
 
 static const char *const reg_names[] = { "eax", "ebx", "ecx", "edx" };
 
-/* A list of names being written into a caller's buffer. */
+/* A list of names being written into a caller's buffer: those that do not fit are counted
+ * and said as " and N more" at the end. */
 struct names {
 	char *buf;
 	size_t len, off;
 	const char *sep;
-	unsigned n;
+	unsigned n, cut;
 };
+
+#define MORE_ROOM 20 /* " and 4294967295 more" */
 
 static void names_add(struct names *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void names_add(struct names *l, const char *fmt, ...)
@@ -56,17 +63,21 @@ static void names_add(struct names *l, const char *fmt, ...)
 	vsnprintf(one, sizeof(one), fmt, ap);
 	va_end(ap);
 	l->n++;
-	if (!l->len || l->off + 1 >= l->len)
-		return;
-	k = snprintf(l->buf + l->off, l->len - l->off, "%s%s", l->n > 1 ? l->sep : "", one);
-	if (k > 0 && (size_t)k < l->len - l->off) {
-		l->off += (size_t)k;
+	k = snprintf(NULL, 0, "%s%s", l->n > 1 ? l->sep : "", one);
+	if (l->cut || l->off + (size_t)k + MORE_ROOM >= l->len) {
+		l->cut++;
 		return;
 	}
-	/* Cut short: end with "..." where it still fits. */
-	l->off = l->len >= 4 ? l->len - 4 : 0;
-	snprintf(l->buf + l->off, l->len - l->off, "...");
-	l->off = l->len - 1;
+	l->off += (size_t)snprintf(l->buf + l->off, l->len - l->off, "%s%s", l->n > 1 ? l->sep : "",
+				   one);
+}
+
+/* The end of the list; returns how many names it has in all. */
+static unsigned names_end(struct names *l)
+{
+	if (l->cut && l->len > l->off)
+		snprintf(l->buf + l->off, l->len - l->off, " and %u more", l->cut);
+	return l->n;
 }
 
 static void names_start(struct names *l, char *buf, size_t len, const char *sep)
@@ -168,14 +179,14 @@ unsigned cpu_lacks(const struct kvm_cpuid2 *guest, const struct kvm_cpuid2 *host
 	names_start(&l, out, len, ", ");
 	for (size_t i = 0; i < ARRAY_SIZE(words); i++) {
 		const struct word *w = &words[i];
-		uint32_t lack = word_of(guest, w->leaf, w->subleaf, w->reg) & ~w->runtime &
+		uint32_t lack = word_of(guest, w->leaf, w->subleaf, w->reg) & ~w->other &
 				~word_of(host, w->leaf, w->subleaf, w->reg);
 
 		for (unsigned b = 0; b < 32; b++)
 			if (lack >> b & 1)
 				add_bit(&l, w, b);
 	}
-	return l.n;
+	return names_end(&l);
 }
 
 int cpu_feature_names(const struct kvm_cpuid2 *c, const char *sep, char *out, size_t len)
@@ -188,7 +199,7 @@ int cpu_feature_names(const struct kvm_cpuid2 *c, const char *sep, char *out, si
 	for (size_t i = 0; i < n; i++)
 		if (has(c, &t[i]))
 			names_add(&l, "%s", t[i].name);
-	return len && l.off + 1 < len ? (int)l.n : -ENOSPC;
+	return l.cut ? -ENOSPC : (int)names_end(&l);
 }
 
 /* XSAVE (leaf 0xd) for a template: without xsave none of it; with it only the components
@@ -274,7 +285,7 @@ int cpu_template_apply(struct kvm_cpuid2 *c, int level, char *err, size_t errlen
 	for (size_t i = 0; i < n; i++)
 		if (t[i].level && t[i].level <= level && !has(c, &t[i]))
 			names_add(&l, "%s", t[i].name);
-	if (l.n) {
+	if (names_end(&l)) {
 		snprintf(err, errlen, "this host lacks %s", missing);
 		return -ENOTSUP;
 	}

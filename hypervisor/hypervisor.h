@@ -332,6 +332,10 @@ int vm_snapshot_restore(const char *path, const struct vm_config *cfg, struct vm
  * table), comma-separated into buf. Returns how many, or -errno with a logged reason
  * (-ENOSPC: buf too short). */
 int vm_host_cpu_features(char *buf, size_t len) CME_WUR;
+/* Can this host offer the CPU template called name (NULL: "host")? 0, or -ENOTSUP with
+ * the features it lacks logged in one line (-EINVAL: no such template; -errno: KVM
+ * cannot be asked). */
+int vm_host_cpu_check(const char *name) CME_WUR;
 /* The features vm's guest sees, comma-separated into buf. Returns how many or -ENOSPC. */
 int vm_cpu_features(struct vm *vm, char *buf, size_t len) CME_WUR;
 /* The guest's CPU as its state records it: a packed VmConfig (proto/vmstate.proto) that

@@ -95,10 +95,11 @@ static struct kvm_cpuid2 *cpuid_from_config(const Cme__VmConfig *cfg, char *err,
 }
 
 /* The guest's CPUID against what this VM offers (KVM's, masked by the template it was
- * created with): a feature the guest sees and this host lacks refuses it, by name. */
+ * created with): a feature the guest sees and this host lacks refuses it, by name. The
+ * list is kept short enough for a migration's error (256 bytes) to hold it whole. */
 static int cpuid_check(struct vm *vm, const struct kvm_cpuid2 *guest, char *err, size_t errlen)
 {
-	char lacks[400];
+	char lacks[180];
 
 	if (!cpu_lacks(guest, vm->cpuid, lacks, sizeof(lacks)))
 		return 0;

@@ -154,37 +154,65 @@ static int vm_setup_irqchip(struct vm *vm)
 	return err;
 }
 
+/* Mask c (KVM's supported CPUID) to the template called name; a template this host cannot
+ * offer is refused with the features it lacks. */
+static int template_apply(struct kvm_cpuid2 *c, const char *name)
+{
+	int level = cpu_template_level(name);
+	char why[600];
+	int err = cpu_template_apply(c, level, why, sizeof(why));
+
+	if (err == -ENOTSUP)
+		log_err(SUB, "--cpu-template %s: %s (KVM does not offer them)",
+			cpu_template_name(level), why);
+	else if (err)
+		log_err(SUB, "unknown CPU template \"%s\" (%s)", name, CPU_TEMPLATE_NAMES);
+	return err;
+}
+
 /* KVM's supported CPUID masked down to the VM's template: what every vCPU is given. */
 static int vm_get_cpuid(struct vm *vm)
 {
-	int level = cpu_template_level(vm->cfg.cpu_template);
-	char why[600];
 	int err = cpu_supported(vm->kvm_fd, &vm->cpuid);
 
-	if (err)
-		return err;
-	err = cpu_template_apply(vm->cpuid, level, why, sizeof(why));
-	if (err) {
-		log_err(SUB, "--cpu-template %s: %s (KVM does not offer them)",
-			cpu_template_name(level), why);
-		return err;
-	}
-	snprintf(vm->cpu_template, sizeof(vm->cpu_template), "%s", cpu_template_name(level));
-	return 0;
+	if (!err)
+		err = template_apply(vm->cpuid, vm->cfg.cpu_template);
+	if (!err)
+		snprintf(vm->cpu_template, sizeof(vm->cpu_template), "%s",
+			 cpu_template_name(cpu_template_level(vm->cfg.cpu_template)));
+	return err;
+}
+
+/* This host's supported CPUID, for the host-wide questions below (caller frees). */
+static int host_cpuid(struct kvm_cpuid2 **c)
+{
+	int fd = kvm_open(), rc;
+
+	if (fd < 0)
+		return fd;
+	rc = cpu_supported(fd, c);
+	close(fd);
+	return rc;
 }
 
 int vm_host_cpu_features(char *buf, size_t len)
 {
 	struct kvm_cpuid2 *c = NULL;
-	int fd = kvm_open(), rc;
+	int rc = host_cpuid(&c);
 
-	if (fd < 0)
-		return fd;
-	rc = cpu_supported(fd, &c);
-	close(fd);
-	if (rc)
-		return rc;
-	rc = cpu_feature_names(c, ",", buf, len);
+	if (!rc)
+		rc = cpu_feature_names(c, ",", buf, len);
+	free(c);
+	return rc;
+}
+
+int vm_host_cpu_check(const char *name)
+{
+	struct kvm_cpuid2 *c = NULL;
+	int rc = host_cpuid(&c);
+
+	if (!rc)
+		rc = template_apply(c, name);
 	free(c);
 	return rc;
 }
@@ -223,11 +251,6 @@ static int vm_validate_config(const struct vm_config *cfg)
 	if (cfg->balloon && cfg->hugepages) {
 		log_err(SUB, "a balloon and hugepages exclude each other (README \"Memory "
 			     "balloon\")");
-		return -EINVAL;
-	}
-	if (cpu_template_level(cfg->cpu_template) < 0) {
-		log_err(SUB, "unknown CPU template \"%s\" (%s)", cfg->cpu_template,
-			CPU_TEMPLATE_NAMES);
 		return -EINVAL;
 	}
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {

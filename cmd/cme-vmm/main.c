@@ -175,7 +175,9 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 	int rc;
 
 	opts_vm_config(o, &cfg);
-	rc = pin_check(o) ? -EINVAL : api_open(o->api_path, NULL, api);
+	/* A template this host cannot offer at all is refused at start, as run refuses it. */
+	rc = pin_check(o) || vm_host_cpu_check(o->cpu_template) ? -EINVAL
+								: api_open(o->api_path, NULL, api);
 
 	if (!rc)
 		rc = mig_dest_start(&in, d, err, sizeof(err));

@@ -123,9 +123,9 @@ static struct kvm_cpuid2 *rich_host(void)
 {
 	static const struct {
 		uint32_t fn, idx;
-	} leaves[] = { { 0, 0 },	  { 1, 0 },	     { 6, 0 },	   { 7, 0 },	{ 7, 1 },
-		       { 0xa, 0 },	  { 0xd, 0 },	     { 0xd, 1 },   { 0x14, 0 }, { 0x40000001, 0 },
-		       { 0x80000001, 0 }, { 0x80000008, 0 } };
+	} leaves[] = { { 0, 0 },    { 1, 0 },	       { 6, 0 },	  { 7, 0 },
+		       { 7, 1 },    { 0xa, 0 },	       { 0xd, 0 },	  { 0xd, 1 },
+		       { 0x14, 0 }, { 0x40000001, 0 }, { 0x80000001, 0 }, { 0x80000008, 0 } };
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + NENT * sizeof(c->entries[0]));
 
 	for (size_t i = 0; i < ARRAY_SIZE(leaves); i++)
@@ -191,9 +191,9 @@ static void test_mask_v2(void)
 	CU_ASSERT(!sees(c, "avx") && !sees(c, "xsave") && !sees(c, "aes") && !sees(c, "vmx") &&
 		  !sees(c, "rdtscp") && !sees(c, "pdpe1gb"));
 	/* Exactly the template's bits, nothing the table does not name. */
-	CU_ASSERT_EQUAL(reg(c, 1, 0, CPU_ECX),
-			(1u << 0) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 21) |
-				(1u << 23) | (1u << 24));
+	CU_ASSERT_EQUAL(reg(c, 1, 0, CPU_ECX), (1u << 0) | (1u << 9) | (1u << 13) | (1u << 19) |
+						       (1u << 20) | (1u << 21) | (1u << 23) |
+						       (1u << 24));
 	CU_ASSERT_EQUAL(reg(c, 7, 0, CPU_EAX), 0);
 	CU_ASSERT_EQUAL(reg(c, 7, 0, CPU_EBX) | reg(c, 7, 0, CPU_ECX) | reg(c, 7, 0, CPU_EDX), 0);
 	CU_ASSERT_EQUAL(reg(c, 7, 1, CPU_EAX), 0);
@@ -244,7 +244,7 @@ static void test_refuse_missing(void)
 	char err[256] = "";
 
 	cpu_find(c, 1, 0)->ecx &= ~((1u << 0) | (1u << 23)); /* no sse3, no popcnt */
-	cpu_find(c, 7, 0)->ebx &= ~(1u << 8);		    /* no bmi2 */
+	cpu_find(c, 7, 0)->ebx &= ~(1u << 8);		     /* no bmi2 */
 	ref = malloc(sizeof(*c) + c->nent * sizeof(c->entries[0]));
 	memcpy(ref, c, sizeof(*c) + c->nent * sizeof(c->entries[0]));
 	CU_ASSERT_EQUAL(cpu_template_apply(c, 3, err, sizeof(err)), -ENOTSUP);
@@ -268,9 +268,11 @@ static void test_lacks_named(void)
 	cpu_find(host, 1, 0)->ecx &= ~(1u << 31); /* the hypervisor bit: not a feature */
 	CU_ASSERT_EQUAL(cpu_lacks(guest, host, out, sizeof(out)), 4);
 	CU_ASSERT_STRING_EQUAL(out, "avx2, bmi2, avx512f, cpuid 0x7.0 edx bit 5");
-	CU_ASSERT_EQUAL(cpu_lacks(guest, host, out, 12), 4); /* cut short, still counted */
-	CU_ASSERT(strlen(out) < 12);
-	CU_ASSERT(strstr(out, "...") != NULL);
+	CU_ASSERT_EQUAL(cpu_lacks(guest, host, out, 40), 4); /* cut short, still counted */
+	CU_ASSERT_STRING_EQUAL(out, "avx2, bmi2, avx512f and 1 more");
+	/* AMD's copies of CPUID 1 EDX bits in 0x80000001 EDX are no features of their own. */
+	cpu_find(host, 0x80000001, 0)->edx &= ~0x0183f3ffu;
+	CU_ASSERT_EQUAL(cpu_lacks(guest, host, out, sizeof(out)), 4);
 	/* A host without the leaf at all lacks all of it. */
 	cpu_find(host, 7, 1)->function = 0x55;
 	CU_ASSERT(cpu_lacks(guest, host, out, sizeof(out)) > 4);
