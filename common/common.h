@@ -105,6 +105,9 @@ int jsonl_send(int fd, const struct json_t *obj) CME_WUR;
 /* Read one line from a blocking fd (up to max bytes) and parse it as a JSON object.
  * Returns 0 with *out set (caller decrefs), -EPROTO on bad JSON, -EPIPE on EOF, -errno. */
 int jsonl_recv(int fd, size_t max, struct json_t **out) CME_WUR;
+/* A comma-separated list of names ("fpu,sse,sse2"; NULL is empty) as a new JSON array of
+ * strings; NULL when out of memory. */
+struct json_t *jsonl_names(const char *list);
 
 /* ---- CPU features and templates (cpufeat.c) --------------------------------------------- */
 

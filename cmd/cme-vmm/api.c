@@ -94,7 +94,7 @@ static json_t *cpu_features_json(struct vm *vm)
 {
 	char list[4096];
 
-	return api_names_json(vm_cpu_features(vm, list, sizeof(list)) < 0 ? "" : list);
+	return jsonl_names(vm_cpu_features(vm, list, sizeof(list)) < 0 ? "" : list);
 }
 
 static json_t *api_status(struct api *api, json_t *req)

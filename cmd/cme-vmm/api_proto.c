@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 
 json_t *api_error(const char *fmt, ...)
 {
@@ -36,18 +35,4 @@ int api_parse_request(const char *line, json_t **req, const char **cmd, char *er
 	*req = r;
 	*cmd = json_string_value(c);
 	return 0;
-}
-
-json_t *api_names_json(const char *list)
-{
-	json_t *a = json_array();
-
-	for (const char *p = list; a && p && *p;) {
-		size_t k = strcspn(p, ",");
-
-		if (k)
-			json_array_append_new(a, json_stringn(p, k));
-		p += k + (p[k] == ',');
-	}
-	return a;
 }

@@ -319,8 +319,7 @@ static int cpu_features_main(void)
 		if (!cpu_template_features(l, need, sizeof(need)) &&
 		    !cpu_list_lacks(have, need, NULL, 0))
 			json_array_append_new(tmpls, json_string(cpu_template_name(l)));
-	o = json_pack("{s:o,s:o}", "features", api_names_json(rc < 0 ? "" : have), "templates",
-		      tmpls);
+	o = json_pack("{s:o,s:o}", "features", jsonl_names(rc < 0 ? "" : have), "templates", tmpls);
 	if (rc >= 0)
 		rc = o && json_dumpf(o, stdout, JSON_COMPACT) == 0 ? 0 : -EIO;
 	json_decref(o);

@@ -74,8 +74,6 @@ int api_parse_request(const char *line, json_t **req, const char **cmd, char *er
 
 /* Build a reply: {"ok":false,"error":msg}. */
 json_t *api_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* A comma-separated list of names ("fpu,sse,sse2") as a JSON array (new reference). */
-json_t *api_names_json(const char *list);
 
 struct api;
 struct migration;
