@@ -52,10 +52,9 @@ static unsigned template_lacks(const char *have, int level, char *out, size_t le
 /* Boot the test guest on template tmpl (printing its CPUID lines). */
 static void boot_on(struct vmm_proc *p, const char *tmpl, const char *cmdline)
 {
-	const char *args[] = { "--mem",	   "256M",	 "--vcpus",	   "2",
-			       "--image",  test_guest(), "--cmdline",	   cmdline,
-			       "--name",   "tmpl",	 "--cpu-template", tmpl,
-			       NULL };
+	const char *args[] = { "--mem",		 "256M",      "--vcpus", "2",	   "--image",
+			       test_guest(),	 "--cmdline", cmdline,	 "--name", "tmpl",
+			       "--cpu-template", tmpl,	      NULL };
 
 	CU_ASSERT_EQUAL_FATAL(vmm_start(p, args), 0);
 	if (!vmm_console_wait(p, "READY", 30000)) {
@@ -108,9 +107,9 @@ static void status_cpu(struct vmm_proc *p, char *tmpl, size_t tlen, char *feats,
 
 	snprintf(tmpl, tlen, "%s", t ? t : "(none)");
 	feats[0] = 0;
-	json_array_foreach (a, i, v)
-		off += (size_t)snprintf(feats + off, off < flen ? flen - off : 0, "%s%s",
-					i ? "," : "", json_string_value(v));
+	json_array_foreach(a, i, v) off +=
+		(size_t)snprintf(feats + off, off < flen ? flen - off : 0, "%s%s", i ? "," : "",
+				 json_string_value(v));
 	CU_ASSERT(json_is_array(a) && off < flen);
 	json_decref(r);
 }
@@ -240,16 +239,10 @@ static void test_guest_masked(void)
 static void test_host_and_refusals(void)
 {
 	char have[LISTMAX], tmpl[32], feats[LISTMAX], lacks[1024], name[32], want[1200];
-	const char *bad[] = { test_bin("cme-vmm"),
-			      "run",
-			      "--image",
-			      test_guest(),
-			      "--cpu-template",
-			      "x86-64-v7",
-			      NULL };
-	const char *beyond[] = {
-		test_bin("cme-vmm"), "run", "--image", test_guest(), "--cpu-template", name, NULL
-	};
+	const char *bad[] = { test_bin("cme-vmm"), "run",	"--image", test_guest(),
+			      "--cpu-template",	   "x86-64-v7", NULL };
+	const char *beyond[] = { test_bin("cme-vmm"), "run", "--image", test_guest(),
+				 "--cpu-template",    name,  NULL };
 	struct vmm_proc p;
 	char *out;
 	int level = 1;
@@ -266,15 +259,18 @@ static void test_host_and_refusals(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--cpu-template x86-64-v7: unknown CPU template (one of "
 					   "host, x86-64-v1, x86-64-v2, x86-64-v3, x86-64-v4)"));
 	free(out);
-	while (level <= CPU_TEMPLATE_MAX_LEVEL && !template_lacks(have, level, lacks, sizeof(lacks)))
+	while (level <= CPU_TEMPLATE_MAX_LEVEL &&
+	       !template_lacks(have, level, lacks, sizeof(lacks)))
 		level++;
 	if (level > CPU_TEMPLATE_MAX_LEVEL) {
 		test_skip("this host offers every template up to x86-64-v4");
 		return;
 	}
 	snprintf(name, sizeof(name), "%s", cpu_template_name(level));
-	snprintf(want, sizeof(want), "--cpu-template %s: this host lacks %s (KVM does not offer "
-				     "them)", name, lacks);
+	snprintf(want, sizeof(want),
+		 "--cpu-template %s: this host lacks %s (KVM does not offer "
+		 "them)",
+		 name, lacks);
 	CU_ASSERT_EQUAL(test_run(beyond, &out, 30000), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
 	if (!strstr(out, want))
@@ -419,11 +415,13 @@ static void test_refused_names_features(void)
 void suite_cputemplate(void)
 {
 	static const struct test_case cases[] = {
-		{ "x86-64-v1: every vCPU is given the template's features only", test_guest_masked },
+		{ "x86-64-v1: every vCPU is given the template's features only",
+		  test_guest_masked },
 		{ "host template; templates beyond the host refused by name",
 		  test_host_and_refusals },
 		{ "a snapshot keeps the template", test_snapshot_keeps },
-		{ "a guest on x86-64-v1 migrates and keeps its template", test_migrate_on_template },
+		{ "a guest on x86-64-v1 migrates and keeps its template",
+		  test_migrate_on_template },
 		{ "a destination that lacks a feature refuses before any page, by name",
 		  test_refused_names_features },
 		{ NULL, NULL },
