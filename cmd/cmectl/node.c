@@ -23,9 +23,9 @@ static struct node_use node_use(const struct cl_view *v, const struct cl_ha *h, 
 	return u;
 }
 
-/* The CPU templates a node with these features can run, comma-separated into buf ("" when
- * it publishes no features). */
-static const char *node_templates(const char *features, char *buf, size_t len)
+/* The CPU templates a node with these features can run, separated by sep, into buf (""
+ * when it publishes no features). */
+static const char *node_templates(const char *features, const char *sep, char *buf, size_t len)
 {
 	char need[1024];
 	size_t off = 0;
@@ -34,7 +34,7 @@ static const char *node_templates(const char *features, char *buf, size_t len)
 	for (int l = 0; features[0] && l <= CPU_TEMPLATE_MAX_LEVEL; l++)
 		if (!cpu_template_features(l, need, sizeof(need)) &&
 		    !cpu_list_lacks(features, need, NULL, 0) && off < len)
-			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? sep : "",
 						cpu_template_name(l));
 	return buf;
 }
@@ -54,8 +54,9 @@ static json_t *node_obj(const struct cl_view *v, const struct cl_ha *h, size_t i
 		      (int)nv->node.cpus, "mem_mb", (json_int_t)nv->node.mem_mb, "cpus_used",
 		      (int)u.cpus, "mem_used_mb", (json_int_t)u.mem_mb, "vms", (int)u.vms,
 		      "version", nv->node.version, "started_ms", (json_int_t)nv->node.started_ms);
-	json_object_set_new(o, "cpu_templates",
-			    jsonl_names(node_templates(nv->node.cpu_features, tmpl, sizeof(tmpl))));
+	json_object_set_new(
+		o, "cpu_templates",
+		jsonl_names(node_templates(nv->node.cpu_features, ",", tmpl, sizeof(tmpl))));
 	json_object_set_new(o, "cpu_features", jsonl_names(nv->node.cpu_features));
 	return o;
 }
@@ -73,7 +74,7 @@ static void show_cpu(const struct cl_node_view *nv)
 		return;
 	}
 	printf("cpu:      templates %s\n",
-	       node_templates(nv->node.cpu_features, tmpl, sizeof(tmpl)));
+	       node_templates(nv->node.cpu_features, ", ", tmpl, sizeof(tmpl)));
 	printf("features:");
 	for (const char *p = nv->node.cpu_features; *p;) {
 		int k = (int)strcspn(p, ",");
