@@ -65,8 +65,7 @@ static int ask_vmm(const char *vmm, char *buf, size_t cap)
 	close(p[0]);
 	if (pid > 0 && n < 0)
 		kill(pid, SIGKILL);
-	if (pid > 0 && waitpid(pid, &st, 0) == pid && n >= 0 &&
-	    (!WIFEXITED(st) || WEXITSTATUS(st)))
+	if (pid > 0 && waitpid(pid, &st, 0) == pid && n >= 0 && (!WIFEXITED(st) || WEXITSTATUS(st)))
 		n = -EIO;
 	return n < 0 ? (int)n : 0;
 }
@@ -79,7 +78,8 @@ static int join_features(const char *answer, char *out, size_t len)
 	int rc = json_is_array(a) ? 0 : -EINVAL;
 
 	out[0] = 0;
-	json_array_foreach (a, i, v) {
+	json_array_foreach(a, i, v)
+	{
 		const char *s = json_string_value(v);
 		int w;
 

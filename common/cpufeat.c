@@ -313,3 +313,22 @@ unsigned cpu_list_lacks(const char *have, const char *need, char *out, size_t le
 	}
 	return n;
 }
+
+const char *cpu_templates_offered(const char *features, const char *sep, char *buf, size_t len)
+{
+	char need[1024];
+	size_t off = 0;
+
+	if (len)
+		buf[0] = 0;
+	for (int l = 0; features && features[0] && l <= CPU_TEMPLATE_MAX_LEVEL; l++) {
+		int n;
+
+		if (cpu_template_features(l, need, sizeof(need)) ||
+		    cpu_list_lacks(features, need, NULL, 0) || off >= len)
+			continue;
+		n = snprintf(buf + off, len - off, "%s%s", off ? sep : "", cpu_template_name(l));
+		off += n > 0 ? (size_t)n : 0;
+	}
+	return buf;
+}

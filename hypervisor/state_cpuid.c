@@ -153,14 +153,8 @@ int vm_cpu_save(struct vm *vm, uint8_t **buf, size_t *len)
 	Cme__VmConfig cfg = CME__VM_CONFIG__INIT;
 	int err = cpuid_state_save(vm, &a, &cfg);
 
-	if (!err) {
-		*len = cme__vm_config__get_packed_size(&cfg);
-		*buf = malloc(*len ? *len : 1);
-		if (*buf)
-			cme__vm_config__pack(&cfg, *buf);
-		else
-			err = -ENOMEM;
-	}
+	if (!err)
+		err = arena_pack(&a, &cfg.base, buf, len);
 	arena_free(&a);
 	return err;
 }

@@ -311,17 +311,15 @@ static int run_main(int argc, char **argv)
  * the features in its node's record. Exit 0, or 1 when KVM cannot be asked. */
 static int cpu_features_main(void)
 {
-	char have[CPU_LIST_MAX], need[CPU_LIST_MAX];
-	json_t *tmpls = json_array(), *o;
+	char have[CPU_LIST_MAX], tmpls[256];
 	int rc = vm_host_cpu_features(have, sizeof(have));
+	json_t *o;
 
-	for (int l = 0; rc >= 0 && l <= CPU_TEMPLATE_MAX_LEVEL; l++)
-		if (!cpu_template_features(l, need, sizeof(need)) &&
-		    !cpu_list_lacks(have, need, NULL, 0))
-			json_array_append_new(tmpls, json_string(cpu_template_name(l)));
-	o = json_pack("{s:o,s:o}", "features", jsonl_names(rc < 0 ? "" : have), "templates", tmpls);
-	if (rc >= 0)
-		rc = o && json_dumpf(o, stdout, JSON_COMPACT) == 0 ? 0 : -EIO;
+	if (rc < 0)
+		return VMM_EXIT_SETUP;
+	o = json_pack("{s:o,s:o}", "features", jsonl_names(have), "templates",
+		      jsonl_names(cpu_templates_offered(have, ",", tmpls, sizeof(tmpls))));
+	rc = o && json_dumpf(o, stdout, JSON_COMPACT) == 0 ? 0 : -EIO;
 	json_decref(o);
 	if (rc < 0)
 		return VMM_EXIT_SETUP;

@@ -23,22 +23,6 @@ static struct node_use node_use(const struct cl_view *v, const struct cl_ha *h, 
 	return u;
 }
 
-/* The CPU templates a node with these features can run, separated by sep, into buf (""
- * when it publishes no features). */
-static const char *node_templates(const char *features, const char *sep, char *buf, size_t len)
-{
-	char need[1024];
-	size_t off = 0;
-
-	buf[0] = 0;
-	for (int l = 0; features[0] && l <= CPU_TEMPLATE_MAX_LEVEL; l++)
-		if (!cpu_template_features(l, need, sizeof(need)) &&
-		    !cpu_list_lacks(features, need, NULL, 0) && off < len)
-			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? sep : "",
-						cpu_template_name(l));
-	return buf;
-}
-
 /* The object `node ls -o json` prints for node i (node show adds "owned"). */
 static json_t *node_obj(const struct cl_view *v, const struct cl_ha *h, size_t i)
 {
@@ -56,7 +40,7 @@ static json_t *node_obj(const struct cl_view *v, const struct cl_ha *h, size_t i
 		      "version", nv->node.version, "started_ms", (json_int_t)nv->node.started_ms);
 	json_object_set_new(
 		o, "cpu_templates",
-		jsonl_names(node_templates(nv->node.cpu_features, ",", tmpl, sizeof(tmpl))));
+		jsonl_names(cpu_templates_offered(nv->node.cpu_features, ",", tmpl, sizeof(tmpl))));
 	json_object_set_new(o, "cpu_features", jsonl_names(nv->node.cpu_features));
 	return o;
 }
@@ -74,7 +58,7 @@ static void show_cpu(const struct cl_node_view *nv)
 		return;
 	}
 	printf("cpu:      templates %s\n",
-	       node_templates(nv->node.cpu_features, ", ", tmpl, sizeof(tmpl)));
+	       cpu_templates_offered(nv->node.cpu_features, ", ", tmpl, sizeof(tmpl)));
 	printf("features:");
 	for (const char *p = nv->node.cpu_features; *p;) {
 		int k = (int)strcspn(p, ",");

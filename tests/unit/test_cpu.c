@@ -113,6 +113,19 @@ static void test_list_lacks(void)
 	CU_ASSERT(strlen(out) < 8);
 }
 
+static void test_templates_offered(void)
+{
+	char v3[2048], b[128];
+
+	CU_ASSERT_EQUAL_FATAL(cpu_template_features(3, v3, sizeof(v3)), 0);
+	CU_ASSERT_STRING_EQUAL(cpu_templates_offered(v3, ", ", b, sizeof(b)),
+			       "host, x86-64-v1, x86-64-v2, x86-64-v3");
+	CU_ASSERT_STRING_EQUAL(cpu_templates_offered("fpu,sse2", ",", b, sizeof(b)), "host");
+	CU_ASSERT_STRING_EQUAL(cpu_templates_offered("", ",", b, sizeof(b)), "");
+	CU_ASSERT_STRING_EQUAL(cpu_templates_offered(NULL, ",", b, sizeof(b)), "");
+	CU_ASSERT_STRING_EQUAL(cpu_templates_offered(v3, ",", b, 12), "host,x86-64");
+}
+
 /* ---- templates over CPUID tables ---------------------------------------------------- */
 
 #define NENT 24
@@ -304,6 +317,7 @@ void suite_cpu(void)
 		{ "template names and levels", test_template_names },
 		{ "each template's features", test_template_features },
 		{ "name lists: what one lacks of another", test_list_lacks },
+		{ "the templates a host's features can run", test_templates_offered },
 		{ "host template leaves CPUID as it is", test_host_unchanged },
 		{ "x86-64-v2 masks to its features exactly", test_mask_v2 },
 		{ "x86-64-v3/v4 keep only their XSAVE components", test_mask_v3_xsave },
