@@ -20,6 +20,7 @@
 
 #define CL_NAME_MAX 64
 #define CL_PATH_MAX 512
+#define CL_CPU_MAX  2048 /* a node's CPU features: comma-separated names */
 
 /* True when s is a valid node/VM/group name. */
 bool cl_name_ok(const char *s);
@@ -33,6 +34,9 @@ struct cl_node {
 	uint32_t vms;	     /* VMMs running here */
 	uint64_t started_ms; /* when this clusterd started (wall clock) */
 	char version[32];
+	/* What its KVM offers guests (`cme-vmm cpu-features`): comma-separated feature names
+	 * of common's table; "" when it could not tell (or an older node). */
+	char cpu_features[CL_CPU_MAX];
 };
 
 /* members/<node>: written by the node each time it registers; survives its lease, so a
@@ -67,8 +71,9 @@ struct cl_spec {
 	char pin_vcpus[128];	  /* "CPU,CPU,...": host CPU of vCPU i, "" for none */
 	char cgroup[CL_PATH_MAX]; /* "PATH[,cpu=CPUS][,mem=SIZE]", "" for none */
 	bool hugepages, ksm;
-	bool balloon;	     /* a virtio memory balloon */
-	uint64_t balloon_mb; /* its desired target (cmectl vm balloon); the owner applies it */
+	bool balloon;	       /* a virtio memory balloon */
+	uint64_t balloon_mb;   /* its desired target (cmectl vm balloon); the owner applies it */
+	char cpu_template[16]; /* cme-vmm's --cpu-template; "" is "host" */
 	int priority;
 	bool running; /* desired state */
 	uint64_t created_ms;
@@ -157,8 +162,11 @@ int cl_migration_parse(const char *txt, size_t len, struct cl_migration *m,
 int cl_event_parse(const char *txt, size_t len, struct cl_event *e, struct etcd_err *err) CME_WUR;
 
 /* A spec's checks beyond types: sizes in range, exactly one of image/kernel, restart policy
- * known, names valid. 0 or -EINVAL with the reason. */
+ * known, names valid, CPU template known. 0 or -EINVAL with the reason. */
 int cl_spec_check(const struct cl_spec *s, struct etcd_err *err) CME_WUR;
+/* The CPU features any node that starts a VM of spec s must offer (its CPU template's;
+ * "" for "host"), comma-separated into buf of len bytes. Returns buf. */
+const char *cl_spec_cpu_need(const struct cl_spec *s, char *buf, size_t len);
 
 /* True for the phases in which a migration still runs (requested ready streaming committed). */
 bool cl_migration_active(const struct cl_migration *m);
@@ -210,11 +218,15 @@ struct cl_vm_view *cl_view_vm(const struct cl_view *v, const char *name);
 /* The view as ha's plain structs (names point into v, which must outlive it): a VM is
  * wanted when its spec says running, its owner is its owner record's node, its target the
  * target of an active migration; restart is set unless its policy is "never", running
- * when its status says running on its owner at the owner's epoch. Returns 0 or -ENOMEM; free with cl_ha_free. */
+ * when its status says running on its owner at the owner's epoch. A node's CPU features
+ * are its record's (NULL when it is down or published none); a VM needs its CPU
+ * template's features, or, on "host" while it runs, those of its owner. Returns 0 or
+ * -ENOMEM; free with cl_ha_free. */
 struct cl_ha {
 	struct ha_cluster c;
 	struct ha_node *nodes;
 	struct ha_vm *vms;
+	char *need; /* what each CPU template needs: CPU_TEMPLATE_MAX_LEVEL + 1 lists */
 };
 int cl_view_ha(const struct cl_view *v, struct cl_ha *out) CME_WUR;
 void cl_ha_free(struct cl_ha *h);

@@ -25,10 +25,15 @@ struct field {
 	}
 
 static const struct field node_f[] = {
-	FLD(cl_node, name, F_NAME, true),    FLD(cl_node, addr, F_STR, true),
-	FLD(cl_node, cpus, F_U32, true),     FLD(cl_node, mem_mb, F_U64, true),
-	FLD(cl_node, vms, F_U32, false),     FLD(cl_node, started_ms, F_U64, false),
-	FLD(cl_node, version, F_STR, false), { 0 },
+	FLD(cl_node, name, F_NAME, true),
+	FLD(cl_node, addr, F_STR, true),
+	FLD(cl_node, cpus, F_U32, true),
+	FLD(cl_node, mem_mb, F_U64, true),
+	FLD(cl_node, vms, F_U32, false),
+	FLD(cl_node, started_ms, F_U64, false),
+	FLD(cl_node, version, F_STR, false),
+	FLD(cl_node, cpu_features, F_STR, false),
+	{ 0 },
 };
 
 static const struct field admin_f[] = {
@@ -45,16 +50,27 @@ static const struct field member_f[] = {
 };
 
 static const struct field spec_f[] = {
-	FLD(cl_spec, name, F_NAME, true),	FLD(cl_spec, vcpus, F_U32, true),
-	FLD(cl_spec, mem_mb, F_U64, true),	FLD(cl_spec, image, F_STR, false),
-	FLD(cl_spec, kernel, F_STR, false),	FLD(cl_spec, initrd, F_STR, false),
-	FLD(cl_spec, cmdline, F_STR, false),	FLD(cl_spec, restart, F_STR, false),
-	FLD(cl_spec, group, F_STR, false),	FLD(cl_spec, disk, F_STR, false),
-	FLD(cl_spec, balloon, F_BOOL, false),	FLD(cl_spec, balloon_mb, F_U64, false),
-	FLD(cl_spec, priority, F_INT, false),	FLD(cl_spec, running, F_BOOL, false),
-	FLD(cl_spec, created_ms, F_U64, false), FLD(cl_spec, pin_vcpus, F_STR, false),
-	FLD(cl_spec, cgroup, F_STR, false),	FLD(cl_spec, hugepages, F_BOOL, false),
-	FLD(cl_spec, ksm, F_BOOL, false),	{ 0 },
+	FLD(cl_spec, name, F_NAME, true),
+	FLD(cl_spec, vcpus, F_U32, true),
+	FLD(cl_spec, mem_mb, F_U64, true),
+	FLD(cl_spec, image, F_STR, false),
+	FLD(cl_spec, kernel, F_STR, false),
+	FLD(cl_spec, initrd, F_STR, false),
+	FLD(cl_spec, cmdline, F_STR, false),
+	FLD(cl_spec, restart, F_STR, false),
+	FLD(cl_spec, group, F_STR, false),
+	FLD(cl_spec, disk, F_STR, false),
+	FLD(cl_spec, balloon, F_BOOL, false),
+	FLD(cl_spec, balloon_mb, F_U64, false),
+	FLD(cl_spec, priority, F_INT, false),
+	FLD(cl_spec, running, F_BOOL, false),
+	FLD(cl_spec, created_ms, F_U64, false),
+	FLD(cl_spec, pin_vcpus, F_STR, false),
+	FLD(cl_spec, cgroup, F_STR, false),
+	FLD(cl_spec, hugepages, F_BOOL, false),
+	FLD(cl_spec, ksm, F_BOOL, false),
+	FLD(cl_spec, cpu_template, F_STR, false),
+	{ 0 },
 };
 
 static const struct field owner_f[] = {
@@ -358,7 +374,18 @@ int cl_spec_check(const struct cl_spec *s, struct etcd_err *err)
 		   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/,=") !=
 		    strlen(s->cgroup))
 		return spec_bad(err, "cgroup must be a relative PATH[,cpu=CPUS][,mem=SIZE]");
+	if (cpu_template_level(s->cpu_template) < 0)
+		return spec_bad(err, "cpu_template must be one of " CPU_TEMPLATE_NAMES);
 	return 0;
+}
+
+const char *cl_spec_cpu_need(const struct cl_spec *s, char *buf, size_t len)
+{
+	int level = cpu_template_level(s->cpu_template);
+
+	if (len && (level <= 0 || cpu_template_features(level, buf, len)))
+		buf[0] = 0;
+	return buf;
 }
 
 bool cl_migration_active(const struct cl_migration *m)

@@ -256,22 +256,48 @@ static bool runs_on_owner(const struct cl_vm_view *m)
 	       !strcmp(m->status.node, m->owner.node) && m->status.epoch == m->owner.epoch;
 }
 
+#define NEED_MAX 1024 /* one template's feature list */
+
+/* What m needs of a node's CPU (ha_vm's cpu_need): its template's, or on "host" while it
+ * runs, what its owner offers. */
+static const char *vm_cpu_need(const struct cl_view *v, const struct cl_vm_view *m,
+			       const struct cl_ha *h)
+{
+	const struct cl_node_view *owner;
+	int level = m->has_spec ? cpu_template_level(m->spec.cpu_template) : 0;
+
+	if (level > 0)
+		return h->need + (size_t)level * NEED_MAX;
+	if (level < 0 || !runs_on_owner(m))
+		return NULL;
+	owner = cl_view_node(v, m->owner.node);
+	return owner && owner->alive && owner->node.cpu_features[0] ? owner->node.cpu_features
+								    : NULL;
+}
+
 int cl_view_ha(const struct cl_view *v, struct cl_ha *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->nodes = calloc(v->nnodes + 1, sizeof(*h->nodes));
 	h->vms = calloc(v->nvms + 1, sizeof(*h->vms));
-	if (!h->nodes || !h->vms) {
+	h->need = calloc(CPU_TEMPLATE_MAX_LEVEL + 1, NEED_MAX);
+	if (!h->nodes || !h->vms || !h->need) {
 		cl_ha_free(h);
 		return -ENOMEM;
 	}
+	for (int l = 1; l <= CPU_TEMPLATE_MAX_LEVEL; l++)
+		if (cpu_template_features(l, h->need + (size_t)l * NEED_MAX, NEED_MAX))
+			h->need[(size_t)l * NEED_MAX] = 0;
 	for (size_t i = 0; i < v->nnodes; i++) {
 		const struct cl_node_view *n = &v->nodes[i];
 
 		h->nodes[i] = (struct ha_node){ .name = n->name,
 						.alive = n->alive,
 						.cpus = n->alive ? n->node.cpus : 0,
-						.mem_mb = n->alive ? n->node.mem_mb : 0 };
+						.mem_mb = n->alive ? n->node.mem_mb : 0,
+						.cpu_features = n->alive && n->node.cpu_features[0]
+									? n->node.cpu_features
+									: NULL };
 		if (!ha_admin_parse(n->admin.state, &h->nodes[i].admin))
 			h->nodes[i].admin = HA_MAINTENANCE; /* unknown: schedule nothing there */
 	}
@@ -289,6 +315,7 @@ int cl_view_ha(const struct cl_view *v, struct cl_ha *h)
 			.wanted = m->has_spec && m->spec.running,
 			.restart = m->has_spec && strcmp(m->spec.restart, "never") != 0,
 			.running = runs_on_owner(m),
+			.cpu_need = vm_cpu_need(v, m, h),
 		};
 	}
 	h->c = (struct ha_cluster){ h->nodes, v->nnodes, h->vms, v->nvms };
@@ -299,5 +326,6 @@ void cl_ha_free(struct cl_ha *h)
 {
 	free(h->nodes);
 	free(h->vms);
+	free(h->need);
 	memset(h, 0, sizeof(*h));
 }

@@ -101,6 +101,7 @@ struct cd {
 	size_t nalive_prev;
 	char (*lost_said)[CL_NAME_MAX]; /* leader: lost nodes it announced (until they return) */
 	size_t nlost_said;
+	char cpu_features[CL_CPU_MAX]; /* what this host's KVM offers ("": unknown), hostcpu.c */
 };
 
 /* ---- state.c: what every file of the daemon shares ---- */
@@ -214,6 +215,11 @@ void cd_quorum_view(struct cd *cd, const struct cl_view *v, uint64_t read_ns);
  * May ask the peers (at most about a second). */
 bool cd_quorum_fenced(struct cd *cd, const struct cl_view *v, const char *node, char *why,
 		      size_t len);
+
+/* ---- hostcpu.c ---- */
+/* Ask `cme-vmm cpu-features` what this host's KVM offers, into cd->cpu_features ("" and a
+ * logged reason when it cannot tell). Once, at start, before any thread. */
+void cd_host_cpu(struct cd *cd);
 
 /* ---- vmm.c: local VMM processes ---- */
 struct lvm *cd_lvm_find(struct cd *cd, const char *name);

@@ -232,6 +232,7 @@ static bool register_node(struct cd *cd, const struct cl_view *v)
 	snprintf(n.name, sizeof(n.name), "%s", cd->cfg->node);
 	snprintf(n.addr, sizeof(n.addr), "%s", cd->cfg->address);
 	snprintf(n.version, sizeof(n.version), "%s", CME_VERSION);
+	snprintf(n.cpu_features, sizeof(n.cpu_features), "%s", cd->cpu_features);
 	n.vms = running;
 	n.started_ms = nv && nv->alive ? nv->node.started_ms : wall_ms();
 	cd_key(cd, key, sizeof(key), "nodes", cd->cfg->node, NULL);
@@ -359,6 +360,7 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 	rc = prepare(&cd, err, errlen);
 	if (rc)
 		goto out;
+	cd_host_cpu(&cd);
 	rc = cd_quorum_start(&cd, err, errlen);
 	if (rc)
 		goto out;

@@ -255,9 +255,14 @@ static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **ar
 }
 
 /* --balloon (a device: the source's and the target's must match), --pin-vcpus, --cgroup,
- * --hugepages, --ksm. */
+ * --hugepages, --ksm, --cpu-template (a migration's target: the most it offers the guest,
+ * which brings its own). */
 static void resource_args(const struct cl_spec *s, char **argv, int *n)
 {
+	if (s->cpu_template[0]) {
+		argv[(*n)++] = "--cpu-template";
+		argv[(*n)++] = (char *)s->cpu_template;
+	}
 	if (s->balloon)
 		argv[(*n)++] = "--balloon";
 	if (s->pin_vcpus[0]) {

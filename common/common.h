@@ -1,5 +1,6 @@
 /* common — small helpers shared by every module: logging, errors, time, sizes, I/O and
- * JSON lines. No dependencies beyond libc and jansson. */
+ * JSON lines, and the CPU feature table both planes share. No dependencies beyond libc and
+ * jansson. */
 #ifndef CME_COMMON_H
 #define CME_COMMON_H
 
@@ -104,5 +105,47 @@ int jsonl_send(int fd, const struct json_t *obj) CME_WUR;
 /* Read one line from a blocking fd (up to max bytes) and parse it as a JSON object.
  * Returns 0 with *out set (caller decrefs), -EPROTO on bad JSON, -EPIPE on EOF, -errno. */
 int jsonl_recv(int fd, size_t max, struct json_t **out) CME_WUR;
+/* A comma-separated list of names ("fpu,sse,sse2"; NULL is empty) as a new JSON array of
+ * strings; NULL when out of memory. */
+struct json_t *jsonl_names(const char *list);
+
+/* ---- CPU features and templates (cpufeat.c) --------------------------------------------- */
+
+/* A CPUID register. */
+enum cpu_reg { CPU_EAX, CPU_EBX, CPU_ECX, CPU_EDX };
+
+/* One x86 CPU feature: a bit of one CPUID leaf's register, by the name operators know. */
+struct cpu_feature {
+	const char *name; /* as Linux's /proc/cpuinfo names it (sse3 for its "pni") */
+	uint32_t leaf, subleaf;
+	uint8_t reg;   /* enum cpu_reg */
+	uint8_t bit;   /* 0..31 */
+	uint8_t level; /* 1..4: the templates x86-64-v<level> and up need it; 0: none does */
+};
+
+/* Every feature CME names, in CPUID order; *n gets how many. Static, never freed. */
+const struct cpu_feature *cpu_feature_table(size_t *n);
+/* The feature called name, or NULL. */
+const struct cpu_feature *cpu_feature_find(const char *name);
+
+/* CPU templates: "host" (level 0: what KVM offers, as it is) and "x86-64-v1".."x86-64-v4"
+ * (levels 1..4: masked down to the features of that level and below). */
+#define CPU_TEMPLATE_MAX_LEVEL 4
+#define CPU_TEMPLATE_NAMES     "host, x86-64-v1, x86-64-v2, x86-64-v3, x86-64-v4"
+/* The level of the template called name (NULL and "" are "host"), or -EINVAL. */
+int cpu_template_level(const char *name);
+/* The name of template level (0..CPU_TEMPLATE_MAX_LEVEL), "unknown" otherwise. */
+const char *cpu_template_name(int level);
+/* The features template level needs, comma-separated ("" for host) into buf. Returns 0, or
+ * -ENOSPC when they do not fit in len bytes. */
+int cpu_template_features(int level, char *buf, size_t len) CME_WUR;
+/* The names in need that have lacks (both comma-separated lists of feature names; NULL is
+ * empty), ", "-separated into out (may be NULL; cut short when len is too small). Returns
+ * how many. */
+unsigned cpu_list_lacks(const char *have, const char *need, char *out, size_t len);
+/* The CPU templates a host offering features (comma-separated) can run, separated by sep,
+ * into buf (cut short at len): "host" and each level whose features it all has; "" for no
+ * features (unknown). Returns buf. */
+const char *cpu_templates_offered(const char *features, const char *sep, char *buf, size_t len);
 
 #endif

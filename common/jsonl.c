@@ -111,3 +111,17 @@ int jsonl_recv(int fd, size_t max, struct json_t **out)
 	*out = (struct json_t *)obj;
 	return 0;
 }
+
+struct json_t *jsonl_names(const char *list)
+{
+	json_t *a = json_array();
+
+	for (const char *p = list; a && p && *p;) {
+		size_t k = strcspn(p, ",");
+
+		if (k)
+			json_array_append_new(a, json_stringn(p, k));
+		p += k + (p[k] == ',');
+	}
+	return a;
+}

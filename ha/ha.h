@@ -1,7 +1,7 @@
 /* ha — the cluster's placement decisions over plain structs: where a VM should run, which
  * migrations a drain starts next, what a node has in use, and until when a node may run
- * guests (fencing). No etcd, no KVM, no allocation: clusterd fills a struct ha_cluster from
- * its records and acts on the answers.
+ * guests (fencing). No etcd, no KVM, no allocation (common's CPU feature lists only):
+ * clusterd fills a struct ha_cluster from its records and acts on the answers.
  *
  * Usage rule, shared by every function here: a wanted VM uses its vcpus and mem_mb on its
  * owner node and, while a migration is in flight, also on its target node (both copies
@@ -23,6 +23,9 @@ struct ha_node {
 	enum ha_admin admin;
 	uint32_t cpus;	 /* vCPUs it offers */
 	uint64_t mem_mb; /* MiB of guest memory it offers */
+	/* Its CPU features (what its KVM offers guests), comma-separated names of common's
+	 * table; NULL when it publishes none (a node of an older version). */
+	const char *cpu_features;
 };
 
 struct ha_vm {
@@ -36,6 +39,10 @@ struct ha_vm {
 	bool wanted;	    /* its spec wants it running (only wanted VMs use capacity) */
 	bool restart;	    /* its policy restarts it elsewhere when its host dies */
 	bool running;	    /* it runs on its owner (status running at the owner's epoch) */
+	/* The CPU features a node must offer to run it, comma-separated: its CPU template's,
+	 * or, for "host", those of the node it runs on (a live migration must not take any
+	 * away). NULL or "": none. */
+	const char *cpu_need;
 };
 
 /* The cluster as the leader sees it; the caller owns both arrays. */
@@ -63,16 +70,21 @@ const char *ha_admin_name(enum ha_admin a);
 void ha_node_usage(const struct ha_cluster *c, size_t node, uint32_t *cpus_used,
 		   uint64_t *mem_used_mb);
 
+/* The features of vm->cpu_need that node n does not offer, ", "-separated into out (may be
+ * NULL; cut short at len). Returns how many; a node that publishes no features offers
+ * none of them. */
+unsigned ha_cpu_lacks(const struct ha_node *n, const struct ha_vm *vm, char *out, size_t len);
+
 /* The index in c->nodes where vm should run, or -1. vm need not be one of c->vms; a VM of
  * c->vms with vm's name (or vm itself) never counts against a node, so a VM can be
  * re-placed where it already runs. A node is eligible when it is alive, HA_SCHEDULABLE,
- * not named exclude (NULL: none; the node a migration leaves), has at least vm's vCPUs and
- * MiB free (offered minus used by other VMs) and holds no other wanted VM of vm's
- * non-empty group as owner or migration target. The choice is the eligible node with the
+ * not named exclude (NULL: none; the node a migration leaves), offers every CPU feature vm
+ * needs (ha_cpu_lacks), has at least vm's vCPUs and MiB free (offered minus used by other
+ * VMs) and holds no other wanted VM of vm's non-empty group as owner or migration target. The choice is the eligible node with the
  * most MiB free after placement, then most vCPUs free, then the smallest name. On -1,
  * why (if not NULL) gets one line naming every node and why it could not take vm, e.g.
  * "no node can take vm web1 (2 vCPUs, 1024 MiB): node-a has 512 MiB/3 vCPUs free; node-b
- * is draining; node-c is down"; truncated to whylen. On success why is set to "". */
+ * is draining; node-c is down; node-d lacks CPU features avx2, bmi2"; truncated to whylen. On success why is set to "". */
 int ha_place(const struct ha_cluster *c, const struct ha_vm *vm, const char *exclude, char *why,
 	     size_t whylen);
 

@@ -1,4 +1,5 @@
-# ha: placement and drain planning over plain structs (see README.md). No dependencies.
+# ha: placement and drain planning over plain structs (see README.md). Depends on common
+# only for its CPU feature lists.
 MODULES += ha
-ha_DEPS :=
+ha_DEPS := common
 ha_SRCS := ha/admin.c ha/usage.c ha/place.c ha/drain.c ha/restart.c ha/fence.c

@@ -4,9 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common.h"
 #include "ha_priv.h"
 
-enum refusal { FITS, DOWN, ADMIN, EXCLUDED, FULL, RIVAL };
+enum refusal { FITS, DOWN, ADMIN, EXCLUDED, CPU, FULL, RIVAL };
 
 /* What one node offers the VM being placed. */
 struct verdict {
@@ -57,6 +58,11 @@ static const struct ha_vm *group_rival(const struct ha_view *v, const struct ha_
 	return NULL;
 }
 
+unsigned ha_cpu_lacks(const struct ha_node *n, const struct ha_vm *vm, char *out, size_t len)
+{
+	return cpu_list_lacks(n->cpu_features, vm->cpu_need, out, len);
+}
+
 static struct verdict judge(const struct ha_view *v, const struct ha_vm *vm, size_t node,
 			    const char *exclude)
 {
@@ -74,6 +80,8 @@ static struct verdict judge(const struct ha_view *v, const struct ha_vm *vm, siz
 		d.no = ADMIN;
 	else if (ha_same(n->name, exclude))
 		d.no = EXCLUDED;
+	else if (ha_cpu_lacks(n, vm, NULL, 0))
+		d.no = CPU;
 	else if (d.free_cpus < vm->vcpus || d.free_mem < vm->mem_mb)
 		d.no = FULL;
 	else if ((d.rival = group_rival(v, vm, node)))
@@ -90,13 +98,28 @@ static const char *admin_phrase(enum ha_admin a)
 	}
 }
 
-static void say_refusal(struct line *l, const struct ha_node *n, const struct verdict *d)
+/* "node-b lacks CPU features avx2, bmi2" (or that it publishes none). */
+static void say_cpu(struct line *l, const struct ha_node *n, const struct ha_vm *vm)
+{
+	char lacks[256];
+
+	if (!n->cpu_features) {
+		line_add(l, "%s publishes no CPU features (an older cme-clusterd)", n->name);
+		return;
+	}
+	ha_cpu_lacks(n, vm, lacks, sizeof(lacks));
+	line_add(l, "%s lacks CPU features %s", n->name, lacks);
+}
+
+static void say_refusal(struct line *l, const struct ha_node *n, const struct ha_vm *vm,
+			const struct verdict *d)
 {
 	line_add(l, "%s", l->parts++ ? "; " : "");
 	switch (d->no) {
 	case DOWN: line_add(l, "%s is down", n->name); break;
 	case ADMIN: line_add(l, "%s is %s", n->name, admin_phrase(n->admin)); break;
 	case EXCLUDED: line_add(l, "%s is the node it leaves", n->name); break;
+	case CPU: say_cpu(l, n, vm); break;
 	case FULL:
 		line_add(l, "%s has %" PRIu64 " MiB/%" PRIu32 " vCPUs free", n->name, d->free_mem,
 			 d->free_cpus);
@@ -136,7 +159,7 @@ int ha_place_in(const struct ha_view *v, const struct ha_vm *vm, const char *exc
 	for (size_t i = 0; i < v->c->nnodes; i++) {
 		d = judge(v, vm, i, exclude);
 		if (d.no != FITS)
-			say_refusal(&l, &v->c->nodes[i], &d);
+			say_refusal(&l, &v->c->nodes[i], vm, &d);
 		else if (pick < 0 || better(v->c, i, &d, (size_t)pick, &best)) {
 			pick = (int)i;
 			best = d;

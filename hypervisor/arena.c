@@ -1,6 +1,7 @@
 /* The arena of a state message being built: many small allocations, one release. */
 #include "arena_priv.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,18 @@ void *arena_dup(struct arena *a, const void *src, size_t size)
 	void *p = arena_alloc(a, size);
 
 	return p ? memcpy(p, src, size) : NULL;
+}
+
+int arena_pack(const struct arena *a, const ProtobufCMessage *msg, uint8_t **buf, size_t *len)
+{
+	if (a->failed)
+		return -ENOMEM;
+	*len = protobuf_c_message_get_packed_size(msg);
+	*buf = malloc(*len ? *len : 1);
+	if (!*buf)
+		return -ENOMEM;
+	protobuf_c_message_pack(msg, *buf);
+	return 0;
 }
 
 void arena_free(struct arena *a)

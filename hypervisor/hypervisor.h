@@ -75,6 +75,11 @@ struct vm_config {
 	 * VM_HANDOFF_CLAIM, once the source has let them go. */
 	bool incoming;
 	bool balloon; /* a virtio memory balloon, the last virtio slot (not with hugepages) */
+	/* The CPU template (README "CPU templates"): NULL or "host" for KVM's supported CPUID
+	 * as it is, "x86-64-v1".."x86-64-v4" for it masked down to that level. A restored or
+	 * arriving guest keeps the template of its state; on a migration's destination this
+	 * one bounds what this host offers it. Not copied. */
+	const char *cpu_template;
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_ENDED };
@@ -124,6 +129,7 @@ struct vm_info {
 	bool hugepages, ksm;
 	unsigned nr_pin; /* vCPUs 0..nr_pin-1 are pinned, to host CPU pin[i] */
 	int pin[VM_MAX_VCPUS];
+	const char *cpu_template; /* its CPU template's name; valid while the VM lives */
 };
 
 /* What a net device has done, for status. */
@@ -325,5 +331,28 @@ int vm_snapshot_write(struct vm *vm, const char *path, struct vm_snapshot_stats 
  * Returns 0 with *out, or -errno. */
 int vm_snapshot_restore(const char *path, const struct vm_config *cfg, struct vm **out,
 			struct vm_snapshot_stats *st, char *err, size_t errlen) CME_WUR;
+
+/* ---- CPU templates (README "CPU templates") ----------------------------------------- */
+
+/* The CPU features this host's KVM offers (KVM_GET_SUPPORTED_CPUID, named by common's
+ * table), comma-separated into buf. Returns how many, or -errno with a logged reason
+ * (-ENOSPC: buf too short). */
+int vm_host_cpu_features(char *buf, size_t len) CME_WUR;
+/* Can this host offer the CPU template called name (NULL: "host")? 0, or -ENOTSUP with
+ * the features it lacks logged in one line (-EINVAL: no such template; -errno: KVM
+ * cannot be asked). */
+int vm_host_cpu_check(const char *name) CME_WUR;
+/* The features vm's guest sees, comma-separated into buf. Returns how many or -ENOSPC. */
+int vm_cpu_features(struct vm *vm, char *buf, size_t len) CME_WUR;
+/* The guest's CPU as its state records it: a packed VmConfig (proto/vmstate.proto) that
+ * holds only the CPU template's name and the CPUID. Returns 0 with *buf (malloc'd, the
+ * caller frees) and *len, or -ENOMEM. */
+int vm_cpu_save(struct vm *vm, uint8_t **buf, size_t *len) CME_WUR;
+/* Can vm (created here, not started: KVM's CPUID masked by its cfg's cpu_template) give
+ * the guest that the packed VmConfig describes every feature it sees? 0 when it can, or
+ * when the config has no CPUID (older VMMs sent none); -ENOTSUP with "this host lacks
+ * avx2, bmi2 that the guest sees" in err; -EINVAL when it does not parse or names an
+ * unknown template. */
+int vm_cpu_check(struct vm *vm, const uint8_t *buf, size_t len, char *err, size_t errlen) CME_WUR;
 
 #endif

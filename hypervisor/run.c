@@ -156,6 +156,7 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
 	info->ksm = vm->cfg.ksm;
 	info->nr_pin = vm->cfg.nr_pin;
 	memcpy(info->pin, vm->cfg.pin, sizeof(info->pin));
+	info->cpu_template = vm->cpu_template;
 	if (vm->state == VM_PAUSED)
 		info->paused_ns += now - vm->pause_start_ns;
 	pthread_mutex_unlock(&vm->run_lock);

@@ -169,16 +169,8 @@ int vm_state_save(struct vm *vm, uint8_t **buf, size_t *len)
 		err = devices_save(vm, &a, &st);
 	if (!err)
 		err = vcpus_save(vm, &a, &st);
-	if (!err && a.failed) /* every builder checks its own; this is the backstop */
-		err = -ENOMEM;
-	if (!err) {
-		*len = cme__vm_state__get_packed_size(&st);
-		*buf = malloc(*len ? *len : 1);
-		if (*buf)
-			cme__vm_state__pack(&st, *buf);
-		else
-			err = -ENOMEM;
-	}
+	if (!err) /* every builder checks its own allocations; arena_pack is the backstop */
+		err = arena_pack(&a, &st.base, buf, len);
 	arena_free(&a);
 	return err;
 }

@@ -1,4 +1,5 @@
 /* VM creation and teardown: /dev/kvm, memory slots, in-kernel irqchip and PIT. */
+#include "cpu_priv.h"
 #include "dev_priv.h"
 
 #include <errno.h>
@@ -153,25 +154,67 @@ static int vm_setup_irqchip(struct vm *vm)
 	return err;
 }
 
+/* Mask c (KVM's supported CPUID) to the template called name; a template this host cannot
+ * offer is refused with the features it lacks. */
+static int template_apply(struct kvm_cpuid2 *c, const char *name)
+{
+	int level = cpu_template_level(name);
+	char why[600];
+	int err = cpu_template_apply(c, level, why, sizeof(why));
+
+	if (err == -ENOTSUP)
+		log_err(SUB, "--cpu-template %s: %s (KVM does not offer them)",
+			cpu_template_name(level), why);
+	else if (err)
+		log_err(SUB, "unknown CPU template \"%s\" (%s)", name, CPU_TEMPLATE_NAMES);
+	return err;
+}
+
+/* KVM's supported CPUID masked down to the VM's template: what every vCPU is given. */
 static int vm_get_cpuid(struct vm *vm)
 {
-	for (unsigned n = 128; n <= 4096; n *= 2) {
-		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+	int err = cpu_supported(vm->kvm_fd, &vm->cpuid);
 
-		if (!c)
-			return -ENOMEM;
-		c->nent = n;
-		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-			vm->cpuid = c;
-			return 0;
-		}
-		free(c);
-		if (errno != E2BIG) {
-			log_err(SUB, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
-			return -errno;
-		}
-	}
-	return -E2BIG;
+	if (!err)
+		err = template_apply(vm->cpuid, vm->cfg.cpu_template);
+	if (!err)
+		snprintf(vm->cpu_template, sizeof(vm->cpu_template), "%s",
+			 cpu_template_name(cpu_template_level(vm->cfg.cpu_template)));
+	return err;
+}
+
+/* This host's supported CPUID, for the host-wide questions below (caller frees). */
+static int host_cpuid(struct kvm_cpuid2 **c)
+{
+	int fd = kvm_open(), rc;
+
+	if (fd < 0)
+		return fd;
+	rc = cpu_supported(fd, c);
+	close(fd);
+	return rc;
+}
+
+int vm_host_cpu_features(char *buf, size_t len)
+{
+	struct kvm_cpuid2 *c = NULL;
+	int rc = host_cpuid(&c);
+
+	if (!rc)
+		rc = cpu_feature_names(c, ",", buf, len);
+	free(c);
+	return rc;
+}
+
+int vm_host_cpu_check(const char *name)
+{
+	struct kvm_cpuid2 *c = NULL;
+	int rc = host_cpuid(&c);
+
+	if (!rc)
+		rc = template_apply(c, name);
+	free(c);
+	return rc;
 }
 
 /* Manual-protect mode: KVM_GET_DIRTY_LOG only reads the bitmap, and pages are

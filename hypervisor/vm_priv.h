@@ -67,6 +67,7 @@ struct vm {
 	unsigned nr_slots;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	struct kvm_cpuid2 *cpuid; /* the template every vCPU got (APIC IDs patched per vCPU) */
+	char cpu_template[16];	  /* its CPU template's name (common's cpu_template_name) */
 	uint32_t *msr_index;	  /* MSRs captured per vCPU: KVM's list, readable ones */
 	unsigned nr_msrs;
 	bool has_xsave, has_xcrs;

@@ -131,6 +131,25 @@ static int in_check_hello(struct mig_dest *c, const Cme__MigHello *h)
 	return 0;
 }
 
+/* The guest's CPU (HELLO's config) against what this VM offers: KVM's CPUID here, masked
+ * by this side's --cpu-template. A refusal names what this host lacks. */
+static int in_check_cpu(struct mig_dest *c, const Cme__VmConfig *cfg)
+{
+	size_t len = cme__vm_config__get_packed_size(cfg);
+	uint8_t *buf = malloc(len ? len : 1);
+	char why[400] = "";
+	int rc;
+
+	if (!buf)
+		return mig_in_fail(c, -ENOMEM, "out of memory");
+	cme__vm_config__pack(cfg, buf);
+	rc = vm_cpu_check(c->vm, buf, len, why, sizeof(why));
+	free(buf);
+	if (rc)
+		return mig_in_fail(c, rc, "%s", why);
+	return 0;
+}
+
 /* HELLO: check the offer, build the VM, and answer. */
 static int in_hello(struct mig_dest *c)
 {
@@ -161,6 +180,8 @@ static int in_hello(struct mig_dest *c)
 		rc = vm_create(&cfg, &c->vm);
 		if (rc)
 			mig_in_fail(c, rc, "cannot create the VM here: %s", strerror(-rc));
+		else
+			rc = in_check_cpu(c, h->config);
 	}
 	cme__mig_hello__free_unpacked(h, NULL);
 	if (in_welcome(c, !rc, rc ? c->err : NULL) < 0 && !rc)

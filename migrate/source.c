@@ -30,21 +30,39 @@ void mig_params_defaults(struct mig_params *p)
 
 /* ---- setup ------------------------------------------------------------------------------ */
 
+/* The guest's CPU (template and CPUID) in the HELLO's config, so the destination refuses a
+ * guest it cannot run before any page is sent. NULL when out of memory (the destination
+ * then checks the CPUID only when it loads the state). */
+static Cme__VmConfig *hello_config(struct migration *m)
+{
+	Cme__VmConfig *cfg = NULL;
+	uint8_t *buf;
+	size_t len;
+
+	if (vm_cpu_save(m->vm, &buf, &len))
+		return NULL;
+	cfg = cme__vm_config__unpack(NULL, len, buf);
+	free(buf);
+	return cfg;
+}
+
 static int mig_hello(struct migration *m)
 {
 	Cme__MigHello h = CME__MIG_HELLO__INIT;
-	Cme__VmConfig cfg = CME__VM_CONFIG__INIT;
+	Cme__VmConfig bare = CME__VM_CONFIG__INIT, *cfg = hello_config(m);
 	struct vm_info info;
 	uint8_t *payload;
 	uint32_t type, len;
 	int err;
 
+	if (!cfg)
+		cfg = &bare;
 	vm_get_info(m->vm, &info);
-	cfg.mem_bytes = info.mem_bytes;
-	cfg.nr_vcpus = info.nr_vcpus;
-	cfg.tsc_khz = info.tsc_khz;
+	cfg->mem_bytes = info.mem_bytes;
+	cfg->nr_vcpus = info.nr_vcpus;
+	cfg->tsc_khz = info.tsc_khz;
 	h.version = MIG_PROTOCOL_VERSION;
-	h.config = &cfg;
+	h.config = cfg;
 	h.session = (ProtobufCBinaryData){ sizeof(m->session), m->session };
 	h.channels = m->nch;
 	h.vm_name = (char *)info.name;
@@ -52,6 +70,8 @@ static int mig_hello(struct migration *m)
 	uint64_t t0 = now_ns();
 
 	err = mig_rec_send_msg(m->ctl, REC_HELLO, &h.base);
+	if (cfg != &bare)
+		cme__vm_config__free_unpacked(cfg, NULL);
 	if (!err)
 		err = mig_rec_recv(m->ctl, &type, &payload, &len);
 	m->rtt_ms = (now_ns() - t0 + 999999) / 1000000;

@@ -89,23 +89,33 @@ static json_t *nets_json(struct vm *vm, const struct vm_info *info)
 	return a;
 }
 
+/* The features the guest sees (its CPU template's), as names. */
+static json_t *cpu_features_json(struct vm *vm)
+{
+	char list[4096];
+
+	return jsonl_names(vm_cpu_features(vm, list, sizeof(list)) < 0 ? "" : list);
+}
+
 static json_t *api_status(struct api *api, json_t *req)
 {
 	struct vm_info info;
-	json_t *vcpus = json_array();
+	json_t *vcpus = json_array(), *r;
 
 	(void)req;
 	vm_get_info(api->vm, &info);
 	for (unsigned i = 0; i < info.nr_vcpus; i++)
 		json_array_append_new(vcpus, vcpu_stats_json(api->vm, i));
-	return json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "ok", 1, "name",
-			 info.name, "state", api_state_name(&info), "mem_bytes",
-			 (json_int_t)info.mem_bytes, "vcpus", (int)info.nr_vcpus, "tsc_khz",
-			 (json_int_t)info.tsc_khz, "uptime_ms",
-			 (json_int_t)(info.uptime_ns / 1000000), "paused_ms",
-			 (json_int_t)(info.paused_ns / 1000000), "vcpu", vcpus, "fence",
-			 api_fence_json(api->vm), "resources", resources_json(&info, api->cg),
-			 "balloon", api_balloon_json(api->vm), "net", nets_json(api->vm, &info));
+	r = json_pack("{s:b,s:s,s:s,s:I,s:i,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "ok", 1, "name",
+		      info.name, "state", api_state_name(&info), "mem_bytes",
+		      (json_int_t)info.mem_bytes, "vcpus", (int)info.nr_vcpus, "tsc_khz",
+		      (json_int_t)info.tsc_khz, "uptime_ms", (json_int_t)(info.uptime_ns / 1000000),
+		      "paused_ms", (json_int_t)(info.paused_ns / 1000000), "vcpu", vcpus, "fence",
+		      api_fence_json(api->vm), "resources", resources_json(&info, api->cg),
+		      "balloon", api_balloon_json(api->vm), "net", nets_json(api->vm, &info));
+	json_object_set_new(r, "cpu_template", json_string(info.cpu_template));
+	json_object_set_new(r, "cpu_features", cpu_features_json(api->vm));
+	return r;
 }
 
 static json_t *api_pause(struct api *api, json_t *req)

@@ -1,4 +1,4 @@
-/* Option parsing for `cme-vmm run` and `cme-vmm restore`. Pure: checks syntax and
+/* Option parsing for `cme-vmm run`, `restore` and `incoming`. Pure: checks syntax and
  * limits, touches nothing. */
 #include "vmm.h"
 
@@ -267,6 +267,14 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 		return 0;
 	case 'K': o->ksm = true; return 0;
 	case 'B': o->balloon = true; return 0;
+	case 'U':
+		if (cpu_template_level(a) < 0 || !a[0])
+			return arg_fail(err, errlen,
+					"--cpu-template %s: unknown CPU template (one "
+					"of " CPU_TEMPLATE_NAMES ")",
+					a);
+		o->cpu_template = a;
+		return 0;
 	case 'd': return parse_disk(a, o, err, errlen);
 	case 'N': return parse_net(a, o, err, errlen);
 	case 'm': return parse_mem(a, o, err, errlen);
@@ -332,10 +340,10 @@ static int check_mode(const struct run_opts *o, bool restore, char *err, size_t 
 				"--listen, --tls-dir and --commit belong to incoming");
 	if (check_devices(o, err, errlen))
 		return -EINVAL;
-	if (restore && (o->image || o->kernel || o->cmdline || o->initrd))
+	if (restore && (o->image || o->kernel || o->cmdline || o->initrd || o->cpu_template))
 		return arg_fail(err, errlen, "%s",
 				"restore takes the guest from the snapshot: no --image, --kernel, "
-				"--initrd or --cmdline");
+				"--initrd, --cmdline or --cpu-template");
 	if (restore)
 		return 0;
 	if (o->image && o->kernel)
@@ -391,6 +399,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "epoch", required_argument, NULL, 'E' },
 		{ "cgroup", required_argument, NULL, 'G' },
 		{ "balloon", no_argument, NULL, 'B' },
+		{ "cpu-template", required_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool restore = !strcmp(argv[0], "restore"), incoming = !strcmp(argv[0], "incoming");

@@ -1,7 +1,8 @@
 /* cme-vmm: one VM per process on Linux KVM.
  *   cme-vmm run --mem SIZE --vcpus N --image FILE [--cmdline S] [--console C] [--api P]
  *   cme-vmm restore FILE [--console C] [--api P] [--paused]
- *   cme-vmm ctl --api PATH CMD [JSON-ARGS] */
+ *   cme-vmm ctl --api PATH CMD [JSON-ARGS]
+ *   cme-vmm cpu-features */
 #include "migrate.h"
 #include "vmm.h"
 
@@ -16,6 +17,9 @@
 
 #define SUB "vmm"
 
+#define CPU_TEMPLATE_LIST "host|x86-64-v1|x86-64-v2|x86-64-v3|x86-64-v4"
+#define CPU_LIST_MAX	  4096
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage:\n"
@@ -23,17 +27,19 @@ static void usage(FILE *f)
 		   "              [--vcpus N] [--cmdline STR]\n"
 		   "              [--console stdout|none|file:PATH|socket:PATH] [--api PATH]\n"
 		   "              [--name NAME] [--fence-deadline NS] [--exit-file PATH]\n"
+		   "              [--cpu-template " CPU_TEMPLATE_LIST "]\n"
 		   "  cme-vmm restore FILE [--console ...] [--api PATH] [--name NAME] [--paused]\n"
 		   "              [--fence-deadline NS]\n"
 		   "  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
 		   "              [--commit direct|external] [--console ...] [--api PATH]\n"
-		   "              [--name NAME] [--fence-deadline NS]\n"
+		   "              [--name NAME] [--fence-deadline NS] [--cpu-template NAME]\n"
 		   "  cme-vmm migrate --api PATH --to HOST:PORT --tls-dir DIR [--downtime-ms N]\n"
 		   "              [--postcopy | --postcopy-after ROUNDS]\n"
 		   "              [--max-bandwidth RATE] [--channels N] [--timeout SECONDS]\n"
 		   "              [--peer-name NAME] [--max-rounds N] [--no-auto-converge]\n"
 		   "              [--commit direct|external]\n"
 		   "  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
+		   "  cme-vmm cpu-features\n"
 		   "  cme-vmm help\n");
 }
 
@@ -142,7 +148,8 @@ static void opts_vm_config(const struct run_opts *o, struct vm_config *cfg)
 				   .ksm = o->ksm,
 				   .nr_pin = o->nr_pin,
 				   .epoch = o->epoch,
-				   .balloon = o->balloon };
+				   .balloon = o->balloon,
+				   .cpu_template = o->cpu_template };
 	memcpy(cfg->disks, o->disks, sizeof(cfg->disks));
 	memcpy(cfg->nets, o->nets, sizeof(cfg->nets));
 	memcpy(cfg->pin, o->pin, sizeof(cfg->pin));
@@ -198,7 +205,9 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 	int rc;
 
 	opts_vm_config(o, &cfg);
-	rc = pin_check(o) ? -EINVAL : api_open(o->api_path, NULL, api);
+	/* A template this host cannot offer at all is refused at start, as run refuses it. */
+	rc = pin_check(o) || vm_host_cpu_check(o->cpu_template) ? -EINVAL
+								: api_open(o->api_path, NULL, api);
 
 	if (!rc)
 		rc = mig_dest_start(&in, d, err, sizeof(err));
@@ -312,6 +321,27 @@ static int run_main(int argc, char **argv)
 	return rc;
 }
 
+/* `cme-vmm cpu-features`: what this host's KVM offers, one JSON object on stdout:
+ * {"features":[names],"templates":[the CPU templates it can run]}. cme-clusterd publishes
+ * the features in its node's record. Exit 0, or 1 when KVM cannot be asked. */
+static int cpu_features_main(void)
+{
+	char have[CPU_LIST_MAX], tmpls[256];
+	int rc = vm_host_cpu_features(have, sizeof(have));
+	json_t *o;
+
+	if (rc < 0)
+		return VMM_EXIT_SETUP;
+	o = json_pack("{s:o,s:o}", "features", jsonl_names(have), "templates",
+		      jsonl_names(cpu_templates_offered(have, ",", tmpls, sizeof(tmpls))));
+	rc = o && json_dumpf(o, stdout, JSON_COMPACT) == 0 ? 0 : -EIO;
+	json_decref(o);
+	if (rc < 0)
+		return VMM_EXIT_SETUP;
+	putchar('\n');
+	return VMM_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	log_init("cme-vmm", getenv("CME_DEBUG") ? LOG_DEBUG : LOG_INFO);
@@ -325,6 +355,8 @@ int main(int argc, char **argv)
 		return vmm_migrate_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return vmm_ctl_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "cpu-features") && argc == 2)
+		return cpu_features_main();
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
 		usage(stdout);
 		return 0;

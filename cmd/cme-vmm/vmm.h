@@ -59,6 +59,9 @@ struct run_opts {
 	uint64_t epoch; /* --epoch N: the VM's owner epoch (guards its disks) */
 	struct cg_opts cgroup;
 	bool balloon; /* --balloon: a virtio memory balloon, the last virtio slot */
+	/* --cpu-template NAME: what the guest sees (run), or the most this host offers an
+	 * arriving guest (incoming); NULL: "host" */
+	const char *cpu_template;
 };
 
 /* Parse `run`, `restore` or `incoming` options (argv[0] is the verb). On error returns -EINVAL and writes a one-line

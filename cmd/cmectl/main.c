@@ -12,7 +12,7 @@ static int cmd_help(struct ctl *c, int argc, char **argv);
 static const struct ctl_cmd commands[] = {
 	{ "node", "ls", ctl_cmd_node_ls, "", "nodes: up/down, admin state, capacity used/offered" },
 	{ "node", "show", ctl_cmd_node_show, "NAME",
-	  "one node: record, admin state, usage, its VMs" },
+	  "one node: record, admin state, usage, CPU features, its VMs" },
 	{ "node", "drain", ctl_cmd_node_drain, "NAME [--no-wait]",
 	  "live-migrate every VM away; wait until the node owns none" },
 	{ "node", "maintenance", ctl_cmd_node_maintenance, "NAME [--no-wait]",
@@ -25,6 +25,7 @@ static const struct ctl_cmd commands[] = {
 	  "        [--cmdline STR] [--restart always|on-failure|never] [--group GROUP]\n"
 	  "        [--priority N] [--disk PATH[,ro][,direct]] [--balloon] [--pin-vcpus CPU,...]\n"
 	  "        [--cgroup PATH[,cpu=CPUS][,mem=SIZE]] [--hugepages] [--ksm]\n"
+	  "        [--cpu-template host|x86-64-v1|x86-64-v2|x86-64-v3|x86-64-v4]\n"
 	  "        [--stopped] [--no-wait]",
 	  "define a VM (files must exist at the same path on every node) and start it" },
 	{ "vm", "ls", ctl_cmd_vm_ls, "", "VMs: state, node, epoch, size, migration in flight" },

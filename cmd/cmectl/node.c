@@ -28,15 +28,50 @@ static json_t *node_obj(const struct cl_view *v, const struct cl_ha *h, size_t i
 {
 	const struct cl_node_view *nv = &v->nodes[i];
 	struct node_use u = node_use(v, h, i);
+	char tmpl[128];
+	json_t *o;
 
-	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:s, s:i, s:I, s:i, s:I, s:i, s:s, s:I}",
-			 "name", nv->name, "state", nv->alive ? "up" : "down", "leader",
-			 !strcmp(v->leader, nv->name), "admin", nv->admin.state, "admin_since_ms",
-			 (json_int_t)nv->admin.since_ms, "addr", nv->node.addr, "cpus",
-			 (int)nv->node.cpus, "mem_mb", (json_int_t)nv->node.mem_mb, "cpus_used",
-			 (int)u.cpus, "mem_used_mb", (json_int_t)u.mem_mb, "vms", (int)u.vms,
-			 "version", nv->node.version, "started_ms",
-			 (json_int_t)nv->node.started_ms);
+	o = json_pack("{s:s, s:s, s:b, s:s, s:I, s:s, s:i, s:I, s:i, s:I, s:i, s:s, s:I}", "name",
+		      nv->name, "state", nv->alive ? "up" : "down", "leader",
+		      !strcmp(v->leader, nv->name), "admin", nv->admin.state, "admin_since_ms",
+		      (json_int_t)nv->admin.since_ms, "addr", nv->node.addr, "cpus",
+		      (int)nv->node.cpus, "mem_mb", (json_int_t)nv->node.mem_mb, "cpus_used",
+		      (int)u.cpus, "mem_used_mb", (json_int_t)u.mem_mb, "vms", (int)u.vms,
+		      "version", nv->node.version, "started_ms", (json_int_t)nv->node.started_ms);
+	json_object_set_new(
+		o, "cpu_templates",
+		jsonl_names(cpu_templates_offered(nv->node.cpu_features, ",", tmpl, sizeof(tmpl))));
+	json_object_set_new(o, "cpu_features", jsonl_names(nv->node.cpu_features));
+	return o;
+}
+
+/* "cpu:" and "features:" lines, the features wrapped under each other. */
+static void show_cpu(const struct cl_node_view *nv)
+{
+	char tmpl[128];
+	size_t col = 10;
+
+	if (!nv->node.cpu_features[0]) {
+		printf("cpu:      %s\n", nv->alive ? "no CPU features published (an older "
+						     "cme-clusterd, or cme-vmm cpu-features failed)"
+						   : "-");
+		return;
+	}
+	printf("cpu:      templates %s\n",
+	       cpu_templates_offered(nv->node.cpu_features, ", ", tmpl, sizeof(tmpl)));
+	printf("features:");
+	for (const char *p = nv->node.cpu_features; *p;) {
+		int k = (int)strcspn(p, ",");
+
+		if (col + (size_t)k + 1 > 96) {
+			printf("\n         ");
+			col = 9;
+		}
+		printf(" %.*s", k, p);
+		col += (size_t)k + 1;
+		p += k + (p[k] == ',');
+	}
+	printf("\n");
 }
 
 static void node_row(struct table *t, const struct cl_view *v, const struct cl_ha *h, size_t i)
@@ -124,6 +159,7 @@ static void show_text(const struct cl_view *v, const struct cl_ha *h, size_t i)
 	printf("memory:   %" PRIu64 " MiB used of %" PRIu64 " MiB\n", u.mem_mb, nv->node.mem_mb);
 	printf("version:  %s\n", ctl_out_dash(nv->node.version));
 	printf("started:  %s\n", ctl_out_time(nv->node.started_ms, tb));
+	show_cpu(nv);
 	printf("VMs:      %u\n", u.vms);
 	for (size_t k = 0; k < v->nvms; k++) {
 		const struct cl_vm_view *vv = &v->vms[k];

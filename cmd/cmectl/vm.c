@@ -104,6 +104,8 @@ static void show_spec(const struct cl_spec *s)
 		printf("resources: pin-vcpus %s, cgroup %s, hugepages %s, ksm %s\n",
 		       ctl_out_dash(s->pin_vcpus), ctl_out_dash(s->cgroup),
 		       s->hugepages ? "yes" : "no", s->ksm ? "yes" : "no");
+	if (s->cpu_template[0])
+		printf("cpu:       template %s\n", s->cpu_template);
 	printf("created:   %s\n", ctl_out_time(s->created_ms, tb));
 }
 

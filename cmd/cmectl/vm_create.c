@@ -11,7 +11,7 @@
 
 struct create_args {
 	const char *name, *mem, *vcpus, *image, *kernel, *initrd, *cmdline, *restart, *group,
-		*priority, *disk, *pin_vcpus, *cgroup;
+		*priority, *disk, *pin_vcpus, *cgroup, *cpu_template;
 	bool stopped, no_wait, hugepages, ksm, balloon;
 };
 
@@ -83,6 +83,13 @@ static int fill_spec(const struct create_args *a, struct cl_spec *s)
 	    copy_str(s->cgroup, sizeof(s->cgroup), a->cgroup, "--cgroup") ||
 	    parse_priority(a->priority, &s->priority))
 		return CTL_USAGE;
+	if (a->cpu_template &&
+	    (!a->cpu_template[0] || cpu_template_level(a->cpu_template) < 0 ||
+	     copy_str(s->cpu_template, sizeof(s->cpu_template), a->cpu_template, "--cpu-template")))
+		return ctl_usage(
+			CMD ": --cpu-template %s: unknown CPU template (one of " CPU_TEMPLATE_NAMES
+			    ")",
+			a->cpu_template);
 	s->running = !a->stopped;
 	s->hugepages = a->hugepages;
 	s->ksm = a->ksm;
@@ -132,15 +139,18 @@ static int resolve_disk(char *disk)
 	return CTL_OK;
 }
 
-/* Refuse a name in use, and check that some node can run the VM now. */
+/* Refuse a name in use, and check that some node can run the VM now (its CPU template
+ * included). */
 static int check_cluster(struct ctl *c, const struct cl_spec *s)
 {
+	char need[1024];
 	struct ha_vm vm = { .name = s->name,
 			    .vcpus = s->vcpus,
 			    .mem_mb = s->mem_mb,
 			    .group = s->group,
 			    .priority = s->priority,
-			    .wanted = true };
+			    .wanted = true,
+			    .cpu_need = cl_spec_cpu_need(s, need, sizeof(need)) };
 	struct cl_view v;
 	struct cl_ha h;
 	char why[1024];
@@ -233,6 +243,7 @@ int ctl_cmd_vm_create(struct ctl *c, int argc, char **argv)
 		{ "--disk", NULL, FL_STR, NULL, &a.disk },
 		{ "--pin-vcpus", NULL, FL_STR, NULL, &a.pin_vcpus },
 		{ "--cgroup", NULL, FL_STR, NULL, &a.cgroup },
+		{ "--cpu-template", NULL, FL_STR, NULL, &a.cpu_template },
 		{ "--hugepages", NULL, FL_BOOL, &a.hugepages, NULL },
 		{ "--ksm", NULL, FL_BOOL, &a.ksm, NULL },
 		{ "--balloon", NULL, FL_BOOL, &a.balloon, NULL },

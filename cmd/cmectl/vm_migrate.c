@@ -17,10 +17,27 @@ struct mig_req {
 	int64_t mig_rev; /* the existing record's mod_revision, 0 when there is none */
 };
 
-/* The target node named by --to: known, up, schedulable, not the source, with room. */
-static int check_target(const struct cl_view *v, const struct cl_ha *h, const struct cl_vm_view *vv,
-			struct mig_req *r)
+/* The target offers every CPU feature the VM sees (its template's, or on "host" its
+ * node's): a destination without one would refuse the migration anyway. */
+static int check_cpu(const struct ha_node *n, const struct ha_vm *vm, const struct cl_spec *s)
 {
+	char lacks[512];
+
+	if (!ha_cpu_lacks(n, vm, lacks, sizeof(lacks)))
+		return CTL_OK;
+	if (!n->cpu_features)
+		return ctl_fail("target %s publishes no CPU features (an older cme-clusterd): it "
+				"cannot be shown to run vm %s's CPU",
+				n->name, vm->name);
+	return ctl_fail("target %s lacks CPU features %s that vm %s sees (cpu template %s)",
+			n->name, lacks, vm->name, s->cpu_template[0] ? s->cpu_template : "host");
+}
+
+/* The target node named by --to: known, up, schedulable, not the source, offering the
+ * VM's CPU features, with room. */
+static int check_target(const struct cl_view *v, const struct cl_ha *h, long vi, struct mig_req *r)
+{
+	const struct cl_vm_view *vv = &v->vms[vi];
 	long i = ctl_node_index(v, r->to);
 	const char *no;
 	uint32_t cpus;
@@ -33,6 +50,8 @@ static int check_target(const struct cl_view *v, const struct cl_ha *h, const st
 		return ctl_fail("target %s is %s", r->to, no);
 	if (!strcmp(r->to, vv->owner.node))
 		return ctl_fail("vm %s already runs on %s", vv->name, r->to);
+	if (check_cpu(&h->nodes[i], &h->vms[vi], &vv->spec))
+		return CTL_FAIL;
 	ha_node_usage(&h->c, (size_t)i, &cpus, &mem);
 	free_cpus = h->nodes[i].cpus > cpus ? h->nodes[i].cpus - cpus : 0;
 	free_mem = h->nodes[i].mem_mb > mem ? h->nodes[i].mem_mb - mem : 0;
@@ -87,7 +106,7 @@ static int plan(struct ctl *c, struct mig_req *r)
 	vi = ctl_vm_index(&v, r->vm);
 	rc = check_vm(vi >= 0 ? &v.vms[vi] : NULL, r->vm);
 	if (!rc && !(rc = ctl_view_ha(&v, &h))) {
-		rc = r->to ? check_target(&v, &h, &v.vms[vi], r) : pick_target(&v, &h, vi, r);
+		rc = r->to ? check_target(&v, &h, vi, r) : pick_target(&v, &h, vi, r);
 		cl_ha_free(&h);
 	}
 	if (!rc) {

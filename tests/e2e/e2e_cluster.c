@@ -43,7 +43,8 @@ static int write_conf_at(struct cluster *c, int i, const char *path, const char 
 		"lease_ttl = 3\nprogress_interval_ms = 200\nprepare_timeout = 20\n%s",
 		n->name, n->etcd_url[0] ? n->etcd_url : c->etcd.url, n->addr,
 		n->peer_host[0] ? n->peer_host : n->addr, c->certs, n->name, state,
-		test_bin("cme-vmm"), c->mem_mb, c->extra_conf);
+		n->vmm[0] ? n->vmm : test_bin("cme-vmm"), n->mem_mb ? n->mem_mb : c->mem_mb,
+		c->extra_conf);
 	return fclose(f) ? -errno : 0;
 }
 
@@ -103,6 +104,15 @@ int cluster_node_start(struct cluster *c, int i, const char *env)
 		return -errno;
 	n->pid = pid;
 	return 0;
+}
+
+int cluster_node_reconfigure(struct cluster *c, int i)
+{
+	int rc;
+
+	cluster_node_kill(c, i);
+	rc = write_conf(c, i);
+	return rc ? rc : cluster_node_start(c, i, NULL);
 }
 
 void cluster_node_kill(struct cluster *c, int i)

@@ -20,6 +20,8 @@ struct node_proc {
 	char log[512];
 	char etcd_url[64];  /* "" : the cluster's */
 	char peer_host[32]; /* "" : addr */
+	char vmm[512];	    /* "" : the built cme-vmm */
+	unsigned mem_mb;    /* 0 : the cluster's */
 	pid_t pid;
 };
 
@@ -51,6 +53,9 @@ int cluster_start_netns(struct cluster *c, int n, unsigned mem_mb, const char *e
 			char *why, size_t whylen);
 /* (Re)start daemon i; env "NAME=VALUE" (may be NULL) is added to its environment. */
 int cluster_node_start(struct cluster *c, int i, const char *env);
+/* Restart daemon i (kill -9, then start) with a configuration written again from its
+ * node_proc: how a test gives one node another vmm or mem. 0 or -errno. */
+int cluster_node_reconfigure(struct cluster *c, int i);
 /* Start a second daemon with node i's name (and its own state dir, c->twin_state): a
  * copied configuration. Killed by the teardown. */
 int cluster_twin_start(struct cluster *c, int i);

@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#define NODE_MEM_MB 1536
-#define WAIT_MS	    30000
+#define NODE_MEM_MB	1536
+#define WAIT_MS		30000
+#define CL_CPU_MAX_TEST 2048
 
 static struct cluster C;
 
@@ -636,6 +638,135 @@ static void test_create_resources(void)
 	free(dir);
 }
 
+/* node-c's VMM as a host whose KVM lacks sse2 would have it: cme-clusterd asks it what
+ * the host offers and hears every feature but sse2; every other command is the real
+ * cme-vmm's. A test-only stand-in for a host of another CPU generation. */
+static void narrow_vmm(char *path, size_t len)
+{
+	FILE *f;
+
+	snprintf(path, len, "%s/cme-vmm-no-sse2", test_tmpdir());
+	f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f,
+		"#!/bin/sh\n"
+		"if [ \"$1\" = cpu-features ]; then\n"
+		"\tout=$('%s' cpu-features) || exit 1\n"
+		"\tprintf '%%s\\n' \"$out\" | sed 's/\"sse2\",//'\n"
+		"\texit 0\n"
+		"fi\n"
+		"exec '%s' \"$@\"\n",
+		test_bin("cme-vmm"), test_bin("cme-vmm"));
+	CU_ASSERT_EQUAL_FATAL(fclose(f), 0);
+	CU_ASSERT_EQUAL_FATAL(chmod(path, 0755), 0);
+}
+
+/* Wait until nodes/<node> offers mem_mb (0: any) and publishes CPU features; those into
+ * buf ("" when that did not happen in time). */
+static void node_features(const char *node, uint64_t mem_mb, char *buf, size_t len)
+{
+	char key[64];
+
+	snprintf(key, sizeof(key), "nodes/%s", node);
+	buf[0] = 0;
+	for (int t = 0; t < WAIT_MS; t += 100, sleep_ms(100)) {
+		json_t *r = cluster_get(&C, key);
+		const char *f = json_string_value(json_object_get(r, "cpu_features"));
+		json_int_t mem = json_integer_value(json_object_get(r, "mem_mb"));
+
+		snprintf(buf, len, "%s", f && (!mem_mb || mem == (json_int_t)mem_mb) ? f : "");
+		json_decref(r);
+		if (buf[0])
+			return;
+	}
+}
+
+/* `node show -o json`: cpu_templates is exactly tmpl, cpu_features the record's list. */
+static void expect_json_cpu(const char *out, const char *tmpl, const char *features)
+{
+	json_t *o = json_loads(out, 0, NULL), *t = json_object_get(o, "cpu_templates"),
+	       *f = json_object_get(o, "cpu_features"), *v;
+	char list[CL_CPU_MAX_TEST] = "";
+	size_t i, off = 0;
+
+	CU_ASSERT_EQUAL(json_array_size(t), 1);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_array_get(t, 0)), tmpl);
+	json_array_foreach(f, i, v) off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+							    i ? "," : "", json_string_value(v));
+	CU_ASSERT_STRING_EQUAL(list, features);
+	json_decref(o);
+}
+
+/* Every node publishes its CPU features and `cmectl node show` lists them; a VM on
+ * x86-64-v1 is placed, drained and migrated only onto nodes whose CPU has all of it, even
+ * when the node that lacks sse2 has the most room; a VM on "host" may start there. */
+static void test_cpu_templates(void)
+{
+	char fa[CL_CPU_MAX_TEST], fc[CL_CPU_MAX_TEST];
+	char *out = NULL, *err = NULL;
+	int rc, a;
+
+	START_CLUSTER(3);
+	narrow_vmm(C.node[2].vmm, sizeof(C.node[2].vmm));
+	C.node[2].mem_mb = 3 * NODE_MEM_MB; /* the most room: placement would pick it */
+	CU_ASSERT_EQUAL_FATAL(cluster_node_reconfigure(&C, 2), 0);
+	node_features("node-a", 0, fa, sizeof(fa));
+	CU_ASSERT_PTR_NOT_NULL(strstr(fa, ",sse2,"));
+	node_features("node-c", C.node[2].mem_mb, fc, sizeof(fc));
+	CU_ASSERT_FATAL(fc[0] && !strstr(fc, ",sse2,"));
+
+	rc = cmectl(&C, &out, &err, "node", "show", "node-a", NULL);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "cpu:      templates host, x86-64-v1"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "features: fpu "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, " sse2 "));
+	printf("\n%s", out);
+	free(out);
+	free(err);
+	rc = cmectl(&C, &out, &err, "-o", "json", "node", "show", "node-c", NULL);
+	CU_ASSERT_EQUAL(rc, 0);
+	expect_json_cpu(out, "host", fc);
+	free(out);
+	free(err);
+
+	/* Created: not on node-c, which has the most room but no sse2. */
+	rc = cmectl(&C, &out, &err, "vm", "create", "v1", "--mem", "256M", "--vcpus", "1",
+		    "--image", test_guest(), "--cmdline", "wss_mb=32", "--cpu-template",
+		    "x86-64-v1", NULL);
+	cluster_expect_ok("vm create --cpu-template", rc, out, err);
+	a = owner_of("v1", NULL);
+	CU_ASSERT_FATAL(a == 0 || a == 1);
+	CU_ASSERT_TRUE(wait_running("v1"));
+	CU_ASSERT_TRUE(wait_heartbeats(a, "v1", 3));
+	{
+		json_t *st = cluster_vmm_status(&C, a, "v1");
+
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "cpu_template")),
+				       "x86-64-v1");
+		json_decref(st);
+	}
+	/* An explicit target without sse2 is refused, naming it. */
+	rc = cmectl(&C, &out, &err, "vm", "migrate", "v1", "--to", "node-c", NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "target node-c lacks CPU features sse2 that vm v1 sees "
+					   "(cpu template x86-64-v1)"));
+	free(out);
+	free(err);
+	/* Drained: to the other capable node, not to node-c. */
+	rc = cmectl(&C, &out, &err, "node", "drain", C.node[a].name, NULL);
+	cluster_expect_ok("node drain", rc, out, err);
+	CU_ASSERT_EQUAL(owner_of("v1", NULL), 1 - a);
+	CU_ASSERT_TRUE(wait_running("v1"));
+	assert_continued("v1", a, 1 - a);
+	rc = cmectl(&C, &out, &err, "node", "undrain", C.node[a].name, NULL);
+	cluster_expect_ok("node undrain", rc, out, err);
+
+	/* A VM on "host" needs nothing of a node to start: node-c's room wins. */
+	create_vm("h1", "256M", "wss_mb=32");
+	CU_ASSERT_EQUAL(owner_of("h1", NULL), 2);
+	CU_ASSERT_TRUE(wait_running("h1"));
+}
+
 void suite_cluster(void)
 {
 	static const struct test_case cases[] = {
@@ -646,6 +777,9 @@ void suite_cluster(void)
 		{ "cmectl vm migrate of a VM with a disk: the image moves with it",
 		  test_migrate_disk },
 		{ "drain a node with two VMs", test_drain_two },
+		{ "CPU templates: node features, placement, drain and migrate skip a node that "
+		  "lacks one",
+		  test_cpu_templates },
 		{ "etcd restart: nothing stopped or duplicated", test_etcd_restart },
 		{ "source daemon dies after the owner txn", test_source_dies_after_commit },
 		{ "daemon restart re-adopts; a dead VMM is restarted",

@@ -16,4 +16,5 @@ void suite_virtio(void);
 void suite_resources(void);
 void suite_balloon(void);
 void suite_net(void);
+void suite_cputemplate(void);
 #endif

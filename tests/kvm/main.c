@@ -21,5 +21,6 @@ int main(void)
 	suite_resources();
 	suite_balloon();
 	suite_net();
+	suite_cputemplate();
 	return test_main("kvm");
 }

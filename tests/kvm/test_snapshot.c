@@ -245,6 +245,8 @@ static void test_old_snapshot(void)
 	CU_ASSERT(vmm_heartbeats(&p, hb, 4) >= 3);
 	CU_ASSERT_EQUAL(hb[0].seq, 20);
 	CU_ASSERT(guest_check_console(&p) >= 3);
+	/* Written before CPU templates: its CPUID is KVM's as it was, the template "host". */
+	CU_ASSERT(vmm_wait_status(&p, "cpu_template", "\"host\"", 10000));
 	vmm_kill(&p);
 }
 

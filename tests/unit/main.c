@@ -22,5 +22,6 @@ int main(void)
 	suite_records();
 	suite_virtq();
 	suite_ratelimit();
+	suite_cpu();
 	return test_main("unit");
 }

@@ -138,6 +138,31 @@ static void test_balloon(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--balloon and --hugepages exclude each other"));
 }
 
+/* --cpu-template: run and incoming take a template by name; a bad name lists the valid
+ * ones; restore takes the snapshot's. */
+static void test_cpu_template(void)
+{
+	static const char *const a[] = { "--image", "g", "--cpu-template", "x86-64-v2", NULL };
+	static const char *const in[] = { "--listen",	    "127.0.0.1:0", "--tls-dir", "d",
+					  "--cpu-template", "x86-64-v1",   NULL };
+	static const char *const bad[] = { "--image", "g", "--cpu-template", "x86-64-v9", NULL };
+	static const char *const empty[] = { "--image", "g", "--cpu-template", "", NULL };
+	static const char *const rs[] = { "s.snap", "--cpu-template", "host", NULL };
+	struct run_opts o;
+	char err[256] = "";
+
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, a), 0);
+	CU_ASSERT_STRING_EQUAL(o.cpu_template, "x86-64-v2");
+	CU_ASSERT_EQUAL_FATAL(parse_verb(&o, err, "incoming", in), 0);
+	CU_ASSERT_STRING_EQUAL(o.cpu_template, "x86-64-v1");
+	CU_ASSERT_EQUAL(parse(&o, err, bad), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--cpu-template x86-64-v9: unknown CPU template (one of host, "
+				    "x86-64-v1, x86-64-v2, x86-64-v3, x86-64-v4)");
+	CU_ASSERT_EQUAL(parse(&o, err, empty), -EINVAL);
+	CU_ASSERT_EQUAL(parse_verb(&o, err, "restore", rs), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--cpu-template"));
+}
+
 /* --net tap=NAME[,mac=MAC]: keys in any order, in --net order; a missing MAC is left to
  * be derived; at most 4 nets and 8 virtio devices in all. */
 static void test_nets(void)
@@ -266,6 +291,7 @@ void suite_args(void)
 		{ "run, incoming: --cgroup PATH[,cpu=CPUS][,mem=SIZE]", test_cgroup },
 		{ "run: --balloon", test_balloon },
 		{ "run: --net tap=NAME[,mac=MAC]", test_nets },
+		{ "run, incoming: --cpu-template NAME", test_cpu_template },
 		{ "console targets", test_console_cfg },
 		{ NULL, NULL },
 	};

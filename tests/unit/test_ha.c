@@ -314,6 +314,82 @@ static void test_drain_order_and_what_it_leaves(void)
 	CU_ASSERT_EQUAL(m[0].node, 2);
 }
 
+/* ---- CPU features ------------------------------------------------------------------ */
+
+#define V2_HOST "fpu,sse2,cx16,popcnt,sse3,sse4_2"
+#define V3_HOST V2_HOST ",avx,avx2,bmi2"
+
+static void test_cpu_lacks(void)
+{
+	const struct ha_node big = { .name = "big", .cpu_features = V3_HOST },
+			     old = { .name = "old" };
+	struct ha_vm vm = { .name = "v", .cpu_need = "avx2,bmi2,sse3" };
+	char out[64];
+
+	CU_ASSERT_EQUAL(ha_cpu_lacks(&big, &vm, out, sizeof(out)), 0);
+	CU_ASSERT_STRING_EQUAL(out, "");
+	vm.cpu_need = "avx2,avx512f,bmi2,amx_tile";
+	CU_ASSERT_EQUAL(ha_cpu_lacks(&big, &vm, out, sizeof(out)), 2);
+	CU_ASSERT_STRING_EQUAL(out, "avx512f, amx_tile");
+	/* A node that publishes nothing offers nothing; a VM that needs nothing fits it. */
+	CU_ASSERT_EQUAL(ha_cpu_lacks(&old, &vm, NULL, 0), 4);
+	vm.cpu_need = NULL;
+	CU_ASSERT_EQUAL(ha_cpu_lacks(&old, &vm, out, sizeof(out)), 0);
+	vm.cpu_need = "";
+	CU_ASSERT_EQUAL(ha_cpu_lacks(&old, &vm, out, sizeof(out)), 0);
+}
+
+/* Placement skips nodes whose CPU lacks what the VM needs, and says so; among the rest the
+ * usual rule (most free memory) decides. */
+static void test_place_cpu_features(void)
+{
+	struct ha_node nodes[] = { NODE("a", 8, 16384), NODE("b", 8, 4096), NODE("c", 8, 8192) };
+	struct ha_vm vms[] = { VM("x", 1, 512, "b") };
+	const struct ha_cluster c = CLUSTER(nodes, vms);
+	struct ha_vm v3 = { .name = "v3", .vcpus = 1, .mem_mb = 1024, .cpu_need = "avx2,bmi2" };
+	char why[512];
+
+	nodes[0].cpu_features = V2_HOST; /* the most memory, but no AVX2 */
+	nodes[1].cpu_features = V3_HOST;
+	nodes[2].cpu_features = NULL; /* publishes nothing */
+	CU_ASSERT_EQUAL(ha_place(&c, &v3, NULL, why, sizeof(why)), 1);
+	CU_ASSERT_STRING_EQUAL(why, "");
+	nodes[1].cpu_features = V2_HOST ",avx2";
+	CU_ASSERT_EQUAL(ha_place(&c, &v3, NULL, why, sizeof(why)), -1);
+	CU_ASSERT_STRING_EQUAL(why,
+			       "no node can take vm v3 (1 vCPUs, 1024 MiB): a lacks CPU "
+			       "features avx2, bmi2; b lacks CPU features bmi2; c publishes no "
+			       "CPU features (an older cme-clusterd)");
+	/* A VM that needs nothing goes where the memory is, features or none. */
+	v3.cpu_need = NULL;
+	CU_ASSERT_EQUAL(ha_place(&c, &v3, NULL, why, sizeof(why)), 0);
+}
+
+/* A drain moves a VM only to a node whose CPU offers what the VM sees: a VM on "host"
+ * needs its own node's features; one that fits nowhere stays, for the caller to report. */
+static void test_drain_cpu_features(void)
+{
+	struct ha_node nodes[] = { NODE("src", 16, 16384), NODE("small", 16, 8192),
+				   NODE("wide", 16, 4096) };
+	struct ha_vm vms[] = { VM("hostcpu", 1, 1024, "src"), VM("v2", 1, 1024, "src"),
+			       VM("none", 1, 1024, "src") };
+	const struct ha_cluster c = CLUSTER(nodes, vms);
+	struct ha_move m[8];
+	size_t n;
+
+	nodes[0].admin = HA_DRAINING;
+	nodes[0].cpu_features = V3_HOST;
+	nodes[1].cpu_features = V2_HOST;
+	nodes[2].cpu_features = V3_HOST ",avx512f";
+	vms[0].cpu_need = nodes[0].cpu_features; /* on "host": what src offers */
+	vms[1].cpu_need = "cx16,popcnt,sse3,sse4_2";
+	n = ha_drain_plan(&c, 8, 8, m, ARRAY_SIZE(m));
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "hostcpu>wide none>small v2>small");
+	nodes[2].cpu_features = V2_HOST; /* now no node offers avx2 and bmi2 */
+	n = ha_drain_plan(&c, 8, 8, m, ARRAY_SIZE(m));
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "none>small v2>small");
+}
+
 void suite_ha(void)
 {
 	static const struct test_case cases[] = {
@@ -335,6 +411,9 @@ void suite_ha(void)
 		{ "drain reserves capacity on its targets", test_drain_reserves_capacity },
 		{ "drain reserves anti-affinity slots", test_drain_reserves_group_slot },
 		{ "drain order, and what it leaves alone", test_drain_order_and_what_it_leaves },
+		{ "what a node's CPU lacks of a VM's needs", test_cpu_lacks },
+		{ "place skips nodes whose CPU lacks a needed feature", test_place_cpu_features },
+		{ "drain moves a VM only where its CPU features are", test_drain_cpu_features },
 		{ NULL, NULL },
 	};
 	test_add_suite("ha", cases);

@@ -54,6 +54,7 @@ static struct cl_spec sample_spec(void)
 	strcpy(s.cmdline, "wss_mb=128 \"quoted\" \\ back");
 	strcpy(s.restart, "always");
 	strcpy(s.group, "web");
+	strcpy(s.cpu_template, "x86-64-v2");
 	return s;
 }
 
@@ -106,6 +107,93 @@ static void test_spec_refusals(void)
 	expect_spec_refused(
 		"{\"name\":\"a\",\"vcpus\":1,\"mem_mb\":64,\"image\":\"/x\",\"initrd\":\"/i\"}",
 		"an initrd needs a kernel");
+	expect_spec_refused("{\"name\":\"a\",\"vcpus\":1,\"mem_mb\":64,\"image\":\"/x\","
+			    "\"cpu_template\":\"x86-64-v9\"}",
+			    "cpu_template must be one of host, x86-64-v1");
+}
+
+/* A spec's CPU template, and what it needs of a node; a spec written before templates
+ * existed is "host" and needs nothing. */
+static void test_spec_cpu(void)
+{
+	const char *old = "{\"name\":\"a\",\"vcpus\":1,\"mem_mb\":64,\"image\":\"/x\"}";
+	struct cl_spec s = sample_spec();
+	struct etcd_err err = { "" };
+	char need[1024];
+
+	CU_ASSERT_PTR_NOT_NULL(strstr(cl_spec_cpu_need(&s, need, sizeof(need)), "popcnt"));
+	CU_ASSERT_EQUAL(cpu_list_lacks(need, "fpu,sse2,cx16,sse4_2,lahf_lm", NULL, 0), 0);
+	CU_ASSERT_EQUAL(cpu_list_lacks(need, "avx", NULL, 0), 1);
+	CU_ASSERT_EQUAL_FATAL(cl_spec_parse(old, strlen(old), &s, &err), 0);
+	CU_ASSERT_STRING_EQUAL(s.cpu_template, "");
+	CU_ASSERT_STRING_EQUAL(cl_spec_cpu_need(&s, need, sizeof(need)), "");
+	strcpy(s.cpu_template, "host");
+	CU_ASSERT_STRING_EQUAL(cl_spec_cpu_need(&s, need, sizeof(need)), "");
+	strcpy(s.cpu_template, "x86-64-v4"); /* the longest list fits the view's room */
+	CU_ASSERT(strlen(cl_spec_cpu_need(&s, need, sizeof(need))) > 100);
+	CU_ASSERT(strlen(need) < 1024);
+}
+
+/* Node records carry their CPU features; an older node's record has none. */
+static void test_node_cpu(void)
+{
+	struct cl_node n = { .cpus = 4, .mem_mb = 8192 }, back;
+	const char *old = "{\"name\":\"a\",\"addr\":\"10.0.0.1\",\"cpus\":4,\"mem_mb\":64}";
+	struct etcd_err err = { "" };
+	char *j;
+
+	strcpy(n.name, "node-a");
+	strcpy(n.addr, "10.0.0.11");
+	strcpy(n.cpu_features, "fpu,sse2,cx16,avx2");
+	j = cl_node_json(&n);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"cpu_features\":\"fpu,sse2,cx16,avx2\""));
+	CU_ASSERT_EQUAL(cl_node_parse(j, strlen(j), &back, &err), 0);
+	CU_ASSERT_EQUAL(memcmp(&n, &back, sizeof(n)), 0);
+	free(j);
+	CU_ASSERT_EQUAL(cl_node_parse(old, strlen(old), &back, &err), 0);
+	CU_ASSERT_STRING_EQUAL(back.cpu_features, "");
+}
+
+/* The view as ha sees it: a node's features from its record (none when down or
+ * unpublished); a VM on a template needs the template's; on "host" while it runs, its
+ * node's; otherwise nothing. */
+static void test_view_cpu(void)
+{
+	struct cl_node_view nodes[3] = { 0 };
+	struct cl_vm_view vms[4] = { 0 };
+	struct cl_view v = { .nodes = nodes, .nnodes = 3, .vms = vms, .nvms = 4 };
+	const char *names[4] = { "tmpl", "hostrun", "hoststop", "hostdown" };
+	struct cl_ha h;
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(nodes[i].name, CL_NAME_MAX, "n%d", i);
+		nodes[i].alive = i < 2;
+		strcpy(nodes[i].admin.state, "schedulable");
+		snprintf(nodes[i].node.cpu_features, CL_CPU_MAX, "%s", i ? "" : "fpu,avx2");
+	}
+	for (int i = 0; i < 4; i++) {
+		struct cl_vm_view *m = &vms[i];
+
+		strcpy(m->name, names[i]);
+		m->has_spec = m->has_owner = m->has_status = true;
+		m->spec = sample_spec();
+		strcpy(m->spec.cpu_template, i ? "" : "x86-64-v3");
+		strcpy(m->owner.node, i == 3 ? "n2" : "n0");
+		m->owner.epoch = m->status.epoch = 1;
+		strcpy(m->status.node, m->owner.node);
+		strcpy(m->status.state, i == 2 ? "stopped" : "running");
+	}
+	CU_ASSERT_EQUAL_FATAL(cl_view_ha(&v, &h), 0);
+	CU_ASSERT_STRING_EQUAL(h.nodes[0].cpu_features, "fpu,avx2");
+	CU_ASSERT_PTR_NULL(h.nodes[1].cpu_features); /* published none */
+	CU_ASSERT_PTR_NULL(h.nodes[2].cpu_features); /* down */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h.vms[0].cpu_need);
+	CU_ASSERT(strstr(h.vms[0].cpu_need, "avx2") && strstr(h.vms[0].cpu_need, "movbe"));
+	CU_ASSERT_STRING_EQUAL(h.vms[1].cpu_need, "fpu,avx2");
+	CU_ASSERT_PTR_NULL(h.vms[2].cpu_need);
+	CU_ASSERT_PTR_NULL(h.vms[3].cpu_need);
+	cl_ha_free(&h);
 }
 
 static void test_too_long(void)
@@ -251,6 +339,9 @@ void suite_records(void)
 		{ "keys", test_keys },
 		{ "spec round trip", test_spec_roundtrip },
 		{ "spec refusals", test_spec_refusals },
+		{ "spec CPU template and what it needs", test_spec_cpu },
+		{ "node record CPU features", test_node_cpu },
+		{ "the view's CPU features and needs", test_view_cpu },
 		{ "too long and truncated", test_too_long },
 		{ "migration round trip", test_migration_roundtrip },
 		{ "member round trip", test_member_roundtrip },

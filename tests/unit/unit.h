@@ -25,4 +25,5 @@ const char *moves_str(const struct ha_cluster *c, const struct ha_move *m, size_
 void suite_records(void);
 void suite_virtq(void);
 void suite_ratelimit(void);
+void suite_cpu(void);
 #endif

@@ -13,8 +13,8 @@ struct config cfg;
 static struct {
 	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo, disk_mb, disk_bad,
 		disk_discard, disk_bench, balloon_mb, balloon_report, balloon_bad, net_frames,
-		net_bench, net_bad, disk_bs, disk_qd, disk_rand;
-} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0 };
+		net_bench, net_bad, disk_bs, disk_qd, disk_rand, cpuid;
+} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0 };
 
 static const struct {
 	const char *key;
@@ -41,6 +41,7 @@ static const struct {
 	{ "net_frames", &arg.net_frames },
 	{ "net_bench", &arg.net_bench },
 	{ "net_bad", &arg.net_bad },
+	{ "cpuid", &arg.cpuid },
 };
 
 static __attribute__((noreturn)) void bad_arg(const char *what, u64 v)
@@ -178,6 +179,8 @@ static void check_args(void)
 		bad_arg("hb_ms must be 1..3600000", arg.hb_ms);
 	if (arg.echo > 1)
 		bad_arg("echo must be 0 or 1", arg.echo);
+	if (arg.cpuid > 1)
+		bad_arg("cpuid must be 0 or 1", arg.cpuid);
 	if ((arg.disk_mb || arg.disk_bad) && cfg.virtio_count == 0)
 		bad_arg("disk_mb and disk_bad need a disk (cme-vmm --disk)", 0);
 	if (arg.net_bench > 2 || arg.net_bad > 1)
@@ -235,6 +238,7 @@ void config_init(const struct boot_info *bi)
 	cfg.exit_after = arg.exit_after;
 	cfg.iters = arg.iters;
 	cfg.echo = arg.echo;
+	cfg.cpuid = arg.cpuid;
 	cfg.disk_mb = arg.disk_mb;
 	cfg.disk_bad = arg.disk_bad;
 	cfg.disk_discard = arg.disk_discard;

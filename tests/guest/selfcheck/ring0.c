@@ -198,9 +198,29 @@ void uart_rx_irq(void)
 	lapic_write(LAPIC_EOI, 0);
 }
 
+/* cpuid=1: the feature leaves as this vCPU sees them. Under VT-x/AMD-V every CPUID exits to
+ * KVM, which answers from the vCPU's table (the VMM's CPU template); a PVM host whose CPU
+ * cannot trap CPUID lets the instruction run natively, and the guest reads the host's. */
+static void print_cpuid(void)
+{
+	static const u32 leaves[][2] = { { 1, 0 },	   { 7, 0 },   { 7, 1 },
+					 { 0xd, 0 },	   { 0xd, 1 }, { 0x80000001, 0 },
+					 { 0x80000008, 0 } };
+
+	for (unsigned i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
+		u32 a = leaves[i][0], b, c = leaves[i][1], d;
+
+		__asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+		con_printf("CPUID leaf=0x%x sub=%u eax=0x%x ebx=0x%x ecx=0x%x edx=0x%x\n",
+			   leaves[i][0], leaves[i][1], a, b, c, d);
+	}
+}
+
 static void boot_vcpu0(const struct boot_info *bi)
 {
 	config_init(bi);
+	if (cfg.cpuid)
+		print_cpuid();
 	pic_mask();
 	idt_build();
 	lapic_enable(0);

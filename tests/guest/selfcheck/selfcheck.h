@@ -142,6 +142,7 @@ struct config {
 	u64 exit_after;	  /* heartbeats before exiting, 0 = never */
 	u64 iters;	  /* mode=ioloop: port writes */
 	bool echo;	  /* echo=1: UART receive interrupts, RX lines */
+	bool cpuid;	  /* cpuid=1: print the feature leaves the vCPU sees (CPUID lines) */
 	u64 disk_mb;	  /* disk_mb=N: vCPU 0 writes and checks the first N MiB of disk 0 */
 	u64 disk_bad;	  /* disk_bad=1: program a queue outside RAM, expect NEEDS_RESET */
 	u64 disk_discard; /* disk_discard=1: after pass 1, discard half the blocks, check zeros */
