@@ -21,7 +21,7 @@
 #define DST	       "127.0.0.2"
 /* Slow enough that post-copy lasts seconds: the guest rewrites its working set while
  * round 0 crawls, so most of it is left behind at the switch. */
-#define SLOW "\"max_bandwidth\":\"30M\",\"postcopy\":true"
+#define SLOW "\"max_bandwidth\":\"30M\",\"postcopy\":true,\"downtime_ms\":1"
 
 static const char *const nodes[] = { SRC, DST, NULL };
 
@@ -57,7 +57,8 @@ static void test_postcopy_live(void)
 {
 	struct vmm_proc src, dst;
 	struct vmm_proc *procs[] = { &src, &dst };
-	const char *extra[] = { "--postcopy", NULL };
+	/* A limit no pause can meet (two round trips alone take more): post-copy for sure. */
+	const char *extra[] = { "--postcopy", "--downtime-ms", "1", NULL };
 	char pki[600], tls[2][700];
 	struct hb_chain c;
 	struct mig_run r;

@@ -11,10 +11,10 @@ struct config cfg;
 
 /* Parameters as given; UNSET where the default depends on the machine. */
 static struct {
-	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, echo, disk_mb, disk_bad,
-		disk_discard, disk_bench, balloon_mb, balloon_report, balloon_bad, net_frames,
-		net_bench, net_bad, disk_bs, disk_qd, disk_rand, cpuid;
-} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0 };
+	u64 wss_mb, dirty_rate, vcpus, stride, hb_ms, exit_after, iters, passes, echo, disk_mb,
+		disk_bad, disk_discard, disk_bench, balloon_mb, balloon_report, balloon_bad,
+		net_frames, net_bench, net_bad, disk_bs, disk_qd, disk_rand, cpuid;
+} arg = { 64, 0, UNSET, 1, 100, 0, 100000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0 };
 
 static const struct {
 	const char *key;
@@ -27,6 +27,7 @@ static const struct {
 	{ "hb_ms", &arg.hb_ms },
 	{ "exit_after", &arg.exit_after },
 	{ "iters", &arg.iters },
+	{ "passes", &arg.passes },
 	{ "echo", &arg.echo },
 	{ "disk_mb", &arg.disk_mb },
 	{ "disk_bad", &arg.disk_bad },
@@ -237,6 +238,7 @@ void config_init(const struct boot_info *bi)
 	cfg.hb_tsc = arg.hb_ms * cfg.tsc_khz;
 	cfg.exit_after = arg.exit_after;
 	cfg.iters = arg.iters;
+	cfg.passes = arg.passes;
 	cfg.echo = arg.echo;
 	cfg.cpuid = arg.cpuid;
 	cfg.disk_mb = arg.disk_mb;

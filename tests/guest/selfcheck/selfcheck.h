@@ -141,6 +141,7 @@ struct config {
 	u64 hb_tsc;	  /* heartbeat period in TSC cycles */
 	u64 exit_after;	  /* heartbeats before exiting, 0 = never */
 	u64 iters;	  /* mode=ioloop: port writes */
+	u64 passes;	  /* writers stop after this many passes (0: never) */
 	bool echo;	  /* echo=1: UART receive interrupts, RX lines */
 	bool cpuid;	  /* cpuid=1: print the feature leaves the vCPU sees (CPUID lines) */
 	u64 disk_mb;	  /* disk_mb=N: vCPU 0 writes and checks the first N MiB of disk 0 */

@@ -257,7 +257,8 @@ static void verify_pass(struct writer *w, u64 gen)
 	}
 }
 
-/* Returns only if the partition holds no page to touch. */
+/* Returns only if the partition holds no page to touch, or after passes= passes (the
+ * memory stays written: an idle guest with its working set filled). */
 static void writer_run(u32 cpu)
 {
 	struct writer w;
@@ -266,7 +267,7 @@ static void writer_run(u32 cpu)
 	if (w.first >= w.end)
 		return;
 	acc_start();
-	for (u64 gen = 1;; gen++) {
+	for (u64 gen = 1; !cfg.passes || gen <= cfg.passes; gen++) {
 		acc_set_gen(gen);
 		for (u64 idx = w.first; idx < w.end; idx += cfg.stride) {
 			page_write(idx, gen);
