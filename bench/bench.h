@@ -33,6 +33,23 @@ struct mig_medians {
 	double total_ms, downtime_ms, gap_ms;
 };
 
+/* The downtime limit both VMMs get in the comparison. */
+#define MIG_BENCH_DOWNTIME_MS 50
+
+/* A migration workload, run the same way by CME and by QEMU: the test guest with one vCPU
+ * (the guest's multiboot entry under QEMU starts no other), memory, its command line, and
+ * how many page writes it must have done before the migration starts. */
+struct mig_workload {
+	const char *name, *mem, *cmdline;
+	unsigned long wait_pages;
+};
+
+/* One VMM's medians over its runs of a workload (n: the runs that succeeded). */
+struct mig_result {
+	int n;
+	double total_ms, downtime_ms, gap_ms, mbps;
+};
+
 /* bench_migrate.c: migrations of the test guest, idle and dirtying (needs
  * CME_BENCH_CERTS: a mkcerts.sh directory with 127.0.0.1 and 127.0.0.2); *out gets the
  * medians of the dirtying one (zero when skipped). */
@@ -68,8 +85,10 @@ void bench_ha_failover(void);
 /* The median of v[0..n) (v is reordered); 0 when n is 0. */
 double bench_median(double *v, int n);
 
-/* bench_qemu.c: QEMU's live migration of the same test guest (1 GiB, 256 MiB dirtied,
- * TLS), and the ratio CME/QEMU against cme (NULL: no ratio). */
-void bench_qemu_migrate(const char *certs, const struct mig_medians *cme);
+/* bench_qemu.c: QEMU's live migration of the workload (3 runs, TLS, auto-converge on,
+ * downtime-limit MIG_BENCH_DOWNTIME_MS): medians into out. Returns 0, or -1 with why (not
+ * installed, no run succeeded). */
+int bench_qemu_run(const char *certs, const struct mig_workload *wl, struct mig_result *out,
+		   char *err, size_t errlen);
 
 #endif

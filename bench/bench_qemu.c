@@ -1,9 +1,9 @@
-/* The same migration as bench_migrate.c's migration_1g_dirty_256m (a 1 GiB test guest
- * dirtying 256 MiB, mutual TLS on loopback), done by QEMU, for comparison. The test guest
- * boots under QEMU through its multiboot entry (tests/guest/selfcheck/multiboot.c). QEMU is
- * driven over QMP (one JSON object per line on a Unix socket). The heartbeat gap is measured
- * as in bench_migrate.c: the largest gap between heartbeat lines arriving on the two serial
- * files, polled every 2 ms. */
+/* The same migrations as bench_migrate.c's (the same test guest, memory, one vCPU, dirty
+ * rate, mutual TLS on loopback, downtime limit), done by QEMU, for comparison. The test
+ * guest boots under QEMU through its multiboot entry (tests/guest/selfcheck/multiboot.c).
+ * QEMU is driven over QMP (one JSON object per line on a Unix socket). The heartbeat gap is
+ * measured as in bench_migrate.c: the largest gap between heartbeat lines arriving on the
+ * two serial files, polled every 2 ms. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,11 +28,8 @@
 #include "common.h"
 #include "harness.h"
 
-#define QEMU_BIN      "qemu-system-x86_64"
-#define QEMU_RUNS     3
-#define QEMU_NAME     "migration_qemu_1g_dirty_256m"
-#define QEMU_CMDLINE  "wss_mb=256"
-#define QEMU_WSS_PAGE 65536 /* 256 MiB in 4 KiB pages */
+#define QEMU_BIN  "qemu-system-x86_64"
+#define QEMU_RUNS 3
 /* -cpu host alone aborts on PVM hosts: KVM refuses QEMU's write of IA32_ARCH_CAPABILITIES
  * (MSR 0x10a). Tried first; the second model is used when the first dies that way. */
 static const char *const cpu_models[] = { "host", "host,-arch-capabilities" };
@@ -61,8 +58,8 @@ static char *qemu_path(void)
 	return found;
 }
 
-static int qemu_start(struct qemu *q, const char *exe, const char *cpu, const char *dir,
-		      const char *tag, bool incoming)
+static int qemu_start(struct qemu *q, const struct mig_workload *wl, const char *exe,
+		      const char *cpu, const char *dir, const char *tag, bool incoming)
 {
 	char serial_arg[600], qmp_arg[600];
 
@@ -76,8 +73,8 @@ static int qemu_start(struct qemu *q, const char *exe, const char *cpu, const ch
 	unlink(q->qmp);
 	const char *argv[] = {
 		exe,	   "-enable-kvm", "-cpu",    cpu,	 "-m",
-		"1G",	   "-smp",	  "1",	     "-kernel",	 test_guest(),
-		"-append", QEMU_CMDLINE,  "-serial", serial_arg, "-display",
+		wl->mem,   "-smp",	  "1",	     "-kernel",	 test_guest(),
+		"-append", wl->cmdline,	  "-serial", serial_arg, "-display",
 		"none",	   "-nodefaults", "-qmp",    qmp_arg,	 incoming ? "-incoming" : NULL,
 		"defer",   NULL
 	};
@@ -259,8 +256,8 @@ static bool tls_setup(struct qemu *q, const char *dir, const char *endpoint, cha
 				"dir", dir, "endpoint", endpoint, "verify-peer", 1),
 		      err, errlen) &&
 	       qmp_ok(q, "migrate-set-parameters",
-		      json_pack("{s:s,s:i,s:s}", "tls-creds", "tls0", "downtime-limit", 300,
-				"tls-hostname", "127.0.0.2"),
+		      json_pack("{s:s,s:i,s:s}", "tls-creds", "tls0", "downtime-limit",
+				MIG_BENCH_DOWNTIME_MS, "tls-hostname", "127.0.0.2"),
 		      err, errlen);
 }
 
@@ -268,14 +265,13 @@ struct qresult {
 	double total_ms, downtime_ms, mbps, gap_ms;
 };
 
-/* Waits for the source to have written the working set twice. */
-static bool wait_dirty_twice(struct qemu *q, int timeout_ms)
+/* Waits for the guest to have written wl->wait_pages (and printed 5 heartbeats). */
+static bool wait_written(struct qemu *q, const struct mig_workload *wl, int timeout_ms)
 {
 	for (int t = 0; t < timeout_ms; t += 20) {
 		unsigned long pages = 0;
 
-		bench_count_hb(q->serial, &pages);
-		if (pages >= 2UL * QEMU_WSS_PAGE)
+		if (bench_count_hb(q->serial, &pages) >= 5 && pages >= wl->wait_pages)
 			return true;
 		if (!qemu_alive(q))
 			return false;
@@ -286,8 +282,9 @@ static bool wait_dirty_twice(struct qemu *q, int timeout_ms)
 
 /* One migration. Returns 0, or -1 with the reason in err; *cpu_bad when QEMU died on the
  * CPU model (so the caller can try the next one). */
-static int qemu_migrate_once(const char *exe, const char *cpu, const char *certs, struct qresult *r,
-			     bool *cpu_bad, char *err, size_t errlen)
+static int qemu_migrate_once(const struct mig_workload *wl, const char *exe, const char *cpu,
+			     const char *certs, struct qresult *r, bool *cpu_bad, char *err,
+			     size_t errlen)
 {
 	const char *dir = test_tmpdir();
 	char srv[600], cli[600], uri[64];
@@ -305,8 +302,8 @@ static int qemu_migrate_once(const char *exe, const char *cpu, const char *certs
 		snprintf(err, errlen, "cannot link the certificates from %s", certs);
 		return -1;
 	}
-	if (qemu_start(&src, exe, cpu, dir, "src", false) < 0 ||
-	    qemu_start(&dst, exe, cpu, dir, "dst", true) < 0) {
+	if (qemu_start(&src, wl, exe, cpu, dir, "src", false) < 0 ||
+	    qemu_start(&dst, wl, exe, cpu, dir, "dst", true) < 0) {
 		snprintf(err, errlen, "cannot start %s", exe);
 		goto out;
 	}
@@ -329,12 +326,12 @@ static int qemu_migrate_once(const char *exe, const char *cpu, const char *certs
 			      "state", 1),
 		    err, errlen))
 		goto out;
-	if (!wait_dirty_twice(&src, 120000)) {
+	if (!wait_written(&src, wl, 120000)) {
 		char *e = test_read_file(src.errlog);
 
 		*cpu_bad = e && strstr(e, "MSR 0x10a");
 		snprintf(err, errlen,
-			 "the guest never wrote its working set twice under QEMU (serial %s, "
+			 "the guest never wrote what it should under QEMU (serial %s, "
 			 "stderr: %.200s)",
 			 src.serial, e ? e : "");
 		free(e);
@@ -358,7 +355,7 @@ static int qemu_migrate_once(const char *exe, const char *cpu, const char *certs
 			json_decref(m);
 			break;
 		}
-		if (!st || !strcmp(st, "failed") || !strcmp(st, "cancelled") || t > 120000) {
+		if (!st || !strcmp(st, "failed") || !strcmp(st, "cancelled") || t > 300000) {
 			json_t *d = json_object_get(m, "error-desc");
 
 			snprintf(err, errlen, "QEMU migration %s: %s", st ? st : "?",
@@ -402,55 +399,23 @@ out:
 	return rc;
 }
 
-static void skip(const char *why)
+int bench_qemu_run(const char *certs, const struct mig_workload *wl, struct mig_result *out,
+		   char *err, size_t errlen)
 {
-	json_t *o = json_pack("{s:s,s:s}", "bench", "migration_qemu", "skipped", why);
-	char *s = json_dumps(o, JSON_COMPACT);
-
-	printf("%s\n", s);
-	fflush(stdout);
-	free(s);
-	json_decref(o);
-}
-
-/* CME's medians over QEMU's, the same guest and workload in the same run. */
-static void emit_ratio(const struct mig_medians *cme, double *total, double *down, double *gap,
-		       int n)
-{
-	double qt = bench_median(total, n), qd = bench_median(down, n), qg = bench_median(gap, n);
-
-	printf("{\"bench\":\"migration_cme_vs_qemu\",\"workload\":\"1 GiB, 256 MiB dirtied\","
-	       "\"total_ratio\":%.3f,\"downtime_ratio\":%.3f,\"heartbeat_gap_ratio\":%.3f,"
-	       "\"note\":\"CME/QEMU medians; below 1 means CME is faster. QEMU runs with "
-	       "auto-converge on (without it, it never finished)\"}\n",
-	       qt > 0 ? cme->total_ms / qt : 0, qd > 0 ? cme->downtime_ms / qd : 0,
-	       qg > 0 ? cme->gap_ms / qg : 0);
-	fflush(stdout);
-}
-
-void bench_qemu_migrate(const char *certs, const struct mig_medians *cme)
-{
+	static size_t model; /* the CPU model that works here, found once */
 	double total[QEMU_RUNS], down[QEMU_RUNS], gap[QEMU_RUNS], thr[QEMU_RUNS];
-	char err[1024] = "", why[1200];
 	char *exe = qemu_path();
-	size_t model = 0;
 	int n = 0;
 
-	if (!exe) {
-		skip(QEMU_BIN " is not installed: no QEMU comparison in this run");
-		return;
-	}
-	if (!certs) {
-		skip("CME_BENCH_CERTS not set");
-		free(exe);
-		return;
-	}
+	memset(out, 0, sizeof(*out));
+	if (!exe)
+		return snprintf(err, errlen, QEMU_BIN " is not installed"), -1;
 	for (int i = 0; i < QEMU_RUNS; i++) {
 		struct qresult r = { 0 };
 		bool cpu_bad;
 
-		if (qemu_migrate_once(exe, cpu_models[model], certs, &r, &cpu_bad, err,
-				      sizeof(err)) < 0) {
+		if (qemu_migrate_once(wl, exe, cpu_models[model], certs, &r, &cpu_bad, err,
+				      errlen) < 0) {
 			if (cpu_bad && model + 1 < sizeof(cpu_models) / sizeof(cpu_models[0])) {
 				model++;
 				i--; /* the same run again with the next CPU model */
@@ -463,18 +428,12 @@ void bench_qemu_migrate(const char *certs, const struct mig_medians *cme)
 		gap[n++] = r.gap_ms;
 	}
 	free(exe);
-	if (!n) {
-		snprintf(why, sizeof(why), "no QEMU migration succeeded: %s", err);
-		skip(why);
-		return;
-	}
-	if (n < QEMU_RUNS && *err)
-		fprintf(stderr, "bench_qemu: %d of %d runs failed, last: %s\n", QEMU_RUNS - n,
-			QEMU_RUNS, err);
-	bench_emit_many(QEMU_NAME, n,
-			(const char *[]){ "total_ms", "downtime_ms", "heartbeat_gap_ms",
-					  "throughput_mbps", NULL },
-			(double *[]){ total, down, gap, thr });
-	if (cme)
-		emit_ratio(cme, total, down, gap, n);
+	if (!n)
+		return -1;
+	*out = (struct mig_result){ .n = n,
+				    .total_ms = bench_median(total, n),
+				    .downtime_ms = bench_median(down, n),
+				    .gap_ms = bench_median(gap, n),
+				    .mbps = bench_median(thr, n) };
+	return 0;
 }

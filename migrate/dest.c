@@ -252,6 +252,15 @@ static int in_accept_channels(struct mig_dest *c)
 	return 0;
 }
 
+/* Every pre-copy page is in (or none will come): guest RAM is the kernel's again. */
+static void in_place_stop(struct mig_dest *c)
+{
+	for (unsigned i = 0; i < c->nch; i++)
+		c->ch[i].place = NULL;
+	mig_place_stop(c->place);
+	c->place = NULL;
+}
+
 /* The running digest first: the channels mark what they write from their first page. */
 static int in_start_receivers(struct mig_dest *c)
 {
@@ -263,8 +272,13 @@ static int in_start_receivers(struct mig_dest *c)
 	if (rc)
 		log_warn(SUB, "vm=%s no background digest (%s): all of it at switchover",
 			 c->in.name, strerror(-rc));
+	/* Hugepages are placed 2 MiB at a time: those are written in place. */
+	rc = c->in.vm && c->in.vm->hugepages ? -ENOTSUP : mig_place_start(c->vm, &c->place);
+	if (rc)
+		log_info(SUB, "vm=%s pages written in place (%s)", c->in.name, strerror(-rc));
 	for (unsigned i = 0; i < c->nch; i++) {
 		c->ch[i].track = c->track;
+		c->ch[i].place = c->place;
 		if (mig_rx_start(&c->ch[i]))
 			return mig_in_fail(c, -EAGAIN, "cannot start receiver threads");
 	}
@@ -329,6 +343,8 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	tsw = now_ns();
 	if (!rc && mig_in_join(c))
 		rc = mig_in_fail(c, -EIO, "a page channel failed");
+	st->drain_us = (now_ns() - tsw) / 1000;
+	in_place_stop(c);
 	log_debug(SUB, "vm=%s switch: receivers joined after %llu us", c->in.name,
 		  (unsigned long long)(now_ns() - tsw) / 1000);
 	if (rc) {
@@ -372,6 +388,9 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	cme__mig_switchover__free_unpacked(sw, NULL);
 	if (!rc && vm_devices_handoff(c->vm, VM_HANDOFF_CLAIM, CLAIM_MS, why, sizeof(why)))
 		rc = mig_in_fail(c, -EBUSY, "%s", why);
+	/* The vCPU threads now, parked: the commit only has to release them. */
+	if (!rc && vm_start(c->vm, true))
+		rc = mig_in_fail(c, -EIO, "cannot start the vCPU threads (parked)");
 	if (!rc && c->pc)
 		rc = mig_pc_start(c);
 	log_debug(SUB, "vm=%s switch: ready to send READY after %llu us", c->in.name,
@@ -385,6 +404,7 @@ int mig_in_send_ready(struct mig_dest *c)
 
 	r.digest_ms = c->st.digest_ms;
 	r.load_ms = c->st.state_ms;
+	r.drain_us = c->st.drain_us;
 	return mig_rec_send_msg(c->ctl, REC_READY, &r.base);
 }
 
@@ -414,6 +434,7 @@ void mig_in_cleanup(struct mig_dest *c)
 			net_tls_shutdown(c->ch[i].conn);
 	net_tls_shutdown(c->urgent);
 	mig_in_join(c);
+	in_place_stop(c);
 	mig_pc_free(c);		  /* after the receivers that place its pages */
 	mig_track_free(c->track); /* after its writers, before the VM goes */
 	c->track = NULL;

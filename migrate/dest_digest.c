@@ -9,10 +9,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
-#define TICK_NS	    25000000ull
-#define QUIET_TICKS 2 /* hash a chunk not written for 25-50 ms: a round has moved on */
+#define TICK_NS	    10000000ull
+#define QUIET_TICKS 2 /* hash a chunk not written for 10-20 ms: its batch has passed */
 #define MAX_SLOTS   8
 
 struct track_slot {
@@ -26,6 +27,7 @@ struct mig_track {
 	struct track_slot slot[MAX_SLOTS];
 	_Atomic uint32_t *mark;
 	uint8_t (*sums)[MIG_SUM_BYTES];
+	uint8_t (*pages)[MIG_SUM_BYTES]; /* each page's hash, as in its chunk's sum */
 	_Atomic uint32_t tick;
 	atomic_uint writers_done;
 	atomic_bool stop;
@@ -72,8 +74,9 @@ int mig_track_new(struct vm *vm, unsigned writers, struct mig_track **out)
 	if (!t->mark)
 		goto fail_track;
 	t->sums = calloc(t->nr_chunks ? t->nr_chunks : 1, MIG_SUM_BYTES);
-	if (!t->sums)
-		goto fail_mark;
+	t->pages = calloc(t->nr_chunks * MIG_DIGEST_CHUNK_PAGES + 1, MIG_SUM_BYTES);
+	if (!t->sums || !t->pages)
+		goto fail_sums;
 	if ((rc = -pthread_condattr_init(&ca)))
 		goto fail_sums;
 	rc = -pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -92,8 +95,8 @@ int mig_track_new(struct vm *vm, unsigned writers, struct mig_track **out)
 	*out = t;
 	return 0;
 fail_sums:
+	free(t->pages);
 	free(t->sums);
-fail_mark:
 	free(t->mark);
 fail_track:
 	free(t);
@@ -159,7 +162,7 @@ static uint64_t track_pass(struct mig_track *t)
 			continue;
 		if (!atomic_exchange(&t->mark[c], 0))
 			continue;
-		if (!mig_digest_chunk(t->vm, c, &t->stop, t->sums[c])) {
+		if (!mig_digest_chunk(t->vm, c, &t->stop, t->sums[c], t->pages)) {
 			/* Stopped halfway: the switchover hashes this chunk. */
 			atomic_store(&t->mark[c], now);
 			break;
@@ -236,7 +239,34 @@ void mig_track_digest(struct mig_track *t, unsigned threads, uint8_t out[MIG_DIG
 	n->final = 0;
 	for (uint64_t c = 0; c < t->nr_chunks; c++)
 		n->final += atomic_load(&t->mark[c]) != 0;
-	mig_digest_chunks(t->vm, threads, t->mark, t->sums, t->nr_chunks, out);
+	mig_digest_chunks(t->vm, threads, t->mark, t->sums, t->pages, t->nr_chunks, out);
+}
+
+void mig_track_stop(struct mig_track *t)
+{
+	track_stop(t);
+}
+
+void mig_track_forget(struct mig_track *t, uint64_t gpa)
+{
+	for (unsigned i = 0; t && i < t->nr_slots; i++) {
+		const struct track_slot *s = &t->slot[i];
+		uint64_t p = (gpa - s->gpa) / VM_PAGE_SIZE, c = p / MIG_DIGEST_CHUNK_PAGES;
+		uint8_t *ph, neg[MIG_SUM_BYTES];
+		unsigned __int128 v;
+
+		if (gpa < s->gpa || c >= s->chunks)
+			continue;
+		if (atomic_load(&t->mark[s->first + c]))
+			return; /* hashed whole at the end: the dropped page reads as absent */
+		ph = t->pages[(s->first + c) * MIG_DIGEST_CHUNK_PAGES + p % MIG_DIGEST_CHUNK_PAGES];
+		memcpy(&v, ph, sizeof(v));
+		v = -v; /* adding the negation subtracts, mod 2^128 */
+		memcpy(neg, &v, sizeof(neg));
+		mig_digest_add(t->sums[s->first + c], neg);
+		memset(ph, 0, MIG_SUM_BYTES);
+		return;
+	}
 }
 
 void mig_track_free(struct mig_track *t)
@@ -248,5 +278,6 @@ void mig_track_free(struct mig_track *t)
 	pthread_cond_destroy(&t->cond);
 	free(t->mark);
 	free(t->sums);
+	free(t->pages);
 	free(t);
 }

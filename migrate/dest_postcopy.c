@@ -246,9 +246,10 @@ static void pc_slots(struct pc_dest *p)
 	p->words = first / 64;
 }
 
-/* Drop every stale page (runs of them at once), marking its chunk for the digest. */
+/* Drop every stale page (runs of them at once), taking it out of the digest first. */
 static int pc_drop_stale(struct pc_dest *p)
 {
+	mig_track_stop(p->c->track);
 	for (unsigned s = 0; s < p->nr_slots; s++) {
 		const struct pc_slot *sl = &p->slot[s];
 
@@ -256,12 +257,10 @@ static int pc_drop_stale(struct pc_dest *p)
 			uint64_t j = i;
 
 			while (j < sl->pages && bit(p->stale, sl->first + j))
-				j++;
+				mig_track_forget(p->c->track, sl->gpa + j++ * VM_PAGE_SIZE);
 			if (j > i && madvise(sl->hva + i * VM_PAGE_SIZE, (j - i) * VM_PAGE_SIZE,
 					     MADV_DONTNEED) < 0)
 				return -errno;
-			for (uint64_t k = i; k < j; k++)
-				mig_track_mark(p->c->track, sl->gpa + k * VM_PAGE_SIZE);
 			p->nr_stale += j - i;
 			i = j > i ? j : i + 1;
 		}

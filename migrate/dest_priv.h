@@ -22,6 +22,7 @@ struct rx_channel {
 	 * (instead of waking the control thread). */
 	mig_page_fn page_fn;
 	void *page_arg;
+	struct mig_place *place; /* pre-copy: pages placed with userfaultfd (NULL: in place) */
 	void (*fail_fn)(void *arg, int err);
 	pthread_t thread;
 	bool started;
@@ -43,6 +44,7 @@ struct mig_dest {
 	bool postcopy_offer;	 /* HELLO: the source may switch to post-copy */
 	struct tls_conn *urgent; /* post-copy's requests and their pages */
 	struct pc_dest *pc;	 /* after a post-copy switch (dest_postcopy.c) */
+	struct mig_place *place; /* pre-copy's placement, until the switchover */
 	struct mig_stats st;
 	uint64_t t0;   /* the source connected */
 	char err[512]; /* why it failed (the receiving thread's, final once phase is FAILED) */

@@ -148,8 +148,8 @@ static int in_ready_commit(struct mig_dest *c, bool *by_source)
 
 /* ---- running the guest ------------------------------------------------------------------ */
 
-/* All vCPU threads start parked and are released together: a failure to start one leaves
- * the guest not having run at all. */
+/* All vCPU threads were started parked at the switchover and are released together: a
+ * failure to start one left the guest not having run at all. */
 static int in_start_guest(struct mig_dest *c)
 {
 	uint64_t t0 = now_ns();
@@ -162,10 +162,7 @@ static int in_start_guest(struct mig_dest *c)
 	pthread_mutex_unlock(&c->lock);
 	if (rc)
 		return mig_in_fail(c, rc, "committed, but the fencing deadline could not be set");
-	rc = vm_start(c->vm, true);
-
-	if (!rc)
-		rc = vm_resume(c->vm);
+	rc = vm_resume(c->vm); /* its threads wait parked since the switchover */
 	c->st.resume_ms = (now_ns() - t0) / 1000000;
 	if (rc)
 		return mig_in_fail(c, rc, "committed, but the vCPUs did not start");

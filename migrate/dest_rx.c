@@ -11,9 +11,10 @@ static void *rx_thread(void *arg)
 {
 	struct rx_channel *ch = arg;
 	uint8_t *scratch = malloc(MIG_BATCH_PAGES * sizeof(uint64_t));
-	uint8_t *page = ch->page_fn ? malloc(VM_PAGE_SIZE) : NULL;
+	/* A page at a time (post-copy), or runs of pages to place (pre-copy). */
+	uint8_t *page = ch->page_fn || ch->place ? malloc(MIG_RUN_PAGES * VM_PAGE_SIZE) : NULL;
 
-	if (ch->page_fn && !page)
+	if ((ch->page_fn || ch->place) && !page)
 		ch->err = -ENOMEM;
 	while (!ch->err && scratch) {
 		uint32_t type, len;
@@ -27,8 +28,8 @@ static void *rx_thread(void *arg)
 		if (type == REC_PAGES) {
 			n = ch->page_fn ? mig_batch_recv_each(ch->conn, ch->vm, len, scratch, page,
 							      ch->page_fn, ch->page_arg)
-					: mig_batch_recv(ch->conn, ch->vm, ch->track, len,
-							 &ch->zero, scratch);
+					: mig_batch_recv(ch->conn, ch->vm, ch->track, ch->place,
+							 len, &ch->zero, scratch, page);
 			ch->err = n < 0 ? (int)n : 0;
 			ch->pages += n > 0 ? (uint64_t)n : 0;
 			continue;

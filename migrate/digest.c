@@ -29,6 +29,7 @@ struct digest_job {
 	_Atomic uint64_t *next; /* the next chunk any thread may take */
 	_Atomic uint32_t *mark; /* NULL: every chunk */
 	uint8_t (*sums)[MIG_SUM_BYTES];
+	uint8_t (*pages)[MIG_SUM_BYTES];
 };
 
 uint64_t mig_digest_nr_chunks(struct vm *vm)
@@ -100,12 +101,13 @@ void mig_digest_page(uint8_t acc[MIG_SUM_BYTES], uint64_t gpa, const uint8_t *pa
 }
 
 bool mig_digest_chunk(struct vm *vm, uint64_t c, const atomic_bool *stop,
-		      uint8_t out[MIG_SUM_BYTES])
+		      uint8_t out[MIG_SUM_BYTES], uint8_t (*pages)[MIG_SUM_BYTES])
 {
 	unsigned char res[MIG_DIGEST_CHUNK_PAGES];
 	uint8_t acc[MIG_SUM_BYTES] = { 0 };
 	struct vm_slot s;
 	unsigned idx = 0;
+	uint64_t first = c * MIG_DIGEST_CHUNK_PAGES; /* the chunk's first page, over all slots */
 
 	for (vm_get_slot(vm, idx, &s); c >= s.size / VM_PAGE_SIZE / MIG_DIGEST_CHUNK_PAGES;) {
 		c -= s.size / VM_PAGE_SIZE / MIG_DIGEST_CHUNK_PAGES;
@@ -115,12 +117,17 @@ bool mig_digest_chunk(struct vm *vm, uint64_t c, const atomic_bool *stop,
 
 	mig_touched_pages(base, MIG_DIGEST_CHUNK_PAGES, res);
 	for (unsigned i = 0; i < MIG_DIGEST_CHUNK_PAGES; i++) {
+		uint8_t one[MIG_SUM_BYTES] = { 0 };
+
 		if (stop && i % STOP_PAGES == 0 && atomic_load(stop))
 			return false;
 		if (res[i])
-			mig_digest_page(acc,
+			mig_digest_page(one,
 					s.gpa + (c * MIG_DIGEST_CHUNK_PAGES + i) * VM_PAGE_SIZE,
 					base + (size_t)i * VM_PAGE_SIZE);
+		mig_digest_add(acc, one);
+		if (pages)
+			memcpy(pages[first + i], one, MIG_SUM_BYTES);
 	}
 	memcpy(out, acc, MIG_SUM_BYTES);
 	return true;
@@ -135,16 +142,16 @@ static void *digest_thread(void *arg)
 
 	while ((c = atomic_fetch_add(j->next, 1)) < j->nr_chunks)
 		if (!j->mark || atomic_exchange(&j->mark[c], 0))
-			mig_digest_chunk(j->vm, c, NULL, j->sums[c]);
+			mig_digest_chunk(j->vm, c, NULL, j->sums[c], j->pages);
 	return NULL;
 }
 
 void mig_digest_chunks(struct vm *vm, unsigned threads, _Atomic uint32_t *mark,
-		       uint8_t (*sums)[MIG_SUM_BYTES], uint64_t nr_chunks,
-		       uint8_t out[MIG_DIGEST_BYTES])
+		       uint8_t (*sums)[MIG_SUM_BYTES], uint8_t (*pages)[MIG_SUM_BYTES],
+		       uint64_t nr_chunks, uint8_t out[MIG_DIGEST_BYTES])
 {
 	_Atomic uint64_t next = 0;
-	struct digest_job job = { vm, nr_chunks, &next, mark, sums };
+	struct digest_job job = { vm, nr_chunks, &next, mark, sums, pages };
 	pthread_t tid[MAX_THREADS];
 	bool started[MAX_THREADS];
 
@@ -170,7 +177,7 @@ int mig_ram_digest(struct vm *vm, unsigned threads, uint8_t out[MIG_DIGEST_BYTES
 
 	if (!sums)
 		return -ENOMEM;
-	mig_digest_chunks(vm, threads, NULL, sums, nr_chunks, out);
+	mig_digest_chunks(vm, threads, NULL, sums, NULL, nr_chunks, out);
 	free(sums);
 	return 0;
 }

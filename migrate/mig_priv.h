@@ -142,7 +142,7 @@ void mig_report(struct migration *m);
 
 /* switchover.c: the threads the digest takes in the pause (the cores the page channels
  * leave, at least one, at most four). */
-unsigned mig_digest_threads(const struct migration *m);
+unsigned mig_digest_threads(void);
 /* switchover.c: pause, last pages, state, digest, (external mode: the decision,) commit.
  * With m->postcopy: no last pages (the stale ones go as a bitmap with the state), and
  * after the commit the post-copy below. Returns 0 when the destination acknowledged (and,

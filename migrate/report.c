@@ -15,6 +15,7 @@ static json_t *stats_json(const struct mig_stats *s)
 		"decision_ms", (json_int_t)s->decision_ms, "resume_ms", (json_int_t)s->resume_ms);
 
 	json_object_set_new(down, "digest_chunks", json_integer((json_int_t)s->digest_chunks));
+	json_object_set_new(down, "drain_ms", json_integer((json_int_t)(s->drain_us / 1000)));
 	if (s->postcopy_pages || s->postcopy_ms)
 		json_object_set_new(down, "postcopy",
 				    json_pack("{s:I,s:I,s:I}", "pages",

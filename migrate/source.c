@@ -67,14 +67,11 @@ static int mig_hello(struct migration *m)
 	h.channels = m->nch;
 	h.vm_name = (char *)info.name;
 	h.postcopy = m->p.postcopy_after > 0;
-	uint64_t t0 = now_ns();
-
 	err = mig_rec_send_msg(m->ctl, REC_HELLO, &h.base);
 	if (cfg != &bare)
 		cme__vm_config__free_unpacked(cfg, NULL);
 	if (!err)
 		err = mig_rec_recv(m->ctl, &type, &payload, &len);
-	m->rtt_ms = (now_ns() - t0 + 999999) / 1000000;
 	if (err)
 		return mig_fail(m, MIG_FAILED, err, "handshake with %s failed: %s", m->p.to,
 				strerror(-err));
@@ -167,6 +164,10 @@ static uint64_t mig_expect_pause(struct migration *m, uint64_t dirty, uint64_t d
 
 	if (m->prog.rate_mbps <= 0 || digest == UINT64_MAX)
 		return UINT64_MAX;
+	/* The link's own round trip (TCP's estimate: the handshake's took the destination's
+	 * VM setup too), at least a millisecond. */
+	m->rtt_ms = (net_tls_rtt_us(m->ctl) + 999) / 1000;
+	m->rtt_ms = m->rtt_ms ? m->rtt_ms : 1;
 	pages = (uint64_t)((double)dirty * VM_PAGE_SIZE * 8 / 1e3 / m->prog.rate_mbps);
 	return (pages > digest ? pages : digest) + digest + 2 * m->rtt_ms;
 }
@@ -177,7 +178,7 @@ static void mig_round_done(struct migration *m, unsigned round, uint64_t t0, uin
 {
 	uint64_t ns = now_ns() - t0, bytes = mig_bytes(m) - bytes0;
 	double secs = ns ? (double)ns / 1e9 : 1e-9;
-	uint64_t digest = m->wtrack ? mig_wtrack_estimate_ms(m->wtrack, mig_digest_threads(m)) : 0;
+	uint64_t digest = m->wtrack ? mig_wtrack_estimate_ms(m->wtrack, mig_digest_threads()) : 0;
 
 	pthread_mutex_lock(&m->lock);
 	m->prog.round = round + 1;

@@ -169,7 +169,7 @@ static int wt_final(struct mig_wtrack *t, unsigned threads, uint8_t out[MIG_DIGE
 	if (w < 0)
 		return (int)w;
 	*chunks = wt_marked(t);
-	mig_digest_chunks(t->vm, threads, t->mark, t->sums, t->nr_chunks, out);
+	mig_digest_chunks(t->vm, threads, t->mark, t->sums, NULL, t->nr_chunks, out);
 	return 0;
 }
 
@@ -185,7 +185,7 @@ static int wt_background(struct mig_wtrack *t, uint64_t *chunks)
 	for (uint64_t c = 0; c < t->nr_chunks && !atomic_load(&t->stop); c++) {
 		if (!atomic_exchange(&t->mark[c], 0))
 			continue;
-		if (!mig_digest_chunk(t->vm, c, &t->stop, t->sums[c])) {
+		if (!mig_digest_chunk(t->vm, c, &t->stop, t->sums[c], NULL)) {
 			atomic_store(&t->mark[c], 1);
 			break;
 		}

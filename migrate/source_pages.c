@@ -104,7 +104,9 @@ static int dirty_chunk(struct mig_channel *c, unsigned slot, const struct vm_slo
 		any |= bits[w];
 	if (!any)
 		return 0;
-	err = vm_dirty_log_clear(c->m->vm, slot, first, n, bits);
+	/* In the pause nothing dirties them again, and the log ends with it: no clearing
+	 * (on PVM each clear write-protects the pages again: the last round's biggest cost). */
+	err = c->m->final ? 0 : vm_dirty_log_clear(c->m->vm, slot, first, n, bits);
 	for (uint64_t i = 0; i < n && !err; i++)
 		if (bits[i / 64] >> (i % 64) & 1)
 			err = channel_add(c, s->gpa + (first + i) * VM_PAGE_SIZE,

@@ -147,8 +147,10 @@ int64_t mig_batch_send(struct tls_conn *c, struct page_batch *b)
  * the shared zero page; writing would allocate one), and give one that held data back to
  * the host (a page the guest's balloon took while it was being sent) rather than keep a
  * page of zeros. */
-static void page_set_zero(struct vm *vm, uint64_t gpa, uint8_t *hva)
+static void page_set_zero(struct vm *vm, struct mig_place *pl, uint64_t gpa, uint8_t *hva)
 {
+	if (pl && mig_place_zero(pl, hva))
+		return; /* was missing: the zero page now, nothing allocated */
 	if (!mem_is_zero(hva, VM_PAGE_SIZE) && vm_ram_release(vm, gpa, VM_PAGE_SIZE) < 0)
 		memset(hva, 0, VM_PAGE_SIZE); /* hugepages: the pool keeps them anyway */
 }
@@ -180,27 +182,50 @@ static uint8_t *entry_hva(struct vm *vm, uint64_t entry)
 	return vm_gpa_hva(vm, entry & ~(VM_PAGE_SIZE - 1), VM_PAGE_SIZE);
 }
 
-int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
-		       uint64_t *zero, uint8_t *scratch)
+/* How many entries from i on are data pages following each other in guest memory (one
+ * slot), at most MIG_RUN_PAGES. */
+static uint32_t run_length(struct vm *vm, const uint64_t *addr, int64_t i, int64_t n,
+			   const uint8_t *hva)
+{
+	uint32_t k = 1;
+
+	while (i + k < n && k < MIG_RUN_PAGES && !(addr[i + k] & MIG_PAGE_ZERO) &&
+	       addr[i + k] == addr[i] + k * VM_PAGE_SIZE &&
+	       entry_hva(vm, addr[i + k]) == hva + (uint64_t)k * VM_PAGE_SIZE)
+		k++;
+	return k;
+}
+
+int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track,
+		       struct mig_place *pl, uint32_t len, uint64_t *zero, uint8_t *scratch,
+		       uint8_t *run)
 {
 	uint64_t *addr = (uint64_t *)scratch;
 	int64_t n = batch_head(c, len, addr);
 	int err = n < 0 ? (int)n : 0;
 
-	for (int64_t i = 0; !err && i < n; i++) {
+	for (int64_t i = 0; !err && i < n;) {
 		uint64_t gpa = addr[i] & ~(VM_PAGE_SIZE - 1);
 		uint8_t *hva = entry_hva(vm, addr[i]);
+		uint32_t k = 1;
 
 		if (!hva)
 			return -EPROTO;
 		if (addr[i] & MIG_PAGE_ZERO) {
-			page_set_zero(vm, gpa, hva);
+			page_set_zero(vm, pl, gpa, hva);
 			(*zero)++;
-		} else {
+		} else if (!pl) {
 			err = net_tls_read_full(c, hva, VM_PAGE_SIZE);
+		} else {
+			k = run_length(vm, addr, i, n, hva);
+			err = net_tls_read_full(c, run, (size_t)k * VM_PAGE_SIZE);
+			if (!err)
+				err = mig_place_copy(pl, hva, run, k);
 		}
-		/* Even a failed read may have written part of the page. */
-		mig_track_mark(track, gpa);
+		/* Even a failed read may have written part of a page. */
+		for (uint32_t j = 0; j < k; j++)
+			mig_track_mark(track, gpa + (uint64_t)j * VM_PAGE_SIZE);
+		i += k;
 	}
 	return err ? err : n;
 }

@@ -62,12 +62,30 @@ bool mig_batch_full(const struct page_batch *b);
 /* Send the batch as one record and empty it. Returns bytes sent, or -errno. */
 int64_t mig_batch_send(struct tls_conn *c, struct page_batch *b) CME_WUR;
 
+/* dest_place.c: pre-copy pages placed with userfaultfd (UFFDIO_COPY allocates a page and
+ * fills it in one step, where a write would fault and zero it first). */
+struct mig_place;
+#define MIG_RUN_PAGES 64 /* pages placed in one call at most */
+/* Register vm's RAM (missing pages) and start the thread that answers any other touch of
+ * a missing page with zeros. Returns 0 with *out, or -errno (then write in place). */
+int mig_place_start(struct vm *vm, struct mig_place **out) CME_WUR;
+/* Place pages (contiguous in guest memory at hva) from src: new ones allocated and filled,
+ * ones already there copied over. Returns 0 or -errno. */
+int mig_place_copy(struct mig_place *pl, uint8_t *hva, const uint8_t *src, uint32_t pages) CME_WUR;
+/* Map the zero page at hva if nothing is there; false when a page is there already. */
+bool mig_place_zero(struct mig_place *pl, uint8_t *hva);
+/* Stop the thread and unregister (the kernel's own faults again). NULL ok. */
+void mig_place_stop(struct mig_place *pl);
+
 struct mig_track; /* dest_digest.c, below */
-/* Receive a page record's payload of len bytes straight into guest memory, checking
- * every address against the VM; every page written (zero pages too) is marked in track
- * (NULL: none) once its bytes are in. Returns the pages received, or -errno (-EPROTO). */
-int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track, uint32_t len,
-		       uint64_t *zero, uint8_t *scratch) CME_WUR;
+/* Receive a page record's payload of len bytes into guest memory, checking every address
+ * against the VM: with pl, runs of up to MIG_RUN_PAGES through run (that many pages of
+ * buffer) and mig_place_copy; without, straight into place. Every page written (zero pages
+ * too) is marked in track (NULL: none) once its bytes are in. Returns the pages received,
+ * or -errno (-EPROTO). */
+int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track,
+		       struct mig_place *pl, uint32_t len, uint64_t *zero, uint8_t *scratch,
+		       uint8_t *run) CME_WUR;
 
 /* The same record taken one page at a time through page (4096 bytes), for memory that must
  * not be written in place (post-copy): fn(arg, gpa, data) for each entry, data NULL for a
@@ -96,15 +114,16 @@ void mig_touched_pages(const uint8_t *base, unsigned n, unsigned char *res);
 int mig_ram_digest(struct vm *vm, unsigned threads, uint8_t out[MIG_DIGEST_BYTES]) CME_WUR;
 uint64_t mig_digest_nr_chunks(struct vm *vm);
 /* Hash chunk c into out (the VM's memory must not change meanwhile, or the chunk must be
- * hashed again). Gives up, returning false with out undefined, once *stop (NULL: never)
- * is seen set; true when done. */
+ * hashed again), and each of its pages into pages[its number over all slots] (NULL: not
+ * kept). Gives up, returning false with out undefined, once *stop (NULL: never) is seen
+ * set; true when done. */
 bool mig_digest_chunk(struct vm *vm, uint64_t c, const atomic_bool *stop,
-		      uint8_t out[MIG_SUM_BYTES]);
+		      uint8_t out[MIG_SUM_BYTES], uint8_t (*pages)[MIG_SUM_BYTES]);
 /* Hash into sums every chunk whose mark is set (clearing it first; all chunks when mark is
  * NULL) on `threads` threads, then (out not NULL) out = the hash of all nr_chunks sums. */
 void mig_digest_chunks(struct vm *vm, unsigned threads, _Atomic uint32_t *mark,
-		       uint8_t (*sums)[MIG_SUM_BYTES], uint64_t nr_chunks,
-		       uint8_t out[MIG_DIGEST_BYTES]);
+		       uint8_t (*sums)[MIG_SUM_BYTES], uint8_t (*pages)[MIG_SUM_BYTES],
+		       uint64_t nr_chunks, uint8_t out[MIG_DIGEST_BYTES]);
 
 /* dest_digest.c: the destination's digest kept up to date while pages arrive. Its guest
  * does not run before the commit, so its memory changes only where it is written here:
@@ -131,6 +150,11 @@ struct mig_track_counts {
  * called again after more marks. */
 void mig_track_digest(struct mig_track *t, unsigned threads, uint8_t out[MIG_DIGEST_BYTES],
 		      struct mig_track_counts *n);
+/* Post-copy's switch, every writer done: stop the hasher, then take the page at gpa out
+ * of the digest as it is dropped (its hash subtracted where its chunk's sum is current;
+ * a chunk still marked is hashed whole at the end anyway). Call before dropping it. */
+void mig_track_stop(struct mig_track *t);
+void mig_track_forget(struct mig_track *t, uint64_t gpa);
 /* Stop the hasher and free. NULL ok. */
 void mig_track_free(struct mig_track *t);
 

@@ -74,11 +74,10 @@ static void *digest_task_run(void *arg)
 
 /* The paused guest's vCPUs leave their cores free, and by the switchover the last pages
  * are few (that is when it begins): the digest takes every core, at most four. */
-unsigned mig_digest_threads(const struct migration *m)
+unsigned mig_digest_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	(void)m;
 	return n < 1 ? 1 : n > 4 ? 4 : (unsigned)n;
 }
 
@@ -86,7 +85,7 @@ static void digest_task_start(struct digest_task *t, struct migration *m)
 {
 	t->vm = m->vm;
 	t->wtrack = m->wtrack;
-	t->threads = mig_digest_threads(m);
+	t->threads = mig_digest_threads();
 	t->started = pthread_create(&t->thread, NULL, digest_task_run, t) == 0;
 	if (!t->started)
 		digest_task_run(t);
@@ -145,6 +144,12 @@ static int mig_wait_ready(struct migration *m)
 	if (net_tls_set_timeout(m->ctl, REPLY_TIMEOUT_MS) < 0)
 		log_debug(SUB, "cannot set a reply timeout");
 	err = mig_expect(m, REC_READY, &payload, &len, "checking the digest and loading state");
+	Cme__MigReady *r = err ? NULL : cme__mig_ready__unpack(NULL, len, payload);
+
+	/* The last pages still in flight when the state went: theirs, not the commit's. */
+	m->prog.stats.drain_us = r ? r->drain_us : 0;
+	if (r)
+		cme__mig_ready__free_unpacked(r, NULL);
 	free(payload);
 	return err;
 }
@@ -334,6 +339,8 @@ int mig_switchover(struct migration *m)
 	if (err && !m->prog.error[0])
 		mig_fail(m, MIG_FAILED, err, "destination did not confirm: %s", strerror(-err));
 	st->commit_ms = (now_ns() - t0) / 1000000;
+	st->commit_ms -= st->drain_us / 1000 < st->commit_ms ? st->drain_us / 1000 : st->commit_ms;
+	st->last_pages_ms += st->drain_us / 1000;
 	if (!err && m->p.commit == MIG_COMMIT_EXTERNAL)
 		err = mig_await_decision(m);
 	t0 = now_ns();

@@ -79,6 +79,8 @@ int net_tls_write_all(struct tls_conn *c, const void *buf, size_t len) CME_WUR;
  * -ETIMEDOUT when the receive timeout expired, -EIO on a TLS error (bad record, ...). */
 int net_tls_read_full(struct tls_conn *c, void *buf, size_t len) CME_WUR;
 
+/* The kernel's smoothed round-trip time of c's TCP connection in µs (0: unknown). */
+uint32_t net_tls_rtt_us(const struct tls_conn *c);
 /* True when decrypted bytes wait inside c: a read returns them though poll() on the socket
  * may say nothing is readable. */
 bool net_tls_pending(const struct tls_conn *c);

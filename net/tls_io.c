@@ -3,6 +3,7 @@
 #include "net_priv.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
@@ -79,6 +80,17 @@ int net_tls_write_all(struct tls_conn *c, const void *buf, size_t len)
 int net_tls_read_full(struct tls_conn *c, void *buf, size_t len)
 {
 	return io_full(c, false, buf, len);
+}
+
+uint32_t net_tls_rtt_us(const struct tls_conn *c)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_rtt) + sizeof(ti.tcpi_rtt))
+		return 0;
+	return ti.tcpi_rtt;
 }
 
 bool net_tls_pending(const struct tls_conn *c)
