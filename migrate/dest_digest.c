@@ -86,10 +86,8 @@ int mig_track_new(struct vm *vm, unsigned writers, struct mig_track **out)
 	if (rc)
 		goto fail_sums;
 	pthread_mutex_init(&t->lock, NULL);
-	/* Nothing is assumed about memory before the first page: every chunk is hashed once
-	 * (an untouched one costs a mincore call). */
-	for (uint64_t c = 0; c < t->nr_chunks; c++)
-		atomic_init(&t->mark[c], 1);
+	/* A VM just made: all its memory is zero, and every chunk's sum is zero (calloc). Only
+	 * what is written from now on is hashed. */
 	atomic_init(&t->tick, 1);
 	t->t0 = now_ns();
 	*out = t;

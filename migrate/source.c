@@ -244,10 +244,26 @@ static void mig_fault_untracked(struct migration *m)
 		 (unsigned long long)(s.gpa + s.size - VM_PAGE_SIZE));
 }
 
+/* Whether to pause now: what is left fits the limit, and another round would not shrink
+ * it much — while a round at least halves the best pause seen so far, one more follows as
+ * long as the pause would still take over a quarter of the limit (and rounds are left), so
+ * the pause is as short as pre-copy can cheaply make it, not merely short enough. *best:
+ * the shortest expected pause of the rounds before (UINT64_MAX at first). */
+static bool mig_fits(struct migration *m, unsigned round, uint64_t *best)
+{
+	uint64_t want = m->prog.expected_downtime_ms, before = *best;
+
+	*best = want < before ? want : before;
+	if (want > m->p.downtime_ms)
+		return false;
+	return round + 2 >= m->p.max_rounds || want * 4 <= m->p.downtime_ms ||
+	       (before != UINT64_MAX && want * 2 > before);
+}
+
 /* Rounds while the guest runs, until what is left fits the downtime limit. */
 static int mig_precopy(struct migration *m)
 {
-	uint64_t prev = 0, dirty = 0;
+	uint64_t prev = 0, dirty = 0, best = UINT64_MAX;
 	int err = 0;
 
 	mig_set_phase(m, MIG_PRECOPY);
@@ -269,7 +285,7 @@ static int mig_precopy(struct migration *m)
 		if (m->wtrack)
 			mig_wtrack_kick(m->wtrack); /* the digest follows the guest's writes */
 		mig_report(m);
-		if (m->prog.expected_downtime_ms <= m->p.downtime_ms)
+		if (mig_fits(m, round, &best))
 			return 0;
 		if (m->p.postcopy_after && round + 1 >= m->p.postcopy_after) {
 			log_info(SUB,

@@ -312,8 +312,14 @@ int mig_wtrack_new(struct vm *vm, struct mig_wtrack **out, char *why, size_t len
 		wt_close(t);
 		return rc;
 	}
-	for (uint64_t c = 0; c < t->nr_chunks; c++)
-		atomic_init(&t->mark[c], 1); /* nothing hashed yet */
+	/* The first scan finds every page in use (none is protected yet) and marks its chunk;
+	 * a chunk with none has the sum of nothing, zero, as calloc left it. */
+	rc = (int)wt_scan(t, true);
+	if (rc < 0) {
+		snprintf(why, len, "no write tracking of guest memory (%s)", strerror(-rc));
+		wt_close(t);
+		return rc;
+	}
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
 	vm_set_release_watch(vm, wt_released, t);

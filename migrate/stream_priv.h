@@ -131,8 +131,9 @@ void mig_digest_chunks(struct vm *vm, unsigned threads, _Atomic uint32_t *mark,
  * re-hashes a chunk once it has been quiet for a while (at once when every writer is done),
  * clearing the mark before reading. At switchover only the chunks still marked are hashed.
  * A write to guest memory that is not marked would go unseen by the digest. */
-/* Track vm's chunks, all marked to start with; writers: how many will call
- * mig_track_writer_done. Returns 0 with *out (free with mig_track_free), or -errno. */
+/* Track vm's chunks; vm must be new (all its memory zero: no chunk marked to start with);
+ * writers: how many will call mig_track_writer_done. Returns 0 with *out (free with
+ * mig_track_free), or -errno. */
 int mig_track_new(struct vm *vm, unsigned writers, struct mig_track **out) CME_WUR;
 /* Start the background hasher. Without it (-errno) the switchover hashes every chunk. */
 int mig_track_start(struct mig_track *t) CME_WUR;

@@ -503,3 +503,25 @@ int netns_incoming(struct vmm_proc *p, const struct netns *n, const char *tls_di
 		return -errno;
 	return incoming_ready(p, n->ns_ip);
 }
+
+int mig_netns_dest(struct netns *ns, struct vmm_proc *dst, const char *src_name, char tls_src[700],
+		   char to[64])
+{
+	char pki[600], tls_dst[700], why[512];
+	int port;
+
+	if (netns_make(ns, why, sizeof(why)) < 0) {
+		test_skip("%s", why);
+		return 0;
+	}
+	const char *names[] = { src_name, ns->ns_ip, NULL };
+
+	if (mig_certs(pki, sizeof(pki), names) < 0)
+		return -1;
+	net_tls_dir(tls_src, 700, pki, src_name);
+	net_tls_dir(tls_dst, sizeof(tls_dst), pki, ns->ns_ip);
+	port = netns_incoming(dst, ns, tls_dst);
+	CU_ASSERT(port > 0);
+	snprintf(to, 64, "%s:%d", ns->ns_ip, port);
+	return port > 0 ? 1 : -1;
+}

@@ -97,6 +97,13 @@ struct tcp_sink {
 int tcp_sink_start(struct tcp_sink *s, const char *host, bool talk) CME_WUR;
 void tcp_sink_stop(struct tcp_sink *s);
 
+/* A destination inside a new network namespace: a CA with certificates for src_name and
+ * the namespace's address, `cme-vmm incoming` there (dst, which the caller must vmm_kill).
+ * Fills tls_src (the source's --tls-dir) and to (HOST:PORT). Returns 1 when ready; 0 when
+ * namespaces are not possible here (the test is skipped, nothing to remove); -1 when it
+ * failed after the namespace was made (the caller removes it). */
+int mig_netns_dest(struct netns *ns, struct vmm_proc *dst, const char *src_name, char tls_src[700],
+		   char to[64]);
 /* Start `cme-vmm incoming` inside the namespace, listening on ns_ip:0, and wait for its
  * port. The process is not one the harness kills: the caller must vmm_kill it. Returns the
  * port or -errno. */

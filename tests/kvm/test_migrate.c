@@ -246,31 +246,22 @@ static void test_destination_killed(void)
 static void test_link_cut(void)
 {
 	struct vmm_proc src, dst = { .pid = -1, .status = -1 };
-	char pki[600], tls[2][700], why[512], to[64];
+	char tls_src[700], to[64];
 	struct netns ns;
 	uint64_t t0, ms;
 	json_t *st = NULL;
-	int port;
+	int rc;
 
 	if (!guest_available())
 		return;
 	boot_source(&src);
-	if (netns_make(&ns, why, sizeof(why)) < 0) {
-		test_skip("%s", why);
+	rc = mig_netns_dest(&ns, &dst, SRC, tls_src, to);
+	if (!rc) {
 		vmm_kill(&src);
 		return;
 	}
 	/* From here on the namespace must be removed: no fatal assertion until then. */
-	const char *names[] = { SRC, ns.ns_ip, NULL };
-
-	if (mig_certs(pki, sizeof(pki), names) < 0)
-		goto out;
-	net_tls_dir(tls[0], sizeof(tls[0]), pki, SRC);
-	net_tls_dir(tls[1], sizeof(tls[1]), pki, ns.ns_ip);
-	port = netns_incoming(&dst, &ns, tls[1]);
-	CU_ASSERT(port > 0);
-	snprintf(to, sizeof(to), "%s:%d", ns.ns_ip, port);
-	if (port <= 0 || !mig_ctl_start(&src, to, tls[0], "\"max_bandwidth\":\"40M\""))
+	if (rc < 0 || !mig_ctl_start(&src, to, tls_src, "\"max_bandwidth\":\"40M\""))
 		goto out;
 	CU_ASSERT(mig_ctl_wait_bytes(&src, 40 * MiB, 20000));
 	CU_ASSERT_EQUAL(netns_cut(&ns), 0);
@@ -602,6 +593,22 @@ static void test_bandwidth_cap(void)
 	vmm_kill(&src);
 }
 
+/* The digests differed: the migration failed with that reason, the destination ended
+ * without running the guest, the source runs on. */
+static void expect_digest_abort(struct mig_run *r, struct vmm_proc *src, struct vmm_proc *dst)
+{
+	CU_ASSERT_EQUAL(r->status, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(r->fin), "memory digest mismatch"));
+	if (!strstr(mig_error(r->fin), "memory digest mismatch"))
+		printf("\n    error: %s\n", mig_error(r->fin));
+	CU_ASSERT_EQUAL(vmm_wait(dst, 15000), 0);
+	CU_ASSERT_EQUAL(dst->status, 1);
+	mig_expect_no_guest(dst);
+	mig_expect_source_runs(src);
+	mig_run_free(r);
+	vmm_kill(src);
+}
+
 /* One bit flipped on the destination after all pages arrived (fault injection): the
  * digests differ, the destination aborts without running the guest, the source resumes. */
 static void test_digest_mismatch(void)
@@ -621,16 +628,7 @@ static void test_digest_mismatch(void)
 	unsetenv("CME_FAULT_CORRUPT_PAGE");
 	CU_ASSERT_FATAL(port > 0);
 	mig_cli(&r, &src, DST, port, tls[0], NULL, MIG_TIMEOUT_MS);
-	CU_ASSERT_EQUAL(r.status, 1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(r.fin), "memory digest mismatch"));
-	if (!strstr(mig_error(r.fin), "memory digest mismatch"))
-		printf("\n    error: %s\n", mig_error(r.fin));
-	CU_ASSERT_EQUAL(vmm_wait(&dst, 15000), 0);
-	CU_ASSERT_EQUAL(dst.status, 1);
-	mig_expect_no_guest(&dst);
-	mig_expect_source_runs(&src);
-	mig_run_free(&r);
-	vmm_kill(&src);
+	expect_digest_abort(&r, &src, &dst);
 }
 
 /* A dirty-tracking bug on the source (fault injection): the VMM writes a page behind
@@ -659,16 +657,7 @@ static void test_lost_dirty_page(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(log ? log : "", "behind the dirty log"));
 	CU_ASSERT_PTR_NULL(strstr(log ? log : "", "hashes all of guest RAM"));
 	free(log);
-	CU_ASSERT_EQUAL(r.status, 1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(r.fin), "memory digest mismatch"));
-	if (!strstr(mig_error(r.fin), "memory digest mismatch"))
-		printf("\n    error: %s\n", mig_error(r.fin));
-	CU_ASSERT_EQUAL(vmm_wait(&dst, 15000), 0);
-	CU_ASSERT_EQUAL(dst.status, 1);
-	mig_expect_no_guest(&dst);
-	mig_expect_source_runs(&src);
-	mig_run_free(&r);
-	vmm_kill(&src);
+	expect_digest_abort(&r, &src, &dst);
 }
 
 void suite_migrate(void)

@@ -108,26 +108,6 @@ static bool wait_dst_phase(struct pair *p, const char *phase, int timeout_ms)
 	return false;
 }
 
-/* Poll migrate-status until phase; false when the migration ended first or in time. */
-static bool wait_phase(struct vmm_proc *src, const char *phase, int timeout_ms)
-{
-	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
-
-	do {
-		json_t *st = vmm_request(src, "migrate-status", NULL);
-		const char *ph = str(st, "phase");
-		bool there = !strcmp(ph, phase);
-		bool ended =
-			!strcmp(ph, "done") || !strcmp(ph, "failed") || !strcmp(ph, "in-doubt");
-
-		json_decref(st);
-		if (there || ended)
-			return there;
-		sleep_ms(20);
-	} while (now_ns() < end);
-	return false;
-}
-
 /* Start an external-commit migration through the control socket and wait until the source
  * awaits the decision. */
 static void start_until_awaiting(struct pair *p, const char *extra)
@@ -137,7 +117,7 @@ static void start_until_awaiting(struct pair *p, const char *extra)
 	snprintf(args, sizeof(args), "\"commit\":\"external\"%s%s", extra ? "," : "",
 		 extra ? extra : "");
 	CU_ASSERT_FATAL(mig_ctl_start(&p->src, p->to, p->tls[0], args));
-	CU_ASSERT_FATAL(wait_phase(&p->src, "awaiting-commit", MIG_TIMEOUT_MS));
+	CU_ASSERT_FATAL(mig_ctl_wait_phase(&p->src, "awaiting-commit", MIG_TIMEOUT_MS));
 }
 
 /* The guest is paused: not one heartbeat on the source for ms. */
@@ -247,10 +227,10 @@ static void test_commit(void)
 	req_refused(&p.dst, "incoming-commit", NULL, "nothing received yet");
 	job.p = &p;
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&job.thread, NULL, cli_thread, &job), 0);
-	CU_ASSERT(wait_phase(&p.src, "awaiting-commit", MIG_TIMEOUT_MS));
+	CU_ASSERT(mig_ctl_wait_phase(&p.src, "awaiting-commit", MIG_TIMEOUT_MS));
 	expect_incoming(&p, "ready");
 	expect_paused(&p.src, 1000);
-	CU_ASSERT(wait_phase(&p.src, "awaiting-commit", 0)); /* still: no timeout */
+	CU_ASSERT(mig_ctl_wait_phase(&p.src, "awaiting-commit", 0)); /* still: no timeout */
 	mig_expect_no_guest(&p.dst);
 	json_decref(req_ok(&p.src, "migrate-commit", "{\"decision\":\"commit\"}"));
 	pthread_join(job.thread, NULL);
@@ -283,7 +263,7 @@ static void test_abort(void)
 				      "\"commit\":\"external\",\"max_bandwidth\":\"8M\""));
 	CU_ASSERT_FATAL(wait_dst_phase(&p, "receiving", 10000));
 	req_refused(&p.dst, "incoming-commit", NULL, "not complete yet");
-	CU_ASSERT_FATAL(wait_phase(&p.src, "awaiting-commit", MIG_TIMEOUT_MS));
+	CU_ASSERT_FATAL(mig_ctl_wait_phase(&p.src, "awaiting-commit", MIG_TIMEOUT_MS));
 	json_decref(req_ok(&p.src, "migrate-commit",
 			   "{\"decision\":\"abort\",\"reason\":\"owner record changed\"}"));
 	st = mig_ctl_wait_end(&p.src, 15000);
@@ -360,7 +340,7 @@ static void test_channel_broken_then_abort(void)
 	start_until_awaiting(&p, NULL);
 	vmm_kill(&p.dst);
 	expect_paused(&p.src, 1000);
-	CU_ASSERT(wait_phase(&p.src, "awaiting-commit", 0));
+	CU_ASSERT(mig_ctl_wait_phase(&p.src, "awaiting-commit", 0));
 	json_decref(req_ok(&p.src, "migrate-commit", "{\"decision\":\"abort\"}"));
 	st = mig_ctl_wait_end(&p.src, 15000);
 	CU_ASSERT_STRING_EQUAL(str(st, "phase"), "failed");

@@ -171,30 +171,21 @@ static void test_postcopy_source_killed(void)
 static void test_postcopy_link_cut(void)
 {
 	struct vmm_proc src, dst = { .pid = -1, .status = -1 };
-	char pki[600], tls[2][700], why[512], to[64];
+	char tls_src[700], to[64];
 	struct netns ns;
 	json_t *st = NULL;
-	int port;
+	int rc;
 
 	if (!guest_available())
 		return;
 	boot_busy(&src);
-	if (netns_make(&ns, why, sizeof(why)) < 0) {
-		test_skip("%s", why);
+	rc = mig_netns_dest(&ns, &dst, SRC, tls_src, to);
+	if (!rc) {
 		vmm_kill(&src);
 		return;
 	}
 	/* From here on the namespace must be removed: no fatal assertion until then. */
-	const char *names[] = { SRC, ns.ns_ip, NULL };
-
-	if (mig_certs(pki, sizeof(pki), names) < 0)
-		goto out;
-	net_tls_dir(tls[0], sizeof(tls[0]), pki, SRC);
-	net_tls_dir(tls[1], sizeof(tls[1]), pki, ns.ns_ip);
-	port = netns_incoming(&dst, &ns, tls[1]);
-	CU_ASSERT(port > 0);
-	snprintf(to, sizeof(to), "%s:%d", ns.ns_ip, port);
-	if (port <= 0 || !mig_ctl_start(&src, to, tls[0], SLOW))
+	if (rc < 0 || !mig_ctl_start(&src, to, tls_src, SLOW))
 		goto out;
 	CU_ASSERT(mig_ctl_wait_phase(&src, "postcopy", 90000));
 	CU_ASSERT_EQUAL(netns_cut(&ns), 0);
