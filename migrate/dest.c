@@ -389,8 +389,12 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	if (!rc && vm_devices_handoff(c->vm, VM_HANDOFF_CLAIM, CLAIM_MS, why, sizeof(why)))
 		rc = mig_in_fail(c, -EBUSY, "%s", why);
 	/* The vCPU threads now, parked: the commit only has to release them. */
+	log_debug(SUB, "vm=%s switch: state loaded after %llu us", c->in.name,
+		  (unsigned long long)(now_ns() - tsw) / 1000);
 	if (!rc && vm_start(c->vm, true))
 		rc = mig_in_fail(c, -EIO, "cannot start the vCPU threads (parked)");
+	log_debug(SUB, "vm=%s switch: vCPU threads parked after %llu us", c->in.name,
+		  (unsigned long long)(now_ns() - tsw) / 1000);
 	if (!rc && c->pc)
 		rc = mig_pc_start(c);
 	log_debug(SUB, "vm=%s switch: ready to send READY after %llu us", c->in.name,

@@ -364,7 +364,11 @@ int mig_pc_prepare(struct mig_dest *c, const uint8_t *stale, size_t len, const u
 	}
 	memcpy(p->stale, stale, len);
 	memcpy(p->want, want, MIG_DIGEST_BYTES);
+	uint64_t t0 = now_ns();
+
 	rc = pc_drop_stale(p);
+	log_debug(SUB, "vm=%s post-copy: %llu stale pages dropped in %llu us", c->in.name,
+		  (unsigned long long)p->nr_stale, (unsigned long long)(now_ns() - t0) / 1000);
 	if (rc) {
 		pc_free(p);
 		return mig_in_fail(c, rc, "post-copy: dropping stale pages: %s", strerror(-rc));
