@@ -79,7 +79,11 @@ struct mig_stats {
 	unsigned throttle_pct;	/* highest auto-converge throttle applied */
 	/* The guest's pause, by phase (the source's view; resume is the destination's). */
 	uint64_t pause_ms, last_pages_ms, state_ms, digest_ms, commit_ms, resume_ms;
-	uint64_t drain_us;	/* destination: SWITCHOVER to its last page in (in last_pages_ms) */
+	uint64_t drain_us; /* destination: SWITCHOVER to its last page in (in last_pages_ms) */
+	/* The pause until this side had sent everything (last pages, state, digest): what
+	 * QEMU reports as its downtime, for comparison; downtime_ms also waits for the
+	 * destination to load it all and run the guest. */
+	uint64_t sent_ms;
 	uint64_t decision_ms;	/* external mode: paused in MIG_AWAIT_COMMIT (not in commit_ms) */
 	uint64_t digest_chunks; /* 256 KiB chunks the source hashed in the pause */
 	/* Post-copy (0 when it was not used): pages left behind at the switch, of them sent

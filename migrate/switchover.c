@@ -129,6 +129,7 @@ static int mig_send_state(struct migration *m, struct digest_task *dt)
 	sw.stale = (ProtobufCBinaryData){ stale_len, stale };
 	if (!err)
 		err = mig_rec_send_msg(m->ctl, REC_SWITCHOVER, &sw.base);
+	m->prog.stats.sent_ms = (now_ns() - m->t_pause) / 1000000;
 	free(state);
 	free(stale);
 	return err;
