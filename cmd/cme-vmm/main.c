@@ -345,6 +345,9 @@ static int cpu_features_main(void)
 int main(int argc, char **argv)
 {
 	log_init("cme-vmm", getenv("CME_DEBUG") ? LOG_DEBUG : LOG_INFO);
+	/* A control client or console reader that goes away must cost a write its EPIPE, never
+	 * the VMM (and its guest) its life. */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		usage(stderr);
 		return VMM_EXIT_USAGE;

@@ -1,4 +1,7 @@
 /* The control socket: status, pause/resume, stop, signals, bad requests, the ctl client. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +167,92 @@ static void test_ctl_client(void)
 	vmm_kill(&p);
 }
 
+static json_int_t io_exits(struct vmm_proc *p)
+{
+	json_t *r = vmm_request(p, "status", NULL);
+	json_int_t n = -1;
+
+	if (r)
+		n = json_integer_value(
+			json_object_get(json_array_get(json_object_get(r, "vcpu"), 0), "io_exits"));
+	json_decref(r);
+	return n;
+}
+
+/* Wait until the guest has made its vCPU exit for I/O `more` times (its console bytes)
+ * beyond `from`; true when it did. */
+static bool wait_io_exits(struct vmm_proc *p, json_int_t from, json_int_t more)
+{
+	for (int i = 0; i < 3000; i++) {
+		if (io_exits(p) >= from + more)
+			return true;
+		sleep_ms(10);
+	}
+	return false;
+}
+
+/* Clients that send a request and close before the reply: the reply's write fails with
+ * EPIPE, and the VMM (started with SIGPIPE's default action, as from a shell) goes on. */
+static void test_client_gone_before_reply(void)
+{
+	struct vmm_proc p;
+
+	if (!guest_available())
+		return;
+	guest_boot(&p, "64M", "1", "wss_mb=8");
+	for (int i = 0; i < 50; i++) {
+		int fd = unix_connect(p.api);
+
+		CU_ASSERT_FATAL(fd >= 0);
+		CU_ASSERT(write(fd, "{\"cmd\":\"status\"}\n", 17) == 17);
+		close(fd);
+	}
+	json_t *r = vmm_request(&p, "status", NULL);
+
+	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	CU_ASSERT_EQUAL(vmm_wait(&p, 0), -ETIMEDOUT); /* still running */
+	vmm_kill(&p);
+}
+
+/* `cme-vmm run --console stdout | head -c80`: the reader goes after 80 bytes; the guest
+ * keeps running and printing (into nothing) and the VMM answers. */
+static void test_stdout_reader_gone(void)
+{
+	const char *args[] = { "--mem",	   "64M",	"--image", test_guest(), "--cmdline",
+			       "wss_mb=8", "--console", "stdout",  NULL };
+	struct vmm_proc p;
+	char buf[80];
+	size_t got = 0;
+	int fds[2];
+
+	if (!guest_available())
+		return;
+	CU_ASSERT_FATAL(pipe2(fds, O_CLOEXEC) == 0); /* the VMM must not hold the read end */
+	CU_ASSERT_FATAL(vmm_start_out(&p, args, fds[1]) == 0);
+	close(fds[1]);
+	while (got < sizeof(buf)) {
+		struct pollfd pf = { fds[0], POLLIN, 0 };
+		ssize_t n =
+			poll(&pf, 1, 30000) == 1 ? read(fds[0], buf + got, sizeof(buf) - got) : -1;
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fds[0]);
+	CU_ASSERT_EQUAL_FATAL(got, sizeof(buf));
+	/* A heartbeat line is ~50 bytes, one I/O exit each: 500 are many lines after. */
+	json_int_t at = io_exits(&p);
+
+	CU_ASSERT(at >= 0);
+	CU_ASSERT_TRUE(wait_io_exits(&p, at, 500));
+	CU_ASSERT_EQUAL(vmm_wait(&p, 0), -ETIMEDOUT);
+	if (p.status >= 0)
+		printf("\n    the VMM ended with status %d\n", p.status);
+	vmm_kill(&p);
+}
+
 void suite_control(void)
 {
 	static const struct test_case cases[] = {
@@ -172,6 +261,10 @@ void suite_control(void)
 		{ "status reports vCPUs; stop ends the VMM cleanly", test_status_and_stop },
 		{ "SIGTERM stops the VM cleanly", test_sigterm_stops_cleanly },
 		{ "cme-vmm ctl prints replies and exit statuses", test_ctl_client },
+		{ "a client gone before its reply costs nothing (no SIGPIPE)",
+		  test_client_gone_before_reply },
+		{ "a stdout console whose reader went away: the guest runs on",
+		  test_stdout_reader_gone },
 		{ NULL, NULL },
 	};
 	test_add_suite("control", cases);

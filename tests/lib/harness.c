@@ -74,14 +74,22 @@ void test_remove_tmp(void)
 		fprintf(stderr, "cannot remove %s\n", tmp_root);
 }
 
+static void on_sigpipe(int sig)
+{
+	(void)sig;
+}
+
 int test_main(const char *runner)
 {
 	unsigned run, failed;
 
 	const char *only = getenv("CME_TEST_SUITE"); /* developers: run one suite */
 
-	/* A VMM that drops a connection mid-request must fail the test, not kill the runner. */
-	signal(SIGPIPE, SIG_IGN);
+	/* A VMM that drops a connection mid-request must fail the test, not kill the runner.
+	 * A handler, not SIG_IGN: exec resets it, so the programs the tests start get the
+	 * default disposition, as from an operator's shell (SIG_IGN would be inherited and
+	 * hide a VMM that dies of SIGPIPE). */
+	signal(SIGPIPE, on_sigpipe);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	const char *one = getenv("CME_TEST_CASE"); /* and one test of it */
 

@@ -62,6 +62,8 @@ struct vmm_proc {
 int vmm_start(struct vmm_proc *p, const char *const *args);
 /* The same with another verb than "run" (e.g. "restore"). */
 int vmm_start_verb(struct vmm_proc *p, const char *verb, const char *const *args);
+/* `run` with its stdout on out_fd (for --console stdout). */
+int vmm_start_out(struct vmm_proc *p, const char *const *args, int out_fd);
 /* Wait up to timeout_ms for the process to exit; returns 0 and sets p->status, or
  * -ETIMEDOUT. */
 int vmm_wait(struct vmm_proc *p, int timeout_ms);

@@ -76,7 +76,7 @@ int vmm_start(struct vmm_proc *p, const char *const *args)
 	return vmm_start_verb(p, "run", args);
 }
 
-int vmm_start_verb(struct vmm_proc *p, const char *verb, const char *const *args)
+static int start(struct vmm_proc *p, const char *verb, const char *const *args, int out_fd)
 {
 	const char *dir = test_tmpdir();
 	const char *argv[MAX_ARGS];
@@ -105,9 +105,19 @@ int vmm_start_verb(struct vmm_proc *p, const char *verb, const char *const *args
 	argv[n++] = p->api;
 	argv[n] = NULL;
 	err_fd = open(p->errlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	p->pid = spawn(argv, -1, err_fd);
+	p->pid = spawn(argv, out_fd, err_fd);
 	close(err_fd);
 	return p->pid < 0 ? -errno : 0;
+}
+
+int vmm_start_verb(struct vmm_proc *p, const char *verb, const char *const *args)
+{
+	return start(p, verb, args, -1);
+}
+
+int vmm_start_out(struct vmm_proc *p, const char *const *args, int out_fd)
+{
+	return start(p, "run", args, out_fd);
 }
 
 int vmm_wait(struct vmm_proc *p, int timeout_ms)
