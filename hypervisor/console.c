@@ -1,10 +1,17 @@
 /* Console backends for the UART: stdout, a file, or a Unix socket that any number of
- * clients can attach to (each new client first gets the recent output). */
+ * clients can attach to (each new client first gets the recent output).
+ *
+ * Output to stdout or a file is buffered: written at a line end, when 4 KiB are waiting,
+ * or 20 ms after the first byte that waits (a prompt without a line end), never one
+ * write(2) per byte the guest sends. A file is capped: past its limit it becomes PATH.1
+ * (replacing the one before) and PATH starts again, so a guest can fill at most twice the
+ * limit of the host's disk. */
 #include "vm_priv.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,6 +20,8 @@
 #define SUB		    "console"
 #define CONSOLE_MAX_CLIENTS 8
 #define CONSOLE_HISTORY	    65536
+#define CONSOLE_OUTBUF	    4096
+#define CONSOLE_FLUSH_MS    20
 
 struct console {
 	enum console_kind kind;
@@ -20,8 +29,15 @@ struct console {
 	void *opaque;
 	int out_fd;    /* stdout or file */
 	int listen_fd; /* socket mode */
-	char *path;    /* the socket's path, removed on close */
-	int wake[2];   /* pipe that ends the socket thread */
+	char *file;    /* the file's path (rotation) */
+	uint64_t file_bytes, file_max;
+	char outbuf[CONSOLE_OUTBUF]; /* what waits for out_fd */
+	size_t outlen;
+	pthread_cond_t flush_cond; /* the flusher waits on it for output */
+	pthread_t flusher;
+	bool flusher_started, closing;
+	char *path;  /* the socket's path, removed on close */
+	int wake[2]; /* pipe that ends the socket thread */
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t lock;
@@ -33,13 +49,13 @@ struct console {
 int console_cfg_parse(const char *s, struct console_cfg *out)
 {
 	if (!strcmp(s, "stdout"))
-		*out = (struct console_cfg){ CONSOLE_STDOUT, NULL };
+		*out = (struct console_cfg){ .kind = CONSOLE_STDOUT, .path = NULL };
 	else if (!strcmp(s, "none"))
-		*out = (struct console_cfg){ CONSOLE_NONE, NULL };
+		*out = (struct console_cfg){ .kind = CONSOLE_NONE, .path = NULL };
 	else if (!strncmp(s, "file:", 5) && s[5])
-		*out = (struct console_cfg){ CONSOLE_FILE, s + 5 };
+		*out = (struct console_cfg){ .kind = CONSOLE_FILE, .path = s + 5 };
 	else if (!strncmp(s, "socket:", 7) && s[7])
-		*out = (struct console_cfg){ CONSOLE_SOCKET, s + 7 };
+		*out = (struct console_cfg){ .kind = CONSOLE_SOCKET, .path = s + 7 };
 	else
 		return -EINVAL;
 	return 0;
@@ -90,20 +106,25 @@ static void console_add_client(struct console *c, int fd)
 	close(fd);
 }
 
-/* Input from one client goes to the guest; a closed client is dropped. */
-static void console_client_input(struct console *c, int i)
+/* Input from one client goes to the guest; a closed client is dropped. The slot is
+ * read under the lock: the vCPU's console_write may have dropped the client (and its
+ * descriptor number gone to another file) since the poll. */
+static void console_client_input(struct console *c, int i, int fd)
 {
 	char buf[512];
-	ssize_t n = recv(c->clients[i], buf, sizeof(buf), MSG_DONTWAIT);
+	ssize_t n = 0;
 
-	if (n > 0 && c->input)
-		c->input(c->opaque, (const uint8_t *)buf, (size_t)n);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-		pthread_mutex_lock(&c->lock);
-		close(c->clients[i]);
-		c->clients[i] = -1;
-		pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&c->lock);
+	if (c->clients[i] == fd) {
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			close(fd);
+			c->clients[i] = -1;
+		}
 	}
+	pthread_mutex_unlock(&c->lock);
+	if (n > 0 && c->input) /* outside the lock: the UART may write back */
+		c->input(c->opaque, (const uint8_t *)buf, (size_t)n);
 }
 
 static void *console_thread(void *arg)
@@ -132,8 +153,8 @@ static void *console_thread(void *arg)
 				console_add_client(c, fd);
 		}
 		for (int i = 0; i < CONSOLE_MAX_CLIENTS; i++)
-			if (p[2 + i].revents && p[2 + i].fd >= 0 && c->clients[i] == p[2 + i].fd)
-				console_client_input(c, i);
+			if (p[2 + i].revents && p[2 + i].fd >= 0)
+				console_client_input(c, i, p[2 + i].fd);
 	}
 	return NULL;
 }
@@ -157,17 +178,98 @@ static int console_open_socket(struct console *c, const char *path)
 	return 0;
 }
 
+/* A file past its limit becomes PATH.1 and PATH starts again. Called with the lock. */
+static void console_rotate(struct console *c)
+{
+	char old[4096];
+	int fd;
+
+	if (snprintf(old, sizeof(old), "%s.1", c->file) >= (int)sizeof(old) ||
+	    rename(c->file, old) < 0) {
+		log_warn(SUB, "console file %s: cannot rotate (%s): writing stops", c->file,
+			 strerror(errno));
+		c->kind = CONSOLE_NONE;
+		return;
+	}
+	fd = open(c->file, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		log_warn(SUB, "console file %s: %s: writing stops", c->file, strerror(errno));
+		c->kind = CONSOLE_NONE;
+		return;
+	}
+	close(c->out_fd);
+	c->out_fd = fd;
+	c->file_bytes = 0;
+	log_info(SUB, "console file %s reached %llu bytes: the older output is in %s", c->file,
+		 (unsigned long long)c->file_max, old);
+}
+
+/* Write out what waits. Called with the lock. */
+static void console_flush(struct console *c)
+{
+	if (!c->outlen || c->kind == CONSOLE_NONE) {
+		c->outlen = 0;
+		return;
+	}
+	if (write_all(c->out_fd, c->outbuf, c->outlen) < 0)
+		c->kind = CONSOLE_NONE; /* the reader went away: stop writing, keep running */
+	c->file_bytes += c->outlen;
+	c->outlen = 0;
+	if (c->file && c->file_max && c->file_bytes >= c->file_max && c->kind != CONSOLE_NONE)
+		console_rotate(c);
+}
+
+/* Bytes that wait without a line end go out CONSOLE_FLUSH_MS after the first of them. */
+static void *console_flusher(void *arg)
+{
+	struct console *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->closing) {
+		if (!c->outlen) {
+			pthread_cond_wait(&c->flush_cond, &c->lock);
+			continue;
+		}
+		struct timespec t;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_nsec += CONSOLE_FLUSH_MS * 1000000L;
+		t.tv_sec += t.tv_nsec / 1000000000L;
+		t.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&c->flush_cond, &c->lock, &t);
+		console_flush(c);
+	}
+	console_flush(c);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
 static int console_open_out(struct console *c, const struct console_cfg *cfg)
 {
+	pthread_condattr_t ca;
+	int err;
+
 	if (cfg->kind == CONSOLE_STDOUT) {
 		c->out_fd = dup(STDOUT_FILENO);
 	} else {
 		c->out_fd =
-			open(cfg->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+			open(cfg->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
 		if (c->out_fd < 0)
 			log_err(SUB, "console file %s: %s", cfg->path, strerror(errno));
+		c->file = strdup(cfg->path);
+		c->file_max = cfg->max_bytes;
 	}
-	return c->out_fd < 0 ? -errno : 0;
+	if (c->out_fd < 0)
+		return -errno;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->flush_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	err = pthread_create(&c->flusher, NULL, console_flusher, c);
+	if (err)
+		return -err;
+	c->flusher_started = true;
+	return 0;
 }
 
 int console_open(const struct console_cfg *cfg, console_input_fn input, void *opaque,
@@ -203,9 +305,24 @@ void console_write(struct console *c, const void *buf, size_t len)
 		return;
 	pthread_mutex_lock(&c->lock);
 	if (c->out_fd >= 0) {
-		if (write_all(c->out_fd, buf, len) < 0)
-			c->kind =
-				CONSOLE_NONE; /* the reader went away: stop writing, keep running */
+		const char *b = buf;
+		bool wake = !c->outlen;
+
+		for (size_t done = 0; done < len && c->kind != CONSOLE_NONE;) {
+			size_t n = len - done < CONSOLE_OUTBUF - c->outlen
+					   ? len - done
+					   : CONSOLE_OUTBUF - c->outlen;
+
+			memcpy(c->outbuf + c->outlen, b + done, n);
+			c->outlen += n;
+			done += n;
+			if (c->outlen == CONSOLE_OUTBUF)
+				console_flush(c);
+		}
+		if (memchr(buf, '\n', len))
+			console_flush(c);
+		else if (wake && c->outlen)
+			pthread_cond_signal(&c->flush_cond);
 	} else {
 		console_history_add(c, buf, len);
 		for (int i = 0; i < CONSOLE_MAX_CLIENTS; i++)
@@ -219,6 +336,14 @@ void console_close(struct console *c)
 {
 	if (!c)
 		return;
+	if (c->flusher_started) {
+		pthread_mutex_lock(&c->lock);
+		c->closing = true;
+		pthread_cond_signal(&c->flush_cond);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->flusher, NULL);
+		pthread_cond_destroy(&c->flush_cond);
+	}
 	if (c->thread_started) {
 		if (write(c->wake[1], "x", 1) < 0)
 			log_warn(SUB, "cannot wake console thread");
@@ -235,6 +360,7 @@ void console_close(struct console *c)
 	if (c->path)
 		unlink(c->path);
 	free(c->path);
+	free(c->file);
 	if (c->out_fd >= 0)
 		close(c->out_fd);
 	pthread_mutex_destroy(&c->lock);

@@ -22,8 +22,12 @@ enum console_kind { CONSOLE_STDOUT, CONSOLE_FILE, CONSOLE_SOCKET, CONSOLE_NONE }
 
 struct console_cfg {
 	enum console_kind kind;
-	const char *path; /* file or socket path; NULL for stdout/none */
+	const char *path;   /* file or socket path; NULL for stdout/none */
+	uint64_t max_bytes; /* a file's cap: past it, it becomes PATH.1 (0: no cap) */
 };
+
+#define CONSOLE_MAX_DEFAULT (16ull << 20)
+#define CONSOLE_MAX_MIN	    (64ull << 10)
 
 /* Parse "stdout", "none", "file:PATH" or "socket:PATH". Returns 0 or -EINVAL.
  * out->path points into s. */

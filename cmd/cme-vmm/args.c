@@ -314,6 +314,11 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 				err, errlen,
 				"--console %s: expected stdout, none, file:PATH or socket:PATH", a);
 		return 0;
+	case 'Q':
+		if (parse_size(a, &o->console_max) < 0 || o->console_max < CONSOLE_MAX_MIN)
+			return arg_fail(err, errlen,
+					"--console-max %s: a size of at least 64K (e.g. 16M)", a);
+		return 0;
 	default: return -EINVAL;
 	}
 }
@@ -382,6 +387,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "api", required_argument, NULL, 'a' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "console", required_argument, NULL, 'o' },
+		{ "console-max", required_argument, NULL, 'Q' },
 		{ "paused", no_argument, NULL, 'p' },
 		{ "kernel", required_argument, NULL, 'k' },
 		{ "initrd", required_argument, NULL, 'r' },
@@ -411,6 +417,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 	o->wait_ms = -1;
 	o->name = "vm";
 	o->console.kind = CONSOLE_STDOUT;
+	o->console_max = CONSOLE_MAX_DEFAULT;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -421,6 +428,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		if (parse_one(c, optarg, o, err, errlen) < 0)
 			return -EINVAL;
 	}
+	o->console.max_bytes = o->console_max;
 	if (restore && optind < argc)
 		o->snapshot = argv[optind++];
 	if (restore && !o->snapshot)

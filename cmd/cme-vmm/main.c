@@ -22,25 +22,27 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage:\n"
-		   "  cme-vmm run (--image FILE | --kernel FILE [--initrd FILE]) [--mem SIZE]\n"
-		   "              [--vcpus N] [--cmdline STR]\n"
-		   "              [--console stdout|none|file:PATH|socket:PATH] [--api PATH]\n"
-		   "              [--name NAME] [--fence-deadline NS] [--exit-file PATH]\n"
-		   "              [--cpu-template " CPU_TEMPLATE_LIST "]\n"
-		   "  cme-vmm restore FILE [--console ...] [--api PATH] [--name NAME] [--paused]\n"
-		   "              [--fence-deadline NS]\n"
-		   "  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
-		   "              [--commit direct|external] [--console ...] [--api PATH]\n"
-		   "              [--name NAME] [--fence-deadline NS] [--cpu-template NAME]\n"
-		   "  cme-vmm migrate --api PATH --to HOST:PORT --tls-dir DIR [--downtime-ms N]\n"
-		   "              [--postcopy | --postcopy-after ROUNDS]\n"
-		   "              [--max-bandwidth RATE] [--channels N] [--timeout SECONDS]\n"
-		   "              [--peer-name NAME] [--max-rounds N] [--no-auto-converge]\n"
-		   "              [--commit direct|external]\n"
-		   "  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
-		   "  cme-vmm cpu-features\n"
-		   "  cme-vmm help\n");
+	fprintf(f,
+		"usage:\n"
+		"  cme-vmm run (--image FILE | --kernel FILE [--initrd FILE]) [--mem SIZE]\n"
+		"              [--vcpus N] [--cmdline STR]\n"
+		"              [--console stdout|none|file:PATH|socket:PATH] [--console-max SIZE]\n"
+		"              [--api PATH]\n"
+		"              [--name NAME] [--fence-deadline NS] [--exit-file PATH]\n"
+		"              [--cpu-template " CPU_TEMPLATE_LIST "]\n"
+		"  cme-vmm restore FILE [--console ...] [--api PATH] [--name NAME] [--paused]\n"
+		"              [--fence-deadline NS]\n"
+		"  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
+		"              [--commit direct|external] [--console ...] [--api PATH]\n"
+		"              [--name NAME] [--fence-deadline NS] [--cpu-template NAME]\n"
+		"  cme-vmm migrate --api PATH --to HOST:PORT --tls-dir DIR [--downtime-ms N]\n"
+		"              [--postcopy | --postcopy-after ROUNDS]\n"
+		"              [--max-bandwidth RATE] [--channels N] [--timeout SECONDS]\n"
+		"              [--peer-name NAME] [--max-rounds N] [--no-auto-converge]\n"
+		"              [--commit direct|external]\n"
+		"  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
+		"  cme-vmm cpu-features\n"
+		"  cme-vmm help\n");
 }
 
 static int end_status(const struct vm_end *end)

@@ -48,6 +48,7 @@ struct run_opts {
 	uint64_t fence_ns;     /* --fence-deadline: CLOCK_BOOTTIME ns the guest may run until */
 	const char *exit_file; /* --exit-file: where the exit status is written at the end */
 	struct console_cfg console;
+	uint64_t console_max;		    /* --console-max */
 	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */
 	unsigned nr_disks;
 	struct vm_net nets[VM_MAX_NETS]; /* --net tap=NAME,...: virtio-net, in order */

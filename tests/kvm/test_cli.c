@@ -216,6 +216,75 @@ static void test_reboot_poweroff(void)
 	expect_power("s5.bin", s5, sizeof(s5), 0, "guest powered off");
 }
 
+static long file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* One counter of /proc/PID/io ("wchar", "syscw"), -1 when unreadable. */
+static long long proc_io(pid_t pid, const char *key)
+{
+	char path[64], *t, *at;
+	long long v = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
+	t = test_read_file(path);
+	at = strstr(t, key);
+	if (at && at[strlen(key)] == ':')
+		v = atoll(at + strlen(key) + 1);
+	free(t);
+	return v;
+}
+
+/* A guest that writes to its UART as fast as it can: the console file is capped (past
+ * --console-max it becomes FILE.1 and FILE starts again) and written in blocks, not one
+ * write(2) per byte; the guest runs on. */
+static void test_console_cap(void)
+{
+	REQUIRE_KVM();
+	/* mov $0x3f8,%dx; mov $'A',%al; 1: out %al,%dx; jmp 1b */
+	static const unsigned char code[] = {
+		0x66, 0xba, 0xf8, 0x03, 0xb0, 0x41, 0xee, 0xeb, 0xfd
+	};
+	const char *img = write_image("flood.bin", code, sizeof(code));
+	char con[600], old[610], arg[620];
+	struct vmm_proc p;
+	int i;
+
+	snprintf(con, sizeof(con), "%s/flood.console", test_tmpdir());
+	snprintf(old, sizeof(old), "%s.1", con);
+	snprintf(arg, sizeof(arg), "file:%s", con);
+	const char *args[] = { "--image",	img,   "--mem", "16M", "--console", arg,
+			       "--console-max", "64K", NULL };
+
+	CU_ASSERT_FATAL(vmm_start(&p, args) == 0);
+	/* Two rotations: FILE.1 appears, then FILE.1 is replaced by a newer FILE. */
+	for (i = 0; i < 6000 && file_size(old) < 0; i++)
+		sleep_ms(10);
+	CU_ASSERT_FATAL(file_size(old) >= 64 << 10);
+	struct stat first, now;
+
+	CU_ASSERT_FATAL(stat(old, &first) == 0);
+	for (i = 0; i < 6000; i++) {
+		if (stat(old, &now) == 0 && now.st_ino != first.st_ino)
+			break;
+		sleep_ms(10);
+	}
+	CU_ASSERT(i < 6000);
+	/* Neither file is past the cap by more than one 4 KiB block. */
+	CU_ASSERT(file_size(old) >= 64 << 10 && file_size(old) <= (64 << 10) + 4096);
+	CU_ASSERT(file_size(con) >= 0 && file_size(con) <= (64 << 10) + 4096);
+	long long wchar = proc_io(p.pid, "wchar"), syscw = proc_io(p.pid, "syscw");
+
+	CU_ASSERT(wchar >= 128 << 10 && syscw > 0);
+	if (syscw > 0) /* the old code: one write(2) per byte */
+		CU_ASSERT(wchar / syscw >= 64);
+	CU_ASSERT_EQUAL(vmm_wait(&p, 0), -ETIMEDOUT); /* the guest runs on */
+	vmm_kill(&p);
+}
+
 void suite_cli(void)
 {
 	static const struct test_case cases[] = {
@@ -225,6 +294,8 @@ void suite_cli(void)
 		{ "guest exit code on port 0x501 is the exit status", test_guest_exit_code },
 		{ "guest fault ends the VMM with registers", test_guest_fault },
 		{ "guest reboot and poweroff end the VMM with their status", test_reboot_poweroff },
+		{ "a flooding guest: console file capped and rotated, written in blocks",
+		  test_console_cap },
 		{ NULL, NULL },
 	};
 	test_add_suite("cli", cases);
