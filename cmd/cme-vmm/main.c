@@ -45,10 +45,22 @@ static void usage(FILE *f)
 		"  cme-vmm help\n");
 }
 
+/* The guest's own exit code keeps out of the VMM's statuses: 0 and 3-63 are passed on;
+ * any other (1, 2 or from 64 up, where the VMM's own statuses are — a guest writing 73
+ * must not ask its supervisor for a restart) becomes 64, the code itself in the log. */
+static int guest_status(int code)
+{
+	if (code == 0 || (code >= 3 && code < VMM_EXIT_GUEST_OTHER))
+		return code;
+	log_info(SUB, "the guest's exit code %d is outside 3-63: exit status %d", code,
+		 VMM_EXIT_GUEST_OTHER);
+	return VMM_EXIT_GUEST_OTHER;
+}
+
 static int end_status(const struct vm_end *end)
 {
 	switch (end->reason) {
-	case VM_END_GUEST_EXIT: return end->code;
+	case VM_END_GUEST_EXIT: return guest_status(end->code);
 	case VM_END_TRIPLE_FAULT: return VMM_EXIT_TRIPLE;
 	case VM_END_INTERNAL: return VMM_EXIT_INTERNAL;
 	case VM_END_HOST_ERROR: return VMM_EXIT_HOST;

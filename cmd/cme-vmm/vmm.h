@@ -9,13 +9,15 @@
 /* Exit statuses of `cme-vmm run` beyond the guest's own exit code (README). */
 enum {
 	VMM_EXIT_OK = 0,
-	VMM_EXIT_SETUP = 1,	/* bad input or the VM could not be created */
-	VMM_EXIT_USAGE = 2,	/* unknown flag or missing argument */
-	VMM_EXIT_HOST = 70,	/* a KVM call failed while running */
-	VMM_EXIT_INTERNAL = 71, /* KVM internal error, failed entry, emulation failure */
-	VMM_EXIT_TRIPLE = 72,	/* guest triple fault */
-	VMM_EXIT_REBOOT = 73,	/* the guest asked for a reset: its supervisor restarts it */
-	VMM_EXIT_POSTCOPY = 74, /* post-copy broke here: the guest could not go on */
+	VMM_EXIT_SETUP = 1, /* bad input or the VM could not be created */
+	VMM_EXIT_USAGE = 2, /* unknown flag or missing argument */
+	/* 3-63: the guest's own exit code (port 0x501) */
+	VMM_EXIT_GUEST_OTHER = 64, /* the guest's code was 1, 2 or 64-255 (in the log) */
+	VMM_EXIT_HOST = 70,	   /* a KVM call failed while running */
+	VMM_EXIT_INTERNAL = 71,	   /* KVM internal error, failed entry, emulation failure */
+	VMM_EXIT_TRIPLE = 72,	   /* guest triple fault */
+	VMM_EXIT_REBOOT = 73,	   /* the guest asked for a reset: its supervisor restarts it */
+	VMM_EXIT_POSTCOPY = 74,	   /* post-copy broke here: the guest could not go on */
 };
 
 #define CG_PATH_MAX  512

@@ -153,19 +153,33 @@ static void test_no_kvm(void)
 	free(out);
 }
 
+static int guest_exit(const char *name, unsigned char code_byte, char **out)
+{
+	/* mov $0x501,%dx; mov $N,%al; out %al,%dx; jmp . */
+	unsigned char code[] = { 0x66, 0xba, 0x01, 0x05, 0xb0, code_byte, 0xee, 0xeb, 0xfe };
+	const char *img = write_image(name, code, sizeof(code));
+	const char *argv[] = { test_bin("cme-vmm"), "run", "--image", img, "--mem", "16M", NULL };
+
+	return test_run(argv, out, 20000);
+}
+
+/* 0 and 3-63 are the status; any other code (here 73, the VMM's "reset: restart me", and
+ * 2, its usage error) is 64, so that no guest can speak for the VMM. */
 static void test_guest_exit_code(void)
 {
 	REQUIRE_KVM();
-	/* mov $0x501,%dx; mov $7,%al; out %al,%dx; jmp . */
-	static const unsigned char code[] = {
-		0x66, 0xba, 0x01, 0x05, 0xb0, 0x07, 0xee, 0xeb, 0xfe
-	};
-	const char *img = write_image("exit7.bin", code, sizeof(code));
-	const char *argv[] = { test_bin("cme-vmm"), "run", "--image", img, "--mem", "16M", NULL };
 	char *out;
 
-	CU_ASSERT_EQUAL(test_run(argv, &out, 20000), 7);
+	CU_ASSERT_EQUAL(guest_exit("exit7.bin", 7, &out), 7);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "guest exit code 7"));
+	free(out);
+	CU_ASSERT_EQUAL(guest_exit("exit73.bin", 73, &out), 64);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "guest exit code 73"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "outside 3-63"));
+	free(out);
+	CU_ASSERT_EQUAL(guest_exit("exit2.bin", 2, &out), 64);
+	free(out);
+	CU_ASSERT_EQUAL(guest_exit("exit0.bin", 0, &out), 0);
 	free(out);
 }
 
@@ -291,7 +305,8 @@ void suite_cli(void)
 		{ "usage errors: one line, status 2", test_usage_errors },
 		{ "setup errors: missing image, too much memory; nothing left", test_setup_errors },
 		{ "/dev/kvm absent or not accessible", test_no_kvm },
-		{ "guest exit code on port 0x501 is the exit status", test_guest_exit_code },
+		{ "guest exit code on port 0x501: 0 and 3-63 the status, others 64",
+		  test_guest_exit_code },
 		{ "guest fault ends the VMM with registers", test_guest_fault },
 		{ "guest reboot and poweroff end the VMM with their status", test_reboot_poweroff },
 		{ "a flooding guest: console file capped and rotated, written in blocks",
