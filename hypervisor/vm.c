@@ -85,6 +85,9 @@ static int vm_add_slot(struct vm *vm, uint64_t gpa, uint64_t size)
 		munmap(p, size);
 		return -ENOMEM;
 	}
+	/* A core dump of the VMM must not carry the guest's memory. */
+	if (madvise(p, size, MADV_DONTDUMP) < 0)
+		log_warn(SUB, "vm=%s madvise(MADV_DONTDUMP): %s", vm->cfg.name, strerror(errno));
 	if (vm->cfg.ksm && madvise(p, size, MADV_MERGEABLE) < 0)
 		log_warn(SUB, "vm=%s --ksm: madvise: %s (no page sharing)", vm->cfg.name,
 			 strerror(errno));

@@ -48,23 +48,42 @@ static void thread_cpus(pid_t pid, const char *comm, char *out, size_t len)
 		closedir(d);
 }
 
-/* True when some mapping of pid has "mg" (MADV_MERGEABLE) in its VmFlags. */
-static bool has_mergeable(pid_t pid)
+/* True when the VmFlags line at `at` (up to its line end) has the two-letter flag. */
+static bool line_has_flag(const char *at, const char *flag)
+{
+	size_t n = strcspn(at, "\n");
+
+	for (size_t i = 0; i + 3 <= n; i++)
+		if (at[i] == ' ' && !memcmp(at + i + 1, flag, 2) &&
+		    (at[i + 3] == ' ' || at[i + 3] == '\n'))
+			return true;
+	return false;
+}
+
+/* True when some mapping of pid (of size_kb, or any when 0) has flag in its VmFlags
+ * ("mg": MADV_MERGEABLE, "dd": MADV_DONTDUMP). */
+static bool has_vmflag(pid_t pid, unsigned long size_kb, const char *flag)
 {
 	char path[64], *txt, *at;
-	bool mg = false;
+	bool hit = false;
 
 	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
 	txt = test_read_file(path);
-	for (at = txt; !mg && (at = strstr(at, "VmFlags:")); at++) {
-		size_t n = strcspn(at, "\n");
-
-		for (size_t i = 0; i + 3 <= n; i++)
-			if (!memcmp(at + i, " mg", 3) && (at[i + 3] == ' ' || at[i + 3] == '\n'))
-				mg = true;
+	for (at = txt; !hit && (at = strstr(at, "\nSize:")); at++) {
+		char *flags = strstr(at, "VmFlags:");
+		if (!flags)
+			break;
+		if (size_kb && strtoul(at + 7, NULL, 10) != size_kb)
+			continue;
+		hit = line_has_flag(flags + 8, flag);
 	}
 	free(txt);
-	return mg;
+	return hit;
+}
+
+static bool has_mergeable(pid_t pid)
+{
+	return has_vmflag(pid, 0, "mg");
 }
 
 static void test_pin_and_ksm(void)
@@ -106,6 +125,8 @@ static void test_pin_and_ksm(void)
 	CU_ASSERT_EQUAL_FATAL(vmm_start(&q, plain), 0);
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(&q, 1, 30000));
 	CU_ASSERT_FALSE(has_mergeable(q.pid));
+	/* Guest RAM is never in a core dump of the VMM. */
+	CU_ASSERT_TRUE(has_vmflag(q.pid, 64 << 10, "dd"));
 	vmm_kill(&q);
 }
 
