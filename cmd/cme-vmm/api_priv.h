@@ -6,16 +6,20 @@
 
 #define API_MAX_CLIENTS 16
 #define API_MAX_LINE	65536
+#define API_MAX_RATE	200 /* requests a second from one client */
 
 struct api_client {
 	int fd;
 	struct linebuf lb;
+	uint64_t last_ms;	       /* its last request or its connect */
+	uint64_t window_ms, in_window; /* requests in the current second */
 };
 
 struct api {
 	struct vm *vm;
 	int listen_fd;
 	char *path;
+	long gid; /* --api-group: its members are served too (-1: none) */
 	struct api_client clients[API_MAX_CLIENTS];
 	uint64_t dirty_since_ns; /* when dirty logging started or was last fetched */
 	struct migration *mig;	 /* the current or last migration */

@@ -5,23 +5,42 @@
 #include "migrate.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SUB "api"
 
-int api_open(const char *path, struct vm *vm, struct api **out)
+/* --api-group: the group may connect (0660). */
+static int api_share(const char *path, long gid)
+{
+	if (gid < 0)
+		return 0;
+	if (chown(path, (uid_t)-1, (gid_t)gid) < 0 || chmod(path, 0660) < 0) {
+		int err = -errno;
+
+		log_err(SUB, "control socket %s: giving it to group %ld: %s", path, gid,
+			strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+int api_open(const char *path, long gid, struct vm *vm, struct api **out)
 {
 	struct api *api = calloc(1, sizeof(*api));
 
 	if (!api)
 		return -ENOMEM;
 	api->vm = vm;
+	api->gid = gid;
 	api->listen_fd = -1;
 	for (int i = 0; i < API_MAX_CLIENTS; i++)
 		api->clients[i].fd = -1;
@@ -37,6 +56,12 @@ int api_open(const char *path, struct vm *vm, struct api **out)
 			return err;
 		}
 		api->path = strdup(path);
+		int err = api_share(path, gid);
+
+		if (err) {
+			api_close(api);
+			return err;
+		}
 	}
 	*out = api;
 	return 0;
@@ -49,21 +74,107 @@ static void api_drop(struct api_client *c)
 	linebuf_free(&c->lb);
 }
 
+/* True when uid is a member of group gid (its primary group or a supplementary one). */
+static bool uid_in_group(uid_t uid, gid_t peer_gid, long gid)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	gid_t groups[256];
+	int n = 256;
+
+	if (gid < 0)
+		return false;
+	if (peer_gid == (gid_t)gid)
+		return true;
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) || !res ||
+	    getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == (gid_t)gid)
+			return true;
+	return false;
+}
+
+/* Only root, this VMM's own uid and the --api-group may drive the VM, whatever the
+ * socket's mode (a chmod by hand does not open it). Refused: one error line, closed. */
+static bool api_peer_ok(struct api *api, int fd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return false;
+	if (cr.uid == 0 || cr.uid == geteuid() || uid_in_group(cr.uid, cr.gid, api->gid))
+		return true;
+	log_warn(SUB,
+		 "control socket: refused uid %u (pid %d): not root, this VMM's user or "
+		 "its --api-group",
+		 (unsigned)cr.uid, (int)cr.pid);
+	json_t *r = api_error("uid %u may not use this control socket", (unsigned)cr.uid);
+
+	if (jsonl_send(fd, r) < 0)
+		log_debug(SUB, "refused client went away");
+	json_decref(r);
+	return false;
+}
+
+/* A free slot, or the one idle longest: idle clients cannot lock the socket. */
+static struct api_client *api_slot(struct api *api)
+{
+	struct api_client *idle = NULL;
+
+	for (int i = 0; i < API_MAX_CLIENTS; i++) {
+		struct api_client *c = &api->clients[i];
+
+		if (c->fd < 0)
+			return c;
+		if (!idle || c->last_ms < idle->last_ms)
+			idle = c;
+	}
+	log_info(SUB, "%d control clients: dropping the one idle for %llu ms", API_MAX_CLIENTS,
+		 (unsigned long long)(now_ns() / 1000000 - idle->last_ms));
+	api_drop(idle);
+	return idle;
+}
+
 static void api_accept(struct api *api)
 {
 	int fd = accept4(api->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	struct api_client *c;
 
 	if (fd < 0)
 		return;
-	for (int i = 0; i < API_MAX_CLIENTS; i++) {
-		if (api->clients[i].fd < 0) {
-			api->clients[i].fd = fd;
-			linebuf_init(&api->clients[i].lb, API_MAX_LINE);
-			return;
-		}
+	if (!api_peer_ok(api, fd)) {
+		close(fd);
+		return;
 	}
-	log_warn(SUB, "too many control clients, refusing one");
-	close(fd);
+	c = api_slot(api);
+	c->fd = fd;
+	c->last_ms = c->window_ms = now_ns() / 1000000;
+	c->in_window = 0;
+	linebuf_init(&c->lb, API_MAX_LINE);
+}
+
+/* At most API_MAX_RATE requests a second from one client; past it, an error and the
+ * client is dropped. */
+static bool api_rate_ok(struct api_client *c)
+{
+	uint64_t now = now_ns() / 1000000;
+
+	c->last_ms = now;
+	if (now - c->window_ms >= 1000) {
+		c->window_ms = now;
+		c->in_window = 0;
+	}
+	if (++c->in_window <= API_MAX_RATE)
+		return true;
+	json_t *r = api_error("too many requests: at most %d a second", API_MAX_RATE);
+
+	if (jsonl_send(c->fd, r) < 0)
+		log_debug(SUB, "client went away");
+	json_decref(r);
+	log_warn(SUB, "a control client sent over %d requests a second: dropped", API_MAX_RATE);
+	return false;
 }
 
 /* Read and answer every complete line of one client. */
@@ -82,6 +193,11 @@ static void api_client_input(struct api *api, struct api_client *c)
 		json_decref(r);
 	}
 	while ((line = linebuf_take(&c->lb))) {
+		if (!api_rate_ok(c)) {
+			free(line);
+			api_drop(c);
+			return;
+		}
 		json_t *reply =
 			api->vm ? api_dispatch(api, line) : api_incoming_dispatch(api, line);
 		int err = jsonl_send(c->fd, reply);

@@ -3,6 +3,7 @@
 #include "vmm.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <getopt.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -314,6 +315,14 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 				err, errlen,
 				"--console %s: expected stdout, none, file:PATH or socket:PATH", a);
 		return 0;
+	case 'g': {
+		struct group *g = getgrnam(a);
+
+		if (!g)
+			return arg_fail(err, errlen, "--api-group %s: no such group", a);
+		o->api_gid = (long)g->gr_gid;
+		return 0;
+	}
 	case 'Q':
 		if (parse_size(a, &o->console_max) < 0 || o->console_max < CONSOLE_MAX_MIN)
 			return arg_fail(err, errlen,
@@ -388,6 +397,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "name", required_argument, NULL, 'n' },
 		{ "console", required_argument, NULL, 'o' },
 		{ "console-max", required_argument, NULL, 'Q' },
+		{ "api-group", required_argument, NULL, 'g' },
 		{ "paused", no_argument, NULL, 'p' },
 		{ "kernel", required_argument, NULL, 'k' },
 		{ "initrd", required_argument, NULL, 'r' },
@@ -418,6 +428,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 	o->name = "vm";
 	o->console.kind = CONSOLE_STDOUT;
 	o->console_max = CONSOLE_MAX_DEFAULT;
+	o->api_gid = -1;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {

@@ -220,8 +220,9 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 
 	opts_vm_config(o, &cfg);
 	/* A template this host cannot offer at all is refused at start, as run refuses it. */
-	rc = pin_check(o) || vm_host_cpu_check(o->cpu_template) ? -EINVAL
-								: api_open(o->api_path, NULL, api);
+	rc = pin_check(o) || vm_host_cpu_check(o->cpu_template)
+		     ? -EINVAL
+		     : api_open(o->api_path, o->api_gid, NULL, api);
 
 	if (!rc)
 		rc = mig_dest_start(&in, d, err, sizeof(err));
@@ -281,7 +282,7 @@ static int run_vm(const struct run_opts *o, struct cgroup *cg, int sfd)
 	int err = o->listen ? receive_vm(o, sfd, &api, &dest, &vm) : setup_vm(o, &vm);
 
 	if (!err && !o->listen)
-		err = api_open(o->api_path, vm, &api);
+		err = api_open(o->api_path, o->api_gid, vm, &api);
 	if (api)
 		api_set_cgroup(api, cg);
 	if (!err && !o->listen && o->fence_ns) /* before any guest instruction */

@@ -51,6 +51,7 @@ struct run_opts {
 	const char *exit_file; /* --exit-file: where the exit status is written at the end */
 	struct console_cfg console;
 	uint64_t console_max;		    /* --console-max */
+	long api_gid;			    /* --api-group, -1: none */
 	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */
 	unsigned nr_disks;
 	struct vm_net nets[VM_MAX_NETS]; /* --net tap=NAME,...: virtio-net, in order */
@@ -82,9 +83,11 @@ json_t *api_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct api;
 struct migration;
 struct mig_dest;
-/* Listen on path (NULL: no socket). vm may be NULL while a migration arrives: then call
- * api_set_incoming before api_serve. Returns 0 with *out, or -errno (logged). */
-int api_open(const char *path, struct vm *vm, struct api **out);
+/* Listen on path (NULL: no socket), mode 0600, or 0660 with group gid (-1: none); only
+ * root, this process's uid and (with a group) its members are served. vm may be NULL
+ * while a migration arrives: then call api_set_incoming before api_serve. Returns 0 with
+ * *out, or -errno (logged). */
+int api_open(const char *path, long gid, struct vm *vm, struct api **out);
 /* Serve an arriving migration: status, incoming-commit, incoming-abort, stop; api_serve
  * then returns once the guest runs here or the migration failed (or a stop signal came,
  * which aborts it). */

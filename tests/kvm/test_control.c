@@ -2,10 +2,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -253,6 +256,126 @@ static void test_stdout_reader_gone(void)
 	vmm_kill(&p);
 }
 
+enum { AS_REFUSED_CONNECT = 10, AS_REFUSED_REPLY, AS_SERVED, AS_OTHER };
+
+/* Connect to path as uid:gid (no supplementary groups) and ask for status. */
+static int status_as(const char *path, uid_t uid, gid_t gid)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		char buf[4096];
+		ssize_t n = 0;
+		int fd;
+
+		if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+			_exit(AS_OTHER);
+		fd = unix_connect(path);
+		if (fd == -EACCES)
+			_exit(AS_REFUSED_CONNECT);
+		if (fd < 0 || write(fd, "{\"cmd\":\"status\"}\n", 17) != 17)
+			_exit(AS_OTHER);
+		struct pollfd pf = { fd, POLLIN, 0 };
+
+		if (poll(&pf, 1, 10000) == 1)
+			n = read(fd, buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = 0;
+		if (strstr(buf, "may not use this control socket"))
+			_exit(AS_REFUSED_REPLY);
+		_exit(strstr(buf, "\"ok\":true") ? AS_SERVED : AS_OTHER);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+/* Mode 0600; another uid cannot connect, and with the mode opened by hand is refused by
+ * its credentials; 16 idle clients do not lock the socket; a flooding client is cut. */
+static void test_socket_access(void)
+{
+	struct vmm_proc p;
+	struct stat st;
+	int idle[20];
+	json_t *r;
+
+	if (!guest_available())
+		return;
+	if (geteuid() != 0) {
+		test_skip("needs root to connect as another uid");
+		return;
+	}
+	guest_boot(&p, "64M", "1", "wss_mb=8");
+	CU_ASSERT_FATAL(stat(p.api, &st) == 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	CU_ASSERT_EQUAL(status_as(p.api, 65534, 65534), AS_REFUSED_CONNECT);
+	CU_ASSERT_FATAL(chmod(p.api, 0666) == 0);
+	CU_ASSERT_EQUAL(status_as(p.api, 65534, 65534), AS_REFUSED_REPLY);
+	CU_ASSERT_EQUAL(status_as(p.api, 0, 0), AS_SERVED);
+
+	for (int i = 0; i < 20; i++)
+		idle[i] = unix_connect(p.api);
+	r = vmm_request(&p, "status", NULL);
+	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	for (int i = 0; i < 20; i++)
+		if (idle[i] >= 0)
+			close(idle[i]);
+
+	/* 300 requests at once: served up to the rate, then one error and the end. */
+	int fd = unix_connect(p.api);
+	char *lines = NULL, buf[65536];
+	size_t len = 0;
+	ssize_t n;
+
+	CU_ASSERT_FATAL(fd >= 0);
+	for (int i = 0; i < 300; i++)
+		CU_ASSERT(write(fd, "{\"cmd\":\"status\"}\n", 17) == 17);
+	for (;;) {
+		struct pollfd pf = { fd, POLLIN, 0 };
+
+		if (poll(&pf, 1, 20000) != 1 || (n = read(fd, buf, sizeof(buf))) <= 0)
+			break;
+		lines = realloc(lines, len + (size_t)n + 1);
+		memcpy(lines + len, buf, (size_t)n);
+		len += (size_t)n;
+		lines[len] = 0;
+	}
+	close(fd);
+	CU_ASSERT_PTR_NOT_NULL(lines ? strstr(lines, "too many requests: at most 200 a second")
+				     : NULL);
+	free(lines);
+	r = vmm_request(&p, "status", NULL);
+	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	vmm_kill(&p);
+}
+
+/* --api-group: mode 0660, the group's members are served. */
+static void test_api_group(void)
+{
+	struct group *g = getgrnam("nogroup");
+	const char *args[] = { "--mem",	   "64M",	  "--image", test_guest(), "--cmdline",
+			       "wss_mb=8", "--api-group", "nogroup", NULL };
+	struct vmm_proc p;
+	struct stat st;
+
+	if (!guest_available())
+		return;
+	if (geteuid() != 0 || !g) {
+		test_skip("needs root and the group nogroup");
+		return;
+	}
+	CU_ASSERT_FATAL(vmm_start(&p, args) == 0);
+	CU_ASSERT_FATAL(vmm_console_wait(&p, "READY", 30000));
+	CU_ASSERT_FATAL(stat(p.api, &st) == 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0660);
+	CU_ASSERT_EQUAL(st.st_gid, g->gr_gid);
+	CU_ASSERT_EQUAL(status_as(p.api, 65534, g->gr_gid), AS_SERVED);
+	CU_ASSERT_EQUAL(status_as(p.api, 65533, 65533), AS_REFUSED_CONNECT);
+	vmm_kill(&p);
+}
+
 void suite_control(void)
 {
 	static const struct test_case cases[] = {
@@ -265,6 +388,9 @@ void suite_control(void)
 		  test_client_gone_before_reply },
 		{ "a stdout console whose reader went away: the guest runs on",
 		  test_stdout_reader_gone },
+		{ "control socket: 0600, peer uid checked, idle clients, request rate",
+		  test_socket_access },
+		{ "control socket --api-group: 0660, the group served", test_api_group },
 		{ NULL, NULL },
 	};
 	test_add_suite("control", cases);
