@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum ftype { F_STR, F_NAME, F_U32, F_U64, F_INT, F_BOOL, F_DBL, F_JSON };
+enum ftype { F_STR, F_NAME, F_ID, F_U32, F_U64, F_INT, F_BOOL, F_DBL, F_JSON };
 
 struct field {
 	const char *name;
@@ -95,7 +95,7 @@ static const struct field status_f[] = {
 };
 
 static const struct field mig_f[] = {
-	FLD(cl_migration, id, F_STR, true),
+	FLD(cl_migration, id, F_ID, true),
 	FLD(cl_migration, vm, F_NAME, true),
 	FLD(cl_migration, source, F_NAME, true),
 	FLD(cl_migration, target, F_NAME, true),
@@ -151,7 +151,8 @@ static json_t *field_value(const struct field *f, const char *p)
 {
 	switch (f->type) {
 	case F_STR:
-	case F_NAME: return json_string(p);
+	case F_NAME:
+	case F_ID: return json_string(p);
 	case F_U32: return json_integer(*(const uint32_t *)p);
 	case F_U64: return json_integer((json_int_t) * (const uint64_t *)p);
 	case F_INT: return json_integer(*(const int *)p);
@@ -233,6 +234,11 @@ static int decode_str(const struct field *f, json_t *v, char *p, struct etcd_err
 		return bad(err, f->name, "is too long");
 	if (f->type == F_NAME && !cl_name_ok(s))
 		return bad(err, f->name, "is not a valid name");
+	/* An id ends up in file contents and logs: letters, digits, - and _ only. */
+	if (f->type == F_ID &&
+	    (!*s || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			      "0123456789-_") != strlen(s)))
+		return bad(err, f->name, "is not a valid id (letters, digits, - and _)");
 	strcpy(p, s);
 	return 0;
 }
@@ -264,7 +270,8 @@ static int decode_field(const struct field *f, json_t *v, char *p, struct etcd_e
 
 	switch (f->type) {
 	case F_STR:
-	case F_NAME: return decode_str(f, v, p, err);
+	case F_NAME:
+	case F_ID: return decode_str(f, v, p, err);
 	case F_U32:
 	case F_U64:
 	case F_INT: return decode_int(f, v, p, err);

@@ -115,15 +115,24 @@ void cd_lvm_save_meta(const struct lvm *l)
 /* meta.json written by the child itself, before exec, with async-signal-safe calls only:
  * a daemon killed right after fork() must still find (and adopt) the VMM it started. */
 struct meta_tpl {
-	char tmp[CL_PATH_MAX + 16], path[CL_PATH_MAX + 16], tail[256];
+	char tmp[CL_PATH_MAX + 16], path[CL_PATH_MAX + 16], tail[512];
 };
 
 static void meta_tpl_init(const struct lvm *l, struct meta_tpl *t)
 {
 	snprintf(t->tmp, sizeof(t->tmp), "%s/meta.spawn", l->dir);
 	snprintf(t->path, sizeof(t->path), "%s/meta.json", l->dir);
-	snprintf(t->tail, sizeof(t->tail), ",\"role\":\"%s\",\"epoch\":%llu,\"mig_id\":\"%s\"}",
-		 l->role == LVM_RUN ? "run" : "incoming", (unsigned long long)l->epoch, l->mig_id);
+	/* The rest of the object after "pid", encoded by jansson: the migration id came from
+	 * etcd and must not be able to add fields (a "pid" of its choice) to the file. */
+	json_t *o = json_pack("{s:s,s:I,s:s}", "role", l->role == LVM_RUN ? "run" : "incoming",
+			      "epoch", (json_int_t)l->epoch, "mig_id", l->mig_id);
+	char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+	snprintf(t->tail, sizeof(t->tail), "}");
+	if (txt && txt[0] == '{' && strlen(txt) < sizeof(t->tail))
+		snprintf(t->tail, sizeof(t->tail), ",%s", txt + 1);
+	free(txt);
+	json_decref(o);
 }
 
 static void child_write_meta(const struct meta_tpl *t)

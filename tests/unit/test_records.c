@@ -242,6 +242,12 @@ static void test_migration_roundtrip(void)
 	CU_ASSERT_TRUE(cl_migration_active(&(struct cl_migration){ .phase = "committed" }));
 	CU_ASSERT_FALSE(cl_migration_active(&back));
 	free(j);
+	/* An id is written into files (the VMM folder's meta.json): no quotes, no slashes. */
+	strcpy(m.id, "x\",\"pid\":1,\"y");
+	j = cl_migration_json(&m);
+	CU_ASSERT_EQUAL(cl_migration_parse(j, strlen(j), &back, &err), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "\"id\" is not a valid id"));
+	free(j);
 }
 
 /* ---- configuration ------------------------------------------------------------------ */
