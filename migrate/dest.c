@@ -285,6 +285,19 @@ static int in_start_receivers(struct mig_dest *c)
 	return 0;
 }
 
+/* Why a page channel failed, when not for the link: a record no source should send (the
+ * channel then closed the control link, which would otherwise read as the source gone). */
+const char *mig_in_rx_why(const struct mig_dest *c)
+{
+	for (unsigned i = 0; i < c->nch; i++) {
+		if (c->ch[i].err == -ERANGE)
+			return "the source sent a page outside guest RAM";
+		if (c->ch[i].err == -EPROTO)
+			return "the source sent a malformed page record";
+	}
+	return NULL;
+}
+
 /* Wait for the control record `want`; an ABORT or anything else ends the migration. */
 int mig_in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t *len,
 		  const char *what)
@@ -293,6 +306,8 @@ int mig_in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t
 	char reason[256];
 	int rc = mig_rec_recv(c->ctl, &type, payload, len);
 
+	if (rc && mig_in_rx_why(c))
+		return mig_in_fail(c, -EPROTO, "%s", mig_in_rx_why(c));
 	if (rc)
 		return mig_in_fail(c, rc, "the source went away while %s", what);
 	if (type == want)

@@ -69,6 +69,9 @@ struct mig_dest {
 /* dest_state.c */
 /* Record why the migration fails (first reason wins); returns rc (or -EIO). */
 int mig_in_fail(struct mig_dest *c, int rc, const char *fmt, ...) CME_PRINTF(3, 4);
+/* Why a page channel failed when the source sent what no source should (NULL: it did
+ * not, the link failed). */
+const char *mig_in_rx_why(const struct mig_dest *c);
 /* True once mig_dest_abort or mig_dest_free asked the receiving to stop. */
 bool mig_in_stopping(struct mig_dest *c);
 /* Empty the wake eventfd after poll() saw it. */

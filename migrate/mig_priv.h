@@ -65,6 +65,7 @@ struct migration {
 	bool handed_over; /* the disks were released for the destination (VM_HANDOFF_RELEASE) */
 	struct mig_wtrack *wtrack; /* the source's digest; NULL: hashed whole in the pause */
 	bool fault_untracked;	   /* test fault injection: see source.c */
+	bool fault_outside;	   /* test fault injection: see source_pages.c */
 	/* Post-copy. */
 	struct tls_conn *urgent; /* p.postcopy_after: the destination's page requests */
 	bool postcopy;		 /* switching to (or in) post-copy */

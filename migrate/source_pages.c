@@ -148,12 +148,26 @@ static int channel_chunk(struct mig_channel *c, unsigned round, unsigned si,
 	return round ? dirty_chunk(c, si, s, p, n) : round0_chunk(c, s, p, n);
 }
 
+/* Fault injection for tests (CME_FAULT_PAGE_OUTSIDE_RAM=1): channel 0 sends one page
+ * just past the end of guest RAM in round 0, as a broken or hostile source would. */
+static int channel_fault_outside(struct mig_channel *c)
+{
+	struct vm_slot s;
+
+	vm_get_slot(c->m->vm, vm_nr_slots(c->m->vm) - 1, &s);
+	log_warn(SUB, "fault injection: sending a page at 0x%llx, outside guest RAM",
+		 (unsigned long long)(s.gpa + s.size));
+	return channel_add(c, s.gpa + s.size, s.hva);
+}
+
 static int channel_round(struct mig_channel *c, unsigned round)
 {
 	struct migration *m = c->m;
 	uint64_t chunk = 0;
 	int err = 0;
 
+	if (round == 0 && c->index == 0 && m->fault_outside)
+		err = channel_fault_outside(c);
 	for (unsigned si = 0; si < vm_nr_slots(m->vm) && !err; si++) {
 		struct vm_slot s;
 

@@ -174,12 +174,13 @@ static int64_t batch_head(struct tls_conn *c, uint32_t len, uint64_t *addr)
 	return err ? err : (int64_t)head[0];
 }
 
-/* The page an entry names, or NULL when it is outside RAM or carries unknown flags. */
-static uint8_t *entry_hva(struct vm *vm, uint64_t entry)
+/* The page an entry names into *hva: 0, -EPROTO for unknown flags, -ERANGE outside RAM. */
+static int entry_hva(struct vm *vm, uint64_t entry, uint8_t **hva)
 {
 	if (entry & (VM_PAGE_SIZE - 1) & ~MIG_PAGE_ZERO)
-		return NULL;
-	return vm_gpa_hva(vm, entry & ~(VM_PAGE_SIZE - 1), VM_PAGE_SIZE);
+		return -EPROTO;
+	*hva = vm_gpa_hva(vm, entry & ~(VM_PAGE_SIZE - 1), VM_PAGE_SIZE);
+	return *hva ? 0 : -ERANGE;
 }
 
 /* How many entries from i on are data pages following each other in guest memory (one
@@ -189,9 +190,11 @@ static uint32_t run_length(struct vm *vm, const uint64_t *addr, int64_t i, int64
 {
 	uint32_t k = 1;
 
+	uint8_t *next;
+
 	while (i + k < n && k < MIG_RUN_PAGES && !(addr[i + k] & MIG_PAGE_ZERO) &&
-	       addr[i + k] == addr[i] + k * VM_PAGE_SIZE &&
-	       entry_hva(vm, addr[i + k]) == hva + (uint64_t)k * VM_PAGE_SIZE)
+	       addr[i + k] == addr[i] + k * VM_PAGE_SIZE && !entry_hva(vm, addr[i + k], &next) &&
+	       next == hva + (uint64_t)k * VM_PAGE_SIZE)
 		k++;
 	return k;
 }
@@ -206,11 +209,12 @@ int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *trac
 
 	for (int64_t i = 0; !err && i < n;) {
 		uint64_t gpa = addr[i] & ~(VM_PAGE_SIZE - 1);
-		uint8_t *hva = entry_hva(vm, addr[i]);
+		uint8_t *hva = NULL;
 		uint32_t k = 1;
 
-		if (!hva)
-			return -EPROTO;
+		err = entry_hva(vm, addr[i], &hva);
+		if (err)
+			return err;
 		if (addr[i] & MIG_PAGE_ZERO) {
 			page_set_zero(vm, pl, gpa, hva);
 			(*zero)++;
@@ -239,9 +243,11 @@ int64_t mig_batch_recv_each(struct tls_conn *c, struct vm *vm, uint32_t len, uin
 
 	for (int64_t i = 0; !err && i < n; i++) {
 		bool zero = addr[i] & MIG_PAGE_ZERO;
+		uint8_t *hva;
 
-		if (!entry_hva(vm, addr[i]))
-			return -EPROTO;
+		err = entry_hva(vm, addr[i], &hva);
+		if (err)
+			return err;
 		if (!zero)
 			err = net_tls_read_full(c, page, VM_PAGE_SIZE);
 		if (!err)

@@ -82,7 +82,7 @@ struct mig_track; /* dest_digest.c, below */
  * against the VM: with pl, runs of up to MIG_RUN_PAGES through run (that many pages of
  * buffer) and mig_place_copy; without, straight into place. Every page written (zero pages
  * too) is marked in track (NULL: none) once its bytes are in. Returns the pages received,
- * or -errno (-EPROTO). */
+ * or -errno (-EPROTO; -ERANGE for a page outside guest RAM). */
 int64_t mig_batch_recv(struct tls_conn *c, struct vm *vm, struct mig_track *track,
 		       struct mig_place *pl, uint32_t len, uint64_t *zero, uint8_t *scratch,
 		       uint8_t *run) CME_WUR;

@@ -660,6 +660,41 @@ static void test_lost_dirty_page(void)
 	expect_digest_abort(&r, &src, &dst);
 }
 
+/* A source that sends a page outside guest RAM (fault injection): the destination names
+ * it — not "the source went away" — and never runs the guest; the source resumes. */
+static void test_page_outside_ram(void)
+{
+	struct vmm_proc src, dst;
+	char pki[600], tls[2][700];
+	struct mig_run r;
+	char *log;
+	int port;
+
+	if (!guest_available())
+		return;
+	make_certs(pki, sizeof(pki), tls);
+	setenv("CME_FAULT_PAGE_OUTSIDE_RAM", "1", 1);
+	guest_boot(&src, "256M", "2", "wss_mb=32");
+	unsetenv("CME_FAULT_PAGE_OUTSIDE_RAM");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&src, 4, 20000));
+	port = mig_incoming(&dst, DST, tls[1], NULL);
+	CU_ASSERT_FATAL(port > 0);
+	mig_cli(&r, &src, DST, port, tls[0], NULL, MIG_TIMEOUT_MS);
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT_EQUAL(vmm_wait(&dst, 15000), 0);
+	CU_ASSERT_EQUAL(dst.status, 1);
+	log = test_read_file(dst.errlog);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "the source sent a page outside guest RAM"));
+	CU_ASSERT_PTR_NULL(strstr(log, "went away"));
+	if (!strstr(log, "outside guest RAM"))
+		printf("\n    destination: %s\n", log);
+	free(log);
+	mig_expect_no_guest(&dst);
+	mig_expect_source_runs(&src);
+	mig_run_free(&r);
+	vmm_kill(&src);
+}
+
 void suite_migrate(void)
 {
 	static const struct test_case cases[] = {
@@ -678,6 +713,7 @@ void suite_migrate(void)
 		  test_digest_mismatch },
 		{ "a page written behind the dirty log: the digest fails the migration",
 		  test_lost_dirty_page },
+		{ "a page outside guest RAM is named, the source resumes", test_page_outside_ram },
 		{ "Linux guest kit migrates (hardware virtualization)", test_linux },
 		{ NULL, NULL },
 	};
