@@ -343,6 +343,31 @@ static void in_fault_corrupt(struct vm *vm, struct mig_track *track)
 	}
 }
 
+/* Pre-copy may take minutes with nothing on the control channel, but once every page
+ * channel has ended (its final round), the source owes the switchover at once: a source
+ * that then stalls (stopped, its host frozen) is given IDLE_TIMEOUT_MS, not for ever.
+ * Returns 0 once the control channel has something (or an error) to read. */
+static int in_await_switchover(struct mig_dest *c)
+{
+	uint64_t since = 0;
+
+	for (;;) {
+		struct pollfd pf = { net_tls_fd(c->ctl), POLLIN, 0 };
+		bool all = true;
+
+		if (net_tls_pending(c->ctl) || poll(&pf, 1, 500) != 0)
+			return 0;
+		for (unsigned i = 0; i < c->nch; i++)
+			all &= atomic_load(&c->ch[i].done);
+		since = all ? (since ? since : now_ns()) : 0;
+		if (since && now_ns() - since > IDLE_TIMEOUT_MS * 1000000ull)
+			return mig_in_fail(
+				c, -ETIMEDOUT,
+				"the source sent its last pages but no switchover in %d s",
+				IDLE_TIMEOUT_MS / 1000);
+	}
+}
+
 /* All pages are in once every channel has ended its final round: compare digests and
  * load the state. The VM still has not run. */
 static int in_switchover(struct mig_dest *c, struct mig_stats *st)
@@ -353,8 +378,10 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	Cme__MigSwitchover *sw;
 	struct mig_track_counts n;
 	uint64_t t0, tsw;
-	int rc = mig_in_expect(c, REC_SWITCHOVER, &payload, &len, "sending pages");
+	int rc = in_await_switchover(c);
 
+	if (!rc)
+		rc = mig_in_expect(c, REC_SWITCHOVER, &payload, &len, "sending pages");
 	tsw = now_ns();
 	if (!rc && mig_in_join(c))
 		rc = mig_in_fail(c, -EIO, "a page channel failed");

@@ -26,6 +26,7 @@ struct rx_channel {
 	void (*fail_fn)(void *arg, int err);
 	pthread_t thread;
 	bool started;
+	atomic_bool done; /* the thread has ended (final round or error) */
 	uint64_t pages, zero, bytes;
 	int err;
 };

@@ -58,6 +58,7 @@ static void *rx_thread(void *arg)
 		ch->fail_fn(ch->page_arg, ch->err);
 	else if (ch->err)
 		net_tls_shutdown(ch->ctl); /* the source is gone: stop waiting for it */
+	atomic_store(&ch->done, true);
 	return NULL;
 }
 

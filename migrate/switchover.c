@@ -99,6 +99,21 @@ static int digest_task_join(struct digest_task *t)
 	return t->err;
 }
 
+/* Fault injection for tests (CME_FAULT_STALL_SWITCHOVER=1): the source stalls before its
+ * switchover record, as if stopped, until the destination gives up on it (closes the
+ * control channel) or 120 s pass. */
+static void mig_fault_stall(struct migration *m)
+{
+	const char *f = getenv("CME_FAULT_STALL_SWITCHOVER");
+	struct pollfd pf = { net_tls_fd(m->ctl), POLLIN, 0 };
+
+	if (!f || strcmp(f, "1"))
+		return;
+	log_warn(SUB, "fault injection: stalling before the switchover");
+	if (poll(&pf, 1, 120000) < 0)
+		log_debug(SUB, "poll: %s", strerror(errno));
+}
+
 static int mig_send_state(struct migration *m, struct digest_task *dt)
 {
 	Cme__MigSwitchover sw = CME__MIG_SWITCHOVER__INIT;
@@ -127,6 +142,7 @@ static int mig_send_state(struct migration *m, struct digest_task *dt)
 	sw.digest = (ProtobufCBinaryData){ sizeof(dt->sum), dt->sum };
 	sw.postcopy = m->postcopy;
 	sw.stale = (ProtobufCBinaryData){ stale_len, stale };
+	mig_fault_stall(m);
 	if (!err)
 		err = mig_rec_send_msg(m->ctl, REC_SWITCHOVER, &sw.base);
 	m->prog.stats.sent_ms = (now_ns() - m->t_pause) / 1000000;

@@ -695,6 +695,39 @@ static void test_page_outside_ram(void)
 	vmm_kill(&src);
 }
 
+/* A source that stalls after its last pages, before the switchover (fault injection; as
+ * if SIGSTOPped then): the destination gives up after its idle timeout (30 s) instead of
+ * waiting for ever, never runs the guest; the source resumes. */
+static void test_stalled_switchover(void)
+{
+	struct vmm_proc src, dst;
+	char pki[600], tls[2][700];
+	struct mig_run r;
+	char *log;
+	int port;
+
+	if (!guest_available())
+		return;
+	make_certs(pki, sizeof(pki), tls);
+	setenv("CME_FAULT_STALL_SWITCHOVER", "1", 1);
+	guest_boot(&src, "64M", "1", "wss_mb=8");
+	unsetenv("CME_FAULT_STALL_SWITCHOVER");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&src, 2, 20000));
+	port = mig_incoming(&dst, DST, tls[1], NULL);
+	CU_ASSERT_FATAL(port > 0);
+	mig_cli(&r, &src, DST, port, tls[0], NULL, MIG_TIMEOUT_MS);
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT_EQUAL(vmm_wait(&dst, 60000), 0);
+	CU_ASSERT_EQUAL(dst.status, 1);
+	log = test_read_file(dst.errlog);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "the source sent its last pages but no switchover"));
+	free(log);
+	mig_expect_no_guest(&dst);
+	mig_expect_source_runs(&src);
+	mig_run_free(&r);
+	vmm_kill(&src);
+}
+
 void suite_migrate(void)
 {
 	static const struct test_case cases[] = {
@@ -714,6 +747,8 @@ void suite_migrate(void)
 		{ "a page written behind the dirty log: the digest fails the migration",
 		  test_lost_dirty_page },
 		{ "a page outside guest RAM is named, the source resumes", test_page_outside_ram },
+		{ "a source stalled before its switchover: the destination gives up",
+		  test_stalled_switchover },
 		{ "Linux guest kit migrates (hardware virtualization)", test_linux },
 		{ NULL, NULL },
 	};
