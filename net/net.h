@@ -70,6 +70,12 @@ int net_tls_connect(struct tls_ctx *ctx, const char *host, uint16_t port, const 
  * (certificate refused), -EPROTO (not TLS), -EPIPE (peer left), -errno. */
 int net_tls_accept(struct tls_ctx *ctx, int listen_fd, int timeout_ms, struct tls_conn **out,
 		   char *err, size_t errlen) CME_WUR;
+/* The same in two steps, so that handshakes can run side by side: take a TCP connection
+ * (its address into addr; timeout_ms < 0 waits forever, 0 not at all: -ETIMEDOUT), then
+ * the TLS server side on it (fd is the connection's from then on, closed on failure). */
+int net_tls_accept_tcp(int listen_fd, int timeout_ms, char *addr, size_t addrlen) CME_WUR;
+int net_tls_accept_fd(struct tls_ctx *ctx, int fd, const char *addr, int timeout_ms,
+		      struct tls_conn **out, char *err, size_t errlen) CME_WUR;
 
 /* Write all of buf. Returns 0, -EPIPE when the peer closed or net_tls_shutdown() was called,
  * -ETIMEDOUT when the send timeout expired, -EIO on a TLS error. After any error the
@@ -95,7 +101,8 @@ void net_tls_close(struct tls_conn *c);
 
 /* Subject CN of the verified peer certificate ("" if it has none); valid until net_tls_close. */
 const char *net_tls_peer_cn(const struct tls_conn *c);
-/* True when the verified peer holds a node certificate (serverAuth), not an operator's. */
+/* True when the verified peer holds a node certificate (an extendedKeyUsage of serverAuth
+ * and clientAuth), not an operator's (clientAuth only) nor one without the extension. */
 bool net_tls_peer_is_node(const struct tls_conn *c);
 /* "addr:port" of the peer, for log lines; valid until net_tls_close. */
 const char *net_tls_peer_addr(const struct tls_conn *c);

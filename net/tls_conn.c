@@ -140,21 +140,22 @@ static int check_first_byte(struct tls_conn *c, uint64_t deadline, char *err, si
 	return 0;
 }
 
-int net_tls_accept(struct tls_ctx *ctx, int listen_fd, int timeout_ms, struct tls_conn **out,
-		   char *err, size_t errlen)
+int net_tls_accept_tcp(int listen_fd, int timeout_ms, char *addr, size_t addrlen)
 {
-	char addr[sizeof(((struct tls_conn *)0)->peer_addr)];
+	return net_tcp_accept(listen_fd, net_deadline_in(timeout_ms), addr, addrlen);
+}
+
+int net_tls_accept_fd(struct tls_ctx *ctx, int fd, const char *addr, int timeout_ms,
+		      struct tls_conn **out, char *err, size_t errlen)
+{
 	struct tls_conn *c;
 	uint64_t deadline;
-	int fd, rc;
+	int rc;
 
-	if (!ctx->server)
+	if (!ctx->server) {
+		close(fd);
 		return net_errf(err, errlen, -EINVAL, "tls_accept needs a server context");
-	fd = net_tcp_accept(listen_fd, net_deadline_in(timeout_ms), addr, sizeof(addr));
-	if (fd == -ETIMEDOUT)
-		return net_errf(err, errlen, fd, "no connection within %d ms", timeout_ms);
-	if (fd < 0)
-		return net_errf(err, errlen, fd, "accept: %s", strerror(-fd));
+	}
 	c = conn_new(ctx, fd, err, errlen);
 	if (!c) {
 		close(fd);
@@ -178,6 +179,22 @@ int net_tls_accept(struct tls_ctx *ctx, int listen_fd, int timeout_ms, struct tl
 	return 0;
 }
 
+int net_tls_accept(struct tls_ctx *ctx, int listen_fd, int timeout_ms, struct tls_conn **out,
+		   char *err, size_t errlen)
+{
+	char addr[sizeof(((struct tls_conn *)0)->peer_addr)];
+	int fd;
+
+	if (!ctx->server)
+		return net_errf(err, errlen, -EINVAL, "tls_accept needs a server context");
+	fd = net_tls_accept_tcp(listen_fd, timeout_ms, addr, sizeof(addr));
+	if (fd == -ETIMEDOUT)
+		return net_errf(err, errlen, fd, "no connection within %d ms", timeout_ms);
+	if (fd < 0)
+		return net_errf(err, errlen, fd, "accept: %s", strerror(-fd));
+	return net_tls_accept_fd(ctx, fd, addr, timeout_ms, out, err, errlen);
+}
+
 void net_tls_close(struct tls_conn *c)
 {
 	if (!c)
@@ -194,10 +211,15 @@ void net_tls_close(struct tls_conn *c)
 bool net_tls_peer_is_node(const struct tls_conn *c)
 {
 	X509 *x = SSL_get0_peer_certificate(c->ssl);
-	uint32_t xku = x ? X509_get_extended_key_usage(x) : 0;
 
-	/* Node certificates serve and connect; operator certificates only connect. */
-	return x && (xku & XKU_SSL_SERVER);
+	/* Node certificates serve and connect (serverAuth and clientAuth); operator
+	 * certificates only connect. Without the extension OpenSSL allows every use: such a
+	 * certificate, even signed by the cluster CA, is no node's. */
+	if (!x || !(X509_get_extension_flags(x) & EXFLAG_XKUSAGE))
+		return false;
+	uint32_t xku = X509_get_extended_key_usage(x);
+
+	return (xku & XKU_SSL_SERVER) && (xku & XKU_SSL_CLIENT);
 }
 
 const char *net_tls_peer_cn(const struct tls_conn *c)

@@ -40,7 +40,15 @@ static bool make_certs(void)
 		   "sh \"$T_SRC/certs/mkcerts.sh\" \"$T_EVIL\" 127.0.0.1 >/dev/null && "
 		   "mkdir \"$T_EVIL/mixed\" && cp \"$T_EVIL/127.0.0.1/tls.crt\" "
 		   "\"$T_EVIL/127.0.0.1/tls.key\" \"$T_EVIL/mixed/\" && "
-		   "cat \"$T_GOOD/ca.crt\" \"$T_EVIL/ca.crt\" >\"$T_EVIL/mixed/ca.crt\"") != 0) {
+		   "cat \"$T_GOOD/ca.crt\" \"$T_EVIL/ca.crt\" >\"$T_EVIL/mixed/ca.crt\" && "
+		   /* good/noeku: signed by the good CA, no extendedKeyUsage at all */
+		   "mkdir \"$T_GOOD/noeku\" && cp \"$T_GOOD/ca.crt\" \"$T_GOOD/noeku/\" && "
+		   "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		   "-keyout \"$T_GOOD/noeku/tls.key\" -subj /CN=noeku "
+		   "-out \"$T_GOOD/noeku/req.csr\" 2>/dev/null && "
+		   "openssl x509 -req -in \"$T_GOOD/noeku/req.csr\" -CA \"$T_GOOD/ca.crt\" "
+		   "-CAkey \"$T_GOOD/ca.key\" -CAcreateserial -days 2 "
+		   "-out \"$T_GOOD/noeku/tls.crt\" 2>/dev/null") != 0) {
 		good[0] = '\0';
 		return false;
 	}
@@ -81,6 +89,7 @@ struct server {
 	bool data_ok;
 	uint64_t elapsed_ms;
 	char err[256], cn[256], version[32];
+	bool node; /* net_tls_peer_is_node */
 };
 
 static unsigned char pattern_byte(size_t i, unsigned seed)
@@ -114,6 +123,7 @@ static void *server_main(void *arg)
 	if (s->rc < 0)
 		return NULL;
 	snprintf(s->cn, sizeof(s->cn), "%s", net_tls_peer_cn(c));
+	s->node = net_tls_peer_is_node(c);
 	snprintf(s->version, sizeof(s->version), "%s", net_tls_version(c));
 	if (s->exchange && (buf = malloc(s->exchange))) {
 		s->io_rc = net_tls_read_full(c, buf, s->exchange);
@@ -372,6 +382,33 @@ static void test_operator_cert(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot read"));
 }
 
+/* A node is a certificate with serverAuth and clientAuth; an operator's (clientAuth) and
+ * one of the cluster's CA without any extendedKeyUsage (which OpenSSL lets do anything)
+ * are not. */
+static void test_node_needs_eku(void)
+{
+	static const struct {
+		const char *name;
+		bool node;
+	} cases[] = { { "node-b", true }, { "admin", false }, { "noeku", false } };
+
+	CERTS_OR_FAIL();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tls_conn *c = NULL;
+		struct server s;
+		char err[256] = "";
+
+		CU_ASSERT_FATAL(server_start(&s, good, "127.0.0.1", 5000, 0));
+		CU_ASSERT_EQUAL(client_try(&s, good, cases[i].name, NULL, &c, err, sizeof(err)), 0);
+		net_tls_close(c);
+		server_join(&s);
+		CU_ASSERT_EQUAL(s.rc, 0);
+		CU_ASSERT_EQUAL(s.node, cases[i].node);
+		if (s.node != cases[i].node)
+			printf("\n    %s: node %d\n", cases[i].name, s.node);
+	}
+}
+
 static void test_timeouts(void)
 {
 	struct tls_conn *c = NULL;
@@ -491,6 +528,7 @@ void suite_tls(void)
 		{ "plain TCP client is refused quickly", test_plain_tcp_client },
 		{ "client without a certificate is refused", test_client_without_cert },
 		{ "operator certificate: client only", test_operator_cert },
+		{ "a node certificate needs serverAuth and clientAuth", test_node_needs_eku },
 		{ "accept, handshake and connect time out", test_timeouts },
 		{ "read timeout and shutdown from another thread", test_shutdown_and_read_timeout },
 		{ "net_parse_hostport", test_parse_hostport },
