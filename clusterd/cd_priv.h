@@ -227,14 +227,20 @@ struct lvm *cd_lvm_find(struct cd *cd, const char *name);
 struct lvm *cd_lvm_add(struct cd *cd, const char *name);
 /* Remove from the table and free (the process must be gone or disowned). */
 void cd_lvm_remove(struct cd *cd, struct lvm *l);
-/* Start `cme-vmm run` for spec; epoch is recorded. 0 or -errno (reason logged). */
-int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec,
-		     uint64_t epoch) CME_WUR;
+/* Start `cme-vmm run` for spec; epoch is recorded. 0 or -errno with the reason in why. */
+int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch,
+		     char *why, size_t whylen) CME_WUR;
+/* images.c: the real path of a VM's file (what: "image", "kernel", "initrd", "disk") into
+ * out, if it lies inside the node's image_dirs and is a regular file (or, with device, a
+ * block device). 0, or -errno with the reason in why. */
+int cd_image_path(const struct cd_config *c, const char *what, const char *path, bool device,
+		  char *out, size_t len, char *why, size_t whylen) CME_WUR;
+
 /* Start `cme-vmm incoming --commit external` for migration id, with the spec's disk under
  * epoch (the owner epoch the commit gives the VM here); it returns at once (the port comes
  * later: cd_lvm_incoming_port). 0 or -errno with the reason in why. */
 int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch,
-			  const char *mig_id, char *why, size_t whylen) CME_WUR;
+			  const char *mig_id, const char *source, char *why, size_t whylen) CME_WUR;
 /* One quick look at an incoming VMM's port: 0 with *port, -EAGAIN while it does not listen
  * yet, -ECHILD when it exited. Never waits: the main loop looks again next round. */
 int cd_lvm_incoming_port(struct lvm *l, uint16_t *port) CME_WUR;

@@ -22,6 +22,7 @@ struct cd_config {
 	char tls_dir[CL_PATH_MAX]; /* this node's ca.crt, tls.crt, tls.key */
 	char state_dir[CL_PATH_MAX];
 	char vmm[CL_PATH_MAX]; /* the cme-vmm binary */
+	char image_dirs[1024]; /* ':'-separated folders VMs' files may come from */
 	unsigned lease_ttl_s;
 	uint32_t cpus;
 	uint64_t mem_mb;

@@ -41,6 +41,16 @@ STR_KEY(state_dir)
 STR_KEY(vmm)
 STR_KEY(peer)
 
+/* Folders, absolute, ':'-separated. */
+static int set_image_dirs(struct cd_config *c, const char *k, const char *v)
+{
+	(void)k;
+	for (const char *p = v; *p; p += strcspn(p, ":"), p += *p == ':')
+		if (*p != '/')
+			return -EINVAL; /* empty, or not absolute */
+	return *v ? set_str(c->image_dirs, sizeof(c->image_dirs), v) : -EINVAL;
+}
+
 static int set_node(struct cd_config *c, const char *k, const char *v)
 {
 	(void)k;
@@ -124,6 +134,7 @@ static const struct ckey keys[] = {
 	{ "tls_dir", set_tls_dir },
 	{ "state_dir", set_state_dir },
 	{ "vmm", set_vmm },
+	{ "image_dirs", set_image_dirs },
 	{ "lease_ttl", set_uint },
 	{ "cpus", set_uint },
 	{ "mem", set_mem },
@@ -274,6 +285,8 @@ int cd_config_load(const char *path, struct cd_config *c, char *err, size_t errl
 		snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
 		return rc;
 	}
+	if (!c->image_dirs[0]) /* VMs' files come from STATE_DIR/images unless told */
+		snprintf(c->image_dirs, sizeof(c->image_dirs), "%.500s/images", c->state_dir);
 	rc = config_check(c, &why);
 	if (rc)
 		snprintf(err, errlen, "%s: %s", path, why);

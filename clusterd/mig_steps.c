@@ -47,8 +47,8 @@ static void dest_prepare(struct cd *cd, const struct cl_vm_view *vv, struct lvm 
 		return;
 	}
 	l = cd_lvm_add(cd, vv->name);
-	if (!l || cd_lvm_start_incoming(cd, l, &vv->spec, vv->owner.epoch + 1, vv->mig.id, why,
-					sizeof(why))) {
+	if (!l || cd_lvm_start_incoming(cd, l, &vv->spec, vv->owner.epoch + 1, vv->mig.id,
+					vv->mig.source, why, sizeof(why))) {
 		if (l)
 			cd_lvm_remove(cd, l);
 		cd_mig_fail(cd, vv, "%s", why[0] ? why : "cannot prepare the target");

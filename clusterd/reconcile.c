@@ -201,11 +201,8 @@ static void ensure_running(struct cd *cd, const struct cl_vm_view *vv, struct lv
 		return;
 	status_fill(cd, l, "starting", &s);
 	s.restarts = restarts;
-	if (cd_lvm_start_run(cd, l, &vv->spec, vv->owner.epoch)) {
+	if (cd_lvm_start_run(cd, l, &vv->spec, vv->owner.epoch, s.error, sizeof(s.error)))
 		snprintf(s.state, sizeof(s.state), "failed");
-		snprintf(s.error, sizeof(s.error),
-			 "cannot start cme-vmm (%.180s); see the daemon log", cd->cfg->vmm);
-	}
 	s.pid = (int)l->pid;
 	cd_status_ensure(cd, vv, &s);
 }

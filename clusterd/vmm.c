@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -204,31 +205,11 @@ static int spawn(struct lvm *l, char *const argv[])
 	return 0;
 }
 
-/* The boot arguments of a spec, appended to argv from index *n. */
-static void boot_args(const struct cl_spec *s, char mem[32], char cpus[16], char **argv, int *n)
-{
-	snprintf(mem, 32, "%lluM", (unsigned long long)s->mem_mb);
-	snprintf(cpus, 16, "%u", s->vcpus);
-	argv[(*n)++] = "--mem";
-	argv[(*n)++] = mem;
-	argv[(*n)++] = "--vcpus";
-	argv[(*n)++] = cpus;
-	argv[(*n)++] = s->image[0] ? "--image" : "--kernel";
-	argv[(*n)++] = (char *)(s->image[0] ? s->image : s->kernel);
-	if (s->initrd[0]) {
-		argv[(*n)++] = "--initrd";
-		argv[(*n)++] = (char *)s->initrd;
-	}
-	if (s->cmdline[0]) {
-		argv[(*n)++] = "--cmdline";
-		argv[(*n)++] = (char *)s->cmdline;
-	}
-}
-
 /* The strings the arguments of every VMM point into. */
 struct argbuf {
 	char api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24], fence[24], exit[CL_PATH_MAX + 16];
 	char epoch[24];
+	char boot[PATH_MAX], initrd[PATH_MAX], disk[PATH_MAX + 32]; /* real paths */
 };
 
 #define NO_DEADLINE                                                                                \
@@ -263,6 +244,39 @@ static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **ar
 	return 0;
 }
 
+/* The boot arguments of a spec, appended to argv from index *n: the image or kernel and
+ * initrd by their real paths, inside the node's image_dirs (images.c). */
+static int boot_args(struct cd *cd, const struct cl_spec *s, char mem[32], char cpus[16],
+		     struct argbuf *b, char **argv, int *n, char *why, size_t whylen)
+{
+	int rc = cd_image_path(cd->cfg, s->image[0] ? "image" : "kernel",
+			       s->image[0] ? s->image : s->kernel, false, b->boot, sizeof(b->boot),
+			       why, whylen);
+
+	if (!rc && s->initrd[0])
+		rc = cd_image_path(cd->cfg, "initrd", s->initrd, false, b->initrd,
+				   sizeof(b->initrd), why, whylen);
+	if (rc)
+		return rc;
+	snprintf(mem, 32, "%lluM", (unsigned long long)s->mem_mb);
+	snprintf(cpus, 16, "%u", s->vcpus);
+	argv[(*n)++] = "--mem";
+	argv[(*n)++] = mem;
+	argv[(*n)++] = "--vcpus";
+	argv[(*n)++] = cpus;
+	argv[(*n)++] = s->image[0] ? "--image" : "--kernel";
+	argv[(*n)++] = b->boot;
+	if (s->initrd[0]) {
+		argv[(*n)++] = "--initrd";
+		argv[(*n)++] = b->initrd;
+	}
+	if (s->cmdline[0]) {
+		argv[(*n)++] = "--cmdline";
+		argv[(*n)++] = (char *)s->cmdline;
+	}
+	return 0;
+}
+
 /* --balloon (a device: the source's and the target's must match), --pin-vcpus, --cgroup,
  * --hugepages, --ksm, --cpu-template (a migration's target: the most it offers the guest,
  * which brings its own). */
@@ -288,30 +302,48 @@ static void resource_args(const struct cl_spec *s, char **argv, int *n)
 		argv[(*n)++] = "--ksm";
 }
 
-/* --disk, with the owner epoch that guards the image (storage fencing). */
-static void disk_args(const struct cl_spec *spec, uint64_t epoch, struct argbuf *b, char **argv,
-		      int *n)
+/* --disk by its real path (inside image_dirs, its options kept), with the owner epoch
+ * that guards the image (storage fencing). */
+static int disk_args(struct cd *cd, const struct cl_spec *spec, uint64_t epoch, struct argbuf *b,
+		     char **argv, int *n, char *why, size_t whylen)
 {
+	char path[CL_PATH_MAX];
+	size_t plen = strcspn(spec->disk, ",");
+	int rc;
+
 	if (!spec->disk[0])
-		return;
+		return 0;
+	snprintf(path, sizeof(path), "%.*s", (int)plen, spec->disk);
+	rc = cd_image_path(cd->cfg, "disk", path, true, b->disk, PATH_MAX, why, whylen);
+	if (rc)
+		return rc;
+	snprintf(b->disk + strlen(b->disk), sizeof(b->disk) - strlen(b->disk), "%s",
+		 spec->disk + plen);
 	snprintf(b->epoch, sizeof(b->epoch), "%llu", (unsigned long long)epoch);
 	argv[(*n)++] = "--disk";
-	argv[(*n)++] = (char *)spec->disk;
+	argv[(*n)++] = b->disk;
 	argv[(*n)++] = "--epoch";
 	argv[(*n)++] = b->epoch;
+	return 0;
 }
 
-int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch)
+int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch,
+		     char *why, size_t whylen)
 {
 	char mem[32], cpus[16];
 	struct argbuf b;
 	char *argv[40] = { (char *)cd->cfg->vmm, "run" };
-	int n = 2, rc;
+	int n = 2, rc = boot_args(cd, spec, mem, cpus, &b, argv, &n, why, whylen);
 
-	boot_args(spec, mem, cpus, argv, &n);
-	disk_args(spec, epoch, &b, argv, &n);
+	if (!rc)
+		rc = disk_args(cd, spec, epoch, &b, argv, &n, why, whylen);
+	if (rc) {
+		log_err(SUB, "vm=%s: not starting it: %s", l->name, why);
+		return rc;
+	}
 	resource_args(spec, argv, &n);
 	if (common_args(cd, l, &b, argv, &n)) {
+		snprintf(why, whylen, "%s", NO_DEADLINE);
 		log_err(SUB, "vm=%s: not starting it: %s", l->name, NO_DEADLINE);
 		return -ETIME;
 	}
@@ -321,9 +353,11 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 	l->mig_id[0] = 0;
 	unlink(b.api);
 	rc = spawn(l, argv);
-	if (rc)
+	if (rc) {
+		snprintf(why, whylen, "cannot start %s: %s; see the daemon log", argv[0],
+			 strerror(-rc));
 		log_err(SUB, "vm=%s: cannot start %s: %s", l->name, argv[0], strerror(-rc));
-	else
+	} else
 		log_info(SUB, "vm=%s: started VMM pid %d (epoch %llu)", l->name, (int)l->pid,
 			 (unsigned long long)epoch);
 	return rc;
@@ -346,16 +380,29 @@ int cd_lvm_incoming_port(struct lvm *l, uint16_t *port)
 }
 
 int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch,
-			  const char *mig_id, char *why, size_t whylen)
+			  const char *mig_id, const char *source, char *why, size_t whylen)
 {
 	char listen[160], wait[16];
 	struct argbuf b;
-	char *argv[40] = { (char *)cd->cfg->vmm,     "incoming", "--listen", listen,   "--tls-dir",
-			   (char *)cd->cfg->tls_dir, "--commit", "external", "--wait", wait };
-	int n = 10, rc;
+	/* Only the source node may send it: its certificate carries its node name. */
+	char *argv[42] = { (char *)cd->cfg->vmm,
+			   "incoming",
+			   "--listen",
+			   listen,
+			   "--tls-dir",
+			   (char *)cd->cfg->tls_dir,
+			   "--commit",
+			   "external",
+			   "--wait",
+			   wait,
+			   "--peer-name",
+			   (char *)source };
+	int n = 12, rc;
 
 	snprintf(listen, sizeof(listen), "%s:0", cd->cfg->address);
-	disk_args(spec, epoch, &b, argv, &n);
+	rc = disk_args(cd, spec, epoch, &b, argv, &n, why, whylen);
+	if (rc)
+		return rc;
 	resource_args(spec, argv, &n);
 	snprintf(wait, sizeof(wait), "%u", cd->cfg->prepare_timeout_s * 2);
 	if (common_args(cd, l, &b, argv, &n)) {

@@ -1,6 +1,7 @@
 /* The UART device: the 16550A model of uart.c at COM1, its output to the console, its
  * interrupt on IRQ 4 of the in-kernel PIC/IOAPIC, console input, and its state. */
 #include "dev_priv.h"
+#include "proto.h"
 #include "uart_priv.h"
 
 #include <errno.h>
@@ -140,7 +141,7 @@ static int uart_dev_state(struct vm_device *d, struct dev_xfer *x)
 	int err;
 
 	if (!x->save) {
-		m = cme__uart_state__unpack(NULL, x->bytes.len, x->bytes.data);
+		m = PB_UNPACK(cme__uart_state__unpack, x->bytes.len, x->bytes.data);
 		if (!m)
 			return dev_state_fail(x, "malformed");
 	}

@@ -326,15 +326,20 @@ struct vm_snapshot_stats {
 
 /* Write a snapshot of a paused VM to path (a temporary file renamed into place, so a
  * failed write never leaves a partial snapshot). Returns 0, or -errno with a reason. */
-int vm_snapshot_write(struct vm *vm, const char *path, struct vm_snapshot_stats *st, char *err,
-		      size_t errlen) CME_WUR;
+#define VM_SNAPSHOT_KEY_BYTES 32
+/* key: VM_SNAPSHOT_KEY_BYTES to encrypt it with (libsodium secretstream), or NULL. */
+int vm_snapshot_write(struct vm *vm, const char *path, const uint8_t *key,
+		      struct vm_snapshot_stats *st, char *err, size_t errlen) CME_WUR;
 /* Create a VM (not started) from a snapshot. cfg gives name and console; its mem_bytes and
  * nr_vcpus, when non-zero, must match the file's. The header, every memory record and
  * the checksum are verified before any state is applied; a truncated, corrupt or
  * incompatible file is refused with a reason in err and nothing is left behind.
  * Returns 0 with *out, or -errno. */
-int vm_snapshot_restore(const char *path, const struct vm_config *cfg, struct vm **out,
-			struct vm_snapshot_stats *st, char *err, size_t errlen) CME_WUR;
+/* key: what an encrypted snapshot needs (NULL: it must be a plain one; a plain one is
+ * refused when a key is given). */
+int vm_snapshot_restore(const char *path, const uint8_t *key, const struct vm_config *cfg,
+			struct vm **out, struct vm_snapshot_stats *st, char *err,
+			size_t errlen) CME_WUR;
 
 /* ---- CPU templates (README "CPU templates") ----------------------------------------- */
 

@@ -7,7 +7,14 @@
  *   memory   records {u64 gpa, u64 npages} + npages * 4096 bytes; ends with {~0, 0}
  *   trailer  32 bytes: BLAKE2b-256 of all the above
  *
- * All integers little-endian (the only byte order KVM on x86 has). */
+ * All integers little-endian (the only byte order KVM on x86 has).
+ *
+ * Encrypted (a key given): a 64-byte header of its own — "CMESNAPE", u32 version, u32
+ * chunk size, 16 bytes of key check (keyed BLAKE2b of a constant: a wrong key is told from
+ * a tampered file), the 24-byte secretstream header, 8 reserved — then the whole format
+ * above as libsodium secretstream (XChaCha20-Poly1305) messages of at most a chunk each,
+ * every one {u32 length, ciphertext}, the last tagged FINAL: a flipped byte, a reordered,
+ * dropped or truncated message, or a wrong key is refused. */
 #include "vm_priv.h"
 
 #include <errno.h>
@@ -28,6 +35,19 @@
 #define SNAP_CHUNK_PAGES 512 /* 2 MiB scanned at a time */
 #define SNAP_BUF	 (1u << 20)
 #define SNAP_END	 UINT64_MAX
+#define SNAP_ENC_MAGIC	 "CMESNAPE"
+#define SNAP_ENC_VERSION 1
+#define SNAP_SEAL_BYTES	 crypto_secretstream_xchacha20poly1305_ABYTES
+
+struct snap_enc_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t chunk;
+	uint8_t key_check[16];
+	uint8_t stream[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
+	uint8_t reserved[8];
+};
+_Static_assert(sizeof(struct snap_enc_header) == 64, "encrypted header is 64 bytes");
 
 struct snap_header {
 	char magic[8];
@@ -47,13 +67,16 @@ struct snap_record {
 	uint64_t npages;
 };
 
-/* A file stream that hashes everything it writes or reads. */
+/* A file stream that hashes everything it writes or reads, and with a key encrypts it. */
 struct snap_io {
 	int fd;
 	crypto_generichash_state hash;
 	uint64_t offset;
-	uint8_t *buf; /* write buffer */
-	size_t len;
+	uint8_t *buf; /* write buffer, or (encrypted) the plaintext of the message read */
+	size_t len, pos;
+	bool enc, final; /* final: the FINAL message was read */
+	crypto_secretstream_xchacha20poly1305_state ss;
+	uint8_t *sealed; /* one message: u32 length and ciphertext */
 };
 
 static int snap_io_init(struct snap_io *io, int fd)
@@ -64,10 +87,35 @@ static int snap_io_init(struct snap_io *io, int fd)
 	return 0;
 }
 
+static void snap_key_check(const uint8_t *key, uint8_t out[16])
+{
+	static const char what[] = "cme snapshot key check";
+
+	crypto_generichash(out, 16, (const uint8_t *)what, sizeof(what) - 1, key,
+			   crypto_secretstream_xchacha20poly1305_KEYBYTES);
+}
+
+/* Encrypt what the buffer holds as one message (tag: MESSAGE or FINAL) and write it. */
+static int snap_seal(struct snap_io *io, uint8_t tag)
+{
+	unsigned long long clen;
+	uint32_t len32;
+
+	crypto_secretstream_xchacha20poly1305_push(&io->ss, io->sealed + 4, &clen, io->buf, io->len,
+						   NULL, 0, tag);
+	len32 = (uint32_t)clen;
+	memcpy(io->sealed, &len32, 4);
+	io->len = 0;
+	return write_all(io->fd, io->sealed, 4 + (size_t)clen);
+}
+
 static int snap_flush(struct snap_io *io)
 {
-	int err = io->len ? write_all(io->fd, io->buf, io->len) : 0;
+	int err;
 
+	if (io->enc)
+		return io->len ? snap_seal(io, 0) : 0;
+	err = io->len ? write_all(io->fd, io->buf, io->len) : 0;
 	io->len = 0;
 	return err;
 }
@@ -76,25 +124,83 @@ static int snap_write(struct snap_io *io, const void *p, size_t n)
 {
 	crypto_generichash_update(&io->hash, p, n);
 	io->offset += n;
-	if (n >= SNAP_BUF / 2) { /* page runs go straight from guest memory to the file */
+	if (!io->enc && n >= SNAP_BUF / 2) { /* page runs go from guest memory to the file */
 		int err = snap_flush(io);
 
 		return err ? err : write_all(io->fd, p, n);
 	}
-	if (io->len + n > SNAP_BUF) {
-		int err = snap_flush(io);
+	for (size_t done = 0; done < n;) {
+		size_t take = n - done < SNAP_BUF - io->len ? n - done : SNAP_BUF - io->len;
+		int err;
 
-		if (err)
+		memcpy(io->buf + io->len, (const uint8_t *)p + done, take);
+		io->len += take;
+		done += take;
+		if (io->len == SNAP_BUF && (err = snap_flush(io)))
 			return err;
 	}
-	memcpy(io->buf + io->len, p, n);
-	io->len += n;
 	return 0;
+}
+
+/* The end of the stream: the last message, tagged FINAL (encrypted), or the buffer. */
+static int snap_finish(struct snap_io *io)
+{
+	return io->enc ? snap_seal(io, crypto_secretstream_xchacha20poly1305_TAG_FINAL)
+		       : snap_flush(io);
+}
+
+/* The next message into the buffer. -EPIPE when the file ends (truncated), -EBADMSG
+ * when it does not decrypt (tampered, reordered, or corrupt). */
+static int snap_open_next(struct snap_io *io)
+{
+	unsigned long long plen;
+	uint32_t clen;
+	uint8_t tag;
+	int err;
+
+	if (io->final)
+		return -EPIPE;
+	err = read_full(io->fd, &clen, 4);
+	if (!err && (clen < SNAP_SEAL_BYTES || clen > SNAP_BUF + SNAP_SEAL_BYTES))
+		return -EBADMSG;
+	if (!err)
+		err = read_full(io->fd, io->sealed, clen);
+	if (err)
+		return err;
+	if (crypto_secretstream_xchacha20poly1305_pull(&io->ss, io->buf, &plen, &tag, io->sealed,
+						       clen, NULL, 0))
+		return -EBADMSG;
+	io->len = (size_t)plen;
+	io->pos = 0;
+	io->final = tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL;
+	return 0;
+}
+
+/* n bytes of the stream, decrypted, not hashed (the trailer is read so). */
+static int snap_take(struct snap_io *io, void *p, size_t n)
+{
+	int err = 0;
+
+	if (!io->enc)
+		return read_full(io->fd, p, n);
+	for (size_t done = 0; done < n && !err;) {
+		size_t take = io->len - io->pos;
+
+		if (!take) {
+			err = snap_open_next(io);
+			continue;
+		}
+		take = take < n - done ? take : n - done;
+		memcpy((uint8_t *)p + done, io->buf + io->pos, take);
+		io->pos += take;
+		done += take;
+	}
+	return err;
 }
 
 static int snap_read(struct snap_io *io, void *p, size_t n)
 {
-	int err = read_full(io->fd, p, n);
+	int err = snap_take(io, p, n);
 
 	if (err)
 		return err;
@@ -179,15 +285,31 @@ static int snap_write_all(struct vm *vm, struct snap_io *io, const uint8_t *stat
 	crypto_generichash_final(&io->hash, sum, sizeof(sum));
 	err = snap_write(io, sum, sizeof(sum));
 	if (!err)
-		err = snap_flush(io);
+		err = snap_finish(io);
 	if (!err && fdatasync(io->fd) < 0)
 		err = -errno;
 	st->bytes = io->offset;
 	return err;
 }
 
-int vm_snapshot_write(struct vm *vm, const char *path, struct vm_snapshot_stats *st, char *err,
-		      size_t errlen)
+/* With a key: the encrypted header, in clear, before the stream. */
+static int snap_enc_begin(struct snap_io *io, const uint8_t *key)
+{
+	struct snap_enc_header eh = { .magic = SNAP_ENC_MAGIC,
+				      .version = SNAP_ENC_VERSION,
+				      .chunk = SNAP_BUF };
+
+	io->enc = true;
+	io->sealed = malloc(4 + SNAP_BUF + SNAP_SEAL_BYTES);
+	if (!io->sealed)
+		return -ENOMEM;
+	snap_key_check(key, eh.key_check);
+	crypto_secretstream_xchacha20poly1305_init_push(&io->ss, eh.stream, key);
+	return write_all(io->fd, &eh, sizeof(eh));
+}
+
+int vm_snapshot_write(struct vm *vm, const char *path, const uint8_t *key,
+		      struct vm_snapshot_stats *st, char *err, size_t errlen)
 {
 	char tmp[4096];
 	uint8_t *state = NULL;
@@ -213,9 +335,15 @@ int vm_snapshot_write(struct vm *vm, const char *path, struct vm_snapshot_stats 
 	}
 	snap_io_init(&io, fd);
 	io.buf = malloc(SNAP_BUF);
-	rc = io.buf ? snap_write_all(vm, &io, state, state_len, st) : -ENOMEM;
+	rc = io.buf ? 0 : -ENOMEM;
+	if (!rc && key)
+		rc = snap_enc_begin(&io, key);
+	if (!rc)
+		rc = snap_write_all(vm, &io, state, state_len, st);
 	close(fd);
 	free(io.buf);
+	free(io.sealed);
+	sodium_memzero(&io.ss, sizeof(io.ss));
 	free(state);
 	if (!rc && rename(tmp, path) < 0)
 		rc = -errno;
@@ -248,6 +376,11 @@ static int snap_read_checked(struct snap_io *io, void *p, size_t n, char *err, s
 
 	if (rc == -EPIPE)
 		return snap_fail(err, errlen, -EINVAL, "snapshot is truncated at byte %llu",
+				 (unsigned long long)io->offset);
+	if (rc == -EBADMSG)
+		return snap_fail(err, errlen, -EINVAL,
+				 "snapshot does not decrypt after byte %llu: it was tampered with "
+				 "or is corrupt",
 				 (unsigned long long)io->offset);
 	if (rc)
 		return snap_fail(err, errlen, rc, "reading snapshot: %s", strerror(-rc));
@@ -311,7 +444,12 @@ static int snap_verify_trailer(struct snap_io *io, char *err, size_t errlen)
 	int rc;
 
 	crypto_generichash_final(&io->hash, want, sizeof(want));
-	rc = read_full(io->fd, got, sizeof(got));
+	rc = snap_take(io, got, sizeof(got));
+	if (rc == -EBADMSG)
+		return snap_fail(err, errlen, -EINVAL,
+				 "snapshot does not decrypt after byte %llu: it was tampered with "
+				 "or is corrupt",
+				 (unsigned long long)io->offset);
 	if (rc == -EPIPE)
 		return snap_fail(err, errlen, -EINVAL, "snapshot is truncated at byte %llu",
 				 (unsigned long long)io->offset);
@@ -320,6 +458,11 @@ static int snap_verify_trailer(struct snap_io *io, char *err, size_t errlen)
 	if (sodium_memcmp(want, got, sizeof(want)))
 		return snap_fail(err, errlen, -EINVAL,
 				 "snapshot checksum mismatch: the file is corrupt");
+	if (io->enc && (io->pos < io->len || (!io->final && snap_open_next(io) != -EPIPE)))
+		return snap_fail(err, errlen, -EINVAL, "snapshot has data after its checksum");
+	if (io->enc && !io->final)
+		return snap_fail(err, errlen, -EINVAL,
+				 "snapshot is truncated: its final part is missing");
 	if (read(io->fd, &extra, 1) != 0)
 		return snap_fail(err, errlen, -EINVAL, "snapshot has data after its checksum");
 	return 0;
@@ -346,8 +489,45 @@ static int snap_load(struct snap_io *io, const struct snap_header *h, struct vm 
 	return rc;
 }
 
-int vm_snapshot_restore(const char *path, const struct vm_config *cfg, struct vm **out,
-			struct vm_snapshot_stats *st, char *err, size_t errlen)
+/* Encrypted or not, as the key says: the encrypted header is read and checked here. */
+static int snap_enc_open(struct snap_io *io, const uint8_t *key, char *err, size_t errlen)
+{
+	struct snap_enc_header eh;
+	uint8_t check[16];
+	int rc = read_full(io->fd, &eh, sizeof(eh));
+
+	if (rc == -EPIPE)
+		return snap_fail(err, errlen, -EINVAL, "not a CME snapshot (too short)");
+	if (rc)
+		return snap_fail(err, errlen, rc, "reading snapshot: %s", strerror(-rc));
+	if (!memcmp(eh.magic, SNAP_MAGIC, sizeof(SNAP_MAGIC)) && key)
+		return snap_fail(err, errlen, -EINVAL,
+				 "the snapshot is not encrypted, but a key was given");
+	if (!memcmp(eh.magic, SNAP_MAGIC, sizeof(SNAP_MAGIC)))
+		return lseek(io->fd, 0, SEEK_SET) < 0 ? -errno : 0;
+	if (memcmp(eh.magic, SNAP_ENC_MAGIC, sizeof(eh.magic)))
+		return snap_fail(err, errlen, -EINVAL, "not a CME snapshot (bad magic)");
+	if (!key)
+		return snap_fail(err, errlen, -EACCES, "the snapshot is encrypted: give its key");
+	if (eh.version != SNAP_ENC_VERSION || eh.chunk != SNAP_BUF)
+		return snap_fail(err, errlen, -EINVAL, "encrypted snapshot version %u is not %d",
+				 eh.version, SNAP_ENC_VERSION);
+	snap_key_check(key, check);
+	if (sodium_memcmp(check, eh.key_check, sizeof(check)))
+		return snap_fail(err, errlen, -EACCES,
+				 "wrong key: the snapshot was encrypted with another one");
+	io->enc = true;
+	io->sealed = malloc(4 + SNAP_BUF + SNAP_SEAL_BYTES);
+	io->buf = malloc(SNAP_BUF);
+	if (!io->sealed || !io->buf)
+		return -ENOMEM;
+	if (crypto_secretstream_xchacha20poly1305_init_pull(&io->ss, eh.stream, key))
+		return snap_fail(err, errlen, -EINVAL, "encrypted snapshot header is corrupt");
+	return 0;
+}
+
+int vm_snapshot_restore(const char *path, const uint8_t *key, const struct vm_config *cfg,
+			struct vm **out, struct vm_snapshot_stats *st, char *err, size_t errlen)
 {
 	struct vm_config vc = *cfg;
 	struct snap_header h;
@@ -360,7 +540,9 @@ int vm_snapshot_restore(const char *path, const struct vm_config *cfg, struct vm
 	if (fd < 0)
 		return snap_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
 	snap_io_init(&io, fd);
-	rc = snap_read_checked(&io, &h, sizeof(h), err, errlen);
+	rc = snap_enc_open(&io, key, err, errlen);
+	if (!rc)
+		rc = snap_read_checked(&io, &h, sizeof(h), err, errlen);
 	if (!rc)
 		rc = snap_check_header(&h, cfg, err, errlen);
 	if (!rc) {
@@ -374,6 +556,9 @@ int vm_snapshot_restore(const char *path, const struct vm_config *cfg, struct vm
 		rc = snap_load(&io, &h, vm, st, err, errlen);
 	st->bytes = io.offset;
 	close(fd);
+	free(io.buf);
+	free(io.sealed);
+	sodium_memzero(&io.ss, sizeof(io.ss));
 	if (rc) {
 		vm_destroy(vm);
 		return rc;

@@ -2,6 +2,7 @@
  * devices and every vCPU. Captured only while the VM is paused; applied only to a VM
  * created with the same configuration that has not run yet. */
 #include "dev_priv.h"
+#include "proto.h"
 #include "state_priv.h"
 
 #include <errno.h>
@@ -291,7 +292,7 @@ int vm_state_load(struct vm *vm, const uint8_t *buf, size_t len, char *err, size
 
 	if (vm->state != VM_CREATED)
 		return state_fail(err, errlen, "%s", "state can only be loaded before the VM runs");
-	st = cme__vm_state__unpack(NULL, len, buf);
+	st = PB_UNPACK(cme__vm_state__unpack, len, buf);
 	if (!st)
 		return state_fail(err, errlen, "%s", "VM state does not parse");
 	rc = state_apply(vm, st, err, errlen);
@@ -303,7 +304,7 @@ int vm_state_load(struct vm *vm, const uint8_t *buf, size_t len, char *err, size
 
 int vm_state_peek_config(const uint8_t *buf, size_t len, uint64_t *mem_bytes, unsigned *vcpus)
 {
-	Cme__VmState *st = cme__vm_state__unpack(NULL, len, buf);
+	Cme__VmState *st = PB_UNPACK(cme__vm_state__unpack, len, buf);
 
 	if (!st || !st->config) {
 		if (st)

@@ -2,6 +2,7 @@
  * with the configuration, and on restore or arrival the same CPUID is given again — after
  * checking this host offers every feature, and naming those it lacks. */
 #include "cpu_priv.h"
+#include "proto.h"
 #include "state_priv.h"
 
 #include <errno.h>
@@ -161,7 +162,7 @@ int vm_cpu_save(struct vm *vm, uint8_t **buf, size_t *len)
 
 int vm_cpu_check(struct vm *vm, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-	Cme__VmConfig *cfg = cme__vm_config__unpack(NULL, len, buf);
+	Cme__VmConfig *cfg = PB_UNPACK(cme__vm_config__unpack, len, buf);
 	struct kvm_cpuid2 *c = NULL;
 	int rc = cfg ? 0 : -EINVAL;
 

@@ -2,6 +2,7 @@
  * setup, status, interrupts through an irqfd, notifications through ioeventfds, and the
  * device's own thread that processes its queues. See virtio_priv.h. */
 #include "virtio_priv.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -503,7 +504,7 @@ int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x)
 		qs[i] = &qsaved[i];
 	}
 	if (!x->save) {
-		m = cme__virtio_state__unpack(NULL, x->bytes.len, x->bytes.data);
+		m = PB_UNPACK(cme__virtio_state__unpack, x->bytes.len, x->bytes.data);
 		if (!m)
 			return dev_state_fail(x, "malformed");
 	}

@@ -3,6 +3,7 @@
  * state. Nothing runs here until the commit (dest_run.c), and any failure throws the
  * half-received VM away. */
 #include "dest_priv.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -16,76 +17,36 @@
 #define IDLE_TIMEOUT_MS 30000 /* a page channel silent this long: the source is gone */
 #define CLAIM_MS	2000  /* the source unlocked the disks before it sent the state */
 
-/* Wait until a connection is pending on the listening socket. Returns 0, -ETIMEDOUT at
- * end (ns), or -ECANCELED once the receiving is asked to stop. */
-static int in_wait_conn(struct mig_dest *c, uint64_t end)
+static bool in_stop(void *arg)
 {
-	for (;;) {
-		struct pollfd p[2] = { { c->listen_fd, POLLIN, 0 }, { c->wake_fd, POLLIN, 0 } };
-		uint64_t now = now_ns();
-		int ms = end == UINT64_MAX ? -1
-			 : now >= end	   ? 0
-					   : (int)((end - now) / 1000000ull) + 1;
-		int n;
-
-		if (mig_in_stopping(c))
-			return -ECANCELED;
-		n = poll(p, 2, ms);
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		if (n == 0)
-			return -ETIMEDOUT;
-		if (n > 0 && (p[0].revents & POLLIN))
-			return 0;
-		if (n > 0 && p[1].revents)
-			mig_in_drain_wake(c);
-	}
+	return mig_in_stopping(arg);
 }
 
-static int in_accept_one(struct mig_dest *c, uint64_t end, struct tls_conn **conn, char *why,
-			 size_t len)
-{
-	int rc = in_wait_conn(c, end);
-
-	if (rc == -ETIMEDOUT)
-		snprintf(why, len, "nothing connected in time");
-	else if (rc)
-		snprintf(why, len, "%s", strerror(-rc));
-	if (!rc)
-		rc = net_tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, conn, why, len);
-	return rc;
-}
-
-/* Wait for the source: peers that fail the TLS checks are refused and logged, and the
- * wait goes on until the deadline. */
+/* Wait for the source: only node certificates get this far (dest_accept.c); one that is
+ * not the node named by --peer-name is refused and logged, and the wait goes on until the
+ * deadline. */
 static int in_accept_source(struct mig_dest *c)
 {
 	uint64_t end = c->in.timeout_ms < 0 ? UINT64_MAX
 					    : now_ns() + (uint64_t)c->in.timeout_ms * 1000000ull;
 	struct tls_conn *conn = NULL;
-	char why[256];
+	int rc = mig_acceptor_start(c->ctx, c->listen_fd, &c->acc);
 
+	if (rc)
+		return mig_in_fail(c, rc, "cannot accept connections: %s", strerror(-rc));
 	for (;;) {
-		int rc = in_wait_conn(c, end);
-
+		rc = mig_acceptor_take(c->acc, end, in_stop, c, &conn);
 		if (rc == -ETIMEDOUT)
 			return mig_in_fail(c, rc, "no migration arrived in time");
 		if (rc == -ECANCELED)
 			return mig_in_fail(c, rc, "stopped while waiting for the source");
-		if (rc)
-			return mig_in_fail(c, rc, "waiting for the source: %s", strerror(-rc));
-		rc = net_tls_accept(c->ctx, c->listen_fd, IN_CHANNEL_TIMEOUT, &conn, why,
-				    sizeof(why));
-		if (!rc && net_tls_peer_is_node(conn))
+		if (!c->in.peer_name || !strcmp(net_tls_peer_cn(conn), c->in.peer_name))
 			break;
-		if (!rc) {
-			/* Only nodes send VMs: an operator's certificate is refused here. */
-			snprintf(why, sizeof(why), "%s holds an operator certificate, not a node's",
-				 net_tls_peer_cn(conn));
-			net_tls_close(conn);
-		}
-		log_warn(SUB, "vm=%s refused a connection: %s", c->in.name, why);
+		log_warn(SUB, "vm=%s refused %s: its certificate is for %s, not %s", c->in.name,
+			 net_tls_peer_addr(conn), net_tls_peer_cn(conn), c->in.peer_name);
+		net_tls_close(conn);
 	}
+	snprintf(c->source, sizeof(c->source), "%s", net_tls_peer_cn(conn));
 	if (net_tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0)
 		log_debug(SUB, "cannot set the handshake timeout");
 	pthread_mutex_lock(&c->lock);
@@ -160,7 +121,7 @@ static int in_hello(struct mig_dest *c)
 
 	if (rc)
 		return mig_in_fail(c, rc, "source went away during the handshake");
-	h = type == REC_HELLO ? cme__mig_hello__unpack(NULL, len, payload) : NULL;
+	h = type == REC_HELLO ? PB_UNPACK(cme__mig_hello__unpack, len, payload) : NULL;
 	free(payload);
 	if (!h)
 		return mig_in_fail(c, -EPROTO, "the source did not say hello");
@@ -202,7 +163,8 @@ static int in_channel_hello(struct mig_dest *c, struct tls_conn *conn, unsigned 
 
 	if (rc)
 		return rc;
-	h = type == REC_CHANNEL_HELLO ? cme__mig_channel_hello__unpack(NULL, len, payload) : NULL;
+	h = type == REC_CHANNEL_HELLO ? PB_UNPACK(cme__mig_channel_hello__unpack, len, payload)
+				      : NULL;
 	free(payload);
 	if (!h)
 		return -EPROTO;
@@ -218,37 +180,59 @@ static int in_channel_hello(struct mig_dest *c, struct tls_conn *conn, unsigned 
 	return rc;
 }
 
+/* One page channel: from the source's node, and part of this migration (its session);
+ * anything else is refused and logged — it changes nothing here. */
+static int in_take_channel(struct mig_dest *c, struct tls_conn *conn)
+{
+	unsigned idx;
+	int rc;
+
+	if (strcmp(net_tls_peer_cn(conn), c->source)) {
+		log_warn(SUB, "vm=%s refused a page channel from %s: %s, not the source %s",
+			 c->in.name, net_tls_peer_addr(conn), net_tls_peer_cn(conn), c->source);
+		return -EACCES;
+	}
+	rc = net_tls_set_timeout(conn, IN_CHANNEL_TIMEOUT);
+	if (!rc)
+		rc = in_channel_hello(c, conn, &idx);
+	if (rc) {
+		log_warn(SUB, "vm=%s refused a connection from %s: not a channel of this migration",
+			 c->in.name, net_tls_peer_addr(conn));
+		return rc;
+	}
+	if (net_tls_set_timeout(conn, IDLE_TIMEOUT_MS) < 0)
+		log_debug(SUB, "cannot set a channel timeout");
+	if (idx == c->nch) {
+		c->urgent = conn;
+		return 0;
+	}
+	c->ch[idx].conn = conn;
+	c->ch[idx].vm = c->vm;
+	c->ch[idx].ctl = c->ctl;
+	return 0;
+}
+
 static int in_accept_channels(struct mig_dest *c)
 {
-	for (unsigned n = 0; n < c->nch + c->postcopy_offer; n++) {
-		struct tls_conn *conn = NULL;
-		unsigned idx;
-		char why[256];
-		int rc = in_accept_one(c, now_ns() + IN_CHANNEL_TIMEOUT * 1000000ull, &conn, why,
-				       sizeof(why));
+	unsigned want = c->nch + c->postcopy_offer;
 
+	for (unsigned n = 0; n < want;) {
+		struct tls_conn *conn = NULL;
+		int rc = mig_acceptor_take(c->acc, now_ns() + IN_CHANNEL_TIMEOUT * 1000000ull,
+					   in_stop, c, &conn);
+
+		if (rc == -ETIMEDOUT)
+			return mig_in_fail(c, rc, "page channel %u: nothing connected in time", n);
 		if (rc)
-			return mig_in_fail(c, rc, "page channel %u: %s", n, why);
-		if (!net_tls_peer_is_node(conn) ||
-		    net_tls_set_timeout(conn, IN_CHANNEL_TIMEOUT) < 0) {
+			return mig_in_fail(c, rc, "stopped while the page channels connected");
+		if (in_take_channel(c, conn)) {
 			net_tls_close(conn);
-			return mig_in_fail(c, -EACCES, "page channel %u: not from a node", n);
-		}
-		rc = in_channel_hello(c, conn, &idx);
-		if (rc) {
-			net_tls_close(conn);
-			return mig_in_fail(c, rc, "a page channel is not part of this migration");
-		}
-		if (net_tls_set_timeout(conn, IDLE_TIMEOUT_MS) < 0)
-			log_debug(SUB, "cannot set a channel timeout");
-		if (idx == c->nch) {
-			c->urgent = conn;
 			continue;
 		}
-		c->ch[idx].conn = conn;
-		c->ch[idx].vm = c->vm;
-		c->ch[idx].ctl = c->ctl;
+		n++;
 	}
+	mig_acceptor_stop(c->acc); /* no one else gets in */
+	c->acc = NULL;
 	return 0;
 }
 
@@ -393,7 +377,7 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 		free(payload);
 		return rc;
 	}
-	sw = cme__mig_switchover__unpack(NULL, len, payload);
+	sw = PB_UNPACK(cme__mig_switchover__unpack, len, payload);
 	free(payload);
 	if (!sw || sw->digest.len != MIG_DIGEST_BYTES) {
 		if (sw)
@@ -495,6 +479,8 @@ void mig_in_cleanup(struct mig_dest *c)
 	c->ctl = NULL;
 	pthread_mutex_unlock(&c->lock);
 	net_tls_close(ctl);
+	mig_acceptor_stop(c->acc);
+	c->acc = NULL;
 	if (c->listen_fd >= 0)
 		close(c->listen_fd);
 	c->listen_fd = -1;

@@ -36,7 +36,9 @@ struct mig_dest {
 	struct tls_ctx *ctx;
 	int listen_fd;
 	uint16_t port;
-	struct tls_conn *ctl; /* set and cleared under lock: mig_dest_abort shuts it down */
+	struct mig_acceptor *acc; /* handshakes side by side, until every channel is in */
+	char source[256];	  /* the source's certificate name: every channel's too */
+	struct tls_conn *ctl;	  /* set and cleared under lock: mig_dest_abort shuts it down */
 	struct rx_channel ch[IN_MAX_CHANNELS];
 	unsigned nch;
 	uint8_t session[16];
@@ -66,6 +68,18 @@ struct mig_dest {
 	bool fence_given;  /* the VM has it: later ones go to the VM at once */
 	char abort_reason[200];
 };
+
+/* dest_accept.c: every TCP connection to the listener gets its TLS handshake in a thread
+ * of its own (16 at most at once), so that a peer that stalls, is not TLS or holds no node
+ * certificate holds up no one; node connections queue until taken. */
+struct mig_acceptor;
+int mig_acceptor_start(struct tls_ctx *ctx, int listen_fd, struct mig_acceptor **out) CME_WUR;
+/* The next node connection, waiting until end (ns; UINT64_MAX: forever) or until stop(arg)
+ * (looked at every 100 ms): 0 with *out, -ETIMEDOUT or -ECANCELED. */
+int mig_acceptor_take(struct mig_acceptor *a, uint64_t end, bool (*stop)(void *), void *arg,
+		      struct tls_conn **out) CME_WUR;
+/* Cut the handshakes under way, close what was not taken, free. NULL: nothing. */
+void mig_acceptor_stop(struct mig_acceptor *a);
 
 /* dest_state.c */
 /* Record why the migration fails (first reason wins); returns rc (or -EIO). */

@@ -2,6 +2,7 @@
  * channel's final round ends — into guest memory in place (pre-copy), or a page at a time
  * through a function (post-copy). */
 #include "dest_priv.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@ static void *rx_thread(void *arg)
 		payload = len ? malloc(len) : NULL;
 		ch->err = len && (!payload || net_tls_read_full(ch->conn, payload, len)) ? -EIO : 0;
 		Cme__MigRoundEnd *e = !ch->err && type == REC_ROUND_END
-					      ? cme__mig_round_end__unpack(NULL, len, payload)
+					      ? PB_UNPACK(cme__mig_round_end__unpack, len, payload)
 					      : NULL;
 		bool final = e && e->final;
 

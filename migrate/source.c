@@ -2,6 +2,7 @@
  * downtime limit (throttling the guest if it dirties faster than the link), switch over,
  * and commit. Every way out before commit resumes the guest here. */
 #include "mig_priv.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -41,7 +42,7 @@ static Cme__VmConfig *hello_config(struct migration *m)
 
 	if (vm_cpu_save(m->vm, &buf, &len))
 		return NULL;
-	cfg = cme__vm_config__unpack(NULL, len, buf);
+	cfg = PB_UNPACK(cme__vm_config__unpack, len, buf);
 	free(buf);
 	return cfg;
 }
@@ -76,7 +77,7 @@ static int mig_hello(struct migration *m)
 		return mig_fail(m, MIG_FAILED, err, "handshake with %s failed: %s", m->p.to,
 				strerror(-err));
 	Cme__MigWelcome *w =
-		type == REC_WELCOME ? cme__mig_welcome__unpack(NULL, len, payload) : NULL;
+		type == REC_WELCOME ? PB_UNPACK(cme__mig_welcome__unpack, len, payload) : NULL;
 
 	free(payload);
 	if (!w)

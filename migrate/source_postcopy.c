@@ -6,6 +6,7 @@
  * here with its memory and state intact until the destination says it has every page;
  * if anything breaks before that, it stays so (MIG_POSTCOPY_BROKEN). */
 #include "mig_priv.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -136,8 +137,9 @@ static int wait_done(struct migration *m)
 	if (net_tls_set_timeout(m->ctl, DONE_TIMEOUT_MS) < 0)
 		log_debug(SUB, "cannot set the post-copy timeout");
 	err = mig_rec_recv(m->ctl, &type, &payload, &len);
-	d = !err && type == REC_POSTCOPY_DONE ? cme__mig_postcopy_done__unpack(NULL, len, payload)
-					      : NULL;
+	d = !err && type == REC_POSTCOPY_DONE
+		    ? PB_UNPACK(cme__mig_postcopy_done__unpack, len, payload)
+		    : NULL;
 	free(payload);
 	if (err)
 		return mig_fail(m, MIG_POSTCOPY_BROKEN, err, "no word from %s after the push (%s)",

@@ -1,6 +1,7 @@
 /* Record framing and page batches on a migration connection. Every length and address
  * that comes off the wire is checked before it is used. */
 #include "stream_priv.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +21,17 @@ static int rec_send(struct tls_conn *c, uint32_t type, const void *payload, uint
 	return err || !len ? err : net_tls_write_all(c, payload, len);
 }
 
+/* The longest record of a type: what is read (and decoded) is bounded by what the type
+ * can need, not by the largest record of all. */
+static uint32_t rec_max(uint32_t type)
+{
+	switch (type) {
+	case REC_PAGES: return 8 + MIG_BATCH_PAGES * (8 + VM_PAGE_SIZE);
+	case REC_SWITCHOVER: return REC_MAX_LEN;
+	default: return REC_MAX_CTL;
+	}
+}
+
 int mig_rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *msg)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
@@ -29,7 +41,7 @@ int mig_rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *
 	if (!buf)
 		return -ENOMEM;
 	protobuf_c_message_pack(msg, buf);
-	err = n > REC_MAX_LEN ? -E2BIG : rec_send(c, type, buf, (uint32_t)n);
+	err = n > rec_max(type) ? -E2BIG : rec_send(c, type, buf, (uint32_t)n);
 	free(buf);
 	return err;
 }
@@ -41,7 +53,7 @@ int mig_rec_recv_header(struct tls_conn *c, uint32_t *type, uint32_t *len)
 
 	if (err)
 		return err;
-	if (h.len > REC_MAX_LEN || h.type < REC_HELLO || h.type > REC_POSTCOPY_DONE)
+	if (h.type < REC_HELLO || h.type > REC_POSTCOPY_DONE || h.len > rec_max(h.type))
 		return -EPROTO;
 	*type = h.type;
 	*len = h.len;
@@ -68,7 +80,7 @@ int mig_rec_recv(struct tls_conn *c, uint32_t *type, uint8_t **payload, uint32_t
 
 void mig_rec_abort_reason(const uint8_t *payload, uint32_t len, char *buf, size_t buflen)
 {
-	Cme__MigAbort *a = cme__mig_abort__unpack(NULL, len, payload);
+	Cme__MigAbort *a = PB_UNPACK(cme__mig_abort__unpack, len, payload);
 
 	snprintf(buf, buflen, "%s", a && a->reason[0] ? a->reason : "aborted by the peer");
 	if (a)

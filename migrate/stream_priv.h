@@ -28,9 +28,12 @@ enum rec_type {
 	REC_POSTCOPY_DONE, /* post-copy: MigPostcopyDone */
 };
 
-#define REC_MAX_LEN	(256u << 20) /* the VM state of 32 vCPUs fits many times over */
-#define MIG_PAGE_ZERO	0x1ull	     /* flag in the low bits of a page address */
-#define MIG_BATCH_PAGES 256	     /* pages per record: 1 MiB of data */
+#define REC_MAX_LEN                                                                                \
+	(64u << 20)		   /* SWITCHOVER: the state of 64 vCPUs and the stale map of
+				     * 64 GiB fit many times over */
+#define REC_MAX_CTL	(1u << 20) /* any other record but pages */
+#define MIG_PAGE_ZERO	0x1ull	   /* flag in the low bits of a page address */
+#define MIG_BATCH_PAGES 256	   /* pages per record: 1 MiB of data */
 
 /* Send one protobuf message as a record. Returns 0 or -errno. */
 int mig_rec_send_msg(struct tls_conn *c, uint32_t type, const ProtobufCMessage *msg) CME_WUR;

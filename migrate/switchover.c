@@ -2,6 +2,7 @@
  * the cluster's decision, then the commit handshake. Before COMMIT is sent every failure
  * leaves the guest to be resumed here; after it, only an ACK proves where it runs. */
 #include "mig_priv.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -161,7 +162,7 @@ static int mig_wait_ready(struct migration *m)
 	if (net_tls_set_timeout(m->ctl, REPLY_TIMEOUT_MS) < 0)
 		log_debug(SUB, "cannot set a reply timeout");
 	err = mig_expect(m, REC_READY, &payload, &len, "checking the digest and loading state");
-	Cme__MigReady *r = err ? NULL : cme__mig_ready__unpack(NULL, len, payload);
+	Cme__MigReady *r = err ? NULL : PB_UNPACK(cme__mig_ready__unpack, len, payload);
 
 	/* The last pages still in flight when the state went: theirs, not the commit's. */
 	m->prog.stats.drain_us = r ? r->drain_us : 0;
@@ -302,7 +303,7 @@ static int mig_commit(struct migration *m)
 				err == -EPROTO ? "unexpected answer" : strerror(-err), m->p.to);
 	}
 	m->t_ack = now_ns();
-	ack = cme__mig_ack__unpack(NULL, len, payload);
+	ack = PB_UNPACK(cme__mig_ack__unpack, len, payload);
 	m->prog.stats.resume_ms = ack ? ack->resume_ms : 0;
 	if (ack)
 		cme__mig_ack__free_unpacked(ack, NULL);

@@ -1,7 +1,7 @@
 # proto: protobuf-c messages shared by the data and control planes. Generated into build/.
 MODULES         += proto
 proto_DEPS      :=
-proto_SRCS      :=
+proto_SRCS      := proto/pb.c
 proto_PROTOS    := $(wildcard proto/*.proto)
 proto_GENC      := $(patsubst proto/%.proto,$(GEN)/proto/%.pb-c.c,$(proto_PROTOS))
 proto_GENH      := $(proto_GENC:.c=.h)

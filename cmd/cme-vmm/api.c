@@ -3,6 +3,7 @@
 #include "api_priv.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,14 +212,16 @@ static json_t *api_dirty_log(struct api *api, json_t *req)
 			 (json_int_t)((now - since) / 1000000));
 }
 
-static json_t *snapshot_reply(const char *path, const struct vm_snapshot_stats *st, bool stop)
+static json_t *snapshot_reply(const char *path, const struct vm_snapshot_stats *st, bool stop,
+			      bool encrypted)
 {
 	double mib_s = st->ms ? (double)st->bytes / (1 << 20) * 1000.0 / (double)st->ms : 0;
 
-	return json_pack("{s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:b}", "ok", 1, "path", path, "bytes",
-			 (json_int_t)st->bytes, "pages", (json_int_t)st->pages, "zero_pages",
-			 (json_int_t)st->zero_pages, "state_bytes", (json_int_t)st->state_bytes,
-			 "ms", (json_int_t)st->ms, "mib_s", mib_s, "stopped", stop);
+	return json_pack("{s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:b,s:b}", "ok", 1, "path", path,
+			 "bytes", (json_int_t)st->bytes, "pages", (json_int_t)st->pages,
+			 "zero_pages", (json_int_t)st->zero_pages, "state_bytes",
+			 (json_int_t)st->state_bytes, "ms", (json_int_t)st->ms, "mib_s", mib_s,
+			 "stopped", stop, "encrypted", encrypted);
 }
 
 /* Pause, write state and memory, then resume (or stop). A failed write resumes the guest
@@ -226,7 +229,9 @@ static json_t *snapshot_reply(const char *path, const struct vm_snapshot_stats *
 static json_t *api_snapshot(struct api *api, json_t *req)
 {
 	const char *path = json_string_value(json_object_get(req, "path"));
+	const char *key_file = json_string_value(json_object_get(req, "key_file"));
 	json_t *stop = json_object_get(req, "stop");
+	uint8_t key[VM_SNAPSHOT_KEY_BYTES];
 	struct vm_snapshot_stats st;
 	struct vm_info info;
 	char err[512] = "";
@@ -241,11 +246,17 @@ static json_t *api_snapshot(struct api *api, json_t *req)
 		return api_error("snapshot needs \"path\"");
 	if (stop && !json_is_boolean(stop))
 		return api_error("snapshot: \"stop\" must be true or false");
+	if (json_object_get(req, "key_file") && !key_file)
+		return api_error("snapshot: \"key_file\" must be a path");
+	if (key_file && vmm_key_load(key_file, key, err, sizeof(err)))
+		return api_error("snapshot: %s", err);
 	vm_get_info(api->vm, &info);
 	was_running = info.state == VM_RUNNING;
 	if (vm_pause(api->vm) < 0)
 		return api_error("the VM has ended");
-	if (vm_snapshot_write(api->vm, path, &st, err, sizeof(err)) < 0) {
+	rc = vm_snapshot_write(api->vm, path, key_file ? key : NULL, &st, err, sizeof(err));
+	sodium_memzero(key, sizeof(key));
+	if (rc < 0) {
 		if (was_running && vm_resume(api->vm) < 0)
 			log_warn("api", "cannot resume after a failed snapshot");
 		return api_error("snapshot: %s", err);
@@ -256,7 +267,7 @@ static json_t *api_snapshot(struct api *api, json_t *req)
 		return api_fence_refusal(api->vm, "snapshot written; resume");
 	else if (was_running && rc < 0)
 		return api_error("snapshot written, but the VM ended");
-	return snapshot_reply(path, &st, json_is_true(stop));
+	return snapshot_reply(path, &st, json_is_true(stop), key_file != NULL);
 }
 
 struct api_cmd {

@@ -296,6 +296,8 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 		return 0;
 	case 'L': o->listen = a; return 0;
 	case 'T': o->tls_dir = a; return 0;
+	case 'R': o->peer_name = a; return 0;
+	case 'Y': o->key_file = a; return 0;
 	case 'C':
 		if (strcmp(a, "direct") && strcmp(a, "external"))
 			return arg_fail(err, errlen, "--commit %s: expected direct or external", a);
@@ -386,6 +388,15 @@ static int check_incoming(const struct run_opts *o, char *err, size_t errlen)
 	return check_devices(o, err, errlen);
 }
 
+/* --peer-name names the source: only incoming has one. */
+static int check_peer(const struct run_opts *o, bool incoming, char *err, size_t errlen)
+{
+	if (o->peer_name && !incoming)
+		return arg_fail(err, errlen, "%s",
+				"--peer-name is for incoming (the source's certificate name)");
+	return 0;
+}
+
 int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t errlen)
 {
 	static const struct option opts[] = {
@@ -403,6 +414,8 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "initrd", required_argument, NULL, 'r' },
 		{ "listen", required_argument, NULL, 'L' },
 		{ "tls-dir", required_argument, NULL, 'T' },
+		{ "peer-name", required_argument, NULL, 'R' },
+		{ "key", required_argument, NULL, 'Y' },
 		{ "wait", required_argument, NULL, 'W' },
 		{ "commit", required_argument, NULL, 'C' },
 		{ "fence-deadline", required_argument, NULL, 'F' },
@@ -446,5 +459,9 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		return arg_fail(err, errlen, "%s", "no snapshot given: cme-vmm restore FILE");
 	if (optind < argc)
 		return arg_fail(err, errlen, "unexpected argument %s", argv[optind]);
+	if (check_peer(o, incoming, err, errlen))
+		return -EINVAL;
+	if (o->key_file && !restore)
+		return arg_fail(err, errlen, "%s", "--key is for restore (the snapshot's key)");
 	return incoming ? check_incoming(o, err, errlen) : check_mode(o, restore, err, errlen);
 }

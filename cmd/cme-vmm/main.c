@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ static void usage(FILE *f)
 		"  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
 		"              [--commit direct|external] [--console ...] [--api PATH]\n"
 		"              [--name NAME] [--fence-deadline NS] [--cpu-template NAME]\n"
+		"              [--peer-name SOURCE]\n"
 		"  cme-vmm migrate --api PATH --to HOST:PORT --tls-dir DIR [--downtime-ms N]\n"
 		"              [--postcopy | --postcopy-after ROUNDS]\n"
 		"              [--max-bandwidth RATE] [--channels N] [--timeout SECONDS]\n"
@@ -205,6 +207,7 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 	struct mig_incoming in = { .listen = o->listen,
 				   .tls_dir = o->tls_dir,
 				   .name = o->name,
+				   .peer_name = o->peer_name,
 				   .console = o->console,
 				   .timeout_ms = o->wait_ms,
 				   .commit = o->commit && !strcmp(o->commit, "external")
@@ -261,7 +264,15 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 		return o->kernel ? vm_load_linux(*vm, o->kernel, o->initrd, o->cmdline)
 				 : vm_load_flat(*vm, o->image, o->cmdline);
 	}
-	rc = vm_snapshot_restore(o->snapshot, &cfg, vm, &st, err, sizeof(err));
+	uint8_t key[VM_SNAPSHOT_KEY_BYTES];
+
+	if (o->key_file && vmm_key_load(o->key_file, key, err, sizeof(err))) {
+		log_err(SUB, "restore %s: %s", o->snapshot, err);
+		return -EACCES;
+	}
+	rc = vm_snapshot_restore(o->snapshot, o->key_file ? key : NULL, &cfg, vm, &st, err,
+				 sizeof(err));
+	sodium_memzero(key, sizeof(key));
 	if (rc) {
 		log_err(SUB, "restore %s: %s", o->snapshot, err);
 		return rc;
@@ -373,6 +384,8 @@ int main(int argc, char **argv)
 		return vmm_migrate_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return vmm_ctl_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "keygen"))
+		return vmm_keygen_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "cpu-features") && argc == 2)
 		return cpu_features_main();
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {

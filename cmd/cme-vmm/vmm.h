@@ -44,6 +44,7 @@ struct run_opts {
 	const char *snapshot;  /* restore: the snapshot file */
 	const char *listen;    /* incoming: HOST:PORT to wait on */
 	const char *tls_dir;   /* incoming: this node's certificates */
+	const char *peer_name; /* incoming --peer-name: the source's certificate name */
 	int wait_ms;	       /* incoming: how long to wait for the source, -1 forever */
 	const char *commit;    /* incoming: "direct" (NULL) or "external" (the cluster decides) */
 	bool paused;	       /* restore: stay paused until `resume` */
@@ -52,6 +53,7 @@ struct run_opts {
 	struct console_cfg console;
 	uint64_t console_max;		    /* --console-max */
 	long api_gid;			    /* --api-group, -1: none */
+	const char *key_file;		    /* restore --key */
 	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */
 	unsigned nr_disks;
 	struct vm_net nets[VM_MAX_NETS]; /* --net tap=NAME,...: virtio-net, in order */
@@ -106,6 +108,10 @@ void api_close(struct api *api);
 
 /* `cme-vmm ctl --api PATH CMD [JSON]`: returns the process exit status. */
 int vmm_ctl_main(int argc, char **argv);
+/* keyfile.c: a snapshot key from path (64 hex digits, mode 0600 or stricter, no link):
+ * 0, or -errno with the reason in err. `cme-vmm keygen FILE` writes a new one. */
+int vmm_key_load(const char *path, uint8_t key[VM_SNAPSHOT_KEY_BYTES], char *err, size_t len);
+int vmm_keygen_main(int argc, char **argv);
 /* `cme-vmm migrate --api PATH --to ADDR:PORT --tls-dir DIR ...`: exit status. */
 int vmm_migrate_main(int argc, char **argv);
 

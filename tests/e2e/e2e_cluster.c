@@ -3,6 +3,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,20 +32,35 @@ int cluster_node_index(struct cluster *c, const char *name)
 	return -1;
 }
 
+/* The folders VMs' files may come from: the test guest's, and the tests' temporary root
+ * (disk images, broken images). */
+static void image_dirs(char *buf, size_t len)
+{
+	char guest[PATH_MAX], tmp[600];
+
+	if (!realpath(test_guest(), guest)) /* absolute: the build folder may be relative */
+		snprintf(guest, sizeof(guest), "%s", test_guest());
+	snprintf(tmp, sizeof(tmp), "%s", test_tmpdir());
+	snprintf(buf, len, "%s:%s", dirname(guest), dirname(tmp));
+}
+
 static int write_conf_at(struct cluster *c, int i, const char *path, const char *state)
 {
 	struct node_proc *n = &c->node[i];
 	FILE *f = fopen(path, "w");
+	char dirs[PATH_MAX + 700];
 
 	if (!f)
 		return -errno;
+	image_dirs(dirs, sizeof(dirs));
 	fprintf(f,
 		"# written by the e2e tests\nnode = %s\netcd = %s\naddress = %s\npeer = %s:0\n"
 		"tls_dir = %s/%s\nstate_dir = %s\nvmm = %s\ncpus = 2\nmem = %uM\n"
-		"lease_ttl = 3\nprogress_interval_ms = 200\nprepare_timeout = 20\n%s",
+		"lease_ttl = 3\nprogress_interval_ms = 200\nprepare_timeout = 20\n"
+		"image_dirs = %s\n%s",
 		n->name, n->etcd_url[0] ? n->etcd_url : c->etcd.url, n->addr,
 		n->peer_host[0] ? n->peer_host : n->addr, c->certs, n->name, state,
-		n->vmm[0] ? n->vmm : test_bin("cme-vmm"), n->mem_mb ? n->mem_mb : c->mem_mb,
+		n->vmm[0] ? n->vmm : test_bin("cme-vmm"), n->mem_mb ? n->mem_mb : c->mem_mb, dirs,
 		c->extra_conf);
 	return fclose(f) ? -errno : 0;
 }

@@ -169,6 +169,35 @@ static void test_create_delete(void)
 	free(out);
 	free(err);
 
+	/* Files outside the node's image_dirs (here a link out of them) are refused by the
+	 * node: the VM fails with the reason, no VMM ever opens them. */
+	char link[600];
+	json_t *st;
+
+	snprintf(link, sizeof(link), "%s/passwd.img", test_tmpdir());
+	CU_ASSERT_FATAL(symlink("/etc/passwd", link) == 0);
+	const char *bad[] = { "/etc/passwd", link };
+
+	for (int i = 0; i < 2; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "leak%d", i);
+		rc = cmectl(&C, &out, &err, "vm", "create", name, "--mem", "64M", "--vcpus", "1",
+			    "--image", bad[i], "--no-wait", NULL);
+		cluster_expect_ok("vm create", rc, out, err);
+		snprintf(name, sizeof(name), "vms/leak%d/status", i);
+		CU_ASSERT_TRUE(cluster_wait_field(&C, name, "state", "failed", WAIT_MS));
+		st = cluster_get(&C, name);
+		CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(st, "error")) ?: "",
+					      "is outside this node's image_dirs"));
+		json_decref(st);
+		snprintf(name, sizeof(name), "leak%d", i);
+		for (int k = 0; k < C.n; k++)
+			CU_ASSERT_EQUAL(cluster_vmm_pid(&C, k, name), 0);
+		rc = cmectl(&C, &out, &err, "vm", "delete", name, NULL);
+		cluster_expect_ok("vm delete", rc, out, err);
+	}
+
 	rc = cmectl(&C, &out, &err, "vm", "delete", "vm1", NULL);
 	cluster_expect_ok("vm delete", rc, out, err);
 	for (int t = 0; t < WAIT_MS && kill(pid, 0) == 0; t += 100)

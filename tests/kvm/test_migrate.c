@@ -4,11 +4,14 @@
  * killed or cut off, a certificate of another CA, a peer that is not TLS, a cancel, a guest
  * that dirties faster than the link — leaves the guest running on the source and never
  * runs it on the destination. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -328,8 +331,8 @@ static void test_bad_certificates(void)
 	/* The destination logged and refused both bad peers, and waited on. */
 	char *e = test_read_file(dst.errlog);
 
-	CU_ASSERT_PTR_NOT_NULL(strstr(e, "refused a connection"));
-	if (!strstr(e, "refused a connection"))
+	CU_ASSERT_PTR_NOT_NULL(strstr(e, "refused peer"));
+	if (!strstr(e, "refused peer"))
 		printf("\n    destination's stderr:\n%s\n", e);
 	free(e);
 	mig_cli(&r, &src, DST, port, tls[0], NULL, MIG_TIMEOUT_MS);
@@ -728,6 +731,80 @@ static void test_stalled_switchover(void)
 	vmm_kill(&src);
 }
 
+static int tcp_to(const char *host, int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd >= 0 && (inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
+			connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* Peers without a certificate change nothing: three that connect and say nothing (each
+ * held the serial accept for 10 s, the source's own connect timeout) and one that speaks
+ * plain TCP wait at the destination's port when the source comes; it migrates. */
+static void test_unauthenticated_peers(void)
+{
+	struct vmm_proc src, dst;
+	char pki[600], tls[2][700];
+	struct mig_run r;
+	int port, peer[4];
+
+	if (!guest_available())
+		return;
+	make_certs(pki, sizeof(pki), tls);
+	guest_boot(&src, "256M", "2", "wss_mb=32");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&src, 3, 20000));
+	port = incoming(&dst, DST, tls[1], NULL);
+	for (int i = 0; i < 4; i++)
+		peer[i] = tcp_to(DST, port);
+	CU_ASSERT(peer[3] >= 0 && write(peer[3], "GET / HTTP/1.0\r\n\r\n", 18) == 18);
+	mig_cli(&r, &src, DST, port, tls[0], NULL, MIG_TIMEOUT_MS);
+	CU_ASSERT_EQUAL(r.status, 0);
+	if (r.status != 0)
+		printf("\n    error: %s\n", mig_error(r.fin));
+	mig_run_free(&r);
+	mig_expect_source_migrated(&src);
+	expect_continued(&src, &dst, 3);
+	for (int i = 0; i < 4; i++)
+		if (peer[i] >= 0)
+			close(peer[i]);
+	vmm_kill(&dst);
+}
+
+/* incoming --peer-name: a node other than the one named is refused (logged), the
+ * destination waits on; the source runs on. */
+static void test_wrong_source(void)
+{
+	const char *extra[] = { "--peer-name", "node-x", NULL };
+	struct vmm_proc src, dst;
+	char pki[600], tls[2][700];
+	struct mig_run r;
+	char *log;
+	int port;
+
+	if (!guest_available())
+		return;
+	make_certs(pki, sizeof(pki), tls);
+	guest_boot(&src, "64M", "1", "wss_mb=8");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&src, 2, 20000));
+	port = incoming(&dst, DST, tls[1], extra);
+	mig_cli(&r, &src, DST, port, tls[0], NULL, MIG_TIMEOUT_MS);
+	CU_ASSERT_EQUAL(r.status, 1);
+	mig_run_free(&r);
+	log = test_read_file(dst.errlog);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "its certificate is for " SRC ", not node-x"));
+	free(log);
+	CU_ASSERT_EQUAL(vmm_wait(&dst, 0), -ETIMEDOUT); /* still waiting for node-x */
+	mig_expect_source_runs(&src);
+	vmm_kill(&dst);
+	vmm_kill(&src);
+}
+
 void suite_migrate(void)
 {
 	static const struct test_case cases[] = {
@@ -738,6 +815,8 @@ void suite_migrate(void)
 		{ "link cut mid-stream: the channels time out, the source runs on", test_link_cut },
 		{ "certificates of another CA or name are refused", test_bad_certificates },
 		{ "a peer that is not TLS is refused", test_plain_tcp },
+		{ "peers without a certificate change nothing", test_unauthenticated_peers },
+		{ "incoming --peer-name: another node is refused", test_wrong_source },
 		{ "migrate-cancel: the source runs on, then migrates", test_cancel },
 		{ "dirtying faster than the link: auto-converge or a clean failure",
 		  test_dirty_faster_than_link },

@@ -312,6 +312,125 @@ static void test_refusals(void)
 	expect_refused("/nonexistent.snap", NULL, "No such file or directory");
 }
 
+/* restore with --key KEY (NULL: none) fails with msg. */
+static void expect_key_refused(const char *snap, const char *key, const char *msg)
+{
+	const char *argv[] = {
+		test_bin("cme-vmm"), "restore", snap, key ? "--key" : NULL, key, NULL
+	};
+	char *out;
+
+	CU_ASSERT_EQUAL(test_run(argv, &out, 30000), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
+	if (!strstr(out, msg))
+		printf("\n    expected \"%s\", got: %s", msg, out);
+	free(out);
+}
+
+/* Whether the file holds the bytes of needle anywhere. */
+static bool file_has(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "rb");
+	size_t n = strlen(needle), len = 0, cap = 1 << 20;
+	char *buf = malloc(cap);
+	bool hit = false;
+
+	while (f && buf) {
+		size_t got = fread(buf + len, 1, cap - len, f);
+
+		len += got;
+		if (memmem(buf, len, needle, n)) {
+			hit = true;
+			break;
+		}
+		if (got == 0)
+			break;
+		if (len >= n) { /* keep the tail a needle could start in */
+			memmove(buf, buf + len - (n - 1), n - 1);
+			len = n - 1;
+		}
+	}
+	if (f)
+		fclose(f);
+	free(buf);
+	return hit;
+}
+
+static void keygen(const char *path)
+{
+	const char *argv[] = { test_bin("cme-vmm"), "keygen", path, NULL };
+	struct stat sb;
+	char *out;
+
+	CU_ASSERT_EQUAL_FATAL(test_run(argv, &out, 10000), 0);
+	free(out);
+	CU_ASSERT_FATAL(stat(path, &sb) == 0);
+	CU_ASSERT_EQUAL(sb.st_mode & 0777, 0600);
+}
+
+/* snapshot {"key_file"}: nothing of guest memory in clear; restored with the key the guest
+ * runs on; no key, another key, a key file others may read, a flipped byte, a cut file and
+ * a plain snapshot given a key are refused. */
+static void test_encrypted(void)
+{
+	char key[600], other[600], loose[600], enc[600], bad[600], plain[600], args[2000];
+	struct heartbeat before, after;
+	struct vmm_proc p;
+	struct stat sb;
+	json_t *r;
+
+	if (!guest_available())
+		return;
+	snprintf(key, sizeof(key), "%s/snap.key", test_tmpdir());
+	snprintf(other, sizeof(other), "%s/other.key", test_tmpdir());
+	snprintf(loose, sizeof(loose), "%s/loose.key", test_tmpdir());
+	snprintf(enc, sizeof(enc), "%s/enc.snap", test_tmpdir());
+	snprintf(bad, sizeof(bad), "%s/bad.snap", test_tmpdir());
+	snprintf(plain, sizeof(plain), "%s/plain.snap", test_tmpdir());
+	keygen(key);
+	keygen(other);
+	keygen(loose);
+	CU_ASSERT_FATAL(chmod(loose, 0644) == 0);
+	CU_ASSERT_FATAL(file_has(test_guest(), "CORRUPT")); /* in guest RAM, so in a snapshot */
+
+	guest_boot(&p, "256M", "1", "wss_mb=16");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 3, 20000));
+	snprintf(args, sizeof(args), "{\"path\":\"%s\",\"key_file\":\"%s\"}", enc, loose);
+	r = vmm_request(&p, "snapshot", args);
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(json_string_value(json_object_get(r, "error")) ?: "", "chmod 600"));
+	json_decref(r);
+	snprintf(args, sizeof(args), "{\"path\":\"%s\",\"key_file\":\"%s\",\"stop\":true}", enc,
+		 key);
+	r = vmm_request(&p, "snapshot", args);
+	CU_ASSERT_TRUE_FATAL(r && json_is_true(json_object_get(r, "encrypted")));
+	json_decref(r);
+	CU_ASSERT_EQUAL(vmm_wait(&p, 20000), 0);
+	before = last_hb(&p);
+	CU_ASSERT_FALSE(file_has(enc, "CORRUPT"));
+
+	expect_key_refused(enc, NULL, "the snapshot is encrypted: give its key");
+	expect_key_refused(enc, other, "wrong key");
+	expect_key_refused(enc, loose, "chmod 600");
+	CU_ASSERT_EQUAL_FATAL(stat(enc, &sb), 0);
+	copy_file(enc, bad, -1, sb.st_size / 2);
+	expect_key_refused(bad, key, "does not decrypt");
+	copy_file(enc, bad, -1, 80); /* the first message's ciphertext */
+	expect_key_refused(bad, key, "does not decrypt");
+	copy_file(enc, bad, sb.st_size - 10, -1);
+	expect_key_refused(bad, key, "truncated");
+
+	const char *rargs[] = { enc, "--key", key, "--name", "restored", NULL };
+
+	CU_ASSERT_EQUAL_FATAL(vmm_start_verb(&p, "restore", rargs), 0);
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 3, 20000));
+	after = first_hb(&p);
+	CU_ASSERT_EQUAL(after.seq, before.seq + 1);
+	CU_ASSERT(guest_check_console(&p) >= 3);
+	CU_ASSERT_TRUE(snapshot_and_stop(&p, plain));
+	expect_key_refused(plain, key, "the snapshot is not encrypted, but a key was given");
+}
+
 /* A snapshot without stop: the guest pauses briefly and runs on. */
 static void test_snapshot_keeps_running(void)
 {
@@ -393,6 +512,9 @@ void suite_snapshot(void)
 		  test_snapshot_restore_cycles },
 		{ "save, restore paused, save: the same state", test_save_restore_save_equal },
 		{ "truncated, corrupt and mismatched snapshots are refused", test_refusals },
+		{ "encrypted snapshots: round trip; no key, wrong key, loose key file, tampering "
+		  "refused",
+		  test_encrypted },
 		{ "snapshot without stop: the guest keeps running", test_snapshot_keeps_running },
 		{ "a snapshot of the VMM before the device model restores", test_old_snapshot },
 		{ "console input reaches the guest, also after a restore",

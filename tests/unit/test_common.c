@@ -7,6 +7,8 @@
 
 #include "common.h"
 #include "harness.h"
+#include "migration.pb-c.h"
+#include "proto.h"
 #include "unit.h"
 
 static void test_parse_size_units(void)
@@ -111,6 +113,39 @@ static void test_write_file_atomic(void)
 	CU_ASSERT_EQUAL(write_file_atomic(path, "x", 1), -ENOENT);
 }
 
+/* A message of tiny unknown fields decodes into ~17 times its size without a budget; with
+ * one the unpack fails instead. A real message decodes on its budget. */
+static void test_pb_budget(void)
+{
+	enum { FIELDS = 400000 };
+	uint8_t *buf = malloc(FIELDS * 3), real[64];
+	Cme__MigRoundEnd e = CME__MIG_ROUND_END__INIT, *m;
+	size_t len;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+	for (size_t i = 0; i < FIELDS; i++) { /* field 1000, varint 0: 0xc0 0x3e 0x00 */
+		buf[3 * i] = 0xc0;
+		buf[3 * i + 1] = 0x3e;
+		buf[3 * i + 2] = 0;
+	}
+	m = cme__mig_round_end__unpack(NULL, FIELDS * 3, buf);
+	CU_ASSERT_PTR_NOT_NULL(m); /* what a peer could make us allocate without the bound */
+	if (m)
+		CU_ASSERT_EQUAL(m->base.n_unknown_fields, FIELDS);
+	cme__mig_round_end__free_unpacked(m, NULL);
+	CU_ASSERT_PTR_NULL(PB_UNPACK(cme__mig_round_end__unpack, FIELDS * 3, buf));
+	free(buf);
+
+	e.round = 7;
+	e.final = true;
+	len = cme__mig_round_end__pack(&e, real);
+	m = PB_UNPACK(cme__mig_round_end__unpack, len, real);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_EQUAL(m->round, 7);
+	CU_ASSERT_TRUE(m->final);
+	cme__mig_round_end__free_unpacked(m, NULL);
+}
+
 void suite_common(void)
 {
 	static const struct test_case cases[] = {
@@ -120,6 +155,7 @@ void suite_common(void)
 		{ "range_within is overflow-safe", test_range_within },
 		{ "linebuf splits lines and refuses oversize", test_linebuf_lines_and_limit },
 		{ "write_file_atomic replaces a file whole", test_write_file_atomic },
+		{ "protobuf decoding is bounded (unknown fields)", test_pb_budget },
 		{ NULL, NULL },
 	};
 	test_add_suite("common", cases);
