@@ -351,6 +351,9 @@ int vm_host_cpu_features(char *buf, size_t len) CME_WUR;
  * the features it lacks logged in one line (-EINVAL: no such template; -errno: KVM
  * cannot be asked). */
 int vm_host_cpu_check(const char *name) CME_WUR;
+/* The guest memory encryption this host's KVM offers ("sev", "sev-es", "sev-snp", "tdx"),
+ * comma-separated into buf; returns how many (0: none). */
+int vm_host_memory_encryption(char *buf, size_t len);
 /* The features vm's guest sees, comma-separated into buf. Returns how many or -ENOSPC. */
 int vm_cpu_features(struct vm *vm, char *buf, size_t len) CME_WUR;
 /* The guest's CPU as its state records it: a packed VmConfig (proto/vmstate.proto) that

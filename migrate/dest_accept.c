@@ -136,7 +136,8 @@ static void *acceptor_thread(void *arg)
 	struct mig_acceptor *a = arg;
 
 	for (;;) {
-		struct pollfd p[2] = { { a->listen_fd, POLLIN, 0 }, { a->stop_pipe[0], POLLIN, 0 } };
+		struct pollfd p[2] = { { a->listen_fd, POLLIN, 0 },
+				       { a->stop_pipe[0], POLLIN, 0 } };
 		char addr[64];
 		int fd;
 

@@ -15,17 +15,17 @@ struct pb_budget {
 
 /* What a message of len bytes may take decoded: its bytes fields are copied once, its
  * small fields cost a struct each. */
-#define PB_DECODED_MAX(len) ((size_t)(len) * 4 + (1u << 20))
+#define PB_DECODED_MAX(len) ((size_t)(len)*4 + (1u << 20))
 
 /* An allocator for one unpack whose allocations fail past PB_DECODED_MAX(len) bytes (the
  * unpack then returns NULL). What it unpacked is freed as usual (free_unpacked, NULL). */
 ProtobufCAllocator *pb_budget(struct pb_budget *b, size_t len);
 
 /* fn(allocator, len, data) on a budget of its own: PB_UNPACK(cme__mig_hello__unpack, len, p). */
-#define PB_UNPACK(fn, len, data)                                                               \
-	({                                                                                     \
-		struct pb_budget pb_b_;                                                        \
-		fn(pb_budget(&pb_b_, (len)), (len), (data));                                  \
+#define PB_UNPACK(fn, len, data)                                                                   \
+	({                                                                                         \
+		struct pb_budget pb_b_;                                                            \
+		fn(pb_budget(&pb_b_, (len)), (len), (data));                                       \
 	})
 
 #endif

@@ -267,6 +267,7 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 			return arg_fail(err, errlen, "--epoch %s: a positive number", a);
 		return 0;
 	case 'K': o->ksm = true; return 0;
+	case 'Z': o->confidential = true; return 0;
 	case 'B': o->balloon = true; return 0;
 	case 'U':
 		if (cpu_template_level(a) < 0 || !a[0])
@@ -425,6 +426,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "pin-vcpus", required_argument, NULL, 'P' },
 		{ "hugepages", no_argument, NULL, 'H' },
 		{ "ksm", no_argument, NULL, 'K' },
+		{ "confidential", no_argument, NULL, 'Z' },
 		{ "epoch", required_argument, NULL, 'E' },
 		{ "cgroup", required_argument, NULL, 'G' },
 		{ "balloon", no_argument, NULL, 'B' },

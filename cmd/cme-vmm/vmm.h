@@ -54,6 +54,7 @@ struct run_opts {
 	uint64_t console_max;		    /* --console-max */
 	long api_gid;			    /* --api-group, -1: none */
 	const char *key_file;		    /* restore --key */
+	bool confidential;		    /* --confidential */
 	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */
 	unsigned nr_disks;
 	struct vm_net nets[VM_MAX_NETS]; /* --net tap=NAME,...: virtio-net, in order */

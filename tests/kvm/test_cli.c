@@ -57,6 +57,20 @@ static const char *write_image(const char *name, const void *bytes, size_t len)
 	return path;
 }
 
+/* --confidential runs nothing in clear: refused by name where the host offers no memory
+ * encryption (here), and where it does (CME cannot launch such guests yet). */
+static void test_confidential_refused(void)
+{
+	const char *img = write_image("c.bin", "\xeb\xfe", 2);
+	const char *argv[] = { test_bin("cme-vmm"), "run", "--image", img, "--confidential", NULL };
+	char *out;
+
+	CU_ASSERT_EQUAL(test_run(argv, &out, 20000), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--confidential: this host offers"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "in clear"));
+	free(out);
+}
+
 static void test_usage_errors(void)
 {
 	const char *img = write_image("g.bin", "\xeb\xfe", 2);
@@ -303,6 +317,8 @@ void suite_cli(void)
 {
 	static const struct test_case cases[] = {
 		{ "usage errors: one line, status 2", test_usage_errors },
+		{ "--confidential is refused where the guest would run in clear",
+		  test_confidential_refused },
 		{ "setup errors: missing image, too much memory; nothing left", test_setup_errors },
 		{ "/dev/kvm absent or not accessible", test_no_kvm },
 		{ "guest exit code on port 0x501: 0 and 3-63 the status, others 64",
