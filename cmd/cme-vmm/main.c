@@ -31,8 +31,9 @@ static void usage(FILE *f)
 		"              [--api PATH]\n"
 		"              [--name NAME] [--fence-deadline NS] [--exit-file PATH]\n"
 		"              [--cpu-template " CPU_TEMPLATE_LIST "] [--confidential]\n"
-		"  cme-vmm restore FILE [--console ...] [--api PATH] [--name NAME] [--paused]\n"
-		"              [--fence-deadline NS]\n"
+		"  cme-vmm restore FILE [--key KEYFILE] [--console ...] [--api PATH] [--name "
+		"NAME]\n"
+		"              [--paused] [--fence-deadline NS]\n"
 		"  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
 		"              [--commit direct|external] [--console ...] [--api PATH]\n"
 		"              [--name NAME] [--fence-deadline NS] [--cpu-template NAME]\n"
@@ -44,6 +45,7 @@ static void usage(FILE *f)
 		"              [--commit direct|external]\n"
 		"  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
 		"  cme-vmm cpu-features\n"
+		"  cme-vmm keygen FILE\n"
 		"  cme-vmm help\n");
 }
 
