@@ -148,4 +148,14 @@ unsigned cpu_list_lacks(const char *have, const char *need, char *out, size_t le
  * features (unknown). Returns buf. */
 const char *cpu_templates_offered(const char *features, const char *sep, char *buf, size_t len);
 
+/* measure.c: a boot measurement, like a TPM PCR — a hash chain of what was loaded:
+ * m = 32 zero bytes, then for each item m = BLAKE2b-256(m || what || NUL || BLAKE2b-256(data)).
+ * The VMM extends it with the image (or kernel, then initrd), then the command line. */
+#define MEASURE_BYTES 32
+void measure_init(uint8_t m[MEASURE_BYTES]);
+void measure_extend(uint8_t m[MEASURE_BYTES], const char *what, const void *data, size_t len);
+void measure_hex(const uint8_t m[MEASURE_BYTES], char out[2 * MEASURE_BYTES + 1]);
+/* 64 hex digits into m: 0 or -EINVAL. */
+int measure_parse(const char *hex, uint8_t m[MEASURE_BYTES]) CME_WUR;
+
 #endif

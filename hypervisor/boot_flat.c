@@ -224,7 +224,7 @@ static int flat_set_regs(struct vcpu *vcpu)
 	return ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0 ? -errno : 0;
 }
 
-static int flat_read_image(struct vm *vm, const char *image)
+static int flat_read_image(struct vm *vm, const char *image, size_t *size)
 {
 	struct stat st;
 	int fd = open(image, O_RDONLY | O_CLOEXEC), err = 0;
@@ -245,6 +245,7 @@ static int flat_read_image(struct vm *vm, const char *image)
 		log_err(SUB, "image %s: read failed", image);
 		err = -EIO;
 	}
+	*size = (size_t)st.st_size;
 	close(fd);
 	return err;
 }
@@ -283,12 +284,18 @@ static int flat_write_cmdline(struct vm *vm, const char *cmdline, uint64_t *gpa)
 int vm_load_flat(struct vm *vm, const char *image, const char *cmdline)
 {
 	uint64_t cmdline_gpa;
+	size_t size = 0;
 	int err = flat_write_cmdline(vm, cmdline, &cmdline_gpa);
 
 	if (!err)
-		err = flat_read_image(vm, image);
+		err = flat_read_image(vm, image, &size);
 	if (err)
 		return err;
+	/* Measured from guest RAM: exactly the bytes the guest will run. */
+	measure_extend(vm->measurement, "image", vm->slots[0].hva + FLAT_IMAGE, size);
+	measure_extend(vm->measurement, "cmdline", cmdline ? cmdline : "",
+		       cmdline ? strlen(cmdline) : 0);
+	vm->measured = true;
 	err = boot_page_tables(vm);
 	if (err < 0)
 		return err;

@@ -63,6 +63,8 @@ static void put32(uint8_t *p, uint32_t v)
 	memcpy(p, &v, 4);
 }
 
+/* The whole file, read once into memory of our own: what is measured is what is loaded,
+ * whatever happens to the file meanwhile. */
 static int lx_map_file(const char *path, const char *what, struct lx_file *f)
 {
 	struct stat st;
@@ -78,11 +80,10 @@ static int lx_map_file(const char *path, const char *what, struct lx_file *f)
 		err = -EINVAL;
 	} else {
 		f->len = (size_t)st.st_size;
-		f->data = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (f->data == MAP_FAILED) {
-			f->data = NULL;
-			err = -errno;
-		}
+		f->data = malloc(f->len);
+		err = !f->data ? -ENOMEM : read_full(fd, f->data, f->len) ? -EIO : 0;
+		if (err)
+			log_err(SUB, "%s %s: cannot read it: %s", what, path, strerror(-err));
 	}
 	close(fd);
 	return err;
@@ -90,8 +91,8 @@ static int lx_map_file(const char *path, const char *what, struct lx_file *f)
 
 static void lx_unmap(struct lx_file *f)
 {
-	if (f->data)
-		munmap(f->data, f->len);
+	free(f->data);
+	f->data = NULL;
 }
 
 /* Copy bytes into guest RAM, checking the range lies in one slot. */
@@ -187,6 +188,7 @@ static int lx_load_initrd(struct vm *vm, const char *path, const struct lx_boot 
 
 	if (rc)
 		return rc;
+	measure_extend(vm->measurement, "initrd", f.data, f.len);
 	if (top > (uint64_t)b->initrd_max + 1)
 		top = (uint64_t)b->initrd_max + 1;
 	a = (top - f.len) & ~(VM_PAGE_SIZE - 1);
@@ -340,6 +342,7 @@ int vm_load_linux(struct vm *vm, const char *kernel, const char *initrd, const c
 
 	if (rc)
 		return rc;
+	measure_extend(vm->measurement, "kernel", k.data, k.len);
 	rc = linux_is_elf(k.data, k.len) ? lx_load_elf(vm, &k, &b) : lx_load_bzimage(vm, &k, &b);
 	lx_unmap(&k);
 	if (!rc && initrd)
@@ -359,7 +362,11 @@ int vm_load_linux(struct vm *vm, const char *kernel, const char *initrd, const c
 		rc = lx_set_entry(vm, &b);
 	if (!rc)
 		rc = lx_set_msrs(vm);
-	if (!rc)
+	if (!rc) {
+		measure_extend(vm->measurement, "cmdline", cmdline ? cmdline : "",
+			       cmdline ? strlen(cmdline) : 0);
+		vm->measured = true;
 		vm->boot_kind = "linux";
+	}
 	return rc;
 }

@@ -351,6 +351,9 @@ int vm_host_cpu_features(char *buf, size_t len) CME_WUR;
  * the features it lacks logged in one line (-EINVAL: no such template; -errno: KVM
  * cannot be asked). */
 int vm_host_cpu_check(const char *name) CME_WUR;
+/* The VM's boot measurement (common.h: image or kernel, initrd, command line) into out;
+ * false when it has none (restored from a state written before measurements). */
+bool vm_get_measurement(struct vm *vm, uint8_t out[MEASURE_BYTES]);
 /* The guest memory encryption this host's KVM offers ("sev", "sev-es", "sev-snp", "tdx"),
  * comma-separated into buf; returns how many (0: none). */
 int vm_host_memory_encryption(char *buf, size_t len);

@@ -161,6 +161,8 @@ int vm_state_save(struct vm *vm, uint8_t **buf, size_t *len)
 		return -EBUSY;
 	st.version = VM_STATE_VERSION;
 	st.boot = (char *)(vm->boot_kind ? vm->boot_kind : "flat");
+	if (vm->measured)
+		st.measurement = (ProtobufCBinaryData){ MEASURE_BYTES, vm->measurement };
 	err = config_save(vm, &a, &st);
 	if (!err)
 		err = irqchip_save(vm, &a, &st);
@@ -298,6 +300,10 @@ int vm_state_load(struct vm *vm, const uint8_t *buf, size_t len, char *err, size
 	rc = state_apply(vm, st, err, errlen);
 	if (!rc)
 		vm->boot_kind = !strcmp(st->boot, "linux") ? "linux" : "flat";
+	if (!rc && st->measurement.len == MEASURE_BYTES) {
+		memcpy(vm->measurement, st->measurement.data, MEASURE_BYTES);
+		vm->measured = true;
+	}
 	cme__vm_state__free_unpacked(st, NULL);
 	return rc;
 }

@@ -446,3 +446,10 @@ int vm_dirty_log_fetch(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *
 		err = vm_dirty_log_clear(vm, idx, 0, pages, bitmap);
 	return err;
 }
+
+bool vm_get_measurement(struct vm *vm, uint8_t out[MEASURE_BYTES])
+{
+	if (vm->measured)
+		memcpy(out, vm->measurement, MEASURE_BYTES);
+	return vm->measured;
+}

@@ -108,8 +108,10 @@ struct vm {
 	pthread_mutex_t release_lock; /* the release watch, below */
 	vm_release_fn release_fn;
 	void *release_arg;
-	bool manual_protect;   /* KVM_CLEAR_DIRTY_LOG re-protects; GET only reads */
-	const char *boot_kind; /* "flat" or "linux": how the guest was first booted */
+	bool manual_protect;		    /* KVM_CLEAR_DIRTY_LOG re-protects; GET only reads */
+	const char *boot_kind;		    /* "flat" or "linux": how the guest was first booted */
+	uint8_t measurement[MEASURE_BYTES]; /* what was loaded (common.h), kept in the state */
+	bool measured;			    /* false: restored from a state without one */
 };
 
 /* end.c (below the vCPU threads, devices and run control, which all may end the VM) */

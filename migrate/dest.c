@@ -352,6 +352,24 @@ static int in_await_switchover(struct mig_dest *c)
 	}
 }
 
+/* incoming --measurement: the arriving guest must have booted what was expected. */
+static int in_check_measurement(struct mig_dest *c)
+{
+	uint8_t m[MEASURE_BYTES];
+	char hex[2 * MEASURE_BYTES + 1] = "none", want[2 * MEASURE_BYTES + 1];
+
+	if (!c->in.measurement)
+		return 0;
+	if (vm_get_measurement(c->vm, m))
+		measure_hex(m, hex);
+	if (!strcmp(hex, "none") || sodium_memcmp(m, c->in.measurement, MEASURE_BYTES)) {
+		measure_hex(c->in.measurement, want);
+		return mig_in_fail(c, -EACCES, "the guest's measurement %s is not the expected %s",
+				   hex, want);
+	}
+	return 0;
+}
+
 /* All pages are in once every channel has ended its final round: compare digests and
  * load the state. The VM still has not run. */
 static int in_switchover(struct mig_dest *c, struct mig_stats *st)
@@ -412,6 +430,8 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 		rc = -EINVAL;
 	st->state_ms = (now_ns() - t0) / 1000000;
 	cme__mig_switchover__free_unpacked(sw, NULL);
+	if (!rc)
+		rc = in_check_measurement(c);
 	if (!rc && vm_devices_handoff(c->vm, VM_HANDOFF_CLAIM, CLAIM_MS, why, sizeof(why)))
 		rc = mig_in_fail(c, -EBUSY, "%s", why);
 	/* The vCPU threads now, parked: the commit only has to release them. */

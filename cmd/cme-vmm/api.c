@@ -98,6 +98,18 @@ static json_t *cpu_features_json(struct vm *vm)
 	return jsonl_names(vm_cpu_features(vm, list, sizeof(list)) < 0 ? "" : list);
 }
 
+/* The boot measurement as hex, or null (a state written before measurements). */
+static json_t *measurement_json(struct vm *vm)
+{
+	uint8_t m[MEASURE_BYTES];
+	char hex[2 * MEASURE_BYTES + 1];
+
+	if (!vm_get_measurement(vm, m))
+		return json_null();
+	measure_hex(m, hex);
+	return json_string(hex);
+}
+
 static json_t *api_status(struct api *api, json_t *req)
 {
 	struct vm_info info;
@@ -116,6 +128,7 @@ static json_t *api_status(struct api *api, json_t *req)
 		      "balloon", api_balloon_json(api->vm), "net", nets_json(api->vm, &info));
 	json_object_set_new(r, "cpu_template", json_string(info.cpu_template));
 	json_object_set_new(r, "cpu_features", cpu_features_json(api->vm));
+	json_object_set_new(r, "measurement", measurement_json(api->vm));
 	return r;
 }
 

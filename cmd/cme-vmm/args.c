@@ -268,6 +268,16 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 		return 0;
 	case 'K': o->ksm = true; return 0;
 	case 'Z': o->confidential = true; return 0;
+	case 't': o->trust = a; return 0;
+	case 'b': o->boot_sig = a; return 0;
+	case 'M': {
+		uint8_t m[MEASURE_BYTES];
+
+		if (measure_parse(a, m))
+			return arg_fail(err, errlen, "--measurement %s: 64 hex digits", a);
+		o->measurement = a;
+		return 0;
+	}
 	case 'B': o->balloon = true; return 0;
 	case 'U':
 		if (cpu_template_level(a) < 0 || !a[0])
@@ -427,6 +437,9 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "hugepages", no_argument, NULL, 'H' },
 		{ "ksm", no_argument, NULL, 'K' },
 		{ "confidential", no_argument, NULL, 'Z' },
+		{ "trust", required_argument, NULL, 't' },
+		{ "boot-sig", required_argument, NULL, 'b' },
+		{ "measurement", required_argument, NULL, 'M' },
 		{ "epoch", required_argument, NULL, 'E' },
 		{ "cgroup", required_argument, NULL, 'G' },
 		{ "balloon", no_argument, NULL, 'B' },
@@ -465,5 +478,15 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		return -EINVAL;
 	if (o->key_file && !restore)
 		return arg_fail(err, errlen, "%s", "--key is for restore (the snapshot's key)");
+	if ((o->trust || o->boot_sig) && (restore || incoming))
+		return arg_fail(err, errlen, "%s",
+				"--trust and --boot-sig are for run (restore and incoming check "
+				"--measurement)");
+	if (o->boot_sig && !o->trust)
+		return arg_fail(err, errlen, "%s", "--boot-sig needs --trust KEYS");
+	if (o->measurement && !restore && !incoming)
+		return arg_fail(err, errlen, "%s",
+				"--measurement is for restore and incoming (run measures what it "
+				"loads; --trust checks it)");
 	return incoming ? check_incoming(o, err, errlen) : check_mode(o, restore, err, errlen);
 }

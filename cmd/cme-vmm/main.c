@@ -31,13 +31,14 @@ static void usage(FILE *f)
 		"              [--api PATH]\n"
 		"              [--name NAME] [--fence-deadline NS] [--exit-file PATH]\n"
 		"              [--cpu-template " CPU_TEMPLATE_LIST "] [--confidential]\n"
+		"              [--trust KEYS-FILE --boot-sig SIG-FILE]\n"
 		"  cme-vmm restore FILE [--key KEYFILE] [--console ...] [--api PATH] [--name "
 		"NAME]\n"
-		"              [--paused] [--fence-deadline NS]\n"
+		"              [--paused] [--fence-deadline NS] [--measurement HEX]\n"
 		"  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
 		"              [--commit direct|external] [--console ...] [--api PATH]\n"
 		"              [--name NAME] [--fence-deadline NS] [--cpu-template NAME]\n"
-		"              [--peer-name SOURCE]\n"
+		"              [--peer-name SOURCE] [--measurement HEX]\n"
 		"  cme-vmm migrate --api PATH --to HOST:PORT --tls-dir DIR [--downtime-ms N]\n"
 		"              [--postcopy | --postcopy-after ROUNDS]\n"
 		"              [--max-bandwidth RATE] [--channels N] [--timeout SECONDS]\n"
@@ -46,6 +47,10 @@ static void usage(FILE *f)
 		"  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
 		"  cme-vmm cpu-features\n"
 		"  cme-vmm keygen FILE\n"
+		"  cme-vmm measure (--image FILE | --kernel FILE [--initrd FILE]) [--cmdline STR]\n"
+		"  cme-vmm signkey SECRET-FILE PUBLIC-FILE\n"
+		"  cme-vmm sign --key SECRET-FILE (--image FILE | --kernel FILE [--initrd FILE])\n"
+		"              [--cmdline STR] --out SIG-FILE\n"
 		"  cme-vmm help\n");
 }
 
@@ -205,11 +210,14 @@ static void postcopy_fail(void *arg, const char *why)
 static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struct mig_dest **d,
 		      struct vm **vm)
 {
+	uint8_t want[MEASURE_BYTES];
+	bool expect = o->measurement && !measure_parse(o->measurement, want);
 	struct vm_config cfg;
 	struct mig_incoming in = { .listen = o->listen,
 				   .tls_dir = o->tls_dir,
 				   .name = o->name,
 				   .peer_name = o->peer_name,
+				   .measurement = expect ? want : NULL,
 				   .console = o->console,
 				   .timeout_ms = o->wait_ms,
 				   .commit = o->commit && !strcmp(o->commit, "external")
@@ -249,6 +257,32 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 }
 
 /* Build the VM: boot a fresh guest, restore one from a snapshot, or receive one. */
+/* Log the boot measurement; with --trust it must be signed by a trusted key, with
+ * --measurement (restore, incoming) it must be that one — or no guest instruction runs. */
+static int check_measurement(const struct run_opts *o, struct vm *vm)
+{
+	uint8_t m[MEASURE_BYTES], want[MEASURE_BYTES];
+	char hex[2 * MEASURE_BYTES + 1] = "none", err[512];
+	bool have = vm_get_measurement(vm, m);
+
+	if (have)
+		measure_hex(m, hex);
+	log_info(SUB, "vm=%s measurement %s", o->name, hex);
+	if (o->trust && vmm_boot_verify(m, o->trust, o->boot_sig, err, sizeof(err))) {
+		log_err(SUB, "vm=%s %s", o->name, err);
+		return -EACCES;
+	}
+	if (o->trust)
+		log_info(SUB, "vm=%s boot signed by a trusted key (%s)", o->name, o->boot_sig);
+	if (o->measurement && (measure_parse(o->measurement, want) || !have ||
+			       sodium_memcmp(m, want, MEASURE_BYTES))) {
+		log_err(SUB, "vm=%s refused: its measurement %s is not the expected %s", o->name,
+			hex, o->measurement);
+		return -EACCES;
+	}
+	return 0;
+}
+
 static int setup_vm(const struct run_opts *o, struct vm **vm)
 {
 	struct vm_config cfg;
@@ -261,10 +295,10 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 		return -EINVAL;
 	if (!o->snapshot) {
 		rc = vm_create(&cfg, vm);
-		if (rc)
-			return rc;
-		return o->kernel ? vm_load_linux(*vm, o->kernel, o->initrd, o->cmdline)
-				 : vm_load_flat(*vm, o->image, o->cmdline);
+		if (!rc)
+			rc = o->kernel ? vm_load_linux(*vm, o->kernel, o->initrd, o->cmdline)
+				       : vm_load_flat(*vm, o->image, o->cmdline);
+		return rc ? rc : check_measurement(o, *vm);
 	}
 	uint8_t key[VM_SNAPSHOT_KEY_BYTES];
 
@@ -282,7 +316,7 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 	log_info(SUB, "vm=%s restored from %s: %llu pages, %llu MiB in %llu ms", o->name,
 		 o->snapshot, (unsigned long long)st.pages, (unsigned long long)(st.bytes >> 20),
 		 (unsigned long long)st.ms);
-	return 0;
+	return check_measurement(o, *vm);
 }
 
 static int run_vm(const struct run_opts *o, struct cgroup *cg, int sfd)
@@ -412,6 +446,12 @@ int main(int argc, char **argv)
 		return vmm_ctl_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "keygen"))
 		return vmm_keygen_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "measure"))
+		return vmm_measure_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "signkey"))
+		return vmm_signkey_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "sign"))
+		return vmm_sign_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "cpu-features") && argc == 2)
 		return cpu_features_main();
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {

@@ -55,6 +55,8 @@ struct run_opts {
 	long api_gid;			    /* --api-group, -1: none */
 	const char *key_file;		    /* restore --key */
 	bool confidential;		    /* --confidential */
+	const char *trust, *boot_sig;	    /* run --trust KEYS --boot-sig SIG */
+	const char *measurement;	    /* restore/incoming --measurement HEX */
 	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */
 	unsigned nr_disks;
 	struct vm_net nets[VM_MAX_NETS]; /* --net tap=NAME,...: virtio-net, in order */
@@ -113,6 +115,13 @@ int vmm_ctl_main(int argc, char **argv);
  * 0, or -errno with the reason in err. `cme-vmm keygen FILE` writes a new one. */
 int vmm_key_load(const char *path, uint8_t key[VM_SNAPSHOT_KEY_BYTES], char *err, size_t len);
 int vmm_keygen_main(int argc, char **argv);
+/* measured.c: m signed (Ed25519, by the key sigfile names) with a key of the trust file:
+ * 0, or -errno with the reason in err. The measure, signkey and sign commands. */
+int vmm_boot_verify(const uint8_t m[MEASURE_BYTES], const char *trust, const char *sigfile,
+		    char *err, size_t len);
+int vmm_measure_main(int argc, char **argv);
+int vmm_signkey_main(int argc, char **argv);
+int vmm_sign_main(int argc, char **argv);
 /* `cme-vmm migrate --api PATH --to ADDR:PORT --tls-dir DIR ...`: exit status. */
 int vmm_migrate_main(int argc, char **argv);
 

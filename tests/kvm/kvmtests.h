@@ -17,4 +17,5 @@ void suite_resources(void);
 void suite_balloon(void);
 void suite_net(void);
 void suite_cputemplate(void);
+void suite_measured(void);
 #endif

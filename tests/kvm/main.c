@@ -22,5 +22,6 @@ int main(void)
 	suite_balloon();
 	suite_net();
 	suite_cputemplate();
+	suite_measured();
 	return test_main("kvm");
 }

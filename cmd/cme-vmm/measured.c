@@ -1,0 +1,272 @@
+/* Measured and signed boot. The VMM measures what it loads (common.h: the image, or the
+ * kernel and initrd, then the command line); an Ed25519 signature of that measurement by
+ * a trusted key lets it boot (--trust KEYS --boot-sig SIG), anything else is refused
+ * before the guest's first instruction. `cme-vmm measure` computes a measurement from the
+ * files, `cme-vmm signkey` makes a key pair, `cme-vmm sign` signs a boot.
+ *
+ * Files, one line of hex each: a public key (64 digits); a secret key (128, mode 0600); a
+ * trust file (a public key per line, '#' comments); a boot signature ("PUBKEY SIG"). The
+ * message signed is "cme-boot-v1" and the 32 bytes of the measurement. */
+#include "vmm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SIGN_CONTEXT "cme-boot-v1"
+#define PK_HEX	     (2 * crypto_sign_PUBLICKEYBYTES)
+#define SIG_HEX	     (2 * crypto_sign_BYTES)
+
+static void signed_message(const uint8_t m[MEASURE_BYTES], uint8_t *msg)
+{
+	memcpy(msg, SIGN_CONTEXT, sizeof(SIGN_CONTEXT) - 1);
+	memcpy(msg + sizeof(SIGN_CONTEXT) - 1, m, MEASURE_BYTES);
+}
+
+static bool hex_field(const char *hex, size_t digits, uint8_t *out)
+{
+	size_t bin = 0;
+
+	return strspn(hex, "0123456789abcdefABCDEF") == digits &&
+	       !sodium_hex2bin(out, digits / 2, hex, digits, NULL, &bin, NULL) && bin == digits / 2;
+}
+
+/* Whether pk is one of the trust file's keys. */
+static int trusted(const char *path, const uint8_t *pk, char *err, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	int found = 0, n = 0;
+
+	if (!f) {
+		snprintf(err, len, "--trust %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	while (!found && fgets(line, sizeof(line), f)) {
+		uint8_t k[crypto_sign_PUBLICKEYBYTES];
+		char *p = line + strspn(line, " \t");
+
+		p[strcspn(p, "#\r\n")] = 0;
+		if (!*p)
+			continue;
+		n++;
+		found = hex_field(p, PK_HEX, k) && !sodium_memcmp(k, pk, sizeof(k));
+	}
+	fclose(f);
+	if (!n) {
+		snprintf(err, len, "--trust %s holds no public key", path);
+		return -EINVAL;
+	}
+	return found;
+}
+
+int vmm_boot_verify(const uint8_t m[MEASURE_BYTES], const char *trust, const char *sigfile,
+		    char *err, size_t len)
+{
+	uint8_t pk[crypto_sign_PUBLICKEYBYTES], sig[crypto_sign_BYTES];
+	uint8_t msg[sizeof(SIGN_CONTEXT) - 1 + MEASURE_BYTES];
+	char line[PK_HEX + SIG_HEX + 8] = "", hex[2 * MEASURE_BYTES + 1];
+	FILE *f;
+	int rc;
+
+	if (!sigfile) {
+		snprintf(err, len, "--trust needs --boot-sig (the boot's signature)");
+		return -EINVAL;
+	}
+	f = fopen(sigfile, "r");
+	if (!f || !fgets(line, sizeof(line), f) || strlen(line) < PK_HEX + 1 + SIG_HEX ||
+	    !hex_field(line, PK_HEX, pk) || line[PK_HEX] != ' ' ||
+	    !hex_field(line + PK_HEX + 1, SIG_HEX, sig)) {
+		snprintf(err, len, "--boot-sig %s: %s", sigfile,
+			 f ? "not a boot signature (cme-vmm sign writes them)" : strerror(errno));
+		if (f)
+			fclose(f);
+		return -EINVAL;
+	}
+	fclose(f);
+	rc = trusted(trust, pk, err, len);
+	if (rc < 0)
+		return rc;
+	if (!rc) {
+		snprintf(err, len, "boot refused: %s is signed by a key --trust %s does not hold",
+			 sigfile, trust);
+		return -EACCES;
+	}
+	signed_message(m, msg);
+	if (crypto_sign_verify_detached(sig, msg, sizeof(msg), pk)) {
+		measure_hex(m, hex);
+		snprintf(err, len,
+			 "boot refused: the measurement %.16s... is not what %s signed (the image, "
+			 "kernel, initrd or command line differ)",
+			 hex, sigfile);
+		return -EACCES;
+	}
+	return 0;
+}
+
+/* ---- commands ------------------------------------------------------------------------ */
+
+static int extend_file(uint8_t m[MEASURE_BYTES], const char *what, const char *path)
+{
+	struct stat st;
+	uint8_t *buf = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
+	    !(buf = malloc((size_t)st.st_size)) || read_full(fd, buf, (size_t)st.st_size)) {
+		fprintf(stderr, "cme-vmm: %s %s: cannot read it\n", what, path);
+		rc = -EIO;
+	} else {
+		measure_extend(m, what, buf, (size_t)st.st_size);
+	}
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+struct boot_files {
+	const char *image, *kernel, *initrd, *cmdline, *key, *out;
+};
+
+static int boot_parse(int argc, char **argv, struct boot_files *b, bool sign)
+{
+	static const struct option opts[] = {
+		{ "image", required_argument, NULL, 'i' },  { "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'r' }, { "cmdline", required_argument, NULL, 'l' },
+		{ "key", required_argument, NULL, 'K' },    { "out", required_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(b, 0, sizeof(*b));
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i': b->image = optarg; break;
+		case 'k': b->kernel = optarg; break;
+		case 'r': b->initrd = optarg; break;
+		case 'l': b->cmdline = optarg; break;
+		case 'K': b->key = optarg; break;
+		case 'o': b->out = optarg; break;
+		default: return -EINVAL;
+		}
+	}
+	if (optind < argc || !b->image == !b->kernel || (b->initrd && !b->kernel) ||
+	    (sign && (!b->key || !b->out)))
+		return -EINVAL;
+	return 0;
+}
+
+static int boot_measure(const struct boot_files *b, uint8_t m[MEASURE_BYTES])
+{
+	measure_init(m);
+	if (extend_file(m, b->image ? "image" : "kernel", b->image ? b->image : b->kernel) ||
+	    (b->initrd && extend_file(m, "initrd", b->initrd)))
+		return -EIO;
+	measure_extend(m, "cmdline", b->cmdline ? b->cmdline : "",
+		       b->cmdline ? strlen(b->cmdline) : 0);
+	return 0;
+}
+
+int vmm_measure_main(int argc, char **argv)
+{
+	uint8_t m[MEASURE_BYTES];
+	char hex[2 * MEASURE_BYTES + 1];
+	struct boot_files b;
+
+	if (boot_parse(argc, argv, &b, false)) {
+		fprintf(stderr, "usage: cme-vmm measure (--image FILE | --kernel FILE [--initrd "
+				"FILE]) [--cmdline STR]\n");
+		return VMM_EXIT_USAGE;
+	}
+	if (boot_measure(&b, m))
+		return VMM_EXIT_SETUP;
+	measure_hex(m, hex);
+	printf("%s\n", hex);
+	return 0;
+}
+
+/* Write text to a new file of the given mode (never over an existing one). */
+static int write_new(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+	int rc = fd < 0 ? -errno : write_all(fd, text, strlen(text));
+
+	if (fd >= 0 && !rc && fsync(fd) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		fprintf(stderr, "cme-vmm: %s: %s\n", path, strerror(-rc));
+	return rc;
+}
+
+int vmm_signkey_main(int argc, char **argv)
+{
+	uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+	char pkh[PK_HEX + 2], skh[2 * crypto_sign_SECRETKEYBYTES + 2];
+	int rc;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: cme-vmm signkey SECRET-FILE PUBLIC-FILE\n");
+		return VMM_EXIT_USAGE;
+	}
+	crypto_sign_keypair(pk, sk);
+	sodium_bin2hex(pkh, sizeof(pkh) - 1, pk, sizeof(pk));
+	sodium_bin2hex(skh, sizeof(skh) - 1, sk, sizeof(sk));
+	strcat(pkh, "\n");
+	strcat(skh, "\n");
+	rc = write_new(argv[1], skh, 0600);
+	if (!rc && (rc = write_new(argv[2], pkh, 0644)))
+		unlink(argv[1]);
+	sodium_memzero(sk, sizeof(sk));
+	sodium_memzero(skh, sizeof(skh));
+	return rc ? VMM_EXIT_SETUP : 0;
+}
+
+int vmm_sign_main(int argc, char **argv)
+{
+	uint8_t m[MEASURE_BYTES], sk[crypto_sign_SECRETKEYBYTES], sig[crypto_sign_BYTES];
+	uint8_t msg[sizeof(SIGN_CONTEXT) - 1 + MEASURE_BYTES];
+	char line[2 * crypto_sign_SECRETKEYBYTES + 8] = "", out[PK_HEX + SIG_HEX + 4];
+	struct boot_files b;
+	struct stat st;
+	FILE *f;
+
+	if (boot_parse(argc, argv, &b, true)) {
+		fprintf(stderr, "usage: cme-vmm sign --key SECRET-FILE (--image FILE | --kernel FILE "
+				"[--initrd FILE]) [--cmdline STR] --out SIG-FILE\n");
+		return VMM_EXIT_USAGE;
+	}
+	f = fopen(b.key, "r");
+	if (!f || fstat(fileno(f), &st) < 0 || (st.st_mode & 077) || !fgets(line, sizeof(line), f) ||
+	    !hex_field(line, 2 * crypto_sign_SECRETKEYBYTES, sk)) {
+		fprintf(stderr, "cme-vmm sign: %s is not a secret key only its owner may read\n",
+			b.key);
+		if (f)
+			fclose(f);
+		sodium_memzero(line, sizeof(line));
+		return VMM_EXIT_SETUP;
+	}
+	fclose(f);
+	sodium_memzero(line, sizeof(line));
+	if (boot_measure(&b, m))
+		return VMM_EXIT_SETUP;
+	signed_message(m, msg);
+	crypto_sign_detached(sig, NULL, msg, sizeof(msg), sk);
+	sodium_bin2hex(out, PK_HEX + 1, sk + crypto_sign_SECRETKEYBYTES - crypto_sign_PUBLICKEYBYTES,
+		       crypto_sign_PUBLICKEYBYTES);
+	out[PK_HEX] = ' ';
+	sodium_bin2hex(out + PK_HEX + 1, SIG_HEX + 1, sig, sizeof(sig));
+	strcat(out, "\n");
+	sodium_memzero(sk, sizeof(sk));
+	return write_new(b.out, out, 0644) ? VMM_EXIT_SETUP : 0;
+}
