@@ -115,6 +115,12 @@ static bool api_peer_ok(struct api *api, int fd)
 	if (jsonl_send(fd, r) < 0)
 		log_debug(SUB, "refused client went away");
 	json_decref(r);
+	/* What it sent already is read and dropped: closing a Unix socket with unread data
+	 * resets the peer, which might then miss the refusal. */
+	char junk[4096];
+
+	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+		;
 	return false;
 }
 

@@ -138,9 +138,12 @@ struct boot_files {
 static int boot_parse(int argc, char **argv, struct boot_files *b, bool sign)
 {
 	static const struct option opts[] = {
-		{ "image", required_argument, NULL, 'i' },  { "kernel", required_argument, NULL, 'k' },
-		{ "initrd", required_argument, NULL, 'r' }, { "cmdline", required_argument, NULL, 'l' },
-		{ "key", required_argument, NULL, 'K' },    { "out", required_argument, NULL, 'o' },
+		{ "image", required_argument, NULL, 'i' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'r' },
+		{ "cmdline", required_argument, NULL, 'l' },
+		{ "key", required_argument, NULL, 'K' },
+		{ "out", required_argument, NULL, 'o' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -242,13 +245,14 @@ int vmm_sign_main(int argc, char **argv)
 	FILE *f;
 
 	if (boot_parse(argc, argv, &b, true)) {
-		fprintf(stderr, "usage: cme-vmm sign --key SECRET-FILE (--image FILE | --kernel FILE "
-				"[--initrd FILE]) [--cmdline STR] --out SIG-FILE\n");
+		fprintf(stderr,
+			"usage: cme-vmm sign --key SECRET-FILE (--image FILE | --kernel FILE "
+			"[--initrd FILE]) [--cmdline STR] --out SIG-FILE\n");
 		return VMM_EXIT_USAGE;
 	}
 	f = fopen(b.key, "r");
-	if (!f || fstat(fileno(f), &st) < 0 || (st.st_mode & 077) || !fgets(line, sizeof(line), f) ||
-	    !hex_field(line, 2 * crypto_sign_SECRETKEYBYTES, sk)) {
+	if (!f || fstat(fileno(f), &st) < 0 || (st.st_mode & 077) ||
+	    !fgets(line, sizeof(line), f) || !hex_field(line, 2 * crypto_sign_SECRETKEYBYTES, sk)) {
 		fprintf(stderr, "cme-vmm sign: %s is not a secret key only its owner may read\n",
 			b.key);
 		if (f)
@@ -262,7 +266,8 @@ int vmm_sign_main(int argc, char **argv)
 		return VMM_EXIT_SETUP;
 	signed_message(m, msg);
 	crypto_sign_detached(sig, NULL, msg, sizeof(msg), sk);
-	sodium_bin2hex(out, PK_HEX + 1, sk + crypto_sign_SECRETKEYBYTES - crypto_sign_PUBLICKEYBYTES,
+	sodium_bin2hex(out, PK_HEX + 1,
+		       sk + crypto_sign_SECRETKEYBYTES - crypto_sign_PUBLICKEYBYTES,
 		       crypto_sign_PUBLICKEYBYTES);
 	out[PK_HEX] = ' ';
 	sodium_bin2hex(out + PK_HEX + 1, SIG_HEX + 1, sig, sizeof(sig));

@@ -274,8 +274,12 @@ static int status_as(const char *path, uid_t uid, gid_t gid)
 		fd = unix_connect(path);
 		if (fd == -EACCES)
 			_exit(AS_REFUSED_CONNECT);
-		if (fd < 0 || write(fd, "{\"cmd\":\"status\"}\n", 17) != 17)
+		if (fd < 0)
 			_exit(AS_OTHER);
+		/* A refused client may find the socket closed already: its refusal waits to be
+		 * read all the same. */
+		if (write(fd, "{\"cmd\":\"status\"}\n", 17) != 17)
+			n = 0;
 		struct pollfd pf = { fd, POLLIN, 0 };
 
 		if (poll(&pf, 1, 10000) == 1)
@@ -310,7 +314,10 @@ static void test_socket_access(void)
 	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
 	CU_ASSERT_EQUAL(status_as(p.api, 65534, 65534), AS_REFUSED_CONNECT);
 	CU_ASSERT_FATAL(chmod(p.api, 0666) == 0);
-	CU_ASSERT_EQUAL(status_as(p.api, 65534, 65534), AS_REFUSED_REPLY);
+	int as = status_as(p.api, 65534, 65534);
+	CU_ASSERT_EQUAL(as, AS_REFUSED_REPLY);
+	if (as != AS_REFUSED_REPLY)
+		printf("\n    status_as: %d\n", as);
 	CU_ASSERT_EQUAL(status_as(p.api, 0, 0), AS_SERVED);
 
 	for (int i = 0; i < 20; i++)

@@ -43,9 +43,9 @@ static void make_keys(void)
 	snprintf(other_sig, sizeof(other_sig), "%s/boot2.sig", dir);
 	const char *k1[] = { vmm, "signkey", sk, pk, NULL };
 	const char *k2[] = { vmm, "signkey", other_sk, other_pk, NULL };
-	const char *s1[] = { vmm,	   "sign",	 "--key", sk,	 "--image", test_guest(),
+	const char *s1[] = { vmm,	  "sign",     "--key", sk,  "--image", test_guest(),
 			     "--cmdline", "wss_mb=8", "--out", sig, NULL };
-	const char *s2[] = { vmm,	   "sign",	 "--key", other_sk, "--image", test_guest(),
+	const char *s2[] = { vmm,	  "sign",     "--key", other_sk,  "--image", test_guest(),
 			     "--cmdline", "wss_mb=8", "--out", other_sig, NULL };
 
 	run_ok(k1, &out);
@@ -66,7 +66,7 @@ static void make_keys(void)
 static void measure(const char *cmdline, char hex[65])
 {
 	const char *argv[] = { test_bin("cme-vmm"), "measure", "--image", test_guest(),
-			       "--cmdline", cmdline, NULL };
+			       "--cmdline",	    cmdline,   NULL };
 	char *out;
 
 	run_ok(argv, &out);
@@ -80,9 +80,18 @@ static void measure(const char *cmdline, char hex[65])
 static void expect_boot_refused(const char *image, const char *cmdline, const char *sigfile,
 				const char *why)
 {
-	const char *argv[] = { test_bin("cme-vmm"), "run",	  "--image",   image,
-			       "--cmdline",	     cmdline,	  "--trust",   trust,
-			       "--boot-sig",	     sigfile,	  "--mem",     "64M",
+	const char *argv[] = { test_bin("cme-vmm"),
+			       "run",
+			       "--image",
+			       image,
+			       "--cmdline",
+			       cmdline,
+			       "--trust",
+			       trust,
+			       "--boot-sig",
+			       sigfile,
+			       "--mem",
+			       "64M",
 			       NULL };
 	char *out;
 
@@ -105,8 +114,9 @@ static const char *status_measurement(struct vmm_proc *p, char buf[65])
 
 static void test_signed_boot(void)
 {
-	char m[65], got[65], image[700], snap[700], bad[] = "0000000000000000000000000000000000"
-							   "000000000000000000000000000000";
+	char m[65], got[65], image[700], snap[700],
+		bad[] = "0000000000000000000000000000000000"
+			"000000000000000000000000000000";
 	struct vmm_proc p, q;
 
 	if (!guest_available())
@@ -134,10 +144,9 @@ static void test_signed_boot(void)
 	expect_boot_refused(test_guest(), "wss_mb=8", other_sig, "does not hold");
 
 	/* The signed boot runs, its measurement is the files'. */
-	const char *args[] = { "--mem",	     "64M",	 "--image",    test_guest(),
-			       "--cmdline",  "wss_mb=8", "--trust",    trust,
-			       "--boot-sig", sig,	 "--name",     "signed",
-			       NULL };
+	const char *args[] = { "--mem",	   "64M",     "--image", test_guest(), "--cmdline",
+			       "wss_mb=8", "--trust", trust,	 "--boot-sig", sig,
+			       "--name",   "signed",  NULL };
 
 	CU_ASSERT_EQUAL_FATAL(vmm_start(&p, args), 0);
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 2, 20000));
@@ -154,8 +163,8 @@ static void test_signed_boot(void)
 	json_decref(r);
 	CU_ASSERT_EQUAL(vmm_wait(&p, 20000), 0);
 	{
-		const char *argv[] = { test_bin("cme-vmm"), "restore", snap, "--measurement", bad,
-				       NULL };
+		const char *argv[] = { test_bin("cme-vmm"), "restore", snap,
+				       "--measurement",	    bad,       NULL };
 		char *out;
 
 		CU_ASSERT_EQUAL(test_run(argv, &out, 20000), 1);
@@ -172,7 +181,8 @@ static void test_signed_boot(void)
 	 * (the source runs on), one expecting M takes it. */
 	char pki[600], tls_src[700], tls_dst[700];
 	const char *nodes[] = { SRC, DST, NULL };
-	const char *wrong[] = { "--measurement", bad, NULL }, *right[] = { "--measurement", m, NULL };
+	const char *wrong[] = { "--measurement", bad, NULL },
+		   *right[] = { "--measurement", m, NULL };
 	struct vmm_proc d1, d2;
 	struct mig_run run;
 	int port;
