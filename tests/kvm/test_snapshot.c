@@ -250,10 +250,11 @@ static void test_old_snapshot(void)
 	vmm_kill(&p);
 }
 
-static void expect_refused(const char *snap, const char *extra, const char *msg)
+/* restore snap [flag value] fails with msg (status 1). */
+static void expect_refused_with(const char *snap, const char *flag, const char *value,
+				const char *msg)
 {
-	const char *argv[] = { test_bin("cme-vmm"),    "restore", snap,
-			       extra ? "--mem" : NULL, extra,	  NULL };
+	const char *argv[] = { test_bin("cme-vmm"), "restore", snap, flag, value, NULL };
 	char *out;
 
 	CU_ASSERT_EQUAL(test_run(argv, &out, 30000), 1);
@@ -261,6 +262,11 @@ static void expect_refused(const char *snap, const char *extra, const char *msg)
 	if (!strstr(out, msg))
 		printf("\n    expected \"%s\", got: %s", msg, out);
 	free(out);
+}
+
+static void expect_refused(const char *snap, const char *mem, const char *msg)
+{
+	expect_refused_with(snap, mem ? "--mem" : NULL, mem, msg);
 }
 
 static void copy_file(const char *from, const char *to, off_t truncate_at, off_t flip_at)
@@ -315,16 +321,7 @@ static void test_refusals(void)
 /* restore with --key KEY (NULL: none) fails with msg. */
 static void expect_key_refused(const char *snap, const char *key, const char *msg)
 {
-	const char *argv[] = {
-		test_bin("cme-vmm"), "restore", snap, key ? "--key" : NULL, key, NULL
-	};
-	char *out;
-
-	CU_ASSERT_EQUAL(test_run(argv, &out, 30000), 1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
-	if (!strstr(out, msg))
-		printf("\n    expected \"%s\", got: %s", msg, out);
-	free(out);
+	expect_refused_with(snap, key ? "--key" : NULL, key, msg);
 }
 
 /* Whether the file holds the bytes of needle anywhere. */
