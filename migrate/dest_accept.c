@@ -98,7 +98,7 @@ static void accept_one(struct mig_acceptor *a, int fd, const char *addr)
 	int slot = -1, dup_fd = dup(fd);
 
 	pthread_mutex_lock(&a->lock);
-	for (int i = 0; i < MAX_HANDSHAKES && slot < 0; i++)
+	for (int i = 0; i < MAX_HANDSHAKES && slot < 0 && !a->stopping; i++)
 		if (a->shut[i] < 0)
 			slot = i;
 	if (slot >= 0 && h && dup_fd >= 0) {
