@@ -9,9 +9,15 @@
 #   make demo       the narrated end-to-end showcase
 #   make SAN=1      build everything with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-all  make test, then the KVM and end-to-end tiers again on sanitized programs
+#   make fuzz       libFuzzer on every parser, FUZZ_SECONDS each (default 60; clang)
 
 B       := build
-ifeq ($(SAN),1)
+ifeq ($(FUZZ),1)
+O       := $(B)/fuzz
+CC      := clang
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+	    -Wno-gnu-variable-sized-type-not-at-end
+else ifeq ($(SAN),1)
 O       := $(B)/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
@@ -25,7 +31,7 @@ WARN    := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Werr
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -MMD -MP $(SANFLAGS)
 LDFLAGS := $(SANFLAGS) -pthread
 
-.PHONY: all deps programs guests test check-all unit-test kvm-test bench demo soak clean format \
+.PHONY: all deps programs guests test check-all fuzz fuzz-bin unit-test kvm-test bench demo soak clean format \
 	format-check \
 	check-layers print-layers
 .DEFAULT_GOAL := all
@@ -110,6 +116,31 @@ check-all: test
 	@$(MAKE) --no-print-directory SAN=1 programs kvm-bin e2e-bin
 	@ln -sfn ../guest build/san/guest
 	@CME_BUILD=build/san CME_TIERS="kvm e2e" sh tests/run.sh
+
+# ---- fuzzing -------------------------------------------------------------------------
+# Each fuzz/fuzz_NAME.c linked with libFuzzer (clang, from Debian: installed here, not by
+# make deps), the modules built with clang's coverage and ASan+UBSan into build/fuzz/.
+FUZZ_TARGETS := records linux request proto config
+FUZZ_SECONDS ?= 60
+FUZZ_INC := -Ifuzz -Icommon -Iproto -I$(GEN)/proto -Ihypervisor -Icmd/cme-vmm -Icluster \
+	    -Iclusterd -Ietcd -Iha -Inet -Imigrate
+fuzz: deps
+	@sh mk/deps.sh clang
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-bin
+	@sh fuzz/run.sh $(B)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-bin: $(patsubst %,$(O)/fuzzers/%,$(FUZZ_TARGETS))
+$(O)/fuzzers/%: fuzz/fuzz_%.c fuzz/libfuzzer.c $(O)/obj/cmd/cme-vmm/api_proto.o \
+		$(call link_libs,clusterd cluster etcd ha migrate net hypervisor proto common) \
+		| $(proto_GENH)
+	@mkdir -p $(@D)
+	@echo "  FUZZ    $@"
+	@$(CC) $(CFLAGS) -fsanitize=fuzzer $(FUZZ_INC) -DFUZZ_FN=fuzz_$* -o $@ \
+		fuzz/fuzz_$*.c fuzz/libfuzzer.c $(O)/obj/cmd/cme-vmm/api_proto.o \
+		$(call link_libs,clusterd cluster etcd ha migrate net hypervisor proto common) \
+		$(LDLIBS)
+$(O)/obj/cmd/cme-vmm/api_proto.o: MOD_INC := -Icmd/cme-vmm -Imigrate -Inet -Ihypervisor \
+	-Iproto -I$(GEN)/proto -Icommon
 
 # The HA soak (up to 5 minutes of random faults; not part of make test).
 soak: deps

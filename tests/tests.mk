@@ -1,6 +1,6 @@
 # Test runners. Unit tests link the modules they test (built with SAN=1 by `make test`);
 # KVM tests drive the real programs and also use the hypervisor library in-process.
-TEST_INC   := -Itests/lib -Itests/unit -Itests/kvm -Icommon -Iproto -I$(GEN)/proto \
+TEST_INC   := -Itests/lib -Itests/unit -Itests/kvm -Ifuzz -Icommon -Iproto -I$(GEN)/proto \
               -Ihypervisor -Icmd/cme-vmm -Inet -Imigrate -Iha -Ietcd -Icluster -Iclusterd \
               -Itests/guest/selfcheck
 TEST_LIBS  := -lcunit
@@ -8,7 +8,8 @@ VMM_LIB_OBJS := $(O)/obj/cmd/cme-vmm/args.o $(O)/obj/cmd/cme-vmm/api_proto.o
 
 HARNESS_SRCS := tests/lib/harness.c tests/lib/netns.c tests/lib/vmm_proc.c tests/lib/console_client.c \
                 tests/lib/etcd_proc.c tests/lib/netpeer.c
-UNIT_SRCS    := $(wildcard tests/unit/*.c) $(HARNESS_SRCS)
+FUZZ_SRCS    := $(filter-out fuzz/libfuzzer.c,$(wildcard fuzz/*.c))
+UNIT_SRCS    := $(wildcard tests/unit/*.c) $(HARNESS_SRCS) $(FUZZ_SRCS)
 KVM_SRCS     := $(wildcard tests/kvm/*.c) $(HARNESS_SRCS)
 E2E_SRCS     := $(wildcard tests/e2e/*.c) $(HARNESS_SRCS)
 UNIT_OBJS    := $(patsubst %.c,$(O)/obj/%.o,$(UNIT_SRCS))

@@ -23,5 +23,6 @@ int main(void)
 	suite_virtq();
 	suite_ratelimit();
 	suite_cpu();
+	suite_fuzz();
 	return test_main("unit");
 }

@@ -26,4 +26,5 @@ void suite_records(void);
 void suite_virtq(void);
 void suite_ratelimit(void);
 void suite_cpu(void);
+void suite_fuzz(void);
 #endif
