@@ -385,7 +385,12 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	if (!rc)
 		rc = mig_in_expect(c, REC_SWITCHOVER, &payload, &len, "sending pages");
 	tsw = now_ns();
-	if (!rc && mig_in_join(c))
+	/* The receivers are joined before their placement goes, on failure too: cut their
+	 * channels first so that they end at once. */
+	for (unsigned i = 0; rc && i < c->nch; i++)
+		if (c->ch[i].conn)
+			net_tls_shutdown(c->ch[i].conn);
+	if (mig_in_join(c) && !rc)
 		rc = mig_in_fail(c, -EIO, "a page channel failed");
 	st->drain_us = (now_ns() - tsw) / 1000;
 	in_place_stop(c);

@@ -117,7 +117,10 @@ static void test_dirty_log_exact(void)
 	free(acc);
 	vm_request_stop(vm);
 	vm_destroy(vm);
-	CU_ASSERT_PTR_NULL(strstr(test_read_file(console), "CORRUPT"));
+	char *con = test_read_file(console);
+
+	CU_ASSERT_PTR_NULL(strstr(con, "CORRUPT"));
+	free(con);
 }
 
 /* A heartbeat whose page count was taken after the moment the caller saw n whole lines:
