@@ -313,6 +313,19 @@ static int disk_args(struct cd *cd, const struct cl_spec *spec, uint64_t epoch, 
 
 	if (!spec->disk[0])
 		return 0;
+	/* After the path only the options the VMM knows: it splits on them, not on the
+	 * first comma. */
+	for (const char *o = spec->disk + plen; *o;) {
+		size_t k = strcspn(o + 1, ",");
+
+		if ((k != 2 || strncmp(o + 1, "ro", 2)) &&
+		    (k != 6 || strncmp(o + 1, "direct", 6))) {
+			snprintf(why, whylen, "disk %s: after its path only ,ro and ,direct",
+				 spec->disk);
+			return -EINVAL;
+		}
+		o += 1 + k;
+	}
 	snprintf(path, sizeof(path), "%.*s", (int)plen, spec->disk);
 	rc = cd_image_path(cd->cfg, "disk", path, true, b->disk, PATH_MAX, why, whylen);
 	if (rc)

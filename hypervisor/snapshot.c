@@ -130,14 +130,17 @@ static int snap_write(struct snap_io *io, const void *p, size_t n)
 		return err ? err : write_all(io->fd, p, n);
 	}
 	for (size_t done = 0; done < n;) {
-		size_t take = n - done < SNAP_BUF - io->len ? n - done : SNAP_BUF - io->len;
+		size_t take;
 		int err;
 
+		/* A full buffer goes out only when more follows: the last bytes always end the
+		 * stream in the FINAL message, never an empty one after them. */
+		if (io->len == SNAP_BUF && (err = snap_flush(io)))
+			return err;
+		take = n - done < SNAP_BUF - io->len ? n - done : SNAP_BUF - io->len;
 		memcpy(io->buf + io->len, (const uint8_t *)p + done, take);
 		io->len += take;
 		done += take;
-		if (io->len == SNAP_BUF && (err = snap_flush(io)))
-			return err;
 	}
 	return 0;
 }
@@ -458,7 +461,11 @@ static int snap_verify_trailer(struct snap_io *io, char *err, size_t errlen)
 	if (sodium_memcmp(want, got, sizeof(want)))
 		return snap_fail(err, errlen, -EINVAL,
 				 "snapshot checksum mismatch: the file is corrupt");
-	if (io->enc && (io->pos < io->len || (!io->final && snap_open_next(io) != -EPIPE)))
+	/* After the checksum: nothing, or (a writer that sealed a full buffer first) an empty
+	 * FINAL message. */
+	if (io->enc && io->pos == io->len && !io->final && snap_open_next(io) == 0 && io->len)
+		return snap_fail(err, errlen, -EINVAL, "snapshot has data after its checksum");
+	if (io->enc && io->pos < io->len)
 		return snap_fail(err, errlen, -EINVAL, "snapshot has data after its checksum");
 	if (io->enc && !io->final)
 		return snap_fail(err, errlen, -EINVAL,

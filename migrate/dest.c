@@ -15,7 +15,10 @@
 
 #define SUB		"incoming"
 #define IDLE_TIMEOUT_MS 30000 /* a page channel silent this long: the source is gone */
-#define CLAIM_MS	2000  /* the source unlocked the disks before it sent the state */
+/* After its last pages the source flushes and unlocks its disks (fdatasync, on slow storage
+ * a while) and finishes its digest before the switchover record. */
+#define SWITCHOVER_TIMEOUT_MS 120000
+#define CLAIM_MS	      2000 /* the source unlocked the disks before it sent the state */
 
 static bool in_stop(void *arg)
 {
@@ -215,11 +218,12 @@ static int in_take_channel(struct mig_dest *c, struct tls_conn *conn)
 static int in_accept_channels(struct mig_dest *c)
 {
 	unsigned want = c->nch + c->postcopy_offer;
+	/* One deadline for them all: refused connections do not extend it. */
+	uint64_t end = now_ns() + IN_CHANNEL_TIMEOUT * 1000000ull;
 
 	for (unsigned n = 0; n < want;) {
 		struct tls_conn *conn = NULL;
-		int rc = mig_acceptor_take(c->acc, now_ns() + IN_CHANNEL_TIMEOUT * 1000000ull,
-					   in_stop, c, &conn);
+		int rc = mig_acceptor_take(c->acc, end, in_stop, c, &conn);
 
 		if (rc == -ETIMEDOUT)
 			return mig_in_fail(c, rc, "page channel %u: nothing connected in time", n);
@@ -329,11 +333,13 @@ static void in_fault_corrupt(struct vm *vm, struct mig_track *track)
 
 /* Pre-copy may take minutes with nothing on the control channel, but once every page
  * channel has ended (its final round), the source owes the switchover at once: a source
- * that then stalls (stopped, its host frozen) is given IDLE_TIMEOUT_MS, not for ever.
+ * that then stalls (stopped, its host frozen) is given SWITCHOVER_TIMEOUT_MS, not for ever.
  * Returns 0 once the control channel has something (or an error) to read. */
 static int in_await_switchover(struct mig_dest *c)
 {
-	uint64_t since = 0;
+	const char *env = getenv("CME_SWITCHOVER_TIMEOUT_MS"); /* tests: shorter */
+	uint64_t since = 0,
+		 limit_ms = env && atoi(env) > 0 ? (uint64_t)atoi(env) : SWITCHOVER_TIMEOUT_MS;
 
 	for (;;) {
 		struct pollfd pf = { net_tls_fd(c->ctl), POLLIN, 0 };
@@ -344,11 +350,11 @@ static int in_await_switchover(struct mig_dest *c)
 		for (unsigned i = 0; i < c->nch; i++)
 			all &= atomic_load(&c->ch[i].done);
 		since = all ? (since ? since : now_ns()) : 0;
-		if (since && now_ns() - since > IDLE_TIMEOUT_MS * 1000000ull)
+		if (since && now_ns() - since > limit_ms * 1000000ull)
 			return mig_in_fail(
 				c, -ETIMEDOUT,
-				"the source sent its last pages but no switchover in %d s",
-				IDLE_TIMEOUT_MS / 1000);
+				"the source sent its last pages but no switchover in %llu s",
+				(unsigned long long)(limit_ms / 1000));
 	}
 }
 

@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #define SUB		"incoming"
-#define MAX_HANDSHAKES	16 /* at once; more connections are closed at once */
-#define MAX_QUEUED	16 /* node connections not taken yet */
-#define HANDSHAKE_MS	10000
-#define TAKE_RECHECK_MS 100 /* how often a take looks at its stop condition */
+#define MAX_HANDSHAKES	64   /* at once; more connections wait in the listen backlog */
+#define MAX_QUEUED	16   /* node connections not taken yet */
+#define HANDSHAKE_MS	3000 /* a node's handshake takes milliseconds; a silent peer this */
+#define TAKE_RECHECK_MS 100  /* how often a take looks at its stop condition */
 
 struct mig_acceptor {
 	struct tls_ctx *ctx;
@@ -136,16 +136,24 @@ static void *acceptor_thread(void *arg)
 	struct mig_acceptor *a = arg;
 
 	for (;;) {
-		struct pollfd p[2] = { { a->listen_fd, POLLIN, 0 },
-				       { a->stop_pipe[0], POLLIN, 0 } };
+		struct pollfd p[2] = { { a->stop_pipe[0], POLLIN, 0 },
+				       { a->listen_fd, POLLIN, 0 } };
 		char addr[64];
+		bool full;
 		int fd;
 
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		/* Every handshake slot taken (peers that say nothing): new connections wait in
+		 * the kernel's backlog until one frees, rather than being closed. */
+		pthread_mutex_lock(&a->lock);
+		full = a->inflight >= MAX_HANDSHAKES;
+		pthread_mutex_unlock(&a->lock);
+		if (poll(p, full ? 1 : 2, full ? 100 : -1) < 0 && errno != EINTR)
 			break;
-		if (p[1].revents)
+		if (p[0].revents)
 			break;
-		if (!(p[0].revents & POLLIN))
+		if (full)
+			continue;
+		if (!(p[1].revents & POLLIN))
 			continue;
 		fd = net_tls_accept_tcp(a->listen_fd, 0, addr, sizeof(addr));
 		if (fd >= 0)

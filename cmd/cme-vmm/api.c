@@ -255,14 +255,19 @@ static json_t *api_snapshot(struct api *api, json_t *req)
 
 	if (busy)
 		return busy;
+	if (!api->privileged) /* path and key_file are host files the VMM (root) opens */
+		return api_error("snapshot: only root or the VMM's own user may ask it "
+				 "(--api-group members may not)");
 	if (!path || !*path)
 		return api_error("snapshot needs \"path\"");
 	if (stop && !json_is_boolean(stop))
 		return api_error("snapshot: \"stop\" must be true or false");
 	if (json_object_get(req, "key_file") && !key_file)
 		return api_error("snapshot: \"key_file\" must be a path");
-	if (key_file && vmm_key_load(key_file, key, err, sizeof(err)))
+	if (key_file && vmm_key_load(key_file, key, err, sizeof(err))) {
+		sodium_memzero(key, sizeof(key));
 		return api_error("snapshot: %s", err);
+	}
 	vm_get_info(api->vm, &info);
 	was_running = info.state == VM_RUNNING;
 	if (vm_pause(api->vm) < 0)

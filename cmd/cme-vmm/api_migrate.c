@@ -112,6 +112,9 @@ json_t *api_migrate(struct api *api, json_t *req)
 	char err[512] = "";
 	int rc;
 
+	if (!api->privileged) /* it names host files (tls_dir) the VMM reads */
+		return api_error("migrate: only root or the VMM's own user may ask it "
+				 "(--api-group members may not)");
 	if (api->mig && !mig_finished(api->mig))
 		return api_error("a migration is already running");
 	if (api_check_doubt(api))

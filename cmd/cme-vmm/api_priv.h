@@ -13,13 +13,15 @@ struct api_client {
 	struct linebuf lb;
 	uint64_t last_ms;	       /* its last request or its connect */
 	uint64_t window_ms, in_window; /* requests in the current second */
+	bool privileged;	       /* root or the VMM's own user, not only --api-group */
 };
 
 struct api {
 	struct vm *vm;
 	int listen_fd;
 	char *path;
-	long gid; /* --api-group: its members are served too (-1: none) */
+	long gid;	 /* --api-group: its members are served too (-1: none) */
+	bool privileged; /* the client of the request in hand: root or the VMM's user */
 	struct api_client clients[API_MAX_CLIENTS];
 	uint64_t dirty_since_ns; /* when dirty logging started or was last fetched */
 	struct migration *mig;	 /* the current or last migration */

@@ -96,15 +96,17 @@ static bool uid_in_group(uid_t uid, gid_t peer_gid, long gid)
 }
 
 /* Only root, this VMM's own uid and the --api-group may drive the VM, whatever the
- * socket's mode (a chmod by hand does not open it). Refused: one error line, closed. */
-static bool api_peer_ok(struct api *api, int fd)
+ * socket's mode (a chmod by hand does not open it). Refused: one error line, closed.
+ * *privileged: root or the VMM's user (only they may name host files). */
+static bool api_peer_ok(struct api *api, int fd, bool *privileged)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
 		return false;
-	if (cr.uid == 0 || cr.uid == geteuid() || uid_in_group(cr.uid, cr.gid, api->gid))
+	*privileged = cr.uid == 0 || cr.uid == geteuid();
+	if (*privileged || uid_in_group(cr.uid, cr.gid, api->gid))
 		return true;
 	log_warn(SUB,
 		 "control socket: refused uid %u (pid %d): not root, this VMM's user or "
@@ -119,8 +121,8 @@ static bool api_peer_ok(struct api *api, int fd)
 	 * resets the peer, which might then miss the refusal. */
 	char junk[4096];
 
-	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
-		;
+	for (int i = 0; i < 16 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
+		; /* bounded: a peer that keeps writing must not hold the loop */
 	return false;
 }
 
@@ -147,15 +149,17 @@ static void api_accept(struct api *api)
 {
 	int fd = accept4(api->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	struct api_client *c;
+	bool privileged = false;
 
 	if (fd < 0)
 		return;
-	if (!api_peer_ok(api, fd)) {
+	if (!api_peer_ok(api, fd, &privileged)) {
 		close(fd);
 		return;
 	}
 	c = api_slot(api);
 	c->fd = fd;
+	c->privileged = privileged;
 	c->last_ms = c->window_ms = now_ns() / 1000000;
 	c->in_window = 0;
 	linebuf_init(&c->lb, API_MAX_LINE);
@@ -204,6 +208,7 @@ static void api_client_input(struct api *api, struct api_client *c)
 			api_drop(c);
 			return;
 		}
+		api->privileged = c->privileged;
 		json_t *reply =
 			api->vm ? api_dispatch(api, line) : api_incoming_dispatch(api, line);
 		int err = jsonl_send(c->fd, reply);

@@ -484,6 +484,11 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 				"--measurement)");
 	if (o->boot_sig && !o->trust)
 		return arg_fail(err, errlen, "%s", "--boot-sig needs --trust KEYS");
+	if (o->measurement && restore && !o->key_file)
+		return arg_fail(err, errlen, "%s",
+				"--measurement on restore needs --key: a plain snapshot's state "
+				"(its measurement with it) can be rewritten by whoever can write "
+				"the file");
 	if (o->measurement && !restore && !incoming)
 		return arg_fail(err, errlen, "%s",
 				"--measurement is for restore and incoming (run measures what it "

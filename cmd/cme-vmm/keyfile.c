@@ -40,6 +40,7 @@ int vmm_key_load(const char *path, uint8_t key[VM_SNAPSHOT_KEY_BYTES], char *err
 	    sodium_hex2bin(key, VM_SNAPSHOT_KEY_BYTES, hex, KEY_HEX, NULL, &bin_len, NULL) ||
 	    bin_len != VM_SNAPSHOT_KEY_BYTES) {
 		sodium_memzero(hex, sizeof(hex));
+		sodium_memzero(key, VM_SNAPSHOT_KEY_BYTES);
 		snprintf(err, len, "key file %s does not hold a key (64 hex digits)", path);
 		return -EINVAL;
 	}

@@ -152,26 +152,40 @@ static void test_signed_boot(void)
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 2, 20000));
 	CU_ASSERT_STRING_EQUAL(status_measurement(&p, got), m);
 
-	/* Across a snapshot: restore --measurement M runs, another is refused. */
+	/* Across a snapshot (encrypted: a plain one's state could be rewritten, measurement
+	 * and all): restore --key --measurement M runs, another is refused, and so is
+	 * --measurement without --key. */
+	char key[700];
+	const char *kg[] = { test_bin("cme-vmm"), "keygen", key, NULL };
+	char *out;
+
+	snprintf(key, sizeof(key), "%s/snap.key", dir);
+	run_ok(kg, &out);
+	free(out);
 	snprintf(snap, sizeof(snap), "%s/m.snap", dir);
-	char req[800];
+	char req[1600];
 	json_t *r;
 
-	snprintf(req, sizeof(req), "{\"path\":\"%s\",\"stop\":true}", snap);
+	snprintf(req, sizeof(req), "{\"path\":\"%s\",\"key_file\":\"%s\",\"stop\":true}", snap,
+		 key);
 	r = vmm_request(&p, "snapshot", req);
 	CU_ASSERT_TRUE(r && json_is_true(json_object_get(r, "ok")));
 	json_decref(r);
 	CU_ASSERT_EQUAL(vmm_wait(&p, 20000), 0);
 	{
-		const char *argv[] = { test_bin("cme-vmm"), "restore", snap,
-				       "--measurement",	    bad,       NULL };
-		char *out;
+		const char *wrong_m[] = { test_bin("cme-vmm"), "restore", snap, "--key", key,
+					  "--measurement",     bad,	  NULL };
+		const char *no_key[] = { test_bin("cme-vmm"), "restore", snap,
+					 "--measurement",     m,	 NULL };
 
-		CU_ASSERT_EQUAL(test_run(argv, &out, 20000), 1);
+		CU_ASSERT_EQUAL(test_run(wrong_m, &out, 20000), 1);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "is not the expected"));
 		free(out);
+		CU_ASSERT_EQUAL(test_run(no_key, &out, 20000), 2);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "--measurement on restore needs --key"));
+		free(out);
 	}
-	const char *rargs[] = { snap, "--measurement", m, NULL };
+	const char *rargs[] = { snap, "--key", key, "--measurement", m, NULL };
 
 	CU_ASSERT_EQUAL_FATAL(vmm_start_verb(&q, "restore", rargs), 0);
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(&q, 2, 20000));

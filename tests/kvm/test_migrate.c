@@ -681,7 +681,9 @@ static void expect_source_fault(const char *env, const char *want)
 	guest_boot(&src, "64M", "1", "wss_mb=8");
 	unsetenv(env);
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(&src, 2, 20000));
+	setenv("CME_SWITCHOVER_TIMEOUT_MS", "10000", 1); /* the destination's: 120 s */
 	port = incoming(&dst, DST, tls[1], NULL);
+	unsetenv("CME_SWITCHOVER_TIMEOUT_MS");
 	mig_cli(&r, &src, DST, port, tls[0], NULL, MIG_TIMEOUT_MS);
 	CU_ASSERT_EQUAL(r.status, 1);
 	CU_ASSERT_EQUAL(vmm_wait(&dst, 60000), 0);
@@ -706,7 +708,7 @@ static void test_page_outside_ram(void)
 }
 
 /* A source that stalls after its last pages, before the switchover (as if SIGSTOPped
- * then): the destination gives up after its idle timeout (30 s), not for ever. */
+ * then): the destination gives up after its timeout (120 s; 10 s here), not for ever. */
 static void test_stalled_switchover(void)
 {
 	expect_source_fault("CME_FAULT_STALL_SWITCHOVER",
