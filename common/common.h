@@ -158,4 +158,15 @@ void measure_hex(const uint8_t m[MEASURE_BYTES], char out[2 * MEASURE_BYTES + 1]
 /* 64 hex digits into m: 0 or -EINVAL. */
 int measure_parse(const char *hex, uint8_t m[MEASURE_BYTES]) CME_WUR;
 
+/* bootsig.c: m signed (Ed25519, by the key the signature file names) with a key of the
+ * trust file (a public key per line): 0, or -errno with the reason in err. The commands
+ * that measure, make keys, sign and verify, shared by cme-vmm and cmectl: argv[0] names the
+ * command for messages; they return an exit status (0, 1 failed, 2 usage). */
+int boot_verify(const uint8_t m[MEASURE_BYTES], const char *trust, const char *sigfile, char *err,
+		size_t len) CME_WUR;
+int boot_cmd_measure(int argc, char **argv);
+int boot_cmd_keygen(int argc, char **argv);
+int boot_cmd_sign(int argc, char **argv);
+int boot_cmd_verify(int argc, char **argv);
+
 #endif

@@ -268,7 +268,7 @@ static int check_measurement(const struct run_opts *o, struct vm *vm)
 	if (have)
 		measure_hex(m, hex);
 	log_info(SUB, "vm=%s measurement %s", o->name, hex);
-	if (o->trust && vmm_boot_verify(m, o->trust, o->boot_sig, err, sizeof(err))) {
+	if (o->trust && boot_verify(m, o->trust, o->boot_sig, err, sizeof(err))) {
 		log_err(SUB, "vm=%s %s", o->name, err);
 		return -EACCES;
 	}
@@ -447,11 +447,11 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "keygen"))
 		return vmm_keygen_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "measure"))
-		return vmm_measure_main(argc - 1, argv + 1);
+		return argv[1] = (char *)"cme-vmm measure", boot_cmd_measure(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "signkey"))
-		return vmm_signkey_main(argc - 1, argv + 1);
+		return argv[1] = (char *)"cme-vmm signkey", boot_cmd_keygen(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "sign"))
-		return vmm_sign_main(argc - 1, argv + 1);
+		return argv[1] = (char *)"cme-vmm sign", boot_cmd_sign(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "cpu-features") && argc == 2)
 		return cpu_features_main();
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {

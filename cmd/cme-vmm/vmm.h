@@ -115,13 +115,6 @@ int vmm_ctl_main(int argc, char **argv);
  * 0, or -errno with the reason in err. `cme-vmm keygen FILE` writes a new one. */
 int vmm_key_load(const char *path, uint8_t key[VM_SNAPSHOT_KEY_BYTES], char *err, size_t len);
 int vmm_keygen_main(int argc, char **argv);
-/* measured.c: m signed (Ed25519, by the key sigfile names) with a key of the trust file:
- * 0, or -errno with the reason in err. The measure, signkey and sign commands. */
-int vmm_boot_verify(const uint8_t m[MEASURE_BYTES], const char *trust, const char *sigfile,
-		    char *err, size_t len);
-int vmm_measure_main(int argc, char **argv);
-int vmm_signkey_main(int argc, char **argv);
-int vmm_sign_main(int argc, char **argv);
 /* `cme-vmm migrate --api PATH --to ADDR:PORT --tls-dir DIR ...`: exit status. */
 int vmm_migrate_main(int argc, char **argv);
 

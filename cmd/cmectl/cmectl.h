@@ -179,6 +179,11 @@ int ctl_cmd_vm_migrate(struct ctl *c, int argc, char **argv);
 int ctl_cmd_vm_console(struct ctl *c, int argc, char **argv);
 int ctl_cmd_events(struct ctl *c, int argc, char **argv);
 int ctl_cmd_status(struct ctl *c, int argc, char **argv);
+/* image.c: signed boot (keys, measurements, signatures); files only. */
+int ctl_cmd_image_keygen(struct ctl *c, int argc, char **argv);
+int ctl_cmd_image_measure(struct ctl *c, int argc, char **argv);
+int ctl_cmd_image_sign(struct ctl *c, int argc, char **argv);
+int ctl_cmd_image_verify(struct ctl *c, int argc, char **argv);
 
 /* Wait for node's drain (or maintenance) to empty it (node_drain.c). */
 int ctl_drain_wait(struct ctl *c, const char *node, const char *state);

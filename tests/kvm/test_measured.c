@@ -123,6 +123,41 @@ static void test_signed_boot(void)
 		return;
 	make_keys();
 	measure("wss_mb=8", m);
+	/* cmectl checks a signature as the VMM will. */
+	{
+		const char *ok[] = { test_bin("cmectl"),
+				     "image",
+				     "verify",
+				     "--trust",
+				     trust,
+				     "--sig",
+				     sig,
+				     "--image",
+				     test_guest(),
+				     "--cmdline",
+				     "wss_mb=8",
+				     NULL };
+		const char *changed[] = { test_bin("cmectl"),
+					  "image",
+					  "verify",
+					  "--trust",
+					  trust,
+					  "--sig",
+					  sig,
+					  "--image",
+					  test_guest(),
+					  "--cmdline",
+					  "wss_mb=9",
+					  NULL };
+		char *out;
+
+		CU_ASSERT_EQUAL(test_run(ok, &out, 20000), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, m)); /* the same measurement */
+		free(out);
+		CU_ASSERT_EQUAL(test_run(changed, &out, 20000), 1);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "boot refused"));
+		free(out);
+	}
 	/* Changed command line, changed image, a key not trusted: refused. */
 	expect_boot_refused(test_guest(), "wss_mb=9", sig, "boot refused: the measurement");
 	snprintf(image, sizeof(image), "%s/tampered.bin", dir);

@@ -1,13 +1,12 @@
-/* Measured and signed boot. The VMM measures what it loads (common.h: the image, or the
- * kernel and initrd, then the command line); an Ed25519 signature of that measurement by
- * a trusted key lets it boot (--trust KEYS --boot-sig SIG), anything else is refused
- * before the guest's first instruction. `cme-vmm measure` computes a measurement from the
- * files, `cme-vmm signkey` makes a key pair, `cme-vmm sign` signs a boot.
+/* Signed boot (common.h): an Ed25519 signature of a boot's measurement (measure.c) by a
+ * trusted key lets the VMM boot it (cme-vmm run --trust KEYS --boot-sig SIG); anything
+ * else is refused before the guest's first instruction. The commands that make and check
+ * them are shared by cme-vmm (measure, signkey, sign) and cmectl (image ...).
  *
  * Files, one line of hex each: a public key (64 digits); a secret key (128, mode 0600); a
  * trust file (a public key per line, '#' comments); a boot signature ("PUBKEY SIG"). The
  * message signed is "cme-boot-v1" and the 32 bytes of the measurement. */
-#include "vmm.h"
+#include "common.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,8 +65,8 @@ static int trusted(const char *path, const uint8_t *pk, char *err, size_t len)
 	return found;
 }
 
-int vmm_boot_verify(const uint8_t m[MEASURE_BYTES], const char *trust, const char *sigfile,
-		    char *err, size_t len)
+int boot_verify(const uint8_t m[MEASURE_BYTES], const char *trust, const char *sigfile, char *err,
+		size_t len)
 {
 	uint8_t pk[crypto_sign_PUBLICKEYBYTES], sig[crypto_sign_BYTES];
 	uint8_t msg[sizeof(SIGN_CONTEXT) - 1 + MEASURE_BYTES];
@@ -84,7 +83,8 @@ int vmm_boot_verify(const uint8_t m[MEASURE_BYTES], const char *trust, const cha
 	    !hex_field(line, PK_HEX, pk) || line[PK_HEX] != ' ' ||
 	    !hex_field(line + PK_HEX + 1, SIG_HEX, sig)) {
 		snprintf(err, len, "--boot-sig %s: %s", sigfile,
-			 f ? "not a boot signature (cme-vmm sign writes them)" : strerror(errno));
+			 f ? "not a boot signature (cme-vmm sign, cmectl image sign write them)"
+			   : strerror(errno));
 		if (f)
 			fclose(f);
 		return -EINVAL;
@@ -120,7 +120,7 @@ static int extend_file(uint8_t m[MEASURE_BYTES], const char *what, const char *p
 
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
 	    !(buf = malloc((size_t)st.st_size)) || read_full(fd, buf, (size_t)st.st_size)) {
-		fprintf(stderr, "cme-vmm: %s %s: cannot read it\n", what, path);
+		fprintf(stderr, "%s %s: cannot read it\n", what, path);
 		rc = -EIO;
 	} else {
 		measure_extend(m, what, buf, (size_t)st.st_size);
@@ -132,10 +132,10 @@ static int extend_file(uint8_t m[MEASURE_BYTES], const char *what, const char *p
 }
 
 struct boot_files {
-	const char *image, *kernel, *initrd, *cmdline, *key, *out;
+	const char *image, *kernel, *initrd, *cmdline, *key, *out, *trust, *sig;
 };
 
-static int boot_parse(int argc, char **argv, struct boot_files *b, bool sign)
+static int boot_parse(int argc, char **argv, struct boot_files *b, bool sign, bool verify)
 {
 	static const struct option opts[] = {
 		{ "image", required_argument, NULL, 'i' },
@@ -144,6 +144,8 @@ static int boot_parse(int argc, char **argv, struct boot_files *b, bool sign)
 		{ "cmdline", required_argument, NULL, 'l' },
 		{ "key", required_argument, NULL, 'K' },
 		{ "out", required_argument, NULL, 'o' },
+		{ "trust", required_argument, NULL, 't' },
+		{ "sig", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -159,11 +161,14 @@ static int boot_parse(int argc, char **argv, struct boot_files *b, bool sign)
 		case 'l': b->cmdline = optarg; break;
 		case 'K': b->key = optarg; break;
 		case 'o': b->out = optarg; break;
+		case 't': b->trust = optarg; break;
+		case 's': b->sig = optarg; break;
 		default: return -EINVAL;
 		}
 	}
 	if (optind < argc || !b->image == !b->kernel || (b->initrd && !b->kernel) ||
-	    (sign && (!b->key || !b->out)))
+	    (sign != !!(b->key && b->out)) || (verify != !!(b->trust && b->sig)) ||
+	    (!sign && (b->key || b->out)) || (!verify && (b->trust || b->sig)))
 		return -EINVAL;
 	return 0;
 }
@@ -179,19 +184,21 @@ static int boot_measure(const struct boot_files *b, uint8_t m[MEASURE_BYTES])
 	return 0;
 }
 
-int vmm_measure_main(int argc, char **argv)
+int boot_cmd_measure(int argc, char **argv)
 {
 	uint8_t m[MEASURE_BYTES];
 	char hex[2 * MEASURE_BYTES + 1];
 	struct boot_files b;
 
-	if (boot_parse(argc, argv, &b, false)) {
-		fprintf(stderr, "usage: cme-vmm measure (--image FILE | --kernel FILE [--initrd "
-				"FILE]) [--cmdline STR]\n");
-		return VMM_EXIT_USAGE;
+	if (boot_parse(argc, argv, &b, false, false)) {
+		fprintf(stderr,
+			"usage: %s (--image FILE | --kernel FILE [--initrd FILE]) "
+			"[--cmdline STR]\n",
+			argv[0]);
+		return 2;
 	}
 	if (boot_measure(&b, m))
-		return VMM_EXIT_SETUP;
+		return 1;
 	measure_hex(m, hex);
 	printf("%s\n", hex);
 	return 0;
@@ -208,19 +215,19 @@ static int write_new(const char *path, const char *text, mode_t mode)
 	if (fd >= 0)
 		close(fd);
 	if (rc)
-		fprintf(stderr, "cme-vmm: %s: %s\n", path, strerror(-rc));
+		fprintf(stderr, "%s: %s\n", path, strerror(-rc));
 	return rc;
 }
 
-int vmm_signkey_main(int argc, char **argv)
+int boot_cmd_keygen(int argc, char **argv)
 {
 	uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
 	char pkh[PK_HEX + 2], skh[2 * crypto_sign_SECRETKEYBYTES + 2];
 	int rc;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: cme-vmm signkey SECRET-FILE PUBLIC-FILE\n");
-		return VMM_EXIT_USAGE;
+		fprintf(stderr, "usage: %s SECRET-FILE PUBLIC-FILE\n", argv[0]);
+		return 2;
 	}
 	crypto_sign_keypair(pk, sk);
 	sodium_bin2hex(pkh, sizeof(pkh) - 1, pk, sizeof(pk));
@@ -232,10 +239,10 @@ int vmm_signkey_main(int argc, char **argv)
 		unlink(argv[1]);
 	sodium_memzero(sk, sizeof(sk));
 	sodium_memzero(skh, sizeof(skh));
-	return rc ? VMM_EXIT_SETUP : 0;
+	return rc ? 1 : 0;
 }
 
-int vmm_sign_main(int argc, char **argv)
+int boot_cmd_sign(int argc, char **argv)
 {
 	uint8_t m[MEASURE_BYTES], sk[crypto_sign_SECRETKEYBYTES], sig[crypto_sign_BYTES];
 	uint8_t msg[sizeof(SIGN_CONTEXT) - 1 + MEASURE_BYTES];
@@ -244,26 +251,27 @@ int vmm_sign_main(int argc, char **argv)
 	struct stat st;
 	FILE *f;
 
-	if (boot_parse(argc, argv, &b, true)) {
+	if (boot_parse(argc, argv, &b, true, false)) {
 		fprintf(stderr,
-			"usage: cme-vmm sign --key SECRET-FILE (--image FILE | --kernel FILE "
-			"[--initrd FILE]) [--cmdline STR] --out SIG-FILE\n");
-		return VMM_EXIT_USAGE;
+			"usage: %s --key SECRET-FILE (--image FILE | --kernel FILE "
+			"[--initrd FILE]) [--cmdline STR] --out SIG-FILE\n",
+			argv[0]);
+		return 2;
 	}
 	f = fopen(b.key, "r");
 	if (!f || fstat(fileno(f), &st) < 0 || (st.st_mode & 077) ||
 	    !fgets(line, sizeof(line), f) || !hex_field(line, 2 * crypto_sign_SECRETKEYBYTES, sk)) {
-		fprintf(stderr, "cme-vmm sign: %s is not a secret key only its owner may read\n",
+		fprintf(stderr, "%s: %s is not a secret key only its owner may read\n", argv[0],
 			b.key);
 		if (f)
 			fclose(f);
 		sodium_memzero(line, sizeof(line));
-		return VMM_EXIT_SETUP;
+		return 1;
 	}
 	fclose(f);
 	sodium_memzero(line, sizeof(line));
 	if (boot_measure(&b, m))
-		return VMM_EXIT_SETUP;
+		return 1;
 	signed_message(m, msg);
 	crypto_sign_detached(sig, NULL, msg, sizeof(msg), sk);
 	sodium_bin2hex(out, PK_HEX + 1,
@@ -273,5 +281,29 @@ int vmm_sign_main(int argc, char **argv)
 	sodium_bin2hex(out + PK_HEX + 1, SIG_HEX + 1, sig, sizeof(sig));
 	strcat(out, "\n");
 	sodium_memzero(sk, sizeof(sk));
-	return write_new(b.out, out, 0644) ? VMM_EXIT_SETUP : 0;
+	return write_new(b.out, out, 0644) ? 1 : 0;
+}
+
+int boot_cmd_verify(int argc, char **argv)
+{
+	uint8_t m[MEASURE_BYTES];
+	char hex[2 * MEASURE_BYTES + 1], err[512];
+	struct boot_files b;
+
+	if (boot_parse(argc, argv, &b, false, true)) {
+		fprintf(stderr,
+			"usage: %s --trust KEYS-FILE --sig SIG-FILE (--image FILE | --kernel "
+			"FILE [--initrd FILE]) [--cmdline STR]\n",
+			argv[0]);
+		return 2;
+	}
+	if (boot_measure(&b, m))
+		return 1;
+	if (boot_verify(m, b.trust, b.sig, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	measure_hex(m, hex);
+	printf("ok: %s is signed by a key of %s; measurement %s\n", b.sig, b.trust, hex);
+	return 0;
 }
