@@ -26,7 +26,7 @@ SANFLAGS :=
 endif
 
 CC      ?= gcc
-PKGS    := libcurl libprotobuf-c openssl libsodium libxxhash jansson cunit
+PKGS    := libcurl libprotobuf-c openssl libsodium libxxhash jansson cunit libseccomp
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Werror
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -MMD -MP $(SANFLAGS)
 LDFLAGS := $(SANFLAGS) -pthread

@@ -258,6 +258,9 @@ void cd_lvm_save_meta(const struct lvm *l);
 void cd_lvm_adopt_all(struct cd *cd);
 /* The console log file of a VM on this node. */
 void cd_lvm_console_path(const struct lvm *l, char *buf, size_t len);
+/* The system call and thread kind the exit file of a VMM its sandbox ended names, as
+ * "forbidden system call X in a Y thread"; "" when none. */
+void cd_lvm_sandbox_why(const struct lvm *l, char *buf, size_t len);
 
 /* ---- fence.c: the thread that pushes deadlines to this node's VMMs ---- */
 void *cd_fence_main(void *arg);

@@ -32,6 +32,7 @@ struct cd_config {
 	unsigned prepare_timeout_s; /* how long a target may take to listen */
 	/* High availability (README "High availability"). */
 	bool fence;		    /* pause guests at the lease-derived deadline */
+	bool jail;		    /* start VMMs with --jail (the seccomp sandbox) */
 	unsigned fence_margin_ms;   /* stop guests this long before the earliest lease expiry */
 	unsigned clock_drift_ppm;   /* the most any clock runs from real time */
 	unsigned ha_tier_timeout_s; /* a restart tier waits at most this for the one above */

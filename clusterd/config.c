@@ -104,6 +104,8 @@ static int set_bool(struct cd_config *c, const char *k, const char *v)
 		return -EINVAL;
 	if (!strcmp(k, "fence"))
 		c->fence = on;
+	else if (!strcmp(k, "jail"))
+		c->jail = on;
 	else if (!strcmp(k, "ride_through"))
 		c->ride_through = on;
 	else
@@ -144,6 +146,7 @@ static const struct ckey keys[] = {
 	{ "etcd_timeout_ms", set_uint },
 	{ "prepare_timeout", set_uint },
 	{ "fence", set_bool },
+	{ "jail", set_bool },
 	{ "fence_margin_ms", set_uint },
 	{ "clock_drift_ppm", set_drift },
 	{ "ha_tier_timeout", set_uint },
@@ -191,6 +194,7 @@ static void defaults(struct cd_config *c)
 	c->etcd_timeout_ms = 5000;
 	c->prepare_timeout_s = 30;
 	c->fence = true;
+	c->jail = true;
 	c->ride_through = true;
 	c->fence_margin_ms = 1000;
 	c->clock_drift_ppm = 1000;

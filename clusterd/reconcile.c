@@ -11,6 +11,7 @@
 #define SUB	       "reconcile"
 #define EXIT_POWEROFF  0
 #define EXIT_RESET     73
+#define EXIT_SANDBOX   75 /* cme-vmm --jail: a forbidden system call */
 #define RESTART_MAX_MS 30000
 #define FENCE_WHY                                                                                  \
 	"this node could not renew its lease in time (etcd unreachable, or the daemon stalled)"
@@ -48,6 +49,23 @@ static void stop_vm(struct cd *cd, struct lvm *l, const char *why)
 		cd_event(cd, l->name, "vm-stopped", "VMM on %s stopped: %s", cd->cfg->node, why);
 }
 
+/* How a VMM ended, for events and the status: "status N", "a signal (or unknown)", or
+ * the call its sandbox named. */
+static void exit_detail(const struct lvm *l, int code, char *buf, size_t len)
+{
+	char call[128];
+
+	if (code == EXIT_SANDBOX) {
+		cd_lvm_sandbox_why(l, call, sizeof(call));
+		snprintf(buf, len, "status %d, ended by its sandbox: %s", code,
+			 call[0] ? call : "a forbidden system call");
+	} else if (code < 0) {
+		snprintf(buf, len, "a signal, or unknown");
+	} else {
+		snprintf(buf, len, "status %d", code);
+	}
+}
+
 /* The VMM ended by itself: restart it, or record why not. Returns true to restart now. */
 static bool handle_exit(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l,
 			uint32_t *restarts)
@@ -59,13 +77,15 @@ static bool handle_exit(struct cd *cd, const struct cl_vm_view *vv, struct lvm *
 		!strcmp(policy, "always") || reset || (!strcmp(policy, "on-failure") && !clean);
 	struct cl_status s;
 	uint64_t backoff = 1000ULL << (*restarts < 5 ? *restarts : 5);
+	char how[200];
 
 	if (again && now_ns() / 1000000 <
 			     l->started_ms + (backoff < RESTART_MAX_MS ? backoff : RESTART_MAX_MS))
 		return false; /* wait out the backoff; the status says so already */
+	exit_detail(l, code, how, sizeof(how));
 	if (again) {
-		cd_event(cd, vv->name, "vm-restart", "VMM exited (%s %d); restarting (policy %s)",
-			 code < 0 ? "signal or unknown, code" : "status", code, policy);
+		cd_event(cd, vv->name, "vm-restart", "VMM exited (%s); restarting (policy %s)", how,
+			 policy);
 		(*restarts)++;
 		return true;
 	}
@@ -74,8 +94,8 @@ static bool handle_exit(struct cd *cd, const struct cl_vm_view *vv, struct lvm *
 	snprintf(s.error, sizeof(s.error), "%s",
 		 clean ? "the guest powered off" : "the VMM failed; see vmm.log");
 	if (!clean)
-		snprintf(s.error, sizeof(s.error), "VMM exited with status %d (see %.180s/vmm.log)",
-			 code, l->dir);
+		snprintf(s.error, sizeof(s.error), "VMM exited with %s (see %.180s/vmm.log)", how,
+			 l->dir);
 	cd_status_ensure(cd, vv, &s);
 	return false;
 }

@@ -78,6 +78,24 @@ static void exit_path(const struct lvm *l, char *buf, size_t len)
 	snprintf(buf, len, "%s/exit.json", l->dir);
 }
 
+/* What the exit file of a VMM its sandbox ended names: "forbidden system call X in a Y
+ * thread", into buf ("" when it names none). */
+void cd_lvm_sandbox_why(const struct lvm *l, char *buf, size_t len)
+{
+	char path[CL_PATH_MAX + 16];
+	json_t *j;
+	const char *call, *thread;
+
+	exit_path(l, path, sizeof(path));
+	j = json_load_file(path, 0, NULL);
+	call = json_string_value(json_object_get(j, "syscall"));
+	thread = json_string_value(json_object_get(j, "thread"));
+	buf[0] = 0;
+	if (call && thread)
+		snprintf(buf, len, "forbidden system call %.40s in a %.20s thread", call, thread);
+	json_decref(j);
+}
+
 /* How an adopted VMM (not our child) ended, from the exit file it writes: its status, or
  * -1 when it left none (killed by a signal, or an older VMM). */
 static int adopted_exit_code(const struct lvm *l)
@@ -232,6 +250,8 @@ static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **ar
 	unlink(b->exit); /* a previous VMM's */
 	argv[(*n)++] = "--exit-file";
 	argv[(*n)++] = b->exit;
+	if (cd->cfg->jail)
+		argv[(*n)++] = "--jail";
 	if (cd->cfg->fence) {
 		uint64_t deadline = cd_fence_deadline(cd, NULL);
 
@@ -345,7 +365,7 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 {
 	char mem[32], cpus[16];
 	struct argbuf b;
-	char *argv[40] = { (char *)cd->cfg->vmm, "run" };
+	char *argv[48] = { (char *)cd->cfg->vmm, "run" };
 	int n = 2, rc = boot_args(cd, spec, mem, cpus, &b, argv, &n, why, whylen);
 
 	if (!rc)
@@ -398,7 +418,7 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 	char listen[160], wait[16];
 	struct argbuf b;
 	/* Only the source node may send it: its certificate carries its node name. */
-	char *argv[42] = { (char *)cd->cfg->vmm,
+	char *argv[48] = { (char *)cd->cfg->vmm,
 			   "incoming",
 			   "--listen",
 			   listen,

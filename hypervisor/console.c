@@ -132,6 +132,7 @@ static void *console_thread(void *arg)
 	struct console *c = arg;
 	struct pollfd p[2 + CONSOLE_MAX_CLIENTS];
 
+	sandbox_enter(SANDBOX_CONSOLE);
 	for (;;) {
 		p[0] = (struct pollfd){ c->listen_fd, POLLIN, 0 };
 		p[1] = (struct pollfd){ c->wake[0], POLLIN, 0 };
@@ -224,6 +225,7 @@ static void *console_flusher(void *arg)
 {
 	struct console *c = arg;
 
+	sandbox_enter(SANDBOX_CONSOLE);
 	pthread_mutex_lock(&c->lock);
 	while (!c->closing) {
 		if (!c->outlen) {

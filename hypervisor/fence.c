@@ -22,6 +22,7 @@ static void *fence_thread(void *arg)
 	uint64_t n;
 
 	pthread_setname_np(pthread_self(), "fence");
+	sandbox_enter(SANDBOX_DEVICE);
 	for (;;) {
 		if (poll(p, 2, -1) < 0 && errno != EINTR) {
 			/* Left: every vCPU's own timer and its check before each entry. */

@@ -341,6 +341,28 @@ int vm_snapshot_restore(const char *path, const uint8_t *key, const struct vm_co
 			struct vm **out, struct vm_snapshot_stats *st, char *err,
 			size_t errlen) CME_WUR;
 
+/* ---- the seccomp sandbox (sandbox.c; `cme-vmm --jail`) -------------------------------- */
+
+/* Thread kinds, each with its own allow-list (README "The VMM sandbox"). */
+enum sandbox_kind { SANDBOX_CONTROL, SANDBOX_VCPU, SANDBOX_DEVICE, SANDBOX_CONSOLE, SANDBOX_KINDS };
+
+struct sandbox_cfg {
+	const char *name; /* the VM, for the log */
+	int exit_fd; /* an open exit file a violation writes {"status","syscall","thread"} to, or -1 */
+	int exit_status; /* the VMM's status after a forbidden call */
+};
+
+/* Arm the sandbox before the first thread: no_new_privs and the SIGSYS handler. From then
+ * on every sandbox_enter() loads a filter. Returns 0, or -errno with a reason in err. */
+int sandbox_arm(const struct sandbox_cfg *cfg, char *err, size_t errlen);
+bool sandbox_armed(void);
+/* Load the calling thread's allow-list (a no-op unless armed). A thread that cannot be
+ * filtered ends the VMM: it must not run unfiltered when asked to run sandboxed. */
+void sandbox_enter(enum sandbox_kind kind);
+/* Make a system call no list allows (the tests' proof that the filter works): returns
+ * only when this thread runs unfiltered. */
+long sandbox_probe(void);
+
 /* ---- CPU templates (README "CPU templates") ----------------------------------------- */
 
 /* The CPU features this host's KVM offers (KVM_GET_SUPPORTED_CPUID, named by common's

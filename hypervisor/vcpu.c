@@ -192,6 +192,7 @@ static void *vcpu_thread(void *arg)
 	vcpu_pin(vcpu);
 	vcpu_self_run = vcpu->run;
 	vcpu_fence_timer_init(vcpu);
+	sandbox_enter(SANDBOX_VCPU);
 	while (vcpu_check_run_control(vcpu)) {
 		uint64_t t0 = now_ns();
 		int ret = ioctl(vcpu->fd, KVM_RUN, 0);

@@ -239,6 +239,7 @@ static void *io_thread(void *arg)
 	uint64_t cnt;
 
 	pthread_setname_np(pthread_self(), "virtio");
+	sandbox_enter(SANDBOX_DEVICE);
 	for (;;) {
 		k = wait_set(v, p, which);
 		if (poll(p, k, -1) < 0 && errno != EINTR)

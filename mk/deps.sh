@@ -4,7 +4,7 @@
 # Idempotent and quick when everything is present: one dpkg query, no network.
 set -eu
 PKGS="gcc make pkg-config binutils libcurl4-openssl-dev protobuf-c-compiler libprotobuf-c-dev
-libssl-dev openssl libsodium-dev libxxhash-dev libcunit1-dev libjansson-dev etcd-server etcd-client
+libssl-dev openssl libsodium-dev libxxhash-dev libcunit1-dev libjansson-dev libseccomp-dev etcd-server etcd-client
 busybox-static lz4 iproute2 cpio $*"
 missing=""
 for p in $PKGS; do

@@ -288,6 +288,21 @@ static json_t *api_snapshot(struct api *api, json_t *req)
 	return snapshot_reply(path, &st, json_is_true(stop), key_file != NULL);
 }
 
+/* Test hook (CME_TEST_SANDBOX_PROBE=1 in the VMM's environment): make a system call no
+ * sandbox list allows, to show that --jail ends the VMM and names the call. */
+static json_t *api_sandbox_probe(struct api *api, json_t *req)
+{
+	const char *on = getenv("CME_TEST_SANDBOX_PROBE");
+
+	(void)req;
+	if (!on || strcmp(on, "1"))
+		return api_error("unknown command \"sandbox-probe\"");
+	if (!api->privileged)
+		return api_error("sandbox-probe: only root or the VMM's own user may ask it");
+	sandbox_probe(); /* under --jail, the VMM ends here */
+	return json_pack("{s:b,s:b}", "ok", 1, "sandboxed", sandbox_armed());
+}
+
 struct api_cmd {
 	const char *name;
 	json_t *(*fn)(struct api *api, json_t *req);
@@ -308,6 +323,7 @@ static const struct api_cmd api_cmds[] = {
 	{ "incoming-abort", api_arrived_abort },
 	{ "fence-deadline", api_fence_deadline },
 	{ "balloon", api_balloon },
+	{ "sandbox-probe", api_sandbox_probe },
 };
 
 bool api_known_command(const char *cmd)

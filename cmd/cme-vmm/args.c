@@ -268,6 +268,7 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 		return 0;
 	case 'K': o->ksm = true; return 0;
 	case 'Z': o->confidential = true; return 0;
+	case 'J': o->jail = true; return 0;
 	case 't': o->trust = a; return 0;
 	case 'b': o->boot_sig = a; return 0;
 	case 'M': {
@@ -437,6 +438,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "hugepages", no_argument, NULL, 'H' },
 		{ "ksm", no_argument, NULL, 'K' },
 		{ "confidential", no_argument, NULL, 'Z' },
+		{ "jail", no_argument, NULL, 'J' },
 		{ "trust", required_argument, NULL, 't' },
 		{ "boot-sig", required_argument, NULL, 'b' },
 		{ "measurement", required_argument, NULL, 'M' },

@@ -18,6 +18,7 @@ enum {
 	VMM_EXIT_TRIPLE = 72,	   /* guest triple fault */
 	VMM_EXIT_REBOOT = 73,	   /* the guest asked for a reset: its supervisor restarts it */
 	VMM_EXIT_POSTCOPY = 74,	   /* post-copy broke here: the guest could not go on */
+	VMM_EXIT_SANDBOX = 75,	   /* --jail: a thread made a forbidden system call */
 };
 
 #define CG_PATH_MAX  512
@@ -55,6 +56,7 @@ struct run_opts {
 	long api_gid;			    /* --api-group, -1: none */
 	const char *key_file;		    /* restore --key */
 	bool confidential;		    /* --confidential */
+	bool jail;			    /* --jail: the seccomp sandbox */
 	const char *trust, *boot_sig;	    /* run --trust KEYS --boot-sig SIG */
 	const char *measurement;	    /* restore/incoming --measurement HEX */
 	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */

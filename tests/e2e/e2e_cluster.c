@@ -396,8 +396,13 @@ static bool pid_runs_vm(pid_t pid, const char *vm)
 
 json_t *cluster_vmm_status(struct cluster *c, int i, const char *vm)
 {
+	return cluster_vmm_request(c, i, vm, "status");
+}
+
+json_t *cluster_vmm_request(struct cluster *c, int i, const char *vm, const char *cmd)
+{
 	struct timeval tv = { .tv_sec = 2 };
-	json_t *req = json_pack("{s:s}", "cmd", "status"), *r = NULL;
+	json_t *req = json_pack("{s:s}", "cmd", cmd), *r = NULL;
 	char path[700];
 	int fd;
 

@@ -98,6 +98,8 @@ pid_t cluster_vmm_pid(struct cluster *c, int i, const char *vm);
 /* vm's VMM on node i answers "status" (its control socket): the reply, or NULL when it
  * does not answer within 2 s. Caller decrefs. */
 json_t *cluster_vmm_status(struct cluster *c, int i, const char *vm);
+/* The same with another command (no arguments); NULL when the VMM did not answer. */
+json_t *cluster_vmm_request(struct cluster *c, int i, const char *vm, const char *cmd);
 /* The console file of vm on node i. */
 void cluster_console(struct cluster *c, int i, const char *vm, char *buf, size_t len);
 /* The whole heartbeat lines of a console file (vmm_heartbeats): returns how many there

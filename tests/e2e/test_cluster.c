@@ -137,13 +137,54 @@ static int small_vm_running(pid_t *pid)
 
 /* ---- tests ------------------------------------------------------------------------- */
 
+/* The daemon started vm1's VMM in its sandbox: every thread filtered. A VMM that makes a
+ * forbidden call (the test hook) ends alone, and the status and `cmectl vm show` name
+ * the call; vm1 on the same cluster beats on. */
+static void expect_sandboxed(pid_t pid, int node)
+{
+	char *out = NULL, *err = NULL, key[] = "vms/probe/status";
+	int total, n = test_filtered_threads(pid, &total), pnode, rc;
+	json_t *st;
+
+	if (TEST_SANITIZED)
+		return; /* its programs load no filters */
+	CU_ASSERT(total >= 3);
+	CU_ASSERT_EQUAL(n, total);
+	rc = cmectl(&C, &out, &err, "vm", "create", "probe", "--mem", "64M", "--vcpus", "1",
+		    "--image", test_guest(), "--cmdline", "wss_mb=8", "--restart", "never", NULL);
+	cluster_expect_ok("vm create", rc, out, err);
+	pnode = owner_of("probe", NULL);
+	CU_ASSERT_FATAL(pnode >= 0);
+	CU_ASSERT_TRUE(wait_running("probe"));
+	json_decref(cluster_vmm_request(&C, pnode, "probe", "sandbox-probe"));
+	CU_ASSERT_TRUE(cluster_wait_field(&C, key, "state", "failed", WAIT_MS));
+	st = cluster_get(&C, key);
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(st, "error")) ?: "",
+				      "ended by its sandbox: forbidden system call uname in a "
+				      "control thread"));
+	json_decref(st);
+	rc = cmectl(&C, &out, &err, "vm", "show", "probe", NULL);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", "forbidden system call uname"));
+	free(out);
+	free(err);
+	rc = cmectl(&C, &out, &err, "vm", "delete", "probe", NULL);
+	cluster_expect_ok("vm delete", rc, out, err);
+	uint64_t seq;
+
+	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", last_seq(node, "vm1", &seq, NULL) + 2));
+}
+
 static void test_create_delete(void)
 {
 	char *out = NULL, *err = NULL;
 	int node, rc;
 	pid_t pid;
 
+	/* The VMMs the daemons start take the test hook sandbox-probe. */
+	setenv("CME_TEST_SANDBOX_PROBE", "1", 1);
 	START_CLUSTER(3);
+	unsetenv("CME_TEST_SANDBOX_PROBE");
 	create_vm("vm1", "256M", "wss_mb=32");
 	node = owner_of("vm1", NULL);
 	CU_ASSERT_FATAL(node >= 0);
@@ -152,6 +193,7 @@ static void test_create_delete(void)
 	pid = cluster_vmm_pid(&C, node, "vm1");
 	CU_ASSERT_TRUE(pid > 0);
 	CU_ASSERT_EQUAL(settled_copies("vm1"), 1);
+	expect_sandboxed(pid, node);
 
 	/* More than any node has: refused with the free amounts, nothing written. */
 	rc = cmectl(&C, &out, &err, "vm", "create", "big", "--mem", "4G", "--vcpus", "1", "--image",

@@ -18,4 +18,5 @@ void suite_balloon(void);
 void suite_net(void);
 void suite_cputemplate(void);
 void suite_measured(void);
+void suite_sandbox(void);
 #endif

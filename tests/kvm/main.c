@@ -23,5 +23,6 @@ int main(void)
 	suite_net();
 	suite_cputemplate();
 	suite_measured();
+	suite_sandbox();
 	return test_main("kvm");
 }

@@ -38,6 +38,21 @@ bool test_have_kvm(char *why, size_t len);
 		}                                                                                  \
 	} while (0)
 
+/* The programs of a sanitizer build (make SAN=1) load no seccomp filters: the sanitizers'
+ * runtime needs ptrace and processes. Tests of the filters skip themselves there. */
+#ifdef __SANITIZE_ADDRESS__
+#define TEST_SANITIZED 1
+#else
+#define TEST_SANITIZED 0
+#endif
+#define REQUIRE_SECCOMP()                                                                          \
+	do {                                                                                       \
+		if (TEST_SANITIZED) {                                                              \
+			test_skip("a sanitizer build loads no seccomp filters");                   \
+			return;                                                                    \
+		}                                                                                  \
+	} while (0)
+
 /* Paths of built artifacts: $CME_BUILD (default "build") + "/bin/NAME", the test guest. */
 const char *test_bin(const char *name);
 const char *test_guest(void);
@@ -93,6 +108,11 @@ bool vmm_last_heartbeat(struct vmm_proc *p, struct heartbeat *last);
  * the wait follows the guest's progress, however slow the machine); that heartbeat (the
  * last one then) into *at. */
 bool vmm_wait_pages(struct vmm_proc *p, uint64_t pages, int timeout_ms, struct heartbeat *at);
+
+/* How many threads of pid run under a seccomp filter with no_new_privs ("Seccomp: 2",
+ * "NoNewPrivs: 1"), out of *total (KVM's kernel workers in the process not counted);
+ * -1 when pid is gone. */
+int test_filtered_threads(pid_t pid, int *total);
 
 /* Send one control request ({"cmd":cmd} merged with args JSON, may be NULL); returns the
  * reply (caller decrefs) or NULL on a transport error. */

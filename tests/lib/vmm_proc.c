@@ -1,6 +1,7 @@
 /* Test helpers around a real cme-vmm process: start, wait, kill, console, control. */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -93,6 +94,10 @@ static int start(struct vmm_proc *p, const char *verb, const char *const *args, 
 	argv[n++] = verb;
 	bool own_console = false;
 
+	/* Every VMM of the tests runs sandboxed, as cme-clusterd starts them: the whole
+	 * suite shows that the allow-lists hold (CME_TEST_NO_JAIL=1 runs them without). */
+	if (!getenv("CME_TEST_NO_JAIL"))
+		argv[n++] = "--jail";
 	for (; *args && n < MAX_ARGS - 6; args++) {
 		own_console |= !strcmp(*args, "--console");
 		argv[n++] = *args;
@@ -321,4 +326,41 @@ int test_run(const char *const *argv, char **out, int timeout_ms)
 	}
 	*out = test_read_file(path);
 	return p.status;
+}
+
+/* How many threads of pid show "Seccomp: 2" and "NoNewPrivs: 1" in their status, out of
+ * *total (the kernel's own helper threads in the process are not counted). */
+int test_filtered_threads(pid_t pid, int *total)
+{
+	char path[128];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	*total = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char file[300], *st, *comm;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(file, sizeof(file), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+		comm = test_read_file(file);
+		if (!strncmp(comm, "kvm-", 4)) { /* a kernel worker KVM adds to the process */
+			free(comm);
+			continue;
+		}
+		snprintf(file, sizeof(file), "/proc/%d/task/%s/status", (int)pid, e->d_name);
+		st = test_read_file(file);
+		(*total)++;
+		if (strstr(st, "\nSeccomp:\t2\n") && strstr(st, "\nNoNewPrivs:\t1\n"))
+			n++;
+		free(st);
+		free(comm);
+	}
+	closedir(d);
+	return n;
 }
