@@ -552,6 +552,12 @@ int main(void)
 		test_remove_tmp();
 		return 0;
 	}
+	if (getenv("CME_BENCH_ONLY") && !strcmp(getenv("CME_BENCH_ONLY"), "sandbox")) {
+		if (test_have_kvm(why, sizeof(why)))
+			bench_sandbox(); /* developers: the sandbox's cost alone */
+		test_remove_tmp();
+		return 0;
+	}
 	if (getenv("CME_BENCH_ONLY") && !strcmp(getenv("CME_BENCH_ONLY"), "net")) {
 		if (test_have_kvm(why, sizeof(why)))
 			bench_virtio_net(); /* developers: the network figures alone */
@@ -571,6 +577,7 @@ int main(void)
 	bench_boot();
 	bench_linux_boot();
 	bench_exit_cost();
+	bench_sandbox();
 	bench_guest_rates();
 	bench_virtio_blk();
 	bench_virtio_net();

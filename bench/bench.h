@@ -66,6 +66,9 @@ void bench_cluster(const struct mig_medians *bare);
 /* bench_guest.c: the test guest's dirty rate, unpaced (1 vCPU, 64 MiB working set) and
  * paced at dirty_rate=100 (2 vCPUs), from its heartbeats. */
 void bench_guest_rates(void);
+/* bench_guest.c: what the sandbox costs a guest exit, the same guest in a cme-vmm with
+ * --jail and without (sandbox_exit_roundtrip; CME_BENCH_ONLY=sandbox runs it alone). */
+void bench_sandbox(void);
 /* bench_guest.c: virtio-blk, the test guest's 4 KiB sequential writes and reads against
  * the host's own on the same file system (needs KVM). */
 void bench_virtio_blk(void);

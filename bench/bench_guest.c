@@ -47,6 +47,56 @@ void bench_guest_rates(void)
 	bench_emit_many("guest_dirty_rate", GUEST_RUNS, keys, vals);
 }
 
+/* ---- the sandbox's cost ---------------------------------------------------------------- */
+
+/* One exit round trip (ring-3 outb to the UART, 100,000 of them) in a cme-vmm process,
+ * jailed or not, in µs by the guest's TSC; 0 when the run failed. */
+static double vmm_exit_us(bool jail)
+{
+	const char *args[] = { "--mem",	     "64M",	  "--image",
+			       test_guest(), "--cmdline", "mode=ioloop iters=100000",
+			       NULL };
+	unsigned long iters, tsc, khz;
+	struct vmm_proc p;
+	char *con, *err, *l, *t;
+	double us = 0;
+	int rc;
+
+	if (!jail)
+		setenv("CME_TEST_NO_JAIL", "1", 1);
+	rc = vmm_start(&p, args);
+	unsetenv("CME_TEST_NO_JAIL");
+	if (rc < 0)
+		return 0;
+	if (vmm_wait(&p, 120000) < 0) {
+		vmm_kill(&p);
+		return 0;
+	}
+	con = test_read_file(p.console);
+	err = test_read_file(p.errlog);
+	l = strstr(con, "IOLOOP");
+	t = strstr(err, ", TSC ");
+	if (l && t && sscanf(l, "IOLOOP iters=%lu tsc=%lu", &iters, &tsc) == 2 &&
+	    sscanf(t, ", TSC %lu kHz", &khz) == 1 && iters && khz)
+		us = (double)tsc / (double)khz * 1000.0 / (double)iters;
+	free(con);
+	free(err);
+	return us;
+}
+
+void bench_sandbox(void)
+{
+	double jailed[GUEST_RUNS], free_run[GUEST_RUNS];
+	const char *const keys[] = { "jailed_us", "unjailed_us", NULL };
+	double *const vals[] = { jailed, free_run };
+
+	for (int i = 0; i < GUEST_RUNS; i++) {
+		jailed[i] = vmm_exit_us(true);
+		free_run[i] = vmm_exit_us(false);
+	}
+	bench_emit_many("sandbox_exit_roundtrip", GUEST_RUNS, keys, vals);
+}
+
 /* ---- virtio-blk: the guest's I/O against the host's own ---------------------------------- */
 
 /* One pattern: MiB moved, request size in KiB, requests in flight (the guest's; the host's

@@ -344,7 +344,14 @@ int vm_snapshot_restore(const char *path, const uint8_t *key, const struct vm_co
 /* ---- the seccomp sandbox (sandbox.c; `cme-vmm --jail`) -------------------------------- */
 
 /* Thread kinds, each with its own allow-list (README "The VMM sandbox"). */
-enum sandbox_kind { SANDBOX_CONTROL, SANDBOX_VCPU, SANDBOX_DEVICE, SANDBOX_CONSOLE, SANDBOX_KINDS };
+enum sandbox_kind {
+	SANDBOX_CONTROL,
+	SANDBOX_VCPU,
+	SANDBOX_DEVICE,
+	SANDBOX_CONSOLE,
+	SANDBOX_MIGRATION,
+	SANDBOX_KINDS
+};
 
 struct sandbox_cfg {
 	const char *name; /* the VM, for the log */
@@ -362,6 +369,9 @@ void sandbox_enter(enum sandbox_kind kind);
 /* Make a system call no list allows (the tests' proof that the filter works): returns
  * only when this thread runs unfiltered. */
 long sandbox_probe(void);
+/* The same from vCPU 0's thread: pause, ask, resume. Returns 0, or -errno when the VM
+ * cannot be paused (it ended). */
+int vm_sandbox_probe_vcpu(struct vm *vm);
 
 /* ---- CPU templates (README "CPU templates") ----------------------------------------- */
 

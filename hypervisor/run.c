@@ -96,6 +96,16 @@ void vm_fence_settle_locked(struct vm *vm)
 	atomic_store(&vm->fence_hit, false);
 }
 
+int vm_sandbox_probe_vcpu(struct vm *vm)
+{
+	int rc = vm_pause(vm);
+
+	if (rc)
+		return rc;
+	atomic_store(&vm->sandbox_probe, true);
+	return vm_resume(vm);
+}
+
 int vm_pause(struct vm *vm)
 {
 	int err = 0;

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <linux/userfaultfd.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -36,7 +37,8 @@ static struct {
 
 static __thread int sb_kind = -1;
 
-static const char *const kind_names[SANDBOX_KINDS] = { "control", "vcpu", "device", "console" };
+static const char *const kind_names[SANDBOX_KINDS] = { "control", "vcpu", "device", "console",
+						       "migration" };
 
 /* What every thread needs: memory, locks, time, its own exit, logging, signals. */
 static const int base_calls[] = {
@@ -99,6 +101,16 @@ static const int console_calls[] = {
 	SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(unlink),    SCMP_SYS(unlinkat),
 	SCMP_SYS(fsync),    SCMP_SYS(fdatasync), SCMP_SYS(ftruncate), SCMP_SYS(sendto),
 	SCMP_SYS(recvfrom), SCMP_SYS(shutdown),	 SCMP_SYS(statx),
+};
+
+/* Migration threads that move pages (source channels, destination receivers, page
+ * placement, post-copy's fault and urgent loops, digest workers): the sockets they were
+ * given, guest memory, KVM's and userfaultfd's ioctls (below) — no socket, file or
+ * thread of their own. */
+static const int migration_calls[] = {
+	SCMP_SYS(sendto),     SCMP_SYS(recvfrom),    SCMP_SYS(sendmsg),	 SCMP_SYS(recvmsg),
+	SCMP_SYS(setsockopt), SCMP_SYS(getsockopt),  SCMP_SYS(shutdown), SCMP_SYS(mincore),
+	SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait),
 };
 
 /* The control thread and what it starts (migrations both ways, snapshots, the arriving
@@ -309,13 +321,20 @@ static int allow_all(scmp_filter_ctx f, const int *calls, size_t n)
 	return 0;
 }
 
-/* ioctl: the KVM requests only (their type byte is KVMIO), unless any is allowed. */
-static int allow_ioctl(scmp_filter_ctx f, bool any)
+/* ioctl by its request's type byte: KVM's (KVMIO), and for migration threads
+ * userfaultfd's (UFFDIO); the control thread any. */
+static int allow_ioctl(scmp_filter_ctx f, enum sandbox_kind kind)
 {
-	if (any)
+	int rc;
+
+	if (kind == SANDBOX_CONTROL)
 		return seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 0);
-	return seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-				SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, KVMIO << 8));
+	rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+			      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, KVMIO << 8));
+	if (!rc && kind == SANDBOX_MIGRATION)
+		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, UFFDIO << 8));
+	return rc;
 }
 
 /* Threads, never processes: clone only with CLONE_THREAD; clone3 (whose flags a filter
@@ -345,7 +364,18 @@ static int build(scmp_filter_ctx f, enum sandbox_kind kind)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1,
 				      SCMP_A2(SCMP_CMP_EQ, 0));
 	if (!rc)
-		rc = allow_ioctl(f, kind == SANDBOX_CONTROL);
+		rc = allow_ioctl(f, kind);
+	/* The narrow kinds open no file; one call they meet anyway is glibc's malloc looking
+	 * at /proc/sys/vm/overcommit_memory the first time a thread's heap shrinks — it
+	 * copes with a refusal, so refuse rather than end the VMM. */
+	if (!rc && kind != SANDBOX_CONTROL && kind != SANDBOX_CONSOLE)
+		rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0);
+	/* No thread of their own either: refused, not trapped — the C library blocks every
+	 * signal around clone, so a trap there would end the VMM without a word. */
+	if (!rc && kind != SANDBOX_CONTROL)
+		rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 0);
+	if (!rc && kind != SANDBOX_CONTROL)
+		rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	if (rc)
 		return rc;
 	switch (kind) {
@@ -354,10 +384,12 @@ static int build(scmp_filter_ctx f, enum sandbox_kind kind)
 		rc = rc ? rc : allow_all(f, vcpu_calls, ARRAY_SIZE(vcpu_calls));
 		rc = rc ? rc : allow_all(f, device_calls, ARRAY_SIZE(device_calls));
 		rc = rc ? rc : allow_all(f, console_calls, ARRAY_SIZE(console_calls));
+		rc = rc ? rc : allow_all(f, migration_calls, ARRAY_SIZE(migration_calls));
 		return rc ? rc : allow_threads(f);
 	case SANDBOX_VCPU: return allow_all(f, vcpu_calls, ARRAY_SIZE(vcpu_calls));
 	case SANDBOX_DEVICE: return allow_all(f, device_calls, ARRAY_SIZE(device_calls));
 	case SANDBOX_CONSOLE: return allow_all(f, console_calls, ARRAY_SIZE(console_calls));
+	case SANDBOX_MIGRATION: return allow_all(f, migration_calls, ARRAY_SIZE(migration_calls));
 	default: return 0;
 	}
 }

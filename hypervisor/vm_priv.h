@@ -85,10 +85,11 @@ struct vm {
 	/* Run control: pause/resume/stop, guarded by run_lock. */
 	pthread_mutex_t run_lock;
 	pthread_cond_t run_cond;
-	atomic_bool pause_req; /* vCPUs must park */
-	atomic_bool stop_req;  /* vCPUs must exit their threads */
-	unsigned parked;       /* vCPUs parked right now */
-	unsigned pause_gen;    /* bumped by every resume: a pause waiting since before gave up */
+	atomic_bool pause_req;	   /* vCPUs must park */
+	atomic_bool stop_req;	   /* vCPUs must exit their threads */
+	atomic_bool sandbox_probe; /* vCPU 0 makes a forbidden call when it leaves its park */
+	unsigned parked;	   /* vCPUs parked right now */
+	unsigned pause_gen; /* bumped by every resume: a pause waiting since before gave up */
 	enum vm_state state;
 	struct vm_end end;
 	int event_fd; /* eventfd: written once when the VM ends */

@@ -34,6 +34,7 @@ static void *place_faults(void *arg)
 {
 	struct mig_place *pl = arg;
 
+	sandbox_enter(SANDBOX_MIGRATION);
 	for (;;) {
 		struct pollfd f[2] = { { pl->stop_fd, POLLIN, 0 }, { pl->uffd, POLLIN, 0 } };
 		struct uffd_msg msg;

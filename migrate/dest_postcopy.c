@@ -208,6 +208,7 @@ static void *pc_fault_loop(void *arg)
 	uint8_t *page = malloc(VM_PAGE_SIZE);
 	int err = scratch && page ? 0 : -ENOMEM;
 
+	sandbox_enter(SANDBOX_MIGRATION);
 	while (!err) {
 		struct pollfd f[3] = { { p->stop_fd, POLLIN, 0 },
 				       { p->uffd, POLLIN, 0 },

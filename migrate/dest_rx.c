@@ -15,6 +15,7 @@ static void *rx_thread(void *arg)
 	/* A page at a time (post-copy), or runs of pages to place (pre-copy). */
 	uint8_t *page = ch->page_fn || ch->place ? malloc(MIG_RUN_PAGES * VM_PAGE_SIZE) : NULL;
 
+	sandbox_enter(SANDBOX_MIGRATION); /* it parses what the peer sends */
 	if ((ch->page_fn || ch->place) && !page)
 		ch->err = -ENOMEM;
 	while (!ch->err && scratch) {

@@ -135,7 +135,7 @@ bool mig_digest_chunk(struct vm *vm, uint64_t c, const atomic_bool *stop,
 
 /* Chunks are handed out one at a time, so threads stay busy even when the marked chunks
  * bunch together. A mark is cleared before its chunk is read (see dest_digest.c). */
-static void *digest_thread(void *arg)
+static void *digest_share(void *arg)
 {
 	struct digest_job *j = arg;
 	uint64_t c;
@@ -144,6 +144,13 @@ static void *digest_thread(void *arg)
 		if (!j->mark || atomic_exchange(&j->mark[c], 0))
 			mig_digest_chunk(j->vm, c, NULL, j->sums[c], j->pages);
 	return NULL;
+}
+
+/* A worker of its own: the migration list (the caller's share runs under the caller's). */
+static void *digest_thread(void *arg)
+{
+	sandbox_enter(SANDBOX_MIGRATION);
+	return digest_share(arg);
 }
 
 void mig_digest_chunks(struct vm *vm, unsigned threads, _Atomic uint32_t *mark,
@@ -159,7 +166,7 @@ void mig_digest_chunks(struct vm *vm, unsigned threads, _Atomic uint32_t *mark,
 	/* This thread takes a share too: one thread needs no other. */
 	for (unsigned t = 1; t < threads; t++)
 		started[t] = pthread_create(&tid[t], NULL, digest_thread, &job) == 0;
-	digest_thread(&job);
+	digest_share(&job);
 	for (unsigned t = 1; t < threads; t++)
 		if (started[t])
 			pthread_join(tid[t], NULL);

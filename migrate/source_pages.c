@@ -200,6 +200,7 @@ static void *channel_thread(void *arg)
 	struct migration *m = c->m;
 	unsigned seen = 0;
 
+	sandbox_enter(SANDBOX_MIGRATION);
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
 		while (m->round_seq == seen && !m->quit)

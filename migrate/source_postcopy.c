@@ -109,6 +109,7 @@ static void *urgent_thread(void *arg)
 	uint8_t *payload = NULL;
 	uint32_t type, len;
 
+	sandbox_enter(SANDBOX_MIGRATION);
 	if (mig_batch_init(&b)) {
 		u->err = -ENOMEM;
 		return NULL;

@@ -294,11 +294,17 @@ static json_t *api_sandbox_probe(struct api *api, json_t *req)
 {
 	const char *on = getenv("CME_TEST_SANDBOX_PROBE");
 
-	(void)req;
+	const char *thread = json_string_value(json_object_get(req, "thread"));
+
 	if (!on || strcmp(on, "1"))
 		return api_error("unknown command \"sandbox-probe\"");
 	if (!api->privileged)
 		return api_error("sandbox-probe: only root or the VMM's own user may ask it");
+	if (thread && !strcmp(thread, "vcpu")) { /* vCPU 0 makes the call */
+		if (!api->vm || vm_sandbox_probe_vcpu(api->vm))
+			return api_error("sandbox-probe: the VM has ended");
+		return json_pack("{s:b,s:b}", "ok", 1, "sandboxed", sandbox_armed());
+	}
 	sandbox_probe(); /* under --jail, the VMM ends here */
 	return json_pack("{s:b,s:b}", "ok", 1, "sandboxed", sandbox_armed());
 }

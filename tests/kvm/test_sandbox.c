@@ -95,7 +95,13 @@ static void test_jailed(void)
 	CU_ASSERT_FATAL(vmm_last_heartbeat(&b, &hb));
 	CU_ASSERT(vmm_wait_heartbeats(&b, (int)hb.seq + 2, 30000));
 	CU_ASSERT_EQUAL(vmm_wait(&b, 0), -ETIMEDOUT);
-	vmm_kill(&b);
+	/* A vCPU thread's list: the same call from vCPU 0 ends b, named as the vCPU's. */
+	json_decref(vmm_request(&b, "sandbox-probe", "{\"thread\":\"vcpu\"}"));
+	CU_ASSERT_EQUAL_FATAL(vmm_wait(&b, 20000), 0);
+	CU_ASSERT_EQUAL(b.status, 75);
+	log = test_read_file(b.errlog);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "forbidden system call uname (63) in a vcpu thread"));
+	free(log);
 }
 
 /* Without --jail: no filter, and the probe's call simply returns. */
@@ -117,6 +123,10 @@ static void test_unjailed(void)
 	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));
 	CU_ASSERT_TRUE(json_is_false(json_object_get(r, "sandboxed")));
 	json_decref(r);
+	r = vmm_request(&p, "sandbox-probe", "{\"thread\":\"vcpu\"}");
+	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	CU_ASSERT_TRUE(vmm_wait_heartbeats(&p, 4, 30000)); /* vCPU 0 went on */
 	CU_ASSERT_EQUAL(vmm_wait(&p, 0), -ETIMEDOUT);
 	vmm_kill(&p);
 }
