@@ -14,5 +14,6 @@ int fuzz_linux(const uint8_t *data, size_t size);
 int fuzz_request(const uint8_t *data, size_t size);
 int fuzz_proto(const uint8_t *data, size_t size);
 int fuzz_config(const uint8_t *data, size_t size);
+int fuzz_snapshot(const uint8_t *data, size_t size);
 
 #endif

@@ -313,6 +313,10 @@ int vm_state_save(struct vm *vm, uint8_t **buf, size_t *len) CME_WUR;
  * Returns 0, or -EINVAL with a one-line reason in err (the VM must then be destroyed). */
 int vm_state_load(struct vm *vm, const uint8_t *buf, size_t len, char *err, size_t errlen) CME_WUR;
 /* Memory size and vCPU count of a packed VmState. Returns 0 or -EINVAL. */
+/* The boot measurement a saved state carries: 0 with *measured set or not, -EINVAL when
+ * the state does not decode. */
+int vm_state_peek_measurement(const uint8_t *buf, size_t len, uint8_t out[MEASURE_BYTES],
+			      bool *measured);
 int vm_state_peek_config(const uint8_t *buf, size_t len, uint64_t *mem_bytes,
 			 unsigned *vcpus) CME_WUR;
 
@@ -340,6 +344,23 @@ int vm_snapshot_write(struct vm *vm, const char *path, const uint8_t *key,
 int vm_snapshot_restore(const char *path, const uint8_t *key, const struct vm_config *cfg,
 			struct vm **out, struct vm_snapshot_stats *st, char *err,
 			size_t errlen) CME_WUR;
+
+/* What vm_snapshot_verify_fd() read from a snapshot. */
+struct vm_snapshot_info {
+	uint64_t mem_bytes;
+	unsigned vcpus;
+	bool encrypted;
+	bool measured; /* the state carries a boot measurement */
+	uint8_t measurement[MEASURE_BYTES];
+	struct vm_snapshot_stats st; /* bytes, pages, state_bytes */
+};
+
+/* Read a whole snapshot from fd (at its start) and check it as restore would, without a
+ * VM: the header, that the state decodes, every memory record inside the RAM layout, the
+ * checksum, nothing after it — and, encrypted, that every part decrypts with key (NULL:
+ * the snapshot must be plain). Returns 0, or -errno with the one-line reason in err. */
+int vm_snapshot_verify_fd(int fd, const uint8_t *key, struct vm_snapshot_info *info, char *err,
+			  size_t errlen) CME_WUR;
 
 /* ---- the seccomp sandbox (sandbox.c; `cme-vmm --jail`) -------------------------------- */
 

@@ -355,14 +355,14 @@ static int build(scmp_filter_ctx f, enum sandbox_kind kind)
 	 * naming a thread. */
 	if (!rc)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-				      SCMP_A0_32(SCMP_CMP_EQ, PR_SET_NAME));
+				      SCMP_A0_32(SCMP_CMP_EQ, PR_SET_NAME, 0));
 	if (!rc)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-				      SCMP_A0_32(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+				      SCMP_A0_32(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0));
 	/* Limits may be read, never raised again (getrlimit is prlimit64 with no new one). */
 	if (!rc)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1,
-				      SCMP_A2(SCMP_CMP_EQ, 0));
+				      SCMP_A2(SCMP_CMP_EQ, 0, 0));
 	if (!rc)
 		rc = allow_ioctl(f, kind);
 	/* The narrow kinds open no file; one call they meet anyway is glibc's malloc looking

@@ -412,29 +412,61 @@ static int snap_check_header(const struct snap_header *h, const struct vm_config
 	return 0;
 }
 
+/* Where a memory record's bytes go: guest RAM, or (vm NULL: only verifying) a scratch
+ * buffer, after the same check against the RAM layout of mem_bytes (vm.c: below 3 GiB,
+ * the rest from 4 GiB). */
+struct snap_sink {
+	struct vm *vm;
+	uint64_t mem_bytes;
+	uint8_t *scratch; /* SNAP_BUF bytes when verifying */
+};
+
+static bool snap_in_layout(uint64_t mem_bytes, uint64_t gpa, uint64_t len)
+{
+	uint64_t low = mem_bytes < VM_LOW_MEM_END ? mem_bytes : VM_LOW_MEM_END;
+
+	return range_within(gpa, len, 0, low) ||
+	       (mem_bytes > low && range_within(gpa, len, VM_HIGH_MEM_BASE, mem_bytes - low));
+}
+
+static int snap_read_record(struct snap_io *io, const struct snap_sink *k, uint64_t gpa,
+			    uint64_t len, char *err, size_t errlen)
+{
+	void *hva = k->vm ? vm_gpa_to_hva(k->vm, gpa, len) : NULL;
+	int rc = 0;
+
+	if (hva)
+		return snap_read_checked(io, hva, len, err, errlen);
+	for (uint64_t at = 0; !rc && at < len; at += SNAP_BUF)
+		rc = snap_read_checked(io, k->scratch, len - at < SNAP_BUF ? len - at : SNAP_BUF,
+				       err, errlen);
+	return rc;
+}
+
 /* Memory records go straight into guest RAM; each is checked to lie inside one slot. */
-static int snap_read_memory(struct vm *vm, struct snap_io *io, struct vm_snapshot_stats *st,
-			    char *err, size_t errlen)
+static int snap_read_memory(const struct snap_sink *k, struct snap_io *io,
+			    struct vm_snapshot_stats *st, char *err, size_t errlen)
 {
 	for (;;) {
 		struct snap_record r;
 		uint64_t len;
-		void *hva;
+		bool inside;
 		int rc = snap_read_checked(io, &r, sizeof(r), err, errlen);
 
 		if (rc)
 			return rc;
 		if (r.gpa == SNAP_END && r.npages == 0)
 			return 0;
-		hva = __builtin_mul_overflow(r.npages, VM_PAGE_SIZE, &len) || r.npages == 0
-			      ? NULL
-			      : vm_gpa_to_hva(vm, r.gpa, len);
-		if (!hva || r.gpa % VM_PAGE_SIZE)
+		inside = !__builtin_mul_overflow(r.npages, VM_PAGE_SIZE, &len) && r.npages &&
+			 !(r.gpa % VM_PAGE_SIZE) &&
+			 (k->vm ? vm_gpa_to_hva(k->vm, r.gpa, len) != NULL
+				: snap_in_layout(k->mem_bytes, r.gpa, len));
+		if (!inside)
 			return snap_fail(err, errlen, -EINVAL,
 					 "snapshot is corrupt: memory record 0x%llx+%llu pages "
 					 "outside guest RAM",
 					 (unsigned long long)r.gpa, (unsigned long long)r.npages);
-		rc = snap_read_checked(io, hva, len, err, errlen);
+		rc = snap_read_record(io, k, r.gpa, len, err, errlen);
 		if (rc)
 			return rc;
 		st->pages += r.npages;
@@ -480,13 +512,14 @@ static int snap_load(struct snap_io *io, const struct snap_header *h, struct vm 
 		     struct vm_snapshot_stats *st, char *err, size_t errlen)
 {
 	uint8_t *state = malloc(h->state_len);
+	struct snap_sink k = { .vm = vm, .mem_bytes = h->mem_bytes };
 	int rc;
 
 	if (!state)
 		return -ENOMEM;
 	rc = snap_read_checked(io, state, h->state_len, err, errlen);
 	if (!rc)
-		rc = snap_read_memory(vm, io, st, err, errlen);
+		rc = snap_read_memory(&k, io, st, err, errlen);
 	if (!rc)
 		rc = snap_verify_trailer(io, err, errlen);
 	if (!rc)
@@ -573,4 +606,67 @@ int vm_snapshot_restore(const char *path, const uint8_t *key, const struct vm_co
 	st->ms = (now_ns() - t0) / 1000000;
 	*out = vm;
 	return 0;
+}
+
+/* ---- verifying without restoring ------------------------------------------------------ */
+
+/* What verification reads before the memory: the header and the state, which must decode. */
+static int snap_verify_head(struct snap_io *io, struct snap_header *h, uint8_t **state,
+			    struct vm_snapshot_info *info, char *err, size_t errlen)
+{
+	static const struct vm_config any = { 0 };
+	int rc = snap_read_checked(io, h, sizeof(*h), err, errlen);
+
+	if (!rc)
+		rc = snap_check_header(h, &any, err, errlen);
+	if (rc)
+		return rc;
+	*state = malloc(h->state_len);
+	if (!*state)
+		return -ENOMEM;
+	rc = snap_read_checked(io, *state, h->state_len, err, errlen);
+	if (!rc &&
+	    vm_state_peek_measurement(*state, h->state_len, info->measurement, &info->measured))
+		rc = snap_fail(err, errlen, -EINVAL,
+			       "snapshot is corrupt: its VM state does not parse");
+	info->mem_bytes = h->mem_bytes;
+	info->vcpus = h->vcpus;
+	info->st.state_bytes = h->state_len;
+	return rc;
+}
+
+int vm_snapshot_verify_fd(int fd, const uint8_t *key, struct vm_snapshot_info *info, char *err,
+			  size_t errlen)
+{
+	struct snap_header h = { 0 };
+	struct snap_io io;
+	struct snap_sink k = { 0 };
+	uint8_t *state = NULL;
+	int rc;
+
+	memset(info, 0, sizeof(*info));
+	if (errlen)
+		err[0] = 0;
+	snap_io_init(&io, fd);
+	rc = snap_enc_open(&io, key, err, errlen);
+	info->encrypted = io.enc;
+	if (!rc)
+		rc = snap_verify_head(&io, &h, &state, info, err, errlen);
+	k.mem_bytes = h.mem_bytes;
+	k.scratch = rc ? NULL : malloc(SNAP_BUF);
+	if (!rc && !k.scratch)
+		rc = -ENOMEM;
+	if (!rc)
+		rc = snap_read_memory(&k, &io, &info->st, err, errlen);
+	if (!rc)
+		rc = snap_verify_trailer(&io, err, errlen);
+	info->st.bytes = io.offset;
+	free(k.scratch);
+	free(state);
+	free(io.buf);
+	free(io.sealed);
+	sodium_memzero(&io.ss, sizeof(io.ss));
+	if (rc == -ENOMEM && !err[0])
+		snprintf(err, errlen, "out of memory");
+	return rc;
 }

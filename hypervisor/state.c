@@ -322,3 +322,19 @@ int vm_state_peek_config(const uint8_t *buf, size_t len, uint64_t *mem_bytes, un
 	cme__vm_state__free_unpacked(st, NULL);
 	return 0;
 }
+
+int vm_state_peek_measurement(const uint8_t *buf, size_t len, uint8_t out[MEASURE_BYTES],
+			      bool *measured)
+{
+	Cme__VmState *st = PB_UNPACK(cme__vm_state__unpack, len, buf);
+
+	*measured = false;
+	if (!st)
+		return -EINVAL;
+	if (st->measurement.len == MEASURE_BYTES) {
+		memcpy(out, st->measurement.data, MEASURE_BYTES);
+		*measured = true;
+	}
+	cme__vm_state__free_unpacked(st, NULL);
+	return 0;
+}

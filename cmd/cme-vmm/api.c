@@ -129,6 +129,7 @@ static json_t *api_status(struct api *api, json_t *req)
 	json_object_set_new(r, "cpu_template", json_string(info.cpu_template));
 	json_object_set_new(r, "cpu_features", cpu_features_json(api->vm));
 	json_object_set_new(r, "measurement", measurement_json(api->vm));
+	json_object_set_new(r, "sandboxed", json_boolean(sandbox_armed()));
 	return r;
 }
 

@@ -1,5 +1,6 @@
 /* Snapshot keys: 32 random bytes as 64 hex digits on one line, in a file only its owner
- * may read or write. `cme-vmm keygen FILE` makes one. */
+ * may read or write. `cme-vmm keygen FILE` makes one; `cme-vmm verify-snapshot` checks a
+ * snapshot (with its key) without restoring it. */
 #include "vmm.h"
 
 #include <errno.h>
@@ -75,4 +76,47 @@ int vmm_keygen_main(int argc, char **argv)
 	sodium_memzero(key, sizeof(key));
 	sodium_memzero(hex, sizeof(hex));
 	return rc;
+}
+
+/* `cme-vmm verify-snapshot FILE [--key KEYFILE]`: the whole file read and checked as
+ * restore would, no VM made. One JSON line on stdout and status 0, or the reason on
+ * stderr and status 1 (2: usage). */
+int vmm_verify_snapshot_main(int argc, char **argv)
+{
+	uint8_t key[VM_SNAPSHOT_KEY_BYTES];
+	char err[512] = "", hex[2 * MEASURE_BYTES + 1];
+	struct vm_snapshot_info in;
+	const char *key_file = argc == 4 && !strcmp(argv[2], "--key") ? argv[3] : NULL;
+	int fd, rc;
+
+	if (argc != 2 && !key_file) {
+		fprintf(stderr, "usage: cme-vmm verify-snapshot FILE [--key KEYFILE]\n");
+		return VMM_EXIT_USAGE;
+	}
+	if (key_file && vmm_key_load(key_file, key, err, sizeof(err))) {
+		fprintf(stderr, "cme-vmm verify-snapshot: %s\n", err);
+		return VMM_EXIT_SETUP;
+	}
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "cme-vmm verify-snapshot: %s: %s\n", argv[1], strerror(errno));
+		return VMM_EXIT_SETUP;
+	}
+	rc = vm_snapshot_verify_fd(fd, key_file ? key : NULL, &in, err, sizeof(err));
+	close(fd);
+	sodium_memzero(key, sizeof(key));
+	if (rc) {
+		fprintf(stderr, "cme-vmm verify-snapshot: %s: %s\n", argv[1],
+			err[0] ? err : strerror(-rc));
+		return VMM_EXIT_SETUP;
+	}
+	if (in.measured)
+		measure_hex(in.measurement, hex);
+	printf("{\"ok\":true,\"mem_bytes\":%llu,\"vcpus\":%u,\"pages\":%llu,\"state_bytes\":"
+	       "%llu,\"bytes\":%llu,\"encrypted\":%s,\"measurement\":%s%s%s}\n",
+	       (unsigned long long)in.mem_bytes, in.vcpus, (unsigned long long)in.st.pages,
+	       (unsigned long long)in.st.state_bytes, (unsigned long long)in.st.bytes,
+	       in.encrypted ? "true" : "false", in.measured ? "\"" : "", in.measured ? hex : "null",
+	       in.measured ? "\"" : "");
+	return VMM_EXIT_OK;
 }

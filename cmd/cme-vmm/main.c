@@ -31,7 +31,7 @@ static void usage(FILE *f)
 		"              [--console stdout|none|file:PATH|socket:PATH] [--console-max SIZE]\n"
 		"              [--api PATH]\n"
 		"              [--name NAME] [--fence-deadline NS] [--exit-file PATH]\n"
-		"              [--cpu-template " CPU_TEMPLATE_LIST "] [--confidential]\n"
+		"              [--cpu-template " CPU_TEMPLATE_LIST "] [--confidential] [--jail]\n"
 		"              [--trust KEYS-FILE --boot-sig SIG-FILE]\n"
 		"  cme-vmm restore FILE [--key KEYFILE] [--console ...] [--api PATH] [--name "
 		"NAME]\n"
@@ -48,6 +48,7 @@ static void usage(FILE *f)
 		"  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
 		"  cme-vmm cpu-features\n"
 		"  cme-vmm keygen FILE\n"
+		"  cme-vmm verify-snapshot FILE [--key KEYFILE]\n"
 		"  cme-vmm measure (--image FILE | --kernel FILE [--initrd FILE]) [--cmdline STR]\n"
 		"  cme-vmm signkey SECRET-FILE PUBLIC-FILE\n"
 		"  cme-vmm sign --key SECRET-FILE (--image FILE | --kernel FILE [--initrd FILE])\n"
@@ -495,6 +496,8 @@ int main(int argc, char **argv)
 		return vmm_ctl_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "keygen"))
 		return vmm_keygen_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "verify-snapshot"))
+		return vmm_verify_snapshot_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "measure"))
 		return argv[1] = (char *)"cme-vmm measure", boot_cmd_measure(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "signkey"))

@@ -117,6 +117,7 @@ int vmm_ctl_main(int argc, char **argv);
  * 0, or -errno with the reason in err. `cme-vmm keygen FILE` writes a new one. */
 int vmm_key_load(const char *path, uint8_t key[VM_SNAPSHOT_KEY_BYTES], char *err, size_t len);
 int vmm_keygen_main(int argc, char **argv);
+int vmm_verify_snapshot_main(int argc, char **argv);
 /* `cme-vmm migrate --api PATH --to ADDR:PORT --tls-dir DIR ...`: exit status. */
 int vmm_migrate_main(int argc, char **argv);
 

@@ -72,6 +72,10 @@ static void test_jailed(void)
 	close(fd);
 	start_probed(&b, "jailed-b", ex2);
 	expect_confined(a.pid, fd);
+	json_t *st = vmm_request(&a, "status", NULL);
+
+	CU_ASSERT_TRUE(json_is_true(json_object_get(st, "sandboxed")));
+	json_decref(st);
 	/* Every thread filtered: control, console, vCPU (at least those three). */
 	n = test_filtered_threads(a.pid, &total);
 	CU_ASSERT(total >= 3);
@@ -119,6 +123,9 @@ static void test_unjailed(void)
 	start_probed(&p, "free", ex);
 	unsetenv("CME_TEST_NO_JAIL");
 	CU_ASSERT_EQUAL(test_filtered_threads(p.pid, &total), 0);
+	r = vmm_request(&p, "status", NULL);
+	CU_ASSERT_TRUE(json_is_false(json_object_get(r, "sandboxed")));
+	json_decref(r);
 	r = vmm_request(&p, "sandbox-probe", NULL);
 	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));
 	CU_ASSERT_TRUE(json_is_false(json_object_get(r, "sandboxed")));

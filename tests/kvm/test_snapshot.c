@@ -250,17 +250,41 @@ static void test_old_snapshot(void)
 	vmm_kill(&p);
 }
 
-/* restore snap [flag value] fails with msg (status 1). */
-static void expect_refused_with(const char *snap, const char *flag, const char *value,
-				const char *msg)
+/* cme-vmm VERB snap [flag value] fails with msg (status 1). */
+static void expect_verb_refused(const char *verb, const char *snap, const char *flag,
+				const char *value, const char *msg)
 {
-	const char *argv[] = { test_bin("cme-vmm"), "restore", snap, flag, value, NULL };
+	const char *argv[] = { test_bin("cme-vmm"), verb, snap, flag, value, NULL };
 	char *out;
 
 	CU_ASSERT_EQUAL(test_run(argv, &out, 30000), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
 	if (!strstr(out, msg))
-		printf("\n    expected \"%s\", got: %s", msg, out);
+		printf("\n    %s: expected \"%s\", got: %s", verb, msg, out);
+	free(out);
+}
+
+/* restore snap [flag value] fails with msg (status 1); so does verify-snapshot, which has
+ * no --mem to mismatch. */
+static void expect_refused_with(const char *snap, const char *flag, const char *value,
+				const char *msg)
+{
+	expect_verb_refused("restore", snap, flag, value, msg);
+	if (!flag || !strcmp(flag, "--key"))
+		expect_verb_refused("verify-snapshot", snap, flag, value, msg);
+}
+
+/* verify-snapshot of a good snapshot [with its key]: status 0 and its JSON line has want. */
+static void expect_verified(const char *snap, const char *key, const char *want)
+{
+	const char *argv[] = {
+		test_bin("cme-vmm"), "verify-snapshot", snap, key ? "--key" : NULL, key, NULL
+	};
+	char *out;
+
+	CU_ASSERT_EQUAL(test_run(argv, &out, 30000), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"ok\":true,\"mem_bytes\":268435456,\"vcpus\":1,"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
 	free(out);
 }
 
@@ -304,6 +328,7 @@ static void test_refusals(void)
 	if (!snapshot_and_stop(&p, good))
 		return;
 	CU_ASSERT_EQUAL_FATAL(stat(good, &sb), 0);
+	expect_verified(good, NULL, "\"encrypted\":false");
 	copy_file(good, bad, sb.st_size / 2, -1);
 	expect_refused(bad, NULL, "snapshot is truncated at byte");
 	copy_file(good, bad, sb.st_size - 1, -1);
@@ -406,6 +431,7 @@ static void test_encrypted(void)
 	before = last_hb(&p);
 	CU_ASSERT_FALSE(file_has(enc, "CORRUPT"));
 
+	expect_verified(enc, key, "\"encrypted\":true");
 	expect_key_refused(enc, NULL, "the snapshot is encrypted: give its key");
 	expect_key_refused(enc, other, "wrong key");
 	expect_key_refused(enc, loose, "chmod 600");

@@ -14,7 +14,7 @@ static const struct {
 	int (*fn)(const uint8_t *, size_t);
 } targets[] = {
 	{ "records", fuzz_records }, { "linux", fuzz_linux },	{ "request", fuzz_request },
-	{ "proto", fuzz_proto },     { "config", fuzz_config },
+	{ "proto", fuzz_proto },     { "config", fuzz_config }, { "snapshot", fuzz_snapshot },
 };
 
 /* Every file of dir through fn; returns how many. */
