@@ -51,6 +51,7 @@ address = 127.0.1.$i
 tls_dir = $dir/certs/$name
 state_dir = $dir/$name
 vmm = $(realpath "$BIN/cme-vmm")
+image_dirs = $dir/$name/images:$(realpath "${CME_IMAGES:-build/guest}")
 cpus = 4
 mem = 2G
 lease_ttl = 3

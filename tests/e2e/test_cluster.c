@@ -838,6 +838,52 @@ static void test_cpu_templates(void)
 	CU_ASSERT_TRUE(wait_running("h1"));
 }
 
+/* deploy/localcluster.sh, the cluster of `make demo` and of README's first steps: its node
+ * takes the test guest from the build's guest folder (its image_dirs), runs it jailed, and
+ * `down` ends everything `up` started. No fatal assert between up and down. */
+static void test_localcluster(void)
+{
+	const char *build = getenv("CME_BUILD") ?: "build";
+	char dir[700], bin[600], images[600], url_file[760], *url, *out;
+	const char *up[] = { "/bin/sh", "deploy/localcluster.sh", "up", dir, "1", NULL };
+	const char *down[] = { "/bin/sh", "deploy/localcluster.sh", "down", dir, NULL };
+	int rc;
+
+	REQUIRE_KVM();
+	snprintf(dir, sizeof(dir), "%s/lc", test_tmpdir());
+	snprintf(bin, sizeof(bin), "%s/bin", build);
+	snprintf(images, sizeof(images), "%s/guest", build);
+	setenv("CME_BIN", bin, 1);
+	setenv("CME_IMAGES", images, 1);
+	rc = test_run(up, &out, 120000);
+	unsetenv("CME_BIN");
+	unsetenv("CME_IMAGES");
+	if (rc)
+		printf("\n    localcluster.sh up: %d: %s", rc, out);
+	CU_ASSERT_EQUAL(rc, 0);
+	free(out);
+	snprintf(url_file, sizeof(url_file), "%s/etcd.url", dir);
+	url = test_read_file(url_file);
+	url[strcspn(url, "\n")] = 0;
+	const char *create[] = { test_bin("cmectl"), "--etcd",	 url,	    "vm",
+				 "create",	     "lc1",	 "--mem",   "64M",
+				 "--vcpus",	     "1",	 "--image", test_guest(),
+				 "--cmdline",	     "wss_mb=8", NULL };
+
+	rc = rc ? rc : test_run(create, &out, 120000);
+	if (rc == 0) {
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "vm lc1 running on node-a"));
+		free(out);
+	} else if (rc > 0) {
+		printf("\n    cmectl vm create: %d: %s", rc, out);
+		free(out);
+	}
+	CU_ASSERT_EQUAL(rc, 0);
+	free(url);
+	CU_ASSERT_EQUAL(test_run(down, &out, 120000), 0);
+	free(out);
+}
+
 void suite_cluster(void)
 {
 	static const struct test_case cases[] = {
@@ -860,6 +906,8 @@ void suite_cluster(void)
 		  test_duplicate_node_name },
 		{ "cmectl vm balloon: the owning node applies the target, again after a restart",
 		  test_balloon },
+		{ "deploy/localcluster.sh (make demo's cluster) runs the test guest",
+		  test_localcluster },
 		{ NULL, NULL },
 	};
 
