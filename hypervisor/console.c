@@ -34,6 +34,8 @@ struct console {
 	char outbuf[CONSOLE_OUTBUF]; /* what waits for out_fd */
 	size_t outlen;
 	pthread_cond_t flush_cond; /* the flusher waits on it for output */
+	pthread_cond_t rotated;	   /* writers wait on it while a rotation is due */
+	bool rotate_due;	   /* past the cap: the flusher renames and reopens */
 	pthread_t flusher;
 	bool flusher_started, closing;
 	char *path;  /* the socket's path, removed on close */
@@ -205,9 +207,18 @@ static void console_rotate(struct console *c)
 		 (unsigned long long)c->file_max, old);
 }
 
-/* Write out what waits. Called with the lock. */
-static void console_flush(struct console *c)
+/* Write out what waits. Called with the lock. Past the cap, only the flusher rotates
+ * (renames and opens files: its sandbox list has them, a vCPU's has not); a vCPU thread
+ * that flushes then waits for it, so the cap holds and no output is lost. */
+static void console_flush(struct console *c, bool flusher)
 {
+	while (c->rotate_due && !flusher && !c->closing)
+		pthread_cond_wait(&c->rotated, &c->lock);
+	if (c->rotate_due && flusher) {
+		console_rotate(c);
+		c->rotate_due = false;
+		pthread_cond_broadcast(&c->rotated);
+	}
 	if (!c->outlen || c->kind == CONSOLE_NONE) {
 		c->outlen = 0;
 		return;
@@ -216,8 +227,13 @@ static void console_flush(struct console *c)
 		c->kind = CONSOLE_NONE; /* the reader went away: stop writing, keep running */
 	c->file_bytes += c->outlen;
 	c->outlen = 0;
-	if (c->file && c->file_max && c->file_bytes >= c->file_max && c->kind != CONSOLE_NONE)
-		console_rotate(c);
+	if (c->file && c->file_max && c->file_bytes >= c->file_max && c->kind != CONSOLE_NONE) {
+		c->rotate_due = true;
+		if (flusher)
+			console_flush(c, true); /* rotates; nothing waits to be written */
+		else
+			pthread_cond_signal(&c->flush_cond);
+	}
 }
 
 /* Bytes that wait without a line end go out CONSOLE_FLUSH_MS after the first of them. */
@@ -228,6 +244,10 @@ static void *console_flusher(void *arg)
 	sandbox_enter(SANDBOX_CONSOLE);
 	pthread_mutex_lock(&c->lock);
 	while (!c->closing) {
+		if (c->rotate_due) {
+			console_flush(c, true);
+			continue;
+		}
 		if (!c->outlen) {
 			pthread_cond_wait(&c->flush_cond, &c->lock);
 			continue;
@@ -239,9 +259,10 @@ static void *console_flusher(void *arg)
 		t.tv_sec += t.tv_nsec / 1000000000L;
 		t.tv_nsec %= 1000000000L;
 		pthread_cond_timedwait(&c->flush_cond, &c->lock, &t);
-		console_flush(c);
+		console_flush(c, true);
 	}
-	console_flush(c);
+	console_flush(c, true);
+	pthread_cond_broadcast(&c->rotated);
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
 }
@@ -267,6 +288,7 @@ static int console_open_out(struct console *c, const struct console_cfg *cfg)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->flush_cond, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&c->rotated, NULL);
 	err = pthread_create(&c->flusher, NULL, console_flusher, c);
 	if (err)
 		return -err;
@@ -319,10 +341,10 @@ void console_write(struct console *c, const void *buf, size_t len)
 			c->outlen += n;
 			done += n;
 			if (c->outlen == CONSOLE_OUTBUF)
-				console_flush(c);
+				console_flush(c, false);
 		}
 		if (memchr(buf, '\n', len))
-			console_flush(c);
+			console_flush(c, false);
 		else if (wake && c->outlen)
 			pthread_cond_signal(&c->flush_cond);
 	} else {
@@ -345,6 +367,7 @@ void console_close(struct console *c)
 		pthread_mutex_unlock(&c->lock);
 		pthread_join(c->flusher, NULL);
 		pthread_cond_destroy(&c->flush_cond);
+		pthread_cond_destroy(&c->rotated);
 	}
 	if (c->thread_started) {
 		if (write(c->wake[1], "x", 1) < 0)

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -97,10 +98,10 @@ static const int device_calls[] = {
 
 /* Console threads: socket clients come and go, the file rotates. */
 static const int console_calls[] = {
-	SCMP_SYS(accept4),  SCMP_SYS(accept),	 SCMP_SYS(openat),    SCMP_SYS(rename),
-	SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(unlink),    SCMP_SYS(unlinkat),
-	SCMP_SYS(fsync),    SCMP_SYS(fdatasync), SCMP_SYS(ftruncate), SCMP_SYS(sendto),
-	SCMP_SYS(recvfrom), SCMP_SYS(shutdown),	 SCMP_SYS(statx),
+	SCMP_SYS(accept4),   SCMP_SYS(accept),	  SCMP_SYS(rename),   SCMP_SYS(renameat),
+	SCMP_SYS(renameat2), SCMP_SYS(unlink),	  SCMP_SYS(unlinkat), SCMP_SYS(fsync),
+	SCMP_SYS(fdatasync), SCMP_SYS(ftruncate), SCMP_SYS(sendto),   SCMP_SYS(recvfrom),
+	SCMP_SYS(shutdown),  SCMP_SYS(statx),
 };
 
 /* Migration threads that move pages (source channels, destination receivers, page
@@ -134,7 +135,6 @@ static const int control_calls[] = {
 	SCMP_SYS(sendmmsg),
 	SCMP_SYS(recvmmsg),
 	SCMP_SYS(shutdown),
-	SCMP_SYS(openat),
 	SCMP_SYS(rename),
 	SCMP_SYS(renameat),
 	SCMP_SYS(renameat2),
@@ -149,10 +149,6 @@ static const int control_calls[] = {
 	SCMP_SYS(fallocate),
 	SCMP_SYS(statx),
 	SCMP_SYS(readlink),
-	SCMP_SYS(fchmod),
-	SCMP_SYS(fchown),
-	SCMP_SYS(chmod),
-	SCMP_SYS(chown),
 	SCMP_SYS(access),
 	SCMP_SYS(faccessat2),
 	SCMP_SYS(getdents64),
@@ -184,6 +180,7 @@ static const int control_calls[] = {
 	SCMP_SYS(getgid),
 	SCMP_SYS(getegid),
 	SCMP_SYS(sysinfo),
+	SCMP_SYS(uname), /* glibc's resolver may ask for the host name */
 	/* Threads it starts load their own, narrower lists: a filter can only take away. */
 	SCMP_SYS(seccomp),
 	/* Storage fencing: a disk image's lock and owner epoch (virtio_blk.c). */
@@ -347,6 +344,29 @@ static int allow_threads(scmp_filter_ctx f)
 	return rc ? rc : seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 }
 
+/* Files, but never a set-user-ID or set-group-ID one: no open that creates one, no chmod
+ * that makes one, no chown to another user (the control socket changes only its group). */
+static int allow_files(scmp_filter_ctx f)
+{
+	const scmp_datum_t ids = S_ISUID | S_ISGID;
+	int rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+				  SCMP_A3_32(SCMP_CMP_MASKED_EQ, ids, 0));
+
+	if (!rc)
+		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(chmod), 1,
+				      SCMP_A1_32(SCMP_CMP_MASKED_EQ, ids, 0));
+	if (!rc)
+		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(fchmod), 1,
+				      SCMP_A1_32(SCMP_CMP_MASKED_EQ, ids, 0));
+	if (!rc)
+		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(chown), 1,
+				      SCMP_A1_32(SCMP_CMP_EQ, (uint32_t)-1, 0));
+	if (!rc)
+		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(fchown), 1,
+				      SCMP_A1_32(SCMP_CMP_EQ, (uint32_t)-1, 0));
+	return rc;
+}
+
 static int build(scmp_filter_ctx f, enum sandbox_kind kind)
 {
 	int rc = allow_all(f, base_calls, ARRAY_SIZE(base_calls));
@@ -370,6 +390,8 @@ static int build(scmp_filter_ctx f, enum sandbox_kind kind)
 	 * copes with a refusal, so refuse rather than end the VMM. */
 	if (!rc && kind != SANDBOX_CONTROL && kind != SANDBOX_CONSOLE)
 		rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0);
+	if (!rc && (kind == SANDBOX_CONTROL || kind == SANDBOX_CONSOLE))
+		rc = allow_files(f);
 	/* No thread of their own either: refused, not trapped — the C library blocks every
 	 * signal around clone, so a trap there would end the VMM without a word. */
 	if (!rc && kind != SANDBOX_CONTROL)
@@ -399,7 +421,7 @@ void sandbox_enter(enum sandbox_kind kind)
 	scmp_filter_ctx f;
 	int rc = -ENOMEM;
 
-	if (!sb.armed)
+	if (!sb.armed || sb_kind == (int)kind) /* this list holds already */
 		return;
 	f = seccomp_init(SCMP_ACT_TRAP);
 	/* no_new_privs is set since sandbox_arm: no prctl for it (the parent's list may not
@@ -422,9 +444,5 @@ void sandbox_enter(enum sandbox_kind kind)
 
 long sandbox_probe(void)
 {
-	struct {
-		char s[6][65];
-	} u;
-
-	return syscall(SYS_uname, &u);
+	return syscall(SYS_getppid); /* harmless, and on no list */
 }

@@ -415,10 +415,11 @@ static int arm_jail(const struct run_opts *o, int *exit_fd)
 		log_err(SUB, "--jail: %s", err);
 		return -EPERM;
 	}
-	log_info(SUB,
-		 "vm=%s runs sandboxed: a seccomp allow-list per thread kind, no new "
-		 "privileges",
-		 o->name);
+	if (sandbox_armed())
+		log_info(SUB,
+			 "vm=%s runs sandboxed: a seccomp allow-list per thread kind, no new "
+			 "privileges",
+			 o->name);
 	return 0;
 }
 

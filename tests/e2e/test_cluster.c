@@ -160,12 +160,12 @@ static void expect_sandboxed(pid_t pid, int node)
 	CU_ASSERT_TRUE(cluster_wait_field(&C, key, "state", "failed", WAIT_MS));
 	st = cluster_get(&C, key);
 	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(st, "error")) ?: "",
-				      "ended by its sandbox: forbidden system call uname in a "
+				      "ended by its sandbox: forbidden system call getppid in a "
 				      "control thread"));
 	json_decref(st);
 	rc = cmectl(&C, &out, &err, "vm", "show", "probe", NULL);
 	CU_ASSERT_EQUAL(rc, 0);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", "forbidden system call uname"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", "forbidden system call getppid"));
 	free(out);
 	free(err);
 	rc = cmectl(&C, &out, &err, "vm", "delete", "probe", NULL);
