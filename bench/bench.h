@@ -11,6 +11,10 @@
  * the runs of vals[i][0..n). keys is NULL-terminated. */
 void bench_emit_many(const char *name, int n, const char *const *keys, double *const *vals);
 
+/* One exit round trip in µs from the test guest's "IOLOOP iters=N tsc=T" console line
+ * (mode=ioloop) and the guest's TSC rate; 0 when the line is missing. */
+double bench_ioloop_us(const char *console, unsigned long tsc_khz);
+
 /* The largest gap between heartbeat lines arriving on two consoles (source, then
  * destination), polled every 2 ms by a thread of its own. */
 struct hb_watch {

@@ -56,9 +56,9 @@ static double vmm_exit_us(bool jail)
 	const char *args[] = { "--mem",	     "64M",	  "--image",
 			       test_guest(), "--cmdline", "mode=ioloop iters=100000",
 			       NULL };
-	unsigned long iters, tsc, khz;
+	unsigned long khz;
 	struct vmm_proc p;
-	char *con, *err, *l, *t;
+	char *con, *err, *t;
 	double us = 0;
 	int rc;
 
@@ -74,11 +74,9 @@ static double vmm_exit_us(bool jail)
 	}
 	con = test_read_file(p.console);
 	err = test_read_file(p.errlog);
-	l = strstr(con, "IOLOOP");
 	t = strstr(err, ", TSC ");
-	if (l && t && sscanf(l, "IOLOOP iters=%lu tsc=%lu", &iters, &tsc) == 2 &&
-	    sscanf(t, ", TSC %lu kHz", &khz) == 1 && iters && khz)
-		us = (double)tsc / (double)khz * 1000.0 / (double)iters;
+	if (t && sscanf(t, ", TSC %lu kHz", &khz) == 1)
+		us = bench_ioloop_us(con, khz);
 	free(con);
 	free(err);
 	return us;

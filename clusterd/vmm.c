@@ -80,14 +80,20 @@ static void exit_path(const struct lvm *l, char *buf, size_t len)
 
 /* What the exit file of a VMM its sandbox ended names: "forbidden system call X in a Y
  * thread", into buf ("" when it names none). */
-void cd_lvm_sandbox_why(const struct lvm *l, char *buf, size_t len)
+/* The exit file a VMM leaves (NULL when there is none or it does not parse). */
+static json_t *exit_file_load(const struct lvm *l)
 {
 	char path[CL_PATH_MAX + 16];
-	json_t *j;
-	const char *call, *thread;
 
 	exit_path(l, path, sizeof(path));
-	j = json_load_file(path, 0, NULL);
+	return json_load_file(path, 0, NULL);
+}
+
+void cd_lvm_sandbox_why(const struct lvm *l, char *buf, size_t len)
+{
+	json_t *j = exit_file_load(l);
+	const char *call, *thread;
+
 	call = json_string_value(json_object_get(j, "syscall"));
 	thread = json_string_value(json_object_get(j, "thread"));
 	buf[0] = 0;
@@ -100,12 +106,9 @@ void cd_lvm_sandbox_why(const struct lvm *l, char *buf, size_t len)
  * -1 when it left none (killed by a signal, or an older VMM). */
 static int adopted_exit_code(const struct lvm *l)
 {
-	char path[CL_PATH_MAX + 16];
-	json_t *j;
+	json_t *j = exit_file_load(l);
 	int code = -1;
 
-	exit_path(l, path, sizeof(path));
-	j = json_load_file(path, 0, NULL);
 	if (json_is_integer(json_object_get(j, "status")))
 		code = (int)json_integer_value(json_object_get(j, "status"));
 	json_decref(j);

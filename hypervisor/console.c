@@ -210,15 +210,22 @@ static void console_rotate(struct console *c)
 /* Write out what waits. Called with the lock. Past the cap, only the flusher rotates
  * (renames and opens files: its sandbox list has them, a vCPU's has not); a vCPU thread
  * that flushes then waits for it, so the cap holds and no output is lost. */
+/* The flusher's part of a rotation that is due (with the lock). */
+static void console_rotate_due(struct console *c)
+{
+	if (!c->rotate_due)
+		return;
+	console_rotate(c);
+	c->rotate_due = false;
+	pthread_cond_broadcast(&c->rotated);
+}
+
 static void console_flush(struct console *c, bool flusher)
 {
 	while (c->rotate_due && !flusher && !c->closing)
 		pthread_cond_wait(&c->rotated, &c->lock);
-	if (c->rotate_due && flusher) {
-		console_rotate(c);
-		c->rotate_due = false;
-		pthread_cond_broadcast(&c->rotated);
-	}
+	if (flusher)
+		console_rotate_due(c);
 	if (!c->outlen || c->kind == CONSOLE_NONE) {
 		c->outlen = 0;
 		return;
@@ -230,7 +237,7 @@ static void console_flush(struct console *c, bool flusher)
 	if (c->file && c->file_max && c->file_bytes >= c->file_max && c->kind != CONSOLE_NONE) {
 		c->rotate_due = true;
 		if (flusher)
-			console_flush(c, true); /* rotates; nothing waits to be written */
+			console_rotate_due(c);
 		else
 			pthread_cond_signal(&c->flush_cond);
 	}
@@ -245,7 +252,7 @@ static void *console_flusher(void *arg)
 	pthread_mutex_lock(&c->lock);
 	while (!c->closing) {
 		if (c->rotate_due) {
-			console_flush(c, true);
+			console_rotate_due(c);
 			continue;
 		}
 		if (!c->outlen) {

@@ -429,10 +429,10 @@ static bool snap_in_layout(uint64_t mem_bytes, uint64_t gpa, uint64_t len)
 	       (mem_bytes > low && range_within(gpa, len, VM_HIGH_MEM_BASE, mem_bytes - low));
 }
 
-static int snap_read_record(struct snap_io *io, const struct snap_sink *k, uint64_t gpa,
-			    uint64_t len, char *err, size_t errlen)
+/* A record's bytes into hva (restore), or through the scratch buffer (hva NULL). */
+static int snap_read_record(struct snap_io *io, const struct snap_sink *k, void *hva, uint64_t len,
+			    char *err, size_t errlen)
 {
-	void *hva = k->vm ? vm_gpa_to_hva(k->vm, gpa, len) : NULL;
 	int rc = 0;
 
 	if (hva)
@@ -450,6 +450,7 @@ static int snap_read_memory(const struct snap_sink *k, struct snap_io *io,
 	for (;;) {
 		struct snap_record r;
 		uint64_t len;
+		void *hva = NULL;
 		bool inside;
 		int rc = snap_read_checked(io, &r, sizeof(r), err, errlen);
 
@@ -459,14 +460,14 @@ static int snap_read_memory(const struct snap_sink *k, struct snap_io *io,
 			return 0;
 		inside = !__builtin_mul_overflow(r.npages, VM_PAGE_SIZE, &len) && r.npages &&
 			 !(r.gpa % VM_PAGE_SIZE) &&
-			 (k->vm ? vm_gpa_to_hva(k->vm, r.gpa, len) != NULL
+			 (k->vm ? (hva = vm_gpa_to_hva(k->vm, r.gpa, len)) != NULL
 				: snap_in_layout(k->mem_bytes, r.gpa, len));
 		if (!inside)
 			return snap_fail(err, errlen, -EINVAL,
 					 "snapshot is corrupt: memory record 0x%llx+%llu pages "
 					 "outside guest RAM",
 					 (unsigned long long)r.gpa, (unsigned long long)r.npages);
-		rc = snap_read_record(io, k, r.gpa, len, err, errlen);
+		rc = snap_read_record(io, k, hva, len, err, errlen);
 		if (rc)
 			return rc;
 		st->pages += r.npages;
