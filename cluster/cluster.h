@@ -53,6 +53,7 @@ struct cl_member {
 struct cl_admin {
 	char state[16];
 	uint64_t since_ms;
+	unsigned postcopy_after; /* draining: the migrations switch to post-copy after N rounds */
 };
 
 /* vms/<vm>/spec: written by cmectl. */
@@ -91,7 +92,7 @@ struct cl_owner {
  * lease; the leader writes "pending" with the reason when it cannot place the VM. */
 struct cl_status {
 	char node[CL_NAME_MAX];
-	char state[16]; /* starting running stopped migrating failed pending */
+	char state[16]; /* starting running stopped migrating failed pending postcopy-broken */
 	int pid;
 	uint64_t epoch;
 	uint32_t restarts;
@@ -110,8 +111,9 @@ struct cl_migration {
 	char vm[CL_NAME_MAX];
 	char source[CL_NAME_MAX];
 	char target[CL_NAME_MAX];
-	char phase[16];
-	char by[16]; /* "cmectl" | "drain" */
+	char phase[16]; /* requested ready streaming committed postcopy | done failed
+			 * postcopy-broken */
+	char by[16];	/* "cmectl" | "drain" */
 	char dest_addr[160];
 	char error[256];
 	uint64_t requested_ms, updated_ms;
@@ -123,7 +125,11 @@ struct cl_migration {
 	/* when done: the source VMM's statistics (JSON object text) and the cluster's view */
 	char stats[1024];
 	uint64_t cluster_ms; /* request to done, as the source clusterd saw it */
-	int64_t mod_rev;     /* from the read, not part of the JSON */
+	/* what the requester asked for (0: the VMM's defaults): switch to post-copy after
+	 * this many rounds, the bandwidth limit in bytes/s, the downtime limit */
+	unsigned postcopy_after;
+	uint64_t max_bandwidth, downtime_ms;
+	int64_t mod_rev; /* from the read, not part of the JSON */
 };
 
 /* events/<ts>-<node>-<seq>: what happened, kept for a day. */
@@ -168,7 +174,9 @@ int cl_spec_check(const struct cl_spec *s, struct etcd_err *err) CME_WUR;
  * "" for "host"), comma-separated into buf of len bytes. Returns buf. */
 const char *cl_spec_cpu_need(const struct cl_spec *s, char *buf, size_t len);
 
-/* True for the phases in which a migration still runs (requested ready streaming committed). */
+/* True for the phases in which a migration still runs (requested ready streaming committed
+ * postcopy). "postcopy-broken" is not one: the guest is paused on the source, and the
+ * source's daemon takes it back (clusterd/pc_recover.c). */
 bool cl_migration_active(const struct cl_migration *m);
 
 /* ---- the whole cluster as one consistent read --------------------------------------- */

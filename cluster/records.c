@@ -39,6 +39,7 @@ static const struct field node_f[] = {
 static const struct field admin_f[] = {
 	FLD(cl_admin, state, F_STR, true),
 	FLD(cl_admin, since_ms, F_U64, false),
+	FLD(cl_admin, postcopy_after, F_U32, false),
 	{ 0 },
 };
 
@@ -114,6 +115,9 @@ static const struct field mig_f[] = {
 	FLD(cl_migration, vmm_phase, F_STR, false),
 	FLD(cl_migration, stats, F_JSON, false),
 	FLD(cl_migration, cluster_ms, F_U64, false),
+	FLD(cl_migration, postcopy_after, F_U32, false),
+	FLD(cl_migration, max_bandwidth, F_U64, false),
+	FLD(cl_migration, downtime_ms, F_U64, false),
 	{ 0 },
 };
 
@@ -397,7 +401,8 @@ const char *cl_spec_cpu_need(const struct cl_spec *s, char *buf, size_t len)
 
 bool cl_migration_active(const struct cl_migration *m)
 {
-	static const char *const active[] = { "requested", "ready", "streaming", "committed" };
+	static const char *const active[] = { "requested", "ready", "streaming", "committed",
+					      "postcopy" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(active); i++)
 		if (!strcmp(m->phase, active[i]))

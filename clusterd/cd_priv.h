@@ -284,6 +284,20 @@ bool cd_migrations_reap(struct cd *cd, bool wait_all);
  * must leave it alone. */
 bool cd_migration_owns(struct cd *cd, const struct cl_view *v, const struct lvm *l);
 
+/* ---- pc_recover.c: a post-copy that broke after the switch ---- */
+/* The VM's post-copy runs or broke, the owner record names its target, and the source
+ * node (which holds the guest as of the switch) is up. */
+bool cd_pc_source_holds(const struct cl_view *v, const struct cl_vm_view *vv);
+/* Source, record "postcopy-broken": take the VM back once the target's VMM ended. */
+void cd_pc_recover(struct cd *cd, const struct cl_vm_view *vv);
+/* Target, its VMM ended during post-copy: true while the source holds the guest (restart
+ * nothing); with the source node lost too, fails the record and returns false. */
+bool cd_pc_target_waits(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv);
+/* Leader, vv's owner node lost: 0 not a post-copy matter; 1 held until the node is fenced
+ * (why says so); 2 given back to the source. */
+int cd_pc_lost_target(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv,
+		      char *why, size_t len);
+
 /* ---- restart.c (the leader's): VMs of nodes whose lease expired ---- */
 /* Restart them on the surviving nodes, tier by tier (ha_restart_plan); h is updated for
  * the leader's later steps of this round. */

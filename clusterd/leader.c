@@ -140,11 +140,15 @@ static void new_id(char *buf, size_t len)
 		snprintf(buf + 2 * i, 3, "%02x", b[i]);
 }
 
-/* Ask for one live migration (the record must not have changed since the read). */
-static void request_move(struct cd *cd, const struct cl_vm_view *vv, const char *target)
+/* Ask for one live migration (the record must not have changed since the read), with
+ * post-copy when the drain asked for it (cmectl node drain --postcopy). */
+static void request_move(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv,
+			 const char *target)
 {
+	const struct cl_node_view *from = cl_view_node(v, vv->owner.node);
 	struct cl_migration m = { .requested_ms = wall_ms(),
-				  .mod_rev = vv->has_mig ? vv->mig.mod_rev : 0 };
+				  .mod_rev = vv->has_mig ? vv->mig.mod_rev : 0,
+				  .postcopy_after = from ? from->admin.postcopy_after : 0 };
 
 	new_id(m.id, sizeof(m.id));
 	snprintf(m.vm, sizeof(m.vm), "%s", vv->name);
@@ -244,7 +248,7 @@ static void drain(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
 		const struct cl_vm_view *vv = &v->vms[moves[i].vm];
 
 		if (!failed_recently(cd, vv))
-			request_move(cd, vv, v->nodes[moves[i].node].name);
+			request_move(cd, v, vv, v->nodes[moves[i].node].name);
 	}
 	report_blocked(cd, v, h, moves, n);
 	reassign_stopped(cd, v, h);

@@ -16,12 +16,20 @@ static bool is_me(struct cd *cd, const char *node)
 	return !strcmp(node, cd->cfg->node);
 }
 
+static bool postcopy_phase(const struct cl_migration *m)
+{
+	return !strcmp(m->phase, "postcopy") || !strcmp(m->phase, "postcopy-broken");
+}
+
 bool cd_migration_owns(struct cd *cd, const struct cl_view *v, const struct lvm *l)
 {
 	const struct cl_vm_view *vv = cl_view_vm(v, l->name);
 
 	if (l->src)
 		return true;
+	if (vv && vv->has_mig && !vv->bad && postcopy_phase(&vv->mig) &&
+	    is_me(cd, vv->mig.source) && l->role == LVM_RUN)
+		return true; /* the guest's pages, or its state as of the switch, are here */
 	if (l->role != LVM_INCOMING || !vv || !vv->has_mig || strcmp(vv->mig.id, l->mig_id) ||
 	    !is_me(cd, vv->mig.target))
 		return false;
@@ -174,10 +182,37 @@ static void dest_step(struct cd *cd, const struct cl_view *v, const struct cl_vm
 
 /* ---- source ------------------------------------------------------------------------- */
 
+/* Our VMM's own migration phase ("" when it does not answer). */
+static void vmm_mig_phase(const struct lvm *l, char *buf, size_t len)
+{
+	json_t *r = NULL;
+	const char *ph;
+
+	buf[0] = 0;
+	if (cd_lvm_request(l, "migrate-status", NULL, &r) == 0 &&
+	    (ph = json_string_value(json_object_get(r, "phase"))))
+		snprintf(buf, len, "%s", ph);
+	json_decref(r);
+}
+
+/* Post-copy's source VMM ended: the pages it held are gone with it. */
+static void postcopy_source_lost(struct cd *cd, const struct cl_vm_view *vv)
+{
+	struct cl_migration m = vv->mig;
+
+	snprintf(m.phase, sizeof(m.phase), "postcopy-broken");
+	snprintf(m.error, sizeof(m.error), "the source VMM on %s ended during post-copy",
+		 cd->cfg->node);
+	if (cd_mig_cas(cd, &m) == 1)
+		cd_event(cd, vv->name, "migrate-postcopy-broken", "%s → %s: %s", m.source, m.target,
+			 m.error);
+}
+
 static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 {
 	struct lvm *l = cd_lvm_find(cd, vv->name);
 	const struct cl_migration *m = &vv->mig;
+	char phase[32];
 	bool running;
 
 	if (l && l->src)
@@ -196,6 +231,16 @@ static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 			cd_src_launch(cd, l, vv, true); /* we restarted mid-migration */
 		else if (cd_owned_here(cd, vv))
 			cd_mig_fail(cd, vv, "the source VMM on %s ended", cd->cfg->node);
+	} else if (!strcmp(m->phase, "postcopy")) {
+		if (running)
+			cd_src_launch(cd, l, vv, true); /* we restarted mid-post-copy */
+		else
+			postcopy_source_lost(cd, vv);
+	} else if (!strcmp(m->phase, "postcopy-broken")) {
+		cd_pc_recover(cd, vv);
+	} else if (!strcmp(m->phase, "committed") && running && !cd_owned_here(cd, vv) &&
+		   (vmm_mig_phase(l, phase, sizeof(phase)), !strcmp(phase, "postcopy"))) {
+		cd_src_launch(cd, l, vv, true); /* we restarted after the commit, in post-copy */
 	} else if (!strcmp(m->phase, "committed") && l && !cd_owned_here(cd, vv)) {
 		/* We died between the commit and telling our VMM: it must never resume. */
 		cd_lvm_stop(l, 2000);

@@ -24,8 +24,10 @@
 
 /* COMMITTED: the owner record names the target; FAILED: it still names us, unchanged, so
  * the guest may resume here; FENCED: it moved anywhere else — the source copy must stop,
- * never resume; STOPPED: the daemon is stopping, the next life decides. */
-enum outcome { OUT_NONE, OUT_COMMITTED, OUT_FAILED, OUT_FENCED, OUT_STOPPED };
+ * never resume; STOPPED: the daemon is stopping, the next life decides; PC_BROKEN: post-copy
+ * broke after the commit — the VMM keeps the guest paused as of the switch, and
+ * pc_recover.c takes it back. */
+enum outcome { OUT_NONE, OUT_COMMITTED, OUT_FAILED, OUT_FENCED, OUT_STOPPED, OUT_PC_BROKEN };
 
 struct src_mig {
 	struct cd *cd;
@@ -38,6 +40,7 @@ struct src_mig {
 	enum outcome out;
 	bool decided;
 	bool cancelled; /* the record changed under us: never commit */
+	bool pc_said;	/* the record says "postcopy" */
 	uint64_t last_write_ms;
 	char error[256];
 	char stats[1024];
@@ -322,18 +325,52 @@ static void src_decide(struct src_mig *s)
 	src_deliver(s);
 }
 
+/* Committed, and the guest runs on the target while its last pages follow: say so once
+ * (after a restart, the VMM's status tells; the commit was decided before). */
+static void src_postcopy(struct src_mig *s)
+{
+	struct cl_migration m = s->m;
+
+	if (s->pc_said)
+		return;
+	s->decided = true;
+	s->out = s->out == OUT_NONE ? OUT_COMMITTED : s->out;
+	for (int i = 0; i < 5 && !s->pc_said; i++) {
+		snprintf(m.phase, sizeof(m.phase), "postcopy");
+		if (cd_mig_cas(s->cd, &m) == 1 || mig_reload(s->cd, &m) == -ENOENT)
+			s->pc_said = true;
+	}
+	s->m = m;
+	if (s->pc_said)
+		cd_event(s->cd, s->m.vm, "migrate-postcopy",
+			 "%s runs on %s; the pages it left behind follow from %s", s->m.vm,
+			 s->m.target, s->m.source);
+}
+
 /* One progress or final event from the VMM. Returns true when the migration ended. */
 static bool src_event(struct src_mig *s, json_t *ev)
 {
 	const char *phase = json_string_value(json_object_get(ev, "phase"));
 	const char *err = json_string_value(json_object_get(ev, "error"));
-	char *st;
+	char *st, *cut;
 
 	if (!phase)
 		return false;
 	if (!strcmp(phase, "awaiting-commit") && !s->decided) {
 		src_decide(s);
 		return s->out == OUT_STOPPED;
+	}
+	if (!strcmp(phase, "postcopy")) {
+		src_postcopy(s);
+		return false;
+	}
+	if (!strcmp(phase, "postcopy-broken")) {
+		s->out = OUT_PC_BROKEN;
+		/* the cause; the VMM's advice to an operator (" — ...") is the cluster's job */
+		snprintf(s->error, sizeof(s->error), "%s", err ? err : "post-copy broke");
+		if ((cut = strstr(s->error, " — ")))
+			*cut = 0;
+		return true;
 	}
 	if (!strcmp(phase, "done") || !strcmp(phase, "in-doubt") || !strcmp(phase, "failed")) {
 		if (!s->decided) /* cannot end otherwise in external mode; be safe anyway */
@@ -415,6 +452,13 @@ static int src_start(struct src_mig *s)
 	json_t *reply = NULL;
 	int fd, rc;
 
+	if (s->m.postcopy_after)
+		json_object_set_new(req, "postcopy_after", json_integer(s->m.postcopy_after));
+	if (s->m.max_bandwidth)
+		json_object_set_new(req, "max_bandwidth",
+				    json_integer((json_int_t)s->m.max_bandwidth));
+	if (s->m.downtime_ms)
+		json_object_set_new(req, "downtime_ms", json_integer((json_int_t)s->m.downtime_ms));
 	snprintf(api, sizeof(api), "%s/api.sock", s->l->dir);
 	fd = unix_connect(api);
 	if (fd >= 0) { /* the first reply is due at once; the follow loop polls */
@@ -519,9 +563,16 @@ static void *src_main(void *arg)
 	if (s->out == OUT_COMMITTED)
 		src_wait_target_running(s);
 	if (s->out != OUT_STOPPED)
-		src_finish(s, s->out == OUT_COMMITTED ? "done" : "failed");
+		src_finish(s, s->out == OUT_COMMITTED	? "done"
+			      : s->out == OUT_PC_BROKEN ? "postcopy-broken"
+							: "failed");
 	if (s->out == OUT_COMMITTED)
 		src_event_done(s);
+	else if (s->out == OUT_PC_BROKEN)
+		cd_event(s->cd, s->m.vm, "migrate-postcopy-broken",
+			 "%s → %s broke after the switch: %s; the guest waits paused on %s as of "
+			 "the switch until %s's VMM is known to be gone",
+			 s->m.source, s->m.target, s->error, s->m.source, s->m.target);
 	else if (s->out == OUT_FAILED)
 		cd_event(s->cd, s->m.vm, "migrate-failed", "%s → %s failed: %s; runs on %s",
 			 s->m.source, s->m.target, s->error, s->m.source);

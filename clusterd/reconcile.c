@@ -67,8 +67,8 @@ static void exit_detail(const struct lvm *l, int code, char *buf, size_t len)
 }
 
 /* The VMM ended by itself: restart it, or record why not. Returns true to restart now. */
-static bool handle_exit(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l,
-			uint32_t *restarts)
+static bool handle_exit(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv,
+			struct lvm *l, uint32_t *restarts)
 {
 	const char *policy = vv->spec.restart[0] ? vv->spec.restart : "on-failure";
 	int code = l->exit_code;
@@ -79,10 +79,20 @@ static bool handle_exit(struct cd *cd, const struct cl_vm_view *vv, struct lvm *
 	uint64_t backoff = 1000ULL << (*restarts < 5 ? *restarts : 5);
 	char how[200];
 
+	exit_detail(l, code, how, sizeof(how));
+	if (cd_pc_target_waits(cd, v, vv)) {
+		status_fill(cd, l, "postcopy-broken", &s);
+		s.restarts = *restarts;
+		snprintf(s.error, sizeof(s.error),
+			 "VMM ended during post-copy (%s): %s holds the guest as of the switch and "
+			 "takes it back",
+			 how, vv->mig.source);
+		cd_status_ensure(cd, vv, &s);
+		return false;
+	}
 	if (again && now_ns() / 1000000 <
 			     l->started_ms + (backoff < RESTART_MAX_MS ? backoff : RESTART_MAX_MS))
 		return false; /* wait out the backoff; the status says so already */
-	exit_detail(l, code, how, sizeof(how));
 	if (again) {
 		cd_event(cd, vv->name, "vm-restart", "VMM exited (%s); restarting (policy %s)", how,
 			 policy);
@@ -189,14 +199,15 @@ static bool failed_here(struct cd *cd, const struct cl_vm_view *vv)
 	       !strcmp(vv->status.node, cd->cfg->node) && vv->status.epoch == vv->owner.epoch;
 }
 
-static void ensure_running(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l)
+static void ensure_running(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv,
+			   struct lvm *l)
 {
 	uint32_t restarts = vv->has_status ? vv->status.restarts : 0;
 	struct cl_status s;
 	uint64_t fenced_at;
 
 	if (l && !cd_lvm_alive(l)) {
-		if (!handle_exit(cd, vv, l, &restarts))
+		if (!handle_exit(cd, v, vv, l, &restarts))
 			return;
 	} else if (l && cd_fence_fenced(cd, vv->name, &fenced_at)) {
 		handle_fenced(cd, vv, l, fenced_at, restarts);
@@ -256,7 +267,7 @@ static void reconcile_vm(struct cd *cd, const struct cl_view *v, const struct cl
 		cd_status_ensure(cd, vv, &s);
 		return;
 	}
-	ensure_running(cd, vv, l);
+	ensure_running(cd, v, vv, l);
 }
 
 void cd_reconcile(struct cd *cd, const struct cl_view *v)

@@ -83,14 +83,16 @@ static void note_lost_nodes(struct cd *cd, const struct cl_view *v, const struct
 }
 
 /* A migration whose source node died before the commit will never finish: fail it, so
- * that its VM is restarted (after the commit, the target owns the guest and finishes). */
+ * that its VM is restarted (after the commit, the target owns the guest and finishes; in
+ * post-copy, pc_recover.c). */
 static void fail_orphaned_migrations(struct cd *cd, const struct cl_view *v)
 {
 	for (size_t i = 0; i < v->nvms; i++) {
 		const struct cl_vm_view *vv = &v->vms[i];
 
 		if (!vv->has_mig || !cl_migration_active(&vv->mig) ||
-		    !strcmp(vv->mig.phase, "committed") || node_alive(v, vv->mig.source))
+		    !strcmp(vv->mig.phase, "committed") || !strcmp(vv->mig.phase, "postcopy") ||
+		    node_alive(v, vv->mig.source))
 			continue;
 		cd_mig_fail(cd, vv, "the source node %s was lost", vv->mig.source);
 	} /* the next round's read shows it failed, and its VM is restarted then */
@@ -200,6 +202,30 @@ static size_t hold_unfenced(struct cd *cd, const struct cl_view *v, struct cl_ha
 	return n;
 }
 
+/* Take out of the plan the VMs whose post-copy broke with their target's node: the source
+ * holds them as of the switch and gets them back once that node is fenced (pc_recover.c). */
+static size_t hold_postcopy(struct cd *cd, const struct cl_view *v, struct cl_ha *h,
+			    struct held *held, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < h->c.nvms && n < max; i++) {
+		int r;
+
+		if (!h->vms[i].wanted || !h->vms[i].owner || node_alive(v, h->vms[i].owner))
+			continue;
+		r = cd_pc_lost_target(cd, v, &v->vms[i], held[n].why, sizeof(held[n].why));
+		if (r == 1) {
+			held[n++].vm = i;
+			h->vms[i].wanted = false;
+		} else if (r == 2) {
+			h->vms[i].owner = v->vms[i].mig.source;
+			h->vms[i].running = false;
+		}
+	}
+	return n;
+}
+
 void cd_restart_lost(struct cd *cd, const struct cl_view *v, struct cl_ha *h)
 {
 	struct ha_move m[MAX_RESTARTS];
@@ -209,7 +235,8 @@ void cd_restart_lost(struct cd *cd, const struct cl_view *v, struct cl_ha *h)
 
 	note_lost_nodes(cd, v, h);
 	fail_orphaned_migrations(cd, v);
-	nheld = hold_unfenced(cd, v, h, held, MAX_RESTARTS);
+	nheld = hold_postcopy(cd, v, h, held, MAX_RESTARTS);
+	nheld += hold_unfenced(cd, v, h, held + nheld, MAX_RESTARTS - nheld);
 	n = ha_restart_plan(&h->c, INT_MAX, m, MAX_RESTARTS, &w);
 	if (w.waiting && tier_timed_out(cd, v, &w))
 		n = ha_restart_plan(&h->c, w.priority, m, MAX_RESTARTS, &w);

@@ -161,8 +161,9 @@ static void broken_advice(struct migration *m)
 	snprintf(p->error + n, sizeof(p->error) - n,
 		 " — post-copy broke after the switch: the guest ran on %s since and cannot go "
 		 "on there; here it stays paused with its state as of the switch. resume "
-		 "{\"force\":true} runs it from that point (what it did on %s is lost; its "
-		 "disks keep what it wrote there), or stop",
+		 "{\"force\":true} runs it from that point (what it did on %s is lost; with a "
+		 "writable disk stop it and start afresh instead: the disk holds writes this "
+		 "state does not know), or stop",
 		 m->p.to, m->p.to);
 }
 

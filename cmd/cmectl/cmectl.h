@@ -130,8 +130,12 @@ const char *ctl_out_dash(const char *s);
 
 /* ---- migration text (mig_fmt.c) ---------------------------------------------------- */
 
-/* "total T ms (cluster C ms), downtime D ms, R rounds, B MiB at X Mbit/s" from a done
- * migration's statistics (fields missing from them count as 0). */
+/* Shown as the VM's migration: one that runs, or a post-copy that broke and is not yet
+ * resolved. */
+bool ctl_mig_pending(const struct cl_migration *m);
+/* "total T ms (cluster C ms), downtime D ms, R rounds, B MiB at X Mbit/s[, post-copy N
+ * pages (M asked for) in T ms]" from a done migration's statistics (fields missing from
+ * them count as 0). */
 void ctl_mig_summary(const struct cl_migration *m, char *buf, size_t len);
 /* "round R  sent X MiB  left Y pages  rate Z Mbit/s  phase P" of a running migration. */
 void ctl_mig_progress(const struct cl_migration *m, char *buf, size_t len);

@@ -210,10 +210,11 @@ out_view:
 
 /* ---- admin state -------------------------------------------------------------------- */
 
-/* Put admin/<node> = state unless it is already so; event. Unknown nodes are refused. */
-static int set_admin(struct ctl *c, const char *node, const char *state)
+/* Put admin/<node> = state (with the drain's post-copy rounds) unless it is already so;
+ * event. Unknown nodes are refused. */
+static int set_admin(struct ctl *c, const char *node, const char *state, unsigned postcopy_after)
 {
-	struct cl_admin a = { .since_ms = wall_ms() };
+	struct cl_admin a = { .since_ms = wall_ms(), .postcopy_after = postcopy_after };
 	struct etcd_err err = { "" };
 	char key[CTL_KEY_MAX], *val = NULL;
 	struct cl_view v;
@@ -227,8 +228,11 @@ static int set_admin(struct ctl *c, const char *node, const char *state)
 		rc = ctl_fail("unknown node %s (no nodes/ or admin/ record)", node);
 		goto out;
 	}
-	if (!strcmp(v.nodes[i].admin.state, state))
+	if (!strcmp(v.nodes[i].admin.state, state) &&
+	    v.nodes[i].admin.postcopy_after == postcopy_after)
 		goto out; /* keep since_ms: it says when this state began */
+	if (!strcmp(v.nodes[i].admin.state, state))
+		a.since_ms = v.nodes[i].admin.since_ms;
 	snprintf(a.state, sizeof(a.state), "%s", state);
 	val = cl_admin_json(&a);
 	if (!val) {
@@ -249,13 +253,19 @@ out:
 
 static int admin_cmd(struct ctl *c, const char *cmd, const char *state, int argc, char **argv)
 {
-	const char *name = NULL;
-	bool no_wait = false;
-	const struct flag flags[] = { { "--no-wait", NULL, FL_BOOL, &no_wait, NULL }, { 0 } };
+	const char *name = NULL, *after = NULL;
+	bool no_wait = false, postcopy = false;
+	const struct flag flags[] = { { "--no-wait", NULL, FL_BOOL, &no_wait, NULL },
+				      { "--postcopy", NULL, FL_BOOL, &postcopy, NULL },
+				      { "--postcopy-after", NULL, FL_STR, NULL, &after },
+				      { 0 } };
+	uint64_t n = 0;
 	int rc = ctl_args_parse(c, cmd, argc, argv, strcmp(state, "schedulable") ? flags : NULL,
 				"NAME", &name);
 
-	if (rc || (rc = set_admin(c, name, state)))
+	if (!rc && after && ctl_args_uint(cmd, "--postcopy-after", after, 1, 1000, &n))
+		rc = CTL_USAGE;
+	if (rc || (rc = set_admin(c, name, state, (unsigned)(n ? n : postcopy ? 1 : 0))))
 		return rc;
 	if (!strcmp(state, "schedulable") || no_wait) {
 		if (c->json)

@@ -13,7 +13,7 @@ static const char *desired(const struct cl_vm_view *vv)
 
 static json_t *mig_brief(const struct cl_vm_view *vv)
 {
-	if (!vv->has_mig || !cl_migration_active(&vv->mig))
+	if (!vv->has_mig || !ctl_mig_pending(&vv->mig))
 		return json_null();
 	return json_pack("{s:s, s:s, s:s, s:s}", "id", vv->mig.id, "phase", vv->mig.phase, "source",
 			 vv->mig.source, "target", vv->mig.target);
@@ -35,7 +35,7 @@ static json_t *vm_obj(const struct cl_vm_view *vv)
 
 static void vm_row(struct table *t, const struct cl_vm_view *vv)
 {
-	bool mig = vv->has_mig && cl_migration_active(&vv->mig);
+	bool mig = vv->has_mig && ctl_mig_pending(&vv->mig);
 
 	ctl_table_cell(t, "%s", vv->name);
 	ctl_table_cell(t, "%s", ctl_out_dash(ctl_vm_state(vv)));
@@ -136,6 +136,13 @@ static void show_mig(const struct cl_migration *m)
 		printf("           %s\n", line);
 	} else if (!strcmp(m->phase, "failed")) {
 		printf("           error: %s\n", ctl_out_dash(m->error));
+	} else if (!strcmp(m->phase, "postcopy-broken")) {
+		printf("           error: %s\n", ctl_out_dash(m->error));
+		printf("           the guest is paused on %s as of the switch; the cluster takes "
+		       "it "
+		       "back there once %s's VMM is known to be gone (its status, or its node "
+		       "fenced)\n",
+		       m->source, m->target);
 	} else {
 		ctl_mig_progress(m, line, sizeof(line));
 		printf("           %s\n", line);

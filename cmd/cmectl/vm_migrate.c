@@ -13,6 +13,9 @@
 
 struct mig_req {
 	const char *vm, *to;
+	/* what the operator asks of the VMMs (0: their defaults) */
+	unsigned postcopy_after;
+	uint64_t max_bandwidth, downtime_ms;
 	char source[CL_NAME_MAX], target[CL_NAME_MAX];
 	int64_t mig_rev; /* the existing record's mod_revision, 0 when there is none */
 };
@@ -87,7 +90,7 @@ static int check_vm(const struct cl_vm_view *vv, const char *vm)
 				vm, vv->has_status ? vv->status.state : "no status",
 				vv->has_status ? " on " : "",
 				vv->has_status ? vv->status.node : "");
-	if (vv->has_mig && cl_migration_active(&vv->mig))
+	if (vv->has_mig && ctl_mig_pending(&vv->mig))
 		return ctl_fail("migration of %s is already running (phase %s to %s)", vm,
 				vv->mig.phase, vv->mig.target);
 	return CTL_OK;
@@ -165,6 +168,9 @@ static int request(struct ctl *c, const struct mig_req *r, struct cl_migration *
 	snprintf(m->target, sizeof(m->target), "%s", r->target);
 	snprintf(m->phase, sizeof(m->phase), "requested");
 	snprintf(m->by, sizeof(m->by), "cmectl");
+	m->postcopy_after = r->postcopy_after;
+	m->max_bandwidth = r->max_bandwidth;
+	m->downtime_ms = r->downtime_ms;
 	m->requested_ms = m->updated_ms = wall_ms();
 	if (!(val = cl_migration_json(m)))
 		return ctl_fail("out of memory");
@@ -200,6 +206,9 @@ static void show(struct follow *f, const struct cl_migration *m, bool phase_chan
 		f->drawn = true;
 	} else if (phase_changed && !strcmp(m->phase, "ready") && m->dest_addr[0]) {
 		printf("vm %s: ready (destination listens at %s)\n", f->vm, m->dest_addr);
+	} else if (phase_changed && !strcmp(m->phase, "postcopy")) {
+		printf("vm %s: postcopy (it runs on %s; the pages it left behind follow from %s)\n",
+		       f->vm, m->target, m->source);
 	} else if (phase_changed) {
 		printf("vm %s: %s\n", f->vm, m->phase);
 	}
@@ -247,6 +256,14 @@ static int on_event(void *opaque, const struct etcd_event *ev)
 	if (!strcmp(m.phase, "failed"))
 		return finish(f, CTL_FAIL, "migration of %s from %s to %s failed: %s", f->vm,
 			      m.source, m.target, m.error[0] ? m.error : "no reason given");
+	if (!strcmp(m.phase, "postcopy-broken"))
+		return finish(f, CTL_FAIL,
+			      "migration of %s from %s to %s broke in post-copy, after the switch: "
+			      "%s; the guest is paused on %s as of the switch, and the cluster "
+			      "takes it back there once %s's VMM is known to be gone (cmectl vm "
+			      "show %s)",
+			      f->vm, m.source, m.target, m.error[0] ? m.error : "no reason given",
+			      m.source, m.target, f->vm);
 	if (!strcmp(m.phase, "done"))
 		return finish(f, CTL_OK, NULL);
 	return 0;
@@ -300,7 +317,7 @@ static int follow(struct ctl *c, const struct cl_migration *m, int64_t rev)
 	finish(&f, CTL_FAIL, NULL);
 	if (timed_out && reread(c, &f, &err))
 		return ctl_fail("following the migration of %s: %s", m->vm, err.msg);
-	if (timed_out && !strcmp(f.m.phase, "committed"))
+	if (timed_out && (!strcmp(f.m.phase, "committed") || !strcmp(f.m.phase, "postcopy")))
 		return ctl_fail("migration of %s is committed (it runs on %s now) but %s has not "
 				"reported done after %u s (cmectl vm show %s)",
 				m->vm, m->target, m->source, c->timeout_s, m->vm);
@@ -311,18 +328,42 @@ static int follow(struct ctl *c, const struct cl_migration *m, int64_t rev)
 	return ctl_fail("following the migration of %s: %s", m->vm, err.msg);
 }
 
+/* --postcopy, --postcopy-after N, --max-bandwidth RATE, --downtime-ms MS into r. */
+static int tuning(struct mig_req *r, bool postcopy, const char *after, const char *bw,
+		  const char *downtime)
+{
+	const char *cmd = "vm migrate";
+	uint64_t n = 0;
+
+	if (after && ctl_args_uint(cmd, "--postcopy-after", after, 1, 1000, &n))
+		return CTL_USAGE;
+	r->postcopy_after = (unsigned)(n ? n : postcopy ? 1 : 0);
+	if (bw && (parse_size(bw, &r->max_bandwidth) || !r->max_bandwidth))
+		return ctl_usage("%s: --max-bandwidth %s: expected bytes per second, like 100M",
+				 cmd, bw);
+	if (downtime && ctl_args_uint(cmd, "--downtime-ms", downtime, 1, 600000, &r->downtime_ms))
+		return CTL_USAGE;
+	return CTL_OK;
+}
+
 int ctl_cmd_vm_migrate(struct ctl *c, int argc, char **argv)
 {
 	struct mig_req r = { 0 };
-	bool no_wait = false;
+	bool no_wait = false, postcopy = false;
+	const char *after = NULL, *bw = NULL, *downtime = NULL;
 	const struct flag flags[] = { { "--to", NULL, FL_STR, NULL, &r.to },
 				      { "--no-wait", NULL, FL_BOOL, &no_wait, NULL },
+				      { "--postcopy", NULL, FL_BOOL, &postcopy, NULL },
+				      { "--postcopy-after", NULL, FL_STR, NULL, &after },
+				      { "--max-bandwidth", NULL, FL_STR, NULL, &bw },
+				      { "--downtime-ms", NULL, FL_STR, NULL, &downtime },
 				      { 0 } };
 	struct cl_migration m;
 	int64_t rev = 0;
 	int rc = ctl_args_parse(c, "vm migrate", argc, argv, flags, "NAME", &r.vm);
 
-	if (rc || (rc = plan(c, &r)) || (rc = request(c, &r, &m, &rev)))
+	if (rc || (rc = tuning(&r, postcopy, after, bw, downtime)) || (rc = plan(c, &r)) ||
+	    (rc = request(c, &r, &m, &rev)))
 		return rc;
 	ctl_event(c, r.vm, "migrate", "migration %s of vm %s from %s to %s requested by cmectl",
 		  m.id, r.vm, r.source, r.target);

@@ -2,6 +2,7 @@
 #ifndef CME_E2E_H
 #define CME_E2E_H
 void suite_cluster(void);
+void suite_migrate(void);
 void suite_ha(void);
 void suite_soak(void);
 #endif

@@ -7,6 +7,7 @@ int main(void)
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
 	suite_cluster();
+	suite_migrate();
 	suite_ha();
 	suite_soak();
 	return test_main("e2e");

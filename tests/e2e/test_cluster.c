@@ -1,5 +1,5 @@
 /* End-to-end: three cme-clusterd on real etcd and real KVM, driven through cmectl. */
-#include "e2e_cluster.h"
+#include "cluster_vm.h"
 #include "e2e.h"
 
 #include <signal.h>
@@ -9,131 +9,6 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
-
-#define NODE_MEM_MB	1536
-#define WAIT_MS		30000
-#define CL_CPU_MAX_TEST 2048
-
-static struct cluster C;
-
-#define START_CLUSTER(n)                                                                           \
-	do {                                                                                       \
-		REQUIRE_KVM();                                                                     \
-		CU_ASSERT_FATAL(cluster_start(&C, n, NODE_MEM_MB) == 0);                           \
-	} while (0)
-
-static void create_vm(const char *name, const char *mem, const char *cmdline)
-{
-	char *out = NULL, *err = NULL;
-	int rc = cmectl(&C, &out, &err, "vm", "create", name, "--mem", mem, "--vcpus", "1",
-			"--image", test_guest(), "--cmdline", cmdline, NULL);
-
-	cluster_expect_ok("vm create", rc, out, err);
-}
-
-/* The node index the owner record names, -1 if none; *epoch (may be NULL) its epoch. */
-static int owner_of(const char *vm, long long *epoch)
-{
-	return cluster_owner(&C, vm, epoch);
-}
-
-static bool wait_running(const char *vm)
-{
-	char key[128];
-
-	snprintf(key, sizeof(key), "vms/%s/status", vm);
-	return cluster_wait_field(&C, key, "state", "running", WAIT_MS);
-}
-
-/* How many nodes run a VMM of vm right now (must never exceed one). */
-static int copies(const char *vm)
-{
-	int n = 0;
-
-	for (int i = 0; i < C.n; i++)
-		n += cluster_vmm_pid(&C, i, vm) > 0;
-	return n;
-}
-
-/* The VMM processes of vm, once a source that handed the guest over has exited (it may
- * take a moment after "done" on a busy machine). */
-static int settled_copies(const char *vm)
-{
-	for (int t = 0; t < WAIT_MS && copies(vm) > 1; t += 100)
-		sleep_ms(100);
-	return copies(vm);
-}
-
-/* vm's VMM on node has exited (waits for it): the source of a finished migration. */
-static bool gone_from(int node, const char *vm)
-{
-	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, node, vm) > 0; t += 100)
-		sleep_ms(100);
-	return cluster_vmm_pid(&C, node, vm) == 0;
-}
-
-static bool wait_heartbeats(int node, const char *vm, int n)
-{
-	char con[700];
-
-	cluster_console(&C, node, vm, con, sizeof(con));
-	for (int t = 0; t < WAIT_MS; t += 100, sleep_ms(100))
-		if (cluster_heartbeats(con, NULL, 0) >= n)
-			return true;
-	return false;
-}
-
-/* The last heartbeat seq on a console (0 if none) and the count. */
-static int last_seq(int node, const char *vm, uint64_t *seq, uint64_t *first)
-{
-	struct heartbeat *hb = calloc(8192, sizeof(*hb));
-	char con[700];
-	int n;
-
-	cluster_console(&C, node, vm, con, sizeof(con));
-	n = cluster_heartbeats(con, hb, 8192);
-	n = n < 8192 ? n : 8192;
-	*seq = n ? hb[n - 1].seq : 0;
-	if (first)
-		*first = n ? hb[0].seq : 0;
-	free(hb);
-	return n;
-}
-
-/* After a live migration src → dst: the guest's sequence went on, no reset, no damage. */
-static void assert_continued(const char *vm, int src, int dst)
-{
-	uint64_t src_last, dst_first, dst_last;
-	char con[700];
-
-	CU_ASSERT_TRUE(wait_heartbeats(dst, vm, 5));
-	last_seq(src, vm, &src_last, NULL);
-	last_seq(dst, vm, &dst_last, &dst_first);
-	if (dst_first < src_last + 1 || dst_first > src_last + 2)
-		printf("\n  %s: source ended at seq %lu, destination began at %lu\n", vm,
-		       (unsigned long)src_last, (unsigned long)dst_first);
-	CU_ASSERT_TRUE(src_last > 0);
-	CU_ASSERT_TRUE(dst_first >= src_last + 1 && dst_first <= src_last + 2);
-	CU_ASSERT_TRUE(dst_last > dst_first);
-	cluster_console(&C, dst, vm, con, sizeof(con));
-	CU_ASSERT_FALSE(cluster_console_corrupt(con));
-	cluster_console(&C, src, vm, con, sizeof(con));
-	CU_ASSERT_FALSE(cluster_console_corrupt(con));
-}
-
-/* Create vm1 (256 MiB, a small working set) and wait until it runs and beats; the node
- * index (-1: it did not) and its VMM's PID. */
-static int small_vm_running(pid_t *pid)
-{
-	int node;
-
-	create_vm("vm1", "256M", "wss_mb=32");
-	node = owner_of("vm1", NULL);
-	if (node < 0 || !wait_running("vm1") || !wait_heartbeats(node, "vm1", 2))
-		return -1;
-	*pid = cluster_vmm_pid(&C, node, "vm1");
-	return *pid > 0 ? node : -1;
-}
 
 /* ---- tests ------------------------------------------------------------------------- */
 
@@ -249,49 +124,6 @@ static void test_create_delete(void)
 	CU_ASSERT_PTR_NULL(cluster_get(&C, "vms/vm1/owner"));
 }
 
-static void test_migrate_dirtying(void)
-{
-	char *out = NULL, *err = NULL;
-	long long e0, e1;
-	int src, dst, rc;
-
-	START_CLUSTER(3);
-	create_vm("vm1", "512M", "wss_mb=128 dirty_rate=64");
-	src = owner_of("vm1", &e0);
-	CU_ASSERT_FATAL(src >= 0);
-	CU_ASSERT_TRUE(wait_heartbeats(src, "vm1", 5));
-	dst = (src + 1) % C.n;
-	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, NULL);
-	cluster_expect_ok("vm migrate", rc, out, err);
-	CU_ASSERT_EQUAL(owner_of("vm1", &e1), dst);
-	CU_ASSERT_EQUAL(e1, e0 + 1);
-	CU_ASSERT_TRUE(cluster_wait_field(&C, "migrations/vm1", "phase", "done", WAIT_MS));
-	CU_ASSERT_TRUE(wait_running("vm1"));
-	assert_continued("vm1", src, dst);
-	CU_ASSERT_TRUE(gone_from(src, "vm1"));
-	CU_ASSERT_EQUAL(settled_copies("vm1"), 1);
-
-	/* At once again, the target chosen by the cluster: "done" meant running there. */
-	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", NULL);
-	cluster_expect_ok("vm migrate (again)", rc, out, err);
-	CU_ASSERT_NOT_EQUAL(owner_of("vm1", &e1), dst);
-	CU_ASSERT_EQUAL(e1, e0 + 2);
-	CU_ASSERT_TRUE(wait_running("vm1"));
-	CU_ASSERT_EQUAL(settled_copies("vm1"), 1);
-	dst = owner_of("vm1", NULL);
-
-	/* A migration to the node it runs on, or to an unknown node, is refused. */
-	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, NULL);
-	CU_ASSERT_EQUAL(rc, 1);
-	free(out);
-	free(err);
-	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", "node-z", NULL);
-	CU_ASSERT_EQUAL(rc, 1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "node-z"));
-	free(out);
-	free(err);
-}
-
 static void test_drain_two(void)
 {
 	char *out = NULL, *err = NULL;
@@ -308,11 +140,19 @@ static void test_drain_two(void)
 		cluster_expect_ok("vm migrate", rc, out, err);
 	}
 	CU_ASSERT_FATAL(owner_of("vm2", NULL) == a);
-	rc = cmectl(&C, &out, &err, "node", "drain", C.node[a].name, NULL);
-	cluster_expect_ok("node drain", rc, out, err);
+	rc = cmectl(&C, &out, &err, "node", "drain", C.node[a].name, "--postcopy", NULL);
+	cluster_expect_ok("node drain --postcopy", rc, out, err);
 	for (int k = 0; k < 2; k++) {
 		const char *vm = k ? "vm2" : "vm1";
 		int now = owner_of(vm, NULL);
+		char key[64];
+		json_t *m;
+
+		/* The drain's migrations carry its post-copy setting to the source VMM. */
+		snprintf(key, sizeof(key), "migrations/%s", vm);
+		m = cluster_get(&C, key);
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(m, "postcopy_after")), 1);
+		json_decref(m);
 
 		CU_ASSERT_TRUE(now >= 0 && now != a);
 		CU_ASSERT_TRUE(wait_running(vm));
@@ -363,51 +203,6 @@ static void test_etcd_restart(void)
 		json_decref(j);
 	}
 	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid);
-}
-
-static void test_source_dies_after_commit(void)
-{
-	char *out = NULL, *err = NULL;
-	uint64_t before, after, seq;
-	long long e0, e1;
-	int src, dst, rc;
-	pid_t spid;
-
-	START_CLUSTER(3);
-	create_vm("vm1", "256M", "wss_mb=64 dirty_rate=32");
-	src = owner_of("vm1", &e0);
-	CU_ASSERT_FATAL(src >= 0);
-	CU_ASSERT_TRUE(wait_heartbeats(src, "vm1", 3));
-	spid = cluster_vmm_pid(&C, src, "vm1");
-	/* The source daemon restarts (re-adopting its VMM) with a fault armed: it exits
-	 * right after the owner transaction, before telling its VMM. */
-	cluster_node_kill(&C, src);
-	CU_ASSERT_FATAL(cluster_node_start(&C, src, "CME_CLUSTERD_FAULT=exit-after-commit") == 0);
-	sleep_ms(1500);
-	dst = (src + 1) % C.n;
-	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, "--no-wait",
-		    NULL);
-	cluster_expect_ok("vm migrate --no-wait", rc, out, err);
-	CU_ASSERT_EQUAL(cluster_node_wait(&C, src, WAIT_MS), 99);
-	CU_ASSERT_EQUAL(owner_of("vm1", &e1), dst);
-	CU_ASSERT_EQUAL(e1, e0 + 1);
-	/* The destination runs the guest on the owner record alone. */
-	CU_ASSERT_TRUE(wait_running("vm1"));
-	assert_continued("vm1", src, dst);
-	/* The source copy never resumes. */
-	last_seq(src, "vm1", &before, NULL);
-	sleep_ms(1500);
-	last_seq(src, "vm1", &after, NULL);
-	CU_ASSERT_EQUAL(before, after);
-	/* Its daemon comes back, reads the owner record and ends the source copy. */
-	CU_ASSERT_FATAL(cluster_node_start(&C, src, NULL) == 0);
-	for (int t = 0; t < WAIT_MS && cluster_vmm_pid(&C, src, "vm1") == spid; t += 100)
-		sleep_ms(100);
-	CU_ASSERT_TRUE(gone_from(src, "vm1"));
-	last_seq(src, "vm1", &seq, NULL);
-	CU_ASSERT_EQUAL(seq, before);
-	CU_ASSERT_EQUAL(settled_copies("vm1"), 1);
-	CU_ASSERT_TRUE(cluster_wait_field(&C, "migrations/vm1", "phase", "done", WAIT_MS));
 }
 
 static void test_daemon_restart_readopts(void)
@@ -607,46 +402,6 @@ static void test_duplicate_node_name(void)
 	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0); /* it never even prepared the VM */
 	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid);
 	CU_ASSERT_EQUAL(settled_copies("vm1"), 1);
-}
-
-/* A VM with a disk migrates with it: the target's VMM locks the image once the source let
- * it go, the guest's disk loop and heartbeats go on there undamaged, and the target's
- * epoch is recorded on the image. */
-static void test_migrate_disk(void)
-{
-	char img[600], con[700], want[64], epoch[8] = "", *out = NULL, *err = NULL, *text;
-	unsigned long pass = 0;
-	long long e0, e1;
-	int src, dst, rc;
-
-	START_CLUSTER(2);
-	if (!cluster_disk_image(img, sizeof(img)))
-		return;
-	rc = cmectl(&C, &out, &err, "vm", "create", "vm1", "--mem", "256M", "--vcpus", "2",
-		    "--image", test_guest(), "--cmdline", "wss_mb=8 disk_mb=4", "--disk", img,
-		    NULL);
-	cluster_expect_ok("vm create --disk", rc, out, err);
-	src = owner_of("vm1", &e0);
-	CU_ASSERT_FATAL(src >= 0);
-	cluster_console(&C, src, "vm1", con, sizeof(con));
-	CU_ASSERT_FATAL(test_wait_file_has(con, "DISK pass=1 blocks=1024 flushed", WAIT_MS));
-	dst = (src + 1) % C.n;
-	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, NULL);
-	cluster_expect_ok("vm migrate", rc, out, err);
-	CU_ASSERT_EQUAL(owner_of("vm1", &e1), dst);
-	CU_ASSERT_EQUAL(e1, e0 + 1);
-	CU_ASSERT_TRUE(wait_running("vm1"));
-	CU_ASSERT_TRUE(gone_from(src, "vm1"));
-	text = test_read_file(con);
-	for (char *at = text; (at = strstr(at, "DISK pass=")); at += 10)
-		pass = strtoul(at + 10, NULL, 10);
-	free(text);
-	cluster_console(&C, dst, "vm1", con, sizeof(con));
-	snprintf(want, sizeof(want), "DISK pass=%lu blocks=1024 flushed", pass + 2);
-	CU_ASSERT(test_wait_file_has(con, want, 2 * WAIT_MS));
-	CU_ASSERT(getxattr(img, "user.cme.epoch", epoch, sizeof(epoch) - 1) > 0);
-	CU_ASSERT_EQUAL(strtoll(epoch, NULL, 10), e1);
-	assert_continued("vm1", src, dst);
 }
 
 /* cmectl vm create's resource flags reach the VMM: its status shows the pinning, KSM and
@@ -888,17 +643,13 @@ void suite_cluster(void)
 {
 	static const struct test_case cases[] = {
 		{ "create, capacity refusal, delete", test_create_delete },
-		{ "cmectl vm migrate while the guest dirties memory", test_migrate_dirtying },
 		{ "vm create --pin-vcpus --ksm --cgroup: the VMM runs with them",
 		  test_create_resources },
-		{ "cmectl vm migrate of a VM with a disk: the image moves with it",
-		  test_migrate_disk },
 		{ "drain a node with two VMs", test_drain_two },
 		{ "CPU templates: node features, placement, drain and migrate skip a node that "
 		  "lacks one",
 		  test_cpu_templates },
 		{ "etcd restart: nothing stopped or duplicated", test_etcd_restart },
-		{ "source daemon dies after the owner txn", test_source_dies_after_commit },
 		{ "daemon restart re-adopts; a dead VMM is restarted",
 		  test_daemon_restart_readopts },
 		{ "malformed records change nothing", test_malformed_records },

@@ -220,7 +220,10 @@ static void test_migration_roundtrip(void)
 				  .round = 3,
 				  .bytes_sent = 1ULL << 40,
 				  .rate_mbps = 1234.5,
-				  .cluster_ms = 77 },
+				  .cluster_ms = 77,
+				  .postcopy_after = 2,
+				  .max_bandwidth = 16 << 20,
+				  .downtime_ms = 40 },
 			    back;
 	struct etcd_err err = { "" };
 	char *j;
@@ -239,7 +242,12 @@ static void test_migration_roundtrip(void)
 	CU_ASSERT_STRING_EQUAL(back.stats, m.stats);
 	CU_ASSERT_EQUAL(back.bytes_sent, m.bytes_sent);
 	CU_ASSERT_DOUBLE_EQUAL(back.rate_mbps, 1234.5, 1e-9);
+	CU_ASSERT_EQUAL(back.postcopy_after, 2);
+	CU_ASSERT_EQUAL(back.max_bandwidth, 16 << 20);
+	CU_ASSERT_EQUAL(back.downtime_ms, 40);
 	CU_ASSERT_TRUE(cl_migration_active(&(struct cl_migration){ .phase = "committed" }));
+	CU_ASSERT_TRUE(cl_migration_active(&(struct cl_migration){ .phase = "postcopy" }));
+	CU_ASSERT_FALSE(cl_migration_active(&(struct cl_migration){ .phase = "postcopy-broken" }));
 	CU_ASSERT_FALSE(cl_migration_active(&back));
 	free(j);
 	/* An id is written into files (the VMM folder's meta.json): no quotes, no slashes. */
