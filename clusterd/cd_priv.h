@@ -46,7 +46,10 @@ struct cd_fence {
 /* One cme-vmm this node started (or re-adopted after a restart). */
 struct lvm {
 	char name[CL_NAME_MAX];
-	char dir[CL_PATH_MAX]; /* <state_dir>/vms/<name>: api.sock console.log vmm.log meta.json */
+	char dir[CL_PATH_MAX]; /* <state_dir>/vms/<name>: vmm.log meta.json (the daemon's) */
+	/* dir/vm, the VMM's own (its jail): api.sock console.log exit.json; dir itself for a
+	 * VMM an older daemon started */
+	char vdir[CL_PATH_MAX + 8];
 	pid_t pid;
 	bool child; /* ours to waitpid; an adopted VMM is watched with kill(pid, 0) */
 	enum lvm_role role;

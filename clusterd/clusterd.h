@@ -33,6 +33,8 @@ struct cd_config {
 	/* High availability (README "High availability"). */
 	bool fence;		    /* pause guests at the lease-derived deadline */
 	bool jail;		    /* start VMMs with --jail (the seccomp sandbox) */
+	bool jail_root;		    /* and --jail-root: each in its VM's folder (pivot_root) */
+	char jail_user[64];	    /* and --jail-user (a user, or UID[:GID]); "": root */
 	unsigned fence_margin_ms;   /* stop guests this long before the earliest lease expiry */
 	unsigned clock_drift_ppm;   /* the most any clock runs from real time */
 	unsigned ha_tier_timeout_s; /* a restart tier waits at most this for the one above */

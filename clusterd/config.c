@@ -40,6 +40,7 @@ STR_KEY(tls_dir)
 STR_KEY(state_dir)
 STR_KEY(vmm)
 STR_KEY(peer)
+STR_KEY(jail_user)
 
 /* Folders, absolute, ':'-separated. */
 static int set_image_dirs(struct cd_config *c, const char *k, const char *v)
@@ -106,6 +107,8 @@ static int set_bool(struct cd_config *c, const char *k, const char *v)
 		c->fence = on;
 	else if (!strcmp(k, "jail"))
 		c->jail = on;
+	else if (!strcmp(k, "jail_root"))
+		c->jail_root = on;
 	else if (!strcmp(k, "ride_through"))
 		c->ride_through = on;
 	else
@@ -147,6 +150,8 @@ static const struct ckey keys[] = {
 	{ "prepare_timeout", set_uint },
 	{ "fence", set_bool },
 	{ "jail", set_bool },
+	{ "jail_root", set_bool },
+	{ "jail_user", set_jail_user },
 	{ "fence_margin_ms", set_uint },
 	{ "clock_drift_ppm", set_drift },
 	{ "ha_tier_timeout", set_uint },
@@ -195,6 +200,7 @@ static void defaults(struct cd_config *c)
 	c->prepare_timeout_s = 30;
 	c->fence = true;
 	c->jail = true;
+	c->jail_root = true;
 	c->ride_through = true;
 	c->fence_margin_ms = 1000;
 	c->clock_drift_ppm = 1000;

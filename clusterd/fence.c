@@ -51,8 +51,12 @@ static size_t send_all(struct cd *cd, json_t *req, struct push *p)
 
 		if (e->d_name[0] == '.' || strlen(e->d_name) >= CL_NAME_MAX)
 			continue;
-		snprintf(api, sizeof(api), "%s/%s/api.sock", dir, e->d_name);
+		snprintf(api, sizeof(api), "%s/%s/vm/api.sock", dir, e->d_name);
 		fd = unix_connect(api);
+		if (fd < 0) { /* a VMM an older daemon started */
+			snprintf(api, sizeof(api), "%s/%s/api.sock", dir, e->d_name);
+			fd = unix_connect(api);
+		}
 		if (fd < 0)
 			continue; /* no VMM there (any more) */
 		timeouts(fd, SEND_TIMEO_MS);

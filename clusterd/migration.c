@@ -445,7 +445,7 @@ static void src_poll(struct src_mig *s)
 static int src_start(struct src_mig *s)
 {
 	struct cd *cd = s->cd;
-	char api[CL_PATH_MAX + 16];
+	char api[CL_PATH_MAX + 32];
 	json_t *req = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "cmd", "migrate", "to", s->m.dest_addr,
 				"tls_dir", cd->cfg->tls_dir, "peer_name", s->m.target, "commit",
 				"external", "follow", 1);
@@ -459,7 +459,7 @@ static int src_start(struct src_mig *s)
 				    json_integer((json_int_t)s->m.max_bandwidth));
 	if (s->m.downtime_ms)
 		json_object_set_new(req, "downtime_ms", json_integer((json_int_t)s->m.downtime_ms));
-	snprintf(api, sizeof(api), "%s/api.sock", s->l->dir);
+	snprintf(api, sizeof(api), "%s/api.sock", s->l->vdir);
 	fd = unix_connect(api);
 	if (fd >= 0) { /* the first reply is due at once; the follow loop polls */
 		struct timeval tv = { .tv_sec = 10 };

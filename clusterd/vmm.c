@@ -38,8 +38,10 @@ struct lvm *cd_lvm_add(struct cd *cd, const char *name)
 		return NULL;
 	n = snprintf(l->dir, sizeof(l->dir), "%s/vms/%s", cd->cfg->state_dir, name);
 	/* The control socket's path must fit a sockaddr_un. */
-	if (n < 0 || (size_t)n + sizeof("/api.sock") > sizeof(((struct sockaddr_un *)0)->sun_path))
+	if (n < 0 ||
+	    (size_t)n + sizeof("/vm/api.sock") > sizeof(((struct sockaddr_un *)0)->sun_path))
 		goto fail;
+	snprintf(l->vdir, sizeof(l->vdir), "%s/vm", l->dir);
 	arr = realloc(cd->vms, (cd->nvms + 1) * sizeof(*arr));
 	if (!arr)
 		goto fail;
@@ -70,12 +72,12 @@ void cd_lvm_remove(struct cd *cd, struct lvm *l)
 
 static void api_path(const struct lvm *l, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/api.sock", l->dir);
+	snprintf(buf, len, "%s/api.sock", l->vdir);
 }
 
 static void exit_path(const struct lvm *l, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/exit.json", l->dir);
+	snprintf(buf, len, "%s/exit.json", l->vdir);
 }
 
 /* What the exit file of a VMM its sandbox ended names: "forbidden system call X in a Y
@@ -83,7 +85,7 @@ static void exit_path(const struct lvm *l, char *buf, size_t len)
 /* The exit file a VMM leaves (NULL when there is none or it does not parse). */
 static json_t *exit_file_load(const struct lvm *l)
 {
-	char path[CL_PATH_MAX + 16];
+	char path[CL_PATH_MAX + 32];
 
 	exit_path(l, path, sizeof(path));
 	return json_load_file(path, 0, NULL);
@@ -117,7 +119,7 @@ static int adopted_exit_code(const struct lvm *l)
 
 void cd_lvm_console_path(const struct lvm *l, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/console.log", l->dir);
+	snprintf(buf, len, "%s/console.log", l->vdir);
 }
 
 void cd_lvm_save_meta(const struct lvm *l)
@@ -203,7 +205,7 @@ static int spawn(struct lvm *l, char *const argv[])
 	pid_t pid;
 	int fd;
 
-	if (mkdir(l->dir, 0750) && errno != EEXIST)
+	if ((mkdir(l->dir, 0750) && errno != EEXIST) || (mkdir(l->vdir, 0750) && errno != EEXIST))
 		return -errno;
 	snprintf(logp, sizeof(logp), "%s/vmm.log", l->dir);
 	fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -228,7 +230,7 @@ static int spawn(struct lvm *l, char *const argv[])
 
 /* The strings the arguments of every VMM point into. */
 struct argbuf {
-	char api[CL_PATH_MAX + 16], con[CL_PATH_MAX + 24], fence[24], exit[CL_PATH_MAX + 16];
+	char api[CL_PATH_MAX + 32], con[CL_PATH_MAX + 40], fence[24], exit[CL_PATH_MAX + 32];
 	char epoch[24];
 	char boot[PATH_MAX], initrd[PATH_MAX], disk[PATH_MAX + 32]; /* real paths */
 };
@@ -242,7 +244,7 @@ struct argbuf {
 static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **argv, int *n)
 {
 	api_path(l, b->api, sizeof(b->api));
-	snprintf(b->con, sizeof(b->con), "file:%s/console.log", l->dir);
+	snprintf(b->con, sizeof(b->con), "file:%s/console.log", l->vdir);
 	argv[(*n)++] = "--api";
 	argv[(*n)++] = b->api;
 	argv[(*n)++] = "--console";
@@ -255,6 +257,14 @@ static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **ar
 	argv[(*n)++] = b->exit;
 	if (cd->cfg->jail)
 		argv[(*n)++] = "--jail";
+	if (cd->cfg->jail && cd->cfg->jail_root) {
+		argv[(*n)++] = "--jail-root";
+		argv[(*n)++] = l->vdir;
+	}
+	if (cd->cfg->jail && cd->cfg->jail_root && cd->cfg->jail_user[0]) {
+		argv[(*n)++] = "--jail-user";
+		argv[(*n)++] = (char *)cd->cfg->jail_user;
+	}
 	if (cd->cfg->fence) {
 		uint64_t deadline = cd_fence_deadline(cd, NULL);
 
@@ -368,8 +378,11 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 {
 	char mem[32], cpus[16];
 	struct argbuf b;
-	char *argv[48] = { (char *)cd->cfg->vmm, "run" };
-	int n = 2, rc = boot_args(cd, spec, mem, cpus, &b, argv, &n, why, whylen);
+	char *argv[64] = { (char *)cd->cfg->vmm, "run" };
+	int n = 2, rc;
+
+	snprintf(l->vdir, sizeof(l->vdir), "%s/vm", l->dir); /* a new VMM: today's layout */
+	rc = boot_args(cd, spec, mem, cpus, &b, argv, &n, why, whylen);
 
 	if (!rc)
 		rc = disk_args(cd, spec, epoch, &b, argv, &n, why, whylen);
@@ -378,6 +391,8 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 		return rc;
 	}
 	resource_args(spec, argv, &n);
+	argv[n++] = "--tls-dir"; /* its migrations' certificates (inside a jail too) */
+	argv[n++] = (char *)cd->cfg->tls_dir;
 	if (common_args(cd, l, &b, argv, &n)) {
 		snprintf(why, whylen, "%s", NO_DEADLINE);
 		log_err(SUB, "vm=%s: not starting it: %s", l->name, NO_DEADLINE);
@@ -421,7 +436,7 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 	char listen[160], wait[16];
 	struct argbuf b;
 	/* Only the source node may send it: its certificate carries its node name. */
-	char *argv[48] = { (char *)cd->cfg->vmm,
+	char *argv[64] = { (char *)cd->cfg->vmm,
 			   "incoming",
 			   "--listen",
 			   listen,
@@ -435,6 +450,7 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 			   (char *)source };
 	int n = 12, rc;
 
+	snprintf(l->vdir, sizeof(l->vdir), "%s/vm", l->dir); /* a new VMM: today's layout */
 	snprintf(listen, sizeof(listen), "%s:0", cd->cfg->address);
 	rc = disk_args(cd, spec, epoch, &b, argv, &n, why, whylen);
 	if (rc)
@@ -456,17 +472,18 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 	return rc;
 }
 
-/* Is pid the VMM of this VM folder? Its command line must carry "--api <dir>/api.sock"
- * (guards against a recycled PID). A /proc we cannot read for another reason than the
- * process being gone counts as alive: wrongly thinking a VMM dead would start a second. */
-static bool pid_is_vmm(pid_t pid, const char *dir)
+/* Is pid the VMM of this VM's folder vdir? Its command line must carry "--api
+ * <vdir>/api.sock" (guards against a recycled PID). A /proc we cannot read for another
+ * reason than the process being gone counts as alive: wrongly thinking a VMM dead would
+ * start a second. */
+static bool pid_is_vmm(pid_t pid, const char *vdir)
 {
-	char path[64], buf[8192], api[CL_PATH_MAX + 16];
+	char path[64], buf[8192], api[CL_PATH_MAX + 32];
 	ssize_t n;
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	snprintf(api, sizeof(api), "%s/api.sock", dir);
+	snprintf(api, sizeof(api), "%s/api.sock", vdir);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno != ENOENT && errno != ESRCH;
@@ -496,7 +513,7 @@ bool cd_lvm_alive(struct lvm *l)
 		l->exit_code = r == l->pid && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 		return false;
 	}
-	if (pid_is_vmm(l->pid, l->dir))
+	if (pid_is_vmm(l->pid, l->vdir))
 		return true;
 	l->exited = true;
 	l->exit_code = adopted_exit_code(l);
@@ -506,7 +523,7 @@ bool cd_lvm_alive(struct lvm *l)
 int cd_lvm_request(const struct lvm *l, const char *cmd, json_t *args, json_t **reply)
 {
 	struct timeval tv = { .tv_sec = REQ_TIMEOUT_S };
-	char api[CL_PATH_MAX + 16];
+	char api[CL_PATH_MAX + 32];
 	json_t *req = args ? json_deep_copy(args) : json_object(), *r = NULL;
 	int fd, rc;
 
@@ -563,14 +580,22 @@ static void adopt_one(struct cd *cd, const char *name)
 	struct lvm *l;
 	const char *role, *mig;
 	json_int_t pid;
+	bool legacy;
 
 	snprintf(path, sizeof(path), "%s/vms/%s/meta.json", cd->cfg->state_dir, name);
 	m = json_load_file(path, 0, NULL);
 	pid = json_integer_value(json_object_get(m, "pid"));
 	role = json_string_value(json_object_get(m, "role"));
 	mig = json_string_value(json_object_get(m, "mig_id"));
-	snprintf(dir, sizeof(dir), "%s/vms/%s", cd->cfg->state_dir, name);
+	snprintf(dir, sizeof(dir), "%s/vms/%s/vm", cd->cfg->state_dir, name);
+	/* A VMM an older daemon started keeps its files in the VM's folder itself. */
+	legacy = pid > 1 && !pid_is_vmm((pid_t)pid, dir) && (*strrchr(dir, '/') = 0, true) &&
+		 pid_is_vmm((pid_t)pid, dir);
+	if (!legacy)
+		snprintf(dir, sizeof(dir), "%s/vms/%s/vm", cd->cfg->state_dir, name);
 	if (pid > 1 && role && pid_is_vmm((pid_t)pid, dir) && (l = cd_lvm_add(cd, name))) {
+		if (legacy)
+			snprintf(l->vdir, sizeof(l->vdir), "%s", l->dir);
 		l->pid = (pid_t)pid;
 		l->child = false;
 		l->role = strcmp(role, "run") ? LVM_INCOMING : LVM_RUN;

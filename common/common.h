@@ -169,4 +169,14 @@ int boot_cmd_keygen(int argc, char **argv);
 int boot_cmd_sign(int argc, char **argv);
 int boot_cmd_verify(int argc, char **argv);
 
+/* A userfaultfd (flags: O_CLOEXEC, O_NONBLOCK), -1 with errno. A process without the
+ * privilege (vm.unprivileged_userfaultfd 0) makes it through /dev/userfaultfd, when one
+ * was opened for it earlier (uffd_use_device: a jailed VMM, before it drops to its user). */
+int uffd_create(int flags);
+void uffd_use_device(int fd);
+/* This process's /proc/self/pagemap, opened once for its lifetime and shared (never close
+ * it; -1 where it cannot be opened). A jailed VMM opens it before it gives up root: its
+ * /proc entry is root's from then on. */
+int proc_pagemap_fd(void);
+
 #endif

@@ -3,10 +3,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -131,4 +135,36 @@ int fd_set_nonblock(int fd)
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
 	return 0;
+}
+
+/* /dev/userfaultfd, opened while it could be (uffd_use_device); -1: none. */
+static int uffd_dev = -1;
+
+void uffd_use_device(int fd)
+{
+	uffd_dev = fd;
+}
+
+int uffd_create(int flags)
+{
+	int fd = (int)syscall(SYS_userfaultfd, flags);
+
+	if (fd < 0 && errno == EPERM && uffd_dev >= 0)
+		fd = ioctl(uffd_dev, USERFAULTFD_IOC_NEW, flags);
+	return fd;
+}
+
+static int pagemap_fd = -1;
+
+static void pagemap_open(void)
+{
+	pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+}
+
+int proc_pagemap_fd(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, pagemap_open);
+	return pagemap_fd;
 }

@@ -51,13 +51,13 @@ say "web1's console: heartbeats from a guest that checks and rewrites 128 MiB at
 
 src=$(owner web1)
 case $src in node-a) dst=node-b ;; node-b) dst=node-c ;; *) dst=node-a ;; esac
-srccon="$dir/$src/vms/web1/console.log"
+srccon="$dir/$src/vms/web1/vm/console.log"
 say "Live-migrate web1 from $src to $dst while it works (the owner record moves in one etcd txn)"
 run vm migrate web1 --to "$dst"
 sleep 1
 echo "last heartbeat on $src:  $(last_hb "$srccon")"
-echo "first heartbeat on $dst: $(grep '^HB ' "$dir/$dst/vms/web1/console.log" | head -n 1)"
-if grep -q CORRUPT "$dir/$dst/vms/web1/console.log"; then echo "the guest found corruption!"; exit 1; fi
+echo "first heartbeat on $dst: $(grep '^HB ' "$dir/$dst/vms/web1/vm/console.log" | head -n 1)"
+if grep -q CORRUPT "$dir/$dst/vms/web1/vm/console.log"; then echo "the guest found corruption!"; exit 1; fi
 echo "no corruption reported by the guest; the sequence continues"
 run vm show web1 | sed -n '1,12p'
 
@@ -82,13 +82,13 @@ echo "leader restarts web1 (restart policy on-failure) on a surviving node..."
 new=""
 i=0; while [ $i -lt 1200 ]; do
 	new=$(owner web1)
-	if [ -n "$new" ] && [ "$new" != "$node" ] && grep -q '^HB ' "$dir/$new/vms/web1/console.log" 2>/dev/null; then break; fi
+	if [ -n "$new" ] && [ "$new" != "$node" ] && grep -q '^HB ' "$dir/$new/vms/web1/vm/console.log" 2>/dev/null; then break; fi
 	i=$((i + 1)); sleep 0.05
 done
 t1=$(date +%s%N)
 [ -n "$new" ] && [ "$new" != "$node" ] || { echo "web1 was not restarted"; exit 1; }
 echo "failover: kill -9 of $node to web1's first heartbeat on $new: $(( (t1 - t0) / 1000000 )) ms"
-echo "first heartbeat on $new: $(grep '^HB ' "$dir/$new/vms/web1/console.log" | head -n 1)"
+echo "first heartbeat on $new: $(grep '^HB ' "$dir/$new/vms/web1/vm/console.log" | head -n 1)"
 run vm ls
 run node ls
 

@@ -52,6 +52,7 @@ tls_dir = $dir/certs/$name
 state_dir = $dir/$name
 vmm = $(realpath "$BIN/cme-vmm")
 image_dirs = $dir/$name/images:$(realpath "${CME_IMAGES:-build/guest}")
+jail_user = nobody
 cpus = 4
 mem = 2G
 lease_ttl = 3

@@ -61,7 +61,7 @@ static int place_register(struct mig_place *pl, struct vm *vm)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 
-	pl->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	pl->uffd = uffd_create(O_CLOEXEC | O_NONBLOCK);
 	if (pl->uffd < 0 || ioctl(pl->uffd, UFFDIO_API, &api) < 0)
 		return -errno;
 	for (unsigned i = 0; i < vm_nr_slots(vm); i++) {

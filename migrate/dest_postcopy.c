@@ -273,7 +273,7 @@ static int pc_register(struct pc_dest *p)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 
-	p->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	p->uffd = uffd_create(O_CLOEXEC | O_NONBLOCK);
 	if (p->uffd < 0 || ioctl(p->uffd, UFFDIO_API, &api) < 0)
 		return -errno;
 	for (unsigned i = 0; i < p->nr_slots; i++) {
@@ -342,7 +342,7 @@ int mig_pc_check(const struct mig_dest *c, char *why, size_t len)
 	if (c->in.vm && c->in.vm->hugepages)
 		return snprintf(why, len, "post-copy needs 4 KiB pages (this VM has --hugepages)"),
 		       -ENOTSUP;
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	fd = uffd_create(O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return snprintf(why, len, "userfaultfd: %s", strerror(errno)), -errno;
 	close(fd);

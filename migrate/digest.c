@@ -47,21 +47,12 @@ uint64_t mig_digest_nr_chunks(struct vm *vm)
 #define PM_PRESENT (1ull << 63)
 #define PM_SWAPPED (1ull << 62)
 
-/* The process's own page map, opened once for its lifetime (-1 where it cannot be). */
-static int pagemap_fd = -1;
-
-static void pagemap_open(void)
-{
-	pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-}
-
 void mig_touched_pages(const uint8_t *base, unsigned n, unsigned char *res)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	uint64_t pm[MIG_TOUCHED_MAX];
+	int pagemap_fd = proc_pagemap_fd();
 	bool ok;
 
-	pthread_once(&once, pagemap_open);
 	n = n > MIG_TOUCHED_MAX ? MIG_TOUCHED_MAX : n;
 	ok = pagemap_fd >= 0 && pread(pagemap_fd, pm, n * sizeof(pm[0]),
 				      (off_t)((uintptr_t)base / VM_PAGE_SIZE * sizeof(pm[0]))) ==

@@ -250,7 +250,7 @@ static int wt_register(struct mig_wtrack *t)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC };
 
-	t->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	t->uffd = uffd_create(O_CLOEXEC | O_NONBLOCK);
 	if (t->uffd < 0)
 		return -errno;
 	if (ioctl(t->uffd, UFFDIO_API, &api) < 0)
@@ -264,8 +264,8 @@ static int wt_register(struct mig_wtrack *t)
 		if (ioctl(t->uffd, UFFDIO_REGISTER, &r) < 0)
 			return -errno;
 	}
-	t->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	return t->pagemap < 0 ? -errno : 0;
+	t->pagemap = proc_pagemap_fd(); /* shared: not ours to close */
+	return t->pagemap < 0 ? -EACCES : 0;
 }
 
 static void wt_slots(struct mig_wtrack *t)
@@ -285,8 +285,6 @@ static void wt_slots(struct mig_wtrack *t)
 
 static void wt_close(struct mig_wtrack *t)
 {
-	if (t->pagemap >= 0)
-		close(t->pagemap);
 	if (t->uffd >= 0)
 		close(t->uffd); /* unregisters, and drops every page's protection */
 	free(t->mark);

@@ -39,6 +39,10 @@ struct tls_conn; /* one TCP connection with TLS */
  * one-line reason in err (missing file, key not matching the certificate, ...). */
 int net_tls_ctx_new(const char *tls_dir, bool server, struct tls_ctx **out, char *err,
 		    size_t errlen) CME_WUR;
+/* Load tls_dir's client and server contexts now, while its files can be read (a jailed
+ * VMM, before it drops to its user): later net_tls_ctx_new of the same folder hands them
+ * out without reading the files again. 0 or -errno with the reason in err. */
+int net_tls_ctx_preload(const char *tls_dir, char *err, size_t errlen) CME_WUR;
 /* NULL ok. Connections made from ctx must be closed first. */
 void net_tls_ctx_free(struct tls_ctx *ctx);
 

@@ -103,8 +103,53 @@ static int ctx_load(SSL_CTX *s, const char *dir, bool server, char *err, size_t 
 	return check_own_cert(s, server, crt, ca, err, errlen);
 }
 
+/* net_tls_ctx_preload: the contexts of one folder, loaded while its files could be read
+ * (before a jailed VMM drops to its user), handed out again by reference. */
+static struct {
+	char dir[4096];
+	struct tls_ctx *ctx[2]; /* client, server */
+} preloaded;
+
+static int ctx_load_new(const char *tls_dir, bool server, struct tls_ctx **out, char *err,
+			size_t errlen);
+
+int net_tls_ctx_preload(const char *tls_dir, char *err, size_t errlen)
+{
+	int rc;
+
+	if (strlen(tls_dir) >= sizeof(preloaded.dir))
+		return net_errf(err, errlen, -ENAMETOOLONG, "%s: path too long", tls_dir);
+	rc = ctx_load_new(tls_dir, false, &preloaded.ctx[0], err, errlen);
+	if (!rc)
+		rc = ctx_load_new(tls_dir, true, &preloaded.ctx[1], err, errlen);
+	if (rc) {
+		net_tls_ctx_free(preloaded.ctx[0]);
+		preloaded.ctx[0] = NULL;
+		return rc;
+	}
+	snprintf(preloaded.dir, sizeof(preloaded.dir), "%s", tls_dir);
+	return 0;
+}
+
 int net_tls_ctx_new(const char *tls_dir, bool server, struct tls_ctx **out, char *err,
 		    size_t errlen)
+{
+	const struct tls_ctx *pre = preloaded.ctx[server];
+	struct tls_ctx *ctx;
+
+	if (!pre || strcmp(tls_dir, preloaded.dir))
+		return ctx_load_new(tls_dir, server, out, err, errlen);
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return net_errf(err, errlen, -ENOMEM, "out of memory");
+	*ctx = *pre;
+	SSL_CTX_up_ref(ctx->ssl);
+	*out = ctx;
+	return 0;
+}
+
+static int ctx_load_new(const char *tls_dir, bool server, struct tls_ctx **out, char *err,
+			size_t errlen)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct tls_ctx *ctx;

@@ -278,6 +278,10 @@ static json_t *api_snapshot(struct api *api, json_t *req)
 	if (rc < 0) {
 		if (was_running && vm_resume(api->vm) < 0)
 			log_warn("api", "cannot resume after a failed snapshot");
+		if (jail_root())
+			return api_error("snapshot: %s (this VMM is jailed in %s: paths are from "
+					 "there)",
+					 err, jail_root());
 		return api_error("snapshot: %s", err);
 	}
 	if (json_is_true(stop))

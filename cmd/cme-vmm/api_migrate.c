@@ -34,7 +34,7 @@ static int json_u64(json_t *req, const char *key, uint64_t min, uint64_t max, ui
 }
 
 /* Operator arguments onto the defaults; the reply names the first bad one. */
-static const char *migrate_params(json_t *req, struct mig_params *p)
+static const char *migrate_params(json_t *req, const char *tls_dir, struct mig_params *p)
 {
 	uint64_t ch = p->channels, rounds = p->max_rounds, timeout_s = p->timeout_ms / 1000;
 	uint64_t pc_after = 0;
@@ -45,8 +45,10 @@ static const char *migrate_params(json_t *req, struct mig_params *p)
 	p->to = json_string_value(json_object_get(req, "to"));
 	p->tls_dir = json_string_value(json_object_get(req, "tls_dir"));
 	p->peer_name = json_string_value(json_object_get(req, "peer_name"));
+	if (!p->tls_dir)
+		p->tls_dir = tls_dir; /* the VMM's --tls-dir */
 	if (!p->to || !p->tls_dir)
-		return "migrate needs \"to\" (HOST:PORT) and \"tls_dir\"";
+		return "migrate needs \"to\" (HOST:PORT) and \"tls_dir\" (or the VMM's --tls-dir)";
 	if (json_u64(req, "downtime_ms", 1, 600000, &p->downtime_ms))
 		return "downtime_ms must be 1..600000";
 	if (json_rate(json_object_get(req, "max_bandwidth"), &p->max_bandwidth))
@@ -124,7 +126,7 @@ json_t *api_migrate(struct api *api, json_t *req)
 	if (api_fenced(api->vm))
 		return api_fence_refusal(api->vm, "migrate");
 	mig_params_defaults(&p);
-	bad = migrate_params(req, &p);
+	bad = migrate_params(req, api->tls_dir, &p);
 	if (bad)
 		return api_error("%s", bad);
 	rc = mig_start(api->vm, &p, &m, err, sizeof(err));

@@ -31,6 +31,7 @@ struct api {
 	bool arrived;		 /* the VM came by migration (incoming-commit stays an ok) */
 	bool stop_requested;	 /* stop or a signal while the migration arrived */
 	const struct cgroup *cg; /* --cgroup, for status (NULL: none) */
+	const char *tls_dir;	 /* --tls-dir: migrate's default (NULL: none) */
 };
 
 /* api_migrate.c: migrate, migrate-status, migrate-cancel, migrate-commit; and

@@ -293,6 +293,11 @@ void api_set_cgroup(struct api *api, const struct cgroup *cg)
 	api->cg = cg;
 }
 
+void api_set_tls_dir(struct api *api, const char *dir)
+{
+	api->tls_dir = dir;
+}
+
 bool api_stop_requested(const struct api *api)
 {
 	return api->stop_requested;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
 #include <getopt.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -256,6 +257,33 @@ static int parse_cgroup(char *a, struct run_opts *o, char *err, size_t errlen)
 	return 0;
 }
 
+/* --jail-user USER or UID[:GID] (GID: the user's, or UID's own number): not root. */
+static int parse_jail_user(const char *a, struct run_opts *o, char *err, size_t errlen)
+{
+	struct passwd *pw = getpwnam(a);
+	uint64_t uid, gid;
+	const char *colon = strchr(a, ':');
+	char num[32];
+
+	if (pw) {
+		o->jail_uid = (long)pw->pw_uid;
+		o->jail_gid = (long)pw->pw_gid;
+	} else {
+		snprintf(num, sizeof(num), "%.*s", colon ? (int)(colon - a) : (int)strlen(a), a);
+		if (parse_uint(num, 0, 0xfffffffe, &uid) ||
+		    (colon && parse_uint(colon + 1, 0, 0xfffffffe, &gid)))
+			return arg_fail(err, errlen,
+					"--jail-user %s: a user name, or UID[:GID] in numbers", a);
+		pw = colon ? NULL : getpwuid((uid_t)uid);
+		o->jail_uid = (long)uid;
+		o->jail_gid = colon ? (long)gid : pw ? (long)pw->pw_gid : (long)uid;
+	}
+	if (o->jail_uid == 0 || o->jail_gid == 0)
+		return arg_fail(err, errlen, "--jail-user %s: not root (uid and gid 0 stay root)",
+				a);
+	return 0;
+}
+
 static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errlen)
 {
 	switch (c) {
@@ -269,6 +297,8 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 	case 'K': o->ksm = true; return 0;
 	case 'Z': o->confidential = true; return 0;
 	case 'J': o->jail = true; return 0;
+	case 'j': o->jail_root = a; return 0;
+	case 'u': return parse_jail_user(a, o, err, errlen);
 	case 't': o->trust = a; return 0;
 	case 'b': o->boot_sig = a; return 0;
 	case 'M': {
@@ -363,9 +393,8 @@ static int check_devices(const struct run_opts *o, char *err, size_t errlen)
 /* Options that only make sense for one of run, restore and incoming, or together. */
 static int check_mode(const struct run_opts *o, bool restore, char *err, size_t errlen)
 {
-	if (o->listen || o->tls_dir || o->commit)
-		return arg_fail(err, errlen, "%s",
-				"--listen, --tls-dir and --commit belong to incoming");
+	if (o->listen || o->commit)
+		return arg_fail(err, errlen, "%s", "--listen and --commit belong to incoming");
 	if (check_devices(o, err, errlen))
 		return -EINVAL;
 	if (restore && (o->image || o->kernel || o->cmdline || o->initrd || o->cpu_template))
@@ -439,6 +468,8 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "ksm", no_argument, NULL, 'K' },
 		{ "confidential", no_argument, NULL, 'Z' },
 		{ "jail", no_argument, NULL, 'J' },
+		{ "jail-root", required_argument, NULL, 'j' },
+		{ "jail-user", required_argument, NULL, 'u' },
 		{ "trust", required_argument, NULL, 't' },
 		{ "boot-sig", required_argument, NULL, 'b' },
 		{ "measurement", required_argument, NULL, 'M' },
@@ -459,6 +490,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 	o->console.kind = CONSOLE_STDOUT;
 	o->console_max = CONSOLE_MAX_DEFAULT;
 	o->api_gid = -1;
+	o->jail_uid = o->jail_gid = -1;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -478,6 +510,13 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		return arg_fail(err, errlen, "unexpected argument %s", argv[optind]);
 	if (check_peer(o, incoming, err, errlen))
 		return -EINVAL;
+	if (o->jail_root && !o->jail)
+		return arg_fail(err, errlen, "%s",
+				"--jail-root needs --jail (the seccomp sandbox comes with it)");
+	if (o->jail_uid >= 0 && !o->jail_root)
+		return arg_fail(err, errlen, "%s",
+				"--jail-user needs --jail-root (the devices it may open are made "
+				"there)");
 	if (o->key_file && !restore)
 		return arg_fail(err, errlen, "%s", "--key is for restore (the snapshot's key)");
 	if ((o->trust || o->boot_sig) && (restore || incoming))

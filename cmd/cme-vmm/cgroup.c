@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +35,7 @@ struct cgroup {
 	struct cg_dir dir[2]; /* v2: dir[0]; v1: the cpu and the memory hierarchy */
 	unsigned nr_dirs;
 	struct cg_opts opts;
+	int reaper_fd; /* cg_reaper: its pipe, open while the VMM lives (0: no reaper) */
 };
 
 /* The mount point of the cgroup hierarchy of fstype ("cgroup2"), or of the v1 hierarchy
@@ -245,9 +248,52 @@ void cg_leave(struct cgroup *cg)
 {
 	if (!cg)
 		return;
+	for (unsigned i = cg->nr_dirs; i-- > 0 && !cg->reaper_fd;)
+		leave_dir(&cg->dir[i]);
+	free(cg); /* a reaper's pipe closes with the process */
+}
+
+/* The reaper: out of the group at once (the VMM alone is charged), then, once the pipe
+ * says the VMM has ended, the folders it made are removed. Never returns. */
+static void reap(struct cgroup *cg, int fd)
+{
+	char pid[24], c;
+
+	prctl(PR_SET_NAME, "cme-cg-reaper");
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	for (unsigned i = 0; i < cg->nr_dirs; i++)
+		if (write_str(cg->dir[i].root, "cgroup.procs", pid))
+			log_warn(SUB, "reaper: cannot leave %s", cg->dir[i].path);
+	while (read(fd, &c, 1) < 0 && errno == EINTR)
+		;
 	for (unsigned i = cg->nr_dirs; i-- > 0;)
 		leave_dir(&cg->dir[i]);
-	free(cg);
+	_exit(0);
+}
+
+int cg_reaper(struct cgroup *cg)
+{
+	int p[2];
+	pid_t pid;
+
+	if (!cg)
+		return 0;
+	if (pipe2(p, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid == 0) {
+		close(p[1]);
+		close_range(3, (unsigned)p[0] - 1, 0);
+		close_range((unsigned)p[0] + 1, ~0U, 0);
+		reap(cg, p[0]);
+	}
+	close(p[0]);
+	if (pid < 0) {
+		close(p[1]);
+		return -errno;
+	}
+	cg->reaper_fd = p[1];
+	return 0;
 }
 
 int cg_enter(const struct cg_opts *o, struct cgroup **out, char *err, size_t len)

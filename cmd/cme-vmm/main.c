@@ -336,8 +336,10 @@ static int run_vm(const struct run_opts *o, struct cgroup *cg, int sfd)
 
 	if (!err && !o->listen)
 		err = api_open(o->api_path, o->api_gid, vm, &api);
-	if (api)
+	if (api) {
 		api_set_cgroup(api, cg);
+		api_set_tls_dir(api, o->tls_dir);
+	}
 	if (!err && !o->listen && o->fence_ns) /* before any guest instruction */
 		err = vm_fence_set(vm, o->fence_ns);
 	if (!err && !o->listen) /* a received VM runs already */
@@ -389,12 +391,12 @@ static int check_confidential(const struct run_opts *o)
 /* --jail: armed before the first thread, so that every thread loads its list. A
  * forbidden call writes its status and name to the exit file, opened now: the handler
  * may not open files. */
-static int arm_jail(const struct run_opts *o, int *exit_fd)
+static int arm_jail(struct run_opts *o, struct cgroup *cg, int *exit_fd)
 {
 	struct sandbox_cfg cfg = { .name = o->name,
 				   .exit_fd = -1,
 				   .exit_status = VMM_EXIT_SANDBOX };
-	char err[256];
+	char err[PATH_MAX + 128];
 
 	*exit_fd = -1;
 	if (!o->jail)
@@ -411,10 +413,31 @@ static int arm_jail(const struct run_opts *o, int *exit_fd)
 		}
 	}
 	cfg.exit_fd = *exit_fd;
+	if (o->jail_uid >= 0 && cg_reaper(cg)) {
+		log_err(SUB, "--jail-user: no helper to remove the cgroup at the end: %s",
+			strerror(errno));
+		return -EPERM;
+	}
+	if (o->jail_root && jail_enter_root(o, err, sizeof(err))) {
+		log_err(SUB, "--jail-root: %s", err);
+		return -EPERM;
+	}
+	if (o->jail_root)
+		log_info(SUB,
+			 "vm=%s jailed: a mount namespace of its own, %s as /vm and nothing else "
+			 "of the host's beyond what it was given",
+			 o->name, jail_root());
 	if (sandbox_arm(&cfg, err, sizeof(err))) {
 		log_err(SUB, "--jail: %s", err);
 		return -EPERM;
 	}
+	if (o->jail_uid >= 0 && jail_drop_user(o, err, sizeof(err))) {
+		log_err(SUB, "--jail-user: %s", err);
+		return -EPERM;
+	}
+	if (o->jail_uid >= 0)
+		log_info(SUB, "vm=%s runs as uid %ld gid %ld, without privileges", o->name,
+			 o->jail_uid, o->jail_gid);
 	if (sandbox_armed())
 		log_info(SUB,
 			 "vm=%s runs sandboxed: a seccomp allow-list per thread kind, no new "
@@ -443,7 +466,7 @@ static int run_main(int argc, char **argv)
 		write_exit_file(&o, VMM_EXIT_SETUP);
 		return VMM_EXIT_SETUP;
 	}
-	if (arm_jail(&o, &exit_fd)) {
+	if (arm_jail(&o, cg, &exit_fd)) {
 		cg_leave(cg);
 		write_exit_file(&o, VMM_EXIT_SETUP);
 		return VMM_EXIT_SETUP;

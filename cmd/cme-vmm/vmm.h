@@ -42,9 +42,10 @@ struct run_opts {
 	const char *cmdline;
 	const char *api_path;
 	const char *name;
-	const char *snapshot;  /* restore: the snapshot file */
-	const char *listen;    /* incoming: HOST:PORT to wait on */
-	const char *tls_dir;   /* incoming: this node's certificates */
+	const char *snapshot; /* restore: the snapshot file */
+	const char *listen;   /* incoming: HOST:PORT to wait on */
+	const char
+		*tls_dir; /* this node's certificates (incoming; run/restore: migrate's default) */
 	const char *peer_name; /* incoming --peer-name: the source's certificate name */
 	int wait_ms;	       /* incoming: how long to wait for the source, -1 forever */
 	const char *commit;    /* incoming: "direct" (NULL) or "external" (the cluster decides) */
@@ -57,6 +58,8 @@ struct run_opts {
 	const char *key_file;		    /* restore --key */
 	bool confidential;		    /* --confidential */
 	bool jail;			    /* --jail: the seccomp sandbox */
+	const char *jail_root;		    /* --jail-root DIR: pivot_root there (jail.c) */
+	long jail_uid, jail_gid;	    /* --jail-user: the user it runs as (-1: root) */
 	const char *trust, *boot_sig;	    /* run --trust KEYS --boot-sig SIG */
 	const char *measurement;	    /* restore/incoming --measurement HEX */
 	struct vm_disk disks[VM_MAX_DISKS]; /* --disk PATH[,ro]: virtio-blk, in order */
@@ -78,6 +81,17 @@ struct run_opts {
 /* Parse `run`, `restore` or `incoming` options (argv[0] is the verb). On error returns -EINVAL and writes a one-line
  * reason into err. Checks syntax and limits only (host memory, files are checked later). */
 int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t errlen);
+
+/* --jail-root: a mount namespace of the VMM's own with o->jail_root as its root
+ * (pivot_root), what o names bound in at its usual path and o's paths inside the root
+ * rewritten. Root only, single-threaded. 0, or -errno with the reason in err. */
+int jail_enter_root(struct run_opts *o, char *err, size_t len);
+/* --jail-user, inside the jail: preload what only root may read (the TLS contexts,
+ * /dev/userfaultfd), give the jail's folder, console, exit file and writable disks to the
+ * user, and become it for good. 0, or -errno with the reason in err. */
+int jail_drop_user(const struct run_opts *o, char *err, size_t len);
+/* The host folder the VMM is jailed in, NULL when it is not. */
+const char *jail_root(void);
 
 /* Control protocol: a request is one JSON object per line with a string "cmd" and
  * optional arguments beside it. Returns 0 and sets *cmd (points into *req, which the
@@ -103,6 +117,8 @@ void api_set_incoming(struct api *api, struct mig_dest *d);
 void api_set_arrived(struct api *api, struct vm *vm);
 /* The VMM's control group (--cgroup), shown in status; NULL: none. */
 void api_set_cgroup(struct api *api, const struct cgroup *cg);
+/* The VMM's --tls-dir: what migrate uses when the request names none (NULL: none). */
+void api_set_tls_dir(struct api *api, const char *dir);
 /* True when a stop was asked (request or signal) while the migration arrived. */
 bool api_stop_requested(const struct api *api);
 /* The migration the API started, if any (the caller frees it after api_close()). */
@@ -128,6 +144,10 @@ int vmm_migrate_main(int argc, char **argv);
 int cg_enter(const struct cg_opts *o, struct cgroup **out, char *err, size_t len) CME_WUR;
 /* Move back to the root and remove the folders cg_enter created. NULL is ignored. */
 void cg_leave(struct cgroup *cg);
+/* For a VMM about to give up root (--jail-user), which then can neither leave its group
+ * nor remove it: a child that stays root, outside the group, removes the folders once the
+ * VMM has ended (its pipe closes); cg_leave then leaves them to it. NULL is ignored. */
+int cg_reaper(struct cgroup *cg) CME_WUR;
 /* {"path","version","dir","cpu_limit","mem_limit_bytes","mem_used_bytes"} for status. */
 json_t *cg_json(const struct cgroup *cg);
 

@@ -57,7 +57,7 @@ static int write_conf_at(struct cluster *c, int i, const char *path, const char 
 		"# written by the e2e tests\nnode = %s\netcd = %s\naddress = %s\npeer = %s:0\n"
 		"tls_dir = %s/%s\nstate_dir = %s\nvmm = %s\ncpus = 2\nmem = %uM\n"
 		"lease_ttl = 3\nprogress_interval_ms = 200\nprepare_timeout = 20\n"
-		"image_dirs = %s\n%s",
+		"jail_user = nobody\nimage_dirs = %s\n%s",
 		n->name, n->etcd_url[0] ? n->etcd_url : c->etcd.url, n->addr,
 		n->peer_host[0] ? n->peer_host : n->addr, c->certs, n->name, state,
 		n->vmm[0] ? n->vmm : test_bin("cme-vmm"), n->mem_mb ? n->mem_mb : c->mem_mb, dirs,
@@ -406,7 +406,7 @@ json_t *cluster_vmm_request(struct cluster *c, int i, const char *vm, const char
 	char path[700];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/vms/%s/api.sock", c->node[i].state, vm);
+	snprintf(path, sizeof(path), "%s/vms/%s/vm/api.sock", c->node[i].state, vm);
 	fd = unix_connect(path);
 	if (fd >= 0) {
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -448,7 +448,7 @@ pid_t cluster_vmm_pid(struct cluster *c, int i, const char *vm)
 
 void cluster_console(struct cluster *c, int i, const char *vm, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/vms/%s/console.log", c->node[i].state, vm);
+	snprintf(buf, len, "%s/vms/%s/vm/console.log", c->node[i].state, vm);
 }
 
 int cluster_heartbeats(const char *console, struct heartbeat *hb, int max)

@@ -19,4 +19,5 @@ void suite_net(void);
 void suite_cputemplate(void);
 void suite_measured(void);
 void suite_sandbox(void);
+void suite_jail(void);
 #endif

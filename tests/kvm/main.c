@@ -24,5 +24,6 @@ int main(void)
 	suite_cputemplate();
 	suite_measured();
 	suite_sandbox();
+	suite_jail();
 	return test_main("kvm");
 }

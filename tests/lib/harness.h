@@ -71,6 +71,10 @@ struct vmm_proc {
 	int status;	   /* exit status once reaped, -1 before; 128+sig if killed */
 };
 
+/* An argument of vmm_start that stands for the VMM's own folder (its console's and
+ * control socket's), e.g. after --jail-root. */
+#define VMM_OWN_DIR "@vmdir"
+
 /* Start `cme-vmm run` with the given extra arguments (NULL-terminated) plus --console
  * file:... (unless args choose a console), --api ... and stderr to a file in a fresh
  * directory. Returns 0 or -errno. */

@@ -100,7 +100,7 @@ static int start(struct vmm_proc *p, const char *verb, const char *const *args, 
 		argv[n++] = "--jail";
 	for (; *args && n < MAX_ARGS - 6; args++) {
 		own_console |= !strcmp(*args, "--console");
-		argv[n++] = *args;
+		argv[n++] = strcmp(*args, VMM_OWN_DIR) ? *args : dir;
 	}
 	if (!own_console) {
 		argv[n++] = "--console";
