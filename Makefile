@@ -120,7 +120,7 @@ check-all: test
 # ---- fuzzing -------------------------------------------------------------------------
 # Each fuzz/fuzz_NAME.c linked with libFuzzer (clang, from Debian: installed here, not by
 # make deps), the modules built with clang's coverage and ASan+UBSan into build/fuzz/.
-FUZZ_TARGETS := records linux request proto config snapshot
+FUZZ_TARGETS := records linux request proto config snapshot handlers
 FUZZ_SECONDS ?= 60
 FUZZ_INC := -Ifuzz -Icommon -Iproto -I$(GEN)/proto -Ihypervisor -Icmd/cme-vmm -Icluster \
 	    -Iclusterd -Ietcd -Iha -Inet -Imigrate
@@ -130,13 +130,14 @@ fuzz: deps
 	@sh fuzz/run.sh $(B)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-bin: $(patsubst %,$(O)/fuzzers/%,$(FUZZ_TARGETS))
-$(O)/fuzzers/%: fuzz/fuzz_%.c fuzz/libfuzzer.c $(O)/obj/cmd/cme-vmm/api_proto.o \
+FUZZ_OBJS := $(O)/obj/cmd/cme-vmm/api_proto.o $(VMM_API_OBJS) $(O)/obj/tests/unit/unit_vm.o
+$(O)/fuzzers/%: fuzz/fuzz_%.c fuzz/libfuzzer.c $(FUZZ_OBJS) \
 		$(call link_libs,clusterd cluster etcd ha migrate net hypervisor proto common) \
 		| $(proto_GENH)
 	@mkdir -p $(@D)
 	@echo "  FUZZ    $@"
-	@$(CC) $(CFLAGS) -fsanitize=fuzzer $(FUZZ_INC) -DFUZZ_FN=fuzz_$* -o $@ \
-		fuzz/fuzz_$*.c fuzz/libfuzzer.c $(O)/obj/cmd/cme-vmm/api_proto.o \
+	@$(CC) $(CFLAGS) -fsanitize=fuzzer $(FUZZ_INC) -Itests/unit -DFUZZ_FN=fuzz_$* -o $@ \
+		fuzz/fuzz_$*.c fuzz/libfuzzer.c $(FUZZ_OBJS) \
 		$(call link_libs,clusterd cluster etcd ha migrate net hypervisor proto common) \
 		$(LDLIBS)
 $(O)/obj/cmd/cme-vmm/api_proto.o: MOD_INC := -Icmd/cme-vmm -Imigrate -Inet -Ihypervisor \

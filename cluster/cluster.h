@@ -75,6 +75,8 @@ struct cl_spec {
 	bool balloon;	       /* a virtio memory balloon */
 	uint64_t balloon_mb;   /* its desired target (cmectl vm balloon); the owner applies it */
 	char cpu_template[16]; /* cme-vmm's --cpu-template; "" is "host" */
+	char boot_sig[200];    /* "PUBKEY SIG" (cmectl image sign): a node with operator_keys
+				* boots only what a key of the cluster's trust record signed */
 	int priority;
 	bool running; /* desired state */
 	uint64_t created_ms;
@@ -132,6 +134,19 @@ struct cl_migration {
 	int64_t mod_rev; /* from the read, not part of the JSON */
 };
 
+/* trust: the boot keys the cluster trusts, as an operator signed them (cmectl trust set).
+ * Nodes with operator_keys run only boots those keys signed, and take a record only when
+ * its signature is by one of their operator keys and its seq is not below the last. */
+#define CL_TRUST_MAX_KEYS 16
+struct cl_trust {
+	char keys[CL_TRUST_MAX_KEYS * 65]; /* Ed25519 public keys, 64 hex digits, ',' between */
+	uint64_t seq;			   /* raised by every change */
+	char signer[65];		   /* the operator's public key */
+	char sig[129];			   /* its signature (bootsig.c, trust_sign) */
+	uint64_t set_ms;
+	int64_t mod_rev; /* from the read, not part of the JSON */
+};
+
 /* events/<ts>-<node>-<seq>: what happened, kept for a day. */
 struct cl_event {
 	uint64_t ts_ms;
@@ -155,6 +170,7 @@ char *cl_owner_json(const struct cl_owner *o);
 char *cl_status_json(const struct cl_status *s);
 char *cl_migration_json(const struct cl_migration *m);
 char *cl_event_json(const struct cl_event *e);
+char *cl_trust_json(const struct cl_trust *t);
 
 /* Decode JSON text (len bytes) into a zeroed record; 0 or -EINVAL with a reason in err. */
 int cl_node_parse(const char *txt, size_t len, struct cl_node *n, struct etcd_err *err) CME_WUR;
@@ -166,6 +182,7 @@ int cl_status_parse(const char *txt, size_t len, struct cl_status *s, struct etc
 int cl_migration_parse(const char *txt, size_t len, struct cl_migration *m,
 		       struct etcd_err *err) CME_WUR;
 int cl_event_parse(const char *txt, size_t len, struct cl_event *e, struct etcd_err *err) CME_WUR;
+int cl_trust_parse(const char *txt, size_t len, struct cl_trust *t, struct etcd_err *err) CME_WUR;
 
 /* A spec's checks beyond types: sizes in range, exactly one of image/kernel, restart policy
  * known, names valid, CPU template known. 0 or -EINVAL with the reason. */
@@ -206,6 +223,8 @@ struct cl_vm_view {
 struct cl_view {
 	int64_t rev; /* the store revision this view reflects */
 	char leader[CL_NAME_MAX];
+	struct cl_trust trust; /* when has_trust */
+	bool has_trust;
 	struct cl_node_view *nodes;
 	size_t nnodes;
 	struct cl_vm_view *vms;

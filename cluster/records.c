@@ -51,27 +51,17 @@ static const struct field member_f[] = {
 };
 
 static const struct field spec_f[] = {
-	FLD(cl_spec, name, F_NAME, true),
-	FLD(cl_spec, vcpus, F_U32, true),
-	FLD(cl_spec, mem_mb, F_U64, true),
-	FLD(cl_spec, image, F_STR, false),
-	FLD(cl_spec, kernel, F_STR, false),
-	FLD(cl_spec, initrd, F_STR, false),
-	FLD(cl_spec, cmdline, F_STR, false),
-	FLD(cl_spec, restart, F_STR, false),
-	FLD(cl_spec, group, F_STR, false),
-	FLD(cl_spec, disk, F_STR, false),
-	FLD(cl_spec, balloon, F_BOOL, false),
-	FLD(cl_spec, balloon_mb, F_U64, false),
-	FLD(cl_spec, priority, F_INT, false),
-	FLD(cl_spec, running, F_BOOL, false),
-	FLD(cl_spec, created_ms, F_U64, false),
-	FLD(cl_spec, pin_vcpus, F_STR, false),
-	FLD(cl_spec, cgroup, F_STR, false),
-	FLD(cl_spec, hugepages, F_BOOL, false),
-	FLD(cl_spec, ksm, F_BOOL, false),
-	FLD(cl_spec, cpu_template, F_STR, false),
-	{ 0 },
+	FLD(cl_spec, name, F_NAME, true),	FLD(cl_spec, vcpus, F_U32, true),
+	FLD(cl_spec, mem_mb, F_U64, true),	FLD(cl_spec, image, F_STR, false),
+	FLD(cl_spec, kernel, F_STR, false),	FLD(cl_spec, initrd, F_STR, false),
+	FLD(cl_spec, cmdline, F_STR, false),	FLD(cl_spec, restart, F_STR, false),
+	FLD(cl_spec, group, F_STR, false),	FLD(cl_spec, disk, F_STR, false),
+	FLD(cl_spec, balloon, F_BOOL, false),	FLD(cl_spec, balloon_mb, F_U64, false),
+	FLD(cl_spec, priority, F_INT, false),	FLD(cl_spec, running, F_BOOL, false),
+	FLD(cl_spec, created_ms, F_U64, false), FLD(cl_spec, pin_vcpus, F_STR, false),
+	FLD(cl_spec, cgroup, F_STR, false),	FLD(cl_spec, hugepages, F_BOOL, false),
+	FLD(cl_spec, ksm, F_BOOL, false),	FLD(cl_spec, cpu_template, F_STR, false),
+	FLD(cl_spec, boot_sig, F_STR, false),	{ 0 },
 };
 
 static const struct field owner_f[] = {
@@ -119,6 +109,12 @@ static const struct field mig_f[] = {
 	FLD(cl_migration, max_bandwidth, F_U64, false),
 	FLD(cl_migration, downtime_ms, F_U64, false),
 	{ 0 },
+};
+
+static const struct field trust_f[] = {
+	FLD(cl_trust, keys, F_STR, true),    FLD(cl_trust, seq, F_U64, true),
+	FLD(cl_trust, signer, F_STR, true),  FLD(cl_trust, sig, F_STR, true),
+	FLD(cl_trust, set_ms, F_U64, false), { 0 },
 };
 
 static const struct field event_f[] = {
@@ -217,6 +213,11 @@ char *cl_migration_json(const struct cl_migration *m)
 char *cl_event_json(const struct cl_event *e)
 {
 	return encode(event_f, e);
+}
+
+char *cl_trust_json(const struct cl_trust *t)
+{
+	return encode(trust_f, t);
 }
 
 /* ---- decoding ----------------------------------------------------------------------- */
@@ -342,6 +343,7 @@ DECODER(cl_owner_parse, cl_owner, owner_f)
 DECODER(cl_status_parse, cl_status, status_f)
 DECODER(cl_migration_parse, cl_migration, mig_f)
 DECODER(cl_event_parse, cl_event, event_f)
+DECODER(cl_trust_parse, cl_trust, trust_f)
 
 int cl_spec_parse(const char *txt, size_t len, struct cl_spec *s, struct etcd_err *err)
 {

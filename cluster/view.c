@@ -159,6 +159,11 @@ static int add_record(struct cl_view *v, const struct etcd_kv *kv, size_t plen)
 	leaf[0] = 0;
 	if (!strcmp(rest, "/leader"))
 		return leader_parse(v, kv);
+	if (!strcmp(rest, "/trust")) {
+		v->has_trust = !cl_trust_parse((const char *)kv->val, kv->vlen, &v->trust, &err);
+		v->trust.mod_rev = kv->mod_rev;
+		return v->has_trust ? 0 : skip(v, kv->key, err.msg);
+	}
 	/* The whole key must be consumed: "vms/x/owner/extra" is not vms/x/owner. */
 	n = sscanf(rest, "/%31[^/]/%64[^/]%n/%31[^/]%n", part, name, &used, leaf, &used);
 	if (n < 2 || used < 0 || rest[used] != 0)
@@ -230,8 +235,8 @@ static int read_part(struct etcd *e, const char *prefix, const char *part, struc
 
 int cl_view_read(struct etcd *e, const char *prefix, struct cl_view *v, struct etcd_err *err)
 {
-	static const char *const parts[] = { "leader",	 "nodes/", "admin/",
-					     "members/", "vms/",   "migrations/" };
+	static const char *const parts[] = { "leader",	 "trust", "nodes/",	"admin/",
+					     "members/", "vms/",  "migrations/" };
 	int rc = 0;
 
 	memset(v, 0, sizeof(*v));

@@ -62,6 +62,7 @@ struct lvm {
 	uint64_t started_ms; /* monotonic (now_ns() / 1e6) */
 	int64_t balloon_mb;  /* the balloon target this VMM was given, -1: none yet */
 	struct src_mig *src; /* outgoing migration worker, while one runs */
+	char start_err[512]; /* why the last start failed before a VMM ran ("": it ran) */
 };
 
 struct cd {
@@ -105,6 +106,8 @@ struct cd {
 	char (*lost_said)[CL_NAME_MAX]; /* leader: lost nodes it announced (until they return) */
 	size_t nlost_said;
 	char cpu_features[CL_CPU_MAX]; /* what this host's KVM offers ("": unknown), hostcpu.c */
+	uint64_t trust_seq;	       /* the trust record this node took last (trust.c) */
+	int64_t trust_refused_rev;     /* the last record it refused (said once) */
 };
 
 /* ---- state.c: what every file of the daemon shares ---- */
@@ -261,9 +264,9 @@ void cd_lvm_save_meta(const struct lvm *l);
 void cd_lvm_adopt_all(struct cd *cd);
 /* The console log file of a VM on this node. */
 void cd_lvm_console_path(const struct lvm *l, char *buf, size_t len);
-/* The system call and thread kind the exit file of a VMM its sandbox ended names, as
- * "forbidden system call X in a Y thread"; "" when none. */
-void cd_lvm_sandbox_why(const struct lvm *l, char *buf, size_t len);
+/* Why a VMM ended, as its exit file says: "forbidden system call X in a Y thread" when its
+ * sandbox ended it, or the reason it failed to set up ("boot refused: ..."); "" when none. */
+void cd_lvm_exit_why(const struct lvm *l, char *buf, size_t len);
 
 /* ---- fence.c: the thread that pushes deadlines to this node's VMMs ---- */
 void *cd_fence_main(void *arg);
@@ -286,6 +289,17 @@ bool cd_migrations_reap(struct cd *cd, bool wait_all);
 /* True when l's VM is part of an active migration this node takes part in, so reconcile
  * must leave it alone. */
 bool cd_migration_owns(struct cd *cd, const struct cl_view *v, const struct lvm *l);
+
+/* ---- trust.c: signed boot in the cluster ---- */
+/* This node runs only signed boots (config operator_keys). */
+bool cd_trust_required(const struct cd *cd);
+/* STATE_DIR/trust.keys into buf: 0, or -ENOENT while this node has taken no record yet. */
+int cd_trust_file(const struct cd *cd, char *buf, size_t len);
+/* The seq taken last, from STATE_DIR (at start). */
+void cd_trust_load(struct cd *cd);
+/* Take the view's trust record when an operator key of this node signed it and its seq is
+ * above the last; say a refusal once. Main thread. */
+void cd_trust_sync(struct cd *cd, const struct cl_view *v);
 
 /* ---- pc_recover.c: a post-copy that broke after the switch ---- */
 /* The VM's post-copy runs or broke, the owner record names its target, and the source

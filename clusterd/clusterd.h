@@ -31,10 +31,11 @@ struct cd_config {
 	unsigned etcd_timeout_ms;
 	unsigned prepare_timeout_s; /* how long a target may take to listen */
 	/* High availability (README "High availability"). */
-	bool fence;		    /* pause guests at the lease-derived deadline */
-	bool jail;		    /* start VMMs with --jail (the seccomp sandbox) */
-	bool jail_root;		    /* and --jail-root: each in its VM's folder (pivot_root) */
-	char jail_user[64];	    /* and --jail-user (a user, or UID[:GID]); "": root */
+	bool fence;			 /* pause guests at the lease-derived deadline */
+	bool jail;			 /* start VMMs with --jail (the seccomp sandbox) */
+	bool jail_root;			 /* and --jail-root: each in its VM's folder (pivot_root) */
+	char jail_user[64];		 /* and --jail-user (a user, or UID[:GID]); "": root */
+	char operator_keys[CL_PATH_MAX]; /* signed boot only, trust records of these keys */
 	unsigned fence_margin_ms;   /* stop guests this long before the earliest lease expiry */
 	unsigned clock_drift_ppm;   /* the most any clock runs from real time */
 	unsigned ha_tier_timeout_s; /* a restart tier waits at most this for the one above */

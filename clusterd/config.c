@@ -41,6 +41,7 @@ STR_KEY(state_dir)
 STR_KEY(vmm)
 STR_KEY(peer)
 STR_KEY(jail_user)
+STR_KEY(operator_keys)
 
 /* Folders, absolute, ':'-separated. */
 static int set_image_dirs(struct cd_config *c, const char *k, const char *v)
@@ -152,6 +153,7 @@ static const struct ckey keys[] = {
 	{ "jail", set_bool },
 	{ "jail_root", set_bool },
 	{ "jail_user", set_jail_user },
+	{ "operator_keys", set_operator_keys },
 	{ "fence_margin_ms", set_uint },
 	{ "clock_drift_ppm", set_drift },
 	{ "ha_tier_timeout", set_uint },

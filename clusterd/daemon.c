@@ -273,6 +273,7 @@ static void tick(struct cd *cd)
 		return; /* not (yet) ours to run: change nothing */
 	}
 	cd_quorum_view(cd, &v, read_ns);
+	cd_trust_sync(cd, &v);
 	cd_reconcile(cd, &v);
 	cd_migrations(cd, &v);
 	cd_leader(cd, &v);
@@ -364,6 +365,7 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 	rc = cd_quorum_start(&cd, err, errlen);
 	if (rc)
 		goto out;
+	cd_trust_load(&cd);
 	cd_lvm_adopt_all(&cd);
 	log_info(SUB, "node=%s: %zu VMM(s) re-adopted; etcd %s", c->node, cd.nvms, c->etcd);
 	if (pthread_create(&ka, NULL, keepalive_main, &cd)) {

@@ -3,6 +3,6 @@
 MODULES       += clusterd
 clusterd_DEPS := cluster etcd ha net common
 clusterd_SRCS := clusterd/config.c clusterd/state.c clusterd/store.c clusterd/peer.c clusterd/quorum.c clusterd/hostcpu.c clusterd/images.c clusterd/vmm.c clusterd/fence.c \
-                 clusterd/reconcile.c clusterd/migration.c clusterd/mig_steps.c clusterd/pc_recover.c clusterd/restart.c \
+                 clusterd/reconcile.c clusterd/migration.c clusterd/mig_steps.c clusterd/pc_recover.c clusterd/trust.c clusterd/restart.c \
                  clusterd/leader.c \
                  clusterd/daemon.c

@@ -53,17 +53,18 @@ static void stop_vm(struct cd *cd, struct lvm *l, const char *why)
  * the call its sandbox named. */
 static void exit_detail(const struct lvm *l, int code, char *buf, size_t len)
 {
-	char call[128];
+	char why[200];
 
-	if (code == EXIT_SANDBOX) {
-		cd_lvm_sandbox_why(l, call, sizeof(call));
-		snprintf(buf, len, "status %d, ended by its sandbox: %s", code,
-			 call[0] ? call : "a forbidden system call");
-	} else if (code < 0) {
+	cd_lvm_exit_why(l, why, sizeof(why));
+	if (code == EXIT_SANDBOX)
+		snprintf(buf, len, "status %d, ended by its sandbox: %.200s", code,
+			 why[0] ? why : "a forbidden system call");
+	else if (code < 0)
 		snprintf(buf, len, "a signal, or unknown");
-	} else {
+	else if (why[0])
+		snprintf(buf, len, "status %d: %.200s", code, why);
+	else
 		snprintf(buf, len, "status %d", code);
-	}
 }
 
 /* The VMM ended by itself: restart it, or record why not. Returns true to restart now. */
@@ -77,9 +78,12 @@ static bool handle_exit(struct cd *cd, const struct cl_view *v, const struct cl_
 		!strcmp(policy, "always") || reset || (!strcmp(policy, "on-failure") && !clean);
 	struct cl_status s;
 	uint64_t backoff = 1000ULL << (*restarts < 5 ? *restarts : 5);
-	char how[200];
+	char how[300];
 
-	exit_detail(l, code, how, sizeof(how));
+	if (l->start_err[0]) /* no VMM ran: its start failed, for this reason */
+		snprintf(how, sizeof(how), "it did not start: %.250s", l->start_err);
+	else
+		exit_detail(l, code, how, sizeof(how));
 	if (cd_pc_target_waits(cd, v, vv)) {
 		status_fill(cd, l, "postcopy-broken", &s);
 		s.restarts = *restarts;
@@ -106,6 +110,8 @@ static bool handle_exit(struct cd *cd, const struct cl_view *v, const struct cl_
 	if (!clean)
 		snprintf(s.error, sizeof(s.error), "VMM exited with %s (see %.180s/vmm.log)", how,
 			 l->dir);
+	if (l->start_err[0])
+		snprintf(s.error, sizeof(s.error), "%s", l->start_err);
 	cd_status_ensure(cd, vv, &s);
 	return false;
 }
@@ -232,8 +238,11 @@ static void ensure_running(struct cd *cd, const struct cl_view *v, const struct 
 		return;
 	status_fill(cd, l, "starting", &s);
 	s.restarts = restarts;
-	if (cd_lvm_start_run(cd, l, &vv->spec, vv->owner.epoch, s.error, sizeof(s.error)))
+	l->start_err[0] = 0;
+	if (cd_lvm_start_run(cd, l, &vv->spec, vv->owner.epoch, s.error, sizeof(s.error))) {
 		snprintf(s.state, sizeof(s.state), "failed");
+		snprintf(l->start_err, sizeof(l->start_err), "%s", s.error);
+	}
 	s.pid = (int)l->pid;
 	cd_status_ensure(cd, vv, &s);
 }

@@ -80,8 +80,6 @@ static void exit_path(const struct lvm *l, char *buf, size_t len)
 	snprintf(buf, len, "%s/exit.json", l->vdir);
 }
 
-/* What the exit file of a VMM its sandbox ended names: "forbidden system call X in a Y
- * thread", into buf ("" when it names none). */
 /* The exit file a VMM leaves (NULL when there is none or it does not parse). */
 static json_t *exit_file_load(const struct lvm *l)
 {
@@ -91,16 +89,19 @@ static json_t *exit_file_load(const struct lvm *l)
 	return json_load_file(path, 0, NULL);
 }
 
-void cd_lvm_sandbox_why(const struct lvm *l, char *buf, size_t len)
+void cd_lvm_exit_why(const struct lvm *l, char *buf, size_t len)
 {
 	json_t *j = exit_file_load(l);
-	const char *call, *thread;
+	const char *call, *thread, *error;
 
 	call = json_string_value(json_object_get(j, "syscall"));
 	thread = json_string_value(json_object_get(j, "thread"));
+	error = json_string_value(json_object_get(j, "error"));
 	buf[0] = 0;
 	if (call && thread)
 		snprintf(buf, len, "forbidden system call %.40s in a %.20s thread", call, thread);
+	else if (error)
+		snprintf(buf, len, "%s", error);
 	json_decref(j);
 }
 
@@ -231,6 +232,7 @@ static int spawn(struct lvm *l, char *const argv[])
 /* The strings the arguments of every VMM point into. */
 struct argbuf {
 	char api[CL_PATH_MAX + 32], con[CL_PATH_MAX + 40], fence[24], exit[CL_PATH_MAX + 32];
+	char trust[CL_PATH_MAX + 16], sig[CL_PATH_MAX + 16];
 	char epoch[24];
 	char boot[PATH_MAX], initrd[PATH_MAX], disk[PATH_MAX + 32]; /* real paths */
 };
@@ -274,6 +276,39 @@ static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **ar
 		argv[(*n)++] = "--fence-deadline";
 		argv[(*n)++] = b->fence;
 	}
+	return 0;
+}
+
+/* A node that runs only signed boots: --trust (the keys it took from the cluster's trust
+ * record) and --boot-sig (the spec's signature, as a file in the VM's folder). */
+static int trust_args(struct cd *cd, const struct lvm *l, const struct cl_spec *s, struct argbuf *b,
+		      char **argv, int *n, char *why, size_t whylen)
+{
+	char line[sizeof(s->boot_sig) + 2];
+
+	if (!cd_trust_required(cd))
+		return 0;
+	if (cd_trust_file(cd, b->trust, sizeof(b->trust)))
+		return snprintf(why, whylen,
+				"node %s runs only signed boots and holds no trusted keys yet "
+				"(cmectl trust set)",
+				cd->cfg->node),
+		       -EACCES;
+	if (!s->boot_sig[0])
+		return snprintf(why, whylen,
+				"vm %s has no boot signature (cmectl vm create --boot-sig): node "
+				"%s runs only signed boots",
+				s->name, cd->cfg->node),
+		       -EACCES;
+	snprintf(b->sig, sizeof(b->sig), "%s/boot.sig", l->dir);
+	snprintf(line, sizeof(line), "%s\n", s->boot_sig);
+	if ((mkdir(l->dir, 0750) && errno != EEXIST) ||
+	    write_file_atomic(b->sig, line, strlen(line)) || chmod(b->sig, 0644))
+		return snprintf(why, whylen, "%s: %s", b->sig, strerror(errno)), -errno;
+	argv[(*n)++] = "--trust";
+	argv[(*n)++] = b->trust;
+	argv[(*n)++] = "--boot-sig";
+	argv[(*n)++] = b->sig;
 	return 0;
 }
 
@@ -386,6 +421,8 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 
 	if (!rc)
 		rc = disk_args(cd, spec, epoch, &b, argv, &n, why, whylen);
+	if (!rc)
+		rc = trust_args(cd, l, spec, &b, argv, &n, why, whylen);
 	if (rc) {
 		log_err(SUB, "vm=%s: not starting it: %s", l->name, why);
 		return rc;
@@ -453,6 +490,8 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 	snprintf(l->vdir, sizeof(l->vdir), "%s/vm", l->dir); /* a new VMM: today's layout */
 	snprintf(listen, sizeof(listen), "%s:0", cd->cfg->address);
 	rc = disk_args(cd, spec, epoch, &b, argv, &n, why, whylen);
+	if (!rc)
+		rc = trust_args(cd, l, spec, &b, argv, &n, why, whylen);
 	if (rc)
 		return rc;
 	resource_args(spec, argv, &n);

@@ -36,6 +36,14 @@ static bool hex_field(const char *hex, size_t digits, uint8_t *out)
 	       !sodium_hex2bin(out, digits / 2, hex, digits, NULL, &bin, NULL) && bin == digits / 2;
 }
 
+/* digits hex digits at the start of hex (more may follow) into out. */
+static bool hex_field_n(const char *hex, size_t digits, uint8_t *out)
+{
+	size_t bin = 0;
+
+	return !sodium_hex2bin(out, digits / 2, hex, digits, NULL, &bin, NULL) && bin == digits / 2;
+}
+
 /* Whether pk is one of the trust file's keys. */
 static int trusted(const char *path, const uint8_t *pk, char *err, size_t len)
 {
@@ -107,6 +115,104 @@ int boot_verify(const uint8_t m[MEASURE_BYTES], const char *trust, const char *s
 			 hex, sigfile);
 		return -EACCES;
 	}
+	return 0;
+}
+
+/* ---- the cluster's trust record ------------------------------------------------------ */
+
+#define TRUST_CONTEXT "cme-trust-v1"
+#define TRUST_MAX     16
+
+/* keys ("HEX,HEX,..."), each a public key, into bin; how many, or -EINVAL. */
+static int trust_keys(const char *keys, uint8_t bin[TRUST_MAX][crypto_sign_PUBLICKEYBYTES])
+{
+	int n = 0;
+
+	for (const char *p = keys; *p; p += PK_HEX + (p[PK_HEX] == ',')) {
+		if (n == TRUST_MAX || strspn(p, "0123456789abcdefABCDEF") < PK_HEX ||
+		    (p[PK_HEX] && p[PK_HEX] != ',') || !hex_field_n(p, PK_HEX, bin[n]))
+			return -EINVAL;
+		n++;
+	}
+	return n ? n : -EINVAL;
+}
+
+/* "cme-trust-v1", seq (8 bytes, little-endian), each key's 32 bytes: into msg. */
+static size_t trust_message(uint64_t seq, uint8_t keys[TRUST_MAX][crypto_sign_PUBLICKEYBYTES],
+			    int n, uint8_t *msg)
+{
+	size_t off = sizeof(TRUST_CONTEXT) - 1;
+
+	memcpy(msg, TRUST_CONTEXT, off);
+	for (int i = 0; i < 8; i++)
+		msg[off++] = (uint8_t)(seq >> (8 * i));
+	for (int i = 0; i < n; i++, off += crypto_sign_PUBLICKEYBYTES)
+		memcpy(msg + off, keys[i], crypto_sign_PUBLICKEYBYTES);
+	return off;
+}
+
+/* A secret key file only its owner may read, into sk. */
+static int load_sk(const char *path, uint8_t sk[crypto_sign_SECRETKEYBYTES], char *err, size_t len)
+{
+	char line[2 * crypto_sign_SECRETKEYBYTES + 8] = "";
+	FILE *f = fopen(path, "r");
+	struct stat st;
+	bool ok = f && fstat(fileno(f), &st) == 0 && !(st.st_mode & 077) &&
+		  fgets(line, sizeof(line), f) &&
+		  hex_field(line, 2 * crypto_sign_SECRETKEYBYTES, sk);
+
+	if (f)
+		fclose(f);
+	sodium_memzero(line, sizeof(line));
+	if (!ok)
+		snprintf(err, len, "%s is not a secret key only its owner may read", path);
+	return ok ? 0 : -EACCES;
+}
+
+int trust_sign(const char *sk_file, uint64_t seq, const char *keys, char signer[65], char sig[129],
+	       char *err, size_t len)
+{
+	uint8_t bin[TRUST_MAX][crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+	uint8_t msg[sizeof(TRUST_CONTEXT) + 8 + sizeof(bin)], s[crypto_sign_BYTES];
+	int n = trust_keys(keys, bin);
+
+	if (n < 0)
+		return snprintf(err, len, "not a list of 1 to 16 public keys"), -EINVAL;
+	if (load_sk(sk_file, sk, err, len))
+		return -EACCES;
+	crypto_sign_detached(s, NULL, msg, trust_message(seq, bin, n, msg), sk);
+	sodium_bin2hex(signer, PK_HEX + 1,
+		       sk + crypto_sign_SECRETKEYBYTES - crypto_sign_PUBLICKEYBYTES,
+		       crypto_sign_PUBLICKEYBYTES);
+	sodium_bin2hex(sig, SIG_HEX + 1, s, sizeof(s));
+	sodium_memzero(sk, sizeof(sk));
+	return 0;
+}
+
+int trust_verify(const char *operator_keys, uint64_t seq, const char *keys, const char *signer,
+		 const char *sig, char *err, size_t len)
+{
+	uint8_t bin[TRUST_MAX][crypto_sign_PUBLICKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
+	uint8_t msg[sizeof(TRUST_CONTEXT) + 8 + sizeof(bin)], s[crypto_sign_BYTES];
+	int n = trust_keys(keys, bin), rc;
+
+	if (n < 0 || strlen(signer) != PK_HEX || !hex_field(signer, PK_HEX, pk) ||
+	    strlen(sig) != SIG_HEX || !hex_field(sig, SIG_HEX, s))
+		return snprintf(err, len, "the trust record is malformed"), -EINVAL;
+	rc = trusted(operator_keys, pk, err, len);
+	if (rc < 0)
+		return rc;
+	if (!rc)
+		return snprintf(err, len,
+				"the trust record is signed by %.16s..., not an operator "
+				"key of this node",
+				signer),
+		       -EACCES;
+	if (crypto_sign_verify_detached(s, msg, trust_message(seq, bin, n, msg), pk))
+		return snprintf(err, len,
+				"the trust record's signature does not match its keys "
+				"and seq (changed after it was signed)"),
+		       -EACCES;
 	return 0;
 }
 
@@ -246,10 +352,8 @@ int boot_cmd_sign(int argc, char **argv)
 {
 	uint8_t m[MEASURE_BYTES], sk[crypto_sign_SECRETKEYBYTES], sig[crypto_sign_BYTES];
 	uint8_t msg[sizeof(SIGN_CONTEXT) - 1 + MEASURE_BYTES];
-	char line[2 * crypto_sign_SECRETKEYBYTES + 8] = "", out[PK_HEX + SIG_HEX + 4];
+	char out[PK_HEX + SIG_HEX + 4], err[300];
 	struct boot_files b;
-	struct stat st;
-	FILE *f;
 
 	if (boot_parse(argc, argv, &b, true, false)) {
 		fprintf(stderr,
@@ -258,18 +362,10 @@ int boot_cmd_sign(int argc, char **argv)
 			argv[0]);
 		return 2;
 	}
-	f = fopen(b.key, "r");
-	if (!f || fstat(fileno(f), &st) < 0 || (st.st_mode & 077) ||
-	    !fgets(line, sizeof(line), f) || !hex_field(line, 2 * crypto_sign_SECRETKEYBYTES, sk)) {
-		fprintf(stderr, "%s: %s is not a secret key only its owner may read\n", argv[0],
-			b.key);
-		if (f)
-			fclose(f);
-		sodium_memzero(line, sizeof(line));
+	if (load_sk(b.key, sk, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", argv[0], err);
 		return 1;
 	}
-	fclose(f);
-	sodium_memzero(line, sizeof(line));
 	if (boot_measure(&b, m))
 		return 1;
 	signed_message(m, msg);

@@ -185,5 +185,10 @@ out:
 
 int vm_cpu_features(struct vm *vm, char *buf, size_t len)
 {
+	if (!vm->cpuid) { /* not set up (yet): it shows nothing */
+		if (len)
+			buf[0] = 0;
+		return 0;
+	}
 	return cpu_feature_names(vm->cpuid, ",", buf, len);
 }

@@ -362,11 +362,18 @@ static int in_await_switchover(struct mig_dest *c)
 static int in_check_measurement(struct mig_dest *c)
 {
 	uint8_t m[MEASURE_BYTES];
-	char hex[2 * MEASURE_BYTES + 1] = "none", want[2 * MEASURE_BYTES + 1];
+	char hex[2 * MEASURE_BYTES + 1] = "none", want[2 * MEASURE_BYTES + 1], why[600];
+	bool have = vm_get_measurement(c->vm, m);
 
+	if (c->in.trust && !have)
+		return mig_in_fail(c, -EACCES,
+				   "the guest carries no measurement, and this node "
+				   "runs only signed boots");
+	if (c->in.trust && boot_verify(m, c->in.trust, c->in.boot_sig, why, sizeof(why)))
+		return mig_in_fail(c, -EACCES, "the arriving guest's %s", why);
 	if (!c->in.measurement)
 		return 0;
-	if (vm_get_measurement(c->vm, m))
+	if (have)
 		measure_hex(m, hex);
 	if (!strcmp(hex, "none") || sodium_memcmp(m, c->in.measurement, MEASURE_BYTES)) {
 		measure_hex(c->in.measurement, want);

@@ -140,9 +140,10 @@ char *mig_progress_json(const struct mig_progress *p);
 struct mig_incoming {
 	const char *listen; /* "host:port" (port 0: any; the bound port is logged) */
 	const char *tls_dir;
-	const char *name;	    /* VM name for logs */
-	const char *peer_name;	    /* the source's certificate name (NULL: any node) */
-	const uint8_t *measurement; /* MEASURE_BYTES the guest's must equal (NULL: any) */
+	const char *name;	      /* VM name for logs */
+	const char *peer_name;	      /* the source's certificate name (NULL: any node) */
+	const uint8_t *measurement;   /* MEASURE_BYTES the guest's must equal (NULL: any) */
+	const char *trust, *boot_sig; /* or: signed so by a key of that file (NULL: any) */
 	struct console_cfg console;
 	int timeout_ms; /* how long to wait for the source to connect, -1 forever */
 	enum mig_commit_mode commit;

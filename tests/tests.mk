@@ -5,6 +5,9 @@ TEST_INC   := -Itests/lib -Itests/unit -Itests/kvm -Ifuzz -Icommon -Iproto -I$(G
               -Itests/guest/selfcheck
 TEST_LIBS  := -lcunit
 VMM_LIB_OBJS := $(O)/obj/cmd/cme-vmm/args.o $(O)/obj/cmd/cme-vmm/api_proto.o
+# The control API's handlers (the handlers' fuzz target, replayed by the unit tests).
+VMM_API_OBJS := $(patsubst %,$(O)/obj/cmd/cme-vmm/%.o,api api_server api_migrate api_fence \
+                  api_balloon api_incoming keyfile jail cgroup)
 
 HARNESS_SRCS := tests/lib/harness.c tests/lib/netns.c tests/lib/vmm_proc.c tests/lib/console_client.c \
                 tests/lib/etcd_proc.c tests/lib/netpeer.c
@@ -19,7 +22,7 @@ TEST_DATA_LIBS := $(call link_libs,clusterd cluster etcd ha migrate net hypervis
 
 $(sort $(UNIT_OBJS) $(KVM_OBJS) $(E2E_OBJS)): MOD_INC := $(TEST_INC) -Itests/e2e
 
-$(O)/tests/unit-tests: $(UNIT_OBJS) $(VMM_LIB_OBJS) $(TEST_DATA_LIBS)
+$(O)/tests/unit-tests: $(UNIT_OBJS) $(VMM_LIB_OBJS) $(VMM_API_OBJS) $(TEST_DATA_LIBS)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)

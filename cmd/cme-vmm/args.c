@@ -519,9 +519,9 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 				"there)");
 	if (o->key_file && !restore)
 		return arg_fail(err, errlen, "%s", "--key is for restore (the snapshot's key)");
-	if ((o->trust || o->boot_sig) && (restore || incoming))
+	if ((o->trust || o->boot_sig) && restore)
 		return arg_fail(err, errlen, "%s",
-				"--trust and --boot-sig are for run (restore and incoming check "
+				"--trust and --boot-sig are for run and incoming (restore checks "
 				"--measurement)");
 	if (o->boot_sig && !o->trust)
 		return arg_fail(err, errlen, "%s", "--boot-sig needs --trust KEYS");

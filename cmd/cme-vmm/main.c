@@ -183,16 +183,23 @@ static void opts_vm_config(const struct run_opts *o, struct vm_config *cfg)
 /* {"status":N} in the --exit-file, so that whoever adopted this VMM without being its
  * parent (a restarted cme-clusterd) learns how it ended: a guest that powered off is not a
  * crash. */
+/* Why setup failed, for the exit file (a supervisor shows it: cme-clusterd's status). */
+static char exit_reason[600];
+
 static void write_exit_file(const struct run_opts *o, int status)
 {
-	char txt[64];
-	int n;
+	json_t *j = json_pack("{s:i}", "status", status);
+	char *txt;
 
 	if (!o->exit_file)
 		return;
-	n = snprintf(txt, sizeof(txt), "{\"status\":%d}\n", status);
-	if (write_file_atomic(o->exit_file, txt, (size_t)n))
+	if (exit_reason[0] && status)
+		json_object_set_new(j, "error", json_string(exit_reason));
+	txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (!txt || write_file_atomic(o->exit_file, txt, strlen(txt)))
 		log_warn(SUB, "cannot write the exit status to %s", o->exit_file);
+	free(txt);
+	json_decref(j);
 }
 
 /* Post-copy broke after the guest started here: it lacks memory only the source has. Not
@@ -220,6 +227,8 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 				   .name = o->name,
 				   .peer_name = o->peer_name,
 				   .measurement = expect ? want : NULL,
+				   .trust = o->trust,
+				   .boot_sig = o->boot_sig,
 				   .console = o->console,
 				   .timeout_ms = o->wait_ms,
 				   .commit = o->commit && !strcmp(o->commit, "external")
@@ -249,6 +258,7 @@ static int receive_vm(const struct run_opts *o, int sfd, struct api **api, struc
 	if (rc) {
 		if (err[0])
 			log_err(SUB, "vm=%s incoming migration failed: %s", o->name, err);
+		snprintf(exit_reason, sizeof(exit_reason), "incoming migration failed: %s", err);
 		return rc;
 	}
 	api_set_arrived(*api, *vm);
@@ -272,6 +282,7 @@ static int check_measurement(const struct run_opts *o, struct vm *vm)
 	log_info(SUB, "vm=%s measurement %s", o->name, hex);
 	if (o->trust && boot_verify(m, o->trust, o->boot_sig, err, sizeof(err))) {
 		log_err(SUB, "vm=%s %s", o->name, err);
+		snprintf(exit_reason, sizeof(exit_reason), "%s", err);
 		return -EACCES;
 	}
 	if (o->trust)

@@ -88,6 +88,10 @@ int ctl_view(struct ctl *c, struct cl_view *v) CME_WUR;
 /* The view as ha structs (parallel arrays); CTL_FAIL when out of memory. */
 int ctl_view_ha(const struct cl_view *v, struct cl_ha *h) CME_WUR;
 /* "<prefix>/<part>[/<name>[/<leaf>]]" into buf (CTL_KEY_MAX bytes; names are short). */
+/* Put key = val if its mod_revision is still mod_rev (0: absent). *swapped says whether it
+ * did, *rev gets the store's revision after the txn. 0 or -errno (err). */
+int ctl_put_if_mod(struct etcd *e, const char *key, int64_t mod_rev, const char *val, bool *swapped,
+		   int64_t *rev, struct etcd_err *err);
 const char *ctl_key(const struct ctl *c, char *buf, const char *part, const char *name,
 		    const char *leaf);
 /* Post an event by cmectl about vm (may be NULL); best effort. */
@@ -188,6 +192,8 @@ int ctl_cmd_image_keygen(struct ctl *c, int argc, char **argv);
 int ctl_cmd_image_measure(struct ctl *c, int argc, char **argv);
 int ctl_cmd_image_sign(struct ctl *c, int argc, char **argv);
 int ctl_cmd_image_verify(struct ctl *c, int argc, char **argv);
+int ctl_cmd_trust_set(struct ctl *c, int argc, char **argv);
+int ctl_cmd_trust_show(struct ctl *c, int argc, char **argv);
 
 /* Wait for node's drain (or maintenance) to empty it (node_drain.c). */
 int ctl_drain_wait(struct ctl *c, const char *node, const char *state);

@@ -158,3 +158,24 @@ const char *ctl_node_refusal(const struct cl_node_view *nv)
 		return "draining";
 	return "not schedulable";
 }
+
+/* Put key = val if its mod_revision is still mod_rev (0: absent). *swapped says whether it
+ * did, *rev gets the store's revision after the txn. 0 or -errno (err). */
+int ctl_put_if_mod(struct etcd *e, const char *key, int64_t mod_rev, const char *val, bool *swapped,
+		   int64_t *rev, struct etcd_err *err)
+{
+	struct etcd_cmp cmp = {
+		.key = key, .target = ETCD_CMP_MOD, .result = ETCD_CMP_EQUAL, .num = mod_rev
+	};
+	struct etcd_op put = { .type = ETCD_OP_PUT, .key = key, .val = val, .vlen = strlen(val) };
+	struct etcd_txn t = { &cmp, 1, &put, 1, NULL, 0 };
+	struct etcd_txn_resp resp;
+	int rc = etcd_txn(e, &t, &resp, err);
+
+	if (rc)
+		return rc;
+	*swapped = resp.succeeded;
+	*rev = resp.header_rev;
+	etcd_txn_resp_free(&resp);
+	return 0;
+}

@@ -26,7 +26,7 @@ static const struct ctl_cmd commands[] = {
 	  "        [--priority N] [--disk PATH[,ro][,direct]] [--balloon] [--pin-vcpus CPU,...]\n"
 	  "        [--cgroup PATH[,cpu=CPUS][,mem=SIZE]] [--hugepages] [--ksm]\n"
 	  "        [--cpu-template host|x86-64-v1|x86-64-v2|x86-64-v3|x86-64-v4]\n"
-	  "        [--stopped] [--no-wait]",
+	  "        [--boot-sig SIG] [--stopped] [--no-wait]",
 	  "define a VM (files must exist at the same path on every node) and start it" },
 	{ "vm", "ls", ctl_cmd_vm_ls, "", "VMs: state, node, epoch, size, migration in flight" },
 	{ "vm", "show", ctl_cmd_vm_show, "NAME", "spec, owner, status and last migration of a VM" },
@@ -51,6 +51,10 @@ static const struct ctl_cmd commands[] = {
 	{ "image", "verify", ctl_cmd_image_verify,
 	  "--trust KEYS --sig SIG (--image F | --kernel F [--initrd F]) [--cmdline S]",
 	  "check a boot signature against a trusted key set, as the VMM will" },
+	{ "trust", "set", ctl_cmd_trust_set, "--operator-key SECRET --keys KEYS",
+	  "the boot keys the cluster trusts (signed: nodes with operator_keys check it)" },
+	{ "trust", "show", ctl_cmd_trust_show, "",
+	  "the cluster's trusted boot keys, their seq and the operator who signed them" },
 	{ NULL, "events", ctl_cmd_events, "[--vm NAME] [-n N] [-f]", "the cluster's event log" },
 	{ NULL, "status", ctl_cmd_status, "",
 	  "etcd, leader, nodes, VMs and migrations at a glance" },

@@ -11,7 +11,7 @@
 
 struct create_args {
 	const char *name, *mem, *vcpus, *image, *kernel, *initrd, *cmdline, *restart, *group,
-		*priority, *disk, *pin_vcpus, *cgroup, *cpu_template;
+		*priority, *disk, *pin_vcpus, *cgroup, *cpu_template, *boot_sig;
 	bool stopped, no_wait, hugepages, ksm, balloon;
 };
 
@@ -57,6 +57,26 @@ static int parse_mem(const char *s, uint64_t *mb)
 }
 
 /* The spec the arguments describe, before its files are resolved. */
+/* --boot-sig FILE (cmectl image sign's): its line "PUBKEY SIG" into the spec. */
+static int read_boot_sig(const char *path, struct cl_spec *s)
+{
+	FILE *f = fopen(path, "r");
+	char line[sizeof(s->boot_sig) + 2] = "";
+	bool ok = f && fgets(line, sizeof(line), f);
+
+	if (f)
+		fclose(f);
+	line[strcspn(line, "\r\n")] = 0;
+	ok = ok && strlen(line) == 64 + 1 + 128 && line[64] == ' ' &&
+	     strspn(line, "0123456789abcdef") == 64 && strspn(line + 65, "0123456789abcdef") == 128;
+	if (!ok)
+		return ctl_usage(CMD ": --boot-sig %s: %s", path,
+				 f ? "not a boot signature (cmectl image sign writes them)"
+				   : strerror(errno));
+	snprintf(s->boot_sig, sizeof(s->boot_sig), "%s", line);
+	return CTL_OK;
+}
+
 static int fill_spec(const struct create_args *a, struct cl_spec *s)
 {
 	struct etcd_err err = { "" };
@@ -90,6 +110,8 @@ static int fill_spec(const struct create_args *a, struct cl_spec *s)
 			CMD ": --cpu-template %s: unknown CPU template (one of " CPU_TEMPLATE_NAMES
 			    ")",
 			a->cpu_template);
+	if (a->boot_sig && read_boot_sig(a->boot_sig, s))
+		return CTL_USAGE;
 	s->running = !a->stopped;
 	s->hugepages = a->hugepages;
 	s->ksm = a->ksm;
@@ -244,6 +266,7 @@ int ctl_cmd_vm_create(struct ctl *c, int argc, char **argv)
 		{ "--pin-vcpus", NULL, FL_STR, NULL, &a.pin_vcpus },
 		{ "--cgroup", NULL, FL_STR, NULL, &a.cgroup },
 		{ "--cpu-template", NULL, FL_STR, NULL, &a.cpu_template },
+		{ "--boot-sig", NULL, FL_STR, NULL, &a.boot_sig },
 		{ "--hugepages", NULL, FL_BOOL, &a.hugepages, NULL },
 		{ "--ksm", NULL, FL_BOOL, &a.ksm, NULL },
 		{ "--balloon", NULL, FL_BOOL, &a.balloon, NULL },

@@ -131,27 +131,6 @@ static int new_id(char *buf, size_t len)
 	return CTL_OK;
 }
 
-/* Put key = val if its mod_revision is still mod_rev (0: absent). *swapped says whether it
- * did, *rev gets the store's revision after the txn. 0 or -errno (err). */
-static int put_if_mod(struct etcd *e, const char *key, int64_t mod_rev, const char *val,
-		      bool *swapped, int64_t *rev, struct etcd_err *err)
-{
-	struct etcd_cmp cmp = {
-		.key = key, .target = ETCD_CMP_MOD, .result = ETCD_CMP_EQUAL, .num = mod_rev
-	};
-	struct etcd_op put = { .type = ETCD_OP_PUT, .key = key, .val = val, .vlen = strlen(val) };
-	struct etcd_txn t = { &cmp, 1, &put, 1, NULL, 0 };
-	struct etcd_txn_resp resp;
-	int rc = etcd_txn(e, &t, &resp, err);
-
-	if (rc)
-		return rc;
-	*swapped = resp.succeeded;
-	*rev = resp.header_rev;
-	etcd_txn_resp_free(&resp);
-	return 0;
-}
-
 /* Create the record unless another migration was created since plan() read it. */
 static int request(struct ctl *c, const struct mig_req *r, struct cl_migration *m, int64_t *rev)
 {
@@ -174,8 +153,8 @@ static int request(struct ctl *c, const struct mig_req *r, struct cl_migration *
 	m->requested_ms = m->updated_ms = wall_ms();
 	if (!(val = cl_migration_json(m)))
 		return ctl_fail("out of memory");
-	if (put_if_mod(c->etcd, ctl_key(c, key, "migrations", r->vm, NULL), r->mig_rev, val,
-		       &swapped, rev, &err))
+	if (ctl_put_if_mod(c->etcd, ctl_key(c, key, "migrations", r->vm, NULL), r->mig_rev, val,
+			   &swapped, rev, &err))
 		rc = ctl_fail("requesting the migration of %s: %s", r->vm, err.msg);
 	else if (!swapped)
 		rc = ctl_fail("a migration of %s was started concurrently", r->vm);

@@ -3,6 +3,7 @@
 #define CME_E2E_H
 void suite_cluster(void);
 void suite_migrate(void);
+void suite_trust(void);
 void suite_ha(void);
 void suite_soak(void);
 #endif

@@ -8,6 +8,7 @@ int main(void)
 		return 1;
 	suite_cluster();
 	suite_migrate();
+	suite_trust();
 	suite_ha();
 	suite_soak();
 	return test_main("e2e");

@@ -215,8 +215,9 @@ static void test_signed_boot(void)
 	char pki[600], tls_src[700], tls_dst[700];
 	const char *nodes[] = { SRC, DST, NULL };
 	const char *wrong[] = { "--measurement", bad, NULL },
-		   *right[] = { "--measurement", m, NULL };
-	struct vmm_proc d1, d2;
+		   *right[] = { "--measurement", m, "--trust", trust, "--boot-sig", sig, NULL },
+		   *untrusted[] = { "--trust", trust, "--boot-sig", other_sig, NULL };
+	struct vmm_proc d1, d2, d3;
 	struct mig_run run;
 	int port;
 
@@ -230,6 +231,16 @@ static void test_signed_boot(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(run.fin), "is not the expected"));
 	mig_run_free(&run);
 	mig_expect_no_guest(&d1);
+	mig_expect_source_runs(&q);
+	/* A destination that runs only signed boots checks the arriving guest against its
+	 * signature: one by a key it does not trust is refused, the source runs on. */
+	port = mig_incoming(&d3, DST, tls_dst, untrusted);
+	CU_ASSERT_FATAL(port > 0);
+	mig_cli(&run, &q, DST, port, tls_src, NULL, 120000);
+	CU_ASSERT_EQUAL(run.status, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(run.fin), "the arriving guest's boot refused"));
+	mig_run_free(&run);
+	mig_expect_no_guest(&d3);
 	mig_expect_source_runs(&q);
 	port = mig_incoming(&d2, DST, tls_dst, right);
 	CU_ASSERT_FATAL(port > 0);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -146,6 +147,53 @@ static void test_pb_budget(void)
 	cme__mig_round_end__free_unpacked(m, NULL);
 }
 
+/* A key pair written by boot_cmd_keygen into dir: its secret and public file. */
+static void keypair(const char *dir, const char *name, char *sk, char *pk, size_t len)
+{
+	char *argv[] = { "keygen", sk, pk, NULL };
+
+	snprintf(sk, len, "%s/%s.sk", dir, name);
+	snprintf(pk, len, "%s/%s.pk", dir, name);
+	CU_ASSERT_EQUAL_FATAL(boot_cmd_keygen(3, argv), 0);
+}
+
+/* The cluster's trust record: what an operator key signed verifies against a file holding
+ * that key, and nothing else does — another signer, another seq, other keys, a bad sig. */
+static void test_trust_record(void)
+{
+	const char *dir = test_tmpdir();
+	char op_sk[600], op_pk[600], x_sk[600], x_pk[600], keys[200], other[200], err[400];
+	char signer[65], sig[129], bad[129];
+	FILE *f;
+	char *line = NULL;
+	size_t cap = 0;
+
+	keypair(dir, "op", op_sk, op_pk, sizeof(op_sk));
+	keypair(dir, "x", x_sk, x_pk, sizeof(x_sk));
+	f = fopen(x_pk, "r");
+	CU_ASSERT_FATAL(f && getline(&line, &cap, f) > 64);
+	fclose(f);
+	snprintf(keys, sizeof(keys), "%.64s", line);
+	snprintf(other, sizeof(other), "%.64s,%.64s", line, line);
+	free(line);
+	CU_ASSERT_EQUAL(trust_sign(op_sk, 5, keys, signer, sig, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(trust_verify(op_pk, 5, keys, signer, sig, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(trust_verify(op_pk, 6, keys, signer, sig, err, sizeof(err)), -EACCES);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "does not match"));
+	CU_ASSERT_EQUAL(trust_verify(op_pk, 5, other, signer, sig, err, sizeof(err)), -EACCES);
+	/* signed by a key the node does not hold as an operator's */
+	CU_ASSERT_EQUAL(trust_verify(x_pk, 5, keys, signer, sig, err, sizeof(err)), -EACCES);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not an operator key"));
+	snprintf(bad, sizeof(bad), "%s", sig);
+	bad[0] = bad[0] == '0' ? '1' : '0';
+	CU_ASSERT_EQUAL(trust_verify(op_pk, 5, keys, signer, bad, err, sizeof(err)), -EACCES);
+	CU_ASSERT_EQUAL(trust_verify(op_pk, 5, "zz", signer, sig, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(trust_sign(op_sk, 1, "", signer, sig, err, sizeof(err)), -EINVAL);
+	/* a secret key others may read is no operator's key */
+	CU_ASSERT_EQUAL(chmod(op_sk, 0644), 0);
+	CU_ASSERT_EQUAL(trust_sign(op_sk, 1, keys, signer, sig, err, sizeof(err)), -EACCES);
+}
+
 void suite_common(void)
 {
 	static const struct test_case cases[] = {
@@ -156,6 +204,7 @@ void suite_common(void)
 		{ "linebuf splits lines and refuses oversize", test_linebuf_lines_and_limit },
 		{ "write_file_atomic replaces a file whole", test_write_file_atomic },
 		{ "protobuf decoding is bounded (unknown fields)", test_pb_budget },
+		{ "the trust record: an operator's signature, nothing else", test_trust_record },
 		{ NULL, NULL },
 	};
 	test_add_suite("common", cases);

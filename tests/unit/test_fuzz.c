@@ -13,8 +13,9 @@ static const struct {
 	const char *name;
 	int (*fn)(const uint8_t *, size_t);
 } targets[] = {
-	{ "records", fuzz_records }, { "linux", fuzz_linux },	{ "request", fuzz_request },
-	{ "proto", fuzz_proto },     { "config", fuzz_config }, { "snapshot", fuzz_snapshot },
+	{ "records", fuzz_records },   { "linux", fuzz_linux },	  { "request", fuzz_request },
+	{ "proto", fuzz_proto },       { "config", fuzz_config }, { "snapshot", fuzz_snapshot },
+	{ "handlers", fuzz_handlers },
 };
 
 /* Every file of dir through fn; returns how many. */
