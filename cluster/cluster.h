@@ -195,6 +195,9 @@ const char *cl_spec_cpu_need(const struct cl_spec *s, char *buf, size_t len);
  * postcopy). "postcopy-broken" is not one: the guest is paused on the source, and the
  * source's daemon takes it back (clusterd/pc_recover.c). */
 bool cl_migration_active(const struct cl_migration *m);
+/* Active, or a post-copy broken after the switch that its source has not resolved yet
+ * ("postcopy-broken", "taken-back"): no new migration, drain or stop may touch the VM. */
+bool cl_migration_pending(const struct cl_migration *m);
 
 /* ---- the whole cluster as one consistent read --------------------------------------- */
 

@@ -401,6 +401,12 @@ const char *cl_spec_cpu_need(const struct cl_spec *s, char *buf, size_t len)
 	return buf;
 }
 
+bool cl_migration_pending(const struct cl_migration *m)
+{
+	return cl_migration_active(m) || !strcmp(m->phase, "postcopy-broken") ||
+	       !strcmp(m->phase, "taken-back");
+}
+
 bool cl_migration_active(const struct cl_migration *m)
 {
 	static const char *const active[] = { "requested", "ready", "streaming", "committed",

@@ -316,7 +316,8 @@ int cl_view_ha(const struct cl_view *v, struct cl_ha *h)
 			.group = m->spec.group,
 			.priority = m->spec.priority,
 			.owner = m->has_owner ? m->owner.node : NULL,
-			.target = m->has_mig && cl_migration_active(&m->mig) ? m->mig.target : NULL,
+			.target =
+				m->has_mig && cl_migration_pending(&m->mig) ? m->mig.target : NULL,
 			.wanted = m->has_spec && m->spec.running,
 			.restart = m->has_spec && strcmp(m->spec.restart, "never") != 0,
 			.running = runs_on_owner(m),

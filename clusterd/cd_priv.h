@@ -176,6 +176,11 @@ int cd_owner_cas(struct cd *cd, const struct cl_vm_view *vv, const char *node,
  * may run on a fresh lease). Returns 1 moved, 0 lost the race, -errno. */
 int cd_owner_take(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch,
 		  const char *lost) CME_WUR;
+/* A post-copy that broke after the switch: vv's owner → {its migration's source, epoch
+ * + 1} and the migration record → "taken-back", in one transaction that compares both
+ * records (and, with lost, that nodes/<lost> is still absent): nothing the target or the
+ * leader decided on since can be overtaken. 1 moved, 0 lost the race, -errno. */
+int cd_owner_take_back(struct cd *cd, const struct cl_vm_view *vv, const char *lost) CME_WUR;
 /* Compare-and-swap a migration record (m->mod_rev is the expected revision and is
  * updated on success). Returns 1 swapped, 0 lost the race, -errno. */
 int cd_mig_cas(struct cd *cd, struct cl_migration *m) CME_WUR;
@@ -305,7 +310,8 @@ void cd_trust_sync(struct cd *cd, const struct cl_view *v);
 /* The VM's post-copy runs or broke, the owner record names its target, and the source
  * node (which holds the guest as of the switch) is up. */
 bool cd_pc_source_holds(const struct cl_view *v, const struct cl_vm_view *vv);
-/* Source, record "postcopy-broken": take the VM back once the target's VMM ended. */
+/* Source, record "postcopy-broken": take the VM back once the target's VMM ended; record
+ * "taken-back" (by us or the leader): run it here again and end the record. */
 void cd_pc_recover(struct cd *cd, const struct cl_vm_view *vv);
 /* Target, its VMM ended during post-copy: true while the source holds the guest (restart
  * nothing); with the source node lost too, fails the record and returns false. */

@@ -180,7 +180,7 @@ static void reassign_stopped(struct cd *cd, const struct cl_view *v, const struc
 		int n;
 
 		if (!vv->has_spec || !vv->has_owner || vv->bad || !runs_nothing(vv) ||
-		    (vv->has_mig && cl_migration_active(&vv->mig)))
+		    (vv->has_mig && cl_migration_pending(&vv->mig)))
 			continue;
 		nv = cl_view_node(v, vv->owner.node);
 		if (!nv || !strcmp(nv->admin.state, "schedulable"))

@@ -18,7 +18,8 @@ static bool is_me(struct cd *cd, const char *node)
 
 static bool postcopy_phase(const struct cl_migration *m)
 {
-	return !strcmp(m->phase, "postcopy") || !strcmp(m->phase, "postcopy-broken");
+	return !strcmp(m->phase, "postcopy") || !strcmp(m->phase, "postcopy-broken") ||
+	       !strcmp(m->phase, "taken-back");
 }
 
 bool cd_migration_owns(struct cd *cd, const struct cl_view *v, const struct lvm *l)
@@ -236,11 +237,13 @@ static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 			cd_src_launch(cd, l, vv, true); /* we restarted mid-post-copy */
 		else
 			postcopy_source_lost(cd, vv);
-	} else if (!strcmp(m->phase, "postcopy-broken")) {
+	} else if (!strcmp(m->phase, "postcopy-broken") || !strcmp(m->phase, "taken-back")) {
 		cd_pc_recover(cd, vv);
 	} else if (!strcmp(m->phase, "committed") && running && !cd_owned_here(cd, vv) &&
-		   (vmm_mig_phase(l, phase, sizeof(phase)), !strcmp(phase, "postcopy"))) {
-		cd_src_launch(cd, l, vv, true); /* we restarted after the commit, in post-copy */
+		   (vmm_mig_phase(l, phase, sizeof(phase)), !strncmp(phase, "postcopy", 8))) {
+		/* We restarted after the commit, in post-copy (or after it broke): the worker
+		 * follows the VMM from here. */
+		cd_src_launch(cd, l, vv, true);
 	} else if (!strcmp(m->phase, "committed") && l && !cd_owned_here(cd, vv)) {
 		/* We died between the commit and telling our VMM: it must never resume. */
 		cd_lvm_stop(l, 2000);

@@ -7,7 +7,8 @@
  *           "postcopy-broken"); with the source node lost too, the memory is gone and the
  *           VM restarts per its policy (the record fails with that reason);
  *   source: once the target's status says its VMM ended, moves the owner record back to
- *           itself (compare-and-swap, epoch + 1) and resumes its copy — or, for a VM with a
+ *           itself (epoch + 1) and the migration record to "taken-back" in one
+ *           transaction that compares both, then resumes its copy — or, for a VM with a
  *           writable disk the target may have written since the switch, stops the copy
  *           and starts the VM afresh (its memory would not match its disk);
  *   leader: a lost target is handled like any lost node, except that its VM goes back to
@@ -108,9 +109,10 @@ void cd_pc_recover(struct cd *cd, const struct cl_vm_view *vv)
 	uint64_t epoch = vv->owner.epoch;
 
 	if (l && l->src)
-		return; /* the worker still reports */
-	if (cd_owned_here(cd, vv)) {
-		take_back(cd, vv, l); /* after our move, or the leader's */
+		return;				    /* the worker still reports */
+	if (!strcmp(vv->mig.phase, "taken-back")) { /* our move, or the leader's */
+		if (cd_owned_here(cd, vv))
+			take_back(cd, vv, l);
 		return;
 	}
 	if (strcmp(vv->owner.node, vv->mig.target)) {
@@ -125,7 +127,7 @@ void cd_pc_recover(struct cd *cd, const struct cl_vm_view *vv)
 	}
 	if (!target_ended(vv))
 		return; /* its VMM may still run there: wait (a lost target: the leader) */
-	if (cd_owner_cas(cd, vv, cd->cfg->node, epoch + 1) == 1) {
+	if (cd_owner_take_back(cd, vv, NULL) == 1) {
 		cd_event(cd, vv->name, "migrate-take-back",
 			 "post-copy to %s broke and its VMM ended: owner of %s moved back to %s "
 			 "(epoch %llu)",
@@ -138,13 +140,17 @@ bool cd_pc_target_waits(struct cd *cd, const struct cl_view *v, const struct cl_
 {
 	if (cd_pc_source_holds(v, vv))
 		return true;
-	if (vv->has_mig && !vv->bad && in_postcopy(&vv->mig) &&
-	    !strcmp(vv->mig.target, cd->cfg->node))
-		cd_mig_fail(cd, vv,
-			    "post-copy broke and the source node %s is lost with the pages it "
-			    "held: the guest's memory is gone; it restarts on %s per its policy",
-			    vv->mig.source, cd->cfg->node);
-	return false;
+	if (!vv->has_mig || vv->bad || !in_postcopy(&vv->mig) ||
+	    strcmp(vv->mig.target, cd->cfg->node))
+		return false;
+	/* The source node is lost with the pages it held. Fail the record first and restart
+	 * only on a later read that shows it failed: a source that was only late and took
+	 * the VM back meanwhile changed the record, so this fails and nothing restarts. */
+	cd_mig_fail(cd, vv,
+		    "post-copy broke and the source node %s is lost with the pages it held: the "
+		    "guest's memory is gone; it restarts on %s per its policy",
+		    vv->mig.source, cd->cfg->node);
+	return true;
 }
 
 int cd_pc_lost_target(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv,
@@ -154,7 +160,7 @@ int cd_pc_lost_target(struct cd *cd, const struct cl_view *v, const struct cl_vm
 		return 0;
 	if (!cd_quorum_fenced(cd, v, vv->owner.node, why, len))
 		return 1; /* held until fenced */
-	if (cd_owner_take(cd, vv, vv->mig.source, vv->owner.epoch + 1, vv->owner.node) == 1)
+	if (cd_owner_take_back(cd, vv, vv->owner.node) == 1)
 		cd_event(cd, vv->name, "vm-ha-restart",
 			 "node %s lost during post-copy: vm %s goes back to %s, which holds it "
 			 "as of the switch (epoch %llu)",

@@ -56,30 +56,49 @@ int cd_delete_if(struct cd *cd, const char *key, int64_t mod_rev)
 
 /* owner = {node, epoch} if the owner record still has the mod_revision read and, with
  * lost, nodes/<lost> is still absent: one transaction. 1 written, 0 lost the race. */
+/* owner → {node, epoch} if it is still as read; with lost, only while nodes/<lost> is
+ * absent; with mig, only while the migration record is as read too, which becomes *mig
+ * in the same transaction. 1 swapped, 0 lost the race, -errno. */
 static int owner_write(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch,
-		       const char *lost)
+		       const char *lost, const struct cl_migration *mig)
 {
 	struct cl_owner o = { .epoch = epoch };
 	struct etcd_err err = { "" };
 	struct etcd_txn_resp r = { 0 };
-	char key[256], nkey[256], *json;
-	struct etcd_cmp cmp[2] = { { .key = key, .target = ETCD_CMP_MOD, .num = vv->owner.mod_rev },
-				   { .key = nkey, .target = ETCD_CMP_CREATE, .num = 0 } };
-	struct etcd_op op = { .type = ETCD_OP_PUT, .key = key };
-	struct etcd_txn t = { cmp, lost ? 2 : 1, &op, 1, NULL, 0 };
+	char key[256], nkey[256], mkey[256], *json, *mjson = NULL;
+	struct etcd_cmp cmp[3] = {
+		{ .key = key, .target = ETCD_CMP_MOD, .num = vv->owner.mod_rev }
+	};
+	struct etcd_op op[2] = { { .type = ETCD_OP_PUT, .key = key } };
+	struct etcd_txn t = { cmp, 1, op, 1, NULL, 0 };
 	int rc;
 
 	snprintf(o.node, sizeof(o.node), "%s", node);
 	json = cl_owner_json(&o);
+	if (mig && !(mjson = cl_migration_json(mig)))
+		json = (free(json), NULL);
 	if (!json)
 		return -ENOMEM;
 	cd_key(cd, key, sizeof(key), "vms", vv->name, "owner");
 	if (lost)
-		cd_key(cd, nkey, sizeof(nkey), "nodes", lost, NULL);
-	op.val = json;
-	op.vlen = strlen(json);
+		cmp[t.ncmp++] = (struct etcd_cmp){ .key = cd_key(cd, nkey, sizeof(nkey), "nodes",
+								 lost, NULL),
+						   .target = ETCD_CMP_CREATE,
+						   .num = 0 };
+	if (mig) {
+		cd_key(cd, mkey, sizeof(mkey), "migrations", vv->name, NULL);
+		cmp[t.ncmp++] = (struct etcd_cmp){ .key = mkey,
+						   .target = ETCD_CMP_MOD,
+						   .num = vv->mig.mod_rev };
+		op[t.nsuccess++] = (struct etcd_op){
+			.type = ETCD_OP_PUT, .key = mkey, .val = mjson, .vlen = strlen(mjson)
+		};
+	}
+	op[0].val = json;
+	op[0].vlen = strlen(json);
 	rc = etcd_txn(cd->etcd, &t, &r, &err);
 	free(json);
+	free(mjson);
 	if (rc)
 		log_warn(SUB, "vm=%s: owner → %s (epoch %llu): %s", vv->name, node,
 			 (unsigned long long)epoch, err.msg);
@@ -91,13 +110,22 @@ static int owner_write(struct cd *cd, const struct cl_vm_view *vv, const char *n
 
 int cd_owner_cas(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch)
 {
-	return owner_write(cd, vv, node, epoch, NULL);
+	return owner_write(cd, vv, node, epoch, NULL, NULL);
 }
 
 int cd_owner_take(struct cd *cd, const struct cl_vm_view *vv, const char *node, uint64_t epoch,
 		  const char *lost)
 {
-	return owner_write(cd, vv, node, epoch, lost);
+	return owner_write(cd, vv, node, epoch, lost, NULL);
+}
+
+int cd_owner_take_back(struct cd *cd, const struct cl_vm_view *vv, const char *lost)
+{
+	struct cl_migration m = vv->mig;
+
+	snprintf(m.phase, sizeof(m.phase), "taken-back");
+	m.updated_ms = wall_ms();
+	return owner_write(cd, vv, vv->mig.source, vv->owner.epoch + 1, lost, &m);
 }
 
 int cd_mig_cas(struct cd *cd, struct cl_migration *m)

@@ -97,8 +97,8 @@ void cd_trust_sync(struct cd *cd, const struct cl_view *v)
 		refuse(cd, t, why);
 		return;
 	}
-	if (trust_verify(cd->cfg->operator_keys, t->seq, t->keys, t->signer, t->sig, why,
-			 sizeof(why))) {
+	if (trust_verify(cd->cfg->operator_keys, cd->cfg->prefix, t->seq, t->keys, t->signer,
+			 t->sig, why, sizeof(why))) {
 		refuse(cd, t, why);
 		return;
 	}

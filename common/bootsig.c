@@ -137,13 +137,19 @@ static int trust_keys(const char *keys, uint8_t bin[TRUST_MAX][crypto_sign_PUBLI
 	return n ? n : -EINVAL;
 }
 
-/* "cme-trust-v1", seq (8 bytes, little-endian), each key's 32 bytes: into msg. */
-static size_t trust_message(uint64_t seq, uint8_t keys[TRUST_MAX][crypto_sign_PUBLICKEYBYTES],
-			    int n, uint8_t *msg)
+/* "cme-trust-v1", the cluster's prefix and a 0 byte (a record of one cluster is none of
+ * another's), seq (8 bytes, little-endian), each key's 32 bytes: into msg. */
+#define TRUST_PREFIX_MAX 256
+static size_t trust_message(const char *prefix, uint64_t seq,
+			    uint8_t keys[TRUST_MAX][crypto_sign_PUBLICKEYBYTES], int n,
+			    uint8_t *msg)
 {
-	size_t off = sizeof(TRUST_CONTEXT) - 1;
+	size_t off = sizeof(TRUST_CONTEXT) - 1, plen = strnlen(prefix, TRUST_PREFIX_MAX - 1);
 
 	memcpy(msg, TRUST_CONTEXT, off);
+	memcpy(msg + off, prefix, plen);
+	off += plen;
+	msg[off++] = 0;
 	for (int i = 0; i < 8; i++)
 		msg[off++] = (uint8_t)(seq >> (8 * i));
 	for (int i = 0; i < n; i++, off += crypto_sign_PUBLICKEYBYTES)
@@ -169,18 +175,19 @@ static int load_sk(const char *path, uint8_t sk[crypto_sign_SECRETKEYBYTES], cha
 	return ok ? 0 : -EACCES;
 }
 
-int trust_sign(const char *sk_file, uint64_t seq, const char *keys, char signer[65], char sig[129],
-	       char *err, size_t len)
+int trust_sign(const char *sk_file, const char *prefix, uint64_t seq, const char *keys,
+	       char signer[65], char sig[129], char *err, size_t len)
 {
 	uint8_t bin[TRUST_MAX][crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
-	uint8_t msg[sizeof(TRUST_CONTEXT) + 8 + sizeof(bin)], s[crypto_sign_BYTES];
+	uint8_t msg[sizeof(TRUST_CONTEXT) + TRUST_PREFIX_MAX + 8 + sizeof(bin)],
+		s[crypto_sign_BYTES];
 	int n = trust_keys(keys, bin);
 
 	if (n < 0)
 		return snprintf(err, len, "not a list of 1 to 16 public keys"), -EINVAL;
 	if (load_sk(sk_file, sk, err, len))
 		return -EACCES;
-	crypto_sign_detached(s, NULL, msg, trust_message(seq, bin, n, msg), sk);
+	crypto_sign_detached(s, NULL, msg, trust_message(prefix, seq, bin, n, msg), sk);
 	sodium_bin2hex(signer, PK_HEX + 1,
 		       sk + crypto_sign_SECRETKEYBYTES - crypto_sign_PUBLICKEYBYTES,
 		       crypto_sign_PUBLICKEYBYTES);
@@ -189,11 +196,12 @@ int trust_sign(const char *sk_file, uint64_t seq, const char *keys, char signer[
 	return 0;
 }
 
-int trust_verify(const char *operator_keys, uint64_t seq, const char *keys, const char *signer,
-		 const char *sig, char *err, size_t len)
+int trust_verify(const char *operator_keys, const char *prefix, uint64_t seq, const char *keys,
+		 const char *signer, const char *sig, char *err, size_t len)
 {
 	uint8_t bin[TRUST_MAX][crypto_sign_PUBLICKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
-	uint8_t msg[sizeof(TRUST_CONTEXT) + 8 + sizeof(bin)], s[crypto_sign_BYTES];
+	uint8_t msg[sizeof(TRUST_CONTEXT) + TRUST_PREFIX_MAX + 8 + sizeof(bin)],
+		s[crypto_sign_BYTES];
 	int n = trust_keys(keys, bin), rc;
 
 	if (n < 0 || strlen(signer) != PK_HEX || !hex_field(signer, PK_HEX, pk) ||
@@ -208,7 +216,7 @@ int trust_verify(const char *operator_keys, uint64_t seq, const char *keys, cons
 				"key of this node",
 				signer),
 		       -EACCES;
-	if (crypto_sign_verify_detached(s, msg, trust_message(seq, bin, n, msg), pk))
+	if (crypto_sign_verify_detached(s, msg, trust_message(prefix, seq, bin, n, msg), pk))
 		return snprintf(err, len,
 				"the trust record's signature does not match its keys "
 				"and seq (changed after it was signed)"),

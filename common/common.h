@@ -164,14 +164,14 @@ int measure_parse(const char *hex, uint8_t m[MEASURE_BYTES]) CME_WUR;
  * command for messages; they return an exit status (0, 1 failed, 2 usage). */
 int boot_verify(const uint8_t m[MEASURE_BYTES], const char *trust, const char *sigfile, char *err,
 		size_t len) CME_WUR;
-/* The cluster's trust record (cmectl trust set): keys ("HEX,HEX,...", 1 to 16 public keys)
- * and seq signed with the operator's secret key file; signer and sig get hex. Checked
- * against a file of operator public keys (one a line, as --trust takes them). 0, or
- * -errno with the reason in err. */
-int trust_sign(const char *sk_file, uint64_t seq, const char *keys, char signer[65], char sig[129],
-	       char *err, size_t len) CME_WUR;
-int trust_verify(const char *operator_keys, uint64_t seq, const char *keys, const char *signer,
-		 const char *sig, char *err, size_t len) CME_WUR;
+/* The cluster's trust record (cmectl trust set): keys ("HEX,HEX,...", 1 to 16 public keys),
+ * seq and the cluster's etcd prefix signed with the operator's secret key file; signer and
+ * sig get hex. Checked against a file of operator public keys (one a line, as --trust
+ * takes them). 0, or -errno with the reason in err. */
+int trust_sign(const char *sk_file, const char *prefix, uint64_t seq, const char *keys,
+	       char signer[65], char sig[129], char *err, size_t len) CME_WUR;
+int trust_verify(const char *operator_keys, const char *prefix, uint64_t seq, const char *keys,
+		 const char *signer, const char *sig, char *err, size_t len) CME_WUR;
 int boot_cmd_measure(int argc, char **argv);
 int boot_cmd_keygen(int argc, char **argv);
 int boot_cmd_sign(int argc, char **argv);

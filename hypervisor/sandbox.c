@@ -26,8 +26,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define SUB	    "sandbox"
-#define SYSCALL_MAX 512 /* above every x86-64 system call number */
+#define SANDBOX_MAX_FILES 4096
+#define SUB		  "sandbox"
+#define SYSCALL_MAX	  512 /* above every x86-64 system call number */
 
 static struct {
 	bool armed;
@@ -259,12 +260,22 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
  * with another process). Without the right to make one, it goes on without, logged. */
 static int confine(char *err, size_t errlen)
 {
-	const struct rlimit none = { 0, 0 };
+	const struct rlimit none = { 0, 0 }, files = { SANDBOX_MAX_FILES, SANDBOX_MAX_FILES };
+	struct rlimit now;
 
 	if (setrlimit(RLIMIT_CORE, &none) < 0) {
 		snprintf(err, errlen, "cannot turn core dumps off: %s", strerror(errno));
 		return -errno;
 	}
+	/* Descriptors: a VMM needs a few hundred at most (vCPUs, queues' eventfds, disks,
+	 * channels, clients); no POSIX message queues (it has none). Never raised. */
+	if (getrlimit(RLIMIT_NOFILE, &now) == 0 && now.rlim_max > SANDBOX_MAX_FILES &&
+	    setrlimit(RLIMIT_NOFILE, &files) < 0) {
+		snprintf(err, errlen, "cannot limit open files: %s", strerror(errno));
+		return -errno;
+	}
+	if (setrlimit(RLIMIT_MSGQUEUE, &none) < 0)
+		log_warn(SUB, "vm=%s cannot forbid message queues: %s", sb.name, strerror(errno));
 	if (unshare(CLONE_NEWIPC) < 0)
 		log_warn(SUB, "vm=%s no IPC namespace of its own: %s", sb.name, strerror(errno));
 	return 0;

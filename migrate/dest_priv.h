@@ -96,6 +96,9 @@ void mig_in_drain_wake(struct mig_dest *c);
 void mig_in_set_phase(struct mig_dest *c, enum mig_in_phase ph);
 
 /* dest_rx.c */
+/* The records of a page channel until its final round ends (the body of its thread, and
+ * what the stream's fuzz target runs): 0, or -errno, also in ch->err. */
+int mig_rx_run(struct rx_channel *ch);
 /* Start ch's receiving thread. Returns 0 or -errno. */
 int mig_rx_start(struct rx_channel *ch) CME_WUR;
 /* Join every receiving thread; returns the first channel's error (0: none). */

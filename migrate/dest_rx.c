@@ -7,15 +7,12 @@
 #include <errno.h>
 #include <stdlib.h>
 
-/* A page channel until its final round ends. */
-static void *rx_thread(void *arg)
+int mig_rx_run(struct rx_channel *ch)
 {
-	struct rx_channel *ch = arg;
 	uint8_t *scratch = malloc(MIG_BATCH_PAGES * sizeof(uint64_t));
 	/* A page at a time (post-copy), or runs of pages to place (pre-copy). */
 	uint8_t *page = ch->page_fn || ch->place ? malloc(MIG_RUN_PAGES * VM_PAGE_SIZE) : NULL;
 
-	sandbox_enter(SANDBOX_MIGRATION); /* it parses what the peer sends */
 	if ((ch->page_fn || ch->place) && !page)
 		ch->err = -ENOMEM;
 	while (!ch->err && scratch) {
@@ -55,6 +52,16 @@ static void *rx_thread(void *arg)
 		ch->err = -ENOMEM;
 	free(scratch);
 	free(page);
+	return ch->err;
+}
+
+/* A page channel until its final round ends. */
+static void *rx_thread(void *arg)
+{
+	struct rx_channel *ch = arg;
+
+	sandbox_enter(SANDBOX_MIGRATION); /* it parses what the peer sends */
+	mig_rx_run(ch);
 	mig_track_writer_done(ch->track);
 	if (ch->err && ch->fail_fn)
 		ch->fail_fn(ch->page_arg, ch->err);

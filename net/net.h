@@ -85,6 +85,11 @@ int net_tls_accept_fd(struct tls_ctx *ctx, int fd, const char *addr, int timeout
  * -ETIMEDOUT when the send timeout expired, -EIO on a TLS error. After any error the
  * connection is unusable except for net_tls_close(). */
 int net_tls_write_all(struct tls_conn *c, const void *buf, size_t len) CME_WUR;
+/* A connection over bytes in memory, without TLS or a peer: reads come from data (the
+ * stream ends with it: a read past it fails with -ECONNRESET), writes go nowhere; close
+ * with net_tls_close. For fuzzing and testing what reads a stream (the migration's page
+ * channels); NULL without memory. */
+struct tls_conn *net_mem_conn(const void *data, size_t len);
 /* Read exactly len bytes. Returns 0, -EPIPE on EOF (clean or not, or after net_tls_shutdown()),
  * -ETIMEDOUT when the receive timeout expired, -EIO on a TLS error (bad record, ...). */
 int net_tls_read_full(struct tls_conn *c, void *buf, size_t len) CME_WUR;

@@ -23,6 +23,8 @@ struct tls_conn {
 	const char *expect; /* net_tls_connect: the name the peer must carry (during it) */
 	char seen_cn[256];  /* CN of the leaf the peer presented, even when refused */
 	char peer_addr[INET6_ADDRSTRLEN + 16];
+	const uint8_t *mem; /* net_mem_conn: the bytes reads come from (ssl is NULL) */
+	size_t mem_len, mem_off;
 };
 
 /* sock.c */

@@ -199,6 +199,10 @@ void net_tls_close(struct tls_conn *c)
 {
 	if (!c)
 		return;
+	if (c->mem) { /* net_mem_conn: no TLS, no socket */
+		free(c);
+		return;
+	}
 	/* close_notify only if it can go out now: a stuck peer must not hold us. */
 	if (!c->broken && SSL_is_init_finished(c->ssl) && fd_set_nonblock(c->fd) == 0)
 		(void)SSL_shutdown(c->ssl);

@@ -266,9 +266,25 @@ static void reap(struct cgroup *cg, int fd)
 			log_warn(SUB, "reaper: cannot leave %s", cg->dir[i].path);
 	while (read(fd, &c, 1) < 0 && errno == EINTR)
 		;
+	/* The pipe closes before the kernel has taken the VMM out of its group: a removal
+	 * may find it busy for a moment. */
 	for (unsigned i = cg->nr_dirs; i-- > 0;)
-		leave_dir(&cg->dir[i]);
+		for (unsigned k = cg->dir[i].nr_made; k-- > 0;)
+			for (int t = 0; t < 250 && rmdir(cg->dir[i].made[k]) < 0 && errno == EBUSY;
+			     t++)
+				sleep_ms(20);
+	for (unsigned i = cg->nr_dirs; i-- > 0;)
+		leave_dir(&cg->dir[i]); /* says what still could not go */
 	_exit(0);
+}
+
+unsigned cg_dirs(const struct cgroup *cg, const char **paths, unsigned max)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; cg && i < cg->nr_dirs && n < max; i++)
+		paths[n++] = cg->dir[i].path;
+	return n;
 }
 
 int cg_reaper(struct cgroup *cg)

@@ -2,7 +2,7 @@
  * Its root is a fresh tmpfs (root's, read-only to the VMM) holding only:
  *   /vm      DIR, the VM's folder: console, control socket, exit file, snapshots;
  *   /dev     kvm, net/tun (with a tap) and userfaultfd, nodes owned by the VMM's user;
- *   /proc/self and /proc/meminfo, the cgroup tree it runs in (with --cgroup);
+ *   /proc/self and /proc/meminfo, its cgroup's folders read-only (with --cgroup);
  *   and, at their usual paths, what its command line named: image, kernel, initrd,
  *   snapshot, key and trust files and the TLS folder read-only, its disks.
  * Paths inside DIR become /vm/...; nothing else of the host is there. The skeleton is made
@@ -55,19 +55,20 @@ static int make_parents(const char *path)
 	return 0;
 }
 
-/* A bound file runs nothing and makes no one root. */
-static int remount(const char *dst, bool ro)
+/* A bound file runs nothing and makes no one root; only a device (a disk on a block
+ * device) stays a device. */
+static int remount(const char *dst, bool ro, bool dev)
 {
-	unsigned long f = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	unsigned long f = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC | (dev ? 0 : MS_NODEV);
 
 	return mount(NULL, dst, NULL, f | (ro ? MS_RDONLY : 0), NULL) ? -errno : 0;
 }
 
-/* Bind src (a host path, or /proc/self/fd/N) at dst in the tmpfs; with what is mounted
- * below it only for the cgroup tree (a v1 host has one mount per controller). */
-static int bind_at(const char *src, const char *dst, bool dir, bool ro)
+/* Bind src (a host path, or /proc/self/fd/N) at dst in the tmpfs, alone (nothing mounted
+ * below it comes along). */
+static int bind_at(const char *src, const char *dst, bool dir, bool ro, bool dev)
 {
-	unsigned long rec = strcmp(src, "/sys/fs/cgroup") ? 0 : MS_REC;
+	unsigned long rec = 0;
 	int fd, rc = make_parents(dst);
 
 	if (!rc && dir)
@@ -78,7 +79,7 @@ static int bind_at(const char *src, const char *dst, bool dir, bool ro)
 		rc = -errno;
 	if (!rc && mount(src, dst, NULL, MS_BIND | rec, NULL))
 		rc = -errno;
-	return rc ? rc : remount(dst, ro);
+	return rc ? rc : remount(dst, ro, dev);
 }
 
 /* Bind host path src at the same path under root. */
@@ -92,7 +93,7 @@ static int bind_in(const char *root, const char *src, bool ro, char *err, size_t
 		return snprintf(err, len, "%s: %s", src, strerror(errno)), -errno;
 	if ((size_t)snprintf(dst, sizeof(dst), "%s%s", root, src) >= sizeof(dst))
 		return snprintf(err, len, "%s: path too long in the jail", src), -ENAMETOOLONG;
-	rc = bind_at(src, dst, S_ISDIR(st.st_mode), ro);
+	rc = bind_at(src, dst, S_ISDIR(st.st_mode), ro, S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode));
 	if (rc)
 		snprintf(err, len, "binding %s into the jail: %s", src, strerror(-rc));
 	return rc;
@@ -151,6 +152,29 @@ static int absolute(const char **path, char *err, size_t len)
 	return keep(path, cwd, *path, err, len);
 }
 
+/* A file the VMM makes (console, control socket, exit file) named through another path
+ * to DIR (a link, "..", a doubled slash): its folder's real path decides. */
+static int own_inside(const char *dir, const char **path, char *err, size_t len)
+{
+	char parent[PATH_MAX], real[PATH_MAX], rel[PATH_MAX];
+	size_t n = strlen(dir);
+	char *slash;
+
+	snprintf(parent, sizeof(parent), "%s", *path);
+	slash = strrchr(parent, '/');
+	*slash = 0;
+	if (!realpath(parent[0] ? parent : "/", real) || strncmp(real, dir, n) ||
+	    (real[n] != '/' && real[n]))
+		return snprintf(err, len,
+				"%s: the control socket, a console file or socket and the exit "
+				"file must be inside the jail's folder %s",
+				*path, dir),
+		       -EINVAL;
+	if ((size_t)snprintf(rel, sizeof(rel), "%s/%s", real + n, slash + 1) >= sizeof(rel))
+		return snprintf(err, len, "%s: path too long", *path), -ENAMETOOLONG;
+	return keep(path, VMDIR, rel, err, len);
+}
+
 /* A file the VMM opens later: inside DIR it becomes /vm/...; elsewhere it is bound in at
  * its path. A file it creates or renames (console, control socket, exit file: own) must
  * be inside DIR: binding its folder would open that whole folder to the VMM. */
@@ -166,11 +190,7 @@ static int give(const char *dir, const char **path, bool ro, bool own, char *err
 	if (!strncmp(*path, dir, n) && ((*path)[n] == '/' || !(*path)[n]))
 		return keep(path, VMDIR, *path + n, err, len);
 	if (own)
-		return snprintf(err, len,
-				"%s: the control socket, a console file or socket and the exit "
-				"file must be inside the jail's folder %s",
-				*path, dir),
-		       -EINVAL;
+		return own_inside(dir, path, err, len);
 	return to_bind(*path, ro, err, len);
 }
 
@@ -230,28 +250,32 @@ static int make_devs(const char *root, const struct run_opts *o, char *err, size
 	return rc;
 }
 
-/* /vm, the devices, the VMM's own /proc entry (as /proc/self), the cgroup tree. */
-static int give_host(const char *root, int dirfd, const struct run_opts *o, char *err, size_t len)
+/* /vm, the devices, the VMM's own /proc entry (as /proc/self), its cgroup's folders
+ * (read-only: status reads its limits and counters; no other group is there). */
+static int give_host(const char *root, int dirfd, const struct run_opts *o, const struct cgroup *cg,
+		     char *err, size_t len)
 {
+	const char *groups[4];
+	unsigned ng = cg_dirs(cg, groups, 4);
 	char src[64], dst[PATH_MAX + 16];
 	int rc;
 
 	snprintf(src, sizeof(src), "/proc/self/fd/%d", dirfd);
 	snprintf(dst, sizeof(dst), "%s%s", root, VMDIR);
-	if ((rc = bind_at(src, dst, true, false)))
+	if ((rc = bind_at(src, dst, true, false, false)))
 		return snprintf(err, len, "binding the VM's folder as %s: %s", VMDIR,
 				strerror(-rc)),
 		       rc;
 	rc = make_devs(root, o, err, len);
-	if (!rc && o->cgroup.path[0])
-		rc = bind_in(root, "/sys/fs/cgroup", false, err, len);
+	for (unsigned i = 0; !rc && i < ng; i++)
+		rc = bind_in(root, groups[i], true, err, len);
 	if (!rc)
 		rc = bind_in(root, "/proc/meminfo", true, err, len);
 	if (rc)
 		return rc;
 	snprintf(src, sizeof(src), "/proc/%d", (int)getpid());
 	snprintf(dst, sizeof(dst), "%s/proc/self", root);
-	if ((rc = bind_at(src, dst, true, false)))
+	if ((rc = bind_at(src, dst, true, false, false)))
 		return snprintf(err, len, "binding %s as /proc/self: %s", src, strerror(-rc)), rc;
 	return 0;
 }
@@ -285,7 +309,7 @@ static int make_root(const char *root, char *err, size_t len)
 	return 0;
 }
 
-int jail_enter_root(struct run_opts *o, char *err, size_t len)
+int jail_enter_root(struct run_opts *o, const struct cgroup *cg, char *err, size_t len)
 {
 	char dir[PATH_MAX];
 	struct stat st;
@@ -307,8 +331,8 @@ int jail_enter_root(struct run_opts *o, char *err, size_t len)
 	/* Paths resolve before the tmpfs hides DIR's contents. */
 	rc = give_all(dir, o, err, len);
 	rc = rc ? rc : make_root(dir, err, len);
+	rc = rc ? rc : give_host(dir, dirfd, o, cg, err, len); /* /dev first: a disk may be in it */
 	rc = rc ? rc : do_binds(dir, err, len);
-	rc = rc ? rc : give_host(dir, dirfd, o, err, len);
 	rc = rc ? rc : pivot(dir, err, len);
 	close(dirfd);
 	if (!rc)
@@ -344,7 +368,7 @@ static int give_disk(const char *path, uid_t uid, gid_t gid, char *err, size_t l
 	struct stat st;
 	int rc = fd < 0 || fstat(fd, &st) ? -errno : 0;
 
-	if (!rc && (!S_ISREG(st.st_mode) || st.st_nlink != 1))
+	if (!rc && !S_ISBLK(st.st_mode) && (!S_ISREG(st.st_mode) || st.st_nlink != 1))
 		rc = -EPERM;
 	if (!rc && fchown(fd, uid, gid))
 		rc = -errno;
@@ -352,7 +376,8 @@ static int give_disk(const char *path, uid_t uid, gid_t gid, char *err, size_t l
 		close(fd);
 	if (rc)
 		snprintf(err, len, "giving disk %s to uid %u: %s", path, uid,
-			 rc == -EPERM ? "not a plain file with one link" : strerror(-rc));
+			 rc == -EPERM ? "not a block device or a plain file with one link"
+				      : strerror(-rc));
 	return rc;
 }
 

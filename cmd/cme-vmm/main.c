@@ -202,6 +202,24 @@ static void write_exit_file(const struct run_opts *o, int status)
 	json_decref(j);
 }
 
+/* The exit file through the descriptor --jail opened (a failed jail's setup: the path may
+ * already be rewritten for a root it never reached). */
+static void write_exit_fd(int fd, int status)
+{
+	json_t *j = json_pack("{s:i}", "status", status);
+	char *txt;
+
+	if (fd < 0)
+		return;
+	if (exit_reason[0])
+		json_object_set_new(j, "error", json_string(exit_reason));
+	txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (!txt || ftruncate(fd, 0) < 0 || pwrite(fd, txt, strlen(txt), 0) < 0)
+		log_warn(SUB, "cannot write the exit status");
+	free(txt);
+	json_decref(j);
+}
+
 /* Post-copy broke after the guest started here: it lacks memory only the source has. Not
  * one more instruction, and no device may finish an I/O with a page it never got: the
  * process ends at once (its threads die with it; nothing is zero-filled for them). */
@@ -417,20 +435,23 @@ static int arm_jail(struct run_opts *o, struct cgroup *cg, int *exit_fd)
 		log_warn(SUB, "vm=%s cannot close inherited descriptors: %s", o->name,
 			 strerror(errno));
 	if (o->exit_file) {
-		*exit_fd = open(o->exit_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+		*exit_fd = open(o->exit_file,
+				O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+				0640);
 		if (*exit_fd < 0) {
 			log_err(SUB, "--exit-file %s: %s", o->exit_file, strerror(errno));
 			return -errno;
 		}
 	}
 	cfg.exit_fd = *exit_fd;
-	if (o->jail_uid >= 0 && cg_reaper(cg)) {
-		log_err(SUB, "--jail-user: no helper to remove the cgroup at the end: %s",
+	if (o->jail_root && cg_reaper(cg)) { /* jailed, it can neither leave nor remove it */
+		log_err(SUB, "--jail-root: no helper to remove the cgroup at the end: %s",
 			strerror(errno));
 		return -EPERM;
 	}
-	if (o->jail_root && jail_enter_root(o, err, sizeof(err))) {
+	if (o->jail_root && jail_enter_root(o, cg, err, sizeof(err))) {
 		log_err(SUB, "--jail-root: %s", err);
+		snprintf(exit_reason, sizeof(exit_reason), "--jail-root: %.500s", err);
 		return -EPERM;
 	}
 	if (o->jail_root)
@@ -444,6 +465,7 @@ static int arm_jail(struct run_opts *o, struct cgroup *cg, int *exit_fd)
 	}
 	if (o->jail_uid >= 0 && jail_drop_user(o, err, sizeof(err))) {
 		log_err(SUB, "--jail-user: %s", err);
+		snprintf(exit_reason, sizeof(exit_reason), "--jail-user: %.500s", err);
 		return -EPERM;
 	}
 	if (o->jail_uid >= 0)
@@ -479,9 +501,15 @@ static int run_main(int argc, char **argv)
 	}
 	if (arm_jail(&o, cg, &exit_fd)) {
 		cg_leave(cg);
-		write_exit_file(&o, VMM_EXIT_SETUP);
+		write_exit_fd(exit_fd, VMM_EXIT_SETUP); /* its path may be the jail's by now */
+		if (exit_fd < 0)
+			write_exit_file(&o, VMM_EXIT_SETUP);
 		return VMM_EXIT_SETUP;
 	}
+	/* The page map, opened before any thread (a sandboxed one may not open it), after the
+	 * jail closed what was inherited (--jail-user opened it before giving up root). */
+	if (proc_pagemap_fd() < 0)
+		log_debug(SUB, "no page map: %s", strerror(errno));
 	sfd = block_stop_signals();
 	rc = run_vm(&o, cg, sfd);
 	cg_leave(cg);
@@ -489,6 +517,21 @@ static int run_main(int argc, char **argv)
 	close(sfd);
 	if (exit_fd >= 0)
 		close(exit_fd);
+	return rc;
+}
+
+/* The end of run/restore/incoming. In a sanitizer build (make check-all) a jailed VMM
+ * skips LeakSanitizer's check at exit: it stops the world with ptrace and reads the
+ * threads from /proc by number, neither of which the jail offers, and would report the
+ * memory of every thread it cannot see. The same paths unjailed are checked. */
+static int end_run(int rc)
+{
+#ifdef __SANITIZE_ADDRESS__
+	if (jail_root()) {
+		fflush(NULL);
+		_exit(rc);
+	}
+#endif
 	return rc;
 }
 
@@ -524,7 +567,7 @@ int main(int argc, char **argv)
 		return VMM_EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "run") || !strcmp(argv[1], "restore") || !strcmp(argv[1], "incoming"))
-		return run_main(argc - 1, argv + 1);
+		return end_run(run_main(argc - 1, argv + 1));
 	if (!strcmp(argv[1], "migrate"))
 		return vmm_migrate_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))

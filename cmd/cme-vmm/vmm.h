@@ -85,7 +85,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 /* --jail-root: a mount namespace of the VMM's own with o->jail_root as its root
  * (pivot_root), what o names bound in at its usual path and o's paths inside the root
  * rewritten. Root only, single-threaded. 0, or -errno with the reason in err. */
-int jail_enter_root(struct run_opts *o, char *err, size_t len);
+int jail_enter_root(struct run_opts *o, const struct cgroup *cg, char *err, size_t len);
 /* --jail-user, inside the jail: preload what only root may read (the TLS contexts,
  * /dev/userfaultfd), give the jail's folder, console, exit file and writable disks to the
  * user, and become it for good. 0, or -errno with the reason in err. */
@@ -148,6 +148,8 @@ void cg_leave(struct cgroup *cg);
  * nor remove it: a child that stays root, outside the group, removes the folders once the
  * VMM has ended (its pipe closes); cg_leave then leaves them to it. NULL is ignored. */
 int cg_reaper(struct cgroup *cg) CME_WUR;
+/* The group's folders (one for v2, the cpu and memory ones for v1) into paths: how many. */
+unsigned cg_dirs(const struct cgroup *cg, const char **paths, unsigned max);
 /* {"path","version","dir","cpu_limit","mem_limit_bytes","mem_used_bytes"} for status. */
 json_t *cg_json(const struct cgroup *cg);
 

@@ -134,9 +134,6 @@ const char *ctl_out_dash(const char *s);
 
 /* ---- migration text (mig_fmt.c) ---------------------------------------------------- */
 
-/* Shown as the VM's migration: one that runs, or a post-copy that broke and is not yet
- * resolved. */
-bool ctl_mig_pending(const struct cl_migration *m);
 /* "total T ms (cluster C ms), downtime D ms, R rounds, B MiB at X Mbit/s[, post-copy N
  * pages (M asked for) in T ms]" from a done migration's statistics (fields missing from
  * them count as 0). */

@@ -16,11 +16,6 @@ double ctl_mig_stat(const struct cl_migration *m, const char *field)
 	return d;
 }
 
-bool ctl_mig_pending(const struct cl_migration *m)
-{
-	return cl_migration_active(m) || !strcmp(m->phase, "postcopy-broken");
-}
-
 /* stats.downtime.postcopy.<field>, 0 when the migration had no post-copy */
 static double postcopy_stat(const struct cl_migration *m, const char *field)
 {

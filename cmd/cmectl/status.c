@@ -97,7 +97,7 @@ static json_t *migs_arr(const struct cl_view *v)
 	json_t *arr = json_array();
 
 	for (size_t i = 0; i < v->nvms; i++)
-		if (v->vms[i].has_mig && ctl_mig_pending(&v->vms[i].mig))
+		if (v->vms[i].has_mig && cl_migration_pending(&v->vms[i].mig))
 			json_array_append_new(arr, ctl_out_rec(cl_migration_json(&v->vms[i].mig)));
 	return arr;
 }
@@ -168,7 +168,7 @@ static void text_migs(const struct cl_view *v)
 	for (size_t i = 0; i < v->nvms; i++) {
 		const struct cl_migration *m = &v->vms[i].mig;
 
-		if (!v->vms[i].has_mig || !ctl_mig_pending(m))
+		if (!v->vms[i].has_mig || !cl_migration_pending(m))
 			continue;
 		ctl_mig_progress(m, line, sizeof(line));
 		printf("%-12s%s %s → %s: %s\n", "", m->vm, m->source, m->target, line);

@@ -87,8 +87,12 @@ int ctl_cmd_trust_set(struct ctl *c, int argc, char **argv)
 	if (rc || (rc = read_keys(keys, t.keys, sizeof(t.keys))) ||
 	    (rc = read_trust(c, &old, &has)))
 		return rc;
+	if (has && old.seq >= UINT64_MAX / 2)
+		return ctl_fail("the trust record's seq %" PRIu64 " cannot be right (forged?); "
+				"delete PREFIX/trust only after checking every node's trust.seq",
+				old.seq);
 	t.seq = has ? old.seq + 1 : 1;
-	if (trust_sign(sk, t.seq, t.keys, t.signer, t.sig, why, sizeof(why)))
+	if (trust_sign(sk, c->prefix, t.seq, t.keys, t.signer, t.sig, why, sizeof(why)))
 		return ctl_fail("trust set: --operator-key %s", why);
 	if (!(val = cl_trust_json(&t)))
 		return ctl_fail("out of memory");

@@ -13,7 +13,7 @@ static const char *desired(const struct cl_vm_view *vv)
 
 static json_t *mig_brief(const struct cl_vm_view *vv)
 {
-	if (!vv->has_mig || !ctl_mig_pending(&vv->mig))
+	if (!vv->has_mig || !cl_migration_pending(&vv->mig))
 		return json_null();
 	return json_pack("{s:s, s:s, s:s, s:s}", "id", vv->mig.id, "phase", vv->mig.phase, "source",
 			 vv->mig.source, "target", vv->mig.target);
@@ -35,7 +35,7 @@ static json_t *vm_obj(const struct cl_vm_view *vv)
 
 static void vm_row(struct table *t, const struct cl_vm_view *vv)
 {
-	bool mig = vv->has_mig && ctl_mig_pending(&vv->mig);
+	bool mig = vv->has_mig && cl_migration_pending(&vv->mig);
 
 	ctl_table_cell(t, "%s", vv->name);
 	ctl_table_cell(t, "%s", ctl_out_dash(ctl_vm_state(vv)));

@@ -90,7 +90,7 @@ static int check_vm(const struct cl_vm_view *vv, const char *vm)
 				vm, vv->has_status ? vv->status.state : "no status",
 				vv->has_status ? " on " : "",
 				vv->has_status ? vv->status.node : "");
-	if (vv->has_mig && ctl_mig_pending(&vv->mig))
+	if (vv->has_mig && cl_migration_pending(&vv->mig))
 		return ctl_fail("migration of %s is already running (phase %s to %s)", vm,
 				vv->mig.phase, vv->mig.target);
 	return CTL_OK;

@@ -208,7 +208,7 @@ static int delete_vm(struct ctl *c, const char *vm)
 			rc = ctl_fail("unknown vm %s", vm);
 		else if (!vv->has_spec)
 			deleted = true; /* deleted before: wait for its VMM again */
-		else if (vv->has_mig && ctl_mig_pending(&vv->mig))
+		else if (vv->has_mig && cl_migration_pending(&vv->mig))
 			rc = ctl_fail("migration of %s is running (phase %s to %s); wait for it",
 				      vm, vv->mig.phase, vv->mig.target);
 		else

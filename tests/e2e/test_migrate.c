@@ -10,18 +10,27 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+/* A cluster of n nodes running vm1 (mem, cmdline) that beats: its node and owner epoch,
+ * and the next node as the target. The caller checked for KVM (REQUIRE_KVM). */
+static void start_vm1(int n, const char *mem, const char *cmdline, int *src, long long *e0,
+		      int *dst)
+{
+	CU_ASSERT_FATAL(cluster_start(&C, n, NODE_MEM_MB) == 0);
+	create_vm("vm1", mem, cmdline);
+	*src = owner_of("vm1", e0);
+	CU_ASSERT_FATAL(*src >= 0);
+	CU_ASSERT_TRUE(wait_heartbeats(*src, "vm1", 5));
+	*dst = (*src + 1) % C.n;
+}
+
 static void test_migrate_dirtying(void)
 {
 	char *out = NULL, *err = NULL;
 	long long e0, e1;
 	int src, dst, rc;
 
-	START_CLUSTER(3);
-	create_vm("vm1", "512M", "wss_mb=128 dirty_rate=64");
-	src = owner_of("vm1", &e0);
-	CU_ASSERT_FATAL(src >= 0);
-	CU_ASSERT_TRUE(wait_heartbeats(src, "vm1", 5));
-	dst = (src + 1) % C.n;
+	REQUIRE_KVM();
+	start_vm1(3, "512M", "wss_mb=128 dirty_rate=64", &src, &e0, &dst);
 	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, NULL);
 	cluster_expect_ok("vm migrate", rc, out, err);
 	CU_ASSERT_EQUAL(owner_of("vm1", &e1), dst);
@@ -162,12 +171,8 @@ static void test_migrate_postcopy(void)
 	long long e0, e1;
 	int src, dst, rc;
 
-	START_CLUSTER(2);
-	create_vm("vm1", "256M", "wss_mb=128 dirty_rate=64");
-	src = owner_of("vm1", &e0);
-	CU_ASSERT_FATAL(src >= 0);
-	CU_ASSERT_TRUE(wait_heartbeats(src, "vm1", 5));
-	dst = (src + 1) % C.n;
+	REQUIRE_KVM();
+	start_vm1(2, "256M", "wss_mb=128 dirty_rate=64", &src, &e0, &dst);
 	/* Bad tuning is refused before anything is written. */
 	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--postcopy-after", "0", NULL);
 	CU_ASSERT_EQUAL(rc, 2);
@@ -203,13 +208,9 @@ static void test_postcopy_target_killed(void)
 	int src, dst, rc;
 	json_t *m;
 
-	START_CLUSTER(2);
-	create_vm("vm1", "256M", "wss_mb=192 dirty_rate=64");
-	src = owner_of("vm1", &e0);
-	CU_ASSERT_FATAL(src >= 0);
-	CU_ASSERT_TRUE(wait_heartbeats(src, "vm1", 5));
+	REQUIRE_KVM();
+	start_vm1(2, "256M", "wss_mb=192 dirty_rate=64", &src, &e0, &dst);
 	spid = cluster_vmm_pid(&C, src, "vm1");
-	dst = (src + 1) % C.n;
 	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, "--postcopy",
 		    "--downtime-ms", "1", "--max-bandwidth", "16M", "--no-wait", NULL);
 	cluster_expect_ok("vm migrate --postcopy --no-wait", rc, out, err);

@@ -105,7 +105,12 @@ static void test_jail_root(void)
 	/* Its root is its folder; the host's files are not there, what it was given is. */
 	CU_ASSERT_EQUAL(seen(p.pid, "/etc/passwd"), -ENOENT);
 	CU_ASSERT_EQUAL(seen(p.pid, "/usr"), -ENOENT);
-	CU_ASSERT_FATAL(realpath(test_guest(), image) != NULL);
+	/* at the path it was given (made absolute, links not resolved) */
+	if (test_guest()[0] == '/')
+		snprintf(image, sizeof(image), "%s", test_guest());
+	else
+		CU_ASSERT_FATAL(getcwd(image, sizeof(image) - 700) != NULL &&
+				strcat(strcat(image, "/"), test_guest()));
 	CU_ASSERT_EQUAL(seen(p.pid, image), 0);
 	CU_ASSERT_EQUAL(seen(p.pid, "/dev/kvm"), 0);
 	CU_ASSERT_EQUAL(seen(p.pid, "/dev/null"), -ENOENT);
@@ -150,6 +155,21 @@ static void test_jail_root(void)
 	CU_ASSERT_EQUAL(p.status, 0);
 }
 
+/* A VMM started with args ends before any guest instruction, its log saying why. */
+static void expect_refused(const char *const *args, const char *why)
+{
+	struct vmm_proc p;
+	char *e;
+
+	CU_ASSERT_EQUAL_FATAL(vmm_start(&p, args), 0);
+	CU_ASSERT_EQUAL(vmm_wait(&p, 20000), 0);
+	CU_ASSERT_NOT_EQUAL(p.status, 0);
+	e = test_read_file(p.errlog);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e, why));
+	CU_ASSERT_PTR_NULL(strstr(e, "running:"));
+	free(e);
+}
+
 /* A bad jail is refused before any guest instruction, by name. */
 static void test_jail_root_refused(void)
 {
@@ -160,26 +180,14 @@ static void test_jail_root_refused(void)
 	const char *outside[] = { "--mem",     "64M",	   "--image",	  test_guest(),
 				  "--cmdline", "wss_mb=8", "--jail-root", VMM_OWN_DIR,
 				  "--console", con,	   NULL };
-	struct vmm_proc p;
-	char *e;
 
 	REQUIRE_ROOT();
 	if (!jail_usable())
 		return;
-	CU_ASSERT_EQUAL_FATAL(vmm_start(&p, args), 0);
-	CU_ASSERT_EQUAL(vmm_wait(&p, 20000), 0);
-	CU_ASSERT_NOT_EQUAL(p.status, 0);
-	e = test_read_file(p.errlog);
-	CU_ASSERT_PTR_NOT_NULL(strstr(e, "--jail-root /nonexistent/x"));
-	free(e);
+	expect_refused(args, "--jail-root /nonexistent/x");
 	/* A console file outside the folder would open its whole folder to the VMM. */
 	snprintf(con, sizeof(con), "file:%s/console.log", test_tmpdir());
-	CU_ASSERT_EQUAL_FATAL(vmm_start(&p, outside), 0);
-	CU_ASSERT_EQUAL(vmm_wait(&p, 20000), 0);
-	CU_ASSERT_NOT_EQUAL(p.status, 0);
-	e = test_read_file(p.errlog);
-	CU_ASSERT_PTR_NOT_NULL(strstr(e, "must be inside the jail's folder"));
-	free(e);
+	expect_refused(outside, "must be inside the jail's folder");
 }
 
 static void test_jail_root_migrate(void)

@@ -14,8 +14,9 @@
 #include "guestrun.h"
 #include "kvmtests.h"
 
-/* The rest of the jail: no core dumps, an IPC namespace of its own, no descriptor the
- * parent left open (leaked: an fd the test opened without O_CLOEXEC). */
+/* The rest of the jail: no core dumps, at most 4096 open files, no message queues, an IPC
+ * namespace of its own, no descriptor the parent left open (leaked: an fd the test opened
+ * without O_CLOEXEC). */
 static void expect_confined(pid_t pid, int leaked)
 {
 	char path[128], ns[64] = "", mine[64] = "", fd[64] = "";
@@ -28,6 +29,15 @@ static void expect_confined(pid_t pid, int leaked)
 	CU_ASSERT_FATAL(core != NULL);
 	CU_ASSERT_EQUAL(sscanf(core, "Max core file size %31s %31s", soft, hard), 2);
 	CU_ASSERT_STRING_EQUAL(soft, "0");
+	CU_ASSERT_STRING_EQUAL(hard, "0");
+	/* open files at most 4096 (never raised), no POSIX message queues */
+	core = strstr(limits, "Max open files");
+	CU_ASSERT_FATAL(core != NULL);
+	CU_ASSERT_EQUAL(sscanf(core, "Max open files %31s %31s", soft, hard), 2);
+	CU_ASSERT(atol(hard) > 0 && atol(hard) <= 4096);
+	core = strstr(limits, "Max msgqueue size");
+	CU_ASSERT_FATAL(core != NULL);
+	CU_ASSERT_EQUAL(sscanf(core, "Max msgqueue size %31s %31s", soft, hard), 2);
 	CU_ASSERT_STRING_EQUAL(hard, "0");
 	free(limits);
 	snprintf(path, sizeof(path), "/proc/%d/ns/ipc", (int)pid);

@@ -24,5 +24,6 @@ int main(void)
 	suite_ratelimit();
 	suite_cpu();
 	suite_fuzz();
+	suite_stream();
 	return test_main("unit");
 }

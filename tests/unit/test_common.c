@@ -176,22 +176,30 @@ static void test_trust_record(void)
 	snprintf(keys, sizeof(keys), "%.64s", line);
 	snprintf(other, sizeof(other), "%.64s,%.64s", line, line);
 	free(line);
-	CU_ASSERT_EQUAL(trust_sign(op_sk, 5, keys, signer, sig, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL(trust_verify(op_pk, 5, keys, signer, sig, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL(trust_verify(op_pk, 6, keys, signer, sig, err, sizeof(err)), -EACCES);
+	CU_ASSERT_EQUAL(trust_sign(op_sk, "/cme", 5, keys, signer, sig, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(trust_verify(op_pk, "/cme", 5, keys, signer, sig, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(trust_verify(op_pk, "/cme", 6, keys, signer, sig, err, sizeof(err)),
+			-EACCES);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "does not match"));
-	CU_ASSERT_EQUAL(trust_verify(op_pk, 5, other, signer, sig, err, sizeof(err)), -EACCES);
+	CU_ASSERT_EQUAL(trust_verify(op_pk, "/cme", 5, other, signer, sig, err, sizeof(err)),
+			-EACCES);
+	/* another cluster's record (another prefix) */
+	CU_ASSERT_EQUAL(trust_verify(op_pk, "/other", 5, keys, signer, sig, err, sizeof(err)),
+			-EACCES);
 	/* signed by a key the node does not hold as an operator's */
-	CU_ASSERT_EQUAL(trust_verify(x_pk, 5, keys, signer, sig, err, sizeof(err)), -EACCES);
+	CU_ASSERT_EQUAL(trust_verify(x_pk, "/cme", 5, keys, signer, sig, err, sizeof(err)),
+			-EACCES);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not an operator key"));
 	snprintf(bad, sizeof(bad), "%s", sig);
 	bad[0] = bad[0] == '0' ? '1' : '0';
-	CU_ASSERT_EQUAL(trust_verify(op_pk, 5, keys, signer, bad, err, sizeof(err)), -EACCES);
-	CU_ASSERT_EQUAL(trust_verify(op_pk, 5, "zz", signer, sig, err, sizeof(err)), -EINVAL);
-	CU_ASSERT_EQUAL(trust_sign(op_sk, 1, "", signer, sig, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(trust_verify(op_pk, "/cme", 5, keys, signer, bad, err, sizeof(err)),
+			-EACCES);
+	CU_ASSERT_EQUAL(trust_verify(op_pk, "/cme", 5, "zz", signer, sig, err, sizeof(err)),
+			-EINVAL);
+	CU_ASSERT_EQUAL(trust_sign(op_sk, "/cme", 1, "", signer, sig, err, sizeof(err)), -EINVAL);
 	/* a secret key others may read is no operator's key */
 	CU_ASSERT_EQUAL(chmod(op_sk, 0644), 0);
-	CU_ASSERT_EQUAL(trust_sign(op_sk, 1, keys, signer, sig, err, sizeof(err)), -EACCES);
+	CU_ASSERT_EQUAL(trust_sign(op_sk, "/cme", 1, keys, signer, sig, err, sizeof(err)), -EACCES);
 }
 
 void suite_common(void)

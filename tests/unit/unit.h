@@ -27,4 +27,5 @@ void suite_virtq(void);
 void suite_ratelimit(void);
 void suite_cpu(void);
 void suite_fuzz(void);
+void suite_stream(void);
 #endif

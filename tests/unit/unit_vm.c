@@ -2,6 +2,7 @@
  * No CUnit here: the fuzz target links it without. */
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "unit_vm.h"
@@ -22,8 +23,23 @@ struct vm *unit_vm_new(void)
 	return vm;
 }
 
+int unit_vm_add_ram(struct vm *vm, uint64_t gpa, uint64_t size)
+{
+	void *p;
+
+	if (vm->nr_slots == VM_MAX_SLOTS)
+		return -1;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	vm->slots[vm->nr_slots++] = (struct vm_slot){ .gpa = gpa, .size = size, .hva = p };
+	return 0;
+}
+
 void unit_vm_free(struct vm *vm)
 {
+	for (unsigned i = 0; i < vm->nr_slots; i++)
+		munmap(vm->slots[i].hva, vm->slots[i].size);
 	vm_request_stop(vm);
 	vm_fence_destroy(vm);
 	vm_devices_destroy(vm);
