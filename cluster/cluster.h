@@ -241,6 +241,8 @@ int cl_view_read(struct etcd *e, const char *prefix, struct cl_view *v,
 		 struct etcd_err *err) CME_WUR;
 void cl_view_free(struct cl_view *v);
 struct cl_node_view *cl_view_node(const struct cl_view *v, const char *name);
+/* The node has a nodes/ record in the view (its lease holds). */
+bool cl_view_node_alive(const struct cl_view *v, const char *name);
 /* How many nodes are members (members/ records). */
 size_t cl_view_members(const struct cl_view *v);
 struct cl_vm_view *cl_view_vm(const struct cl_view *v, const char *name);

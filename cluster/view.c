@@ -20,6 +20,13 @@ struct cl_node_view *cl_view_node(const struct cl_view *v, const char *name)
 	return NULL;
 }
 
+bool cl_view_node_alive(const struct cl_view *v, const char *name)
+{
+	const struct cl_node_view *nv = cl_view_node(v, name);
+
+	return nv && nv->alive;
+}
+
 struct cl_vm_view *cl_view_vm(const struct cl_view *v, const char *name)
 {
 	for (size_t i = 0; i < v->nvms; i++)

@@ -145,9 +145,8 @@ static void mig_done_late(struct cd *cd, const struct cl_vm_view *vv, const char
  * runs waits paused for a decision; its daemon, back, resumes it — the owner never moved.) */
 static bool source_gone(struct cd *cd, const struct cl_view *v, const struct cl_migration *m)
 {
-	const struct cl_node_view *nv = cl_view_node(v, m->source);
-
-	if ((nv && nv->alive) || (strcmp(m->phase, "ready") && strcmp(m->phase, "streaming")))
+	if (cl_view_node_alive(v, m->source) ||
+	    (strcmp(m->phase, "ready") && strcmp(m->phase, "streaming")))
 		return false;
 	return cd_seen_ms(cd, m->id, "source-gone") > cd->cfg->lease_ttl_s * 1000ULL;
 }

@@ -22,13 +22,6 @@
 
 #define SUB "migration"
 
-static bool node_alive(const struct cl_view *v, const char *name)
-{
-	const struct cl_node_view *nv = cl_view_node(v, name);
-
-	return nv && nv->alive;
-}
-
 static bool in_postcopy(const struct cl_migration *m)
 {
 	return !strcmp(m->phase, "postcopy") || !strcmp(m->phase, "postcopy-broken");
@@ -37,7 +30,7 @@ static bool in_postcopy(const struct cl_migration *m)
 bool cd_pc_source_holds(const struct cl_view *v, const struct cl_vm_view *vv)
 {
 	return vv->has_mig && !vv->bad && in_postcopy(&vv->mig) && vv->has_owner &&
-	       !strcmp(vv->owner.node, vv->mig.target) && node_alive(v, vv->mig.source);
+	       !strcmp(vv->owner.node, vv->mig.target) && cl_view_node_alive(v, vv->mig.source);
 }
 
 /* The target's VMM is known to have ended: its status, at the owner's epoch, says so. */
@@ -156,7 +149,7 @@ bool cd_pc_target_waits(struct cd *cd, const struct cl_view *v, const struct cl_
 int cd_pc_lost_target(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv,
 		      char *why, size_t len)
 {
-	if (!cd_pc_source_holds(v, vv) || node_alive(v, vv->owner.node))
+	if (!cd_pc_source_holds(v, vv) || cl_view_node_alive(v, vv->owner.node))
 		return 0;
 	if (!cd_quorum_fenced(cd, v, vv->owner.node, why, len))
 		return 1; /* held until fenced */

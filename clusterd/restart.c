@@ -14,13 +14,6 @@
 #define SUB	     "ha"
 #define MAX_RESTARTS 64
 
-static bool node_alive(const struct cl_view *v, const char *name)
-{
-	const struct cl_node_view *nv = cl_view_node(v, name);
-
-	return nv && nv->alive;
-}
-
 static bool in_list(char (*list)[CL_NAME_MAX], size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
@@ -62,13 +55,13 @@ static void note_lost_nodes(struct cd *cd, const struct cl_view *v, const struct
 	size_t nalive = 0;
 
 	for (size_t i = 0; i < cd->nalive_prev; i++)
-		if (!node_alive(v, cd->alive_prev[i]))
+		if (!cl_view_node_alive(v, cd->alive_prev[i]))
 			say_lost(cd, h, cd->alive_prev[i]);
 	for (size_t k = 0; k < h->c.nvms; k++)
-		if (h->vms[k].wanted && h->vms[k].owner && !node_alive(v, h->vms[k].owner))
+		if (h->vms[k].wanted && h->vms[k].owner && !cl_view_node_alive(v, h->vms[k].owner))
 			say_lost(cd, h, h->vms[k].owner);
 	for (size_t i = 0; i < cd->nlost_said;) /* back: say it again if it is lost again */
-		if (node_alive(v, cd->lost_said[i]))
+		if (cl_view_node_alive(v, cd->lost_said[i]))
 			memcpy(cd->lost_said[i], cd->lost_said[--cd->nlost_said], CL_NAME_MAX);
 		else
 			i++;
@@ -92,7 +85,7 @@ static void fail_orphaned_migrations(struct cd *cd, const struct cl_view *v)
 
 		if (!vv->has_mig || !cl_migration_active(&vv->mig) ||
 		    !strcmp(vv->mig.phase, "committed") || !strcmp(vv->mig.phase, "postcopy") ||
-		    node_alive(v, vv->mig.source))
+		    cl_view_node_alive(v, vv->mig.source))
 			continue;
 		cd_mig_fail(cd, vv, "the source node %s was lost", vv->mig.source);
 	} /* the next round's read shows it failed, and its VM is restarted then */
@@ -143,7 +136,7 @@ static void report_waiting(struct cd *cd, const struct cl_view *v, const struct 
 	for (size_t i = 0; i < v->nvms; i++) {
 		const struct ha_vm *vm = &h->vms[i];
 
-		if (!vm->wanted || !vm->owner || vm->target || node_alive(v, vm->owner) ||
+		if (!vm->wanted || !vm->owner || vm->target || cl_view_node_alive(v, vm->owner) ||
 		    planned(m, n, i) || v->vms[i].bad)
 			continue;
 		if (!vm->restart)
@@ -183,7 +176,7 @@ static size_t hold_unfenced(struct cd *cd, const struct cl_view *v, struct cl_ha
 		size_t k;
 
 		if (!vm->wanted || !vm->owner || vm->target || !vm->restart ||
-		    node_alive(v, vm->owner))
+		    cl_view_node_alive(v, vm->owner))
 			continue;
 		for (k = 0; k < nasked && strcmp(asked[k], vm->owner); k++)
 			;
@@ -212,7 +205,7 @@ static size_t hold_postcopy(struct cd *cd, const struct cl_view *v, struct cl_ha
 	for (size_t i = 0; i < h->c.nvms && n < max; i++) {
 		int r;
 
-		if (!h->vms[i].wanted || !h->vms[i].owner || node_alive(v, h->vms[i].owner))
+		if (!h->vms[i].wanted || !h->vms[i].owner || cl_view_node_alive(v, h->vms[i].owner))
 			continue;
 		r = cd_pc_lost_target(cd, v, &v->vms[i], held[n].why, sizeof(held[n].why));
 		if (r == 1) {

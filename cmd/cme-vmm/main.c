@@ -186,38 +186,43 @@ static void opts_vm_config(const struct run_opts *o, struct vm_config *cfg)
 /* Why setup failed, for the exit file (a supervisor shows it: cme-clusterd's status). */
 static char exit_reason[600];
 
-static void write_exit_file(const struct run_opts *o, int status)
+/* {"status":N} and, for a failure with one, its "error": malloc'd text (NULL: no memory). */
+static char *exit_json(int status)
 {
 	json_t *j = json_pack("{s:i}", "status", status);
 	char *txt;
 
-	if (!o->exit_file)
-		return;
-	if (exit_reason[0] && status)
+	if (j && exit_reason[0] && status)
 		json_object_set_new(j, "error", json_string(exit_reason));
 	txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return txt;
+}
+
+static void write_exit_file(const struct run_opts *o, int status)
+{
+	char *txt;
+
+	if (!o->exit_file)
+		return;
+	txt = exit_json(status);
 	if (!txt || write_file_atomic(o->exit_file, txt, strlen(txt)))
 		log_warn(SUB, "cannot write the exit status to %s", o->exit_file);
 	free(txt);
-	json_decref(j);
 }
 
 /* The exit file through the descriptor --jail opened (a failed jail's setup: the path may
  * already be rewritten for a root it never reached). */
 static void write_exit_fd(int fd, int status)
 {
-	json_t *j = json_pack("{s:i}", "status", status);
 	char *txt;
 
 	if (fd < 0)
 		return;
-	if (exit_reason[0])
-		json_object_set_new(j, "error", json_string(exit_reason));
-	txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	txt = exit_json(status);
 	if (!txt || ftruncate(fd, 0) < 0 || pwrite(fd, txt, strlen(txt), 0) < 0)
 		log_warn(SUB, "cannot write the exit status");
 	free(txt);
-	json_decref(j);
 }
 
 /* Post-copy broke after the guest started here: it lacks memory only the source has. Not

@@ -123,6 +123,24 @@ static int cmectl_verify(const char *cmdline, char **out)
 	return test_run(argv, out, 20000);
 }
 
+/* A migration of src to a destination started with extra fails with why in its error: the
+ * destination never runs the guest, the source runs on. */
+static void expect_refused_migration(struct vmm_proc *src, const char *tls_src, const char *tls_dst,
+				     const char *const *extra, const char *why)
+{
+	struct vmm_proc dst;
+	struct mig_run run;
+	int port = mig_incoming(&dst, DST, tls_dst, extra);
+
+	CU_ASSERT_FATAL(port > 0);
+	mig_cli(&run, src, DST, port, tls_src, NULL, 120000);
+	CU_ASSERT_EQUAL(run.status, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(run.fin), why));
+	mig_run_free(&run);
+	mig_expect_no_guest(&dst);
+	mig_expect_source_runs(src);
+}
+
 static void test_signed_boot(void)
 {
 	char m[65], got[65], image[700], snap[700],
@@ -217,31 +235,18 @@ static void test_signed_boot(void)
 	const char *wrong[] = { "--measurement", bad, NULL },
 		   *right[] = { "--measurement", m, "--trust", trust, "--boot-sig", sig, NULL },
 		   *untrusted[] = { "--trust", trust, "--boot-sig", other_sig, NULL };
-	struct vmm_proc d1, d2, d3;
+	struct vmm_proc d2;
 	struct mig_run run;
 	int port;
 
 	CU_ASSERT_EQUAL_FATAL(mig_certs(pki, sizeof(pki), nodes), 0);
 	net_tls_dir(tls_src, sizeof(tls_src), pki, SRC);
 	net_tls_dir(tls_dst, sizeof(tls_dst), pki, DST);
-	port = mig_incoming(&d1, DST, tls_dst, wrong);
-	CU_ASSERT_FATAL(port > 0);
-	mig_cli(&run, &q, DST, port, tls_src, NULL, 120000);
-	CU_ASSERT_EQUAL(run.status, 1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(run.fin), "is not the expected"));
-	mig_run_free(&run);
-	mig_expect_no_guest(&d1);
-	mig_expect_source_runs(&q);
+	expect_refused_migration(&q, tls_src, tls_dst, wrong, "is not the expected");
 	/* A destination that runs only signed boots checks the arriving guest against its
 	 * signature: one by a key it does not trust is refused, the source runs on. */
-	port = mig_incoming(&d3, DST, tls_dst, untrusted);
-	CU_ASSERT_FATAL(port > 0);
-	mig_cli(&run, &q, DST, port, tls_src, NULL, 120000);
-	CU_ASSERT_EQUAL(run.status, 1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(run.fin), "the arriving guest's boot refused"));
-	mig_run_free(&run);
-	mig_expect_no_guest(&d3);
-	mig_expect_source_runs(&q);
+	expect_refused_migration(&q, tls_src, tls_dst, untrusted,
+				 "the arriving guest's boot refused");
 	port = mig_incoming(&d2, DST, tls_dst, right);
 	CU_ASSERT_FATAL(port > 0);
 	mig_cli(&run, &q, DST, port, tls_src, NULL, 120000);
