@@ -47,8 +47,8 @@ deps:
 # ---- modules -------------------------------------------------------------------------
 GEN := $(O)/gen
 MODULES :=
-include common/module.mk net/module.mk proto/module.mk hypervisor/module.mk
-include migrate/module.mk ha/module.mk etcd/module.mk cluster/module.mk clusterd/module.mk
+include common/module.mk store/module.mk net/module.mk proto/module.mk hypervisor/module.mk
+include migrate/module.mk backup/module.mk ha/module.mk etcd/module.mk cluster/module.mk clusterd/module.mk
 
 # mod_objs(module): object files of a module
 mod_objs = $(patsubst %.c,$(O)/obj/%.o,$($(1)_SRCS)) $($(1)_GENOBJS)

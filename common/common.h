@@ -58,6 +58,9 @@ void sleep_ms(unsigned ms);
 /* Parse "512M", "2G", "1048576", "64K", "1T" (binary units, optional trailing "iB"/"B")
  * into bytes. Returns 0, or -EINVAL for anything else (empty, junk, overflow, zero). */
 int parse_size(const char *s, uint64_t *out) CME_WUR;
+/* Parse "500ms", "90s", "15m", "2h", "7d" (a bare number: seconds) into milliseconds.
+ * Returns 0, or -EINVAL for anything else (empty, junk, overflow). */
+int parse_duration_ms(const char *s, uint64_t *out) CME_WUR;
 /* Parse a whole decimal unsigned number in [min, max]. Returns 0 or -EINVAL/-ERANGE. */
 int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out) CME_WUR;
 /* Total RAM of this host in bytes (from sysinfo), 0 if unknown. */
@@ -176,6 +179,13 @@ int boot_cmd_measure(int argc, char **argv);
 int boot_cmd_keygen(int argc, char **argv);
 int boot_cmd_sign(int argc, char **argv);
 int boot_cmd_verify(int argc, char **argv);
+
+/* keyfile.c: a secret key from path (64 hex digits on one line, a regular file of mode
+ * 0600 or stricter, not a link): 0, or -errno with the reason in err. key_file_create
+ * writes a new random one (never over an existing file). */
+#define KEY_FILE_BYTES 32
+int key_file_load(const char *path, uint8_t key[KEY_FILE_BYTES], char *err, size_t len) CME_WUR;
+int key_file_create(const char *path, char *err, size_t len) CME_WUR;
 
 /* A userfaultfd (flags: O_CLOEXEC, O_NONBLOCK), -1 with errno. A process without the
  * privilege (vm.unprivileged_userfaultfd 0) makes it through /dev/userfaultfd, when one

@@ -143,6 +143,11 @@ static const int control_calls[] = {
 	SCMP_SYS(unlinkat),
 	SCMP_SYS(mkdir),
 	SCMP_SYS(rmdir),
+	/* Backups into a store (backup/): its folders, chunks and manifests. */
+	SCMP_SYS(mkdirat),
+	SCMP_SYS(linkat),
+	SCMP_SYS(utimensat),
+	SCMP_SYS(syncfs),
 	SCMP_SYS(mincore),
 	SCMP_SYS(fsync),
 	SCMP_SYS(fdatasync),

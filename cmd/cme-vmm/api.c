@@ -265,7 +265,7 @@ static json_t *api_snapshot(struct api *api, json_t *req)
 		return api_error("snapshot: \"stop\" must be true or false");
 	if (json_object_get(req, "key_file") && !key_file)
 		return api_error("snapshot: \"key_file\" must be a path");
-	if (key_file && vmm_key_load(key_file, key, err, sizeof(err))) {
+	if (key_file && key_file_load(key_file, key, err, sizeof(err))) {
 		sodium_memzero(key, sizeof(key));
 		return api_error("snapshot: %s", err);
 	}
@@ -334,6 +334,9 @@ static const struct api_cmd api_cmds[] = {
 	{ "incoming-abort", api_arrived_abort },
 	{ "fence-deadline", api_fence_deadline },
 	{ "balloon", api_balloon },
+	{ "backup", api_backup },
+	{ "backup-status", api_backup_status },
+	{ "backup-cancel", api_backup_cancel },
 	{ "sandbox-probe", api_sandbox_probe },
 };
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api_priv.h"
+#include "backup.h"
 #include "migrate.h"
 
 /* A rate: a number of bytes/s, or a size string per second ("100M" = 100 MiB/s). */
@@ -119,6 +120,8 @@ json_t *api_migrate(struct api *api, json_t *req)
 				 "(--api-group members may not)");
 	if (api->mig && !mig_finished(api->mig))
 		return api_error("a migration is already running");
+	if (api->backup && !backup_finished(api->backup))
+		return api_error("migrate refused: a backup is running (backup-cancel first)");
 	if (api_check_doubt(api))
 		return api_error("%s", doubt_msg(api, "the last migration is in doubt: the guest "
 						      "may run on its destination; check there, "
@@ -233,6 +236,8 @@ json_t *api_migration_busy(struct api *api, const char *what)
 {
 	struct mig_progress prog;
 
+	if (api->backup && !backup_finished(api->backup))
+		return api_error("%s refused: a backup is running (backup-cancel first)", what);
 	if (!api->mig || mig_finished(api->mig))
 		return NULL;
 	mig_get_progress(api->mig, &prog);

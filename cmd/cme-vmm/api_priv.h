@@ -25,6 +25,7 @@ struct api {
 	struct api_client clients[API_MAX_CLIENTS];
 	uint64_t dirty_since_ns; /* when dirty logging started or was last fetched */
 	struct migration *mig;	 /* the current or last migration */
+	struct backup *backup;	 /* the current or last live backup */
 	bool follow_pending;	 /* hand the requesting client to the migration after replying */
 	bool in_doubt; /* a migration ended in doubt: sticky until stop or a forced resume */
 	struct mig_dest *dest;	 /* an arriving migration (vm is NULL until it runs here) */
@@ -48,9 +49,14 @@ const char *api_reason(json_t *req, json_t **bad);
 /* Non-NULL (an error reply) when resume must be refused: during a migration, and after
  * one ended in doubt unless req has "force" (which clears the doubt). */
 json_t *api_in_doubt_guard(struct api *api, json_t *req);
-/* Non-NULL (an error reply) while a migration runs: pause, snapshot and dirty-log would
- * fight it over the vCPUs and the dirty log. */
+/* Non-NULL (an error reply) while a migration or a backup runs: pause, snapshot and
+ * dirty-log would fight it over the vCPUs and the dirty log. */
 json_t *api_migration_busy(struct api *api, const char *what);
+
+/* api_backup.c: backup, backup-status, backup-cancel. */
+json_t *api_backup(struct api *api, json_t *req);
+json_t *api_backup_status(struct api *api, json_t *req);
+json_t *api_backup_cancel(struct api *api, json_t *req);
 
 /* api_fence.c: fence-deadline; "fenced" for a paused VM whose deadline passed; the
  * fence object of status (JSON null when there is no deadline); the refusal of resume. */

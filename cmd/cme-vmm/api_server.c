@@ -2,6 +2,7 @@
  * the VM ends or a stop signal arrives — or, while a migration arrives, once it runs here
  * or failed. */
 #include "api_priv.h"
+#include "backup.h"
 #include "migrate.h"
 
 #include <errno.h>
@@ -312,6 +313,7 @@ void api_close(struct api *api)
 {
 	if (!api)
 		return;
+	backup_free(api->backup); /* before the VM goes: its thread reads the guest's memory */
 	for (int i = 0; i < API_MAX_CLIENTS; i++)
 		if (api->clients[i].fd >= 0)
 			api_drop(&api->clients[i]);

@@ -340,6 +340,7 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 	case 'T': o->tls_dir = a; return 0;
 	case 'R': o->peer_name = a; return 0;
 	case 'Y': o->key_file = a; return 0;
+	case 'S': o->store = a; return 0;
 	case 'C':
 		if (strcmp(a, "direct") && strcmp(a, "external"))
 			return arg_fail(err, errlen, "--commit %s: expected direct or external", a);
@@ -457,6 +458,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "tls-dir", required_argument, NULL, 'T' },
 		{ "peer-name", required_argument, NULL, 'R' },
 		{ "key", required_argument, NULL, 'Y' },
+		{ "store", required_argument, NULL, 'S' },
 		{ "wait", required_argument, NULL, 'W' },
 		{ "commit", required_argument, NULL, 'C' },
 		{ "fence-deadline", required_argument, NULL, 'F' },
@@ -505,7 +507,8 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 	if (restore && optind < argc)
 		o->snapshot = argv[optind++];
 	if (restore && !o->snapshot)
-		return arg_fail(err, errlen, "%s", "no snapshot given: cme-vmm restore FILE");
+		return arg_fail(err, errlen, "%s",
+				"no snapshot given: cme-vmm restore FILE, or --store DIR VM[/ID]");
 	if (optind < argc)
 		return arg_fail(err, errlen, "unexpected argument %s", argv[optind]);
 	if (check_peer(o, incoming, err, errlen))
@@ -519,6 +522,10 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 				"there)");
 	if (o->key_file && !restore)
 		return arg_fail(err, errlen, "%s", "--key is for restore (the snapshot's key)");
+	if (o->store && !restore)
+		return arg_fail(err, errlen, "%s", "--store is for restore (the backup store)");
+	if (o->store && !o->key_file)
+		return arg_fail(err, errlen, "%s", "--store needs --key (the store's key file)");
 	if ((o->trust || o->boot_sig) && restore)
 		return arg_fail(err, errlen, "%s",
 				"--trust and --boot-sig are for run and incoming (restore checks "

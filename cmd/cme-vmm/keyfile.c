@@ -1,5 +1,4 @@
-/* Snapshot keys: 32 random bytes as 64 hex digits on one line, in a file only its owner
- * may read or write. `cme-vmm keygen FILE` makes one; `cme-vmm verify-snapshot` checks a
+/* Snapshot keys (common's key files): `cme-vmm keygen FILE` makes one; `cme-vmm verify-snapshot` checks a
  * snapshot (with its key) without restoring it. */
 #include "vmm.h"
 
@@ -11,71 +10,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KEY_HEX (2 * VM_SNAPSHOT_KEY_BYTES)
-
-int vmm_key_load(const char *path, uint8_t key[VM_SNAPSHOT_KEY_BYTES], char *err, size_t len)
-{
-	char hex[KEY_HEX + 8];
-	size_t bin_len = 0;
-	struct stat st;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-	if (fd < 0) {
-		snprintf(err, len, "key file %s: %s", path, strerror(errno));
-		return -errno;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-		snprintf(err, len,
-			 "key file %s is not a regular file only its owner may read (mode %04o): "
-			 "chmod 600 it",
-			 path, (unsigned)(st.st_mode & 07777));
-		close(fd);
-		return -EACCES;
-	}
-	n = read(fd, hex, sizeof(hex) - 1);
-	close(fd);
-	hex[n > 0 ? n : 0] = 0;
-	hex[strcspn(hex, "\r\n")] = 0;
-	if (strlen(hex) != KEY_HEX ||
-	    sodium_hex2bin(key, VM_SNAPSHOT_KEY_BYTES, hex, KEY_HEX, NULL, &bin_len, NULL) ||
-	    bin_len != VM_SNAPSHOT_KEY_BYTES) {
-		sodium_memzero(hex, sizeof(hex));
-		sodium_memzero(key, VM_SNAPSHOT_KEY_BYTES);
-		snprintf(err, len, "key file %s does not hold a key (64 hex digits)", path);
-		return -EINVAL;
-	}
-	sodium_memzero(hex, sizeof(hex));
-	return 0;
-}
+_Static_assert(VM_SNAPSHOT_KEY_BYTES == KEY_FILE_BYTES, "snapshot keys are key files");
 
 int vmm_keygen_main(int argc, char **argv)
 {
-	uint8_t key[VM_SNAPSHOT_KEY_BYTES];
-	char hex[KEY_HEX + 2];
-	int fd, rc = 0;
+	char err[512];
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: cme-vmm keygen FILE\n");
 		return VMM_EXIT_USAGE;
 	}
-	fd = open(argv[1], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		fprintf(stderr, "cme-vmm keygen: %s: %s\n", argv[1], strerror(errno));
+	if (key_file_create(argv[1], err, sizeof(err))) {
+		fprintf(stderr, "cme-vmm keygen: %s\n", err);
 		return VMM_EXIT_SETUP;
 	}
-	randombytes_buf(key, sizeof(key));
-	sodium_bin2hex(hex, sizeof(hex) - 1, key, sizeof(key));
-	strcat(hex, "\n");
-	if (write_all(fd, hex, strlen(hex)) < 0 || fsync(fd) < 0) {
-		fprintf(stderr, "cme-vmm keygen: writing %s: %s\n", argv[1], strerror(errno));
-		unlink(argv[1]);
-		rc = VMM_EXIT_SETUP;
-	}
-	close(fd);
-	sodium_memzero(key, sizeof(key));
-	sodium_memzero(hex, sizeof(hex));
-	return rc;
+	return VMM_EXIT_OK;
 }
 
 /* `cme-vmm verify-snapshot FILE [--key KEYFILE]`: the whole file read and checked as
@@ -93,7 +42,7 @@ int vmm_verify_snapshot_main(int argc, char **argv)
 		fprintf(stderr, "usage: cme-vmm verify-snapshot FILE [--key KEYFILE]\n");
 		return VMM_EXIT_USAGE;
 	}
-	if (key_file && vmm_key_load(key_file, key, err, sizeof(err))) {
+	if (key_file && key_file_load(key_file, key, err, sizeof(err))) {
 		fprintf(stderr, "cme-vmm verify-snapshot: %s\n", err);
 		return VMM_EXIT_SETUP;
 	}

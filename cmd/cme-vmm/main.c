@@ -4,6 +4,7 @@
  *   cme-vmm ctl --api PATH CMD [JSON-ARGS]
  *   cme-vmm cpu-features */
 #include "migrate.h"
+#include "backup.h"
 #include "vmm.h"
 
 #include <errno.h>
@@ -33,8 +34,8 @@ static void usage(FILE *f)
 		"              [--name NAME] [--fence-deadline NS] [--exit-file PATH]\n"
 		"              [--cpu-template " CPU_TEMPLATE_LIST "] [--confidential] [--jail]\n"
 		"              [--trust KEYS-FILE --boot-sig SIG-FILE]\n"
-		"  cme-vmm restore FILE [--key KEYFILE] [--console ...] [--api PATH] [--name "
-		"NAME]\n"
+		"  cme-vmm restore (FILE [--key KEYFILE] | --store DIR --key KEYFILE VM[/ID])\n"
+		"              [--console ...] [--api PATH] [--name NAME]\n"
 		"              [--paused] [--fence-deadline NS] [--measurement HEX] [--jail]\n"
 		"  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
 		"              [--commit direct|external] [--console ...] [--api PATH]\n"
@@ -45,6 +46,8 @@ static void usage(FILE *f)
 		"              [--max-bandwidth RATE] [--channels N] [--timeout SECONDS]\n"
 		"              [--peer-name NAME] [--max-rounds N] [--no-auto-converge]\n"
 		"              [--commit direct|external]\n"
+		"  cme-vmm backup --api PATH --store DIR --key KEYFILE [--name NAME] [--pause-ms "
+		"N]\n"
 		"  cme-vmm ctl --api PATH CMD [JSON-ARGS]\n"
 		"  cme-vmm cpu-features\n"
 		"  cme-vmm keygen FILE\n"
@@ -319,10 +322,46 @@ static int check_measurement(const struct run_opts *o, struct vm *vm)
 	return 0;
 }
 
+/* restore --store DIR VM[/ID]: the guest from a backup. */
+static int restore_backup(const struct run_opts *o, const struct vm_config *cfg, const uint8_t *key,
+			  struct vm **vm)
+{
+	struct backup_restore_stats st;
+	char err[512] = "";
+	int rc = backup_restore(o->store, key, o->snapshot, cfg, vm, &st, err, sizeof(err));
+
+	if (rc) {
+		log_err(SUB, "restore %s from %s: %s", o->snapshot, o->store, err);
+		snprintf(exit_reason, sizeof(exit_reason), "%s", err);
+		return rc;
+	}
+	log_info(SUB, "vm=%s restored from backup %s/%s in %s: %llu chunks, %llu MiB in %llu ms",
+		 o->name, st.vm, st.id, o->store, (unsigned long long)st.chunks,
+		 (unsigned long long)(st.bytes >> 20), (unsigned long long)st.ms);
+	return 0;
+}
+
+static int restore_snapshot(const struct run_opts *o, const struct vm_config *cfg,
+			    const uint8_t *key, struct vm **vm)
+{
+	struct vm_snapshot_stats st;
+	char err[512] = "";
+	int rc = vm_snapshot_restore(o->snapshot, key, cfg, vm, &st, err, sizeof(err));
+
+	if (rc) {
+		log_err(SUB, "restore %s: %s", o->snapshot, err);
+		return rc;
+	}
+	log_info(SUB, "vm=%s restored from %s: %llu pages, %llu MiB in %llu ms", o->name,
+		 o->snapshot, (unsigned long long)st.pages, (unsigned long long)(st.bytes >> 20),
+		 (unsigned long long)st.ms);
+	return 0;
+}
+
 static int setup_vm(const struct run_opts *o, struct vm **vm)
 {
+	uint8_t key[KEY_FILE_BYTES];
 	struct vm_config cfg;
-	struct vm_snapshot_stats st;
 	char err[512] = "";
 	int rc;
 
@@ -336,23 +375,14 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 				       : vm_load_flat(*vm, o->image, o->cmdline);
 		return rc ? rc : check_measurement(o, *vm);
 	}
-	uint8_t key[VM_SNAPSHOT_KEY_BYTES];
-
-	if (o->key_file && vmm_key_load(o->key_file, key, err, sizeof(err))) {
+	if (o->key_file && key_file_load(o->key_file, key, err, sizeof(err))) {
 		log_err(SUB, "restore %s: %s", o->snapshot, err);
 		return -EACCES;
 	}
-	rc = vm_snapshot_restore(o->snapshot, o->key_file ? key : NULL, &cfg, vm, &st, err,
-				 sizeof(err));
+	rc = o->store ? restore_backup(o, &cfg, key, vm)
+		      : restore_snapshot(o, &cfg, o->key_file ? key : NULL, vm);
 	sodium_memzero(key, sizeof(key));
-	if (rc) {
-		log_err(SUB, "restore %s: %s", o->snapshot, err);
-		return rc;
-	}
-	log_info(SUB, "vm=%s restored from %s: %llu pages, %llu MiB in %llu ms", o->name,
-		 o->snapshot, (unsigned long long)st.pages, (unsigned long long)(st.bytes >> 20),
-		 (unsigned long long)st.ms);
-	return check_measurement(o, *vm);
+	return rc ? rc : check_measurement(o, *vm);
 }
 
 static int run_vm(const struct run_opts *o, struct cgroup *cg, int sfd)
@@ -575,6 +605,8 @@ int main(int argc, char **argv)
 		return end_run(run_main(argc - 1, argv + 1));
 	if (!strcmp(argv[1], "migrate"))
 		return vmm_migrate_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "backup"))
+		return vmm_backup_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return vmm_ctl_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "keygen"))

@@ -42,7 +42,8 @@ struct run_opts {
 	const char *cmdline;
 	const char *api_path;
 	const char *name;
-	const char *snapshot; /* restore: the snapshot file */
+	const char *snapshot; /* restore: the snapshot file (with --store: the backup, VM[/ID]) */
+	const char *store;    /* restore --store: the backup store's folder */
 	const char *listen;   /* incoming: HOST:PORT to wait on */
 	const char
 		*tls_dir; /* this node's certificates (incoming; run/restore: migrate's default) */
@@ -129,11 +130,11 @@ void api_close(struct api *api);
 
 /* `cme-vmm ctl --api PATH CMD [JSON]`: returns the process exit status. */
 int vmm_ctl_main(int argc, char **argv);
-/* keyfile.c: a snapshot key from path (64 hex digits, mode 0600 or stricter, no link):
- * 0, or -errno with the reason in err. `cme-vmm keygen FILE` writes a new one. */
-int vmm_key_load(const char *path, uint8_t key[VM_SNAPSHOT_KEY_BYTES], char *err, size_t len);
+/* keyfile.c: `cme-vmm keygen FILE` writes a new key file (common's key_file_create). */
 int vmm_keygen_main(int argc, char **argv);
 int vmm_verify_snapshot_main(int argc, char **argv);
+/* `cme-vmm backup --api PATH --store DIR --key FILE ...`: exit status. */
+int vmm_backup_main(int argc, char **argv);
 /* `cme-vmm migrate --api PATH --to ADDR:PORT --tls-dir DIR ...`: exit status. */
 int vmm_migrate_main(int argc, char **argv);
 

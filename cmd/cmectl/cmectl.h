@@ -191,6 +191,12 @@ int ctl_cmd_image_sign(struct ctl *c, int argc, char **argv);
 int ctl_cmd_image_verify(struct ctl *c, int argc, char **argv);
 int ctl_cmd_trust_set(struct ctl *c, int argc, char **argv);
 int ctl_cmd_trust_show(struct ctl *c, int argc, char **argv);
+int ctl_cmd_backup_keygen(struct ctl *c, int argc, char **argv);
+int ctl_cmd_backup_init(struct ctl *c, int argc, char **argv);
+int ctl_cmd_backup_ls(struct ctl *c, int argc, char **argv);
+int ctl_cmd_backup_show(struct ctl *c, int argc, char **argv);
+int ctl_cmd_backup_verify(struct ctl *c, int argc, char **argv);
+int ctl_cmd_backup_prune(struct ctl *c, int argc, char **argv);
 
 /* Wait for node's drain (or maintenance) to empty it (node_drain.c). */
 int ctl_drain_wait(struct ctl *c, const char *node, const char *state);

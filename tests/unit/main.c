@@ -25,5 +25,6 @@ int main(void)
 	suite_cpu();
 	suite_fuzz();
 	suite_stream();
+	suite_store();
 	return test_main("unit");
 }

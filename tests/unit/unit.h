@@ -28,4 +28,5 @@ void suite_ratelimit(void);
 void suite_cpu(void);
 void suite_fuzz(void);
 void suite_stream(void);
+void suite_store(void);
 #endif

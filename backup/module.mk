@@ -1,0 +1,4 @@
+# backup: live backups of a running VM into a store, and restore from one.
+MODULES     += backup
+backup_DEPS := store hypervisor proto common
+backup_SRCS := backup/restore.c backup/backup.c

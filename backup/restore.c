@@ -1,0 +1,146 @@
+/* Restore from a backup: every chunk read, authenticated and hashed again into the new
+ * VM's memory, the state applied last. */
+#include "backup.h"
+#include "store.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failf(char *err, size_t len, int rc, const char *fmt, ...) CME_PRINTF(4, 5);
+static int failf(char *err, size_t len, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* The backup's RAM areas must be the new VM's slots, one for one. */
+static int check_layout(struct vm *vm, const struct store_manifest *m, char *err, size_t len)
+{
+	struct vm_slot s;
+	unsigned n = vm_nr_slots(vm);
+
+	for (unsigned i = 0; i < n; i++) {
+		char name[16];
+		const struct store_area *a;
+
+		snprintf(name, sizeof(name), "ram%u", i);
+		a = store_area_find(m, name);
+		vm_get_slot(vm, i, &s);
+		if (!a || a->base != s.gpa || a->size != s.size)
+			return failf(err, len, -EINVAL,
+				     "backup %s/%s does not match the VM's memory layout (%s)",
+				     m->vm, m->id, name);
+	}
+	return 0;
+}
+
+static int read_area(struct store *st, const struct store_area *a, uint8_t *to, uint32_t cs,
+		     struct backup_restore_stats *rs, char *err, size_t len)
+{
+	for (uint64_t i = 0; i < a->nchunks; i++) {
+		uint64_t off = i * cs;
+		size_t n = a->size - off < cs ? (size_t)(a->size - off) : cs;
+		int rc;
+
+		if (store_id_is_zero(&a->chunks[i]))
+			continue; /* the new VM's memory and the buffer are zero already */
+		rc = store_chunk_get(st, &a->chunks[i], to + off, n, err, len);
+		if (rc)
+			return rc;
+		rs->chunks++;
+		rs->bytes += n;
+	}
+	return 0;
+}
+
+static int load(struct store *st, const struct store_manifest *m, struct vm *vm,
+		struct backup_restore_stats *rs, char *err, size_t len)
+{
+	const struct store_area *sa = store_area_find(m, "state");
+	uint8_t *state;
+	struct vm_slot s;
+	int rc = check_layout(vm, m, err, len);
+
+	if (rc)
+		return rc;
+	if (!sa || !sa->size)
+		return failf(err, len, -EBADMSG, "backup %s/%s has no VM state", m->vm, m->id);
+	for (unsigned i = 0; i < vm_nr_slots(vm); i++) {
+		vm_get_slot(vm, i, &s);
+		rc = read_area(st, &m->areas[i], s.hva, m->chunk_size, rs, err, len);
+		if (rc)
+			return rc;
+	}
+	state = calloc(1, sa->size);
+	if (!state)
+		return -ENOMEM;
+	rc = read_area(st, sa, state, m->chunk_size, rs, err, len);
+	if (!rc)
+		rc = vm_state_load(vm, state, sa->size, err, len);
+	free(state);
+	return rc;
+}
+
+static int restore_from(struct store *st, const struct store_manifest *m,
+			const struct vm_config *cfg, struct vm **out,
+			struct backup_restore_stats *rs, char *err, size_t len)
+{
+	struct vm_config vc = *cfg;
+	struct vm *vm = NULL;
+	int rc;
+
+	if ((cfg->mem_bytes && cfg->mem_bytes != m->mem_bytes) ||
+	    (cfg->nr_vcpus && cfg->nr_vcpus != m->vcpus))
+		return failf(
+			err, len, -EINVAL,
+			"backup %s/%s is of a VM with %llu MiB and %u vCPUs, not the one asked "
+			"for",
+			m->vm, m->id, (unsigned long long)(m->mem_bytes >> 20), m->vcpus);
+	if (m->chunk_size != store_chunk_size(st))
+		return failf(err, len, -EBADMSG,
+			     "backup %s/%s has another chunk size than its store", m->vm, m->id);
+	vc.mem_bytes = m->mem_bytes;
+	vc.nr_vcpus = m->vcpus;
+	rc = vm_create(&vc, &vm);
+	if (rc)
+		return failf(err, len, rc, "cannot create the VM: %s", strerror(-rc));
+	rc = load(st, m, vm, rs, err, len);
+	if (rc) {
+		vm_destroy(vm);
+		return rc;
+	}
+	*out = vm;
+	return 0;
+}
+
+int backup_restore(const char *dir, const uint8_t key[KEY_FILE_BYTES], const char *ref,
+		   const struct vm_config *cfg, struct vm **out, struct backup_restore_stats *st,
+		   char *err, size_t len)
+{
+	struct store *s = NULL;
+	struct store_manifest m;
+	uint64_t t0 = now_ns();
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	*out = NULL;
+	rc = store_open(dir, key, &s, err, len);
+	if (!rc)
+		rc = store_ref_parse(s, ref, st->vm, st->id, err, len);
+	if (!rc)
+		rc = store_manifest_read(s, st->vm, st->id, &m, err, len);
+	if (!rc) {
+		rc = restore_from(s, &m, cfg, out, st, err, len);
+		store_manifest_free(&m);
+	}
+	store_close(s);
+	st->ms = (now_ns() - t0) / 1000000;
+	return rc;
+}
