@@ -568,6 +568,12 @@ int main(void)
 		test_remove_tmp();
 		return 0;
 	}
+	if (getenv("CME_BENCH_ONLY") && !strcmp(getenv("CME_BENCH_ONLY"), "backup")) {
+		if (test_have_kvm(why, sizeof(why)))
+			bench_backup(); /* developers: the backup figures alone */
+		test_remove_tmp();
+		return 0;
+	}
 	if (getenv("CME_BENCH_ONLY") && !strcmp(getenv("CME_BENCH_ONLY"), "net")) {
 		if (test_have_kvm(why, sizeof(why)))
 			bench_virtio_net(); /* developers: the network figures alone */
@@ -593,6 +599,7 @@ int main(void)
 	bench_virtio_net();
 	bench_dirty_log();
 	bench_snapshot();
+	bench_backup();
 	{
 		struct mig_medians bare = { 0 };
 

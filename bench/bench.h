@@ -98,4 +98,7 @@ double bench_median(double *v, int n);
 int bench_qemu_run(const char *certs, const struct mig_workload *wl, struct mig_result *out,
 		   char *err, size_t errlen);
 
+/* bench_backup.c: live, incremental backups of a dirtying guest and restores. */
+void bench_backup(void);
+
 #endif

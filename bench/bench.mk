@@ -1,11 +1,11 @@
 # Benchmarks: JSON lines on stdout. They reuse the test harness's process helpers.
 BENCH_SRCS := bench/bench.c bench/bench_migrate.c bench/bench_qemu.c bench/bench_cluster.c \
-              bench/bench_guest.c bench/bench_net.c bench/bench_ha.c tests/e2e/e2e_cluster.c \
+              bench/bench_guest.c bench/bench_net.c bench/bench_ha.c bench/bench_backup.c tests/e2e/e2e_cluster.c \
               $(HARNESS_SRCS)
 BENCH_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(BENCH_SRCS))
 $(O)/obj/bench/bench.o $(O)/obj/bench/bench_migrate.o $(O)/obj/bench/bench_qemu.o \
 $(O)/obj/bench/bench_cluster.o $(O)/obj/bench/bench_guest.o $(O)/obj/bench/bench_net.o \
-$(O)/obj/bench/bench_ha.o: MOD_INC := $(TEST_INC) -Ibench -Itests/e2e
+$(O)/obj/bench/bench_ha.o $(O)/obj/bench/bench_backup.o: MOD_INC := $(TEST_INC) -Ibench -Itests/e2e
 
 $(O)/bench/cme-bench: $(BENCH_OBJS) $(TEST_DATA_LIBS)
 	@mkdir -p $(@D)

@@ -125,11 +125,12 @@ struct vm_info {
 	uint64_t mem_bytes;
 	unsigned nr_vcpus;
 	uint64_t tsc_khz;
-	uint64_t uptime_ns; /* since vm_start() */
-	uint64_t paused_ns; /* total time paused */
-	unsigned nr_disks;  /* virtio-blk disks */
-	unsigned nr_nets;   /* virtio-net devices */
-	bool balloon;	    /* a virtio-balloon */
+	uint64_t uptime_ns;   /* since vm_start() */
+	uint64_t paused_ns;   /* total time paused */
+	unsigned nr_disks;    /* virtio-blk disks */
+	unsigned nr_rw_disks; /* of them writable */
+	unsigned nr_nets;     /* virtio-net devices */
+	bool balloon;	      /* a virtio-balloon */
 	bool hugepages, ksm;
 	unsigned nr_pin; /* vCPUs 0..nr_pin-1 are pinned, to host CPU pin[i] */
 	int pin[VM_MAX_VCPUS];

@@ -20,4 +20,5 @@ void suite_cputemplate(void);
 void suite_measured(void);
 void suite_sandbox(void);
 void suite_jail(void);
+void suite_backup(void);
 #endif

@@ -25,5 +25,6 @@ int main(void)
 	suite_measured();
 	suite_sandbox();
 	suite_jail();
+	suite_backup();
 	return test_main("kvm");
 }
