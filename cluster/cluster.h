@@ -134,6 +134,31 @@ struct cl_migration {
 	int64_t mod_rev; /* from the read, not part of the JSON */
 };
 
+/* vms/<vm>/backup: the VM's last backup asked of the cluster (cmectl vm backup, or its
+ * schedule), run by the node that owns the VM into a store of its configuration. Phases:
+ * requested → running → done | failed. */
+struct cl_backup {
+	char id[40];		 /* the request's */
+	char phase[16];		 /* requested running done failed */
+	char by[16];		 /* "cmectl" | "schedule" */
+	char store[CL_NAME_MAX]; /* a store the node's config names; "" its first */
+	char node[CL_NAME_MAX];	 /* the node that ran it */
+	char backup[128];	 /* the backup's ID in the store (VM/ID), once it has one */
+	char error[256];
+	uint64_t requested_ms, updated_ms;
+	char stats[768]; /* done: the VMM's statistics (JSON object text) */
+	uint32_t keep;	 /* after it, prune the VM's backups to this many (0: none) */
+	int64_t mod_rev; /* from the read, not part of the JSON */
+};
+
+/* vms/<vm>/schedule: back the VM up every every_ms into store, keeping keep backups. */
+struct cl_schedule {
+	uint64_t every_ms;
+	uint32_t keep;
+	char store[CL_NAME_MAX];
+	uint64_t set_ms;
+};
+
 /* trust: the boot keys the cluster trusts, as an operator signed them (cmectl trust set).
  * Nodes with operator_keys run only boots those keys signed, and take a record only when
  * its signature is by one of their operator keys and its seq is not below the last. */
@@ -171,6 +196,8 @@ char *cl_status_json(const struct cl_status *s);
 char *cl_migration_json(const struct cl_migration *m);
 char *cl_event_json(const struct cl_event *e);
 char *cl_trust_json(const struct cl_trust *t);
+char *cl_backup_json(const struct cl_backup *b);
+char *cl_schedule_json(const struct cl_schedule *s);
 
 /* Decode JSON text (len bytes) into a zeroed record; 0 or -EINVAL with a reason in err. */
 int cl_node_parse(const char *txt, size_t len, struct cl_node *n, struct etcd_err *err) CME_WUR;
@@ -183,6 +210,11 @@ int cl_migration_parse(const char *txt, size_t len, struct cl_migration *m,
 		       struct etcd_err *err) CME_WUR;
 int cl_event_parse(const char *txt, size_t len, struct cl_event *e, struct etcd_err *err) CME_WUR;
 int cl_trust_parse(const char *txt, size_t len, struct cl_trust *t, struct etcd_err *err) CME_WUR;
+int cl_backup_parse(const char *txt, size_t len, struct cl_backup *b, struct etcd_err *err) CME_WUR;
+int cl_schedule_parse(const char *txt, size_t len, struct cl_schedule *s,
+		      struct etcd_err *err) CME_WUR;
+/* A backup in phase requested or running. */
+bool cl_backup_active(const struct cl_backup *b);
 
 /* A spec's checks beyond types: sizes in range, exactly one of image/kernel, restart policy
  * known, names valid, CPU template known. 0 or -EINVAL with the reason. */
@@ -212,11 +244,13 @@ struct cl_node_view {
 
 struct cl_vm_view {
 	char name[CL_NAME_MAX];
-	bool has_spec, has_owner, has_status, has_mig;
+	bool has_spec, has_owner, has_status, has_mig, has_backup, has_schedule;
 	struct cl_spec spec;
 	struct cl_owner owner;
 	struct cl_status status;
 	struct cl_migration mig;
+	struct cl_backup backup;
+	struct cl_schedule schedule;
 	bool bad; /* a spec, owner or migration record is present but unreadable: leave the VM
 		   * exactly as it is until an operator fixes it (never treat it as absent) */
 	int64_t spec_rev;   /* spec's mod_revision */

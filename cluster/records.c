@@ -117,6 +117,23 @@ static const struct field trust_f[] = {
 	FLD(cl_trust, set_ms, F_U64, false), { 0 },
 };
 
+static const struct field backup_f[] = {
+	FLD(cl_backup, id, F_ID, true),		  FLD(cl_backup, phase, F_STR, true),
+	FLD(cl_backup, by, F_STR, false),	  FLD(cl_backup, store, F_STR, false),
+	FLD(cl_backup, node, F_STR, false),	  FLD(cl_backup, backup, F_STR, false),
+	FLD(cl_backup, error, F_STR, false),	  FLD(cl_backup, requested_ms, F_U64, false),
+	FLD(cl_backup, updated_ms, F_U64, false), FLD(cl_backup, stats, F_JSON, false),
+	FLD(cl_backup, keep, F_U32, false),	  { 0 },
+};
+
+static const struct field schedule_f[] = {
+	FLD(cl_schedule, every_ms, F_U64, true),
+	FLD(cl_schedule, keep, F_U32, false),
+	FLD(cl_schedule, store, F_STR, false),
+	FLD(cl_schedule, set_ms, F_U64, false),
+	{ 0 },
+};
+
 static const struct field event_f[] = {
 	FLD(cl_event, ts_ms, F_U64, true), FLD(cl_event, node, F_STR, false),
 	FLD(cl_event, vm, F_STR, false),   FLD(cl_event, kind, F_STR, true),
@@ -218,6 +235,21 @@ char *cl_event_json(const struct cl_event *e)
 char *cl_trust_json(const struct cl_trust *t)
 {
 	return encode(trust_f, t);
+}
+
+char *cl_backup_json(const struct cl_backup *b)
+{
+	return encode(backup_f, b);
+}
+
+char *cl_schedule_json(const struct cl_schedule *s)
+{
+	return encode(schedule_f, s);
+}
+
+bool cl_backup_active(const struct cl_backup *b)
+{
+	return !strcmp(b->phase, "requested") || !strcmp(b->phase, "running");
 }
 
 /* ---- decoding ----------------------------------------------------------------------- */
@@ -344,6 +376,8 @@ DECODER(cl_status_parse, cl_status, status_f)
 DECODER(cl_migration_parse, cl_migration, mig_f)
 DECODER(cl_event_parse, cl_event, event_f)
 DECODER(cl_trust_parse, cl_trust, trust_f)
+DECODER(cl_backup_parse, cl_backup, backup_f)
+DECODER(cl_schedule_parse, cl_schedule, schedule_f)
 
 int cl_spec_parse(const char *txt, size_t len, struct cl_spec *s, struct etcd_err *err)
 {

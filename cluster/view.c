@@ -114,12 +114,19 @@ static int add_vm_record(struct cl_view *v, const struct etcd_kv *kv, const char
 		rc = cl_status_parse(txt, kv->vlen, &vv->status, &err);
 		vv->has_status = !rc;
 		vv->status_rev = kv->mod_rev;
+	} else if (!strcmp(leaf, "backup")) {
+		rc = cl_backup_parse(txt, kv->vlen, &vv->backup, &err);
+		vv->has_backup = !rc;
+		vv->backup.mod_rev = kv->mod_rev;
+	} else if (!strcmp(leaf, "schedule")) {
+		rc = cl_schedule_parse(txt, kv->vlen, &vv->schedule, &err);
+		vv->has_schedule = !rc;
 	} else {
 		return skip(v, kv->key, "unknown record");
 	}
 	if (rc || (!strcmp(leaf, "spec") && !vv->has_spec)) {
 		/* Present but unreadable is not absent: absent would stop the VM. */
-		vv->bad |= strcmp(leaf, "status") != 0;
+		vv->bad |= !strcmp(leaf, "spec") || !strcmp(leaf, "owner");
 		return skip(v, kv->key, rc ? err.msg : "spec names another VM");
 	}
 	return 0;

@@ -306,6 +306,11 @@ void cd_trust_load(struct cd *cd);
  * above the last; say a refusal once. Main thread. */
 void cd_trust_sync(struct cd *cd, const struct cl_view *v);
 
+/* ---- backup.c: backups of the VMs this node owns ---- */
+/* Run the backups vms/<vm>/backup asks of this node, start the schedules that are due,
+ * and prune after scheduled ones. Main thread. */
+void cd_backups(struct cd *cd, const struct cl_view *v);
+
 /* ---- pc_recover.c: a post-copy that broke after the switch ---- */
 /* The VM's post-copy runs or broke, the owner record names its target, and the source
  * node (which holds the guest as of the switch) is up. */

@@ -42,7 +42,15 @@ struct cd_config {
 	bool admission_control;	    /* keep room to restart HA VMs after one node's loss */
 	bool ride_through;	    /* keep guests running through an etcd outage on peers' word */
 	char peer[160];		    /* host:port of the peer channel ("": address:7410) */
+	/* Backups (README "Backups in the cluster"): "NAME:/folder,..." the stores this node
+	 * writes to (the first is the default), and the file holding their key. */
+	char backup_stores[1024];
+	char backup_key[CL_PATH_MAX];
 };
+
+/* The folder of backup store name ("": the first) in c's backup_stores into out: 0, or
+ * -ENOENT when the node has no such store. */
+int cd_config_store(const struct cd_config *c, const char *name, char *out, size_t len) CME_WUR;
 
 /* Fill defaults, then read path. 0, or -errno with "path:line: reason" in err. */
 int cd_config_load(const char *path, struct cd_config *c, char *err, size_t errlen) CME_WUR;

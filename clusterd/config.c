@@ -42,6 +42,40 @@ STR_KEY(vmm)
 STR_KEY(peer)
 STR_KEY(jail_user)
 STR_KEY(operator_keys)
+STR_KEY(backup_key)
+
+/* "NAME:/folder,NAME:/folder": names as VM names, folders absolute. */
+static int set_backup_stores(struct cd_config *c, const char *k, const char *v)
+{
+	char name[CL_NAME_MAX];
+
+	(void)k;
+	for (const char *p = v; *p; p += strcspn(p, ","), p += *p == ',') {
+		size_t n = strcspn(p, ":");
+
+		if (n == 0 || n >= sizeof(name) || p[n] != ':' || p[n + 1] != '/')
+			return -EINVAL;
+		snprintf(name, sizeof(name), "%.*s", (int)n, p);
+		if (!cl_name_ok(name))
+			return -EINVAL;
+	}
+	return *v ? set_str(c->backup_stores, sizeof(c->backup_stores), v) : -EINVAL;
+}
+
+int cd_config_store(const struct cd_config *c, const char *name, char *out, size_t len)
+{
+	for (const char *p = c->backup_stores; *p; p += strcspn(p, ","), p += *p == ',') {
+		size_t n = strcspn(p, ":"), end = strcspn(p, ",");
+
+		if (name[0] && (strlen(name) != n || strncmp(p, name, n)))
+			continue;
+		if (end - n - 1 >= len)
+			return -ENAMETOOLONG;
+		snprintf(out, len, "%.*s", (int)(end - n - 1), p + n + 1);
+		return 0;
+	}
+	return -ENOENT;
+}
 
 /* Folders, absolute, ':'-separated. */
 static int set_image_dirs(struct cd_config *c, const char *k, const char *v)
@@ -160,6 +194,8 @@ static const struct ckey keys[] = {
 	{ "admission_control", set_bool },
 	{ "ride_through", set_bool },
 	{ "peer", set_peer },
+	{ "backup_stores", set_backup_stores },
+	{ "backup_key", set_backup_key },
 };
 
 /* cme-vmm beside this program's binary, else from PATH. */

@@ -276,6 +276,7 @@ static void tick(struct cd *cd)
 	cd_trust_sync(cd, &v);
 	cd_reconcile(cd, &v);
 	cd_migrations(cd, &v);
+	cd_backups(cd, &v);
 	cd_leader(cd, &v);
 	cl_view_free(&v);
 }

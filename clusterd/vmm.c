@@ -235,7 +235,24 @@ struct argbuf {
 	char trust[CL_PATH_MAX + 16], sig[CL_PATH_MAX + 16];
 	char epoch[24];
 	char boot[PATH_MAX], initrd[PATH_MAX], disk[PATH_MAX + 32]; /* real paths */
+	char stores[4][CL_PATH_MAX];
 };
+
+/* --backup-store for each store of the node's config: a jailed VMM sees them. */
+static void store_args(struct cd *cd, struct argbuf *b, char **argv, int *n)
+{
+	const char *p = cd->cfg->backup_stores;
+
+	for (unsigned i = 0; *p && i < ARRAY_SIZE(b->stores); i++) {
+		size_t len = strcspn(p, ","), colon = strcspn(p, ":");
+
+		snprintf(b->stores[i], sizeof(b->stores[i]), "%.*s", (int)(len - colon - 1),
+			 p + colon + 1);
+		argv[(*n)++] = "--backup-store";
+		argv[(*n)++] = b->stores[i];
+		p += len + (p[len] == ',');
+	}
+}
 
 #define NO_DEADLINE                                                                                \
 	"this node holds no fencing deadline (its lease was not renewed in time, or it is not "    \
@@ -267,6 +284,7 @@ static int common_args(struct cd *cd, struct lvm *l, struct argbuf *b, char **ar
 		argv[(*n)++] = "--jail-user";
 		argv[(*n)++] = (char *)cd->cfg->jail_user;
 	}
+	store_args(cd, b, argv, n);
 	if (cd->cfg->fence) {
 		uint64_t deadline = cd_fence_deadline(cd, NULL);
 

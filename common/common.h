@@ -58,6 +58,9 @@ void sleep_ms(unsigned ms);
 /* Parse "512M", "2G", "1048576", "64K", "1T" (binary units, optional trailing "iB"/"B")
  * into bytes. Returns 0, or -EINVAL for anything else (empty, junk, overflow, zero). */
 int parse_size(const char *s, uint64_t *out) CME_WUR;
+/* A user given as a name or "UID[:GID]" in numbers into *uid and *gid (GID: the user's,
+ * or UID's own number). 0, or -EINVAL. */
+int parse_user(const char *s, long *uid, long *gid) CME_WUR;
 /* Parse "500ms", "90s", "15m", "2h", "7d" (a bare number: seconds) into milliseconds.
  * Returns 0, or -EINVAL for anything else (empty, junk, overflow). */
 int parse_duration_ms(const char *s, uint64_t *out) CME_WUR;

@@ -2,6 +2,8 @@
 #include "common.h"
 
 #include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysinfo.h>
@@ -115,6 +117,28 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	if (v < min || v > max)
 		return -ERANGE;
 	*out = v;
+	return 0;
+}
+
+int parse_user(const char *a, long *uid, long *gid)
+{
+	struct passwd *pw = getpwnam(a);
+	const char *colon = strchr(a, ':');
+	uint64_t u, g = 0;
+	char num[32];
+
+	if (pw) {
+		*uid = (long)pw->pw_uid;
+		*gid = (long)pw->pw_gid;
+		return 0;
+	}
+	snprintf(num, sizeof(num), "%.*s", colon ? (int)(colon - a) : (int)strlen(a), a);
+	if (parse_uint(num, 0, 0xfffffffe, &u) ||
+	    (colon && parse_uint(colon + 1, 0, 0xfffffffe, &g)))
+		return -EINVAL;
+	pw = colon ? NULL : getpwuid((uid_t)u);
+	*uid = (long)u;
+	*gid = colon ? (long)g : pw ? (long)pw->pw_gid : (long)u;
 	return 0;
 }
 

@@ -38,10 +38,24 @@ static bool backup_running(struct api *api)
 	return api->backup && !backup_finished(api->backup);
 }
 
-/* The request's fields into p: store, key_file, optional name and pause_ms. */
+/* "key": the store's key itself, 64 hex digits (cme-clusterd sends it: a jailed VMM
+ * cannot read the node's key file). */
+static json_t *backup_key_hex(const char *hex, uint8_t key[KEY_FILE_BYTES])
+{
+	size_t n = 0;
+
+	if (strlen(hex) != 2 * KEY_FILE_BYTES ||
+	    sodium_hex2bin(key, KEY_FILE_BYTES, hex, 2 * KEY_FILE_BYTES, NULL, &n, NULL) ||
+	    n != KEY_FILE_BYTES)
+		return api_error("backup: \"key\" must be 64 hex digits");
+	return NULL;
+}
+
+/* The request's fields into p: store, key_file or key, optional name and pause_ms. */
 static json_t *backup_args(struct api *api, json_t *req, struct backup_params *p)
 {
 	const char *key_file = json_string_value(json_object_get(req, "key_file"));
+	const char *key_hex = json_string_value(json_object_get(req, "key"));
 	json_t *pause = json_object_get(req, "pause_ms");
 	struct vm_info info;
 	char err[512];
@@ -53,14 +67,16 @@ static json_t *backup_args(struct api *api, json_t *req, struct backup_params *p
 		p->name = info.name;
 	if (!p->store || !*p->store)
 		return api_error("backup needs \"store\" (the store's folder)");
-	if (!key_file || !*key_file)
-		return api_error("backup needs \"key_file\" (the store's key)");
+	if (!key_hex && (!key_file || !*key_file))
+		return api_error("backup needs \"key_file\" or \"key\" (the store's key)");
 	if (json_object_get(req, "name") && !json_is_string(json_object_get(req, "name")))
 		return api_error("backup: \"name\" must be a string");
 	if (pause && (!json_is_integer(pause) || json_integer_value(pause) < 1 ||
 		      json_integer_value(pause) > 60000))
 		return api_error("backup: \"pause_ms\" must be a whole number from 1 to 60000");
 	p->pause_ms = pause ? (uint64_t)json_integer_value(pause) : 0;
+	if (key_hex)
+		return backup_key_hex(key_hex, p->key);
 	if (key_file_load(key_file, p->key, err, sizeof(err)))
 		return api_error("backup: %s", err);
 	return NULL;

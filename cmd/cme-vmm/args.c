@@ -260,24 +260,9 @@ static int parse_cgroup(char *a, struct run_opts *o, char *err, size_t errlen)
 /* --jail-user USER or UID[:GID] (GID: the user's, or UID's own number): not root. */
 static int parse_jail_user(const char *a, struct run_opts *o, char *err, size_t errlen)
 {
-	struct passwd *pw = getpwnam(a);
-	uint64_t uid, gid;
-	const char *colon = strchr(a, ':');
-	char num[32];
-
-	if (pw) {
-		o->jail_uid = (long)pw->pw_uid;
-		o->jail_gid = (long)pw->pw_gid;
-	} else {
-		snprintf(num, sizeof(num), "%.*s", colon ? (int)(colon - a) : (int)strlen(a), a);
-		if (parse_uint(num, 0, 0xfffffffe, &uid) ||
-		    (colon && parse_uint(colon + 1, 0, 0xfffffffe, &gid)))
-			return arg_fail(err, errlen,
-					"--jail-user %s: a user name, or UID[:GID] in numbers", a);
-		pw = colon ? NULL : getpwuid((uid_t)uid);
-		o->jail_uid = (long)uid;
-		o->jail_gid = colon ? (long)gid : pw ? (long)pw->pw_gid : (long)uid;
-	}
+	if (parse_user(a, &o->jail_uid, &o->jail_gid))
+		return arg_fail(err, errlen, "--jail-user %s: a user name, or UID[:GID] in numbers",
+				a);
 	if (o->jail_uid == 0 || o->jail_gid == 0)
 		return arg_fail(err, errlen, "--jail-user %s: not root (uid and gid 0 stay root)",
 				a);
@@ -341,6 +326,11 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 	case 'R': o->peer_name = a; return 0;
 	case 'Y': o->key_file = a; return 0;
 	case 'S': o->store = a; return 0;
+	case 'O':
+		if (o->nr_backup_stores == ARRAY_SIZE(o->backup_stores))
+			return arg_fail(err, errlen, "%s", "--backup-store: at most 4");
+		o->backup_stores[o->nr_backup_stores++] = a;
+		return 0;
 	case 'C':
 		if (strcmp(a, "direct") && strcmp(a, "external"))
 			return arg_fail(err, errlen, "--commit %s: expected direct or external", a);
@@ -459,6 +449,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "peer-name", required_argument, NULL, 'R' },
 		{ "key", required_argument, NULL, 'Y' },
 		{ "store", required_argument, NULL, 'S' },
+		{ "backup-store", required_argument, NULL, 'O' },
 		{ "wait", required_argument, NULL, 'W' },
 		{ "commit", required_argument, NULL, 'C' },
 		{ "fence-deadline", required_argument, NULL, 'F' },

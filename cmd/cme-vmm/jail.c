@@ -4,7 +4,8 @@
  *   /dev     kvm, net/tun (with a tap) and userfaultfd, nodes owned by the VMM's user;
  *   /proc/self and /proc/meminfo, its cgroup's folders read-only (with --cgroup);
  *   and, at their usual paths, what its command line named: image, kernel, initrd,
- *   snapshot, key and trust files and the TLS folder read-only, its disks.
+ *   snapshot, key and trust files, a restore's store and the TLS folder read-only, its
+ *   disks and its --backup-store folders read-write.
  * Paths inside DIR become /vm/...; nothing else of the host is there. The skeleton is made
  * fresh each time in the tmpfs, never in DIR, so nothing a VMM left in its folder (a link
  * planted to steer the next start) is followed by root. With --jail-user the VMM then
@@ -211,6 +212,10 @@ static int give_all(const char *dir, struct run_opts *o, char *err, size_t len)
 		rc = give(dir, &o->console.path, false, true, err, len);
 	for (unsigned i = 0; !rc && i < o->nr_disks; i++)
 		rc = give(dir, &o->disks[i].path, o->disks[i].ro, false, err, len);
+	rc = rc ? rc : give(dir, &o->store, true, false, err, len);
+	/* A backup store is written to: bound read-write at its own path. */
+	for (unsigned i = 0; !rc && i < o->nr_backup_stores; i++)
+		rc = give(dir, &o->backup_stores[i], false, false, err, len);
 	return rc;
 }
 

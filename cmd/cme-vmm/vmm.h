@@ -44,7 +44,9 @@ struct run_opts {
 	const char *name;
 	const char *snapshot; /* restore: the snapshot file (with --store: the backup, VM[/ID]) */
 	const char *store;    /* restore --store: the backup store's folder */
-	const char *listen;   /* incoming: HOST:PORT to wait on */
+	const char *backup_stores[4]; /* --backup-store: folders its backups may be written to */
+	unsigned nr_backup_stores;
+	const char *listen; /* incoming: HOST:PORT to wait on */
 	const char
 		*tls_dir; /* this node's certificates (incoming; run/restore: migrate's default) */
 	const char *peer_name; /* incoming --peer-name: the source's certificate name */

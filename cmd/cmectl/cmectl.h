@@ -192,6 +192,8 @@ int ctl_cmd_image_verify(struct ctl *c, int argc, char **argv);
 int ctl_cmd_trust_set(struct ctl *c, int argc, char **argv);
 int ctl_cmd_trust_show(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup_keygen(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_backup(struct ctl *c, int argc, char **argv);
+int ctl_cmd_backup_schedule(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup_init(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup_ls(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup_show(struct ctl *c, int argc, char **argv);

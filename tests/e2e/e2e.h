@@ -4,6 +4,7 @@
 void suite_cluster(void);
 void suite_migrate(void);
 void suite_trust(void);
+void suite_backup_cluster(void);
 void suite_ha(void);
 void suite_soak(void);
 #endif

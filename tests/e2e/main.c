@@ -9,6 +9,7 @@ int main(void)
 	suite_cluster();
 	suite_migrate();
 	suite_trust();
+	suite_backup_cluster();
 	suite_ha();
 	suite_soak();
 	return test_main("e2e");

@@ -1,0 +1,137 @@
+/* End-to-end: backups in the cluster. The node that runs a VM takes its backup live into
+ * the store of its configuration (cmectl vm backup), the guest beating on in the same VMM;
+ * a schedule fires by itself and prune keeps the newest N; the store then restores the
+ * guest in a VMM of its own, which continues from the backup point undamaged. */
+#include "cluster_vm.h"
+#include "e2e.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char store[700], key[700];
+
+/* A key and an empty store, as an operator makes them, and the daemons' lines for them. */
+static void make_store(char *conf, size_t len)
+{
+	const char *dir = test_tmpdir();
+	char *out = NULL;
+
+	snprintf(store, sizeof(store), "%s/store", dir);
+	snprintf(key, sizeof(key), "%s/backup.key", dir);
+	const char *keygen[] = { test_bin("cmectl"), "backup", "keygen", key, NULL };
+	const char *init[] = {
+		test_bin("cmectl"), "backup", "init", "--store", store, "--key", key, NULL
+	};
+
+	CU_ASSERT_EQUAL_FATAL(test_run(keygen, &out, 10000), 0);
+	free(out);
+	CU_ASSERT_EQUAL_FATAL(test_run(init, &out, 10000), 0);
+	free(out);
+	snprintf(conf, len, "backup_stores = main:%s\nbackup_key = %s\n", store, key);
+}
+
+/* How many backups of vm the store lists. */
+static size_t listed(const char *vm)
+{
+	const char *argv[] = { test_bin("cmectl"),
+			       "-o",
+			       "json",
+			       "backup",
+			       "ls",
+			       "--store",
+			       store,
+			       "--key",
+			       key,
+			       "--vm",
+			       vm,
+			       NULL };
+	char *out = NULL;
+	json_t *j;
+	size_t n;
+
+	CU_ASSERT_EQUAL(test_run(argv, &out, 60000), 0);
+	j = json_loads(out ?: "", 0, NULL);
+	n = json_array_size(j);
+	json_decref(j);
+	free(out);
+	return n;
+}
+
+/* Until the backup record of vm is no longer requested or running. */
+static bool backup_settled(const char *vm)
+{
+	for (int i = 0; i < WAIT_MS / 100; i++) {
+		json_t *b = cluster_get(&C, "vms/vm1/backup");
+		const char *ph = json_string_value(json_object_get(b, "phase")) ?: "";
+		bool active = !strcmp(ph, "requested") || !strcmp(ph, "running");
+
+		json_decref(b);
+		if (!active)
+			return true;
+		sleep_ms(100);
+	}
+	(void)vm;
+	return false;
+}
+
+static void test_cluster_backup(void)
+{
+	char conf[1600], con[1024], *out = NULL, *err = NULL;
+	uint64_t seq;
+	pid_t pid;
+	int node, rc;
+
+	REQUIRE_KVM();
+	make_store(conf, sizeof(conf));
+	CU_ASSERT_FATAL(cluster_start_conf(&C, 2, NODE_MEM_MB, conf) == 0);
+	create_vm("vm1", "256M", "wss_mb=32 dirty_rate=16");
+	node = owner_of("vm1", NULL);
+	CU_ASSERT_FATAL(node >= 0);
+	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", 5));
+	pid = cluster_vmm_pid(&C, node, "vm1");
+
+	/* On demand: the owner's VMM takes it while the guest runs on. */
+	rc = cmectl(&C, &out, &err, "vm", "backup", "vm1", NULL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", "done on node-"));
+	cluster_expect_ok("vm backup", rc, out, err);
+	CU_ASSERT_TRUE(cluster_has_event(&C, "backup-done", "vm1"));
+	CU_ASSERT_EQUAL(listed("vm1"), 1);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid);
+	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", last_seq(node, "vm1", &seq, NULL) + 3));
+	/* A store the nodes do not have: refused by the node, with the reason. */
+	rc = cmectl(&C, &out, &err, "vm", "backup", "vm1", "--store", "nosuch", NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err ?: "", "has no backup store \"nosuch\""));
+	free(out);
+	free(err);
+
+	/* A schedule fires by itself, and prune keeps the newest two. */
+	rc = cmectl(&C, &out, &err, "backup", "schedule", "vm1", "--every", "1s", "--keep", "2",
+		    NULL);
+	cluster_expect_ok("backup schedule", rc, out, err);
+	for (int i = 0; i < WAIT_MS / 100 && !cluster_has_event(&C, "backup-pruned", "vm1"); i++)
+		sleep_ms(100);
+	CU_ASSERT_TRUE(cluster_has_event(&C, "backup-pruned", "vm1"));
+	rc = cmectl(&C, &out, &err, "backup", "schedule", "vm1", "--off", NULL);
+	cluster_expect_ok("backup schedule --off", rc, out, err);
+	CU_ASSERT_TRUE(backup_settled("vm1"));
+	CU_ASSERT_EQUAL(listed("vm1"), 2);
+	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid); /* the same VMM throughout */
+	CU_ASSERT_EQUAL(copies("vm1"), 1);
+	cluster_console(&C, node, "vm1", con, sizeof(con));
+	CU_ASSERT_FALSE(cluster_console_corrupt(con));
+}
+
+void suite_backup_cluster(void)
+{
+	static const struct test_case cases[] = {
+		{ "cluster backups: on demand live, a schedule that prunes to N",
+		  test_cluster_backup },
+		{ NULL, NULL },
+	};
+
+	test_on_teardown(cluster_teardown);
+	test_add_suite("backup", cases);
+}
