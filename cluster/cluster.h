@@ -151,6 +151,20 @@ struct cl_backup {
 	int64_t mod_rev; /* from the read, not part of the JSON */
 };
 
+/* vms/<vm>/restore: start the VM from a backup (cmectl vm restore) instead of booting it,
+ * on its owner the next time it starts there. Phases: requested → running (the VMM was
+ * started from it) → done (it runs) | failed. */
+struct cl_restore {
+	char id[40];
+	char phase[16];
+	char from[128];		 /* the backup: "VM/ID", or "VM" for its newest */
+	char store[CL_NAME_MAX]; /* a store the node's config names; "" its first */
+	char node[CL_NAME_MAX];
+	char error[256];
+	uint64_t requested_ms, updated_ms;
+	int64_t mod_rev; /* from the read, not part of the JSON */
+};
+
 /* vms/<vm>/schedule: back the VM up every every_ms into store, keeping keep backups. */
 struct cl_schedule {
 	uint64_t every_ms;
@@ -198,6 +212,7 @@ char *cl_event_json(const struct cl_event *e);
 char *cl_trust_json(const struct cl_trust *t);
 char *cl_backup_json(const struct cl_backup *b);
 char *cl_schedule_json(const struct cl_schedule *s);
+char *cl_restore_json(const struct cl_restore *r);
 
 /* Decode JSON text (len bytes) into a zeroed record; 0 or -EINVAL with a reason in err. */
 int cl_node_parse(const char *txt, size_t len, struct cl_node *n, struct etcd_err *err) CME_WUR;
@@ -213,6 +228,8 @@ int cl_trust_parse(const char *txt, size_t len, struct cl_trust *t, struct etcd_
 int cl_backup_parse(const char *txt, size_t len, struct cl_backup *b, struct etcd_err *err) CME_WUR;
 int cl_schedule_parse(const char *txt, size_t len, struct cl_schedule *s,
 		      struct etcd_err *err) CME_WUR;
+int cl_restore_parse(const char *txt, size_t len, struct cl_restore *r,
+		     struct etcd_err *err) CME_WUR;
 /* A backup in phase requested or running. */
 bool cl_backup_active(const struct cl_backup *b);
 
@@ -244,13 +261,14 @@ struct cl_node_view {
 
 struct cl_vm_view {
 	char name[CL_NAME_MAX];
-	bool has_spec, has_owner, has_status, has_mig, has_backup, has_schedule;
+	bool has_spec, has_owner, has_status, has_mig, has_backup, has_schedule, has_restore;
 	struct cl_spec spec;
 	struct cl_owner owner;
 	struct cl_status status;
 	struct cl_migration mig;
 	struct cl_backup backup;
 	struct cl_schedule schedule;
+	struct cl_restore restore;
 	bool bad; /* a spec, owner or migration record is present but unreadable: leave the VM
 		   * exactly as it is until an operator fixes it (never treat it as absent) */
 	int64_t spec_rev;   /* spec's mod_revision */

@@ -134,6 +134,18 @@ static const struct field schedule_f[] = {
 	{ 0 },
 };
 
+static const struct field restore_f[] = {
+	FLD(cl_restore, id, F_ID, true),
+	FLD(cl_restore, phase, F_STR, true),
+	FLD(cl_restore, from, F_STR, true),
+	FLD(cl_restore, store, F_STR, false),
+	FLD(cl_restore, node, F_STR, false),
+	FLD(cl_restore, error, F_STR, false),
+	FLD(cl_restore, requested_ms, F_U64, false),
+	FLD(cl_restore, updated_ms, F_U64, false),
+	{ 0 },
+};
+
 static const struct field event_f[] = {
 	FLD(cl_event, ts_ms, F_U64, true), FLD(cl_event, node, F_STR, false),
 	FLD(cl_event, vm, F_STR, false),   FLD(cl_event, kind, F_STR, true),
@@ -245,6 +257,11 @@ char *cl_backup_json(const struct cl_backup *b)
 char *cl_schedule_json(const struct cl_schedule *s)
 {
 	return encode(schedule_f, s);
+}
+
+char *cl_restore_json(const struct cl_restore *r)
+{
+	return encode(restore_f, r);
 }
 
 bool cl_backup_active(const struct cl_backup *b)
@@ -378,6 +395,7 @@ DECODER(cl_event_parse, cl_event, event_f)
 DECODER(cl_trust_parse, cl_trust, trust_f)
 DECODER(cl_backup_parse, cl_backup, backup_f)
 DECODER(cl_schedule_parse, cl_schedule, schedule_f)
+DECODER(cl_restore_parse, cl_restore, restore_f)
 
 int cl_spec_parse(const char *txt, size_t len, struct cl_spec *s, struct etcd_err *err)
 {

@@ -118,6 +118,10 @@ static int add_vm_record(struct cl_view *v, const struct etcd_kv *kv, const char
 		rc = cl_backup_parse(txt, kv->vlen, &vv->backup, &err);
 		vv->has_backup = !rc;
 		vv->backup.mod_rev = kv->mod_rev;
+	} else if (!strcmp(leaf, "restore")) {
+		rc = cl_restore_parse(txt, kv->vlen, &vv->restore, &err);
+		vv->has_restore = !rc;
+		vv->restore.mod_rev = kv->mod_rev;
 	} else if (!strcmp(leaf, "schedule")) {
 		rc = cl_schedule_parse(txt, kv->vlen, &vv->schedule, &err);
 		vv->has_schedule = !rc;

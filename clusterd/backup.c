@@ -97,7 +97,7 @@ static int hand_store(struct cd *cd, const char *dir, char *why, size_t len)
 		else
 			snprintf(path, sizeof(path), "%s/chunks/%02x", dir,
 				 i - (unsigned)ARRAY_SIZE(top));
-		if (i != 1 && mkdir(path, 0700) && errno != EEXIST)
+		if (i != 1 && mkdir(path, 0755) && errno != EEXIST)
 			return snprintf(why, len, "%s: %s", path, strerror(errno)), -errno;
 		if (lchown(path, (uid_t)uid, (gid_t)gid))
 			return snprintf(why, len, "giving %s to %s: %s", path, cd->cfg->jail_user,

@@ -63,6 +63,7 @@ struct lvm {
 	int64_t balloon_mb;  /* the balloon target this VMM was given, -1: none yet */
 	struct src_mig *src; /* outgoing migration worker, while one runs */
 	char start_err[512]; /* why the last start failed before a VMM ran ("": it ran) */
+	char restore_id[40]; /* the restore record this VMM was started from ("": booted) */
 };
 
 struct cd {
@@ -241,6 +242,10 @@ void cd_lvm_remove(struct cd *cd, struct lvm *l);
 /* Start `cme-vmm run` for spec; epoch is recorded. 0 or -errno with the reason in why. */
 int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch,
 		     char *why, size_t whylen) CME_WUR;
+/* Start `cme-vmm restore --store store ref` for spec instead (its key: config backup_key).
+ * 0 or -errno with the reason in why. */
+int cd_lvm_start_restore(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch,
+			 const char *store, const char *ref, char *why, size_t whylen) CME_WUR;
 /* images.c: the real path of a VM's file (what: "image", "kernel", "initrd", "disk") into
  * out, if it lies inside the node's image_dirs and is a regular file (or, with device, a
  * block device). 0, or -errno with the reason in why. */
@@ -277,6 +282,17 @@ void cd_lvm_exit_why(const struct lvm *l, char *buf, size_t len);
 void *cd_fence_main(void *arg);
 /* Wake the fence thread (to stop, or to push at once). */
 void cd_fence_wake(struct cd *cd);
+
+/* ---- restore.c: VMs started from a backup (cmectl vm restore) ---- */
+/* vv asks to be restored: start l's VMM from the backup instead of booting it (status in
+ * *s). False when there is no restore to do. Main thread, in reconcile's start. */
+bool cd_restore_start(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l,
+		      struct cl_status *s);
+/* l's VMM, started from a backup, ended before it ran: the restore record fails with its
+ * reason (true: said now; reconcile looks again next round). */
+bool cd_restore_ended(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l);
+/* l's VMM, started from a backup, runs: the record is done. */
+void cd_restore_running(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l);
 
 /* ---- reconcile.c ---- */
 /* Make this node's VMMs match the view: owned VMs run, others do not. */

@@ -213,6 +213,8 @@ static void ensure_running(struct cd *cd, const struct cl_view *v, const struct 
 	uint64_t fenced_at;
 
 	if (l && !cd_lvm_alive(l)) {
+		if (cd_restore_ended(cd, vv, l))
+			return; /* said now; its exit is handled next round */
 		if (!handle_exit(cd, v, vv, l, &restarts))
 			return;
 	} else if (l && cd_fence_fenced(cd, vv->name, &fenced_at)) {
@@ -221,6 +223,8 @@ static void ensure_running(struct cd *cd, const struct cl_view *v, const struct 
 	} else if (l) {
 		if (!l->running_seen && cd_lvm_request(l, "status", NULL, NULL) == 0)
 			l->running_seen = true;
+		if (l->running_seen)
+			cd_restore_running(cd, vv, l);
 		l->epoch = vv->owner.epoch;
 		status_fill(cd, l, l->running_seen ? "running" : "starting", &s);
 		s.restarts = restarts;
@@ -239,7 +243,11 @@ static void ensure_running(struct cd *cd, const struct cl_view *v, const struct 
 	status_fill(cd, l, "starting", &s);
 	s.restarts = restarts;
 	l->start_err[0] = 0;
-	if (cd_lvm_start_run(cd, l, &vv->spec, vv->owner.epoch, s.error, sizeof(s.error))) {
+	l->restore_id[0] = 0;
+	if (cd_restore_start(cd, vv, l, &s)) {
+		if (!strcmp(s.state, "failed"))
+			snprintf(l->start_err, sizeof(l->start_err), "%s", s.error);
+	} else if (cd_lvm_start_run(cd, l, &vv->spec, vv->owner.epoch, s.error, sizeof(s.error))) {
 		snprintf(s.state, sizeof(s.state), "failed");
 		snprintf(l->start_err, sizeof(l->start_err), "%s", s.error);
 	}

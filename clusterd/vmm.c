@@ -366,9 +366,9 @@ static int boot_args(struct cd *cd, const struct cl_spec *s, char mem[32], char 
 /* --balloon (a device: the source's and the target's must match), --pin-vcpus, --cgroup,
  * --hugepages, --ksm, --cpu-template (a migration's target: the most it offers the guest,
  * which brings its own). */
-static void resource_args(const struct cl_spec *s, char **argv, int *n)
+static void resource_args(const struct cl_spec *s, char **argv, int *n, bool template)
 {
-	if (s->cpu_template[0]) {
+	if (template && s->cpu_template[0]) {
 		argv[(*n)++] = "--cpu-template";
 		argv[(*n)++] = (char *)s->cpu_template;
 	}
@@ -426,6 +426,35 @@ static int disk_args(struct cd *cd, const struct cl_spec *spec, uint64_t epoch, 
 	return 0;
 }
 
+/* The arguments every started VMM gets, then the process. */
+static int start_common(struct cd *cd, struct lvm *l, uint64_t epoch, struct argbuf *b, char **argv,
+			int n, char *why, size_t whylen)
+{
+	int rc;
+
+	argv[n++] = "--tls-dir"; /* its migrations' certificates (inside a jail too) */
+	argv[n++] = (char *)cd->cfg->tls_dir;
+	if (common_args(cd, l, b, argv, &n)) {
+		snprintf(why, whylen, "%s", NO_DEADLINE);
+		log_err(SUB, "vm=%s: not starting it: %s", l->name, NO_DEADLINE);
+		return -ETIME;
+	}
+	l->role = LVM_RUN;
+	l->balloon_mb = -1; /* a new VMM: give it the target again */
+	l->epoch = epoch;
+	l->mig_id[0] = 0;
+	unlink(b->api);
+	rc = spawn(l, argv);
+	if (rc) {
+		snprintf(why, whylen, "cannot start %s: %s; see the daemon log", argv[0],
+			 strerror(-rc));
+		log_err(SUB, "vm=%s: cannot start %s: %s", l->name, argv[0], strerror(-rc));
+	} else
+		log_info(SUB, "vm=%s: started VMM pid %d (epoch %llu)", l->name, (int)l->pid,
+			 (unsigned long long)epoch);
+	return rc;
+}
+
 int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch,
 		     char *why, size_t whylen)
 {
@@ -445,28 +474,39 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 		log_err(SUB, "vm=%s: not starting it: %s", l->name, why);
 		return rc;
 	}
-	resource_args(spec, argv, &n);
-	argv[n++] = "--tls-dir"; /* its migrations' certificates (inside a jail too) */
-	argv[n++] = (char *)cd->cfg->tls_dir;
-	if (common_args(cd, l, &b, argv, &n)) {
-		snprintf(why, whylen, "%s", NO_DEADLINE);
-		log_err(SUB, "vm=%s: not starting it: %s", l->name, NO_DEADLINE);
-		return -ETIME;
+	resource_args(spec, argv, &n, true);
+	return start_common(cd, l, epoch, &b, argv, n, why, whylen);
+}
+
+int cd_lvm_start_restore(struct cd *cd, struct lvm *l, const struct cl_spec *spec, uint64_t epoch,
+			 const char *store, const char *ref, char *why, size_t whylen)
+{
+	char mem[32], cpus[16];
+	struct argbuf b;
+	char *argv[64] = { (char *)cd->cfg->vmm, "restore", "--store",
+			   (char *)store,	 "--key",   (char *)cd->cfg->backup_key,
+			   (char *)ref };
+	int n = 7, rc = 0;
+
+	snprintf(l->vdir, sizeof(l->vdir), "%s/vm", l->dir);
+	if (cd_trust_required(cd)) {
+		snprintf(why, whylen, "node %s runs only signed boots, and a restore is not one",
+			 cd->cfg->node);
+		return -EPERM;
 	}
-	l->role = LVM_RUN;
-	l->balloon_mb = -1; /* a new VMM: give it the target again */
-	l->epoch = epoch;
-	l->mig_id[0] = 0;
-	unlink(b.api);
-	rc = spawn(l, argv);
+	snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)spec->mem_mb);
+	snprintf(cpus, sizeof(cpus), "%u", spec->vcpus);
+	argv[n++] = "--mem"; /* the backup's must be the spec's */
+	argv[n++] = mem;
+	argv[n++] = "--vcpus";
+	argv[n++] = cpus;
+	rc = disk_args(cd, spec, epoch, &b, argv, &n, why, whylen);
 	if (rc) {
-		snprintf(why, whylen, "cannot start %s: %s; see the daemon log", argv[0],
-			 strerror(-rc));
-		log_err(SUB, "vm=%s: cannot start %s: %s", l->name, argv[0], strerror(-rc));
-	} else
-		log_info(SUB, "vm=%s: started VMM pid %d (epoch %llu)", l->name, (int)l->pid,
-			 (unsigned long long)epoch);
-	return rc;
+		log_err(SUB, "vm=%s: not restoring it: %s", l->name, why);
+		return rc;
+	}
+	resource_args(spec, argv, &n, false); /* the CPU template comes with the state */
+	return start_common(cd, l, epoch, &b, argv, n, why, whylen);
 }
 
 int cd_lvm_incoming_port(struct lvm *l, uint16_t *port)
@@ -512,7 +552,7 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 		rc = trust_args(cd, l, spec, &b, argv, &n, why, whylen);
 	if (rc)
 		return rc;
-	resource_args(spec, argv, &n);
+	resource_args(spec, argv, &n, true);
 	snprintf(wait, sizeof(wait), "%u", cd->cfg->prepare_timeout_s * 2);
 	if (common_args(cd, l, &b, argv, &n)) {
 		snprintf(why, whylen, "%s", NO_DEADLINE);

@@ -98,7 +98,7 @@ int store_create(const char *dir, const uint8_t key[KEY_FILE_BYTES], uint32_t ch
 		return fail(err, len, -EINVAL,
 			    "chunk size %u: a power of two from 4 KiB to 16 MiB, please",
 			    chunk_size);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		return fail(err, len, -errno, "%s: %s", dir, strerror(errno));
 	s = store_alloc(dir);
 	if (!s)
@@ -110,7 +110,7 @@ int store_create(const char *dir, const uint8_t key[KEY_FILE_BYTES], uint32_t ch
 	text = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
 	json_decref(j);
 	rc = text ? 0 : -ENOMEM;
-	if (!rc && (mkdirat(s->dirfd, "chunks", 0700) || mkdirat(s->dirfd, "backups", 0700)) &&
+	if (!rc && (mkdirat(s->dirfd, "chunks", 0755) || mkdirat(s->dirfd, "backups", 0755)) &&
 	    errno != EEXIST)
 		rc = -errno;
 	if (!rc)
@@ -224,13 +224,13 @@ static int mkdir_parent(struct store *s, const char *path)
 	if (!slash)
 		return 0;
 	*slash = 0;
-	if (!mkdirat(s->dirfd, dir, 0700) || errno == EEXIST)
+	if (!mkdirat(s->dirfd, dir, 0755) || errno == EEXIST)
 		return 0;
 	if (errno != ENOENT)
 		return -errno;
 	if (mkdir_parent(s, dir))
 		return -errno;
-	return mkdirat(s->dirfd, dir, 0700) && errno != EEXIST ? -errno : 0;
+	return mkdirat(s->dirfd, dir, 0755) && errno != EEXIST ? -errno : 0;
 }
 
 static int write_tmp(struct store *s, char tmp[64], const void *data, size_t len, bool sync)
@@ -239,12 +239,12 @@ static int write_tmp(struct store *s, char tmp[64], const void *data, size_t len
 	char hex[17];
 	int fd, rc = 0;
 
-	if (mkdirat(s->dirfd, ".tmp", 0700) && errno != EEXIST)
+	if (mkdirat(s->dirfd, ".tmp", 0755) && errno != EEXIST)
 		return -errno;
 	randombytes_buf(r, sizeof(r));
 	sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
 	snprintf(tmp, 64, ".tmp/%s", hex);
-	fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return -errno;
 	if (write_all(fd, data, len) || (sync && fsync(fd)))

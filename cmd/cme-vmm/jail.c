@@ -201,7 +201,8 @@ static int give_all(const char *dir, struct run_opts *o, char *err, size_t len)
 
 	rc = rc ? rc : give(dir, &o->kernel, true, false, err, len);
 	rc = rc ? rc : give(dir, &o->initrd, true, false, err, len);
-	rc = rc ? rc : give(dir, &o->snapshot, true, false, err, len);
+	if (!o->store) /* with --store it names a backup, not a file */
+		rc = rc ? rc : give(dir, &o->snapshot, true, false, err, len);
 	rc = rc ? rc : give(dir, &o->key_file, true, false, err, len);
 	rc = rc ? rc : give(dir, &o->trust, true, false, err, len);
 	rc = rc ? rc : give(dir, &o->boot_sig, true, false, err, len);
@@ -400,6 +401,8 @@ int jail_drop_user(const struct run_opts *o, char *err, size_t len)
 	if (proc_pagemap_fd() < 0)
 		log_warn(SUB, "vm=%s no page map: %s", o->name, strerror(errno));
 	if (o->tls_dir && net_tls_ctx_preload(o->tls_dir, err, len))
+		return -EACCES;
+	if (o->key_file && vmm_key_preload(o->key_file, err, len))
 		return -EACCES;
 	if (chown(VMDIR, uid, gid))
 		return snprintf(err, len, "giving %s to uid %u: %s", VMDIR, uid, strerror(errno)),

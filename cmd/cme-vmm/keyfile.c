@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,30 @@
 #include <unistd.h>
 
 _Static_assert(VM_SNAPSHOT_KEY_BYTES == KEY_FILE_BYTES, "snapshot keys are key files");
+
+/* --key read while the VMM is still root (jail_drop_user): its user may not read it. */
+static uint8_t preloaded[KEY_FILE_BYTES];
+static char preloaded_path[PATH_MAX];
+
+int vmm_key_preload(const char *path, char *err, size_t len)
+{
+	int rc = key_file_load(path, preloaded, err, len);
+
+	if (!rc)
+		snprintf(preloaded_path, sizeof(preloaded_path), "%s", path);
+	return rc;
+}
+
+int vmm_key_load(const char *path, uint8_t key[KEY_FILE_BYTES], char *err, size_t len)
+{
+	if (preloaded_path[0] && !strcmp(path, preloaded_path)) {
+		memcpy(key, preloaded, KEY_FILE_BYTES);
+		sodium_memzero(preloaded, sizeof(preloaded));
+		preloaded_path[0] = 0;
+		return 0;
+	}
+	return key_file_load(path, key, err, len);
+}
 
 int vmm_keygen_main(int argc, char **argv)
 {

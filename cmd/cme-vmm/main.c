@@ -375,7 +375,7 @@ static int setup_vm(const struct run_opts *o, struct vm **vm)
 				       : vm_load_flat(*vm, o->image, o->cmdline);
 		return rc ? rc : check_measurement(o, *vm);
 	}
-	if (o->key_file && key_file_load(o->key_file, key, err, sizeof(err))) {
+	if (o->key_file && vmm_key_load(o->key_file, key, err, sizeof(err))) {
 		log_err(SUB, "restore %s: %s", o->snapshot, err);
 		return -EACCES;
 	}

@@ -132,7 +132,11 @@ void api_close(struct api *api);
 
 /* `cme-vmm ctl --api PATH CMD [JSON]`: returns the process exit status. */
 int vmm_ctl_main(int argc, char **argv);
-/* keyfile.c: `cme-vmm keygen FILE` writes a new key file (common's key_file_create). */
+/* keyfile.c: `cme-vmm keygen FILE` writes a new key file (common's key_file_create).
+ * vmm_key_preload reads --key while the VMM is root (before --jail-user); vmm_key_load
+ * then hands that copy over once, else reads the file. 0, or -errno with the reason. */
+int vmm_key_preload(const char *path, char *err, size_t len);
+int vmm_key_load(const char *path, uint8_t key[KEY_FILE_BYTES], char *err, size_t len);
 int vmm_keygen_main(int argc, char **argv);
 int vmm_verify_snapshot_main(int argc, char **argv);
 /* `cme-vmm backup --api PATH --store DIR --key FILE ...`: exit status. */

@@ -193,6 +193,10 @@ int ctl_cmd_trust_set(struct ctl *c, int argc, char **argv);
 int ctl_cmd_trust_show(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup_keygen(struct ctl *c, int argc, char **argv);
 int ctl_cmd_vm_backup(struct ctl *c, int argc, char **argv);
+int ctl_cmd_vm_restore(struct ctl *c, int argc, char **argv);
+/* vm_state.c: spec.running = run by compare-and-swap (retried); *rev the write's revision,
+ * 0 when the spec said so already. CTL_OK or CTL_FAIL (line printed). */
+int ctl_vm_set_running(struct ctl *c, const char *vm, bool run, int64_t *rev);
 int ctl_cmd_backup_schedule(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup_init(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup_ls(struct ctl *c, int argc, char **argv);

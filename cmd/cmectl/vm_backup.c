@@ -124,6 +124,153 @@ int ctl_cmd_vm_backup(struct ctl *c, int argc, char **argv)
 	return wait_backup(c, name, b.id);
 }
 
+/* ---- vm restore --------------------------------------------------------------------- */
+
+/* --to: the stopped VM's owner record moves to node (epoch + 1, compare-and-swap). */
+static int restore_place(struct ctl *c, const struct cl_view *v, const struct cl_vm_view *vv,
+			 const char *node)
+{
+	struct cl_owner o = { .epoch = vv->has_owner ? vv->owner.epoch + 1 : 1 };
+	struct etcd_err err = { "" };
+	char key[CTL_KEY_MAX], *json;
+	bool swapped = false;
+	int64_t rev;
+	int rc;
+
+	if (!cl_view_node_alive(v, node))
+		return ctl_fail("vm restore: node %s is not up", node);
+	snprintf(o.node, sizeof(o.node), "%s", node);
+	json = cl_owner_json(&o);
+	if (!json)
+		return ctl_fail("out of memory");
+	rc = ctl_put_if_mod(c->etcd, ctl_key(c, key, "vms", vv->name, "owner"),
+			    vv->has_owner ? vv->owner.mod_rev : 0, json, &swapped, &rev, &err);
+	free(json);
+	if (rc)
+		return ctl_fail("vm restore: moving %s to %s: %s", vv->name, node, err.msg);
+	return swapped ? CTL_OK : ctl_fail("vm %s changed meanwhile; try again", vv->name);
+}
+
+/* The restore record, written unless one was made since the read. */
+static int restore_request(struct ctl *c, const struct cl_vm_view *vv, const char *from,
+			   const char *store, struct cl_restore *r)
+{
+	struct etcd_err err = { "" };
+	char key[CTL_KEY_MAX], *json;
+	bool swapped = false;
+	uint8_t rnd[8];
+	int64_t rev;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return ctl_fail("no random bytes for a request id: %s", strerror(errno));
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(r->id + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(r->phase, sizeof(r->phase), "requested");
+	snprintf(r->from, sizeof(r->from), "%s", from);
+	snprintf(r->store, sizeof(r->store), "%s", store);
+	r->requested_ms = r->updated_ms = wall_ms();
+	json = cl_restore_json(r);
+	if (!json)
+		return ctl_fail("out of memory");
+	rc = ctl_put_if_mod(c->etcd, ctl_key(c, key, "vms", vv->name, "restore"),
+			    vv->has_restore ? vv->restore.mod_rev : 0, json, &swapped, &rev, &err);
+	free(json);
+	if (rc)
+		return ctl_fail("vm restore: %s", err.msg);
+	return swapped ? CTL_OK
+		       : ctl_fail("vm %s: another restore was asked for meanwhile", vv->name);
+}
+
+/* Until the restore record ends; a failed one stops the VM again (it was stopped). */
+static int wait_restore(struct ctl *c, const char *vm, const char *id)
+{
+	uint64_t end = now_ns() + (uint64_t)c->timeout_s * 1000000000ull;
+	struct etcd_err err = { "" };
+	char key[CTL_KEY_MAX];
+
+	for (;;) {
+		struct etcd_kv *kv = NULL;
+		struct cl_restore r = { 0 };
+		int64_t rev;
+
+		if (etcd_get(c->etcd, ctl_key(c, key, "vms", vm, "restore"), &kv, &err))
+			return ctl_fail("reading the restore record of %s: %s", vm, err.msg);
+		if (!kv || cl_restore_parse((const char *)kv->val, kv->vlen, &r, &err) ||
+		    strcmp(r.id, id)) {
+			etcd_kv_free(kv);
+			return ctl_fail("vm %s: the restore record was replaced while waiting", vm);
+		}
+		etcd_kv_free(kv);
+		if (!strcmp(r.phase, "done")) {
+			printf("vm %s runs on %s, restored from backup %s\n", vm, r.node, r.from);
+			return CTL_OK;
+		}
+		if (!strcmp(r.phase, "failed")) {
+			if (ctl_vm_set_running(c, vm, false, &rev))
+				fprintf(stderr, "cmectl: vm %s: could not stop it again\n", vm);
+			return ctl_fail(
+				"vm %s: restore from %s failed on %s: %s (the VM is stopped "
+				"again)",
+				vm, r.from, r.node, r.error);
+		}
+		if (now_ns() > end)
+			return ctl_fail("vm %s: the restore is still %s after %u s", vm, r.phase,
+					c->timeout_s);
+		sleep_ms(200);
+	}
+}
+
+int ctl_cmd_vm_restore(struct ctl *c, int argc, char **argv)
+{
+	const char *name = NULL, *from = NULL, *store = "", *to = NULL;
+	bool no_wait = false;
+	const struct flag flags[] = { { "--from", NULL, FL_STR, NULL, &from },
+				      { "--store", NULL, FL_STR, NULL, &store },
+				      { "--to", NULL, FL_STR, NULL, &to },
+				      { "--no-wait", NULL, FL_BOOL, &no_wait, NULL },
+				      { 0 } };
+	struct cl_restore r;
+	struct cl_vm_view *vv;
+	struct cl_view v;
+	int64_t rev;
+	int rc = ctl_args_parse(c, "vm restore", argc, argv, flags, "NAME", &name);
+
+	if (!rc && (!from || !from[0] || strlen(from) >= sizeof(r.from)))
+		rc = ctl_usage("vm restore: --from VM[/ID] names the backup");
+	if (!rc && store[0] && !cl_name_ok(store))
+		rc = ctl_usage("vm restore: --store %s: a store's name from the nodes' config",
+			       store);
+	if (rc || (rc = ctl_view(c, &v)))
+		return rc;
+	vv = cl_view_vm(&v, name);
+	if (!vv || !vv->has_spec)
+		rc = ctl_fail("unknown vm %s (create it first: its image, memory and vCPUs)", name);
+	else if (vv->spec.running || (vv->has_status && (!strcmp(vv->status.state, "running") ||
+							 !strcmp(vv->status.state, "starting") ||
+							 !strcmp(vv->status.state, "migrating"))))
+		rc = ctl_fail("vm %s is not stopped: stop it first (cmectl vm stop %s); a restore "
+			      "replaces what it runs",
+			      name, name);
+	else if (vv->has_restore &&
+		 (!strcmp(vv->restore.phase, "requested") || !strcmp(vv->restore.phase, "running")))
+		rc = ctl_fail("vm %s: a restore is %s already", name, vv->restore.phase);
+	if (!rc && to)
+		rc = restore_place(c, &v, vv, to);
+	if (!rc)
+		rc = restore_request(c, vv, from, store, &r);
+	cl_view_free(&v);
+	if (!rc)
+		rc = ctl_vm_set_running(c, name, true, &rev);
+	if (rc || no_wait) {
+		if (!rc)
+			printf("vm %s: restore from %s requested\n", name, from);
+		return rc;
+	}
+	return wait_restore(c, name, r.id);
+}
+
 /* cmectl backup schedule NAME --every D --keep N [--store S] | --off */
 int ctl_cmd_backup_schedule(struct ctl *c, int argc, char **argv)
 {

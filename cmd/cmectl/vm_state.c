@@ -76,7 +76,7 @@ static int change_running(const char *vm, struct cl_vm_view *vv, const void *arg
 
 /* Set spec.running = run. *rev as change_spec's (0: a failed status is already the
  * answer). */
-static int set_running(struct ctl *c, const char *vm, bool run, int64_t *rev)
+int ctl_vm_set_running(struct ctl *c, const char *vm, bool run, int64_t *rev)
 {
 	return change_spec(c, vm, run ? "starting" : "stopping", change_running, &run, rev);
 }
@@ -91,7 +91,7 @@ static int start_stop(struct ctl *c, const char *cmd, bool run, int argc, char *
 	int64_t rev = 0;
 	int rc = ctl_args_parse(c, cmd, argc, argv, flags, "NAME", &name);
 
-	if (rc || (rc = set_running(c, name, run, &rev)))
+	if (rc || (rc = ctl_vm_set_running(c, name, run, &rev)))
 		return rc;
 	if (rev)
 		ctl_event(c, name, run ? "start" : "stop", "vm %s %s requested by cmectl", name,
