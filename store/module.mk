@@ -3,4 +3,4 @@
 # prunes and syncs them), like proto and common. Listed bottom-up.
 MODULES    += store
 store_DEPS := common
-store_SRCS := store/store.c store/manifest.c store/catalog.c
+store_SRCS := store/store.c store/manifest.c store/catalog.c store/sync.c

@@ -146,4 +146,17 @@ struct store_prune_result {
 int store_prune(struct store *s, const char *vm, unsigned keep, uint64_t max_age_ms,
 		uint64_t grace_ms, struct store_prune_result *r, char *err, size_t len) CME_WUR;
 
+/* ---- copying to a second store (sync.c) ---------------------------------------------- */
+
+struct store_sync_result {
+	uint64_t backups_copied, backups_present; /* present: the other store had it */
+	uint64_t chunks_copied, chunks_present;
+	uint64_t bytes; /* copied */
+};
+/* Copy backup vm/id from src to dst (opened with the same key, so of the same chunk
+ * size): the chunks dst lacks, then the manifest, each synced. A backup dst has already
+ * is left alone. Accumulates into *r. 0 or -errno, reason in err. */
+int store_sync_backup(struct store *src, struct store *dst, const char *vm, const char *id,
+		      struct store_sync_result *r, char *err, size_t len) CME_WUR;
+
 #endif

@@ -307,3 +307,62 @@ int ctl_cmd_backup_prune(struct ctl *c, int argc, char **argv)
 	store_close(s);
 	return rc;
 }
+
+/* ---- sync ---------------------------------------------------------------------------- */
+
+/* The second store: opened, or made (same key, same chunk size) where there is none. */
+static int open_dest(const char *dir, const struct store_args *a, uint32_t chunk_size,
+		     struct store **d)
+{
+	uint8_t key[KEY_FILE_BYTES];
+	char err[512];
+	int rc = key_of("backup sync", a, key);
+
+	if (rc)
+		return rc;
+	rc = store_open(dir, key, d, err, sizeof(err));
+	if (rc == -ENOENT && !(rc = store_create(dir, key, chunk_size, err, sizeof(err)))) {
+		printf("a backup store in %s (made for the sync)\n", dir);
+		rc = store_open(dir, key, d, err, sizeof(err));
+	}
+	sodium_memzero(key, sizeof(key));
+	return rc ? ctl_fail("backup sync: %s", err) : CTL_OK;
+}
+
+int ctl_cmd_backup_sync(struct ctl *c, int argc, char **argv)
+{
+	struct store_args a;
+	const char *to = NULL, *vm = NULL;
+	const struct flag flags[] = { STORE_FLAGS(&a),
+				      { "--to", NULL, FL_STR, NULL, &to },
+				      { "--vm", NULL, FL_STR, NULL, &vm },
+				      { 0 } };
+	struct store_sync_result r = { 0 };
+	struct store *s = NULL, *d = NULL;
+	struct store_entry *e = NULL;
+	size_t n = 0;
+	char err[512];
+	int rc;
+
+	store_args_init(&a);
+	rc = ctl_args_parse(c, "backup sync", argc, argv, flags, NULL, NULL);
+	if (!rc && !to)
+		rc = ctl_usage("backup sync: --to DIR (the second store, a mounted path)");
+	if (rc || (rc = open_store("backup sync", &a, &s)))
+		return rc;
+	rc = open_dest(to, &a, store_chunk_size(s), &d);
+	if (!rc && store_list(s, vm, &e, &n, err, sizeof(err)))
+		rc = ctl_fail("backup sync: %s", err);
+	for (size_t i = 0; !rc && i < n; i++)
+		if (store_sync_backup(s, d, e[i].vm, e[i].id, &r, err, sizeof(err)))
+			rc = ctl_fail("backup sync: %s/%s: %s", e[i].vm, e[i].id, err);
+	printf("synced to %s: %llu backups copied (%llu there already), %llu chunks copied "
+	       "(%llu there already), %.1f MiB\n",
+	       to, (unsigned long long)r.backups_copied, (unsigned long long)r.backups_present,
+	       (unsigned long long)r.chunks_copied, (unsigned long long)r.chunks_present,
+	       (double)r.bytes / (1 << 20));
+	free(e);
+	store_close(d);
+	store_close(s);
+	return rc;
+}

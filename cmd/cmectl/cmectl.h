@@ -203,6 +203,7 @@ int ctl_cmd_backup_ls(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup_show(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup_verify(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup_prune(struct ctl *c, int argc, char **argv);
+int ctl_cmd_backup_sync(struct ctl *c, int argc, char **argv);
 
 /* Wait for node's drain (or maintenance) to empty it (node_drain.c). */
 int ctl_drain_wait(struct ctl *c, const char *node, const char *state);

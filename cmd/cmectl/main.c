@@ -76,6 +76,8 @@ static const struct ctl_cmd commands[] = {
 	{ "backup", "prune", ctl_cmd_backup_prune,
 	  "--store DIR --key FILE [--vm NAME] (--keep N | --max-age D) [--grace D]",
 	  "remove old backups (the newest stays) and chunks no backup needs" },
+	{ "backup", "sync", ctl_cmd_backup_sync, "--store DIR --key FILE --to DIR [--vm NAME]",
+	  "copy backups to a second store (another site's): only the chunks it lacks" },
 	{ NULL, "events", ctl_cmd_events, "[--vm NAME] [-n N] [-f]", "the cluster's event log" },
 	{ NULL, "status", ctl_cmd_status, "",
 	  "etcd, leader, nodes, VMs and migrations at a glance" },

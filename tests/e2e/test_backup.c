@@ -158,11 +158,67 @@ static void test_cluster_backup(void)
 	json_decref(spec);
 }
 
+/* Site A backs vm1 up and syncs its store to the DR site's; site A is lost; site B (its
+ * own etcd, its own CA) restores vm1 from the DR store, and the guest goes on from the
+ * backup point. */
+static void test_disaster_recovery(void)
+{
+	char conf[1600], dr[700], con[1024], *out = NULL, *err = NULL;
+	uint64_t seq, first = 0, now = 0;
+	int node, rc;
+
+	REQUIRE_KVM();
+	make_store(conf, sizeof(conf));
+	CU_ASSERT_FATAL(cluster_start_conf(&C, 1, NODE_MEM_MB, conf) == 0);
+	create_vm("vm1", "256M", "wss_mb=32 dirty_rate=16");
+	CU_ASSERT_TRUE(wait_heartbeats(0, "vm1", 5));
+	rc = cmectl(&C, &out, &err, "vm", "backup", "vm1", NULL);
+	cluster_expect_ok("vm backup", rc, out, err);
+	last_seq(0, "vm1", &seq, NULL);
+	snprintf(dr, sizeof(dr), "%s/dr-store", test_tmpdir());
+	const char *sync[] = { test_bin("cmectl"),
+			       "backup",
+			       "sync",
+			       "--store",
+			       store,
+			       "--key",
+			       key,
+			       "--to",
+			       dr,
+			       NULL };
+	rc = test_run(sync, &out, 120000);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", "1 backups copied"));
+	free(out);
+	out = NULL;
+	cluster_teardown(); /* site A is gone: its etcd, its nodes, its VMMs */
+
+	snprintf(conf, sizeof(conf), "backup_stores = dr:%s\nbackup_key = %s\n", dr, key);
+	CU_ASSERT_FATAL(cluster_start_conf(&C, 2, NODE_MEM_MB, conf) == 0);
+	rc = cmectl(&C, &out, &err, "vm", "create", "vm1", "--mem", "256M", "--vcpus", "1",
+		    "--image", test_guest(), "--cmdline", "wss_mb=32 dirty_rate=16", "--stopped",
+		    NULL);
+	cluster_expect_ok("vm create --stopped", rc, out, err);
+	rc = cmectl(&C, &out, &err, "vm", "restore", "vm1", "--from", "vm1", "--store", "dr", NULL);
+	cluster_expect_ok("vm restore (site B)", rc, out, err);
+	node = owner_of("vm1", NULL);
+	CU_ASSERT_FATAL(node >= 0);
+	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", 3));
+	last_seq(node, "vm1", &now, &first);
+	CU_ASSERT(first > 1);
+	CU_ASSERT(first <= seq + 1);
+	cluster_console(&C, node, "vm1", con, sizeof(con));
+	CU_ASSERT_FALSE(cluster_console_corrupt(con));
+	CU_ASSERT_EQUAL(copies("vm1"), 1);
+}
+
 void suite_backup_cluster(void)
 {
 	static const struct test_case cases[] = {
 		{ "cluster backups: on demand live, a schedule that prunes to N, restore elsewhere",
 		  test_cluster_backup },
+		{ "disaster recovery: a second cluster restores from a synced store",
+		  test_disaster_recovery },
 		{ NULL, NULL },
 	};
 

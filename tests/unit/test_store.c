@@ -297,6 +297,46 @@ static void test_prune(void)
 	store_close(s);
 }
 
+/* A second store with the same key gets each backup once, and only the chunks it lacks. */
+static void test_sync(void)
+{
+	const char *a_dir = new_store();
+	char b_dir[600], err[512];
+	struct store *a = open_ok(a_dir), *b;
+	struct store_manifest m, r;
+	struct store_sync_result res = { 0 };
+	struct store_verify_result v;
+
+	snprintf(b_dir, sizeof(b_dir), "%s", new_store());
+	b = open_ok(b_dir);
+	make_manifest(a, "web1", "20261207T100000.000Z", 80, &m);
+	CU_ASSERT_EQUAL(
+		store_sync_backup(a, b, "web1", "20261207T100000.000Z", &res, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(res.backups_copied, 1);
+	CU_ASSERT_EQUAL(res.chunks_copied, 2);
+	CU_ASSERT_EQUAL(
+		store_manifest_read(b, "web1", "20261207T100000.000Z", &r, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(store_verify(b, &r, &v), 0);
+	CU_ASSERT_EQUAL(v.chunks, 2);
+	store_manifest_free(&r);
+	memset(&res, 0, sizeof(res));
+	CU_ASSERT_EQUAL(
+		store_sync_backup(a, b, "web1", "20261207T100000.000Z", &res, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(res.backups_present, 1);
+	CU_ASSERT_EQUAL(res.chunks_copied, 0);
+	store_manifest_free(&m);
+	/* A second backup: its own chunks follow. */
+	make_manifest(a, "web1", "20261207T110000.000Z", 81, &m);
+	memset(&res, 0, sizeof(res));
+	CU_ASSERT_EQUAL(
+		store_sync_backup(a, b, "web1", "20261207T110000.000Z", &res, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(res.backups_copied, 1);
+	CU_ASSERT_EQUAL(res.chunks_copied, 2);
+	store_manifest_free(&m);
+	store_close(a);
+	store_close(b);
+}
+
 void suite_store(void)
 {
 	static const struct test_case cases[] = {
@@ -305,6 +345,7 @@ void suite_store(void)
 		{ "manifests: atomic, listed, refused when tampered", test_manifests },
 		{ "verify names the damaged chunk", test_verify },
 		{ "prune keeps N and what a manifest names", test_prune },
+		{ "sync copies each backup once, only missing chunks", test_sync },
 		{ NULL, NULL },
 	};
 
