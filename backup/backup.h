@@ -66,15 +66,26 @@ void backup_cancel(struct backup *b);
 void backup_free(struct backup *b);
 
 struct backup_restore_stats {
-	uint64_t ms, chunks, bytes;
+	uint64_t ms, chunks, bytes; /* lazy: ms to a VM ready to start; chunks read so far */
 	char vm[64], id[64];
 };
+
+/* A lazy restore's memory, brought in behind the running guest. */
+struct backup_lazy;
 /* Create a VM (not started) from backup ref ("VM/ID", or "VM": its newest) of the store in
- * dir: every chunk read and authenticated before the state is applied. cfg as for
- * vm_snapshot_restore (its mem_bytes and nr_vcpus, when set, must match the backup's).
- * 0 with *out, or -errno with the one-line reason in err; nothing is left behind. */
+ * dir. cfg as for vm_snapshot_restore (its mem_bytes and nr_vcpus, when set, must match
+ * the backup's). Eager (lazy NULL): every chunk read and authenticated before the state
+ * is applied. Lazy: only the state is read now; the memory comes in behind the guest
+ * (*lazy, which the caller frees with backup_lazy_free before vm_destroy). 0 with *out,
+ * or -errno with the one-line reason in err; nothing is left behind. */
 int backup_restore(const char *dir, const uint8_t key[KEY_FILE_BYTES], const char *ref,
 		   const struct vm_config *cfg, struct vm **out, struct backup_restore_stats *st,
-		   char *err, size_t len) CME_WUR;
+		   struct backup_lazy **lazy, char *err, size_t len) CME_WUR;
+/* Stop bringing memory in and release it all (NULL is ignored). */
+void backup_lazy_free(struct backup_lazy *lz);
+/* True (the reason in buf) when a chunk could not be brought in: the VM was stopped. */
+bool backup_lazy_error(struct backup_lazy *lz, char *buf, size_t len);
+/* Start to the last chunk in, in ms (0 while some are still out). */
+uint64_t backup_lazy_done_ms(struct backup_lazy *lz);
 
 #endif

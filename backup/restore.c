@@ -1,7 +1,6 @@
 /* Restore from a backup: every chunk read, authenticated and hashed again into the new
  * VM's memory, the state applied last. */
-#include "backup.h"
-#include "store.h"
+#include "backup_priv.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -60,37 +59,56 @@ static int read_area(struct store *st, const struct store_area *a, uint8_t *to, 
 	return 0;
 }
 
-static int load(struct store *st, const struct store_manifest *m, struct vm *vm,
-		struct backup_restore_stats *rs, char *err, size_t len)
+/* The VM state area, read whole (it is small). */
+static int read_state(struct store *st, const struct store_manifest *m, uint8_t **state, size_t *n,
+		      struct backup_restore_stats *rs, char *err, size_t len)
 {
 	const struct store_area *sa = store_area_find(m, "state");
-	uint8_t *state;
+	int rc;
+
+	if (!sa || !sa->size)
+		return failf(err, len, -EBADMSG, "backup %s/%s has no VM state", m->vm, m->id);
+	*state = calloc(1, sa->size);
+	if (!*state)
+		return -ENOMEM;
+	*n = sa->size;
+	rc = read_area(st, sa, *state, m->chunk_size, rs, err, len);
+	if (rc) {
+		free(*state);
+		*state = NULL;
+	}
+	return rc;
+}
+
+/* Memory then state (eager), or state with the memory coming in behind it (lazy: *st and
+ * *m pass to *lazy). */
+static int load(struct store **st, struct store_manifest *m, struct vm *vm,
+		struct backup_restore_stats *rs, struct backup_lazy **lazy, char *err, size_t len)
+{
+	uint8_t *state = NULL;
+	size_t n = 0;
 	struct vm_slot s;
 	int rc = check_layout(vm, m, err, len);
 
-	if (rc)
-		return rc;
-	if (!sa || !sa->size)
-		return failf(err, len, -EBADMSG, "backup %s/%s has no VM state", m->vm, m->id);
-	for (unsigned i = 0; i < vm_nr_slots(vm); i++) {
-		vm_get_slot(vm, i, &s);
-		rc = read_area(st, &m->areas[i], s.hva, m->chunk_size, rs, err, len);
-		if (rc)
-			return rc;
-	}
-	state = calloc(1, sa->size);
-	if (!state)
-		return -ENOMEM;
-	rc = read_area(st, sa, state, m->chunk_size, rs, err, len);
 	if (!rc)
-		rc = vm_state_load(vm, state, sa->size, err, len);
+		rc = read_state(*st, m, &state, &n, rs, err, len);
+	for (unsigned i = 0; !rc && !lazy && i < vm_nr_slots(vm); i++) {
+		vm_get_slot(vm, i, &s);
+		rc = read_area(*st, &m->areas[i], s.hva, m->chunk_size, rs, err, len);
+	}
+	/* Lazy: registered, and its threads running, before the state is applied (loading
+	 * it may touch guest memory). */
+	if (!rc && lazy && !(rc = lazy_begin(vm, *st, m, lazy, err, len)))
+		*st = NULL;
+	if (!rc)
+		rc = vm_state_load(vm, state, n, err, len);
 	free(state);
 	return rc;
 }
 
-static int restore_from(struct store *st, const struct store_manifest *m,
-			const struct vm_config *cfg, struct vm **out,
-			struct backup_restore_stats *rs, char *err, size_t len)
+static int restore_from(struct store **st, struct store_manifest *m, const struct vm_config *cfg,
+			struct vm **out, struct backup_restore_stats *rs, struct backup_lazy **lazy,
+			char *err, size_t len)
 {
 	struct vm_config vc = *cfg;
 	struct vm *vm = NULL;
@@ -103,7 +121,7 @@ static int restore_from(struct store *st, const struct store_manifest *m,
 			"backup %s/%s is of a VM with %llu MiB and %u vCPUs, not the one asked "
 			"for",
 			m->vm, m->id, (unsigned long long)(m->mem_bytes >> 20), m->vcpus);
-	if (m->chunk_size != store_chunk_size(st))
+	if (m->chunk_size != store_chunk_size(*st))
 		return failf(err, len, -EBADMSG,
 			     "backup %s/%s has another chunk size than its store", m->vm, m->id);
 	vc.mem_bytes = m->mem_bytes;
@@ -111,8 +129,12 @@ static int restore_from(struct store *st, const struct store_manifest *m,
 	rc = vm_create(&vc, &vm);
 	if (rc)
 		return failf(err, len, rc, "cannot create the VM: %s", strerror(-rc));
-	rc = load(st, m, vm, rs, err, len);
+	rc = load(st, m, vm, rs, lazy, err, len);
 	if (rc) {
+		if (lazy) {
+			backup_lazy_free(*lazy);
+			*lazy = NULL;
+		}
 		vm_destroy(vm);
 		return rc;
 	}
@@ -122,7 +144,7 @@ static int restore_from(struct store *st, const struct store_manifest *m,
 
 int backup_restore(const char *dir, const uint8_t key[KEY_FILE_BYTES], const char *ref,
 		   const struct vm_config *cfg, struct vm **out, struct backup_restore_stats *st,
-		   char *err, size_t len)
+		   struct backup_lazy **lazy, char *err, size_t len)
 {
 	struct store *s = NULL;
 	struct store_manifest m;
@@ -131,13 +153,15 @@ int backup_restore(const char *dir, const uint8_t key[KEY_FILE_BYTES], const cha
 
 	memset(st, 0, sizeof(*st));
 	*out = NULL;
+	if (lazy)
+		*lazy = NULL;
 	rc = store_open(dir, key, &s, err, len);
 	if (!rc)
 		rc = store_ref_parse(s, ref, st->vm, st->id, err, len);
 	if (!rc)
 		rc = store_manifest_read(s, st->vm, st->id, &m, err, len);
 	if (!rc) {
-		rc = restore_from(s, &m, cfg, out, st, err, len);
+		rc = restore_from(&s, &m, cfg, out, st, lazy, err, len);
 		store_manifest_free(&m);
 	}
 	store_close(s);

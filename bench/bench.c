@@ -394,7 +394,7 @@ static bool restore_load_ms(struct vmm_proc *p, double *ms)
 
 /* Like vmm_console_wait(), but polling every 2 ms: the times measured here are a few
  * hundred ms, where the harness's 20 ms poll would be a visible error. */
-static bool console_wait_fine(struct vmm_proc *p, const char *needle, int timeout_ms)
+bool bench_console_wait_fine(struct vmm_proc *p, const char *needle, int timeout_ms)
 {
 	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000;
 	bool found;
@@ -423,7 +423,7 @@ static int restore_once(const char *path, double *to_hb_ms, double *load_ms)
 		emit_error("snapshot_restore", "cannot start cme-vmm restore");
 		return -1;
 	}
-	if (!console_wait_fine(&p, "HB seq=", 30000)) {
+	if (!bench_console_wait_fine(&p, "HB seq=", 30000)) {
 		emit_error("snapshot_restore", "no heartbeat within 30 s, see %s", p.errlog);
 		goto out;
 	}

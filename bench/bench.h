@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,6 +98,11 @@ double bench_median(double *v, int n);
  * installed, no run succeeded). */
 int bench_qemu_run(const char *certs, const struct mig_workload *wl, struct mig_result *out,
 		   char *err, size_t errlen);
+
+struct vmm_proc;
+/* Like vmm_console_wait(), but polling every 2 ms: for times of tens to hundreds of ms,
+ * where the harness's 20 ms poll would be a visible error. */
+bool bench_console_wait_fine(struct vmm_proc *p, const char *needle, int timeout_ms);
 
 /* bench_backup.c: live, incremental backups of a dirtying guest and restores. */
 void bench_backup(void);

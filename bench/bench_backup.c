@@ -89,16 +89,18 @@ static bool last_pages(struct vmm_proc *p, uint64_t *pages)
 }
 
 /* Process start of `cme-vmm restore --store` to its first heartbeat. */
-static bool restore_once(const char *store, const char *key, double *ms)
+static bool restore_once(const char *store, const char *key, bool eager, double *ms)
 {
-	const char *args[] = { "--store", store, "--key", key, "bench", "--name", "bench", NULL };
+	const char *args[] = { "--store", store,    "--key", key,
+			       "bench",	  "--name", "bench", eager ? "--eager" : NULL,
+			       NULL };
 	struct vmm_proc p;
 	uint64_t t0 = now_ns();
 	bool ok;
 
 	if (vmm_start_verb(&p, "restore", args) < 0)
 		return false;
-	ok = vmm_console_wait(&p, "HB seq=", 60000);
+	ok = bench_console_wait_fine(&p, "HB seq=", 60000);
 	*ms = (double)(now_ns() - t0) / 1e6;
 	vmm_kill(&p);
 	return ok;
@@ -106,11 +108,12 @@ static bool restore_once(const char *store, const char *key, double *ms)
 
 static void run(struct vmm_proc *p, const char *store, const char *key, double raw)
 {
-	double pause[RUNS], mib_s[RUNS], ratio[RUNS], total[RUNS], restore[RUNS];
+	double pause[RUNS], mib_s[RUNS], ratio[RUNS], total[RUNS], restore[RUNS], lazy[RUNS];
 	const char *const live_keys[] = { "pause_ms", "total_ms", "mib_s", NULL };
 	const char *const inc_keys[] = { "new_fraction", "pause_ms", NULL };
 	const char *const rs_keys[] = { "to_first_hb_ms", NULL };
-	double *live[] = { pause, total, mib_s }, *inc[] = { ratio, pause }, *rs[] = { restore };
+	double *live[] = { pause, total, mib_s }, *inc[] = { ratio, pause }, *rs[] = { restore },
+	       *lz[] = { lazy };
 	uint64_t pages = 0;
 	struct heartbeat hb;
 	json_t *st;
@@ -142,8 +145,10 @@ static void run(struct vmm_proc *p, const char *store, const char *key, double r
 	bench_emit_many("backup_incremental_after_10pct", RUNS, inc_keys, inc);
 	vmm_kill(p);
 	for (int i = 0; i < RUNS; i++)
-		if (!restore_once(store, key, &restore[i]))
+		if (!restore_once(store, key, false, &lazy[i]) ||
+		    !restore_once(store, key, true, &restore[i]))
 			return emit_error("a restore from the store failed");
+	bench_emit_many("backup_restore_lazy_1g", RUNS, rs_keys, lz);
 	bench_emit_many("backup_restore_eager_1g", RUNS, rs_keys, rs);
 }
 

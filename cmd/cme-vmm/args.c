@@ -326,6 +326,7 @@ static int parse_one(int c, char *a, struct run_opts *o, char *err, size_t errle
 	case 'R': o->peer_name = a; return 0;
 	case 'Y': o->key_file = a; return 0;
 	case 'S': o->store = a; return 0;
+	case 'e': o->eager = true; return 0;
 	case 'O':
 		if (o->nr_backup_stores == ARRAY_SIZE(o->backup_stores))
 			return arg_fail(err, errlen, "%s", "--backup-store: at most 4");
@@ -449,6 +450,7 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		{ "peer-name", required_argument, NULL, 'R' },
 		{ "key", required_argument, NULL, 'Y' },
 		{ "store", required_argument, NULL, 'S' },
+		{ "eager", no_argument, NULL, 'e' },
 		{ "backup-store", required_argument, NULL, 'O' },
 		{ "wait", required_argument, NULL, 'W' },
 		{ "commit", required_argument, NULL, 'C' },
@@ -515,6 +517,8 @@ int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t e
 		return arg_fail(err, errlen, "%s", "--key is for restore (the snapshot's key)");
 	if (o->store && !restore)
 		return arg_fail(err, errlen, "%s", "--store is for restore (the backup store)");
+	if (o->eager && !o->store)
+		return arg_fail(err, errlen, "%s", "--eager is for restore --store");
 	if (o->store && !o->key_file)
 		return arg_fail(err, errlen, "%s", "--store needs --key (the store's key file)");
 	if ((o->trust || o->boot_sig) && restore)

@@ -34,7 +34,8 @@ static void usage(FILE *f)
 		"              [--name NAME] [--fence-deadline NS] [--exit-file PATH]\n"
 		"              [--cpu-template " CPU_TEMPLATE_LIST "] [--confidential] [--jail]\n"
 		"              [--trust KEYS-FILE --boot-sig SIG-FILE]\n"
-		"  cme-vmm restore (FILE [--key KEYFILE] | --store DIR --key KEYFILE VM[/ID])\n"
+		"  cme-vmm restore (FILE [--key KEYFILE] | --store DIR --key KEYFILE VM[/ID] "
+		"[--eager])\n"
 		"              [--console ...] [--api PATH] [--name NAME]\n"
 		"              [--paused] [--fence-deadline NS] [--measurement HEX] [--jail]\n"
 		"  cme-vmm incoming --listen HOST:PORT --tls-dir DIR [--wait SECONDS]\n"
@@ -322,22 +323,28 @@ static int check_measurement(const struct run_opts *o, struct vm *vm)
 	return 0;
 }
 
-/* restore --store DIR VM[/ID]: the guest from a backup. */
+/* A lazy restore's memory, coming in behind the guest (freed before the VM). */
+static struct backup_lazy *lazy_mem;
+
+/* restore --store DIR VM[/ID]: the guest from a backup, its memory lazily unless --eager. */
 static int restore_backup(const struct run_opts *o, const struct vm_config *cfg, const uint8_t *key,
 			  struct vm **vm)
 {
 	struct backup_restore_stats st;
 	char err[512] = "";
-	int rc = backup_restore(o->store, key, o->snapshot, cfg, vm, &st, err, sizeof(err));
+	int rc = backup_restore(o->store, key, o->snapshot, cfg, vm, &st,
+				o->eager ? NULL : &lazy_mem, err, sizeof(err));
 
 	if (rc) {
 		log_err(SUB, "restore %s from %s: %s", o->snapshot, o->store, err);
 		snprintf(exit_reason, sizeof(exit_reason), "%s", err);
 		return rc;
 	}
-	log_info(SUB, "vm=%s restored from backup %s/%s in %s: %llu chunks, %llu MiB in %llu ms",
-		 o->name, st.vm, st.id, o->store, (unsigned long long)st.chunks,
-		 (unsigned long long)(st.bytes >> 20), (unsigned long long)st.ms);
+	log_info(SUB,
+		 "vm=%s restored from backup %s/%s in %s (%s): %llu chunks, %llu MiB in %llu ms",
+		 o->name, st.vm, st.id, o->store, o->eager ? "eager" : "lazy: memory follows",
+		 (unsigned long long)st.chunks, (unsigned long long)(st.bytes >> 20),
+		 (unsigned long long)st.ms);
 	return 0;
 }
 
@@ -411,6 +418,7 @@ static int run_vm(const struct run_opts *o, struct cgroup *cg, int sfd)
 	if (err) {
 		api_close(api);
 		mig_dest_free(dest);
+		backup_lazy_free(lazy_mem);
 		vm_destroy(vm);
 		return VMM_EXIT_SETUP;
 	}
@@ -423,6 +431,13 @@ static int run_vm(const struct run_opts *o, struct cgroup *cg, int sfd)
 	vm_request_stop(vm);
 	mig_dest_free(dest); /* it may still be answering the source's COMMIT */
 	vm_get_end(vm, &end);
+	if (backup_lazy_error(lazy_mem, exit_reason, sizeof(exit_reason))) {
+		log_err(SUB, "vm=%s ended: its restore failed: %s", o->name, exit_reason);
+		backup_lazy_free(lazy_mem);
+		vm_destroy(vm);
+		return VMM_EXIT_SETUP;
+	}
+	backup_lazy_free(lazy_mem); /* its threads write into the guest's memory */
 	vm_destroy(vm);
 	log_info(SUB, "vm=%s ended: %s", o->name, end.detail);
 	return end_status(&end);

@@ -44,6 +44,7 @@ struct run_opts {
 	const char *name;
 	const char *snapshot; /* restore: the snapshot file (with --store: the backup, VM[/ID]) */
 	const char *store;    /* restore --store: the backup store's folder */
+	bool eager;	      /* restore --store --eager: all memory read before the guest runs */
 	const char *backup_stores[4]; /* --backup-store: folders its backups may be written to */
 	unsigned nr_backup_stores;
 	const char *listen; /* incoming: HOST:PORT to wait on */

@@ -81,10 +81,12 @@ static int cmectl_store(const struct store_fx *s, const char *cmd, const char *a
 	return test_run(argv, out, 120000);
 }
 
-static int restore(struct vmm_proc *p, const struct store_fx *s, const char *key, const char *ref)
+static int restore(struct vmm_proc *p, const struct store_fx *s, const char *key, const char *ref,
+		   bool eager)
 {
 	const char *args[] = { "--store", s->dir,   "--key",	key ? key : s->key,
-			       ref,	  "--name", "restored", NULL };
+			       ref,	  "--name", "restored", eager ? "--eager" : NULL,
+			       NULL };
 
 	return vmm_start_verb(p, "restore", args);
 }
@@ -125,14 +127,21 @@ static void test_live_backup_restore(void)
 	free(out);
 	vmm_kill(&p);
 	/* The restored guest continues from inside the backup: after the last heartbeat seen
-	 * before it began, not after the last one seen when it ended. */
-	CU_ASSERT_EQUAL_FATAL(restore(&p, &s, NULL, "selfcheck"), 0);
-	CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 5, 30000));
-	CU_ASSERT(vmm_heartbeats(&p, &first, 1) >= 1);
-	CU_ASSERT(first.seq > before.seq);
-	CU_ASSERT(first.seq <= after.seq + 1);
-	guest_check_console(&p);
-	vmm_kill(&p);
+	 * before it began, not after the last one seen when it ended. Lazily (its memory
+	 * coming in behind it, the default), then eagerly. */
+	for (int eager = 0; eager < 2; eager++) {
+		CU_ASSERT_EQUAL_FATAL(restore(&p, &s, NULL, "selfcheck", eager), 0);
+		CU_ASSERT_FATAL(vmm_wait_heartbeats(&p, 5, 30000));
+		CU_ASSERT(vmm_heartbeats(&p, &first, 1) >= 1);
+		CU_ASSERT(first.seq > before.seq);
+		CU_ASSERT(first.seq <= after.seq + 1);
+		if (!eager) /* every chunk in, and the guest beats on after that */
+			CU_ASSERT(test_wait_file_has(p.errlog, "all memory in after", 60000));
+		CU_ASSERT_FATAL(vmm_last_heartbeat(&p, &after));
+		CU_ASSERT(vmm_wait_heartbeats(&p, (int)(after.seq - first.seq) + 4, 30000));
+		guest_check_console(&p);
+		vmm_kill(&p);
+	}
 }
 
 /* The guest rewrites about a tenth of its memory between two backups: the second writes
@@ -234,7 +243,7 @@ static void test_tamper_and_wrong_key(void)
 	json_decref(st);
 	CU_ASSERT(guest_check_console(&p) > 0);
 	vmm_kill(&p);
-	CU_ASSERT_EQUAL(restore(&p, &s, other.key, "selfcheck"), 0);
+	CU_ASSERT_EQUAL(restore(&p, &s, other.key, "selfcheck", false), 0);
 	CU_ASSERT_EQUAL(vmm_wait(&p, 30000), 0);
 	CU_ASSERT_NOT_EQUAL(p.status, 0);
 	log = test_read_file(p.errlog);
@@ -252,12 +261,16 @@ static void test_tamper_and_wrong_key(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", id));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", "damaged"));
 	free(out);
-	CU_ASSERT_EQUAL(restore(&p, &s, NULL, "selfcheck"), 0);
-	CU_ASSERT_EQUAL(vmm_wait(&p, 60000), 0);
-	CU_ASSERT_NOT_EQUAL(p.status, 0);
-	log = test_read_file(p.errlog);
-	CU_ASSERT_PTR_NOT_NULL(strstr(log, id));
-	free(log);
+	/* Eager: refused before the guest runs. Lazy: the VM ends when the chunk is due. */
+	for (int eager = 1; eager >= 0; eager--) {
+		CU_ASSERT_EQUAL(restore(&p, &s, NULL, "selfcheck", eager), 0);
+		CU_ASSERT_EQUAL(vmm_wait(&p, 60000), 0);
+		CU_ASSERT_NOT_EQUAL(p.status, 0);
+		log = test_read_file(p.errlog);
+		CU_ASSERT_PTR_NOT_NULL(strstr(log, id));
+		CU_ASSERT_PTR_NOT_NULL(strstr(log, "damaged"));
+		free(log);
+	}
 }
 
 static size_t listed(const struct store_fx *s)
