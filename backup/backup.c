@@ -320,11 +320,17 @@ static int run_rounds(struct backup *b)
 
 	for (b->m.rounds = 1; !rc; b->m.rounds++) {
 		uint64_t bpms = b->copy_ns ? b->copy_bytes * 1000000 / b->copy_ns : GUESS_COPY_BPMS;
+		uint64_t before = dirty;
 
 		set_phase(b, BACKUP_COPY, (unsigned)b->m.rounds);
 		rc = fetch_dirty(b, &dirty);
 		if (rc || dirty * b->m.chunk_size / bpms <= b->pause_ms ||
 		    b->m.rounds >= b->max_rounds)
+			break;
+		/* Not shrinking: the guest dirties as fast as rounds copy. More rounds would
+		 * only write the same chunks again; the pause copies what is dirty, at memory
+		 * speed, however much it is. */
+		if (b->m.rounds >= 2 && dirty * 10 >= before * 9)
 			break;
 		rc = copy_round(b, false);
 	}

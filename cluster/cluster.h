@@ -146,9 +146,10 @@ struct cl_backup {
 	char backup[128];	 /* the backup's ID in the store (VM/ID), once it has one */
 	char error[256];
 	uint64_t requested_ms, updated_ms;
-	char stats[768]; /* done: the VMM's statistics (JSON object text) */
-	uint32_t keep;	 /* after it, prune the VM's backups to this many (0: none) */
-	int64_t mod_rev; /* from the read, not part of the JSON */
+	char stats[768];     /* done: the VMM's statistics (JSON object text) */
+	uint32_t keep;	     /* after it, prune the VM's backups to this many (0: none) */
+	uint64_t max_age_ms; /* and those older than this (0: none) */
+	int64_t mod_rev;     /* from the read, not part of the JSON */
 };
 
 /* vms/<vm>/restore: start the VM from a backup (cmectl vm restore) instead of booting it,
@@ -165,10 +166,12 @@ struct cl_restore {
 	int64_t mod_rev; /* from the read, not part of the JSON */
 };
 
-/* vms/<vm>/schedule: back the VM up every every_ms into store, keeping keep backups. */
+/* vms/<vm>/schedule: back the VM up every every_ms into store, keeping the newest keep
+ * backups and none older than max_age_ms (0: no such limit). */
 struct cl_schedule {
 	uint64_t every_ms;
 	uint32_t keep;
+	uint64_t max_age_ms;
 	char store[CL_NAME_MAX];
 	uint64_t set_ms;
 };

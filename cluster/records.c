@@ -118,20 +118,25 @@ static const struct field trust_f[] = {
 };
 
 static const struct field backup_f[] = {
-	FLD(cl_backup, id, F_ID, true),		  FLD(cl_backup, phase, F_STR, true),
-	FLD(cl_backup, by, F_STR, false),	  FLD(cl_backup, store, F_STR, false),
-	FLD(cl_backup, node, F_STR, false),	  FLD(cl_backup, backup, F_STR, false),
-	FLD(cl_backup, error, F_STR, false),	  FLD(cl_backup, requested_ms, F_U64, false),
-	FLD(cl_backup, updated_ms, F_U64, false), FLD(cl_backup, stats, F_JSON, false),
-	FLD(cl_backup, keep, F_U32, false),	  { 0 },
+	FLD(cl_backup, id, F_ID, true),
+	FLD(cl_backup, phase, F_STR, true),
+	FLD(cl_backup, by, F_STR, false),
+	FLD(cl_backup, store, F_STR, false),
+	FLD(cl_backup, node, F_STR, false),
+	FLD(cl_backup, backup, F_STR, false),
+	FLD(cl_backup, error, F_STR, false),
+	FLD(cl_backup, requested_ms, F_U64, false),
+	FLD(cl_backup, updated_ms, F_U64, false),
+	FLD(cl_backup, stats, F_JSON, false),
+	FLD(cl_backup, keep, F_U32, false),
+	FLD(cl_backup, max_age_ms, F_U64, false),
+	{ 0 },
 };
 
 static const struct field schedule_f[] = {
-	FLD(cl_schedule, every_ms, F_U64, true),
-	FLD(cl_schedule, keep, F_U32, false),
-	FLD(cl_schedule, store, F_STR, false),
-	FLD(cl_schedule, set_ms, F_U64, false),
-	{ 0 },
+	FLD(cl_schedule, every_ms, F_U64, true),    FLD(cl_schedule, keep, F_U32, false),
+	FLD(cl_schedule, store, F_STR, false),	    FLD(cl_schedule, set_ms, F_U64, false),
+	FLD(cl_schedule, max_age_ms, F_U64, false), { 0 },
 };
 
 static const struct field restore_f[] = {

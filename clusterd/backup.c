@@ -156,10 +156,10 @@ static void backup_prune(struct cd *cd, const char *vm, struct cl_backup *b)
 	char dir[CL_PATH_MAX], err[512];
 	struct store *s = NULL;
 
-	if (!b->keep || !store_of(cd, vm, b, dir, sizeof(dir), key))
+	if ((!b->keep && !b->max_age_ms) || !store_of(cd, vm, b, dir, sizeof(dir), key))
 		return;
 	if (store_open(dir, key, &s, err, sizeof(err)) ||
-	    store_prune(s, vm, b->keep, 0, PRUNE_GRACE_MS, &r, err, sizeof(err)))
+	    store_prune(s, vm, b->keep, b->max_age_ms, PRUNE_GRACE_MS, &r, err, sizeof(err)))
 		cd_event(cd, vm, "backup-prune-failed", "pruning the backups of %s: %s", vm, err);
 	else if (r.backups_removed || r.chunks_removed)
 		cd_event(cd, vm, "backup-pruned",
@@ -228,6 +228,7 @@ static void backup_due(struct cd *cd, const struct cl_vm_view *vv)
 	snprintf(b.by, sizeof(b.by), "schedule");
 	snprintf(b.store, sizeof(b.store), "%s", sc->store);
 	b.keep = sc->keep;
+	b.max_age_ms = sc->max_age_ms;
 	b.requested_ms = now;
 	b.mod_rev = vv->has_backup ? vv->backup.mod_rev : 0;
 	if (backup_cas(cd, vv->name, &b) == 1)

@@ -6,7 +6,8 @@
 # daemons on 127.0.1.1..N, each with its own config and state dir under DIR. Every process
 # it starts is remembered by PID in DIR and `down` ends exactly those (and the VMMs the
 # daemons started, by the PIDs in their meta.json) — never anything by name.
-# `env DIR` prints the CME_ETCD=... line for cmectl.
+# `env DIR` prints the CME_ETCD=... line for cmectl. With CME_BACKUP_STORES and
+# CME_BACKUP_KEY set, every daemon gets them as backup_stores and backup_key.
 set -eu
 
 BIN=${CME_BIN:-build/bin}
@@ -57,6 +58,10 @@ cpus = 4
 mem = 2G
 lease_ttl = 3
 CONF
+		if [ -n "${CME_BACKUP_STORES:-}" ]; then
+			printf 'backup_stores = %s\nbackup_key = %s\n' "$CME_BACKUP_STORES" \
+				"$CME_BACKUP_KEY" >>"$dir/$name.conf"
+		fi
 		"$BIN/cme-clusterd" --config "$dir/$name.conf" >"$dir/$name.log" 2>&1 &
 		echo $! >"$dir/$name.pid"
 		i=$((i + 1))

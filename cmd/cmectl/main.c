@@ -61,7 +61,7 @@ static const struct ctl_cmd commands[] = {
 	  "NAME --from VM[/ID] [--store STORE] [--to NODE] [--no-wait]",
 	  "start a stopped VM from a backup instead of booting it (on NODE)" },
 	{ "backup", "schedule", ctl_cmd_backup_schedule,
-	  "NAME (--every DURATION [--keep N] [--store STORE] | --off)",
+	  "NAME (--every DURATION [--keep N] [--max-age DURATION] [--store STORE] | --off)",
 	  "back a VM up every DURATION (its node does it), keeping the newest N" },
 	{ "backup", "keygen", ctl_cmd_backup_keygen, "FILE",
 	  "a new backup store key (no backup can be read without it: keep a copy safe)" },

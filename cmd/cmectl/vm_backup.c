@@ -274,10 +274,11 @@ int ctl_cmd_vm_restore(struct ctl *c, int argc, char **argv)
 /* cmectl backup schedule NAME --every D --keep N [--store S] | --off */
 int ctl_cmd_backup_schedule(struct ctl *c, int argc, char **argv)
 {
-	const char *name = NULL, *every = NULL, *keep_s = NULL, *store = "";
+	const char *name = NULL, *every = NULL, *keep_s = NULL, *store = "", *age = NULL;
 	bool off = false;
 	const struct flag flags[] = { { "--every", NULL, FL_STR, NULL, &every },
 				      { "--keep", NULL, FL_STR, NULL, &keep_s },
+				      { "--max-age", NULL, FL_STR, NULL, &age },
 				      { "--store", NULL, FL_STR, NULL, &store },
 				      { "--off", NULL, FL_BOOL, &off, NULL },
 				      { 0 } };
@@ -292,6 +293,8 @@ int ctl_cmd_backup_schedule(struct ctl *c, int argc, char **argv)
 			       "or --off");
 	if (!rc && keep_s)
 		rc = ctl_args_uint("backup schedule", "--keep", keep_s, 1, 100000, &keep);
+	if (!rc && age && (parse_duration_ms(age, &s.max_age_ms) || !s.max_age_ms))
+		rc = ctl_usage("backup schedule: --max-age %s: a duration such as 30d", age);
 	if (!rc && store[0] && !cl_name_ok(store))
 		rc = ctl_usage("backup schedule: --store %s: a store's name from the nodes' config",
 			       store);
@@ -313,8 +316,9 @@ int ctl_cmd_backup_schedule(struct ctl *c, int argc, char **argv)
 	free(json);
 	if (rc)
 		return ctl_fail("vm %s: writing its schedule: %s", name, err.msg);
-	printf("vm %s: a backup every %s%s%s, into store %s, by the node that runs it\n", name,
+	printf("vm %s: a backup every %s%s%s%s%s, into store %s, by the node that runs it\n", name,
 	       every, keep ? ", keeping the newest " : "", keep ? keep_s : "",
+	       age ? ", none older than " : "", age ? age : "",
 	       store[0] ? store : "(the nodes' first)");
 	return CTL_OK;
 }

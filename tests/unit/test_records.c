@@ -346,6 +346,63 @@ static void test_config(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "No such file"));
 }
 
+/* Backup, schedule and restore records round-trip; a bad phase type or a missing id is
+ * refused; the daemon's backup_stores are named folders, the first the default. */
+static void test_backup_records(void)
+{
+	struct cl_backup b = { .keep = 3, .max_age_ms = 86400000, .requested_ms = 7 }, b2;
+	struct cl_schedule sc = { .every_ms = 3600000, .keep = 5, .max_age_ms = 60000 }, sc2;
+	struct cl_restore r = { .requested_ms = 9 }, r2;
+	struct etcd_err err = { "" };
+	struct cd_config c;
+	char dir[600], msg[512];
+	char *j;
+
+	strcpy(b.id, "00ff00ff");
+	strcpy(b.phase, "done");
+	strcpy(b.backup, "web1/20261207T100000.000Z");
+	strcpy(b.stats, "{\"pause_ms\":12}");
+	j = cl_backup_json(&b);
+	CU_ASSERT_EQUAL(cl_backup_parse(j, strlen(j), &b2, &err), 0);
+	free(j);
+	CU_ASSERT_STRING_EQUAL(b2.backup, b.backup);
+	CU_ASSERT_EQUAL(b2.keep, 3);
+	CU_ASSERT_EQUAL(b2.max_age_ms, 86400000);
+	CU_ASSERT_PTR_NOT_NULL(strstr(b2.stats, "pause_ms"));
+	CU_ASSERT_FALSE(cl_backup_active(&b2));
+	strcpy(b2.phase, "running");
+	CU_ASSERT_TRUE(cl_backup_active(&b2));
+	CU_ASSERT_NOT_EQUAL(cl_backup_parse("{\"phase\":\"done\"}", 16, &b2, &err), 0);
+	j = cl_schedule_json(&sc);
+	CU_ASSERT_EQUAL(cl_schedule_parse(j, strlen(j), &sc2, &err), 0);
+	free(j);
+	CU_ASSERT_EQUAL(sc2.every_ms, 3600000);
+	CU_ASSERT_EQUAL(sc2.keep, 5);
+	CU_ASSERT_EQUAL(sc2.max_age_ms, 60000);
+	CU_ASSERT_NOT_EQUAL(cl_schedule_parse("{\"every_ms\":\"1h\"}", 17, &sc2, &err), 0);
+	strcpy(r.id, "0a0b");
+	strcpy(r.phase, "requested");
+	strcpy(r.from, "web1/20261207T100000.000Z");
+	j = cl_restore_json(&r);
+	CU_ASSERT_EQUAL(cl_restore_parse(j, strlen(j), &r2, &err), 0);
+	free(j);
+	CU_ASSERT_STRING_EQUAL(r2.from, r.from);
+
+	CU_ASSERT_EQUAL(load("node = a\ntls_dir = /t\nbackup_stores = main:/srv/b,dr:/mnt/dr\n"
+			     "backup_key = /etc/cme/backup.key\n",
+			     &c, msg, sizeof(msg)),
+			0);
+	CU_ASSERT_EQUAL(cd_config_store(&c, "", dir, sizeof(dir)), 0);
+	CU_ASSERT_STRING_EQUAL(dir, "/srv/b");
+	CU_ASSERT_EQUAL(cd_config_store(&c, "dr", dir, sizeof(dir)), 0);
+	CU_ASSERT_STRING_EQUAL(dir, "/mnt/dr");
+	CU_ASSERT_EQUAL(cd_config_store(&c, "d", dir, sizeof(dir)), -ENOENT);
+	CU_ASSERT_NOT_EQUAL(
+		load("node = a\ntls_dir = /t\nbackup_stores = /srv/b\n", &c, msg, sizeof(msg)), 0);
+	CU_ASSERT_NOT_EQUAL(
+		load("node = a\ntls_dir = /t\nbackup_stores = m:rel\n", &c, msg, sizeof(msg)), 0);
+}
+
 void suite_records(void)
 {
 	static const struct test_case cases[] = {
@@ -360,6 +417,7 @@ void suite_records(void)
 		{ "migration round trip", test_migration_roundtrip },
 		{ "member round trip", test_member_roundtrip },
 		{ "daemon configuration", test_config },
+		{ "backup, schedule and restore records; backup_stores", test_backup_records },
 		{ NULL, NULL },
 	};
 
