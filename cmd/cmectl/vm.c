@@ -152,6 +152,27 @@ static void show_mig(const struct cl_migration *m)
 	}
 }
 
+/* The VM's last backup, its schedule and its last restore. */
+static void show_backups(const struct cl_vm_view *vv)
+{
+	const struct cl_backup *b = &vv->backup;
+	char tb[32];
+
+	if (vv->has_backup)
+		printf("backup:    %s %s (by %s, asked %s%s%s)%s%s\n", b->phase,
+		       ctl_out_dash(b->backup), ctl_out_dash(b->by),
+		       ctl_out_time(b->requested_ms, tb), b->node[0] ? ", on " : "", b->node,
+		       b->error[0] ? ": " : "", b->error);
+	if (vv->has_schedule)
+		printf("schedule:  every %" PRIu64 " s, keep %u, max age %" PRIu64 " s, store %s\n",
+		       vv->schedule.every_ms / 1000, vv->schedule.keep,
+		       vv->schedule.max_age_ms / 1000, ctl_out_dash(vv->schedule.store));
+	if (vv->has_restore)
+		printf("restore:   %s from %s%s%s%s%s\n", vv->restore.phase, vv->restore.from,
+		       vv->restore.node[0] ? " on " : "", vv->restore.node,
+		       vv->restore.error[0] ? ": " : "", vv->restore.error);
+}
+
 static void show_text(const struct cl_vm_view *vv)
 {
 	printf("vm:        %s (%s)\n", vv->name, ctl_out_dash(ctl_vm_state(vv)));
@@ -169,6 +190,7 @@ static void show_text(const struct cl_vm_view *vv)
 		printf("status:    -\n");
 	if (vv->has_mig)
 		show_mig(&vv->mig);
+	show_backups(vv);
 }
 
 static json_t *show_json(const struct cl_vm_view *vv)
@@ -176,13 +198,18 @@ static json_t *show_json(const struct cl_vm_view *vv)
 	const char *st = ctl_vm_state(vv);
 
 	return json_pack(
-		"{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "name", vv->name, "state",
+		"{s:s, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "name", vv->name, "state",
 		st ? json_string(st) : json_null(), "spec",
 		vv->has_spec ? ctl_out_rec(cl_spec_json(&vv->spec)) : json_null(), "spec_rev",
 		(json_int_t)vv->spec_rev, "owner",
 		vv->has_owner ? ctl_out_rec(cl_owner_json(&vv->owner)) : json_null(), "status",
 		vv->has_status ? ctl_out_rec(cl_status_json(&vv->status)) : json_null(),
-		"migration", vv->has_mig ? ctl_out_rec(cl_migration_json(&vv->mig)) : json_null());
+		"migration", vv->has_mig ? ctl_out_rec(cl_migration_json(&vv->mig)) : json_null(),
+		"backup", vv->has_backup ? ctl_out_rec(cl_backup_json(&vv->backup)) : json_null(),
+		"schedule",
+		vv->has_schedule ? ctl_out_rec(cl_schedule_json(&vv->schedule)) : json_null(),
+		"restore",
+		vv->has_restore ? ctl_out_rec(cl_restore_json(&vv->restore)) : json_null());
 }
 
 int ctl_cmd_vm_show(struct ctl *c, int argc, char **argv)

@@ -136,6 +136,10 @@ static void test_cluster_backup(void)
 	CU_ASSERT_EQUAL(owner_of("vm1", NULL), 1 - node);
 	CU_ASSERT_TRUE(wait_heartbeats(1 - node, "vm1", 3));
 	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-restored", "vm1"));
+	rc = cmectl(&C, &out, &err, "vm", "show", "vm1", NULL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", "restore:   done from vm1"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", "backup:    done vm1/"));
+	cluster_expect_ok("vm show", rc, out, err);
 	uint64_t first = 0, now = 0;
 
 	last_seq(1 - node, "vm1", &now, &first);
