@@ -43,9 +43,11 @@ struct backup {
 	struct backup_progress prog; /* under lock */
 	atomic_bool cancel, finished;
 	struct store_manifest m;
-	unsigned nslots;
-	uint64_t *bitmap[2]; /* per slot: pages dirtied since the last round */
-	uint8_t *buf;	     /* RING_BYTES: chunks are copied into it in turn */
+	unsigned nslots, nsrc;	   /* areas 0..nslots-1: RAM slots; then nsrc - nslots disks */
+	int disk[STORE_AREAS_MAX]; /* area a's disk index, -1 for RAM */
+	/* per area: what changed since the last round — pages (RAM) or chunks (a disk) */
+	uint64_t *bitmap[STORE_AREAS_MAX];
+	uint8_t *buf; /* RING_BYTES: chunks are copied into it in turn */
 	size_t ring_at;
 	uint64_t copy_ns, copy_bytes; /* memcpy's speed here, for planning the pause */
 	uint64_t read_bytes;
@@ -56,6 +58,7 @@ struct backup {
 	uint8_t *held_mem; /* touched before the pause: the pause only copies */
 	uint64_t held_cap; /* chunks it has room for */
 	bool paused_by_us, logging;
+	unsigned tracking; /* disks whose writes are tracked */
 	char err[512];
 };
 
@@ -121,20 +124,37 @@ static int put_chunk(struct backup *b, unsigned a, uint64_t idx, const void *dat
 	return 0;
 }
 
-/* Copy chunk idx of RAM slot a out of the running guest (its dirty bit was cleared before,
- * so a write during the copy is seen next round), then store it. timed: a dirty chunk,
- * whose copy tells how long the pause's copies will take. */
+/* Chunk idx of area a as it is now: out of guest RAM, or read from the disk's image. */
+static int read_src(struct backup *b, unsigned a, uint64_t idx, uint8_t *to, size_t len)
+{
+	uint64_t off = idx * b->m.chunk_size;
+	struct vm_slot s;
+	int rc;
+
+	if (b->disk[a] < 0) {
+		vm_get_slot(b->vm, a, &s);
+		memcpy(to, s.hva + off, len);
+		return 0;
+	}
+	rc = vm_disk_pread(b->vm, (unsigned)b->disk[a], to, len, off);
+	return rc ? failf(b, rc, "reading %s at byte %llu: %s", b->m.areas[a].name,
+			  (unsigned long long)off, strerror(-rc))
+		  : 0;
+}
+
+/* Copy chunk idx of area a out of the running guest (its dirty bit was cleared before, so
+ * a write during the copy is seen next round), then store it. timed: a dirty chunk, whose
+ * copy tells how long the pause's copies will take. */
 static int copy_chunk(struct backup *b, unsigned a, uint64_t idx, bool timed)
 {
-	struct vm_slot s;
 	size_t len = chunk_len(&b->m.areas[a], idx, b->m.chunk_size);
 	uint64_t t0 = now_ns();
-
 	uint8_t *to = b->buf + b->ring_at;
+	int rc;
 
 	b->ring_at = (b->ring_at + b->m.chunk_size) % RING_BYTES;
-	vm_get_slot(b->vm, a, &s);
-	memcpy(to, s.hva + idx * b->m.chunk_size, len);
+	if ((rc = read_src(b, a, idx, to, len)))
+		return rc;
 	if (timed) {
 		b->copy_ns += now_ns() - t0;
 		b->copy_bytes += len;
@@ -143,10 +163,13 @@ static int copy_chunk(struct backup *b, unsigned a, uint64_t idx, bool timed)
 	return put_chunk(b, a, idx, to, len);
 }
 
-/* Words of slot a's bitmap: whole chunks' worth (a slot may end inside its last chunk). */
+/* Words of area a's bitmap: a bit per page of whole chunks (a slot may end inside its last
+ * chunk) for RAM, a bit per chunk for a disk. */
 static size_t bm_words(const struct backup *b, unsigned a)
 {
-	return (b->m.areas[a].nchunks * (b->m.chunk_size / PAGE) + 63) / 64;
+	uint64_t per = b->disk[a] < 0 ? b->m.chunk_size / PAGE : 1;
+
+	return (b->m.areas[a].nchunks * per + 63) / 64;
 }
 
 static bool chunk_dirty(const uint64_t *bm, uint64_t idx, uint32_t cs)
@@ -162,6 +185,13 @@ static bool chunk_dirty(const uint64_t *bm, uint64_t idx, uint32_t cs)
 			return true;
 	}
 	return false;
+}
+
+static bool area_dirty(const struct backup *b, unsigned a, uint64_t idx)
+{
+	if (b->disk[a] < 0)
+		return chunk_dirty(b->bitmap[a], idx, b->m.chunk_size);
+	return b->bitmap[a][idx / 64] >> (idx % 64) & 1;
 }
 
 /* Get and clear the dirty log into the bitmaps (OR-ed into what they hold). */
@@ -185,13 +215,18 @@ static int fetch_dirty(struct backup *b, uint64_t *dirty_chunks)
 		for (uint64_t i = 0; !rc && i < b->m.areas[a].nchunks; i++)
 			*dirty_chunks += chunk_dirty(b->bitmap[a], i, b->m.chunk_size);
 	}
+	for (unsigned a = b->nslots; !rc && a < b->nsrc; a++) {
+		rc = vm_disk_track_fetch(b->vm, (unsigned)b->disk[a], b->bitmap[a], bm_words(b, a));
+		for (uint64_t i = 0; !rc && i < b->m.areas[a].nchunks; i++)
+			*dirty_chunks += area_dirty(b, a, i);
+	}
 	return rc ? failf(b, rc, "reading the dirty log: %s", strerror(-rc)) : 0;
 }
 
 /* One round: every chunk (round 0) or the dirty ones. */
 static int copy_round(struct backup *b, bool all)
 {
-	for (unsigned a = 0; a < b->nslots; a++) {
+	for (unsigned a = 0; a < b->nsrc; a++) {
 		const struct store_area *ar = &b->m.areas[a];
 
 		for (uint64_t i = 0; i < ar->nchunks; i++) {
@@ -199,7 +234,7 @@ static int copy_round(struct backup *b, bool all)
 
 			if (atomic_load(&b->cancel))
 				return failf(b, -ECANCELED, "cancelled");
-			if (!all && !chunk_dirty(b->bitmap[a], i, b->m.chunk_size))
+			if (!all && !area_dirty(b, a, i))
 				continue;
 			rc = copy_chunk(b, a, i, !all);
 			if (rc)
@@ -235,15 +270,13 @@ static int hold_prepare(struct backup *b, uint64_t nchunks)
 static int hold_dirty(struct backup *b)
 {
 	uint32_t cs = b->m.chunk_size;
-	struct vm_slot s;
 	int rc = 0;
 
-	for (unsigned a = 0; !rc && a < b->nslots; a++) {
-		vm_get_slot(b->vm, a, &s);
+	for (unsigned a = 0; !rc && a < b->nsrc; a++) {
 		for (uint64_t i = 0; !rc && i < b->m.areas[a].nchunks; i++) {
 			struct held *h = &b->held[b->nheld];
 
-			if (!chunk_dirty(b->bitmap[a], i, cs))
+			if (!area_dirty(b, a, i))
 				continue;
 			if (b->nheld == b->held_cap) {
 				rc = copy_chunk(b, a, i, false);
@@ -253,7 +286,7 @@ static int hold_dirty(struct backup *b)
 			h->idx = i;
 			h->len = chunk_len(&b->m.areas[a], i, cs);
 			h->data = b->held_mem + b->nheld * cs;
-			memcpy(h->data, s.hva + i * cs, h->len);
+			rc = read_src(b, a, i, h->data, h->len);
 			b->read_bytes += h->len;
 			b->nheld++;
 		}
@@ -337,13 +370,33 @@ static int run_rounds(struct backup *b)
 	return rc ? rc : hold_prepare(b, dirty);
 }
 
+/* Disk writes recorded from now on, chunk by chunk (with the dirty log, before round 0). */
+static int track_disks(struct backup *b)
+{
+	int rc = 0;
+
+	for (unsigned a = b->nslots; !rc && a < b->nsrc; a++)
+		if (!(rc = vm_disk_track_start(b->vm, (unsigned)b->disk[a], b->m.chunk_size)))
+			b->tracking++;
+	return rc;
+}
+
+/* The dirty log and the disks' tracking off (what was started). */
+static void untrack(struct backup *b)
+{
+	for (unsigned a = b->nslots; a < b->nslots + b->tracking; a++)
+		vm_disk_track_stop(b->vm, (unsigned)b->disk[a]);
+	b->tracking = 0;
+	if (b->logging && vm_dirty_log_stop(b->vm))
+		log_warn(SUB, "vm=%s: dirty logging did not stop", b->name);
+	b->logging = false;
+}
+
 static void finish(struct backup *b, int rc, uint64_t t0)
 {
 	struct backup_stats *s = &b->prog.stats;
 
-	if (b->logging && vm_dirty_log_stop(b->vm))
-		log_warn(SUB, "vm=%s: dirty logging did not stop", b->name);
-	b->logging = false;
+	untrack(b);
 	b->m.total_ms = (now_ns() - t0) / 1000000;
 	b->m.stored_bytes = b->read_bytes;
 	if (!rc)
@@ -417,11 +470,28 @@ static int manifest_init(struct backup *b, struct vm *vm)
 	for (unsigned a = 0; !rc && a < b->nslots; a++) {
 		vm_get_slot(vm, a, &s);
 		snprintf(name, sizeof(name), "ram%u", a);
+		b->disk[a] = -1;
 		rc = store_area_add(&b->m, name, s.gpa, s.size);
 		b->bitmap[a] = rc ? NULL : calloc(bm_words(b, a), sizeof(uint64_t));
 		if (!rc && !b->bitmap[a])
 			rc = -ENOMEM;
 	}
+	/* Every writable disk (read-only ones are given again on restore, unchanged). */
+	for (unsigned i = 0; !rc && i < info.nr_disks; i++) {
+		uint64_t bytes = 0;
+		bool ro = true;
+		unsigned a = b->m.nareas;
+
+		if (vm_disk_info(vm, i, &bytes, &ro) || ro)
+			continue;
+		snprintf(name, sizeof(name), "disk%u", i);
+		rc = a + 1 >= STORE_AREAS_MAX ? -E2BIG : store_area_add(&b->m, name, 0, bytes);
+		b->disk[a] = (int)i;
+		b->bitmap[a] = rc ? NULL : calloc(bm_words(b, a), sizeof(uint64_t));
+		if (!rc && !b->bitmap[a])
+			rc = -ENOMEM;
+	}
+	b->nsrc = b->m.nareas;
 	b->buf = rc || b->m.chunk_size > RING_BYTES ? NULL : malloc(RING_BYTES);
 	return rc ? rc : b->buf ? 0 : -ENOMEM;
 }
@@ -445,7 +515,6 @@ int backup_start(struct vm *vm, const struct backup_params *p, struct backup **o
 		 size_t len)
 {
 	struct backup *b = calloc(1, sizeof(*b));
-	struct vm_info info;
 	int rc;
 
 	*out = NULL;
@@ -462,19 +531,6 @@ int backup_start(struct vm *vm, const struct backup_params *p, struct backup **o
 		backup_release(b);
 		return -EINVAL;
 	}
-	/* The guest's memory at the pause and a disk that went on being written would not
-	 * fit together: restored, the guest could wreck its file system. */
-	vm_get_info(vm, &info);
-	if (info.nr_rw_disks) {
-		snprintf(
-			err, len,
-			"the VM has %u writable disk%s, which a backup cannot hold yet (its memory "
-			"would not match the disk's later contents): only VMs without writable "
-			"disks",
-			info.nr_rw_disks, info.nr_rw_disks == 1 ? "" : "s");
-		backup_release(b);
-		return -ENOTSUP;
-	}
 	rc = store_open(p->store, p->key, &b->st, err, len);
 	if (!rc && vm_nr_slots(vm) > ARRAY_SIZE(b->bitmap))
 		rc = -ENOTSUP;
@@ -485,11 +541,15 @@ int backup_start(struct vm *vm, const struct backup_params *p, struct backup **o
 			 rc == -EALREADY ? "the dirty log is in use (a migration?): try later"
 					 : "cannot start dirty logging: %s",
 			 strerror(-rc));
+	if (!rc)
+		b->logging = true;
+	if (!rc && (rc = track_disks(b)))
+		snprintf(err, len, "cannot track the disks' writes: %s", strerror(-rc));
 	if (rc) {
+		untrack(b);
 		backup_release(b);
 		return rc == -EALREADY ? -EBUSY : rc;
 	}
-	b->logging = true;
 	rc = pthread_create(&b->thread, NULL, backup_thread, b);
 	if (rc) {
 		if (vm_dirty_log_stop(vm))

@@ -80,6 +80,57 @@ static int read_state(struct store *st, const struct store_manifest *m, uint8_t 
 	return rc;
 }
 
+/* Disk area a (named diskN) into the VM's disk N, whole: its image must be writable and
+ * of the backup's size. Disks are always restored eagerly, before the guest runs. */
+static int restore_disk(struct store *st, const struct store_area *a, struct vm *vm, uint32_t cs,
+			struct backup_restore_stats *rs, char *err, size_t len)
+{
+	unsigned idx = (unsigned)strtoul(a->name + 4, NULL, 10);
+	uint64_t bytes = 0;
+	bool ro = true;
+	uint8_t *buf;
+	int rc = 0;
+
+	if (vm_disk_info(vm, idx, &bytes, &ro) || ro || bytes != a->size)
+		return failf(err, len, -EINVAL,
+			     "the backup holds %s (%llu bytes): give the VM a writable --disk of "
+			     "that size as disk %u (its contents are replaced)",
+			     a->name, (unsigned long long)a->size, idx);
+	buf = malloc(cs);
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t i = 0; !rc && i < a->nchunks; i++) {
+		uint64_t off = i * cs;
+		size_t n = a->size - off < cs ? (size_t)(a->size - off) : cs;
+
+		if (store_id_is_zero(&a->chunks[i])) {
+			rc = vm_disk_pwrite(vm, idx, NULL, n, off);
+		} else if (!(rc = store_chunk_get(st, &a->chunks[i], buf, n, err, len))) {
+			rc = vm_disk_pwrite(vm, idx, buf, n, off);
+			rs->chunks++;
+			rs->bytes += n;
+		} else {
+			break; /* err says which chunk */
+		}
+		if (rc)
+			failf(err, len, rc, "writing %s at byte %llu: %s", a->name,
+			      (unsigned long long)off, strerror(-rc));
+	}
+	free(buf);
+	return rc;
+}
+
+static int restore_disks(struct store *st, const struct store_manifest *m, struct vm *vm,
+			 struct backup_restore_stats *rs, char *err, size_t len)
+{
+	int rc = 0;
+
+	for (unsigned a = 0; !rc && a < m->nareas; a++)
+		if (!strncmp(m->areas[a].name, "disk", 4))
+			rc = restore_disk(st, &m->areas[a], vm, m->chunk_size, rs, err, len);
+	return rc;
+}
+
 /* Memory then state (eager), or state with the memory coming in behind it (lazy: *st and
  * *m pass to *lazy). */
 static int load(struct store **st, struct store_manifest *m, struct vm *vm,
@@ -92,6 +143,8 @@ static int load(struct store **st, struct store_manifest *m, struct vm *vm,
 
 	if (!rc)
 		rc = read_state(*st, m, &state, &n, rs, err, len);
+	if (!rc)
+		rc = restore_disks(*st, m, vm, rs, err, len);
 	for (unsigned i = 0; !rc && !lazy && i < vm_nr_slots(vm); i++) {
 		vm_get_slot(vm, i, &s);
 		rc = read_area(*st, &m->areas[i], s.hva, m->chunk_size, rs, err, len);

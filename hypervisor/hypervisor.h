@@ -125,12 +125,11 @@ struct vm_info {
 	uint64_t mem_bytes;
 	unsigned nr_vcpus;
 	uint64_t tsc_khz;
-	uint64_t uptime_ns;   /* since vm_start() */
-	uint64_t paused_ns;   /* total time paused */
-	unsigned nr_disks;    /* virtio-blk disks */
-	unsigned nr_rw_disks; /* of them writable */
-	unsigned nr_nets;     /* virtio-net devices */
-	bool balloon;	      /* a virtio-balloon */
+	uint64_t uptime_ns; /* since vm_start() */
+	uint64_t paused_ns; /* total time paused */
+	unsigned nr_disks;  /* virtio-blk disks */
+	unsigned nr_nets;   /* virtio-net devices */
+	bool balloon;	    /* a virtio-balloon */
 	bool hugepages, ksm;
 	unsigned nr_pin; /* vCPUs 0..nr_pin-1 are pinned, to host CPU pin[i] */
 	int pin[VM_MAX_VCPUS];
@@ -259,6 +258,23 @@ enum vm_handoff {
  * images already released stay released; call RECLAIM). */
 int vm_devices_handoff(struct vm *vm, enum vm_handoff step, int timeout_ms, char *err,
 		       size_t errlen) CME_WUR;
+
+/* ---- disks for backups (backup/) ---------------------------------------------------- */
+
+/* Disk idx (its --disk order): its size in bytes and whether it is read-only. -ENOENT. */
+int vm_disk_info(struct vm *vm, unsigned idx, uint64_t *bytes, bool *ro) CME_WUR;
+/* Record which block-byte blocks (a multiple of 512) of disk idx the guest writes or
+ * discards, each once the request has completed, until vm_disk_track_stop. 0, -EALREADY,
+ * -ENOENT, -ENOMEM. */
+int vm_disk_track_start(struct vm *vm, unsigned idx, uint32_t block) CME_WUR;
+/* OR the blocks written since the last fetch into bitmap (words 64-bit words, at least
+ * ceil(blocks / 64)) and clear them. Thread-safe. 0, -EINVAL (not tracking), -ENOENT. */
+int vm_disk_track_fetch(struct vm *vm, unsigned idx, uint64_t *bitmap, size_t words) CME_WUR;
+void vm_disk_track_stop(struct vm *vm, unsigned idx);
+/* Read or write len bytes at off (whole sectors) of disk idx's image, from any thread;
+ * pwrite with buf NULL makes them zeros (a hole). 0, -EINVAL, -EROFS, -errno. */
+int vm_disk_pread(struct vm *vm, unsigned idx, void *buf, size_t len, uint64_t off) CME_WUR;
+int vm_disk_pwrite(struct vm *vm, unsigned idx, const void *buf, size_t len, uint64_t off) CME_WUR;
 
 /* ---- the memory balloon (--balloon) ------------------------------------------------- */
 

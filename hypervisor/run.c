@@ -160,9 +160,6 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
 	info->uptime_ns = vm->start_ns ? now - vm->start_ns : 0;
 	info->paused_ns = vm->paused_ns;
 	info->nr_disks = vm->cfg.nr_disks;
-	info->nr_rw_disks = 0;
-	for (unsigned i = 0; i < vm->cfg.nr_disks; i++)
-		info->nr_rw_disks += !vm->cfg.disks[i].ro;
 	info->balloon = vm->cfg.balloon;
 	info->nr_nets = vm->cfg.nr_nets;
 	info->hugepages = vm->cfg.hugepages;

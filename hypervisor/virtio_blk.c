@@ -52,6 +52,10 @@ struct blk {
 	bool unclaimed, released, epoch_due;
 	uint64_t sectors;
 	char id[ID_BYTES];
+	/* vm_disk_track_*: blocks of track_block bytes written since the last fetch (one bit
+	 * each, set once a write has completed; under the device's mu). NULL: off. */
+	uint64_t *track;
+	uint64_t track_block, track_words;
 };
 
 /* The owner epoch written on the image (its extended attribute), 0 when none. */
@@ -146,6 +150,7 @@ static void blk_close(struct virtio_dev *v)
 	struct blk *b = v->be_priv;
 
 	close(b->fd);
+	free(b->track);
 	free(b);
 	v->be_priv = NULL;
 }
@@ -215,6 +220,15 @@ static ssize_t bounced(struct blk *b, bool out, const struct iovec *iov, int n, 
 }
 
 /* Read or write the request's data at sector; a status byte. */
+/* A completed write of [off, off + len): its blocks are dirty for a backup that tracks. */
+static void track(struct blk *b, uint64_t off, uint64_t len)
+{
+	if (!b->track || !len)
+		return;
+	for (uint64_t i = off / b->track_block; i <= (off + len - 1) / b->track_block; i++)
+		b->track[i / 64] |= 1ull << (i % 64);
+}
+
 static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out, uint64_t sector,
 		     uint32_t *written)
 {
@@ -243,6 +257,8 @@ static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out
 	}
 	if (!out) /* into guest RAM behind KVM's back: a migration sends those pages again */
 		*written = (uint32_t)virtq_written(c, &v->mem, 0, bytes);
+	else
+		track(b, sector * SECTOR, bytes);
 	return S_OK;
 }
 
@@ -269,6 +285,7 @@ static uint8_t do_discard(struct virtio_dev *v, const struct virtq_chain *c)
 		if (r.num && fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				       (off_t)(r.sector * SECTOR), (off_t)r.num * SECTOR) < 0)
 			return errno == EOPNOTSUPP ? S_UNSUPP : S_IOERR;
+		track(b, r.sector * SECTOR, (uint64_t)r.num * SECTOR);
 	}
 	return S_OK;
 }
@@ -445,6 +462,143 @@ static int blk_handoff(struct vm_device *d, enum vm_handoff step, int timeout_ms
 		return 0;
 	}
 	return -EINVAL;
+}
+
+/* ---- disks for backups (hypervisor.h) ------------------------------------------------ */
+
+static struct virtio_dev *disk_dev(struct vm *vm, unsigned idx)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct virtio_dev *v = vm->devices[i]->priv;
+
+		if (vm->devices[i]->ops == &dev_virtio_blk_ops && v->index == idx && v->be_priv)
+			return v;
+	}
+	return NULL;
+}
+
+int vm_disk_info(struct vm *vm, unsigned idx, uint64_t *bytes, bool *ro)
+{
+	struct virtio_dev *v = disk_dev(vm, idx);
+	struct blk *b = v ? v->be_priv : NULL;
+
+	if (!b)
+		return -ENOENT;
+	*bytes = b->sectors * SECTOR;
+	*ro = b->ro;
+	return 0;
+}
+
+int vm_disk_track_start(struct vm *vm, unsigned idx, uint32_t block)
+{
+	struct virtio_dev *v = disk_dev(vm, idx);
+	struct blk *b = v ? v->be_priv : NULL;
+	int rc = 0;
+
+	if (!b || !block || (block % SECTOR))
+		return b ? -EINVAL : -ENOENT;
+	pthread_mutex_lock(&v->mu);
+	if (b->track) {
+		rc = -EALREADY;
+	} else {
+		b->track_block = block;
+		b->track_words = ((b->sectors * SECTOR + block - 1) / block + 63) / 64;
+		b->track = calloc(b->track_words ? b->track_words : 1, sizeof(uint64_t));
+		rc = b->track ? 0 : -ENOMEM;
+	}
+	pthread_mutex_unlock(&v->mu);
+	return rc;
+}
+
+int vm_disk_track_fetch(struct vm *vm, unsigned idx, uint64_t *bitmap, size_t words)
+{
+	struct virtio_dev *v = disk_dev(vm, idx);
+	struct blk *b = v ? v->be_priv : NULL;
+	int rc = 0;
+
+	if (!b)
+		return -ENOENT;
+	pthread_mutex_lock(&v->mu);
+	if (!b->track || words < b->track_words) {
+		rc = -EINVAL;
+	} else {
+		for (size_t w = 0; w < b->track_words; w++)
+			bitmap[w] |= b->track[w];
+		memset(b->track, 0, b->track_words * sizeof(uint64_t));
+	}
+	pthread_mutex_unlock(&v->mu);
+	return rc;
+}
+
+void vm_disk_track_stop(struct vm *vm, unsigned idx)
+{
+	struct virtio_dev *v = disk_dev(vm, idx);
+	struct blk *b = v ? v->be_priv : NULL;
+
+	if (!b)
+		return;
+	pthread_mutex_lock(&v->mu);
+	free(b->track);
+	b->track = NULL;
+	pthread_mutex_unlock(&v->mu);
+}
+
+/* An aligned bounce for an O_DIRECT image (offsets and lengths are whole sectors). */
+static int disk_io(struct blk *b, bool out, void *buf, size_t len, uint64_t off)
+{
+	void *bounce = buf;
+	ssize_t n;
+
+	if (b->direct && posix_memalign(&bounce, 4096, len ? len : 1))
+		return -ENOMEM;
+	if (out && bounce != buf)
+		memcpy(bounce, buf, len);
+	n = out ? pwrite(b->fd, bounce, len, (off_t)off) : pread(b->fd, bounce, len, (off_t)off);
+	if (!out && n == (ssize_t)len && bounce != buf)
+		memcpy(buf, bounce, len);
+	if (bounce != buf)
+		free(bounce);
+	return n == (ssize_t)len ? 0 : n < 0 ? -errno : -EIO;
+}
+
+int vm_disk_pread(struct vm *vm, unsigned idx, void *buf, size_t len, uint64_t off)
+{
+	struct virtio_dev *v = disk_dev(vm, idx);
+	struct blk *b = v ? v->be_priv : NULL;
+
+	if (!b)
+		return -ENOENT;
+	if (len % SECTOR || off % SECTOR || off > b->sectors * SECTOR ||
+	    len > b->sectors * SECTOR - off)
+		return -EINVAL;
+	return disk_io(b, false, buf, len, off);
+}
+
+int vm_disk_pwrite(struct vm *vm, unsigned idx, const void *buf, size_t len, uint64_t off)
+{
+	struct virtio_dev *v = disk_dev(vm, idx);
+	struct blk *b = v ? v->be_priv : NULL;
+
+	if (!b)
+		return -ENOENT;
+	if (b->ro)
+		return -EROFS;
+	if (len % SECTOR || off % SECTOR || off > b->sectors * SECTOR ||
+	    len > b->sectors * SECTOR - off)
+		return -EINVAL;
+	if (!buf) { /* zeros: a hole, or written out where the file system makes none */
+		void *zero;
+		int rc;
+
+		if (!fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			       (off_t)len))
+			return 0;
+		zero = calloc(1, len ? len : 1);
+		rc = zero ? disk_io(b, true, zero, len, off) : -ENOMEM;
+		free(zero);
+		return rc;
+	}
+	return disk_io(b, true, (void *)buf, len, off);
 }
 
 static int blk_create(struct vm_device *d)
