@@ -120,10 +120,10 @@ check-all: test
 # ---- fuzzing -------------------------------------------------------------------------
 # Each fuzz/fuzz_NAME.c linked with libFuzzer (clang, from Debian: installed here, not by
 # make deps), the modules built with clang's coverage and ASan+UBSan into build/fuzz/.
-FUZZ_TARGETS := records linux request proto config snapshot handlers stream
+FUZZ_TARGETS := records linux request proto config snapshot handlers stream store
 FUZZ_SECONDS ?= 60
 FUZZ_INC := -Ifuzz -Icommon -Iproto -I$(GEN)/proto -Ihypervisor -Icmd/cme-vmm -Icluster \
-	    -Iclusterd -Ietcd -Iha -Inet -Imigrate
+	    -Iclusterd -Ietcd -Iha -Inet -Imigrate -Istore -Ibackup
 fuzz: deps
 	@sh mk/deps.sh clang
 	@$(MAKE) --no-print-directory FUZZ=1 fuzz-bin
@@ -132,13 +132,13 @@ fuzz: deps
 fuzz-bin: $(patsubst %,$(O)/fuzzers/%,$(FUZZ_TARGETS))
 FUZZ_OBJS := $(O)/obj/cmd/cme-vmm/api_proto.o $(VMM_API_OBJS) $(O)/obj/tests/unit/unit_vm.o
 $(O)/fuzzers/%: fuzz/fuzz_%.c fuzz/libfuzzer.c $(FUZZ_OBJS) \
-		$(call link_libs,clusterd cluster etcd ha migrate net hypervisor proto common) \
+		$(call link_libs,clusterd cluster etcd ha migrate backup store net hypervisor proto common) \
 		| $(proto_GENH)
 	@mkdir -p $(@D)
 	@echo "  FUZZ    $@"
 	@$(CC) $(CFLAGS) -fsanitize=fuzzer $(FUZZ_INC) -Itests/unit -DFUZZ_FN=fuzz_$* -o $@ \
 		fuzz/fuzz_$*.c fuzz/libfuzzer.c $(FUZZ_OBJS) \
-		$(call link_libs,clusterd cluster etcd ha migrate net hypervisor proto common) \
+		$(call link_libs,clusterd cluster etcd ha migrate backup store net hypervisor proto common) \
 		$(LDLIBS)
 $(O)/obj/cmd/cme-vmm/api_proto.o: MOD_INC := -Icmd/cme-vmm -Imigrate -Inet -Ihypervisor \
 	-Iproto -I$(GEN)/proto -Icommon

@@ -127,15 +127,19 @@ static int area_parse(struct store_manifest *m, json_t *j)
 	json_int_t base = 0, size = 0;
 	struct store_area *a;
 	char one[STORE_ID_HEX + 1];
+	uint64_t nchunks;
 
 	if (json_unpack(j, "{s:s, s:I, s:I, s:s}", "name", &name, "base", &base, "size", &size,
 			"chunks", &hex) ||
-	    base < 0 || size < 0 || strlen(name) >= STORE_NAME_MAX ||
+	    base < 0 || size < 0 || strlen(name) >= STORE_NAME_MAX)
+		return -EBADMSG;
+	/* The chunk list must be there in full before anything is sized by the claim: a
+	 * manifest's own length (at most STORE_MANIFEST_MAX) then bounds every allocation. */
+	nchunks = (uint64_t)size / m->chunk_size + ((uint64_t)size % m->chunk_size != 0);
+	if (strlen(hex) / STORE_ID_HEX != nchunks || strlen(hex) % STORE_ID_HEX ||
 	    store_area_add(m, name, (uint64_t)base, (uint64_t)size))
 		return -EBADMSG;
 	a = &m->areas[m->nareas - 1];
-	if (strlen(hex) != a->nchunks * STORE_ID_HEX)
-		return -EBADMSG;
 	for (uint64_t i = 0; i < a->nchunks; i++) {
 		memcpy(one, hex + i * STORE_ID_HEX, STORE_ID_HEX);
 		one[STORE_ID_HEX] = 0;
@@ -242,7 +246,7 @@ int store_manifest_read(struct store *s, const char *vm, const char *id, struct 
 		j = json_loadb((const char *)plain, pn, 0, NULL);
 		rc = j ? manifest_parse(j, m) : -EBADMSG;
 	}
-	if (!rc && (strcmp(m->vm, vm) || strcmp(m->id, id)))
+	if (!rc && (strcmp(m->vm, vm) || strcmp(m->id, id) || m->chunk_size != s->chunk_size))
 		rc = -EBADMSG;
 	json_decref(j);
 	free(plain);

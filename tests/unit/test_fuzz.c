@@ -15,7 +15,7 @@ static const struct {
 } targets[] = {
 	{ "records", fuzz_records },   { "linux", fuzz_linux },	  { "request", fuzz_request },
 	{ "proto", fuzz_proto },       { "config", fuzz_config }, { "snapshot", fuzz_snapshot },
-	{ "handlers", fuzz_handlers }, { "stream", fuzz_stream },
+	{ "handlers", fuzz_handlers }, { "stream", fuzz_stream }, { "store", fuzz_store },
 };
 
 /* Every file of dir through fn; returns how many. */
