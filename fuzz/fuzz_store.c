@@ -9,16 +9,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 static const uint8_t key[KEY_FILE_BYTES] = { 1, 2, 3 };
+static char dir[64];
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(path) < 0 ? 0 : 0;
+}
+
+/* The store's folder goes with the process (make test replays in the unit runner). */
+static void remove_store(void)
+{
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* One store for the whole run, in a folder of its own. */
 static struct store *fuzz_store_get(void)
 {
 	static struct store *s;
-	static char dir[64];
 	char err[512];
 
 	if (s)
@@ -26,6 +41,7 @@ static struct store *fuzz_store_get(void)
 	snprintf(dir, sizeof(dir), "/tmp/cme-fuzz-store.%d", (int)getpid());
 	if (store_create(dir, key, 4096, err, sizeof(err)) && !strstr(err, "already"))
 		return NULL;
+	atexit(remove_store);
 	if (store_open(dir, key, &s, err, sizeof(err)))
 		s = NULL;
 	return s;
@@ -33,16 +49,16 @@ static struct store *fuzz_store_get(void)
 
 static void meta(struct store *s, const uint8_t *data, size_t size)
 {
-	char dir[96], path[128], err[512];
+	char mdir[96], path[128], err[512];
 	struct store *o = NULL;
 
-	snprintf(dir, sizeof(dir), "%s/meta", store_dir(s));
-	mkdir(dir, 0700);
-	snprintf(path, sizeof(path), "%s/store.json", dir);
+	snprintf(mdir, sizeof(mdir), "%s/meta", store_dir(s));
+	mkdir(mdir, 0700);
+	snprintf(path, sizeof(path), "%s/store.json", mdir);
 	unlink(path);
 	if (write_file_atomic(path, data, size))
 		return;
-	if (!store_open(dir, key, &o, err, sizeof(err)))
+	if (!store_open(mdir, key, &o, err, sizeof(err)))
 		store_close(o);
 }
 
