@@ -18,6 +18,8 @@
 /* Copies in the rounds go round a buffer this large, not one chunk's: a copy into memory
  * out of the caches and the TLB runs at the pause's speed, which is what it must predict. */
 #define RING_BYTES (64u << 20)
+/* The most the pause's copies may hold in the VMM's memory (beyond: written in the pause). */
+#define HOLD_MAX (1ull << 30)
 /* What a pause is planned with before copies of dirty chunks were timed: the first read of
  * pages the guest has just written costs far more than a plain memcpy (measured ~0.5 GB/s
  * on these hosts against 6 GB/s warm), and untouched memory read in round 0 says nothing
@@ -58,6 +60,7 @@ struct backup {
 	uint8_t *held_mem; /* touched before the pause: the pause only copies */
 	uint64_t held_cap; /* chunks it has room for */
 	bool paused_by_us, logging;
+	int store_lock;	   /* the store's, shared: prune collects nothing under a running backup */
 	unsigned tracking; /* disks whose writes are tracked */
 	char err[512];
 };
@@ -254,6 +257,10 @@ static int hold_prepare(struct backup *b, uint64_t nchunks)
 {
 	uint64_t cap = 2 * nchunks + 64;
 
+	/* At most HOLD_MAX: what is dirty beyond it is written in the pause itself. */
+	if (cap > HOLD_MAX / b->m.chunk_size)
+		cap = HOLD_MAX / b->m.chunk_size;
+
 	b->held = calloc(cap, sizeof(*b->held));
 	b->held_mem = malloc(cap * b->m.chunk_size);
 	if (!b->held || !b->held_mem)
@@ -355,6 +362,9 @@ static int run_rounds(struct backup *b)
 		uint64_t bpms = b->copy_ns ? b->copy_bytes * 1000000 / b->copy_ns : GUESS_COPY_BPMS;
 		uint64_t before = dirty;
 
+		if (!bpms) /* copies slower than a byte a millisecond (a stalled disk) */
+			bpms = 1;
+
 		set_phase(b, BACKUP_COPY, (unsigned)b->m.rounds);
 		rc = fetch_dirty(b, &dirty);
 		if (rc || dirty * b->m.chunk_size / bpms <= b->pause_ms ||
@@ -389,7 +399,7 @@ static void untrack(struct backup *b)
 	b->tracking = 0;
 	if (b->logging && vm_dirty_log_stop(b->vm))
 		log_warn(SUB, "vm=%s: dirty logging did not stop", b->name);
-	b->logging = false;
+	b->logging = false; /* tried: a second stop would not do better */
 }
 
 static void finish(struct backup *b, int rc, uint64_t t0)
@@ -401,6 +411,8 @@ static void finish(struct backup *b, int rc, uint64_t t0)
 	b->m.stored_bytes = b->read_bytes;
 	if (!rc)
 		rc = store_manifest_write(b->st, &b->m, b->err, sizeof(b->err));
+	store_unlock(b->store_lock);
+	b->store_lock = -1;
 	pthread_mutex_lock(&b->lock);
 	snprintf(s->id, sizeof(s->id), "%s", b->m.id);
 	snprintf(s->parent, sizeof(s->parent), "%s", b->m.parent);
@@ -498,6 +510,7 @@ static int manifest_init(struct backup *b, struct vm *vm)
 
 static void backup_release(struct backup *b)
 {
+	store_unlock(b->store_lock);
 	store_manifest_free(&b->m);
 	store_close(b->st);
 	for (unsigned a = 0; a < ARRAY_SIZE(b->bitmap); a++)
@@ -521,6 +534,7 @@ int backup_start(struct vm *vm, const struct backup_params *p, struct backup **o
 	if (!b)
 		return -ENOMEM;
 	pthread_mutex_init(&b->lock, NULL);
+	b->store_lock = -1;
 	b->vm = vm;
 	b->pause_ms = p->pause_ms ? p->pause_ms : DEFAULT_PAUSE;
 	b->max_rounds = p->max_rounds ? p->max_rounds : DEFAULT_ROUNDS;
@@ -532,6 +546,13 @@ int backup_start(struct vm *vm, const struct backup_params *p, struct backup **o
 		return -EINVAL;
 	}
 	rc = store_open(p->store, p->key, &b->st, err, len);
+	if (!rc && (b->store_lock = store_lock(b->st, false, false)) < 0) {
+		rc = b->store_lock;
+		snprintf(err, len,
+			 rc == -EBUSY ? "the store is being pruned: try again in a moment"
+				      : "the store's lock: %s",
+			 strerror(-rc));
+	}
 	if (!rc && vm_nr_slots(vm) > ARRAY_SIZE(b->bitmap))
 		rc = -ENOTSUP;
 	if (!rc && (rc = manifest_init(b, vm)))
@@ -552,8 +573,7 @@ int backup_start(struct vm *vm, const struct backup_params *p, struct backup **o
 	}
 	rc = pthread_create(&b->thread, NULL, backup_thread, b);
 	if (rc) {
-		if (vm_dirty_log_stop(vm))
-			log_warn(SUB, "vm=%s: dirty logging did not stop", b->name);
+		untrack(b);
 		backup_release(b);
 		snprintf(err, len, "cannot start the backup's thread: %s", strerror(rc));
 		return -rc;

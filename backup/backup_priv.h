@@ -11,4 +11,7 @@
 int lazy_begin(struct vm *vm, struct store *st, struct store_manifest *m, struct backup_lazy **out,
 	       char *err, size_t len) CME_WUR;
 
+/* The store's shared lock (store_lock), released once every chunk is in. */
+void lazy_hold_lock(struct backup_lazy *lz, int fd);
+
 #endif

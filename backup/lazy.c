@@ -39,16 +39,23 @@ struct backup_lazy {
 	bool threads;
 	atomic_bool stop; /* the prefetch thread: end now */
 	atomic_bool failed;
+	pthread_mutex_t err_mu; /* err, written once by the first failure */
 	char err[512];
+	int store_lock; /* the store's, shared, until every chunk is in */
 	uint64_t t0_ns;
 	atomic_uint_fast64_t done_ms, faults;
 };
 
 static void lazy_fail(struct backup_lazy *lz, const char *why)
 {
-	if (atomic_exchange(&lz->failed, true))
+	pthread_mutex_lock(&lz->err_mu);
+	if (atomic_load(&lz->failed)) {
+		pthread_mutex_unlock(&lz->err_mu);
 		return;
+	}
 	snprintf(lz->err, sizeof(lz->err), "%s", why);
+	atomic_store(&lz->failed, true);
+	pthread_mutex_unlock(&lz->err_mu);
 	log_err(SUB, "lazy restore: %s: the VM ends (its memory would be wrong)", why);
 	vm_request_stop(lz->vm);
 }
@@ -141,6 +148,8 @@ static void *fault_main(void *arg)
 	struct uffd_msg msg[16];
 
 	sandbox_enter(SANDBOX_CONTROL); /* it reads the store's files */
+	if (!buf)
+		lazy_fail(lz, "no memory for the fault thread");
 	while (buf && !atomic_load(&lz->failed)) {
 		struct pollfd p[2] = { { lz->uffd, POLLIN, 0 }, { lz->stop_fd, POLLIN, 0 } };
 		ssize_t got;
@@ -165,6 +174,8 @@ static void *fetch_main(void *arg)
 	uint8_t *buf = malloc(lz->m.chunk_size);
 
 	sandbox_enter(SANDBOX_CONTROL);
+	if (!buf)
+		lazy_fail(lz, "no memory for the prefetch thread");
 	for (unsigned a = 0; buf && a < lz->nslots && !atomic_load(&lz->failed); a++)
 		for (uint64_t i = 0; i < lz->m.areas[a].nchunks && !atomic_load(&lz->failed); i++) {
 			if (atomic_load(&lz->stop))
@@ -186,6 +197,8 @@ static void *fetch_main(void *arg)
 		log_info(SUB, "lazy restore: all memory in after %llu ms (%llu chunks on a fault)",
 			 (unsigned long long)atomic_load(&lz->done_ms),
 			 (unsigned long long)atomic_load(&lz->faults));
+		store_unlock(lz->store_lock); /* prune may collect again */
+		lz->store_lock = -1;
 	}
 out:
 	eventfd_write(lz->stop_fd, 1); /* the fault thread ends too */
@@ -203,6 +216,8 @@ int lazy_begin(struct vm *vm, struct store *st, struct store_manifest *m, struct
 	*out = NULL;
 	if (!lz)
 		return -ENOMEM;
+	pthread_mutex_init(&lz->err_mu, NULL);
+	lz->store_lock = -1;
 	lz->vm = vm;
 	lz->st = st;
 	lz->m = *m; /* the areas' chunks are ours now */
@@ -258,6 +273,8 @@ void backup_lazy_free(struct backup_lazy *lz)
 		close(lz->uffd);
 	if (lz->stop_fd >= 0)
 		close(lz->stop_fd);
+	store_unlock(lz->store_lock);
+	pthread_mutex_destroy(&lz->err_mu);
 	for (unsigned a = 0; a < 2; a++)
 		free((void *)lz->state[a]);
 	store_manifest_free(&lz->m);
@@ -267,10 +284,21 @@ void backup_lazy_free(struct backup_lazy *lz)
 
 bool backup_lazy_error(struct backup_lazy *lz, char *buf, size_t len)
 {
-	if (!lz || !atomic_load(&lz->failed))
+	bool failed;
+
+	if (!lz)
 		return false;
-	snprintf(buf, len, "%s", lz->err);
-	return true;
+	pthread_mutex_lock(&lz->err_mu);
+	failed = atomic_load(&lz->failed);
+	if (failed)
+		snprintf(buf, len, "%s", lz->err);
+	pthread_mutex_unlock(&lz->err_mu);
+	return failed;
+}
+
+void lazy_hold_lock(struct backup_lazy *lz, int fd)
+{
+	lz->store_lock = fd;
 }
 
 uint64_t backup_lazy_done_ms(struct backup_lazy *lz)

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define STATE_MAX (64u << 20) /* a VM state is tens of KiB; a snapshot allows 64 MiB */
+
 static int failf(char *err, size_t len, int rc, const char *fmt, ...) CME_PRINTF(4, 5);
 static int failf(char *err, size_t len, int rc, const char *fmt, ...)
 {
@@ -19,24 +21,29 @@ static int failf(char *err, size_t len, int rc, const char *fmt, ...)
 	return rc;
 }
 
-/* The backup's RAM areas must be the new VM's slots, one for one. */
+/* The backup's RAM areas must be the new VM's slots, one for one, first and in order
+ * (restore and lazy.c use area i for slot i), and its state small. */
 static int check_layout(struct vm *vm, const struct store_manifest *m, char *err, size_t len)
 {
+	const struct store_area *a;
 	struct vm_slot s;
 	unsigned n = vm_nr_slots(vm);
 
 	for (unsigned i = 0; i < n; i++) {
 		char name[16];
-		const struct store_area *a;
 
 		snprintf(name, sizeof(name), "ram%u", i);
-		a = store_area_find(m, name);
+		a = i < m->nareas ? &m->areas[i] : NULL;
 		vm_get_slot(vm, i, &s);
-		if (!a || a->base != s.gpa || a->size != s.size)
+		if (!a || strcmp(a->name, name) || a->base != s.gpa || a->size != s.size)
 			return failf(err, len, -EINVAL,
 				     "backup %s/%s does not match the VM's memory layout (%s)",
 				     m->vm, m->id, name);
 	}
+	a = store_area_find(m, "state");
+	if (a && a->size > STATE_MAX)
+		return failf(err, len, -EBADMSG, "backup %s/%s has a VM state of %llu bytes", m->vm,
+			     m->id, (unsigned long long)a->size);
 	return 0;
 }
 
@@ -150,7 +157,8 @@ static int load(struct store **st, struct store_manifest *m, struct vm *vm,
 		rc = read_area(*st, &m->areas[i], s.hva, m->chunk_size, rs, err, len);
 	}
 	/* Lazy: registered, and its threads running, before the state is applied (loading
-	 * it may touch guest memory). */
+	 * it may touch guest memory). Huge pages are restored eagerly: userfaultfd would have
+	 * to fill them a huge page at a time. */
 	if (!rc && lazy && !(rc = lazy_begin(vm, *st, m, lazy, err, len)))
 		*st = NULL;
 	if (!rc)
@@ -167,6 +175,8 @@ static int restore_from(struct store **st, struct store_manifest *m, const struc
 	struct vm *vm = NULL;
 	int rc;
 
+	if (cfg->hugepages)
+		lazy = NULL;
 	if ((cfg->mem_bytes && cfg->mem_bytes != m->mem_bytes) ||
 	    (cfg->nr_vcpus && cfg->nr_vcpus != m->vcpus))
 		return failf(
@@ -202,13 +212,20 @@ int backup_restore(const char *dir, const uint8_t key[KEY_FILE_BYTES], const cha
 	struct store *s = NULL;
 	struct store_manifest m;
 	uint64_t t0 = now_ns();
-	int rc;
+	int rc, lock = -1;
 
 	memset(st, 0, sizeof(*st));
 	*out = NULL;
 	if (lazy)
 		*lazy = NULL;
 	rc = store_open(dir, key, &s, err, len);
+	if (!rc && (lock = store_lock(s, false, false)) < 0) {
+		rc = lock;
+		failf(err, len, rc,
+		      rc == -EBUSY ? "the store is being pruned: try again in a moment"
+				   : "the store's lock: %s",
+		      strerror(-rc));
+	}
 	if (!rc)
 		rc = store_ref_parse(s, ref, st->vm, st->id, err, len);
 	if (!rc)
@@ -217,6 +234,10 @@ int backup_restore(const char *dir, const uint8_t key[KEY_FILE_BYTES], const cha
 		rc = restore_from(&s, &m, cfg, out, st, lazy, err, len);
 		store_manifest_free(&m);
 	}
+	if (!rc && lazy && *lazy) /* held until its memory is all in */
+		lazy_hold_lock(*lazy, lock);
+	else
+		store_unlock(lock);
 	store_close(s);
 	st->ms = (now_ns() - t0) / 1000000;
 	return rc;

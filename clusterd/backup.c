@@ -6,7 +6,9 @@
 #include "store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,26 +150,81 @@ static void backup_begin(struct cd *cd, const struct cl_vm_view *vv, struct lvm 
 			 b.store[0] ? b.store : "(default)", cd->cfg->node);
 }
 
-/* After a scheduled backup: the VM's backups beyond keep go. */
+/* A prune in progress: one at a time, on a thread of its own — reading every manifest and
+ * walking every chunk of a large store (over NFS) takes longer than the main loop may. */
+struct prune_job {
+	struct cd *cd;
+	char vm[CL_NAME_MAX], dir[CL_PATH_MAX];
+	uint8_t key[KEY_FILE_BYTES];
+	unsigned keep;
+	uint64_t max_age_ms;
+};
+
+static pthread_t prune_thread;
+static atomic_bool prune_running, prune_joinable;
+
+static void *prune_main(void *arg)
+{
+	struct prune_job *j = arg;
+	struct store_prune_result r;
+	struct store *s = NULL;
+	char err[512];
+
+	if (store_open(j->dir, j->key, &s, err, sizeof(err)) ||
+	    store_prune(s, j->vm, j->keep, j->max_age_ms, PRUNE_GRACE_MS, &r, err, sizeof(err)))
+		cd_event(j->cd, j->vm, "backup-prune-failed", "pruning the backups of %s: %s",
+			 j->vm, err);
+	else if (r.backups_removed || r.chunks_removed)
+		cd_event(j->cd, j->vm, "backup-pruned",
+			 "pruned the backups of %s (keep %u, max age %llu s): %llu removed, %llu "
+			 "chunks freed%s",
+			 j->vm, j->keep, (unsigned long long)(j->max_age_ms / 1000),
+			 (unsigned long long)r.backups_removed,
+			 (unsigned long long)r.chunks_removed,
+			 r.gc_skipped ? " (chunks: next time, a backup held the store)" : "");
+	store_close(s);
+	sodium_memzero(j->key, sizeof(j->key));
+	free(j);
+	atomic_store(&prune_running, false);
+	return NULL;
+}
+
+/* Wait for the prune thread (daemon exit). */
+void cd_backups_stop(struct cd *cd)
+{
+	(void)cd;
+	if (atomic_exchange(&prune_joinable, false))
+		pthread_join(prune_thread, NULL);
+}
+
+/* After a scheduled backup: the VM's backups beyond keep (and max age) go, on the prune
+ * thread; while one runs, this one waits for the next backup. */
 static void backup_prune(struct cd *cd, const char *vm, struct cl_backup *b)
 {
-	struct store_prune_result r;
-	uint8_t key[KEY_FILE_BYTES];
-	char dir[CL_PATH_MAX], err[512];
-	struct store *s = NULL;
+	struct prune_job *j;
 
-	if ((!b->keep && !b->max_age_ms) || !store_of(cd, vm, b, dir, sizeof(dir), key))
+	if ((!b->keep && !b->max_age_ms) || atomic_load(&prune_running))
 		return;
-	if (store_open(dir, key, &s, err, sizeof(err)) ||
-	    store_prune(s, vm, b->keep, b->max_age_ms, PRUNE_GRACE_MS, &r, err, sizeof(err)))
-		cd_event(cd, vm, "backup-prune-failed", "pruning the backups of %s: %s", vm, err);
-	else if (r.backups_removed || r.chunks_removed)
-		cd_event(cd, vm, "backup-pruned",
-			 "kept the newest %u backups of %s: %llu removed, %llu chunks freed",
-			 b->keep, vm, (unsigned long long)r.backups_removed,
-			 (unsigned long long)r.chunks_removed);
-	sodium_memzero(key, sizeof(key));
-	store_close(s);
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	if (!store_of(cd, vm, b, j->dir, sizeof(j->dir), j->key)) {
+		free(j);
+		return;
+	}
+	j->cd = cd;
+	snprintf(j->vm, sizeof(j->vm), "%s", vm);
+	j->keep = b->keep;
+	j->max_age_ms = b->max_age_ms;
+	cd_backups_stop(cd); /* the last one, finished */
+	atomic_store(&prune_running, true);
+	if (pthread_create(&prune_thread, NULL, prune_main, j)) {
+		atomic_store(&prune_running, false);
+		sodium_memzero(j->key, sizeof(j->key));
+		free(j);
+		return;
+	}
+	atomic_store(&prune_joinable, true);
 }
 
 static void backup_done(struct cd *cd, const char *vm, struct cl_backup *b, json_t *st)

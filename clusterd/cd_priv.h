@@ -326,6 +326,8 @@ void cd_trust_sync(struct cd *cd, const struct cl_view *v);
 /* Run the backups vms/<vm>/backup asks of this node, start the schedules that are due,
  * and prune after scheduled ones. Main thread. */
 void cd_backups(struct cd *cd, const struct cl_view *v);
+/* Wait for a prune still running (daemon exit). */
+void cd_backups_stop(struct cd *cd);
 
 /* ---- pc_recover.c: a post-copy that broke after the switch ---- */
 /* The VM's post-copy runs or broke, the owner record names its target, and the source

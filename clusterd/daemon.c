@@ -389,6 +389,7 @@ int cd_run(const struct cd_config *c, const atomic_bool *stop, char *err, size_t
 		wait_wake(&cd, cd.fast_tick ? FAST_TICK_MS : TICK_MS);
 	}
 	cd_migrations_reap(&cd, true);
+	cd_backups_stop(&cd);
 	pthread_join(watch, NULL);
 out_fence:
 	cd_fence_wake(&cd);

@@ -247,6 +247,8 @@ static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out
 	done = b->direct && !aligned(iov, n) ? bounced(b, out, iov, n, bytes, sector)
 	       : out			     ? pwritev(b->fd, iov, n, (off_t)(sector * SECTOR))
 					     : preadv(b->fd, iov, n, (off_t)(sector * SECTOR));
+	if (out) /* even a failed or short write may have changed the image */
+		track(b, sector * SECTOR, bytes);
 	if (done != (ssize_t)bytes) {
 		if (!out && done > 0) /* what a short read did put in guest RAM */
 			virtq_written(c, &v->mem, 0, (size_t)done);
@@ -257,8 +259,6 @@ static uint8_t do_rw(struct virtio_dev *v, const struct virtq_chain *c, bool out
 	}
 	if (!out) /* into guest RAM behind KVM's back: a migration sends those pages again */
 		*written = (uint32_t)virtq_written(c, &v->mem, 0, bytes);
-	else
-		track(b, sector * SECTOR, bytes);
 	return S_OK;
 }
 
@@ -282,10 +282,16 @@ static uint8_t do_discard(struct virtio_dev *v, const struct virtq_chain *c)
 		if (r.flags || r.num > DISCARD_MAX_SECTORS || r.sector > b->sectors ||
 		    r.num > b->sectors - r.sector)
 			return r.flags ? S_UNSUPP : S_IOERR; /* flags: the unmap hint we lack */
-		if (r.num && fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				       (off_t)(r.sector * SECTOR), (off_t)r.num * SECTOR) < 0)
-			return errno == EOPNOTSUPP ? S_UNSUPP : S_IOERR;
+		int rc = r.num ? fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					   (off_t)(r.sector * SECTOR), (off_t)r.num * SECTOR)
+			       : 0;
+		int e = errno;
+
+		/* After the call, done or not: a backup reading the block before it ends must
+		 * read it again. */
 		track(b, r.sector * SECTOR, (uint64_t)r.num * SECTOR);
+		if (rc < 0)
+			return e == EOPNOTSUPP ? S_UNSUPP : S_IOERR;
 	}
 	return S_OK;
 }

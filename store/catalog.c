@@ -207,10 +207,15 @@ static int mark(struct store *s, struct store_id **ids, size_t *n, char *err, si
 			memcpy(*ids + *n, m.areas[a].chunks, add * sizeof(**ids));
 			*n += add;
 		}
-		if (!rc)
+		if (m.nareas) /* read (ENOMEM may come after) */
 			store_manifest_free(&m);
 	}
 	free(e);
+	if (rc) {
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+	}
 	if (!rc && *n)
 		qsort(*ids, *n, sizeof(**ids), id_cmp);
 	return rc;
@@ -256,10 +261,19 @@ static int gc(struct store *s, uint64_t grace_ms, struct store_prune_result *r, 
 	struct store_id *ids = NULL;
 	size_t n = 0;
 	char dir[16];
-	int rc = mark(s, &ids, &n, err, len);
+	int lock = store_lock(s, true, false), rc;
 
-	if (rc)
+	if (lock == -EBUSY) {
+		r->gc_skipped = true;
+		return 0;
+	}
+	if (lock < 0)
+		return fail(err, len, lock, "%s/.lock: %s", s->dir, strerror(-lock));
+	rc = mark(s, &ids, &n, err, len);
+	if (rc) {
+		store_unlock(lock);
 		return rc;
+	}
 	if (grace_ms == 0)
 		cutoff++; /* mtime has whole seconds here: "now" too is past */
 	for (unsigned i = 0; i < 256; i++) {
@@ -268,6 +282,7 @@ static int gc(struct store *s, uint64_t grace_ms, struct store_prune_result *r, 
 	}
 	sweep_dir(s, ".tmp", NULL, 0, false, cutoff, r);
 	free(ids);
+	store_unlock(lock);
 	return 0;
 }
 

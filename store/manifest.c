@@ -137,7 +137,7 @@ static int area_parse(struct store_manifest *m, json_t *j)
 	 * manifest's own length (at most STORE_MANIFEST_MAX) then bounds every allocation. */
 	nchunks = (uint64_t)size / m->chunk_size + ((uint64_t)size % m->chunk_size != 0);
 	if (strlen(hex) / STORE_ID_HEX != nchunks || strlen(hex) % STORE_ID_HEX ||
-	    store_area_add(m, name, (uint64_t)base, (uint64_t)size))
+	    store_area_find(m, name) || store_area_add(m, name, (uint64_t)base, (uint64_t)size))
 		return -EBADMSG;
 	a = &m->areas[m->nareas - 1];
 	for (uint64_t i = 0; i < a->nchunks; i++) {
@@ -203,6 +203,13 @@ int store_manifest_write(struct store *s, const struct store_manifest *m, char *
 	json_decref(j);
 	if (!text)
 		return fail(err, len, -ENOMEM, "out of memory writing a manifest");
+	if (strlen(text) + STORE_SEAL_OVERHEAD > STORE_MANIFEST_MAX) { /* it could not be read */
+		free(text);
+		return fail(err, len, -EFBIG,
+			    "backup %s/%s names too many chunks for one manifest (%u MiB at most): "
+			    "use a store with larger chunks",
+			    m->vm, m->id, STORE_MANIFEST_MAX >> 20);
+	}
 	snprintf(ad, sizeof(ad), "%s/%s", m->vm, m->id);
 	snprintf(path, sizeof(path), "backups/%s/%s", m->vm, m->id);
 	rc = store_seal(s, STORE_MANI_MAGIC, ad, strlen(ad), text, strlen(text), &sealed, &n);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -110,9 +111,12 @@ int store_create(const char *dir, const uint8_t key[KEY_FILE_BYTES], uint32_t ch
 	text = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
 	json_decref(j);
 	rc = text ? 0 : -ENOMEM;
-	if (!rc && (mkdirat(s->dirfd, "chunks", 0755) || mkdirat(s->dirfd, "backups", 0755)) &&
-	    errno != EEXIST)
+	if (!rc && mkdirat(s->dirfd, "chunks", 0755) && errno != EEXIST)
 		rc = -errno;
+	if (!rc && mkdirat(s->dirfd, "backups", 0755) && errno != EEXIST)
+		rc = -errno;
+	if (!rc)
+		rc = store_put_file(s, ".lock", "", 0, false, false);
 	if (!rc)
 		rc = store_put_file(s, "store.json", text, strlen(text), true, true);
 	free(text);
@@ -149,7 +153,7 @@ static int read_meta(struct store *s, const uint8_t key[KEY_FILE_BYTES], char *e
 	}
 	s->chunk_size = (uint32_t)cs;
 	key_check(key, check);
-	rc = sodium_memcmp(check, kc, 64) || strlen(kc) != 64 ? -EKEYREJECTED : 0;
+	rc = strlen(kc) != 64 || sodium_memcmp(check, kc, 64) ? -EKEYREJECTED : 0;
 	json_decref(j);
 	return rc ? fail(err, len, rc, "wrong key for the store in %s", s->dir) : 0;
 }
@@ -309,6 +313,30 @@ int store_get_file(struct store *s, const char *path, size_t max, uint8_t **out,
 	return 0;
 }
 
+int store_lock(struct store *s, bool exclusive, bool wait)
+{
+	/* Read-write for the exclusive lock: over NFS flock becomes a POSIX lock, which
+	 * needs it. store_create makes the file; a store without one gets it here. */
+	int fd = openat(s->dirfd, ".lock",
+			(exclusive ? O_RDWR : O_RDONLY) | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB))) {
+		int e = errno;
+
+		close(fd);
+		return e == EWOULDBLOCK ? -EBUSY : -e;
+	}
+	return fd;
+}
+
+void store_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
 int store_sync(struct store *s)
 {
 	return syncfs(s->dirfd) ? -errno : 0;
@@ -362,8 +390,8 @@ static bool chunk_present(struct store *s, const char *path, size_t len)
 	if (fstatat(s->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode) ||
 	    (uint64_t)st.st_size != STORE_SEAL_OVERHEAD + len)
 		return false;
-	utimensat(s->dirfd, path, NULL, AT_SYMLINK_NOFOLLOW);
-	return true;
+	/* Not touched (another user's file): written again, so that its time is fresh. */
+	return utimensat(s->dirfd, path, NULL, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 int store_chunk_put(struct store *s, const struct store_id *id, const void *data, size_t len,

@@ -67,6 +67,12 @@ int store_chunk_put(struct store *s, const struct store_id *id, const void *data
  * the chunk). Thread-safe. */
 int store_chunk_get(struct store *s, const struct store_id *id, void *buf, size_t len, char *err,
 		    size_t errlen) CME_WUR;
+/* The store's lock (STORE/.lock, flock): shared while a backup writes or a restore reads,
+ * exclusive while prune removes chunks — so a chunk a backup in progress found present is
+ * never collected under it. Returns the lock's descriptor (store_unlock releases it), or
+ * -EBUSY (not wait: taken the other way), -errno. */
+int store_lock(struct store *s, bool exclusive, bool wait) CME_WUR;
+void store_unlock(int fd);
 /* Everything written so far on stable storage (syncfs). 0 or -errno. */
 int store_sync(struct store *s) CME_WUR;
 
@@ -138,11 +144,13 @@ int store_verify(struct store *s, const struct store_manifest *m, struct store_v
 
 struct store_prune_result {
 	uint64_t backups_removed, chunks_removed, bytes_freed, chunks_kept;
+	bool gc_skipped; /* a backup or restore held the store: chunks are collected next time */
 };
 /* Keep the newest keep backups of vm (NULL: of each VM; keep 0: no limit by count) and
- * those younger than max_age_ms (0: no limit by age) — at least one always stays — then
- * remove chunks no manifest names, unless written or reused within grace_ms (a backup
- * may be running). 0 or -errno, reason in err. */
+ * those younger than max_age_ms (0: no limit by age) — at least one always stays — then,
+ * holding the store's lock exclusively (skipped, *r->gc_skipped, while a backup or
+ * restore holds it), remove chunks no manifest names, unless written or reused within
+ * grace_ms. 0 or -errno, reason in err. */
 int store_prune(struct store *s, const char *vm, unsigned keep, uint64_t max_age_ms,
 		uint64_t grace_ms, struct store_prune_result *r, char *err, size_t len) CME_WUR;
 

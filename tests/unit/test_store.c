@@ -278,7 +278,18 @@ static void test_prune(void)
 	if (n == 2)
 		CU_ASSERT_STRING_EQUAL(e[0].id, "20261207T110000.000Z");
 	free(e);
+	/* A backup or restore holds the store: nothing is collected under it. */
+	int lock = store_lock(s, false, false);
+
+	CU_ASSERT(lock >= 0);
+	CU_ASSERT_EQUAL(store_lock(s, true, false), -EBUSY);
 	CU_ASSERT_EQUAL(store_prune(s, NULL, 0, 0, 0, &r, err, sizeof(err)), 0);
+	CU_ASSERT_TRUE(r.gc_skipped);
+	CU_ASSERT_EQUAL(r.chunks_removed, 0);
+	CU_ASSERT_TRUE(exists(stray));
+	store_unlock(lock);
+	CU_ASSERT_EQUAL(store_prune(s, NULL, 0, 0, 0, &r, err, sizeof(err)), 0);
+	CU_ASSERT_FALSE(r.gc_skipped);
 	CU_ASSERT_EQUAL(r.backups_removed, 0);
 	CU_ASSERT_EQUAL(r.chunks_removed, 3); /* m[0]'s two and the stray one */
 	CU_ASSERT_EQUAL(r.chunks_kept, 4);
