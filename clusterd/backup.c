@@ -23,26 +23,15 @@
 static int backup_cas(struct cd *cd, const char *vm, struct cl_backup *b)
 {
 	struct etcd_err err = { "" };
-	bool swapped = false;
-	int64_t rev = 0;
 	char key[256];
-	char *json;
 	int rc;
 
 	b->updated_ms = wall_ms();
-	json = cl_backup_json(b);
-	if (!json)
-		return -ENOMEM;
 	cd_key(cd, key, sizeof(key), "vms", vm, "backup");
-	rc = etcd_cas_mod(cd->etcd, key, b->mod_rev, json, strlen(json), 0, &swapped, &rev, &err);
-	free(json);
-	if (rc) {
+	rc = cd_cas_json(cd, key, &b->mod_rev, cl_backup_json(b), &err);
+	if (rc < 0)
 		log_warn(SUB, "vm=%s backup=%s: update to %s: %s", vm, b->id, b->phase, err.msg);
-		return rc;
-	}
-	if (swapped)
-		b->mod_rev = rev;
-	return swapped ? 1 : 0;
+	return rc;
 }
 
 static void backup_fail(struct cd *cd, const char *vm, struct cl_backup *b, const char *fmt, ...)

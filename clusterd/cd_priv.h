@@ -182,6 +182,11 @@ int cd_owner_take(struct cd *cd, const struct cl_vm_view *vv, const char *node, 
  * records (and, with lost, that nodes/<lost> is still absent): nothing the target or the
  * leader decided on since can be overtaken. 1 moved, 0 lost the race, -errno. */
 int cd_owner_take_back(struct cd *cd, const struct cl_vm_view *vv, const char *lost) CME_WUR;
+/* Put json (freed here; NULL: -ENOMEM) under key if its mod_revision is still *mod_rev
+ * (0: only if absent); *mod_rev becomes the new one. 1 swapped, 0 lost the race, -errno
+ * with the reason in err. */
+int cd_cas_json(struct cd *cd, const char *key, int64_t *mod_rev, char *json,
+		struct etcd_err *err) CME_WUR;
 /* Compare-and-swap a migration record (m->mod_rev is the expected revision and is
  * updated on success). Returns 1 swapped, 0 lost the race, -errno. */
 int cd_mig_cas(struct cd *cd, struct cl_migration *m) CME_WUR;

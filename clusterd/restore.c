@@ -15,24 +15,15 @@
 static int restore_cas(struct cd *cd, const char *vm, struct cl_restore *r)
 {
 	struct etcd_err err = { "" };
-	bool swapped = false;
-	int64_t rev = 0;
 	char key[256];
-	char *json;
 	int rc;
 
 	r->updated_ms = wall_ms();
-	json = cl_restore_json(r);
-	if (!json)
-		return -ENOMEM;
 	cd_key(cd, key, sizeof(key), "vms", vm, "restore");
-	rc = etcd_cas_mod(cd->etcd, key, r->mod_rev, json, strlen(json), 0, &swapped, &rev, &err);
-	free(json);
-	if (rc)
+	rc = cd_cas_json(cd, key, &r->mod_rev, cl_restore_json(r), &err);
+	if (rc < 0)
 		log_warn(SUB, "vm=%s restore=%s: update to %s: %s", vm, r->id, r->phase, err.msg);
-	if (!rc && swapped)
-		r->mod_rev = rev;
-	return rc ? rc : swapped ? 1 : 0;
+	return rc;
 }
 
 static void restore_fail(struct cd *cd, const char *vm, struct cl_restore *r, const char *why)

@@ -128,29 +128,35 @@ int cd_owner_take_back(struct cd *cd, const struct cl_vm_view *vv, const char *l
 	return owner_write(cd, vv, vv->mig.source, vv->owner.epoch + 1, lost, &m);
 }
 
-int cd_mig_cas(struct cd *cd, struct cl_migration *m)
+int cd_cas_json(struct cd *cd, const char *key, int64_t *mod_rev, char *json, struct etcd_err *err)
 {
-	struct etcd_err err = { "" };
-	char key[256];
-	char *json;
 	bool swapped = false;
 	int64_t rev = 0;
 	int rc;
 
-	m->updated_ms = wall_ms();
-	json = cl_migration_json(m);
 	if (!json)
 		return -ENOMEM;
-	cd_key(cd, key, sizeof(key), "migrations", m->vm, NULL);
-	rc = etcd_cas_mod(cd->etcd, key, m->mod_rev, json, strlen(json), 0, &swapped, &rev, &err);
+	rc = etcd_cas_mod(cd->etcd, key, *mod_rev, json, strlen(json), 0, &swapped, &rev, err);
 	free(json);
-	if (rc) {
-		log_warn(SUB, "vm=%s mig=%s: update to %s: %s", m->vm, m->id, m->phase, err.msg);
+	if (rc)
 		return rc;
-	}
 	if (swapped)
-		m->mod_rev = rev;
+		*mod_rev = rev;
 	return swapped ? 1 : 0;
+}
+
+int cd_mig_cas(struct cd *cd, struct cl_migration *m)
+{
+	struct etcd_err err = { "" };
+	char key[256];
+	int rc;
+
+	m->updated_ms = wall_ms();
+	cd_key(cd, key, sizeof(key), "migrations", m->vm, NULL);
+	rc = cd_cas_json(cd, key, &m->mod_rev, cl_migration_json(m), &err);
+	if (rc < 0)
+		log_warn(SUB, "vm=%s mig=%s: update to %s: %s", m->vm, m->id, m->phase, err.msg);
+	return rc;
 }
 
 void cd_event(struct cd *cd, const char *vm, const char *kind, const char *fmt, ...)

@@ -11,17 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int fail(char *err, size_t len, int rc, const char *fmt, ...) CME_PRINTF(4, 5);
-static int fail(char *err, size_t len, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
 static DIR *open_dir(struct store *s, const char *path)
 {
 	int fd = openat(s->dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -86,7 +75,7 @@ int store_list(struct store *s, const char *vm, struct store_entry **out, size_t
 	*n = 0;
 	if (vm) {
 		if (!store_name_ok(vm))
-			return fail(err, len, -EINVAL, "\"%s\" cannot name a VM", vm);
+			return store_fail(err, len, -EINVAL, "\"%s\" cannot name a VM", vm);
 		rc = list_vm(s, vm, out, n, &cap);
 	} else if (!(d = open_dir(s, "backups"))) {
 		rc = -errno;
@@ -100,7 +89,7 @@ int store_list(struct store *s, const char *vm, struct store_entry **out, size_t
 		free(*out);
 		*out = NULL;
 		*n = 0;
-		return fail(err, len, rc, "listing %s: %s", s->dir, strerror(-rc));
+		return store_fail(err, len, rc, "listing %s: %s", s->dir, strerror(-rc));
 	}
 	if (*n)
 		qsort(*out, *n, sizeof(**out), entry_cmp);
@@ -117,18 +106,19 @@ int store_ref_parse(struct store *s, const char *ref, char vm[STORE_NAME_MAX],
 
 	if (slash) {
 		if ((size_t)(slash - ref) >= STORE_NAME_MAX || strlen(slash + 1) >= STORE_NAME_MAX)
-			return fail(err, len, -EINVAL, "\"%s\" cannot name a backup", ref);
+			return store_fail(err, len, -EINVAL, "\"%s\" cannot name a backup", ref);
 		snprintf(vm, STORE_NAME_MAX, "%.*s", (int)(slash - ref), ref);
 		snprintf(id, STORE_NAME_MAX, "%s", slash + 1);
 		return store_name_ok(vm) && store_name_ok(id)
 			       ? 0
-			       : fail(err, len, -EINVAL, "\"%s\" cannot name a backup", ref);
+			       : store_fail(err, len, -EINVAL, "\"%s\" cannot name a backup", ref);
 	}
 	if (!store_name_ok(ref))
-		return fail(err, len, -EINVAL, "\"%s\" cannot name a backup (VM or VM/ID)", ref);
+		return store_fail(err, len, -EINVAL, "\"%s\" cannot name a backup (VM or VM/ID)",
+				  ref);
 	rc = store_list(s, ref, &e, &n, err, len);
 	if (!rc && !n)
-		rc = fail(err, len, -ENOENT, "no backup of %s in %s", ref, s->dir);
+		rc = store_fail(err, len, -ENOENT, "no backup of %s in %s", ref, s->dir);
 	if (!rc) {
 		snprintf(vm, STORE_NAME_MAX, "%s", e[n - 1].vm);
 		snprintf(id, STORE_NAME_MAX, "%s", e[n - 1].id);
@@ -268,7 +258,7 @@ static int gc(struct store *s, uint64_t grace_ms, struct store_prune_result *r, 
 		return 0;
 	}
 	if (lock < 0)
-		return fail(err, len, lock, "%s/.lock: %s", s->dir, strerror(-lock));
+		return store_fail(err, len, lock, "%s/.lock: %s", s->dir, strerror(-lock));
 	rc = mark(s, &ids, &n, err, len);
 	if (rc) {
 		store_unlock(lock);
@@ -309,8 +299,8 @@ static int prune_vm(struct store *s, const struct store_entry *e, size_t n, unsi
 			continue;
 		snprintf(path, sizeof(path), "backups/%s/%s", e[i].vm, e[i].id);
 		if (unlinkat(s->dirfd, path, 0))
-			return fail(err, len, -errno, "removing backup %s/%s: %s", e[i].vm, e[i].id,
-				    strerror(errno));
+			return store_fail(err, len, -errno, "removing backup %s/%s: %s", e[i].vm,
+					  e[i].id, strerror(errno));
 		r->backups_removed++;
 	}
 	return 0;
@@ -331,6 +321,6 @@ int store_prune(struct store *s, const char *vm, unsigned keep, uint64_t max_age
 		}
 	free(e);
 	if (!rc && r->backups_removed && (rc = store_sync(s)))
-		fail(err, len, rc, "%s: %s", s->dir, strerror(-rc));
+		store_fail(err, len, rc, "%s: %s", s->dir, strerror(-rc));
 	return rc ? rc : gc(s, grace_ms, r, err, len);
 }

@@ -11,17 +11,6 @@
 
 #define MANIFEST_FORMAT 1
 
-static int fail(char *err, size_t len, int rc, const char *fmt, ...) CME_PRINTF(4, 5);
-static int fail(char *err, size_t len, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
 bool store_name_ok(const char *name)
 {
 	size_t n = strlen(name);
@@ -197,18 +186,20 @@ int store_manifest_write(struct store *s, const struct store_manifest *m, char *
 	int rc;
 
 	if (!store_name_ok(m->vm) || !store_name_ok(m->id))
-		return fail(err, len, -EINVAL, "\"%s/%s\" cannot name a backup", m->vm, m->id);
+		return store_fail(err, len, -EINVAL, "\"%s/%s\" cannot name a backup", m->vm,
+				  m->id);
 	j = manifest_json(m);
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!text)
-		return fail(err, len, -ENOMEM, "out of memory writing a manifest");
+		return store_fail(err, len, -ENOMEM, "out of memory writing a manifest");
 	if (strlen(text) + STORE_SEAL_OVERHEAD > STORE_MANIFEST_MAX) { /* it could not be read */
 		free(text);
-		return fail(err, len, -EFBIG,
-			    "backup %s/%s names too many chunks for one manifest (%u MiB at most): "
-			    "use a store with larger chunks",
-			    m->vm, m->id, STORE_MANIFEST_MAX >> 20);
+		return store_fail(
+			err, len, -EFBIG,
+			"backup %s/%s names too many chunks for one manifest (%u MiB at most): "
+			"use a store with larger chunks",
+			m->vm, m->id, STORE_MANIFEST_MAX >> 20);
 	}
 	snprintf(ad, sizeof(ad), "%s/%s", m->vm, m->id);
 	snprintf(path, sizeof(path), "backups/%s/%s", m->vm, m->id);
@@ -221,8 +212,9 @@ int store_manifest_write(struct store *s, const struct store_manifest *m, char *
 		rc = store_put_file(s, path, sealed, n, true, true);
 	free(sealed);
 	if (rc == -EEXIST)
-		return fail(err, len, rc, "backup %s exists already in %s", ad, s->dir);
-	return rc ? fail(err, len, rc, "writing backup %s to %s: %s", ad, s->dir, strerror(-rc))
+		return store_fail(err, len, rc, "backup %s exists already in %s", ad, s->dir);
+	return rc ? store_fail(err, len, rc, "writing backup %s to %s: %s", ad, s->dir,
+			       strerror(-rc))
 		  : 0;
 }
 
@@ -237,14 +229,14 @@ int store_manifest_read(struct store *s, const char *vm, const char *id, struct 
 
 	memset(m, 0, sizeof(*m));
 	if (!store_name_ok(vm) || !store_name_ok(id))
-		return fail(err, len, -EINVAL, "\"%s/%s\" cannot name a backup", vm, id);
+		return store_fail(err, len, -EINVAL, "\"%s/%s\" cannot name a backup", vm, id);
 	snprintf(ad, sizeof(ad), "%s/%s", vm, id);
 	snprintf(path, sizeof(path), "backups/%s/%s", vm, id);
 	rc = store_get_file(s, path, STORE_MANIFEST_MAX, &sealed, &n);
 	if (rc == -ENOENT)
-		return fail(err, len, rc, "no backup %s in %s", ad, s->dir);
+		return store_fail(err, len, rc, "no backup %s in %s", ad, s->dir);
 	if (rc)
-		return fail(err, len, rc, "backup %s: %s", ad, strerror(-rc));
+		return store_fail(err, len, rc, "backup %s: %s", ad, strerror(-rc));
 	plain = malloc(n + 1);
 	rc = plain ? store_unseal(s, STORE_MANI_MAGIC, ad, strlen(ad), sealed, n, plain, &pn)
 		   : -ENOMEM;
@@ -260,9 +252,10 @@ int store_manifest_read(struct store *s, const char *vm, const char *id, struct 
 	if (rc)
 		store_manifest_free(m);
 	if (rc == -EBADMSG)
-		return fail(err, len, rc,
-			    "the manifest of backup %s is damaged (truncated, tampered or not of "
-			    "this store)",
-			    ad);
-	return rc ? fail(err, len, rc, "backup %s: %s", ad, strerror(-rc)) : 0;
+		return store_fail(
+			err, len, rc,
+			"the manifest of backup %s is damaged (truncated, tampered or not of "
+			"this store)",
+			ad);
+	return rc ? store_fail(err, len, rc, "backup %s: %s", ad, strerror(-rc)) : 0;
 }

@@ -37,8 +37,7 @@ static void key_check(const uint8_t key[KEY_FILE_BYTES], char hex[65])
 	sodium_memzero(k, sizeof(k));
 }
 
-static int fail(char *err, size_t len, int rc, const char *fmt, ...) CME_PRINTF(4, 5);
-static int fail(char *err, size_t len, int rc, const char *fmt, ...)
+int store_fail(char *err, size_t len, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -96,14 +95,14 @@ int store_create(const char *dir, const uint8_t key[KEY_FILE_BYTES], uint32_t ch
 	int rc;
 
 	if (chunk_size < 4096 || chunk_size > STORE_CHUNK_MAX || (chunk_size & (chunk_size - 1)))
-		return fail(err, len, -EINVAL,
-			    "chunk size %u: a power of two from 4 KiB to 16 MiB, please",
-			    chunk_size);
+		return store_fail(err, len, -EINVAL,
+				  "chunk size %u: a power of two from 4 KiB to 16 MiB, please",
+				  chunk_size);
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return fail(err, len, -errno, "%s: %s", dir, strerror(errno));
+		return store_fail(err, len, -errno, "%s: %s", dir, strerror(errno));
 	s = store_alloc(dir);
 	if (!s)
-		return fail(err, len, -errno, "%s: %s", dir, strerror(errno));
+		return store_fail(err, len, -errno, "%s: %s", dir, strerror(errno));
 	key_check(key, check);
 	j = json_pack("{s:s, s:i, s:s, s:I}", "format", STORE_FORMAT, "chunk_size",
 		      (json_int_t)chunk_size, "key_check", check, "created_ms",
@@ -122,8 +121,8 @@ int store_create(const char *dir, const uint8_t key[KEY_FILE_BYTES], uint32_t ch
 	free(text);
 	store_close(s);
 	if (rc == -EEXIST)
-		return fail(err, len, rc, "%s holds a store already", dir);
-	return rc ? fail(err, len, rc, "%s: cannot make a store: %s", dir, strerror(-rc)) : 0;
+		return store_fail(err, len, rc, "%s holds a store already", dir);
+	return rc ? store_fail(err, len, rc, "%s: cannot make a store: %s", dir, strerror(-rc)) : 0;
 }
 
 /* store.json: its format, chunk size and key check. */
@@ -138,9 +137,9 @@ static int read_meta(struct store *s, const uint8_t key[KEY_FILE_BYTES], char *e
 	int rc = store_get_file(s, "store.json", STORE_JSON_MAX, &text, &n);
 
 	if (rc == -ENOENT)
-		return fail(err, len, rc, "%s is not a backup store (no store.json)", s->dir);
+		return store_fail(err, len, rc, "%s is not a backup store (no store.json)", s->dir);
 	if (rc)
-		return fail(err, len, rc, "%s/store.json: %s", s->dir, strerror(-rc));
+		return store_fail(err, len, rc, "%s/store.json: %s", s->dir, strerror(-rc));
 	j = json_loadb((const char *)text, n, 0, NULL);
 	free(text);
 	if (!j ||
@@ -148,14 +147,14 @@ static int read_meta(struct store *s, const uint8_t key[KEY_FILE_BYTES], char *e
 			&kc) ||
 	    strcmp(fmt, STORE_FORMAT) || cs < 4096 || cs > STORE_CHUNK_MAX || (cs & (cs - 1))) {
 		json_decref(j);
-		return fail(err, len, -EINVAL, "%s/store.json is damaged or of another format",
-			    s->dir);
+		return store_fail(err, len, -EINVAL,
+				  "%s/store.json is damaged or of another format", s->dir);
 	}
 	s->chunk_size = (uint32_t)cs;
 	key_check(key, check);
 	rc = strlen(kc) != 64 || sodium_memcmp(check, kc, 64) ? -EKEYREJECTED : 0;
 	json_decref(j);
-	return rc ? fail(err, len, rc, "wrong key for the store in %s", s->dir) : 0;
+	return rc ? store_fail(err, len, rc, "wrong key for the store in %s", s->dir) : 0;
 }
 
 int store_open(const char *dir, const uint8_t key[KEY_FILE_BYTES], struct store **out, char *err,
@@ -168,9 +167,9 @@ int store_open(const char *dir, const uint8_t key[KEY_FILE_BYTES], struct store 
 	if (!s) {
 		rc = -errno;
 		if (rc == -ENOENT || rc == -ENOTDIR)
-			return fail(err, len, -ENOENT, "%s is not a backup store (%s)", dir,
-				    strerror(-rc));
-		return fail(err, len, rc, "%s: %s", dir, strerror(-rc));
+			return store_fail(err, len, -ENOENT, "%s is not a backup store (%s)", dir,
+					  strerror(-rc));
+		return store_fail(err, len, rc, "%s: %s", dir, strerror(-rc));
 	}
 	rc = read_meta(s, key, err, len);
 	if (rc) {
@@ -406,8 +405,9 @@ int store_chunk_put(struct store *s, const struct store_id *id, const void *data
 	if (store_id_is_zero(id))
 		return 0;
 	if (len > s->chunk_size)
-		return fail(err, errlen, -EINVAL, "a chunk of %zu bytes is over the store's %u",
-			    len, s->chunk_size);
+		return store_fail(err, errlen, -EINVAL,
+				  "a chunk of %zu bytes is over the store's %u", len,
+				  s->chunk_size);
 	store_chunk_path(id, path);
 	if (chunk_present(s, path, len))
 		return 0;
@@ -416,7 +416,7 @@ int store_chunk_put(struct store *s, const struct store_id *id, const void *data
 		rc = store_put_file(s, path, sealed, n, false, false);
 	free(sealed);
 	if (rc)
-		return fail(err, errlen, rc, "%s/%s: %s", s->dir, path, strerror(-rc));
+		return store_fail(err, errlen, rc, "%s/%s: %s", s->dir, path, strerror(-rc));
 	*added = true;
 	return 0;
 }
@@ -437,7 +437,7 @@ int store_chunk_get(struct store *s, const struct store_id *id, void *buf, size_
 	store_chunk_path(id, path);
 	rc = store_get_file(s, path, STORE_SEAL_OVERHEAD + (size_t)s->chunk_size, &sealed, &n);
 	if (rc == -ENOENT)
-		return fail(err, errlen, rc, "chunk %s is missing", path + 10);
+		return store_fail(err, errlen, rc, "chunk %s is missing", path + 10);
 	if (rc == -EFBIG)
 		rc = -EBADMSG;
 	if (!rc && n != STORE_SEAL_OVERHEAD + len)
@@ -450,8 +450,8 @@ int store_chunk_get(struct store *s, const struct store_id *id, void *buf, size_
 		rc = sodium_memcmp(again.b, id->b, sizeof(id->b)) ? -EBADMSG : 0;
 	}
 	if (rc == -EBADMSG)
-		return fail(err, errlen, rc,
-			    "chunk %s is damaged (truncated, tampered or not of this store)",
-			    path + 10);
-	return rc ? fail(err, errlen, rc, "chunk %s: %s", path + 10, strerror(-rc)) : 0;
+		return store_fail(err, errlen, rc,
+				  "chunk %s is damaged (truncated, tampered or not of this store)",
+				  path + 10);
+	return rc ? store_fail(err, errlen, rc, "chunk %s: %s", path + 10, strerror(-rc)) : 0;
 }

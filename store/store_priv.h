@@ -21,6 +21,8 @@ struct store {
 	uint8_t seal_key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
 };
 
+/* store.c: the one-line reason into err (len bytes); returns rc. */
+int store_fail(char *err, size_t len, int rc, const char *fmt, ...) CME_PRINTF(4, 5);
 /* store.c: seal plain (len bytes) under magic with ad into a malloc'd buffer of
  * STORE_SEAL_OVERHEAD + len bytes; open such a buffer again (-EBADMSG when it does not
  * authenticate). */

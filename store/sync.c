@@ -11,17 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int fail(char *err, size_t len, int rc, const char *fmt, ...) CME_PRINTF(4, 5);
-static int fail(char *err, size_t len, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
 /* One file from src to dst (relative path), as it is. */
 static int copy_file(struct store *src, struct store *dst, const char *path, size_t max, bool excl,
 		     uint64_t *bytes)
@@ -71,8 +60,8 @@ static int copy_chunks(struct store *src, struct store *dst, const struct store_
 			rc = copy_file(src, dst, path, STORE_SEAL_OVERHEAD + (size_t)n, false,
 				       &r->bytes);
 			if (rc)
-				return fail(err, len, rc, "copying chunk %s: %s", path + 10,
-					    strerror(-rc));
+				return store_fail(err, len, rc, "copying chunk %s: %s", path + 10,
+						  strerror(-rc));
 			r->chunks_copied++;
 		}
 	}
@@ -87,8 +76,8 @@ int store_sync_backup(struct store *src, struct store *dst, const char *vm, cons
 	int rc;
 
 	if (src->chunk_size != dst->chunk_size)
-		return fail(err, len, -EINVAL, "the stores' chunk sizes differ (%u and %u)",
-			    src->chunk_size, dst->chunk_size);
+		return store_fail(err, len, -EINVAL, "the stores' chunk sizes differ (%u and %u)",
+				  src->chunk_size, dst->chunk_size);
 	snprintf(path, sizeof(path), "backups/%s/%s", vm, id);
 	if (has_file(dst, path, 0)) {
 		r->backups_present++;
@@ -101,11 +90,11 @@ int store_sync_backup(struct store *src, struct store *dst, const char *vm, cons
 	rc = copy_chunks(src, dst, &m, r, err, len);
 	store_manifest_free(&m);
 	if (!rc && (rc = store_sync(dst)))
-		return fail(err, len, rc, "%s: %s", dst->dir, strerror(-rc));
+		return store_fail(err, len, rc, "%s: %s", dst->dir, strerror(-rc));
 	if (!rc && (rc = copy_file(src, dst, path, STORE_MANIFEST_MAX, true, &r->bytes)))
-		return fail(err, len, rc, "copying backup %s/%s: %s", vm, id, strerror(-rc));
+		return store_fail(err, len, rc, "copying backup %s/%s: %s", vm, id, strerror(-rc));
 	if (!rc && (rc = store_sync(dst)))
-		return fail(err, len, rc, "%s: %s", dst->dir, strerror(-rc));
+		return store_fail(err, len, rc, "%s: %s", dst->dir, strerror(-rc));
 	if (!rc)
 		r->backups_copied++;
 	return rc;
