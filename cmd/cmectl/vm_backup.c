@@ -77,6 +77,21 @@ static int wait_backup(struct ctl *c, const char *vm, const char *id)
 	}
 }
 
+/* CTL_OK when vm has a spec (a backup or schedule of no VM would wait for ever). */
+static int vm_known(struct ctl *c, const char *vm)
+{
+	struct cl_vm_view *vv;
+	struct cl_view v;
+	int rc = ctl_view(c, &v);
+
+	if (rc)
+		return rc;
+	vv = cl_view_vm(&v, vm);
+	rc = vv && vv->has_spec ? CTL_OK : ctl_fail("unknown vm %s", vm);
+	cl_view_free(&v);
+	return rc;
+}
+
 int ctl_cmd_vm_backup(struct ctl *c, int argc, char **argv)
 {
 	const char *name = NULL, *store = "";
@@ -94,7 +109,7 @@ int ctl_cmd_vm_backup(struct ctl *c, int argc, char **argv)
 	if (!rc && store[0] && !cl_name_ok(store))
 		rc = ctl_usage("vm backup: --store %s: a store's name from the nodes' config",
 			       store);
-	if (rc || (rc = ctl_connect(c)) || (rc = read_backup(c, name, &old, &has)))
+	if (rc || (rc = vm_known(c, name)) || (rc = read_backup(c, name, &old, &has)))
 		return rc;
 	if (has && cl_backup_active(&old))
 		return ctl_fail("vm %s: a backup is %s already (on %s)", name, old.phase,
@@ -298,7 +313,7 @@ int ctl_cmd_backup_schedule(struct ctl *c, int argc, char **argv)
 	if (!rc && store[0] && !cl_name_ok(store))
 		rc = ctl_usage("backup schedule: --store %s: a store's name from the nodes' config",
 			       store);
-	if (rc || (rc = ctl_connect(c)))
+	if (rc || (rc = vm_known(c, name)))
 		return rc;
 	ctl_key(c, key, "vms", name, "schedule");
 	if (off) {

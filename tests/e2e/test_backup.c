@@ -101,7 +101,12 @@ static void test_cluster_backup(void)
 	CU_ASSERT_EQUAL(listed("vm1"), 1);
 	CU_ASSERT_EQUAL(cluster_vmm_pid(&C, node, "vm1"), pid);
 	CU_ASSERT_TRUE(wait_heartbeats(node, "vm1", last_seq(node, "vm1", &seq, NULL) + 3));
-	/* A store the nodes do not have: refused by the node, with the reason. */
+	/* No such VM; a store the nodes do not have: refused, with the reason. */
+	rc = cmectl(&C, &out, &err, "vm", "backup", "nosuchvm", NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err ?: "", "unknown vm nosuchvm"));
+	free(out);
+	free(err);
 	rc = cmectl(&C, &out, &err, "vm", "backup", "vm1", "--store", "nosuch", NULL);
 	CU_ASSERT_EQUAL(rc, 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err ?: "", "has no backup store \"nosuch\""));
