@@ -95,13 +95,6 @@ static int failf(struct backup *b, int rc, const char *fmt, ...)
 
 /* ---- chunks ------------------------------------------------------------------------- */
 
-static size_t chunk_len(const struct store_area *a, uint64_t idx, uint32_t cs)
-{
-	uint64_t off = idx * cs;
-
-	return a->size - off < cs ? (size_t)(a->size - off) : cs;
-}
-
 /* Hash and store len bytes as chunk idx of area a. */
 static int put_chunk(struct backup *b, unsigned a, uint64_t idx, const void *data, size_t len)
 {
@@ -150,7 +143,7 @@ static int read_src(struct backup *b, unsigned a, uint64_t idx, uint8_t *to, siz
  * copy tells how long the pause's copies will take. */
 static int copy_chunk(struct backup *b, unsigned a, uint64_t idx, bool timed)
 {
-	size_t len = chunk_len(&b->m.areas[a], idx, b->m.chunk_size);
+	size_t len = store_chunk_len(&b->m.areas[a], idx, b->m.chunk_size);
 	uint64_t t0 = now_ns();
 	uint8_t *to = b->buf + b->ring_at;
 	int rc;
@@ -291,7 +284,7 @@ static int hold_dirty(struct backup *b)
 			}
 			h->area = a;
 			h->idx = i;
-			h->len = chunk_len(&b->m.areas[a], i, cs);
+			h->len = store_chunk_len(&b->m.areas[a], i, cs);
 			h->data = b->held_mem + b->nheld * cs;
 			rc = read_src(b, a, i, h->data, h->len);
 			b->read_bytes += h->len;
@@ -345,7 +338,8 @@ static int write_held(struct backup *b)
 		return failf(b, rc, "the manifest: %s", strerror(-rc));
 	sa = store_area_find(&b->m, "state");
 	for (uint64_t i = 0; !rc && i < sa->nchunks; i++)
-		rc = put_chunk(b, b->m.nareas - 1, i, b->state + i * cs, chunk_len(sa, i, cs));
+		rc = put_chunk(b, b->m.nareas - 1, i, b->state + i * cs,
+			       store_chunk_len(sa, i, cs));
 	return rc;
 }
 

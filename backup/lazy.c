@@ -84,7 +84,7 @@ static int install(struct backup_lazy *lz, unsigned a, uint64_t idx, uint8_t *bu
 {
 	const struct store_area *ar = &lz->m.areas[a];
 	uint32_t cs = lz->m.chunk_size;
-	uint64_t off = idx * cs, len = ar->size - off < cs ? ar->size - off : cs;
+	uint64_t off = idx * cs, len = store_chunk_len(ar, idx, cs);
 	unsigned char expect = CHUNK_MISSING;
 	uintptr_t hva = (uintptr_t)lz->slot[a].hva + off;
 	char why[512];

@@ -52,7 +52,7 @@ static int read_area(struct store *st, const struct store_area *a, uint8_t *to, 
 {
 	for (uint64_t i = 0; i < a->nchunks; i++) {
 		uint64_t off = i * cs;
-		size_t n = a->size - off < cs ? (size_t)(a->size - off) : cs;
+		size_t n = store_chunk_len(a, i, cs);
 		int rc;
 
 		if (store_id_is_zero(&a->chunks[i]))
@@ -108,7 +108,7 @@ static int restore_disk(struct store *st, const struct store_area *a, struct vm 
 		return -ENOMEM;
 	for (uint64_t i = 0; !rc && i < a->nchunks; i++) {
 		uint64_t off = i * cs;
-		size_t n = a->size - off < cs ? (size_t)(a->size - off) : cs;
+		size_t n = store_chunk_len(a, i, cs);
 
 		if (store_id_is_zero(&a->chunks[i])) {
 			rc = vm_disk_pwrite(vm, idx, NULL, n, off);

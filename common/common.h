@@ -163,6 +163,8 @@ void measure_extend(uint8_t m[MEASURE_BYTES], const char *what, const void *data
 void measure_hex(const uint8_t m[MEASURE_BYTES], char out[2 * MEASURE_BYTES + 1]);
 /* 64 hex digits into m: 0 or -EINVAL. */
 int measure_parse(const char *hex, uint8_t m[MEASURE_BYTES]) CME_WUR;
+/* Exactly 2 * n hex digits into n bytes of out: 0 or -EINVAL. */
+int hex_parse(const char *hex, uint8_t *out, size_t n) CME_WUR;
 
 /* bootsig.c: m signed (Ed25519, by the key the signature file names) with a key of the
  * trust file (a public key per line): 0, or -errno with the reason in err. The commands

@@ -15,7 +15,6 @@
 int key_file_load(const char *path, uint8_t key[KEY_FILE_BYTES], char *err, size_t len)
 {
 	char hex[KEY_HEX + 8];
-	size_t bin_len = 0;
 	struct stat st;
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -36,9 +35,7 @@ int key_file_load(const char *path, uint8_t key[KEY_FILE_BYTES], char *err, size
 	close(fd);
 	hex[n > 0 ? n : 0] = 0;
 	hex[strcspn(hex, "\r\n")] = 0;
-	if (strlen(hex) != KEY_HEX ||
-	    sodium_hex2bin(key, KEY_FILE_BYTES, hex, KEY_HEX, NULL, &bin_len, NULL) ||
-	    bin_len != KEY_FILE_BYTES) {
+	if (hex_parse(hex, key, KEY_FILE_BYTES)) {
 		sodium_memzero(hex, sizeof(hex));
 		sodium_memzero(key, KEY_FILE_BYTES);
 		snprintf(err, len, "key file %s does not hold a key (64 hex digits)", path);

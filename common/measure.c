@@ -30,13 +30,17 @@ void measure_hex(const uint8_t m[MEASURE_BYTES], char out[2 * MEASURE_BYTES + 1]
 		snprintf(out + 2 * i, 3, "%02x", m[i]);
 }
 
-int measure_parse(const char *hex, uint8_t m[MEASURE_BYTES])
+int hex_parse(const char *hex, uint8_t *out, size_t n)
 {
 	size_t bin = 0;
 
-	if (strlen(hex) != 2 * MEASURE_BYTES ||
-	    sodium_hex2bin(m, MEASURE_BYTES, hex, strlen(hex), NULL, &bin, NULL) ||
-	    bin != MEASURE_BYTES)
+	if (strlen(hex) != 2 * n || sodium_hex2bin(out, n, hex, 2 * n, NULL, &bin, NULL) ||
+	    bin != n)
 		return -EINVAL;
 	return 0;
+}
+
+int measure_parse(const char *hex, uint8_t m[MEASURE_BYTES])
+{
+	return hex_parse(hex, m, MEASURE_BYTES);
 }

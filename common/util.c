@@ -76,17 +76,24 @@ static int unit_shift(char c)
 	}
 }
 
+/* The decimal number s starts with (a digit first: no sign, no space) into *v, *end after
+ * it. 0, or -EINVAL (none, or too large). */
+static int leading_number(const char *s, unsigned long long *v, char **end)
+{
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*v = strtoull(s, end, 10);
+	return errno ? -EINVAL : 0;
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
 	int shift = 0;
 
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
+	if (leading_number(s, &v, &end))
 		return -EINVAL;
 	if (*end) {
 		shift = unit_shift(*end++);
@@ -108,11 +115,7 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	char *end;
 	unsigned long long v;
 
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end)
+	if (leading_number(s, &v, &end) || *end)
 		return -EINVAL;
 	if (v < min || v > max)
 		return -ERANGE;
@@ -152,11 +155,7 @@ int parse_duration_ms(const char *s, uint64_t *out)
 	char *end;
 	unsigned long long v;
 
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
+	if (leading_number(s, &v, &end))
 		return -EINVAL;
 	for (size_t i = 0; i < ARRAY_SIZE(units); i++)
 		if (!strcmp(end, units[i].unit)) {

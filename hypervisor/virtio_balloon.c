@@ -263,10 +263,7 @@ const struct dev_ops dev_virtio_balloon_ops = {
 
 static struct virtio_dev *find_balloon(struct vm *vm)
 {
-	for (unsigned i = 0; i < vm->nr_devices; i++)
-		if (vm->devices[i]->ops == &dev_virtio_balloon_ops)
-			return vm->devices[i]->priv;
-	return NULL;
+	return virtio_find(vm, &dev_virtio_balloon_ops, VIRTIO_ANY);
 }
 
 int vm_balloon_set(struct vm *vm, uint64_t target_pages)

@@ -474,13 +474,9 @@ static int blk_handoff(struct vm_device *d, enum vm_handoff step, int timeout_ms
 
 static struct virtio_dev *disk_dev(struct vm *vm, unsigned idx)
 {
-	for (unsigned i = 0; i < vm->nr_devices; i++) {
-		struct virtio_dev *v = vm->devices[i]->priv;
+	struct virtio_dev *v = virtio_find(vm, &dev_virtio_blk_ops, idx);
 
-		if (vm->devices[i]->ops == &dev_virtio_blk_ops && v->index == idx && v->be_priv)
-			return v;
-	}
-	return NULL;
+	return v && v->be_priv ? v : NULL;
 }
 
 int vm_disk_info(struct vm *vm, unsigned idx, uint64_t *bytes, bool *ro)

@@ -431,6 +431,17 @@ static void quiesce(struct virtio_dev *v)
 		}
 }
 
+struct virtio_dev *virtio_find(struct vm *vm, const struct dev_ops *ops, unsigned index)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct virtio_dev *v = vm->devices[i]->priv;
+
+		if (vm->devices[i]->ops == ops && (index == VIRTIO_ANY || v->index == index))
+			return v;
+	}
+	return NULL;
+}
+
 void virtio_mmio_pause(struct vm_device *d, bool pause)
 {
 	struct virtio_dev *v = d->priv;

@@ -523,16 +523,12 @@ const struct dev_ops dev_virtio_net_ops = {
 
 int vm_get_net_stats(struct vm *vm, unsigned idx, struct vm_net_stats *st)
 {
-	for (unsigned i = 0; i < vm->nr_devices; i++) {
-		struct virtio_dev *v = vm->devices[i]->priv;
+	struct virtio_dev *v = virtio_find(vm, &dev_virtio_net_ops, vm->cfg.nr_disks + idx);
 
-		if (vm->devices[i]->ops != &dev_virtio_net_ops ||
-		    v->index != vm->cfg.nr_disks + idx)
-			continue;
-		pthread_mutex_lock(&v->mu);
-		*st = ((struct net *)v->be_priv)->st;
-		pthread_mutex_unlock(&v->mu);
-		return 0;
-	}
-	return -ENOENT;
+	if (!v)
+		return -ENOENT;
+	pthread_mutex_lock(&v->mu);
+	*st = ((struct net *)v->be_priv)->st;
+	pthread_mutex_unlock(&v->mu);
+	return 0;
 }

@@ -141,6 +141,10 @@ void virtio_mmio_io(struct vm_device *d, struct dev_access *a);
 void virtio_mmio_pause(struct vm_device *d, bool pause);
 /* The transport's registers and queues (VirtioState), and the backend's identity. */
 int virtio_mmio_state(struct vm_device *d, struct dev_xfer *x);
+/* vm's device of type ops in MMIO slot index (VIRTIO_ANY: the first of that type), or
+ * NULL. */
+#define VIRTIO_ANY (~0u)
+struct virtio_dev *virtio_find(struct vm *vm, const struct dev_ops *ops, unsigned index);
 /* Raise the used-buffer interrupt when queue q's driver wants one. */
 void virtio_notify(struct virtio_dev *v, unsigned q);
 /* True when queue q may be processed: the driver is ready, the queue set up and sound. */

@@ -142,7 +142,7 @@ int store_verify(struct store *s, const struct store_manifest *m, struct store_v
 
 		for (uint64_t i = 0; i < ar->nchunks; i++) {
 			uint64_t off = i * s->chunk_size;
-			size_t n = ar->size - off < s->chunk_size ? ar->size - off : s->chunk_size;
+			size_t n = store_chunk_len(ar, i, s->chunk_size);
 
 			if (store_id_is_zero(&ar->chunks[i]))
 				continue;

@@ -62,6 +62,13 @@ const struct store_area *store_area_find(const struct store_manifest *m, const c
 	return NULL;
 }
 
+size_t store_chunk_len(const struct store_area *a, uint64_t idx, uint32_t chunk_size)
+{
+	uint64_t off = idx * chunk_size;
+
+	return a->size - off < chunk_size ? (size_t)(a->size - off) : chunk_size;
+}
+
 void store_manifest_free(struct store_manifest *m)
 {
 	for (unsigned i = 0; i < m->nareas; i++)

@@ -355,13 +355,7 @@ void store_id_hex(const struct store_id *id, char out[STORE_ID_HEX + 1])
 
 int store_id_parse(const char *hex, struct store_id *id)
 {
-	size_t n = 0;
-
-	if (strlen(hex) != STORE_ID_HEX ||
-	    sodium_hex2bin(id->b, sizeof(id->b), hex, STORE_ID_HEX, NULL, &n, NULL) ||
-	    n != sizeof(id->b))
-		return -EINVAL;
-	return 0;
+	return hex_parse(hex, id->b, sizeof(id->b));
 }
 
 void store_chunk_id(const struct store *s, const void *data, size_t len, struct store_id *id)

@@ -106,6 +106,8 @@ struct store_manifest {
 int store_area_add(struct store_manifest *m, const char *name, uint64_t base,
 		   uint64_t size) CME_WUR;
 const struct store_area *store_area_find(const struct store_manifest *m, const char *name);
+/* Bytes of chunk idx of a, cut into chunks of chunk_size (the last may be shorter). */
+size_t store_chunk_len(const struct store_area *a, uint64_t idx, uint32_t chunk_size);
 void store_manifest_free(struct store_manifest *m);
 /* A fresh backup ID from the wall clock. */
 void store_backup_id(char out[STORE_NAME_MAX]);

@@ -45,9 +45,7 @@ static int copy_chunks(struct store *src, struct store *dst, const struct store_
 		const struct store_area *ar = &m->areas[a];
 
 		for (uint64_t i = 0; i < ar->nchunks; i++) {
-			uint64_t off = i * m->chunk_size;
-			uint64_t n =
-				ar->size - off < m->chunk_size ? ar->size - off : m->chunk_size;
+			uint64_t n = store_chunk_len(ar, i, m->chunk_size);
 			int rc;
 
 			if (store_id_is_zero(&ar->chunks[i]))

@@ -42,11 +42,7 @@ static bool backup_running(struct api *api)
  * cannot read the node's key file). */
 static json_t *backup_key_hex(const char *hex, uint8_t key[KEY_FILE_BYTES])
 {
-	size_t n = 0;
-
-	if (strlen(hex) != 2 * KEY_FILE_BYTES ||
-	    sodium_hex2bin(key, KEY_FILE_BYTES, hex, 2 * KEY_FILE_BYTES, NULL, &n, NULL) ||
-	    n != KEY_FILE_BYTES)
+	if (hex_parse(hex, key, KEY_FILE_BYTES))
 		return api_error("backup: \"key\" must be 64 hex digits");
 	return NULL;
 }
