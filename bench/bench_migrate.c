@@ -245,11 +245,11 @@ void bench_migrate_disk(void)
 
 /* ---- CME against QEMU, like for like -------------------------------------------------- */
 
-#define PHASES 10
+#define PHASES 12
 static const char *const phase_keys[PHASES] = { "pause_ms",  "last_pages_ms", "drain_ms",
 						"state_ms",  "digest_ms",     "commit_ms",
 						"resume_ms", "sent_ms",	      "pages",
-						"requested" };
+						"requested", "dropped_early", "drop_early_ms" };
 #define PHASE_SENT 7
 #define PHASE_PC   8 /* from here: post-copy's */
 
@@ -265,6 +265,7 @@ static void cme_runs(const char *certs, const struct mig_workload *wl, bool post
 				  wl->wait_pages, postcopy ? pc : NULL };
 	int n = 0;
 
+	memset(phase, 0, PHASES * sizeof(phase[0]));
 	for (int i = 0; i < MIG_RUNS; i++) {
 		double g = 0;
 		json_t *r = migrate_once(certs, &rc, &g);
@@ -401,15 +402,24 @@ void bench_migrate(struct mig_medians *out)
 		printf("{\"bench\":\"migration\",\"skipped\":\"CME_BENCH_CERTS not set\"}\n");
 		return;
 	}
-	bench_throughput(certs);
+	/* While developing: one workload (CME_BENCH_WORKLOAD=NAME, "throughput" for the
+	 * transport alone), one mode (CME_BENCH_POSTCOPY=0|1). make bench runs them all. */
+	const char *only = getenv("CME_BENCH_WORKLOAD"), *pc_only = getenv("CME_BENCH_POSTCOPY");
+
+	if (!only || !strcmp(only, "throughput"))
+		bench_throughput(certs);
 	for (size_t i = 0; i < sizeof(wls) / sizeof(wls[0]); i++) {
 		struct mig_result q, c;
 		double phase[PHASES];
 		char qerr[1024] = "";
 
+		if (only && strcmp(only, wls[i].name))
+			continue;
 		if (bench_qemu_run(certs, &wls[i], &q, qerr, sizeof(qerr)) < 0)
 			q.n = 0;
 		for (int pc = 0; pc < 2; pc++) {
+			if (pc_only && atoi(pc_only) != pc)
+				continue;
 			cme_runs(certs, &wls[i], pc, &c, phase);
 			emit_compare(&wls[i], pc, &c, phase, &q, qerr);
 			if (i == 1 && !pc)

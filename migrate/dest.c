@@ -67,6 +67,7 @@ static int in_welcome(struct mig_dest *c, bool ok, const char *reason)
 	w.ok = ok;
 	w.reason = (char *)(reason ? reason : "");
 	w.node = (char *)"";
+	w.postcopy_drop = c->postcopy_offer;
 	return mig_rec_send_msg(c->ctl, REC_WELCOME, &w.base);
 }
 
@@ -286,9 +287,10 @@ const char *mig_in_rx_why(const struct mig_dest *c)
 	return NULL;
 }
 
-/* Wait for the control record `want`; an ABORT or anything else ends the migration. */
-int mig_in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t *len,
-		  const char *what)
+/* The next control record, of type want or also (its type in *got, unless NULL); an ABORT
+ * or anything else ends the migration. */
+static int in_expect_either(struct mig_dest *c, uint32_t want, uint32_t also, uint32_t *got,
+			    uint8_t **payload, uint32_t *len, const char *what)
 {
 	uint32_t type;
 	char reason[256];
@@ -296,9 +298,14 @@ int mig_in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t
 
 	if (rc && mig_in_rx_why(c))
 		return mig_in_fail(c, -EPROTO, "%s", mig_in_rx_why(c));
+	if (rc == -EPROTO)
+		return mig_in_fail(c, rc, "the source sent an unknown or oversized record while %s",
+				   what);
 	if (rc)
 		return mig_in_fail(c, rc, "the source went away while %s", what);
-	if (type == want)
+	if (got)
+		*got = type;
+	if (type == want || type == also)
 		return 0;
 	if (type == REC_ABORT)
 		mig_rec_abort_reason(*payload, *len, reason, sizeof(reason));
@@ -307,6 +314,13 @@ int mig_in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t
 	return type == REC_ABORT
 		       ? mig_in_fail(c, -ECONNABORTED, "the source aborted: %s", reason)
 		       : mig_in_fail(c, -EPROTO, "unexpected record %u while %s", type, what);
+}
+
+/* Wait for the control record `want`; an ABORT or anything else ends the migration. */
+int mig_in_expect(struct mig_dest *c, uint32_t want, uint8_t **payload, uint32_t *len,
+		  const char *what)
+{
+	return in_expect_either(c, want, want, NULL, payload, len, what);
 }
 
 /* Fault injection for tests (CME_FAULT_CORRUPT_PAGE=1): flip one bit of the first
@@ -358,6 +372,26 @@ static int in_await_switchover(struct mig_dest *c)
 	}
 }
 
+/* The switchover record, after a post-copy's early drop if the source sends one. */
+static int in_await_record(struct mig_dest *c, uint8_t **payload, uint32_t *len)
+{
+	uint32_t type = REC_PC_DROP;
+	int rc = 0;
+
+	while (!rc && type == REC_PC_DROP) {
+		rc = in_await_switchover(c);
+		if (!rc)
+			rc = in_expect_either(c, REC_SWITCHOVER, REC_PC_DROP, &type, payload, len,
+					      "sending pages");
+		if (!rc && type == REC_PC_DROP) {
+			rc = mig_pc_drop_early(c, *payload, *len);
+			free(*payload);
+			*payload = NULL;
+		}
+	}
+	return rc;
+}
+
 /* incoming --measurement: the arriving guest must have booted what was expected. */
 static int in_check_measurement(struct mig_dest *c)
 {
@@ -393,10 +427,8 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 	Cme__MigSwitchover *sw;
 	struct mig_track_counts n;
 	uint64_t t0, tsw;
-	int rc = in_await_switchover(c);
+	int rc = in_await_record(c, &payload, &len);
 
-	if (!rc)
-		rc = mig_in_expect(c, REC_SWITCHOVER, &payload, &len, "sending pages");
 	tsw = now_ns();
 	/* The receivers are joined before their placement goes, on failure too: cut their
 	 * channels first so that they end at once. */
@@ -420,11 +452,16 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 			cme__mig_switchover__free_unpacked(sw, NULL);
 		return mig_in_fail(c, -EPROTO, "malformed switchover record");
 	}
-	if (sw->postcopy && (!c->postcopy_offer ||
-			     mig_pc_prepare(c, sw->stale.data, sw->stale.len, sw->digest.data))) {
+	if ((sw->postcopy && (!c->postcopy_offer ||
+			      mig_pc_prepare(c, sw->stale.data, sw->stale.len, sw->digest.data))) ||
+	    (!sw->postcopy && c->pc)) {
 		cme__mig_switchover__free_unpacked(sw, NULL);
 		return c->err[0] ? -EPROTO
-				 : mig_in_fail(c, -EPROTO, "post-copy was not offered at hello");
+		       : c->postcopy_offer
+			       ? mig_in_fail(c, -EPROTO,
+					     "pages were dropped for a post-copy "
+					     "switch that did not come")
+			       : mig_in_fail(c, -EPROTO, "post-copy was not offered at hello");
 	}
 	in_fault_corrupt(c->vm, c->track);
 	t0 = now_ns();

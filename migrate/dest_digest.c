@@ -209,7 +209,10 @@ static void *track_thread(void *arg)
 
 int mig_track_start(struct mig_track *t)
 {
-	int rc = pthread_create(&t->thread, NULL, track_thread, t);
+	int rc;
+
+	atomic_store(&t->stop, false); /* again after mig_track_stop */
+	rc = pthread_create(&t->thread, NULL, track_thread, t);
 
 	t->started = rc == 0;
 	return -rc;

@@ -11,6 +11,7 @@
  * hash of each stale page as it arrives, before the guest can touch it, must equal the
  * source's digest at its pause. The fault thread never touches guest memory itself. */
 #include "dest_priv.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,11 +25,13 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-#define SUB	    "incoming"
-#define REQ_MAX	    512 /* pages in one request (the source's limit too) */
-#define FAULT_BATCH 32
+#define SUB		 "incoming"
+#define REQ_MAX		 512 /* pages in one request (the source's limit too) */
+#define FAULT_BATCH	 32
+#define EARLY_TIMEOUT_MS 60000 /* the page channels catch up with an early drop */
 
 struct pc_slot {
 	uint8_t *hva;
@@ -42,6 +45,7 @@ struct pc_dest {
 	unsigned nr_slots;
 	struct pc_slot slot[IN_MAX_SLOTS];
 	uint64_t *stale, *asked;  /* asked: only the fault thread */
+	uint64_t *early;	  /* dropped before the switch (REC_PC_DROP); NULL: none */
 	_Atomic uint64_t *got;	  /* claimed by the thread placing it */
 	_Atomic uint64_t *placed; /* in guest memory (a fault on it now: given back since) */
 	uint64_t nr_stale, words;
@@ -51,6 +55,7 @@ struct pc_dest {
 	uint8_t want[MIG_DIGEST_BYTES];
 	pthread_t fault_thread;
 	bool fault_started;
+	bool prepared; /* the switch said which pages are stale */
 	atomic_int err;
 	uint64_t t0;
 };
@@ -247,7 +252,15 @@ static void pc_slots(struct pc_dest *p)
 	p->words = first / 64;
 }
 
-/* Drop every stale page (runs of them at once), taking it out of the digest first. */
+static bool to_drop(const struct pc_dest *p, uint64_t i)
+{
+	return bit(p->stale, i) && !(p->early && bit(p->early, i));
+}
+
+/* Drop every stale page not dropped before (runs of them at once), taking it out of the
+ * digest first. The digest's hasher is stopped: it must not read a page between its check
+ * that the page is there and the drop (its read would put a zero page there, which a
+ * fault would then never ask for). */
 static int pc_drop_stale(struct pc_dest *p)
 {
 	mig_track_stop(p->c->track);
@@ -257,16 +270,24 @@ static int pc_drop_stale(struct pc_dest *p)
 		for (uint64_t i = 0; i < sl->pages;) {
 			uint64_t j = i;
 
-			while (j < sl->pages && bit(p->stale, sl->first + j))
+			while (j < sl->pages && to_drop(p, sl->first + j))
 				mig_track_forget(p->c->track, sl->gpa + j++ * VM_PAGE_SIZE);
 			if (j > i && madvise(sl->hva + i * VM_PAGE_SIZE, (j - i) * VM_PAGE_SIZE,
 					     MADV_DONTNEED) < 0)
 				return -errno;
-			p->nr_stale += j - i;
 			i = j > i ? j : i + 1;
 		}
 	}
 	return 0;
+}
+
+static uint64_t pc_count(const uint64_t *map, uint64_t words)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < words; w++)
+		n += (uint64_t)__builtin_popcountll(map[w]);
+	return n;
 }
 
 static int pc_register(struct pc_dest *p)
@@ -300,6 +321,7 @@ static void pc_free(struct pc_dest *p)
 		close(p->stop_fd);
 	pthread_mutex_destroy(&p->sum_lock);
 	free(p->stale);
+	free(p->early);
 	free(p->asked);
 	free((void *)p->got);
 	free((void *)p->placed);
@@ -349,32 +371,125 @@ int mig_pc_check(const struct mig_dest *c, char *why, size_t len)
 	return 0;
 }
 
+static void nap_us(long us)
+{
+	struct timespec ts = { 0, us * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Every page channel has ended `rounds` rounds: the pages sent before are in place. */
+static int pc_wait_rounds(struct mig_dest *c, uint32_t rounds)
+{
+	uint64_t until = now_ns() + EARLY_TIMEOUT_MS * 1000000ull;
+
+	for (;;) {
+		bool all = true;
+
+		for (unsigned i = 0; i < c->nch; i++) {
+			if (atomic_load(&c->ch[i].done))
+				return mig_in_fail(c, -EPROTO,
+						   "a page channel ended before the post-copy "
+						   "switch");
+			all &= atomic_load(&c->ch[i].rounds) >= rounds;
+		}
+		if (all)
+			return 0;
+		if (now_ns() > until)
+			return mig_in_fail(c, -ETIMEDOUT,
+					   "the page channels did not end round %u in %d s", rounds,
+					   EARLY_TIMEOUT_MS / 1000);
+		nap_us(200);
+	}
+}
+
+static int pc_map_len_ok(struct mig_dest *c, const struct pc_dest *p, size_t len)
+{
+	if (len == p->words * sizeof(uint64_t))
+		return 0;
+	return mig_in_fail(c, -EPROTO, "post-copy: a stale map of %zu bytes for %llu pages", len,
+			   (unsigned long long)(p->words * 64));
+}
+
+/* REC_PC_DROP: the pages stale so far go now, while the guest still runs on the source. */
+static int pc_drop_early(struct mig_dest *c, struct pc_dest *p, const Cme__MigPostcopyDrop *d)
+{
+	Cme__MigPostcopyDropped r = CME__MIG_POSTCOPY_DROPPED__INIT;
+	uint64_t t0 = now_ns();
+	int rc = pc_map_len_ok(c, p, d->stale.len);
+
+	if (!rc)
+		rc = pc_wait_rounds(c, d->round);
+	if (rc)
+		return rc;
+	memcpy(p->stale, d->stale.data, d->stale.len);
+	rc = pc_drop_stale(p);
+	if (!rc && mig_track_start(c->track))
+		log_debug(SUB,
+			  "vm=%s the digest's hasher did not restart: the switch hashes "
+			  "the rest",
+			  c->in.name);
+	if (rc)
+		return mig_in_fail(c, rc, "post-copy: dropping stale pages: %s", strerror(-rc));
+	p->early = malloc(p->words * sizeof(uint64_t) + sizeof(uint64_t));
+	if (!p->early)
+		return mig_in_fail(c, -ENOMEM, "post-copy: out of memory");
+	memcpy(p->early, p->stale, (p->words + 1) * sizeof(uint64_t));
+	r.pages = pc_count(p->early, p->words);
+	r.us = (now_ns() - t0) / 1000;
+	log_info(SUB, "vm=%s post-copy: %llu stale pages dropped before the switch in %llu us",
+		 c->in.name, (unsigned long long)r.pages, (unsigned long long)r.us);
+	return mig_rec_send_msg(c->ctl, REC_PC_DROPPED, &r.base);
+}
+
+int mig_pc_drop_early(struct mig_dest *c, const uint8_t *payload, uint32_t len)
+{
+	Cme__MigPostcopyDrop *d = PB_UNPACK(cme__mig_postcopy_drop__unpack, len, payload);
+	struct pc_dest *p = d && c->postcopy_offer && !c->pc ? pc_alloc(c) : NULL;
+	int rc;
+
+	if (!d || !c->postcopy_offer || c->pc)
+		rc = mig_in_fail(c, -EPROTO, "an unexpected or malformed post-copy drop");
+	else if (!p)
+		rc = mig_in_fail(c, -ENOMEM, "post-copy: out of memory");
+	else
+		rc = pc_drop_early(c, p, d);
+	if (d)
+		cme__mig_postcopy_drop__free_unpacked(d, NULL);
+	if (p)
+		c->pc = p; /* freed with the migration, on failure too */
+	return rc;
+}
+
 int mig_pc_prepare(struct mig_dest *c, const uint8_t *stale, size_t len, const uint8_t *want)
 {
-	struct pc_dest *p = pc_alloc(c);
+	struct pc_dest *p = c->pc ? c->pc : pc_alloc(c);
+	uint64_t t0 = now_ns();
 	int rc;
 
 	if (!p)
 		return mig_in_fail(c, -ENOMEM, "post-copy: out of memory");
-	if (len != p->words * sizeof(uint64_t)) {
-		pc_free(p);
-		return mig_in_fail(c, -EPROTO,
-				   "post-copy: a stale map of %zu bytes for %llu "
-				   "pages",
-				   len, (unsigned long long)(p->words * 64));
-	}
+	c->pc = p; /* freed with the migration, on failure too */
+	if ((rc = pc_map_len_ok(c, p, len)))
+		return rc;
 	memcpy(p->stale, stale, len);
 	memcpy(p->want, want, MIG_DIGEST_BYTES);
-	uint64_t t0 = now_ns();
-
+	/* A page dropped before and left out now would never come: refuse before the guest
+	 * runs. */
+	for (uint64_t w = 0; p->early && w < p->words; w++)
+		if (p->early[w] & ~p->stale[w])
+			return mig_in_fail(c, -EPROTO,
+					   "post-copy: the switch leaves out pages dropped "
+					   "before it");
+	p->nr_stale = pc_count(p->stale, p->words);
 	rc = pc_drop_stale(p);
-	log_debug(SUB, "vm=%s post-copy: %llu stale pages dropped in %llu us", c->in.name,
-		  (unsigned long long)p->nr_stale, (unsigned long long)(now_ns() - t0) / 1000);
-	if (rc) {
-		pc_free(p);
+	log_debug(SUB, "vm=%s post-copy: %llu stale pages (%llu dropped before) in %llu us",
+		  c->in.name, (unsigned long long)p->nr_stale,
+		  (unsigned long long)(p->early ? pc_count(p->early, p->words) : 0),
+		  (unsigned long long)(now_ns() - t0) / 1000);
+	if (rc)
 		return mig_in_fail(c, rc, "post-copy: dropping stale pages: %s", strerror(-rc));
-	}
-	c->pc = p;
+	p->prepared = true;
 	return 0;
 }
 

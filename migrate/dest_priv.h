@@ -26,7 +26,8 @@ struct rx_channel {
 	void (*fail_fn)(void *arg, int err);
 	pthread_t thread;
 	bool started;
-	atomic_bool done; /* the thread has ended (final round or error) */
+	atomic_bool done;   /* the thread has ended (final round or error) */
+	atomic_uint rounds; /* round ends taken (their pages are in place) */
 	uint64_t pages, zero, bytes;
 	int err;
 };
@@ -108,8 +109,12 @@ int mig_in_join(struct mig_dest *c);
 /* Whether this VMM can take a post-copy (a hook that ends it, 4 KiB pages, userfaultfd):
  * 0, or -errno with why. */
 int mig_pc_check(const struct mig_dest *c, char *why, size_t len) CME_WUR;
-/* At the switch, the receivers joined: drop the stale pages (len bytes of bitmap), keep
- * the source's digest. 0 or -errno (the failure recorded). */
+/* REC_PC_DROP before the switch (payload, len: its record): once every page channel has
+ * ended the rounds it names, drop its pages and answer REC_PC_DROPPED. 0 or -errno (the
+ * failure recorded). */
+int mig_pc_drop_early(struct mig_dest *c, const uint8_t *payload, uint32_t len) CME_WUR;
+/* At the switch, the receivers joined: drop the stale pages (len bytes of bitmap) not
+ * dropped before, keep the source's digest. 0 or -errno (the failure recorded). */
 int mig_pc_prepare(struct mig_dest *c, const uint8_t *stale, size_t len,
 		   const uint8_t *want) CME_WUR;
 /* The digest of what is here after the drop: the arrivals are added to it. */

@@ -43,6 +43,8 @@ int mig_rx_run(struct rx_channel *ch)
 		if (!e && !ch->err)
 			ch->err = -EPROTO;
 		if (e)
+			atomic_fetch_add(&ch->rounds, 1);
+		if (e)
 			cme__mig_round_end__free_unpacked(e, NULL);
 		free(payload);
 		if (final)

@@ -69,6 +69,7 @@ struct migration {
 	/* Post-copy. */
 	struct tls_conn *urgent; /* p.postcopy_after: the destination's page requests */
 	bool postcopy;		 /* switching to (or in) post-copy */
+	bool pc_drop;		 /* the destination takes REC_PC_DROP (WELCOME) */
 	bool skip_pages;	 /* a round that only ends the pre-copy on every channel */
 	_Atomic uint64_t *served[MIG_SLOTS]; /* post-copy: pages already sent on request */
 	_Atomic uint64_t pc_requested;

@@ -89,6 +89,9 @@ struct mig_stats {
 	/* Post-copy (0 when it was not used): pages left behind at the switch, of them sent
 	 * because a fault asked for them, and switch to the destination's last page. */
 	uint64_t postcopy_pages, postcopy_requested, postcopy_ms;
+	/* Of postcopy_pages, those the destination dropped before the pause (while the guest
+	 * still ran here), and how long that took; the switch drops only the rest. */
+	uint64_t postcopy_early, postcopy_early_ms;
 };
 
 struct mig_progress {

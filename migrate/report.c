@@ -19,10 +19,12 @@ static json_t *stats_json(const struct mig_stats *s)
 	json_object_set_new(down, "sent_ms", json_integer((json_int_t)s->sent_ms));
 	if (s->postcopy_pages || s->postcopy_ms)
 		json_object_set_new(down, "postcopy",
-				    json_pack("{s:I,s:I,s:I}", "pages",
+				    json_pack("{s:I,s:I,s:I,s:I,s:I}", "pages",
 					      (json_int_t)s->postcopy_pages, "requested",
 					      (json_int_t)s->postcopy_requested, "ms",
-					      (json_int_t)s->postcopy_ms));
+					      (json_int_t)s->postcopy_ms, "dropped_early",
+					      (json_int_t)s->postcopy_early, "drop_early_ms",
+					      (json_int_t)s->postcopy_early_ms));
 
 	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:i,s:o}", "setup_ms",
 			 (json_int_t)s->setup_ms, "total_ms", (json_int_t)s->total_ms,

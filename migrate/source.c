@@ -85,6 +85,7 @@ static int mig_hello(struct migration *m)
 				m->p.to);
 	if (!w->ok)
 		err = mig_fail(m, MIG_FAILED, -EPERM, "destination refused: %s", w->reason);
+	m->pc_drop = w->postcopy_drop;
 	cme__mig_welcome__free_unpacked(w, NULL);
 	return err;
 }

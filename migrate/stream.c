@@ -27,7 +27,8 @@ static uint32_t rec_max(uint32_t type)
 {
 	switch (type) {
 	case REC_PAGES: return 8 + MIG_BATCH_PAGES * (8 + VM_PAGE_SIZE);
-	case REC_SWITCHOVER: return REC_MAX_LEN;
+	case REC_SWITCHOVER:
+	case REC_PC_DROP: return REC_MAX_LEN;
 	default: return REC_MAX_CTL;
 	}
 }
@@ -53,7 +54,7 @@ int mig_rec_recv_header(struct tls_conn *c, uint32_t *type, uint32_t *len)
 
 	if (err)
 		return err;
-	if (h.type < REC_HELLO || h.type > REC_POSTCOPY_DONE || h.len > rec_max(h.type))
+	if (h.type < REC_HELLO || h.type >= REC_TYPES_END || h.len > rec_max(h.type))
 		return -EPROTO;
 	*type = h.type;
 	*len = h.len;

@@ -26,6 +26,9 @@ enum rec_type {
 	REC_ABORT,
 	REC_PAGE_REQ,	   /* post-copy, destination -> source: u64 guest addresses */
 	REC_POSTCOPY_DONE, /* post-copy: MigPostcopyDone */
+	REC_PC_DROP,	   /* before a post-copy switch: MigPostcopyDrop */
+	REC_PC_DROPPED,	   /* its answer: MigPostcopyDropped */
+	REC_TYPES_END,	   /* not a record: one past the last */
 };
 
 #define REC_MAX_LEN                                                                                \

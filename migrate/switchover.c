@@ -322,13 +322,63 @@ static int mig_release_disks(struct migration *m)
 	return err ? mig_fail(m, MIG_FAILED, err, "%s", why) : 0;
 }
 
+/* Post-copy, before the pause: the destination drops the pages stale so far while the
+ * guest still runs here (it first waits for every page channel to end the rounds sent), so
+ * that the pause only has those dirtied since to drop. A failure here fails the migration
+ * with the guest running. */
+static int mig_pc_drop_early(struct migration *m)
+{
+	Cme__MigPostcopyDrop d = CME__MIG_POSTCOPY_DROP__INIT;
+	Cme__MigPostcopyDropped *r = NULL;
+	uint8_t *stale = NULL, *payload = NULL;
+	size_t stale_len = 0;
+	uint32_t len = 0;
+	uint64_t t0 = now_ns();
+	int err;
+
+	if (!m->postcopy || !m->pc_drop)
+		return 0;
+	err = mig_pc_stale_bitmap(m, &stale, &stale_len);
+	d.round = m->prog.round;
+	d.stale = (ProtobufCBinaryData){ stale_len, stale };
+	if (!err)
+		err = mig_rec_send_msg(m->ctl, REC_PC_DROP, &d.base);
+	free(stale);
+	if (!err && net_tls_set_timeout(m->ctl, REPLY_TIMEOUT_MS) < 0)
+		log_debug(SUB, "cannot set a reply timeout");
+	if (!err)
+		err = mig_expect(m, REC_PC_DROPPED, &payload, &len, "dropping stale pages");
+	r = err ? NULL : PB_UNPACK(cme__mig_postcopy_dropped__unpack, len, payload);
+	free(payload);
+	if (!err && !r)
+		err = -EPROTO;
+	if (err && !m->prog.error[0] && atomic_load(&m->cancel))
+		return mig_fail(m, MIG_FAILED, -ECANCELED, "cancelled by the operator");
+	if (err)
+		return m->prog.error[0] ? err
+					: mig_fail(m, MIG_FAILED, err,
+						   "%s did not drop the stale pages before the "
+						   "switch: %s",
+						   m->p.to, strerror(-err));
+	pthread_mutex_lock(&m->lock);
+	m->prog.stats.postcopy_early = r->pages;
+	m->prog.stats.postcopy_early_ms = (now_ns() - t0) / 1000000;
+	pthread_mutex_unlock(&m->lock);
+	log_info(SUB, "post-copy: %s dropped %llu stale pages before the pause (%llu ms)", m->p.to,
+		 (unsigned long long)r->pages, (unsigned long long)m->prog.stats.postcopy_early_ms);
+	cme__mig_postcopy_dropped__free_unpacked(r, NULL);
+	return 0;
+}
+
 int mig_switchover(struct migration *m)
 {
 	struct mig_stats *st = &m->prog.stats;
 	struct digest_task dt = { 0 };
 	uint64_t t0;
-	int err;
+	int err = mig_pc_drop_early(m);
 
+	if (err)
+		return err;
 	mig_throttle_stop(m);
 	mig_set_phase(m, MIG_SWITCHOVER);
 	m->t_pause = t0 = now_ns();

@@ -76,11 +76,15 @@ static void test_postcopy_live(void)
 	CU_ASSERT_EQUAL(r.status, 0);
 	if (r.status)
 		printf("\n    %s", r.out);
-	printf("\n    post-copy: %lld pages followed the guest (%lld on request) in %lld ms; "
-	       "downtime %lld ms",
+	printf("\n    post-copy: %lld pages followed the guest (%lld on request, %lld dropped "
+	       "before the pause) in %lld ms; downtime %lld ms",
 	       postcopy_stat(r.fin, "pages"), postcopy_stat(r.fin, "requested"),
-	       postcopy_stat(r.fin, "ms"), mig_stat(r.fin, NULL, "downtime_ms"));
+	       postcopy_stat(r.fin, "dropped_early"), postcopy_stat(r.fin, "ms"),
+	       mig_stat(r.fin, NULL, "downtime_ms"));
 	CU_ASSERT(postcopy_stat(r.fin, "pages") > 0);
+	/* The pages stale at the choice were dropped while the guest still ran here. */
+	CU_ASSERT(log_has(&dst, "stale pages dropped before the switch"));
+	CU_ASSERT(postcopy_stat(r.fin, "dropped_early") <= postcopy_stat(r.fin, "pages"));
 	mig_expect_source_migrated(&src);
 	CU_ASSERT(vmm_wait_heartbeats(&dst, 5, 30000));
 	CU_ASSERT(mig_check_consoles(procs, 2, &c) > 0);
