@@ -281,6 +281,9 @@ static void cme_runs(const char *certs, const struct mig_workload *wl, bool post
 		gap[n] = g;
 		for (int k = 0; k < PHASES; k++)
 			ph[k][n] = phase_of(r, k < PHASE_PC ? NULL : "postcopy", phase_keys[k]);
+		/* QEMU's downtime is whole milliseconds; this one need not be. */
+		if (phase_of(r, NULL, "sent_us") > 0)
+			ph[PHASE_SENT][n] = phase_of(r, NULL, "sent_us") / 1000;
 		n++;
 		json_decref(r);
 	}

@@ -17,6 +17,7 @@ static json_t *stats_json(const struct mig_stats *s)
 	json_object_set_new(down, "digest_chunks", json_integer((json_int_t)s->digest_chunks));
 	json_object_set_new(down, "drain_ms", json_integer((json_int_t)(s->drain_us / 1000)));
 	json_object_set_new(down, "sent_ms", json_integer((json_int_t)s->sent_ms));
+	json_object_set_new(down, "sent_us", json_integer((json_int_t)s->sent_us));
 	if (s->postcopy_pages || s->postcopy_ms)
 		json_object_set_new(down, "postcopy",
 				    json_pack("{s:I,s:I,s:I,s:I,s:I}", "pages",

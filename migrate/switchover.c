@@ -146,7 +146,8 @@ static int mig_send_state(struct migration *m, struct digest_task *dt)
 	mig_fault_stall(m);
 	if (!err)
 		err = mig_rec_send_msg(m->ctl, REC_SWITCHOVER, &sw.base);
-	m->prog.stats.sent_ms = (now_ns() - m->t_pause) / 1000000;
+	m->prog.stats.sent_us = (now_ns() - m->t_pause) / 1000;
+	m->prog.stats.sent_ms = m->prog.stats.sent_us / 1000;
 	free(state);
 	free(stale);
 	return err;
