@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -524,10 +525,18 @@ static void bench_snapshot(void)
 	bench_snapshot_disk(path);
 }
 
+/* A VMM or QEMU that drops a connection mid-request fails that run, not the benchmark. A
+ * handler, not SIG_IGN: exec resets it, so the programs started get the default. */
+static void on_sigpipe(int sig)
+{
+	(void)sig;
+}
+
 int main(void)
 {
 	char why[256];
 
+	signal(SIGPIPE, on_sigpipe);
 	log_init("cme-bench", LOG_WARN);
 	if (getenv("CME_BENCH_ONLY") && !strncmp(getenv("CME_BENCH_ONLY"), "ha", 2)) {
 		if (strcmp(getenv("CME_BENCH_ONLY"), "ha-failover"))

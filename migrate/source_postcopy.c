@@ -167,6 +167,20 @@ static void broken_advice(struct migration *m)
 		 m->p.to, m->p.to);
 }
 
+/* Fault injection for tests (CME_FAULT_POSTCOPY_HOLD_MS=N, at most 10 s): the push starts
+ * N ms after the switch (requests are served meanwhile), so that a test sees the phase
+ * postcopy however few pages a starved guest left behind. */
+static void mig_fault_hold(void)
+{
+	const char *f = getenv("CME_FAULT_POSTCOPY_HOLD_MS");
+	int ms = f ? atoi(f) : 0;
+
+	if (ms <= 0)
+		return;
+	log_warn(SUB, "fault injection: the post-copy push waits %d ms", ms > 10000 ? 10000 : ms);
+	sleep_ms(ms > 10000 ? 10000 : ms);
+}
+
 int mig_postcopy_run(struct migration *m)
 {
 	struct urgent u = { .m = m };
@@ -178,6 +192,8 @@ int mig_postcopy_run(struct migration *m)
 	log_info(SUB, "post-copy: the guest runs on %s; %llu pages follow it", m->p.to,
 		 (unsigned long long)m->prog.stats.postcopy_pages);
 	u.started = pthread_create(&u.thread, NULL, urgent_thread, &u) == 0;
+	if (u.started)
+		mig_fault_hold();
 	err = u.started ? mig_run_round(m, m->prog.round + 1, true) : -EAGAIN;
 	if (err)
 		mig_fail(m, MIG_POSTCOPY_BROKEN, err, "pushing pages to %s failed (%s)", m->p.to,

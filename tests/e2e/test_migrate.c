@@ -209,7 +209,12 @@ static void test_postcopy_target_killed(void)
 	json_t *m;
 
 	REQUIRE_KVM();
+	/* The source's push waits 3 s after the switch (CME_FAULT_POSTCOPY_HOLD_MS, through
+	 * the daemons to their VMMs): the phase postcopy lasts that long at least, however
+	 * little a guest starved by a busy host left behind. */
+	setenv("CME_FAULT_POSTCOPY_HOLD_MS", "3000", 1);
 	start_vm1(2, "256M", "wss_mb=192 dirty_rate=64", &src, &e0, &dst);
+	unsetenv("CME_FAULT_POSTCOPY_HOLD_MS");
 	spid = cluster_vmm_pid(&C, src, "vm1");
 	rc = cmectl(&C, &out, &err, "vm", "migrate", "vm1", "--to", C.node[dst].name, "--postcopy",
 		    "--downtime-ms", "1", "--max-bandwidth", "16M", "--no-wait", NULL);

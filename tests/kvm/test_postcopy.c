@@ -120,9 +120,13 @@ static void expect_source_kept(struct vmm_proc *src, json_t *st)
 	guest_check_console(src);
 }
 
+/* The source holds its push for 3 s after the switch: the phase postcopy lasts that long
+ * at least, however few pages a guest starved by a busy host left behind. */
 static void boot_busy(struct vmm_proc *src)
 {
+	setenv("CME_FAULT_POSTCOPY_HOLD_MS", "3000", 1);
 	guest_boot(src, "512M", "2", "wss_mb=128");
+	unsetenv("CME_FAULT_POSTCOPY_HOLD_MS");
 	CU_ASSERT_FATAL(vmm_wait_heartbeats(src, 6, 30000));
 	mig_wait_pages(src, 2 * 128 * MiB / 4096);
 }
