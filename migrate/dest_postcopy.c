@@ -55,7 +55,6 @@ struct pc_dest {
 	uint8_t want[MIG_DIGEST_BYTES];
 	pthread_t fault_thread;
 	bool fault_started;
-	bool prepared; /* the switch said which pages are stale */
 	atomic_int err;
 	uint64_t t0;
 };
@@ -489,7 +488,6 @@ int mig_pc_prepare(struct mig_dest *c, const uint8_t *stale, size_t len, const u
 		  (unsigned long long)(now_ns() - t0) / 1000);
 	if (rc)
 		return mig_in_fail(c, rc, "post-copy: dropping stale pages: %s", strerror(-rc));
-	p->prepared = true;
 	return 0;
 }
 
