@@ -66,6 +66,7 @@ struct migration {
 	struct mig_wtrack *wtrack; /* the source's digest; NULL: hashed whole in the pause */
 	bool fault_untracked;	   /* test fault injection: see source.c */
 	bool fault_outside;	   /* test fault injection: see source_pages.c */
+	int64_t fault_omit;	   /* test fault injection (switchover.c): a page, or -1 */
 	/* Post-copy. */
 	struct tls_conn *urgent; /* p.postcopy_after: the destination's page requests */
 	bool postcopy;		 /* switching to (or in) post-copy */

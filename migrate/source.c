@@ -525,6 +525,7 @@ int mig_start(struct vm *vm, const struct mig_params *p, struct migration **out,
 	randombytes_buf(m->session, sizeof(m->session));
 	m->fault_untracked = getenv("CME_FAULT_UNTRACKED_WRITE") &&
 			     !strcmp(getenv("CME_FAULT_UNTRACKED_WRITE"), "1");
+	m->fault_omit = -1;
 	m->fault_outside = getenv("CME_FAULT_PAGE_OUTSIDE_RAM") &&
 			   !strcmp(getenv("CME_FAULT_PAGE_OUTSIDE_RAM"), "1");
 	m->t_start = now_ns();

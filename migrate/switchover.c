@@ -125,6 +125,8 @@ static int mig_send_state(struct migration *m, struct digest_task *dt)
 
 	if (!err && m->postcopy)
 		err = mig_pc_stale_bitmap(m, &stale, &stale_len);
+	if (!err && m->fault_omit >= 0 && (size_t)m->fault_omit / 8 < stale_len)
+		stale[m->fault_omit / 8] &= (uint8_t) ~(1u << (m->fault_omit % 8));
 
 	m->prog.stats.state_ms = (now_ns() - t0) / 1000000;
 	t0 = now_ns();
@@ -323,6 +325,23 @@ static int mig_release_disks(struct migration *m)
 	return err ? mig_fail(m, MIG_FAILED, err, "%s", why) : 0;
 }
 
+/* Fault injection for tests (CME_FAULT_PC_OMIT_EARLY=1): the switch's map of stale pages
+ * leaves out the first page dropped before it, as a broken or hostile source would; the
+ * destination must refuse before the guest runs there (the page would never come). */
+static void mig_fault_omit(struct migration *m, const uint8_t *map, size_t len)
+{
+	const char *f = getenv("CME_FAULT_PC_OMIT_EARLY");
+
+	m->fault_omit = -1;
+	if (!f || strcmp(f, "1"))
+		return;
+	for (size_t i = 0; i < len && m->fault_omit < 0; i++)
+		if (map[i])
+			m->fault_omit = (int64_t)(i * 8 + (unsigned)__builtin_ctz(map[i]));
+	log_warn(SUB, "fault injection: the switch will leave out page %lld of the dropped ones",
+		 (long long)m->fault_omit);
+}
+
 /* Post-copy, before the pause: the destination drops the pages stale so far while the
  * guest still runs here (it first waits for every page channel to end the rounds sent), so
  * that the pause only has those dirtied since to drop. A failure here fails the migration
@@ -340,6 +359,7 @@ static int mig_pc_drop_early(struct migration *m)
 	if (!m->postcopy || !m->pc_drop)
 		return 0;
 	err = mig_pc_stale_bitmap(m, &stale, &stale_len);
+	mig_fault_omit(m, stale, stale_len);
 	d.round = m->prog.round;
 	d.stale = (ProtobufCBinaryData){ stale_len, stale };
 	if (!err)

@@ -94,6 +94,40 @@ static void test_postcopy_live(void)
 	vmm_kill(&dst);
 }
 
+/* A source whose switch leaves out a page it had the destination drop before the pause
+ * (fault injection): the destination refuses before the guest runs there — that page would
+ * never come — and the source runs on. */
+static void test_postcopy_omitted_page(void)
+{
+	struct vmm_proc src, dst;
+	const char *extra[] = { "--postcopy", "--downtime-ms", "1", NULL };
+	char pki[600], tls[2][700];
+	struct mig_run r;
+	int port;
+
+	if (!guest_available())
+		return;
+	make_certs(pki, sizeof(pki), tls);
+	setenv("CME_FAULT_PC_OMIT_EARLY", "1", 1);
+	guest_boot(&src, "256M", "2", "wss_mb=64");
+	unsetenv("CME_FAULT_PC_OMIT_EARLY");
+	CU_ASSERT_FATAL(vmm_wait_heartbeats(&src, 4, 20000));
+	mig_wait_pages(&src, 2 * 64 * MiB / 4096);
+	port = mig_incoming(&dst, DST, tls[1], NULL);
+	CU_ASSERT_FATAL(port > 0);
+	mig_cli(&r, &src, DST, port, tls[0], extra, MIG_TIMEOUT_MS);
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(mig_error(r.fin), "leaves out pages dropped before"));
+	if (!strstr(mig_error(r.fin), "leaves out pages dropped before"))
+		printf("\n    error: %s\n", mig_error(r.fin));
+	CU_ASSERT_EQUAL(vmm_wait(&dst, 15000), 0);
+	CU_ASSERT_NOT_EQUAL(dst.status, 0);
+	mig_expect_no_guest(&dst);
+	mig_expect_source_runs(&src);
+	mig_run_free(&r);
+	vmm_kill(&src);
+}
+
 /* What the source must show after post-copy broke: paused, a plain resume refused with
  * the reason, a forced one running the guest from the switch. */
 static void expect_source_kept(struct vmm_proc *src, json_t *st)
@@ -219,6 +253,8 @@ void suite_postcopy(void)
 		  test_postcopy_source_killed },
 		{ "link cut in post-copy: reported, the source keeps the guest paused",
 		  test_postcopy_link_cut },
+		{ "a switch that leaves out a page dropped before is refused, the source runs on",
+		  test_postcopy_omitted_page },
 		{ NULL, NULL },
 	};
 	test_add_suite("postcopy", cases);
