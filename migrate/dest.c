@@ -210,6 +210,7 @@ static int in_take_channel(struct mig_dest *c, struct tls_conn *conn)
 		c->urgent = conn;
 		return 0;
 	}
+	mig_fit_buffers(conn);
 	c->ch[idx].conn = conn;
 	c->ch[idx].vm = c->vm;
 	c->ch[idx].ctl = c->ctl;

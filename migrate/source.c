@@ -134,6 +134,8 @@ static int mig_connect(struct migration *m)
 		if (!err && net_tls_set_timeout(m->ch[i].conn, CHANNEL_TIMEOUT_MS) < 0)
 			log_debug(SUB, "cannot set a channel timeout");
 		if (!err)
+			mig_fit_buffers(m->ch[i].conn);
+		if (!err)
 			err = mig_rec_send_msg(m->ch[i].conn, REC_CHANNEL_HELLO, &h.base);
 	}
 	if (!err && m->p.postcopy_after)

@@ -88,6 +88,15 @@ void mig_rec_abort_reason(const uint8_t *payload, uint32_t len, char *buf, size_
 		cme__mig_abort__free_unpacked(a, NULL);
 }
 
+void mig_fit_buffers(struct tls_conn *c)
+{
+	int sz = net_tls_fit_buffers(c, MIG_LINK_RATE);
+
+	if (sz)
+		log_debug("mig", "page channel buffers %d KiB (round trip %u us)", sz >> 10,
+			  net_tls_rtt_us(c));
+}
+
 void mig_rec_send_abort(struct tls_conn *c, const char *reason)
 {
 	Cme__MigAbort a = CME__MIG_ABORT__INIT;

@@ -96,6 +96,11 @@ int net_tls_read_full(struct tls_conn *c, void *buf, size_t len) CME_WUR;
 
 /* The kernel's smoothed round-trip time of c's TCP connection in µs (0: unknown). */
 uint32_t net_tls_rtt_us(const struct tls_conn *c);
+/* Shrink c's socket buffers to what keeps a link of rate bytes/s busy over its measured
+ * round trip, twice over (at least 1 MiB, at most what net_sock_tune gave): bytes a buffer
+ * holds are bytes the peer has not yet taken, which a migration's pause must wait for.
+ * Returns the size set, 0 when it left them. */
+int net_tls_fit_buffers(struct tls_conn *c, uint64_t rate);
 /* True when decrypted bytes wait inside c: a read returns them though poll() on the socket
  * may say nothing is readable. */
 bool net_tls_pending(const struct tls_conn *c);

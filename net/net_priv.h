@@ -10,6 +10,9 @@
 
 #include "net.h"
 
+#define NET_SOCKBUF (4 << 20) /* per direction: a few ms of a 10 Gbit/s link */
+#define FIT_MIN	    (1 << 20) /* net_tls_fit_buffers never goes below */
+
 struct tls_ctx {
 	SSL_CTX *ssl;
 	bool server;

@@ -10,8 +10,6 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-#define TLS_SOCKBUF (4 << 20) /* per direction: a few ms of a 10 Gbit/s link */
-
 int net_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
 	va_list ap;
@@ -67,7 +65,7 @@ static bool sysctl_at_least(const char *path, long want)
  * Linux's buffer autotuning, so only ask when the kernel will grant the full size. */
 void net_sock_tune(int fd)
 {
-	int one = 1, sz = TLS_SOCKBUF;
+	int one = 1, sz = NET_SOCKBUF;
 
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (sysctl_at_least("/proc/sys/net/core/wmem_max", sz))

@@ -123,6 +123,17 @@ uint32_t net_tls_rtt_us(const struct tls_conn *c)
 	return ti.tcpi_rtt;
 }
 
+int net_tls_fit_buffers(struct tls_conn *c, uint64_t rate)
+{
+	uint64_t want = (uint64_t)net_tls_rtt_us(c) * rate / 1000000 * 2;
+	int sz = want < FIT_MIN ? FIT_MIN : want > NET_SOCKBUF ? NET_SOCKBUF : (int)want;
+
+	if (sz >= NET_SOCKBUF || setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)) < 0 ||
+	    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)) < 0)
+		return 0;
+	return sz;
+}
+
 bool net_tls_pending(const struct tls_conn *c)
 {
 	return SSL_pending(c->ssl) > 0;
