@@ -54,7 +54,7 @@ void mig_rec_abort_reason(const uint8_t *payload, uint32_t len, char *buf, size_
 void mig_rec_send_abort(struct tls_conn *c, const char *reason);
 /* A page channel's socket buffers: enough for 10 Gbit/s over its round trip and no more.
  * What sits in them when the guest pauses is what the destination must still take in the
- * pause (4 MiB each way made 17-33 ms of a 35-39 ms downtime here; 1 MiB, none). */
+ * pause (4 MiB each way made 17-33 ms of a 35-39 ms downtime here; 1 MiB, 4 ms). */
 void mig_fit_buffers(struct tls_conn *c);
 
 /* A batch of pages being assembled for one page record. */
