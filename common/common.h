@@ -50,8 +50,9 @@ uint64_t now_ns(void);
 uint64_t boottime_ns(void);
 /* CLOCK_REALTIME in milliseconds since the epoch. */
 uint64_t wall_ms(void);
-/* Sleep for ms milliseconds, restarting after signals. */
+/* Sleep for ms milliseconds (ns nanoseconds), restarting after signals. */
 void sleep_ms(unsigned ms);
+void sleep_ns(uint64_t ns);
 
 /* ---- sizes -------------------------------------------------------------------------- */
 

@@ -52,12 +52,17 @@ uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
 }
 
-void sleep_ms(unsigned ms)
+void sleep_ns(uint64_t ns)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+	struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+}
+
+void sleep_ms(unsigned ms)
+{
+	sleep_ns((uint64_t)ms * 1000000ull);
 }
 
 /* The shift for a binary unit letter, or -1. */

@@ -25,7 +25,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SUB		 "incoming"
@@ -370,13 +369,6 @@ int mig_pc_check(const struct mig_dest *c, char *why, size_t len)
 	return 0;
 }
 
-static void nap_us(long us)
-{
-	struct timespec ts = { 0, us * 1000 };
-
-	nanosleep(&ts, NULL);
-}
-
 /* Every page channel has ended `rounds` rounds: the pages sent before are in place. */
 static int pc_wait_rounds(struct mig_dest *c, uint32_t rounds)
 {
@@ -398,7 +390,7 @@ static int pc_wait_rounds(struct mig_dest *c, uint32_t rounds)
 			return mig_in_fail(c, -ETIMEDOUT,
 					   "the page channels did not end round %u in %d s", rounds,
 					   EARLY_TIMEOUT_MS / 1000);
-		nap_us(200);
+		sleep_ns(200000);
 	}
 }
 

@@ -15,13 +15,6 @@
 #define RESIDENCY_PAGES 512
 #define INLINE_PAGES	128 /* a final round this small is sent without the channels' threads */
 
-static void nap_ns(uint64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
-
-	nanosleep(&ts, NULL);
-}
-
 /* The bandwidth cap: a token bucket per channel filling at its share of the cap, holding at
  * most 50 ms of it, so time spent below the cap earns no burst beyond that. */
 static void channel_shape(struct mig_channel *c, uint64_t bytes)
@@ -44,7 +37,7 @@ static void channel_shape(struct mig_channel *c, uint64_t bytes)
 
 		/* Sleep in slices, so a cancel is never held up by the cap. */
 		while (now_ns() < end && !atomic_load(&c->m->cancel))
-			nap_ns(end - now_ns() < 20000000ull ? end - now_ns() : 20000000ull);
+			sleep_ns(end - now_ns() < 20000000ull ? end - now_ns() : 20000000ull);
 		c->bucket_ns = now + wait;
 		c->tokens = 0;
 	}
