@@ -1,6 +1,7 @@
 /* The flat 64-bit image loader (README, "Flat image ABI"): the image at 1 MiB, identity
  * page tables, a GDT and TSS per vCPU, boot-info blocks, stacks, and long-mode entry state
  * on every vCPU. Everything the VMM writes lives below 1 MiB at fixed addresses. */
+#include "sev_priv.h"
 #include "uart_priv.h"
 #include "vm_priv.h"
 
@@ -51,7 +52,7 @@ struct boot_info {
 	uint64_t tsc_khz;
 	uint64_t virtio_base;  /* virtio-mmio device i at virtio_base + i * 4 KiB */
 	uint32_t virtio_count; /* how many (the disks, then the nets, then the balloon) */
-	uint32_t reserved;
+	uint32_t mem_encrypt;  /* 0, or the C-bit of a confidential guest's page tables */
 };
 
 _Static_assert(FLAT_PERCPU + VM_MAX_VCPUS * 0x1000 <= FLAT_STACKS, "per-vCPU pages overlap");
@@ -64,22 +65,26 @@ static void put64(uint8_t *mem, uint64_t gpa, uint64_t v)
 	memcpy(mem + gpa, &v, sizeof(v));
 }
 
-int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa, uint64_t map_bytes)
+int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa, uint64_t map_bytes,
+			   uint64_t enc)
 {
 	uint64_t pdpt = pml4_gpa + 0x1000, pd = pml4_gpa + 0x2000;
 	uint64_t nr_pd = (map_bytes + (1ull << 30) - 1) >> 30;
+	const uint64_t table = PTE_P | PTE_RW | PTE_US | enc;
 
 	if (nr_pd == 0 || nr_pd > 512 || !range_within(pml4_gpa, (2 + nr_pd) * 0x1000, 0, mem_len))
 		return -EINVAL;
 	memset(mem + pml4_gpa, 0, (2 + nr_pd) * 0x1000);
-	put64(mem, pml4_gpa, pdpt | PTE_P | PTE_RW | PTE_US);
+	put64(mem, pml4_gpa, pdpt | table);
 	for (uint64_t i = 0; i < nr_pd; i++) {
-		put64(mem, pdpt + i * 8, (pd + i * 0x1000) | PTE_P | PTE_RW | PTE_US);
+		put64(mem, pdpt + i * 8, (pd + i * 0x1000) | table);
 		for (uint64_t j = 0; j < 512; j++) {
 			uint64_t addr = (i << 30) | (j << 21);
+			/* The hole's devices (LAPIC, IOAPIC, virtio) are the host's: shared. */
+			bool hole = addr >= VM_LOW_MEM_END && addr < VM_HIGH_MEM_BASE;
 
 			put64(mem, pd + i * 0x1000 + j * 8,
-			      addr | PTE_P | PTE_RW | PTE_US | PTE_PS);
+			      addr | PTE_P | PTE_RW | PTE_US | PTE_PS | (hole ? 0 : enc));
 		}
 	}
 	return (int)nr_pd;
@@ -142,6 +147,7 @@ static void flat_write_percpu(struct vm *vm, unsigned id, uint64_t cmdline_gpa)
 		.tsc_khz = vm->tsc_khz,
 		.virtio_base = vm_virtio_count(&vm->cfg) ? VIRTIO_MMIO_BASE : 0,
 		.virtio_count = vm_virtio_count(&vm->cfg),
+		.mem_encrypt = vm->sev ? vm->sev->c_bit : 0,
 	};
 
 	flat_write_gdt(mem + page + FLAT_PERCPU_GDT, page + FLAT_PERCPU_TSS);
@@ -253,7 +259,7 @@ static int flat_read_image(struct vm *vm, const char *image, size_t *size)
 int boot_page_tables(struct vm *vm)
 {
 	return flat_build_page_tables(vm->slots[0].hva, vm->slots[0].size, BOOT_PML4,
-				      boot_map_bytes(vm));
+				      boot_map_bytes(vm), vm->sev ? 1ull << vm->sev->c_bit : 0);
 }
 
 uint64_t boot_map_bytes(const struct vm *vm)
@@ -296,6 +302,7 @@ int vm_load_flat(struct vm *vm, const char *image, const char *cmdline)
 	measure_extend(vm->measurement, "cmdline", cmdline ? cmdline : "",
 		       cmdline ? strlen(cmdline) : 0);
 	vm->measured = true;
+	vm->loaded_end = FLAT_IMAGE + size; /* everything the VMM wrote lies below */
 	err = boot_page_tables(vm);
 	if (err < 0)
 		return err;

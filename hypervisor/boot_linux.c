@@ -338,8 +338,14 @@ int vm_load_linux(struct vm *vm, const char *kernel, const char *initrd, const c
 	char *full = NULL;
 	struct lx_file k;
 	uint64_t rd = 0, rd_size = 0;
-	int rc = lx_map_file(kernel, "kernel", &k);
+	int rc;
 
+	if (vm->cfg.confidential) { /* its boot path runs through firmware CME has not */
+		log_err(SUB, "--confidential: a Linux kernel under SEV needs firmware (OVMF); "
+			     "CME launches confidential guests from flat images only");
+		return -ENOTSUP;
+	}
+	rc = lx_map_file(kernel, "kernel", &k);
 	if (rc)
 		return rc;
 	measure_extend(vm->measurement, "kernel", k.data, k.len);

@@ -84,6 +84,10 @@ struct vm_config {
 	 * arriving guest keeps the template of its state; on a migration's destination this
 	 * one bounds what this host offers it. Not copied. */
 	const char *cpu_template;
+	/* Guest memory encrypted by the processor (README "Confidential VMs"): AMD SEV,
+	 * launched from a flat image, without virtio devices or KSM. vm_create fails where
+	 * the host cannot; nothing of the guest runs in clear. */
+	bool confidential;
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_ENDED };
@@ -148,6 +152,20 @@ struct vm_net_stats {
 
 /* Net device idx (< nr_nets) of a created VM into *st. Returns 0 or -ENOENT. */
 int vm_get_net_stats(struct vm *vm, unsigned idx, struct vm_net_stats *st) CME_WUR;
+
+/* A confidential VM's launch, for status. */
+struct vm_confidential {
+	const char *technology;	  /* "sev" */
+	uint32_t policy;	  /* the SEV guest policy the firmware enforces */
+	unsigned c_bit;		  /* the page-table bit of private memory */
+	bool launched;		  /* LAUNCH_FINISH done: the guest may run */
+	uint64_t encrypted;	  /* bytes the loader wrote, encrypted by LAUNCH_UPDATE_DATA */
+	uint8_t measurement[512]; /* LAUNCH_MEASURE's blob (SEV: 32-byte HMAC, 16-byte nonce) */
+	size_t measurement_len;	  /* 0 before the launch */
+};
+
+/* True for a confidential VM, with *out filled unless out is NULL. */
+bool vm_get_confidential(struct vm *vm, struct vm_confidential *out);
 
 /* Open /dev/kvm and create the VM with its memory, in-kernel irqchip, PIT, vCPUs
  * (CPUID from KVM_GET_SUPPORTED_CPUID) and console. Returns 0 with *out owned by the

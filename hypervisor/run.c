@@ -26,6 +26,9 @@ int vm_start(struct vm *vm, bool paused)
 
 	if (vm->state != VM_CREATED)
 		return -EINVAL;
+	err = vm_confidential_launch(vm); /* a confidential guest's memory sealed first */
+	if (err)
+		return err;
 	vm->start_ns = now_ns();
 	vm->state = paused ? VM_PAUSED : VM_RUNNING;
 	if (paused) {

@@ -256,6 +256,13 @@ static int vm_validate_config(const struct vm_config *cfg)
 			     "balloon\")");
 		return -EINVAL;
 	}
+	if (cfg->confidential && (vm_virtio_count(cfg) || cfg->ksm)) {
+		log_err(SUB, "--confidential: %s",
+			cfg->ksm ? "KSM cannot share encrypted pages (leave out --ksm)"
+				 : "virtio devices read and write guest memory the processor "
+				   "encrypts (no bounce buffers here): no disk, net or balloon");
+		return -EINVAL;
+	}
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {
 		log_err(SUB, "vCPU count %u out of range 1..%d", cfg->nr_vcpus, VM_MAX_VCPUS);
 		return -EINVAL;
@@ -306,7 +313,11 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		log_err(SUB, "KVM_CREATE_VM: %s", strerror(errno));
 		goto fail;
 	}
-	err = vm_setup_memory(vm);
+	err = vm_confidential_begin(vm); /* before any vCPU */
+	if (!err)
+		err = vm_setup_memory(vm);
+	if (!err)
+		err = vm_confidential_register(vm);
 	if (!err)
 		err = vm_setup_irqchip(vm);
 	if (!err)
@@ -347,6 +358,7 @@ void vm_destroy(struct vm *vm)
 	}
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
+	vm_confidential_free(vm); /* after the VM: KVM let go of its pinned RAM */
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	if (vm->event_fd >= 0)

@@ -113,6 +113,9 @@ struct vm {
 	const char *boot_kind;		    /* "flat" or "linux": how the guest was first booted */
 	uint8_t measurement[MEASURE_BYTES]; /* what was loaded (common.h), kept in the state */
 	bool measured;			    /* false: restored from a state without one */
+	uint64_t loaded_end; /* guest RAM [0, loaded_end) holds what the loader wrote */
+	/* cfg.confidential: the SEV launch (confidential.c, sev_priv.h), else NULL. */
+	struct sev_launch *sev;
 };
 
 /* end.c (below the vCPU threads, devices and run control, which all may end the VM) */
@@ -202,9 +205,22 @@ uint64_t boot_map_bytes(const struct vm *vm);
 
 /* The page tables builder, exposed for unit tests. Writes an identity map
  * of [0, map_bytes) with 2 MiB pages at pml4_gpa in the guest memory mem (which starts at
- * guest physical 0 and has mem_len bytes). Returns the number of PD pages or -errno. */
-int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa,
-			   uint64_t map_bytes) CME_WUR;
+ * guest physical 0 and has mem_len bytes). enc (a confidential guest's C-bit, else 0) is
+ * set in every entry but the leaves of the 3-4 GiB hole, whose devices are the host's.
+ * Returns the number of PD pages or -errno. */
+int flat_build_page_tables(uint8_t *mem, uint64_t mem_len, uint64_t pml4_gpa, uint64_t map_bytes,
+			   uint64_t enc) CME_WUR;
+
+/* confidential.c: AMD SEV for cfg.confidential, in vm_create's and vm_start's order.
+ * Each returns 0 or -errno with a logged reason; all do nothing for other VMs. */
+/* After KVM_CREATE_VM, before any vCPU: /dev/sev, INIT and LAUNCH_START. */
+int vm_confidential_begin(struct vm *vm) CME_WUR;
+/* After the memory slots: each registered (pinned) as memory that holds private pages. */
+int vm_confidential_register(struct vm *vm) CME_WUR;
+/* Before the first guest instruction: what the loader wrote encrypted in place, then the
+ * launch measurement and LAUNCH_FINISH. */
+int vm_confidential_launch(struct vm *vm) CME_WUR;
+void vm_confidential_free(struct vm *vm);
 
 /* acpi.c: RSDP, XSDT, FADT, DSDT and MADT at 0xe0000 for Linux guests. */
 int acpi_build(struct vm *vm) CME_WUR;

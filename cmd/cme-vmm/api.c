@@ -110,6 +110,27 @@ static json_t *measurement_json(struct vm *vm)
 	return json_string(hex);
 }
 
+/* null, or the SEV launch: technology, policy, C-bit, and the launch measurement (hex). */
+static json_t *confidential_json(struct vm *vm)
+{
+	struct vm_confidential c;
+	char hex[2 * sizeof(c.measurement) + 1] = "";
+
+	if (!vm || !vm_get_confidential(vm, &c))
+		return json_null();
+	for (size_t i = 0; i < c.measurement_len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", c.measurement[i]);
+	return json_pack("{s:s,s:I,s:i,s:b,s:I,s:s}", "technology", c.technology, "policy",
+			 (json_int_t)c.policy, "c_bit", (int)c.c_bit, "launched", c.launched,
+			 "encrypted_bytes", (json_int_t)c.encrypted, "launch_measurement", hex);
+}
+
+/* The VM is confidential: its memory leaves the processor only as ciphertext. */
+static bool api_confidential(struct api *api)
+{
+	return api->vm && vm_get_confidential(api->vm, NULL);
+}
+
 static json_t *api_status(struct api *api, json_t *req)
 {
 	struct vm_info info;
@@ -129,6 +150,7 @@ static json_t *api_status(struct api *api, json_t *req)
 	json_object_set_new(r, "cpu_template", json_string(info.cpu_template));
 	json_object_set_new(r, "cpu_features", cpu_features_json(api->vm));
 	json_object_set_new(r, "measurement", measurement_json(api->vm));
+	json_object_set_new(r, "confidential", confidential_json(api->vm));
 	json_object_set_new(r, "sandboxed", json_boolean(sandbox_armed()));
 	return r;
 }
@@ -317,27 +339,28 @@ static json_t *api_sandbox_probe(struct api *api, json_t *req)
 struct api_cmd {
 	const char *name;
 	json_t *(*fn)(struct api *api, json_t *req);
+	bool reads_ram; /* copies guest memory out: not for a confidential VM */
 };
 
 static const struct api_cmd api_cmds[] = {
-	{ "status", api_status },
-	{ "pause", api_pause },
-	{ "resume", api_resume },
-	{ "stop", api_stop },
-	{ "dirty-log", api_dirty_log },
-	{ "snapshot", api_snapshot },
-	{ "migrate", api_migrate },
-	{ "migrate-status", api_migrate_status },
-	{ "migrate-cancel", api_migrate_cancel },
-	{ "migrate-commit", api_migrate_commit },
-	{ "incoming-commit", api_arrived_commit },
-	{ "incoming-abort", api_arrived_abort },
-	{ "fence-deadline", api_fence_deadline },
-	{ "balloon", api_balloon },
-	{ "backup", api_backup },
-	{ "backup-status", api_backup_status },
-	{ "backup-cancel", api_backup_cancel },
-	{ "sandbox-probe", api_sandbox_probe },
+	{ "status", api_status, false },
+	{ "pause", api_pause, false },
+	{ "resume", api_resume, false },
+	{ "stop", api_stop, false },
+	{ "dirty-log", api_dirty_log, true },
+	{ "snapshot", api_snapshot, true },
+	{ "migrate", api_migrate, true },
+	{ "migrate-status", api_migrate_status, false },
+	{ "migrate-cancel", api_migrate_cancel, false },
+	{ "migrate-commit", api_migrate_commit, false },
+	{ "incoming-commit", api_arrived_commit, false },
+	{ "incoming-abort", api_arrived_abort, false },
+	{ "fence-deadline", api_fence_deadline, false },
+	{ "balloon", api_balloon, false },
+	{ "backup", api_backup, true },
+	{ "backup-status", api_backup_status, false },
+	{ "backup-cancel", api_backup_cancel, false },
+	{ "sandbox-probe", api_sandbox_probe, false },
 };
 
 bool api_known_command(const char *cmd)
@@ -358,7 +381,13 @@ json_t *api_dispatch(struct api *api, const char *line)
 		return api_error("%s", err);
 	for (size_t i = 0; i < ARRAY_SIZE(api_cmds) && !reply; i++)
 		if (!strcmp(cmd, api_cmds[i].name))
-			reply = api_cmds[i].fn(api, req);
+			reply = api_cmds[i].reads_ram && api_confidential(api)
+					? api_error(
+						  "%s: the guest's memory is encrypted by this "
+						  "host's processor (--confidential): it cannot be "
+						  "copied out",
+						  cmd)
+					: api_cmds[i].fn(api, req);
 	if (!reply)
 		reply = api_error("unknown command \"%s\"", cmd);
 	json_decref(req);

@@ -251,6 +251,8 @@ static int make_devs(const char *root, const struct run_opts *o, char *err, size
 	rc = make_dev(root, "/dev/kvm", o, err, len);
 	if (!rc && o->nr_nets)
 		rc = make_dev(root, "/dev/net/tun", o, err, len);
+	if (!rc && o->confidential) /* the PSP, for the SEV launch */
+		rc = make_dev(root, "/dev/sev", o, err, len);
 	if (!rc && !access("/dev/userfaultfd", F_OK))
 		rc = make_dev(root, "/dev/userfaultfd", o, err, len);
 	return rc;

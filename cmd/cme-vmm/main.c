@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -178,7 +179,8 @@ static void opts_vm_config(const struct run_opts *o, struct vm_config *cfg)
 				   .nr_pin = o->nr_pin,
 				   .epoch = o->epoch,
 				   .balloon = o->balloon,
-				   .cpu_template = o->cpu_template };
+				   .cpu_template = o->cpu_template,
+				   .confidential = o->confidential };
 	memcpy(cfg->disks, o->disks, sizeof(cfg->disks));
 	memcpy(cfg->nets, o->nets, sizeof(cfg->nets));
 	memcpy(cfg->pin, o->pin, sizeof(cfg->pin));
@@ -444,9 +446,9 @@ static int run_vm(const struct run_opts *o, struct cgroup *cg, int sfd)
 }
 
 /* --confidential: the guest's memory encrypted by the CPU, or no guest at all. Where the
- * host offers none it is refused by name; where it does, CME cannot launch such a guest
- * yet (no hardware here to build and test it on), and says so rather than run it in
- * clear. */
+ * host offers no AMD SEV it is refused by name (TDX hosts too: CME launches SEV guests
+ * only); a snapshot or a migration cannot carry such a guest (its memory is ciphertext
+ * under this processor's key), so restore and incoming refuse it as well. */
 static int check_confidential(const struct run_opts *o)
 {
 	char have[64];
@@ -460,11 +462,34 @@ static int check_confidential(const struct run_opts *o)
 			     "the guest would run in clear");
 		return -ENOTSUP;
 	}
-	log_err(SUB,
-		"--confidential: this host offers %s, but this cme-vmm cannot launch encrypted "
-		"guests yet: refused rather than run in clear",
-		have);
-	return -ENOTSUP;
+	if (strncmp(have, "sev", 3)) {
+		log_err(SUB,
+			"--confidential: this host offers %s; CME launches AMD SEV guests "
+			"only: refused rather than run in clear",
+			have);
+		return -ENOTSUP;
+	}
+	if (o->snapshot || o->listen) {
+		log_err(SUB,
+			"--confidential: a %s cannot carry an encrypted guest (its memory "
+			"is sealed to the processor it was launched on)",
+			o->listen ? "migration" : "snapshot");
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+/* A confidential guest's RAM is pinned by KVM for its life (SEV's registered regions),
+ * charged to the VMM's RLIMIT_MEMLOCK once it has given up root: raised to cover it
+ * (and a little more), while it still may. */
+static int memlock_ram(const struct run_opts *o)
+{
+	rlim_t need = o->mem_bytes + (64ull << 20);
+	struct rlimit now;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &now) == 0 && now.rlim_cur >= need)
+		return 0; /* RLIM_INFINITY included */
+	return setrlimit(RLIMIT_MEMLOCK, &(struct rlimit){ .rlim_cur = need, .rlim_max = need });
 }
 
 /* --jail: armed before the first thread, so that every thread loads its list. A
@@ -511,6 +536,10 @@ static int arm_jail(struct run_opts *o, struct cgroup *cg, int *exit_fd)
 			 o->name, jail_root());
 	if (sandbox_arm(&cfg, err, sizeof(err))) {
 		log_err(SUB, "--jail: %s", err);
+		return -EPERM;
+	}
+	if (o->jail_uid >= 0 && o->confidential && memlock_ram(o) < 0) {
+		log_err(SUB, "--confidential: cannot let the VMM pin its RAM: %s", strerror(errno));
 		return -EPERM;
 	}
 	if (o->jail_uid >= 0 && jail_drop_user(o, err, sizeof(err))) {

@@ -9,6 +9,7 @@ int main(void)
 	suite_common();
 	suite_args();
 	suite_pagetables();
+	suite_sev();
 	suite_uart();
 	suite_devices();
 	suite_runctl();

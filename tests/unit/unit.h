@@ -7,6 +7,7 @@
 void suite_common(void);
 void suite_args(void);
 void suite_pagetables(void);
+void suite_sev(void);
 void suite_uart(void);
 void suite_devices(void);
 void suite_runctl(void);
