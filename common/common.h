@@ -38,6 +38,10 @@ static inline bool add_overflows_u64(uint64_t a, uint64_t b, uint64_t *out)
 /* True when [addr, addr + len) lies inside [base, base + size), overflow-safe. */
 bool range_within(uint64_t addr, uint64_t len, uint64_t base, uint64_t size);
 
+/* The bits set in words[0..n) (a page bitmap's pages), counted word by word until the
+ * count passes limit (UINT64_MAX: all of them); past it the count is only "more". */
+uint64_t bits_count(const uint64_t *words, uint64_t n, uint64_t limit);
+
 /* True when all len bytes at p are zero (len a multiple of 32; word-aligned p). */
 bool mem_is_zero(const void *p, size_t len);
 

@@ -18,6 +18,15 @@ bool range_within(uint64_t addr, uint64_t len, uint64_t base, uint64_t size)
 	return addr >= base && end <= limit;
 }
 
+uint64_t bits_count(const uint64_t *words, uint64_t n, uint64_t limit)
+{
+	uint64_t c = 0;
+
+	for (uint64_t w = 0; w < n && c <= limit; w++)
+		c += (uint64_t)__builtin_popcountll(words[w]);
+	return c;
+}
+
 bool mem_is_zero(const void *p, size_t len)
 {
 	const uint64_t *w = p;

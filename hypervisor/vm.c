@@ -411,15 +411,6 @@ int vm_dirty_log_stop(struct vm *vm)
 	return err;
 }
 
-static uint64_t popcount_words(const uint64_t *bitmap, uint64_t words)
-{
-	uint64_t n = 0;
-
-	for (uint64_t w = 0; w < words; w++)
-		n += (uint64_t)__builtin_popcountll(bitmap[w]);
-	return n;
-}
-
 int vm_dirty_log_get(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *count)
 {
 	struct kvm_dirty_log log = { .slot = idx, .dirty_bitmap = bitmap };
@@ -429,7 +420,7 @@ int vm_dirty_log_get(struct vm *vm, unsigned idx, uint64_t *bitmap, uint64_t *co
 	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
 		return -errno;
 	vm_vmm_dirty_merge(vm, idx, bitmap);
-	*count = popcount_words(bitmap, vm->slots[idx].size / VM_PAGE_SIZE / 64);
+	*count = bits_count(bitmap, vm->slots[idx].size / VM_PAGE_SIZE / 64, UINT64_MAX);
 	return 0;
 }
 

@@ -418,6 +418,21 @@ static int in_check_measurement(struct mig_dest *c)
 	return 0;
 }
 
+/* The switch's post-copy part agrees with what came before it: a post-copy switch only
+ * where this side offered one (its map of missing pages taken, mig_pc_prepare), and none
+ * after pages were dropped early for one. 0, or the failure (set). */
+static int in_switch_postcopy(struct mig_dest *c, const Cme__MigSwitchover *sw)
+{
+	if (!sw->postcopy)
+		return c->pc ? mig_in_fail(c, -EPROTO,
+					   "pages were dropped for a post-copy switch that did "
+					   "not come")
+			     : 0;
+	if (!c->postcopy_offer)
+		return mig_in_fail(c, -EPROTO, "post-copy was not offered at hello");
+	return mig_pc_prepare(c, sw->stale.data, sw->stale.len, sw->digest.data);
+}
+
 /* All pages are in once every channel has ended its final round: compare digests and
  * load the state. The VM still has not run. */
 static int in_switchover(struct mig_dest *c, struct mig_stats *st)
@@ -453,16 +468,10 @@ static int in_switchover(struct mig_dest *c, struct mig_stats *st)
 			cme__mig_switchover__free_unpacked(sw, NULL);
 		return mig_in_fail(c, -EPROTO, "malformed switchover record");
 	}
-	if ((sw->postcopy && (!c->postcopy_offer ||
-			      mig_pc_prepare(c, sw->stale.data, sw->stale.len, sw->digest.data))) ||
-	    (!sw->postcopy && c->pc)) {
+	rc = in_switch_postcopy(c, sw);
+	if (rc) {
 		cme__mig_switchover__free_unpacked(sw, NULL);
-		return c->err[0] ? -EPROTO
-		       : c->postcopy_offer
-			       ? mig_in_fail(c, -EPROTO,
-					     "pages were dropped for a post-copy "
-					     "switch that did not come")
-			       : mig_in_fail(c, -EPROTO, "post-copy was not offered at hello");
+		return rc;
 	}
 	in_fault_corrupt(c->vm, c->track);
 	t0 = now_ns();

@@ -279,15 +279,6 @@ static int pc_drop_stale(struct pc_dest *p)
 	return 0;
 }
 
-static uint64_t pc_count(const uint64_t *map, uint64_t words)
-{
-	uint64_t n = 0;
-
-	for (uint64_t w = 0; w < words; w++)
-		n += (uint64_t)__builtin_popcountll(map[w]);
-	return n;
-}
-
 static int pc_register(struct pc_dest *p)
 {
 	struct uffdio_api api = { .api = UFFD_API };
@@ -426,7 +417,7 @@ static int pc_drop_early(struct mig_dest *c, struct pc_dest *p, const Cme__MigPo
 	if (!p->early)
 		return mig_in_fail(c, -ENOMEM, "post-copy: out of memory");
 	memcpy(p->early, p->stale, (p->words + 1) * sizeof(uint64_t));
-	r.pages = pc_count(p->early, p->words);
+	r.pages = bits_count(p->early, p->words, UINT64_MAX);
 	r.us = (now_ns() - t0) / 1000;
 	log_info(SUB, "vm=%s post-copy: %llu stale pages dropped before the switch in %llu us",
 		 c->in.name, (unsigned long long)r.pages, (unsigned long long)r.us);
@@ -472,11 +463,11 @@ int mig_pc_prepare(struct mig_dest *c, const uint8_t *stale, size_t len, const u
 			return mig_in_fail(c, -EPROTO,
 					   "post-copy: the switch leaves out pages dropped "
 					   "before it");
-	p->nr_stale = pc_count(p->stale, p->words);
+	p->nr_stale = bits_count(p->stale, p->words, UINT64_MAX);
 	rc = pc_drop_stale(p);
 	log_debug(SUB, "vm=%s post-copy: %llu stale pages (%llu dropped before) in %llu us",
 		  c->in.name, (unsigned long long)p->nr_stale,
-		  (unsigned long long)(p->early ? pc_count(p->early, p->words) : 0),
+		  (unsigned long long)(p->early ? bits_count(p->early, p->words, UINT64_MAX) : 0),
 		  (unsigned long long)(now_ns() - t0) / 1000);
 	if (rc)
 		return mig_in_fail(c, rc, "post-copy: dropping stale pages: %s", strerror(-rc));

@@ -101,6 +101,8 @@ void mig_throttle_start(struct migration *m);
 void mig_throttle_stop(struct migration *m);
 /* Read every slot's dirty bitmap into m->bitmap; returns the dirty page count. */
 uint64_t mig_fetch_dirty(struct migration *m);
+/* The pages marked in m->bitmap over every slot, counted until past limit (bits_count). */
+uint64_t mig_bitmap_pages(struct migration *m, uint64_t limit);
 
 /* source_digest.c: the source's digest kept current while the guest runs, by a change
  * tracker of its own (userfaultfd write protection read through PAGEMAP_SCAN), not by the

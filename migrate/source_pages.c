@@ -259,19 +259,15 @@ static int round_error(struct migration *m)
 	return 0;
 }
 
-/* Pages the final round would send (stops counting past max). */
-static uint64_t final_pages(struct migration *m, uint64_t max)
+uint64_t mig_bitmap_pages(struct migration *m, uint64_t limit)
 {
 	uint64_t n = 0;
 
-	if (m->skip_pages)
-		return 0;
-	for (unsigned i = 0; i < vm_nr_slots(m->vm) && n <= max; i++) {
+	for (unsigned i = 0; i < vm_nr_slots(m->vm) && n <= limit; i++) {
 		struct vm_slot s;
 
 		vm_get_slot(m->vm, i, &s);
-		for (uint64_t w = 0; w < s.size / VM_PAGE_SIZE / 64 && n <= max; w++)
-			n += (uint64_t)__builtin_popcountll(m->bitmap[i][w]);
+		n += bits_count(m->bitmap[i], s.size / VM_PAGE_SIZE / 64, limit - n);
 	}
 	return n;
 }
@@ -301,9 +297,9 @@ int mig_run_round(struct migration *m, unsigned round, bool final)
 {
 	struct timespec until;
 
-	if (final && !m->postcopy && final_pages(m, INLINE_PAGES) <= INLINE_PAGES)
-		return run_final_inline(m, round);
-	if (final && m->postcopy && m->skip_pages)
+	/* A final round that sends no page (post-copy's) or a few (pre-copy's). */
+	if (final &&
+	    (m->skip_pages || (!m->postcopy && mig_bitmap_pages(m, INLINE_PAGES) <= INLINE_PAGES)))
 		return run_final_inline(m, round);
 	pthread_mutex_lock(&m->lock);
 	m->round = round;

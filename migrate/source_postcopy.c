@@ -43,20 +43,6 @@ int mig_pc_stale_bitmap(struct migration *m, uint8_t **out, size_t *len)
 	return 0;
 }
 
-static uint64_t stale_count(struct migration *m)
-{
-	uint64_t n = 0;
-
-	for (unsigned i = 0; i < vm_nr_slots(m->vm); i++) {
-		struct vm_slot s;
-
-		vm_get_slot(m->vm, i, &s);
-		for (uint64_t w = 0; w < s.size / VM_PAGE_SIZE / 64; w++)
-			n += (uint64_t)__builtin_popcountll(m->bitmap[i][w]);
-	}
-	return n;
-}
-
 /* Mark gpa served (the push skips it). False when it is not a page of RAM. */
 static bool mark_served(struct migration *m, uint64_t gpa)
 {
@@ -187,7 +173,7 @@ int mig_postcopy_run(struct migration *m)
 	uint64_t t0 = now_ns();
 	int err;
 
-	m->prog.stats.postcopy_pages = stale_count(m);
+	m->prog.stats.postcopy_pages = mig_bitmap_pages(m, UINT64_MAX);
 	mig_set_phase(m, MIG_POSTCOPY);
 	log_info(SUB, "post-copy: the guest runs on %s; %llu pages follow it", m->p.to,
 		 (unsigned long long)m->prog.stats.postcopy_pages);

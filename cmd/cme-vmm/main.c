@@ -480,11 +480,12 @@ static int check_confidential(const struct run_opts *o)
 }
 
 /* A confidential guest's RAM is pinned by KVM for its life (SEV's registered regions),
- * charged to the VMM's RLIMIT_MEMLOCK once it has given up root: raised to cover it
- * (and a little more), while it still may. */
+ * and what the launch encrypts is pinned once more while it does, both charged to the
+ * VMM's RLIMIT_MEMLOCK once it has given up root: raised to cover them (the loaded bytes
+ * lie in RAM: twice RAM, and a little), while it still may. */
 static int memlock_ram(const struct run_opts *o)
 {
-	rlim_t need = o->mem_bytes + (64ull << 20);
+	rlim_t need = 2 * o->mem_bytes + (64ull << 20);
 	struct rlimit now;
 
 	if (getrlimit(RLIMIT_MEMLOCK, &now) == 0 && now.rlim_cur >= need)

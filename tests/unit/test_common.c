@@ -71,6 +71,21 @@ static void test_range_within(void)
 	CU_ASSERT_TRUE(range_within(0x1000, 0, 0x1000, 0));
 }
 
+static void test_bits_count(void)
+{
+	static const uint64_t w[4] = { 0, 0x8000000000000001ull, UINT64_MAX, 0x10 };
+
+	CU_ASSERT_EQUAL(bits_count(w, 4, UINT64_MAX), 67);
+	CU_ASSERT_EQUAL(bits_count(w, 2, UINT64_MAX), 2);
+	CU_ASSERT_EQUAL(bits_count(w, 0, UINT64_MAX), 0);
+	/* A limit stops at the first word past it: never fewer than the limit, and the
+	 * words after it are not read. */
+	CU_ASSERT_EQUAL(bits_count(w, 4, 1), 2);
+	CU_ASSERT_EQUAL(bits_count(w, 4, 2), 66);
+	CU_ASSERT_EQUAL(bits_count(w, 4, 66), 67);
+	CU_ASSERT_EQUAL(bits_count(w, 4, 0), 2);
+}
+
 static void test_linebuf_lines_and_limit(void)
 {
 	int fds[2];
@@ -209,6 +224,7 @@ void suite_common(void)
 		{ "parse_size rejects junk, zero and overflow", test_parse_size_rejects },
 		{ "parse_uint bounds", test_parse_uint },
 		{ "range_within is overflow-safe", test_range_within },
+		{ "bits_count counts a bitmap, up to a limit", test_bits_count },
 		{ "linebuf splits lines and refuses oversize", test_linebuf_lines_and_limit },
 		{ "write_file_atomic replaces a file whole", test_write_file_atomic },
 		{ "protobuf decoding is bounded (unknown fields)", test_pb_budget },
