@@ -37,6 +37,9 @@ struct cl_node {
 	/* What its KVM offers guests (`cme-vmm cpu-features`): comma-separated feature names
 	 * of common's table; "" when it could not tell (or an older node). */
 	char cpu_features[CL_CPU_MAX];
+	/* The guest memory encryption its KVM offers (`cme-vmm cpu-features`): "sev", "sev-es",
+	 * "sev-snp", "tdx", comma-separated; "" for none. */
+	char mem_encryption[64];
 };
 
 /* members/<node>: written by the node each time it registers; survives its lease, so a
@@ -77,6 +80,9 @@ struct cl_spec {
 	char cpu_template[16]; /* cme-vmm's --cpu-template; "" is "host" */
 	char boot_sig[200];    /* "PUBKEY SIG" (cmectl image sign): a node with operator_keys
 				* boots only what a key of the cluster's trust record signed */
+	/* cme-vmm's --confidential (AMD SEV, README "Confidential VMs"): placed only on nodes
+	 * that offer SEV, never moved live; a flat image without disk, balloon or KSM. */
+	bool confidential;
 	int priority;
 	bool running; /* desired state */
 	uint64_t created_ms;
@@ -239,6 +245,8 @@ bool cl_backup_active(const struct cl_backup *b);
 /* A spec's checks beyond types: sizes in range, exactly one of image/kernel, restart policy
  * known, names valid, CPU template known. 0 or -EINVAL with the reason. */
 int cl_spec_check(const struct cl_spec *s, struct etcd_err *err) CME_WUR;
+/* Whether a node offers what a confidential VM needs (AMD SEV in its mem_encryption). */
+bool cl_node_offers_sev(const struct cl_node *n);
 /* The CPU features any node that starts a VM of spec s must offer (its CPU template's;
  * "" for "host"), comma-separated into buf of len bytes. Returns buf. */
 const char *cl_spec_cpu_need(const struct cl_spec *s, char *buf, size_t len);

@@ -33,6 +33,7 @@ static const struct field node_f[] = {
 	FLD(cl_node, started_ms, F_U64, false),
 	FLD(cl_node, version, F_STR, false),
 	FLD(cl_node, cpu_features, F_STR, false),
+	FLD(cl_node, mem_encryption, F_STR, false),
 	{ 0 },
 };
 
@@ -51,17 +52,29 @@ static const struct field member_f[] = {
 };
 
 static const struct field spec_f[] = {
-	FLD(cl_spec, name, F_NAME, true),	FLD(cl_spec, vcpus, F_U32, true),
-	FLD(cl_spec, mem_mb, F_U64, true),	FLD(cl_spec, image, F_STR, false),
-	FLD(cl_spec, kernel, F_STR, false),	FLD(cl_spec, initrd, F_STR, false),
-	FLD(cl_spec, cmdline, F_STR, false),	FLD(cl_spec, restart, F_STR, false),
-	FLD(cl_spec, group, F_STR, false),	FLD(cl_spec, disk, F_STR, false),
-	FLD(cl_spec, balloon, F_BOOL, false),	FLD(cl_spec, balloon_mb, F_U64, false),
-	FLD(cl_spec, priority, F_INT, false),	FLD(cl_spec, running, F_BOOL, false),
-	FLD(cl_spec, created_ms, F_U64, false), FLD(cl_spec, pin_vcpus, F_STR, false),
-	FLD(cl_spec, cgroup, F_STR, false),	FLD(cl_spec, hugepages, F_BOOL, false),
-	FLD(cl_spec, ksm, F_BOOL, false),	FLD(cl_spec, cpu_template, F_STR, false),
-	FLD(cl_spec, boot_sig, F_STR, false),	{ 0 },
+	FLD(cl_spec, name, F_NAME, true),
+	FLD(cl_spec, vcpus, F_U32, true),
+	FLD(cl_spec, mem_mb, F_U64, true),
+	FLD(cl_spec, image, F_STR, false),
+	FLD(cl_spec, kernel, F_STR, false),
+	FLD(cl_spec, initrd, F_STR, false),
+	FLD(cl_spec, cmdline, F_STR, false),
+	FLD(cl_spec, restart, F_STR, false),
+	FLD(cl_spec, group, F_STR, false),
+	FLD(cl_spec, disk, F_STR, false),
+	FLD(cl_spec, balloon, F_BOOL, false),
+	FLD(cl_spec, balloon_mb, F_U64, false),
+	FLD(cl_spec, priority, F_INT, false),
+	FLD(cl_spec, running, F_BOOL, false),
+	FLD(cl_spec, created_ms, F_U64, false),
+	FLD(cl_spec, pin_vcpus, F_STR, false),
+	FLD(cl_spec, cgroup, F_STR, false),
+	FLD(cl_spec, hugepages, F_BOOL, false),
+	FLD(cl_spec, ksm, F_BOOL, false),
+	FLD(cl_spec, cpu_template, F_STR, false),
+	FLD(cl_spec, boot_sig, F_STR, false),
+	FLD(cl_spec, confidential, F_BOOL, false),
+	{ 0 },
 };
 
 static const struct field owner_f[] = {
@@ -446,7 +459,23 @@ int cl_spec_check(const struct cl_spec *s, struct etcd_err *err)
 		return spec_bad(err, "cgroup must be a relative PATH[,cpu=CPUS][,mem=SIZE]");
 	if (cpu_template_level(s->cpu_template) < 0)
 		return spec_bad(err, "cpu_template must be one of " CPU_TEMPLATE_NAMES);
+	if (s->confidential && (s->kernel[0] || s->disk[0] || s->balloon || s->ksm ||
+				cpu_template_level(s->cpu_template) > 0))
+		return spec_bad(err, "a confidential VM boots a flat image on the host CPU "
+				     "template, with no disk, balloon or KSM (AMD SEV: README "
+				     "\"Confidential VMs\")");
 	return 0;
+}
+
+bool cl_node_offers_sev(const struct cl_node *n)
+{
+	char list[sizeof(n->mem_encryption)], *save = NULL;
+
+	snprintf(list, sizeof(list), "%s", n->mem_encryption);
+	for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		if (!strcmp(t, "sev"))
+			return true;
+	return false;
 }
 
 const char *cl_spec_cpu_need(const struct cl_spec *s, char *buf, size_t len)

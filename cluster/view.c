@@ -320,7 +320,8 @@ int cl_view_ha(const struct cl_view *v, struct cl_ha *h)
 						.mem_mb = n->alive ? n->node.mem_mb : 0,
 						.cpu_features = n->alive && n->node.cpu_features[0]
 									? n->node.cpu_features
-									: NULL };
+									: NULL,
+						.sev = n->alive && cl_node_offers_sev(&n->node) };
 		if (!ha_admin_parse(n->admin.state, &h->nodes[i].admin))
 			h->nodes[i].admin = HA_MAINTENANCE; /* unknown: schedule nothing there */
 	}
@@ -340,6 +341,7 @@ int cl_view_ha(const struct cl_view *v, struct cl_ha *h)
 			.restart = m->has_spec && strcmp(m->spec.restart, "never") != 0,
 			.running = runs_on_owner(m),
 			.cpu_need = vm_cpu_need(v, m, h),
+			.confidential = m->has_spec && m->spec.confidential,
 		};
 	}
 	h->c = (struct ha_cluster){ h->nodes, v->nnodes, h->vms, v->nvms };

@@ -107,6 +107,7 @@ struct cd {
 	char (*lost_said)[CL_NAME_MAX]; /* leader: lost nodes it announced (until they return) */
 	size_t nlost_said;
 	char cpu_features[CL_CPU_MAX]; /* what this host's KVM offers ("": unknown), hostcpu.c */
+	char mem_encryption[64];       /* its guest memory encryption ("sev,..."; "": none) */
 	uint64_t trust_seq;	       /* the trust record this node took last (trust.c) */
 	int64_t trust_refused_rev;     /* the last record it refused (said once) */
 };

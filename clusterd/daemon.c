@@ -233,6 +233,7 @@ static bool register_node(struct cd *cd, const struct cl_view *v)
 	snprintf(n.addr, sizeof(n.addr), "%s", cd->cfg->address);
 	snprintf(n.version, sizeof(n.version), "%s", CME_VERSION);
 	snprintf(n.cpu_features, sizeof(n.cpu_features), "%s", cd->cpu_features);
+	snprintf(n.mem_encryption, sizeof(n.mem_encryption), "%s", cd->mem_encryption);
 	n.vms = running;
 	n.started_ms = nv && nv->alive ? nv->node.started_ms : wall_ms();
 	cd_key(cd, key, sizeof(key), "nodes", cd->cfg->node, NULL);

@@ -1,6 +1,7 @@
 /* What this host's KVM offers guests, asked once at start the way an operator would:
  * `cme-vmm cpu-features` (the daemon never opens /dev/kvm itself). The node's record
- * publishes the answer, and placement compares VMs' CPU templates with it. */
+ * publishes the answer, and placement compares VMs' CPU templates (and confidential VMs'
+ * need of AMD SEV) with it. */
 #include "cd_priv.h"
 
 #include <errno.h>
@@ -70,10 +71,11 @@ static int ask_vmm(const char *vmm, char *buf, size_t cap)
 	return n < 0 ? (int)n : 0;
 }
 
-/* {"features":[names...]} into a comma-separated list; -EINVAL when it is not that. */
-static int join_features(const char *answer, char *out, size_t len)
+/* The answer's array key ({"features":[names...]}) into a comma-separated list; -EINVAL
+ * when it is not that. */
+static int join_names(const char *answer, const char *key, char *out, size_t len)
 {
-	json_t *o = json_loads(answer, 0, NULL), *a = json_object_get(o, "features"), *v;
+	json_t *o = json_loads(answer, 0, NULL), *a = json_object_get(o, key), *v;
 	size_t i, off = 0;
 	int rc = json_is_array(a) ? 0 : -EINVAL;
 
@@ -106,12 +108,18 @@ void cd_host_cpu(struct cd *cd)
 	int rc = ask_vmm(cd->cfg->vmm, answer, sizeof(answer));
 
 	if (!rc)
-		rc = join_features(answer, cd->cpu_features, sizeof(cd->cpu_features));
+		rc = join_names(answer, "features", cd->cpu_features, sizeof(cd->cpu_features));
+	/* An older cme-vmm says nothing of it: none. */
+	if (!rc &&
+	    join_names(answer, "memory_encryption", cd->mem_encryption, sizeof(cd->mem_encryption)))
+		cd->mem_encryption[0] = 0;
 	if (rc)
 		log_warn(SUB,
 			 "node=%s: %s cpu-features: %s; this node publishes no CPU features (VMs "
 			 "with a CPU template are not placed here)",
 			 cd->cfg->node, cd->cfg->vmm, strerror(-rc));
 	else
-		log_info(SUB, "node=%s: CPU features %s", cd->cfg->node, cd->cpu_features);
+		log_info(SUB, "node=%s: CPU features %s; guest memory encryption: %s",
+			 cd->cfg->node, cd->cpu_features,
+			 cd->mem_encryption[0] ? cd->mem_encryption : "none");
 }

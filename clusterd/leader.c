@@ -233,7 +233,13 @@ static void report_blocked(struct cd *cd, const struct cl_view *v, const struct 
 			continue;
 		for (size_t k = 0; k < n; k++)
 			planned |= moves[k].vm == i;
-		if (!planned && ha_place(&h->c, &h->vms[i], vv->owner.node, why, sizeof(why)) < 0)
+		if (h->vms[i].confidential)
+			note_blocked(cd, vv,
+				     "it is confidential (AMD SEV): its memory cannot move live; "
+				     "stop it (cmectl vm stop), and it is handed to another node, "
+				     "then start it");
+		else if (!planned &&
+			 ha_place(&h->c, &h->vms[i], vv->owner.node, why, sizeof(why)) < 0)
 			note_blocked(cd, vv, why);
 	}
 }

@@ -365,7 +365,9 @@ static int boot_args(struct cd *cd, const struct cl_spec *s, char mem[32], char 
 
 /* --balloon (a device: the source's and the target's must match), --pin-vcpus, --cgroup,
  * --hugepages, --ksm, --cpu-template (a migration's target: the most it offers the guest,
- * which brings its own). */
+ * which brings its own), --confidential (a restore or an incoming VMM refuses it by name:
+ * a confidential guest's memory never leaves its host, so it is never brought back in
+ * clear). */
 static void resource_args(const struct cl_spec *s, char **argv, int *n, bool template)
 {
 	if (template && s->cpu_template[0]) {
@@ -386,6 +388,8 @@ static void resource_args(const struct cl_spec *s, char **argv, int *n, bool tem
 		argv[(*n)++] = "--hugepages";
 	if (s->ksm)
 		argv[(*n)++] = "--ksm";
+	if (s->confidential)
+		argv[(*n)++] = "--confidential";
 }
 
 /* --disk by its real path (inside image_dirs, its options kept), with the owner epoch
@@ -460,7 +464,7 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 {
 	char mem[32], cpus[16];
 	struct argbuf b;
-	char *argv[64] = { (char *)cd->cfg->vmm, "run" };
+	char *argv[80] = { (char *)cd->cfg->vmm, "run" };
 	int n = 2, rc;
 
 	snprintf(l->vdir, sizeof(l->vdir), "%s/vm", l->dir); /* a new VMM: today's layout */
@@ -483,7 +487,7 @@ int cd_lvm_start_restore(struct cd *cd, struct lvm *l, const struct cl_spec *spe
 {
 	char mem[32], cpus[16];
 	struct argbuf b;
-	char *argv[64] = { (char *)cd->cfg->vmm, "restore", "--store",
+	char *argv[80] = { (char *)cd->cfg->vmm, "restore", "--store",
 			   (char *)store,	 "--key",   (char *)cd->cfg->backup_key,
 			   (char *)ref };
 	int n = 7, rc = 0;
@@ -531,7 +535,7 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 	char listen[160], wait[16];
 	struct argbuf b;
 	/* Only the source node may send it: its certificate carries its node name. */
-	char *argv[64] = { (char *)cd->cfg->vmm,
+	char *argv[80] = { (char *)cd->cfg->vmm,
 			   "incoming",
 			   "--listen",
 			   listen,

@@ -10,7 +10,7 @@ static bool is_candidate(const struct ha_cluster *c, size_t i)
 	const struct ha_vm *vm = &c->vms[i];
 	size_t n;
 
-	if (!vm->wanted || vm->target)
+	if (!vm->wanted || vm->target || vm->confidential)
 		return false;
 	n = ha_node_index(c, vm->owner);
 	if (n == SIZE_MAX || !c->nodes[n].alive)

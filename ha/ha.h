@@ -26,6 +26,7 @@ struct ha_node {
 	/* Its CPU features (what its KVM offers guests), comma-separated names of common's
 	 * table; NULL when it publishes none (a node of an older version). */
 	const char *cpu_features;
+	bool sev; /* it offers AMD SEV for confidential guests */
 };
 
 struct ha_vm {
@@ -43,6 +44,9 @@ struct ha_vm {
 	 * or, for "host", those of the node it runs on (a live migration must not take any
 	 * away). NULL or "": none. */
 	const char *cpu_need;
+	/* Its memory is encrypted by its node's processor (AMD SEV): it runs only where sev
+	 * is offered and never moves live (a drain leaves it to the operator). */
+	bool confidential;
 };
 
 /* The cluster as the leader sees it; the caller owns both arrays. */
@@ -79,18 +83,20 @@ unsigned ha_cpu_lacks(const struct ha_node *n, const struct ha_vm *vm, char *out
  * c->vms with vm's name (or vm itself) never counts against a node, so a VM can be
  * re-placed where it already runs. A node is eligible when it is alive, HA_SCHEDULABLE,
  * not named exclude (NULL: none; the node a migration leaves), offers every CPU feature vm
- * needs (ha_cpu_lacks), has at least vm's vCPUs and MiB free (offered minus used by other
+ * needs (ha_cpu_lacks) and AMD SEV if vm is confidential, has at least vm's vCPUs and MiB free (offered minus used by other
  * VMs) and holds no other wanted VM of vm's non-empty group as owner or migration target. The choice is the eligible node with the
  * most MiB free after placement, then most vCPUs free, then the smallest name. On -1,
  * why (if not NULL) gets one line naming every node and why it could not take vm, e.g.
  * "no node can take vm web1 (2 vCPUs, 1024 MiB): node-a has 512 MiB/3 vCPUs free; node-b
- * is draining; node-c is down; node-d lacks CPU features avx2, bmi2"; truncated to whylen. On success why is set to "". */
+ * is draining; node-c is down; node-d lacks CPU features avx2, bmi2; node-e offers no AMD
+ * SEV (confidential VMs)"; truncated to whylen. On success why is set to "". */
 int ha_place(const struct ha_cluster *c, const struct ha_vm *vm, const char *exclude, char *why,
 	     size_t whylen);
 
 /* The live migrations the leader should start now to empty every alive node that is
  * HA_DRAINING or HA_MAINTENANCE, written to moves (at most cap), returns how many.
- * Candidates are the wanted VMs owned by such a node with no migration in flight, taken
+ * Candidates are the wanted VMs owned by such a node with no migration in flight and not
+ * confidential (those cannot move live: the caller says so), taken
  * highest priority first, then by name. A candidate is planned when fewer than max_cluster
  * migrations are in flight cluster-wide and fewer than max_per_node leave its owner (both
  * counting those already in flight and those planned before it) and ha_place, excluding its

@@ -7,7 +7,7 @@
 #include "common.h"
 #include "ha_priv.h"
 
-enum refusal { FITS, DOWN, ADMIN, EXCLUDED, CPU, FULL, RIVAL };
+enum refusal { FITS, DOWN, ADMIN, EXCLUDED, CPU, SEV, FULL, RIVAL };
 
 /* What one node offers the VM being placed. */
 struct verdict {
@@ -82,6 +82,8 @@ static struct verdict judge(const struct ha_view *v, const struct ha_vm *vm, siz
 		d.no = EXCLUDED;
 	else if (ha_cpu_lacks(n, vm, NULL, 0))
 		d.no = CPU;
+	else if (vm->confidential && !n->sev)
+		d.no = SEV;
 	else if (d.free_cpus < vm->vcpus || d.free_mem < vm->mem_mb)
 		d.no = FULL;
 	else if ((d.rival = group_rival(v, vm, node)))
@@ -120,6 +122,7 @@ static void say_refusal(struct line *l, const struct ha_node *n, const struct ha
 	case ADMIN: line_add(l, "%s is %s", n->name, admin_phrase(n->admin)); break;
 	case EXCLUDED: line_add(l, "%s is the node it leaves", n->name); break;
 	case CPU: say_cpu(l, n, vm); break;
+	case SEV: line_add(l, "%s offers no AMD SEV (confidential VMs)", n->name); break;
 	case FULL:
 		line_add(l, "%s has %" PRIu64 " MiB/%" PRIu32 " vCPUs free", n->name, d->free_mem,
 			 d->free_cpus);

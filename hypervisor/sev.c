@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SEV_UPDATE_MAX (1ull << 31) /* LAUNCH_UPDATE_DATA's len is 32 bits: split below */
+/* LAUNCH_UPDATE_DATA's len is 32 bits, and the kernel keeps a run of contiguous pages in an
+ * int: 1 GiB at a time. */
+#define SEV_UPDATE_MAX (1ull << 30)
 
 int sev_cbit_from_cpuid(uint32_t eax, uint32_t ebx)
 {

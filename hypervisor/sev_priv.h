@@ -58,7 +58,7 @@ int sev_begin(struct sev_launch *s, const struct sev_ops *ops, int vm_fd, int se
  * it for the VM's life. */
 int sev_register(struct sev_launch *s, void *hva, uint64_t size, char *err, size_t len);
 /* LAUNCH_UPDATE_DATA: encrypt [hva, hva + size) in place with the guest's key (both
- * 16-byte aligned; split below 4 GiB per call). Only between begin and finish. */
+ * 16-byte aligned; 1 GiB per call). Only between begin and finish. */
 int sev_encrypt(struct sev_launch *s, void *hva, uint64_t size, char *err, size_t len);
 /* LAUNCH_MEASURE (its blob kept in s->measure) and LAUNCH_FINISH: the guest may run. */
 int sev_finish(struct sev_launch *s, char *err, size_t len);

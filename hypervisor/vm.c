@@ -234,6 +234,22 @@ static void vm_enable_manual_protect(struct vm *vm)
 		log_debug(SUB, "vm=%s manual dirty-log protection unavailable", vm->cfg.name);
 }
 
+/* Why a confidential guest cannot have what cfg asks besides, or NULL. */
+static const char *confidential_refusal(const struct vm_config *cfg)
+{
+	if (!cfg->confidential)
+		return NULL;
+	if (cfg->ksm)
+		return "KSM cannot share encrypted pages (leave out --ksm)";
+	if (vm_virtio_count(cfg))
+		return "virtio devices read and write guest memory the processor encrypts (no "
+		       "bounce buffers here): no disk, net or balloon";
+	if (cpu_template_level(cfg->cpu_template) > 0)
+		return "the guest runs the host CPU template (a named one hides the SEV leaf "
+		       "0x8000001f, where the guest and KVM find the C-bit)";
+	return NULL;
+}
+
 static int vm_validate_config(const struct vm_config *cfg)
 {
 	if (cfg->nr_pin > cfg->nr_vcpus) {
@@ -256,11 +272,8 @@ static int vm_validate_config(const struct vm_config *cfg)
 			     "balloon\")");
 		return -EINVAL;
 	}
-	if (cfg->confidential && (vm_virtio_count(cfg) || cfg->ksm)) {
-		log_err(SUB, "--confidential: %s",
-			cfg->ksm ? "KSM cannot share encrypted pages (leave out --ksm)"
-				 : "virtio devices read and write guest memory the processor "
-				   "encrypts (no bounce buffers here): no disk, net or balloon");
+	if (confidential_refusal(cfg)) {
+		log_err(SUB, "--confidential: %s", confidential_refusal(cfg));
 		return -EINVAL;
 	}
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {

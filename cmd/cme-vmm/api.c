@@ -110,7 +110,8 @@ static json_t *measurement_json(struct vm *vm)
 	return json_string(hex);
 }
 
-/* null, or the SEV launch: technology, policy, C-bit, and the launch measurement (hex). */
+/* null, or the SEV launch: technology, policy, C-bit, and the launch measurement (hex) —
+ * not attestable: no guest owner's session was given at LAUNCH_START. */
 static json_t *confidential_json(struct vm *vm)
 {
 	struct vm_confidential c;
@@ -120,9 +121,10 @@ static json_t *confidential_json(struct vm *vm)
 		return json_null();
 	for (size_t i = 0; i < c.measurement_len; i++)
 		snprintf(hex + 2 * i, 3, "%02x", c.measurement[i]);
-	return json_pack("{s:s,s:I,s:i,s:b,s:I,s:s}", "technology", c.technology, "policy",
+	return json_pack("{s:s,s:I,s:i,s:b,s:I,s:s,s:b}", "technology", c.technology, "policy",
 			 (json_int_t)c.policy, "c_bit", (int)c.c_bit, "launched", c.launched,
-			 "encrypted_bytes", (json_int_t)c.encrypted, "launch_measurement", hex);
+			 "encrypted_bytes", (json_int_t)c.encrypted, "launch_measurement", hex,
+			 "attestable", 0);
 }
 
 /* The VM is confidential: its memory leaves the processor only as ciphertext. */

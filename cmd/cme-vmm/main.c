@@ -481,16 +481,24 @@ static int check_confidential(const struct run_opts *o)
 
 /* A confidential guest's RAM is pinned by KVM for its life (SEV's registered regions),
  * and what the launch encrypts is pinned once more while it does, both charged to the
- * VMM's RLIMIT_MEMLOCK once it has given up root: raised to cover them (the loaded bytes
- * lie in RAM: twice RAM, and a little), while it still may. */
+ * VMM's RLIMIT_MEMLOCK unless it holds CAP_IPC_LOCK (which a jailed VMM gives up): the
+ * limit is raised to cover them (the loaded bytes lie in RAM: twice RAM, and a little)
+ * before any of that. */
 static int memlock_ram(const struct run_opts *o)
 {
 	rlim_t need = 2 * o->mem_bytes + (64ull << 20);
-	struct rlimit now;
+	struct rlimit now = { 0, 0 };
 
-	if (getrlimit(RLIMIT_MEMLOCK, &now) == 0 && now.rlim_cur >= need)
+	if (!o->confidential || (getrlimit(RLIMIT_MEMLOCK, &now) == 0 && now.rlim_cur >= need))
 		return 0; /* RLIM_INFINITY included */
-	return setrlimit(RLIMIT_MEMLOCK, &(struct rlimit){ .rlim_cur = need, .rlim_max = need });
+	if (setrlimit(RLIMIT_MEMLOCK,
+		      &(struct rlimit){ need, now.rlim_max > need ? now.rlim_max : need }) == 0)
+		return 0;
+	log_err(SUB,
+		"--confidential: RLIMIT_MEMLOCK is %llu MiB and cannot be raised to %llu: KVM "
+		"pins a confidential guest's RAM (ulimit -l, or start it as root)",
+		(unsigned long long)(now.rlim_cur >> 20), (unsigned long long)(need >> 20));
+	return -ENOMEM;
 }
 
 /* --jail: armed before the first thread, so that every thread loads its list. A
@@ -539,10 +547,6 @@ static int arm_jail(struct run_opts *o, struct cgroup *cg, int *exit_fd)
 		log_err(SUB, "--jail: %s", err);
 		return -EPERM;
 	}
-	if (o->jail_uid >= 0 && o->confidential && memlock_ram(o) < 0) {
-		log_err(SUB, "--confidential: cannot let the VMM pin its RAM: %s", strerror(errno));
-		return -EPERM;
-	}
 	if (o->jail_uid >= 0 && jail_drop_user(o, err, sizeof(err))) {
 		log_err(SUB, "--jail-user: %s", err);
 		snprintf(exit_reason, sizeof(exit_reason), "--jail-user: %.500s", err);
@@ -570,7 +574,8 @@ static int run_main(int argc, char **argv)
 		fprintf(stderr, "cme-vmm %s: %s\n", argv[0], err);
 		return VMM_EXIT_USAGE;
 	}
-	if (check_confidential(&o) < 0 || (!o.snapshot && !o.listen && check_host(&o) < 0)) {
+	if (check_confidential(&o) < 0 || memlock_ram(&o) < 0 ||
+	    (!o.snapshot && !o.listen && check_host(&o) < 0)) {
 		write_exit_file(&o, VMM_EXIT_SETUP);
 		return VMM_EXIT_SETUP;
 	}
@@ -616,18 +621,21 @@ static int end_run(int rc)
 }
 
 /* `cme-vmm cpu-features`: what this host's KVM offers, one JSON object on stdout:
- * {"features":[names],"templates":[the CPU templates it can run]}. cme-clusterd publishes
- * the features in its node's record. Exit 0, or 1 when KVM cannot be asked. */
+ * {"features":[names],"templates":[the CPU templates it can run],"memory_encryption":
+ * ["sev",...]}. cme-clusterd publishes the features and the encryption in its node's
+ * record. Exit 0, or 1 when KVM cannot be asked. */
 static int cpu_features_main(void)
 {
-	char have[CPU_LIST_MAX], tmpls[256];
+	char have[CPU_LIST_MAX], tmpls[256], enc[64];
 	int rc = vm_host_cpu_features(have, sizeof(have));
 	json_t *o;
 
 	if (rc < 0)
 		return VMM_EXIT_SETUP;
-	o = json_pack("{s:o,s:o}", "features", jsonl_names(have), "templates",
-		      jsonl_names(cpu_templates_offered(have, ",", tmpls, sizeof(tmpls))));
+	vm_host_memory_encryption(enc, sizeof(enc));
+	o = json_pack("{s:o,s:o,s:o}", "features", jsonl_names(have), "templates",
+		      jsonl_names(cpu_templates_offered(have, ",", tmpls, sizeof(tmpls))),
+		      "memory_encryption", jsonl_names(enc));
 	rc = o && json_dumpf(o, stdout, JSON_COMPACT) == 0 ? 0 : -EIO;
 	json_decref(o);
 	if (rc < 0)

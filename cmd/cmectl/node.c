@@ -42,6 +42,7 @@ static json_t *node_obj(const struct cl_view *v, const struct cl_ha *h, size_t i
 		o, "cpu_templates",
 		jsonl_names(cpu_templates_offered(nv->node.cpu_features, ",", tmpl, sizeof(tmpl))));
 	json_object_set_new(o, "cpu_features", jsonl_names(nv->node.cpu_features));
+	json_object_set_new(o, "mem_encryption", jsonl_names(nv->node.mem_encryption));
 	return o;
 }
 
@@ -160,6 +161,9 @@ static void show_text(const struct cl_view *v, const struct cl_ha *h, size_t i)
 	printf("version:  %s\n", ctl_out_dash(nv->node.version));
 	printf("started:  %s\n", ctl_out_time(nv->node.started_ms, tb));
 	show_cpu(nv);
+	printf("encrypt:  %s\n", nv->node.mem_encryption[0]
+					 ? nv->node.mem_encryption
+					 : "none (confidential VMs are not placed here)");
 	printf("VMs:      %u\n", u.vms);
 	for (size_t k = 0; k < v->nvms; k++) {
 		const struct cl_vm_view *vv = &v->vms[k];

@@ -106,6 +106,9 @@ static void show_spec(const struct cl_spec *s)
 		       s->hugepages ? "yes" : "no", s->ksm ? "yes" : "no");
 	if (s->cpu_template[0])
 		printf("cpu:       template %s\n", s->cpu_template);
+	if (s->confidential)
+		printf("memory:    confidential, encrypted by AMD SEV (runs only where a node "
+		       "offers it; never moved live)\n");
 	if (s->boot_sig[0])
 		printf("boot:      signed by key %.16s... (runs where a trusted key signed it)\n",
 		       s->boot_sig);

@@ -12,7 +12,7 @@
 struct create_args {
 	const char *name, *mem, *vcpus, *image, *kernel, *initrd, *cmdline, *restart, *group,
 		*priority, *disk, *pin_vcpus, *cgroup, *cpu_template, *boot_sig;
-	bool stopped, no_wait, hugepages, ksm, balloon;
+	bool stopped, no_wait, hugepages, ksm, balloon, confidential;
 };
 
 static int copy_str(char *dst, size_t len, const char *src, const char *flag)
@@ -116,6 +116,7 @@ static int fill_spec(const struct create_args *a, struct cl_spec *s)
 	s->hugepages = a->hugepages;
 	s->ksm = a->ksm;
 	s->balloon = a->balloon;
+	s->confidential = a->confidential;
 	s->created_ms = wall_ms();
 	if (cl_spec_check(s, &err))
 		return ctl_usage(CMD " %s: %s", a->name, err.msg);
@@ -172,7 +173,8 @@ static int check_cluster(struct ctl *c, const struct cl_spec *s)
 			    .group = s->group,
 			    .priority = s->priority,
 			    .wanted = true,
-			    .cpu_need = cl_spec_cpu_need(s, need, sizeof(need)) };
+			    .cpu_need = cl_spec_cpu_need(s, need, sizeof(need)),
+			    .confidential = s->confidential };
 	struct cl_view v;
 	struct cl_ha h;
 	char why[1024];
@@ -270,6 +272,7 @@ int ctl_cmd_vm_create(struct ctl *c, int argc, char **argv)
 		{ "--hugepages", NULL, FL_BOOL, &a.hugepages, NULL },
 		{ "--ksm", NULL, FL_BOOL, &a.ksm, NULL },
 		{ "--balloon", NULL, FL_BOOL, &a.balloon, NULL },
+		{ "--confidential", NULL, FL_BOOL, &a.confidential, NULL },
 		{ "--stopped", NULL, FL_BOOL, &a.stopped, NULL },
 		{ "--no-wait", NULL, FL_BOOL, &a.no_wait, NULL },
 		{ 0 },

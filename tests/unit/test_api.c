@@ -115,6 +115,7 @@ static void test_confidential_refusals(void)
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(c, "policy")), 0x0b);
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(c, "c_bit")), 51);
 	CU_ASSERT(json_is_true(json_object_get(c, "launched")));
+	CU_ASSERT(json_is_false(json_object_get(c, "attestable")));
 	CU_ASSERT_EQUAL(strlen(json_string_value(json_object_get(c, "launch_measurement")) ?: ""),
 			96);
 	CU_ASSERT_EQUAL(strncmp(json_string_value(json_object_get(c, "launch_measurement")) ?: "",

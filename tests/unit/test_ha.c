@@ -390,6 +390,37 @@ static void test_drain_cpu_features(void)
 	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "none>small v2>small");
 }
 
+/* A confidential VM goes only where a node offers AMD SEV, and says so where none does;
+ * a drain never plans to move it live (the leader tells the operator to stop it), while
+ * the VMs beside it move as usual. */
+static void test_confidential(void)
+{
+	struct ha_node nodes[] = { NODE("a", 8, 16384), NODE("b", 8, 4096), NODE("c", 8, 8192) };
+	struct ha_vm vms[] = { VM("sealed", 1, 512, "a"), VM("plain", 1, 512, "a") };
+	const struct ha_cluster c = CLUSTER(nodes, vms);
+	struct ha_vm vm = { .name = "s", .vcpus = 1, .mem_mb = 1024, .confidential = true };
+	struct ha_move m[8];
+	char why[512];
+	size_t n;
+
+	nodes[1].sev = true; /* the least memory, but the only SEV */
+	CU_ASSERT_EQUAL(ha_place(&c, &vm, NULL, why, sizeof(why)), 1);
+	CU_ASSERT_STRING_EQUAL(why, "");
+	nodes[1].sev = false;
+	CU_ASSERT_EQUAL(ha_place(&c, &vm, NULL, why, sizeof(why)), -1);
+	CU_ASSERT_STRING_EQUAL(why, "no node can take vm s (1 vCPUs, 1024 MiB): a offers no AMD "
+				    "SEV (confidential VMs); b offers no AMD SEV (confidential "
+				    "VMs); c offers no AMD SEV (confidential VMs)");
+	vm.confidential = false; /* any node takes a VM that is not */
+	CU_ASSERT_EQUAL(ha_place(&c, &vm, NULL, why, sizeof(why)), 0);
+
+	nodes[0].admin = HA_DRAINING;
+	nodes[1].sev = nodes[2].sev = true;
+	vms[0].confidential = true;
+	n = ha_drain_plan(&c, 8, 8, m, ARRAY_SIZE(m));
+	CU_ASSERT_STRING_EQUAL(moves_str(&c, m, n), "plain>c");
+}
+
 void suite_ha(void)
 {
 	static const struct test_case cases[] = {
@@ -414,6 +445,8 @@ void suite_ha(void)
 		{ "what a node's CPU lacks of a VM's needs", test_cpu_lacks },
 		{ "place skips nodes whose CPU lacks a needed feature", test_place_cpu_features },
 		{ "drain moves a VM only where its CPU features are", test_drain_cpu_features },
+		{ "a confidential VM: placed only where SEV is, never drained live",
+		  test_confidential },
 		{ NULL, NULL },
 	};
 	test_add_suite("ha", cases);

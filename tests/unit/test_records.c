@@ -112,6 +112,52 @@ static void test_spec_refusals(void)
 			    "cpu_template must be one of host, x86-64-v1");
 }
 
+/* A confidential spec: kept through JSON; what it cannot have refused by name; a node
+ * offers it only with "sev" in its list (not sev-es alone, not tdx). */
+static void test_spec_confidential(void)
+{
+	static const char *const bad[] = {
+		"\"kernel\":\"/k\"",
+		"\"image\":\"/x\",\"disk\":\"/d.img\"",
+		"\"image\":\"/x\",\"balloon\":true",
+		"\"image\":\"/x\",\"ksm\":true",
+		"\"image\":\"/x\",\"cpu_template\":\"x86-64-v2\"",
+	};
+	struct cl_spec s = sample_spec(), back;
+	struct etcd_err err = { "" };
+	struct cl_node n = { 0 };
+	char json[256], *j;
+
+	s.confidential = true;
+	s.balloon = false;
+	s.balloon_mb = 0;
+	s.cpu_template[0] = 0;
+	j = cl_spec_json(&s);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"confidential\":true"));
+	CU_ASSERT_EQUAL(cl_spec_parse(j, strlen(j), &back, &err), 0);
+	CU_ASSERT_TRUE(back.confidential);
+	free(j);
+	strcpy(s.cpu_template, "host"); /* the host template is the one it runs */
+	CU_ASSERT_EQUAL(cl_spec_check(&s, &err), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		snprintf(json, sizeof(json),
+			 "{\"name\":\"a\",\"vcpus\":1,\"mem_mb\":64,\"confidential\":true,%s}",
+			 bad[i]);
+		expect_spec_refused(json, "a confidential VM boots a flat image");
+	}
+	strcpy(n.mem_encryption, "sev,sev-es");
+	CU_ASSERT_TRUE(cl_node_offers_sev(&n));
+	strcpy(n.mem_encryption, "sev-es,sev");
+	CU_ASSERT_TRUE(cl_node_offers_sev(&n));
+	strcpy(n.mem_encryption, "sev-es");
+	CU_ASSERT_FALSE(cl_node_offers_sev(&n));
+	strcpy(n.mem_encryption, "tdx");
+	CU_ASSERT_FALSE(cl_node_offers_sev(&n));
+	n.mem_encryption[0] = 0;
+	CU_ASSERT_FALSE(cl_node_offers_sev(&n));
+}
+
 /* A spec's CPU template, and what it needs of a node; a spec written before templates
  * existed is "host" and needs nothing. */
 static void test_spec_cpu(void)
@@ -153,11 +199,18 @@ static void test_node_cpu(void)
 	free(j);
 	CU_ASSERT_EQUAL(cl_node_parse(old, strlen(old), &back, &err), 0);
 	CU_ASSERT_STRING_EQUAL(back.cpu_features, "");
+	CU_ASSERT_STRING_EQUAL(back.mem_encryption, "");
+	strcpy(n.mem_encryption, "sev,sev-es");
+	j = cl_node_json(&n);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_EQUAL(cl_node_parse(j, strlen(j), &back, &err), 0);
+	CU_ASSERT_STRING_EQUAL(back.mem_encryption, "sev,sev-es");
+	free(j);
 }
 
-/* The view as ha sees it: a node's features from its record (none when down or
+/* The view as ha sees it: a node's features and SEV from its record (none when down or
  * unpublished); a VM on a template needs the template's; on "host" while it runs, its
- * node's; otherwise nothing. */
+ * node's; otherwise nothing; a confidential spec makes a confidential VM. */
 static void test_view_cpu(void)
 {
 	struct cl_node_view nodes[3] = { 0 };
@@ -171,6 +224,7 @@ static void test_view_cpu(void)
 		nodes[i].alive = i < 2;
 		strcpy(nodes[i].admin.state, "schedulable");
 		snprintf(nodes[i].node.cpu_features, CL_CPU_MAX, "%s", i ? "" : "fpu,avx2");
+		strcpy(nodes[i].node.mem_encryption, i == 1 ? "sev-es" : "sev,sev-es");
 	}
 	for (int i = 0; i < 4; i++) {
 		struct cl_vm_view *m = &vms[i];
@@ -183,8 +237,15 @@ static void test_view_cpu(void)
 		m->owner.epoch = m->status.epoch = 1;
 		strcpy(m->status.node, m->owner.node);
 		strcpy(m->status.state, i == 2 ? "stopped" : "running");
+		m->spec.confidential = i == 1;
 	}
 	CU_ASSERT_EQUAL_FATAL(cl_view_ha(&v, &h), 0);
+	/* SEV where the record says so, and only while the node is up. */
+	CU_ASSERT_TRUE(h.nodes[0].sev);
+	CU_ASSERT_FALSE(h.nodes[1].sev);
+	CU_ASSERT_FALSE(h.nodes[2].sev);
+	CU_ASSERT_TRUE(h.vms[1].confidential);
+	CU_ASSERT_FALSE(h.vms[0].confidential);
 	CU_ASSERT_STRING_EQUAL(h.nodes[0].cpu_features, "fpu,avx2");
 	CU_ASSERT_PTR_NULL(h.nodes[1].cpu_features); /* published none */
 	CU_ASSERT_PTR_NULL(h.nodes[2].cpu_features); /* down */
@@ -411,6 +472,8 @@ void suite_records(void)
 		{ "spec round trip", test_spec_roundtrip },
 		{ "spec refusals", test_spec_refusals },
 		{ "spec CPU template and what it needs", test_spec_cpu },
+		{ "spec confidential: kept, what it excludes, where it runs",
+		  test_spec_confidential },
 		{ "node record CPU features", test_node_cpu },
 		{ "the view's CPU features and needs", test_view_cpu },
 		{ "too long and truncated", test_too_long },
