@@ -247,6 +247,10 @@ bool cl_backup_active(const struct cl_backup *b);
 int cl_spec_check(const struct cl_spec *s, struct etcd_err *err) CME_WUR;
 /* Whether a node offers what a confidential VM needs (AMD SEV in its mem_encryption). */
 bool cl_node_offers_sev(const struct cl_node *n);
+/* Why a drain leaves a confidential VM where it is (the leader's event, cmectl's drain). */
+#define CL_CONFIDENTIAL_STAYS                                                                      \
+	"it is confidential (AMD SEV): its memory cannot move live; stop it (cmectl vm "           \
+	"stop), and it is handed to another node, then start it"
 /* The CPU features any node that starts a VM of spec s must offer (its CPU template's;
  * "" for "host"), comma-separated into buf of len bytes. Returns buf. */
 const char *cl_spec_cpu_need(const struct cl_spec *s, char *buf, size_t len);

@@ -234,10 +234,7 @@ static void report_blocked(struct cd *cd, const struct cl_view *v, const struct 
 		for (size_t k = 0; k < n; k++)
 			planned |= moves[k].vm == i;
 		if (h->vms[i].confidential)
-			note_blocked(cd, vv,
-				     "it is confidential (AMD SEV): its memory cannot move live; "
-				     "stop it (cmectl vm stop), and it is handed to another node, "
-				     "then start it");
+			note_blocked(cd, vv, CL_CONFIDENTIAL_STAYS);
 		else if (!planned &&
 			 ha_place(&h->c, &h->vms[i], vv->owner.node, why, sizeof(why)) < 0)
 			note_blocked(cd, vv, why);

@@ -72,8 +72,11 @@ static int sev_cmd(struct sev_launch *s, uint32_t id, const char *what, void *da
 		return 0;
 	int e = errno ? errno : EIO;
 
-	snprintf(err, len, "SEV %s: %s (firmware status %u %s)", what, strerror(e), cmd.error,
-		 sev_error_name(cmd.error));
+	if (cmd.error) /* else KVM refused it before the firmware ran (no free ASID: EBUSY) */
+		snprintf(err, len, "SEV %s: %s (firmware status %u %s)", what, strerror(e),
+			 cmd.error, sev_error_name(cmd.error));
+	else
+		snprintf(err, len, "SEV %s: %s", what, strerror(e));
 	s->stage = SEV_FAILED;
 	return -e;
 }

@@ -111,7 +111,9 @@ static const char *no_place(struct drain_vm *dv, const struct cl_vm_view *vv, co
 {
 	if (dv->said_place || (vv->has_mig && cl_migration_active(&vv->mig)))
 		return NULL;
-	if (ha_place(&h->c, &h->vms[i], vv->owner.node, why, len) >= 0)
+	if (h->vms[i].confidential) /* the leader never moves it live */
+		snprintf(why, len, "%s", CL_CONFIDENTIAL_STAYS);
+	else if (ha_place(&h->c, &h->vms[i], vv->owner.node, why, len) >= 0)
 		return NULL;
 	dv->said_place = true;
 	return why;

@@ -87,7 +87,8 @@ static int check_vm(const struct cl_vm_view *vv, const char *vm)
 		return ctl_fail("vm %s is not placed on any node yet", vm);
 	if (vv->spec.confidential)
 		return ctl_fail("vm %s is confidential (AMD SEV): its memory cannot move live; "
-				"stop it and start it again to move it",
+				"stop it, drain its node (cmectl node drain), and start it: it "
+				"boots afresh on another node that offers SEV",
 				vm);
 	if (!vv->has_status || strcmp(vv->status.state, "running"))
 		return ctl_fail("vm %s is not running (%s%s%s); only a running VM migrates live",

@@ -104,8 +104,7 @@ static void test_confidential_refusals(void)
 	for (size_t i = 0; i < ARRAY_SIZE(reqs); i++) {
 		r = dispatch(api, reqs[i], &ok, &error);
 		CU_ASSERT_FALSE(ok);
-		CU_ASSERT_PTR_NOT_NULL(error &&
-				       strstr(error, "is encrypted by this host's processor"));
+		CU_ASSERT(error && strstr(error, "is encrypted by this host's processor"));
 		json_decref(r);
 	}
 	r = dispatch(api, "{\"cmd\":\"status\"}", &ok, &error);
