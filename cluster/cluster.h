@@ -247,6 +247,12 @@ bool cl_backup_active(const struct cl_backup *b);
 int cl_spec_check(const struct cl_spec *s, struct etcd_err *err) CME_WUR;
 /* Whether a node offers what a confidential VM needs (AMD SEV in its mem_encryption). */
 bool cl_node_offers_sev(const struct cl_node *n);
+/* The version cme-clusterd publishes in its node record; the first that knows confidential
+ * VMs is CL_VERSION_CONFIDENTIAL (an older node would place and start one unencrypted). */
+#define CL_VERSION		"0.6"
+#define CL_VERSION_CONFIDENTIAL "0.6"
+/* Whether the node's cme-clusterd knows the spec's confidential key. */
+bool cl_node_knows_confidential(const struct cl_node *n);
 /* Why a drain leaves a confidential VM where it is (the leader's event, cmectl's drain). */
 #define CL_CONFIDENTIAL_STAYS                                                                      \
 	"it is confidential (AMD SEV): its memory cannot move live; stop it (cmectl vm "           \

@@ -467,6 +467,11 @@ int cl_spec_check(const struct cl_spec *s, struct etcd_err *err)
 	return 0;
 }
 
+bool cl_node_knows_confidential(const struct cl_node *n)
+{
+	return strverscmp(n->version, CL_VERSION_CONFIDENTIAL) >= 0;
+}
+
 bool cl_node_offers_sev(const struct cl_node *n)
 {
 	char list[sizeof(n->mem_encryption)], *save = NULL;

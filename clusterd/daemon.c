@@ -16,8 +16,7 @@
 
 #define SUB	     "clusterd"
 #define TICK_MS	     1000
-#define FAST_TICK_MS 50 /* while a target's VMM is starting */
-#define CME_VERSION  "0.5"
+#define FAST_TICK_MS 50	   /* while a target's VMM is starting */
 #define STUCK_MIN_MS 30000 /* the main loop may block this long before the lease goes */
 
 /* ---- lease and registration ------------------------------------------------------------ */
@@ -231,7 +230,7 @@ static bool register_node(struct cd *cd, const struct cl_view *v)
 		return true;
 	snprintf(n.name, sizeof(n.name), "%s", cd->cfg->node);
 	snprintf(n.addr, sizeof(n.addr), "%s", cd->cfg->address);
-	snprintf(n.version, sizeof(n.version), "%s", CME_VERSION);
+	snprintf(n.version, sizeof(n.version), "%s", CL_VERSION);
 	snprintf(n.cpu_features, sizeof(n.cpu_features), "%s", cd->cpu_features);
 	snprintf(n.mem_encryption, sizeof(n.mem_encryption), "%s", cd->mem_encryption);
 	n.vms = running;

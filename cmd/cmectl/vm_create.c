@@ -162,6 +162,16 @@ static int resolve_disk(char *disk)
 	return CTL_OK;
 }
 
+/* A confidential VM only in a cluster whose every node knows the key: an older node would
+ * place and start it unencrypted. NULL, or the node that does not. */
+static const struct cl_node_view *unaware_node(const struct cl_view *v)
+{
+	for (size_t i = 0; i < v->nnodes; i++)
+		if (v->nodes[i].alive && !cl_node_knows_confidential(&v->nodes[i].node))
+			return &v->nodes[i];
+	return NULL;
+}
+
 /* Refuse a name in use, and check that some node can run the VM now (its CPU template
  * included). */
 static int check_cluster(struct ctl *c, const struct cl_spec *s)
@@ -178,13 +188,18 @@ static int check_cluster(struct ctl *c, const struct cl_spec *s)
 	struct cl_view v;
 	struct cl_ha h;
 	char why[1024];
+	const struct cl_node_view *old;
 	long i;
 	int rc = ctl_view(c, &v);
 
 	if (rc)
 		return rc;
 	i = ctl_vm_index(&v, s->name);
-	if (i >= 0 && v.vms[i].has_spec)
+	if (s->confidential && (old = unaware_node(&v)))
+		rc = ctl_fail("node %s runs cme-clusterd %s, which does not know confidential VMs "
+			      "(it would start one unencrypted): upgrade it first",
+			      old->name, old->node.version[0] ? old->node.version : "(unknown)");
+	else if (i >= 0 && v.vms[i].has_spec)
 		rc = ctl_fail("vm %s already exists", s->name);
 	else if (i >= 0 && ctl_vm_exists(&v.vms[i]))
 		rc = ctl_fail("vm %s is still being deleted (its VMM%s%s is stopping); try again "

@@ -415,8 +415,9 @@ static void test_admission_control(void)
 /* A confidential VM (AMD SEV) in a cluster whose nodes offer none (every host here):
  * `vm create` refuses it naming each node; one created stopped and then started stays
  * pending with the reason, owned by no node; `vm show` and `node show` say what it needs
- * and what the nodes offer; a spec it cannot have is refused by name. On an SEV host the
- * nodes offer it: skipped there (the KVM test runs a confidential guest). */
+ * and what the nodes offer; a spec it cannot have is refused by name, and so is any while
+ * an older node is up. On an SEV host the nodes offer it: skipped there (the KVM test runs
+ * a confidential guest). */
 static void test_confidential_unplaced(void)
 {
 	char *out = NULL, *err = NULL, *sev = test_read_file("/sys/module/kvm_amd/parameters/sev");
@@ -457,6 +458,19 @@ static void test_confidential_unplaced(void)
 		    "--image", test_guest(), "--confidential", "--disk", test_guest(), NULL);
 	CU_ASSERT_EQUAL(rc, 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err ?: "", "a confidential VM boots a flat image"));
+	free(out);
+	free(err);
+	/* A node of an older cme-clusterd (its record as that version writes it) would start
+	 * the VM unencrypted: no confidential VM is created while one is up. */
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "nodes/node-old",
+					  "{\"name\":\"node-old\",\"addr\":\"127.0.1.9\","
+					  "\"cpus\":4,\"mem_mb\":1024,\"version\":\"0.5\"}"),
+			      0);
+	rc = cmectl(&C, &out, &err, "vm", "create", "c4", "--mem", "256M", "--vcpus", "1",
+		    "--image", test_guest(), "--confidential", "--stopped", NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err ?: "", "node node-old runs cme-clusterd 0.5, which "
+						 "does not know confidential VMs"));
 	free(out);
 	free(err);
 }

@@ -156,6 +156,17 @@ static void test_spec_confidential(void)
 	CU_ASSERT_FALSE(cl_node_offers_sev(&n));
 	n.mem_encryption[0] = 0;
 	CU_ASSERT_FALSE(cl_node_offers_sev(&n));
+	/* Which nodes know the key at all (an older one would run the VM in clear). */
+	strcpy(n.version, "0.5");
+	CU_ASSERT_FALSE(cl_node_knows_confidential(&n));
+	n.version[0] = 0;
+	CU_ASSERT_FALSE(cl_node_knows_confidential(&n));
+	strcpy(n.version, CL_VERSION);
+	CU_ASSERT_TRUE(cl_node_knows_confidential(&n));
+	strcpy(n.version, "0.10");
+	CU_ASSERT_TRUE(cl_node_knows_confidential(&n));
+	strcpy(n.version, "1.0");
+	CU_ASSERT_TRUE(cl_node_knows_confidential(&n));
 }
 
 /* A spec's CPU template, and what it needs of a node; a spec written before templates
