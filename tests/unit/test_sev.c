@@ -4,11 +4,13 @@
  * SEV host is needed (none is here): the real ioctls run only on one. */
 #include <errno.h>
 #include <linux/kvm.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 #include "sev_priv.h"
 #include "unit.h"
+#include "unit_vm.h"
 
 #define MAX_CALLS 16
 
@@ -189,6 +191,56 @@ static void test_launch_failures(void)
 	CU_ASSERT_EQUAL(rec.n, 0);
 }
 
+/* The VM's side of it (confidential.c) over the same stand-in: every RAM slot registered;
+ * a launch with nothing loaded, or a load past the first slot, refused before the
+ * firmware; then what the loader wrote (rounded up to whole pages) encrypted, measured
+ * and finished once, and status's view of it. */
+static void test_launch_glue(void)
+{
+	struct vm *vm = unit_vm_new();
+	struct sev_launch *s = calloc(1, sizeof(*s));
+	struct vm_confidential c;
+	char err[256] = "";
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_FATAL(unit_vm_add_ram(vm, 0, 4 << 20) == 0);
+	CU_ASSERT_FATAL(unit_vm_add_ram(vm, 4ull << 30, 2 << 20) == 0);
+	rec_reset(-1, 0);
+	CU_ASSERT_EQUAL_FATAL(sev_begin(s, &fake_ops, 7, -1, 51, SEV_POLICY_CME, err, sizeof(err)),
+			      0);
+	vm->sev = s;
+	CU_ASSERT_EQUAL(vm_confidential_register(vm), 0);
+	CU_ASSERT_EQUAL_FATAL(rec.n, 4);
+	CU_ASSERT(rec.req[2] == KVM_MEMORY_ENCRYPT_REG_REGION && rec.len[2] == 4 << 20);
+	CU_ASSERT_EQUAL(rec.addr[2], (uint64_t)(uintptr_t)vm->slots[0].hva);
+	CU_ASSERT(rec.req[3] == KVM_MEMORY_ENCRYPT_REG_REGION && rec.len[3] == 2 << 20);
+	CU_ASSERT_EQUAL(rec.addr[3], (uint64_t)(uintptr_t)vm->slots[1].hva);
+	vm->loaded_end = 0;
+	CU_ASSERT_EQUAL(vm_confidential_launch(vm), -EINVAL);
+	vm->loaded_end = (4 << 20) + 1;
+	CU_ASSERT_EQUAL(vm_confidential_launch(vm), -EINVAL);
+	CU_ASSERT_EQUAL(rec.n, 4);
+	CU_ASSERT_TRUE(vm_get_confidential(vm, &c));
+	CU_ASSERT_FALSE(c.launched);
+	vm->loaded_end = 0x100123;
+	CU_ASSERT_EQUAL(vm_confidential_launch(vm), 0);
+	CU_ASSERT_EQUAL_FATAL(rec.n, 8);
+	CU_ASSERT_EQUAL(rec.id[4], KVM_SEV_LAUNCH_UPDATE_DATA);
+	CU_ASSERT_EQUAL(rec.addr[4], (uint64_t)(uintptr_t)vm->slots[0].hva);
+	CU_ASSERT_EQUAL(rec.len[4], 0x101000);
+	CU_ASSERT_EQUAL(rec.id[7], KVM_SEV_LAUNCH_FINISH);
+	CU_ASSERT_TRUE(vm_get_confidential(vm, &c));
+	CU_ASSERT(c.launched && c.c_bit == 51 && c.encrypted == 0x101000);
+	CU_ASSERT(c.measurement_len == 48 && c.measurement[0] == 0xab);
+	CU_ASSERT_STRING_EQUAL(c.technology, "sev");
+	CU_ASSERT_EQUAL(vm_confidential_launch(vm), 0); /* launched: nothing more to do */
+	CU_ASSERT_EQUAL(rec.n, 8);
+	vm_confidential_free(vm); /* its /dev/sev: none here (-1) */
+	CU_ASSERT_PTR_NULL(vm->sev);
+	CU_ASSERT_FALSE(vm_get_confidential(vm, NULL));
+	unit_vm_free(vm);
+}
+
 void suite_sev(void)
 {
 	static const struct test_case cases[] = {
@@ -197,6 +249,8 @@ void suite_sev(void)
 		  test_launch_sequence },
 		{ "SEV launch: a refused command stops it, named with the firmware's reason",
 		  test_launch_failures },
+		{ "SEV launch of a VM: slots registered, what was loaded sealed once",
+		  test_launch_glue },
 		{ NULL, NULL },
 	};
 	test_add_suite("sev", cases);
