@@ -120,7 +120,7 @@ check-all: test
 # ---- fuzzing -------------------------------------------------------------------------
 # Each fuzz/fuzz_NAME.c linked with libFuzzer (clang, from Debian: installed here, not by
 # make deps), the modules built with clang's coverage and ASan+UBSan into build/fuzz/.
-FUZZ_TARGETS := records linux request proto config snapshot handlers stream store
+FUZZ_TARGETS := records linux request proto config snapshot handlers stream store etcd
 FUZZ_SECONDS ?= 60
 FUZZ_INC := -Ifuzz -Icommon -Iproto -I$(GEN)/proto -Ihypervisor -Icmd/cme-vmm -Icluster \
 	    -Iclusterd -Ietcd -Iha -Inet -Imigrate -Istore -Ibackup

@@ -33,6 +33,9 @@ struct watch {
 	int64_t next_rev;    /* first revision not yet delivered; 0: from "now" */
 	int64_t conn_start;  /* start_revision of this connection */
 	int64_t compact_rev; /* when WS_COMPACTED */
+	/* This connection's order so far: an event below it would break revision order (the
+	 * last event's revision, or a progress notification's + 1). */
+	int64_t floor_rev;
 	enum wstate state;
 	int rc;
 	bool created; /* this connection's watch was created */
@@ -97,6 +100,15 @@ static bool on_event(struct watch *w, const json_t *j)
 		set_lost(w, "bad event from etcd");
 		return false;
 	}
+	if (kv.mod_rev < w->floor_rev) { /* never out of order: reconnect from next_rev */
+		set_lost(w, "event at revision %lld after %lld from etcd: out of order",
+			 (long long)kv.mod_rev, (long long)w->floor_rev);
+		etcd_json_kv_clear(&kv);
+		if (pj)
+			etcd_json_kv_clear(&prev);
+		return false;
+	}
+	w->floor_rev = kv.mod_rev; /* more of the same revision may follow (a txn) */
 	ev.rev = kv.mod_rev;
 	/* Older than what this connection asked for: already delivered, never twice. */
 	ok = kv.mod_rev < w->conn_start || deliver(w, &ev);
@@ -141,9 +153,13 @@ static void on_result(struct watch *w, const json_t *res)
 			return;
 	if (json_array_size(events) || !rev)
 		return;
-	/* A progress notification: the watch is synced up to rev. */
+	/* A progress notification: the watch is synced up to rev. One older than an event
+	 * this connection delivered says nothing new. */
+	if (rev < w->floor_rev)
+		return;
 	if (rev >= w->next_rev)
 		w->next_rev = rev + 1;
+	w->floor_rev = rev + 1;
 	deliver(w, &ev);
 }
 
@@ -286,6 +302,7 @@ static void watch_conn(struct watch *w, const char *ep)
 	w->created = false;
 	w->line.len = 0;
 	w->conn_start = w->next_rev;
+	w->floor_rev = 0;
 	if (!hdr || !body || !m || !h) {
 		w->state = WS_FATAL;
 		w->rc = etcd_fail(w->err, -ENOMEM, "etcd watch: out of memory");
@@ -411,6 +428,35 @@ static bool sleep_or_stop(const atomic_bool *stop, int ms)
 	for (; ms > 0 && !atomic_load(stop); ms -= 50)
 		sleep_ms(ms < 50 ? (unsigned)ms : 50);
 	return atomic_load(stop);
+}
+
+int etcd_watch_read(const char *data, size_t len, size_t chunk, int64_t start_rev, etcd_watch_cb cb,
+		    void *opaque, int64_t *next_rev)
+{
+	static const atomic_bool never;
+	struct etcd_err err = { "" };
+	struct watch w = { .key = "(stream)",
+			   .cb = cb,
+			   .opaque = opaque,
+			   .stop = &never,
+			   .err = &err,
+			   .next_rev = start_rev > 0 ? start_rev : 0,
+			   .conn_start = start_rev > 0 ? start_rev : 0,
+			   .state = WS_RUN,
+			   .line = { .max = ETCD_REPLY_MAX } };
+	size_t off = 0;
+
+	chunk = chunk ? chunk : 1;
+	while (off < len && w.state == WS_RUN) {
+		size_t n = len - off < chunk ? len - off : chunk;
+
+		if (on_stream((char *)data + off, 1, n, &w) != n && w.state == WS_RUN)
+			set_lost(&w, "stream refused");
+		off += n;
+	}
+	etcd_buf_free(&w.line);
+	*next_rev = w.next_rev;
+	return (int)w.state;
 }
 
 int etcd_watch(struct etcd *e, const char *key, bool prefix, int64_t start_rev, etcd_watch_cb cb,

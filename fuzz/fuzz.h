@@ -18,5 +18,6 @@ int fuzz_snapshot(const uint8_t *data, size_t size);
 int fuzz_handlers(const uint8_t *data, size_t size);
 int fuzz_stream(const uint8_t *data, size_t size);
 int fuzz_store(const uint8_t *data, size_t size);
+int fuzz_etcd(const uint8_t *data, size_t size);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "etcd.h"
+#include "etcd_priv.h"
 #include "etcd_proc.h"
 #include "harness.h"
 #include "unit.h"
@@ -724,6 +725,72 @@ static void test_etcd_tls(void)
 	etcd_proc_stop(&p);
 }
 
+/* ---- the watch's stream reader alone (no etcd: its answers as bytes) ------------------ */
+
+struct got {
+	unsigned n;
+	int64_t rev[8];
+	int type[8];
+};
+
+static int got_event(void *opaque, const struct etcd_event *ev)
+{
+	struct got *g = opaque;
+
+	if (g->n < 8) {
+		g->rev[g->n] = ev->rev;
+		g->type[g->n] = (int)ev->type;
+	}
+	g->n++;
+	return 0;
+}
+
+#define KV(key, rev)                                                                               \
+	"{\"kv\":{\"key\":\"" key "\",\"value\":\"MQ==\",\"mod_revision\":\"" rev "\"}}"
+#define RESULT(rev, events)                                                                        \
+	"{\"result\":{\"header\":{\"revision\":\"" rev "\"},\"events\":[" events "]}}\n"
+
+/* Events come in revision order, a txn's several at one revision: an event older than one
+ * delivered (or than a progress notification) on the same connection is never delivered;
+ * the connection is given up and resumes after the last one delivered. A stream cut at
+ * any byte delivers the same. */
+static void test_etcd_watch_order(void)
+{
+	static const char created[] =
+		"{\"result\":{\"header\":{\"revision\":\"4\"},\"created\":true}}\n";
+	static const char txn[] = RESULT("8", KV("YQ==", "8") "," KV("Yg==", "8"));
+	static const char late[] = RESULT("9", KV("Yw==", "7"));
+	static const char progress[] = "{\"result\":{\"header\":{\"revision\":\"9\"}}}\n";
+	static const char at9[] = RESULT("10", KV("ZA==", "9"));
+	char buf[1024];
+	struct got g = { 0 };
+	int64_t next;
+
+	snprintf(buf, sizeof(buf), "%s%s%s", created, txn, late);
+	for (size_t chunk = 1; chunk <= strlen(buf); chunk += 7) {
+		memset(&g, 0, sizeof(g));
+		CU_ASSERT_EQUAL(etcd_watch_read(buf, strlen(buf), chunk, 0, got_event, &g, &next),
+				4);	 /* lost: reconnect */
+		CU_ASSERT_EQUAL(g.n, 2); /* both of the txn's, not the late one */
+		CU_ASSERT(g.rev[0] == 8 && g.rev[1] == 8);
+		CU_ASSERT_EQUAL(next, 9);
+	}
+	/* A progress notification at 9, then a change at 9: out of order too. */
+	snprintf(buf, sizeof(buf), "%s%s%s%s", created, txn, progress, at9);
+	memset(&g, 0, sizeof(g));
+	CU_ASSERT_EQUAL(etcd_watch_read(buf, strlen(buf), 5, 0, got_event, &g, &next), 4);
+	CU_ASSERT_EQUAL(g.n, 3);
+	CU_ASSERT_EQUAL(g.type[2], ETCD_EV_PROGRESS);
+	CU_ASSERT_EQUAL(g.rev[2], 9);
+	CU_ASSERT_EQUAL(next, 10);
+	/* In order it all goes through, and the connection stays up. */
+	snprintf(buf, sizeof(buf), "%s%s%s", created, txn, RESULT("9", KV("Yw==", "9")));
+	memset(&g, 0, sizeof(g));
+	CU_ASSERT_EQUAL(etcd_watch_read(buf, strlen(buf), 3, 0, got_event, &g, &next), 0);
+	CU_ASSERT(g.n == 3 && g.rev[2] == 9);
+	CU_ASSERT_EQUAL(next, 10);
+}
+
 void suite_etcd(void)
 {
 	static const struct test_case cases[] = {
@@ -737,6 +804,7 @@ void suite_etcd(void)
 		{ "etcd_failover", test_etcd_failover },
 		{ "etcd_timeout", test_etcd_timeout },
 		{ "etcd_tls", test_etcd_tls },
+		{ "etcd_watch_order: never out of revision order", test_etcd_watch_order },
 		{ NULL, NULL },
 	};
 

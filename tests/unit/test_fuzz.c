@@ -16,6 +16,7 @@ static const struct {
 	{ "records", fuzz_records },   { "linux", fuzz_linux },	  { "request", fuzz_request },
 	{ "proto", fuzz_proto },       { "config", fuzz_config }, { "snapshot", fuzz_snapshot },
 	{ "handlers", fuzz_handlers }, { "stream", fuzz_stream }, { "store", fuzz_store },
+	{ "etcd", fuzz_etcd },
 };
 
 /* Every file of dir through fn; returns how many. */
