@@ -52,7 +52,8 @@ static void watch_stream(const uint8_t *data, size_t size)
 	int64_t start = size > 2 ? data[2] % 8 : 0, rev_whole, rev_cut, last = 0;
 	const char *txt = (const char *)data + (size > 3 ? 3 : size);
 	size_t len = size > 3 ? size - 3 : 0;
-	int st_whole = etcd_watch_read(txt, len, len ? len : 1, start, on_event, &whole, &rev_whole);
+	int st_whole =
+		etcd_watch_read(txt, len, len ? len : 1, start, on_event, &whole, &rev_whole);
 	int st_cut = etcd_watch_read(txt, len, chunk, start, on_event, &cut, &rev_cut);
 
 	if (st_whole != st_cut || rev_whole != rev_cut || whole.n != cut.n ||
