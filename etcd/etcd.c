@@ -184,6 +184,46 @@ static size_t on_data(char *p, size_t sz, size_t n, void *opaque)
 	return etcd_buf_add(opaque, p, sz * n) ? 0 : sz * n;
 }
 
+/* The request body, handed to libcurl as it sends: so the call knows whether any of it
+ * left, and libcurl re-sends it by itself (a reused connection that closed under it)
+ * only where sending twice does no harm. */
+struct body_src {
+	const char *p;
+	size_t len, off;
+	bool sent;	 /* libcurl took bytes of it to send */
+	bool idempotent; /* a read or a keepalive: may go twice */
+};
+
+static size_t body_read(char *buf, size_t sz, size_t n, void *opaque)
+{
+	struct body_src *b = opaque;
+	size_t k = b->len - b->off < sz * n ? b->len - b->off : sz * n;
+
+	memcpy(buf, b->p + b->off, k);
+	b->off += k;
+	b->sent |= k > 0;
+	return k;
+}
+
+/* libcurl rewinds the body to send it again: refused for a write, which may have been
+ * applied already (the call then says the outcome is unknown). */
+static int body_seek(void *opaque, curl_off_t off, int origin)
+{
+	struct body_src *b = opaque;
+
+	if (!b->idempotent || origin != SEEK_SET || off < 0 || (size_t)off > b->len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	b->off = (size_t)off;
+	return CURL_SEEKFUNC_OK;
+}
+
+/* Reads, lease lookups and keepalives: harmless twice. */
+static bool path_idempotent(const char *path)
+{
+	return !strcmp(path, "/v3/kv/range") || !strcmp(path, "/v3/lease/timetolive") ||
+	       !strcmp(path, "/v3/lease/keepalive");
+}
+
 /* How one attempt on one endpoint ended. */
 struct attempt {
 	CURLcode cc;
@@ -193,17 +233,25 @@ struct attempt {
 	char curl_msg[CURL_ERROR_SIZE];
 };
 
-static void attempt_run(struct etcd *e, CURL *h, const char *url, const char *body, long tmo_ms,
-			struct etcd_buf *reply, struct attempt *a)
+static void attempt_run(struct etcd *e, CURL *h, const char *url, struct body_src *body,
+			long tmo_ms, struct etcd_buf *reply, struct attempt *a)
 {
 	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
 	long ctmo = e->timeout_ms / (long)e->nep;
 	long sent = 0;
 
+	hdr = hdr ? curl_slist_append(hdr, "Expect:") : NULL; /* no 100-continue round trip */
 	a->curl_msg[0] = 0;
+	body->off = 0;
+	body->sent = false;
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_POST, 1L);
+	curl_easy_setopt(h, CURLOPT_READFUNCTION, body_read);
+	curl_easy_setopt(h, CURLOPT_READDATA, body);
+	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, body_seek);
+	curl_easy_setopt(h, CURLOPT_SEEKDATA, body);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, tmo_ms);
 	/* Leave a dead endpoint in time to try the others. */
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ctmo < 1000 ? tmo_ms : ctmo);
@@ -218,14 +266,18 @@ static void attempt_run(struct etcd *e, CURL *h, const char *url, const char *bo
 	a->os_errno = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a->http);
 	curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &a->os_errno);
-	/* Bytes of request sent (a reused connection has no connect time of its own). */
+	/* Bytes of request sent (a reused connection has no connect time of its own); the
+	 * body's reader saw them go even where libcurl then failed to re-send on a fresh
+	 * connection, which it reports as a failed connect. */
 	curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent);
-	a->sent = sent > 0 || a->http > 0;
+	a->sent = sent > 0 || a->http > 0 || body->sent;
 }
 
 /* True when the request never reached the endpoint, so another one may be tried. */
 static bool attempt_unreached(const struct attempt *a)
 {
+	if (a->sent) /* etcd may have acted on it: never sent to a second endpoint */
+		return false;
 	switch (a->cc) {
 	case CURLE_COULDNT_CONNECT:
 	case CURLE_COULDNT_RESOLVE_HOST:
@@ -233,8 +285,8 @@ static bool attempt_unreached(const struct attempt *a)
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_SSL_CACERT_BADFILE: return true;
-	case CURLE_OPERATION_TIMEDOUT: return !a->sent;
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_OPERATION_TIMEDOUT: return true;
 	default: return false;
 	}
 }
@@ -299,6 +351,9 @@ int etcd_call(struct etcd *e, const char *path, const json_t *body, json_t **rep
 	char *txt = json_dumps(body, JSON_COMPACT), url[512], tried[768] = "";
 	unsigned first = atomic_load(&e->cur);
 	struct etcd_buf rb = { .max = ETCD_REPLY_MAX };
+	struct body_src src = { .p = txt,
+				.len = txt ? strlen(txt) : 0,
+				.idempotent = path_idempotent(path) };
 	struct attempt a;
 	CURL *h = NULL;
 	int rc = -EHOSTUNREACH;
@@ -313,10 +368,16 @@ int etcd_call(struct etcd *e, const char *path, const json_t *body, json_t **rep
 
 		snprintf(url, sizeof(url), "%s%s", e->ep[k], path);
 		rb.len = 0;
-		attempt_run(e, h, url, txt, (long)((deadline - now_ns()) / 1000000) + 1, &rb, &a);
+		attempt_run(e, h, url, &src, (long)((deadline - now_ns()) / 1000000) + 1, &rb, &a);
 		if (!attempt_unreached(&a)) {
-			atomic_store(&e->cur, k);
 			rc = attempt_result(e, e->ep[k], &a, &rb, reply, err);
+			/* A member that takes connections but does not answer (stalled, cut off
+			 * from its peers, without a leader): the next call starts at the next
+			 * one, so calls do not stay on it for ever. */
+			atomic_store(&e->cur, rc == -ETIMEDOUT || rc == -EAGAIN ||
+							      rc == -ECONNRESET || rc == -EPROTO
+						      ? (k + 1) % (unsigned)e->nep
+						      : k);
 			break;
 		}
 		note_unreached(tried, sizeof(tried), e->ep[k], &a);
@@ -356,6 +417,13 @@ int etcd_map_error(int code, const char *msg, struct etcd_err *err)
 		return etcd_fail(err, -ETIMEDOUT, "etcd timed out (outcome unknown): %s", msg);
 	if (strstr(msg, "already exists"))
 		return etcd_fail(err, -EEXIST, "etcd: %s", msg);
+	/* By message too: a watch canceled for them says so with no code. */
+	if (strstr(msg, "permission denied"))
+		return etcd_fail(err, -EACCES, "permission denied (%s)", msg);
+	if (strstr(msg, "invalid auth token") || strstr(msg, "authentication failed"))
+		return etcd_fail(err, -EPERM, "etcd: authentication failed: %s", msg);
+	if (code == G_EXHAUSTED && strstr(msg, "too many requests")) /* passing, not full */
+		return etcd_fail(err, -EAGAIN, "etcd busy: %s", msg);
 	switch (code) {
 	case G_DENIED: return etcd_fail(err, -EACCES, "permission denied (%s)", msg);
 	case G_UNAUTH: return etcd_fail(err, -EPERM, "etcd: authentication failed: %s", msg);

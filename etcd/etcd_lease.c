@@ -80,6 +80,8 @@ int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl_left, struct e
 	res = json_object_get(reply, "result");
 	if (!res && json_object_get(reply, "error"))
 		rc = stream_error(reply, err);
+	else if (!res) /* neither: not "expired", which would give a live lease up */
+		rc = etcd_fail(err, -EPROTO, "etcd lease keepalive: a reply without a result");
 	else if (etcd_json_i64_get(res, "TTL", &ttl))
 		rc = etcd_fail(err, -EPROTO, "etcd lease keepalive: bad reply");
 	else if (ttl <= 0) /* zero values are omitted: no TTL means no lease */

@@ -18,10 +18,11 @@ static json_t *cmp_json(const struct etcd_cmp *c)
 		goto fail;
 	operand = c->target == ETCD_CMP_VALUE ? etcd_json_b64(c->val, c->vlen)
 					      : etcd_json_i64(c->num);
-	if (etcd_json_set_range(o, c->key, false, NULL) ||
+	/* First: set_new takes the operand even when it fails, so none is left behind. */
+	if (json_object_set_new(o, target_field[c->target], operand) ||
+	    etcd_json_set_range(o, c->key, false, NULL) ||
 	    json_object_set_new(o, "target", json_string(target_name[c->target])) ||
-	    json_object_set_new(o, "result", json_string(result_name[c->result])) ||
-	    json_object_set_new(o, target_field[c->target], operand))
+	    json_object_set_new(o, "result", json_string(result_name[c->result])))
 		goto fail;
 	return o;
 fail:
@@ -46,7 +47,9 @@ static json_t *op_json(const struct etcd_op *op)
 		goto fail;
 	}
 	o = json_object();
-	if (!o || json_object_set_new(o, name[op->type], req))
+	if (!o)
+		goto fail;
+	if (json_object_set_new(o, name[op->type], req)) /* it took req */
 		goto fail_o;
 	return o;
 fail:

@@ -154,8 +154,9 @@ static void on_result(struct watch *w, const json_t *res)
 	if (json_array_size(events) || !rev)
 		return;
 	/* A progress notification: the watch is synced up to rev. One older than an event
-	 * this connection delivered says nothing new. */
-	if (rev < w->floor_rev)
+	 * this connection delivered, or than the position it resumed from (a member behind
+	 * the one before it), says nothing new. */
+	if (rev < w->floor_rev || rev + 1 < w->next_rev)
 		return;
 	if (rev >= w->next_rev)
 		w->next_rev = rev + 1;

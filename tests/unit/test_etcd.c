@@ -1,11 +1,15 @@
 /* clusterd's etcd client against a real etcd: KV, txn, leases, watch resume and resync,
  * failover, timeouts. Each test starts its own etcd on free loopback ports. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "etcd.h"
 #include "etcd_priv.h"
@@ -631,6 +635,126 @@ static void test_etcd_failover(void)
 	etcd_proc_stop(&p);
 }
 
+/* A member that takes connections but never answers (a stalled process: the kernel still
+ * completes the handshake). A write that meets it times out with its outcome unknown and
+ * is not sent on to another member; the calls after it start at the next member instead of
+ * staying on the stalled one (a node's lease keepalives would fail for ever there). */
+static void test_etcd_stalled_member(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct etcd_proc p;
+	struct etcd_err err;
+	struct etcd *c;
+	char eps[256];
+
+	CU_ASSERT_FATAL(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+			listen(fd, 16) == 0 && getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+	CU_ASSERT_FATAL(etcd_proc_start(&p) == 0);
+	snprintf(eps, sizeof(eps), "http://127.0.0.1:%d,%s", ntohs(sa.sin_port), p.url);
+	CU_ASSERT_EQUAL_FATAL(client_open(&c, eps, 1500, &err), 0);
+	CU_ASSERT_EQUAL(etcd_put(c, "/s/k", "v", 1, 0, NULL, &err), -ETIMEDOUT);
+	CU_ASSERT_FALSE(key_exists(c, "/s/k")); /* read from the live member: never written */
+	put_s(c, "/s/k", "v2", 0);
+	CU_ASSERT_TRUE(key_exists(c, "/s/k"));
+	etcd_close(c);
+	close(fd);
+	etcd_proc_stop(&p);
+}
+
+/* A member that answers one request on a connection, then reads the next and closes it
+ * without a word, and takes no new connection after that: it died mid-request. */
+struct dying {
+	int fd;
+	pthread_t th;
+};
+
+/* One whole request (its JSON body ends it). */
+static bool read_request(int c, char *buf, size_t len)
+{
+	size_t n = 0;
+	ssize_t r;
+
+	while (n < len - 1 && (r = read(c, buf + n, len - 1 - n)) > 0) {
+		n += (size_t)r;
+		buf[n] = 0;
+		if (strstr(buf, "\r\n\r\n") && buf[n - 1] == '}')
+			return true;
+	}
+	return false;
+}
+
+static void *dying_main(void *arg)
+{
+	static const char ok[] =
+		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+		"Content-Length: 36\r\n\r\n{\"header\":{\"revision\":\"1\"},\"kvs\":[]}";
+	struct dying *d = arg;
+	char buf[4096];
+	int c = accept(d->fd, NULL, NULL);
+
+	close(d->fd); /* no connection after this one */
+	if (c < 0)
+		return NULL;
+	if (read_request(c, buf, sizeof(buf)) && write(c, ok, sizeof(ok) - 1) > 0)
+		read_request(c, buf, sizeof(buf)); /* the second, taken and never answered */
+	close(c);
+	return NULL;
+}
+
+/* libcurl re-sends a request by itself when a reused connection closes under it, on a
+ * fresh connect; refused, that once looked like a member never reached, and the write
+ * went on to the next member — applied twice where the first had applied it. A write
+ * whose bytes left is now reported with its outcome unknown and sent nowhere else; a read
+ * may go on. */
+static void test_etcd_write_not_resent(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	struct dying d = { .fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0) };
+	struct etcd_kv *kv = NULL;
+	struct etcd_proc p;
+	struct etcd_err err;
+	struct etcd *c;
+	char eps[256];
+
+	CU_ASSERT_FATAL(d.fd >= 0 && bind(d.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+			listen(d.fd, 4) == 0 &&
+			getsockname(d.fd, (struct sockaddr *)&sa, &sl) == 0);
+	CU_ASSERT_FATAL(etcd_proc_start(&p) == 0);
+	snprintf(eps, sizeof(eps), "http://127.0.0.1:%d,%s", ntohs(sa.sin_port), p.url);
+	CU_ASSERT_EQUAL_FATAL(client_open(&c, eps, 5000, &err), 0);
+	CU_ASSERT_FATAL(pthread_create(&d.th, NULL, dying_main, &d) == 0);
+	CU_ASSERT_EQUAL(etcd_get(c, "/r/k", &kv, &err), 0); /* answered by the dying one */
+	CU_ASSERT_PTR_NULL(kv);
+	CU_ASSERT_EQUAL(etcd_put(c, "/r/k", "v", 1, 0, NULL, &err), -ECONNRESET);
+	pthread_join(d.th, NULL);
+	CU_ASSERT_FALSE(key_exists(c, "/r/k")); /* not written by the live member either */
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
+/* etcd's errors by code and by message: a watch canceled for a permission says so with no
+ * code; a busy server is not a full one. */
+static void test_etcd_error_map(void)
+{
+	struct etcd_err err;
+
+	CU_ASSERT_EQUAL(etcd_map_error(0, "etcdserver: permission denied", &err), -EACCES);
+	CU_ASSERT_EQUAL(etcd_map_error(7, "etcdserver: permission denied", &err), -EACCES);
+	CU_ASSERT_EQUAL(etcd_map_error(0, "etcdserver: invalid auth token", &err), -EPERM);
+	CU_ASSERT_EQUAL(etcd_map_error(8, "etcdserver: too many requests", &err), -EAGAIN);
+	CU_ASSERT_EQUAL(etcd_map_error(8, "etcdserver: mvcc: database space exceeded", &err),
+			-ENOSPC);
+	CU_ASSERT_EQUAL(etcd_map_error(14, "etcdserver: no leader", &err), -EAGAIN);
+	CU_ASSERT_EQUAL(etcd_map_error(0, "mvcc: required revision has been compacted", &err),
+			-ESTALE);
+	CU_ASSERT_EQUAL(etcd_map_error(0, "watch canceled", &err), -EIO);
+}
+
 static void test_etcd_timeout(void)
 {
 	struct etcd_proc p;
@@ -783,6 +907,13 @@ static void test_etcd_watch_order(void)
 	CU_ASSERT_EQUAL(g.type[2], ETCD_EV_PROGRESS);
 	CU_ASSERT_EQUAL(g.rev[2], 9);
 	CU_ASSERT_EQUAL(next, 10);
+	/* A member behind the one before it: its progress notification older than where the
+	 * watch resumed is not passed on. */
+	snprintf(buf, sizeof(buf), "%s", progress);
+	memset(&g, 0, sizeof(g));
+	CU_ASSERT_EQUAL(etcd_watch_read(buf, strlen(buf), 4, 12, got_event, &g, &next), 0);
+	CU_ASSERT_EQUAL(g.n, 0);
+	CU_ASSERT_EQUAL(next, 12);
 	/* In order it all goes through, and the connection stays up. */
 	snprintf(buf, sizeof(buf), "%s%s%s", created, txn, RESULT("9", KV("Yw==", "9")));
 	memset(&g, 0, sizeof(g));
@@ -805,6 +936,11 @@ void suite_etcd(void)
 		{ "etcd_timeout", test_etcd_timeout },
 		{ "etcd_tls", test_etcd_tls },
 		{ "etcd_watch_order: never out of revision order", test_etcd_watch_order },
+		{ "etcd_stalled_member: a write is not sent twice, calls move on",
+		  test_etcd_stalled_member },
+		{ "etcd_error_map: by code and by message", test_etcd_error_map },
+		{ "etcd_write_not_resent: a write that left goes to no second member",
+		  test_etcd_write_not_resent },
 		{ NULL, NULL },
 	};
 
