@@ -253,8 +253,10 @@ static void attempt_run(struct etcd *e, CURL *h, const char *url, struct body_sr
 	curl_easy_setopt(h, CURLOPT_SEEKDATA, body);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, tmo_ms);
-	/* Leave a dead endpoint in time to try the others. */
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ctmo < 1000 ? tmo_ms : ctmo);
+	/* Leave a dead endpoint in time to try the others: its share of the timeout, at least
+	 * a second (within what is left). */
+	ctmo = ctmo < 1000 ? 1000 : ctmo;
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ctmo < tmo_ms ? ctmo : tmo_ms);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, reply);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, a->curl_msg);
