@@ -319,6 +319,10 @@ bool cl_view_node_alive(const struct cl_view *v, const char *name);
 /* How many nodes are members (members/ records). */
 size_t cl_view_members(const struct cl_view *v);
 struct cl_vm_view *cl_view_vm(const struct cl_view *v, const char *name);
+/* Its owner node itself says nothing of it runs there: a status "stopped" or "failed"
+ * written by that node at the owner's epoch. A desired state of stopped is not enough —
+ * the owner may still be shutting the guest down. */
+bool cl_vm_owner_idle(const struct cl_vm_view *m);
 
 /* The view as ha's plain structs (names point into v, which must outlive it): a VM is
  * wanted when its spec says running, its owner is its owner record's node, its target the

@@ -272,6 +272,13 @@ void cl_view_free(struct cl_view *v)
 	memset(v, 0, sizeof(*v));
 }
 
+bool cl_vm_owner_idle(const struct cl_vm_view *m)
+{
+	return m->has_owner && m->has_status &&
+	       (!strcmp(m->status.state, "stopped") || !strcmp(m->status.state, "failed")) &&
+	       !strcmp(m->status.node, m->owner.node) && m->status.epoch == m->owner.epoch;
+}
+
 /* Its status says running where and at the epoch its owner record says. */
 static bool runs_on_owner(const struct cl_vm_view *m)
 {

@@ -171,7 +171,9 @@ static bool runs_nothing(const struct cl_vm_view *vv)
 	       !strcmp(vv->status.node, vv->owner.node) && vv->status.epoch == vv->owner.epoch;
 }
 
-/* VMs of a draining node that run nothing just change owner (epoch + 1). */
+/* VMs of a draining node that run nothing just change owner (epoch + 1) — once the owner
+ * itself has said so: a VM just stopped by the operator may still be shutting down there,
+ * and its next start on the new owner would run it twice. */
 static void reassign_stopped(struct cd *cd, const struct cl_view *v, const struct cl_ha *h)
 {
 	for (size_t i = 0; i < v->nvms; i++) {
@@ -180,7 +182,7 @@ static void reassign_stopped(struct cd *cd, const struct cl_view *v, const struc
 		int n;
 
 		if (!vv->has_spec || !vv->has_owner || vv->bad || !runs_nothing(vv) ||
-		    (vv->has_mig && cl_migration_pending(&vv->mig)))
+		    !cl_vm_owner_idle(vv) || (vv->has_mig && cl_migration_pending(&vv->mig)))
 			continue;
 		nv = cl_view_node(v, vv->owner.node);
 		if (!nv || !strcmp(nv->admin.state, "schedulable"))

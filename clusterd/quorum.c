@@ -472,8 +472,8 @@ static void gather(struct cd *cd, const struct cl_view *v, const char *node, str
 {
 	struct cl_member peers[CD_MAX_MEMBERS];
 	json_t *replies[CD_MAX_MEMBERS], *req, *mine;
-	uint64_t asked = boottime_ns(), wait;
-	size_t n = 0, got = 1, need = members / 2 + 1;
+	uint64_t answered, wait;
+	size_t n = 0, got, need = members / 2 + 1;
 
 	for (size_t i = 0; i < v->nnodes && n < CD_MAX_MEMBERS; i++)
 		if (v->nodes[i].member && strcmp(v->nodes[i].name, node) &&
@@ -481,9 +481,15 @@ static void gather(struct cd *cd, const struct cl_view *v, const char *node, str
 			peers[n++] = v->nodes[i].mem;
 	req = json_pack("{s:s,s:s}", "op", "release", "node", node);
 	mine = answer_release(cd, node);
+	/* This node counts only if its own release holds (saved): it failed when its state
+	 * could not be written, and then its promise to the lost node was not counted. */
+	got = json_is_true(json_object_get(mine, "ok")) ? 1 : 0;
 	wait = (uint64_t)json_integer_value(json_object_get(mine, "wait_ms"));
 	json_decref(mine);
 	cd_peer_ask(cd, peers, n, req, replies, ASK_MS);
+	/* Each member counted its promise's time left when it answered: from the answers
+	 * on, not from the asking, which was earlier by the round trip. */
+	answered = boottime_ns();
 	json_decref(req);
 	for (size_t i = 0; i < n; i++) {
 		json_t *w = json_object_get(replies[i], "wait_ms");
@@ -500,7 +506,7 @@ static void gather(struct cd *cd, const struct cl_view *v, const char *node, str
 		 * drift. None open: nothing to wait for. */
 		if (wait)
 			wait += cd->cfg->fence_margin_ms;
-		r->ready_ns = asked + wait * NS_PER_MS;
+		r->ready_ns = answered + wait * NS_PER_MS;
 		r->wait_ms = (unsigned)wait;
 		log_info(SUB, "node %s released by %zu of %zu members; its VMs move in %llu ms",
 			 node, got, members, (unsigned long long)wait);

@@ -475,6 +475,30 @@ static void test_confidential_unplaced(void)
 	free(err);
 }
 
+/* A VM stopped by the operator on a draining node moves by a change of owner, once its
+ * owner has said itself that it runs nothing there (its status "stopped" at its epoch):
+ * the drain ends with the VM owned by the other node at epoch 2 and the event that says so.
+ * (Without KVM its VMM never ran; with KVM it ran and was stopped.) */
+static void test_drain_stopped_vm(void)
+{
+	char *out = NULL, *err = NULL;
+	long long epoch = 0;
+	int from, rc;
+
+	START(2, NULL);
+	create("s1", "on-failure", "0", NULL);
+	from = wait_owner("s1");
+	CU_ASSERT_FATAL(from >= 0);
+	rc = cmectl(&C, &out, &err, "vm", "stop", "s1", NULL);
+	cluster_expect_ok("vm stop", rc, out, err);
+	CU_ASSERT_TRUE(wait_status_has("s1", "stopped", NULL, WAIT_MS));
+	admin("drain", from);
+	CU_ASSERT_EQUAL(wait_moved("s1", from, 2), 1 - from);
+	CU_ASSERT_EQUAL(cluster_owner(&C, "s1", &epoch), 1 - from);
+	CU_ASSERT_EQUAL(epoch, 2);
+	CU_ASSERT_TRUE(cluster_has_event(&C, "drain-move", "s1"));
+}
+
 /* kill -9 of a daemon alone, restarted at once: it takes over its lease, so its node never
  * looks lost and nothing moves. */
 static void test_daemon_restart_keeps_lease(void)
@@ -711,6 +735,8 @@ void suite_ha(void)
 		{ "admission control keeps room for one node's loss", test_admission_control },
 		{ "a confidential VM where no node offers AMD SEV: refused, pending, named",
 		  test_confidential_unplaced },
+		{ "a stopped VM leaves a draining node once its owner says it stopped",
+		  test_drain_stopped_vm },
 		{ "a restarted daemon keeps its lease: nothing moves",
 		  test_daemon_restart_keeps_lease },
 		{ "a lost node rejoins empty", test_lost_node_rejoins_empty },

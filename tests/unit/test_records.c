@@ -268,6 +268,33 @@ static void test_view_cpu(void)
 	cl_ha_free(&h);
 }
 
+/* Whether the owner itself said nothing runs: its own status, stopped or failed, at the
+ * owner's epoch — not another node's, not an older epoch's, not a desired state alone. */
+static void test_owner_idle(void)
+{
+	struct cl_vm_view m = { .has_owner = true, .has_status = true };
+
+	strcpy(m.owner.node, "a");
+	m.owner.epoch = 3;
+	strcpy(m.status.node, "a");
+	m.status.epoch = 3;
+	strcpy(m.status.state, "stopped");
+	CU_ASSERT_TRUE(cl_vm_owner_idle(&m));
+	strcpy(m.status.state, "failed");
+	CU_ASSERT_TRUE(cl_vm_owner_idle(&m));
+	strcpy(m.status.state, "running");
+	CU_ASSERT_FALSE(cl_vm_owner_idle(&m));
+	strcpy(m.status.state, "stopped");
+	m.status.epoch = 2; /* the owner's stop of an earlier epoch */
+	CU_ASSERT_FALSE(cl_vm_owner_idle(&m));
+	m.status.epoch = 3;
+	strcpy(m.status.node, "b"); /* another node's word */
+	CU_ASSERT_FALSE(cl_vm_owner_idle(&m));
+	strcpy(m.status.node, "a");
+	m.has_status = false;
+	CU_ASSERT_FALSE(cl_vm_owner_idle(&m));
+}
+
 static void test_too_long(void)
 {
 	char json[2048], big[1100];
@@ -483,6 +510,7 @@ void suite_records(void)
 		{ "spec round trip", test_spec_roundtrip },
 		{ "spec refusals", test_spec_refusals },
 		{ "spec CPU template and what it needs", test_spec_cpu },
+		{ "a VM's owner says itself that nothing runs", test_owner_idle },
 		{ "spec confidential: kept, what it excludes, where it runs",
 		  test_spec_confidential },
 		{ "node record CPU features", test_node_cpu },
