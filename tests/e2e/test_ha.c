@@ -499,6 +499,41 @@ static void test_drain_stopped_vm(void)
 	CU_ASSERT_TRUE(cluster_has_event(&C, "drain-move", "s1"));
 }
 
+/* A migration committed (the owner record names its target) whose source and target are
+ * then both lost: nobody is left to finish it, and its record once held the VM's restart
+ * back for ever. The leader fails it, naming both, and restarts the VM on the node left.
+ * The records are written as the commit leaves them (ride-through off: two of three
+ * nodes lost leave no majority to confirm their fencing; the lease's expiry does). */
+static void test_committed_both_lost(void)
+{
+	char owner[128], mig[512];
+	int src, dst, left;
+	json_t *m;
+
+	START(3, "ride_through = off\n");
+	create("vm1", "on-failure", "0", NULL);
+	src = wait_owner("vm1");
+	CU_ASSERT_FATAL(src >= 0);
+	dst = (src + 1) % 3;
+	left = (src + 2) % 3;
+	snprintf(owner, sizeof(owner), "{\"node\":\"%s\",\"epoch\":2}", C.node[dst].name);
+	snprintf(mig, sizeof(mig),
+		 "{\"id\":\"00c0ffee00c0ffee\",\"vm\":\"vm1\",\"source\":\"%s\",\"target\":"
+		 "\"%s\",\"phase\":\"committed\"}",
+		 C.node[src].name, C.node[dst].name);
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "migrations/vm1", mig), 0);
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "vms/vm1/owner", owner), 0);
+	kill_host(src);
+	kill_host(dst);
+	CU_ASSERT_EQUAL(wait_moved("vm1", dst, 3), left);
+	m = cluster_get(&C, "migrations/vm1");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(m, "phase")) ?: "", "failed");
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(m, "error")) ?: "",
+				      "were both lost after the commit"));
+	json_decref(m);
+	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-ha-restart", "vm1"));
+}
+
 /* kill -9 of a daemon alone, restarted at once: it takes over its lease, so its node never
  * looks lost and nothing moves. */
 static void test_daemon_restart_keeps_lease(void)
@@ -737,6 +772,8 @@ void suite_ha(void)
 		  test_confidential_unplaced },
 		{ "a stopped VM leaves a draining node once its owner says it stopped",
 		  test_drain_stopped_vm },
+		{ "a committed migration whose source and target are lost: the VM restarts",
+		  test_committed_both_lost },
 		{ "a restarted daemon keeps its lease: nothing moves",
 		  test_daemon_restart_keeps_lease },
 		{ "a lost node rejoins empty", test_lost_node_rejoins_empty },
