@@ -77,14 +77,21 @@ static void note_lost_nodes(struct cd *cd, const struct cl_view *v, const struct
 
 /* A migration whose source node died before the commit will never finish: fail it, so
  * that its VM is restarted (after the commit, the target owns the guest and finishes; in
- * post-copy, pc_recover.c). A committed one whose target died too has nobody left to
- * finish it: its record would hold the VM's restart back for ever. */
+ * post-copy, pc_recover.c). A committed one whose target died too, or one its source took
+ * back (a broken post-copy) before it died, has nobody left to finish it: its record
+ * would hold the VM's restart back for ever. */
 static void fail_orphaned_migrations(struct cd *cd, const struct cl_view *v)
 {
 	for (size_t i = 0; i < v->nvms; i++) {
 		const struct cl_vm_view *vv = &v->vms[i];
 		bool committed;
 
+		if (vv->has_mig && !vv->bad && !strcmp(vv->mig.phase, "taken-back") &&
+		    !cl_view_node_alive(v, vv->mig.source)) {
+			cd_mig_fail(cd, vv, "the source node %s was lost after taking the VM back",
+				    vv->mig.source);
+			continue;
+		}
 		if (!vv->has_mig || !cl_migration_active(&vv->mig) ||
 		    !strcmp(vv->mig.phase, "postcopy") || cl_view_node_alive(v, vv->mig.source))
 			continue;

@@ -534,6 +534,37 @@ static void test_committed_both_lost(void)
 	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-ha-restart", "vm1"));
 }
 
+/* A broken post-copy taken back by its source (owner record and migration record as the
+ * take-back leaves them), whose source host is then lost: only the source ever ends a
+ * taken-back record, so it once held the VM's restart back for ever. The leader fails it
+ * and restarts the VM elsewhere, past the epoch of the take-back. */
+static void test_taken_back_source_lost(void)
+{
+	char owner[128], mig[512];
+	int src, to;
+	json_t *m;
+
+	START(3, "ride_through = off\n");
+	create("vm1", "on-failure", "0", NULL);
+	src = wait_owner("vm1");
+	CU_ASSERT_FATAL(src >= 0);
+	kill_host(src); /* its lease runs on a while: the records land before anyone acts */
+	snprintf(owner, sizeof(owner), "{\"node\":\"%s\",\"epoch\":3}", C.node[src].name);
+	snprintf(mig, sizeof(mig),
+		 "{\"id\":\"00c0ffee00c0ffef\",\"vm\":\"vm1\",\"source\":\"%s\",\"target\":"
+		 "\"%s\",\"phase\":\"taken-back\"}",
+		 C.node[src].name, C.node[(src + 1) % 3].name);
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "migrations/vm1", mig), 0);
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "vms/vm1/owner", owner), 0);
+	to = wait_moved("vm1", src, 4);
+	CU_ASSERT_TRUE(to >= 0);
+	m = cluster_get(&C, "migrations/vm1");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(m, "phase")) ?: "", "failed");
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(m, "error")) ?: "",
+				      "was lost after taking the VM back"));
+	json_decref(m);
+}
+
 /* kill -9 of a daemon alone, restarted at once: it takes over its lease, so its node never
  * looks lost and nothing moves. */
 static void test_daemon_restart_keeps_lease(void)
@@ -774,6 +805,8 @@ void suite_ha(void)
 		  test_drain_stopped_vm },
 		{ "a committed migration whose source and target are lost: the VM restarts",
 		  test_committed_both_lost },
+		{ "a post-copy taken back, its source then lost: the VM restarts",
+		  test_taken_back_source_lost },
 		{ "a restarted daemon keeps its lease: nothing moves",
 		  test_daemon_restart_keeps_lease },
 		{ "a lost node rejoins empty", test_lost_node_rejoins_empty },
