@@ -474,13 +474,7 @@ bool cl_node_knows_confidential(const struct cl_node *n)
 
 bool cl_node_offers_sev(const struct cl_node *n)
 {
-	char list[sizeof(n->mem_encryption)], *save = NULL;
-
-	snprintf(list, sizeof(list), "%s", n->mem_encryption);
-	for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save))
-		if (!strcmp(t, "sev"))
-			return true;
-	return false;
+	return list_has(n->mem_encryption, "sev");
 }
 
 const char *cl_spec_cpu_need(const struct cl_spec *s, char *buf, size_t len)

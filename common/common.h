@@ -154,6 +154,8 @@ int cpu_template_features(int level, char *buf, size_t len) CME_WUR;
  * empty), ", "-separated into out (may be NULL; cut short when len is too small). Returns
  * how many. */
 unsigned cpu_list_lacks(const char *have, const char *need, char *out, size_t len);
+/* Whether the comma-separated list (NULL is empty) holds name as one of its entries. */
+bool list_has(const char *list, const char *name);
 /* The CPU templates a host offering features (comma-separated) can run, separated by sep,
  * into buf (cut short at len): "host" and each level whose features it all has; "" for no
  * features (unknown). Returns buf. */

@@ -279,7 +279,7 @@ int cpu_template_features(int level, char *buf, size_t len)
 }
 
 /* True when the comma-separated list has the name s[0..n). */
-static bool list_has(const char *list, const char *s, size_t n)
+static bool list_has_n(const char *list, const char *s, size_t n)
 {
 	for (const char *p = list; p && *p;) {
 		size_t k = strcspn(p, ",");
@@ -289,6 +289,11 @@ static bool list_has(const char *list, const char *s, size_t n)
 		p += k + (p[k] == ',');
 	}
 	return false;
+}
+
+bool list_has(const char *list, const char *name)
+{
+	return list_has_n(list, name, strlen(name));
 }
 
 unsigned cpu_list_lacks(const char *have, const char *need, char *out, size_t len)
@@ -301,7 +306,7 @@ unsigned cpu_list_lacks(const char *have, const char *need, char *out, size_t le
 	for (const char *p = need; p && *p;) {
 		size_t k = strcspn(p, ",");
 
-		if (k && !list_has(have, p, k)) {
+		if (k && !list_has_n(have, p, k)) {
 			int w = out && off < len ? snprintf(out + off, len - off, "%s%.*s",
 							    n ? ", " : "", (int)k, p)
 						 : 0;

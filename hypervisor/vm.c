@@ -252,6 +252,8 @@ static const char *confidential_refusal(const struct vm_config *cfg)
 
 static int vm_validate_config(const struct vm_config *cfg)
 {
+	const char *no = confidential_refusal(cfg);
+
 	if (cfg->nr_pin > cfg->nr_vcpus) {
 		log_err(SUB, "--pin-vcpus names %u CPUs for %u vCPUs", cfg->nr_pin, cfg->nr_vcpus);
 		return -EINVAL;
@@ -272,8 +274,8 @@ static int vm_validate_config(const struct vm_config *cfg)
 			     "balloon\")");
 		return -EINVAL;
 	}
-	if (confidential_refusal(cfg)) {
-		log_err(SUB, "--confidential: %s", confidential_refusal(cfg));
+	if (no) {
+		log_err(SUB, "--confidential: %s", no);
 		return -EINVAL;
 	}
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {

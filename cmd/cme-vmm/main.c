@@ -462,7 +462,7 @@ static int check_confidential(const struct run_opts *o)
 			     "the guest would run in clear");
 		return -ENOTSUP;
 	}
-	if (strcmp(have, "sev") && strncmp(have, "sev,", 4)) { /* the list starts with it */
+	if (!list_has(have, "sev")) {
 		log_err(SUB,
 			"--confidential: this host offers %s; CME launches AMD SEV guests "
 			"only: refused rather than run in clear",

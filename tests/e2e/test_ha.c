@@ -499,6 +499,36 @@ static void test_drain_stopped_vm(void)
 	CU_ASSERT_TRUE(cluster_has_event(&C, "drain-move", "s1"));
 }
 
+/* vm's migration record (source and target nodes, phase) and its owner record (owner
+ * node, epoch), written as the cluster's own steps leave them. */
+static void put_migration(const char *vm, int src, int dst, const char *phase, int owner, int epoch)
+{
+	char key[128], own[128], mig[512];
+
+	snprintf(mig, sizeof(mig),
+		 "{\"id\":\"00c0ffee00c0ffee\",\"vm\":\"%s\",\"source\":\"%s\",\"target\":"
+		 "\"%s\",\"phase\":\"%s\"}",
+		 vm, C.node[src].name, C.node[dst].name, phase);
+	snprintf(own, sizeof(own), "{\"node\":\"%s\",\"epoch\":%d}", C.node[owner].name, epoch);
+	snprintf(key, sizeof(key), "migrations/%s", vm);
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, key, mig), 0);
+	snprintf(key, sizeof(key), "vms/%s/owner", vm);
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, key, own), 0);
+}
+
+/* vm's migration record says failed, for a reason containing why. */
+static void expect_mig_failed(const char *vm, const char *why)
+{
+	char key[128];
+	json_t *m;
+
+	snprintf(key, sizeof(key), "migrations/%s", vm);
+	m = cluster_get(&C, key);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(m, "phase")) ?: "", "failed");
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(m, "error")) ?: "", why));
+	json_decref(m);
+}
+
 /* A migration committed (the owner record names its target) whose source and target are
  * then both lost: nobody is left to finish it, and its record once held the VM's restart
  * back for ever. The leader fails it, naming both, and restarts the VM on the node left.
@@ -506,31 +536,18 @@ static void test_drain_stopped_vm(void)
  * nodes lost leave no majority to confirm their fencing; the lease's expiry does). */
 static void test_committed_both_lost(void)
 {
-	char owner[128], mig[512];
-	int src, dst, left;
-	json_t *m;
+	int src, dst;
 
 	START(3, "ride_through = off\n");
 	create("vm1", "on-failure", "0", NULL);
 	src = wait_owner("vm1");
 	CU_ASSERT_FATAL(src >= 0);
 	dst = (src + 1) % 3;
-	left = (src + 2) % 3;
-	snprintf(owner, sizeof(owner), "{\"node\":\"%s\",\"epoch\":2}", C.node[dst].name);
-	snprintf(mig, sizeof(mig),
-		 "{\"id\":\"00c0ffee00c0ffee\",\"vm\":\"vm1\",\"source\":\"%s\",\"target\":"
-		 "\"%s\",\"phase\":\"committed\"}",
-		 C.node[src].name, C.node[dst].name);
-	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "migrations/vm1", mig), 0);
-	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "vms/vm1/owner", owner), 0);
+	put_migration("vm1", src, dst, "committed", dst, 2);
 	kill_host(src);
 	kill_host(dst);
-	CU_ASSERT_EQUAL(wait_moved("vm1", dst, 3), left);
-	m = cluster_get(&C, "migrations/vm1");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(m, "phase")) ?: "", "failed");
-	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(m, "error")) ?: "",
-				      "were both lost after the commit"));
-	json_decref(m);
+	CU_ASSERT_EQUAL(wait_moved("vm1", dst, 3), (src + 2) % 3);
+	expect_mig_failed("vm1", "were both lost after the commit");
 	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-ha-restart", "vm1"));
 }
 
@@ -540,29 +557,16 @@ static void test_committed_both_lost(void)
  * and restarts the VM elsewhere, past the epoch of the take-back. */
 static void test_taken_back_source_lost(void)
 {
-	char owner[128], mig[512];
-	int src, to;
-	json_t *m;
+	int src;
 
 	START(3, "ride_through = off\n");
 	create("vm1", "on-failure", "0", NULL);
 	src = wait_owner("vm1");
 	CU_ASSERT_FATAL(src >= 0);
 	kill_host(src); /* its lease runs on a while: the records land before anyone acts */
-	snprintf(owner, sizeof(owner), "{\"node\":\"%s\",\"epoch\":3}", C.node[src].name);
-	snprintf(mig, sizeof(mig),
-		 "{\"id\":\"00c0ffee00c0ffef\",\"vm\":\"vm1\",\"source\":\"%s\",\"target\":"
-		 "\"%s\",\"phase\":\"taken-back\"}",
-		 C.node[src].name, C.node[(src + 1) % 3].name);
-	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "migrations/vm1", mig), 0);
-	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "vms/vm1/owner", owner), 0);
-	to = wait_moved("vm1", src, 4);
-	CU_ASSERT_TRUE(to >= 0);
-	m = cluster_get(&C, "migrations/vm1");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(m, "phase")) ?: "", "failed");
-	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(m, "error")) ?: "",
-				      "was lost after taking the VM back"));
-	json_decref(m);
+	put_migration("vm1", src, (src + 1) % 3, "taken-back", src, 3);
+	CU_ASSERT_TRUE(wait_moved("vm1", src, 4) >= 0);
+	expect_mig_failed("vm1", "was lost after taking the VM back");
 }
 
 /* kill -9 of a daemon alone, restarted at once: it takes over its lease, so its node never
