@@ -654,7 +654,7 @@ static void test_etcd_stalled_member(void)
 			listen(fd, 16) == 0 && getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
 	CU_ASSERT_FATAL(etcd_proc_start(&p) == 0);
 	snprintf(eps, sizeof(eps), "http://127.0.0.1:%d,%s", ntohs(sa.sin_port), p.url);
-	CU_ASSERT_EQUAL_FATAL(client_open(&c, eps, 1500, &err), 0);
+	CU_ASSERT_EQUAL_FATAL(client_open(&c, eps, 5000, &err), 0);
 	CU_ASSERT_EQUAL(etcd_put(c, "/s/k", "v", 1, 0, NULL, &err), -ETIMEDOUT);
 	CU_ASSERT_FALSE(key_exists(c, "/s/k")); /* read from the live member: never written */
 	put_s(c, "/s/k", "v2", 0);
