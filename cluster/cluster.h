@@ -26,6 +26,8 @@
 bool cl_name_ok(const char *s);
 
 /* nodes/<node>: written by the node, bound to its lease. */
+#define CL_MEMBERS_HASH 33 /* 16 bytes of BLAKE2b in hex, and its NUL */
+
 struct cl_node {
 	char name[CL_NAME_MAX];
 	char addr[128];	     /* host other nodes reach for migrations */
@@ -40,6 +42,10 @@ struct cl_node {
 	/* The guest memory encryption its KVM offers (`cme-vmm cpu-features`): "sev", "sev-es",
 	 * "sev-snp", "tdx", comma-separated; "" for none. */
 	char mem_encryption[64];
+	/* The member list it counts HA majorities over (cl_members_hash of its names); ""
+	 * from a node older than 0.7. A change of the list waits until every member shows the
+	 * current one (cl_view_membership_settled). */
+	char members[CL_MEMBERS_HASH];
 };
 
 /* members/<node>: written by the node each time it registers; survives its lease, so a
@@ -222,6 +228,9 @@ char *cl_trust_json(const struct cl_trust *t);
 char *cl_backup_json(const struct cl_backup *b);
 char *cl_schedule_json(const struct cl_schedule *s);
 char *cl_restore_json(const struct cl_restore *r);
+/* <prefix>/membership: rewritten by every change of members/ in the same transaction,
+ * which compares its mod_revision with the view's: changes go one at a time. */
+char *cl_membership_json(const char *change, const char *node);
 
 /* Decode JSON text (len bytes) into a zeroed record; 0 or -EINVAL with a reason in err. */
 int cl_node_parse(const char *txt, size_t len, struct cl_node *n, struct etcd_err *err) CME_WUR;
@@ -305,7 +314,8 @@ struct cl_view {
 	size_t nnodes;
 	struct cl_vm_view *vms;
 	size_t nvms;
-	size_t bad; /* records skipped as malformed (each logged once per read) */
+	size_t bad;		/* records skipped as malformed (each logged once per read) */
+	int64_t membership_rev; /* mod_revision of <prefix>/membership; 0: none yet */
 };
 
 /* Read every record under prefix in one linearizable range (paged) into *v (caller frees
@@ -318,6 +328,16 @@ struct cl_node_view *cl_view_node(const struct cl_view *v, const char *name);
 bool cl_view_node_alive(const struct cl_view *v, const char *name);
 /* How many nodes are members (members/ records). */
 size_t cl_view_members(const struct cl_view *v);
+/* The identity of a member list: a hash of its names, in any order, as hex. */
+void cl_members_hash(const char *const *names, size_t n, char out[CL_MEMBERS_HASH]);
+/* The view's member list's hash. */
+void cl_view_members_hash(const struct cl_view *v, char out[CL_MEMBERS_HASH]);
+/* Whether the member list may change now (a node joins, or `except` is forgotten): every
+ * member but except is up and counts over the current list. Then every member's list is
+ * the current one or, after the change, the one before it, and a majority of the one and
+ * a majority of the other always share a member — what HA's fencing rests on. False with
+ * the reason in why. */
+bool cl_view_membership_settled(const struct cl_view *v, const char *except, char *why, size_t len);
 struct cl_vm_view *cl_view_vm(const struct cl_view *v, const char *name);
 /* Its owner node itself says nothing of it runs there: a status "stopped" or "failed"
  * written by that node at the owner's epoch. A desired state of stopped is not enough —

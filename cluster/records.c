@@ -34,6 +34,7 @@ static const struct field node_f[] = {
 	FLD(cl_node, version, F_STR, false),
 	FLD(cl_node, cpu_features, F_STR, false),
 	FLD(cl_node, mem_encryption, F_STR, false),
+	FLD(cl_node, members, F_STR, false),
 	{ 0 },
 };
 
@@ -193,6 +194,16 @@ char *cl_key(char *buf, size_t len, const char *prefix, const char *part, const 
 }
 
 /* ---- encoding ----------------------------------------------------------------------- */
+
+char *cl_membership_json(const char *change, const char *node)
+{
+	json_t *o = json_pack("{s:s,s:s,s:I}", "change", change, "node", node, "ms",
+			      (json_int_t)wall_ms());
+	char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	return txt;
+}
 
 static json_t *field_value(const struct field *f, const char *p)
 {

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,77 @@ size_t cl_view_members(const struct cl_view *v)
 	for (size_t i = 0; i < v->nnodes; i++)
 		n += v->nodes[i].member;
 	return n;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void cl_members_hash(const char *const *names, size_t n, char out[CL_MEMBERS_HASH])
+{
+	const char **sorted = calloc(n ? n : 1, sizeof(*sorted));
+	unsigned char h[(CL_MEMBERS_HASH - 1) / 2];
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, sizeof(h));
+	if (sorted) { /* no memory: a hash no list has, so nothing counts as settled */
+		memcpy(sorted, names, n * sizeof(*sorted));
+		qsort(sorted, n, sizeof(*sorted), name_cmp);
+		for (size_t i = 0; i < n; i++) /* with its NUL: "ab","c" is not "a","bc" */
+			crypto_generichash_update(&st, (const unsigned char *)sorted[i],
+						  strlen(sorted[i]) + 1);
+	}
+	crypto_generichash_final(&st, h, sizeof(h));
+	sodium_bin2hex(out, CL_MEMBERS_HASH, h, sizeof(h));
+	if (!sorted)
+		out[0] = '-';
+	free(sorted);
+}
+
+void cl_view_members_hash(const struct cl_view *v, char out[CL_MEMBERS_HASH])
+{
+	const char **names = calloc(v->nnodes ? v->nnodes : 1, sizeof(*names));
+	size_t n = 0;
+
+	for (size_t i = 0; names && i < v->nnodes; i++)
+		if (v->nodes[i].member)
+			names[n++] = v->nodes[i].name;
+	cl_members_hash(names, n, out);
+	if (!names)
+		out[0] = '-';
+	free(names);
+}
+
+bool cl_view_membership_settled(const struct cl_view *v, const char *except, char *why, size_t len)
+{
+	char cur[CL_MEMBERS_HASH];
+
+	cl_view_members_hash(v, cur);
+	for (size_t i = 0; i < v->nnodes; i++) {
+		const struct cl_node_view *nv = &v->nodes[i];
+
+		if (!nv->member || (except && !strcmp(nv->name, except)))
+			continue;
+		if (!nv->alive)
+			snprintf(why, len,
+				 "member %s is down, and may still count majorities over the "
+				 "member list it last read (bring it back, or forget it once its "
+				 "VMs have moved)",
+				 nv->name);
+		else if (!nv->node.members[0])
+			snprintf(why, len,
+				 "member %s (version %s) does not say which member list it counts "
+				 "over: upgrade it",
+				 nv->name, nv->node.version[0] ? nv->node.version : "unknown");
+		else if (strcmp(nv->node.members, cur))
+			snprintf(why, len, "member %s has not taken the last change of members yet",
+				 nv->name);
+		else
+			continue;
+		return false;
+	}
+	return true;
 }
 
 static struct cl_node_view *node_get(struct cl_view *v, const char *name)
@@ -177,6 +249,10 @@ static int add_record(struct cl_view *v, const struct etcd_kv *kv, size_t plen)
 	leaf[0] = 0;
 	if (!strcmp(rest, "/leader"))
 		return leader_parse(v, kv);
+	if (!strcmp(rest, "/membership")) { /* only its revision: changes compare it */
+		v->membership_rev = kv->mod_rev;
+		return 0;
+	}
 	if (!strcmp(rest, "/trust")) {
 		v->has_trust = !cl_trust_parse((const char *)kv->val, kv->vlen, &v->trust, &err);
 		v->trust.mod_rev = kv->mod_rev;
@@ -253,8 +329,8 @@ static int read_part(struct etcd *e, const char *prefix, const char *part, struc
 
 int cl_view_read(struct etcd *e, const char *prefix, struct cl_view *v, struct etcd_err *err)
 {
-	static const char *const parts[] = { "leader",	 "trust", "nodes/",	"admin/",
-					     "members/", "vms/",  "migrations/" };
+	static const char *const parts[] = { "leader", "trust",	   "membership", "nodes/",
+					     "admin/", "members/", "vms/",	 "migrations/" };
 	int rc = 0;
 
 	memset(v, 0, sizeof(*v));

@@ -90,8 +90,9 @@ struct cd {
 	size_t nvms;
 	bool leader;
 	uint32_t published_vms;
-	int64_t node_rev;     /* mod_revision of our last write of nodes/<me> */
-	uint64_t dup_note_ms; /* last "name held by another daemon" log line */
+	char published_members[CL_MEMBERS_HASH]; /* the member list our nodes/ record names */
+	int64_t node_rev;			 /* mod_revision of our last write of nodes/<me> */
+	uint64_t dup_note_ms;			 /* last "name held by another daemon" log line */
 	uint64_t last_view_err_ms;
 	struct {
 		char key[64];
@@ -227,6 +228,8 @@ void cd_quorum_stop(struct cd *cd);
 /* Each round's view (read started at read_ns, CLOCK_BOOTTIME): the members, this node's
  * members/ record, released nodes that registered again. Main thread. */
 void cd_quorum_view(struct cd *cd, const struct cl_view *v, uint64_t read_ns);
+/* The hash of the member list this node counts majorities over (cl_members_hash). */
+void cd_quorum_members_hash(struct cd *cd, char out[CL_MEMBERS_HASH]);
 /* Leader: true once node (lost: its lease expired) can run no guest any more — a majority
  * of members released it and their promises to it ran out (at once when ride-through is
  * off or the cluster has fewer than three members). Otherwise why says what it waits for.

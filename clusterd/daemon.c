@@ -226,7 +226,9 @@ static bool register_node(struct cd *cd, const struct cl_view *v)
 		running += cd->vms[i]->src || !cd->vms[i]->exited;
 	if (!nv || !nv->alive)
 		atomic_store(&cd->registered, false); /* gone (expired): create it again */
-	if (atomic_load(&cd->registered) && running == cd->published_vms)
+	cd_quorum_members_hash(cd, n.members);
+	if (atomic_load(&cd->registered) && running == cd->published_vms &&
+	    !strcmp(n.members, cd->published_members))
 		return true;
 	snprintf(n.name, sizeof(n.name), "%s", cd->cfg->node);
 	snprintf(n.addr, sizeof(n.addr), "%s", cd->cfg->address);
@@ -247,6 +249,7 @@ static bool register_node(struct cd *cd, const struct cl_view *v)
 		cd_event(cd, NULL, "node-up", "node %s registered (%u vCPUs, %llu MiB)", n.name,
 			 n.cpus, (unsigned long long)n.mem_mb);
 	cd->published_vms = running;
+	memcpy(cd->published_members, n.members, sizeof(n.members));
 	return true;
 }
 

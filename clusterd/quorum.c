@@ -70,6 +70,7 @@ struct cd_quorum {
 	/* the leader's (main thread) */
 	struct rel rel[CD_MAX_MEMBERS];
 	size_t nrel;
+	char join_why[256]; /* why this node did not join the members yet (logged once) */
 };
 
 static bool ride_on(const struct cd *cd)
@@ -233,20 +234,77 @@ static void cache_load(struct cd *cd)
 }
 
 /* members/<me> with the peer channel's address, written when missing or stale. */
+void cd_quorum_members_hash(struct cd *cd, char out[CL_MEMBERS_HASH])
+{
+	struct cd_quorum *q = cd->quorum;
+	const char *names[CD_MAX_MEMBERS];
+	size_t n;
+
+	pthread_mutex_lock(&q->mu);
+	n = q->nmembers;
+	for (size_t i = 0; i < n; i++)
+		names[i] = q->members[i].name;
+	cl_members_hash(names, n, out);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* Join the members: members/<node> and the membership record in one transaction that
+ * holds only if no other change came since the view — changes go one at a time. */
+static int join(struct cd *cd, const struct cl_view *v, const struct cl_member *m)
+{
+	char mkey[256], skey[256], *mj = cl_member_json(m), *sj;
+	struct etcd_cmp cmp = { .target = ETCD_CMP_MOD, .num = v->membership_rev };
+	struct etcd_op ops[2];
+	struct etcd_txn t = { &cmp, 1, ops, 2, NULL, 0 };
+	struct etcd_txn_resp r = { 0 };
+	struct etcd_err err = { "" };
+	int rc;
+
+	sj = cl_membership_json("join", m->name);
+	cmp.key = cd_key(cd, skey, sizeof(skey), "membership", NULL, NULL);
+	ops[0] = (struct etcd_op){ .type = ETCD_OP_PUT,
+				   .key = cd_key(cd, mkey, sizeof(mkey), "members", m->name, NULL),
+				   .val = mj,
+				   .vlen = mj ? strlen(mj) : 0 };
+	ops[1] = (struct etcd_op){
+		.type = ETCD_OP_PUT, .key = skey, .val = sj, .vlen = sj ? strlen(sj) : 0
+	};
+	rc = mj && sj ? etcd_txn(cd->etcd, &t, &r, &err) : -ENOMEM;
+	if (rc)
+		log_warn(SUB, "node=%s: joining the members: %s", m->name,
+			 rc == -ENOMEM ? "out of memory" : err.msg);
+	else if (!r.succeeded)
+		rc = -EAGAIN; /* another change came first: the next round looks again */
+	etcd_txn_resp_free(&r);
+	free(mj);
+	free(sj);
+	return rc;
+}
+
 static void publish_self(struct cd *cd, const struct cl_view *v)
 {
 	const struct cl_node_view *nv = cl_view_node(v, cd->cfg->node);
 	struct cl_member m = { .joined_ms = wall_ms() };
-	char key[256];
+	char key[256], why[256];
 
 	if (!cd->peer || (nv && nv->member && !strcmp(nv->mem.peer, cd_peer_addr(cd))))
 		return;
-	if (nv && nv->member)
-		m.joined_ms = nv->mem.joined_ms;
 	snprintf(m.name, sizeof(m.name), "%s", cd->cfg->node);
 	snprintf(m.peer, sizeof(m.peer), "%s", cd_peer_addr(cd));
-	cd_key(cd, key, sizeof(key), "members", cd->cfg->node, NULL);
-	if (!cd_put_json(cd, key, cl_member_json(&m), 0))
+	if (nv && nv->member) { /* its peer channel moved: the list itself is unchanged */
+		m.joined_ms = nv->mem.joined_ms;
+		cd_key(cd, key, sizeof(key), "members", cd->cfg->node, NULL);
+		if (!cd_put_json(cd, key, cl_member_json(&m), 0))
+			log_info(SUB, "node=%s: peer channel now %s", m.name, m.peer);
+		return;
+	}
+	if (!cl_view_membership_settled(v, NULL, why, sizeof(why))) {
+		if (strcmp(why, cd->quorum->join_why))
+			log_warn(SUB, "node=%s: not joining the members yet: %s", m.name, why);
+		snprintf(cd->quorum->join_why, sizeof(cd->quorum->join_why), "%s", why);
+		return;
+	}
+	if (!join(cd, v, &m))
 		log_info(SUB, "node=%s: member of the cluster, peer channel %s", m.name, m.peer);
 }
 

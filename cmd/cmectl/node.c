@@ -1,6 +1,7 @@
 /* cmectl node ls | show | drain | maintenance | undrain | forget. */
 #include "cmectl.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +305,7 @@ static void forget_refusal(const struct cl_view *v, long i, char *why, size_t le
 {
 	const char *name = v->nodes[i].name;
 	size_t owned = 0;
+	char settled[200];
 
 	why[0] = 0;
 	for (size_t k = 0; k < v->nvms; k++)
@@ -315,6 +317,38 @@ static void forget_refusal(const struct cl_view *v, long i, char *why, size_t le
 			 "node %s still owns %zu VM(s): they are restarted elsewhere (or deleted) "
 			 "first",
 			 name, owned);
+	else if (v->nodes[i].member &&
+		 !cl_view_membership_settled(v, name, settled, sizeof(settled)))
+		snprintf(why, len, "the member list may not change now: %s", settled);
+}
+
+/* members/<name> and admin/<name> go, and the membership record changes, in one
+ * transaction that holds only if no other change of members came since the view. */
+static int forget(struct ctl *c, const struct cl_view *v, const char *name, struct etcd_err *err)
+{
+	char mkey[CTL_KEY_MAX], akey[CTL_KEY_MAX], skey[CTL_KEY_MAX];
+	char *sj = cl_membership_json("forget", name);
+	struct etcd_cmp cmp = { .key = ctl_key(c, skey, "membership", NULL, NULL),
+				.target = ETCD_CMP_MOD,
+				.num = v->membership_rev };
+	struct etcd_op ops[3] = {
+		{ .type = ETCD_OP_DELETE, .key = ctl_key(c, mkey, "members", name, NULL) },
+		{ .type = ETCD_OP_DELETE, .key = ctl_key(c, akey, "admin", name, NULL) },
+		{ .type = ETCD_OP_PUT, .key = skey, .val = sj, .vlen = sj ? strlen(sj) : 0 },
+	};
+	struct etcd_txn t = { &cmp, 1, ops, 3, NULL, 0 };
+	struct etcd_txn_resp r = { 0 };
+	int rc = sj ? etcd_txn(c->etcd, &t, &r, err) : -ENOMEM;
+
+	if (!rc && !r.succeeded) {
+		snprintf(err->msg, sizeof(err->msg),
+			 "the member list changed meanwhile: look again (cmectl node list) and "
+			 "retry");
+		rc = -EAGAIN;
+	}
+	etcd_txn_resp_free(&r);
+	free(sj);
+	return rc;
 }
 
 /* Remove a node that is gone for good: its members/ and admin/ records. The majority of
@@ -323,7 +357,7 @@ int ctl_cmd_node_forget(struct ctl *c, int argc, char **argv)
 {
 	const char *name = NULL;
 	struct etcd_err err = { "" };
-	char key[CTL_KEY_MAX], why[256];
+	char why[256];
 	struct cl_view v;
 	long i;
 	int rc = ctl_args_parse(c, "node forget", argc, argv, NULL, "NAME", &name);
@@ -340,8 +374,7 @@ int ctl_cmd_node_forget(struct ctl *c, int argc, char **argv)
 		rc = ctl_fail("%s", why);
 		goto out;
 	}
-	if (etcd_delete(c->etcd, ctl_key(c, key, "members", name, NULL), false, NULL, &err) ||
-	    etcd_delete(c->etcd, ctl_key(c, key, "admin", name, NULL), false, NULL, &err)) {
+	if (forget(c, &v, name, &err)) {
 		rc = ctl_fail("forgetting node %s: %s", name, err.msg);
 		goto out;
 	}

@@ -177,9 +177,14 @@ static bool all_registered(struct cluster *c)
 	bool ok = j != NULL;
 
 	json_decref(j);
-	for (int i = 0; ok && i < c->n; i++) {
+	for (int i = 0; ok && i < c->n - c->held; i++) {
 		snprintf(key, sizeof(key), "nodes/%s", c->node[i].name);
 		j = cluster_get(c, key);
+		ok = j != NULL;
+		json_decref(j);
+		/* A member too: HA's majorities count members (they join one at a time). */
+		snprintf(key, sizeof(key), "members/%s", c->node[i].name);
+		j = ok ? cluster_get(c, key) : NULL;
 		ok = j != NULL;
 		json_decref(j);
 	}
@@ -216,22 +221,27 @@ static void netns_addrs(struct cluster *c)
 	}
 }
 
-static int start(struct cluster *c, int n, unsigned mem_mb, const char *extra, int ns_node,
-		 char *why, size_t whylen);
+static int start(struct cluster *c, int n, int held, unsigned mem_mb, const char *extra,
+		 int ns_node, char *why, size_t whylen);
 
 int cluster_start_conf(struct cluster *c, int n, unsigned mem_mb, const char *extra)
 {
-	return start(c, n, mem_mb, extra, -1, NULL, 0);
+	return start(c, n, 0, mem_mb, extra, -1, NULL, 0);
+}
+
+int cluster_start_held(struct cluster *c, int n, int held, unsigned mem_mb, const char *extra)
+{
+	return start(c, n, held, mem_mb, extra, -1, NULL, 0);
 }
 
 int cluster_start_netns(struct cluster *c, int n, unsigned mem_mb, const char *extra, int ns_node,
 			char *why, size_t whylen)
 {
-	return start(c, n, mem_mb, extra, ns_node, why, whylen);
+	return start(c, n, 0, mem_mb, extra, ns_node, why, whylen);
 }
 
-static int start(struct cluster *c, int n, unsigned mem_mb, const char *extra, int ns_node,
-		 char *why, size_t whylen)
+static int start(struct cluster *c, int n, int held, unsigned mem_mb, const char *extra,
+		 int ns_node, char *why, size_t whylen)
 {
 	int rc;
 
@@ -242,6 +252,7 @@ static int start(struct cluster *c, int n, unsigned mem_mb, const char *extra, i
 	snprintf(c->extra_conf, sizeof(c->extra_conf), "%s", extra ? extra : "");
 	running = c;
 	c->n = n;
+	c->held = held;
 	c->mem_mb = mem_mb;
 	snprintf(c->dir, sizeof(c->dir), "%s", test_tmpdir());
 	snprintf(c->certs, sizeof(c->certs), "%s/certs", c->dir);
@@ -264,7 +275,7 @@ static int start(struct cluster *c, int n, unsigned mem_mb, const char *extra, i
 		rc = open_client(c);
 	for (int i = 0; !rc && i < n; i++) {
 		rc = write_conf(c, i);
-		if (!rc)
+		if (!rc && i < n - held)
 			rc = cluster_node_start(c, i, NULL);
 	}
 	for (int t = 0; !rc && !all_registered(c); t += 100) {

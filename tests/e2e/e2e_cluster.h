@@ -10,7 +10,7 @@
 #include "harness.h"
 #include "netns.h"
 
-#define CL_MAX_NODES 3
+#define CL_MAX_NODES 4
 
 struct node_proc {
 	char name[16];
@@ -31,6 +31,7 @@ struct cluster {
 	char certs[512];
 	struct node_proc node[CL_MAX_NODES];
 	int n;
+	int held; /* the last `held` nodes are made (certificates, configuration), not started */
 	unsigned mem_mb;
 	struct etcd *cli;
 	pid_t twin_pid; /* cluster_twin_start */
@@ -41,10 +42,13 @@ struct cluster {
 };
 
 /* Start etcd and n daemons (each offering 2 vCPUs and mem_mb MiB) and wait until every
- * node is registered and a leader is elected. Returns 0 or -errno (reason printed). */
+ * node is registered and a member, and a leader is elected. Returns 0 or -errno (reason printed). */
 int cluster_start(struct cluster *c, int n, unsigned mem_mb);
 /* The same with extra configuration lines (e.g. "ha_tier_timeout = 4\n") for every daemon. */
 int cluster_start_conf(struct cluster *c, int n, unsigned mem_mb, const char *extra);
+/* The same, but the last `held` of the n nodes are only made ready: a test starts them
+ * later with cluster_node_start. */
+int cluster_start_held(struct cluster *c, int n, int held, unsigned mem_mb, const char *extra);
 /* The same with node ns_node (its daemon and VMMs) in a network namespace of its own,
  * linked to the host by a veth pair that netns_cut(&c->ns) cuts: etcd and the other
  * daemons' peer channels listen on the host's end too. -EPERM with why when no namespace

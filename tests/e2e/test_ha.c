@@ -686,6 +686,64 @@ static bool left_running(int node, const char *vm, int ms)
 	return left;
 }
 
+/* Wait until record key is gone (a lease expired). */
+static bool wait_absent(const char *key)
+{
+	json_t *j;
+
+	for (int t = 0; (j = cluster_get(&C, key)); t += 100) {
+		json_decref(j);
+		if (t > WAIT_MS)
+			return false;
+		sleep_ms(100);
+	}
+	return true;
+}
+
+/* HA's majorities are counted over the members; a node and the leader may count over
+ * different lists only if those differ by one change, or two majorities could miss each
+ * other. So members change one at a time, and only while every member is up and counts
+ * over the current list: a node started while a member is down stays out until it is
+ * back, and a member is not forgotten while another is down. */
+static void test_members_change_one_at_a_time(void)
+{
+	char *out = NULL, *err = NULL;
+	json_t *j;
+	int rc;
+
+	CU_ASSERT_FATAL(cluster_start_held(&C, 4, 1, NODE_MEM_MB, NULL) == 0);
+	cluster_node_kill(&C, 2);
+	CU_ASSERT_FATAL(wait_absent("nodes/node-c"));
+	CU_ASSERT_FATAL(cluster_node_start(&C, 3, NULL) == 0);
+	CU_ASSERT_TRUE(test_wait_file_has(
+		C.node[3].log, "not joining the members yet: member node-c is down", WAIT_MS));
+	CU_ASSERT_TRUE(cluster_wait_field(&C, "nodes/node-d", "name", "node-d", WAIT_MS));
+	j = cluster_get(&C, "members/node-d");
+	CU_ASSERT_PTR_NULL(j); /* registered, runs VMs, but does not count */
+	json_decref(j);
+
+	cluster_node_kill(&C, 1);
+	CU_ASSERT_FATAL(wait_absent("nodes/node-b"));
+	rc = cmectl(&C, &out, &err, "node", "forget", "node-c", NULL);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(err && strstr(err, "the member list may not change now: member "
+						  "node-b is down"));
+	free(out);
+	free(err);
+	j = cluster_get(&C, "members/node-c");
+	CU_ASSERT_PTR_NOT_NULL(j);
+	json_decref(j);
+
+	/* Both back: node-d joins once they count over the current list again. */
+	CU_ASSERT_FATAL(cluster_node_start(&C, 1, NULL) == 0);
+	CU_ASSERT_FATAL(cluster_node_start(&C, 2, NULL) == 0);
+	CU_ASSERT_TRUE(cluster_wait_field(&C, "members/node-d", "name", "node-d", WAIT_MS));
+	j = cluster_get(&C, "membership");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "change")), "join");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "node")), "node-d");
+	json_decref(j);
+}
+
 /* etcd stops for everyone for twice the lease TTL: the three daemons confirm each other
  * over the peer channel and every guest runs on (without that, its deadline would pause
  * it after about 2 s); when etcd is back, nothing was lost, moved or fenced. */
@@ -814,6 +872,8 @@ void suite_ha(void)
 		{ "a restarted daemon keeps its lease: nothing moves",
 		  test_daemon_restart_keeps_lease },
 		{ "a lost node rejoins empty", test_lost_node_rejoins_empty },
+		{ "members change one at a time, with every member up",
+		  test_members_change_one_at_a_time },
 		{ NULL, NULL },
 	};
 	test_add_suite("ha", cases);

@@ -194,7 +194,7 @@ static void test_soak(void)
 		free(err);
 	}
 	for (int v = 0; v < NVMS; v++)
-		for (int n = 0; n < CL_MAX_NODES; n++)
+		for (int n = 0; n < C.n; n++)
 			k.last[v][n] = beats(n, vms[v]);
 	pthread_create(&k.thread, NULL, check_main, &k);
 	srand((unsigned)now_ns());

@@ -394,6 +394,57 @@ static void test_member_roundtrip(void)
 			-EINVAL);
 }
 
+/* The member list's identity ignores order and tells lists apart; a change may be made
+ * only while every member (but the one forgotten) is up and shows the current list. */
+static void test_membership_settled(void)
+{
+	const char *abc[] = { "a", "b", "c" }, *cab[] = { "c", "a", "b" }, *ab[] = { "a", "b" };
+	const char *split[] = { "ab", "c" }, *joined[] = { "a", "bc" };
+	struct cl_node_view nodes[4] = { 0 };
+	struct cl_view v = { .nodes = nodes, .nnodes = 4 };
+	char h1[CL_MEMBERS_HASH], h2[CL_MEMBERS_HASH], why[256] = "";
+
+	cl_members_hash(abc, 3, h1);
+	cl_members_hash(cab, 3, h2);
+	CU_ASSERT_STRING_EQUAL(h1, h2);
+	CU_ASSERT_EQUAL(strlen(h1), CL_MEMBERS_HASH - 1);
+	cl_members_hash(ab, 2, h2);
+	CU_ASSERT_STRING_NOT_EQUAL(h1, h2);
+	cl_members_hash(split, 2, h1);
+	cl_members_hash(joined, 2, h2);
+	CU_ASSERT_STRING_NOT_EQUAL(h1, h2);
+
+	for (int i = 0; i < 4; i++) { /* a, b, c members; d up, not a member */
+		snprintf(nodes[i].name, CL_NAME_MAX, "%c", 'a' + i);
+		nodes[i].alive = true;
+		nodes[i].member = i < 3;
+	}
+	cl_view_members_hash(&v, h1);
+	cl_members_hash(abc, 3, h2);
+	CU_ASSERT_STRING_EQUAL(h1, h2);
+	for (int i = 0; i < 4; i++)
+		strcpy(nodes[i].node.members, h1);
+	CU_ASSERT_TRUE(cl_view_membership_settled(&v, NULL, why, sizeof(why)));
+	nodes[3].node.members[0] = 0; /* not a member: what it counts over does not matter */
+	CU_ASSERT_TRUE(cl_view_membership_settled(&v, NULL, why, sizeof(why)));
+
+	nodes[1].alive = false;
+	CU_ASSERT_FALSE(cl_view_membership_settled(&v, NULL, why, sizeof(why)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "member b is down"));
+	CU_ASSERT_TRUE(cl_view_membership_settled(&v, "b", why, sizeof(why))); /* forget b */
+	CU_ASSERT_FALSE(cl_view_membership_settled(&v, "c", why, sizeof(why)));
+
+	nodes[1].alive = true;
+	cl_members_hash(ab, 2, nodes[2].node.members); /* c has not read the last join */
+	CU_ASSERT_FALSE(cl_view_membership_settled(&v, NULL, why, sizeof(why)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "member c has not taken the last change"));
+
+	nodes[2].node.members[0] = 0; /* an older daemon */
+	strcpy(nodes[2].node.version, "0.6");
+	CU_ASSERT_FALSE(cl_view_membership_settled(&v, NULL, why, sizeof(why)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "member c (version 0.6) does not say"));
+}
+
 static void test_config(void)
 {
 	struct cd_config c;
@@ -518,6 +569,7 @@ void suite_records(void)
 		{ "too long and truncated", test_too_long },
 		{ "migration round trip", test_migration_roundtrip },
 		{ "member round trip", test_member_roundtrip },
+		{ "member list changes: identity, settled", test_membership_settled },
 		{ "daemon configuration", test_config },
 		{ "backup, schedule and restore records; backup_stores", test_backup_records },
 		{ NULL, NULL },
