@@ -205,6 +205,22 @@ static bool failed_here(struct cd *cd, const struct cl_vm_view *vv)
 	       !strcmp(vv->status.node, cd->cfg->node) && vv->status.epoch == vv->owner.epoch;
 }
 
+/* The owner record names this node at another epoch than the one this VMM was started
+ * for: the VM was owned elsewhere meanwhile (it ran there, its disk moved on), and this
+ * copy's memory is older than that. It is never carried on under the new epoch: stopped,
+ * and the next round starts the VM afresh. (Moves that keep a copy here — a migration's
+ * take-over, a post-copy taken back — set the VMM's epoch themselves.) */
+static void stale_copy(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l)
+{
+	cd_event(cd, vv->name, "vm-stale-copy",
+		 "a copy of vm %s started for epoch %llu still ran on %s, and the VM is owned "
+		 "here again at epoch %llu: the old copy is stopped, the VM starts afresh",
+		 vv->name, (unsigned long long)l->epoch, cd->cfg->node,
+		 (unsigned long long)vv->owner.epoch);
+	stop_vm(cd, l, "a copy from an older ownership of the VM");
+	cd_lvm_remove(cd, l);
+}
+
 static void ensure_running(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv,
 			   struct lvm *l)
 {
@@ -220,12 +236,15 @@ static void ensure_running(struct cd *cd, const struct cl_view *v, const struct 
 	} else if (l && cd_fence_fenced(cd, vv->name, &fenced_at)) {
 		handle_fenced(cd, vv, l, fenced_at, restarts);
 		return;
+	} else if (l && l->epoch && l->epoch != vv->owner.epoch) {
+		stale_copy(cd, vv, l);
+		return;
 	} else if (l) {
 		if (!l->running_seen && cd_lvm_request(l, "status", NULL, NULL) == 0)
 			l->running_seen = true;
 		if (l->running_seen)
 			cd_restore_running(cd, vv, l);
-		l->epoch = vv->owner.epoch;
+		l->epoch = vv->owner.epoch; /* 0: adopted from a meta.json without one */
 		status_fill(cd, l, l->running_seen ? "running" : "starting", &s);
 		s.restarts = restarts;
 		if (l->running_seen)

@@ -686,6 +686,54 @@ static bool left_running(int node, const char *vm, int ms)
 	return left;
 }
 
+/* The owner record names the node again, at a later epoch than its running copy was
+ * started for (the VM was owned elsewhere meanwhile; here the record is written by hand):
+ * the old copy is stopped, never carried on under the new epoch, and the VM starts afresh
+ * there under that epoch. */
+static void test_stale_copy_not_adopted(void)
+{
+	long long epoch = 0;
+	char own[128];
+	pid_t old, now = 0, pid = 0;
+	bool ok = false;
+	json_t *st;
+	int node;
+
+	REQUIRE_KVM();
+	START(3, NULL);
+	node = guest_running("vm1");
+	CU_ASSERT_FATAL(node >= 0);
+	old = cluster_vmm_pid(&C, node, "vm1");
+	CU_ASSERT_FATAL(old > 0);
+	CU_ASSERT_EQUAL_FATAL(cluster_owner(&C, "vm1", &epoch), node);
+	snprintf(own, sizeof(own), "{\"node\":\"%s\",\"epoch\":%lld}", C.node[node].name,
+		 epoch + 2);
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "vms/vm1/owner", own), 0);
+	for (int t = 0; t < WAIT_MS && !cluster_has_event(&C, "vm-stale-copy", "vm1"); t += 200)
+		sleep_ms(200);
+	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-stale-copy", "vm1"));
+	for (int t = 0; t < WAIT_MS; t += 200) {
+		now = cluster_vmm_pid(&C, node, "vm1");
+		if (now > 0 && now != old)
+			break;
+		sleep_ms(200);
+	}
+	CU_ASSERT(now > 0 && now != old);
+	CU_ASSERT(kill(old, 0) < 0); /* the old copy is gone (reaped by its daemon) */
+	/* Its status: running, under the new epoch, by the new copy. */
+	for (int t = 0; t < WAIT_MS; t += 200, sleep_ms(200)) {
+		st = cluster_get(&C, "vms/vm1/status");
+		ok = json_integer_value(json_object_get(st, "epoch")) == epoch + 2 &&
+		     !strcmp(json_string_value(json_object_get(st, "state")) ?: "", "running");
+		pid = (pid_t)json_integer_value(json_object_get(st, "pid"));
+		json_decref(st);
+		if (ok)
+			break;
+	}
+	CU_ASSERT_TRUE(ok);
+	CU_ASSERT_EQUAL(pid, now);
+}
+
 /* Wait until record key is gone (a lease expired). */
 static bool wait_absent(const char *key)
 {
@@ -872,6 +920,8 @@ void suite_ha(void)
 		{ "a restarted daemon keeps its lease: nothing moves",
 		  test_daemon_restart_keeps_lease },
 		{ "a lost node rejoins empty", test_lost_node_rejoins_empty },
+		{ "a copy from an older ownership is stopped, not adopted",
+		  test_stale_copy_not_adopted },
 		{ "members change one at a time, with every member up",
 		  test_members_change_one_at_a_time },
 		{ NULL, NULL },
