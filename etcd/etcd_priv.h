@@ -22,6 +22,7 @@ struct etcd {
 	pthread_mutex_t lock;
 	CURL *pool[ETCD_POOL_MAX]; /* idle handles, keeping their connections */
 	size_t npool;
+	size_t watch_line_max; /* a watch response's largest; 0: ETCD_REPLY_MAX (tests lower it) */
 };
 
 /* A growing byte buffer that refuses to exceed max bytes. */

@@ -20,6 +20,8 @@ enum wstate {
 	WS_FATAL,     /* retrying cannot help (rc, err) */
 	WS_LOST,      /* connection ended or failed (why): reconnect */
 	WS_COMPACTED, /* next_rev is compacted (compact_rev): resync */
+	WS_OVERSIZED, /* a response over the line limit: resync (reconnecting at next_rev would
+		       * only get the same response again) */
 };
 
 struct watch {
@@ -200,7 +202,8 @@ static size_t on_stream(char *p, size_t sz, size_t n, void *opaque)
 	char *nl;
 
 	if (etcd_buf_add(&w->line, p, sz * n)) {
-		set_lost(w, "watch response over %u bytes", ETCD_REPLY_MAX);
+		w->line.len = 0;
+		w->state = WS_OVERSIZED;
 		return 0;
 	}
 	while (w->state == WS_RUN && (nl = memchr(w->line.p + off, '\n', w->line.len - off))) {
@@ -392,17 +395,25 @@ static int resync_read(struct watch *w, const char *end, size_t elen, struct etc
 	return rc;
 }
 
-/* next_rev was compacted: RESET, the current contents as resync PUTs, then PROGRESS. */
+/* next_rev was compacted, or what follows it does not fit a response: RESET, the current
+ * contents as resync PUTs, then PROGRESS. */
 static void watch_resync(struct watch *w)
 {
-	struct etcd_event ev = { .type = ETCD_EV_RESET, .rev = w->compact_rev };
+	struct etcd_event ev = { .type = ETCD_EV_RESET,
+				 .rev = w->state == WS_COMPACTED ? w->compact_rev : w->next_rev };
 	size_t elen = 0;
 	char *end = w->prefix ? etcd_json_prefix_end(w->key, strlen(w->key), &elen) : NULL;
 	struct etcd_err tmp = { "out of memory" };
 	int rc;
 
-	log_warn("etcd", "watch key=%s: revision %lld was compacted (now %lld), re-reading", w->key,
-		 (long long)w->next_rev, (long long)w->compact_rev);
+	if (w->state == WS_COMPACTED)
+		log_warn("etcd", "watch key=%s: revision %lld was compacted (now %lld), re-reading",
+			 w->key, (long long)w->next_rev, (long long)w->compact_rev);
+	else
+		log_warn("etcd",
+			 "watch key=%s: the changes from revision %lld come in a response over %zu "
+			 "bytes; re-reading the current contents instead",
+			 w->key, (long long)w->next_rev, w->line.max);
 	w->state = WS_RUN;
 	if (w->prefix && !end)
 		rc = -ENOMEM;
@@ -471,13 +482,14 @@ int etcd_watch(struct etcd *e, const char *key, bool prefix, int64_t start_rev, 
 			   .stop = stop,
 			   .err = err,
 			   .next_rev = start_rev > 0 ? start_rev : 0,
-			   .line = { .max = ETCD_REPLY_MAX } };
+			   .line = { .max = e->watch_line_max ? e->watch_line_max
+							      : ETCD_REPLY_MAX } };
 	unsigned ep = atomic_load(&e->cur) % e->nep;
 	int backoff = BACKOFF_MIN_MS, rc = 0;
 
 	while (!atomic_load(stop)) {
 		watch_conn(&w, e->ep[ep]);
-		if (w.state == WS_COMPACTED)
+		if (w.state == WS_COMPACTED || w.state == WS_OVERSIZED)
 			watch_resync(&w); /* RUN when done: reconnect at once */
 		if (w.state == WS_STOP)
 			break;
