@@ -57,7 +57,8 @@ void etcd_close(struct etcd *e);
 /* One key as etcd stores it. val is followed by a NUL byte not counted in vlen, so JSON
  * values can be read as strings. Revisions and lease are 0 when absent. */
 struct etcd_kv {
-	char *key;
+	char *key; /* NUL-terminated; klen counts its bytes (a key may hold NULs) */
+	size_t klen;
 	uint8_t *val;
 	size_t vlen;
 	int64_t create_rev, mod_rev, version, lease;

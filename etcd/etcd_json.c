@@ -90,14 +90,13 @@ void etcd_json_kv_clear(struct etcd_kv *kv)
 
 int etcd_json_kv(const json_t *j, struct etcd_kv *kv)
 {
-	size_t klen;
 	int rc;
 
 	memset(kv, 0, sizeof(*kv));
 	if (!json_is_object(j))
 		return -EPROTO;
 	rc = etcd_json_unb64(json_string_value(json_object_get(j, "key")), (uint8_t **)&kv->key,
-			     &klen);
+			     &kv->klen);
 	if (!rc)
 		rc = etcd_json_unb64(json_string_value(json_object_get(j, "value")), &kv->val,
 				     &kv->vlen);

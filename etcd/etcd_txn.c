@@ -166,6 +166,7 @@ static struct etcd_kv *kv_written(const char *key, const void *val, size_t vlen,
 		memcpy(kv->val, val, vlen);
 	kv->val[vlen] = 0;
 	kv->vlen = vlen;
+	kv->klen = strlen(key);
 	kv->create_rev = kv->mod_rev = rev;
 	kv->version = 1;
 	kv->lease = lease;

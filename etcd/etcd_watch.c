@@ -345,9 +345,13 @@ out:
 	return rc;
 }
 
-/* Deliver every kv of a page as a resync PUT; *last becomes the page's last key. */
-static int resync_deliver(struct watch *w, struct etcd_kvs *kvs, char **last)
+/* Deliver every kv of a page as a resync PUT; *last becomes the page's last key, with all
+ * its bytes: the next page starts right after it, and a key holding a NUL cut short there
+ * would start it before — the same page again, for ever. */
+static int resync_deliver(struct watch *w, struct etcd_kvs *kvs, char **last, size_t *last_len)
 {
+	const struct etcd_kv *k;
+
 	struct etcd_event ev = { .type = ETCD_EV_PUT, .resync = true };
 
 	for (size_t i = 0; i < kvs->n; i++) {
@@ -358,9 +362,13 @@ static int resync_deliver(struct watch *w, struct etcd_kvs *kvs, char **last)
 	}
 	if (!kvs->n)
 		return 0;
+	k = &kvs->kv[kvs->n - 1];
 	free(*last);
-	*last = strdup(kvs->kv[kvs->n - 1].key);
-	return *last ? 0 : -ENOMEM;
+	if (!(*last = malloc(k->klen + 1)))
+		return -ENOMEM;
+	memcpy(*last, k->key, k->klen + 1); /* its NUL too: "last + \0" is the next page */
+	*last_len = k->klen;
+	return 0;
 }
 
 /* Re-read the range page by page, all pages at the first page's revision R; next_rev
@@ -369,7 +377,7 @@ static int resync_read(struct watch *w, const char *end, size_t elen, struct etc
 {
 	/* The first page starts at the key ("every key" is "\0"); the next ones right after
 	 * the last key read: last + "\0", i.e. its NUL terminator included. */
-	size_t klen = strlen(w->key);
+	size_t klen = strlen(w->key), last_len = 0;
 	char *last = NULL;
 	struct etcd_kvs kvs;
 	int64_t rev = 0;
@@ -378,7 +386,7 @@ static int resync_read(struct watch *w, const char *end, size_t elen, struct etc
 
 	while (!rc && more) {
 		if (last)
-			rc = resync_page(w, last, strlen(last) + 1, end, elen, rev, &kvs, err);
+			rc = resync_page(w, last, last_len + 1, end, elen, rev, &kvs, err);
 		else
 			rc = resync_page(w, klen || !w->prefix ? w->key : "",
 					 klen + (!klen && w->prefix), end, elen, rev, &kvs, err);
@@ -386,7 +394,7 @@ static int resync_read(struct watch *w, const char *end, size_t elen, struct etc
 			break;
 		rev = rev ? rev : kvs.header_rev;
 		more = kvs.more && kvs.n;
-		rc = resync_deliver(w, &kvs, &last);
+		rc = resync_deliver(w, &kvs, &last, &last_len);
 		etcd_kvs_free(&kvs);
 	}
 	if (!rc)

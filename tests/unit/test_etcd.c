@@ -648,6 +648,57 @@ static void test_etcd_watch_oversized(void)
 	etcd_proc_stop(&p);
 }
 
+/* Re-reading after a compaction goes in pages of 1000 keys, each starting right after the
+ * last key read. A key holding a NUL byte (written by hand: our own keys never do) that
+ * ends a page must be passed whole: cut at its NUL, the next page started before it and
+ * delivered it twice. */
+static void test_etcd_resync_nul_key(void)
+{
+	static const char nul_key[] = "/z/a999\0x";
+	char keys[111][16];
+	struct etcd_op ops[111];
+	struct etcd_txn t = { NULL, 0, ops, 111, NULL, 0 };
+	struct etcd_txn_resp r = { 0 };
+	json_t *body, *reply = NULL;
+	struct etcd_proc p;
+	struct etcd *c;
+	struct watcher w;
+	int64_t rev;
+
+	ETCD_SETUP(&p, c, 5000);
+	for (int b = 0; b < 9; b++) { /* /z/a000 ... /z/a998 */
+		for (int i = 0; i < 111; i++) {
+			snprintf(keys[i], sizeof(keys[i]), "/z/a%03d", b * 111 + i);
+			ops[i] = (struct etcd_op){
+				.type = ETCD_OP_PUT, .key = keys[i], .val = "1", .vlen = 1
+			};
+		}
+		CU_ASSERT_EQUAL_FATAL(etcd_txn(c, &t, &r, NULL), 0);
+		etcd_txn_resp_free(&r);
+	}
+	body = json_pack("{s:o,s:o}", "key", etcd_json_b64(nul_key, sizeof(nul_key) - 1), "value",
+			 etcd_json_b64("1", 1));
+	CU_ASSERT_EQUAL_FATAL(etcd_call(c, "/v3/kv/put", body, &reply, NULL), 0);
+	json_decref(body);
+	json_decref(reply);
+	rev = put_s(c, "/z/b", "1", 0);
+	CU_ASSERT_EQUAL_FATAL(etcd_compact(c, rev, true, NULL), 0);
+
+	memset(&w, 0, sizeof(w));
+	pthread_mutex_init(&w.rec.lock, NULL);
+	w.c = c;
+	w.prefix = "/z/";
+	w.start = 2; /* compacted: the watcher re-reads the 1001 keys */
+	CU_ASSERT_FATAL(pthread_create(&w.th, NULL, watch_main, &w) == 0);
+	CU_ASSERT(rec_wait(&w.rec, 1001, 20000));
+	put_s(c, "/z/c", "1", 0);
+	CU_ASSERT(rec_wait(&w.rec, 1002, 5000));
+	watcher_stop(&w);
+	CU_ASSERT_EQUAL(w.rec.changes, 1002); /* each key once, then /z/c */
+	etcd_close(c);
+	etcd_proc_stop(&p);
+}
+
 /* ---- failover and timeouts ---------------------------------------------------------- */
 
 static void test_etcd_failover(void)
@@ -989,6 +1040,7 @@ void suite_etcd(void)
 		{ "etcd_watch_resume", test_etcd_watch_resume },
 		{ "etcd_watch_compacted", test_etcd_watch_compacted },
 		{ "etcd_watch_oversized", test_etcd_watch_oversized },
+		{ "etcd_resync_nul_key", test_etcd_resync_nul_key },
 		{ "etcd_failover", test_etcd_failover },
 		{ "etcd_timeout", test_etcd_timeout },
 		{ "etcd_tls", test_etcd_tls },
