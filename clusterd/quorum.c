@@ -300,7 +300,7 @@ static void publish_self(struct cd *cd, const struct cl_view *v)
 	}
 	if (!cl_view_membership_settled(v, NULL, why, sizeof(why))) {
 		if (strcmp(why, cd->quorum->join_why))
-			log_warn(SUB, "node=%s: not joining the members yet: %s", m.name, why);
+			log_info(SUB, "node=%s: not joining the members yet: %s", m.name, why);
 		snprintf(cd->quorum->join_why, sizeof(cd->quorum->join_why), "%s", why);
 		return;
 	}

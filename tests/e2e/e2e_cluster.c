@@ -279,7 +279,7 @@ static int start(struct cluster *c, int n, int held, unsigned mem_mb, const char
 			rc = cluster_node_start(c, i, NULL);
 	}
 	for (int t = 0; !rc && !all_registered(c); t += 100) {
-		if (t > 15000) {
+		if (t > 30000) {
 			printf("\n  cluster did not come up; see %s/node-*.log\n", c->dir);
 			return -ETIMEDOUT;
 		}
