@@ -96,6 +96,12 @@ static void dest_listening(struct cd *cd, const struct cl_vm_view *vv, struct lv
 }
 
 /* The owner record names us: run the guest (idempotent) and take it over as ours. */
+/* The phases a migration's commit writes (with the owner move) and those after it. */
+static bool commit_phase(const struct cl_migration *m)
+{
+	return !strcmp(m->phase, "committed") || !strcmp(m->phase, "done") || postcopy_phase(m);
+}
+
 static void dest_take_over(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l)
 {
 	json_t *r = NULL;
@@ -105,8 +111,22 @@ static void dest_take_over(struct cd *cd, const struct cl_vm_view *vv, struct lv
 		l->role = LVM_RUN; /* lost after the commit: reconcile restarts it per policy */
 		return;
 	}
-	if (cd_lvm_request(l, "incoming-commit", NULL, NULL) == -EREMOTEIO)
+	if (cd_lvm_request(l, "incoming-commit", NULL, NULL) == -EREMOTEIO) {
 		log_debug(SUB, "vm=%s: incoming-commit refused", vv->name);
+		if (!commit_phase(&vv->mig)) {
+			/* Owned here by a restart (its source was lost before any commit), and
+			 * what arrived here is not the whole guest: it never runs. The VM
+			 * starts afresh here instead (reconcile, next round). */
+			cd_event(cd, vv->name, "migrate-incomplete",
+				 "vm %s is owned by %s again without a commit of migration %s, "
+				 "whose incoming copy here is incomplete: stopped; the VM starts "
+				 "afresh",
+				 vv->name, cd->cfg->node, vv->mig.id);
+			cd_lvm_stop(l, 0);
+			cd_lvm_remove(cd, l);
+			return;
+		}
+	}
 	if (cd_lvm_request(l, "status", NULL, &r) == 0) {
 		state = json_string_value(json_object_get(r, "state"));
 		if (state && strcmp(state, "incoming")) {

@@ -734,6 +734,47 @@ static void test_stale_copy_not_adopted(void)
 	CU_ASSERT_EQUAL(pid, now);
 }
 
+/* The owner record moves to the target of a migration that never committed (as a
+ * restart does once its source is lost; here written by hand) while the incoming copy
+ * there holds nothing whole: that copy never runs, and the VM starts afresh on the target
+ * under the new epoch (before, the target asked the copy to commit, in vain, for ever). */
+static void test_restart_onto_incomplete_target(void)
+{
+	char mig[512], own[128];
+	long long epoch = 0;
+	bool ok = false;
+	json_t *st;
+	int from, to;
+
+	REQUIRE_KVM();
+	START(3, NULL);
+	from = guest_running("vm1");
+	CU_ASSERT_FATAL(from >= 0);
+	to = (from + 1) % 3;
+	CU_ASSERT_EQUAL_FATAL(cluster_owner(&C, "vm1", &epoch), from);
+	snprintf(mig, sizeof(mig),
+		 "{\"id\":\"00c0ffee00c0ffef\",\"vm\":\"vm1\",\"source\":\"node-x\","
+		 "\"target\":\"%s\",\"phase\":\"requested\"}",
+		 C.node[to].name);
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "migrations/vm1", mig), 0);
+	CU_ASSERT_FATAL(cluster_wait_field(&C, "migrations/vm1", "phase", "ready", WAIT_MS));
+	snprintf(own, sizeof(own), "{\"node\":\"%s\",\"epoch\":%lld}", C.node[to].name, epoch + 1);
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, "vms/vm1/owner", own), 0);
+	for (int t = 0; t < WAIT_MS && !cluster_has_event(&C, "migrate-incomplete", "vm1");
+	     t += 200)
+		sleep_ms(200);
+	CU_ASSERT_TRUE(cluster_has_event(&C, "migrate-incomplete", "vm1"));
+	for (int t = 0; t < WAIT_MS && !ok; t += 200, sleep_ms(200)) {
+		st = cluster_get(&C, "vms/vm1/status");
+		ok = json_integer_value(json_object_get(st, "epoch")) == epoch + 1 &&
+		     !strcmp(json_string_value(json_object_get(st, "state")) ?: "", "running") &&
+		     !strcmp(json_string_value(json_object_get(st, "node")) ?: "", C.node[to].name);
+		json_decref(st);
+	}
+	CU_ASSERT_TRUE(ok);
+	CU_ASSERT_TRUE(wait_beats(to, "vm1", 2));
+}
+
 /* Wait until record key is gone (a lease expired). */
 static bool wait_absent(const char *key)
 {
@@ -922,6 +963,8 @@ void suite_ha(void)
 		{ "a lost node rejoins empty", test_lost_node_rejoins_empty },
 		{ "a copy from an older ownership is stopped, not adopted",
 		  test_stale_copy_not_adopted },
+		{ "restarted onto a migration's target whose copy is incomplete: afresh",
+		  test_restart_onto_incomplete_target },
 		{ "members change one at a time, with every member up",
 		  test_members_change_one_at_a_time },
 		{ NULL, NULL },
