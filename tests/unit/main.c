@@ -17,6 +17,7 @@ int main(void)
 	suite_linux_parse();
 	suite_tls();
 	suite_etcd();
+	suite_etcd_watch();
 	suite_ha();
 	suite_fence();
 	suite_ha_restart();

@@ -15,6 +15,7 @@ void suite_api(void);
 void suite_linux_parse(void);
 void suite_tls(void);
 void suite_etcd(void);
+void suite_etcd_watch(void);
 void suite_ha(void);
 void suite_fence(void);
 void suite_ha_restart(void);
