@@ -56,14 +56,15 @@ struct lvm {
 	uint64_t epoch;
 	char mig_id[40]; /* incoming: the migration it receives */
 	bool exited;
-	int exit_code;	     /* -1: killed by a signal, or adopted and left no exit.json */
-	bool running_seen;   /* its API answered "running" */
-	bool check_mig;	     /* adopted: see whether it waits for a migration decision */
-	uint64_t started_ms; /* monotonic (now_ns() / 1e6) */
-	int64_t balloon_mb;  /* the balloon target this VMM was given, -1: none yet */
-	struct src_mig *src; /* outgoing migration worker, while one runs */
-	char start_err[512]; /* why the last start failed before a VMM ran ("": it ran) */
-	char restore_id[40]; /* the restore record this VMM was started from ("": booted) */
+	int exit_code;		  /* -1: killed by a signal, or adopted and left no exit.json */
+	bool running_seen;	  /* its API answered "running" */
+	bool check_mig;		  /* adopted: see whether it waits for a migration decision */
+	uint64_t started_ms;	  /* monotonic (now_ns() / 1e6) */
+	int64_t balloon_mb;	  /* the balloon target this VMM was given, -1: none yet */
+	struct src_mig *src;	  /* outgoing migration worker, while one runs */
+	char start_err[512];	  /* why the last start failed before a VMM ran ("": it ran) */
+	char restore_id[40];	  /* the restore record this VMM was started from ("": booted) */
+	char cgroup[CL_PATH_MAX]; /* its --cgroup ("": none): the folders go when it ends */
 };
 
 struct cd {

@@ -126,9 +126,9 @@ void cd_lvm_console_path(const struct lvm *l, char *buf, size_t len)
 void cd_lvm_save_meta(const struct lvm *l)
 {
 	char path[CL_PATH_MAX + 16], tmp[CL_PATH_MAX + 16];
-	json_t *o = json_pack("{s:i,s:s,s:I,s:s}", "pid", (int)l->pid, "role",
+	json_t *o = json_pack("{s:i,s:s,s:I,s:s,s:s}", "pid", (int)l->pid, "role",
 			      l->role == LVM_RUN ? "run" : "incoming", "epoch",
-			      (json_int_t)l->epoch, "mig_id", l->mig_id);
+			      (json_int_t)l->epoch, "mig_id", l->mig_id, "cgroup", l->cgroup);
 
 	snprintf(path, sizeof(path), "%s/meta.json", l->dir);
 	snprintf(tmp, sizeof(tmp), "%s/meta.tmp", l->dir);
@@ -140,7 +140,7 @@ void cd_lvm_save_meta(const struct lvm *l)
 /* meta.json written by the child itself, before exec, with async-signal-safe calls only:
  * a daemon killed right after fork() must still find (and adopt) the VMM it started. */
 struct meta_tpl {
-	char tmp[CL_PATH_MAX + 16], path[CL_PATH_MAX + 16], tail[512];
+	char tmp[CL_PATH_MAX + 16], path[CL_PATH_MAX + 16], tail[CL_PATH_MAX + 256];
 };
 
 static void meta_tpl_init(const struct lvm *l, struct meta_tpl *t)
@@ -149,8 +149,9 @@ static void meta_tpl_init(const struct lvm *l, struct meta_tpl *t)
 	snprintf(t->path, sizeof(t->path), "%s/meta.json", l->dir);
 	/* The rest of the object after "pid", encoded by jansson: the migration id came from
 	 * etcd and must not be able to add fields (a "pid" of its choice) to the file. */
-	json_t *o = json_pack("{s:s,s:I,s:s}", "role", l->role == LVM_RUN ? "run" : "incoming",
-			      "epoch", (json_int_t)l->epoch, "mig_id", l->mig_id);
+	json_t *o =
+		json_pack("{s:s,s:I,s:s,s:s}", "role", l->role == LVM_RUN ? "run" : "incoming",
+			  "epoch", (json_int_t)l->epoch, "mig_id", l->mig_id, "cgroup", l->cgroup);
 	char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 
 	snprintf(t->tail, sizeof(t->tail), "}");
@@ -165,7 +166,7 @@ static void child_write_meta(const struct meta_tpl *t)
 	static const char head[] = "{\"pid\":";
 	char num[24];
 	int i = sizeof(num), fd;
-	unsigned long v = (unsigned long)getpid();
+	unsigned long v = (unsigned long)proc_host_pid(); /* getpid() is 1 in a PID namespace */
 
 	do
 		num[--i] = (char)('0' + v % 10);
@@ -198,12 +199,15 @@ static void child_exec(char *const argv[], int logfd, const struct meta_tpl *t)
 	_exit(127);
 }
 
-/* fork + exec in a new session, stdout and stderr appended to vmm.log. */
-static int spawn(struct lvm *l, char *const argv[])
+/* fork + exec in a new session, stdout and stderr appended to vmm.log. A jailed VMM
+ * (--jail-root) starts as PID 1 of a PID namespace of its own where the host lets us make
+ * one. */
+static int spawn(struct cd *cd, struct lvm *l, char *const argv[])
 {
+	static bool said;
 	char logp[CL_PATH_MAX + 16];
 	struct meta_tpl t;
-	pid_t pid;
+	pid_t pid = -1;
 	int fd;
 
 	if ((mkdir(l->dir, 0750) && errno != EEXIST) || (mkdir(l->vdir, 0750) && errno != EEXIST))
@@ -213,7 +217,13 @@ static int spawn(struct lvm *l, char *const argv[])
 	if (fd < 0)
 		return -errno;
 	meta_tpl_init(l, &t);
-	pid = fork();
+	if (cd->cfg->jail && cd->cfg->jail_root && (pid = proc_clone_pidns()) < 0 && !said) {
+		log_warn(SUB, "no PID namespaces here (%s): jailed VMMs see the host's processes",
+			 strerror(errno));
+		said = true;
+	}
+	if (pid < 0)
+		pid = fork();
 	if (pid == 0)
 		child_exec(argv, fd, &t);
 	close(fd);
@@ -368,8 +378,11 @@ static int boot_args(struct cd *cd, const struct cl_spec *s, char mem[32], char 
  * which brings its own), --confidential (a restore or an incoming VMM refuses it by name:
  * a confidential guest's memory never leaves its host, so it is never brought back in
  * clear). */
-static void resource_args(const struct cl_spec *s, char **argv, int *n, bool template)
+static void resource_args(struct lvm *l, const struct cl_spec *s, char **argv, int *n,
+			  bool template)
 {
+	/* its group's folders: removed once it has ended, if it leaves them to us */
+	snprintf(l->cgroup, sizeof(l->cgroup), "%.*s", (int)strcspn(s->cgroup, ","), s->cgroup);
 	if (template && s->cpu_template[0]) {
 		argv[(*n)++] = "--cpu-template";
 		argv[(*n)++] = (char *)s->cpu_template;
@@ -448,7 +461,7 @@ static int start_common(struct cd *cd, struct lvm *l, uint64_t epoch, struct arg
 	l->epoch = epoch;
 	l->mig_id[0] = 0;
 	unlink(b->api);
-	rc = spawn(l, argv);
+	rc = spawn(cd, l, argv);
 	if (rc) {
 		snprintf(why, whylen, "cannot start %s: %s; see the daemon log", argv[0],
 			 strerror(-rc));
@@ -478,7 +491,7 @@ int cd_lvm_start_run(struct cd *cd, struct lvm *l, const struct cl_spec *spec, u
 		log_err(SUB, "vm=%s: not starting it: %s", l->name, why);
 		return rc;
 	}
-	resource_args(spec, argv, &n, true);
+	resource_args(l, spec, argv, &n, true);
 	return start_common(cd, l, epoch, &b, argv, n, why, whylen);
 }
 
@@ -509,7 +522,7 @@ int cd_lvm_start_restore(struct cd *cd, struct lvm *l, const struct cl_spec *spe
 		log_err(SUB, "vm=%s: not restoring it: %s", l->name, why);
 		return rc;
 	}
-	resource_args(spec, argv, &n, false); /* the CPU template comes with the state */
+	resource_args(l, spec, argv, &n, false); /* the CPU template comes with the state */
 	return start_common(cd, l, epoch, &b, argv, n, why, whylen);
 }
 
@@ -556,7 +569,7 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 		rc = trust_args(cd, l, spec, &b, argv, &n, why, whylen);
 	if (rc)
 		return rc;
-	resource_args(spec, argv, &n, true);
+	resource_args(l, spec, argv, &n, true);
 	snprintf(wait, sizeof(wait), "%u", cd->cfg->prepare_timeout_s * 2);
 	if (common_args(cd, l, &b, argv, &n)) {
 		snprintf(why, whylen, "%s", NO_DEADLINE);
@@ -566,7 +579,7 @@ int cd_lvm_start_incoming(struct cd *cd, struct lvm *l, const struct cl_spec *sp
 	l->balloon_mb = -1;
 	snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig_id);
 	unlink(b.api);
-	rc = spawn(l, argv);
+	rc = spawn(cd, l, argv);
 	if (rc)
 		snprintf(why, whylen, "incoming VMM on %s: %s (see %s/vmm.log)", cd->cfg->node,
 			 strerror(-rc), l->dir);
@@ -599,6 +612,18 @@ static bool pid_is_vmm(pid_t pid, const char *vdir)
 	return false;
 }
 
+/* A VMM has ended. One that was its PID namespace's PID 1 left the control group folders
+ * it made to us (a helper of its own would have ended with it). */
+static void vmm_ended(const struct lvm *l)
+{
+	char made[CL_PATH_MAX + 32];
+
+	if (!l->cgroup[0])
+		return;
+	snprintf(made, sizeof(made), "%s/%s", l->vdir, CG_MADE_FILE);
+	cg_remove_made(made, l->cgroup);
+}
+
 bool cd_lvm_alive(struct lvm *l)
 {
 	int st;
@@ -612,12 +637,14 @@ bool cd_lvm_alive(struct lvm *l)
 			return true;
 		l->exited = true;
 		l->exit_code = r == l->pid && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		vmm_ended(l);
 		return false;
 	}
 	if (pid_is_vmm(l->pid, l->vdir))
 		return true;
 	l->exited = true;
 	l->exit_code = adopted_exit_code(l);
+	vmm_ended(l);
 	return false;
 }
 
@@ -679,7 +706,7 @@ static void adopt_one(struct cd *cd, const char *name)
 	char path[CL_PATH_MAX + 320], dir[CL_PATH_MAX + 320];
 	json_t *m;
 	struct lvm *l;
-	const char *role, *mig;
+	const char *role, *mig, *cg;
 	json_int_t pid;
 	bool legacy;
 
@@ -688,6 +715,7 @@ static void adopt_one(struct cd *cd, const char *name)
 	pid = json_integer_value(json_object_get(m, "pid"));
 	role = json_string_value(json_object_get(m, "role"));
 	mig = json_string_value(json_object_get(m, "mig_id"));
+	cg = json_string_value(json_object_get(m, "cgroup"));
 	snprintf(dir, sizeof(dir), "%s/vms/%s/vm", cd->cfg->state_dir, name);
 	/* A VMM an older daemon started keeps its files in the VM's folder itself. */
 	legacy = pid > 1 && !pid_is_vmm((pid_t)pid, dir) && (*strrchr(dir, '/') = 0, true) &&
@@ -703,6 +731,7 @@ static void adopt_one(struct cd *cd, const char *name)
 		l->check_mig = l->role == LVM_RUN;
 		l->epoch = (uint64_t)json_integer_value(json_object_get(m, "epoch"));
 		snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig ? mig : "");
+		snprintf(l->cgroup, sizeof(l->cgroup), "%s", cg ? cg : "");
 		log_info(SUB, "vm=%s: re-adopted running VMM pid %d (%s, epoch %llu)", name,
 			 (int)l->pid, role, (unsigned long long)l->epoch);
 	} else if (pid > 1 && role && !strcmp(role, "run") && (l = cd_lvm_add(cd, name))) {
@@ -714,6 +743,8 @@ static void adopt_one(struct cd *cd, const char *name)
 		l->epoch = (uint64_t)json_integer_value(json_object_get(m, "epoch"));
 		l->exited = true;
 		l->exit_code = adopted_exit_code(l);
+		snprintf(l->cgroup, sizeof(l->cgroup), "%s", cg ? cg : "");
+		vmm_ended(l);
 		log_info(SUB, "vm=%s: its VMM pid %d ended while the daemon was away (status %d)",
 			 name, (int)l->pid, l->exit_code);
 	}

@@ -92,6 +92,22 @@ int unix_connect(const char *path) CME_WUR;
 /* Set O_NONBLOCK on fd. Returns 0 or -errno. */
 int fd_set_nonblock(int fd) CME_WUR;
 
+/* ---- processes (proc.c) --------------------------------------------------------------- */
+
+/* fork() into a PID namespace of its own: the child is its PID 1, and when it ends every
+ * process it left in there ends too. As fork() returns; -1 with errno where no namespace
+ * can be made here (EPERM without CAP_SYS_ADMIN, a limit): the caller decides. */
+pid_t proc_clone_pidns(void);
+/* This process's PID as the host's /proc names it (getpid() says 1 as a namespace's PID
+ * 1). Async-signal-safe. */
+pid_t proc_host_pid(void);
+/* The file a VMM that is its namespace's PID 1 leaves instead of a helper: the control
+ * group folders it made for --cgroup REL, one per line. Once it has ended its starter
+ * calls this: the folders are removed (the deepest first) — only folders of a control
+ * group file system named as REL or its leading parts — and the file with them. */
+#define CG_MADE_FILE "cgroup.made"
+void cg_remove_made(const char *made_file, const char *rel);
+
 /* ---- JSON lines --------------------------------------------------------------------- */
 
 /* A line buffer for reading newline-delimited messages from a stream socket. */

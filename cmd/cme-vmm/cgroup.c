@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -35,7 +36,8 @@ struct cgroup {
 	struct cg_dir dir[2]; /* v2: dir[0]; v1: the cpu and the memory hierarchy */
 	unsigned nr_dirs;
 	struct cg_opts opts;
-	int reaper_fd; /* cg_reaper: its pipe, open while the VMM lives (0: no reaper) */
+	int reaper_fd; /* cg_reaper: its pipe, open while the VMM lives (0: no reaper; -1:
+			* cg_hand_off, the starter removes the folders) */
 };
 
 /* The mount point of the cgroup hierarchy of fstype ("cgroup2"), or of the v1 hierarchy
@@ -310,6 +312,25 @@ int cg_reaper(struct cgroup *cg)
 	}
 	cg->reaper_fd = p[1];
 	return 0;
+}
+
+int cg_hand_off(struct cgroup *cg, const char *dir)
+{
+	char path[PATH_MAX], list[2 * MAX_DEPTH * (CG_PATH_MAX + 1)];
+	size_t n = 0;
+	int rc;
+
+	if (!cg)
+		return 0;
+	for (unsigned i = 0; i < cg->nr_dirs; i++)
+		for (unsigned k = 0; k < cg->dir[i].nr_made; k++)
+			n += (size_t)snprintf(list + n, sizeof(list) - n, "%s\n",
+					      cg->dir[i].made[k]);
+	snprintf(path, sizeof(path), "%s/%s", dir, CG_MADE_FILE);
+	rc = write_file_atomic(path, list, n);
+	if (!rc)
+		cg->reaper_fd = -1; /* not ours to remove any more */
+	return rc;
 }
 
 int cg_enter(const struct cg_opts *o, struct cgroup **out, char *err, size_t len)

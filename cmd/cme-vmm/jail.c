@@ -17,14 +17,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SUB	"jail"
@@ -281,7 +286,9 @@ static int give_host(const char *root, int dirfd, const struct run_opts *o, cons
 		rc = bind_in(root, "/proc/meminfo", true, err, len);
 	if (rc)
 		return rc;
-	snprintf(src, sizeof(src), "/proc/%d", (int)getpid());
+	/* The host's /proc names this process by its host PID (getpid() says 1 as the PID 1
+	 * of a namespace of its own). */
+	snprintf(src, sizeof(src), "/proc/%d", (int)proc_host_pid());
 	snprintf(dst, sizeof(dst), "%s/proc/self", root);
 	if ((rc = bind_at(src, dst, true, false, false)))
 		return snprintf(err, len, "binding %s as /proc/self: %s", src, strerror(-rc)), rc;
@@ -346,6 +353,91 @@ int jail_enter_root(struct run_opts *o, const struct cgroup *cg, char *err, size
 	if (!rc)
 		snprintf(jail_dir, sizeof(jail_dir), "%s", dir);
 	return rc;
+}
+
+/* The relay outside the VMM's PID namespace (jail_enter_pidns). Never returns. */
+static void relay(const struct run_opts *o, pid_t vmm, const sigset_t *set)
+{
+	struct rlimit none = { 0, 0 };
+	char made[PATH_MAX + 32];
+	int sig, st = 0;
+	pid_t r = 0;
+
+	prctl(PR_SET_NAME, "cme-vmm-relay");
+	while (r != vmm) {
+		if (sigwait(set, &sig))
+			continue;
+		if (sig != SIGCHLD)
+			kill(vmm, sig);
+		else if ((r = waitpid(vmm, &st, WNOHANG)) < 0)
+			break; /* ECHILD: reaped already; how it ended is not known */
+	}
+	if (o->cgroup.path[0]) {
+		snprintf(made, sizeof(made), "%s/%s", o->jail_root, CG_MADE_FILE);
+		cg_remove_made(made, o->cgroup.path);
+	}
+	if (r == vmm && WIFSIGNALED(st)) { /* end the same way: our starter sees the same */
+		sigset_t all;
+
+		setrlimit(RLIMIT_CORE, &none); /* the VMM's end, not ours: no core of the relay */
+		signal(WTERMSIG(st), SIG_DFL);
+		sigfillset(&all);
+		sigprocmask(SIG_UNBLOCK, &all, NULL);
+		raise(WTERMSIG(st));
+	}
+	_exit(r == vmm && WIFEXITED(st) ? WEXITSTATUS(st) : VMM_EXIT_INTERNAL);
+}
+
+/* Set when the VMM runs behind a relay: its death signal is armed again after a change of
+ * user, which clears it. */
+static bool behind_relay;
+
+/* SIGKILL when the relay ends (kill -9 of the process the operator started). Then, if the
+ * relay ended before that (a race with the clone), end now: nobody would be left to. */
+static void arm_relay_death(int relay_fd)
+{
+	struct pollfd p = { .fd = relay_fd, .events = POLLIN };
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (relay_fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)))
+		_exit(VMM_EXIT_SETUP);
+}
+
+void jail_enter_pidns(const struct run_opts *o)
+{
+	sigset_t set, old;
+	int alive[2] = { -1, -1 }, err;
+	pid_t vmm;
+
+	if (getpid() == 1)
+		return; /* its starter made it one */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	signal(SIGCHLD, SIG_DFL); /* an ignored SIGCHLD would reap the VMM behind our back */
+	fflush(NULL);
+	if (pipe2(alive, O_CLOEXEC)) /* its write end lives as long as the relay */
+		alive[0] = alive[1] = -1;
+	sigprocmask(SIG_BLOCK, &set, &old); /* none lost between the clone and the relay */
+	vmm = proc_clone_pidns();
+	err = errno;
+	if (vmm > 0) {
+		close(alive[0]);
+		relay(o, vmm, &set);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL); /* the stop signals stay blocked (run_main) */
+	close(alive[1]);
+	if (vmm < 0) {
+		close(alive[0]);
+		log_warn(SUB, "vm=%s: no PID namespace of its own here (%s): it sees the host's",
+			 o->name, strerror(err));
+		return;
+	}
+	behind_relay = true;
+	arm_relay_death(alive[0]);
+	close(alive[0]);
 }
 
 /* A file in /vm the VMM writes again (console, exit file) that an earlier VMM made as
@@ -420,5 +512,7 @@ int jail_drop_user(const struct run_opts *o, char *err, size_t len)
 		       -errno;
 	if (setresuid(0, 0, 0) == 0) /* no way back */
 		return snprintf(err, len, "uid %u could become root again", uid), -EPERM;
+	if (behind_relay) /* the change of user cleared it */
+		arm_relay_death(-1);
 	return 0;
 }

@@ -86,14 +86,21 @@ static int end_status(const struct vm_end *end)
 }
 
 /* SIGINT/SIGTERM arrive through a signalfd so the API loop can stop the VM cleanly. */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+}
+
+/* Blocked from the start, read through a signalfd once the VM runs: as its PID namespace's
+ * PID 1 the VMM would otherwise drop these signals (it has no handler) until then. */
 static int block_stop_signals(void)
 {
 	sigset_t set;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
+	stop_signals(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	return signalfd(-1, &set, SFD_CLOEXEC);
 }
@@ -528,11 +535,16 @@ static int arm_jail(struct run_opts *o, struct cgroup *cg, int *exit_fd)
 		}
 	}
 	cfg.exit_fd = *exit_fd;
-	if (o->jail_root && cg_reaper(cg)) { /* jailed, it can neither leave nor remove it */
+	/* Jailed, it can neither leave its group nor remove it. As its namespace's PID 1
+	 * any helper would end with it: its starter removes the folders then. */
+	if (o->jail_root && (getpid() == 1 ? cg_hand_off(cg, o->jail_root) : cg_reaper(cg))) {
 		log_err(SUB, "--jail-root: no helper to remove the cgroup at the end: %s",
 			strerror(errno));
 		return -EPERM;
 	}
+	if (o->jail_root && getpid() == 1)
+		log_info(SUB, "vm=%s is PID 1 of a PID namespace of its own (host PID %d)", o->name,
+			 (int)proc_host_pid());
 	if (o->jail_root && jail_enter_root(o, cg, err, sizeof(err))) {
 		log_err(SUB, "--jail-root: %s", err);
 		snprintf(exit_reason, sizeof(exit_reason), "--jail-root: %.500s", err);
@@ -569,11 +581,16 @@ static int run_main(int argc, char **argv)
 	struct cgroup *cg = NULL;
 	char err[CG_PATH_MAX + 128];
 	int sfd, rc, exit_fd;
+	sigset_t stop;
 
 	if (vmm_parse_run(argc, argv, &o, err, sizeof(err)) < 0) {
 		fprintf(stderr, "cme-vmm %s: %s\n", argv[0], err);
 		return VMM_EXIT_USAGE;
 	}
+	stop_signals(&stop);
+	sigprocmask(SIG_BLOCK, &stop, NULL); /* kept pending until block_stop_signals */
+	if (o.jail_root)
+		jail_enter_pidns(&o); /* before anything else: the relay stays outside */
 	if (check_confidential(&o) < 0 || memlock_ram(&o) < 0 ||
 	    (!o.snapshot && !o.listen && check_host(&o) < 0)) {
 		write_exit_file(&o, VMM_EXIT_SETUP);

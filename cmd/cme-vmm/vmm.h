@@ -86,6 +86,13 @@ struct run_opts {
  * reason into err. Checks syntax and limits only (host memory, files are checked later). */
 int vmm_parse_run(int argc, char **argv, struct run_opts *o, char *err, size_t errlen);
 
+/* --jail-root: the VMM is PID 1 of a PID namespace of its own, where it sees no other
+ * process and no other process of the host's can be reached by PID. cme-clusterd starts it
+ * in one; started otherwise (by hand) this process makes one and stays outside as a relay
+ * (SIGTERM, SIGINT and SIGHUP passed on; it removes the control group folders the VMM made
+ * and ends as the VMM did) while the VMM goes on in its child. Returns in the VMM. Before
+ * any thread. Where no namespace can be made it says so and returns at once. */
+void jail_enter_pidns(const struct run_opts *o);
 /* --jail-root: a mount namespace of the VMM's own with o->jail_root as its root
  * (pivot_root), what o names bound in at its usual path and o's paths inside the root
  * rewritten. Root only, single-threaded. 0, or -errno with the reason in err. */
@@ -156,6 +163,10 @@ void cg_leave(struct cgroup *cg);
  * nor remove it: a child that stays root, outside the group, removes the folders once the
  * VMM has ended (its pipe closes); cg_leave then leaves them to it. NULL is ignored. */
 int cg_reaper(struct cgroup *cg) CME_WUR;
+/* The same for a VMM that is PID 1 of its own PID namespace, where a child would end with
+ * it: the folders it made go into DIR/CG_MADE_FILE for its starter (cg_remove_made), and
+ * cg_leave leaves them alone. NULL is ignored. */
+int cg_hand_off(struct cgroup *cg, const char *dir) CME_WUR;
 /* The group's folders (one for v2, the cpu and memory ones for v1) into paths: how many. */
 unsigned cg_dirs(const struct cgroup *cg, const char **paths, unsigned max);
 /* {"path","version","dir","cpu_limit","mem_limit_bytes","mem_used_bytes"} for status. */

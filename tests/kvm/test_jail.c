@@ -78,6 +78,53 @@ static bool root_is(const char *mountinfo, const char *dir)
 	return false;
 }
 
+/* PID 1 of a PID namespace of its own: "NSpid: <host PID> 1". */
+static void expect_pid1(pid_t pid)
+{
+	char path[64], want[64], *st;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	snprintf(want, sizeof(want), "NSpid:\t%d\t1\n", (int)pid);
+	st = test_read_file(path);
+	CU_ASSERT_PTR_NOT_NULL(st && strstr(st, want));
+	free(st);
+}
+
+/* Started by hand (not its namespace's PID 1 already, as the harness and cme-clusterd
+ * start it), a jailed VMM makes a PID namespace of its own and runs as its PID 1, while
+ * the process started stays outside as a relay that ends as the VMM did. Without KVM the
+ * VMM stops at the missing /dev/kvm, and the relay's status is that refusal's. */
+static void test_hand_run_pidns(void)
+{
+	char cmd[3 * PATH_MAX + 300], why[256], *out = NULL;
+	const char *argv[] = { "/bin/sh", "-c", cmd, NULL }; /* no --jail-root the harness sees */
+	bool kvm = test_have_kvm(why, sizeof(why));
+	const char *dir = test_tmpdir();
+	int rc;
+
+	REQUIRE_ROOT();
+	if (getenv("CME_TEST_NO_JAIL")) {
+		test_skip("CME_TEST_NO_JAIL: no --jail, so no --jail-root");
+		return;
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "exec %s run --jail --jail-root %s --image %s --mem 64M --cmdline "
+		 "'wss_mb=8 exit_after=2' --console file:%s/console --api %s/api.sock --name "
+		 "relay",
+		 test_bin("cme-vmm"), dir, test_guest(), dir, dir);
+	rc = test_run(argv, &out, 60000);
+	CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "is PID 1 of a PID namespace of its own"));
+	if (kvm) {
+		CU_ASSERT_EQUAL(rc, 0); /* the guest ended itself: so did the VMM and its relay */
+	} else {
+		CU_ASSERT_EQUAL(rc, 1);
+		CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "/dev/kvm"));
+	}
+	if (rc != (kvm ? 0 : 1))
+		printf("\n    %s", out ? out : "");
+	free(out);
+}
+
 /* The folder the harness gave p (its console's). */
 static void vmm_dir(const struct vmm_proc *p, char *dir, size_t len)
 {
@@ -117,6 +164,7 @@ static void test_jail_root(void)
 	CU_ASSERT_EQUAL(seen(p.pid, "/vm/api.sock"), 0);
 	CU_ASSERT_EQUAL(seen(p.pid, "/api.sock"), -ENOENT);
 	expect_unprivileged(p.pid);
+	expect_pid1(p.pid);
 	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)p.pid);
 	mounts = test_read_file(path);
 	CU_ASSERT_TRUE(root_is(mounts, "/"));
@@ -246,6 +294,8 @@ void suite_jail(void)
 		  test_jail_root_refused },
 		{ "jailed as nobody on both ends: a live migration, certificates from --tls-dir",
 		  test_jail_root_migrate },
+		{ "started by hand: PID 1 of its own PID namespace behind a relay",
+		  test_hand_run_pidns },
 		{ NULL, NULL },
 	};
 

@@ -1,4 +1,5 @@
 /* Test helpers around a real cme-vmm process: start, wait, kill, console, control. */
+#include "common.h"
 #include "harness.h"
 
 #include <dirent.h>
@@ -54,10 +55,19 @@ void vmm_kill_all(void)
 	}
 }
 
-/* Fork and exec argv with stdout to out_fd and stderr to err_fd (-1: inherit). */
+/* Fork and exec argv with stdout to out_fd and stderr to err_fd (-1: inherit). A VMM with
+ * --jail-root starts as PID 1 of a PID namespace of its own, as cme-clusterd starts it. */
 static pid_t spawn(const char *const *argv, int out_fd, int err_fd)
 {
-	pid_t pid = fork();
+	bool pidns = false;
+	pid_t pid = -1;
+
+	for (int i = 0; argv[i]; i++)
+		pidns |= !strcmp(argv[i], "--jail-root");
+	if (pidns)
+		pid = proc_clone_pidns();
+	if (pid < 0)
+		pid = fork();
 
 	if (pid > 0)
 		live_set(0, pid);

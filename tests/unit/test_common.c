@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -217,6 +219,80 @@ static void test_trust_record(void)
 	CU_ASSERT_EQUAL(trust_sign(op_sk, "/cme", 1, keys, signer, sig, err, sizeof(err)), -EACCES);
 }
 
+/* A child in a PID namespace of its own is its PID 1, and knows its host PID. */
+static void test_pidns(void)
+{
+	pid_t pid = proc_clone_pidns();
+	int st = -1;
+
+	if (pid < 0) {
+		test_skip("no PID namespace can be made here: %s", strerror(errno));
+		return;
+	}
+	if (pid == 0)
+		_exit(getpid() == 1 && proc_host_pid() > 1 ? 0 : 1);
+	CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+	CU_ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CU_ASSERT_EQUAL(proc_host_pid(), getpid()); /* the test runs in the host's */
+}
+
+/* The folders a VMM left in CG_MADE_FILE go — only control groups named as its --cgroup
+ * or its leading parts, whatever else the file says. */
+static void test_cg_remove_made(void)
+{
+	const char *roots[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/cpu" };
+	char base[128], a[160], b[160], other[600], made[600], list[1400], rel[64], link[600];
+	char other_made[600];
+	struct statfs fs;
+	const char *root = NULL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(roots) && !root; i++)
+		if (!statfs(roots[i], &fs) && (fs.f_type == 0x63677270 || fs.f_type == 0x27e0eb) &&
+		    !access(roots[i], W_OK))
+			root = roots[i];
+	if (!root || geteuid()) {
+		test_skip("no writable control group hierarchy here (needs root)");
+		return;
+	}
+	snprintf(rel, sizeof(rel), "cme-unit-%d/a", (int)getpid());
+	snprintf(base, sizeof(base), "%s/cme-unit-%d", root, (int)getpid());
+	snprintf(a, sizeof(a), "%s/a", base);
+	snprintf(b, sizeof(b), "%s/b", base);
+	snprintf(other, sizeof(other), "%s/not-a-cgroup", test_tmpdir());
+	snprintf(made, sizeof(made), "%s/%s", test_tmpdir(), CG_MADE_FILE);
+	snprintf(other_made, sizeof(other_made), "%s/elsewhere", test_tmpdir());
+	CU_ASSERT_FATAL(!mkdir(base, 0755) && !mkdir(a, 0755) && !mkdir(b, 0755) &&
+			!mkdir(other, 0755));
+	strcat(rel, ",cpu=1");
+	/* Named through a link (its last parts as asked), or not a control group: left. */
+	snprintf(link, sizeof(link), "%s/cme-unit-%d", test_tmpdir(), (int)getpid());
+	CU_ASSERT_FATAL(!symlink(base, link));
+	snprintf(list, sizeof(list), "%s/a\n%s\n", link, other);
+	CU_ASSERT_EQUAL_FATAL(write_file_atomic(made, list, strlen(list)), 0);
+	cg_remove_made(made, rel);
+	CU_ASSERT_EQUAL(access(a, F_OK), 0);
+	CU_ASSERT_EQUAL(access(made, F_OK), -1);
+	/* A link as the file itself is not read. */
+	snprintf(list, sizeof(list), "%s\n", a);
+	CU_ASSERT_EQUAL_FATAL(write_file_atomic(other_made, list, strlen(list)), 0);
+	CU_ASSERT_FATAL(!symlink(other_made, made));
+	cg_remove_made(made, rel);
+	CU_ASSERT_EQUAL(access(a, F_OK), 0);
+	unlink(made);
+	/* What it made goes; another group and a folder still in use stay. */
+	snprintf(list, sizeof(list), "%s\n%s\n%s\n%s\n", other, base, b, a);
+	CU_ASSERT_EQUAL_FATAL(write_file_atomic(made, list, strlen(list)), 0);
+	cg_remove_made(made, rel);
+	CU_ASSERT_EQUAL(access(a, F_OK), -1);
+	CU_ASSERT_EQUAL(access(b, F_OK), 0);	 /* another group: left */
+	CU_ASSERT_EQUAL(access(base, F_OK), 0);	 /* not empty (b): the kernel keeps it */
+	CU_ASSERT_EQUAL(access(other, F_OK), 0); /* not a control group: left */
+	CU_ASSERT_EQUAL(access(made, F_OK), -1);
+	rmdir(b);
+	rmdir(base);
+	rmdir(other);
+}
+
 void suite_common(void)
 {
 	static const struct test_case cases[] = {
@@ -229,6 +305,8 @@ void suite_common(void)
 		{ "write_file_atomic replaces a file whole", test_write_file_atomic },
 		{ "protobuf decoding is bounded (unknown fields)", test_pb_budget },
 		{ "the trust record: an operator's signature, nothing else", test_trust_record },
+		{ "a PID namespace of its own: PID 1, its host PID known", test_pidns },
+		{ "a VMM's control groups removed for it, and nothing else", test_cg_remove_made },
 		{ NULL, NULL },
 	};
 	test_add_suite("common", cases);
