@@ -233,7 +233,6 @@ static void cache_load(struct cd *cd)
 	json_decref(arr);
 }
 
-/* members/<me> with the peer channel's address, written when missing or stale. */
 void cd_quorum_members_hash(struct cd *cd, char out[CL_MEMBERS_HASH])
 {
 	struct cd_quorum *q = cd->quorum;
@@ -248,9 +247,12 @@ void cd_quorum_members_hash(struct cd *cd, char out[CL_MEMBERS_HASH])
 	pthread_mutex_unlock(&q->mu);
 }
 
-/* Join the members: members/<node> and the membership record in one transaction that
- * holds only if no other change came since the view — changes go one at a time. */
-static int join(struct cd *cd, const struct cl_view *v, const struct cl_member *m)
+/* members/<node> and the membership record in one transaction that holds only if no other
+ * change came since the view: changes go one at a time, and a forget (cmectl) and a
+ * rewrite of the record cannot cross. change: "join", or "peer" (a member's peer channel
+ * moved). */
+static int member_write(struct cd *cd, const struct cl_view *v, const struct cl_member *m,
+			const char *change)
 {
 	char mkey[256], skey[256], *mj = cl_member_json(m), *sj;
 	struct etcd_cmp cmp = { .target = ETCD_CMP_MOD, .num = v->membership_rev };
@@ -260,7 +262,7 @@ static int join(struct cd *cd, const struct cl_view *v, const struct cl_member *
 	struct etcd_err err = { "" };
 	int rc;
 
-	sj = cl_membership_json("join", m->name);
+	sj = cl_membership_json(change, m->name);
 	cmp.key = cd_key(cd, skey, sizeof(skey), "membership", NULL, NULL);
 	ops[0] = (struct etcd_op){ .type = ETCD_OP_PUT,
 				   .key = cd_key(cd, mkey, sizeof(mkey), "members", m->name, NULL),
@@ -271,7 +273,7 @@ static int join(struct cd *cd, const struct cl_view *v, const struct cl_member *
 	};
 	rc = mj && sj ? etcd_txn(cd->etcd, &t, &r, &err) : -ENOMEM;
 	if (rc)
-		log_warn(SUB, "node=%s: joining the members: %s", m->name,
+		log_warn(SUB, "node=%s: writing members/%s: %s", m->name, m->name,
 			 rc == -ENOMEM ? "out of memory" : err.msg);
 	else if (!r.succeeded)
 		rc = -EAGAIN; /* another change came first: the next round looks again */
@@ -281,11 +283,12 @@ static int join(struct cd *cd, const struct cl_view *v, const struct cl_member *
 	return rc;
 }
 
+/* members/<me> with the peer channel's address, written when missing or stale. */
 static void publish_self(struct cd *cd, const struct cl_view *v)
 {
 	const struct cl_node_view *nv = cl_view_node(v, cd->cfg->node);
 	struct cl_member m = { .joined_ms = wall_ms() };
-	char key[256], why[256];
+	char why[256];
 
 	if (!cd->peer || (nv && nv->member && !strcmp(nv->mem.peer, cd_peer_addr(cd))))
 		return;
@@ -293,8 +296,7 @@ static void publish_self(struct cd *cd, const struct cl_view *v)
 	snprintf(m.peer, sizeof(m.peer), "%s", cd_peer_addr(cd));
 	if (nv && nv->member) { /* its peer channel moved: the list itself is unchanged */
 		m.joined_ms = nv->mem.joined_ms;
-		cd_key(cd, key, sizeof(key), "members", cd->cfg->node, NULL);
-		if (!cd_put_json(cd, key, cl_member_json(&m), 0))
+		if (!member_write(cd, v, &m, "peer"))
 			log_info(SUB, "node=%s: peer channel now %s", m.name, m.peer);
 		return;
 	}
@@ -304,7 +306,7 @@ static void publish_self(struct cd *cd, const struct cl_view *v)
 		snprintf(cd->quorum->join_why, sizeof(cd->quorum->join_why), "%s", why);
 		return;
 	}
-	if (!join(cd, v, &m))
+	if (!member_write(cd, v, &m, "join"))
 		log_info(SUB, "node=%s: member of the cluster, peer channel %s", m.name, m.peer);
 }
 
