@@ -56,6 +56,9 @@ struct cl_member {
 	char name[CL_NAME_MAX];
 	char peer[160]; /* host:port of its peer channel (mutual TLS, node certificates) */
 	uint64_t joined_ms;
+	/* It rides through etcd outages (ride_through and fence on): a leader then gathers
+	 * releases before restarting its VMs, whatever the leader's own configuration. */
+	bool ride;
 };
 
 /* admin/<node>: "schedulable" | "draining" | "maintenance"; survives the node's lease. */

@@ -49,6 +49,7 @@ static const struct field member_f[] = {
 	FLD(cl_member, name, F_NAME, true),
 	FLD(cl_member, peer, F_STR, true),
 	FLD(cl_member, joined_ms, F_U64, false),
+	FLD(cl_member, ride, F_BOOL, false),
 	{ 0 },
 };
 

@@ -271,6 +271,11 @@ static void src_step(struct cd *cd, const struct cl_vm_view *vv)
 		cd_event(cd, vv->name, "migrate-resolved",
 			 "source copy on %s stopped: the owner record says %s", cd->cfg->node,
 			 vv->owner.node);
+	} else if (!strcmp(m->phase, "committed") && !l && !cd_owned_here(cd, vv) &&
+		   cd_seen_ms(cd, m->id, "committed") > COMMITTED_QUIET) {
+		/* Our worker ended without writing "done" (etcd failed it then) and our copy is
+		 * gone: say it, or a target lost later would hold the VM's restart for ever. */
+		mig_done_late(cd, vv, "the source could not report its statistics");
 	}
 }
 

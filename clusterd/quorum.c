@@ -290,11 +290,13 @@ static void publish_self(struct cd *cd, const struct cl_view *v)
 	struct cl_member m = { .joined_ms = wall_ms() };
 	char why[256];
 
-	if (!cd->peer || (nv && nv->member && !strcmp(nv->mem.peer, cd_peer_addr(cd))))
+	if (!cd->peer || (nv && nv->member && !strcmp(nv->mem.peer, cd_peer_addr(cd)) &&
+			  nv->mem.ride == ride_on(cd)))
 		return;
 	snprintf(m.name, sizeof(m.name), "%s", cd->cfg->node);
 	snprintf(m.peer, sizeof(m.peer), "%s", cd_peer_addr(cd));
-	if (nv && nv->member) { /* its peer channel moved: the list itself is unchanged */
+	m.ride = ride_on(cd);
+	if (nv && nv->member) { /* its peer channel moved, or how it rides: the list stays */
 		m.joined_ms = nv->mem.joined_ms;
 		if (!member_write(cd, v, &m, "peer"))
 			log_info(SUB, "node=%s: peer channel now %s", m.name, m.peer);
@@ -341,6 +343,8 @@ void cd_quorum_view(struct cd *cd, const struct cl_view *v, uint64_t read_ns)
 		log_warn(SUB,
 			 "released nodes stay released until the promises file can be written");
 	pthread_mutex_unlock(&q->mu);
+	if (!cd->leader)
+		q->nrel = 0;		 /* a leader again later asks anew */
 	for (size_t i = 0; i < q->nrel;) /* leader: alive again, a loss later asks anew */
 		if (cl_view_node(v, q->rel[i].node) && cl_view_node(v, q->rel[i].node)->alive)
 			q->rel[i] = q->rel[--q->nrel];
@@ -535,14 +539,17 @@ static void gather(struct cd *cd, const struct cl_view *v, const char *node, str
 	uint64_t answered, wait;
 	size_t n = 0, got, need = members / 2 + 1;
 
+	const struct cl_node_view *self = cl_view_node(v, cd->cfg->node);
+
 	for (size_t i = 0; i < v->nnodes && n < CD_MAX_MEMBERS; i++)
 		if (v->nodes[i].member && strcmp(v->nodes[i].name, node) &&
 		    strcmp(v->nodes[i].name, cd->cfg->node))
 			peers[n++] = v->nodes[i].mem;
 	req = json_pack("{s:s,s:s}", "op", "release", "node", node);
-	mine = answer_release(cd, node);
-	/* This node counts only if its own release holds (saved): it failed when its state
-	 * could not be written, and then its promise to the lost node was not counted. */
+	/* This node counts only as a member (a leader that has not joined yet is no vote),
+	 * and only if its own release holds (saved): it failed when its state could not be
+	 * written, and then its promise to the lost node was not counted. */
+	mine = self && self->member ? answer_release(cd, node) : NULL;
 	got = json_is_true(json_object_get(mine, "ok")) ? 1 : 0;
 	wait = (uint64_t)json_integer_value(json_object_get(mine, "wait_ms"));
 	json_decref(mine);
@@ -581,20 +588,35 @@ static void gather(struct cd *cd, const struct cl_view *v, const char *node, str
 bool cd_quorum_fenced(struct cd *cd, const struct cl_view *v, const char *node, char *why,
 		      size_t len)
 {
+	const struct cl_node_view *lost = cl_view_node(v, node);
 	size_t members = cl_view_members(v);
+	bool asked = false;
 	struct rel *r;
 	uint64_t now;
 
-	if (!ride_on(cd) || members < MIN_MEMBERS)
+	/* Whether the lost node may ride is its own setting (its member record), not only
+	 * this leader's. */
+	if (members < MIN_MEMBERS || !(ride_on(cd) || (lost && lost->member && lost->mem.ride)))
 		return true; /* no confirmations anywhere: the lease's expiry is enough */
 	r = rel_get(cd->quorum, node);
 	if (!r) {
 		snprintf(why, len, "node %s is down; waiting for fencing (too many nodes)", node);
 		return false;
 	}
-	if (!r->ready_ns)
+	if (!r->ready_ns) {
 		gather(cd, v, node, r, members, why, len);
+		asked = true;
+	}
 	now = boottime_ns(); /* after the asking: no promise left open means ready now */
+	if (r->ready_ns && now >= r->ready_ns && !(asked && !r->wait_ms)) {
+		/* The wait is over: ask once more, right before the move. Releases gathered for
+		 * an earlier loss of the node (it came back since, unseen by this leader, and may
+		 * have been confirmed again) do not stand for this one: only a majority with no
+		 * promise to it still open now counts. */
+		r->ready_ns = 0;
+		gather(cd, v, node, r, members, why, len);
+		now = boottime_ns();
+	}
 	if (r->ready_ns && now < r->ready_ns) /* the same text each round: one event */
 		snprintf(why, len,
 			 "node %s is down; waiting for fencing: released by a majority, whose "

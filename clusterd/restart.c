@@ -77,9 +77,9 @@ static void note_lost_nodes(struct cd *cd, const struct cl_view *v, const struct
 
 /* A migration whose source node died before the commit will never finish: fail it, so
  * that its VM is restarted (after the commit, the target owns the guest and finishes; in
- * post-copy, pc_recover.c). A committed one whose target died too, or one its source took
- * back (a broken post-copy) before it died, has nobody left to finish it: its record
- * would hold the VM's restart back for ever. */
+ * post-copy, pc_recover.c). A committed one whose target died too, a post-copy whose two
+ * nodes both died, or one its source took back (a broken post-copy) before it died, has
+ * nobody left to finish it: its record would hold the VM's restart back for ever. */
 static void fail_orphaned_migrations(struct cd *cd, const struct cl_view *v)
 {
 	for (size_t i = 0; i < v->nvms; i++) {
@@ -90,6 +90,20 @@ static void fail_orphaned_migrations(struct cd *cd, const struct cl_view *v)
 		    !cl_view_node_alive(v, vv->mig.source)) {
 			cd_mig_fail(cd, vv, "the source node %s was lost after taking the VM back",
 				    vv->mig.source);
+			continue;
+		}
+		if (vv->has_mig && !vv->bad &&
+		    (!strcmp(vv->mig.phase, "postcopy") ||
+		     !strcmp(vv->mig.phase, "postcopy-broken")) &&
+		    !cl_view_node_alive(v, vv->mig.source) &&
+		    !cl_view_node_alive(v, vv->mig.target)) {
+			/* The guest's memory was split between the two: gone with them. Its
+			 * restart still waits for its owner's fencing. */
+			cd_mig_fail(
+				cd, vv,
+				"the source node %s and the target node %s were both lost during "
+				"post-copy: the VM starts afresh",
+				vv->mig.source, vv->mig.target);
 			continue;
 		}
 		if (!vv->has_mig || !cl_migration_active(&vv->mig) ||

@@ -789,6 +789,118 @@ static bool wait_absent(const char *key)
 	return true;
 }
 
+/* Releases gathered for one loss of a node do not stand for its next: leader a moved
+ * vm1 off lost c, then froze; meanwhile c came back (a never saw it) and took vm2, then
+ * was lost again while b, which could confirm it, was frozen. Back as leader, a once moved
+ * vm2 at once on the old releases; it asks again, and only a answers. */
+static void test_release_not_reused(void)
+{
+	static const char *const n1[] = { "vm1" }, *const p1[] = { "0" }, *const i1[] = { NULL };
+	static const char lead_a[] = "{\"node\":\"node-a\",\"since_ms\":1}";
+
+	START(3, NULL);
+	wait_daemons_settled();
+	create_on(2, n1, p1, i1, 1);
+	CU_ASSERT_FATAL(cluster_put(&C, "leader", lead_a) == 0);
+	kill_host(2);
+	CU_ASSERT_FATAL(wait_moved("vm1", 2, 2) >= 0); /* a and b released c */
+	CU_ASSERT_EQUAL_FATAL(kill(C.node[0].pid, SIGSTOP), 0);
+	CU_ASSERT_FATAL(wait_absent("nodes/node-a"));
+	CU_ASSERT_FATAL(cluster_put(&C, "leader", "{\"node\":\"node-b\",\"since_ms\":1}") == 0);
+	CU_ASSERT_FATAL(cluster_node_start(&C, 2, NULL) == 0);
+	CU_ASSERT_TRUE(cluster_wait_field(&C, "nodes/node-c", "name", "node-c", WAIT_MS));
+	/* vm2 onto c: b in maintenance (a record written by hand: vm1 there cannot move) */
+	CU_ASSERT_FATAL(cluster_put(&C, "admin/node-b", "{\"state\":\"maintenance\"}") == 0);
+	create("vm2", "on-failure", "0", NULL);
+	CU_ASSERT_EQUAL_FATAL(wait_owner("vm2"), 2);
+	CU_ASSERT_EQUAL_FATAL(kill(C.node[1].pid, SIGSTOP), 0);
+	kill_host(2);
+	CU_ASSERT_FATAL(wait_absent("nodes/node-c") && wait_absent("nodes/node-b"));
+	CU_ASSERT_FATAL(cluster_put(&C, "leader", lead_a) == 0);
+	CU_ASSERT_EQUAL_FATAL(kill(C.node[0].pid, SIGCONT), 0);
+	CU_ASSERT_TRUE(wait_status_has("vm2", "pending", "1 of 3 members confirm", 2 * WAIT_MS));
+	CU_ASSERT_EQUAL(cluster_owner(&C, "vm2", NULL), 2);
+	kill(C.node[1].pid, SIGCONT);
+}
+
+/* A leader that is not a member yet (it started while members were down) has no vote in
+ * a lost node's release: counting itself, it once moved a VM whose host still rode on
+ * another member's confirmation. Here the only other member left is frozen: no vote at
+ * all. */
+static void test_nonmember_leader_no_vote(void)
+{
+	CU_ASSERT_FATAL(cluster_start_held(&C, 4, 1, NODE_MEM_MB, NULL) == 0);
+	wait_daemons_settled();
+	admin("drain", 0);
+	admin("drain", 1);
+	create("vm1", "on-failure", "0", NULL);
+	CU_ASSERT_EQUAL_FATAL(wait_owner("vm1"), 2);
+	kill_host(1);
+	kill_host(2);
+	CU_ASSERT_FATAL(wait_absent("nodes/node-b") && wait_absent("nodes/node-c"));
+	CU_ASSERT_EQUAL_FATAL(kill(C.node[0].pid, SIGSTOP), 0);
+	CU_ASSERT_FATAL(cluster_node_start(&C, 3, NULL) == 0); /* leader once a's lease ends */
+	CU_ASSERT_TRUE(test_wait_file_has(C.node[3].log, "not joining the members yet", WAIT_MS));
+	CU_ASSERT_TRUE(wait_status_has("vm1", "pending", "0 of 3 members confirm", 2 * WAIT_MS));
+	CU_ASSERT_EQUAL(cluster_owner(&C, "vm1", NULL), 2);
+	kill(C.node[0].pid, SIGCONT);
+}
+
+/* The lost node rode through outages; the leader's own ride_through is off. It still
+ * gathers releases before moving the VM (it once moved it on the lease alone). */
+static void test_ride_off_leader_gathers(void)
+{
+	static const char *const names[] = { "vm1" }, *const prios[] = { "0" };
+	static const char *const images[] = { NULL };
+
+	START(3, NULL);
+	wait_daemons_settled();
+	create_on(2, names, prios, images, 1);
+	snprintf(C.extra_conf, sizeof(C.extra_conf), "ride_through = off\n");
+	CU_ASSERT_FATAL(cluster_node_reconfigure(&C, 0) == 0);
+	CU_ASSERT_TRUE(test_wait_file_has(C.node[0].log, "took over its previous lease", WAIT_MS));
+	kill_host(1);
+	kill_host(2);
+	CU_ASSERT_TRUE(wait_status_has("vm1", "pending", "1 of 3 members confirm", 2 * WAIT_MS));
+	CU_ASSERT_EQUAL(cluster_owner(&C, "vm1", NULL), 2);
+}
+
+/* A post-copy whose source and target are both lost: nobody is left to end its record,
+ * which held the VM's restart for ever. The leader fails it; the VM restarts on the third
+ * node. */
+static void test_postcopy_both_lost(void)
+{
+	int src, dst;
+
+	START(3, "ride_through = off\n");
+	create("vm1", "on-failure", "0", NULL);
+	src = wait_owner("vm1");
+	CU_ASSERT_FATAL(src >= 0);
+	dst = (src + 1) % 3;
+	put_migration("vm1", src, dst, "postcopy", dst, 2);
+	kill_host(src);
+	kill_host(dst);
+	CU_ASSERT_EQUAL(wait_moved("vm1", dst, 3), (src + 2) % 3);
+	expect_mig_failed("vm1", "were both lost during post-copy");
+}
+
+/* Committed, the source alive but without its copy or worker any more (its "done" failed
+ * to be written), and then the target lost: the source writes "done" late, and the VM
+ * restarts (its record held the restart for ever). */
+static void test_committed_target_lost_source_idle(void)
+{
+	int own, src;
+
+	START(3, "ride_through = off\n");
+	create("vm1", "on-failure", "0", NULL);
+	own = wait_owner("vm1");
+	CU_ASSERT_FATAL(own >= 0);
+	src = (own + 1) % 3;
+	put_migration("vm1", src, own, "committed", own, 2);
+	kill_host(own);
+	CU_ASSERT_TRUE(wait_moved("vm1", own, 3) >= 0);
+}
+
 /* Every node's record names one member list, not `before` (nor none). */
 static bool same_members(const char *before)
 {
@@ -992,6 +1104,16 @@ void suite_ha(void)
 		  test_stale_copy_not_adopted },
 		{ "restarted onto a migration's target whose copy is incomplete: afresh",
 		  test_restart_onto_incomplete_target },
+		{ "releases gathered for one loss of a node do not stand for the next",
+		  test_release_not_reused },
+		{ "a leader that is not a member yet has no vote in a release",
+		  test_nonmember_leader_no_vote },
+		{ "a leader with ride_through off still gathers releases for a rider",
+		  test_ride_off_leader_gathers },
+		{ "a post-copy whose two nodes are lost: failed, the VM restarts",
+		  test_postcopy_both_lost },
+		{ "committed, the source idle, the target lost: done late, the VM restarts",
+		  test_committed_target_lost_source_idle },
 		{ "members change one at a time, with every member up",
 		  test_members_change_one_at_a_time },
 		{ NULL, NULL },
