@@ -6,5 +6,6 @@ void suite_migrate(void);
 void suite_trust(void);
 void suite_backup_cluster(void);
 void suite_ha(void);
+void suite_ha_quorum(void);
 void suite_soak(void);
 #endif

@@ -11,6 +11,7 @@ int main(void)
 	suite_trust();
 	suite_backup_cluster();
 	suite_ha();
+	suite_ha_quorum();
 	suite_soak();
 	return test_main("e2e");
 }
