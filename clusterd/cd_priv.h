@@ -303,6 +303,12 @@ bool cd_restore_start(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l,
 bool cd_restore_ended(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l);
 /* l's VMM, started from a backup, runs: the record is done. */
 void cd_restore_running(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l);
+/* A restore record left "running" that nobody will end: on its node, no VMM of it runs
+ * any more (the daemon restarted and the VMM is gone, or the VM was started otherwise);
+ * for the leader, its node is lost. Failed with the reason, so the VM may be restored
+ * again. */
+void cd_restore_orphaned(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv,
+			 const struct lvm *l);
 
 /* ---- reconcile.c ---- */
 /* Make this node's VMMs match the view: owned VMs run, others do not. */

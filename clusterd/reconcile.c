@@ -283,6 +283,7 @@ static void reconcile_vm(struct cd *cd, const struct cl_view *v, const struct cl
 		return; /* a migration drives it */
 	if (vv->bad)
 		return; /* an unreadable record is not an absent one: change nothing */
+	cd_restore_orphaned(cd, v, vv, l);
 	if (!cd_owned_here(cd, vv) || !vv->has_spec) {
 		if (l) {
 			stop_vm(cd, l, vv->has_spec ? "owned by another node" : "VM deleted");

@@ -50,14 +50,19 @@ bool cd_restore_start(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l,
 			 r.store[0] ? "\"" : "");
 	else if (!cd->cfg->backup_key[0])
 		snprintf(s->error, sizeof(s->error), "node %s has no backup_key", cd->cfg->node);
-	else if (!cd_lvm_start_restore(cd, l, &vv->spec, vv->owner.epoch, dir, r.from, s->error,
-				       sizeof(s->error))) {
+	else {
+		/* Known before the start: meta.json keeps it for a restarted daemon. */
 		snprintf(l->restore_id, sizeof(l->restore_id), "%s", r.id);
-		snprintf(r.phase, sizeof(r.phase), "running");
-		snprintf(r.node, sizeof(r.node), "%s", cd->cfg->node);
-		if (restore_cas(cd, vv->name, &r) == 1)
-			log_info(SUB, "vm=%s restoring from %s in %s", vv->name, r.from, dir);
-		return true;
+		if (!cd_lvm_start_restore(cd, l, &vv->spec, vv->owner.epoch, dir, r.from, s->error,
+					  sizeof(s->error))) {
+			snprintf(r.phase, sizeof(r.phase), "running");
+			snprintf(r.node, sizeof(r.node), "%s", cd->cfg->node);
+			if (restore_cas(cd, vv->name, &r) == 1)
+				log_info(SUB, "vm=%s restoring from %s in %s", vv->name, r.from,
+					 dir);
+			return true;
+		}
+		l->restore_id[0] = 0;
 	}
 	snprintf(s->state, sizeof(s->state), "failed");
 	restore_fail(cd, vv->name, &r, s->error);
@@ -91,4 +96,24 @@ void cd_restore_running(struct cd *cd, const struct cl_vm_view *vv, struct lvm *
 	if (restore_cas(cd, vv->name, &r) == 1)
 		cd_event(cd, vv->name, "vm-restored", "%s runs again on %s, from backup %s",
 			 vv->name, cd->cfg->node, r.from);
+}
+
+void cd_restore_orphaned(struct cd *cd, const struct cl_view *v, const struct cl_vm_view *vv,
+			 const struct lvm *l)
+{
+	struct cl_restore r = vv->restore;
+	char why[200];
+
+	if (!vv->has_restore || strcmp(r.phase, "running"))
+		return;
+	if (!strcmp(r.node, cd->cfg->node) && (!l || strcmp(l->restore_id, r.id)))
+		snprintf(why, sizeof(why),
+			 "no VMM of this restore runs on %s any more (its daemon restarted, or the "
+			 "VM was started otherwise meanwhile)",
+			 cd->cfg->node);
+	else if (cd->leader && !cl_view_node_alive(v, r.node))
+		snprintf(why, sizeof(why), "node %s was lost during the restore", r.node);
+	else
+		return;
+	restore_fail(cd, vv->name, &r, why);
 }

@@ -126,9 +126,10 @@ void cd_lvm_console_path(const struct lvm *l, char *buf, size_t len)
 void cd_lvm_save_meta(const struct lvm *l)
 {
 	char path[CL_PATH_MAX + 16], tmp[CL_PATH_MAX + 16];
-	json_t *o = json_pack("{s:i,s:s,s:I,s:s,s:s}", "pid", (int)l->pid, "role",
-			      l->role == LVM_RUN ? "run" : "incoming", "epoch",
-			      (json_int_t)l->epoch, "mig_id", l->mig_id, "cgroup", l->cgroup);
+	json_t *o =
+		json_pack("{s:i,s:s,s:I,s:s,s:s,s:s}", "pid", (int)l->pid, "role",
+			  l->role == LVM_RUN ? "run" : "incoming", "epoch", (json_int_t)l->epoch,
+			  "mig_id", l->mig_id, "cgroup", l->cgroup, "restore_id", l->restore_id);
 
 	snprintf(path, sizeof(path), "%s/meta.json", l->dir);
 	snprintf(tmp, sizeof(tmp), "%s/meta.tmp", l->dir);
@@ -150,8 +151,9 @@ static void meta_tpl_init(const struct lvm *l, struct meta_tpl *t)
 	/* The rest of the object after "pid", encoded by jansson: the migration id came from
 	 * etcd and must not be able to add fields (a "pid" of its choice) to the file. */
 	json_t *o =
-		json_pack("{s:s,s:I,s:s,s:s}", "role", l->role == LVM_RUN ? "run" : "incoming",
-			  "epoch", (json_int_t)l->epoch, "mig_id", l->mig_id, "cgroup", l->cgroup);
+		json_pack("{s:s,s:I,s:s,s:s,s:s}", "role", l->role == LVM_RUN ? "run" : "incoming",
+			  "epoch", (json_int_t)l->epoch, "mig_id", l->mig_id, "cgroup", l->cgroup,
+			  "restore_id", l->restore_id);
 	char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 
 	snprintf(t->tail, sizeof(t->tail), "}");
@@ -706,7 +708,7 @@ static void adopt_one(struct cd *cd, const char *name)
 	char path[CL_PATH_MAX + 320], dir[CL_PATH_MAX + 320];
 	json_t *m;
 	struct lvm *l;
-	const char *role, *mig, *cg;
+	const char *role, *mig, *cg, *rid;
 	json_int_t pid;
 	bool legacy;
 
@@ -716,6 +718,7 @@ static void adopt_one(struct cd *cd, const char *name)
 	role = json_string_value(json_object_get(m, "role"));
 	mig = json_string_value(json_object_get(m, "mig_id"));
 	cg = json_string_value(json_object_get(m, "cgroup"));
+	rid = json_string_value(json_object_get(m, "restore_id"));
 	snprintf(dir, sizeof(dir), "%s/vms/%s/vm", cd->cfg->state_dir, name);
 	/* A VMM an older daemon started keeps its files in the VM's folder itself. */
 	legacy = pid > 1 && !pid_is_vmm((pid_t)pid, dir) && (*strrchr(dir, '/') = 0, true) &&
@@ -732,6 +735,7 @@ static void adopt_one(struct cd *cd, const char *name)
 		l->epoch = (uint64_t)json_integer_value(json_object_get(m, "epoch"));
 		snprintf(l->mig_id, sizeof(l->mig_id), "%s", mig ? mig : "");
 		snprintf(l->cgroup, sizeof(l->cgroup), "%s", cg ? cg : "");
+		snprintf(l->restore_id, sizeof(l->restore_id), "%s", rid ? rid : "");
 		log_info(SUB, "vm=%s: re-adopted running VMM pid %d (%s, epoch %llu)", name,
 			 (int)l->pid, role, (unsigned long long)l->epoch);
 	} else if (pid > 1 && role && !strcmp(role, "run") && (l = cd_lvm_add(cd, name))) {
@@ -744,6 +748,7 @@ static void adopt_one(struct cd *cd, const char *name)
 		l->exited = true;
 		l->exit_code = adopted_exit_code(l);
 		snprintf(l->cgroup, sizeof(l->cgroup), "%s", cg ? cg : "");
+		snprintf(l->restore_id, sizeof(l->restore_id), "%s", rid ? rid : "");
 		vmm_ended(l);
 		log_info(SUB, "vm=%s: its VMM pid %d ended while the daemon was away (status %d)",
 			 name, (int)l->pid, l->exit_code);

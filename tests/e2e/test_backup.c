@@ -221,6 +221,36 @@ static void test_disaster_recovery(void)
 	CU_ASSERT_EQUAL(copies("vm1"), 1);
 }
 
+/* A restore record left "running" that no VMM carries (its daemon restarted before the
+ * restored guest ran, and that VMM is gone): the node it names fails it with the reason,
+ * and the VM may be restored again. Once it stayed "running" for ever. The record is
+ * written by hand: no store or KVM needed. */
+static void test_restore_orphaned(void)
+{
+	char rec[300], rkey[64], *out = NULL, *err = NULL;
+	json_t *r;
+	int node = -1, rc;
+
+	CU_ASSERT_FATAL(cluster_start(&C, 2, NODE_MEM_MB) == 0);
+	rc = cmectl(&C, &out, &err, "vm", "create", "vm1", "--mem", "128M", "--vcpus", "1",
+		    "--image", test_guest(), "--no-wait", NULL);
+	cluster_expect_ok("vm create", rc, out, err);
+	for (int t = 0; t < 30000 && (node = owner_of("vm1", NULL)) < 0; t += 100)
+		sleep_ms(100);
+	CU_ASSERT_FATAL(node >= 0);
+	snprintf(rec, sizeof(rec),
+		 "{\"id\":\"0011223344556677\",\"phase\":\"running\",\"from\":\"vm1\","
+		 "\"node\":\"%s\"}",
+		 C.node[node].name);
+	snprintf(rkey, sizeof(rkey), "vms/vm1/restore");
+	CU_ASSERT_EQUAL_FATAL(cluster_put(&C, rkey, rec), 0);
+	CU_ASSERT_TRUE(cluster_wait_field(&C, rkey, "phase", "failed", 30000));
+	r = cluster_get(&C, rkey);
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(r, "error")) ?: "",
+				      "no VMM of this restore"));
+	json_decref(r);
+}
+
 void suite_backup_cluster(void)
 {
 	static const struct test_case cases[] = {
@@ -228,6 +258,8 @@ void suite_backup_cluster(void)
 		  test_cluster_backup },
 		{ "disaster recovery: a second cluster restores from a synced store",
 		  test_disaster_recovery },
+		{ "a restore left running with no VMM of it: failed, restorable again",
+		  test_restore_orphaned },
 		{ NULL, NULL },
 	};
 
