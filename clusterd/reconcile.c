@@ -253,6 +253,20 @@ static void ensure_running(struct cd *cd, const struct cl_view *v, const struct 
 		return;
 	} else if (failed_here(cd, vv)) {
 		return;
+	} else if (!l && cd_pc_target_waits(cd, v, vv)) {
+		/* Our copy from a post-copy switch ended while no daemon watched (so none was
+		 * adopted): the source holds the guest as of the switch and takes it back. No
+		 * fresh boot here meanwhile, and a status that says the copy here ended. */
+		status_fill(cd, NULL, "postcopy-broken", &s);
+		s.epoch = vv->owner.epoch;
+		s.restarts = restarts;
+		snprintf(s.error, sizeof(s.error),
+			 "the VMM here ended during post-copy while its daemon was away: %s",
+			 cd_pc_source_holds(v, vv)
+				 ? "the source holds the guest as of the switch and takes it back"
+				 : "the source is lost too; the VM restarts per its policy");
+		cd_status_ensure(cd, vv, &s);
+		return;
 	}
 	/* Claim the record first: a reassignment decided on an older read then fails. */
 	if (cd_owner_cas(cd, vv, vv->owner.node, vv->owner.epoch) != 1)

@@ -805,6 +805,33 @@ static void test_committed_target_lost_source_idle(void)
 	CU_ASSERT_TRUE(wait_moved("vm1", own, 3) >= 0);
 }
 
+/* The target of a post-copy lost its VMM while its daemon was down (so nothing was
+ * adopted): back, the daemon once booted the VM afresh there while the source still held
+ * the guest as of the switch, and the record stayed broken for ever. It says its copy
+ * ended instead, which lets the source take the guest back. */
+static void test_postcopy_target_gone_while_away(void)
+{
+	char meta[700];
+	long long epoch = 0;
+	int dst, src;
+
+	START(3, NULL);
+	create("vm1", "on-failure", "0", NULL);
+	dst = wait_owner("vm1");
+	CU_ASSERT_FATAL(dst >= 0);
+	CU_ASSERT_EQUAL_FATAL(cluster_owner(&C, "vm1", &epoch), dst);
+	src = (dst + 1) % 3;
+	kill_host(dst);
+	snprintf(meta, sizeof(meta), "%s/vms/vm1/meta.json", C.node[dst].state);
+	unlink(meta);
+	put_migration("vm1", src, dst, "postcopy", dst, (int)epoch + 1);
+	CU_ASSERT_FATAL(cluster_node_start(&C, dst, NULL) == 0);
+	CU_ASSERT_TRUE(test_wait_file_has(C.node[dst].log,
+					  "status postcopy-broken: the VMM here ended during "
+					  "post-copy while its daemon was away",
+					  WAIT_MS));
+}
+
 /* etcd stops for everyone for twice the lease TTL: the three daemons confirm each other
  * over the peer channel and every guest runs on (without that, its deadline would pause
  * it after about 2 s); when etcd is back, nothing was lost, moved or fenced. */
@@ -939,6 +966,8 @@ void suite_ha(void)
 		  test_restart_onto_incomplete_target },
 		{ "a post-copy whose two nodes are lost: failed, the VM restarts",
 		  test_postcopy_both_lost },
+		{ "a post-copy target whose VMM ended while its daemon was away: no fresh boot",
+		  test_postcopy_target_gone_while_away },
 		{ "committed, the source idle, the target lost: done late, the VM restarts",
 		  test_committed_target_lost_source_idle },
 		{ NULL, NULL },
