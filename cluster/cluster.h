@@ -336,7 +336,8 @@ void cl_members_hash(const char *const *names, size_t n, char out[CL_MEMBERS_HAS
 /* The view's member list's hash. */
 void cl_view_members_hash(const struct cl_view *v, char out[CL_MEMBERS_HASH]);
 /* Whether the member list may change now (a node joins, or `except` is forgotten): every
- * member but except is up and counts over the current list. Then every member's list is
+ * member but except is up and counts over the current list — a member that is down and
+ * that no owner or migration record names runs nothing, and does not count here. Then every member's list is
  * the current one or, after the change, the one before it, and a majority of the one and
  * a majority of the other always share a member — what HA's fencing rests on. False with
  * the reason in why. */

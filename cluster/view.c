@@ -93,6 +93,20 @@ void cl_view_members_hash(const struct cl_view *v, char out[CL_MEMBERS_HASH])
 	free(names);
 }
 
+/* A VM's owner record, or an active migration's, names node: it may run guests there. */
+static bool named_by_vms(const struct cl_view *v, const char *node)
+{
+	for (size_t i = 0; i < v->nvms; i++) {
+		const struct cl_vm_view *vv = &v->vms[i];
+
+		if ((vv->has_owner && !strcmp(vv->owner.node, node)) ||
+		    (vv->has_mig &&
+		     (!strcmp(vv->mig.source, node) || !strcmp(vv->mig.target, node))))
+			return true;
+	}
+	return false;
+}
+
 bool cl_view_membership_settled(const struct cl_view *v, const char *except, char *why, size_t len)
 {
 	char cur[CL_MEMBERS_HASH];
@@ -101,13 +115,17 @@ bool cl_view_membership_settled(const struct cl_view *v, const char *except, cha
 	for (size_t i = 0; i < v->nnodes; i++) {
 		const struct cl_node_view *nv = &v->nodes[i];
 
-		if (!nv->member || (except && !strcmp(nv->name, except)))
+		/* A member that is down and runs nothing (no owner or migration record names
+		 * it) has no guest to ride for: the list it last read does not matter, and a
+		 * dead one must not block its own replacement. */
+		if (!nv->member || (except && !strcmp(nv->name, except)) ||
+		    (!nv->alive && !named_by_vms(v, nv->name)))
 			continue;
 		if (!nv->alive)
 			snprintf(why, len,
-				 "member %s is down, and may still count majorities over the "
-				 "member list it last read (bring it back, or forget it once its "
-				 "VMs have moved)",
+				 "member %s is down with VMs of its own, and may still count "
+				 "majorities over the member list it last read (bring it back, or "
+				 "forget it once its VMs have moved)",
 				 nv->name);
 		else if (!nv->node.members[0])
 			snprintf(why, len,

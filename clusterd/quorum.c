@@ -199,8 +199,8 @@ static void cache_save(struct cd *cd, const struct cl_member *m, size_t n)
 	json_t *arr = json_array();
 
 	for (size_t i = 0; arr && i < n; i++)
-		json_array_append_new(arr,
-				      json_pack("{s:s,s:s}", "name", m[i].name, "peer", m[i].peer));
+		json_array_append_new(arr, json_pack("{s:s,s:s,s:b}", "name", m[i].name, "peer",
+						     m[i].peer, "ride", m[i].ride));
 	txt = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
 	cache_path(cd, path, sizeof(path));
 	if (!txt || write_file_atomic(path, txt, strlen(txt)))
@@ -228,6 +228,7 @@ static void cache_load(struct cd *cd)
 			continue;
 		snprintf(q->members[q->nmembers].name, CL_NAME_MAX, "%s", name);
 		snprintf(q->members[q->nmembers].peer, sizeof(q->members[0].peer), "%s", peer);
+		q->members[q->nmembers].ride = json_is_true(json_object_get(e, "ride"));
 		q->nmembers++;
 	}
 	json_decref(arr);
@@ -436,7 +437,10 @@ static size_t ride_peers(struct cd *cd, struct cl_member *peers, size_t *npeers)
 	*npeers = 0;
 	pthread_mutex_lock(&q->mu);
 	n = q->nmembers;
-	if (n < MIN_MEMBERS || !member_find(q, cd->cfg->node))
+	/* Only once its own members/ record says it rides: a leader whose own ride_through
+	 * is off gathers releases for it only then. */
+	if (n < MIN_MEMBERS || !member_find(q, cd->cfg->node) ||
+	    !member_find(q, cd->cfg->node)->ride)
 		n = 0;
 	for (size_t i = 0; n && i < q->nmembers; i++)
 		if (strcmp(q->members[i].name, cd->cfg->node))

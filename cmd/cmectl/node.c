@@ -306,8 +306,11 @@ static void forget_refusal(const struct cl_view *v, long i, char *why, size_t le
 	const char *name = v->nodes[i].name;
 	size_t owned = 0;
 	char settled[200];
+	bool rides = false;
 
 	why[0] = 0;
+	for (size_t k = 0; k < v->nnodes; k++)
+		rides |= v->nodes[k].member && v->nodes[k].mem.ride;
 	for (size_t k = 0; k < v->nvms; k++)
 		owned += v->vms[k].has_owner && !strcmp(v->vms[k].owner.node, name);
 	if (v->nodes[i].alive)
@@ -320,6 +323,14 @@ static void forget_refusal(const struct cl_view *v, long i, char *why, size_t le
 	else if (v->nodes[i].member &&
 		 !cl_view_membership_settled(v, name, settled, sizeof(settled)))
 		snprintf(why, len, "the member list may not change now: %s", settled);
+	else if (v->nodes[i].member && cl_view_members(v) == 3 && rides)
+		/* Two would be no majority to ride on, and a leader then no longer asks
+		 * anyone: a member of three still riding on its old list could run twice. */
+		snprintf(
+			why, len,
+			"forgetting node %s would leave 2 members, too few to ride through an etcd "
+			"outage safely: join a new node first",
+			name);
 }
 
 /* members/<name> and admin/<name> go, and the membership record changes, in one
@@ -328,22 +339,31 @@ static int forget(struct ctl *c, const struct cl_view *v, const char *name, stru
 {
 	char mkey[CTL_KEY_MAX], akey[CTL_KEY_MAX], skey[CTL_KEY_MAX];
 	char *sj = cl_membership_json("forget", name);
-	struct etcd_cmp cmp = { .key = ctl_key(c, skey, "membership", NULL, NULL),
-				.target = ETCD_CMP_MOD,
-				.num = v->membership_rev };
+	char nkey[CTL_KEY_MAX];
+	/* Unchanged since the view, and the node still down: one that came back meanwhile
+	 * may already count itself a member. */
+	struct etcd_cmp cmp[2] = {
+		{ .key = ctl_key(c, skey, "membership", NULL, NULL),
+		  .target = ETCD_CMP_MOD,
+		  .num = v->membership_rev },
+		{ .key = ctl_key(c, nkey, "nodes", name, NULL),
+		  .target = ETCD_CMP_VERSION,
+		  .num = 0 },
+	};
 	struct etcd_op ops[3] = {
 		{ .type = ETCD_OP_DELETE, .key = ctl_key(c, mkey, "members", name, NULL) },
 		{ .type = ETCD_OP_DELETE, .key = ctl_key(c, akey, "admin", name, NULL) },
 		{ .type = ETCD_OP_PUT, .key = skey, .val = sj, .vlen = sj ? strlen(sj) : 0 },
 	};
-	struct etcd_txn t = { &cmp, 1, ops, 3, NULL, 0 };
+	struct etcd_txn t = { cmp, 2, ops, 3, NULL, 0 };
 	struct etcd_txn_resp r = { 0 };
 	int rc = sj ? etcd_txn(c->etcd, &t, &r, err) : -ENOMEM;
 
 	if (!rc && !r.succeeded) {
 		snprintf(err->msg, sizeof(err->msg),
-			 "the member list changed meanwhile: look again (cmectl node list) and "
-			 "retry");
+			 "the member list changed meanwhile, or node %s came back: look again "
+			 "(cmectl node list) and retry",
+			 name);
 		rc = -EAGAIN;
 	}
 	etcd_txn_resp_free(&r);

@@ -395,13 +395,15 @@ static void test_member_roundtrip(void)
 }
 
 /* The member list's identity ignores order and tells lists apart; a change may be made
- * only while every member (but the one forgotten) is up and shows the current list. */
+ * only while every member (but the one forgotten) is up and shows the current list, or is
+ * down with no VM of its own. */
 static void test_membership_settled(void)
 {
 	const char *abc[] = { "a", "b", "c" }, *cab[] = { "c", "a", "b" }, *ab[] = { "a", "b" };
 	const char *split[] = { "ab", "c" }, *joined[] = { "a", "bc" };
 	struct cl_node_view nodes[4] = { 0 };
 	struct cl_view v = { .nodes = nodes, .nnodes = 4 };
+	struct cl_vm_view vm = { .name = "vm1", .has_owner = true, .owner = { .node = "b" } };
 	char h1[CL_MEMBERS_HASH], h2[CL_MEMBERS_HASH], why[256] = "";
 
 	cl_members_hash(abc, 3, h1);
@@ -428,11 +430,19 @@ static void test_membership_settled(void)
 	nodes[3].node.members[0] = 0; /* not a member: what it counts over does not matter */
 	CU_ASSERT_TRUE(cl_view_membership_settled(&v, NULL, why, sizeof(why)));
 
-	nodes[1].alive = false;
+	nodes[1].alive = false; /* b down, running nothing: it has no guest to ride for */
+	CU_ASSERT_TRUE(cl_view_membership_settled(&v, NULL, why, sizeof(why)));
+	v.vms = &vm; /* b owns a VM: it may ride on the list it last read */
+	v.nvms = 1;
 	CU_ASSERT_FALSE(cl_view_membership_settled(&v, NULL, why, sizeof(why)));
-	CU_ASSERT_PTR_NOT_NULL(strstr(why, "member b is down"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "member b is down with VMs of its own"));
 	CU_ASSERT_TRUE(cl_view_membership_settled(&v, "b", why, sizeof(why))); /* forget b */
 	CU_ASSERT_FALSE(cl_view_membership_settled(&v, "c", why, sizeof(why)));
+	vm.has_owner = false; /* named by a migration instead */
+	vm.has_mig = true;
+	strcpy(vm.mig.target, "b");
+	CU_ASSERT_FALSE(cl_view_membership_settled(&v, NULL, why, sizeof(why)));
+	v.nvms = 0;
 
 	nodes[1].alive = true;
 	cl_members_hash(ab, 2, nodes[2].node.members); /* c has not read the last join */
