@@ -303,7 +303,11 @@ static void publish_self(struct cd *cd, const struct cl_view *v)
 			log_info(SUB, "node=%s: peer channel now %s", m.name, m.peer);
 		return;
 	}
-	if (!cl_view_membership_settled(v, NULL, why, sizeof(why))) {
+	if (cl_view_members(v) >= CD_MAX_MEMBERS)
+		snprintf(why, sizeof(why), "the cluster has %d members, the most a daemon counts",
+			 CD_MAX_MEMBERS);
+	if (cl_view_members(v) >= CD_MAX_MEMBERS ||
+	    !cl_view_membership_settled(v, NULL, why, sizeof(why))) {
 		if (strcmp(why, cd->quorum->join_why))
 			log_info(SUB, "node=%s: not joining the members yet: %s", m.name, why);
 		snprintf(cd->quorum->join_why, sizeof(cd->quorum->join_why), "%s", why);
