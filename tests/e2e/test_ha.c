@@ -535,7 +535,7 @@ static void expect_mig_failed(const char *vm, const char *why)
  * back for ever. The leader fails it, naming both, and restarts the VM on the node left.
  * The records are written as the commit leaves them (ride-through off: two of three
  * nodes lost leave no majority to confirm their fencing; the lease's expiry does). */
-static void test_committed_both_lost(void)
+static void both_lost(const char *phase, const char *why)
 {
 	int src, dst;
 
@@ -544,12 +544,17 @@ static void test_committed_both_lost(void)
 	src = wait_owner("vm1");
 	CU_ASSERT_FATAL(src >= 0);
 	dst = (src + 1) % 3;
-	put_migration("vm1", src, dst, "committed", dst, 2);
+	put_migration("vm1", src, dst, phase, dst, 2);
 	kill_host(src);
 	kill_host(dst);
 	CU_ASSERT_EQUAL(wait_moved("vm1", dst, 3), (src + 2) % 3);
-	expect_mig_failed("vm1", "were both lost after the commit");
+	expect_mig_failed("vm1", why);
 	CU_ASSERT_TRUE(cluster_has_event(&C, "vm-ha-restart", "vm1"));
+}
+
+static void test_committed_both_lost(void)
+{
+	both_lost("committed", "were both lost after the commit");
 }
 
 /* A broken post-copy taken back by its source (owner record and migration record as the
@@ -781,18 +786,7 @@ static void test_restart_onto_incomplete_target(void)
  * node. */
 static void test_postcopy_both_lost(void)
 {
-	int src, dst;
-
-	START(3, "ride_through = off\n");
-	create("vm1", "on-failure", "0", NULL);
-	src = wait_owner("vm1");
-	CU_ASSERT_FATAL(src >= 0);
-	dst = (src + 1) % 3;
-	put_migration("vm1", src, dst, "postcopy", dst, 2);
-	kill_host(src);
-	kill_host(dst);
-	CU_ASSERT_EQUAL(wait_moved("vm1", dst, 3), (src + 2) % 3);
-	expect_mig_failed("vm1", "were both lost during post-copy");
+	both_lost("postcopy", "were both lost during post-copy");
 }
 
 /* Committed, the source alive but without its copy or worker any more (its "done" failed
