@@ -193,8 +193,10 @@ static void cache_path(const struct cd *cd, char *buf, size_t len)
 	snprintf(buf, len, "%s/members.json", cd->cfg->state_dir);
 }
 
-static void cache_save(struct cd *cd, const struct cl_member *m, size_t n)
+static bool cache_save(struct cd *cd, const struct cl_member *m, size_t n)
 {
+	bool ok;
+
 	char path[CL_PATH_MAX + 16], *txt;
 	json_t *arr = json_array();
 
@@ -203,10 +205,15 @@ static void cache_save(struct cd *cd, const struct cl_member *m, size_t n)
 						     m[i].peer, "ride", m[i].ride));
 	txt = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
 	cache_path(cd, path, sizeof(path));
-	if (!txt || write_file_atomic(path, txt, strlen(txt)))
-		log_warn(SUB, "cannot save the members in %s", path);
+	ok = txt && !write_file_atomic(path, txt, strlen(txt));
+	if (!ok)
+		log_warn(SUB,
+			 "cannot save the members in %s: this node keeps counting over the list "
+			 "saved before",
+			 path);
 	free(txt);
 	json_decref(arr);
+	return ok;
 }
 
 static void cache_load(struct cd *cd)
@@ -328,8 +335,11 @@ void cd_quorum_view(struct cd *cd, const struct cl_view *v, uint64_t read_ns)
 	for (size_t i = 0; i < v->nnodes && n < CD_MAX_MEMBERS; i++)
 		if (v->nodes[i].member)
 			m[n++] = v->nodes[i].mem;
+	/* Saved first: a restart during an outage counts over the saved list, which is the
+	 * one this node's record names (only this thread writes q->members). */
+	changed = (n != q->nmembers || memcmp(m, q->members, n * sizeof(m[0]))) &&
+		  cache_save(cd, m, n);
 	pthread_mutex_lock(&q->mu);
-	changed = n != q->nmembers || memcmp(m, q->members, n * sizeof(m[0]));
 	if (changed) {
 		memcpy(q->members, m, n * sizeof(m[0]));
 		q->nmembers = n;
@@ -355,8 +365,6 @@ void cd_quorum_view(struct cd *cd, const struct cl_view *v, uint64_t read_ns)
 			q->rel[i] = q->rel[--q->nrel];
 		else
 			i++;
-	if (changed)
-		cache_save(cd, m, n);
 }
 
 /* ---- answering peers (the peer thread) --------------------------------------------------- */

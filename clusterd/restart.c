@@ -197,8 +197,8 @@ struct held {
 static size_t hold_unfenced(struct cd *cd, const struct cl_view *v, struct cl_ha *h,
 			    struct held *held, size_t max)
 {
-	char asked[8][CL_NAME_MAX], why[256] = "";
-	bool fenced[8];
+	char asked[CD_MAX_MEMBERS][CL_NAME_MAX], why[CD_MAX_MEMBERS][256];
+	bool fenced[CD_MAX_MEMBERS];
 	size_t nasked = 0, n = 0;
 
 	for (size_t i = 0; i < h->c.nvms && n < max; i++) {
@@ -212,13 +212,16 @@ static size_t hold_unfenced(struct cd *cd, const struct cl_view *v, struct cl_ha
 			;
 		if (k == nasked && nasked < ARRAY_SIZE(asked)) {
 			snprintf(asked[nasked], CL_NAME_MAX, "%s", vm->owner);
-			fenced[nasked++] = cd_quorum_fenced(cd, v, vm->owner, why, sizeof(why));
+			why[nasked][0] = 0;
+			fenced[nasked] = cd_quorum_fenced(cd, v, vm->owner, why[nasked],
+							  sizeof(why[nasked]));
+			nasked++;
 		}
 		if (k < nasked && fenced[k])
 			continue;
-		held[n].vm = i;
+		held[n].vm = i; /* the reason given for its own node */
 		snprintf(held[n].why, sizeof(held[n].why), "%s",
-			 why[0] ? why : "node is down; waiting for fencing");
+			 k < nasked && why[k][0] ? why[k] : "node is down; waiting for fencing");
 		vm->wanted = false;
 		n++;
 	}
