@@ -95,13 +95,13 @@ static void dest_listening(struct cd *cd, const struct cl_vm_view *vv, struct lv
 	log_info(SUB, "vm=%s mig=%s: target listening on %s", vv->name, m.id, m.dest_addr);
 }
 
-/* The owner record names us: run the guest (idempotent) and take it over as ours. */
 /* The phases a migration's commit writes (with the owner move) and those after it. */
 static bool commit_phase(const struct cl_migration *m)
 {
 	return !strcmp(m->phase, "committed") || !strcmp(m->phase, "done") || postcopy_phase(m);
 }
 
+/* The owner record names us: run the guest (idempotent) and take it over as ours. */
 static void dest_take_over(struct cd *cd, const struct cl_vm_view *vv, struct lvm *l)
 {
 	json_t *r = NULL;
