@@ -260,8 +260,9 @@ int cl_spec_check(const struct cl_spec *s, struct etcd_err *err) CME_WUR;
 /* Whether a node offers what a confidential VM needs (AMD SEV in its mem_encryption). */
 bool cl_node_offers_sev(const struct cl_node *n);
 /* The version cme-clusterd publishes in its node record; the first that knows confidential
- * VMs is CL_VERSION_CONFIDENTIAL (an older node would place and start one unencrypted). */
-#define CL_VERSION		"0.6"
+ * VMs is CL_VERSION_CONFIDENTIAL (an older node would place and start one unencrypted);
+ * 0.7 the first that publishes its member list's hash and changes members one at a time. */
+#define CL_VERSION		"0.7"
 #define CL_VERSION_CONFIDENTIAL "0.6"
 /* Whether the node's cme-clusterd knows the spec's confidential key. */
 bool cl_node_knows_confidential(const struct cl_node *n);
