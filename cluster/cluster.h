@@ -25,9 +25,9 @@
 /* True when s is a valid node/VM/group name. */
 bool cl_name_ok(const char *s);
 
-/* nodes/<node>: written by the node, bound to its lease. */
 #define CL_MEMBERS_HASH 33 /* 16 bytes of BLAKE2b in hex, and its NUL */
 
+/* nodes/<node>: written by the node, bound to its lease. */
 struct cl_node {
 	char name[CL_NAME_MAX];
 	char addr[128];	     /* host other nodes reach for migrations */
@@ -231,9 +231,6 @@ char *cl_trust_json(const struct cl_trust *t);
 char *cl_backup_json(const struct cl_backup *b);
 char *cl_schedule_json(const struct cl_schedule *s);
 char *cl_restore_json(const struct cl_restore *r);
-/* <prefix>/membership: rewritten by every change of members/ in the same transaction,
- * which compares its mod_revision with the view's: changes go one at a time. */
-char *cl_membership_json(const char *change, const char *node);
 
 /* Decode JSON text (len bytes) into a zeroed record; 0 or -EINVAL with a reason in err. */
 int cl_node_parse(const char *txt, size_t len, struct cl_node *n, struct etcd_err *err) CME_WUR;
@@ -338,11 +335,20 @@ void cl_members_hash(const char *const *names, size_t n, char out[CL_MEMBERS_HAS
 void cl_view_members_hash(const struct cl_view *v, char out[CL_MEMBERS_HASH]);
 /* Whether the member list may change now (a node joins, or `except` is forgotten): every
  * member but except is up and counts over the current list — a member that is down and
- * that no owner or migration record names runs nothing, and does not count here. Then every member's list is
- * the current one or, after the change, the one before it, and a majority of the one and
- * a majority of the other always share a member — what HA's fencing rests on. False with
- * the reason in why. */
+ * that no owner or migration record names runs nothing, and does not count here. Then
+ * every member's list is the current one or, after the change, the one before it, and a
+ * majority of the one and a majority of the other always share a member — what HA's
+ * fencing rests on. False with the reason in why. */
 bool cl_view_membership_settled(const struct cl_view *v, const char *except, char *why, size_t len);
+/* One change of the member list, made only while <prefix>/membership is as v read it and
+ * every cmp holds: ops (members/<node> and what goes with it) and the rewrite of the
+ * membership record in one transaction, so changes go one at a time. change says what it
+ * is ("join", "peer", "forget"). 0 done; -EAGAIN when another change came first or a cmp
+ * failed; -errno with the reason in err. At most 3 cmp and 3 ops. */
+int cl_membership_change(struct etcd *e, const char *prefix, const struct cl_view *v,
+			 const char *change, const char *node, const struct etcd_cmp *cmp,
+			 size_t ncmp, const struct etcd_op *ops, size_t nops,
+			 struct etcd_err *err) CME_WUR;
 struct cl_vm_view *cl_view_vm(const struct cl_view *v, const char *name);
 /* Its owner node itself says nothing of it runs there: a status "stopped" or "failed"
  * written by that node at the owner's epoch. A desired state of stopped is not enough —

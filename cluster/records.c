@@ -196,16 +196,6 @@ char *cl_key(char *buf, size_t len, const char *prefix, const char *part, const 
 
 /* ---- encoding ----------------------------------------------------------------------- */
 
-char *cl_membership_json(const char *change, const char *node)
-{
-	json_t *o = json_pack("{s:s,s:s,s:I}", "change", change, "node", node, "ms",
-			      (json_int_t)wall_ms());
-	char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-
-	json_decref(o);
-	return txt;
-}
-
 static json_t *field_value(const struct field *f, const char *p)
 {
 	switch (f->type) {

@@ -142,6 +142,45 @@ bool cl_view_membership_settled(const struct cl_view *v, const char *except, cha
 	return true;
 }
 
+int cl_membership_change(struct etcd *e, const char *prefix, const struct cl_view *v,
+			 const char *change, const char *node, const struct etcd_cmp *cmp,
+			 size_t ncmp, const struct etcd_op *ops, size_t nops, struct etcd_err *err)
+{
+	char key[256];
+	json_t *o = json_pack("{s:s,s:s,s:I}", "change", change, "node", node, "ms",
+			      (json_int_t)wall_ms());
+	char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	struct etcd_cmp c[4] = { { .key = cl_key(key, sizeof(key), prefix, "membership", NULL,
+						 NULL),
+				   .target = ETCD_CMP_MOD,
+				   .num = v->membership_rev } };
+	struct etcd_op op[4];
+	struct etcd_txn t = { c, ncmp + 1, op, nops + 1, NULL, 0 };
+	struct etcd_txn_resp r = { 0 };
+	int rc = -ENOMEM;
+
+	json_decref(o);
+	if (ncmp > 3 || nops > 3 || !c[0].key) {
+		free(txt);
+		snprintf(err->msg, sizeof(err->msg), "a member list change of too many parts");
+		return -EINVAL;
+	}
+	memcpy(c + 1, cmp, ncmp * sizeof(*cmp));
+	memcpy(op, ops, nops * sizeof(*ops));
+	op[nops] = (struct etcd_op){
+		.type = ETCD_OP_PUT, .key = key, .val = txt, .vlen = txt ? strlen(txt) : 0
+	};
+	if (txt)
+		rc = etcd_txn(e, &t, &r, err);
+	else
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+	if (!rc && !r.succeeded)
+		rc = -EAGAIN;
+	etcd_txn_resp_free(&r);
+	free(txt);
+	return rc;
+}
+
 static struct cl_node_view *node_get(struct cl_view *v, const char *name)
 {
 	struct cl_node_view *nv = cl_view_node(v, name), *arr;

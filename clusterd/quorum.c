@@ -195,10 +195,9 @@ static void cache_path(const struct cd *cd, char *buf, size_t len)
 
 static bool cache_save(struct cd *cd, const struct cl_member *m, size_t n)
 {
-	bool ok;
-
 	char path[CL_PATH_MAX + 16], *txt;
 	json_t *arr = json_array();
+	bool ok;
 
 	for (size_t i = 0; arr && i < n; i++)
 		json_array_append_new(arr, json_pack("{s:s,s:s,s:b}", "name", m[i].name, "peer",
@@ -255,39 +254,26 @@ void cd_quorum_members_hash(struct cd *cd, char out[CL_MEMBERS_HASH])
 	pthread_mutex_unlock(&q->mu);
 }
 
-/* members/<node> and the membership record in one transaction that holds only if no other
- * change came since the view: changes go one at a time, and a forget (cmectl) and a
- * rewrite of the record cannot cross. change: "join", or "peer" (a member's peer channel
- * moved). */
+/* members/<node> as one change of the member list (cl_membership_change): a forget
+ * (cmectl) and a rewrite of the record cannot cross. change: "join", or "peer" (a member's
+ * peer channel moved, or how it rides). 0, -EAGAIN (another change came first: the next
+ * round looks again) or -errno. */
 static int member_write(struct cd *cd, const struct cl_view *v, const struct cl_member *m,
 			const char *change)
 {
-	char mkey[256], skey[256], *mj = cl_member_json(m), *sj;
-	struct etcd_cmp cmp = { .target = ETCD_CMP_MOD, .num = v->membership_rev };
-	struct etcd_op ops[2];
-	struct etcd_txn t = { &cmp, 1, ops, 2, NULL, 0 };
-	struct etcd_txn_resp r = { 0 };
-	struct etcd_err err = { "" };
-	int rc;
+	char key[256], *mj = cl_member_json(m);
+	struct etcd_op op = { .type = ETCD_OP_PUT,
+			      .key = cd_key(cd, key, sizeof(key), "members", m->name, NULL),
+			      .val = mj,
+			      .vlen = mj ? strlen(mj) : 0 };
+	struct etcd_err err = { "out of memory" };
+	int rc = mj ? cl_membership_change(cd->etcd, cd->cfg->prefix, v, change, m->name, NULL, 0,
+					   &op, 1, &err)
+		    : -ENOMEM;
 
-	sj = cl_membership_json(change, m->name);
-	cmp.key = cd_key(cd, skey, sizeof(skey), "membership", NULL, NULL);
-	ops[0] = (struct etcd_op){ .type = ETCD_OP_PUT,
-				   .key = cd_key(cd, mkey, sizeof(mkey), "members", m->name, NULL),
-				   .val = mj,
-				   .vlen = mj ? strlen(mj) : 0 };
-	ops[1] = (struct etcd_op){
-		.type = ETCD_OP_PUT, .key = skey, .val = sj, .vlen = sj ? strlen(sj) : 0
-	};
-	rc = mj && sj ? etcd_txn(cd->etcd, &t, &r, &err) : -ENOMEM;
-	if (rc)
-		log_warn(SUB, "node=%s: writing members/%s: %s", m->name, m->name,
-			 rc == -ENOMEM ? "out of memory" : err.msg);
-	else if (!r.succeeded)
-		rc = -EAGAIN; /* another change came first: the next round looks again */
-	etcd_txn_resp_free(&r);
+	if (rc && rc != -EAGAIN)
+		log_warn(SUB, "node=%s: writing members/%s: %s", m->name, m->name, err.msg);
 	free(mj);
-	free(sj);
 	return rc;
 }
 
@@ -310,18 +296,18 @@ static void publish_self(struct cd *cd, const struct cl_view *v)
 			log_info(SUB, "node=%s: peer channel now %s", m.name, m.peer);
 		return;
 	}
-	if (cl_view_members(v) >= CD_MAX_MEMBERS)
+	if (cl_view_members(v) >= CD_MAX_MEMBERS) {
 		snprintf(why, sizeof(why), "the cluster has %d members, the most a daemon counts",
 			 CD_MAX_MEMBERS);
-	if (cl_view_members(v) >= CD_MAX_MEMBERS ||
-	    !cl_view_membership_settled(v, NULL, why, sizeof(why))) {
-		if (strcmp(why, cd->quorum->join_why))
-			log_info(SUB, "node=%s: not joining the members yet: %s", m.name, why);
-		snprintf(cd->quorum->join_why, sizeof(cd->quorum->join_why), "%s", why);
+	} else if (cl_view_membership_settled(v, NULL, why, sizeof(why))) {
+		if (!member_write(cd, v, &m, "join"))
+			log_info(SUB, "node=%s: member of the cluster, peer channel %s", m.name,
+				 m.peer);
 		return;
 	}
-	if (!member_write(cd, v, &m, "join"))
-		log_info(SUB, "node=%s: member of the cluster, peer channel %s", m.name, m.peer);
+	if (strcmp(why, cd->quorum->join_why))
+		log_info(SUB, "node=%s: not joining the members yet: %s", m.name, why);
+	snprintf(cd->quorum->join_why, sizeof(cd->quorum->join_why), "%s", why);
 }
 
 void cd_quorum_view(struct cd *cd, const struct cl_view *v, uint64_t read_ns)
@@ -444,15 +430,16 @@ static json_t *answer(struct cd *cd, const char *from, json_t *req)
 static size_t ride_peers(struct cd *cd, struct cl_member *peers, size_t *npeers)
 {
 	struct cd_quorum *q = cd->quorum;
+	const struct cl_member *self;
 	size_t n;
 
 	*npeers = 0;
 	pthread_mutex_lock(&q->mu);
 	n = q->nmembers;
+	self = member_find(q, cd->cfg->node);
 	/* Only once its own members/ record says it rides: a leader whose own ride_through
 	 * is off gathers releases for it only then. */
-	if (n < MIN_MEMBERS || !member_find(q, cd->cfg->node) ||
-	    !member_find(q, cd->cfg->node)->ride)
+	if (n < MIN_MEMBERS || !self || !self->ride)
 		n = 0;
 	for (size_t i = 0; n && i < q->nmembers; i++)
 		if (strcmp(q->members[i].name, cd->cfg->node))
@@ -552,10 +539,9 @@ static void gather(struct cd *cd, const struct cl_view *v, const char *node, str
 {
 	struct cl_member peers[CD_MAX_MEMBERS];
 	json_t *replies[CD_MAX_MEMBERS], *req, *mine;
+	const struct cl_node_view *self = cl_view_node(v, cd->cfg->node);
 	uint64_t answered, wait;
 	size_t n = 0, got, need = members / 2 + 1;
-
-	const struct cl_node_view *self = cl_view_node(v, cd->cfg->node);
 
 	for (size_t i = 0; i < v->nnodes && n < CD_MAX_MEMBERS; i++)
 		if (v->nodes[i].member && strcmp(v->nodes[i].name, node) &&
@@ -624,7 +610,7 @@ bool cd_quorum_fenced(struct cd *cd, const struct cl_view *v, const char *node, 
 		asked = true;
 	}
 	now = boottime_ns(); /* after the asking: no promise left open means ready now */
-	if (r->ready_ns && now >= r->ready_ns && !(asked && !r->wait_ms)) {
+	if (r->ready_ns && now >= r->ready_ns && (!asked || r->wait_ms)) {
 		/* The wait is over: ask once more, right before the move. Releases gathered for
 		 * an earlier loss of the node (it came back since, unseen by this leader, and may
 		 * have been confirmed again) do not stand for this one: only a majority with no

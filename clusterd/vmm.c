@@ -123,17 +123,23 @@ void cd_lvm_console_path(const struct lvm *l, char *buf, size_t len)
 	snprintf(buf, len, "%s/console.log", l->vdir);
 }
 
+/* meta.json's fields but its "pid", which the daemon and the child write each their own. */
+static json_t *meta_fields(const struct lvm *l)
+{
+	return json_pack("{s:s,s:I,s:s,s:s,s:s}", "role", l->role == LVM_RUN ? "run" : "incoming",
+			 "epoch", (json_int_t)l->epoch, "mig_id", l->mig_id, "cgroup", l->cgroup,
+			 "restore_id", l->restore_id);
+}
+
 void cd_lvm_save_meta(const struct lvm *l)
 {
 	char path[CL_PATH_MAX + 16], tmp[CL_PATH_MAX + 16];
-	json_t *o =
-		json_pack("{s:i,s:s,s:I,s:s,s:s,s:s}", "pid", (int)l->pid, "role",
-			  l->role == LVM_RUN ? "run" : "incoming", "epoch", (json_int_t)l->epoch,
-			  "mig_id", l->mig_id, "cgroup", l->cgroup, "restore_id", l->restore_id);
+	json_t *o = meta_fields(l);
 
 	snprintf(path, sizeof(path), "%s/meta.json", l->dir);
 	snprintf(tmp, sizeof(tmp), "%s/meta.tmp", l->dir);
-	if (!o || json_dump_file(o, tmp, JSON_COMPACT) || rename(tmp, path))
+	if (!o || json_object_set_new(o, "pid", json_integer(l->pid)) ||
+	    json_dump_file(o, tmp, JSON_COMPACT) || rename(tmp, path))
 		log_warn(SUB, "vm=%s: cannot write %s: %s", l->name, path, strerror(errno));
 	json_decref(o);
 }
@@ -150,10 +156,7 @@ static void meta_tpl_init(const struct lvm *l, struct meta_tpl *t)
 	snprintf(t->path, sizeof(t->path), "%s/meta.json", l->dir);
 	/* The rest of the object after "pid", encoded by jansson: the migration id came from
 	 * etcd and must not be able to add fields (a "pid" of its choice) to the file. */
-	json_t *o =
-		json_pack("{s:s,s:I,s:s,s:s,s:s}", "role", l->role == LVM_RUN ? "run" : "incoming",
-			  "epoch", (json_int_t)l->epoch, "mig_id", l->mig_id, "cgroup", l->cgroup,
-			  "restore_id", l->restore_id);
+	json_t *o = meta_fields(l);
 	char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 
 	snprintf(t->tail, sizeof(t->tail), "}");

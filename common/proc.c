@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,9 +16,6 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#define CGROUP_SUPER_MAGIC  0x27e0eb
-#define CGROUP2_SUPER_MAGIC 0x63677270
 
 pid_t proc_clone_pidns(void)
 {

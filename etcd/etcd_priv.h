@@ -51,8 +51,9 @@ void etcd_curl_common(struct etcd *e, CURL *h);
 /* The watch's stream reader alone (etcd_watch.c), for the fuzz target and unit tests: the
  * bytes of one connection started at start_rev (0: "from now"), handed over chunk bytes
  * at a time as libcurl would, events to cb. Returns the state it ended in (0: still
- * running, then 1 stop, 2 the callback's stop, 3 fatal, 4 lost, 5 compacted) and the
- * position a reconnect would resume from in *next_rev. */
+ * running, then 1 stop, 2 the callback's stop, 3 fatal, 4 lost, 5 compacted, 6 a
+ * response over the line limit) and the position a reconnect would resume from in
+ * *next_rev. */
 int etcd_watch_read(const char *data, size_t len, size_t chunk, int64_t start_rev, etcd_watch_cb cb,
 		    void *opaque, int64_t *next_rev);
 

@@ -350,9 +350,8 @@ out:
  * would start it before — the same page again, for ever. */
 static int resync_deliver(struct watch *w, struct etcd_kvs *kvs, char **last, size_t *last_len)
 {
-	const struct etcd_kv *k;
-
 	struct etcd_event ev = { .type = ETCD_EV_PUT, .resync = true };
+	const struct etcd_kv *k;
 
 	for (size_t i = 0; i < kvs->n; i++) {
 		ev.kv = &kvs->kv[i];

@@ -333,41 +333,25 @@ static void forget_refusal(const struct cl_view *v, long i, char *why, size_t le
 			name);
 }
 
-/* members/<name> and admin/<name> go, and the membership record changes, in one
- * transaction that holds only if no other change of members came since the view. */
+/* members/<name> and admin/<name> go as one change of the member list, made only while
+ * the node is still down: one that came back meanwhile may already count itself a member. */
 static int forget(struct ctl *c, const struct cl_view *v, const char *name, struct etcd_err *err)
 {
-	char mkey[CTL_KEY_MAX], akey[CTL_KEY_MAX], skey[CTL_KEY_MAX];
-	char *sj = cl_membership_json("forget", name);
-	char nkey[CTL_KEY_MAX];
-	/* Unchanged since the view, and the node still down: one that came back meanwhile
-	 * may already count itself a member. */
-	struct etcd_cmp cmp[2] = {
-		{ .key = ctl_key(c, skey, "membership", NULL, NULL),
-		  .target = ETCD_CMP_MOD,
-		  .num = v->membership_rev },
-		{ .key = ctl_key(c, nkey, "nodes", name, NULL),
-		  .target = ETCD_CMP_VERSION,
-		  .num = 0 },
-	};
-	struct etcd_op ops[3] = {
+	char mkey[CTL_KEY_MAX], akey[CTL_KEY_MAX], nkey[CTL_KEY_MAX];
+	struct etcd_cmp down = { .key = ctl_key(c, nkey, "nodes", name, NULL),
+				 .target = ETCD_CMP_VERSION,
+				 .num = 0 };
+	struct etcd_op ops[2] = {
 		{ .type = ETCD_OP_DELETE, .key = ctl_key(c, mkey, "members", name, NULL) },
 		{ .type = ETCD_OP_DELETE, .key = ctl_key(c, akey, "admin", name, NULL) },
-		{ .type = ETCD_OP_PUT, .key = skey, .val = sj, .vlen = sj ? strlen(sj) : 0 },
 	};
-	struct etcd_txn t = { cmp, 2, ops, 3, NULL, 0 };
-	struct etcd_txn_resp r = { 0 };
-	int rc = sj ? etcd_txn(c->etcd, &t, &r, err) : -ENOMEM;
+	int rc = cl_membership_change(c->etcd, c->prefix, v, "forget", name, &down, 1, ops, 2, err);
 
-	if (!rc && !r.succeeded) {
+	if (rc == -EAGAIN)
 		snprintf(err->msg, sizeof(err->msg),
 			 "the member list changed meanwhile, or node %s came back: look again "
 			 "(cmectl node list) and retry",
 			 name);
-		rc = -EAGAIN;
-	}
-	etcd_txn_resp_free(&r);
-	free(sj);
 	return rc;
 }
 

@@ -1,5 +1,6 @@
 /* common/: sizes, numbers, range checks, line buffers. */
 #include <errno.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,7 +248,8 @@ static void test_cg_remove_made(void)
 	const char *root = NULL;
 
 	for (size_t i = 0; i < ARRAY_SIZE(roots) && !root; i++)
-		if (!statfs(roots[i], &fs) && (fs.f_type == 0x63677270 || fs.f_type == 0x27e0eb) &&
+		if (!statfs(roots[i], &fs) &&
+		    (fs.f_type == CGROUP2_SUPER_MAGIC || fs.f_type == CGROUP_SUPER_MAGIC) &&
 		    !access(roots[i], W_OK))
 			root = roots[i];
 	if (!root || geteuid()) {
