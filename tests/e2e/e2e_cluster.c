@@ -346,6 +346,14 @@ void cluster_expect_ok(const char *what, int rc, char *out, char *err)
 	free(err);
 }
 
+void cluster_expect_said(int rc, int want, const char *text, char *out, char *err)
+{
+	CU_ASSERT_EQUAL(rc, want);
+	CU_ASSERT_PTR_NOT_NULL(err && strstr(err, text));
+	free(out);
+	free(err);
+}
+
 json_t *cluster_get(struct cluster *c, const char *key)
 {
 	struct etcd_kv *kv = NULL;

@@ -90,6 +90,9 @@ int cmectl(struct cluster *c, char **out, char **err, const char *arg, ...)
 /* A cmectl run that must have succeeded (rc 0); prints what it said otherwise; frees out
  * and err. */
 void cluster_expect_ok(const char *what, int rc, char *out, char *err);
+/* A cmectl run that must have ended with status want, its stderr saying text; frees out
+ * and err. */
+void cluster_expect_said(int rc, int want, const char *text, char *out, char *err);
 
 /* Read one record (key under /cme, e.g. "vms/vm1/owner") as JSON; NULL when absent. */
 json_t *cluster_get(struct cluster *c, const char *key);
